@@ -1,0 +1,35 @@
+"""atlas: a store for many similarly-shaped N-dimensional datasets."""
+
+from atlas.core import Atlas, DatasetView, VerifyReport
+from atlas.errors import (
+    AlreadyExistsError,
+    ArrayNotFoundError,
+    AtlasError,
+    ConflictError,
+    CorruptionError,
+    DatasetNotFoundError,
+    FormatError,
+    InvalidNameError,
+    OutOfBoundsError,
+    ReadOnlyError,
+    StoreNotFoundError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AlreadyExistsError",
+    "ArrayNotFoundError",
+    "Atlas",
+    "AtlasError",
+    "ConflictError",
+    "CorruptionError",
+    "DatasetNotFoundError",
+    "DatasetView",
+    "FormatError",
+    "InvalidNameError",
+    "OutOfBoundsError",
+    "ReadOnlyError",
+    "StoreNotFoundError",
+    "VerifyReport",
+]

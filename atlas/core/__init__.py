@@ -1,0 +1,6 @@
+"""The store itself: ``Atlas`` (registry, pending writes, flush, compact) and ``DatasetView``."""
+
+from atlas.core._atlas import Atlas, VerifyReport
+from atlas.core._dataset import DatasetView
+
+__all__ = ["Atlas", "DatasetView", "VerifyReport"]

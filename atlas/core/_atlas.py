@@ -1,0 +1,448 @@
+"""``Atlas``: one store handle — the dataset registry, pending writes, flush, compact, bulk reads."""
+
+from __future__ import annotations
+
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from atlas import codecs
+from atlas.core import _stats
+from atlas.core._dataset import DatasetView
+from atlas.core._index import IndexCache, ResolvedIndex
+from atlas.core._pending import PendingWrites, segment_key
+from atlas.core._reader import ReadContext, read_rows
+from atlas.core._validate import as_index_tuple, check_name, check_window
+from atlas.errors import (
+    AlreadyExistsError,
+    ArrayNotFoundError,
+    CorruptionError,
+    DatasetNotFoundError,
+    FormatError,
+    ReadOnlyError,
+    StoreNotFoundError,
+)
+from atlas.format.manifest import MANIFEST_KEY, Manifest, Schema
+from atlas.format.segment import SegmentWriter
+from atlas.storage import Storage, from_description, open_storage
+
+ORPHAN_GRACE_SECONDS = 3600.0  # an unreferenced file younger than this may be a live writer's
+
+
+@dataclass
+class VerifyReport:
+    """What :meth:`Atlas.verify` found. ``problems`` is empty exactly when the store is sound."""
+
+    problems: list[str] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    segments: int = 0
+    chunks: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+class Atlas:
+    """A store of many datasets. Changes stay in memory until :meth:`flush`."""
+
+    def __init__(self, storage: Storage, manifest: Manifest | None, token: Any):
+        self._storage = storage
+        self._manifest_state = manifest
+        self._token = token
+        self._index = IndexCache(storage)
+        self._pending_state: PendingWrites | None = None
+        self._changed = False
+
+    # -- opening -------------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, location: Any, codec: str = "zstd", *, level: int | None = None,
+               **store_options: Any) -> "Atlas":
+        """Create a new, empty store (a missing directory is created)."""
+        codecs.check_codec(codec)
+        storage = open_storage(location, **store_options)
+        if storage.read_only:
+            raise ReadOnlyError(f"cannot create a store at {storage.location}: it is read-only")
+        if storage.read_manifest(MANIFEST_KEY) is not None:
+            raise AlreadyExistsError(f"a store already exists at {storage.location}")
+        manifest = Manifest.new(codec, codecs.DEFAULT_LEVELS[codec] if level is None else level)
+        token = storage.commit(MANIFEST_KEY, manifest.encode(), None)
+        return cls(storage, manifest, token)
+
+    @classmethod
+    def open(cls, location: Any, *, read_only: bool = False, **store_options: Any) -> "Atlas":
+        """Open an existing store; raises StoreNotFoundError when there is none."""
+        storage = open_storage(location, read_only=read_only, **store_options)
+        manifest, token = _load_manifest(storage)
+        return cls(storage, manifest, token)
+
+    @classmethod
+    def _reopen(cls, description: tuple) -> "Atlas":
+        # unpickling: the manifest is read on first use, in the process that uses the handle
+        return cls(from_description(description), None, None)
+
+    def __reduce__(self):
+        return (Atlas._reopen, (self._storage.describe(),))
+
+    @property
+    def _manifest(self) -> Manifest:
+        if self._manifest_state is None:
+            self._manifest_state, self._token = _load_manifest(self._storage)
+        return self._manifest_state
+
+    @property
+    def _pending(self) -> PendingWrites:
+        if self._pending_state is None:
+            m = self._manifest
+            self._pending_state = PendingWrites(self._storage, m.doc["codec"], m.doc["level"])
+            # a handle dropped without flushing removes its spill files
+            weakref.finalize(self, self._pending_state.abandon)
+        return self._pending_state
+
+    def __repr__(self) -> str:
+        return f"<atlas.Atlas {self._storage.location}>"
+
+    @property
+    def location(self) -> str:
+        return self._storage.location
+
+    @property
+    def codec(self) -> str:
+        return self._manifest.doc["codec"]
+
+    @property
+    def generation(self) -> int:
+        """The number of the last commit this handle made or read."""
+        return self._manifest.generation
+
+    # -- datasets ------------------------------------------------------------------------------
+
+    def create_dataset(self, name: str) -> DatasetView:
+        check_name(name, "dataset")
+        self._check_writable()
+        datasets = self._manifest.datasets
+        if name in datasets:
+            raise AlreadyExistsError(f"dataset {name!r} already exists in {self.location}")
+        datasets[name] = {"attrs": {}, "arrays": {}}
+        self._changed = True
+        return DatasetView(self, name)
+
+    def open_dataset(self, name: str) -> DatasetView:
+        self._dataset_record(name)
+        return DatasetView(self, name)
+
+    def delete_dataset(self, name: str) -> None:
+        record = self._dataset_record(name)
+        self._check_writable()
+        self._drop_slots({a["slot"] for a in record["arrays"].values()})
+        del self._manifest.datasets[name]
+        self._changed = True
+
+    def list_datasets(self) -> list[str]:
+        """Live datasets in creation order."""
+        return list(self._manifest.datasets)
+
+    def list_arrays(self) -> list[str]:
+        """Sorted distinct array names over live datasets."""
+        names: set[str] = set()
+        for record in self._manifest.datasets.values():
+            names.update(record["arrays"])
+        return sorted(names)
+
+    def dataset_exists(self, name: str) -> bool:
+        return name in self._manifest.datasets
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._manifest.datasets
+
+    def __len__(self) -> int:
+        return len(self._manifest.datasets)
+
+    # -- durability ----------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Persist every change since the last flush, atomically: all of it or none of it."""
+        if not self._changed:
+            return
+        self._check_writable()
+        manifest = self._manifest
+        generation = manifest.generation + 1
+        finished = self._pending.finish(generation)
+        segments = {name: list(refs) for name, refs in manifest.segments.items()}
+        for seg in finished:
+            self._index.add_footer(seg.key, seg.index)
+            segments.setdefault(seg.array, []).append([seg.key, seg.size, seg.index.rows])
+        self._refresh_stats(segments)
+        doc = dict(manifest.doc, generation=generation, segments=segments)
+        self._token = self._storage.commit(MANIFEST_KEY, Manifest(doc).encode(), self._token)
+        manifest.doc["generation"] = generation
+        manifest.doc["segments"] = segments
+        self._pending.committed()
+        self._changed = False
+
+    def close(self) -> None:
+        """Alias for :meth:`flush` (the seed API's name for the durability boundary)."""
+        self.flush()
+
+    def __enter__(self) -> "Atlas":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        # a block that raised keeps its writes pending: nothing half-done reaches disk
+        if exc_type is None:
+            self.close()
+
+    def _refresh_stats(self, segments: dict[str, list]) -> None:
+        """Compute stats of every array whose stats were invalidated since the last flush."""
+        for record in self._manifest.datasets.values():
+            for name, entry in record["arrays"].items():
+                if entry["stats"] is None:
+                    ctx = ReadContext(self._storage,
+                                      self._index.resolved(name, segments.get(name, [])), None)
+                    schema = self._manifest.schemas[entry["schema"]]
+                    entry["stats"] = _stats.compute(ctx, schema, entry["slot"], name)
+
+    # -- compaction and verification -----------------------------------------------------------
+
+    def compact(self) -> None:
+        """Rewrite each array name's segments into one without dead chunks; commit; then delete
+        the old files (and orphans older than an hour). Pending changes are flushed first."""
+        self.flush()
+        self._check_writable()
+        manifest = self._manifest
+        live: dict[str, set[int]] = {}
+        for record in manifest.datasets.values():
+            for name, entry in record["arrays"].items():
+                live.setdefault(name, set()).add(entry["slot"])
+        generation = manifest.generation + 1
+        segments: dict[str, list] = {}
+        retired: list[str] = []
+        for name, refs in manifest.segments.items():
+            resolved = self._index.resolved(name, refs)
+            keep = np.flatnonzero(np.isin(resolved.columns["slot"],
+                                          np.fromiter(live.get(name, ()), np.int64)))
+            if len(keep) == 0:
+                retired.extend(r[0] for r in refs)
+                continue
+            if len(refs) == 1 and len(keep) == resolved.rows == refs[0][2]:
+                segments[name] = refs  # already compact
+                continue
+            key = segment_key(name, generation)
+            path = self._storage.spill_path(key)
+            writer = SegmentWriter(path)
+            try:
+                _copy_rows(self._storage, resolved, keep, writer)
+                index = writer.finish()
+                self._storage.publish(key, path)
+            except BaseException:
+                writer.abandon()
+                self._storage.discard(key, path)
+                raise
+            self._index.add_footer(key, index)
+            segments[name] = [[key, writer.size, index.rows]]
+            retired.extend(r[0] for r in refs)
+        if not retired:
+            self._remove_orphans()
+            return
+        doc = dict(manifest.doc, generation=generation, segments=segments)
+        self._token = self._storage.commit(MANIFEST_KEY, Manifest(doc).encode(), self._token)
+        manifest.doc["generation"] = generation
+        manifest.doc["segments"] = segments
+        for key in retired:
+            self._storage.delete(key)
+        self._index.forget(retired)
+        self._remove_orphans()
+
+    def _remove_orphans(self, grace: float = ORPHAN_GRACE_SECONDS) -> list[str]:
+        now = time.time()
+        removed = []
+        for key, _size, mtime in self._orphans():
+            if now - mtime >= grace:
+                self._storage.delete(key)
+                removed.append(key)
+        return removed
+
+    def _orphans(self) -> list[tuple[str, int, float]]:
+        referenced = {ref[0] for refs in self._manifest.segments.values() for ref in refs}
+        return [item for item in self._storage.list("segments")
+                if item[0] not in referenced and item[0].endswith(".seg")]
+
+    def verify(self, repair: bool = False) -> VerifyReport:
+        """Check the manifest and every referenced segment and chunk against its checksum.
+
+        Unreferenced files are listed as ``orphans`` (not problems); ``repair=True`` removes them.
+        """
+        report = VerifyReport()
+        # a fresh backend and index: nothing cached from before the damage may hide it
+        storage = from_description(self._storage.describe())
+        index = IndexCache(storage)
+        try:
+            _load_manifest(storage)
+        except (CorruptionError, FormatError, StoreNotFoundError) as err:
+            report.problems.append(str(err))
+        for refs in self._manifest.segments.values():
+            for key, size, rows in refs:
+                report.segments += 1
+                report.chunks += _verify_segment(storage, index, key, size, rows,
+                                                 report.problems)
+        report.orphans = [item[0] for item in self._orphans()]
+        if repair and report.orphans:
+            self._check_writable()
+            report.removed = self._remove_orphans(grace=0.0)
+        return report
+
+    # -- bulk reads ----------------------------------------------------------------------------
+
+    def read_array_across(self, array: str, dataset_names: Sequence[str],
+                          start: Sequence[int] | None = None,
+                          shape: Sequence[int] | None = None) -> list[np.ndarray | None]:
+        """One array read from many datasets; None where a dataset lacks the array."""
+        out: list[np.ndarray | None] = []
+        for name in dataset_names:
+            out.append(self.open_dataset(name).read_array(array, start, shape))
+        return out
+
+    def read_array_across_stacked(self, array: str, dataset_names: Sequence[str],
+                                  start: Sequence[int] | None = None,
+                                  shape: Sequence[int] | None = None,
+                                  out: np.ndarray | None = None) -> np.ndarray:
+        """One array from many datasets as one (len(dataset_names), *window) array."""
+        rows, dtype, start_t, window = self._stacked_rows(array, dataset_names, start, shape)
+        expected = (len(rows), *window)
+        if out is None:
+            out = np.empty(expected, dtype=dtype)
+        else:
+            if not isinstance(out, np.ndarray):
+                raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+            if out.shape != expected or out.dtype != dtype or not out.flags.c_contiguous:
+                raise ValueError(f"out must be a C-contiguous {dtype} array of shape "
+                                 f"{list(expected)}, got {out.dtype} {list(out.shape)}")
+        self._read(array, rows, start_t, window, out)
+        return out
+
+    def _stacked_rows(self, array, dataset_names, start, shape):
+        if isinstance(dataset_names, str):
+            raise TypeError("dataset_names must be a sequence of names, not a single str")
+        rows: list[tuple[int, Schema]] = []
+        first: tuple | None = None
+        for name in dataset_names:
+            entry = self._array_entry(name, array)
+            schema = self._manifest.schemas[entry["schema"]]
+            where = f"{array!r} in dataset {name!r}"
+            start_t, window = self._window(schema, start, shape, where)
+            if first is None:
+                first = (schema.dtype, window, start_t, name)
+            elif schema.dtype != first[0] or window != first[1]:
+                raise ValueError(
+                    f"cannot stack {array!r}: dataset {name!r} gives a {schema.dtype.name} "
+                    f"window of shape {list(window)}, dataset {first[3]!r} gave "
+                    f"{first[0].name} {list(first[1])}")
+            rows.append((entry["slot"], schema))
+        if first is None:
+            raise ValueError("dataset_names is empty; nothing to stack")
+        return rows, first[0].numpy, first[2], first[1]
+
+    # -- internals used by DatasetView ---------------------------------------------------------
+
+    def _check_writable(self) -> None:
+        if self._storage.read_only:
+            raise ReadOnlyError(f"store at {self.location} is open read-only")
+
+    def _dataset_record(self, name: str) -> dict:
+        record = self._manifest.datasets.get(name)
+        if record is None:
+            raise DatasetNotFoundError(f"no dataset {name!r} in {self.location}")
+        return record
+
+    def _array_entry(self, dataset: str, array: str) -> dict:
+        entry = self._dataset_record(dataset)["arrays"].get(array)
+        if entry is None:
+            raise ArrayNotFoundError(f"dataset {dataset!r} has no array {array!r}")
+        return entry
+
+    def _drop_slots(self, slots: set[int]) -> None:
+        if self._pending_state is not None:
+            self._pending_state.drop_slots(slots)
+
+    def _context(self, array: str) -> ReadContext:
+        resolved: ResolvedIndex = self._index.resolved(
+            array, self._manifest.segments.get(array, []))
+        return ReadContext(self._storage, resolved, self._pending_state)
+
+    def _read(self, array: str, rows, start, window, out) -> None:
+        read_rows(self._context(array), rows, start, window, out, array)
+
+    @staticmethod
+    def _window(schema: Schema, start, shape, where: str):
+        start_t = (0,) * schema.ndim if start is None else \
+            as_index_tuple(start, "start", schema.ndim, where)
+        if shape is None:
+            window = tuple(s - b for s, b in zip(schema.shape, start_t))
+        else:
+            window = as_index_tuple(shape, "shape", schema.ndim, where)
+        check_window(start_t, window, schema.shape, where)
+        return start_t, window
+
+
+def _load_manifest(storage: Storage) -> tuple[Manifest, Any]:
+    found = storage.read_manifest(MANIFEST_KEY)
+    if found is None:
+        raise StoreNotFoundError(f"no atlas store at {storage.location} "
+                                 f"(no {MANIFEST_KEY} found)")
+    data, token = found
+    return Manifest.decode(data, f"{storage.location}/{MANIFEST_KEY}"), token
+
+
+def _copy_rows(storage: Storage, resolved: ResolvedIndex, keep: np.ndarray,
+               writer: SegmentWriter) -> None:
+    """Append the kept chunk records, verbatim, to a new segment (no re-encoding)."""
+    cols = resolved.columns
+    for i in keep:
+        seg = int(resolved.segment[i])
+        stored_len = int(cols["stored_length"][i])
+        mask_len = int(cols["mask_length"][i])
+        record = bytes(storage.get_range(resolved.keys[seg], int(cols["offset"][i]),
+                                         stored_len + mask_len, resolved.sizes[seg]))
+        if codecs.checksum(record) != int(cols["checksum"][i]):
+            raise CorruptionError(f"{storage.location}/{resolved.keys[seg]}: chunk at offset "
+                                  f"{int(cols['offset'][i])} fails its checksum; not compacting")
+        partial = tuple(int(cols[c][i]) for c in ("nulls", "valid", "min", "max"))
+        writer.append(int(cols["slot"][i]), int(cols["chunk"][i]), record[:stored_len],
+                      int(cols["decoded_length"][i]), record[stored_len:],
+                      int(cols["codec"][i]), partial)
+
+
+def _verify_segment(storage, index, key, size, rows, problems) -> int:
+    where = f"{storage.location}/{key}"
+    try:
+        footer = index.footer(key, size)
+    except FileNotFoundError:
+        problems.append(f"{where}: segment file is missing")
+        return 0
+    except (CorruptionError, OSError, ValueError) as err:
+        problems.append(str(err) if where in str(err) else f"{where}: {err}")
+        return 0
+    if footer.rows != rows:
+        problems.append(f"{where}: index has {footer.rows} rows, the manifest records {rows}")
+    cols = footer.columns
+    bad = 0
+    for i in range(footer.rows):
+        stored_len = int(cols["stored_length"][i])
+        length = stored_len + int(cols["mask_length"][i])
+        try:
+            record = storage.get_range(key, int(cols["offset"][i]), length, size)
+            if len(record) != length or codecs.checksum(record) != int(cols["checksum"][i]):
+                raise CorruptionError("checksum mismatch")
+            codecs.decode(int(cols["codec"][i]), record[:stored_len],
+                          int(cols["decoded_length"][i]), where)
+        except (CorruptionError, OSError):
+            bad += 1
+    if bad:
+        problems.append(f"{where}: {bad} of {footer.rows} chunks fail their checksum")
+    return footer.rows
+

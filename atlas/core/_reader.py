@@ -1,0 +1,245 @@
+"""The read path: plan -> fetch -> decode -> scatter, for one window across many (dataset, array)
+incarnations ("rows") of one array name, into a preallocated ``out`` of shape (rows, *window).
+
+- plan: the window's chunks (kernel ``plan_window``) and where each row's chunks sit in the
+  resolved chunk index (kernel ``find_chunks``); pending (unflushed) chunks override.
+- fetch: byte ranges grouped per segment, sorted and coalesced, fetched with ``get_ranges``.
+- decode: checksum + decompress on a small thread pool (codecs release the GIL).
+- scatter: kernel ``copy_boxes`` writes each chunk's overlap straight into ``out``; one
+  ``fill_boxes`` call fills every box that no chunk covers.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from atlas import codecs, kernels
+from atlas.core import _chunks
+from atlas.core._index import ResolvedIndex
+from atlas.core._pending import PendingWrites
+from atlas.dtypes import fill_scalar
+from atlas.errors import CorruptionError
+from atlas.format.manifest import Schema
+from atlas.kernels.boxes import copy_boxes
+from atlas.storage import Storage
+
+COALESCE_GAP = 1 << 16  # merge byte ranges closer than this into one request
+PARALLEL_MIN_BYTES = 1 << 20  # below this much decoded data, decoding inline beats the pool
+
+_pool: ThreadPoolExecutor | None = None
+_pool_pid = None
+
+
+def decode_pool() -> ThreadPoolExecutor:
+    """One process-wide pool, recreated after fork."""
+    global _pool, _pool_pid
+    if _pool is None or _pool_pid != os.getpid():
+        _pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2),
+                                   thread_name_prefix="atlas-decode")
+        _pool_pid = os.getpid()
+    return _pool
+
+
+@dataclass
+class ReadContext:
+    """What a read needs from the store handle."""
+
+    storage: Storage
+    resolved: ResolvedIndex
+    pending: PendingWrites | None
+
+
+def coalesce(offsets: np.ndarray, lengths: np.ndarray, gap: int = COALESCE_GAP):
+    """Group sorted byte ranges whose gaps are below ``gap``: (starts, ends, group of each)."""
+    ends = offsets + lengths
+    new_group = np.ones(len(offsets), bool)
+    if len(offsets) > 1:
+        new_group[1:] = offsets[1:] > np.maximum.accumulate(ends)[:-1] + gap
+    group = np.cumsum(new_group) - 1
+    starts = offsets[new_group]
+    group_ends = np.maximum.reduceat(ends, np.flatnonzero(new_group)) if len(offsets) else ends
+    return starts, group_ends, group
+
+
+def read_rows(ctx: ReadContext, rows: list[tuple[int, Schema]], start: tuple[int, ...],
+              window: tuple[int, ...], out: np.ndarray, array: str) -> None:
+    """Fill ``out[i]`` with the window of row i = (slot, schema); every schema has one dtype."""
+    if out.size == 0:
+        return
+    groups: dict[Schema, list[int]] = {}
+    for i, (_slot, schema) in enumerate(rows):
+        groups.setdefault(schema, []).append(i)
+    for schema, positions in groups.items():
+        slots = np.array([rows[i][0] for i in positions], np.int64)
+        _read_group(ctx, schema, slots, np.array(positions, np.int64), start, window, out, array)
+
+
+def _read_group(ctx, schema, slots, positions, start, window, out, array):
+    plan = kernels.window_plan(schema.shape, schema.chunk_shape, start, window)
+    m, n = len(plan.chunk_ids), len(slots)
+    want_slots = np.repeat(slots, m)
+    want_chunks = np.tile(plan.chunk_ids, n)
+    row_of = np.repeat(positions, m)
+    k_of = np.tile(np.arange(m), n)
+    found = np.full(n * m, -1, np.int64)
+    if ctx.resolved.rows:
+        found = kernels.find(ctx.resolved.columns["slot"], ctx.resolved.columns["chunk"],
+                             want_slots, want_chunks)
+    if ctx.pending is not None:
+        _overlay_pending(ctx.pending, schema, plan, want_slots, want_chunks, row_of, k_of,
+                         found, out)
+    missing = np.flatnonzero(found == -1)
+    if len(missing):
+        _fill(schema, plan, row_of[missing], k_of[missing], window, out)
+    present = np.flatnonzero(found >= 0)
+    if len(present):
+        _fetch_decode_scatter(ctx, schema, plan, found[present], row_of[present],
+                              k_of[present], window, out, array)
+
+
+def _overlay_pending(pending, schema, plan, want_slots, want_chunks, row_of, k_of, found, out):
+    """Copy pending chunks into ``out`` and mark them handled (found = -2)."""
+    for i in range(len(want_slots)):
+        slot = int(want_slots[i])
+        if not pending.has_slot(slot):
+            continue
+        k = int(k_of[i])
+        extent = tuple(int(e) for e in plan.extents[k])
+        hit = pending.lookup(slot, int(want_chunks[i]), schema, extent)
+        if hit is None:
+            continue
+        values = np.require(hit[0], requirements="C").view(out.dtype) if not schema.dtype.is_string \
+            else hit[0]
+        kernels.copy_box(values, plan.src_starts[k], out[int(row_of[i]), ...], plan.dst_starts[k],
+                         plan.boxes[k])
+        found[i] = -2
+
+
+def _fill(schema, plan, rows, ks, window, out):
+    fill = fill_scalar(schema.dtype, schema.fill)
+    if schema.dtype.is_string:
+        for r, k in zip(rows, ks):
+            kernels.fill_box(out[int(r), ...], plan.dst_starts[k], plan.boxes[k], fill)
+        return
+    itemsize = out.dtype.itemsize
+    ndim = len(window)
+    dst_shapes = np.broadcast_to(np.array(window, np.int64), (len(rows), ndim))
+    shapes_b, starts_b = kernels.fold(np.ascontiguousarray(dst_shapes),
+                                       plan.dst_starts[ks], itemsize)
+    boxes_b, _ = kernels.fold(plan.boxes[ks], plan.boxes[ks], itemsize)
+    pattern = np.asarray(fill, dtype=schema.dtype.storage).reshape(1).view(np.uint8)
+    row_bytes = math.prod(window) * itemsize
+    kernels.fill_boxes(out.reshape(-1).view(np.uint8), rows.astype(np.int64) * row_bytes,
+                       shapes_b, starts_b, boxes_b, pattern)
+
+
+def _fetch_decode_scatter(ctx, schema, plan, entries, rows, ks, window, out, array):
+    cols = ctx.resolved.columns
+    segment = ctx.resolved.segment[entries]
+    offsets = cols["offset"][entries]
+    lengths = cols["stored_length"][entries] + cols["mask_length"][entries]
+    buffers: list = [None] * len(entries)
+    for seg in np.unique(segment):
+        pick = np.flatnonzero(segment == seg)
+        pick = pick[np.argsort(offsets[pick], kind="stable")]
+        key = ctx.resolved.keys[seg]
+        size = ctx.resolved.sizes[seg]
+        starts, ends, group = coalesce(offsets[pick], lengths[pick])
+        blobs = ctx.storage.get_ranges(key, starts.tolist(), (ends - starts).tolist(), size)
+        for j, i in enumerate(pick):
+            blob = memoryview(blobs[group[j]])
+            rel = int(offsets[i] - starts[group[j]])
+            buffers[i] = blob[rel : rel + int(lengths[i])]
+
+    where_of = lambda i: f"{ctx.storage.location}/{ctx.resolved.keys[segment[i]]}"  # noqa: E731
+    if schema.dtype.is_string:
+        for i in range(len(entries)):
+            values = _decode_entry(cols, entries[i], buffers[i], schema, plan.extents[ks[i]],
+                                   where_of(i))
+            k = ks[i]
+            kernels.copy_box(values, plan.src_starts[k], out[int(rows[i]), ...], plan.dst_starts[k],
+                             plan.boxes[k])
+        return
+
+    itemsize = out.dtype.itemsize
+    ndim = len(window)
+    src_shapes, src_starts = kernels.fold(plan.extents[ks], plan.src_starts[ks], itemsize)
+    dst_shapes = np.ascontiguousarray(np.broadcast_to(np.array(window, np.int64),
+                                                      (len(entries), ndim)))
+    dst_shapes, dst_starts = kernels.fold(dst_shapes, plan.dst_starts[ks], itemsize)
+    boxes, _ = kernels.fold(plan.boxes[ks], plan.boxes[ks], itemsize)
+    dst_offsets = rows.astype(np.int64) * (math.prod(window) * itemsize)
+    expected = np.prod(plan.extents[ks], axis=1) * itemsize if ndim else \
+        np.full(len(entries), itemsize)
+    out_bytes = out.reshape(-1).view(np.uint8)
+    zero = np.zeros(1, np.int64)
+
+    def work(batch):
+        for i in batch:
+            where = where_of(i)
+            raw = _verified_raw(cols, entries[i], buffers[i], where)
+            if len(raw) != expected[i]:
+                raise CorruptionError(f"{where}: chunk holds {len(raw)} bytes, "
+                                      f"expected {int(expected[i])}")
+            src = np.frombuffer(raw, np.uint8)
+            copy_boxes(src, zero, src_shapes[i : i + 1], src_starts[i : i + 1], out_bytes,
+                       dst_offsets[i : i + 1], dst_shapes[i : i + 1], dst_starts[i : i + 1],
+                       boxes[i : i + 1])
+
+    total = int(cols["decoded_length"][entries].sum())
+    order = np.arange(len(entries))
+    if total < PARALLEL_MIN_BYTES or len(entries) < 2:
+        work(order)
+        return
+    pool = decode_pool()
+    n_batches = min(len(entries), 4 * pool._max_workers)
+    futures = [pool.submit(work, batch) for batch in np.array_split(order, n_batches)]
+    for f in futures:
+        f.result()
+
+
+def _verified_raw(cols, entry, buffer, where):
+    stored_len = int(cols["stored_length"][entry])
+    mask_len = int(cols["mask_length"][entry])
+    if len(buffer) != stored_len + mask_len:
+        raise CorruptionError(f"{where}: chunk record is truncated")
+    if codecs.checksum(buffer) != int(cols["checksum"][entry]):
+        raise CorruptionError(f"{where}: chunk at offset {int(cols['offset'][entry])} "
+                              "fails its checksum")
+    return codecs.decode(int(cols["codec"][entry]), buffer[:stored_len],
+                         int(cols["decoded_length"][entry]), where)
+
+
+def _decode_entry(cols, entry, buffer, schema, extent, where):
+    raw = _verified_raw(cols, entry, buffer, where)
+    return _chunks.decode_values(schema, raw, tuple(int(e) for e in extent), where)
+
+
+def read_chunk(ctx: ReadContext, schema: Schema, slot: int, chunk: int,
+               extent: tuple[int, ...], array: str):
+    """(values, written mask or None) of one stored chunk, or None when it was never stored."""
+    if ctx.pending is not None and ctx.pending.has_slot(slot):
+        hit = ctx.pending.lookup(slot, chunk, schema, extent)
+        if hit is not None:
+            return hit
+    if not ctx.resolved.rows:
+        return None
+    cols = ctx.resolved.columns
+    pos = int(kernels.find(cols["slot"], cols["chunk"], np.array([slot]), np.array([chunk]))[0])
+    if pos < 0:
+        return None
+    seg = int(ctx.resolved.segment[pos])
+    key = ctx.resolved.keys[seg]
+    where = f"{ctx.storage.location}/{key}"
+    stored_len = int(cols["stored_length"][pos])
+    mask_len = int(cols["mask_length"][pos])
+    buffer = ctx.storage.get_range(key, int(cols["offset"][pos]), stored_len + mask_len,
+                                   ctx.resolved.sizes[seg])
+    values = _decode_entry(cols, pos, buffer, schema, extent, where)
+    written = _chunks.unpack_mask(buffer[stored_len:], extent) if mask_len else None
+    return values, written

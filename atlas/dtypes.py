@@ -1,0 +1,213 @@
+"""The dtype table: atlas names <-> numpy dtypes, aliases, and fill-value rules.
+
+Everything about "which values may go into an array of this dtype" lives here, so the core,
+the xarray layer and the CLI share one rule.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+NAT_INT = np.iinfo(np.int64).min  # the int64 pattern numpy uses for NaT
+
+
+@dataclass(frozen=True)
+class DType:
+    """One atlas dtype: its canonical name and how it maps onto numpy."""
+
+    name: str
+    numpy: np.dtype  # what reads return
+    storage: np.dtype  # what kernels and chunk bytes use (timestamps are int64, strings object)
+    kind: str  # "int", "uint", "float", "timestamp", "string"
+
+    @property
+    def is_string(self) -> bool:
+        return self.kind == "string"
+
+    @property
+    def itemsize(self) -> int:
+        return self.storage.itemsize
+
+    def default_fill(self) -> Any:
+        """What unwritten cells hold when no fill value was declared."""
+        if self.kind == "string":
+            return ""
+        if self.kind == "timestamp":
+            return np.datetime64("NaT", "ns")
+        return self.numpy.type(0)
+
+
+def _numeric(name: str, kind: str) -> DType:
+    dt = np.dtype(name)
+    return DType(name, dt, dt, kind)
+
+
+DTYPES: dict[str, DType] = {
+    **{n: _numeric(n, "int") for n in ("int8", "int16", "int32", "int64")},
+    **{n: _numeric(n, "uint") for n in ("uint8", "uint16", "uint32", "uint64")},
+    **{n: _numeric(n, "float") for n in ("float32", "float64")},
+    "timestamp_nanoseconds": DType(
+        "timestamp_nanoseconds", np.dtype("datetime64[ns]"), np.dtype("int64"), "timestamp"
+    ),
+    "string": DType("string", np.dtype(object), np.dtype(object), "string"),
+}
+
+_ALIASES = {
+    **{f"i{b}": f"int{b}" for b in (8, 16, 32, 64)},
+    **{f"u{b}": f"uint{b}" for b in (8, 16, 32, 64)},
+    "f32": "float32",
+    "f64": "float64",
+    "timestamp_ns": "timestamp_nanoseconds",
+    "datetime64[ns]": "timestamp_nanoseconds",
+    "str": "string",
+    "object": "string",
+    "utf8": "string",
+}
+
+SUPPORTED = sorted(DTYPES)
+
+
+def resolve_dtype(spec: Any) -> DType:
+    """Turn a user dtype spec (atlas name, alias, numpy dtype or type) into a DType."""
+    if isinstance(spec, DType):
+        return spec
+    if isinstance(spec, str):
+        key = spec.strip().lower()
+        if key in DTYPES:
+            return DTYPES[key]
+        if key in _ALIASES:
+            return DTYPES[_ALIASES[key]]
+    try:
+        dt = np.dtype(spec)
+    except TypeError:
+        raise TypeError(
+            f"unsupported dtype {spec!r}; expected one of {', '.join(SUPPORTED)}"
+        ) from None
+    found = dtype_of_numpy(dt)
+    if found is None:
+        raise TypeError(f"unsupported dtype {spec!r}; expected one of {', '.join(SUPPORTED)}")
+    return found
+
+
+def dtype_of_numpy(dt: np.dtype) -> DType | None:
+    """The atlas dtype that numpy data of dtype ``dt`` may be written to, or None."""
+    if dt.kind in "SUO":
+        return DTYPES["string"]
+    if dt == np.dtype("datetime64[ns]"):
+        return DTYPES["timestamp_nanoseconds"]
+    if dt.kind in "iuf":
+        return DTYPES.get(dt.newbyteorder("=").name)
+    return None
+
+
+def check_data(dtype: DType, data: np.ndarray, where: str) -> np.ndarray:
+    """Return ``data`` as the storage dtype, refusing anything that would need a value cast.
+
+    Byte order is normalised (same values); strings become an object array of ``str``.
+    """
+    dt = data.dtype
+    if dtype.is_string:
+        if dt.kind == "U":
+            return data.astype(object)
+        if dt.kind == "S":
+            return np.vectorize(lambda b: b.decode("utf-8"), otypes=[object])(data)
+        if dt.kind == "O":
+            for value in data.flat:
+                if not isinstance(value, str):
+                    raise TypeError(
+                        f"{where}: string arrays take str values; got {type(value).__name__} "
+                        f"{value!r}"
+                    )
+            return data
+        raise TypeError(f"{where}: expected string data (object/|S/|U), got dtype {dt}")
+    if dtype.kind == "timestamp":
+        if dt != np.dtype("datetime64[ns]"):
+            raise TypeError(
+                f"{where}: expected dtype datetime64[ns], got {dt} "
+                "(convert with .astype('datetime64[ns]'))"
+            )
+        return data.view(np.int64)
+    if dt.kind not in "iuf" or dt.newbyteorder("=") != dtype.numpy:
+        raise TypeError(f"{where}: expected dtype {dtype.name}, got {dt} (atlas never casts)")
+    if not dt.isnative:
+        data = data.astype(dtype.numpy)
+    return data
+
+
+def parse_fill(dtype: DType, fill: Any, where: str) -> Any:
+    """Validate a user fill value; return it as a JSON-friendly Python scalar (or None)."""
+    if fill is None:
+        return None
+    if dtype.is_string:
+        if isinstance(fill, np.str_):
+            fill = str(fill)
+        if not isinstance(fill, str):
+            raise TypeError(f"{where}: a string array needs a str fill value, got {fill!r}")
+        return fill
+    if dtype.kind == "timestamp":
+        return timestamp_to_int(fill, where)
+    if isinstance(fill, (bool, np.bool_)) or not isinstance(
+        fill, (int, float, np.integer, np.floating)
+    ):
+        raise TypeError(f"{where}: a {dtype.name} array needs a numeric fill value, got {fill!r}")
+    if dtype.kind == "float":
+        value = float(fill)
+        if math.isfinite(value) and abs(value) > np.finfo(dtype.numpy).max:
+            raise OverflowError(f"{where}: fill value {fill!r} does not fit in {dtype.name}")
+        return float(dtype.numpy.type(value))
+    if isinstance(fill, (float, np.floating)):
+        raise TypeError(f"{where}: an integer array needs an integer fill value, got {fill!r}")
+    info = np.iinfo(dtype.numpy)
+    value = int(fill)
+    if not info.min <= value <= info.max:
+        raise OverflowError(
+            f"{where}: fill value {value} is outside {dtype.name} range [{info.min}, {info.max}]"
+        )
+    return value
+
+
+def fill_scalar(dtype: DType, fill: Any) -> Any:
+    """The parsed fill (or the default) as a scalar of the storage dtype."""
+    if fill is None:
+        default = dtype.default_fill()
+        return NAT_INT if dtype.kind == "timestamp" else default
+    if dtype.is_string:
+        return fill
+    return dtype.storage.type(fill)
+
+
+def fill_for_user(dtype: DType, fill: Any) -> Any:
+    """The parsed fill as the user sees it (a datetime64 for timestamps), or None."""
+    if fill is None:
+        return None
+    if dtype.kind == "timestamp":
+        return np.datetime64(int(fill), "ns")
+    if dtype.is_string:
+        return fill
+    return dtype.numpy.type(fill).item()
+
+
+def timestamp_to_int(value: Any, where: str) -> int:
+    """A timestamp-like value (datetime64, datetime, ISO string, int ns) as int64 nanoseconds."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{where}: a timestamp needs a datetime64/datetime/int, got {value!r}")
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, str):
+        try:
+            value = np.datetime64(value, "ns")
+        except ValueError:
+            raise TypeError(f"{where}: cannot read {value!r} as a timestamp") from None
+    if isinstance(value, _dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(_dt.timezone.utc).replace(tzinfo=None)
+        value = np.datetime64(value, "ns")
+    if isinstance(value, np.datetime64):
+        return int(value.astype("datetime64[ns]").view(np.int64))
+    raise TypeError(f"{where}: a timestamp needs a datetime64/datetime/int, got {value!r}")
+

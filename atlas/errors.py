@@ -1,0 +1,72 @@
+"""Every exception atlas raises.
+
+Each class also derives from the builtin a caller would naturally catch, so ``except KeyError``
+or ``except ValueError`` keeps working without importing atlas.
+"""
+
+from __future__ import annotations
+
+
+class AtlasError(Exception):
+    """Base class of every atlas error."""
+
+
+class DatasetNotFoundError(AtlasError, KeyError):
+    """A dataset name that is not in the store."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ArrayNotFoundError(AtlasError, KeyError):
+    """An array name that is not in the dataset."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class AlreadyExistsError(AtlasError, FileExistsError):
+    """A dataset or array that already exists (live) under that name."""
+
+
+class InvalidNameError(AtlasError, ValueError):
+    """A dataset or array name that breaks the naming rules."""
+
+
+class OutOfBoundsError(AtlasError, IndexError):
+    """A read or write window that reaches outside the array."""
+
+
+class StoreNotFoundError(AtlasError, FileNotFoundError):
+    """A location that holds no atlas store."""
+
+
+class ReadOnlyError(AtlasError, PermissionError):
+    """A write to a store opened (or only reachable) read-only."""
+
+
+class ConflictError(AtlasError, RuntimeError):
+    """Another writer committed since this handle read the manifest; nothing was overwritten."""
+
+
+class CorruptionError(AtlasError, OSError):
+    """Stored bytes fail their checksum or cannot be decoded."""
+
+
+class FormatError(AtlasError, ValueError):
+    """A file that is not in a format version this package understands."""
+
+
+__all__ = [
+    "AlreadyExistsError",
+    "ArrayNotFoundError",
+    "AtlasError",
+    "ConflictError",
+    "CorruptionError",
+    "DatasetNotFoundError",
+    "FormatError",
+    "InvalidNameError",
+    "OutOfBoundsError",
+    "ReadOnlyError",
+    "StoreNotFoundError",
+]

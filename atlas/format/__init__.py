@@ -1,0 +1,1 @@
+"""On-disk formats: the manifest (commit record) and segment files (chunks + columnar index)."""

@@ -1,0 +1,81 @@
+"""The storage interface: bytes by key. Nothing above this layer knows which backend it has."""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, Sequence
+
+
+class Storage(abc.ABC):
+    """Keys are '/'-separated relative paths. Values are immutable once written, except the
+    manifest, which only ever changes through :meth:`commit`."""
+
+    read_only: bool = False
+
+    @abc.abstractmethod
+    def get(self, key: str) -> bytes:
+        """Whole value; raises FileNotFoundError when the key does not exist."""
+
+    @abc.abstractmethod
+    def get_range(self, key: str, offset: int, length: int, expected_size: int | None = None):
+        """A bytes-like slice of a value; ``expected_size`` lets a backend detect truncation."""
+
+    def get_ranges(self, key: str, offsets: Sequence[int], lengths: Sequence[int],
+                   expected_size: int | None = None) -> list:
+        """Several slices of one value; backends override this to fetch them concurrently."""
+        return [self.get_range(key, o, n, expected_size) for o, n in zip(offsets, lengths)]
+
+    @abc.abstractmethod
+    def put(self, key: str, data: bytes) -> None:
+        """Write a value atomically: readers see the old value or the new one, never a part."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove a value; a missing key is not an error."""
+
+    @abc.abstractmethod
+    def list(self, prefix: str = "") -> list[tuple[str, int, float]]:
+        """(key, size, modified time as a POSIX timestamp) of every value under ``prefix``."""
+
+    @abc.abstractmethod
+    def spill_path(self, key: str) -> str:
+        """A local file path where a new immutable value for ``key`` may be written."""
+
+    @abc.abstractmethod
+    def publish(self, key: str, path: str) -> None:
+        """Make the finished file at ``path`` (from :meth:`spill_path`) durable under ``key``."""
+
+    def release_spill(self, key: str, path: str) -> None:
+        """The published value is committed; a backend that copied the spill file drops it."""
+
+    def discard(self, key: str, path: str) -> None:
+        """Drop a spill file that will never be committed."""
+        import os
+
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+
+    @abc.abstractmethod
+    def read_manifest(self, key: str) -> tuple[bytes, Any] | None:
+        """(bytes, version token) of the manifest, or None when there is none."""
+
+    @abc.abstractmethod
+    def commit(self, key: str, data: bytes, expected: Any) -> Any:
+        """Replace the manifest only if its version is still ``expected`` (None: must not exist).
+
+        Returns the new version token; raises ConflictError when another writer got there first.
+        """
+
+    @abc.abstractmethod
+    def describe(self) -> tuple:
+        """A small picklable description from which :func:`atlas.storage.open_storage` reopens."""
+
+    @property
+    @abc.abstractmethod
+    def location(self) -> str:
+        """Where the store lives, for messages."""
+
+    def close(self) -> None:
+        """Release cached handles."""

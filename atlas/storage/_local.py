@@ -1,0 +1,157 @@
+"""Local-filesystem storage: mmap reads, write-temp + fsync + rename, flock-guarded commits."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import mmap
+import os
+import threading
+import uuid
+
+from atlas.errors import ConflictError, CorruptionError, ReadOnlyError
+from atlas.storage._base import Storage
+
+LOCK_NAME = ".atlas.lock"
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+class LocalStorage(Storage):
+    """A directory on the local filesystem."""
+
+    def __init__(self, root: str | os.PathLike, read_only: bool = False):
+        self.root = os.path.abspath(os.fspath(root))
+        self.read_only = read_only
+        self._maps: dict[str, mmap.mmap | bytes] = {}
+        self._maps_lock = threading.Lock()
+
+    @property
+    def location(self) -> str:
+        return self.root
+
+    def describe(self) -> tuple:
+        return ("local", self.root, self.read_only)
+
+    def _path(self, key: str) -> str:
+        return os.path.join(self.root, *key.split("/"))
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyError(f"store at {self.root} is read-only")
+
+    def get(self, key: str) -> bytes:
+        with open(self._path(key), "rb") as f:
+            return f.read()
+
+    def _mapping(self, key: str, expected_size: int | None):
+        mapping = self._maps.get(key)
+        if mapping is not None:
+            return mapping
+        with self._maps_lock:
+            mapping = self._maps.get(key)
+            if mapping is not None:
+                return mapping
+            path = self._path(key)
+            with open(path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if expected_size is not None and size != expected_size:
+                    raise CorruptionError(
+                        f"{path}: file is {size} bytes, the manifest records {expected_size}"
+                    )
+                # an empty file cannot be mapped; it has no chunks anyway
+                mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+            self._maps[key] = mapping
+            return mapping
+
+    def get_range(self, key: str, offset: int, length: int, expected_size: int | None = None):
+        mapping = self._mapping(key, expected_size)
+        return memoryview(mapping)[offset : offset + length]
+
+    def put(self, key: str, data: bytes) -> None:
+        self._check_writable()
+        path = self._path(key)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(os.path.dirname(path))
+
+    def delete(self, key: str) -> None:
+        self._check_writable()
+        self._maps.pop(key, None)
+        try:
+            os.remove(self._path(key))
+        except FileNotFoundError:
+            pass
+
+    def list(self, prefix: str = "") -> list[tuple[str, int, float]]:
+        out = []
+        base = self._path(prefix) if prefix else self.root
+        for dirpath, _dirs, files in os.walk(base):
+            for name in files:
+                full = os.path.join(dirpath, name)
+                try:
+                    st = os.stat(full)
+                except FileNotFoundError:
+                    continue
+                key = os.path.relpath(full, self.root).replace(os.sep, "/")
+                out.append((key, st.st_size, st.st_mtime))
+        return sorted(out)
+
+    def spill_path(self, key: str) -> str:
+        # written in place: the file is invisible to readers until a manifest references it
+        self._check_writable()
+        path = self._path(key)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return path
+
+    def publish(self, key: str, path: str) -> None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _fsync_dir(os.path.dirname(path))
+
+    def read_manifest(self, key: str):
+        try:
+            data = self.get(key)
+        except FileNotFoundError:
+            return None
+        return data, _digest(data)
+
+    def commit(self, key: str, data: bytes, expected):
+        self._check_writable()
+        os.makedirs(self.root, exist_ok=True)
+        lock_path = os.path.join(self.root, LOCK_NAME)
+        with open(lock_path, "a+b") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                current = self.read_manifest(key)
+                current_token = current[1] if current else None
+                if current_token != expected:
+                    raise ConflictError(
+                        f"store at {self.root} was committed by another writer since this handle "
+                        "read it; reopen the store and redo the changes"
+                    )
+                self.put(key, data)
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+        return _digest(data)
+
+    def close(self) -> None:
+        self._maps.clear()

@@ -1,0 +1,1 @@
+"""Benchmarks for atlas: one module per workload, shared helpers in ``_harness``."""

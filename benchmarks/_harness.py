@@ -180,19 +180,23 @@ def finish_result(result: dict) -> dict:
 # --- environment --------------------------------------------------------------------------------
 
 
-def _git_commit(path: Path) -> str | None:
+def _git(path: Path, *args: str) -> str | None:
     try:
         out = subprocess.run(
-            ["git", "-C", str(path), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
+            ["git", "-C", str(path), *args], capture_output=True, text=True, timeout=10
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    if out.returncode != 0:
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _git_commit(path: Path) -> str | None:
+    """Short commit of the repository, with "+dirty" when tracked files have local changes."""
+    commit = _git(path, "rev-parse", "--short", "HEAD")
+    if not commit:
         return None
-    return out.stdout.strip() or None
+    changes = _git(path, "status", "--porcelain", "--untracked-files=no")
+    return f"{commit}+dirty" if changes else commit
 
 
 def library_versions(extra: Iterable[str] = ()) -> dict[str, str | None]:

@@ -57,8 +57,11 @@ def encode(codec_id: int, raw, level: int) -> bytes:
     return bytes(raw)
 
 
-def decode(codec_id: int, stored, decoded_length: int, where: str):
-    """Decompress one chunk; raise CorruptionError when the bytes do not decode to the length."""
+def decode(codec_id: int, stored, decoded_length: int):
+    """Decompress one chunk; raise CorruptionError when the bytes do not decode to the length.
+
+    Messages do not name the file: callers know it and prefix it.
+    """
     try:
         if codec_id == 1:
             raw = _zstd_decompressor().decompress(stored, max_output_size=decoded_length)
@@ -67,11 +70,9 @@ def decode(codec_id: int, stored, decoded_length: int, where: str):
         elif codec_id == 0:
             raw = stored
         else:
-            raise CorruptionError(f"{where}: unknown codec id {codec_id}")
+            raise CorruptionError(f"unknown codec id {codec_id}")
     except (zstandard.ZstdError, lz4.block.LZ4BlockError) as err:
-        raise CorruptionError(f"{where}: chunk does not decode ({err})") from err
+        raise CorruptionError(f"chunk does not decode ({err})") from err
     if len(raw) != decoded_length:
-        raise CorruptionError(
-            f"{where}: chunk decoded to {len(raw)} bytes, expected {decoded_length}"
-        )
+        raise CorruptionError(f"chunk decoded to {len(raw)} bytes, expected {decoded_length}")
     return raw

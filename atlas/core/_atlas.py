@@ -205,7 +205,7 @@ class Atlas:
                     ctx = ReadContext(self._storage,
                                       self._index.resolved(name, segments.get(name, [])), None)
                     schema = self._manifest.schemas[entry["schema"]]
-                    entry["stats"] = _stats.compute(ctx, schema, entry["slot"], name)
+                    entry["stats"] = _stats.compute(ctx, schema, entry["slot"])
 
     # -- compaction and verification -----------------------------------------------------------
 
@@ -301,19 +301,42 @@ class Atlas:
     def read_array_across(self, array: str, dataset_names: Sequence[str],
                           start: Sequence[int] | None = None,
                           shape: Sequence[int] | None = None) -> list[np.ndarray | None]:
-        """One array read from many datasets; None where a dataset lacks the array."""
-        out: list[np.ndarray | None] = []
-        for name in dataset_names:
-            out.append(self.open_dataset(name).read_array(array, start, shape))
+        """One array read from many datasets; None where a dataset lacks the array.
+
+        Datasets that share a schema are read together through the stacked path.
+        """
+        names = _name_list(dataset_names)
+        found = [i for i, n in enumerate(names) if array in self._dataset_record(n)["arrays"]]
+        out: list[np.ndarray | None] = [None] * len(names)
+        if not found:
+            return out
+        slots, schema_ids = self._rows(array, [names[i] for i in found])
+        for schema_id in np.unique(schema_ids):
+            pick = np.flatnonzero(schema_ids == schema_id)
+            schema = self._manifest.schemas[schema_id]
+            where = f"{array!r} in dataset {names[found[pick[0]]]!r}"
+            start_t, window = self._window(schema, start, shape, where)
+            block = np.empty((len(pick), *window), dtype=schema.dtype.numpy)
+            self._read(array, slots[pick], schema_ids[pick], start_t, window, block)
+            for j, p in enumerate(pick):
+                out[found[p]] = block[j]
         return out
 
     def read_array_across_stacked(self, array: str, dataset_names: Sequence[str],
                                   start: Sequence[int] | None = None,
                                   shape: Sequence[int] | None = None,
                                   out: np.ndarray | None = None) -> np.ndarray:
-        """One array from many datasets as one (len(dataset_names), *window) array."""
-        rows, dtype, start_t, window = self._stacked_rows(array, dataset_names, start, shape)
-        expected = (len(rows), *window)
+        """One array from many datasets as one (len(dataset_names), *window) array.
+
+        Names may repeat and come in any order. A dataset without the array raises KeyError;
+        windows that differ in shape or dtype raise ValueError naming the first mismatch.
+        """
+        names = _name_list(dataset_names)
+        if not names:
+            raise ValueError("dataset_names is empty; nothing to stack")
+        slots, schema_ids = self._rows(array, names)
+        dtype, start_t, window = self._common_window(array, names, schema_ids, start, shape)
+        expected = (len(names), *window)
         if out is None:
             out = np.empty(expected, dtype=dtype)
         else:
@@ -321,31 +344,43 @@ class Atlas:
                 raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
             if out.shape != expected or out.dtype != dtype or not out.flags.c_contiguous:
                 raise ValueError(f"out must be a C-contiguous {dtype} array of shape "
-                                 f"{list(expected)}, got {out.dtype} {list(out.shape)}")
-        self._read(array, rows, start_t, window, out)
+                                 f"{list(expected)}, got a {out.dtype} array of shape "
+                                 f"{list(out.shape)}")
+        self._read(array, slots, schema_ids, start_t, window, out)
         return out
 
-    def _stacked_rows(self, array, dataset_names, start, shape):
-        if isinstance(dataset_names, str):
-            raise TypeError("dataset_names must be a sequence of names, not a single str")
-        rows: list[tuple[int, Schema]] = []
-        first: tuple | None = None
-        for name in dataset_names:
-            entry = self._array_entry(name, array)
-            schema = self._manifest.schemas[entry["schema"]]
-            where = f"{array!r} in dataset {name!r}"
-            start_t, window = self._window(schema, start, shape, where)
+    def _rows(self, array: str, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(slots, schema ids) of ``array`` in each named dataset; KeyError naming a miss."""
+        datasets = self._manifest.datasets
+        slots = np.empty(len(names), np.int64)
+        schema_ids = np.empty(len(names), np.int64)
+        for i, name in enumerate(names):
+            record = datasets.get(name)
+            if record is None:
+                raise DatasetNotFoundError(f"no dataset {name!r} in {self.location}")
+            entry = record["arrays"].get(array)
+            if entry is None:
+                raise ArrayNotFoundError(f"dataset {name!r} has no array {array!r}")
+            slots[i] = entry["slot"]
+            schema_ids[i] = entry["schema"]
+        return slots, schema_ids
+
+    def _common_window(self, array, names, schema_ids, start, shape):
+        """Check every distinct schema admits one window of one dtype; return it."""
+        first = None
+        for schema_id in _unique_in_order(schema_ids):
+            schema = self._manifest.schemas[schema_id]
+            name = names[int(np.flatnonzero(schema_ids == schema_id)[0])]
+            start_t, window = self._window(schema, start, shape,
+                                           f"{array!r} in dataset {name!r}")
             if first is None:
-                first = (schema.dtype, window, start_t, name)
-            elif schema.dtype != first[0] or window != first[1]:
+                first = (schema.dtype, start_t, window, name)
+            elif schema.dtype != first[0] or window != first[2]:
                 raise ValueError(
                     f"cannot stack {array!r}: dataset {name!r} gives a {schema.dtype.name} "
-                    f"window of shape {list(window)}, dataset {first[3]!r} gave "
-                    f"{first[0].name} {list(first[1])}")
-            rows.append((entry["slot"], schema))
-        if first is None:
-            raise ValueError("dataset_names is empty; nothing to stack")
-        return rows, first[0].numpy, first[2], first[1]
+                    f"window of shape {list(window)}, dataset {first[3]!r} gave a "
+                    f"{first[0].name} window of shape {list(first[2])}")
+        return first[0].numpy, first[1], first[2]
 
     # -- internals used by DatasetView ---------------------------------------------------------
 
@@ -374,8 +409,10 @@ class Atlas:
             array, self._manifest.segments.get(array, []))
         return ReadContext(self._storage, resolved, self._pending_state)
 
-    def _read(self, array: str, rows, start, window, out) -> None:
-        read_rows(self._context(array), rows, start, window, out, array)
+    def _read(self, array: str, slots: np.ndarray, schema_ids: np.ndarray, start, window,
+              out: np.ndarray) -> None:
+        read_rows(self._context(array), slots, schema_ids, self._manifest.schemas, start,
+                  window, out)
 
     @staticmethod
     def _window(schema: Schema, start, shape, where: str):
@@ -387,6 +424,18 @@ class Atlas:
             window = as_index_tuple(shape, "shape", schema.ndim, where)
         check_window(start_t, window, schema.shape, where)
         return start_t, window
+
+
+def _name_list(dataset_names: Sequence[str]) -> list[str]:
+    if isinstance(dataset_names, str):
+        raise TypeError("dataset_names must be a sequence of names, not a single str")
+    return list(dataset_names)
+
+
+def _unique_in_order(values: np.ndarray) -> list[int]:
+    """Distinct values in order of first appearance (so errors name the first mismatch)."""
+    _, first = np.unique(values, return_index=True)
+    return [int(values[i]) for i in np.sort(first)]
 
 
 def _load_manifest(storage: Storage) -> tuple[Manifest, Any]:
@@ -439,7 +488,7 @@ def _verify_segment(storage, index, key, size, rows, problems) -> int:
             if len(record) != length or codecs.checksum(record) != int(cols["checksum"][i]):
                 raise CorruptionError("checksum mismatch")
             codecs.decode(int(cols["codec"][i]), record[:stored_len],
-                          int(cols["decoded_length"][i]), where)
+                          int(cols["decoded_length"][i]))
         except (CorruptionError, OSError):
             bad += 1
     if bad:

@@ -156,7 +156,8 @@ class DatasetView:
         schema = self._schema(entry)
         start_t, window = self._store._window(schema, start, shape, self._where(name))
         out = np.empty((1, *window), dtype=schema.dtype.numpy)
-        self._store._read(name, [(entry["slot"], schema)], start_t, window, out)
+        self._store._read(name, np.array([entry["slot"]]), np.array([entry["schema"]]), start_t,
+                          window, out)
         return out[0]
 
     def read_arrays(self, names: Sequence[str], start: Sequence[int] | None = None,

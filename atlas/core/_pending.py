@@ -17,6 +17,7 @@ import numpy as np
 
 from atlas import codecs
 from atlas.core import _chunks
+from atlas.errors import CorruptionError
 from atlas.format.manifest import Schema
 from atlas.format.segment import SegmentIndex, SegmentWriter
 from atlas.storage import Storage
@@ -128,7 +129,10 @@ class PendingWrites:
         _slot, _chunk, offset, stored_len, decoded_len, mask_len, codec_id = row[:7]
         data = writer.read_record(offset, stored_len + mask_len)
         where = f"pending segment {writer.path}"
-        raw = codecs.decode(codec_id, data[:stored_len], decoded_len, where)
+        try:
+            raw = codecs.decode(codec_id, data[:stored_len], decoded_len)
+        except CorruptionError as err:
+            raise CorruptionError(f"{where}: {err}") from err
         values = _chunks.decode_values(schema, raw, extent, where)
         written = _chunks.unpack_mask(data[stored_len:], extent) if mask_len else None
         return values, written

@@ -66,20 +66,22 @@ def coalesce(offsets: np.ndarray, lengths: np.ndarray, gap: int = COALESCE_GAP):
     return starts, group_ends, group
 
 
-def read_rows(ctx: ReadContext, rows: list[tuple[int, Schema]], start: tuple[int, ...],
-              window: tuple[int, ...], out: np.ndarray, array: str) -> None:
-    """Fill ``out[i]`` with the window of row i = (slot, schema); every schema has one dtype."""
+def read_rows(ctx: ReadContext, slots: np.ndarray, schema_ids: np.ndarray,
+              schemas: list[Schema], start: tuple[int, ...], window: tuple[int, ...],
+              out: np.ndarray) -> None:
+    """Fill ``out[i]`` with the window of row i = (slots[i], schemas[schema_ids[i]]).
+
+    Every row's schema has the same dtype and admits the window (the caller checked).
+    """
     if out.size == 0:
         return
-    groups: dict[Schema, list[int]] = {}
-    for i, (_slot, schema) in enumerate(rows):
-        groups.setdefault(schema, []).append(i)
-    for schema, positions in groups.items():
-        slots = np.array([rows[i][0] for i in positions], np.int64)
-        _read_group(ctx, schema, slots, np.array(positions, np.int64), start, window, out, array)
+    distinct, inverse = np.unique(schema_ids, return_inverse=True)
+    for g, schema_id in enumerate(distinct):
+        positions = np.flatnonzero(inverse == g) if len(distinct) > 1 else np.arange(len(slots))
+        _read_group(ctx, schemas[schema_id], slots[positions], positions, start, window, out)
 
 
-def _read_group(ctx, schema, slots, positions, start, window, out, array):
+def _read_group(ctx, schema, slots, positions, start, window, out):
     plan = kernels.window_plan(schema.shape, schema.chunk_shape, start, window)
     m, n = len(plan.chunk_ids), len(slots)
     want_slots = np.repeat(slots, m)
@@ -90,7 +92,7 @@ def _read_group(ctx, schema, slots, positions, start, window, out, array):
     if ctx.resolved.rows:
         found = kernels.find(ctx.resolved.columns["slot"], ctx.resolved.columns["chunk"],
                              want_slots, want_chunks)
-    if ctx.pending is not None:
+    if ctx.pending is not None and ctx.pending.slots:
         _overlay_pending(ctx.pending, schema, plan, want_slots, want_chunks, row_of, k_of,
                          found, out)
     missing = np.flatnonzero(found == -1)
@@ -99,15 +101,14 @@ def _read_group(ctx, schema, slots, positions, start, window, out, array):
     present = np.flatnonzero(found >= 0)
     if len(present):
         _fetch_decode_scatter(ctx, schema, plan, found[present], row_of[present],
-                              k_of[present], window, out, array)
+                              k_of[present], window, out)
 
 
 def _overlay_pending(pending, schema, plan, want_slots, want_chunks, row_of, k_of, found, out):
     """Copy pending chunks into ``out`` and mark them handled (found = -2)."""
-    for i in range(len(want_slots)):
+    candidates = np.isin(want_slots, np.fromiter(pending.slots, np.int64, len(pending.slots)))
+    for i in np.flatnonzero(candidates):
         slot = int(want_slots[i])
-        if not pending.has_slot(slot):
-            continue
         k = int(k_of[i])
         extent = tuple(int(e) for e in plan.extents[k])
         hit = pending.lookup(slot, int(want_chunks[i]), schema, extent)
@@ -138,7 +139,7 @@ def _fill(schema, plan, rows, ks, window, out):
                        shapes_b, starts_b, boxes_b, pattern)
 
 
-def _fetch_decode_scatter(ctx, schema, plan, entries, rows, ks, window, out, array):
+def _fetch_decode_scatter(ctx, schema, plan, entries, rows, ks, window, out):
     cols = ctx.resolved.columns
     segment = ctx.resolved.segment[entries]
     offsets = cols["offset"][entries]
@@ -156,7 +157,9 @@ def _fetch_decode_scatter(ctx, schema, plan, entries, rows, ks, window, out, arr
             rel = int(offsets[i] - starts[group[j]])
             buffers[i] = blob[rel : rel + int(lengths[i])]
 
-    where_of = lambda i: f"{ctx.storage.location}/{ctx.resolved.keys[segment[i]]}"  # noqa: E731
+    def where_of(i):
+        return f"{ctx.storage.location}/{ctx.resolved.keys[segment[i]]}"
+
     if schema.dtype.is_string:
         for i in range(len(entries)):
             values = _decode_entry(cols, entries[i], buffers[i], schema, plan.extents[ks[i]],
@@ -168,60 +171,90 @@ def _fetch_decode_scatter(ctx, schema, plan, entries, rows, ks, window, out, arr
 
     itemsize = out.dtype.itemsize
     ndim = len(window)
-    src_shapes, src_starts = kernels.fold(plan.extents[ks], plan.src_starts[ks], itemsize)
-    dst_shapes = np.ascontiguousarray(np.broadcast_to(np.array(window, np.int64),
-                                                      (len(entries), ndim)))
+    n = len(entries)
+    extents, boxes_e = plan.extents[ks], plan.boxes[ks]
+    src_shapes, src_starts = kernels.fold(extents, plan.src_starts[ks], itemsize)
+    dst_shapes = np.ascontiguousarray(np.broadcast_to(np.array(window, np.int64), (n, ndim)))
     dst_shapes, dst_starts = kernels.fold(dst_shapes, plan.dst_starts[ks], itemsize)
-    boxes, _ = kernels.fold(plan.boxes[ks], plan.boxes[ks], itemsize)
+    boxes, _ = kernels.fold(boxes_e, boxes_e, itemsize)
     dst_offsets = rows.astype(np.int64) * (math.prod(window) * itemsize)
-    expected = np.prod(plan.extents[ks], axis=1) * itemsize if ndim else \
-        np.full(len(entries), itemsize)
+    expected = (np.prod(extents, axis=1) * itemsize).tolist() if ndim else [itemsize] * n
+    # Where the overlap is one contiguous byte run on both sides (whole chunks, or chunks split
+    # only along the first axis), a plain memcpy replaces the kernel call.
+    if ndim == 0:
+        run = np.full(n, itemsize, np.int64)
+        run_src = np.zeros(n, np.int64)
+        run_dst = dst_offsets
+    else:
+        row_bytes = math.prod(window[1:]) * itemsize
+        full_rows = np.all((boxes_e[:, 1:] == extents[:, 1:]) &
+                           (extents[:, 1:] == np.array(window[1:], np.int64)), axis=1)
+        run = np.where(full_rows, boxes_e[:, 0] * row_bytes, -1)
+        run_src = plan.src_starts[ks][:, 0] * row_bytes
+        run_dst = dst_offsets + plan.dst_starts[ks][:, 0] * row_bytes
+    run, run_src, run_dst = run.tolist(), run_src.tolist(), run_dst.tolist()
+    record = [cols[c][entries].tolist() for c in
+              ("stored_length", "mask_length", "checksum", "codec", "decoded_length")]
     out_bytes = out.reshape(-1).view(np.uint8)
+    out_view = memoryview(out_bytes)
     zero = np.zeros(1, np.int64)
 
     def work(batch):
         for i in batch:
-            where = where_of(i)
-            raw = _verified_raw(cols, entries[i], buffers[i], where)
+            raw = _checked_decode(buffers[i], *(c[i] for c in record), lambda: where_of(i))
             if len(raw) != expected[i]:
-                raise CorruptionError(f"{where}: chunk holds {len(raw)} bytes, "
-                                      f"expected {int(expected[i])}")
-            src = np.frombuffer(raw, np.uint8)
-            copy_boxes(src, zero, src_shapes[i : i + 1], src_starts[i : i + 1], out_bytes,
-                       dst_offsets[i : i + 1], dst_shapes[i : i + 1], dst_starts[i : i + 1],
-                       boxes[i : i + 1])
+                raise CorruptionError(f"{where_of(i)}: chunk holds {len(raw)} bytes, "
+                                      f"expected {expected[i]}")
+            if run[i] >= 0:
+                out_view[run_dst[i] : run_dst[i] + run[i]] = \
+                    memoryview(raw)[run_src[i] : run_src[i] + run[i]]
+                continue
+            copy_boxes(np.frombuffer(raw, np.uint8), zero, src_shapes[i : i + 1],
+                       src_starts[i : i + 1], out_bytes, dst_offsets[i : i + 1],
+                       dst_shapes[i : i + 1], dst_starts[i : i + 1], boxes[i : i + 1])
 
-    total = int(cols["decoded_length"][entries].sum())
-    order = np.arange(len(entries))
-    if total < PARALLEL_MIN_BYTES or len(entries) < 2:
+    total = int(sum(record[4]))
+    order = range(n)
+    if total < PARALLEL_MIN_BYTES or n < 2:
         work(order)
         return
     pool = decode_pool()
-    n_batches = min(len(entries), 4 * pool._max_workers)
-    futures = [pool.submit(work, batch) for batch in np.array_split(order, n_batches)]
+    n_batches = min(n, 4 * pool._max_workers)
+    futures = [pool.submit(work, batch) for batch in np.array_split(np.arange(n), n_batches)]
     for f in futures:
         f.result()
 
 
-def _verified_raw(cols, entry, buffer, where):
-    stored_len = int(cols["stored_length"][entry])
-    mask_len = int(cols["mask_length"][entry])
+def _checked_decode(buffer, stored_len: int, mask_len: int, crc: int, codec_id: int,
+                    decoded_len: int, where):
+    """Check a chunk record's length and checksum, then decode its data part.
+
+    ``where()`` names the record in errors; it is only called on failure.
+    """
     if len(buffer) != stored_len + mask_len:
-        raise CorruptionError(f"{where}: chunk record is truncated")
-    if codecs.checksum(buffer) != int(cols["checksum"][entry]):
-        raise CorruptionError(f"{where}: chunk at offset {int(cols['offset'][entry])} "
-                              "fails its checksum")
-    return codecs.decode(int(cols["codec"][entry]), buffer[:stored_len],
-                         int(cols["decoded_length"][entry]), where)
+        raise CorruptionError(f"{where()}: chunk record is truncated")
+    if codecs.checksum(buffer) != crc:
+        raise CorruptionError(f"{where()}: chunk fails its checksum")
+    try:
+        return codecs.decode(codec_id, buffer[:stored_len], decoded_len)
+    except CorruptionError as err:
+        raise CorruptionError(f"{where()}: {err}") from err
 
 
-def _decode_entry(cols, entry, buffer, schema, extent, where):
-    raw = _verified_raw(cols, entry, buffer, where)
+def _verified_raw(cols, entry, buffer, where):
+    """:func:`_checked_decode` of row ``entry`` of the index columns."""
+    return _checked_decode(buffer, *(int(cols[c][entry]) for c in
+                                     ("stored_length", "mask_length", "checksum", "codec",
+                                      "decoded_length")), where)
+
+
+def _decode_entry(cols, entry, buffer, schema, extent, where: str):
+    raw = _verified_raw(cols, entry, buffer, lambda: where)
     return _chunks.decode_values(schema, raw, tuple(int(e) for e in extent), where)
 
 
 def read_chunk(ctx: ReadContext, schema: Schema, slot: int, chunk: int,
-               extent: tuple[int, ...], array: str):
+               extent: tuple[int, ...]):
     """(values, written mask or None) of one stored chunk, or None when it was never stored."""
     if ctx.pending is not None and ctx.pending.has_slot(slot):
         hit = ctx.pending.lookup(slot, chunk, schema, extent)

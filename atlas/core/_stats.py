@@ -29,7 +29,7 @@ def stored_cells(schema: Schema, chunk_ids: np.ndarray) -> int:
     return int(total.sum())
 
 
-def compute(ctx: ReadContext, schema: Schema, slot: int, array: str) -> list:
+def compute(ctx: ReadContext, schema: Schema, slot: int) -> list:
     """[nulls, valid, min, max] of one (dataset, array), JSON-ready."""
     rows = ctx.resolved.rows_of_slot(slot)
     cols = ctx.resolved.columns
@@ -37,7 +37,7 @@ def compute(ctx: ReadContext, schema: Schema, slot: int, array: str) -> list:
     never_written = cells - stored_cells(schema, cols["chunk"][rows])
     dtype = schema.dtype
     if dtype.is_string:
-        return _string_stats(ctx, schema, slot, cols["chunk"][rows], never_written, array)
+        return _string_stats(ctx, schema, slot, cols["chunk"][rows], never_written)
     nulls, valid, lo, hi = kernels.merge_partials(
         cols["nulls"][rows], cols["valid"][rows],
         _chunks.from_bits(cols["min"][rows], dtype), _chunks.from_bits(cols["max"][rows], dtype))
@@ -50,14 +50,14 @@ def compute(ctx: ReadContext, schema: Schema, slot: int, array: str) -> list:
     return [nulls + never_written, valid, lo, hi]
 
 
-def _string_stats(ctx, schema, slot, chunk_ids, never_written, array):
+def _string_stats(ctx, schema, slot, chunk_ids, never_written):
     nulls, valid, lo, hi = never_written, 0, None, None
     grid = tuple(-(-s // c) for s, c in zip(schema.shape, schema.chunk_shape))
     for chunk in chunk_ids:
         coords = np.unravel_index(int(chunk), grid) if schema.ndim else ()
         extent = tuple(min(c, s - int(i) * c) for i, c, s in
                        zip(coords, schema.chunk_shape, schema.shape))
-        values, written = read_chunk(ctx, schema, slot, int(chunk), extent, array)
+        values, written = read_chunk(ctx, schema, slot, int(chunk), extent)
         flat = values.reshape(-1)
         ok = np.ones(flat.size, bool) if written is None else written.reshape(-1).astype(bool)
         if schema.fill is not None:

@@ -35,7 +35,7 @@ def write_window(ctx: ReadContext, pending: PendingWrites, array: str, slot: int
             kernels.copy_box(data, plan.dst_starts[k], values, plan.src_starts[k], extent)
             pending.put(array, schema, slot, chunk, values, None, generation)
             continue
-        current = read_chunk(ctx, schema, slot, chunk, extent, array)
+        current = read_chunk(ctx, schema, slot, chunk, extent)
         if current is None:
             values = _chunks.new_chunk(schema, extent)
             written = np.zeros(extent, np.uint8) if _chunks.needs_mask(schema) else None

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[cloud,test,bench]"
+	$(PY) -m pip install --quiet -e ".[cloud,test,bench,ml]"
 	touch $(STAMP)
 
 demo: $(STAMP)

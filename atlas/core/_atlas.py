@@ -11,6 +11,7 @@ import numpy as np
 
 from atlas import codecs
 from atlas.core import _stats
+from atlas.core._batches import batches
 from atlas.core._dataset import DatasetView
 from atlas.core._index import IndexCache, ResolvedIndex
 from atlas.core._pending import PendingWrites, segment_key
@@ -348,6 +349,19 @@ class Atlas:
                                  f"{list(out.shape)}")
         self._read(array, slots, schema_ids, start_t, window, out)
         return out
+
+    def batches(self, array: str, dataset_names: Sequence[str] | None = None,
+                batch_size: int = 64, shuffle: bool = True, seed: int | None = None,
+                start: Sequence[int] | None = None, shape: Sequence[int] | None = None,
+                drop_last: bool = False, prefetch: int = 1):
+        """Yield (names, array of shape (len(names), *window)) batches for training loops.
+
+        ``dataset_names`` defaults to every dataset holding ``array``; with ``shuffle`` the
+        order is a permutation drawn from ``seed``. ``prefetch`` batches are read ahead on a
+        background thread while the caller works on the current one.
+        """
+        return batches(self, array, dataset_names, batch_size, shuffle, seed, start, shape,
+                       drop_last, prefetch)
 
     def _rows(self, array: str, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(slots, schema ids) of ``array`` in each named dataset; KeyError naming a miss."""

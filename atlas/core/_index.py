@@ -14,6 +14,8 @@ import numpy as np
 from atlas.format.segment import COLUMNS, TRAILER, SegmentIndex, parse_index
 from atlas.storage import Storage
 
+FOOTER_PROBE = 64 << 10  # bytes read from a segment's end to get its index in one request
+
 
 @dataclass
 class ResolvedIndex:
@@ -47,12 +49,25 @@ class IndexCache:
     def footer(self, key: str, size: int) -> SegmentIndex:
         found = self._footers.get(key)
         if found is None:
-            where = f"{self.storage.location}/{key}"
-            trailer = bytes(self.storage.get_range(key, size - TRAILER.size, TRAILER.size, size))
-            found = parse_index(
-                trailer, lambda off, n: self.storage.get_range(key, off, n, size), where)
+            found = self._fetch_footer(key, size)
             self._footers[key] = found
         return found
+
+    def _fetch_footer(self, key: str, size: int) -> SegmentIndex:
+        """One ranged read of the segment's tail holds trailer and index unless the index is
+        bigger than FOOTER_PROBE (then a second read fetches the rest): one request per
+        segment on object stores."""
+        where = f"{self.storage.location}/{key}"
+        tail_start = max(0, size - FOOTER_PROBE)
+        tail = memoryview(self.storage.get_range(key, tail_start, size - tail_start, size))
+        trailer = bytes(tail[max(0, len(tail) - TRAILER.size) :])
+
+        def read(offset: int, length: int):
+            if offset >= tail_start:
+                return tail[offset - tail_start : offset - tail_start + length]
+            return self.storage.get_range(key, offset, length, size)
+
+        return parse_index(trailer, read, where)
 
     def add_footer(self, key: str, index: SegmentIndex) -> None:
         """Seed the cache with the index of a segment this handle just wrote."""

@@ -64,6 +64,7 @@ class PendingWrites:
         self._dirty: OrderedDict[tuple[int, int], DirtyChunk] = OrderedDict()
         self._dirty_bytes = 0
         self.finished: list[FinishedSegment] = []
+        self._published: set[str] = set()
         self.slots: set[int] = set()  # slots with chunks written since the last flush
 
     def __bool__(self) -> bool:
@@ -151,11 +152,15 @@ class PendingWrites:
         """Encode every dirty chunk, close every pending segment; returns all not yet committed."""
         while self._dirty:
             self._encode_oldest(generation)
-        for array, (key, writer) in self._writers.items():
+        for array, (key, writer) in list(self._writers.items()):
             index = writer.finish()
-            self.storage.publish(key, writer.path)
             self.finished.append(FinishedSegment(array, key, writer.path, writer.size, index))
-        self._writers.clear()
+            del self._writers[array]
+        # a flush that failed part-way (an upload error) publishes the rest when retried
+        for seg in self.finished:
+            if seg.key not in self._published:
+                self.storage.publish(seg.key, seg.path)
+                self._published.add(seg.key)
         return self.finished
 
     def committed(self) -> None:
@@ -163,6 +168,7 @@ class PendingWrites:
         for seg in self.finished:
             self.storage.release_spill(seg.key, seg.path)
         self.finished = []
+        self._published = set()
         self._entries.clear()
         self.slots = set()
 
@@ -175,6 +181,7 @@ class PendingWrites:
             self.storage.discard(seg.key, seg.path)
         self._writers.clear()
         self.finished = []
+        self._published = set()
         self._entries.clear()
         self._dirty.clear()
         self._dirty_bytes = 0

@@ -7,8 +7,25 @@ from typing import Any
 
 from atlas.storage._base import Storage
 from atlas.storage._local import LocalStorage
+from atlas.storage._wrappers import (
+    CountingStorage,
+    FaultyStorage,
+    InjectedFault,
+    LatencyStorage,
+    StorageWrapper,
+)
 
-__all__ = ["LocalStorage", "Storage", "from_description", "open_storage"]
+__all__ = [
+    "CountingStorage",
+    "FaultyStorage",
+    "InjectedFault",
+    "LatencyStorage",
+    "LocalStorage",
+    "Storage",
+    "StorageWrapper",
+    "from_description",
+    "open_storage",
+]
 
 
 def open_storage(location: Any, read_only: bool = False, **options: Any) -> Storage:

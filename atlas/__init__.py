@@ -17,6 +17,11 @@ from atlas.errors import (
 
 __version__ = "0.1.0"
 
+# xr.Dataset.atlas: registered now if xarray is imported, else right after it is (no import here)
+from atlas.xarray._hook import install as _install_xarray_accessor  # noqa: E402
+
+_install_xarray_accessor()
+
 __all__ = [
     "AlreadyExistsError",
     "ArrayNotFoundError",

@@ -396,6 +396,39 @@ class Atlas:
                     f"{first[0].name} window of shape {list(first[2])}")
         return first[0].numpy, first[1], first[2]
 
+    # -- xarray (atlas.xarray holds the logic; imported on first use) ---------------------------
+
+    def add_xr_dataset(self, ds: Any, name: str, chunks: Any = None) -> DatasetView:
+        """Write an ``xarray.Dataset`` as the new dataset ``name`` (does not flush)."""
+        from atlas.xarray._ingest import add_xr_dataset
+
+        return add_xr_dataset(self, ds, name, chunks)
+
+    def add_xarray_dataset(self, ds: Any, name: str, chunks: Any = None) -> DatasetView:
+        """Alias of :meth:`add_xr_dataset`."""
+        return self.add_xr_dataset(ds, name, chunks)
+
+    def to_xarray(self, name: str) -> Any:
+        """Dataset ``name`` as an ``xarray.Dataset`` (chunked variables lazy, dask-backed)."""
+        from atlas.xarray._read import to_xarray
+
+        return to_xarray(self, name)
+
+    def open_as_xarray_dataset(self, name: str) -> Any:
+        """Alias of :meth:`to_xarray`."""
+        return self.to_xarray(name)
+
+    def to_xarray_many(self, names: Sequence[str], concat_dim: str = "dataset") -> Any:
+        """Data variables of many datasets stacked along ``concat_dim``."""
+        from atlas.xarray._read import to_xarray_many
+
+        return to_xarray_many(self, names, concat_dim)
+
+    def open_as_many_xarray_dataset(self, names: Sequence[str],
+                                    concat_dim: str = "dataset") -> Any:
+        """Alias of :meth:`to_xarray_many`."""
+        return self.to_xarray_many(names, concat_dim)
+
     # -- internals used by DatasetView ---------------------------------------------------------
 
     def _check_writable(self) -> None:

@@ -1,0 +1,134 @@
+"""The ``engine="atlas"`` xarray backend: ``xr.open_dataset(path, engine="atlas", group=name)``
+and ``xr.open_datatree(path, engine="atlas")`` (every dataset a child group).
+
+Variables are lazy through :class:`AtlasBackendArray` (basic indexing: each access reads the
+bounding window only); ``preferred_chunks`` in the encoding is the on-disk chunk shape, so
+``chunks={}`` gives dask chunks that match the store.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable
+
+import numpy as np
+from xarray.backends import BackendArray, BackendEntrypoint
+from xarray.core import indexing
+
+from atlas.format.manifest import MANIFEST_KEY
+from atlas.xarray._mapping import DecodedVariable, restore_values
+from atlas.xarray._read import build_dataset, layout
+
+
+class AtlasBackendArray(BackendArray):
+    """One stored array as an xarray backend array (picklable: holds the Atlas handle)."""
+
+    def __init__(self, store, dataset: str, variable: DecodedVariable):
+        self.store = store
+        self.dataset = dataset
+        self.name = variable.name
+        self.shape = variable.shape
+        self.dtype = variable.dtype
+        self.restore = variable.restore
+
+    def __getitem__(self, key: indexing.ExplicitIndexer) -> np.ndarray:
+        return indexing.explicit_indexing_adapter(key, self.shape, indexing.IndexingSupport.BASIC,
+                                                  self._getitem)
+
+    def _getitem(self, key: tuple) -> np.ndarray:
+        start, window, pick = [], [], []
+        for k, n in zip(key, self.shape):
+            if isinstance(k, slice):
+                steps = range(*k.indices(n))
+                if len(steps) == 0:
+                    start.append(0)
+                    window.append(0)
+                    pick.append(slice(None))
+                    continue
+                lo, hi = min(steps[0], steps[-1]), max(steps[0], steps[-1])
+                start.append(lo)
+                window.append(hi - lo + 1)
+                first = steps[0] - lo
+                stop = steps[-1] - lo + (1 if steps.step > 0 else -1)
+                pick.append(slice(first, stop if stop >= 0 else None, steps.step))
+            else:
+                i = int(k) + n if int(k) < 0 else int(k)
+                start.append(i)
+                window.append(1)
+                pick.append(0)
+        values = self.store.open_dataset(self.dataset).read_array(self.name, start, window)
+        return restore_values(values, self.restore)[tuple(pick)]
+
+
+class AtlasBackendEntrypoint(BackendEntrypoint):
+    """Opens the datasets of an atlas store (a directory holding ``manifest.atlas``)."""
+
+    description = "Open datasets of an atlas store (many similarly-shaped datasets) lazily"
+    url = "https://github.com/maris-development/atlas"
+    open_dataset_parameters = ("filename_or_obj", "drop_variables", "group")
+    supports_groups = True
+
+    def guess_can_open(self, filename_or_obj: Any) -> bool:
+        if not isinstance(filename_or_obj, (str, os.PathLike)):
+            return False
+        path = os.fspath(filename_or_obj)
+        return os.path.isdir(path) and os.path.isfile(os.path.join(path, MANIFEST_KEY))
+
+    def open_dataset(self, filename_or_obj: Any, *, drop_variables: str | Iterable[str] | None = None,
+                     group: str | None = None):
+        store = _open_store(filename_or_obj)
+        names = store.list_datasets()
+        if group is None:
+            if len(names) != 1:
+                raise ValueError(f"the atlas store at {store.location} holds {len(names)} "
+                                 f"datasets; pass group= one of {names[:10]}"
+                                 f"{' ...' if len(names) > 10 else ''}")
+            group = names[0]
+        return _open_group(store, group.strip("/"), drop_variables)
+
+    def open_groups_as_dict(self, filename_or_obj: Any, *,
+                            drop_variables: str | Iterable[str] | None = None,
+                            group: str | None = None) -> dict:
+        import xarray as xr
+
+        store = _open_store(filename_or_obj)
+        if group is not None and group.strip("/"):
+            name = group.strip("/")
+            return {"/": _open_group(store, name, drop_variables)}
+        groups = {"/": xr.Dataset()}
+        for name in store.list_datasets():
+            groups[f"/{name}"] = _open_group(store, name, drop_variables)
+        return groups
+
+    def open_datatree(self, filename_or_obj: Any, *,
+                      drop_variables: str | Iterable[str] | None = None,
+                      group: str | None = None):
+        import xarray as xr
+
+        return xr.DataTree.from_dict(
+            self.open_groups_as_dict(filename_or_obj, drop_variables=drop_variables, group=group))
+
+
+
+def _open_store(filename_or_obj: Any):
+    from atlas.core import Atlas
+
+    if isinstance(filename_or_obj, Atlas):
+        return filename_or_obj
+    return Atlas.open(filename_or_obj, read_only=True)
+
+
+def _open_group(store, name: str, drop_variables):
+    if isinstance(drop_variables, str):
+        drop_variables = [drop_variables]
+    variables, coord_names, attrs = layout(store.open_dataset(name), tuple(drop_variables or ()))
+
+    def data_of(var: DecodedVariable):
+        return indexing.LazilyIndexedArray(AtlasBackendArray(store, name, var))
+
+    ds = build_dataset(variables, coord_names, attrs, data_of)
+    for var in variables:
+        encoding = ds.variables[var.name].encoding
+        encoding["preferred_chunks"] = dict(zip(var.dims, var.chunk_shape))
+        encoding["chunks"] = var.chunk_shape
+    return ds

@@ -25,7 +25,6 @@ from atlas.core._pending import PendingWrites
 from atlas.dtypes import fill_scalar
 from atlas.errors import CorruptionError
 from atlas.format.manifest import Schema
-from atlas.kernels.boxes import copy_boxes
 from atlas.storage import Storage
 
 COALESCE_GAP = 1 << 16  # merge byte ranges closer than this into one request
@@ -198,6 +197,7 @@ def _fetch_decode_scatter(ctx, schema, plan, entries, rows, ks, window, out):
     out_bytes = out.reshape(-1).view(np.uint8)
     out_view = memoryview(out_bytes)
     zero = np.zeros(1, np.int64)
+    copy_boxes = kernels.copy_boxes
 
     def work(batch):
         for i in batch:

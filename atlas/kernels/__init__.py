@@ -2,17 +2,40 @@
 
 Kernels (``boxes``, ``stats``, ``plan``) see only arrays and plain scalars. Object (string)
 arrays never reach them: the drivers copy those with numpy slicing instead.
+
+numba is imported when a kernel is first used (module ``__getattr__``), not by ``import atlas``:
+opening a store and listing it never pays for the compiler.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from atlas.kernels.boxes import copy_boxes, fill_boxes
-from atlas.kernels.plan import find_chunks, plan_window
-from atlas.kernels.stats import NULL_NAN, NULL_NAT, NULL_NONE, chunk_stats, merge_stats
+# how a dtype marks missing values besides the fill: 0 none, 1 NaN, 2 NaT (int64 min)
+NULL_NONE, NULL_NAN, NULL_NAT = 0, 1, 2
+
+_KERNEL_HOMES = {
+    "copy_boxes": "boxes", "fill_boxes": "boxes", "plan_window": "plan",
+    "find_chunks": "plan", "chunk_stats": "stats", "merge_stats": "stats",
+}
+
+
+def __getattr__(name: str):
+    home = _KERNEL_HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'atlas.kernels' has no attribute {name!r}")
+    kernel = getattr(importlib.import_module(f"atlas.kernels.{home}"), name)
+    globals()[name] = kernel  # later lookups skip __getattr__
+    return kernel
+
+
+def _kernel(name: str):
+    """A compiled kernel by name, importing (and so compiling or loading) it on first use."""
+    found = globals().get(name)
+    return found if found is not None else __getattr__(name)
 
 __all__ = [
     "NULL_NAN",
@@ -73,7 +96,7 @@ def copy_many(
     src_shapes_b, src_starts_b = fold(src_shapes, src_starts, itemsize)
     dst_shapes_b, dst_starts_b = fold(dst_shapes, dst_starts, itemsize)
     boxes_b, _ = fold(boxes, np.zeros_like(boxes), itemsize)
-    copy_boxes(
+    _kernel("copy_boxes")(
         src, src_offsets.astype(np.int64), src_shapes_b, src_starts_b,
         dst, dst_offsets.astype(np.int64), dst_shapes_b, dst_starts_b, boxes_b,
     )
@@ -110,7 +133,7 @@ def fill_box(dst: np.ndarray, dst_start: Sequence[int], box: Sequence[int], valu
     pattern = np.asarray(value, dtype=dst.dtype).reshape(1).view(np.uint8)
     shapes, starts = fold(_table(dst.shape, ndim), _table(dst_start, ndim), dst.dtype.itemsize)
     boxes, _ = fold(_table(box, ndim), np.zeros((1, ndim), np.int64), dst.dtype.itemsize)
-    fill_boxes(_flat_bytes(dst), np.zeros(1, np.int64), shapes, starts, boxes, pattern)
+    _kernel("fill_boxes")(_flat_bytes(dst), np.zeros(1, np.int64), shapes, starts, boxes, pattern)
 
 
 class WindowPlan(NamedTuple):
@@ -140,7 +163,7 @@ def window_plan(
     tables = [np.empty((m, ndim), np.int64) for _ in range(5)]
     chunk_ids = np.empty(m, np.int64)
     as_i64 = [np.asarray(v, np.int64).reshape(ndim) for v in (shape, chunk_shape, start, window)]
-    plan_window(*as_i64, chunk_ids, *tables)
+    _kernel("plan_window")(*as_i64, chunk_ids, *tables)
     return WindowPlan(chunk_ids, *tables)
 
 
@@ -150,7 +173,7 @@ def find(
 ) -> np.ndarray:
     """Positions of wanted (slot, chunk) pairs in an index sorted by (slot, chunk); -1 if absent."""
     out = np.empty(len(want_slots), np.int64)
-    find_chunks(index_slots, index_chunks, want_slots.astype(np.int64),
+    _kernel("find_chunks")(index_slots, index_chunks, want_slots.astype(np.int64),
                 want_chunks.astype(np.int64), out)
     return out
 
@@ -162,7 +185,7 @@ def stats_partial(values: np.ndarray, written: np.ndarray | None, fill, has_fill
     counts = np.zeros(2, np.int64)
     extremes = np.zeros(2, flat.dtype)
     mask = _EMPTY_MASK if written is None else written.reshape(-1)
-    chunk_stats(flat, mask, flat.dtype.type(fill), has_fill, null_rule, counts, extremes)
+    _kernel("chunk_stats")(flat, mask, flat.dtype.type(fill), has_fill, null_rule, counts, extremes)
     return int(counts[0]), int(counts[1]), extremes[0], extremes[1]
 
 
@@ -173,7 +196,7 @@ def merge_partials(nulls: np.ndarray, valids: np.ndarray, mins: np.ndarray,
         return 0, 0, None, None
     counts = np.zeros(2, np.int64)
     extremes = np.zeros(2, mins.dtype)
-    merge_stats(nulls, valids, mins, maxs, counts, extremes)
+    _kernel("merge_stats")(nulls, valids, mins, maxs, counts, extremes)
     if counts[1] == 0:
         return int(counts[0]), 0, None, None
     return int(counts[0]), int(counts[1]), extremes[0], extremes[1]

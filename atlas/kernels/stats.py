@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from atlas.kernels import NULL_NAN, NULL_NAT
 from atlas.kernels._jit import kernel
-
-# how a dtype marks missing values besides the fill: 0 none, 1 NaN, 2 NaT (int64 min)
-NULL_NONE, NULL_NAN, NULL_NAT = 0, 1, 2
 
 
 @kernel

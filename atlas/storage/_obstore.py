@@ -362,28 +362,42 @@ class ObjectStorage(Storage):
             f"store at {self.location} was committed by another writer since this handle read "
             "it; nothing was overwritten. Reopen the store and redo the changes") from lost
 
+    @contextlib.contextmanager
+    def commit_lock(self) -> Iterator[None]:
+        """On a LocalStore: the directory's lock file (shared with LocalStorage). Object stores
+        have no lock; their commits are conditional instead."""
+        if self._lock_root is None:
+            yield
+            return
+        self._check_writable()
+        os.makedirs(self._lock_root, exist_ok=True)
+        with open(os.path.join(self._lock_root, LOCK_NAME), "a+b") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
     def _commit_locked(self, key: str, data: bytes, expected):
         """LocalStore cannot PUT conditionally on an e-tag: compare and replace under the
         directory's lock file instead (obstore writes to a temp file and renames)."""
         import obstore
 
-        os.makedirs(self._lock_root, exist_ok=True)
-        with open(os.path.join(self._lock_root, LOCK_NAME), "a+b") as lock:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        with self.commit_lock():
             try:
-                try:
-                    with self._translated(key, "HEAD"):
-                        current = _token(obstore.head(self.store, key))
-                except FileNotFoundError:
-                    current = None
-                if (current is None) != (expected is None) or (
-                        current is not None and current["e_tag"] != expected["e_tag"]):
-                    raise ConflictError(
-                        f"store at {self.location} was committed by another writer since this "
-                        "handle read it; nothing was overwritten. Reopen the store and redo "
-                        "the changes")
-                with self._translated(key, "PUT"):
-                    result = obstore.put(self.store, key, data)
-            finally:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+                with self._translated(key, "HEAD"):
+                    current = _token(obstore.head(self.store, key))
+            except FileNotFoundError:
+                current = None
+            if (current is None) != (expected is None) or (
+                    current is not None and current["e_tag"] != expected["e_tag"]):
+                found = self.read_manifest(key)
+                if found is not None and found[0] == bytes(data):
+                    return found[1]  # an earlier attempt of this very commit landed
+                raise ConflictError(
+                    f"store at {self.location} was committed by another writer since this "
+                    "handle read it; nothing was overwritten. Reopen the store and redo the "
+                    "changes")
+            with self._translated(key, "PUT"):
+                result = obstore.put(self.store, key, data)
         return _token(result)

@@ -117,13 +117,19 @@ def check_data(dtype: DType, data: np.ndarray, where: str) -> np.ndarray:
         if dt.kind == "S":
             return np.vectorize(lambda b: b.decode("utf-8"), otypes=[object])(data)
         if dt.kind == "O":
-            for value in data.flat:
-                if not isinstance(value, str):
+            out = data
+            for i, value in enumerate(data.flat):
+                if isinstance(value, str):
+                    continue
+                if not isinstance(value, bytes):
                     raise TypeError(
-                        f"{where}: string arrays take str values; got {type(value).__name__} "
-                        f"{value!r}"
+                        f"{where}: string arrays take str or bytes values; got "
+                        f"{type(value).__name__} {value!r}"
                     )
-            return data
+                if out is data:
+                    out = data.copy()  # never decode into the caller's array
+                out.flat[i] = value.decode("utf-8")
+            return out
         raise TypeError(f"{where}: expected string data (object/|S/|U), got dtype {dt}")
     if dtype.kind == "timestamp":
         if dt != np.dtype("datetime64[ns]"):
@@ -157,7 +163,7 @@ def parse_fill(dtype: DType, fill: Any, where: str) -> Any:
         raise TypeError(f"{where}: a {dtype.name} array needs a numeric fill value, got {fill!r}")
     if dtype.kind == "float":
         value = float(fill)
-        if math.isfinite(value) and abs(value) > np.finfo(dtype.numpy).max:
+        if math.isfinite(value) and abs(value) > float(np.finfo(dtype.numpy).max):
             raise OverflowError(f"{where}: fill value {fill!r} does not fit in {dtype.name}")
         return float(dtype.numpy.type(value))
     if isinstance(fill, (float, np.floating)):

@@ -466,7 +466,8 @@ class Atlas:
         start_t = (0,) * schema.ndim if start is None else \
             as_index_tuple(start, "start", schema.ndim, where)
         if shape is None:
-            window = tuple(s - b for s, b in zip(schema.shape, start_t))
+            # a start past the end gives an empty window there, so the bounds check names it
+            window = tuple(max(0, s - b) for s, b in zip(schema.shape, start_t))
         else:
             window = as_index_tuple(shape, "shape", schema.ndim, where)
         check_window(start_t, window, schema.shape, where)

@@ -158,7 +158,7 @@ class DatasetView:
         out = np.empty((1, *window), dtype=schema.dtype.numpy)
         self._store._read(name, np.array([entry["slot"]]), np.array([entry["schema"]]), start_t,
                           window, out)
-        return out[0]
+        return out[0, ...]  # an ndarray also for 0-D arrays, never a numpy scalar
 
     def read_arrays(self, names: Sequence[str], start: Sequence[int] | None = None,
                     shape: Sequence[int] | None = None) -> dict[str, np.ndarray | None]:

@@ -130,7 +130,7 @@ class LocalStorage(Storage):
     def read_manifest(self, key: str):
         try:
             data = self.get(key)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # no store here (a file is not one)
             return None
         return data, _digest(data)
 

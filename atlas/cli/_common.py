@@ -1,0 +1,140 @@
+"""What every command shares: opening stores, printing text or JSON, warnings, disk usage."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import math
+import sys
+from typing import Any, Callable
+
+import numpy as np
+
+log = logging.getLogger("atlas.cli")
+
+
+class CommandError(Exception):
+    """A failure the command line reports as one ``atlas: <message>`` line (exit 1)."""
+
+
+class CommandFailed(Exception):
+    """The command printed its result but must still exit 1 (``verify`` that found damage)."""
+
+
+def open_store(location: str, *, writable: bool = False):
+    """Open an existing store; read-only unless the command changes it."""
+    import atlas
+
+    return atlas.Atlas.open(location, read_only=not writable)
+
+
+def warn(message: str, progress=None) -> None:
+    """A warning on stderr (above the progress bar, when one is drawn) and in the log."""
+    log.warning(message)
+    line = f"atlas: warning: {message}"
+    if progress is not None:
+        progress.note(line)
+    else:
+        print(line, file=sys.stderr, flush=True)
+
+
+# -- output -------------------------------------------------------------------------------------
+
+def jsonable(value: Any) -> Any:
+    """``value`` with numpy scalars, timestamps, bytes and non-finite floats made strict JSON.
+
+    NaN and the infinities become the strings "NaN", "Infinity", "-Infinity" (strict JSON has
+    no spelling for them); timestamps become ISO 8601 strings.
+    """
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [jsonable(v) for v in value.tolist()] if value.dtype != object else \
+            [jsonable(v) for v in value.ravel()]
+    if isinstance(value, np.datetime64):
+        return None if np.isnat(value) else np.datetime_as_string(value, unit="auto")
+    if isinstance(value, (_dt.datetime, _dt.date)):
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return value
+
+
+def emit(args, data: Any, text: Callable[[], str] | str) -> None:
+    """Print the command's result: JSON when ``--json`` was given, else the text rendering."""
+    if args.json:
+        sys.stdout.write(json.dumps(jsonable(data), indent=2, allow_nan=False) + "\n")
+    else:
+        out = text() if callable(text) else text
+        if out:
+            sys.stdout.write(out if out.endswith("\n") else out + "\n")
+    sys.stdout.flush()
+
+
+def format_value(value: Any) -> str:
+    """An attribute or statistic value, ncdump-like: strings quoted, numbers plain."""
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, bytes):
+        return repr(value)
+    if isinstance(value, np.datetime64):
+        return "NaT" if np.isnat(value) else np.datetime_as_string(value, unit="auto")
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return "NaN" if math.isnan(value) else f"{value:.7g}"
+    return str(value)
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    """Left-aligned text columns separated by two spaces."""
+    cells = [header] + rows
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    return "\n".join(lines)
+
+
+# -- the store's files --------------------------------------------------------------------------
+
+def disk_usage(location: str) -> dict:
+    """Codec, generation and bytes on disk of a store, read from its manifest.
+
+    Bytes on disk = the sizes of the segment files the manifest references (as it records them)
+    plus the manifest itself; orphan files are not counted.
+    """
+    from atlas.errors import StoreNotFoundError
+    from atlas.format.manifest import MANIFEST_KEY, Manifest
+    from atlas.storage import open_storage
+
+    storage = open_storage(location, read_only=True)
+    found = storage.read_manifest(MANIFEST_KEY)
+    if found is None:
+        raise StoreNotFoundError(f"no atlas store at {storage.location} "
+                                 f"(no {MANIFEST_KEY} found)")
+    data, _token = found
+    manifest = Manifest.decode(data, f"{storage.location}/{MANIFEST_KEY}")
+    per_array = {}
+    for name, refs in manifest.segments.items():
+        per_array[name] = {"segments": len(refs), "bytes": sum(int(r[1]) for r in refs),
+                           "chunks": sum(int(r[2]) for r in refs)}
+    segment_bytes = sum(a["bytes"] for a in per_array.values())
+    return {
+        "codec": manifest.doc["codec"],
+        "level": manifest.doc["level"],
+        "generation": manifest.generation,
+        "segments": sum(a["segments"] for a in per_array.values()),
+        "segment_bytes": segment_bytes,
+        "manifest_bytes": len(data),
+        "bytes_on_disk": segment_bytes + len(data),
+        "per_array": per_array,
+    }

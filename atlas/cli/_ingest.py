@@ -1,0 +1,368 @@
+"""``atlas ingest``: one dataset per netCDF file of a folder.
+
+Files are opened and decoded by xarray, in worker processes with ``-j N`` (netCDF4/HDF5 is not
+thread-safe, so parallel reading needs processes), and handed to the single writer, the main
+thread, in sorted order. One flush at the end (or every K files) makes the ingest a batch:
+an error or an interrupt keeps exactly what was flushed before it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from atlas.cli._common import CommandError, emit, log, warn
+from atlas.cli._maintain import CODECS
+from atlas.cli._progress import MB, Progress, human_bytes
+
+SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf")
+
+
+def register(sub, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "ingest", parents=[common], help="load a folder of netCDF files into a store",
+        description="One dataset per netCDF file under SRC (" + ", ".join(SUFFIXES) + "), "
+                    "named after the file without its suffix, in sorted order. STORE is created "
+                    "when it does not exist. Nothing is kept unless it was flushed: once at the "
+                    "end, or every K files with --flush-every.")
+    p.add_argument("src", metavar="SRC", help="a folder of netCDF files, or one file")
+    p.add_argument("store", metavar="STORE")
+    p.add_argument("--codec", choices=CODECS,
+                   help="chunk compression of a new store (default: zstd); an existing store "
+                        "keeps its own")
+    p.add_argument("--chunks", metavar="JSON",
+                   help='on-disk chunking: {"var": [n, ...]} per variable and/or {"dim": n} '
+                        "per dimension (applied to every variable with that dimension)")
+    p.add_argument("--no-recursive", dest="recursive", action="store_false",
+                   help="only the files directly in SRC, not in its subfolders")
+    p.add_argument("--skip-errors", action="store_true",
+                   help="skip unreadable files and unsupported variables, report them and go on")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="skip files whose dataset is already in STORE (resumes an ingest)")
+    p.add_argument("--flush-every", metavar="K", type=int, default=0,
+                   help="flush after every K ingested files (default: once at the end)")
+    p.add_argument("-j", "--jobs", metavar="N", type=int, default=1,
+                   help="read and decode files in N worker processes (0: one per CPU)")
+    p.set_defaults(func=cmd_ingest)
+
+
+# -- finding and naming files ----------------------------------------------------------------------
+
+def find_files(src: Path, recursive: bool) -> list[Path]:
+    if not src.exists():
+        raise CommandError(f"source {src} does not exist")
+    if src.is_file():
+        return [src]
+    pattern = src.rglob("*") if recursive else src.glob("*")
+    files = [p for p in pattern if p.suffix.lower() in SUFFIXES and p.is_file()]
+    return sorted(files, key=lambda p: p.relative_to(src).as_posix())
+
+
+def dataset_names(files: list[Path]) -> list[str]:
+    """The file names without suffix; two files giving one name is an error naming both."""
+    seen: dict[str, Path] = {}
+    for path in files:
+        name = path.name[: -len(path.suffix)] if path.suffix else path.name
+        if name in seen:
+            raise CommandError(f"two files give the dataset name {name!r}: {seen[name]} and "
+                               f"{path}; rename one of them")
+        seen[name] = path
+    return list(seen)
+
+
+# -- chunking -----------------------------------------------------------------------------------
+
+def parse_chunks(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    example = '\'{"sst": [1, 90, 180]}\' or \'{"lat": 90, "lon": 180}\''
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise CommandError(f"--chunks is not valid JSON ({err.msg} at character {err.pos}); "
+                           f"expected e.g. {example}") from err
+    if not isinstance(spec, dict) or not spec:
+        raise CommandError(f"--chunks must be a non-empty JSON object, e.g. {example}; "
+                           f"got {text}")
+    for key, value in spec.items():
+        ok = (isinstance(value, int) and not isinstance(value, bool) and (value >= 1 or
+                                                                           value == -1)) or (
+            isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool)
+                                            and v >= 1 for v in value))
+        if not ok:
+            raise CommandError(f"--chunks[{key!r}] must be a positive int (a dimension) or a "
+                               f"list of positive ints (a variable), got {json.dumps(value)}")
+    return spec
+
+
+def chunks_for(ds, spec: dict[str, Any] | None, path: Path, first: bool) -> dict | None:
+    """Per-variable chunk shapes for ``add_xr_dataset`` from the ``--chunks`` spec."""
+    if not spec:
+        return None
+    variables = {name: var for name, var in ds.variables.items() if var.ndim > 0}
+    out: dict[str, list[int]] = {}
+    dims = {k: v for k, v in spec.items() if isinstance(v, int)}
+    for name, var in variables.items():
+        if any(d in dims for d in var.dims):
+            out[name] = [size if dims.get(d, -1) == -1 else min(dims[d], size)
+                         for d, size in zip(var.dims, var.shape)]
+    for key, value in spec.items():
+        if isinstance(value, list) and key in variables:
+            if len(value) != variables[key].ndim:
+                raise CommandError(f"--chunks[{key!r}] has {len(value)} values, variable "
+                                   f"{key!r} of {path} has rank {variables[key].ndim}")
+            out[key] = value
+    if first:  # typos are caught on the first file rather than silently ignored everywhere
+        unknown = [k for k, v in spec.items()
+                   if (k not in ds.sizes if isinstance(v, int) else k not in variables)]
+        if unknown:
+            raise CommandError(f"--chunks names {', '.join(map(repr, unknown))}, which "
+                               f"{'is' if len(unknown) == 1 else 'are'} not a dimension or "
+                               f"variable of {path} (the first file)")
+    return out or None
+
+
+# -- reading (in worker processes with -j) --------------------------------------------------------
+
+def read_file(path: str):
+    """Open, decode and load one file into memory (runs in a worker process with -j)."""
+    import xarray as xr
+
+    with xr.open_dataset(path, engine=_engine()) as ds:
+        return ds.load()
+
+
+def _engine() -> str | None:
+    # netCDF4 reads every netCDF flavour and says "Unknown file format" for a broken file,
+    # instead of xarray's long "no engine found" guess over all installed backends
+    try:
+        import netCDF4  # noqa: F401
+    except ImportError:
+        return None
+    return "netcdf4"
+
+
+class _ReadError(Exception):
+    pass
+
+
+def _worker_context():
+    """fork on Linux: workers start at once and re-import nothing. CPython (3.11+) forks them
+    all at the first submit, before the pool's own threads exist, and the parent has read no
+    netCDF file by then. spawn elsewhere (fork is unsafe on macOS)."""
+    import multiprocessing
+
+    method = "fork" if sys.platform.startswith("linux") else "spawn"
+    return multiprocessing.get_context(method)
+
+
+def _reader(paths: list[Path], jobs: int):
+    """Yield (path, dataset or exception) in order, reading ahead with ``jobs`` processes."""
+    if jobs <= 1:
+        for path in paths:
+            try:
+                yield path, read_file(str(path))
+            except Exception as err:  # reported per file by the caller
+                yield path, err
+        return
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    executor = ProcessPoolExecutor(max_workers=jobs, mp_context=_worker_context())
+    pending: deque = deque()
+    todo = iter(paths)
+    try:
+        for path in todo:
+            pending.append((path, executor.submit(read_file, str(path))))
+            if len(pending) >= 2 * jobs:
+                break
+        while pending:
+            path, future = pending.popleft()
+            try:
+                result = future.result()
+            except BrokenProcessPool as err:
+                raise CommandError(f"a reader process died while reading {path} (or a file "
+                                   "read beside it); rerun with -j 1 to find the file") from err
+            except Exception as err:
+                result = err
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.append((nxt, executor.submit(read_file, str(nxt))))
+            yield path, result
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _one_line(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror  # the path is already in our message
+    text = " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, KeyError) and len(err.args) == 1 and isinstance(err.args[0], str):
+        text = err.args[0]
+    return text
+
+
+# -- the command --------------------------------------------------------------------------------
+
+def _open_or_create(location: str, codec: str | None):
+    import atlas
+    from atlas.errors import StoreNotFoundError
+
+    try:
+        store = atlas.Atlas.open(location)
+    except StoreNotFoundError:
+        if "://" not in location and os.path.isdir(location) and os.listdir(location):
+            raise CommandError(f"{os.path.abspath(location)} is a folder that is not an atlas "
+                               "store and not empty; refusing to create a store in it") from None
+        store = atlas.Atlas.create(location, codec=codec or "zstd")
+        log.info("created store %s (codec %s)", store.location, codec or "zstd")
+        return store, True
+    if codec is not None and codec != store.codec:
+        raise CommandError(f"store {store.location} uses codec {store.codec}; --codec {codec} "
+                           "only applies when ingest creates the store")
+    return store, False
+
+
+def cmd_ingest(args) -> int:
+    from atlas.core._validate import check_name
+
+    if args.flush_every < 0:
+        raise CommandError(f"--flush-every must be >= 0, got {args.flush_every}")
+    if args.jobs < 0:
+        raise CommandError(f"-j must be >= 0, got {args.jobs}")
+    jobs = args.jobs or os.cpu_count() or 1
+    chunk_spec = parse_chunks(args.chunks)
+    src = Path(args.src)
+    files = find_files(src, args.recursive)
+    if not files:
+        where = "in" if not args.recursive else "under"
+        raise CommandError(f"no netCDF files ({', '.join('*' + s for s in SUFFIXES)}) {where} "
+                           f"{src}")
+    names = dataset_names(files)
+
+    skipped: list[dict] = []
+    valid: list[tuple[Path, str]] = []
+    for path, name in zip(files, names):
+        try:
+            check_name(name, "dataset")
+        except ValueError as err:
+            if not args.skip_errors:
+                raise CommandError(f"{path}: {err}") from err
+            skipped.append({"file": str(path), "dataset": name, "error": str(err)})
+            warn(f"skipped {path}: {err}")
+            continue
+        valid.append((path, name))
+
+    store, created = _open_or_create(args.store, args.codec)
+    existing = [(p, n) for p, n in valid if store.dataset_exists(n)]
+    if existing and not args.skip_existing:
+        path, name = existing[0]
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise CommandError(f"dataset {name!r} from {path} is already in {store.location}{more}; "
+                           "use --skip-existing to resume an ingest")
+    todo = [(p, n) for p, n in valid if not store.dataset_exists(n)]
+    log.info("ingest %d files from %s into %s (%d already there, %d invalid names, -j %d)",
+             len(todo), src, store.location, len(existing), len(skipped), jobs)
+
+    ingested: list[str] = []
+    flushed = 0
+    since_flush = 0
+    total_bytes = 0
+    progress = Progress(len(todo), enabled=not args.quiet)
+    names_of = {p: n for p, n in todo}
+    first = True
+    try:
+        for path, result in _reader([p for p, _ in todo], min(jobs, len(todo))):
+            name = names_of[path]
+            nbytes = path.stat().st_size
+            try:
+                if isinstance(result, BaseException):
+                    raise _ReadError(f"{path}: cannot read it as netCDF: {_one_line(result)}")
+                try:
+                    chunks = chunks_for(result, chunk_spec, path, first)
+                    first = False
+                    _add(store, result, name, chunks, path)
+                finally:
+                    result.close()
+            except _ReadError as err:
+                if not args.skip_errors:
+                    raise CommandError(f"{err}{_kept(flushed, args)}") from err.__cause__
+                skipped.append({"file": str(path), "dataset": name, "error": str(err)})
+                warn(f"skipped {err}", progress)
+                progress.advance(1, nbytes)
+                continue
+            ingested.append(name)
+            total_bytes += nbytes
+            since_flush += 1
+            log.debug("ingested %s as %r (%d bytes)", path, name, nbytes)
+            if args.flush_every and since_flush >= args.flush_every:
+                store.flush()
+                flushed += since_flush
+                since_flush = 0
+                log.info("flushed after %d files", flushed)
+            progress.advance(1, nbytes)
+        store.flush()
+        flushed += since_flush
+    except KeyboardInterrupt:
+        progress.close()
+        raise KeyboardInterrupt(f"interrupted{_kept(flushed, args)}") from None
+    finally:
+        progress.close()
+    elapsed = progress.elapsed()
+    log.info("ingested %d files (%d bytes) in %.2f s; skipped %d", len(ingested), total_bytes,
+             elapsed, len(skipped))
+
+    summary = {
+        "store": store.location, "created": created, "ingested": ingested,
+        "existing": [n for _, n in existing], "skipped": skipped, "files": len(ingested),
+        "bytes": total_bytes, "seconds": round(elapsed, 3),
+        "files_per_s": round(len(ingested) / elapsed, 2) if elapsed > 0 else None,
+        "mb_per_s": round(total_bytes / MB / elapsed, 2) if elapsed > 0 else None,
+    }
+    emit(args, summary, lambda: _render(summary))
+    return 0
+
+
+def _add(store, ds, name: str, chunks: dict | None, path: Path) -> None:
+    """``add_xr_dataset`` with failures (unsupported variables...) as a per-file _ReadError."""
+    from atlas.errors import ConflictError, CorruptionError, ReadOnlyError
+
+    try:
+        if chunks:
+            store.add_xr_dataset(ds, name, chunks=chunks)
+        else:
+            store.add_xr_dataset(ds, name)
+    except (TypeError, ValueError, NotImplementedError, OverflowError, KeyError,
+            OSError) as err:
+        if isinstance(err, (ConflictError, CorruptionError, ReadOnlyError)):
+            raise  # the store's problem, not the file's
+        # a failed add must leave no trace of the dataset
+        if store.dataset_exists(name):
+            store.delete_dataset(name)
+        raise _ReadError(f"{path}: {_one_line(err)}") from err
+
+
+def _kept(flushed: int, args) -> str:
+    if flushed:
+        return (f"; the {flushed} datasets flushed before were kept (rerun with "
+                "--skip-existing to resume)")
+    return "; nothing was written to the store"
+
+
+def _render(s: dict) -> str:
+    lines = [f"ingested {s['files']} files ({human_bytes(s['bytes'])}) into {s['store']} in "
+             f"{s['seconds']:.1f} s"
+             + (f": {s['files_per_s']:.1f} files/s, {s['mb_per_s']:.1f} MB/s"
+                if s["files_per_s"] is not None and s["files"] else "")]
+    if s["existing"]:
+        lines.append(f"skipped {len(s['existing'])} files already in the store")
+    if s["skipped"]:
+        lines.append(f"skipped {len(s['skipped'])} files with errors:")
+        lines += [f"  {item['error']}" for item in s["skipped"]]
+    return "\n".join(lines)
+

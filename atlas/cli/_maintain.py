@@ -1,0 +1,121 @@
+"""Commands that change or check a store: ``create``, ``rm``, ``compact``, ``verify``."""
+
+from __future__ import annotations
+
+import argparse
+
+from atlas.cli._common import CommandError, CommandFailed, disk_usage, emit, log, open_store
+from atlas.cli._progress import human_bytes
+
+CODECS = ("zstd", "lz4", "none")
+
+
+def register(sub, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("create", parents=[common], help="create an empty store",
+                       description="Create an empty store at STORE (a missing folder is made).")
+    p.add_argument("store", metavar="STORE")
+    p.add_argument("--codec", choices=CODECS, default="zstd",
+                   help="chunk compression (default: zstd)")
+    p.set_defaults(func=cmd_create)
+
+    p = sub.add_parser("rm", parents=[common], help="delete datasets",
+                       description="Delete datasets from STORE in one commit. Their bytes stay "
+                                   "on disk until 'atlas compact'.")
+    p.add_argument("store", metavar="STORE")
+    p.add_argument("names", metavar="NAME", nargs="+")
+    p.add_argument("-f", "--force", action="store_true",
+                   help="ignore names that are not in the store")
+    p.set_defaults(func=cmd_rm)
+
+    p = sub.add_parser("compact", parents=[common], help="rewrite segments without dead data",
+                       description="Rewrite each array's segments into one without deleted "
+                                   "data, commit, then delete the old files.")
+    p.add_argument("store", metavar="STORE")
+    p.set_defaults(func=cmd_compact)
+
+    p = sub.add_parser("verify", parents=[common], help="check every checksum",
+                       description="Check the manifest and every referenced chunk against its "
+                                   "checksum. Exit 1 when anything is damaged. Files no commit "
+                                   "references (orphans) are listed, and removed by --repair.")
+    p.add_argument("store", metavar="STORE")
+    p.add_argument("--repair", action="store_true", help="remove orphan files")
+    p.set_defaults(func=cmd_verify)
+
+
+def cmd_create(args) -> int:
+    import atlas
+
+    store = atlas.Atlas.create(args.store, codec=args.codec)
+    log.info("created %s (codec %s)", store.location, args.codec)
+    emit(args, {"store": store.location, "codec": args.codec},
+         f"created {store.location} (codec {args.codec})")
+    return 0
+
+
+def cmd_rm(args) -> int:
+    store = open_store(args.store, writable=True)
+    names = list(dict.fromkeys(args.names))
+    missing = [n for n in names if not store.dataset_exists(n)]
+    if missing and not args.force:
+        listed = ", ".join(repr(n) for n in missing)
+        raise CommandError(f"no dataset {listed} in {store.location}; nothing was removed "
+                           "(use -f to ignore missing names)")
+    removed = [n for n in names if n not in missing]
+    for name in removed:
+        store.delete_dataset(name)
+    store.flush()
+    log.info("removed %d datasets from %s: %s", len(removed), store.location, removed)
+    text = f"removed {len(removed)} dataset{'s' if len(removed) != 1 else ''}"
+    if removed:
+        text += " (run 'atlas compact' to reclaim the space)"
+    emit(args, {"removed": removed, "missing": missing}, text)
+    return 0
+
+
+def cmd_compact(args) -> int:
+    store = open_store(args.store, writable=True)
+    before = disk_usage(store.location)
+    store.compact()
+    after = disk_usage(store.location)
+    log.info("compacted %s: %s -> %s bytes", store.location, before["bytes_on_disk"],
+             after["bytes_on_disk"])
+    data = {"store": store.location,
+            "before": {k: before[k] for k in ("segments", "bytes_on_disk")},
+            "after": {k: after[k] for k in ("segments", "bytes_on_disk")}}
+    emit(args, data, lambda: (
+        f"compacted {store.location}: {before['segments']} -> {after['segments']} segments, "
+        f"{human_bytes(before['bytes_on_disk'])} -> {human_bytes(after['bytes_on_disk'])} "
+        "on disk"))
+    return 0
+
+
+def _render_verify(report, location: str, repair: bool) -> str:
+    lines = [f"checked {location}: manifest, {report.segments} segments, {report.chunks} chunks"]
+    if report.orphans:
+        lines.append(f"orphan files (referenced by no commit): {len(report.orphans)}")
+        lines += [f"  {key}" for key in report.orphans]
+    if repair:
+        lines.append(f"removed {len(report.removed)} orphan files")
+        lines += [f"  {key}" for key in report.removed]
+    if report.problems:
+        lines.append(f"problems: {len(report.problems)}")
+        lines += [f"  {p}" for p in report.problems]
+    else:
+        lines.append("ok")
+    return "\n".join(lines)
+
+
+def cmd_verify(args) -> int:
+    store = open_store(args.store, writable=args.repair)
+    report = store.verify(repair=args.repair)
+    for problem in report.problems:
+        log.error("verify: %s", problem)
+    data = {"store": store.location, "ok": not report.problems, "problems": report.problems,
+            "orphans": report.orphans, "removed": report.removed, "segments": report.segments,
+            "chunks": report.chunks}
+    emit(args, data, lambda: _render_verify(report, store.location, args.repair))
+    if report.problems:
+        n = len(report.problems)
+        raise CommandFailed(f"verify found {n} problem{'s' if n != 1 else ''} in "
+                            f"{store.location}")
+    return 0

@@ -27,10 +27,12 @@ from atlas.errors import (
     StoreNotFoundError,
 )
 from atlas.format.manifest import MANIFEST_KEY, Manifest, Schema
-from atlas.format.segment import SegmentWriter
+from atlas.format.segment import HEADER as SEGMENT_HEADER
+from atlas.format.segment import TRAILER, SegmentWriter
 from atlas.storage import Storage, from_description, open_storage
 
 ORPHAN_GRACE_SECONDS = 3600.0  # an unreferenced file younger than this may be a live writer's
+RETIRE_GRACE_SECONDS = 600.0  # how long compact() keeps replaced segments for older readers
 
 
 @dataclass
@@ -210,9 +212,14 @@ class Atlas:
 
     # -- compaction and verification -----------------------------------------------------------
 
-    def compact(self) -> None:
-        """Rewrite each array name's segments into one without dead chunks; commit; then delete
-        the old files (and orphans older than an hour). Pending changes are flushed first."""
+    def compact(self, grace: float = RETIRE_GRACE_SECONDS) -> None:
+        """Rewrite each array name's segments into one without dead chunks and commit.
+
+        Pending changes are flushed first. The replaced files stay, listed as ``retired`` in the
+        manifest, so that readers still holding the previous manifest keep working; a later
+        compact deletes those retired more than ``grace`` seconds before (``grace=0`` deletes
+        them at once). Unreferenced files left by crashed writers are removed once older than an
+        hour (at once on a local store, where live writers lock theirs)."""
         self.flush()
         self._check_writable()
         manifest = self._manifest
@@ -223,6 +230,8 @@ class Atlas:
         generation = manifest.generation + 1
         segments: dict[str, list] = {}
         retired: list[str] = []
+        spills: list[tuple[str, str]] = []
+        held: list[SegmentWriter] = []
         for name, refs in manifest.segments.items():
             resolved = self._index.resolved(name, refs)
             keep = np.flatnonzero(np.isin(resolved.columns["slot"],
@@ -244,32 +253,73 @@ class Atlas:
                 writer.abandon()
                 self._storage.discard(key, path)
                 raise
+            spills.append((key, path))
+            held.append(writer)
             self._index.add_footer(key, index)
             segments[name] = [[key, writer.size, index.rows]]
             retired.extend(r[0] for r in refs)
-        if not retired:
+        now = time.time()
+        waiting = manifest.doc.get("retired", []) + [[key, now] for key in retired]
+        expired = [key for key, since in waiting if now - since >= grace]
+        waiting = [[key, since] for key, since in waiting if now - since < grace]
+        if not retired and not expired:
             self._remove_orphans()
             return
-        doc = dict(manifest.doc, generation=generation, segments=segments)
-        self._token = self._storage.commit(MANIFEST_KEY, Manifest(doc).encode(), self._token)
+        doc = dict(manifest.doc, generation=generation, segments=segments, retired=waiting)
+        try:
+            self._token = self._storage.commit(MANIFEST_KEY, Manifest(doc).encode(), self._token)
+        finally:
+            # object stores uploaded a local copy of each new segment: drop it
+            for key, path in spills:
+                self._storage.release_spill(key, path)
+            for writer in held:
+                writer.release()
         manifest.doc["generation"] = generation
         manifest.doc["segments"] = segments
-        for key in retired:
-            self._storage.delete(key)
+        manifest.doc["retired"] = waiting
         self._index.forget(retired)
+        for key in expired:
+            try:
+                self._storage.delete(key)
+            except OSError:
+                pass  # committed already: the file is an orphan now, removed by a later sweep
         self._remove_orphans()
 
-    def _remove_orphans(self, grace: float = ORPHAN_GRACE_SECONDS) -> list[str]:
+    def _remove_orphans(self, grace: float | None = None) -> list[str]:
+        """Delete unreferenced segment files older than ``grace`` seconds (default: none on a
+        store whose live writers lock their files, else an hour) that no writer holds. Judged
+        against the newest commit, under the commit lock, so that a file another handle just
+        committed is never taken for an orphan."""
+        storage = self._storage
+        if grace is None:
+            grace = 0.0 if storage.locks_spills else ORPHAN_GRACE_SECONDS
         now = time.time()
         removed = []
-        for key, _size, mtime in self._orphans():
-            if now - mtime >= grace:
-                self._storage.delete(key)
-                removed.append(key)
+        try:
+            with storage.commit_lock():
+                for key, _size, mtime in self._orphans(strict=True):
+                    if now - mtime >= grace:
+                        try:
+                            if storage.remove_unused(key):
+                                removed.append(key)
+                        except OSError:
+                            pass  # left for the next sweep
+        except (CorruptionError, FormatError):
+            pass  # no sweeping against a manifest that does not decode
         return removed
 
-    def _orphans(self) -> list[tuple[str, int, float]]:
-        referenced = {ref[0] for refs in self._manifest.segments.values() for ref in refs}
+    def _orphans(self, strict: bool = False) -> list[tuple[str, int, float]]:
+        """Segment files that neither this handle's manifest nor the newest one references
+        (``strict``: raise when the newest manifest does not decode)."""
+        referenced = _referenced(self._manifest.doc)
+        found = self._storage.read_manifest(MANIFEST_KEY)
+        if found is not None:
+            try:
+                newest = Manifest.decode(found[0], f"{self.location}/{MANIFEST_KEY}")
+                referenced |= _referenced(newest.doc)
+            except (CorruptionError, FormatError):
+                if strict:
+                    raise
         return [item for item in self._storage.list("segments")
                 if item[0] not in referenced and item[0].endswith(".seg")]
 
@@ -291,10 +341,13 @@ class Atlas:
                 report.segments += 1
                 report.chunks += _verify_segment(storage, index, key, size, rows,
                                                  report.problems)
-        report.orphans = [item[0] for item in self._orphans()]
+        try:
+            report.orphans = [item[0] for item in self._orphans()]
+        except (CorruptionError, FormatError):
+            pass  # the damaged manifest is reported above
         if repair and report.orphans:
             self._check_writable()
-            report.removed = self._remove_orphans(grace=0.0)
+            report.removed = self._remove_orphans()
         return report
 
     # -- bulk reads ----------------------------------------------------------------------------
@@ -486,6 +539,13 @@ def _unique_in_order(values: np.ndarray) -> list[int]:
     return [int(values[i]) for i in np.sort(first)]
 
 
+def _referenced(doc: dict) -> set[str]:
+    """Keys a manifest document needs: its segments and the retired ones older readers use."""
+    keys = {ref[0] for refs in doc["segments"].values() for ref in refs}
+    keys.update(key for key, _since in doc.get("retired", ()))
+    return keys
+
+
 def _load_manifest(storage: Storage) -> tuple[Manifest, Any]:
     found = storage.read_manifest(MANIFEST_KEY)
     if found is None:
@@ -514,6 +574,24 @@ def _copy_rows(storage: Storage, resolved: ResolvedIndex, keep: np.ndarray,
                       int(cols["codec"][i]), partial)
 
 
+def _layout_problem(storage, key, size, cols) -> str | None:
+    """What is wrong with the bytes no checksum covers: the header, and the records having to
+    tile the file from the header to the index with no gap or overlap."""
+    try:
+        if bytes(storage.get_range(key, 0, len(SEGMENT_HEADER), size)) != SEGMENT_HEADER:
+            return "segment header is damaged"
+    except OSError as err:
+        return f"segment header does not read ({err})"
+    order = np.argsort(cols["offset"], kind="stable")
+    offsets = cols["offset"][order]
+    ends = (cols["offset"] + cols["stored_length"] + cols["mask_length"])[order]
+    bounds = np.concatenate([[len(SEGMENT_HEADER)], ends])
+    index_offset = size - TRAILER.size - 8 * len(cols) * len(offsets)
+    if not np.array_equal(offsets, bounds[:-1]) or bounds[-1] != index_offset:
+        return "chunk records do not tile the file (bytes outside every checksum)"
+    return None
+
+
 def _verify_segment(storage, index, key, size, rows, problems) -> int:
     where = f"{storage.location}/{key}"
     try:
@@ -527,6 +605,9 @@ def _verify_segment(storage, index, key, size, rows, problems) -> int:
     if footer.rows != rows:
         problems.append(f"{where}: index has {footer.rows} rows, the manifest records {rows}")
     cols = footer.columns
+    layout = _layout_problem(storage, key, size, cols)
+    if layout:
+        problems.append(f"{where}: {layout}")
     bad = 0
     for i in range(footer.rows):
         stored_len = int(cols["stored_length"][i])

@@ -49,6 +49,7 @@ class FinishedSegment:
     path: str
     size: int
     index: SegmentIndex
+    writer: SegmentWriter  # holds the file's lock until the commit (see SegmentWriter)
 
 
 class PendingWrites:
@@ -154,7 +155,8 @@ class PendingWrites:
             self._encode_oldest(generation)
         for array, (key, writer) in list(self._writers.items()):
             index = writer.finish()
-            self.finished.append(FinishedSegment(array, key, writer.path, writer.size, index))
+            self.finished.append(FinishedSegment(array, key, writer.path, writer.size, index,
+                                                 writer))
             del self._writers[array]
         # a flush that failed part-way (an upload error) publishes the rest when retried
         for seg in self.finished:
@@ -167,6 +169,7 @@ class PendingWrites:
         """The manifest now references every finished segment: start afresh."""
         for seg in self.finished:
             self.storage.release_spill(seg.key, seg.path)
+            seg.writer.release()
         self.finished = []
         self._published = set()
         self._entries.clear()
@@ -178,6 +181,7 @@ class PendingWrites:
             writer.abandon()
             self.storage.discard(key, writer.path)
         for seg in self.finished:
+            seg.writer.abandon()
             self.storage.discard(seg.key, seg.path)
         self._writers.clear()
         self.finished = []

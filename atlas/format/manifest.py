@@ -17,7 +17,8 @@ Document (see ``docs/format.md``)::
                          "arrays": {name: {"slot": int, "schema": int,
                                            "attrs": {key: [type, value]},
                                            "stats": [nulls, valid, min, max] | null}}}},
-     "segments": {array name: [[key, size, rows], ...]}}
+     "segments": {array name: [[key, size, rows], ...]},
+     "retired": [[key, unix time retired], ...]}  (segments compact() replaced, kept a while)
 """
 
 from __future__ import annotations
@@ -113,6 +114,8 @@ class Manifest:
         if len(data) < _HEADER.size or data[:8] != MAGIC:
             raise FormatError(f"{where}: not an atlas manifest")
         _magic, version, crc, length = _HEADER.unpack_from(data)
+        if version < 1:
+            raise FormatError(f"{where}: manifest version {version} is not a valid version")
         if version > VERSION:
             raise FormatError(f"{where}: manifest version {version} is newer than this atlas "
                               f"understands ({VERSION}); upgrade atlas")

@@ -13,8 +13,10 @@ Layout (all integers little-endian)::
 
 from __future__ import annotations
 
+import fcntl
 import os
 import struct
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,62 +54,103 @@ class SegmentIndex:
 
 
 class SegmentWriter:
-    """Appends chunk records to a local file, then writes the index and trailer."""
+    """Appends chunk records to a local file, then writes the index and trailer.
+
+    Writes go to explicit offsets, so a write that fails part-way (a full disk) leaves nothing
+    that counts: the next append, or a retried :meth:`finish`, writes over it. Until
+    :meth:`release` (after the commit that references the file) or :meth:`abandon`, the writer
+    holds a shared ``flock`` on the file: orphan removal skips files it cannot lock exclusively,
+    so a live writer's unreferenced segment is never taken for a crashed writer's leftover.
+    """
 
     def __init__(self, path: str):
         self.path = path
-        self._file = open(path, "w+b")
-        self._file.write(HEADER)
-        self.size = len(HEADER)
+        self._fd = _create_locked(path)
+        self._closer = weakref.finalize(self, os.close, self._fd)
+        self.size = 0
         self._rows: list[tuple[int, ...]] = []
+        self._index: SegmentIndex | None = None
+        self._write(HEADER)
+
+    def _write(self, data) -> None:
+        """Write ``data`` at ``self.size`` (whole, or raise) and advance past it."""
+        view = memoryview(data).cast("B")
+        offset, done = self.size, 0
+        while done < len(view):
+            done += os.pwrite(self._fd, view[done:], offset + done)
+        self.size = offset + len(view)
 
     def append(self, slot: int, chunk: int, stored: bytes, decoded_length: int, mask: bytes,
                codec_id: int, partial: tuple[int, int, int, int]) -> tuple[int, ...]:
         """Write one record; returns its index row."""
+        if self._index is not None:
+            raise ValueError(f"{self.path}: segment is finished; nothing can be appended")
         offset = self.size
-        self._file.write(stored)
-        if mask:
-            self._file.write(mask)
-        crc = checksum(stored) if not mask else checksum(bytes(stored) + mask)
-        row = (slot, chunk, offset, len(stored), decoded_length, len(mask), codec_id, crc,
-               *partial)
+        record = stored if not mask else bytes(stored) + mask
+        self._write(record)
+        row = (slot, chunk, offset, len(stored), decoded_length, len(mask), codec_id,
+               checksum(record), *partial)
         self._rows.append(row)
-        self.size += len(stored) + len(mask)
         return row
 
     def read_record(self, offset: int, length: int) -> bytes:
         """Read back bytes already appended (for reads that see pending writes)."""
-        if not self._file.closed:
-            self._file.flush()
-            return os.pread(self._file.fileno(), length, offset)
+        if self._closer.alive:
+            return os.pread(self._fd, length, offset)
         with open(self.path, "rb") as f:
             return os.pread(f.fileno(), length, offset)
 
     def finish(self) -> SegmentIndex:
-        """Write index and trailer, flush; returns the index of the rows written."""
+        """Write index and trailer; returns the index of the rows written. Calling it again
+        after success returns the same index; after a failure it writes them again."""
+        if self._index is not None:
+            return self._index
         table = np.array(self._rows, dtype=np.int64).reshape(-1, len(COLUMNS))
         columns = {name: np.ascontiguousarray(table[:, i]) for i, name in enumerate(COLUMNS)}
         index_bytes = b"".join(columns[name].astype("<i8").tobytes() for name in COLUMNS)
         index_offset = self.size
-        self._file.write(index_bytes)
-        self._file.write(TRAILER.pack(TRAILER_MAGIC, VERSION, len(COLUMNS), len(self._rows),
-                                      index_offset, len(index_bytes), checksum(index_bytes), 0))
-        self._file.flush()
-        self._file.close()
-        self.size = index_offset + len(index_bytes) + TRAILER.size
-        return SegmentIndex(columns)
+        try:
+            self._write(index_bytes + TRAILER.pack(
+                TRAILER_MAGIC, VERSION, len(COLUMNS), len(self._rows), index_offset,
+                len(index_bytes), checksum(index_bytes), 0))
+            os.ftruncate(self._fd, self.size)  # drop what a failed, longer attempt left behind
+        except BaseException:
+            self.size = index_offset
+            raise
+        self._index = SegmentIndex(columns)
+        return self._index
+
+    def release(self) -> None:
+        """The file is committed (or given up): drop the lock and the descriptor."""
+        self._closer()
 
     def abandon(self) -> None:
-        if not self._file.closed:
-            self._file.close()
+        self._closer()
+
+
+def _create_locked(path: str) -> int:
+    """Create ``path`` and hold a shared lock on it, making sure the locked file is still the
+    one at ``path`` (an orphan sweep may remove it between the create and the lock)."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
 
 
 def parse_index(trailer: bytes, read, where: str) -> SegmentIndex:
     """Decode a segment's index given its trailer and ``read(offset, length) -> bytes``."""
     if len(trailer) != TRAILER.size:
         raise CorruptionError(f"{where}: segment too short for its trailer")
-    magic, version, n_columns, n_rows, offset, length, crc, _ = TRAILER.unpack(trailer)
-    if magic != TRAILER_MAGIC:
+    magic, version, n_columns, n_rows, offset, length, crc, pad = TRAILER.unpack(trailer)
+    if magic != TRAILER_MAGIC or pad != 0:
         raise CorruptionError(f"{where}: not an atlas segment (bad trailer magic)")
     if version != VERSION or n_columns != len(COLUMNS):
         raise CorruptionError(f"{where}: segment version {version} / {n_columns} columns "

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import abc
-from typing import Any, Sequence
+import contextlib
+from typing import Any, Iterator, Sequence
 
 
 class Storage(abc.ABC):
@@ -11,6 +12,8 @@ class Storage(abc.ABC):
     manifest, which only ever changes through :meth:`commit`."""
 
     read_only: bool = False
+    # True when remove_unused() can tell a live writer's unreferenced file from a leftover
+    locks_spills: bool = False
 
     @abc.abstractmethod
     def get(self, key: str) -> bytes:
@@ -56,6 +59,20 @@ class Storage(abc.ABC):
             os.remove(path)
         except FileNotFoundError:
             pass
+
+    def remove_unused(self, key: str) -> bool:
+        """Delete an unreferenced value unless a live writer still holds it; True if removed.
+
+        Backends that cannot tell (``locks_spills`` False) delete it: callers keep an age
+        threshold for those."""
+        self.delete(key)
+        return True
+
+    @contextlib.contextmanager
+    def commit_lock(self) -> Iterator[None]:
+        """Keep other handles from committing meanwhile, where the backend can (orphan sweeps
+        judge files against the newest manifest under it)."""
+        yield
 
     @abc.abstractmethod
     def read_manifest(self, key: str) -> tuple[bytes, Any] | None:

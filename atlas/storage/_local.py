@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import mmap
 import os
 import threading
 import uuid
+from typing import Iterator
 
 from atlas.errors import ConflictError, CorruptionError, ReadOnlyError
 from atlas.storage._base import Storage
@@ -29,6 +31,8 @@ def _digest(data: bytes) -> str:
 
 class LocalStorage(Storage):
     """A directory on the local filesystem."""
+
+    locks_spills = True
 
     def __init__(self, root: str | os.PathLike, read_only: bool = False):
         self.root = os.path.abspath(os.fspath(root))
@@ -134,24 +138,50 @@ class LocalStorage(Storage):
             return None
         return data, _digest(data)
 
-    def commit(self, key: str, data: bytes, expected):
+    @contextlib.contextmanager
+    def commit_lock(self) -> Iterator[None]:
         self._check_writable()
         os.makedirs(self.root, exist_ok=True)
-        lock_path = os.path.join(self.root, LOCK_NAME)
-        with open(lock_path, "a+b") as lock:
+        with open(os.path.join(self.root, LOCK_NAME), "a+b") as lock:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
             try:
-                current = self.read_manifest(key)
-                current_token = current[1] if current else None
-                if current_token != expected:
-                    raise ConflictError(
-                        f"store at {self.root} was committed by another writer since this handle "
-                        "read it; reopen the store and redo the changes"
-                    )
-                self.put(key, data)
+                yield
             finally:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
-        return _digest(data)
+
+    def commit(self, key: str, data: bytes, expected):
+        token = _digest(data)
+        with self.commit_lock():
+            current = self.read_manifest(key)
+            current_token = current[1] if current else None
+            # equal to what we write: an earlier attempt of this very commit landed before it
+            # raised (e.g. the directory fsync failed after the rename), so retrying succeeds
+            if current_token != expected and current_token != token:
+                raise ConflictError(
+                    f"store at {self.root} was committed by another writer since this handle "
+                    "read it; reopen the store and redo the changes"
+                )
+            self.put(key, data)
+        return token
+
+    def remove_unused(self, key: str) -> bool:
+        """Delete ``key`` unless a writer holds its shared lock (a pending segment)."""
+        self._check_writable()
+        path = self._path(key)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            self._maps.pop(key, None)
+            os.remove(path)
+            return True
+        finally:
+            os.close(fd)
 
     def close(self) -> None:
         self._maps.clear()

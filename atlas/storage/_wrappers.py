@@ -86,6 +86,16 @@ class StorageWrapper(Storage):
     def commit(self, key: str, data: bytes, expected):
         return self._request("commit", key, self.inner.commit, key, data, expected)
 
+    @property
+    def locks_spills(self) -> bool:  # type: ignore[override]
+        return self.inner.locks_spills
+
+    def remove_unused(self, key: str) -> bool:
+        return self._request("delete", key, self.inner.remove_unused, key)
+
+    def commit_lock(self):
+        return self.inner.commit_lock()
+
     def close(self) -> None:
         self.inner.close()
 

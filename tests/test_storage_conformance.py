@@ -187,6 +187,28 @@ class StorageConformance:
         reader.read_array_across_stacked("temperature", NAMES[4:], [5, 5], [3, 3])
         assert counting.requests == 1  # only the first segment holds that window
 
+    def test_xarray_datasets_round_trip_and_stack(self, location):
+        import xarray as xr
+        originals = {}
+        with atlas.Atlas.create(location) as store:
+            for i, name in enumerate(NAMES[:3]):
+                ds = xr.Dataset(
+                    {"temperature": (("time", "x"), field(i)[:6, :8], {"units": "K"})},
+                    coords={"time": np.arange(6).astype("M8[h]").astype("M8[ns]"),
+                            "x": np.linspace(0, 1, 8, dtype="f4")},
+                    attrs={"id": i})
+                store.add_xr_dataset(ds, name, chunks={"temperature": (3, 8)})
+                originals[name] = ds
+        reader = atlas.Atlas.open(location)
+        got = reader.to_xarray(NAMES[1])
+        assert got["temperature"].chunks == ((3, 3), (8,))  # lazy, one task per stored chunk
+        xr.testing.assert_identical(got.load(), originals[NAMES[1]])
+        stacked = reader.to_xarray_many(NAMES[:3])
+        np.testing.assert_array_equal(
+            stacked["temperature"].values,
+            np.stack([originals[n]["temperature"].values for n in NAMES[:3]]))
+        assert list(stacked["dataset"].values) == NAMES[:3]
+
     # -- compact / delete ----------------------------------------------------------------------
 
     def test_compact_keeps_live_data_and_removes_retired_segments(self, location):

@@ -32,7 +32,11 @@ def _bar_label(name: str, result: dict, phase: str) -> str:
         eff = result.get("efficiency", {}).get(phase)
         return f"{label}  (efficiency {eff:.2f})" if eff is not None else label
     ratio = result.get("ratios", {}).get(phase, {}).get(name)
-    return f"{label}  ({ratio:.1f}x {subject})" if ratio is not None else label
+    if ratio is None:
+        return label
+    if ratio >= 1.0:
+        return f"{label}  ({subject} {ratio:.1f}x faster)"
+    return f"{label}  ({subject} {1.0 / ratio:.1f}x slower)"
 
 
 def plot_result(result: dict, out_path: Path) -> Path:

@@ -6,8 +6,8 @@ the case's chunk sizes. Two readers: ``xr.open_mfdataset`` + ``.isel`` + ``.load
 
 ``open_mfdataset(parallel=True)`` opens the files on dask's threaded scheduler, and with
 netCDF4 >= 1.6.1 (which releases the GIL) that crashes: "NetCDF: Can't open HDF5 attribute" or a
-segfault (pydata/xarray#7079, #11088; reproduced here with netCDF4 1.7.5, libnetcdf 4.10.1, HDF5 2.2). So the
-default is ``parallel=False``; HDF5 serialises access behind one lock anyway.
+segfault (pydata/xarray#7079, #11088; reproduced here with netCDF4 1.7.5, libnetcdf 4.10.1 and
+HDF5 2.2). So the default is ``parallel=False``; HDF5 serialises access behind one lock anyway.
 """
 
 from __future__ import annotations

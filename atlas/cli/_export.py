@@ -8,7 +8,7 @@ import tempfile
 
 import numpy as np
 
-from atlas.cli._common import CommandError, emit, log, open_store
+from atlas.cli._common import CommandError, emit, format_value, log, open_store
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
@@ -78,6 +78,12 @@ def _coordinate(view, dim: str, size: int):
     return view.read_array(dim)
 
 
+def _at(view, dim: str, size: int, i: int) -> str:
+    """The coordinate value at index ``i`` of ``dim`` (the index itself when there is none)."""
+    coord = _coordinate(view, dim, size)
+    return str(i) if coord is None else format_value(coord[i])
+
+
 def _masked(values: np.ndarray, fill) -> np.ndarray:
     """Fill-valued cells as NaN (float) or masked (other dtypes), so they are not drawn."""
     if fill is None or values.dtype.kind not in "iuf":
@@ -132,7 +138,8 @@ def cmd_plot(args) -> int:
 
     title = f"{args.name}: {args.array}"
     if lead:
-        title += " at " + ", ".join(f"{d}={i}" for d, i in zip(dims[:lead], index))
+        title += " at " + ", ".join(f"{d}={_at(view, d, shape[a], i)}"
+                                    for a, (d, i) in enumerate(zip(dims[:lead], index)))
     fig, ax = plt.subplots(figsize=(8, 4.5) if len(shape) >= 2 else (8, 3.5),
                            layout="constrained")
     try:

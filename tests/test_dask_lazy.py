@@ -1,0 +1,176 @@
+"""Lazy reads: chunked variables come back dask-backed with one task per on-disk chunk; building
+the Dataset reads no array data and computing one chunk reads exactly that chunk (counted at the
+storage layer); the graphs pickle small and run on a ``dask.distributed`` cluster of processes."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+
+import dask
+import numpy as np
+import pytest
+import xarray as xr
+
+import atlas
+from atlas.storage import LocalStorage, StorageWrapper
+
+
+class CountingStorage(StorageWrapper):
+    """Records every read that reaches the storage: (operation, key, number of ranges, bytes)."""
+
+    def __init__(self, inner):
+        super().__init__(inner)
+        self.lock = threading.Lock()
+        self.reads: list[tuple[str, str, int, int]] = []
+
+    def _request(self, op, key, call, *args):
+        result = call(*args)
+        if op in ("get", "get_range", "get_ranges"):
+            ranges = result if op == "get_ranges" else [result]
+            with self.lock:
+                self.reads.append((op, key, len(ranges), sum(len(r) for r in ranges)))
+        return result
+
+    def reads_of(self, array: str) -> list[tuple[str, str, int, int]]:
+        return [r for r in self.reads if r[1].startswith(f"segments/{array}/")]
+
+    def chunk_fetches(self, array: str) -> list[tuple[str, str, int, int]]:
+        """The data path fetches chunk records with get_ranges (footers come by get_range)."""
+        return [r for r in self.reads_of(array) if r[0] == "get_ranges"]
+
+
+SHAPE, CHUNKS = (6, 8, 10), (2, 4, 5)
+
+
+def gridded(rng) -> xr.Dataset:
+    return xr.Dataset(
+        {"temperature": (("time", "lat", "lon"), rng.normal(size=SHAPE),
+                         {"units": "K"}),
+         "lag": (("time",), np.arange(6).astype("timedelta64[s]")),
+         "label": (("lat",), np.array([f"row{i}" for i in range(8)], dtype=object)),
+         "mean": ((), 1.5),
+         "mask": (("lat", "lon"), rng.integers(0, 9, (8, 10)).astype(np.uint8))},
+        coords={"time": np.arange(6, dtype=np.int64), "lat": np.linspace(0, 1, 8),
+                "lon": np.linspace(0, 2, 10)},
+        attrs={"source": "test"})
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(11)
+
+
+@pytest.fixture
+def written(tmp_path, rng):
+    """A flushed store (codec none: a chunk's stored bytes are its values) and the dataset."""
+    ds = gridded(rng)
+    with atlas.Atlas.create(tmp_path / "store", codec="none") as store:
+        store.add_xr_dataset(ds, "d", chunks={"temperature": list(CHUNKS), "lag": [4],
+                                              "label": [3]})
+    return tmp_path / "store", ds
+
+
+def test_chunked_variables_are_dask_arrays_mirroring_the_chunk_grid(written):
+    path, ds = written
+    back = atlas.Atlas.open(path).to_xarray("d")
+    data = back["temperature"].data
+    assert isinstance(data, dask.array.Array)
+    assert data.chunks == ((2, 2, 2), (4, 4), (5, 5))
+    graph = dict(data.__dask_graph__())
+    assert len(graph) == 3 * 2 * 2  # one task per on-disk chunk, nothing else
+    assert back["lag"].chunks == ((4, 2),) and back["label"].chunks == ((3, 3, 2),)
+    for name in ("mean", "mask", "lat", "lon", "time"):  # full-shape, 0-D, coordinates
+        assert isinstance(back[name].variable._data, np.ndarray) or name in back.indexes, name
+    xr.testing.assert_identical(back.compute(), ds)
+    assert back["lag"].dtype == ds["lag"].dtype and back["label"].dtype == object
+
+
+def test_building_the_dataset_reads_no_data_and_one_chunk_reads_exactly_one(written):
+    path, ds = written
+    counting = CountingStorage(LocalStorage(path))
+    store = atlas.Atlas.open(counting)
+    back = store.to_xarray("d")
+    assert counting.reads_of("temperature") == []
+    part = back["temperature"][2:4, 4:8, 0:5].compute()
+    np.testing.assert_array_equal(part.values, ds["temperature"].values[2:4, 4:8, 0:5])
+    fetches = counting.chunk_fetches("temperature")
+    chunk_bytes = int(np.prod(CHUNKS)) * 8
+    assert [(f[2], f[3]) for f in fetches] == [(1, chunk_bytes)]
+    # a window inside one chunk also costs one chunk; two chunks cost two
+    before = len(counting.chunk_fetches("temperature"))
+    back["temperature"][0, 1:3, 6:9].compute()
+    assert sum(f[3] for f in counting.chunk_fetches("temperature")[before:]) == chunk_bytes
+    before = len(counting.chunk_fetches("temperature"))
+    back["temperature"][0:2, 0:4, 3:7].compute()
+    assert sum(f[3] for f in counting.chunk_fetches("temperature")[before:]) == 2 * chunk_bytes
+
+
+def test_lazy_reads_in_the_writing_process_see_unflushed_writes(tmp_path, rng):
+    ds = gridded(rng)
+    store = atlas.Atlas.create(tmp_path / "store")
+    store.add_xr_dataset(ds, "d", chunks={"temperature": list(CHUNKS)})
+    back = store.to_xarray("d")
+    assert isinstance(back["temperature"].data, dask.array.Array)
+    xr.testing.assert_identical(back.compute(), ds)
+
+
+def test_lazy_graphs_and_views_pickle_as_small_descriptions(written):
+    path, ds = written
+    store = atlas.Atlas.open(path)
+    data = store.to_xarray("d")["temperature"].data
+    blob = pickle.dumps(data)
+    assert len(blob) < 600 * len(dict(data.__dask_graph__()))  # a description, not the data
+    assert b"manifest" not in blob
+    np.testing.assert_array_equal(pickle.loads(blob).compute(), ds["temperature"].values)
+    # tasks pickled one by one (as distributed does) share one reopened handle per process
+    tasks = [task[0] for task in dict(data.__dask_graph__()).values()]
+    revived = [pickle.loads(pickle.dumps(task)) for task in tasks[:2]]
+    assert revived[0].store is revived[1].store is not store
+    np.testing.assert_array_equal(revived[0](), tasks[0]())
+    view = pickle.loads(pickle.dumps(store.open_dataset("d")))
+    assert view.name == "d"
+    np.testing.assert_array_equal(view.read_array("mask"), ds["mask"].values)
+
+
+@pytest.fixture(scope="module")
+def cluster_client():
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                       dashboard_address=None, host="127.0.0.1")
+    client = distributed.Client(cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        cluster.close()
+
+
+def test_lazy_reads_compute_on_a_local_cluster_of_processes(written, cluster_client):
+    path, ds = written
+    store = atlas.Atlas.open(path)
+    back = store.to_xarray("d")
+    total = cluster_client.compute(back["temperature"].sum()).result()
+    np.testing.assert_allclose(total, ds["temperature"].values.sum())
+    computed = cluster_client.compute(back).result()
+    xr.testing.assert_identical(computed, ds)
+    # the tasks ran in the worker processes, not here
+    import os
+
+    pids = set(cluster_client.run(os.getpid).values())
+    assert os.getpid() not in pids and len(pids) == 2
+    # a DatasetView travels too
+    view = store.open_dataset("d")
+    remote = cluster_client.submit(lambda v: v.read_array("mask"), view).result()
+    np.testing.assert_array_equal(remote, ds["mask"].values)
+
+
+def test_backend_engine_opens_without_reading_and_reads_only_the_window(written):
+    path, ds = written
+    counting = CountingStorage(LocalStorage(path))
+    opened = xr.open_dataset(atlas.Atlas.open(counting), engine="atlas", group="d")
+    assert counting.reads_of("temperature") == []
+    window = opened["temperature"][2:4, 4:8, 0:5].values
+    np.testing.assert_array_equal(window, ds["temperature"].values[2:4, 4:8, 0:5])
+    chunk_bytes = int(np.prod(CHUNKS)) * 8
+    assert [(f[2], f[3]) for f in counting.chunk_fetches("temperature")] == [(1, chunk_bytes)]

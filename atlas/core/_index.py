@@ -7,6 +7,7 @@ merged ("resolved") index is rebuilt only when the list of segments changes.
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,19 +47,21 @@ class IndexCache:
         self._resolved: dict[str, tuple[tuple[str, ...], ResolvedIndex]] = {}
         self._lock = threading.Lock()
 
-    def footer(self, key: str, size: int) -> SegmentIndex:
+    def footer(self, key: str, size: int, rows: int | None = None) -> SegmentIndex:
         found = self._footers.get(key)
         if found is None:
-            found = self._fetch_footer(key, size)
+            found = self._fetch_footer(key, size, rows)
             self._footers[key] = found
         return found
 
-    def _fetch_footer(self, key: str, size: int) -> SegmentIndex:
-        """One ranged read of the segment's tail holds trailer and index unless the index is
-        bigger than FOOTER_PROBE (then a second read fetches the rest): one request per
-        segment on object stores."""
+    def _fetch_footer(self, key: str, size: int, rows: int | None = None) -> SegmentIndex:
+        """One ranged read of the segment's tail: trailer and index together, sized from the
+        row count the manifest records (or FOOTER_PROBE bytes, then a second read if the index
+        is bigger). One request per segment on object stores."""
         where = f"{self.storage.location}/{key}"
-        tail_start = max(0, size - FOOTER_PROBE)
+        probe = FOOTER_PROBE if rows is None else \
+            max(FOOTER_PROBE, int(rows) * 8 * len(COLUMNS) + TRAILER.size)
+        tail_start = max(0, size - probe)
         tail = memoryview(self.storage.get_range(key, tail_start, size - tail_start, size))
         trailer = bytes(tail[max(0, len(tail) - TRAILER.size) :])
 
@@ -80,7 +83,13 @@ class IndexCache:
         if cached is not None and cached[0] == keys:
             return cached[1]
         with self._lock:
-            footers = [self.footer(key, size) for key, size, _rows in segments]
+            missing = [s for s in segments if s[0] not in self._footers]
+            if len(missing) > 1:  # fetched concurrently: one round trip, not one per segment
+                with ThreadPoolExecutor(min(16, len(missing))) as pool:
+                    for seg, index in zip(missing, pool.map(lambda s: self._fetch_footer(*s),
+                                                            missing)):
+                        self._footers[seg[0]] = index
+            footers = [self.footer(key, size, rows) for key, size, rows in segments]
             resolved = _merge(footers, list(keys), [s[1] for s in segments])
             self._resolved[array] = (keys, resolved)
         return resolved

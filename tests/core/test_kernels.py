@@ -1,0 +1,274 @@
+"""The Numba kernels (through their drivers in atlas.kernels) against plain-numpy references,
+for every dtype, edge chunks, NaN fills and 0-D."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from core_helpers import NUMERIC
+
+from atlas import kernels
+from atlas.kernels import _jit
+
+# what the kernels see: the ten numerics, timestamps as their int64 storage and as datetime64
+KERNEL_DTYPES = NUMERIC + ["timestamp_int64", "datetime64[ns]"]
+
+
+def _np_dtype(name: str) -> np.dtype:
+    return np.dtype("int64") if name == "timestamp_int64" else np.dtype(name)
+
+
+def _random(dtype: np.dtype, shape, rng) -> np.ndarray:
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return rng.integers(info.min, info.max, size=shape, dtype=dtype, endpoint=True)
+    if dtype.kind == "f":
+        return np.asarray(rng.standard_normal(shape) * 100).astype(dtype)
+    return rng.integers(-(2**62), 2**62, size=shape, dtype=np.int64).view(dtype)
+
+
+def _random_box_case(rng, ndim):
+    """Two region shapes and a box that fits in both, with a start in each."""
+    box = tuple(int(rng.integers(0, 4)) for _ in range(ndim))
+    src_shape = tuple(b + int(rng.integers(0, 4)) for b in box)
+    dst_shape = tuple(b + int(rng.integers(0, 4)) for b in box)
+    src_start = tuple(int(rng.integers(0, s - b + 1)) for s, b in zip(src_shape, box))
+    dst_start = tuple(int(rng.integers(0, s - b + 1)) for s, b in zip(dst_shape, box))
+    return box, src_shape, dst_shape, src_start, dst_start
+
+
+def _window(start, box):
+    return tuple(slice(s, s + b) for s, b in zip(start, box))
+
+
+@pytest.mark.parametrize("dtype", KERNEL_DTYPES + ["object"])
+@pytest.mark.parametrize("ndim", [0, 1, 2, 3, 4])
+def test_copy_box_equals_numpy_slice_assignment(dtype, ndim):
+    rng = np.random.default_rng(ndim)
+    dt = np.dtype(object) if dtype == "object" else _np_dtype(dtype)
+    for _ in range(12):
+        box, src_shape, dst_shape, src_start, dst_start = _random_box_case(rng, ndim)
+        if dt == object:
+            src = np.array([f"s{i}" for i in range(math.prod(src_shape))],
+                           dtype=object).reshape(src_shape)
+            dst = np.full(dst_shape, "", dtype=object)
+        else:
+            src = _random(dt, src_shape, rng)
+            dst = _random(dt, dst_shape, rng)
+        expected = dst.copy()
+        expected[_window(dst_start, box)] = src[_window(src_start, box)]
+        before = src.copy()
+        kernels.copy_box(src, src_start, dst, dst_start, box)
+        np.testing.assert_array_equal(dst, expected)
+        np.testing.assert_array_equal(src, before)  # the source is never touched
+
+
+@pytest.mark.parametrize("dtype", KERNEL_DTYPES + ["object"])
+@pytest.mark.parametrize("ndim", [0, 1, 2, 3])
+def test_fill_box_equals_numpy_slice_fill(dtype, ndim):
+    rng = np.random.default_rng(10 + ndim)
+    dt = np.dtype(object) if dtype == "object" else _np_dtype(dtype)
+    values = ["fill", ""] if dt == object else list(_random(dt, (2,), rng))
+    if dt.kind == "f":
+        values.append(dt.type("nan"))
+    if dt.kind == "M":
+        values.append(np.datetime64("NaT", "ns"))
+    for value, _ in itertools.product(values, range(5)):
+        box, shape, _, start, _ = _random_box_case(rng, ndim)
+        dst = np.full(shape, "x", dtype=object) if dt == object else _random(dt, shape, rng)
+        expected = dst.copy()
+        expected[_window(start, box)] = value
+        kernels.fill_box(dst, start, box, value)
+        np.testing.assert_array_equal(dst, expected)
+
+
+def test_fill_box_writes_a_nan_pattern_over_long_runs():
+    dst = np.zeros((3, 1000), np.float32)
+    kernels.fill_box(dst, (1, 3), (2, 997), np.float32("nan"))
+    assert np.isnan(dst[1:, 3:]).all() and (dst[0] == 0).all() and (dst[:, :3] == 0).all()
+
+
+def test_copy_box_refuses_mixed_dtypes_and_boxes_outside_the_region():
+    with pytest.raises(TypeError):
+        kernels.copy_box(np.zeros(4, np.int32), [0], np.zeros(4, np.int64), [0], [2])
+    with pytest.raises(IndexError):  # bounds-checked instead of corrupting memory
+        kernels.copy_box(np.zeros(4, np.int32), [3], np.zeros(4, np.int32), [0], [2])
+    with pytest.raises(IndexError):
+        kernels.copy_box(np.zeros(4, np.int32), [0], np.zeros(4, np.int32), [3], [2])
+    with pytest.raises(IndexError):
+        kernels.fill_box(np.zeros((2, 2), np.int8), [1, 1], [2, 1], 1)
+    with pytest.raises(ValueError, match="contiguous"):
+        kernels.copy_box(np.zeros((4, 4))[:, ::2], [0, 0], np.zeros((4, 2)), [0, 0], [1, 1])
+
+
+def _plan_reference(shape, chunk_shape, start, window):
+    """Every chunk the window overlaps, in C order, with its overlap computed by hand."""
+    ranges = [range(s // c, (s + w - 1) // c + 1) if w else range(0)
+              for s, w, c in zip(start, window, chunk_shape)]
+    grid = tuple(-(-n // c) for n, c in zip(shape, chunk_shape))
+    rows = []
+    for coords in itertools.product(*ranges):
+        origin = [k * c for k, c in zip(coords, chunk_shape)]
+        extent = [min(c, n - o) for c, n, o in zip(chunk_shape, shape, origin)]
+        lo = [max(s, o) for s, o in zip(start, origin)]
+        hi = [min(s + w, o + e) for s, w, o, e in zip(start, window, origin, extent)]
+        rows.append((int(np.ravel_multi_index(coords, grid)) if coords else 0, origin, extent,
+                     [a - o for a, o in zip(lo, origin)], [a - s for a, s in zip(lo, start)],
+                     [b - a for a, b in zip(lo, hi)]))
+    return rows
+
+
+@pytest.mark.parametrize("ndim", [1, 2, 3, 4])
+def test_window_plan_lists_every_overlapped_chunk_like_a_brute_force_walk(ndim):
+    rng = np.random.default_rng(100 + ndim)
+    for _ in range(40):
+        chunk_shape = [int(rng.integers(1, 5)) for _ in range(ndim)]
+        shape = [int(rng.integers(1, 12)) for _ in range(ndim)]  # often not chunk multiples
+        start = [int(rng.integers(0, n)) for n in shape]
+        window = [int(rng.integers(1, n - s + 1)) for n, s in zip(shape, start)]
+        plan = kernels.window_plan(shape, chunk_shape, start, window)
+        expected = _plan_reference(shape, chunk_shape, start, window)
+        assert plan.chunk_ids.tolist() == [r[0] for r in expected]
+        for k, (_, origin, extent, src, dst, box) in enumerate(expected):
+            assert plan.origins[k].tolist() == origin
+            assert plan.extents[k].tolist() == extent  # edge chunks are clipped
+            assert plan.src_starts[k].tolist() == src
+            assert plan.dst_starts[k].tolist() == dst
+            assert plan.boxes[k].tolist() == box
+        assert plan.boxes.prod(axis=1).sum() == math.prod(window)  # the boxes tile the window
+
+
+def test_window_plan_scatters_chunks_back_into_the_window():
+    rng = np.random.default_rng(7)
+    array = rng.standard_normal((13, 9))
+    shape, chunk_shape, start, window = (13, 9), (5, 4), (3, 2), (9, 6)
+    plan = kernels.window_plan(shape, chunk_shape, start, window)
+    out = np.full(window, np.nan)
+    for k in range(len(plan.chunk_ids)):
+        chunk = np.ascontiguousarray(array[_window(plan.origins[k], plan.extents[k])])
+        kernels.copy_box(chunk, plan.src_starts[k], out, plan.dst_starts[k], plan.boxes[k])
+    np.testing.assert_array_equal(out, array[3:12, 2:8])
+
+
+def test_window_plan_of_zero_d_and_empty_windows():
+    plan = kernels.window_plan((), (), (), ())
+    assert plan.chunk_ids.tolist() == [0] and plan.boxes.shape == (1, 0)
+    empty = kernels.window_plan((4, 4), (2, 2), (1, 1), (0, 3))
+    assert len(empty.chunk_ids) == 0 and empty.boxes.shape == (0, 2)
+
+
+def test_copy_box_and_fill_box_handle_zero_d_arrays():
+    for dt in (np.int8, np.uint64, np.float32, np.dtype("M8[ns]")):
+        src = np.array(5, dtype=dt)
+        dst = np.array(0, dtype=dt)
+        kernels.copy_box(src, (), dst, (), ())
+        assert dst[()] == src[()]
+        kernels.fill_box(dst, (), (), np.array(9, dtype=dt)[()])
+        assert dst[()] == np.array(9, dtype=dt)[()]
+
+
+def test_find_locates_wanted_pairs_like_a_dictionary_lookup():
+    rng = np.random.default_rng(3)
+    for n in (0, 1, 2, 50, 500):
+        pairs = {(int(s), int(c)) for s, c in rng.integers(0, 30, size=(n, 2))}
+        index = sorted(pairs)
+        slots = np.array([p[0] for p in index], np.int64)
+        chunks = np.array([p[1] for p in index], np.int64)
+        want = rng.integers(-1, 32, size=(200, 2))
+        got = kernels.find(slots, chunks, want[:, 0], want[:, 1])
+        position = {p: i for i, p in enumerate(index)}
+        assert got.tolist() == [position.get((int(s), int(c)), -1) for s, c in want]
+
+
+def _stats_reference(values, written, fill, has_fill, rule):
+    flat = values.reshape(-1)
+    null = np.zeros(flat.size, bool) if written is None else written.reshape(-1) == 0
+    if rule == kernels.NULL_NAN:
+        null |= np.isnan(flat)
+    if rule == kernels.NULL_NAT:
+        null |= flat == np.iinfo(np.int64).min
+    if has_fill:
+        null |= flat == fill
+    good = flat[~null]
+    return (int(null.sum()), int(good.size), good.min() if good.size else None,
+            good.max() if good.size else None)
+
+
+@pytest.mark.parametrize("dtype", KERNEL_DTYPES[:-1])
+@pytest.mark.parametrize("ndim", [0, 1, 2, 3])
+def test_stats_partial_matches_numpy_for_every_dtype_and_mask(dtype, ndim):
+    rng = np.random.default_rng(ndim)
+    dt = _np_dtype(dtype)
+    rule = {"f": kernels.NULL_NAN}.get(dt.kind, kernels.NULL_NONE)
+    if dtype == "timestamp_int64":
+        rule = kernels.NULL_NAT
+    for trial in range(8):
+        shape = tuple(int(rng.integers(1, 5)) for _ in range(ndim))
+        pool = _random(dt, (3,), rng)
+        values = np.array(pool[rng.integers(0, 3, size=shape)])
+        if rule == kernels.NULL_NAN:
+            values[rng.random(shape) < 0.3] = np.nan
+        if rule == kernels.NULL_NAT:
+            values[rng.random(shape) < 0.3] = np.iinfo(np.int64).min
+        written = None if trial % 2 else (rng.random(shape) < 0.7).astype(np.uint8)
+        has_fill = trial % 4 < 2
+        fill = pool[0]
+        got = kernels.stats_partial(values, written, fill, has_fill, rule)
+        nulls, valid, lo, hi = _stats_reference(values, written, fill, has_fill, rule)
+        assert got[:2] == (nulls, valid)
+        if valid:
+            assert got[2] == lo and got[3] == hi
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_stats_partial_with_a_nan_fill_counts_every_nan_once(dtype):
+    values = np.array([np.nan, 1, -np.inf, np.nan, 2], dtype=dtype)
+    nulls, valid, lo, hi = kernels.stats_partial(values, None, np.nan, False, kernels.NULL_NAN)
+    assert (nulls, valid, lo, hi) == (2, 3, -np.inf, 2)
+
+
+@pytest.mark.parametrize("dtype", ["int64", "uint64", "float64"])
+def test_merge_partials_folds_chunk_partials_like_numpy(dtype):
+    rng = np.random.default_rng(11)
+    dt = np.dtype(dtype)
+    for n in (1, 2, 9):
+        nulls = rng.integers(0, 5, size=n).astype(np.int64)
+        valids = rng.integers(0, 3, size=n).astype(np.int64)
+        mins = _random(dt, (n,), rng)
+        maxs = np.maximum(mins, _random(dt, (n,), rng))
+        got = kernels.merge_partials(nulls, valids, mins, maxs)
+        live = valids > 0
+        assert got[:2] == (int(nulls.sum()), int(valids.sum()))
+        if live.any():
+            assert got[2] == mins[live].min() and got[3] == maxs[live].max()
+        else:
+            assert got[2:] == (None, None)
+    assert kernels.merge_partials(*(np.zeros(0, np.int64),) * 4) == (0, 0, None, None)
+
+
+def test_kernel_decorator_falls_back_to_no_cache_when_caching_is_impossible(monkeypatch):
+    import numba
+
+    real = numba.njit
+    calls = []
+
+    def njit_without_cache_dir(*args, **options):
+        calls.append(options.get("cache", False))
+        if options.get("cache"):
+            raise RuntimeError("cannot cache function: no locator available")
+        return real(*args, **options)
+
+    monkeypatch.setattr(numba, "njit", njit_without_cache_dir)
+
+    def add_one(values, out):
+        for i in range(values.shape[0]):
+            out[i] = values[i] + 1
+
+    compiled = _jit.kernel(add_one)
+    out = np.zeros(3, np.int64)
+    compiled(np.arange(3, dtype=np.int64), out)
+    assert out.tolist() == [1, 2, 3]
+    assert calls == [True, False]

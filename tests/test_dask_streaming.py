@@ -110,7 +110,7 @@ def peak_rss(tmp_path, name: str, *args: int) -> int:
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     result = subprocess.run([sys.executable, str(script), str(tmp_path / name), *map(str, args)],
-                            capture_output=True, text=True, timeout=300)
+                            check=False, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     return int(result.stdout.split()[-1])
 

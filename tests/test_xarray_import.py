@@ -10,8 +10,8 @@ import pytest
 
 
 def run(code: str) -> str:
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True,
+                            text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     return result.stdout
 

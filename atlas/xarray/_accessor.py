@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import xarray as xr
 
@@ -16,8 +17,8 @@ class AtlasAccessor:
     def __init__(self, ds: xr.Dataset):
         self._ds = ds
 
-    def write(self, store: "Atlas", name: str,
-              chunks: Mapping[str, Sequence[int]] | None = None) -> "DatasetView":
+    def write(self, store: Atlas, name: str,
+              chunks: Mapping[str, Sequence[int]] | None = None) -> DatasetView:
         """Same as ``store.add_xr_dataset(ds, name, chunks)``: a new dataset, not flushed."""
         from atlas.core import Atlas
         from atlas.xarray._ingest import add_xr_dataset

@@ -28,7 +28,7 @@ def _register() -> None:
         from atlas.xarray._accessor import register
 
         register()
-    except Exception as err:  # never break the user's import of xarray
+    except Exception as err:  # noqa: BLE001 - never break the user's import of xarray
         warnings.warn(f"atlas could not register the xr.Dataset.atlas accessor: {err!r}",
                       RuntimeWarning, stacklevel=2)
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,8 +22,8 @@ if TYPE_CHECKING:
     from atlas.core import Atlas, DatasetView
 
 
-def add_xr_dataset(store: "Atlas", ds: "xr.Dataset", name: str,
-                   chunks: Mapping[str, Sequence[int]] | None = None) -> "DatasetView":
+def add_xr_dataset(store: Atlas, ds: xr.Dataset, name: str,
+                   chunks: Mapping[str, Sequence[int]] | None = None) -> DatasetView:
     """Write ``ds`` as the new dataset ``name`` of ``store``; ``chunks`` overrides the on-disk
     chunk shape per variable (default: the dask chunk shape, else the whole variable)."""
     import xarray as xr
@@ -60,7 +61,7 @@ def add_xr_dataset(store: "Atlas", ds: "xr.Dataset", name: str,
     return view
 
 
-def _write_variable(view: "DatasetView", plan: EncodedVariable, var: "xr.Variable") -> None:
+def _write_variable(view: DatasetView, plan: EncodedVariable, var: xr.Variable) -> None:
     data = var.data
     if not _is_dask(data):
         view.write_array(plan.name, [0] * len(plan.shape),
@@ -88,7 +89,7 @@ def _dask_chunk_shape(data: Any) -> tuple[int, ...] | None:
     return tuple(max(c) if c else 1 for c in data.chunks)
 
 
-def _check_chunks(ds: "xr.Dataset", chunks: Any, where: str) -> dict[str, tuple[int, ...]]:
+def _check_chunks(ds: xr.Dataset, chunks: Any, where: str) -> dict[str, tuple[int, ...]]:
     if chunks is None:
         return {}
     if not isinstance(chunks, Mapping):

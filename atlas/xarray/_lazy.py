@@ -20,11 +20,11 @@ from atlas.xarray._mapping import DecodedVariable, restore_values
 if TYPE_CHECKING:
     from atlas.core import Atlas
 
-_shared: dict[bytes, "Atlas"] = {}
+_shared: dict[bytes, Atlas] = {}
 _shared_lock = threading.Lock()
 
 
-def _shared_handle(store: "Atlas", generation: int) -> "Atlas":
+def _shared_handle(store: Atlas, generation: int) -> Atlas:
     """One reopened handle per store and process, at least as new as ``generation``."""
     key = pickle.dumps(store)
     with _shared_lock:
@@ -37,9 +37,9 @@ def _shared_handle(store: "Atlas", generation: int) -> "Atlas":
 class WindowRead:
     """Reads the window ``start``/``shape`` of one array: the task of one dask chunk."""
 
-    __slots__ = ("store", "generation", "dataset", "array", "start", "shape", "restore")
+    __slots__ = ("array", "dataset", "generation", "restore", "shape", "start", "store")
 
-    def __init__(self, store: "Atlas", generation: int, dataset: str, array: str,
+    def __init__(self, store: Atlas, generation: int, dataset: str, array: str,
                  start: tuple[int, ...], shape: tuple[int, ...], restore: str | None):
         self.store = store
         self.generation = generation
@@ -76,7 +76,7 @@ def chunk_grid(shape: tuple[int, ...], chunk_shape: tuple[int, ...]) -> tuple[tu
     )
 
 
-def lazy_array(store: "Atlas", dataset: str, variable: DecodedVariable):
+def lazy_array(store: Atlas, dataset: str, variable: DecodedVariable):
     """A dask array reading ``variable`` of ``dataset`` chunk by chunk; reads nothing now."""
     import dask.array as da
     from dask.highlevelgraph import HighLevelGraph

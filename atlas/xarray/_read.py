@@ -4,13 +4,20 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from atlas.xarray._lazy import lazy_array
-from atlas.xarray._mapping import COORDS_ATTR, RESERVED_PREFIX, DecodedVariable, decode_attrs, \
-    decode_variable, restore_values
+from atlas.xarray._mapping import (
+    COORDS_ATTR,
+    RESERVED_PREFIX,
+    DecodedVariable,
+    decode_attrs,
+    decode_variable,
+    restore_values,
+)
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -18,7 +25,7 @@ if TYPE_CHECKING:
     from atlas.core import Atlas, DatasetView
 
 
-def layout(view: "DatasetView", drop: Sequence[str] = ()
+def layout(view: DatasetView, drop: Sequence[str] = ()
            ) -> tuple[list[DecodedVariable], list[str], dict[str, Any]]:
     """(variables in stored order, coordinate names, dataset attrs) of one dataset; reads no
     array data."""
@@ -33,7 +40,7 @@ def layout(view: "DatasetView", drop: Sequence[str] = ()
 
 def build_dataset(variables: list[DecodedVariable], coord_names: list[str],
                   attrs: dict[str, Any], data_of: Callable[[DecodedVariable], Any]
-                  ) -> "xr.Dataset":
+                  ) -> xr.Dataset:
     """An xr.Dataset whose variable data come from ``data_of``."""
     import xarray as xr
 
@@ -46,7 +53,7 @@ def build_dataset(variables: list[DecodedVariable], coord_names: list[str],
     return xr.Dataset(data_vars, coords, attrs)
 
 
-def to_xarray(store: "Atlas", name: str) -> "xr.Dataset":
+def to_xarray(store: Atlas, name: str) -> xr.Dataset:
     """Dataset ``name``: chunked variables dask-backed (one task per on-disk chunk), full-shape
     and 0-D variables (and dimension coordinates, which xarray indexes anyway) as numpy."""
     view = store.open_dataset(name)
@@ -60,8 +67,8 @@ def to_xarray(store: "Atlas", name: str) -> "xr.Dataset":
     return build_dataset(variables, coord_names, attrs, data_of)
 
 
-def to_xarray_many(store: "Atlas", names: Sequence[str], concat_dim: str = "dataset"
-                   ) -> "xr.Dataset":
+def to_xarray_many(store: Atlas, names: Sequence[str], concat_dim: str = "dataset"
+                   ) -> xr.Dataset:
     """Data variables of many datasets stacked along ``concat_dim`` (whose coordinate holds the
     names); coordinates and attributes come from the first dataset. Each variable is one
     ``read_array_across_stacked`` call into one preallocated array."""

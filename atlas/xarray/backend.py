@@ -9,7 +9,8 @@ bounding window only); ``preferred_chunks`` in the encoding is the on-disk chunk
 from __future__ import annotations
 
 import os
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 from xarray.backends import BackendArray, BackendEntrypoint
@@ -74,7 +75,8 @@ class AtlasBackendEntrypoint(BackendEntrypoint):
         path = os.fspath(filename_or_obj)
         return os.path.isdir(path) and os.path.isfile(os.path.join(path, MANIFEST_KEY))
 
-    def open_dataset(self, filename_or_obj: Any, *, drop_variables: str | Iterable[str] | None = None,
+    def open_dataset(self, filename_or_obj: Any, *,
+                     drop_variables: str | Iterable[str] | None = None,
                      group: str | None = None):
         store = _open_store(filename_or_obj)
         names = store.list_datasets()

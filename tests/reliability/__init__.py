@@ -1,0 +1,1 @@
+"""Crash, corruption, concurrency, fault and bad-input tests (see docs/reliability.md)."""

@@ -1,0 +1,5 @@
+"""Imported by the forkserver before it forks writers: loads atlas and its compiled kernels once."""
+
+from ._writer import warm
+
+warm()

@@ -381,3 +381,15 @@ def test_netcdf4_file_ingested_matches_xr_open_dataset(tmp_path):
     assert fresh.open_dataset("nc").array_fill_value("sst") == -999.0
     assert int(np.isnan(fresh.to_xarray("nc")["sst"].values).sum()) == \
         int(np.isnan(expected["sst"].values).sum()) > 0
+
+
+def test_datasets_written_without_xarray_read_back_as_data_variables(tmp_path):
+    store = atlas.Atlas.create(tmp_path / "store")
+    view = store.create_dataset("raw")
+    view.define_array("a", "int32", ["x"], [4], [2], fill_value=-1)
+    view.write_array("a", [0], np.array([1, 2], np.int32))
+    view.set_attribute("k", 3)
+    back = reopened(store).to_xarray("raw")
+    expected = xr.Dataset({"a": ("x", np.array([1, 2, -1, -1], np.int32))}, attrs={"k": 3})
+    xr.testing.assert_identical(back.compute(), expected)
+    assert back["a"].encoding["_FillValue"] == -1

@@ -32,6 +32,8 @@ def test_accessor_is_registered_in_either_import_order(first):
               "from atlas.xarray import AtlasAccessor\n"
               "acc = xr.Dataset().atlas\n"
               "assert isinstance(acc, AtlasAccessor), type(acc)\n"
+              "from atlas.xarray._accessor import register\n"
+              "register()  # a second registration is a no-op, not a warning\n"
               "import importlib.machinery as m\n"
               "assert isinstance(xr.__spec__.loader, m.SourceFileLoader), xr.__spec__.loader\n"
               "assert xr.__loader__ is xr.__spec__.loader\n"

@@ -31,7 +31,6 @@ class AtlasAccessor:
 
 def register() -> None:
     """Register the accessor once (a second registration would warn about overriding)."""
-    current = getattr(xr.Dataset, "atlas", None)
-    if getattr(current, "_accessor", None) is AtlasAccessor:
+    if getattr(xr.Dataset, "atlas", None) is AtlasAccessor:  # the class-level lookup gives it
         return
     xr.register_dataset_accessor("atlas")(AtlasAccessor)

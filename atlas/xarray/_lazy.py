@@ -11,6 +11,7 @@ from __future__ import annotations
 import pickle
 import threading
 import uuid
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -20,7 +21,8 @@ from atlas.xarray._mapping import DecodedVariable, restore_values
 if TYPE_CHECKING:
     from atlas.core import Atlas
 
-_shared: dict[bytes, Atlas] = {}
+SHARED_HANDLES = 16  # reopened stores kept per worker process (least recently used go)
+_shared: OrderedDict[bytes, Atlas] = OrderedDict()
 _shared_lock = threading.Lock()
 
 
@@ -31,6 +33,9 @@ def _shared_handle(store: Atlas, generation: int) -> Atlas:
         found = _shared.get(key)
         if found is None or found.generation < generation:
             found = _shared[key] = store
+        _shared.move_to_end(key)
+        while len(_shared) > SHARED_HANDLES:
+            _shared.popitem(last=False)
         return found
 
 

@@ -1,0 +1,108 @@
+"""Corruption: flipped or truncated bytes anywhere in any file of a store make the reads that
+use them raise CorruptionError naming the file - never wrong data, never a crash - while
+verify() lists exactly the damaged file and everything else stays readable. See _corrupt.py for
+the oracle. Files are damaged before any handle maps them: truncating a file a live process has
+mapped can SIGBUS, which is outside the threat model (docs/reliability.md)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import Counter
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from . import _corrupt
+from ._harness import context, record
+
+
+@pytest.fixture(scope="module")
+def layout(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corruption") / "template"
+    _corrupt.build_template(str(root))
+    return _corrupt.parse_layout(str(root))
+
+
+@st.composite
+def damages(draw, layout):
+    files = layout.files()
+    file = draw(st.sampled_from(files))
+    size = layout.manifest_size if file == _corrupt.MANIFEST else layout.segments[file].size
+    if draw(st.booleans()) and draw(st.booleans()):
+        return ("truncate", file, draw(st.integers(0, size - 1)))
+    _name, lo, hi = draw(st.sampled_from(_corrupt.region_choices(layout, file)))
+    offset = draw(st.integers(lo, hi - 1))
+    xor = draw(st.binary(min_size=1, max_size=min(8, size - offset)).filter(
+        lambda b: all(b)).map(bytes))
+    return ("flip", file, offset, xor)
+
+
+SEEN: Counter = Counter()
+
+
+@settings(max_examples=max(40, settings.default.max_examples))
+@given(data=st.data())
+def test_damaged_bytes_raise_corruption_naming_the_file_and_nothing_else_changes(
+        layout, tmp_path_factory, data):
+    damage = data.draw(damages(layout))
+    work = tmp_path_factory.getbasetemp() / "corruption-work"
+    SEEN[_corrupt.check_damage(layout, str(work), damage)] += 1
+
+
+def test_corruption_figures_recorded():
+    """Runs after the property test above (file order): records what it saw."""
+    if SEEN:
+        record("corruption-hypothesis", examples=sum(SEEN.values()), outcomes=dict(SEEN))
+
+
+def _run_batch_in_subprocess(layout, tmp_path, count: int, seed: int) -> Counter:
+    """Damages checked in a separate process, so that a crash would show as its exit status
+    instead of taking the test run down; the last damage it logged names the culprit."""
+    out = tmp_path / "out.jsonl"
+    ctx = context()
+    proc = ctx.Process(target=_run_logged, args=(layout.root, str(tmp_path / "work"), count,
+                                                 seed, str(out)))
+    proc.start()
+    proc.join(600)
+    lines = [json.loads(x) for x in out.read_text().splitlines()] if out.exists() else []
+    last = lines[-1] if lines else None
+    assert proc.exitcode == 0, f"checker process ended with {proc.exitcode}; last line {last}"
+    outcomes = Counter(x["outcome"] for x in lines if "outcome" in x)
+    assert sum(outcomes.values()) == count
+    return outcomes
+
+
+def _run_logged(template, work, count, seed, out_path):
+    with open(out_path, "w") as out:
+        sys.stdout = out
+        _corrupt.main(template, work, count, seed)
+
+
+def test_damage_batch_in_a_separate_process_never_crashes_it(layout, tmp_path):
+    start = time.monotonic()
+    outcomes = _run_batch_in_subprocess(layout, tmp_path, 40, seed=5)
+    record("corruption-subprocess", damages=40, outcomes=dict(outcomes),
+           seconds=round(time.monotonic() - start, 1))
+
+
+@pytest.mark.slow
+def test_two_thousand_damages_in_a_separate_process(layout, tmp_path):
+    start = time.monotonic()
+    outcomes = _run_batch_in_subprocess(layout, tmp_path, 2000, seed=6)
+    record("corruption-slow", damages=2000, outcomes=dict(outcomes),
+           seconds=round(time.monotonic() - start, 1))
+
+
+def test_oracle_sees_every_region_of_the_template(layout):
+    """The template has what the damages must be able to hit: live and dead records, several
+    segments per array, every region kind."""
+    kinds = Counter(name for key in layout.segments
+                    for name, *_ in _corrupt.region_choices(layout, key))
+    assert {"header", "index", "trailer", "live-record", "dead-record"} <= set(kinds)
+    per_array = Counter(seg.array for seg in layout.segments.values())
+    assert max(per_array.values()) >= 2
+    assert np.any([v.dtype == object for v in layout.clean.values()])

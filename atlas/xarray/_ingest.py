@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from atlas.xarray._fidelity import prepare_variable
 from atlas.xarray._mapping import COORDS_ATTR, EncodedVariable, encode_attrs, encode_variable
 
 if TYPE_CHECKING:
@@ -37,9 +38,12 @@ def add_xr_dataset(store: Atlas, ds: xr.Dataset, name: str,
     # validate everything that can be checked up front before the dataset exists
     plans = []
     for var_name in coord_names + list(ds.data_vars):
-        var = ds.variables[var_name]
-        plans.append((encode_variable(var_name, var.dims, var.dtype, var.shape, var.attrs,
-                                      var.encoding, f"variable {var_name!r} of {where}"), var))
+        var_where = f"variable {var_name!r} of {where}"
+        var, markers = prepare_variable(var_name, ds.variables[var_name], var_where)
+        plan = encode_variable(var_name, var.dims, var.dtype, var.shape, var.attrs,
+                               var.encoding, var_where)
+        plan.attrs.update(markers)
+        plans.append((plan, var))
     dataset_attrs = encode_attrs(ds.attrs, where)
 
     view = store.create_dataset(name)

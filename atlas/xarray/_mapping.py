@@ -33,6 +33,7 @@ RESERVED_PREFIX = "_pyatlas"
 COORDS_ATTR = "_pyatlas_coords"  # dataset attribute: JSON list of the coordinate names
 DTYPE_ATTR = "_pyatlas_dtype"  # array attribute: the variable's numpy dtype, when not the stored
 FILL_IN_ATTRS = "_pyatlas_fill_in_attrs"  # array attribute: _FillValue was in .attrs
+CF_ATTR = "_pyatlas_cf"  # array attribute: what atlas.xarray._fidelity restores on read
 JSON_PREFIX = "json:"
 _TAG = "__atlas__"  # key that marks a typed JSON object inside a "json:" attribute
 
@@ -191,6 +192,7 @@ class DecodedVariable:
     restore: str | None  # what restore_values does to the stored values (picklable)
     attrs: dict[str, Any]
     encoding: dict[str, Any]
+    cf: str | None = None  # fidelity marker (atlas.xarray._fidelity) applied after the read
 
     @property
     def chunked(self) -> bool:
@@ -214,7 +216,8 @@ def decode_variable(name: str, meta: Mapping, stored_attrs: Mapping) -> DecodedV
         fill = _restore_fill(fill, dtype)
         (attrs if stored_attrs.get(FILL_IN_ATTRS) else encoding)["_FillValue"] = fill
     return DecodedVariable(name, tuple(meta["dimension_names"]), tuple(meta["shape"]),
-                           tuple(meta["chunk_shape"]), dtype, restore, attrs, encoding)
+                           tuple(meta["chunk_shape"]), dtype, restore, attrs, encoding,
+                           stored_attrs.get(CF_ATTR))
 
 
 def _restore_fill(fill: Any, dtype: np.dtype) -> Any:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from atlas.xarray._fidelity import restore_variable
 from atlas.xarray._lazy import lazy_array
 from atlas.xarray._mapping import (
     COORDS_ATTR,
@@ -48,8 +49,10 @@ def build_dataset(variables: list[DecodedVariable], coord_names: list[str],
     coord_set = set(coord_names)
     for var in variables:
         target = coords if var.name in coord_set else data_vars
-        target[var.name] = xr.Variable(var.dims, data_of(var), dict(var.attrs),
-                                       dict(var.encoding))
+        variable = xr.Variable(var.dims, data_of(var), dict(var.attrs), dict(var.encoding))
+        if var.cf is not None:
+            variable = restore_variable(var.name, variable, var.cf)
+        target[var.name] = variable
     return xr.Dataset(data_vars, coords, attrs)
 
 

@@ -1,0 +1,170 @@
+"""Round-trip fidelity for variables as netCDF files give them to xarray.
+
+The ordinary mapping (``_mapping``) stores what the store types natively. This module handles
+what it cannot keep exactly, by storing an equivalent variable plus one JSON marker per array
+(the array attribute ``_pyatlas_cf``, stripped on read like every ``_pyatlas`` key):
+
+- cftime datetimes (non-standard calendars, dates outside the datetime64[ns] range) as int64
+  numbers with units and calendar (``_cf``);
+- packed and masked integer variables as the packed integers (``_packing``);
+- byte strings that are not UTF-8 (``_strings``);
+- the variable's ``.encoding`` (dtype on disk, packing, units, chunking...), restored on read.
+
+``prepare_variable`` runs at ingest, ``restore_variable`` after a variable was read back; both
+import xarray only when called.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from atlas.xarray import _cf, _encoding, _packing, _strings
+from atlas.xarray._mapping import CF_ATTR
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from atlas.core import Atlas
+
+_VERSION = 1  # of the JSON marker {"v", "decode", "encoding"} kept in the CF_ATTR attribute
+
+
+def prepare_variable(name: str, var: "xr.Variable", where: str
+                     ) -> tuple["xr.Variable", dict[str, Any]]:
+    """(variable to store, marker attributes) for one variable of a Dataset being ingested.
+
+    The variable to store is ``var`` itself unless its values need another representation;
+    the markers are empty when the variable has nothing to restore.
+    """
+    doc: dict[str, Any] = {}
+    if var.encoding:
+        encoding = _encoding.dumps(var.encoding)
+        if encoding:
+            doc["encoding"] = encoding
+    stored, decode = _representation(name, var, where)
+    if decode is not None:
+        doc["decode"] = decode
+    if not doc:
+        return var, {}
+    doc["v"] = _VERSION
+    return stored, {CF_ATTR: _encoding.to_json(doc)}
+
+
+def _representation(name: str, var: "xr.Variable", where: str
+                    ) -> tuple["xr.Variable", dict[str, Any] | None]:
+    import xarray as xr
+
+    kind = var.dtype.kind
+    if kind in "OS":
+        values = np.asarray(var.values)
+        plan = _cf.cftime_plan(values) if kind == "O" else None
+        if plan is not None:
+            numbers = _cf.encode_cftime(values, plan)
+            if not _cf.same_cftime(_cf.decode_cftime(numbers, plan), values):
+                raise ValueError(f"{where}: its cftime datetimes do not survive a round trip "
+                                 f"through {_cf.UNITS!r} in calendar {plan['calendar']!r}")
+            attrs = dict(var.attrs)
+            added = {k: v for k, v in _cf.cf_attrs(plan).items() if k not in attrs}
+            attrs.update(added)
+            return xr.Variable(var.dims, numbers, attrs), {**plan, "added": sorted(added)}
+        plan = _strings.bytes_plan(values)
+        if plan is not None:
+            encoding = {k: v for k, v in var.encoding.items() if k == "_FillValue"
+                        and isinstance(v, str)}
+            return xr.Variable(var.dims, _strings.encode_bytes(values, plan), dict(var.attrs),
+                               encoding), plan
+        return var, None
+    packing = _packing.packing_encoding(var.dtype, var.attrs, var.encoding)
+    if packing is None:
+        return var, None
+    if _is_dask(var.data):
+        packed = _lazily_checked_pack(name, var, packing, where)
+    else:
+        packed = _packing.checked_pack(var, name, packing)
+    if packed is None:
+        return var, None
+    return packed, {"kind": "packed"}
+
+
+def _is_dask(data: Any) -> bool:
+    import sys
+
+    if "dask" not in sys.modules:
+        return False
+    import dask
+
+    return dask.is_dask_collection(data)
+
+
+def _lazily_checked_pack(name: str, var: "xr.Variable", packing: dict, where: str):
+    """Pack a dask-backed variable block by block; each block is checked to unpack exactly
+    when it is computed (a mismatch raises ValueError and the ingest leaves no trace)."""
+    import dask.array as da
+    import xarray as xr
+
+    packed = _packing.pack(var, name, packing)
+    if packed.dtype.kind not in "iu":
+        return None
+    check = functools.partial(_check_block, name=name, attrs=dict(packed.attrs),
+                              dims=packed.dims, where=where)
+    data = da.map_blocks(check, packed.data, var.data, dtype=packed.dtype)
+    return xr.Variable(packed.dims, data, dict(packed.attrs))
+
+
+def _check_block(packed: np.ndarray, original: np.ndarray, *, name: str, attrs: dict,
+                 dims: tuple, where: str) -> np.ndarray:
+    import xarray as xr
+
+    back = _packing.unpack(xr.Variable(dims, packed, dict(attrs)), name)
+    if not _packing.same_values(np.asarray(back.values), np.asarray(original)):
+        raise ValueError(f"{where}: its values are not exactly representable with its packing "
+                         f"encoding {sorted(k for k in attrs if k in _packing.PACKING_KEYS)}; "
+                         "drop those keys from .encoding to store the decoded values")
+    return packed
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+def restore_variable(name: str, variable: "xr.Variable", marker: str) -> "xr.Variable":
+    """The variable as it went in, from the stored variable and its marker."""
+    import xarray as xr
+
+    doc = json.loads(marker)
+    decode = doc.get("decode")
+    eager = isinstance(variable._data, np.ndarray)
+    if decode is not None:
+        kind = decode["kind"]
+        if kind == "packed":
+            variable = _packing.unpack(variable, name)
+        elif kind == "cftime":
+            attrs = {k: v for k, v in variable.attrs.items() if k not in decode["added"]}
+            data = _elementwise(variable._data, functools.partial(_cf.decode_cftime,
+                                                                 plan=decode), np.dtype(object))
+            variable = xr.Variable(variable.dims, data, attrs, dict(variable.encoding))
+        elif kind == "bytes":
+            data = _elementwise(variable._data, functools.partial(_strings.decode_bytes,
+                                                                 plan=decode),
+                                _strings.result_dtype(decode))
+            variable = xr.Variable(variable.dims, data, dict(variable.attrs),
+                                   dict(variable.encoding))
+        else:
+            raise ValueError(f"variable {name!r}: unknown stored representation {kind!r} "
+                             "(written by a newer atlas?)")
+        if eager:
+            variable = variable.load()
+    if "encoding" in doc:
+        variable.encoding = _encoding.loads(doc["encoding"])
+    return variable
+
+
+def _elementwise(data: Any, func, dtype: np.dtype):
+    if isinstance(data, np.ndarray):
+        return func(data)
+    from xarray.coding.common import lazy_elemwise_func
+
+    return lazy_elemwise_func(data, func, dtype)

@@ -296,6 +296,12 @@ def test_lazily_opened_s3_store_computes_on_a_process_cluster(s3_store):
         futures = client.map(lambda view: (os.getpid(), view.read_array("temperature")), views)
         results = client.gather(futures)
         stacked = client.submit(lazy.read_array_across_stacked, "temperature", names).result()
+        lazy_ds = lazy.to_xarray(names[2])  # dask-backed; computed by the cluster's workers
+        assert lazy_ds["temperature"].chunks == ((8, 8), (6, 6))
+        with distributed.get_task_stream(client) as tasks:
+            computed = lazy_ds["temperature"].compute().values
+        assert len(tasks.data) >= 4  # one task per stored chunk ran on the workers
+    np.testing.assert_array_equal(computed, ref[names[2]])
     assert all(pid != os.getpid() for pid, _values in results)
     for name, (_pid, values) in zip(names, results):
         np.testing.assert_array_equal(values, ref[name])

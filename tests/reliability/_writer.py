@@ -145,13 +145,27 @@ def _plant_orphan(path: str, batch: int) -> None:
         f.write(b"ATLSEG01 half-written by a writer that crashed")
 
 
-def concurrent_writer(path: str, prefix: str, batches: int, log_path: str,
-                      compact_every: int = 0, seed: int = 0) -> None:
-    """Commit ``batches`` batches of new datasets ``<prefix><i>`` to a store other writers
+def open_store(location, **kwargs) -> "atlas.Atlas":
+    """A local path, or (url, options) for an object store."""
+    if isinstance(location, (list, tuple)):
+        url, options = location
+        return atlas.Atlas.open(url, **options, **kwargs)
+    return atlas.Atlas.open(location, **kwargs)
+
+
+def _wait_until(start_at: float) -> None:
+    while time.time() < start_at:
+        time.sleep(0.001)
+
+
+def concurrent_writer(location, prefix: str, batches: int, log_path: str,
+                      compact_every: int = 0, seed: int = 0, start_at: float = 0.0) -> None:
+    """Commit ``batches`` batches of new datasets ``<prefix><i>_<j>`` to a store other writers
     commit to as well. A ConflictError means another writer committed first: reopen, redo the
     batch, try again. ``ACK i`` follows each batch that committed; ``CONFLICT i`` each retry."""
     say = _Log(log_path)
-    store = atlas.Atlas.open(path)
+    store = open_store(location)
+    _wait_until(start_at)
     for i in range(batches):
         while True:
             try:
@@ -161,7 +175,7 @@ def concurrent_writer(path: str, prefix: str, batches: int, log_path: str,
                 break
             except atlas.ConflictError:
                 say(f"CONFLICT {i}")
-                store = atlas.Atlas.open(path)
+                store = open_store(location)
         say(f"ACK {i}")
         if compact_every and i % compact_every == compact_every - 1:
             while True:
@@ -171,7 +185,20 @@ def concurrent_writer(path: str, prefix: str, batches: int, log_path: str,
                     break
                 except atlas.ConflictError:
                     say(f"CONFLICT compact {i}")
-                    store = atlas.Atlas.open(path)
+                    store = open_store(location)
+    say("END")
+
+
+def sweeper(location, log_path: str, stop_path: str) -> None:
+    """verify(repair=True) again and again while writers run: it must find the store sound and
+    never remove a file a writer still needs (the writers' final check would miss it)."""
+    say = _Log(log_path)
+    while not os.path.exists(stop_path):
+        try:
+            report = open_store(location).verify(repair=True)
+            say(f"SWEPT {len(report.removed)}" if report.ok else f"ERROR {report.problems}")
+        except Exception as err:  # noqa: BLE001 - every failure is a finding, logged
+            say(f"ERROR {type(err).__name__}: {err}")
     say("END")
 
 
@@ -202,27 +229,21 @@ def check_owned(store, name: str, seed: int = 0) -> None:
         assert got is not None and np.array_equal(got, expected), f"{name}/{array} differs"
 
 
-def reader(path: str, log_path: str, seconds: float, prefixes: tuple[str, ...] = (),
+def reader(location, log_path: str, stop_path: str, prefixes: tuple[str, ...] = (),
            hold: bool = False, seed: int = 0) -> None:
-    """Read every dataset again and again for ``seconds``; log ``OK <n datasets>`` per pass and
-    ``ERROR <text>`` on anything wrong. ``hold``: keep one handle (one manifest) per pass pair,
-    reading it again after a pause, as a slow reader that a compaction overtakes would."""
+    """Read every dataset again and again until ``stop_path`` exists; log ``OK <n datasets>``
+    per pass and ``ERROR <text>`` on anything wrong. ``hold``: read the same handle (the same
+    manifest) again after a pause, as a slow reader that a commit or compaction overtakes."""
     say = _Log(log_path)
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
+    while not os.path.exists(stop_path):
         try:
-            store = atlas.Atlas.open(path, read_only=True)
-            names = store.list_datasets()
-            if hold:
-                time.sleep(0.05)
-            for name in names:
-                if name.startswith(prefixes):
-                    check_owned(store, name, seed)
-            if hold:  # the same old manifest once more, after others committed meanwhile
-                time.sleep(0.05)
+            store = open_store(location, read_only=True)
+            names = [n for n in store.list_datasets() if n.startswith(prefixes)]
+            for _ in range(2 if hold else 1):
                 for name in names:
-                    if name.startswith(prefixes):
-                        check_owned(store, name, seed)
+                    check_owned(store, name, seed)
+                if hold:
+                    time.sleep(0.05)
             say(f"OK {len(names)}")
         except Exception as err:  # noqa: BLE001 - every failure is a finding, logged
             say(f"ERROR {type(err).__name__}: {err}")

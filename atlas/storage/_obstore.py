@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import os
 import tempfile
 import threading
@@ -34,6 +35,7 @@ LOCK_NAME = ".atlas.lock"  # the same lock file LocalStorage uses, so both exclu
 
 # Stores that cannot be pickled (MemoryStore) reopen by reference, in this process only.
 _registry: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+_numbers = itertools.count()
 _registry_lock = threading.Lock()
 
 
@@ -94,6 +96,7 @@ class ObjectStorage(Storage):
         self.read_only = bool(read_only) or self.kind == "HTTPStore"
         self.options = {**DEFAULTS, **options}
         self._url = url
+        self._ref: _Ref | None = None  # this store's registry entry, once described
         self._lock_root = self._local_root() if self.kind == "LocalStore" else None
 
     # -- construction and description ----------------------------------------------------------
@@ -116,17 +119,22 @@ class ObjectStorage(Storage):
     @classmethod
     def from_description(cls, description: tuple) -> "ObjectStorage":
         _kind, store, read_only, options, url = description
-        if isinstance(store, _Ref):
-            store = store.resolve()
-        return cls(store, read_only=read_only, url=url, **options)
+        ref = store if isinstance(store, _Ref) else None
+        if ref is not None:
+            store = ref.resolve()
+        storage = cls(store, read_only=read_only, url=url, **options)
+        storage._ref = ref
+        return storage
 
     def describe(self) -> tuple:
         store = self.store
         if self.kind == "MemoryStore":
-            with _registry_lock:
-                number = id(store)
-                _registry[number] = store
-            store = _Ref(os.getpid(), number, self.kind)
+            if self._ref is None:
+                with _registry_lock:
+                    number = next(_numbers)
+                    _registry[number] = store
+                self._ref = _Ref(os.getpid(), number, self.kind)
+            store = self._ref
         return ("object", store, self.read_only, dict(self.options), self._url)
 
     @property

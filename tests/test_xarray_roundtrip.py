@@ -393,3 +393,17 @@ def test_datasets_written_without_xarray_read_back_as_data_variables(tmp_path):
     expected = xr.Dataset({"a": ("x", np.array([1, 2, -1, -1], np.int32))}, attrs={"k": 3})
     xr.testing.assert_identical(back.compute(), expected)
     assert back["a"].encoding["_FillValue"] == -1
+
+
+def test_zero_length_variables_round_trip(tmp_path):
+    ds = xr.Dataset({"e": (("x", "y"), np.zeros((0, 3))),
+                     "s": ("x", np.array([], dtype=object))},
+                    coords={"x": np.array([], "datetime64[ns]")})
+    store = atlas.Atlas.create(tmp_path / "store")
+    store.add_xr_dataset(ds, "plain")
+    store.add_xr_dataset(ds.chunk({"y": 2}), "chunked")
+    fresh = reopened(store)
+    for name in ("plain", "chunked"):
+        back = fresh.to_xarray(name)
+        assert isinstance(back["e"].variable._data, np.ndarray)  # one (empty) chunk: eager
+        xr.testing.assert_identical(back, ds)

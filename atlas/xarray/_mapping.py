@@ -196,8 +196,8 @@ class DecodedVariable:
 
     @property
     def chunked(self) -> bool:
-        """Stored with more than one chunk per axis somewhere (read lazily)."""
-        return len(self.shape) > 0 and self.chunk_shape != self.shape
+        """Stored as more than one chunk (read lazily, one task per chunk)."""
+        return any(n > c for n, c in zip(self.shape, self.chunk_shape))
 
     @property
     def is_index(self) -> bool:

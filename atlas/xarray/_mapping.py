@@ -197,7 +197,7 @@ class DecodedVariable:
     @property
     def chunked(self) -> bool:
         """Stored as more than one chunk (read lazily, one task per chunk)."""
-        return any(n > c for n, c in zip(self.shape, self.chunk_shape))
+        return math.prod(-(-n // c) for n, c in zip(self.shape, self.chunk_shape)) > 1
 
     @property
     def is_index(self) -> bool:

@@ -96,6 +96,11 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+def plural(n: int, word: str) -> str:
+    """``1 file``, ``2 files``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def table(rows: list[list[str]], header: list[str]) -> str:
     """Left-aligned text columns separated by two spaces."""
     cells = [header] + rows
@@ -109,8 +114,9 @@ def table(rows: list[list[str]], header: list[str]) -> str:
 def disk_usage(location: str) -> dict:
     """Codec, generation and bytes on disk of a store, read from its manifest.
 
-    Bytes on disk = the sizes of the segment files the manifest references (as it records them)
-    plus the manifest itself; orphan files are not counted.
+    Bytes on disk = the segment files the manifest references (sizes as it records them), the
+    files a compact replaced but keeps for a while for older readers ("retired", sizes from a
+    listing), and the manifest itself. Orphan files are not counted.
     """
     from atlas.errors import StoreNotFoundError
     from atlas.format.manifest import MANIFEST_KEY, Manifest
@@ -128,13 +134,23 @@ def disk_usage(location: str) -> dict:
         per_array[name] = {"segments": len(refs), "bytes": sum(int(r[1]) for r in refs),
                            "chunks": sum(int(r[2]) for r in refs)}
     segment_bytes = sum(a["bytes"] for a in per_array.values())
+    retired_keys = {entry[0] for entry in manifest.doc.get("retired", [])}
+    retired_bytes = 0
+    retired = 0
+    if retired_keys:
+        for key, size, _mtime in storage.list("segments"):
+            if key in retired_keys:
+                retired += 1
+                retired_bytes += size
     return {
         "codec": manifest.doc["codec"],
         "level": manifest.doc["level"],
         "generation": manifest.generation,
         "segments": sum(a["segments"] for a in per_array.values()),
         "segment_bytes": segment_bytes,
+        "retired": retired,
+        "retired_bytes": retired_bytes,
         "manifest_bytes": len(data),
-        "bytes_on_disk": segment_bytes + len(data),
+        "bytes_on_disk": segment_bytes + retired_bytes + len(data),
         "per_array": per_array,
     }

@@ -16,7 +16,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from atlas.cli._common import CommandError, emit, log, warn
+from atlas.cli._common import CommandError, emit, log, plural, warn
 from atlas.cli._maintain import CODECS
 from atlas.cli._progress import MB, Progress, human_bytes
 
@@ -349,20 +349,21 @@ def _add(store, ds, name: str, chunks: dict | None, path: Path) -> None:
 
 def _kept(flushed: int, args) -> str:
     if flushed:
-        return (f"; the {flushed} datasets flushed before were kept (rerun with "
+        verb = "was" if flushed == 1 else "were"
+        return (f"; the {plural(flushed, 'dataset')} flushed before {verb} kept (rerun with "
                 "--skip-existing to resume)")
     return "; nothing was written to the store"
 
 
 def _render(s: dict) -> str:
-    lines = [f"ingested {s['files']} files ({human_bytes(s['bytes'])}) into {s['store']} in "
-             f"{s['seconds']:.1f} s"
-             + (f": {s['files_per_s']:.1f} files/s, {s['mb_per_s']:.1f} MB/s"
-                if s["files_per_s"] is not None and s["files"] else "")]
+    line = (f"ingested {plural(s['files'], 'file')} ({human_bytes(s['bytes'])}) into "
+            f"{s['store']} in {s['seconds']:.1f} s")
+    if s["files"] and s["files_per_s"] is not None:
+        line += f": {s['files_per_s']:.1f} files/s, {s['mb_per_s']:.1f} MB/s"
+    lines = [line]
     if s["existing"]:
-        lines.append(f"skipped {len(s['existing'])} files already in the store")
+        lines.append(f"skipped {plural(len(s['existing']), 'file')} already in the store")
     if s["skipped"]:
-        lines.append(f"skipped {len(s['skipped'])} files with errors:")
+        lines.append(f"skipped {plural(len(s['skipped']), 'file')} with errors:")
         lines += [f"  {item['error']}" for item in s["skipped"]]
     return "\n".join(lines)
-

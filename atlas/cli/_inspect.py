@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from atlas.cli._common import disk_usage, emit, format_value, open_store, table
+from atlas.cli._common import disk_usage, emit, format_value, open_store, plural, table
 from atlas.cli._progress import human_bytes
 
 INTERNAL_PREFIX = "_pyatlas"  # bookkeeping attributes of the xarray layer, hidden in text output
@@ -164,8 +164,15 @@ def _render_info(info: dict) -> str:
         ["generation", str(usage["generation"])],
         ["datasets", str(info["datasets"])],
         ["arrays", f"{len(names)}" + (f" ({', '.join(names)})" if names else "")],
-        ["segments", f"{usage['segments']} files, {human_bytes(usage['segment_bytes'])}"],
+        ["segments", f"{plural(usage['segments'], 'file')}, "
+                     f"{human_bytes(usage['segment_bytes'])}"],
         ["manifest", human_bytes(usage["manifest_bytes"])],
+    ]
+    if usage["retired"]:
+        head.append(["retired", f"{plural(usage['retired'], 'file')}, "
+                                f"{human_bytes(usage['retired_bytes'])} (replaced by compact, "
+                                "deleted by a later one)"])
+    head += [
         ["on disk", f"{human_bytes(usage['bytes_on_disk'])} ({usage['bytes_on_disk']} bytes)"],
     ]
     width = max(len(k) for k, _ in head)

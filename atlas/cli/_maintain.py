@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from atlas.cli._common import CommandError, CommandFailed, disk_usage, emit, log, open_store
+from atlas.cli._common import (
+    CommandError,
+    CommandFailed,
+    disk_usage,
+    emit,
+    log,
+    open_store,
+    plural,
+)
 from atlas.cli._progress import human_bytes
 
 CODECS = ("zstd", "lz4", "none")
@@ -29,8 +37,13 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("compact", parents=[common], help="rewrite segments without dead data",
                        description="Rewrite each array's segments into one without deleted "
-                                   "data, commit, then delete the old files.")
+                                   "data and commit. The replaced files stay for --grace "
+                                   "seconds, for readers still using the previous version; a "
+                                   "later compact deletes them.")
     p.add_argument("store", metavar="STORE")
+    p.add_argument("--grace", metavar="SECONDS", type=float, default=None,
+                   help="delete replaced files retired at least this long ago (default: 600; "
+                        "0 deletes them now, when no other process reads the store)")
     p.set_defaults(func=cmd_compact)
 
     p = sub.add_parser("verify", parents=[common], help="check every checksum",
@@ -65,7 +78,7 @@ def cmd_rm(args) -> int:
         store.delete_dataset(name)
     store.flush()
     log.info("removed %d datasets from %s: %s", len(removed), store.location, removed)
-    text = f"removed {len(removed)} dataset{'s' if len(removed) != 1 else ''}"
+    text = f"removed {plural(len(removed), 'dataset')}"
     if removed:
         text += " (run 'atlas compact' to reclaim the space)"
     emit(args, {"removed": removed, "missing": missing}, text)
@@ -73,29 +86,44 @@ def cmd_rm(args) -> int:
 
 
 def cmd_compact(args) -> int:
+    if args.grace is not None and args.grace < 0:
+        raise CommandError(f"--grace must be >= 0 seconds, got {args.grace}")
     store = open_store(args.store, writable=True)
     before = disk_usage(store.location)
-    store.compact()
+    if args.grace is None:
+        store.compact()
+    else:
+        store.compact(grace=args.grace)
     after = disk_usage(store.location)
     log.info("compacted %s: %s -> %s bytes", store.location, before["bytes_on_disk"],
              after["bytes_on_disk"])
     data = {"store": store.location,
-            "before": {k: before[k] for k in ("segments", "bytes_on_disk")},
-            "after": {k: after[k] for k in ("segments", "bytes_on_disk")}}
-    emit(args, data, lambda: (
-        f"compacted {store.location}: {before['segments']} -> {after['segments']} segments, "
-        f"{human_bytes(before['bytes_on_disk'])} -> {human_bytes(after['bytes_on_disk'])} "
-        "on disk"))
+            "before": {k: before[k] for k in ("segments", "retired", "bytes_on_disk")},
+            "after": {k: after[k] for k in ("segments", "retired", "bytes_on_disk")}}
+
+    def text() -> str:
+        line = (f"compacted {store.location}: {before['segments']} -> "
+                f"{plural(after['segments'], 'segment')}, "
+                f"{human_bytes(before['bytes_on_disk'])} -> "
+                f"{human_bytes(after['bytes_on_disk'])} on disk")
+        if after["retired"]:
+            line += (f"\n{plural(after['retired'], 'replaced file')} "
+                     f"({human_bytes(after['retired_bytes'])}) kept for readers of the previous "
+                     "version; a compact after the grace period (or --grace 0) deletes them")
+        return line
+
+    emit(args, data, text)
     return 0
 
 
 def _render_verify(report, location: str, repair: bool) -> str:
-    lines = [f"checked {location}: manifest, {report.segments} segments, {report.chunks} chunks"]
+    lines = [f"checked {location}: manifest, {plural(report.segments, 'segment')}, "
+             f"{plural(report.chunks, 'chunk')}"]
     if report.orphans:
         lines.append(f"orphan files (referenced by no commit): {len(report.orphans)}")
         lines += [f"  {key}" for key in report.orphans]
     if repair:
-        lines.append(f"removed {len(report.removed)} orphan files")
+        lines.append(f"removed {plural(len(report.removed), 'orphan file')}")
         lines += [f"  {key}" for key in report.removed]
     if report.problems:
         lines.append(f"problems: {len(report.problems)}")
@@ -116,6 +144,5 @@ def cmd_verify(args) -> int:
     emit(args, data, lambda: _render_verify(report, store.location, args.repair))
     if report.problems:
         n = len(report.problems)
-        raise CommandFailed(f"verify found {n} problem{'s' if n != 1 else ''} in "
-                            f"{store.location}")
+        raise CommandFailed(f"verify found {plural(n, 'problem')} in {store.location}")
     return 0

@@ -22,7 +22,7 @@ def human_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def _clock(seconds: float) -> str:
+def _hms(seconds: float) -> str:
     seconds = int(round(seconds))
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
@@ -34,7 +34,7 @@ class Progress:
 
     def __init__(self, total: int, unit: str = "files", stream: TextIO | None = None,
                  enabled: bool = True, min_interval: float = 0.1, line_interval: float = 10.0,
-                 width: int = 24):
+                 width: int = 24, clock=time.perf_counter):
         self.total = total
         self.unit = unit
         self.stream = sys.stderr if stream is None else stream
@@ -43,9 +43,10 @@ class Progress:
         self.min_interval = min_interval
         self.line_interval = line_interval
         self.width = width
+        self._clock = clock
         self.done = 0
         self.nbytes = 0
-        self.start = time.perf_counter()
+        self.start = clock()
         # a terminal shows the bar at once; a pipe gets its first line after line_interval
         self._last_draw = -float("inf") if self.tty else self.start
         self._drawn = False
@@ -53,7 +54,7 @@ class Progress:
     # -- numbers -------------------------------------------------------------------------------
 
     def elapsed(self) -> float:
-        return time.perf_counter() - self.start
+        return self._clock() - self.start
 
     def rates(self) -> tuple[float, float]:
         """(items/s, MB/s) averaged since the start."""
@@ -69,7 +70,7 @@ class Progress:
         text = (f"[{bar}] {self.done}/{self.total} {self.unit} {frac * 100:3.0f}% | "
                 f"{per_s:.1f} {self.unit}/s | {mb_s:.1f} MB/s")
         if 0 < self.done < self.total and per_s > 0:
-            text += f" | ETA {_clock((self.total - self.done) / per_s)}"
+            text += f" | ETA {_hms((self.total - self.done) / per_s)}"
         return text
 
     # -- drawing -------------------------------------------------------------------------------
@@ -82,7 +83,7 @@ class Progress:
     def _maybe_draw(self, final: bool = False) -> None:
         if not self.enabled:
             return
-        now = time.perf_counter()
+        now = self._clock()
         interval = self.min_interval if self.tty else self.line_interval
         if not final and now - self._last_draw < interval:
             return

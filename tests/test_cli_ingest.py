@@ -1,0 +1,295 @@
+"""``atlas ingest`` run as a command (``python -m atlas``) on netCDF files written by netCDF4,
+checked against what netCDF4 reads back from the same files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import netCDF4
+import numpy as np
+import pytest
+
+import atlas
+from atlas.cli import main
+
+NLAT, NLON = 6, 8
+
+
+def write_day(path: Path, day: int, seed: int | None = None) -> Path:
+    """A small daily field like the demo's: sst(time=1, lat, lon) float32, NaN land, CF."""
+    rng = np.random.default_rng(day if seed is None else seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with netCDF4.Dataset(path, "w") as nc:
+        nc.createDimension("time", 1)
+        nc.createDimension("lat", NLAT)
+        nc.createDimension("lon", NLON)
+        t = nc.createVariable("time", "f8", ("time",))
+        t.units = "days since 2024-01-01"
+        t.calendar = "standard"
+        t[:] = [day]
+        lat = nc.createVariable("lat", "f4", ("lat",))
+        lat.units = "degrees_north"
+        lat[:] = np.linspace(-75, 75, NLAT)
+        lon = nc.createVariable("lon", "f4", ("lon",))
+        lon.units = "degrees_east"
+        lon[:] = np.linspace(-157.5, 157.5, NLON)
+        sst = nc.createVariable("sst", "f4", ("time", "lat", "lon"),
+                                fill_value=np.float32(np.nan))
+        sst.units = "K"
+        sst.long_name = "sea surface temperature"
+        values = rng.normal(290, 5, (1, NLAT, NLON)).astype(np.float32)
+        values[0, rng.random((NLAT, NLON)) < 0.3] = np.nan
+        sst.set_auto_mask(False)
+        sst[:] = values
+        nc.title = f"day {day}"
+    return path
+
+
+def write_bool_file(path: Path) -> Path:
+    """A variable xarray decodes as bool (int8 + dtype="bool"), which atlas cannot store."""
+    with netCDF4.Dataset(path, "w") as nc:
+        nc.createDimension("x", 3)
+        flag = nc.createVariable("ice_flag", "i1", ("x",))
+        flag.setncattr("dtype", "bool")
+        flag[:] = [0, 1, 1]
+    return path
+
+
+def write_broken(path: Path) -> Path:
+    path.write_bytes(b"CDF\x01 this is not really a netCDF file")
+    return path
+
+
+def nc_values(path: Path, var: str = "sst") -> np.ndarray:
+    with netCDF4.Dataset(path) as nc:
+        v = nc[var]
+        v.set_auto_mask(False)
+        return v[:]
+
+
+def run(*args, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "atlas", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=300)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> str:
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("atlas: ") and "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+    return lines[0]
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """Four daily files, one of them in a subfolder."""
+    src = tmp_path / "src"
+    for day in (0, 1, 2):
+        write_day(src / f"day{day}.nc", day)
+    write_day(src / "later" / "day3.nc", 3)
+    return src
+
+
+def test_ingest_makes_one_dataset_per_file_holding_the_files_values(folder, tmp_path):
+    store_path = tmp_path / "store"
+    proc = run("ingest", folder, store_path, "--json")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["ingested"] == ["day0", "day1", "day2", "day3"]
+    assert summary["created"] is True and summary["skipped"] == []
+    files = sorted(folder.rglob("*.nc"))
+    assert summary["bytes"] == sum(f.stat().st_size for f in files)
+
+    store = atlas.Atlas.open(store_path)
+    assert store.list_datasets() == ["day0", "day1", "day2", "day3"]
+    for name, path in zip(store.list_datasets(), [folder / "day0.nc", folder / "day1.nc",
+                                                  folder / "day2.nc", folder / "later/day3.nc"]):
+        view = store.open_dataset(name)
+        np.testing.assert_array_equal(view.read_array("sst"), nc_values(path))
+        np.testing.assert_array_equal(view.read_array("lat"), nc_values(path, "lat"))
+        assert view.array_attributes("sst")["units"] == "K"
+        with netCDF4.Dataset(path) as nc:
+            when = netCDF4.num2date(nc["time"][0], nc["time"].units)
+        assert view.read_array("time")[0] == np.datetime64(dt.datetime(when.year, when.month,
+                                                                       when.day), "ns")
+        back = store.to_xarray(name)
+        assert back.attrs["title"] == f"day {name[3:]}"
+
+
+def test_no_recursive_leaves_subfolders_out_and_the_summary_goes_to_stdout(folder, tmp_path,
+                                                                           capsys):
+    assert main(["ingest", str(folder), str(tmp_path / "store"), "--no-recursive"]) == 0
+    assert atlas.Atlas.open(tmp_path / "store").list_datasets() == ["day0", "day1", "day2"]
+    out, err = capsys.readouterr()
+    assert out.startswith("ingested 3 files") and "files/s" in out and "MB/s" in out
+    assert err == ""  # a short run on a pipe draws no bar
+
+
+def test_two_files_with_one_name_are_an_error_naming_both(folder, tmp_path):
+    write_day(folder / "other" / "day1.nc", 7)
+    proc = run("ingest", folder, tmp_path / "store")
+    line = assert_one_line_error(proc, "day1")
+    assert str(folder / "day1.nc") in line and str(folder / "other" / "day1.nc") in line
+    assert not (tmp_path / "store").exists()
+
+
+def test_a_broken_file_stops_the_ingest_and_nothing_is_kept(folder, tmp_path):
+    write_broken(folder / "day1b.nc")
+    proc = run("ingest", folder, tmp_path / "store")
+    assert_one_line_error(proc, str(folder / "day1b.nc"), "nothing was written")
+    assert atlas.Atlas.open(tmp_path / "store").list_datasets() == []
+
+
+def test_an_unsupported_variable_stops_the_ingest_naming_file_and_variable(folder, tmp_path,
+                                                                           capsys):
+    write_bool_file(folder / "day1c.nc")
+    assert main(["ingest", str(folder), str(tmp_path / "store")]) == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith(f"atlas: {folder / 'day1c.nc'}: ")
+    assert "'ice_flag'" in err and "bool" in err
+    assert atlas.Atlas.open(tmp_path / "store").list_datasets() == []
+
+
+def test_skip_errors_reports_what_was_skipped_and_ingests_the_rest(folder, tmp_path):
+    write_broken(folder / "day1b.nc")
+    write_bool_file(folder / "day1c.nc")
+    proc = run("ingest", folder, tmp_path / "store", "--skip-errors", "--json")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert [s["dataset"] for s in summary["skipped"]] == ["day1b", "day1c"]
+    assert "ice_flag" in summary["skipped"][1]["error"]
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("atlas: warning")]
+    assert len(warnings) == 2 and "day1b.nc" in warnings[0] and "day1c.nc" in warnings[1]
+    store = atlas.Atlas.open(tmp_path / "store")
+    assert store.list_datasets() == ["day0", "day1", "day2", "day3"]
+    np.testing.assert_array_equal(store.open_dataset("day2").read_array("sst"),
+                                  nc_values(folder / "day2.nc"))
+
+
+def test_flush_every_keeps_what_was_flushed_and_skip_existing_resumes(folder, tmp_path):
+    store_path = tmp_path / "store"
+    broken = write_broken(folder / "day2.nc")  # replaces day 2: the third file is damaged
+    proc = run("ingest", folder, store_path, "--flush-every", "1")
+    assert_one_line_error(proc, str(broken), "2 datasets flushed before were kept")
+    assert atlas.Atlas.open(store_path).list_datasets() == ["day0", "day1"]
+
+    write_day(broken, 2)  # the file is repaired
+    assert_one_line_error(run("ingest", folder, store_path), "'day0'", "--skip-existing")
+    proc = run("ingest", folder, store_path, "--skip-existing", "--json")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["ingested"] == ["day2", "day3"]
+    assert summary["existing"] == ["day0", "day1"]
+    store = atlas.Atlas.open(store_path)
+    assert store.list_datasets() == ["day0", "day1", "day2", "day3"]
+    np.testing.assert_array_equal(store.open_dataset("day2").read_array("sst"),
+                                  nc_values(broken))
+
+
+def test_parallel_readers_give_the_same_store_as_one_reader(folder, tmp_path):
+    for day in range(4, 9):
+        write_day(folder / f"day{day}.nc", day)
+    proc = run("ingest", folder, tmp_path / "store", "-j", "2", "--json")
+    assert proc.returncode == 0, proc.stderr
+    # files go in sorted by their path under the source folder: later/day3.nc comes last
+    paths = sorted(folder.rglob("*.nc"), key=lambda p: p.relative_to(folder).as_posix())
+    names = [p.stem for p in paths]
+    assert names[-1] == "day3"
+    assert json.loads(proc.stdout)["ingested"] == names
+    store = atlas.Atlas.open(tmp_path / "store")
+    assert store.list_datasets() == names
+    stacked = store.read_array_across_stacked("sst", names)
+    expected = np.stack([nc_values(p) for p in paths])
+    np.testing.assert_array_equal(stacked, expected)
+
+    write_broken(folder / "day5.nc")
+    proc = run("ingest", folder, tmp_path / "store2", "-j", "2")
+    assert_one_line_error(proc, str(folder / "day5.nc"))
+
+
+def test_codec_and_chunks_options_shape_the_new_store(folder, tmp_path):
+    store_path = tmp_path / "store"
+    proc = run("ingest", folder, store_path, "--codec", "lz4", "--chunks",
+               '{"lat": 4, "lon": 5}')
+    assert proc.returncode == 0, proc.stderr
+    store = atlas.Atlas.open(store_path)
+    assert store.codec == "lz4"
+    view = store.open_dataset("day1")
+    assert view.array_meta("sst")["chunk_shape"] == [1, 4, 5]
+    assert view.array_meta("lat")["chunk_shape"] == [4]
+    np.testing.assert_array_equal(view.read_array("sst"), nc_values(folder / "day1.nc"))
+
+    assert main(["ingest", str(folder / "day0.nc"), str(tmp_path / "s2"), "--chunks",
+                 '{"sst": [1, 3, 8]}']) == 0
+    assert atlas.Atlas.open(tmp_path / "s2").open_dataset("day0").array_meta("sst")[
+        "chunk_shape"] == [1, 3, 8]
+
+    # an existing store keeps its codec; asking for another one is an error
+    assert_one_line_error(run("ingest", folder, store_path, "--codec", "zstd",
+                              "--skip-existing"), "lz4", "--codec zstd")
+
+
+@pytest.mark.parametrize("extra, fragments", [
+    (["--chunks", "{lat: 4}"], ["--chunks is not valid JSON"]),
+    (["--chunks", '{"lat": 0}'], ["--chunks['lat']"]),
+    (["--chunks", '{"latitude": 4}'], ["'latitude'", "not a dimension or variable"]),
+    (["--chunks", '{"sst": [1, 2]}'], ["rank 3"]),
+    (["--flush-every", "-1"], ["--flush-every"]),
+    (["--codec", "gzip"], ["invalid choice", "gzip"]),
+])
+def test_bad_options_are_one_line_errors(folder, tmp_path, capsys, extra, fragments):
+    status = main(["ingest", str(folder), str(tmp_path / "store"), *extra])
+    err = capsys.readouterr().err
+    assert status == 1 and len(err.splitlines()) == 1 and err.startswith("atlas: ")
+    for fragment in fragments:
+        assert fragment in err
+
+
+def test_a_missing_or_empty_source_is_an_error(tmp_path):
+    assert_one_line_error(run("ingest", tmp_path / "nowhere", tmp_path / "store"),
+                          "does not exist")
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(run("ingest", tmp_path / "empty", tmp_path / "store"),
+                          "no netCDF files")
+
+
+def test_ingest_will_not_create_a_store_in_a_folder_holding_other_things(folder, tmp_path):
+    proc = run("ingest", folder, folder)  # the source folder given as the store, by mistake
+    assert_one_line_error(proc, "not an atlas store")
+    assert not (folder / "manifest.atlas").exists()
+
+
+def test_an_interrupt_keeps_only_what_was_flushed(folder, tmp_path, capsys, monkeypatch):
+    calls = []
+    real = atlas.Atlas.add_xr_dataset
+
+    def add_then_interrupt(self, ds, name, chunks=None):
+        calls.append(name)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, ds, name, chunks)
+
+    monkeypatch.setattr(atlas.Atlas, "add_xr_dataset", add_then_interrupt)
+    status = main(["ingest", str(folder), str(tmp_path / "store"), "--flush-every", "2"])
+    err = capsys.readouterr().err
+    assert status == 130
+    assert err.splitlines() == ["atlas: interrupted; the 2 datasets flushed before were kept "
+                                "(rerun with --skip-existing to resume)"]
+    assert atlas.Atlas.open(tmp_path / "store").list_datasets() == ["day0", "day1"]
+
+
+def test_log_file_records_each_file_and_the_outcome(folder, tmp_path, capsys):
+    log = tmp_path / "ingest.log"
+    assert main(["ingest", str(folder), str(tmp_path / "store"), "--log-file", str(log)]) == 0
+    text = log.read_text()
+    assert "ingest 4 files" in text and text.count("ingested ") == 5  # 4 files + the total
+    assert "exit 0" in text
+    assert main(["ingest", str(folder), str(tmp_path / "store"), "--log-file", str(log)]) == 1
+    text = log.read_text()
+    assert "already in" in text.splitlines()[-1]

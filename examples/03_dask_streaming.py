@@ -1,6 +1,6 @@
 """Stream a dask-chunked Dataset into a store one chunk at a time, then read it back lazily.
 
-The variable below is 64 MiB but only one 2 MiB chunk per variable is in memory while it is
+The variable below is 32 MiB but only one 2 MiB chunk per variable is in memory while it is
 written; the dask chunk shape becomes the on-disk chunk shape, and reading back gives one dask
 task per on-disk chunk.
 
@@ -32,7 +32,7 @@ def hourly_field(block_info=None) -> np.ndarray:
 
 
 def main() -> None:
-    shape, chunks = (128, 360, 360), (4, 360, 360)  # 64 MiB, 32 chunks of 2 MiB
+    shape, chunks = (64, 360, 360), (4, 360, 360)  # 32 MiB, 16 chunks of 2 MiB
     temperature = da.map_blocks(hourly_field, chunks=da.core.normalize_chunks(chunks, shape),
                                 dtype=np.float32, meta=np.empty((0, 0, 0), np.float32))
     ds = xr.Dataset(

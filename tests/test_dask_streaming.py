@@ -78,8 +78,12 @@ def test_chunks_override_with_unaligned_blocks_reads_back_exactly(tmp_path, spy_
 
 CHILD = textwrap.dedent("""
     import resource, sys
-    import numpy as np, dask.array as da, xarray as xr
+    import numpy as np, dask, dask.array as da, xarray as xr
     import atlas
+
+    # blocks are computed on dask's thread pool; pin its size so that per-thread allocator
+    # arenas (which keep freed blocks) do not scale the measurement with the machine's cores
+    dask.config.set(num_workers=2)
 
     path, rows, cols, chunk_rows, n_vars = sys.argv[1], *map(int, sys.argv[2:6])
 

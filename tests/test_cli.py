@@ -285,6 +285,27 @@ def test_plot_writes_a_map_of_the_first_slice_and_a_line_plot(collection, tmp_pa
     assert "has no array 'nope'" in capsys.readouterr().err
 
 
+def test_plot_without_coordinates_and_show_with_conflicting_dimensions(tmp_path, capsys):
+    from matplotlib import image
+
+    with atlas.Atlas.create(tmp_path / "s") as store:
+        view = store.create_dataset("d")
+        view.define_array("grid", "int32", ["y", "x"], [4, 6], fill_value=-1)
+        view.write_array("grid", [0, 0], np.arange(18, dtype=np.int32).reshape(3, 6))
+        view.define_array("edge", "float64", ["x"], [7])
+    png = tmp_path / "grid.png"
+    assert main(["plot", str(tmp_path / "s"), "d", "grid", "-o", str(png)]) == 0
+    assert image.imread(png)[..., :3].std() > 0.05
+    assert capsys.readouterr().out == f"wrote {png}\n"
+    assert main(["show", str(tmp_path / "s"), "d", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["dimension_conflicts"] == {"x": [6, 7]}
+    assert info["variables"]["grid"]["stats"] == {"row_count": 24, "null_count": 6, "min": 0,
+                                                  "max": 17}
+    assert main(["show", str(tmp_path / "s"), "d"]) == 0
+    assert "x = 6 ; // also 7 in other arrays" in capsys.readouterr().out
+
+
 # -- errors, --json, --log-file, --debug --------------------------------------------------------
 
 def test_errors_are_one_line_with_exit_1(collection, tmp_path):

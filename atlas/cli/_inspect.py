@@ -82,7 +82,7 @@ def _render_show(info: dict) -> str:
         extra = ""
         if dim in info.get("dimension_conflicts", {}):
             others = sorted(set(info["dimension_conflicts"][dim]) - {size})
-            extra = f" ; // also {', '.join(map(str, others))} in other arrays"
+            extra = f" // also {', '.join(map(str, others))} in other arrays"
         lines.append(f"\t{dim} = {size} ;{extra}")
     lines.append("variables:")
     for array, var in info["variables"].items():

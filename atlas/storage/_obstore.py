@@ -18,7 +18,7 @@ import tempfile
 import threading
 import weakref
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from atlas.errors import ConflictError, CorruptionError, ReadOnlyError
 from atlas.storage._base import Storage
@@ -320,6 +320,35 @@ class ObjectStorage(Storage):
         with self._translated(key, "upload"):
             obstore.put(self.store, key, Path(path), chunk_size=int(self.options["part_size"]),
                         max_concurrency=int(self.options["max_concurrency"]))
+
+    def publish_many(self, items: Sequence[tuple[str, str]],
+                     done: Callable[[str], None] | None = None) -> None:
+        """Upload several spill files at once (a flush has one per array name written): one
+        round trip instead of one per file. Every upload is tried; the first error is raised
+        after the others finished, and ``done`` reports each that succeeded."""
+        items = list(items)
+        if len(items) < 2:
+            for key, path in items:
+                self.publish(key, path)
+                if done is not None:
+                    done(key)
+            return
+        self._check_writable()
+        from concurrent.futures import ThreadPoolExecutor
+
+        errors: list[BaseException] = []
+        with ThreadPoolExecutor(min(8, len(items))) as pool:
+            futures = [(key, pool.submit(self.publish, key, path)) for key, path in items]
+            for key, future in futures:
+                try:
+                    future.result()
+                except BaseException as err:  # noqa: BLE001 - re-raised below
+                    errors.append(err)
+                    continue
+                if done is not None:
+                    done(key)
+        if errors:
+            raise errors[0]
 
     def release_spill(self, key: str, path: str) -> None:
         with contextlib.suppress(FileNotFoundError):

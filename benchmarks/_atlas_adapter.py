@@ -124,11 +124,82 @@ def read_window(
 
 
 def stored_chunks(
-    root: Path, layout: dict[str, ArrayLayout], names: list[str], window: dict[str, slice]
-) -> tuple[list[bytes], list[int], str] | None:
-    """The exact compressed chunk bytes atlas stored for a window read, with decoded sizes.
+    store, array: str, names: list[str], start=None, shape=None
+) -> tuple[list[bytes], list[int], str]:
+    """The exact compressed bytes atlas stored for the chunks a read of ``array`` touches.
 
-    Returns ``(chunks, decoded_sizes, codec)`` or None while atlas exposes no such API; the
-    harness then recompresses the same chunks itself and says so in the results.
+    For every name in ``names`` (in order, repeats kept) and every chunk the window
+    ``start``/``shape`` (default: the whole array) intersects, in the planner's chunk order:
+    the stored data bytes (without the written-cells mask), their decoded size, and the store's
+    codec. Chunks never written are left out (the floor has nothing to decode for them).
+
+    Uses atlas internals (``Atlas._context`` and the manifest): the floor has to decode what
+    atlas decodes, byte for byte. Returns ``(chunks, decoded_sizes, codec)``.
     """
-    return None
+    from atlas import kernels
+    from atlas.codecs import CODEC_NAMES
+
+    ctx = store._context(array)
+    resolved = ctx.resolved
+    cols = resolved.columns
+    datasets = store._manifest.datasets
+    schemas = store._manifest.schemas
+    chunks: list[bytes] = []
+    sizes: list[int] = []
+    codec_ids: set[int] = set()
+    plans: dict[int, np.ndarray] = {}
+    for name in names:
+        entry = datasets[name]["arrays"][array]
+        schema_id = int(entry["schema"])
+        if schema_id not in plans:
+            schema = schemas[schema_id]
+            begin = (0,) * schema.ndim if start is None else tuple(start)
+            window = (
+                tuple(s - b for s, b in zip(schema.shape, begin)) if shape is None else tuple(shape)
+            )
+            plans[schema_id] = kernels.window_plan(
+                schema.shape, schema.chunk_shape, begin, window
+            ).chunk_ids
+        chunk_ids = plans[schema_id]
+        if len(chunk_ids) == 0 or resolved.rows == 0:
+            continue
+        found = kernels.find(
+            cols["slot"],
+            cols["chunk"],
+            np.full(len(chunk_ids), int(entry["slot"]), np.int64),
+            np.asarray(chunk_ids, np.int64),
+        )
+        for row in found[found >= 0].tolist():
+            seg = int(resolved.segment[row])
+            length = int(cols["stored_length"][row])
+            data = ctx.storage.get_range(
+                resolved.keys[seg], int(cols["offset"][row]), length, resolved.sizes[seg]
+            )
+            chunks.append(bytes(data))
+            sizes.append(int(cols["decoded_length"][row]))
+            codec_ids.add(int(cols["codec"][row]))
+    if len(codec_ids) > 1:
+        raise ValueError(f"chunks of {array!r} use several codecs {sorted(codec_ids)}")
+    codec = CODEC_NAMES[codec_ids.pop()] if codec_ids else store.codec
+    return chunks, sizes, codec
+
+
+def stored_window_chunks(
+    root: Path, layout: dict[str, ArrayLayout], names: list[str], window: dict[str, slice]
+) -> tuple[list[bytes], list[int], str]:
+    """:func:`stored_chunks` of every variable of ``layout`` for a window keyed by dimension."""
+    import atlas
+
+    store = atlas.Atlas.open(str(store_path(root)), read_only=True)
+    chunks: list[bytes] = []
+    sizes: list[int] = []
+    codecs: set[str] = set()
+    for array, spec in layout.items():
+        start, shape = window_start_shape(spec, window)
+        got, got_sizes, codec = stored_chunks(store, array, names, start, shape)
+        chunks.extend(got)
+        sizes.extend(got_sizes)
+        codecs.add(codec)
+    if len(codecs) > 1:
+        raise ValueError(f"variables use several codecs {sorted(codecs)}")
+    return chunks, sizes, codecs.pop()

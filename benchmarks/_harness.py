@@ -9,6 +9,9 @@ A workload is a module with ``build_parser() -> argparse.ArgumentParser`` and
       "phases": {"read": {"atlas": {"median_s": ..., "samples_s": [...]}, "zarr-stacked": ...}},
       "ratios": {"read": {"zarr-stacked": 12.3, ...}},    # peer median / subject median
       "efficiency": {"read": 0.8},                         # floor median / subject median
+      "units": {"peak_rss": "bytes"},     # optional, per phase; default seconds
+      "metrics": {"batches_per_s": {...}},                 # optional derived figures
+      "targets": [{"issue": 4, "claim": ..., "measured": ..., "target": ..., "met": ...}],
     }
 
 Timing follows ``shared/BENCHMARKS.md``: warm cache (one untimed call first), repeats interleaved
@@ -79,6 +82,20 @@ def time_interleaved(
     names = list(tasks)
     samples: dict[str, list[float]] = {name: [] for name in names}
     checked: set[str] = set()
+    # everything alive now (imports, stores, inputs) moves to the permanent generation, so that
+    # the collection before each call only walks what the calls themselves allocated
+    gc.collect()
+    gc.freeze()
+    try:
+        _run_rounds(tasks, names, samples, checked, repeats, warmup, check, before_each,
+                    progress, self_timed)
+    finally:
+        gc.unfreeze()
+    return samples
+
+
+def _run_rounds(tasks, names, samples, checked, repeats, warmup, check, before_each, progress,
+                self_timed) -> None:
     if warmup:
         for name in names:
             if before_each:
@@ -102,7 +119,6 @@ def time_interleaved(
             del result
             if progress:
                 progress(f"  {name:<22s} round {round_index + 1}/{repeats}: {seconds:9.4f} s")
-    return samples
 
 
 class TimedIterator:
@@ -258,6 +274,54 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds * 1e6:7.1f} us"
 
 
+def format_bytes(count: float) -> str:
+    return f"{count / 2**20:8.1f} MiB"
+
+
+def phase_unit(result: dict, phase: str) -> str:
+    """"s" (the default) or "bytes": what the samples of ``phase`` measure."""
+    return result.get("units", {}).get(phase, "s")
+
+
+def format_value(value: float, unit: str) -> str:
+    return format_bytes(value) if unit == "bytes" else format_seconds(value)
+
+
+def target(
+    issue: int,
+    claim: str,
+    measured: float | None,
+    threshold: float,
+    higher_is_better: bool,
+    unit: str = "x",
+    command: str = "",
+) -> dict:
+    """One target of the issues, with the measured figure and whether it was met."""
+    if measured is None:
+        met = None
+    else:
+        met = measured >= threshold if higher_is_better else measured <= threshold
+    sign = ">=" if higher_is_better else "<="
+    return {
+        "issue": issue,
+        "claim": claim,
+        "measured": measured,
+        "target": f"{sign} {threshold:g}{unit}",
+        "unit": unit,
+        "met": met,
+        "command": command,
+    }
+
+
+def render_targets(targets: list[dict]) -> str:
+    rows = []
+    for t in targets:
+        measured = "-" if t["measured"] is None else f"{t['measured']:.3g}{t['unit']}"
+        verdict = {True: "met", False: "MISSED", None: "not measured"}[t["met"]]
+        rows.append([f"#{t['issue']} {t['claim']}", measured, t["target"], verdict])
+    return render_table(["target", "measured", "wanted", ""], rows)
+
+
 def render_table(headers: list[str], rows: list[list[str]]) -> str:
     """A plain-text table with columns padded to fit (first column left aligned)."""
     widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
@@ -274,12 +338,14 @@ def render_table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def render_result(result: dict) -> str:
-    """Tables of one result: per phase, median/min/max times and the ratio to the subject."""
+    """Tables of one result: per phase, median/min/max and the ratio to the subject; then the
+    derived metrics and the targets."""
     subject = result.get("subject", "atlas")
     blocks = [f"== {result.get('name', result.get('workload'))} =="]
     for key, value in result.get("params", {}).items():
         blocks.append(f"  {key}: {value}")
     for phase, stats in result["phases"].items():
+        unit = phase_unit(result, phase)
         ratios = result.get("ratios", {}).get(phase, {})
         rows = []
         for name, s in sorted(stats.items(), key=lambda item: item[1]["median_s"]):
@@ -295,9 +361,9 @@ def render_result(result: dict) -> str:
             rows.append(
                 [
                     name,
-                    format_seconds(s["median_s"]),
-                    format_seconds(s["min_s"]),
-                    format_seconds(s["max_s"]),
+                    format_value(s["median_s"], unit),
+                    format_value(s["min_s"], unit),
+                    format_value(s["max_s"], unit),
                     str(len(s["samples_s"])),
                     ratio,
                 ]
@@ -305,9 +371,25 @@ def render_result(result: dict) -> str:
         headers = [phase, "median", "min", "max", "n", f"peer/{subject}"]
         blocks.append("")
         blocks.append(render_table(headers, rows))
+    metrics = result.get("metrics")
+    if metrics:
+        blocks.append("")
+        for key, value in metrics.items():
+            if isinstance(value, dict):
+                shown = ", ".join(f"{k} {_short(v)}" for k, v in value.items())
+            else:
+                shown = _short(value)
+            blocks.append(f"{key}: {shown}")
+    if result.get("targets"):
+        blocks.append("")
+        blocks.append(render_targets(result["targets"]))
     for note in result.get("notes", []):
         blocks.append(f"note: {note}")
     return "\n".join(blocks)
+
+
+def _short(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def write_json(result: dict, results_dir: Path = RESULTS_DIR) -> Path:
@@ -329,9 +411,13 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep", action="store_true", help="keep the generated stores")
     parser.add_argument("--name", default=None, help="result name (default: derived)")
     parser.add_argument(
-        "--results-dir", default=str(RESULTS_DIR), help="where the JSON result is written"
+        "--results-dir",
+        default=None,
+        help="where the JSON result and chart go (default benchmarks/results, "
+        "benchmarks/results/quick with --quick)",
     )
     parser.add_argument("--no-json", action="store_true", help="print only, write no JSON")
+    parser.add_argument("--no-plot", action="store_true", help="write no chart")
     parser.add_argument("--verbose", "-v", action="store_true", help="print every timed call")
 
 
@@ -348,13 +434,25 @@ def log(message: str) -> None:
     print(message, flush=True)
 
 
+def results_dir(args: argparse.Namespace) -> Path:
+    """Where results go: ``--results-dir``, else ``results/`` (``results/quick/`` for a quick
+    run, so that smoke runs never overwrite the reported figures)."""
+    if getattr(args, "results_dir", None):
+        return Path(args.results_dir)
+    return RESULTS_DIR / "quick" if getattr(args, "quick", False) else RESULTS_DIR
+
+
 def emit(result: dict, args: argparse.Namespace) -> Path | None:
-    """Print the result's tables and (unless ``--no-json``) write its JSON."""
+    """Print the result's tables and (unless ``--no-json``) write its JSON and chart."""
     print(render_result(result), flush=True)
     if args.no_json:
         return None
-    path = write_json(result, Path(args.results_dir))
+    path = write_json(result, results_dir(args))
     print(f"wrote {path}", flush=True)
+    if not getattr(args, "no_plot", False):
+        from benchmarks.plot import plot_file
+
+        print(f"wrote {plot_file(path)}", flush=True)
     return path
 
 

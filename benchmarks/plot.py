@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from benchmarks._harness import FLOOR, RESULTS_DIR, format_seconds
+from benchmarks._harness import FLOOR, RESULTS_DIR, format_value, phase_unit
 
 SUBJECT_COLOR = "#d62728"
 FLOOR_COLOR = "#7f7f7f"
@@ -25,7 +25,9 @@ LOG_SCALE_SPREAD = 20.0  # use a log axis when the slowest bar is this many time
 def _bar_label(name: str, result: dict, phase: str) -> str:
     subject = result.get("subject", "atlas")
     stats = result["phases"][phase][name]
-    label = format_seconds(stats["median_s"]).strip()
+    unit = phase_unit(result, phase)
+    label = format_value(stats["median_s"], unit).strip()
+    better, worse = ("less", "more") if unit == "bytes" else ("faster", "slower")
     if name == subject:
         return f"{label}  (subject)"
     if name == FLOOR:
@@ -35,8 +37,8 @@ def _bar_label(name: str, result: dict, phase: str) -> str:
     if ratio is None:
         return label
     if ratio >= 1.0:
-        return f"{label}  ({subject} {ratio:.1f}x faster)"
-    return f"{label}  ({subject} {1.0 / ratio:.1f}x slower)"
+        return f"{label}  ({subject} {ratio:.1f}x {better})"
+    return f"{label}  ({subject} {1.0 / ratio:.1f}x {worse})"
 
 
 def plot_result(result: dict, out_path: Path) -> Path:
@@ -56,10 +58,12 @@ def plot_result(result: dict, out_path: Path) -> Path:
     )
     for ax, phase in zip(axes[:, 0], phases):
         stats = result["phases"][phase]
+        unit = phase_unit(result, phase)
+        scale = 2.0**-20 if unit == "bytes" else 1.0  # bytes are drawn in MiB
         names = sorted(stats, key=lambda n: stats[n]["median_s"], reverse=True)
-        medians = [stats[n]["median_s"] for n in names]
-        lows = [stats[n]["median_s"] - stats[n]["min_s"] for n in names]
-        highs = [stats[n]["max_s"] - stats[n]["median_s"] for n in names]
+        medians = [stats[n]["median_s"] * scale for n in names]
+        lows = [(stats[n]["median_s"] - stats[n]["min_s"]) * scale for n in names]
+        highs = [(stats[n]["max_s"] - stats[n]["median_s"]) * scale for n in names]
         colors = [
             SUBJECT_COLOR if n == subject else FLOOR_COLOR if n == FLOOR else PEER_COLOR
             for n in names
@@ -70,13 +74,14 @@ def plot_result(result: dict, out_path: Path) -> Path:
         for y, name in enumerate(names):
             ax.annotate(
                 _bar_label(name, result, phase),
-                xy=(stats[name]["max_s"], y),
+                xy=(stats[name]["max_s"] * scale, y),
                 xytext=(4, 0),
                 textcoords="offset points",
                 va="center",
                 fontsize=8,
             )
-        ax.set_xlabel(f"{phase} time, seconds (median of {len(stats[names[0]]['samples_s'])})")
+        what = "MiB" if unit == "bytes" else "time, seconds"
+        ax.set_xlabel(f"{phase}: {what} (median of {len(stats[names[0]]['samples_s'])})")
         ax.set_title(phase, loc="left", fontsize=10)
         ax.margins(x=0.35)
     params = result.get("params", {})

@@ -183,22 +183,19 @@ def _floor_input(
     atlas_root: Path | None,
     codec: str,
 ) -> tuple[floor.FloorInput, str]:
-    """The chunks the window read decodes: atlas's own bytes if exposed, else recompressed."""
+    """The chunks the window read decodes: the bytes atlas stored, or (when atlas is not part
+    of the run) the same chunks compressed by the harness with atlas's codec and level."""
     names = dataset_names(n)
-    stored = (
-        atlas_adapter.stored_chunks(atlas_root, layout, names, window) if atlas_root else None
-    )
-    if stored is not None:
-        chunks, sizes, stored_codec = stored
+    if atlas_root is not None:
+        chunks, sizes, stored_codec = atlas_adapter.stored_window_chunks(
+            atlas_root, layout, names, window
+        )
         return floor.FloorInput.from_chunks(chunks, sizes, stored_codec), "atlas stored bytes"
     level = atlas_adapter.codec_level(codec)
     floor_input = floor.compress_window_chunks(
         iter_upstream(case, n, with_xarray=False), layout, window, codec=codec, level=level
     )
-    source = (
-        f"recompressed by the harness ({codec} level {level}, same chunk grid) - "
-        "atlas does not expose its stored chunk bytes yet"
-    )
+    source = f"compressed by the harness ({codec} level {level}, same chunk grid): atlas not run"
     return floor_input, source
 
 
@@ -317,7 +314,37 @@ def run(args: argparse.Namespace) -> dict:
         },
         "notes": notes,
     }
-    return harness.finish_result(result)
+    harness.finish_result(result)
+    result["targets"] = _targets(case.name, n, result["ratios"])
+    return result
+
+
+def _targets(case: str, n: int, ratios: dict) -> list[dict]:
+    """The issues' targets this case measures (ratios of peer median to atlas median)."""
+    write, read = ratios.get("write", {}), ratios.get("read", {})
+    command = f"python -m benchmarks.upstream --case {case} --n {n}"
+    t = harness.target
+    if case == "profile":
+        return [
+            t(2, f"profile N={n} write vs zarr idiomatic", write.get("zarr-idiomatic"), 10, True,
+              command=command),
+            t(5, f"profile N={n} write vs zarr idiomatic", write.get("zarr-idiomatic"), 15, True,
+              command=command),
+            t(4, f"profile N={n} read vs zarr idiomatic", read.get("zarr-idiomatic"), 60, True,
+              command=command),
+            t(4, f"profile N={n} read vs zarr stacked", read.get("zarr-stacked"), 3, True,
+              command=command),
+        ]
+    if case == "gridded":
+        return [
+            t(4, f"gridded N={n} read vs zarr idiomatic", read.get("zarr-idiomatic"), 4, True,
+              command=command),
+            t(5, f"gridded N={n} write vs zarr idiomatic", write.get("zarr-idiomatic"), 1, True,
+              command=command),
+            t(5, f"gridded N={n} write vs zarr stacked", write.get("zarr-stacked"), 1, True,
+              command=command),
+        ]
+    return []
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

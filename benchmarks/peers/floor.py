@@ -5,8 +5,8 @@ fixed pool of threads (2 by default, one decompressor context per thread, since 
 contexts are not thread-safe) into one preallocated buffer. ``floor_time / atlas_time`` is the
 store's efficiency: 1.0 means the store adds nothing over raw decoding.
 
-The bytes should be exactly those atlas stored. Until atlas exposes them,
-:func:`compress_window_chunks` recompresses the same chunks from the generated data.
+The bytes are exactly those atlas stored (``_atlas_adapter.stored_chunks``); when atlas is not part
+of a run, :func:`compress_window_chunks` compresses the same chunks from the generated data.
 """
 
 from __future__ import annotations
@@ -85,16 +85,15 @@ def _decode_range(floor: FloorInput, out: memoryview, first: int, stop: int) -> 
     """Decode chunks ``first:stop`` into their slots of ``out``."""
     offsets = floor.offsets
     if floor.codec == "zstd":
+        # decompress-then-copy beats ``stream_reader(...).readinto`` into the slot (measured:
+        # 1.3 vs 1.0 GB/s on 260 KB chunks, equal on 34 KB ones)
         dctx = _zstd_context()
         for i in range(first, stop):
-            target = out[offsets[i] : offsets[i + 1]]
-            filled = 0
-            with dctx.stream_reader(floor.chunks[i]) as reader:
-                while filled < len(target):
-                    got = reader.readinto(target[filled:])
-                    if not got:
-                        raise ValueError(f"chunk {i} decoded to {filled} bytes, expected more")
-                    filled += got
+            size = int(floor.decoded_sizes[i])
+            decoded = dctx.decompress(floor.chunks[i], max_output_size=size)
+            if len(decoded) != size:
+                raise ValueError(f"chunk {i} decoded to {len(decoded)} bytes, expected {size}")
+            out[offsets[i] : offsets[i + 1]] = decoded
     elif floor.codec in ("lz4", "lz4_frame"):
         import lz4.block
         import lz4.frame

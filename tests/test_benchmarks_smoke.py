@@ -1,0 +1,53 @@
+"""Smoke run of the benchmark scripts at N = 5: they run end to end, check their own reads
+against the generators, and write a result JSON and a chart. No timing is asserted."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("zarr")
+pytest.importorskip("matplotlib")
+
+
+def _result(results_dir, name: str) -> dict:
+    path = results_dir / f"{name}.json"
+    assert path.exists(), f"{path} was not written"
+    assert (results_dir / f"{name}.png").stat().st_size > 0
+    return json.loads(path.read_text())
+
+
+def test_benchmark_workloads_run_at_n5_and_write_results(tmp_path):
+    from benchmarks import cold_start, ingest_memory, ml_batches, open_scale, upstream
+
+    out = tmp_path / "results"
+    common = ["--quick", "--repeats", "1", "--results-dir", str(out), "--workdir", str(tmp_path)]
+
+    upstream.main(["--case", "profile", "--n", "5", "--write-repeats", "1",
+                   "--systems", "atlas,zarr-stacked", *common])
+    profile = _result(out, "upstream_profile_n5_quick")
+    assert set(profile["phases"]["read"]) == {"atlas", "zarr-stacked", "floor"}
+    assert profile["params"]["floor_source"] == "atlas stored bytes"
+    # the floor decodes exactly the chunks atlas stored: 5 datasets x 4 variables, one chunk each
+    assert profile["params"]["floor_chunks"] == 20
+    assert profile["params"]["floor_decoded_bytes"] == 5 * 4 * 50 * 168 * 4
+
+    ml_batches.main(["--n", "5", "--batches", "2", "--batch-size", "4", "--patch", "8", *common])
+    ml = _result(out, "ml_batches_n5_quick")
+    assert {"atlas", "atlas-batches", "zarr-loop", "floor"} <= set(ml["phases"]["full"])
+    assert set(ml["phases"]) == {"full", "patch", "patch-each"}
+
+    open_scale.main(["--sizes", "5,10", "--append", "2", "--zarr-write", "2", *common])
+    scale = _result(out, "open_scale_n10_quick")
+    assert {"atlas@5", "atlas@10", "zarr@5", "zarr@10"} <= set(scale["phases"]["open+list"])
+
+    cold_start.main(["--n", "5", "--runs", "1", "--systems", "atlas,python", *common])
+    cold = _result(out, "cold_start_quick")
+    assert set(cold["phases"]["process wall"]) == {"atlas", "python"}
+
+    ingest_memory.main(["--chunk-mib", "1", "--chunks", "2", "--vars", "1",
+                        "--systems", "atlas,atlas (fixed)", *common])
+    ingest = _result(out, "ingest_memory_quick")
+    assert set(ingest["phases"]["peak RSS"]) == {"atlas", "atlas (fixed)"}
+    assert ingest["targets"][0]["measured"] is not None

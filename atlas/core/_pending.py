@@ -159,10 +159,8 @@ class PendingWrites:
                                                  writer))
             del self._writers[array]
         # a flush that failed part-way (an upload error) publishes the rest when retried
-        for seg in self.finished:
-            if seg.key not in self._published:
-                self.storage.publish(seg.key, seg.path)
-                self._published.add(seg.key)
+        self.storage.publish_many([(seg.key, seg.path) for seg in self.finished
+                                   if seg.key not in self._published], self._published.add)
         return self.finished
 
     def committed(self) -> None:

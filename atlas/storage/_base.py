@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 
 class Storage(abc.ABC):
@@ -47,6 +47,15 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def publish(self, key: str, path: str) -> None:
         """Make the finished file at ``path`` (from :meth:`spill_path`) durable under ``key``."""
+
+    def publish_many(self, items: Sequence[tuple[str, str]],
+                     done: Callable[[str], None] | None = None) -> None:
+        """:meth:`publish` each (key, path); ``done(key)`` once that one is durable. Backends
+        may override it to publish concurrently (one flush publishes a file per array name)."""
+        for key, path in items:
+            self.publish(key, path)
+            if done is not None:
+                done(key)
 
     def release_spill(self, key: str, path: str) -> None:
         """The published value is committed; a backend that copied the spill file drops it."""

@@ -15,9 +15,11 @@ from atlas.errors import ConflictError, CorruptionError, ReadOnlyError
 from atlas.storage._base import Storage
 
 LOCK_NAME = ".atlas.lock"
+PUBLISH_THREADS = 16  # concurrent fsyncs when a flush publishes many segments
 
 
-def _fsync_dir(path: str) -> None:
+def _fsync_path(path: str) -> None:
+    """fsync a file or a directory by path."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -92,7 +94,7 @@ class LocalStorage(Storage):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        _fsync_dir(os.path.dirname(path))
+        _fsync_path(os.path.dirname(path))
 
     def delete(self, key: str) -> None:
         self._check_writable()
@@ -124,12 +126,24 @@ class LocalStorage(Storage):
         return path
 
     def publish(self, key: str, path: str) -> None:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        _fsync_dir(os.path.dirname(path))
+        _fsync_path(path)
+        _fsync_path(os.path.dirname(path))
+
+    def publish_many(self, items, done=None) -> None:
+        """fsync every file, then every directory once, from a thread pool: a flush of a wide
+        dataset publishes hundreds of small segments and the fsyncs overlap well."""
+        if len(items) < 2:
+            return super().publish_many(items, done)
+        from concurrent.futures import ThreadPoolExecutor
+
+        paths = [path for _, path in items]
+        dirs = sorted({os.path.dirname(path) for path in paths})
+        with ThreadPoolExecutor(min(PUBLISH_THREADS, len(paths))) as pool:
+            list(pool.map(_fsync_path, paths))
+            list(pool.map(_fsync_path, dirs))
+        if done is not None:
+            for key, _ in items:
+                done(key)
 
     def read_manifest(self, key: str):
         try:

@@ -23,12 +23,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from atlas.xarray import _cf, _encoding, _packing, _strings
-from atlas.xarray._mapping import CF_ATTR
+from atlas.xarray._mapping import CF_ATTR, DTYPE_ATTR
 
 if TYPE_CHECKING:
     import xarray as xr
 
     from atlas.core import Atlas
+    from atlas.xarray._mapping import DecodedVariable
 
 _VERSION = 1  # of the JSON marker {"v", "decode", "encoding"} kept in the CF_ATTR attribute
 
@@ -48,6 +49,8 @@ def prepare_variable(name: str, var: "xr.Variable", where: str
     stored, decode = _representation(name, var, where)
     if decode is not None:
         doc["decode"] = decode
+    if "_FillValue" in var.attrs and list(var.attrs)[-1] != "_FillValue":
+        doc["order"] = list(var.attrs)  # the mapping gives _FillValue back last
     if not doc:
         return var, {}
     doc["v"] = _VERSION
@@ -68,6 +71,8 @@ def _representation(name: str, var: "xr.Variable", where: str
                 raise ValueError(f"{where}: its cftime datetimes do not survive a round trip "
                                  f"through {_cf.UNITS!r} in calendar {plan['calendar']!r}")
             attrs = dict(var.attrs)
+            if "_FillValue" in attrs:  # (mask_and_scale=False) not a fill of the int64 numbers
+                plan["fill_attr"] = _encoding.dumps({"_FillValue": attrs.pop("_FillValue")})
             added = {k: v for k, v in _cf.cf_attrs(plan).items() if k not in attrs}
             attrs.update(added)
             return xr.Variable(var.dims, numbers, attrs), {**plan, "added": sorted(added)}
@@ -143,6 +148,7 @@ def restore_variable(name: str, variable: "xr.Variable", marker: str) -> "xr.Var
             variable = _packing.unpack(variable, name)
         elif kind == "cftime":
             attrs = {k: v for k, v in variable.attrs.items() if k not in decode["added"]}
+            attrs.update(_encoding.loads(decode.get("fill_attr", {})))
             data = _elementwise(variable._data, functools.partial(_cf.decode_cftime,
                                                                  plan=decode), np.dtype(object))
             variable = xr.Variable(variable.dims, data, attrs, dict(variable.encoding))
@@ -157,6 +163,10 @@ def restore_variable(name: str, variable: "xr.Variable", marker: str) -> "xr.Var
                              "(written by a newer atlas?)")
         if eager:
             variable = variable.load()
+    if "order" in doc:
+        attrs = variable.attrs
+        first = {k: attrs[k] for k in doc["order"] if k in attrs}
+        variable.attrs = {**first, **{k: v for k, v in attrs.items() if k not in first}}
     if "encoding" in doc:
         variable.encoding = _encoding.loads(doc["encoding"])
     return variable
@@ -168,3 +178,87 @@ def _elementwise(data: Any, func, dtype: np.dtype):
     from xarray.coding.common import lazy_elemwise_func
 
     return lazy_elemwise_func(data, func, dtype)
+
+
+# -- stacking many datasets ------------------------------------------------------------------
+
+# array attributes that change what stored packed numbers mean
+_PACKING_ATTRS = ("scale_factor", "add_offset", "missing_value", "_Unsigned")
+
+
+def stackable_variable(store: "Atlas", names: list[str], var: "DecodedVariable"
+                       ) -> "DecodedVariable":
+    """``var`` (as the first dataset stores it) made valid for the values of every dataset.
+
+    Fixed-width strings widen to the widest width among the datasets. Variables whose stored
+    numbers are decoded (packed, cftime, bytes) must be decoded the same way everywhere:
+    otherwise ValueError naming the first dataset that differs.
+    """
+    import dataclasses
+
+    restore = np.dtype(var.restore) if var.restore else None
+    doc = json.loads(var.cf) if var.cf else {}
+    plan = doc.get("decode")
+    if plan is None and (restore is None or restore.kind not in "SU"):
+        return var
+    first = (_width_kind(restore, plan), _meaning(store, names[0], var.name, plan))
+    widest = _width(restore, plan)
+    for name in names[1:]:
+        view = store.open_dataset(name)
+        if var.name not in view.list_arrays():
+            continue  # the stacked read names the dataset that lacks it
+        stored = view.array_attributes(var.name)
+        other_restore = stored.get(DTYPE_ATTR)
+        other_restore = np.dtype(other_restore) if other_restore else None
+        other_plan = json.loads(stored[CF_ATTR]).get("decode") if CF_ATTR in stored else None
+        other = (_width_kind(other_restore, other_plan),
+                 _meaning(store, name, var.name, other_plan))
+        if other != first:
+            raise ValueError(f"cannot stack {var.name!r}: dataset {name!r} stores it as "
+                             f"{_describe(other)}, dataset {names[0]!r} as {_describe(first)}; "
+                             "the stored values would not decode alike")
+        width = _width(other_restore, other_plan)
+        if widest is not None and width is not None and width.itemsize > widest.itemsize:
+            widest = width
+    if widest is None or widest == _width(restore, plan):
+        return var
+    if plan is not None:
+        doc["decode"] = dict(plan, dtype=widest.str)
+        return dataclasses.replace(var, cf=_encoding.to_json(doc))
+    return dataclasses.replace(var, restore=widest.str, dtype=widest)
+
+
+def _width(restore: np.dtype | None, plan: dict | None) -> np.dtype | None:
+    """The fixed-width string dtype the variable comes back as, if it is one."""
+    if plan is not None and plan["kind"] == "bytes":
+        dtype = np.dtype(plan["dtype"])
+        return dtype if dtype.kind == "S" else None
+    if plan is None and restore is not None and restore.kind in "SU":
+        return restore
+    return None
+
+
+def _describe(how: tuple) -> str:
+    kind, meaning = how
+    text = {None: "", "S": "fixed-width bytes", "U": "fixed-width unicode"}[kind]
+    if meaning is not None:
+        text = f"{text} {meaning}".strip()
+    return text or "plain values"
+
+
+def _width_kind(restore: np.dtype | None, plan: dict | None) -> str | None:
+    width = _width(restore, plan)
+    return None if width is None else width.kind
+
+
+def _meaning(store: "Atlas", dataset: str, array: str, plan: dict | None) -> dict | None:
+    """What must be equal for stored values of two datasets to decode alike."""
+    if plan is None:
+        return None
+    meaning = {k: v for k, v in plan.items() if k not in ("added", "dtype")}
+    if plan["kind"] == "packed":
+        view = store.open_dataset(dataset)
+        attrs = view.array_attributes(array)
+        meaning["attrs"] = {k: repr(attrs[k]) for k in _PACKING_ATTRS if k in attrs}
+        meaning["fill"] = repr(view.array_fill_value(array))
+    return meaning

@@ -287,6 +287,8 @@ _NATIVE_NUMPY = (np.bool_, np.integer, np.floating)  # datetime64 goes to JSON: 
 
 def _is_native(value: Any) -> bool:
     """Scalars the core's typed attributes keep with their exact type."""
+    if isinstance(value, (np.str_, np.bytes_)):
+        return False  # the core would give str/bytes back; the JSON form keeps the numpy type
     if isinstance(value, str):
         return not value.startswith(JSON_PREFIX)
     if isinstance(value, (bool, float, bytes)):
@@ -299,6 +301,8 @@ def _is_native(value: Any) -> bool:
 
 
 def _to_json(value: Any, where: str) -> Any:
+    if isinstance(value, (np.str_, np.bytes_)):  # before str/bytes: keep the numpy type
+        return {_TAG: "scalar", "array": _ndarray_to_json(np.asarray(value), where)}
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, (int, float)) and not isinstance(value, np.generic):

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from atlas.xarray._fidelity import restore_variable
+from atlas.xarray._fidelity import restore_variable, stackable_variable
 from atlas.xarray._lazy import lazy_array
 from atlas.xarray._mapping import (
     COORDS_ATTR,
@@ -92,9 +92,10 @@ def to_xarray_many(store: Atlas, names: Sequence[str], concat_dim: str = "datase
         if var.name in coord_set:
             stacked.append(var)
             continue
+        var = stackable_variable(store, names, var)
         stacked.append(DecodedVariable(var.name, (concat_dim, *var.dims), (len(names), *var.shape),
                                        (1, *var.shape), var.dtype, var.restore, var.attrs,
-                                       var.encoding))
+                                       var.encoding, var.cf))
     stacked_names = {var.name for var in stacked if var.name not in coord_set}
 
     def data_of(var: DecodedVariable):

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import netCDF4
@@ -282,6 +285,53 @@ def test_an_interrupt_keeps_only_what_was_flushed(folder, tmp_path, capsys, monk
     assert err.splitlines() == ["atlas: interrupted; the 2 datasets flushed before were kept "
                                 "(rerun with --skip-existing to resume)"]
     assert atlas.Atlas.open(tmp_path / "store").list_datasets() == ["day0", "day1"]
+
+
+BLOCKING_DRIVER = """
+import sys, time
+from atlas.cli import _ingest, main
+
+real = _ingest.read_file
+
+def read_file(path):  # the fourth file hangs, like a read from a dead network mount
+    if path.endswith("day3.nc"):
+        time.sleep(3600)
+    return real(path)
+
+_ingest.read_file = read_file  # forked reader processes inherit the patch
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_ctrl_c_with_reader_processes_stops_at_once_and_keeps_what_was_flushed(tmp_path):
+    src = tmp_path / "src"
+    for day in range(5):
+        write_day(src / f"day{day}.nc", day)
+    driver = tmp_path / "driver.py"
+    driver.write_text(BLOCKING_DRIVER)
+    store_path = tmp_path / "store"
+    proc = subprocess.Popen([sys.executable, str(driver), "ingest", str(src), str(store_path),
+                             "-j", "2", "--flush-every", "1"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # wait until day0..day2 are committed
+            if (store_path / "manifest.atlas").exists() and len(
+                    atlas.Atlas.open(store_path).list_datasets()) == 3:
+                break
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        out, err = proc.communicate(timeout=30)  # the hung reader must not hold up the exit
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert err.splitlines() == ["atlas: interrupted; the 3 datasets flushed before were kept "
+                                "(rerun with --skip-existing to resume)"]
+    assert out == ""
+    assert atlas.Atlas.open(store_path).list_datasets() == ["day0", "day1", "day2"]
 
 
 def test_log_file_records_each_file_and_the_outcome(folder, tmp_path, capsys):

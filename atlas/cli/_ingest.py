@@ -152,13 +152,21 @@ class _ReadError(Exception):
 
 
 def _worker_context():
-    """fork on Linux: workers start at once and re-import nothing. CPython (3.11+) forks them
-    all at the first submit, before the pool's own threads exist, and the parent has read no
-    netCDF file by then. spawn elsewhere (fork is unsafe on macOS)."""
+    """fork on Linux: workers start at once and re-import nothing. CPython forks them all at
+    the first submit, before the pool starts its own threads, and the CLI has opened no netCDF
+    file by then. spawn elsewhere (fork is unsafe on macOS)."""
     import multiprocessing
 
     method = "fork" if sys.platform.startswith("linux") else "spawn"
     return multiprocessing.get_context(method)
+
+
+def _ignore_interrupts() -> None:
+    """Ctrl-C reaches the whole process group; only the writer must act on it. A worker that
+    died of it while holding the pool's queue lock would leave the others blocked forever."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _reader(paths: list[Path], jobs: int):
@@ -173,9 +181,13 @@ def _reader(paths: list[Path], jobs: int):
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
-    executor = ProcessPoolExecutor(max_workers=jobs, mp_context=_worker_context())
+    import xarray  # noqa: F401  (imported once here, forked workers inherit it)
+
+    executor = ProcessPoolExecutor(max_workers=jobs, mp_context=_worker_context(),
+                                   initializer=_ignore_interrupts)
     pending: deque = deque()
     todo = iter(paths)
+    finished = False
     try:
         for path in todo:
             pending.append((path, executor.submit(read_file, str(path))))
@@ -194,8 +206,21 @@ def _reader(paths: list[Path], jobs: int):
             if nxt is not None:
                 pending.append((nxt, executor.submit(read_file, str(nxt))))
             yield path, result
+        finished = True
     finally:
+        if not finished:
+            _stop_workers(executor)  # an error or Ctrl-C: do not wait for a read to finish
         executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _stop_workers(executor) -> None:
+    """Terminate the pool's processes (a read may hang, e.g. on a dead network mount)."""
+    terminate = getattr(executor, "terminate_workers", None)  # Python 3.14+
+    if terminate is not None:
+        terminate()
+        return
+    for process in list(getattr(executor, "_processes", {}).values()):
+        process.terminate()
 
 
 def _one_line(err: BaseException) -> str:
@@ -276,8 +301,9 @@ def cmd_ingest(args) -> int:
     progress = Progress(len(todo), enabled=not args.quiet)
     names_of = {p: n for p, n in todo}
     first = True
+    results = _reader([p for p, _ in todo], min(jobs, len(todo)))
     try:
-        for path, result in _reader([p for p, _ in todo], min(jobs, len(todo))):
+        for path, result in results:
             name = names_of[path]
             nbytes = path.stat().st_size
             try:
@@ -309,9 +335,9 @@ def cmd_ingest(args) -> int:
         store.flush()
         flushed += since_flush
     except KeyboardInterrupt:
-        progress.close()
         raise KeyboardInterrupt(f"interrupted{_kept(flushed, args)}") from None
     finally:
+        results.close()  # stops the reader processes now, not when the traceback is freed
         progress.close()
     elapsed = progress.elapsed()
     log.info("ingested %d files (%d bytes) in %.2f s; skipped %d", len(ingested), total_bytes,

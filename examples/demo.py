@@ -26,7 +26,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import _sample  # noqa: E402  (the sibling module, found through the path set above)
+import _sample  # the sibling module, found through the path set above
 
 
 def step(title: str) -> None:

@@ -11,7 +11,7 @@ import argparse
 import logging
 import sys
 import traceback
-from typing import Sequence
+from collections.abc import Sequence
 
 from atlas.cli import _export, _ingest, _inspect, _maintain
 from atlas.cli._common import CommandError, CommandFailed, log
@@ -122,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - every error becomes one line
         message = _message(err)
         log.error("%s", message, exc_info=not isinstance(err, (CommandError, CommandFailed)))
         if args.debug:

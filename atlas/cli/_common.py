@@ -7,7 +7,8 @@ import json
 import logging
 import math
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

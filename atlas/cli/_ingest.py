@@ -175,7 +175,7 @@ def _reader(paths: list[Path], jobs: int):
         for path in paths:
             try:
                 yield path, read_file(str(path))
-            except Exception as err:  # reported per file by the caller
+            except Exception as err:  # noqa: BLE001 - reported per file by the caller
                 yield path, err
         return
     from concurrent.futures import ProcessPoolExecutor
@@ -200,7 +200,7 @@ def _reader(paths: list[Path], jobs: int):
             except BrokenProcessPool as err:
                 raise CommandError(f"a reader process died while reading {path} (or a file "
                                    "read beside it); rerun with -j 1 to find the file") from err
-            except Exception as err:
+            except Exception as err:  # noqa: BLE001 - reported per file by the caller
                 result = err
             nxt = next(todo, None)
             if nxt is not None:

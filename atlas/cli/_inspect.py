@@ -164,14 +164,14 @@ def _render_info(info: dict) -> str:
         ["generation", str(usage["generation"])],
         ["datasets", str(info["datasets"])],
         ["arrays", f"{len(names)}" + (f" ({', '.join(names)})" if names else "")],
-        ["segments", f"{plural(usage['segments'], 'file')}, "
-                     f"{human_bytes(usage['segment_bytes'])}"],
+        ["segments", (f"{plural(usage['segments'], 'file')}, "
+                      f"{human_bytes(usage['segment_bytes'])}")],
         ["manifest", human_bytes(usage["manifest_bytes"])],
     ]
     if usage["retired"]:
-        head.append(["retired", f"{plural(usage['retired'], 'file')}, "
-                                f"{human_bytes(usage['retired_bytes'])} (replaced by compact, "
-                                "deleted by a later one)"])
+        retired = (f"{plural(usage['retired'], 'file')}, {human_bytes(usage['retired_bytes'])} "
+                   "(replaced by compact, deleted by a later one)")
+        head.append(["retired", retired])
     head += [
         ["on disk", f"{human_bytes(usage['bytes_on_disk'])} ({usage['bytes_on_disk']} bytes)"],
     ]

@@ -117,8 +117,8 @@ def cmd_compact(args) -> int:
 
 
 def _render_verify(report, location: str, repair: bool) -> str:
-    lines = [f"checked {location}: manifest, {plural(report.segments, 'segment')}, "
-             f"{plural(report.chunks, 'chunk')}"]
+    lines = [(f"checked {location}: manifest, {plural(report.segments, 'segment')}, "
+              f"{plural(report.chunks, 'chunk')}")]
     if report.orphans:
         lines.append(f"orphan files (referenced by no commit): {len(report.orphans)}")
         lines += [f"  {key}" for key in report.orphans]

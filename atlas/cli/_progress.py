@@ -23,7 +23,7 @@ def human_bytes(n: float) -> str:
 
 
 def _hms(seconds: float) -> str:
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
@@ -65,7 +65,7 @@ class Progress:
         """The status line as it is drawn, without control characters."""
         per_s, mb_s = self.rates()
         frac = self.done / self.total if self.total else 1.0
-        filled = int(round(frac * self.width))
+        filled = round(frac * self.width)
         bar = "#" * filled + "-" * (self.width - filled)
         text = (f"[{bar}] {self.done}/{self.total} {self.unit} {frac * 100:3.0f}% | "
                 f"{per_s:.1f} {self.unit}/s | {mb_s:.1f} MB/s")
@@ -112,9 +112,3 @@ class Progress:
             self.stream.write("\n")
             self.stream.flush()
             self._drawn = False
-
-    def __enter__(self) -> "Progress":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

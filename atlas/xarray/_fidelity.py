@@ -49,6 +49,9 @@ def prepare_variable(name: str, var: "xr.Variable", where: str
     stored, decode = _representation(name, var, where)
     if decode is not None:
         doc["decode"] = decode
+    stored, fill_attr = _untyped_fill(stored, decode is not None and decode["kind"] == "cftime")
+    if fill_attr is not None:
+        doc["fill_attr"] = fill_attr
     if "_FillValue" in var.attrs and list(var.attrs)[-1] != "_FillValue":
         doc["order"] = list(var.attrs)  # the mapping gives _FillValue back last
     if not doc:
@@ -71,17 +74,13 @@ def _representation(name: str, var: "xr.Variable", where: str
                 raise ValueError(f"{where}: its cftime datetimes do not survive a round trip "
                                  f"through {_cf.UNITS!r} in calendar {plan['calendar']!r}")
             attrs = dict(var.attrs)
-            if "_FillValue" in attrs:  # (mask_and_scale=False) not a fill of the int64 numbers
-                plan["fill_attr"] = _encoding.dumps({"_FillValue": attrs.pop("_FillValue")})
             added = {k: v for k, v in _cf.cf_attrs(plan).items() if k not in attrs}
             attrs.update(added)
             return xr.Variable(var.dims, numbers, attrs), {**plan, "added": sorted(added)}
         plan = _strings.bytes_plan(values)
         if plan is not None:
-            encoding = {k: v for k, v in var.encoding.items() if k == "_FillValue"
-                        and isinstance(v, str)}
             return xr.Variable(var.dims, _strings.encode_bytes(values, plan), dict(var.attrs),
-                               encoding), plan
+                               dict(var.encoding)), plan
         return var, None
     packing = _packing.packing_encoding(var.dtype, var.attrs, var.encoding)
     if packing is None:
@@ -93,6 +92,29 @@ def _representation(name: str, var: "xr.Variable", where: str
     if packed is None:
         return var, None
     return packed, {"kind": "packed"}
+
+
+def _untyped_fill(var: "xr.Variable", cftime: bool) -> tuple["xr.Variable", dict | None]:
+    """Take out fills the stored array cannot have as its typed fill: a ``_FillValue``
+    attribute of bytes on a string variable (char arrays read with ``decode_cf=False``) or on
+    a cftime variable (``mask_and_scale=False``) goes into the marker; such a fill in
+    ``.encoding`` is dropped (the encoding comes back from the marker)."""
+    import xarray as xr
+
+    fill = var.attrs.get("_FillValue")
+    encoded = var.encoding.get("_FillValue")
+    text = var.dtype.kind in "OSU"
+    untyped_attr = "_FillValue" in var.attrs and (cftime or (text and not isinstance(fill, str)))
+    untyped_encoding = encoded is not None and (cftime or (text and not isinstance(encoded, str)))
+    if not (untyped_attr or untyped_encoding):
+        return var, None
+    attrs, encoding = dict(var.attrs), dict(var.encoding)
+    kept = None
+    if untyped_attr:
+        kept = _encoding.dumps({"_FillValue": attrs.pop("_FillValue")})
+    if untyped_encoding:
+        encoding.pop("_FillValue")
+    return xr.Variable(var.dims, var.data, attrs, encoding), kept
 
 
 def _is_dask(data: Any) -> bool:
@@ -148,7 +170,6 @@ def restore_variable(name: str, variable: "xr.Variable", marker: str) -> "xr.Var
             variable = _packing.unpack(variable, name)
         elif kind == "cftime":
             attrs = {k: v for k, v in variable.attrs.items() if k not in decode["added"]}
-            attrs.update(_encoding.loads(decode.get("fill_attr", {})))
             data = _elementwise(variable._data, functools.partial(_cf.decode_cftime,
                                                                  plan=decode), np.dtype(object))
             variable = xr.Variable(variable.dims, data, attrs, dict(variable.encoding))
@@ -163,6 +184,8 @@ def restore_variable(name: str, variable: "xr.Variable", marker: str) -> "xr.Var
                              "(written by a newer atlas?)")
         if eager:
             variable = variable.load()
+    if "fill_attr" in doc:
+        variable.attrs.update(_encoding.loads(doc["fill_attr"]))
     if "order" in doc:
         attrs = variable.attrs
         first = {k: attrs[k] for k in doc["order"] if k in attrs}
@@ -262,3 +285,22 @@ def _meaning(store: "Atlas", dataset: str, array: str, plan: dict | None) -> dic
         meaning["attrs"] = {k: repr(attrs[k]) for k in _PACKING_ATTRS if k in attrs}
         meaning["fill"] = repr(view.array_fill_value(array))
     return meaning
+
+
+# -- the dataset's own encoding --------------------------------------------------------------
+
+DATASET_ENCODING_ATTR = "_pyatlas_encoding"  # dataset attribute: JSON of Dataset.encoding
+
+
+def dataset_markers(ds: "xr.Dataset") -> dict[str, str]:
+    """Dataset attributes that keep ``ds.encoding`` (``unlimited_dims``: the record dimension
+    a netCDF writer should use again); empty when there is nothing to keep."""
+    encoding = _encoding.dumps(ds.encoding) if ds.encoding else {}
+    return {DATASET_ENCODING_ATTR: _encoding.to_json(encoding)} if encoding else {}
+
+
+def restore_dataset_encoding(ds: "xr.Dataset", view) -> None:
+    """Give ``ds`` the encoding its source Dataset had, if one was kept."""
+    kept = view.get_attribute(DATASET_ENCODING_ATTR)
+    if isinstance(kept, str):
+        ds.encoding = _encoding.loads(json.loads(kept))

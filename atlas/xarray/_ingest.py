@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from atlas.xarray._fidelity import prepare_variable
+from atlas.xarray._fidelity import dataset_markers, prepare_variable
 from atlas.xarray._mapping import COORDS_ATTR, EncodedVariable, encode_attrs, encode_variable
 
 if TYPE_CHECKING:
@@ -51,6 +51,8 @@ def add_xr_dataset(store: Atlas, ds: xr.Dataset, name: str,
         for key, value in dataset_attrs.items():
             view.set_attribute(key, value)
         view.set_attribute(COORDS_ATTR, json.dumps(coord_names))
+        for key, value in dataset_markers(ds).items():
+            view.set_attribute(key, value)
         for plan, var in plans:
             chunk_shape = overrides.get(plan.name) or _dask_chunk_shape(var.data) or plan.shape
             view.define_array(plan.name, plan.dtype, plan.dims, plan.shape,

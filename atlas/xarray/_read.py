@@ -9,7 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from atlas.xarray._fidelity import restore_variable, stackable_variable
+from atlas.xarray._fidelity import (
+    restore_dataset_encoding,
+    restore_variable,
+    stackable_variable,
+)
 from atlas.xarray._lazy import lazy_array
 from atlas.xarray._mapping import (
     COORDS_ATTR,
@@ -67,7 +71,9 @@ def to_xarray(store: Atlas, name: str) -> xr.Dataset:
             return lazy_array(store, name, var)
         return restore_values(view.read_array(var.name), var.restore)
 
-    return build_dataset(variables, coord_names, attrs, data_of)
+    ds = build_dataset(variables, coord_names, attrs, data_of)
+    restore_dataset_encoding(ds, view)
+    return ds
 
 
 def to_xarray_many(store: Atlas, names: Sequence[str], concat_dim: str = "dataset"

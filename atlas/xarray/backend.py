@@ -17,6 +17,7 @@ from xarray.backends import BackendArray, BackendEntrypoint
 from xarray.core import indexing
 
 from atlas.format.manifest import MANIFEST_KEY
+from atlas.xarray._fidelity import restore_dataset_encoding
 from atlas.xarray._mapping import DecodedVariable, restore_values
 from atlas.xarray._read import build_dataset, layout
 
@@ -123,12 +124,14 @@ def _open_store(filename_or_obj: Any):
 def _open_group(store, name: str, drop_variables):
     if isinstance(drop_variables, str):
         drop_variables = [drop_variables]
-    variables, coord_names, attrs = layout(store.open_dataset(name), tuple(drop_variables or ()))
+    view = store.open_dataset(name)
+    variables, coord_names, attrs = layout(view, tuple(drop_variables or ()))
 
     def data_of(var: DecodedVariable):
         return indexing.LazilyIndexedArray(AtlasBackendArray(store, name, var))
 
     ds = build_dataset(variables, coord_names, attrs, data_of)
+    restore_dataset_encoding(ds, view)
     for var in variables:
         encoding = ds.variables[var.name].encoding
         encoding["preferred_chunks"] = dict(zip(var.dims, var.chunk_shape))

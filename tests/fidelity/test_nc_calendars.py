@@ -114,3 +114,13 @@ def test_datasets_with_one_calendar_stack_and_different_calendars_refuse(tmp_pat
     np.testing.assert_array_equal(stacked["t"].values, expected)
     with pytest.raises(ValueError, match="'c'"):
         store.to_xarray_many(["a", "b", "c"])
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_masked_model_calendar_times_come_back_as_xarray_decodes_them(tmp_path, flavour):
+    variables = [Var("time", "f8", ("time",), np.array([0.0, -1.0, 59.5, 365.0]),
+                     {"units": "days since 2000-01-01", "calendar": "noleap"},
+                     fill=np.float64(-1.0))]
+    path = tmp_path / "f.nc"
+    kw = write_nc(path, flavour, {"time": 4}, variables)
+    roundtrip(path, tmp_path / "store", **kw)

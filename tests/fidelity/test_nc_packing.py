@@ -129,3 +129,17 @@ def test_datasets_packed_alike_stack_and_different_scales_refuse(tmp_path):
     np.testing.assert_array_equal(stacked.values, np.stack(expected[:2]))
     with pytest.raises(ValueError, match="'c'.*scale_factor"):
         store.to_xarray_many(["a", "b", "c"])
+
+
+def test_netcdf4_enum_variables_with_a_fill_round_trip(tmp_path):
+    import netCDF4
+
+    path = tmp_path / "f.nc"
+    with netCDF4.Dataset(path, "w") as nc:
+        nc.createDimension("t", 4)
+        flag = nc.createEnumType(np.uint8, "cloud_t", {"clear": 0, "cloudy": 1, "missing": 255})
+        v = nc.createVariable("cloud", flag, ("t",), fill_value=255)
+        v[:] = np.array([0, 1, 255, 0], dtype="u1")
+        w = nc.createVariable("sky", flag, ("t",))
+        w[:] = np.array([1, 1, 0, 0], dtype="u1")
+    roundtrip(path, tmp_path / "store")

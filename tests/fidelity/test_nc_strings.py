@@ -115,3 +115,13 @@ def test_drifting_string_widths_stack_at_the_widest_width(tmp_path):
     assert stacked.values.tolist() == [list(expected["a"]), list(expected["b"])]
     with pytest.raises(ValueError, match="'c'"):  # Latin-1 bytes stored differently
         store.to_xarray_many(["a", "b", "c"])
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+@pytest.mark.parametrize("decode_cf", [True, False])
+def test_char_arrays_with_a_byte_fill_value_round_trip(tmp_path, flavour, decode_cf):
+    names = [b"AB", b"xxxx", b"C"]  # the second is all fill: masked when decoded
+    variables = [Var("code", "S1", ("n", "len"), chars(names, 4), fill=b"x")]
+    path = tmp_path / "f.nc"
+    kw = write_nc(path, flavour, {"n": 3, "len": 4}, variables)
+    roundtrip(path, tmp_path / "store", decode_cf=decode_cf, **kw)

@@ -59,7 +59,9 @@ class AtlasBackendArray(BackendArray):
                 window.append(1)
                 pick.append(0)
         values = self.store.open_dataset(self.dataset).read_array(self.name, start, window)
-        return restore_values(values, self.restore)[tuple(pick)]
+        # the Ellipsis keeps a 0-D result an array: a numpy scalar would lose the dtype of
+        # fixed-width and object strings when xarray turns it back into an array
+        return restore_values(values, self.restore)[(*pick, Ellipsis)]
 
 
 class AtlasBackendEntrypoint(BackendEntrypoint):

@@ -34,13 +34,14 @@ def packed_file(path, flavour, scale=0.01, offset=273.15, seed=0, shape=(24, 30)
         Var("wind", "i1", ("x",), (np.arange(shape[1]) % 30 - 15).astype("i1"),
             {"scale_factor": np.float32(0.5), "units": "m s-1"}),
     ]
+    cloud = (100 + np.arange(shape[1]) % 30).astype("u1")
     if nc3:  # the NETCDF3 way to store unsigned bytes
-        variables.append(Var("cloud", "i1", ("x",), (100 + np.arange(shape[1]) % 30).astype("u1").view("i1"),
+        variables.append(Var("cloud", "i1", ("x",), cloud.view("i1"),
                              {"_Unsigned": "true", "scale_factor": np.float32(0.25)},
                              fill=np.int8(-1)))
     else:
-        variables.append(Var("cloud", "u1", ("x",), (100 + np.arange(shape[1]) % 30).astype("u1"),
-                             {"scale_factor": np.float32(0.25)}, fill=np.uint8(255)))
+        variables.append(Var("cloud", "u1", ("x",), cloud, {"scale_factor": np.float32(0.25)},
+                             fill=np.uint8(255)))
     return write_nc(path, flavour, {"time": shape[0], "x": shape[1]}, variables,
                     {"Conventions": "CF-1.6"})
 

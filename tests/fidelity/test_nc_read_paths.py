@@ -40,3 +40,22 @@ def test_files_come_back_identical_through_the_atlas_backend_engine(files, tmp_p
             lazy = xr.open_dataset(tmp_path / "store", engine="atlas", group=path.stem)
             assert_faithful(lazy, expected)
             assert_faithful(lazy.load(), expected)
+
+
+def test_writing_a_dataset_read_from_the_store_gives_the_same_file_as_its_source(files,
+                                                                                 tmp_path):
+    # the restored .encoding (dtype on disk, packing, units, char dimensions, record
+    # dimension) makes xarray write what it writes from the source itself
+    with atlas.Atlas.create(tmp_path / "store") as store:
+        for path in files:
+            with xr.open_dataset(path) as ds:
+                store.add_xr_dataset(ds, path.stem)
+    for path in files:
+        from_store, from_source = tmp_path / "from_store.nc", tmp_path / "from_source.nc"
+        store.to_xarray(path.stem).to_netcdf(from_store)
+        with xr.open_dataset(path) as ds:
+            ds.to_netcdf(from_source)
+        with xr.open_dataset(from_store) as got, xr.open_dataset(from_source) as expected:
+            assert_faithful(got, expected)
+            for name, var in expected.variables.items():
+                assert got[name].encoding.get("dtype") == var.encoding.get("dtype"), name

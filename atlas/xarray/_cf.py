@@ -40,6 +40,17 @@ def cftime_plan(values: np.ndarray) -> dict[str, Any] | None:
     return {"kind": "cftime", "calendar": calendar, "has_year_zero": bool(year_zero)}
 
 
+def holds_cftime(values: np.ndarray) -> bool:
+    """Whether an object array holds cftime datetimes (at least its first element)."""
+    if values.dtype != object or values.size == 0:
+        return False
+    try:
+        import cftime
+    except ImportError:
+        return False
+    return isinstance(values.flat[0], cftime.datetime)
+
+
 def encode_cftime(values: np.ndarray, plan: dict[str, Any]) -> np.ndarray:
     import cftime
 

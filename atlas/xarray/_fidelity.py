@@ -68,6 +68,11 @@ def _representation(name: str, var: "xr.Variable", where: str
     if kind in "OS":
         values = np.asarray(var.values)
         plan = _cf.cftime_plan(values) if kind == "O" else None
+        if plan is None and kind == "O" and _cf.holds_cftime(values):
+            kinds = sorted({f"{type(v).__name__}({getattr(v, 'calendar', '?')})"
+                            for v in values.flat})
+            raise TypeError(f"{where}: cftime datetimes must share one type, calendar and "
+                            f"year-zero convention to be stored; got {', '.join(kinds)}")
         if plan is not None:
             numbers = _cf.encode_cftime(values, plan)
             if not _cf.same_cftime(_cf.decode_cftime(numbers, plan), values):

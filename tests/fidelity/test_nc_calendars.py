@@ -124,3 +124,12 @@ def test_masked_model_calendar_times_come_back_as_xarray_decodes_them(tmp_path, 
     path = tmp_path / "f.nc"
     kw = write_nc(path, flavour, {"time": 4}, variables)
     roundtrip(path, tmp_path / "store", **kw)
+
+
+def test_mixed_calendars_in_one_variable_are_refused_with_the_calendars_named(tmp_path):
+    mixed = np.array([cftime.DatetimeNoLeap(2000, 1, 1), cftime.Datetime360Day(2000, 1, 1)],
+                     dtype=object)
+    store = atlas.Atlas.create(tmp_path / "store")
+    with pytest.raises(TypeError, match="360_day.*noleap|noleap.*360_day"):
+        store.add_xr_dataset(xr.Dataset({"t": ("x", mixed)}), "d")
+    assert not store.dataset_exists("d")

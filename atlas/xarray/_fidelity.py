@@ -55,7 +55,7 @@ def prepare_variable(name: str, var: "xr.Variable", where: str
     if "_FillValue" in var.attrs and list(var.attrs)[-1] != "_FillValue":
         doc["order"] = list(var.attrs)  # the mapping gives _FillValue back last
     if not doc:
-        return var, {}
+        return stored, {}
     doc["v"] = _VERSION
     return stored, {CF_ATTR: _encoding.to_json(doc)}
 

@@ -31,6 +31,19 @@ def _digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
+def _containing_dirs(paths, root: str) -> list[str]:
+    """Every directory between the files and the store root: a new ``segments/<array>``
+    directory is only durable once its parent is fsynced too (the root is fsynced by the
+    manifest commit that follows)."""
+    dirs = set()
+    for path in paths:
+        directory = os.path.dirname(path)
+        while len(directory) > len(root) and directory not in dirs:
+            dirs.add(directory)
+            directory = os.path.dirname(directory)
+    return sorted(dirs)
+
+
 class LocalStorage(Storage):
     """A directory on the local filesystem."""
 
@@ -127,7 +140,8 @@ class LocalStorage(Storage):
 
     def publish(self, key: str, path: str) -> None:
         _fsync_path(path)
-        _fsync_path(os.path.dirname(path))
+        for directory in _containing_dirs([path], self.root):
+            _fsync_path(directory)
 
     def publish_many(self, items, done=None) -> None:
         """fsync every file, then every directory once, from a thread pool: a flush of a wide
@@ -137,7 +151,7 @@ class LocalStorage(Storage):
         from concurrent.futures import ThreadPoolExecutor
 
         paths = [path for _, path in items]
-        dirs = sorted({os.path.dirname(path) for path in paths})
+        dirs = _containing_dirs(paths, self.root)
         with ThreadPoolExecutor(min(PUBLISH_THREADS, len(paths))) as pool:
             list(pool.map(_fsync_path, paths))
             list(pool.map(_fsync_path, dirs))

@@ -113,13 +113,17 @@ def check_data(dtype: DType, data: np.ndarray, where: str) -> np.ndarray:
     dt = data.dtype
     if dtype.is_string:
         if dt.kind == "U":
-            return data.astype(object)
+            out = data.astype(object)
+            for value in out.flat:
+                check_text(value, where)
+            return out
         if dt.kind == "S":
-            return np.vectorize(lambda b: b.decode("utf-8"), otypes=[object])(data)
+            return np.vectorize(lambda b: decode_text(b, where), otypes=[object])(data)
         if dt.kind == "O":
             out = data
             for i, value in enumerate(data.flat):
                 if isinstance(value, str):
+                    check_text(value, where)
                     continue
                 if not isinstance(value, bytes):
                     raise TypeError(
@@ -128,7 +132,7 @@ def check_data(dtype: DType, data: np.ndarray, where: str) -> np.ndarray:
                     )
                 if out is data:
                     out = data.copy()  # never decode into the caller's array
-                out.flat[i] = value.decode("utf-8")
+                out.flat[i] = decode_text(value, where)
             return out
         raise TypeError(f"{where}: expected string data (object/|S/|U), got dtype {dt}")
     if dtype.kind == "timestamp":
@@ -145,6 +149,23 @@ def check_data(dtype: DType, data: np.ndarray, where: str) -> np.ndarray:
     return data
 
 
+def check_text(value: str, where: str) -> str:
+    """A str that can be stored: encodable as UTF-8 (a lone surrogate is not)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(f"{where}: string {value!r} is not valid Unicode text "
+                         f"({err.reason})") from None
+    return value
+
+
+def decode_text(value: bytes, where: str) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{where}: bytes {value!r} are not UTF-8 text ({err.reason})") from None
+
+
 def parse_fill(dtype: DType, fill: Any, where: str) -> Any:
     """Validate a user fill value; return it as a JSON-friendly Python scalar (or None)."""
     if fill is None:
@@ -154,7 +175,7 @@ def parse_fill(dtype: DType, fill: Any, where: str) -> Any:
             fill = str(fill)
         if not isinstance(fill, str):
             raise TypeError(f"{where}: a string array needs a str fill value, got {fill!r}")
-        return fill
+        return check_text(fill, where)
     if dtype.kind == "timestamp":
         return timestamp_to_int(fill, where)
     if isinstance(fill, (bool, np.bool_)) or not isinstance(

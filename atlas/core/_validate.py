@@ -22,6 +22,8 @@ def check_name(name: Any, what: str) -> str:
         problem = "is '.' or '..'"
     elif any(ord(c) < 32 for c in name):
         problem = "contains a control character"
+    elif not name.isascii() and any(0xD800 <= ord(c) <= 0xDFFF for c in name):
+        problem = "contains a lone surrogate (not valid Unicode text)"
     if problem:
         raise InvalidNameError(f"invalid {what} name {name!r}: it {problem}")
     return name

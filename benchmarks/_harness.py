@@ -182,6 +182,10 @@ def floor_efficiency(phase: dict[str, dict], subject: str) -> float | None:
 def finish_result(result: dict) -> dict:
     """Fill ``ratios`` and ``efficiency`` from ``phases`` for the result's subject."""
     subject = result.get("subject", "atlas")
+    # the machine is shared: record how busy it was (1, 5, 15 minute load averages)
+    result.setdefault("params", {}).setdefault(
+        "load_average", [round(x, 2) for x in os.getloadavg()]
+    )
     result["ratios"] = {
         phase: ratios_to_subject(stats, subject) for phase, stats in result["phases"].items()
     }

@@ -1,4 +1,4 @@
-"""Durability: flush() is the only boundary; commits are whole; writers never overwrite each other."""
+"""Durability: flush() is the only boundary; commits are whole; writers never overwrite."""
 
 from __future__ import annotations
 
@@ -276,3 +276,35 @@ def test_memory_stays_bounded_when_writing_far_more_than_the_dirty_budget(tmp_pa
     budget, written, peak = map(int, result.stdout.split())
     assert written >= 6 * budget
     assert peak < budget + (16 << 20), f"peak {peak >> 20} MiB for a {budget >> 20} MiB budget"
+
+
+_CRASH_SCRIPT = textwrap.dedent("""
+    import os, sys
+    import numpy as np
+    import atlas
+
+    store = atlas.Atlas.create(sys.argv[1])
+    ds = store.create_dataset("kept")
+    ds.define_array("v", "int32", dims=["x"], shape=[4], chunk_shape=[2])
+    ds.write_array("v", [0], np.arange(4, dtype=np.int32))
+    store.flush()
+    ds.write_array("v", [0], np.full(4, -7, np.int32))
+    store.create_dataset("lost").set_attribute("k", 1)
+    store._storage.commit = lambda *args: os._exit(3)  # die after the segments, before the commit
+    store.flush()
+""")
+
+
+def test_a_writer_dying_before_its_commit_leaves_the_previous_state(store_path):
+    result = subprocess.run([sys.executable, "-c", _CRASH_SCRIPT, str(store_path)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 3, result.stderr
+    back = reopen(store_path)
+    assert back.list_datasets() == ["kept"]
+    assert_same(back.open_dataset("kept").read_array("v"), np.arange(4, dtype=np.int32))
+    report = back.verify()
+    assert report.problems == [] and len(report.orphans) == 1  # the dead writer's segment
+    back.compact(grace=0)
+    assert reopen(store_path).verify().orphans == []
+    assert_same(reopen(store_path).open_dataset("kept").read_array("v"),
+                np.arange(4, dtype=np.int32))

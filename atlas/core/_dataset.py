@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
@@ -86,6 +87,10 @@ class DatasetView:
             if any(c < 1 for c in chunks_t):
                 raise ValueError(f"{where}: chunk_shape {list(chunks_t)} must be >= 1 on "
                                  "every axis")
+        # cell counts, chunk ids and offsets are int64 throughout (index, kernels, stats)
+        if max((*shape_t, *chunks_t), default=0) >= 2**63 or math.prod(shape_t) >= 2**63:
+            raise OverflowError(f"{where}: shape {list(shape_t)} with chunk_shape "
+                                f"{list(chunks_t)} does not fit in int64 cell counts")
         fill = parse_fill(atlas_dtype, fill_value, where)
         manifest = self._store._manifest
         schema_id = manifest.intern(Schema(atlas_dtype, dims_t, shape_t, chunks_t, fill))
@@ -200,8 +205,10 @@ class DatasetView:
 
 def _set_attr(store: "Atlas", attrs: dict, key: str, value: Any, dtype: str | None,
               where: str) -> None:
-    if not isinstance(key, str) or not key:
-        raise TypeError(f"attribute keys must be non-empty str, got {key!r}")
+    if not isinstance(key, str):
+        raise TypeError(f"attribute keys must be str, got {type(key).__name__} {key!r}")
+    if not key:
+        raise ValueError("attribute keys must not be empty")
     store._check_writable()
     attrs[key] = _attrs.encode(value, dtype, where)
     store._changed = True

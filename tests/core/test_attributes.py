@@ -99,6 +99,17 @@ def test_non_str_attribute_keys_raise_type_error(store):
         ds.set_attribute(1, "x")
 
 
+def test_empty_attribute_keys_raise_value_error_and_store_nothing(store):
+    ds = store.create_dataset("d")
+    with pytest.raises(ValueError, match="empty"):
+        ds.set_attribute("", "x")
+    ds.define_array("a", "int8", ["i"], [2])
+    with pytest.raises(ValueError, match="empty"):
+        ds.set_array_attribute("a", "", 1)
+    assert ds.attributes() == {}
+    assert ds.array_attributes("a") == {}
+
+
 def test_setting_again_replaces_and_delete_removes(store, store_path):
     ds = store.create_dataset("d")
     ds.set_attribute("month", 1)

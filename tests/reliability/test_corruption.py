@@ -19,6 +19,16 @@ from hypothesis import strategies as st
 from . import _corrupt
 from ._harness import context, record
 
+SEEN: Counter = Counter()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _figures():
+    """Record what the property test of this module saw, once it is done."""
+    yield
+    if SEEN:
+        record("corruption-hypothesis", examples=sum(SEEN.values()), outcomes=dict(SEEN))
+
 
 @pytest.fixture(scope="module")
 def layout(tmp_path_factory):
@@ -41,9 +51,6 @@ def damages(draw, layout):
     return ("flip", file, offset, xor)
 
 
-SEEN: Counter = Counter()
-
-
 @settings(max_examples=max(40, settings.default.max_examples))
 @given(data=st.data())
 def test_damaged_bytes_raise_corruption_naming_the_file_and_nothing_else_changes(
@@ -51,12 +58,6 @@ def test_damaged_bytes_raise_corruption_naming_the_file_and_nothing_else_changes
     damage = data.draw(damages(layout))
     work = tmp_path_factory.getbasetemp() / "corruption-work"
     SEEN[_corrupt.check_damage(layout, str(work), damage)] += 1
-
-
-def test_corruption_figures_recorded():
-    """Runs after the property test above (file order): records what it saw."""
-    if SEEN:
-        record("corruption-hypothesis", examples=sum(SEEN.values()), outcomes=dict(SEEN))
 
 
 def _run_batch_in_subprocess(layout, tmp_path, count: int, seed: int) -> Counter:

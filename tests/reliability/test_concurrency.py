@@ -27,7 +27,7 @@ def _race(location, tmp_path: Path, batches: int, sweep: bool) -> dict:
     across others' commits), optionally a sweeper; returns the figures."""
     ctx = context()
     stop = tmp_path / "stop"
-    start_at = time.time() + 0.5  # both writers begin together
+    start_at = time.time() + 1.0  # both writers begin together, once both have opened
     writers = {p: ctx.Process(target=_writer.concurrent_writer,
                               args=(location, p, batches, str(tmp_path / f"w{p}"),
                                     3 if p == "a" else 0, 0, start_at))

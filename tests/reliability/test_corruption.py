@@ -7,6 +7,7 @@ mapped can SIGBUS, which is outside the threat model (docs/reliability.md)."""
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from collections import Counter
@@ -15,6 +16,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+import atlas
 
 from . import _corrupt
 from ._harness import context, record
@@ -107,3 +110,13 @@ def test_oracle_sees_every_region_of_the_template(layout):
     per_array = Counter(seg.array for seg in layout.segments.values())
     assert max(per_array.values()) >= 2
     assert np.any([v.dtype == object for v in layout.clean.values()])
+
+
+def test_deleted_manifest_means_no_store_here(layout, tmp_path):
+    """The one damage that is not CorruptionError/FormatError: with the manifest gone there is
+    no store at that location, whatever segment files remain."""
+    work = tmp_path / "s"
+    shutil.copytree(layout.root, work)
+    (work / _corrupt.MANIFEST).unlink()
+    with pytest.raises(atlas.StoreNotFoundError, match="manifest"):
+        atlas.Atlas.open(work)

@@ -16,25 +16,14 @@ from atlas.core._reader import ReadContext, read_chunk
 from atlas.format.manifest import Schema
 
 
-def stored_cells(schema: Schema, chunk_ids: np.ndarray) -> int:
-    """How many cells the given chunks of an array cover (edge chunks are clipped)."""
-    if schema.ndim == 0:
-        return len(chunk_ids)
-    grid = tuple(-(-s // c) for s, c in zip(schema.shape, schema.chunk_shape))
-    coords = np.unravel_index(chunk_ids, grid)
-    total = np.ones(len(chunk_ids), np.int64)
-    for axis, coord in enumerate(coords):
-        origin = coord * schema.chunk_shape[axis]
-        total *= np.minimum(schema.chunk_shape[axis], schema.shape[axis] - origin)
-    return int(total.sum())
-
-
 def compute(ctx: ReadContext, schema: Schema, slot: int) -> list:
     """[nulls, valid, min, max] of one (dataset, array), JSON-ready."""
     rows = ctx.resolved.rows_of_slot(slot)
     cols = ctx.resolved.columns
-    cells = math.prod(schema.shape)
-    never_written = cells - stored_cells(schema, cols["chunk"][rows])
+    # every stored chunk's partial covers all its cells (nulls + valid), so what they do not
+    # cover was never written
+    never_written = math.prod(schema.shape) - int(cols["nulls"][rows].sum()
+                                                  + cols["valid"][rows].sum())
     dtype = schema.dtype
     if dtype.is_string:
         return _string_stats(ctx, schema, slot, cols["chunk"][rows], never_written)

@@ -68,7 +68,7 @@ class Manifest:
     def __init__(self, doc: dict):
         self.doc = doc
         self.schemas = [Schema.from_json(s) for s in doc["schemas"]]
-        self._schema_ids = {_schema_key(s): i for i, s in enumerate(doc["schemas"])}
+        self._schema_ids = {_schema_key(s): i for i, s in enumerate(self.schemas)}
 
     @classmethod
     def new(cls, codec: str, level: int) -> "Manifest":
@@ -89,12 +89,11 @@ class Manifest:
         return self.doc["segments"]
 
     def intern(self, schema: Schema) -> int:
-        raw = schema.to_json()
-        key = _schema_key(raw)
+        key = _schema_key(schema)
         found = self._schema_ids.get(key)
         if found is None:
             found = self._schema_ids[key] = len(self.schemas)
-            self.doc["schemas"].append(raw)
+            self.doc["schemas"].append(schema.to_json())
             self.schemas.append(schema)
         return found
 
@@ -128,10 +127,11 @@ class Manifest:
             raise CorruptionError(f"{where}: manifest does not decode ({err})") from err
         return cls(doc)
 
-    def copy(self) -> "Manifest":
-        """A deep copy (the working state of a writer must not alias the committed one)."""
-        return Manifest(json.loads(json.dumps(self.doc, allow_nan=True)))
 
-
-def _schema_key(raw: list) -> str:
-    return json.dumps(raw, allow_nan=True)
+def _schema_key(schema: Schema) -> tuple:
+    """A hashable key equal for equal schemas (a NaN fill equals a NaN fill; 0 and 0.0 differ,
+    as they do in the JSON document)."""
+    fill = schema.fill
+    fill_key = ("nan",) if isinstance(fill, float) and fill != fill else (type(fill).__name__,
+                                                                          fill)
+    return (schema.dtype.name, schema.dims, schema.shape, schema.chunk_shape, fill_key)

@@ -29,10 +29,13 @@ def _rank(path: Path) -> tuple[int, str]:
     return len(ORDER), path.stem
 
 
-def load_results(results_dir: Path = RESULTS_DIR) -> list[dict]:
-    """Every result JSON with the harness schema (others, e.g. latency's, are skipped)."""
+def load_results(results_dir: Path = RESULTS_DIR, everything: bool = False) -> list[dict]:
+    """The result JSONs of the workloads in ``ORDER`` (``everything``: any file with the
+    harness schema; files of another schema, e.g. latency's, are always skipped)."""
     results = []
     for path in sorted(results_dir.glob("*.json"), key=_rank):
+        if not everything and _rank(path)[0] == len(ORDER):
+            continue
         result = json.loads(path.read_text())
         if "phases" in result and "subject" in result:
             result["_path"] = path
@@ -74,7 +77,9 @@ def result_section(result: dict) -> str:
     created = result.get("created", "?")
     load = params.get("load_average")
     blocks = [f"### {result['name']}", ""]
-    blocks.append(f"Run {created}" + (f", load average {load}" if load else "") + ".")
+    commit = result.get("versions", {}).get("repo_commit")
+    blocks.append(f"Run {created}" + (f", load average (1/5/15 min) {load}" if load else "")
+                  + (f", repository at {commit}" if commit else "") + ".")
     blocks.append("")
     for phase, stats in result["phases"].items():
         unit = phase_unit(result, phase)
@@ -132,8 +137,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.report", description=__doc__)
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--update-readme", action="store_true")
+    parser.add_argument("--all", action="store_true", help="also results of other workloads")
     args = parser.parse_args(argv)
-    markdown = render(load_results(args.results_dir))
+    markdown = render(load_results(args.results_dir, args.all))
     if args.update_readme:
         update_readme(markdown)
         print(f"updated {README}")

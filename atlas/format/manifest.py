@@ -1,13 +1,16 @@
 """The manifest: the single commit record of a store.
 
-In memory it is a plain JSON-shaped document (dicts and lists), so opening a store costs one
-decompress + ``json.loads`` and nothing per dataset until a dataset is used. Array schemas are
-interned: each distinct (dtype, dims, shape, chunk_shape, fill) is stored once.
+In memory it is a JSON-shaped document (dicts and lists). Array schemas are interned: each
+distinct (dtype, dims, shape, chunk_shape, fill) is stored once. Dataset records are kept apart
+from the rest as one JSON text each, parsed the first time a dataset is used: opening a store
+of 10,000 datasets parses the names, not 10,000 records.
 
 On disk::
 
     b"ATLMAN01", u32 format version, u32 crc32c(payload), u64 len(payload), payload
-    payload = zstd(UTF-8 JSON document)
+    payload = zstd(u64 len(header) | header | records)
+    header  = UTF-8 JSON: the document with "datasets" replaced by {"names": [...], "ends": [...]}
+    records = the UTF-8 JSON texts of the dataset records, back to back; record i ends at ends[i]
 
 Document (see ``docs/format.md``)::
 
@@ -25,7 +28,8 @@ from __future__ import annotations
 
 import json
 import struct
-from typing import Any, NamedTuple
+from collections.abc import MutableMapping
+from typing import Any, Iterator, NamedTuple
 
 import zstandard
 
@@ -37,6 +41,52 @@ MANIFEST_KEY = "manifest.atlas"
 MAGIC = b"ATLMAN01"
 VERSION = 1
 _HEADER = struct.Struct("<8sIIQ")
+_U64 = struct.Struct("<Q")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), allow_nan=True)
+
+
+class DatasetRecords(MutableMapping):
+    """Dataset records by name, in creation order; a record's JSON is parsed on first access."""
+
+    def __init__(self, records: dict | None = None, blob: bytes = b""):
+        # values: a parsed record (dict), or the (start, end) of its JSON text in ``blob``
+        self._items: dict[str, Any] = dict(records or {})
+        self._blob = blob
+
+    def __getitem__(self, name: str) -> dict:
+        value = self._items[name]
+        if isinstance(value, tuple):
+            value = self._items[name] = json.loads(self._blob[value[0] : value[1]])
+        return value
+
+    def __setitem__(self, name: str, record: dict) -> None:
+        self._items[name] = record
+
+    def __delitem__(self, name: str) -> None:
+        del self._items[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __repr__(self) -> str:
+        return repr(dict(self.items()))
+
+    def texts(self) -> Iterator[tuple[str, bytes]]:
+        """(name, JSON text) of every record, re-encoding only those that were parsed."""
+        for name, value in self._items.items():
+            if isinstance(value, tuple):
+                yield name, self._blob[value[0] : value[1]]
+            else:
+                yield name, _dumps(value).encode("utf-8")
 
 
 class Schema(NamedTuple):
@@ -66,6 +116,8 @@ class Manifest:
     """A manifest document plus the parsed, interned schemas."""
 
     def __init__(self, doc: dict):
+        if not isinstance(doc["datasets"], DatasetRecords):
+            doc = dict(doc, datasets=DatasetRecords(doc["datasets"]))
         self.doc = doc
         self.schemas = [Schema.from_json(s) for s in doc["schemas"]]
         self._schema_ids = {_schema_key(s): i for i, s in enumerate(self.schemas)}
@@ -81,7 +133,7 @@ class Manifest:
         return self.doc["generation"]
 
     @property
-    def datasets(self) -> dict[str, dict]:
+    def datasets(self) -> DatasetRecords:
         return self.doc["datasets"]
 
     @property
@@ -103,9 +155,15 @@ class Manifest:
         return slot
 
     def encode(self) -> bytes:
+        names, texts, ends, end = [], [], [], 0
+        for name, text in self.doc["datasets"].texts():
+            names.append(name)
+            texts.append(text)
+            end += len(text)
+            ends.append(end)
+        header = _dumps(dict(self.doc, datasets={"names": names, "ends": ends})).encode("utf-8")
         payload = zstandard.ZstdCompressor(level=3).compress(
-            json.dumps(self.doc, separators=(",", ":"), allow_nan=True).encode("utf-8")
-        )
+            b"".join([_U64.pack(len(header)), header, *texts]))
         return _HEADER.pack(MAGIC, VERSION, checksum(payload), len(payload)) + payload
 
     @classmethod
@@ -122,9 +180,17 @@ class Manifest:
         if len(payload) != length or checksum(payload) != crc:
             raise CorruptionError(f"{where}: manifest fails its checksum")
         try:
-            doc = json.loads(zstandard.ZstdDecompressor().decompress(payload))
-        except (zstandard.ZstdError, ValueError) as err:
+            raw = zstandard.ZstdDecompressor().decompress(payload)
+            (header_length,) = _U64.unpack_from(raw)
+            doc = json.loads(raw[_U64.size : _U64.size + header_length])
+            blob = raw[_U64.size + header_length :]
+            names, ends = doc["datasets"]["names"], doc["datasets"]["ends"]
+            if len(names) != len(ends) or (ends and ends[-1] != len(blob)):
+                raise ValueError("dataset records do not match their index")
+        except (zstandard.ZstdError, ValueError, struct.error, KeyError, TypeError) as err:
             raise CorruptionError(f"{where}: manifest does not decode ({err})") from err
+        starts = [0, *ends[:-1]]
+        doc["datasets"] = DatasetRecords(dict(zip(names, zip(starts, ends))), blob)
         return cls(doc)
 
 

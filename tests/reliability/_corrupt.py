@@ -87,8 +87,17 @@ class Layout:
 
 
 def _manifest_doc(path: str) -> dict:
+    """The manifest document, parsed independently of atlas: u64 header length, header JSON
+    (datasets as names + end offsets), then the records' JSON texts back to back."""
     raw = open(os.path.join(path, MANIFEST), "rb").read()
-    return json.loads(zstandard.ZstdDecompressor().decompress(raw[24:]))
+    payload = zstandard.ZstdDecompressor().decompress(raw[24:])
+    header_length = int.from_bytes(payload[:8], "little")
+    doc = json.loads(payload[8 : 8 + header_length])
+    blob = payload[8 + header_length :]
+    names, ends = doc["datasets"]["names"], doc["datasets"]["ends"]
+    doc["datasets"] = {name: json.loads(blob[start:end])
+                       for name, start, end in zip(names, [0, *ends[:-1]], ends)}
+    return doc
 
 
 def parse_layout(root: str) -> Layout:

@@ -31,6 +31,19 @@ def _digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
+@contextlib.contextmanager
+def directory_lock(root: str) -> Iterator[None]:
+    """Hold the exclusive ``flock`` of a store directory's lock file, which serialises commits
+    (and orphan sweeps) of every handle on this machine, whichever backend opened the store."""
+    os.makedirs(root, exist_ok=True)
+    with open(os.path.join(root, LOCK_NAME), "a+b") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
 def _containing_dirs(paths, root: str) -> list[str]:
     """Every directory between the files and the store root: a new ``segments/<array>``
     directory is only durable once its parent is fsynced too (the root is fsynced by the
@@ -169,13 +182,8 @@ class LocalStorage(Storage):
     @contextlib.contextmanager
     def commit_lock(self) -> Iterator[None]:
         self._check_writable()
-        os.makedirs(self.root, exist_ok=True)
-        with open(os.path.join(self.root, LOCK_NAME), "a+b") as lock:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+        with directory_lock(self.root):
+            yield
 
     def commit(self, key: str, data: bytes, expected):
         token = _digest(data)

@@ -11,7 +11,6 @@ ranges of each segment in one concurrent ``get_ranges`` call.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import itertools
 import os
 import tempfile
@@ -22,6 +21,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from atlas.errors import ConflictError, CorruptionError, ReadOnlyError
 from atlas.storage._base import Storage
+from atlas.storage._local import directory_lock  # the same lock file: both exclude each other
 
 # Options of this adapter (the rest of a URL's options go to ``obstore.store.from_url``).
 DEFAULTS: dict[str, Any] = {
@@ -31,7 +31,6 @@ DEFAULTS: dict[str, Any] = {
     "spill_dir": None,  # where pending segments are written; None: the system temp directory
 }
 
-LOCK_NAME = ".atlas.lock"  # the same lock file LocalStorage uses, so both exclude each other
 
 # Stores that cannot be pickled (MemoryStore) reopen by reference, in this process only.
 _registry: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
@@ -407,13 +406,8 @@ class ObjectStorage(Storage):
             yield
             return
         self._check_writable()
-        os.makedirs(self._lock_root, exist_ok=True)
-        with open(os.path.join(self._lock_root, LOCK_NAME), "a+b") as lock:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+        with directory_lock(self._lock_root):
+            yield
 
     def _commit_locked(self, key: str, data: bytes, expected):
         """LocalStore cannot PUT conditionally on an e-tag: compare and replace under the

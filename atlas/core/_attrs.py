@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
-import math
 from typing import Any
 
 import numpy as np
@@ -95,9 +94,3 @@ def decode(raw: list) -> Any:
         return np.dtype(tag[3:]).type(value)
     raise ValueError(f"unknown attribute type tag {tag!r}")
 
-
-def same_value(a: Any, b: Any) -> bool:
-    """Equality that treats NaN as equal to NaN (used by tests and by no-op detection)."""
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    return a == b

@@ -3,8 +3,6 @@ merge partial ones into their current content (read-modify-write)."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from atlas import kernels
@@ -46,7 +44,3 @@ def write_window(ctx: ReadContext, pending: PendingWrites, array: str, slot: int
         if written is not None:
             kernels.fill_box(written, plan.src_starts[k], plan.boxes[k], 1)
         pending.put_dirty(key, DirtyChunk(array, schema, values, written), generation)
-
-
-def cells(schema: Schema) -> int:
-    return math.prod(schema.shape)

@@ -216,17 +216,14 @@ class ObjectStorage(Storage):
         return CorruptionError(f"{self.location}/{key}: object is {size} bytes, the manifest "
                                f"records {expected_size}")
 
-    def get_range(self, key: str, offset: int, length: int, expected_size: int | None = None):
-        import obstore
-
-        if length <= 0:
-            return memoryview(b"")
+    @contextlib.contextmanager
+    def _ranged(self, key: str, action: str, expected_size: int | None) -> Iterator[None]:
+        """:meth:`_translated` for ranged reads: a failure on an object whose size is not the
+        one the manifest records is corruption, and so is obstore panicking on a short
+        coalesced response (it slices past the end of an object shorter than asked for)."""
         try:
-            with self._translated(key, f"GET bytes {offset}-{offset + length - 1}"):
-                result = obstore.get(self.store, key,
-                                     options={"range": (offset, offset + length)})
-                data = result.bytes()
-                size = result.meta["size"]
+            with self._translated(key, action):
+                yield
         except FileNotFoundError:
             raise
         except OSError as err:
@@ -234,6 +231,22 @@ class ObjectStorage(Storage):
             if problem is not None:
                 raise problem from err
             raise
+        except BaseException as err:
+            if not _is_panic(err):
+                raise
+            raise self._size_problem(key, expected_size) or CorruptionError(
+                f"{self.location}/{key}: object is shorter than the byte ranges requested"
+            ) from err
+
+    def get_range(self, key: str, offset: int, length: int, expected_size: int | None = None):
+        import obstore
+
+        if length <= 0:
+            return memoryview(b"")
+        with self._ranged(key, f"GET bytes {offset}-{offset + length - 1}", expected_size):
+            result = obstore.get(self.store, key, options={"range": (offset, offset + length)})
+            data = result.bytes()
+            size = result.meta["size"]
         if expected_size is not None and size != expected_size:
             raise CorruptionError(f"{self.location}/{key}: object is {size} bytes, the "
                                   f"manifest records {expected_size}")
@@ -247,25 +260,9 @@ class ObjectStorage(Storage):
         offsets, lengths = [int(o) for o in offsets], [int(n) for n in lengths]
         if not offsets:
             return []
-        try:
-            with self._translated(key, f"GET {len(offsets)} byte ranges"):
-                blobs = obstore.get_ranges(self.store, key, starts=offsets, lengths=lengths,
-                                           coalesce=int(self.options["coalesce"]))
-        except FileNotFoundError:
-            raise
-        except OSError as err:
-            problem = self._size_problem(key, expected_size)
-            if problem is not None:
-                raise problem from err
-            raise
-        except BaseException as err:
-            if not _is_panic(err):
-                raise
-            # obstore slices a coalesced response that came back short: the object is shorter
-            # than the ranges asked for
-            raise self._size_problem(key, expected_size) or CorruptionError(
-                f"{self.location}/{key}: object is shorter than the byte ranges requested"
-            ) from err
+        with self._ranged(key, f"GET {len(offsets)} byte ranges", expected_size):
+            blobs = obstore.get_ranges(self.store, key, starts=offsets, lengths=lengths,
+                                       coalesce=int(self.options["coalesce"]))
         views = [memoryview(b) for b in blobs]
         for view, offset, length in zip(views, offsets, lengths):
             if len(view) != length:

@@ -7,6 +7,9 @@ incarnations ("rows") of one array name, into a preallocated ``out`` of shape (r
 - decode: checksum + decompress on a small thread pool (codecs release the GIL).
 - scatter: kernel ``copy_boxes`` writes each chunk's overlap straight into ``out``; one
   ``fill_boxes`` call fills every box that no chunk covers.
+
+Small reads plan, search and copy with numpy until a kernel is loaded (``kernels.numpy_path``),
+so a process whose reads are all small never loads numba.
 """
 
 from __future__ import annotations
@@ -122,7 +125,7 @@ def _overlay_pending(pending, schema, plan, want_slots, want_chunks, row_of, k_o
 
 def _fill(schema, plan, rows, ks, window, out):
     fill = fill_scalar(schema.dtype, schema.fill)
-    if schema.dtype.is_string:
+    if schema.dtype.is_string or kernels.numpy_path(len(rows)):
         for r, k in zip(rows, ks):
             kernels.fill_box(out[int(r), ...], plan.dst_starts[k], plan.boxes[k], fill)
         return
@@ -197,7 +200,8 @@ def _fetch_decode_scatter(ctx, schema, plan, entries, rows, ks, window, out):
     out_bytes = out.reshape(-1).view(np.uint8)
     out_view = memoryview(out_bytes)
     zero = np.zeros(1, np.int64)
-    copy_boxes = kernels.copy_boxes
+    small = kernels.numpy_path(n)
+    copy_boxes = None if small else kernels.copy_boxes
 
     def work(batch):
         for i in batch:
@@ -208,6 +212,12 @@ def _fetch_decode_scatter(ctx, schema, plan, entries, rows, ks, window, out):
             if run[i] >= 0:
                 out_view[run_dst[i] : run_dst[i] + run[i]] = \
                     memoryview(raw)[run_src[i] : run_src[i] + run[i]]
+                continue
+            if small:
+                k = ks[i]
+                chunk = np.frombuffer(raw, out.dtype).reshape(extents[i])
+                kernels.copy_box(chunk, plan.src_starts[k], out[int(rows[i]), ...],
+                                 plan.dst_starts[k], plan.boxes[k])
                 continue
             copy_boxes(np.frombuffer(raw, np.uint8), zero, src_shapes[i : i + 1],
                        src_starts[i : i + 1], out_bytes, dst_offsets[i : i + 1],

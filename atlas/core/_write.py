@@ -19,7 +19,9 @@ def write_window(ctx: ReadContext, pending: PendingWrites, array: str, slot: int
     if data.size == 0:
         return
     data = np.require(data, requirements="C")
-    plan = kernels.window_plan(schema.shape, schema.chunk_shape, start, data.shape)
+    # compiled: the flush computes stats with kernels, so a writer loads them in any case
+    plan = kernels.window_plan(schema.shape, schema.chunk_shape, start, data.shape,
+                               compiled=True)
     whole = np.all(plan.boxes == plan.extents, axis=1)
     for k in range(len(plan.chunk_ids)):
         chunk = int(plan.chunk_ids[k])

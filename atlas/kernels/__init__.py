@@ -4,7 +4,12 @@ Kernels (``boxes``, ``stats``, ``plan``) see only arrays and plain scalars. Obje
 arrays never reach them: the drivers copy those with numpy slicing instead.
 
 numba is imported when a kernel is first used (module ``__getattr__``), not by ``import atlas``:
-opening a store and listing it never pays for the compiler.
+opening a store and listing it never pays for the compiler. A process's first kernel costs
+~0.5 s (numba import, cache load, target set-up), far more than a small read takes in all, so
+until some job has loaded a kernel, small jobs (at most ``SMALL_JOB`` chunks) are planned,
+searched and copied with plain numpy (:func:`numpy_path`). Once one kernel is loaded the rest
+load cheaply and are faster per call, so every job uses them. Single boxes (``copy_box``,
+``fill_box``) are always numpy slicing.
 """
 
 from __future__ import annotations
@@ -17,6 +22,10 @@ import numpy as np
 # how a dtype marks missing values besides the fill: 0 none, 1 NaN, 2 NaT (int64 min)
 NULL_NONE, NULL_NAN, NULL_NAT = 0, 1, 2
 
+# jobs of at most this many chunks (or wanted index entries) may skip the compiled kernels
+SMALL_JOB = 64
+_kernel_loaded = False
+
 _KERNEL_HOMES = {
     "copy_boxes": "boxes", "fill_boxes": "boxes", "plan_window": "plan",
     "find_chunks": "plan", "chunk_stats": "stats", "merge_stats": "stats",
@@ -27,9 +36,16 @@ def __getattr__(name: str):
     home = _KERNEL_HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'atlas.kernels' has no attribute {name!r}")
+    global _kernel_loaded
     kernel = getattr(importlib.import_module(f"atlas.kernels.{home}"), name)
     globals()[name] = kernel  # later lookups skip __getattr__
+    _kernel_loaded = True
     return kernel
+
+
+def numpy_path(size: int) -> bool:
+    """Whether a job of ``size`` chunks runs in numpy: it is small and no kernel is loaded yet."""
+    return size <= SMALL_JOB and not _kernel_loaded
 
 
 def _kernel(name: str):
@@ -43,19 +59,15 @@ __all__ = [
     "NULL_NONE",
     "WindowPlan",
     "copy_box",
-    "copy_many",
     "fill_box",
     "find",
     "merge_partials",
+    "numpy_path",
     "stats_partial",
     "window_plan",
 ]
 
 _EMPTY_MASK = np.zeros(0, np.uint8)
-
-
-def _table(rows: Sequence[Sequence[int]] | np.ndarray, ndim: int) -> np.ndarray:
-    return np.asarray(rows, dtype=np.int64).reshape(1 if ndim == 0 else -1, ndim)
 
 
 def fold(shapes: np.ndarray, starts: np.ndarray, itemsize: int) -> tuple[np.ndarray, np.ndarray]:
@@ -70,36 +82,18 @@ def fold(shapes: np.ndarray, starts: np.ndarray, itemsize: int) -> tuple[np.ndar
     return shapes, starts
 
 
-def _flat_bytes(a: np.ndarray) -> np.ndarray:
-    if not a.flags.c_contiguous:
-        raise ValueError("kernel buffers must be C-contiguous")
-    return a.reshape(-1).view(np.uint8)
-
-
 def _slices(start: Sequence[int], box: Sequence[int]) -> tuple[slice, ...]:
     return tuple(slice(s, s + b) for s, b in zip(start, box))
 
 
-def copy_many(
-    src: np.ndarray,
-    src_offsets: np.ndarray,
-    src_shapes: np.ndarray,
-    src_starts: np.ndarray,
-    dst: np.ndarray,
-    dst_offsets: np.ndarray,
-    dst_shapes: np.ndarray,
-    dst_starts: np.ndarray,
-    boxes: np.ndarray,
-    itemsize: int,
-) -> None:
-    """Copy box i between region i of two flat byte buffers (offsets in bytes, rest in elements)."""
-    src_shapes_b, src_starts_b = fold(src_shapes, src_starts, itemsize)
-    dst_shapes_b, dst_starts_b = fold(dst_shapes, dst_starts, itemsize)
-    boxes_b, _ = fold(boxes, np.zeros_like(boxes), itemsize)
-    _kernel("copy_boxes")(
-        src, src_offsets.astype(np.int64), src_shapes_b, src_starts_b,
-        dst, dst_offsets.astype(np.int64), dst_shapes_b, dst_starts_b, boxes_b,
-    )
+def _box_slices(shape: tuple[int, ...], start: Sequence[int], box: Sequence[int],
+                side: str) -> tuple[slice, ...]:
+    """The slices of a box, checked to lie inside ``shape`` (numpy would silently clip)."""
+    start, box = tuple(int(v) for v in start), tuple(int(v) for v in box)
+    if len(start) != len(shape) or len(box) != len(shape) or any(
+            s < 0 or b < 0 or s + b > n for s, b, n in zip(start, box, shape)):
+        raise IndexError(f"box of shape {box} at {start} does not fit the {side} of shape {shape}")
+    return _slices(start, box)
 
 
 def copy_box(
@@ -109,31 +103,16 @@ def copy_box(
     dst_start: Sequence[int],
     box: Sequence[int],
 ) -> None:
-    """``dst[dst_start:+box] = src[src_start:+box]`` for C-contiguous arrays of one dtype."""
+    """``dst[dst_start:+box] = src[src_start:+box]`` for arrays of one dtype, bounds-checked."""
     if src.dtype != dst.dtype:
         raise TypeError(f"copy_box needs one dtype, got {src.dtype} and {dst.dtype}")
-    if src.dtype.hasobject:
-        dst[_slices(dst_start, box)] = src[_slices(src_start, box)]
-        return
-    ndim = src.ndim
-    zero = np.zeros((1,), np.int64)
-    copy_many(
-        _flat_bytes(src), zero, _table(src.shape, ndim), _table(src_start, ndim),
-        _flat_bytes(dst), zero, _table(dst.shape, ndim), _table(dst_start, ndim),
-        _table(box, ndim), src.dtype.itemsize,
-    )
+    source = src[_box_slices(src.shape, src_start, box, "source")]
+    dst[_box_slices(dst.shape, dst_start, box, "destination")] = source
 
 
 def fill_box(dst: np.ndarray, dst_start: Sequence[int], box: Sequence[int], value) -> None:
-    """``dst[dst_start:+box] = value`` for a C-contiguous array."""
-    if dst.dtype.hasobject:
-        dst[_slices(dst_start, box)] = value
-        return
-    ndim = dst.ndim
-    pattern = np.asarray(value, dtype=dst.dtype).reshape(1).view(np.uint8)
-    shapes, starts = fold(_table(dst.shape, ndim), _table(dst_start, ndim), dst.dtype.itemsize)
-    boxes, _ = fold(_table(box, ndim), np.zeros((1, ndim), np.int64), dst.dtype.itemsize)
-    _kernel("fill_boxes")(_flat_bytes(dst), np.zeros(1, np.int64), shapes, starts, boxes, pattern)
+    """``dst[dst_start:+box] = value``, bounds-checked."""
+    dst[_box_slices(dst.shape, dst_start, box, "destination")] = value
 
 
 class WindowPlan(NamedTuple):
@@ -148,9 +127,13 @@ class WindowPlan(NamedTuple):
 
 
 def window_plan(
-    shape: Sequence[int], chunk_shape: Sequence[int], start: Sequence[int], window: Sequence[int]
+    shape: Sequence[int], chunk_shape: Sequence[int], start: Sequence[int], window: Sequence[int],
+    *, compiled: bool = False,
 ) -> WindowPlan:
-    """Plan which chunks an in-bounds window touches (the caller checked the bounds)."""
+    """Plan which chunks an in-bounds window touches (the caller checked the bounds).
+
+    ``compiled`` skips the numpy small-job path, for callers that will load kernels anyway.
+    """
     ndim = len(shape)
     if any(w == 0 for w in window):
         empty = np.zeros((0, ndim), np.int64)
@@ -160,11 +143,32 @@ def window_plan(
         first = start[axis] // chunk_shape[axis]
         last = (start[axis] + window[axis] - 1) // chunk_shape[axis]
         m *= last - first + 1
+    as_i64 = [np.asarray(v, np.int64).reshape(ndim) for v in (shape, chunk_shape, start, window)]
+    if not compiled and numpy_path(m):
+        return _plan_numpy(*as_i64, m)
     tables = [np.empty((m, ndim), np.int64) for _ in range(5)]
     chunk_ids = np.empty(m, np.int64)
-    as_i64 = [np.asarray(v, np.int64).reshape(ndim) for v in (shape, chunk_shape, start, window)]
     _kernel("plan_window")(*as_i64, chunk_ids, *tables)
     return WindowPlan(chunk_ids, *tables)
+
+
+def _plan_numpy(shape, chunk_shape, start, window, m: int) -> WindowPlan:
+    """``plan_window`` in numpy, for plans of a few chunks."""
+    ndim = len(shape)
+    first = start // chunk_shape
+    counts = (start + window - 1) // chunk_shape - first + 1
+    # chunk coordinates, one row per chunk in C order (last axis fastest)
+    coords = np.ascontiguousarray(np.indices(counts, np.int64).reshape(ndim, m).T) + first
+    origins = coords * chunk_shape
+    extents = np.minimum(chunk_shape, shape - origins)
+    lo = np.maximum(start, origins)
+    hi = np.minimum(start + window, origins + extents)
+    grid = -(-shape // chunk_shape)
+    strides = np.ones(ndim, np.int64)
+    for axis in range(ndim - 2, -1, -1):
+        strides[axis] = strides[axis + 1] * grid[axis + 1]
+    chunk_ids = (coords * strides).sum(axis=1, dtype=np.int64)
+    return WindowPlan(chunk_ids, origins, extents, lo - origins, lo - start, hi - lo)
 
 
 def find(
@@ -172,9 +176,24 @@ def find(
     want_chunks: np.ndarray,
 ) -> np.ndarray:
     """Positions of wanted (slot, chunk) pairs in an index sorted by (slot, chunk); -1 if absent."""
+    if numpy_path(len(want_slots)):
+        return _find_numpy(index_slots, index_chunks, want_slots, want_chunks)
     out = np.empty(len(want_slots), np.int64)
     _kernel("find_chunks")(index_slots, index_chunks, want_slots.astype(np.int64),
                 want_chunks.astype(np.int64), out)
+    return out
+
+
+def _find_numpy(index_slots, index_chunks, want_slots, want_chunks) -> np.ndarray:
+    """``find_chunks`` in numpy: the slot's run by bisection, then the chunk inside it."""
+    lo = np.searchsorted(index_slots, want_slots, "left").tolist()
+    hi = np.searchsorted(index_slots, want_slots, "right").tolist()
+    out = np.full(len(want_slots), -1, np.int64)
+    for k, chunk in enumerate(want_chunks.tolist()):
+        a, b = lo[k], hi[k]
+        pos = a + int(np.searchsorted(index_chunks[a:b], chunk))
+        if pos < b and index_chunks[pos] == chunk:
+            out[k] = pos
     return out
 
 

@@ -100,8 +100,92 @@ def test_copy_box_refuses_mixed_dtypes_and_boxes_outside_the_region():
         kernels.copy_box(np.zeros(4, np.int32), [0], np.zeros(4, np.int32), [3], [2])
     with pytest.raises(IndexError):
         kernels.fill_box(np.zeros((2, 2), np.int8), [1, 1], [2, 1], 1)
-    with pytest.raises(ValueError, match="contiguous"):
-        kernels.copy_box(np.zeros((4, 4))[:, ::2], [0, 0], np.zeros((4, 2)), [0, 0], [1, 1])
+    with pytest.raises(IndexError):  # numpy would clip a negative start silently
+        kernels.fill_box(np.zeros(4, np.int8), [-1], [2], 1)
+
+
+def test_copy_box_works_on_strided_views():
+    src = np.arange(16.0).reshape(4, 4)[:, ::2]
+    dst = np.zeros((4, 6))[::2, 1:]
+    kernels.copy_box(src, [1, 0], dst, [0, 1], [2, 2])
+    np.testing.assert_array_equal(dst[:, 1:3], src[1:3, :])
+
+
+def _flat(a: np.ndarray) -> np.ndarray:
+    return a.reshape(-1).view(np.uint8)
+
+
+def _kernel_copy(cases, dtype):
+    """Copy every (src, src_start, dst, dst_start, box) case with ONE ``copy_boxes`` call over two
+    flat buffers that hold all sources and all destinations back to back."""
+    ndim = cases[0][0].ndim
+    srcs, dsts = [c[0] for c in cases], [c[2] for c in cases]
+    src_buf = np.concatenate([_flat(a) for a in srcs]) if srcs else np.zeros(0, np.uint8)
+    dst_buf = np.concatenate([_flat(a) for a in dsts])
+    offsets = lambda arrays: np.cumsum([0] + [a.nbytes for a in arrays[:-1]]).astype(np.int64)
+    table = lambda rows: np.array(rows, np.int64).reshape(len(cases), ndim)
+    src_shapes, src_starts = kernels.fold(table([a.shape for a in srcs]),
+                                          table([c[1] for c in cases]), dtype.itemsize)
+    dst_shapes, dst_starts = kernels.fold(table([a.shape for a in dsts]),
+                                          table([c[3] for c in cases]), dtype.itemsize)
+    boxes, _ = kernels.fold(table([c[4] for c in cases]), table([c[4] for c in cases]),
+                            dtype.itemsize)
+    kernels.copy_boxes(src_buf, offsets(srcs), src_shapes, src_starts,
+                       dst_buf, offsets(dsts), dst_shapes, dst_starts, boxes)
+    out, at = [], 0
+    for a in dsts:
+        out.append(dst_buf[at:at + a.nbytes].view(dtype).reshape(a.shape))
+        at += a.nbytes
+    return out
+
+
+@pytest.mark.parametrize("dtype", KERNEL_DTYPES)
+@pytest.mark.parametrize("ndim", [0, 1, 2, 3, 4])
+def test_copy_boxes_kernel_equals_numpy_slice_assignment(dtype, ndim):
+    rng = np.random.default_rng(200 + ndim)
+    dt = _np_dtype(dtype)
+    cases = []
+    for _ in range(12):
+        box, src_shape, dst_shape, src_start, dst_start = _random_box_case(rng, ndim)
+        cases.append((_random(dt, src_shape, rng), src_start, _random(dt, dst_shape, rng),
+                      dst_start, box))
+    expected = []
+    for src, src_start, dst, dst_start, box in cases:
+        want = dst.copy()
+        want[_window(dst_start, box)] = src[_window(src_start, box)]
+        expected.append(want)
+    for got, want in zip(_kernel_copy(cases, dt), expected):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", KERNEL_DTYPES)
+@pytest.mark.parametrize("ndim", [0, 1, 2, 3])
+def test_fill_boxes_kernel_equals_numpy_slice_fill(dtype, ndim):
+    rng = np.random.default_rng(300 + ndim)
+    dt = _np_dtype(dtype)
+    values = list(_random(dt, (2,), rng)) + ([dt.type("nan")] if dt.kind == "f" else [])
+    for value in values:
+        box, shape, _, start, _ = _random_box_case(rng, ndim)
+        dst = _random(dt, shape, rng)
+        expected = dst.copy()
+        expected[_window(start, box)] = value
+        shapes, starts = kernels.fold(np.array([shape], np.int64).reshape(1, ndim),
+                                      np.array([start], np.int64).reshape(1, ndim), dt.itemsize)
+        boxes, _ = kernels.fold(np.array([box], np.int64).reshape(1, ndim), shapes, dt.itemsize)
+        pattern = np.asarray(value, dtype=dt).reshape(1).view(np.uint8)
+        kernels.fill_boxes(_flat(dst), np.zeros(1, np.int64), shapes, starts, boxes, pattern)
+        np.testing.assert_array_equal(dst, expected)
+
+
+def test_copy_boxes_kernel_refuses_boxes_outside_their_region_or_buffer():
+    one = np.ones((1, 1), np.int64)
+    with pytest.raises(IndexError):  # bounds-checked instead of corrupting memory
+        kernels.copy_boxes(np.zeros(8, np.uint8), np.zeros(1, np.int64), one * 8, one * 4,
+                           np.zeros(8, np.uint8), np.zeros(1, np.int64), one * 8, one * 0,
+                           one * 8)
+    with pytest.raises(IndexError):
+        kernels.fill_boxes(np.zeros(8, np.uint8), np.ones(1, np.int64), one * 8, one * 0,
+                           one * 8, np.zeros(1, np.uint8))
 
 
 def _plan_reference(shape, chunk_shape, start, window):
@@ -122,7 +206,7 @@ def _plan_reference(shape, chunk_shape, start, window):
 
 
 @pytest.mark.parametrize("ndim", [1, 2, 3, 4])
-def test_window_plan_lists_every_overlapped_chunk_like_a_brute_force_walk(ndim):
+def test_window_plan_lists_every_overlapped_chunk_like_a_brute_force_walk(ndim, job_path):
     rng = np.random.default_rng(100 + ndim)
     for _ in range(40):
         chunk_shape = [int(rng.integers(1, 5)) for _ in range(ndim)]
@@ -141,7 +225,7 @@ def test_window_plan_lists_every_overlapped_chunk_like_a_brute_force_walk(ndim):
         assert plan.boxes.prod(axis=1).sum() == math.prod(window)  # the boxes tile the window
 
 
-def test_window_plan_scatters_chunks_back_into_the_window():
+def test_window_plan_scatters_chunks_back_into_the_window(job_path):
     rng = np.random.default_rng(7)
     array = rng.standard_normal((13, 9))
     shape, chunk_shape, start, window = (13, 9), (5, 4), (3, 2), (9, 6)
@@ -153,7 +237,7 @@ def test_window_plan_scatters_chunks_back_into_the_window():
     np.testing.assert_array_equal(out, array[3:12, 2:8])
 
 
-def test_window_plan_of_zero_d_and_empty_windows():
+def test_window_plan_of_zero_d_and_empty_windows(job_path):
     plan = kernels.window_plan((), (), (), ())
     assert plan.chunk_ids.tolist() == [0] and plan.boxes.shape == (1, 0)
     empty = kernels.window_plan((4, 4), (2, 2), (1, 1), (0, 3))
@@ -170,7 +254,7 @@ def test_copy_box_and_fill_box_handle_zero_d_arrays():
         assert dst[()] == np.array(9, dtype=dt)[()]
 
 
-def test_find_locates_wanted_pairs_like_a_dictionary_lookup():
+def test_find_locates_wanted_pairs_like_a_dictionary_lookup(job_path):
     rng = np.random.default_rng(3)
     for n in (0, 1, 2, 50, 500):
         pairs = {(int(s), int(c)) for s, c in rng.integers(0, 30, size=(n, 2))}

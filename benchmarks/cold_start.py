@@ -7,9 +7,12 @@ read (the same window across all N datasets). The parent also times the whole pr
 start and exit included). Systems, interleaved, at least 5 runs each, medians:
 
 - ``atlas``: Numba cache warm (``NUMBA_CACHE_DIR`` is a directory a first untimed run filled);
-- ``atlas (cold cache)``: ``NUMBA_CACHE_DIR`` is a new empty directory each run, so every kernel
-  the run needs is compiled;
-- ``zarr``: ``import zarr``, the stacked zarr store of the same data;
+- ``atlas (stacked first)``: warm cache, but the first read is the stacked read (all N datasets,
+  large enough to load the Numba kernels, which a small first read does not);
+- ``atlas (stacked first, cold cache)``: the same with ``NUMBA_CACHE_DIR`` a new empty directory
+  each run, so every kernel the read needs is compiled;
+- ``zarr``: ``import zarr``, the stacked zarr store of the same data (and ``zarr (stacked
+  first)``: its first read is the stacked read);
 - ``xarray+zarr``: ``import xarray``, ``xr.open_zarr`` of one dataset's store;
 - ``netcdf``: ``import netCDF4``, one dataset's file (no stacked read);
 - ``python``: an empty script (interpreter start-up, for reference; process wall only).
@@ -43,7 +46,9 @@ from benchmarks.peers import netcdf, zarr_idiomatic, zarr_stacked
 
 WORKLOAD = "cold_start"
 SUBJECT = "atlas"
-COLD = "atlas (cold cache)"
+STACKED = "atlas (stacked first)"
+COLD = "atlas (stacked first, cold cache)"
+ZARR_STACKED = "zarr (stacked first)"
 ARRAY = "temperature"
 
 # Each child script prints one JSON line: seconds since its first line at each step.
@@ -59,6 +64,12 @@ store = atlas.Atlas.open(P["store"], read_only=True)
 mark("open")
 store.open_dataset(P["names"][0]).read_array(P["array"], P["start"], P["shape"])
 mark("first read")
+""",
+    STACKED: """
+import atlas
+mark("import")
+store = atlas.Atlas.open(P["store"], read_only=True)
+mark("open")
 store.read_array_across_stacked(P["array"], P["names"], P["start"], P["shape"])
 mark("first stacked read")
 """,
@@ -71,6 +82,14 @@ mark("open")
 sel = tuple(slice(b, b + n) for b, n in zip(P["start"], P["shape"]))
 array[(0, *sel)]
 mark("first read")
+""",
+    ZARR_STACKED: """
+import numpy as np
+import zarr
+mark("import")
+array = zarr.open_group(P["zarr"], mode="r")[P["array"]]
+mark("open")
+sel = tuple(slice(b, b + n) for b, n in zip(P["start"], P["shape"]))
 array[(slice(None), *sel)]
 mark("first stacked read")
 """,
@@ -104,7 +123,7 @@ def child_script(system: str, params: dict) -> str:
 
 def run_child(system: str, params: dict, env: dict) -> dict:
     """Run one fresh process; return its step marks plus the parent's view of its wall time."""
-    code = child_script(SUBJECT if system == COLD else system, params)
+    code = child_script(STACKED if system == COLD else system, params)
     begin = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
@@ -146,7 +165,7 @@ def run(args: argparse.Namespace) -> dict:
     repeats = args.runs or (2 if args.quick else 7)
     progress = harness.progress_printer(args.verbose)
     workdir = harness.make_workdir(args.workdir, "atlas_bench_cold")
-    systems = [SUBJECT, COLD, "zarr", "xarray+zarr", "netcdf", "python"]
+    systems = [SUBJECT, STACKED, COLD, "zarr", ZARR_STACKED, "xarray+zarr", "netcdf", "python"]
     if args.systems:
         wanted = [w.strip() for w in args.systems.split(",")]
         unknown = sorted(set(wanted) - set(systems))
@@ -160,16 +179,16 @@ def run(args: argparse.Namespace) -> dict:
         base_env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
         warm_cache = workdir / "numba-cache-warm"
         warm_env = {**base_env, "NUMBA_CACHE_DIR": str(warm_cache)}
-        run_child(SUBJECT, params, warm_env)  # fills the warm cache
+        run_child(STACKED, params, warm_env)  # fills the warm cache (every read kernel)
         for system in systems:  # one untimed run each: the OS file cache is warm for all
-            if system not in (SUBJECT, COLD):
+            if system not in (SUBJECT, COLD, STACKED):
                 run_child(system, params, base_env)
         for round_index in range(repeats):
             for system in harness.rotated(systems, round_index):
                 if system == COLD:
                     cold_dir = tempfile.mkdtemp(prefix="numba-cold-", dir=workdir)
                     env = {**base_env, "NUMBA_CACHE_DIR": cold_dir}
-                elif system == SUBJECT:
+                elif system in (SUBJECT, STACKED):
                     env = warm_env
                 else:
                     env = base_env
@@ -220,9 +239,9 @@ def run(args: argparse.Namespace) -> dict:
     main_phase = phases["import+open+first read"]
     wall = phases["process wall"]
     result["metrics"] = {
-        f"atlas {what}, {cache} cache (s)": phase[system]["median_s"]
+        f"{system} {what} (s)": phase[system]["median_s"]
         for what, phase in (("import+open+first read", main_phase), ("process wall", wall))
-        for cache, system in (("warm", SUBJECT), ("cold", COLD))
+        for system in (SUBJECT, STACKED, COLD)
         if system in phase
     }
     command = "python -m benchmarks.cold_start" + (" --quick" if args.quick else "")

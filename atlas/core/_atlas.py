@@ -15,7 +15,7 @@ from atlas.core._batches import batches
 from atlas.core._dataset import DatasetView
 from atlas.core._index import IndexCache, ResolvedIndex
 from atlas.core._pending import PendingWrites, segment_key
-from atlas.core._reader import ReadContext, read_rows
+from atlas.core._reader import ReadContext, distinct_values, read_rows
 from atlas.core._validate import as_index_tuple, check_name, check_window
 from atlas.errors import (
     AlreadyExistsError,
@@ -365,7 +365,7 @@ class Atlas:
         if not found:
             return out
         slots, schema_ids = self._rows(array, [names[i] for i in found])
-        for schema_id in np.unique(schema_ids):
+        for schema_id in distinct_values(schema_ids):
             pick = np.flatnonzero(schema_ids == schema_id)
             schema = self._manifest.schemas[schema_id]
             where = f"{array!r} in dataset {names[found[pick[0]]]!r}"
@@ -435,7 +435,7 @@ class Atlas:
     def _common_window(self, array, names, schema_ids, start, shape):
         """Check every distinct schema admits one window of one dtype; return it."""
         first = None
-        for schema_id in _unique_in_order(schema_ids):
+        for schema_id in distinct_values(schema_ids):  # first mismatch first in errors
             schema = self._manifest.schemas[schema_id]
             name = names[int(np.flatnonzero(schema_ids == schema_id)[0])]
             start_t, window = self._window(schema, start, shape,
@@ -531,12 +531,6 @@ def _name_list(dataset_names: Sequence[str]) -> list[str]:
     if isinstance(dataset_names, str):
         raise TypeError("dataset_names must be a sequence of names, not a single str")
     return list(dataset_names)
-
-
-def _unique_in_order(values: np.ndarray) -> list[int]:
-    """Distinct values in order of first appearance (so errors name the first mismatch)."""
-    _, first = np.unique(values, return_index=True)
-    return [int(values[i]) for i in np.sort(first)]
 
 
 def _referenced(doc: dict) -> set[str]:

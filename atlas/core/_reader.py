@@ -8,8 +8,9 @@ incarnations ("rows") of one array name, into a preallocated ``out`` of shape (r
 - scatter: kernel ``copy_boxes`` writes each chunk's overlap straight into ``out``; one
   ``fill_boxes`` call fills every box that no chunk covers.
 
-Small reads plan, search and copy with numpy until a kernel is loaded (``kernels.numpy_path``),
-so a process whose reads are all small never loads numba.
+Until a process has read enough chunks to pay for loading numba (``kernels.numpy_path``), reads
+plan, search, copy and fill with numpy instead: a fresh process's first reads never wait ~0.5 s
+for the kernels.
 """
 
 from __future__ import annotations
@@ -68,6 +69,12 @@ def coalesce(offsets: np.ndarray, lengths: np.ndarray, gap: int = COALESCE_GAP):
     return starts, group_ends, group
 
 
+def distinct_values(values: np.ndarray) -> list[int]:
+    """Distinct integers in order of first appearance. (Not ``np.unique``: its first call imports
+    ``numpy.ma``, ~20 ms of a fresh process's first read.)"""
+    return list(dict.fromkeys(values.tolist()))
+
+
 def read_rows(ctx: ReadContext, slots: np.ndarray, schema_ids: np.ndarray,
               schemas: list[Schema], start: tuple[int, ...], window: tuple[int, ...],
               out: np.ndarray) -> None:
@@ -77,9 +84,10 @@ def read_rows(ctx: ReadContext, slots: np.ndarray, schema_ids: np.ndarray,
     """
     if out.size == 0:
         return
-    distinct, inverse = np.unique(schema_ids, return_inverse=True)
-    for g, schema_id in enumerate(distinct):
-        positions = np.flatnonzero(inverse == g) if len(distinct) > 1 else np.arange(len(slots))
+    distinct = distinct_values(schema_ids)
+    for schema_id in distinct:
+        positions = np.flatnonzero(schema_ids == schema_id) if len(distinct) > 1 \
+            else np.arange(len(slots))
         _read_group(ctx, schemas[schema_id], slots[positions], positions, start, window, out)
 
 
@@ -126,8 +134,8 @@ def _overlay_pending(pending, schema, plan, want_slots, want_chunks, row_of, k_o
 def _fill(schema, plan, rows, ks, window, out):
     fill = fill_scalar(schema.dtype, schema.fill)
     if schema.dtype.is_string or kernels.numpy_path(len(rows)):
-        for r, k in zip(rows, ks):
-            kernels.fill_box(out[int(r), ...], plan.dst_starts[k], plan.boxes[k], fill)
+        for index in box_slices(plan.dst_starts[ks], plan.boxes[ks], rows):
+            out[index] = fill
         return
     itemsize = out.dtype.itemsize
     ndim = len(window)
@@ -147,7 +155,7 @@ def _fetch_decode_scatter(ctx, schema, plan, entries, rows, ks, window, out):
     offsets = cols["offset"][entries]
     lengths = cols["stored_length"][entries] + cols["mask_length"][entries]
     buffers: list = [None] * len(entries)
-    for seg in np.unique(segment):
+    for seg in distinct_values(segment):
         pick = np.flatnonzero(segment == seg)
         pick = pick[np.argsort(offsets[pick], kind="stable")]
         key = ctx.resolved.keys[seg]
@@ -202,6 +210,12 @@ def _fetch_decode_scatter(ctx, schema, plan, entries, rows, ks, window, out):
     zero = np.zeros(1, np.int64)
     small = kernels.numpy_path(n)
     copy_boxes = None if small else kernels.copy_boxes
+    if small:  # numpy indexes of each partial chunk's box (the plan keeps them in bounds)
+        partial = [i for i in range(n) if run[i] < 0]
+        chunk_shapes = {i: tuple(extents[i].tolist()) for i in partial}
+        src_index = dict(zip(partial, box_slices(plan.src_starts[ks[partial]], boxes_e[partial])))
+        dst_index = dict(zip(partial, box_slices(plan.dst_starts[ks[partial]], boxes_e[partial],
+                                                 rows[partial])))
 
     def work(batch):
         for i in batch:
@@ -214,10 +228,8 @@ def _fetch_decode_scatter(ctx, schema, plan, entries, rows, ks, window, out):
                     memoryview(raw)[run_src[i] : run_src[i] + run[i]]
                 continue
             if small:
-                k = ks[i]
-                chunk = np.frombuffer(raw, out.dtype).reshape(extents[i])
-                kernels.copy_box(chunk, plan.src_starts[k], out[int(rows[i]), ...],
-                                 plan.dst_starts[k], plan.boxes[k])
+                chunk = np.frombuffer(raw, out.dtype).reshape(chunk_shapes[i])
+                out[dst_index[i]] = chunk[src_index[i]]
                 continue
             copy_boxes(np.frombuffer(raw, np.uint8), zero, src_shapes[i : i + 1],
                        src_starts[i : i + 1], out_bytes, dst_offsets[i : i + 1],
@@ -233,6 +245,14 @@ def _fetch_decode_scatter(ctx, schema, plan, entries, rows, ks, window, out):
     futures = [pool.submit(work, batch) for batch in np.array_split(np.arange(n), n_batches)]
     for f in futures:
         f.result()
+
+
+def box_slices(starts: np.ndarray, boxes: np.ndarray, leading: np.ndarray | None = None
+               ) -> list[tuple]:
+    """Per row, the numpy index of a box: its slices, after ``leading[row]`` when given."""
+    rows = [()] * len(starts) if leading is None else [(r,) for r in leading.tolist()]
+    return [lead + tuple(slice(a, a + b) for a, b in zip(s, w))
+            for lead, s, w in zip(rows, starts.tolist(), boxes.tolist())]
 
 
 def _checked_decode(buffer, stored_len: int, mask_len: int, crc: int, codec_id: int,

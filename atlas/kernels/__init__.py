@@ -5,11 +5,12 @@ arrays never reach them: the drivers copy those with numpy slicing instead.
 
 numba is imported when a kernel is first used (module ``__getattr__``), not by ``import atlas``:
 opening a store and listing it never pays for the compiler. A process's first kernel costs
-~0.5 s (numba import, cache load, target set-up), far more than a small read takes in all, so
-until some job has loaded a kernel, small jobs (at most ``SMALL_JOB`` chunks) are planned,
-searched and copied with plain numpy (:func:`numpy_path`). Once one kernel is loaded the rest
-load cheaply and are faster per call, so every job uses them. Single boxes (``copy_box``,
-``fill_box``) are always numpy slicing.
+~0.5 s (numba import, cache load, target set-up), more than hundreds of small reads take in all.
+So reads plan, search and copy with plain numpy (a few microseconds more per chunk) until the
+chunks they handled would have paid for that load (``NUMPY_BUDGET``, see :func:`numpy_path`);
+then they load the kernels, as does any writer (a flush computes stats with them). Once one
+kernel is loaded every job uses the kernels. Single boxes (``copy_box``, ``fill_box``) are
+always numpy slicing.
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ import numpy as np
 # how a dtype marks missing values besides the fill: 0 none, 1 NaN, 2 NaT (int64 min)
 NULL_NONE, NULL_NAN, NULL_NAT = 0, 1, 2
 
-# jobs of at most this many chunks (or wanted index entries) may skip the compiled kernels
-SMALL_JOB = 64
+# Chunks (planned, searched, copied or filled) that numpy handles before the kernels load: at the
+# few microseconds per chunk numpy costs over a kernel, about the ~0.5 s a first load costs, so
+# no process spends more than about twice what it would with hindsight.
+NUMPY_BUDGET = 100_000
+_numpy_spent = 0
 _kernel_loaded = False
 
 _KERNEL_HOMES = {
@@ -44,8 +48,15 @@ def __getattr__(name: str):
 
 
 def numpy_path(size: int) -> bool:
-    """Whether a job of ``size`` chunks runs in numpy: it is small and no kernel is loaded yet."""
-    return size <= SMALL_JOB and not _kernel_loaded
+    """Whether a job of ``size`` chunks runs in numpy: no kernel is loaded and the budget allows.
+
+    Threads may race on the tally; that only moves the switch by a job or two.
+    """
+    global _numpy_spent
+    if _kernel_loaded or _numpy_spent + size > NUMPY_BUDGET:
+        return False
+    _numpy_spent += size
+    return True
 
 
 def _kernel(name: str):
@@ -61,6 +72,7 @@ __all__ = [
     "copy_box",
     "fill_box",
     "find",
+    "NUMPY_BUDGET",
     "merge_partials",
     "numpy_path",
     "stats_partial",
@@ -185,16 +197,24 @@ def find(
 
 
 def _find_numpy(index_slots, index_chunks, want_slots, want_chunks) -> np.ndarray:
-    """``find_chunks`` in numpy: the slot's run by bisection, then the chunk inside it."""
-    lo = np.searchsorted(index_slots, want_slots, "left").tolist()
-    hi = np.searchsorted(index_slots, want_slots, "right").tolist()
-    out = np.full(len(want_slots), -1, np.int64)
-    for k, chunk in enumerate(want_chunks.tolist()):
-        a, b = lo[k], hi[k]
-        pos = a + int(np.searchsorted(index_chunks[a:b], chunk))
-        if pos < b and index_chunks[pos] == chunk:
-            out[k] = pos
-    return out
+    """``find_chunks`` in numpy: each slot's run by bisection, then all wanted chunks bisected
+    inside their runs at once."""
+    if len(index_slots) == 0:
+        return np.full(len(want_slots), -1, np.int64)
+    lo = np.searchsorted(index_slots, want_slots, "left")
+    hi = np.searchsorted(index_slots, want_slots, "right")
+    end = hi.copy()
+    last = len(index_chunks) - 1
+    while True:
+        active = lo < hi
+        if not active.any():
+            break
+        mid = (lo + hi) // 2
+        right = active & (index_chunks[np.minimum(mid, last)] < want_chunks)
+        lo = np.where(right, mid + 1, lo)
+        hi = np.where(active & ~right, mid, hi)
+    hit = (lo < end) & (index_chunks[np.minimum(lo, last)] == want_chunks)
+    return np.where(hit, lo, -1).astype(np.int64)
 
 
 def stats_partial(values: np.ndarray, written: np.ndarray | None, fill, has_fill: bool,

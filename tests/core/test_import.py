@@ -6,7 +6,10 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+
+import atlas
 
 _PROBE = """
 import json, sys, time
@@ -45,3 +48,42 @@ def test_the_public_names_are_exported():
                  "OutOfBoundsError", "StoreNotFoundError"):
         assert name in atlas.__all__ and hasattr(atlas, name)
     assert isinstance(atlas.__version__, str)
+
+
+_READER = """
+import json, sys
+import numpy as np
+import atlas
+from atlas import kernels
+
+store = atlas.Atlas.open(sys.argv[1], read_only=True)
+model = np.arange(40 * 30, dtype=np.float64).reshape(40, 30)
+seen = []
+def read(name, start, shape):
+    got = store.open_dataset(name).read_array("v", start, shape)
+    window = tuple(slice(a, a + b) for a, b in zip(start, shape))
+    assert np.array_equal(got, model[window] + int(name[1:])), name
+    seen.append("numba" in sys.modules)
+read("d0", [3, 4], [20, 9])
+read("d1", [0, 0], [40, 30])
+kernels.NUMPY_BUDGET = kernels._numpy_spent + 20  # the next read of >20 chunks loads the kernels
+read("d2", [1, 2], [38, 27])
+read("d3", [5, 5], [2, 2])
+print(json.dumps(seen))
+"""
+
+
+def test_reads_load_numba_only_once_numpy_has_spent_its_budget(tmp_path):
+    path = str(tmp_path / "s")
+    store = atlas.Atlas.create(path)
+    model = np.arange(40 * 30, dtype=np.float64).reshape(40, 30)
+    for i in range(4):
+        ds = store.create_dataset(f"d{i}")
+        ds.define_array("v", "float64", ["y", "x"], [40, 30], [8, 8])  # 5 x 4 chunks
+        ds.write_array("v", [0, 0], model + i)
+    store.flush()
+    out = subprocess.run([sys.executable, "-c", _READER, path], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    # small reads stay in numpy; once over budget the kernels load and are used from then on
+    assert json.loads(out.stdout) == [False, False, True, True]

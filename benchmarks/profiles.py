@@ -160,24 +160,29 @@ def open_scale_scenarios(args, workdir: Path, out: Path) -> None:
 
 
 def cold_start_scenarios(args, workdir: Path, out: Path) -> None:
-    from benchmarks.cold_start import SUBJECT, _prepare, child_script
+    from benchmarks.cold_start import KERNELS, SUBJECT, _prepare, child_script
 
     params = _prepare(workdir / "cold", 100)
-    script = workdir / "cold_child.py"
-    script.write_text(child_script(SUBJECT, params))
+    scripts = {}
+    for system in (SUBJECT, KERNELS):
+        scripts[system] = workdir / f"cold_child_{len(scripts)}.py"
+        scripts[system].write_text(child_script(system, params))
     env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
     env["NUMBA_CACHE_DIR"] = str(workdir / "numba-cache")
-    subprocess.run([sys.executable, str(script)], env=env, check=True, capture_output=True)
-    for label, extra in (("warm_cache", {}), ("cold_cache",
-                                             {"NUMBA_CACHE_DIR": str(workdir / "numba-empty")})):
+    subprocess.run([sys.executable, str(scripts[KERNELS])], env=env, check=True,
+                   capture_output=True)  # fills the warm cache
+    empty_cache = {"NUMBA_CACHE_DIR": str(workdir / "numba-empty")}
+    for label, system, extra in (("first_read", SUBJECT, {}),
+                                 ("kernels_warm_cache", KERNELS, {}),
+                                 ("kernels_cold_cache", KERNELS, empty_cache)):
         done = subprocess.run(
             [sys.executable, "-m", "pyinstrument", "-i", str(INTERVAL), "-r", "text",
-             "--unicode", "-p", "time=percent_of_total", str(script)],
+             "--unicode", "-p", "time=percent_of_total", str(scripts[system])],
             env={**env, **extra}, check=True, capture_output=True, text=True,
         )
         out.mkdir(parents=True, exist_ok=True)
         path = out / f"cold_start_{label}.txt"
-        path.write_text(f"# cold start, {label}, load {os.getloadavg()[0]:.1f}\n{done.stdout}")
+        path.write_text(f"# cold start, {system}, load {os.getloadavg()[0]:.1f}\n{done.stdout}")
         harness.log(f"wrote {path}")
 
 

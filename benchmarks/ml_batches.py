@@ -5,8 +5,8 @@ field), then an "epoch" of B batches of 256 dataset names drawn at random (witho
 within a batch), each read into one ``(256, 180, 360)`` array:
 
 - ``atlas``: ``read_array_across_stacked(..., out=buf)`` into one reused buffer;
-- ``atlas-batches``: ``Atlas.batches(...)`` over the same names in the same order (one new array
-  per batch, the next read ahead on a background thread);
+- ``atlas-batches``: ``Atlas.batches(...)`` over the same names in the same order (a batch's
+  array is reused once the caller drops it; the next batch is read ahead on a background thread);
 - ``zarr-oindex`` / ``zarr-out`` / ``zarr-loop``: the best zarr layout, one ``(N, 180, 360)``
   array with chunks ``(1, 180, 360)``, zstd level 3, read by orthogonal indexing (a new array), by
   ``get_orthogonal_selection(..., out=buf)`` and by a loop of slices into a preallocated buffer;

@@ -95,3 +95,38 @@ def test_torch_adapter_yields_tensors_when_torch_is_installed(store):
     assert all(isinstance(b, torch.Tensor) for _, b in batches)
     names = [n for ns, _ in batches for n in ns]
     assert sorted(names) == [f"d{i:02d}" for i in range(23)]
+
+
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_batches_kept_by_the_caller_or_viewed_are_never_overwritten(store, prefetch):
+    kept, views = [], []
+    for i, (names, batch) in enumerate(store.batches("field", batch_size=2, seed=5,
+                                                     prefetch=prefetch)):
+        if i % 3 == 0:
+            kept.append((names, batch))  # the batch itself
+        elif i % 3 == 1:
+            views.append((names, batch[:, 1:3]))  # only a view of it
+    for names, batch in kept:
+        np.testing.assert_array_equal(batch, _reference(store, names))
+    for names, view in views:
+        np.testing.assert_array_equal(view, _reference(store, names)[:, 1:3])
+
+
+def test_batch_arrays_dropped_by_the_caller_are_reused(store):
+    import weakref
+
+    earlier, reused = [], 0
+    for names, batch in store.batches("field", batch_size=2, seed=5, prefetch=1):
+        np.testing.assert_array_equal(batch, _reference(store, names))
+        reused += any(ref() is batch for ref in earlier)  # a fresh array would be a new object
+        earlier.append(weakref.ref(batch))
+    assert len(earlier) == 12 and reused >= 6
+
+
+def test_torch_tensors_from_batches_keep_their_values(store):
+    torch = pytest.importorskip("torch")
+    from atlas.ml import torch_dataset
+
+    kept = list(torch_dataset(store, "field", batch_size=2, seed=4))
+    for names, tensor in kept:
+        np.testing.assert_array_equal(tensor.numpy(), _reference(store, names))

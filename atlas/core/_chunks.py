@@ -85,10 +85,11 @@ def partial_stats(schema: Schema, values: np.ndarray, written: np.ndarray | None
     return nulls, valid, to_bits(lo, dtype), to_bits(hi, dtype)
 
 
-def encode_values(schema: Schema, values: np.ndarray) -> bytes:
-    """Raw bytes of a chunk's values (before compression)."""
+def encode_values(schema: Schema, values: np.ndarray) -> bytes | np.ndarray:
+    """Raw bytes of a chunk's values (before compression): for numeric dtypes a uint8 view of
+    the values, not a copy (the codecs read any buffer)."""
     if not schema.dtype.is_string:
-        return np.ascontiguousarray(values).tobytes()
+        return np.ascontiguousarray(values).reshape(-1).view(np.uint8)
     encoded = [s.encode("utf-8") for s in values.reshape(-1)]
     offsets = np.zeros(len(encoded) + 1, _I64)
     np.cumsum([len(b) for b in encoded], out=offsets[1:])

@@ -418,19 +418,18 @@ class Atlas:
 
     def _rows(self, array: str, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(slots, schema ids) of ``array`` in each named dataset; KeyError naming a miss."""
-        datasets = self._manifest.datasets
-        slots = np.empty(len(names), np.int64)
-        schema_ids = np.empty(len(names), np.int64)
-        for i, name in enumerate(names):
-            record = datasets.get(name)
+        get_record = self._manifest.datasets.get
+        slots, schema_ids = [], []
+        for name in names:
+            record = get_record(name)
             if record is None:
                 raise DatasetNotFoundError(f"no dataset {name!r} in {self.location}")
             entry = record["arrays"].get(array)
             if entry is None:
                 raise ArrayNotFoundError(f"dataset {name!r} has no array {array!r}")
-            slots[i] = entry["slot"]
-            schema_ids[i] = entry["schema"]
-        return slots, schema_ids
+            slots.append(entry["slot"])
+            schema_ids.append(entry["schema"])
+        return np.array(slots, np.int64), np.array(schema_ids, np.int64)
 
     def _common_window(self, array, names, schema_ids, start, shape):
         """Check every distinct schema admits one window of one dtype; return it."""

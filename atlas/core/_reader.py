@@ -203,8 +203,9 @@ def _fetch_decode_scatter(ctx, schema, plan, entries, rows, ks, window, out):
         run_src = plan.src_starts[ks][:, 0] * row_bytes
         run_dst = dst_offsets + plan.dst_starts[ks][:, 0] * row_bytes
     run, run_src, run_dst = run.tolist(), run_src.tolist(), run_dst.tolist()
-    record = [cols[c][entries].tolist() for c in
-              ("stored_length", "mask_length", "checksum", "codec", "decoded_length")]
+    stored_len, mask_len, crc, codec, decoded_len = (
+        cols[c][entries].tolist() for c in
+        ("stored_length", "mask_length", "checksum", "codec", "decoded_length"))
     out_bytes = out.reshape(-1).view(np.uint8)
     out_view = memoryview(out_bytes)
     zero = np.zeros(1, np.int64)
@@ -219,7 +220,8 @@ def _fetch_decode_scatter(ctx, schema, plan, entries, rows, ks, window, out):
 
     def work(batch):
         for i in batch:
-            raw = _checked_decode(buffers[i], *(c[i] for c in record), lambda: where_of(i))
+            raw = _checked_decode(buffers[i], stored_len[i], mask_len[i], crc[i], codec[i],
+                                  decoded_len[i], where_of, i)
             if len(raw) != expected[i]:
                 raise CorruptionError(f"{where_of(i)}: chunk holds {len(raw)} bytes, "
                                       f"expected {expected[i]}")
@@ -235,7 +237,7 @@ def _fetch_decode_scatter(ctx, schema, plan, entries, rows, ks, window, out):
                        src_starts[i : i + 1], out_bytes, dst_offsets[i : i + 1],
                        dst_shapes[i : i + 1], dst_starts[i : i + 1], boxes[i : i + 1])
 
-    total = int(sum(record[4]))
+    total = sum(decoded_len)
     order = range(n)
     if total < PARALLEL_MIN_BYTES or n < 2:
         work(order)
@@ -256,19 +258,19 @@ def box_slices(starts: np.ndarray, boxes: np.ndarray, leading: np.ndarray | None
 
 
 def _checked_decode(buffer, stored_len: int, mask_len: int, crc: int, codec_id: int,
-                    decoded_len: int, where):
+                    decoded_len: int, where, *where_args):
     """Check a chunk record's length and checksum, then decode its data part.
 
-    ``where()`` names the record in errors; it is only called on failure.
+    ``where(*where_args)`` names the record in errors; it is only called on failure.
     """
     if len(buffer) != stored_len + mask_len:
-        raise CorruptionError(f"{where()}: chunk record is truncated")
+        raise CorruptionError(f"{where(*where_args)}: chunk record is truncated")
     if codecs.checksum(buffer) != crc:
-        raise CorruptionError(f"{where()}: chunk fails its checksum")
+        raise CorruptionError(f"{where(*where_args)}: chunk fails its checksum")
     try:
         return codecs.decode(codec_id, buffer[:stored_len], decoded_len)
     except CorruptionError as err:
-        raise CorruptionError(f"{where()}: {err}") from err
+        raise CorruptionError(f"{where(*where_args)}: {err}") from err
 
 
 def _verified_raw(cols, entry, buffer, where):

@@ -62,6 +62,13 @@ class DatasetRecords(MutableMapping):
             value = self._items[name] = json.loads(self._blob[value[0] : value[1]])
         return value
 
+    def get(self, name: str, default=None):
+        """``Mapping.get`` without its exception round trip (stacked reads call it per name)."""
+        value = self._items.get(name, default)
+        if isinstance(value, tuple):
+            value = self._items[name] = json.loads(self._blob[value[0] : value[1]])
+        return value
+
     def __setitem__(self, name: str, record: dict) -> None:
         self._items[name] = record
 

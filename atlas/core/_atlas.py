@@ -411,7 +411,9 @@ class Atlas:
 
         ``dataset_names`` defaults to every dataset holding ``array``; with ``shuffle`` the
         order is a permutation drawn from ``seed``. ``prefetch`` batches are read ahead on a
-        background thread while the caller works on the current one.
+        background thread while the caller works on the current one. A batch's array is reused
+        for a later batch once nothing refers to it any more (not the array, nor a view or a
+        ``torch.from_numpy`` tensor of it), so holding on to a batch keeps it intact.
         """
         return batches(self, array, dataset_names, batch_size, shuffle, seed, start, shape,
                        drop_last, prefetch)

@@ -30,6 +30,7 @@ from atlas.format.manifest import MANIFEST_KEY, Manifest, Schema
 from atlas.format.segment import HEADER as SEGMENT_HEADER
 from atlas.format.segment import TRAILER, SegmentWriter
 from atlas.storage import Storage, from_description, open_storage
+from atlas.storage._base import TEMP_SUFFIX
 
 ORPHAN_GRACE_SECONDS = 3600.0  # an unreferenced file younger than this may be a live writer's
 RETIRE_GRACE_SECONDS = 600.0  # how long compact() keeps replaced segments for older readers
@@ -287,7 +288,8 @@ class Atlas:
 
     def _remove_orphans(self, grace: float | None = None) -> list[str]:
         """Delete unreferenced segment files older than ``grace`` seconds (default: none on a
-        store whose live writers lock their files, else an hour) that no writer holds. Judged
+        store whose live writers lock their files, else an hour) that no writer holds, and
+        temp files of interrupted writes older than an hour (nothing locks those). Judged
         against the newest commit, under the commit lock, so that a file another handle just
         committed is never taken for an orphan."""
         storage = self._storage
@@ -298,7 +300,8 @@ class Atlas:
         try:
             with storage.commit_lock():
                 for key, _size, mtime in self._orphans(strict=True):
-                    if now - mtime >= grace:
+                    if now - mtime >= (max(grace, ORPHAN_GRACE_SECONDS)
+                                       if key.endswith(TEMP_SUFFIX) else grace):
                         try:
                             if storage.remove_unused(key):
                                 removed.append(key)
@@ -309,8 +312,9 @@ class Atlas:
         return removed
 
     def _orphans(self, strict: bool = False) -> list[tuple[str, int, float]]:
-        """Segment files that neither this handle's manifest nor the newest one references
-        (``strict``: raise when the newest manifest does not decode)."""
+        """Segment files that neither this handle's manifest nor the newest one references, and
+        temp files that interrupted writes left (``strict``: raise when the newest manifest
+        does not decode)."""
         referenced = _referenced(self._manifest.doc)
         found = self._storage.read_manifest(MANIFEST_KEY)
         if found is not None:
@@ -320,8 +324,10 @@ class Atlas:
             except (CorruptionError, FormatError):
                 if strict:
                     raise
-        return [item for item in self._storage.list("segments")
-                if item[0] not in referenced and item[0].endswith(".seg")]
+        return [item for item in self._storage.list("")
+                if item[0].endswith(TEMP_SUFFIX) or (
+                    item[0].startswith("segments/") and item[0].endswith(".seg")
+                    and item[0] not in referenced)]
 
     def verify(self, repair: bool = False) -> VerifyReport:
         """Check the manifest and every referenced segment and chunk against its checksum.

@@ -7,6 +7,11 @@ import contextlib
 from typing import Any, Callable, Iterator, Sequence
 
 
+# a backend writing a value through a temporary file names it <key>.<random>.tmp; a crash can
+# leave one behind, which the orphan sweep removes once it is old enough
+TEMP_SUFFIX = ".tmp"
+
+
 class Storage(abc.ABC):
     """Keys are '/'-separated relative paths. Values are immutable once written, except the
     manifest, which only ever changes through :meth:`commit`."""

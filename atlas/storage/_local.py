@@ -12,7 +12,7 @@ import uuid
 from typing import Iterator
 
 from atlas.errors import ConflictError, CorruptionError, ReadOnlyError
-from atlas.storage._base import Storage
+from atlas.storage._base import TEMP_SUFFIX, Storage
 
 LOCK_NAME = ".atlas.lock"
 PUBLISH_THREADS = 16  # concurrent fsyncs when a flush publishes many segments
@@ -114,7 +114,7 @@ class LocalStorage(Storage):
         self._check_writable()
         path = self._path(key)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+        tmp = f"{path}.{uuid.uuid4().hex}{TEMP_SUFFIX}"
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()

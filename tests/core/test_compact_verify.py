@@ -149,6 +149,34 @@ def test_a_live_writers_pending_segment_is_not_taken_for_an_orphan(store, store_
     _check(reopen(store_path), model)
 
 
+def test_temp_files_of_an_interrupted_commit_are_swept_once_an_hour_old(store, store_path, rng,
+                                                                       monkeypatch):
+    model = _layered_store(store, rng, n_datasets=2, flushes=1)
+    writer = reopen(store_path)
+    writer.open_dataset("d0").set_attribute("note", "never committed")
+
+    def crash(src, dst):  # the process dies between writing the temp file and renaming it
+        raise OSError("killed")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError):
+        writer.flush()
+    monkeypatch.undo()
+    temps = sorted(p.name for p in store_path.rglob("*.tmp"))
+    assert temps and all(t.startswith("manifest") for t in temps)
+    report = reopen(store_path).verify(repair=True)
+    assert report.ok and sorted(o.rsplit("/", 1)[-1] for o in report.orphans) == temps
+    assert report.removed == []  # too young: it might be a live writer's
+    old = time.time() - 7200
+    for path in store_path.rglob("*.tmp"):
+        os.utime(path, (old, old))
+    assert sorted(reopen(store_path).verify(repair=True).removed) == sorted(report.orphans)
+    assert list(store_path.rglob("*.tmp")) == []
+    back = reopen(store_path)
+    assert back.open_dataset("d0").get_attribute("note") is None
+    _check(back, model)
+
+
 def _first_chunk_offset(path):
     data = path.read_bytes()
     trailer = data[-segment.TRAILER.size:]

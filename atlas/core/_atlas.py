@@ -287,11 +287,11 @@ class Atlas:
         self._remove_orphans()
 
     def _remove_orphans(self, grace: float | None = None) -> list[str]:
-        """Delete unreferenced segment files older than ``grace`` seconds (default: none on a
-        store whose live writers lock their files, else an hour) that no writer holds, and
-        temp files of interrupted writes older than an hour (nothing locks those). Judged
-        against the newest commit, under the commit lock, so that a file another handle just
-        committed is never taken for an orphan."""
+        """Delete unreferenced segment files and temp files of interrupted commits older than
+        ``grace`` seconds (default: none on a store whose live writers lock their files, else an
+        hour) that no writer holds. Judged against the newest commit, under the commit lock, so
+        that a file another handle just committed is never taken for an orphan (and no commit
+        is writing its temp file meanwhile)."""
         storage = self._storage
         if grace is None:
             grace = 0.0 if storage.locks_spills else ORPHAN_GRACE_SECONDS
@@ -300,8 +300,7 @@ class Atlas:
         try:
             with storage.commit_lock():
                 for key, _size, mtime in self._orphans(strict=True):
-                    if now - mtime >= (max(grace, ORPHAN_GRACE_SECONDS)
-                                       if key.endswith(TEMP_SUFFIX) else grace):
+                    if now - mtime >= grace:
                         try:
                             if storage.remove_unused(key):
                                 removed.append(key)

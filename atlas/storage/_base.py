@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 
 # a backend writing a value through a temporary file names it <key>.<random>.tmp; a crash can
-# leave one behind, which the orphan sweep removes once it is old enough
+# leave one behind, which the orphan sweep (under the commit lock) removes
 TEMP_SUFFIX = ".tmp"
 
 

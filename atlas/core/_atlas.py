@@ -202,8 +202,11 @@ class Atlas:
             self.close()
 
     def _refresh_stats(self, segments: dict[str, list]) -> None:
-        """Compute stats of every array whose stats were invalidated since the last flush."""
-        for record in self._manifest.datasets.values():
+        """Compute stats of every array whose stats were invalidated since the last flush.
+
+        Committed records always carry stats, so only records this handle parsed (and so may
+        have changed) are looked at: a flush does not parse every dataset's record."""
+        for record in self._manifest.datasets.parsed():
             for name, entry in record["arrays"].items():
                 if entry["stats"] is None:
                     ctx = ReadContext(self._storage,

@@ -87,6 +87,10 @@ class DatasetRecords(MutableMapping):
     def __repr__(self) -> str:
         return repr(dict(self.items()))
 
+    def parsed(self) -> Iterator[dict]:
+        """The records parsed so far: the only ones a handle can have changed."""
+        return (value for value in self._items.values() if not isinstance(value, tuple))
+
     def texts(self) -> Iterator[tuple[str, bytes]]:
         """(name, JSON text) of every record, re-encoding only those that were parsed."""
         for name, value in self._items.items():

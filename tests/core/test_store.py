@@ -278,3 +278,21 @@ def test_close_is_an_alias_for_flush(store, store_path):
     store.create_dataset("d")
     store.close()
     assert reopen(store_path).list_datasets() == ["d"]
+
+
+def test_a_flush_parses_and_restats_only_the_records_it_changed(store, store_path):
+    for i in range(30):
+        ds = store.create_dataset(f"d{i:02d}")
+        ds.define_array("v", "int32", ["x"], [4])
+        ds.write_array("v", [0], np.arange(4, dtype=np.int32) + i)
+    store.flush()
+    writer = reopen(store_path)
+    writer.open_dataset("d07").write_array("v", [1], np.array([100], np.int32))
+    writer.flush()
+    records = writer._manifest.datasets
+    assert [r for r in records.parsed()] == [records["d07"]]  # the other 29 stayed unparsed
+    back = reopen(store_path)
+    assert back.open_dataset("d07").array_stats("v")["max"] == 100
+    for i in (0, 8, 29):
+        stats = back.open_dataset(f"d{i:02d}").array_stats("v")
+        assert (stats["min"], stats["max"]) == (i, i + 3)

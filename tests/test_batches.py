@@ -118,8 +118,9 @@ def test_batch_arrays_dropped_by_the_caller_are_reused(store):
     earlier, reused = [], 0
     for names, batch in store.batches("field", batch_size=2, seed=5, prefetch=1):
         np.testing.assert_array_equal(batch, _reference(store, names))
-        reused += any(ref() is batch for ref in earlier)  # a fresh array would be a new object
-        earlier.append(weakref.ref(batch))
+        # each batch is a view; a reused array is the same base, a fresh one a new object
+        reused += any(ref() is batch.base for ref in earlier)
+        earlier.append(weakref.ref(batch.base))
     assert len(earlier) == 12 and reused >= 6
 
 
@@ -130,3 +131,11 @@ def test_torch_tensors_from_batches_keep_their_values(store):
     kept = list(torch_dataset(store, "field", batch_size=2, seed=4))
     for names, tensor in kept:
         np.testing.assert_array_equal(tensor.numpy(), _reference(store, names))
+
+
+def test_what_the_caller_does_to_a_dropped_batch_does_not_reach_later_batches(store):
+    for names, batch in store.batches("field", batch_size=2, seed=5, prefetch=1):
+        assert batch.shape == (len(names), 6, 8) and batch.flags.writeable
+        np.testing.assert_array_equal(batch, _reference(store, names))
+        batch.shape = (len(names), 48)  # reshaped in place, then made read-only, then dropped
+        batch.setflags(write=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -32,6 +33,9 @@ from atlas.format.segment import TRAILER, SegmentWriter
 from atlas.storage import Storage, from_description, open_storage
 from atlas.storage._base import TEMP_SUFFIX
 
+# what a commit interrupted between writing and renaming leaves (only commits write with put),
+# exactly: other *.tmp files in the store folder are not atlas's to delete
+_MANIFEST_TEMP = re.compile(re.escape(MANIFEST_KEY) + r"\.[0-9a-f]{32}" + re.escape(TEMP_SUFFIX))
 ORPHAN_GRACE_SECONDS = 3600.0  # an unreferenced file younger than this may be a live writer's
 RETIRE_GRACE_SECONDS = 600.0  # how long compact() keeps replaced segments for older readers
 
@@ -327,7 +331,7 @@ class Atlas:
                 if strict:
                     raise
         return [item for item in self._storage.list("")
-                if item[0].endswith(TEMP_SUFFIX) or (
+                if _MANIFEST_TEMP.fullmatch(item[0]) or (
                     item[0].startswith("segments/") and item[0].endswith(".seg")
                     and item[0] not in referenced)]
 

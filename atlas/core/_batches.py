@@ -58,9 +58,12 @@ class _BatchArrays:
     """Arrays for full batches, each reused once nothing outside this pool refers to it.
 
     A fresh array of tens of MB costs a page fault per 4 KiB page on first touch (~30% of a batch
-    read here); reusing one avoids that. An array is reused only when its reference count shows
-    that the caller dropped it and every view of it (a numpy view, a torch tensor from
-    ``torch.from_numpy``) is gone, so a batch the caller still holds is never overwritten.
+    read here); reusing one avoids that. The caller gets a view of a pooled array, never the
+    array itself, so what it does to the view (reshape it, make it read-only) stays with the view.
+    A pooled array is reused only when its reference count shows that every view of it (the
+    caller's, numpy views of that, a ``torch.from_numpy`` tensor) is gone, so a batch the caller
+    still holds is never overwritten. (Only an object that takes the raw pointer and keeps no
+    reference, e.g. one built from ``__array_interface__``, escapes this.)
     """
 
     def __init__(self, shape: tuple[int, ...], dtype: np.dtype, keep: int):
@@ -71,15 +74,15 @@ class _BatchArrays:
         self._arrays.clear()
 
     def take(self, rows: int) -> np.ndarray:
-        if rows != self._shape[0]:  # the short last batch
-            return np.empty((rows, *self._shape[1:]), self._dtype)
+        if rows != self._shape[0]:  # the short last batch: not pooled
+            return np.empty((rows, *self._shape[1:]), self._dtype).view()
         for i in range(len(self._arrays)):
             if sys.getrefcount(self._arrays[i]) <= self._idle:
-                return self._arrays[i]
+                return self._arrays[i].view()
         fresh = np.empty(self._shape, self._dtype)
         if len(self._arrays) < self._keep:
             self._arrays.append(fresh)
-        return fresh
+        return fresh.view()
 
 
 def _prefetched(picks, read, depth: int):

@@ -48,6 +48,9 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), allow_nan=True)
 
 
+_ABSENT = object()
+
+
 class DatasetRecords(MutableMapping):
     """Dataset records by name, in creation order; a record's JSON is parsed on first access."""
 
@@ -64,7 +67,9 @@ class DatasetRecords(MutableMapping):
 
     def get(self, name: str, default=None):
         """``Mapping.get`` without its exception round trip (stacked reads call it per name)."""
-        value = self._items.get(name, default)
+        value = self._items.get(name, _ABSENT)
+        if value is _ABSENT:
+            return default
         if isinstance(value, tuple):
             value = self._items[name] = json.loads(self._blob[value[0] : value[1]])
         return value

@@ -319,7 +319,7 @@ class Atlas:
 
     def _orphans(self, strict: bool = False) -> list[tuple[str, int, float]]:
         """Segment files that neither this handle's manifest nor the newest one references, and
-        temp files that interrupted writes left (``strict``: raise when the newest manifest
+        temp files that interrupted commits left (``strict``: raise when the newest manifest
         does not decode)."""
         referenced = _referenced(self._manifest.doc)
         found = self._storage.read_manifest(MANIFEST_KEY)

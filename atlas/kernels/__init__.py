@@ -68,11 +68,11 @@ __all__ = [
     "NULL_NAN",
     "NULL_NAT",
     "NULL_NONE",
+    "NUMPY_BUDGET",
     "WindowPlan",
     "copy_box",
     "fill_box",
     "find",
-    "NUMPY_BUDGET",
     "merge_partials",
     "numpy_path",
     "stats_partial",
@@ -94,10 +94,6 @@ def fold(shapes: np.ndarray, starts: np.ndarray, itemsize: int) -> tuple[np.ndar
     return shapes, starts
 
 
-def _slices(start: Sequence[int], box: Sequence[int]) -> tuple[slice, ...]:
-    return tuple(slice(s, s + b) for s, b in zip(start, box))
-
-
 def _box_slices(shape: tuple[int, ...], start: Sequence[int], box: Sequence[int],
                 side: str) -> tuple[slice, ...]:
     """The slices of a box, checked to lie inside ``shape`` (numpy would silently clip)."""
@@ -105,7 +101,7 @@ def _box_slices(shape: tuple[int, ...], start: Sequence[int], box: Sequence[int]
     if len(start) != len(shape) or len(box) != len(shape) or any(
             s < 0 or b < 0 or s + b > n for s, b, n in zip(start, box, shape)):
         raise IndexError(f"box of shape {box} at {start} does not fit the {side} of shape {shape}")
-    return _slices(start, box)
+    return tuple(slice(s, s + b) for s, b in zip(start, box))
 
 
 def copy_box(

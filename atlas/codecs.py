@@ -57,6 +57,25 @@ def encode(codec_id: int, raw, level: int) -> bytes:
     return bytes(raw)
 
 
+def decompress_zstd(stored, decoded_length: int, where: str):
+    """One zstd frame that must decode to exactly ``decoded_length`` bytes; the frame's declared
+    size is checked before anything is allocated, so a forged frame cannot balloon memory."""
+    try:
+        declared = zstandard.frame_content_size(stored)
+    except zstandard.ZstdError as err:
+        raise CorruptionError(f"{where}: not a zstd frame ({err})") from err
+    if declared not in (decoded_length, -1):
+        raise CorruptionError(f"{where}: frame declares {declared} bytes, expected "
+                              f"{decoded_length}")
+    try:
+        raw = _zstd_decompressor().decompress(stored, max_output_size=decoded_length)
+    except zstandard.ZstdError as err:
+        raise CorruptionError(f"{where}: does not decode ({err})") from err
+    if len(raw) != decoded_length:
+        raise CorruptionError(f"{where}: decoded to {len(raw)} bytes, expected {decoded_length}")
+    return raw
+
+
 def decode(codec_id: int, stored, decoded_length: int):
     """Decompress one chunk; raise CorruptionError when the bytes do not decode to the length.
 

@@ -113,45 +113,5 @@ def table(rows: list[list[str]], header: list[str]) -> str:
 # -- the store's files --------------------------------------------------------------------------
 
 def disk_usage(location: str) -> dict:
-    """Codec, generation and bytes on disk of a store, read from its manifest.
-
-    Bytes on disk = the segment files the manifest references (sizes as it records them), the
-    files a compact replaced but keeps for a while for older readers ("retired", sizes from a
-    listing), and the manifest itself. Orphan files are not counted.
-    """
-    from atlas.errors import StoreNotFoundError
-    from atlas.format.manifest import MANIFEST_KEY, Manifest
-    from atlas.storage import open_storage
-
-    storage = open_storage(location, read_only=True)
-    found = storage.read_manifest(MANIFEST_KEY)
-    if found is None:
-        raise StoreNotFoundError(f"no atlas store at {storage.location} "
-                                 f"(no {MANIFEST_KEY} found)")
-    data, _token = found
-    manifest = Manifest.decode(data, f"{storage.location}/{MANIFEST_KEY}")
-    per_array = {}
-    for name, refs in manifest.segments.items():
-        per_array[name] = {"segments": len(refs), "bytes": sum(int(r[1]) for r in refs),
-                           "chunks": sum(int(r[2]) for r in refs)}
-    segment_bytes = sum(a["bytes"] for a in per_array.values())
-    retired_keys = {entry[0] for entry in manifest.doc.get("retired", [])}
-    retired_bytes = 0
-    retired = 0
-    if retired_keys:
-        for key, size, _mtime in storage.list("segments"):
-            if key in retired_keys:
-                retired += 1
-                retired_bytes += size
-    return {
-        "codec": manifest.doc["codec"],
-        "level": manifest.doc["level"],
-        "generation": manifest.generation,
-        "segments": sum(a["segments"] for a in per_array.values()),
-        "segment_bytes": segment_bytes,
-        "retired": retired,
-        "retired_bytes": retired_bytes,
-        "manifest_bytes": len(data),
-        "bytes_on_disk": segment_bytes + retired_bytes + len(data),
-        "per_array": per_array,
-    }
+    """Codec, generation and bytes on disk of a store (``Atlas.usage``)."""
+    return open_store(location).usage()

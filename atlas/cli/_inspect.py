@@ -160,17 +160,20 @@ def _render_info(info: dict) -> str:
     names = list(info["arrays"])
     head = [
         ["store", info["store"]],
+        ["format", f"version {usage['format']}"],
         ["codec", f"{usage['codec']} (level {usage['level']})"],
         ["generation", str(usage["generation"])],
         ["datasets", str(info["datasets"])],
         ["arrays", f"{len(names)}" + (f" ({', '.join(names)})" if names else "")],
         ["segments", (f"{plural(usage['segments'], 'file')}, "
                       f"{human_bytes(usage['segment_bytes'])}")],
-        ["manifest", human_bytes(usage["manifest_bytes"])],
+        ["catalog", (f"{plural(usage['parts'], 'part')}, "
+                     f"{human_bytes(usage['catalog_bytes'])}")],
+        ["root", human_bytes(usage["root_bytes"])],
     ]
     if usage["retired"]:
         retired = (f"{plural(usage['retired'], 'file')}, {human_bytes(usage['retired_bytes'])} "
-                   "(replaced by compact, deleted by a later one)")
+                   "(replaced by a merge, kept a while for older readers)")
         head.append(["retired", retired])
     head += [
         ["on disk", f"{human_bytes(usage['bytes_on_disk'])} ({usage['bytes_on_disk']} bytes)"],

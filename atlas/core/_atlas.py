@@ -1,113 +1,120 @@
-"""``Atlas``: one store handle — the dataset registry, pending writes, flush, compact, bulk reads."""
+"""``Atlas``: one store handle — the catalog, pending writes, flush, bulk reads.
+
+Compaction, the automatic merge of small files and verification live in
+``atlas.core._maintain``; the read path in ``atlas.core._read``; the catalog in
+``atlas.core._catalog``.
+"""
 
 from __future__ import annotations
 
-import re
-import time
 import weakref
-from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 
 from atlas import codecs
-from atlas.core import _stats
+from atlas.core import _maintain, _stats
 from atlas.core._batches import batches
+from atlas.core._catalog import Catalog
 from atlas.core._dataset import DatasetView
-from atlas.core._index import IndexCache, ResolvedIndex
-from atlas.core._pending import PendingWrites, segment_key
-from atlas.core._reader import ReadContext, distinct_values, read_rows
+from atlas.core._index import ChunkIndex, IndexCache
+from atlas.core._pending import PendingWrites
+from atlas.core._read import BlockCache, execute, plan_read, read_chunk
 from atlas.core._validate import as_index_tuple, check_name, check_window
+from atlas.core._write import write_window
 from atlas.errors import (
     AlreadyExistsError,
     ArrayNotFoundError,
-    CorruptionError,
     DatasetNotFoundError,
     FormatError,
     ReadOnlyError,
     StoreNotFoundError,
 )
-from atlas.format.manifest import MANIFEST_KEY, Manifest, Schema
-from atlas.format.segment import HEADER as SEGMENT_HEADER
-from atlas.format.segment import TRAILER, SegmentWriter
+from atlas.format import root as root_format
+from atlas.format.keys import ROOT_KEY
+from atlas.format.root import DEFAULT_BLOCK_SIZE, FileRef, Root
+from atlas.format.schema import Schema
+from atlas.format.tables import Table
 from atlas.storage import Storage, from_description, open_storage
-from atlas.storage._base import TEMP_SUFFIX
 
-# what a commit interrupted between writing and renaming leaves (only commits write with put),
-# exactly: other *.tmp files in the store folder are not atlas's to delete
-_MANIFEST_TEMP = re.compile(re.escape(MANIFEST_KEY) + r"\.[0-9a-f]{32}" + re.escape(TEMP_SUFFIX))
-ORPHAN_GRACE_SECONDS = 3600.0  # an unreferenced file younger than this may be a live writer's
-RETIRE_GRACE_SECONDS = 600.0  # how long compact() keeps replaced segments for older readers
-
-
-@dataclass
-class VerifyReport:
-    """What :meth:`Atlas.verify` found. ``problems`` is empty exactly when the store is sound."""
-
-    problems: list[str] = field(default_factory=list)
-    orphans: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    segments: int = 0
-    chunks: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
+VerifyReport = _maintain.VerifyReport
+RETIRE_GRACE_SECONDS = _maintain.RETIRE_GRACE_SECONDS
 
 
 class Atlas:
     """A store of many datasets. Changes stay in memory until :meth:`flush`."""
 
-    def __init__(self, storage: Storage, manifest: Manifest | None, token: Any):
+    def __init__(self, storage: Storage, root: Root | None, token: Any,
+                 legacy: Any = None):
         self._storage = storage
-        self._manifest_state = manifest
+        self._root_state = root
         self._token = token
-        self._index = IndexCache(storage)
+        self._legacy = legacy  # a format-version-1 store opened for reading (atlas.format.legacy)
+        self._files = IndexCache(storage)
+        self._blocks = BlockCache()
+        self._catalog_state: Catalog | None = None
         self._pending_state: PendingWrites | None = None
-        self._changed = False
 
     # -- opening -------------------------------------------------------------------------------
 
     @classmethod
     def create(cls, location: Any, codec: str = "zstd", *, level: int | None = None,
-               **store_options: Any) -> "Atlas":
-        """Create a new, empty store (a missing directory is created)."""
+               block_size: int = DEFAULT_BLOCK_SIZE, **store_options: Any) -> "Atlas":
+        """Create a new, empty store (a missing directory is created). ``block_size``: the
+        decoded size of the blocks small chunks are packed into."""
         codecs.check_codec(codec)
+        if isinstance(block_size, bool) or not isinstance(block_size, int) or not (
+                1 << 12) <= block_size <= (1 << 30):
+            raise ValueError(f"block_size must be an int from 4096 to 2**30 bytes, "
+                             f"got {block_size!r}")
         storage = open_storage(location, **store_options)
         if storage.read_only:
             raise ReadOnlyError(f"cannot create a store at {storage.location}: it is read-only")
-        if storage.read_manifest(MANIFEST_KEY) is not None:
+        if storage.read_manifest(ROOT_KEY) is not None:
             raise AlreadyExistsError(f"a store already exists at {storage.location}")
-        manifest = Manifest.new(codec, codecs.DEFAULT_LEVELS[codec] if level is None else level)
-        token = storage.commit(MANIFEST_KEY, manifest.encode(), None)
-        return cls(storage, manifest, token)
+        root = Root(generation=0, codec=codec,
+                    level=codecs.DEFAULT_LEVELS[codec] if level is None else level,
+                    block_size=block_size)
+        token = storage.commit(ROOT_KEY, root.encode(), None)
+        return cls(storage, root, token)
 
     @classmethod
     def open(cls, location: Any, *, read_only: bool = False, **store_options: Any) -> "Atlas":
         """Open an existing store; raises StoreNotFoundError when there is none."""
         storage = open_storage(location, read_only=read_only, **store_options)
-        manifest, token = _load_manifest(storage)
-        return cls(storage, manifest, token)
+        root, token, legacy = load_root(storage)
+        return cls(storage, root, token, legacy)
 
     @classmethod
     def _reopen(cls, description: tuple) -> "Atlas":
-        # unpickling: the manifest is read on first use, in the process that uses the handle
+        # unpickling: the root is read on first use, in the process that uses the handle
         return cls(from_description(description), None, None)
 
     def __reduce__(self):
         return (Atlas._reopen, (self._storage.describe(),))
 
     @property
-    def _manifest(self) -> Manifest:
-        if self._manifest_state is None:
-            self._manifest_state, self._token = _load_manifest(self._storage)
-        return self._manifest_state
+    def _root(self) -> Root:
+        if self._root_state is None:
+            self._root_state, self._token, self._legacy = load_root(self._storage)
+        return self._root_state
+
+    @property
+    def _catalog(self) -> Catalog:
+        if self._catalog_state is None:
+            root = self._root
+            if self._legacy is not None:
+                self._catalog_state = self._legacy.catalog(self._files)
+            else:
+                self._catalog_state = Catalog(self._storage, root, self._files)
+        return self._catalog_state
 
     @property
     def _pending(self) -> PendingWrites:
         if self._pending_state is None:
-            m = self._manifest
-            self._pending_state = PendingWrites(self._storage, m.doc["codec"], m.doc["level"])
+            root = self._root
+            self._pending_state = PendingWrites(self._storage, root.codec, root.level,
+                                                root.block_size, self._catalog.schema)
             # a handle dropped without flushing removes its spill files
             weakref.finalize(self, self._pending_state.abandon)
         return self._pending_state
@@ -121,77 +128,95 @@ class Atlas:
 
     @property
     def codec(self) -> str:
-        return self._manifest.doc["codec"]
+        return self._root.codec
 
     @property
     def generation(self) -> int:
         """The number of the last commit this handle made or read."""
-        return self._manifest.generation
+        return self._root.generation
+
+    @property
+    def format_version(self) -> int:
+        return 1 if self._legacy is not None else root_format.VERSION
 
     # -- datasets ------------------------------------------------------------------------------
 
     def create_dataset(self, name: str) -> DatasetView:
         check_name(name, "dataset")
         self._check_writable()
-        datasets = self._manifest.datasets
-        if name in datasets:
-            raise AlreadyExistsError(f"dataset {name!r} already exists in {self.location}")
-        datasets[name] = {"attrs": {}, "arrays": {}}
-        self._changed = True
+        self._catalog.create(name)
         return DatasetView(self, name)
 
     def open_dataset(self, name: str) -> DatasetView:
-        self._dataset_record(name)
+        self._did(name)
         return DatasetView(self, name)
 
     def delete_dataset(self, name: str) -> None:
-        record = self._dataset_record(name)
+        did = self._did(name)
         self._check_writable()
-        self._drop_slots({a["slot"] for a in record["arrays"].values()})
-        del self._manifest.datasets[name]
-        self._changed = True
+        catalog = self._catalog
+        slots = {row[0] for row in (catalog.array_row(a, did) for a in catalog.arrays_of(did))
+                 if row is not None}
+        if self._pending_state is not None:
+            self._pending_state.drop_slots(slots)
+        catalog.delete(name, did)
 
     def list_datasets(self) -> list[str]:
-        """Live datasets in creation order."""
-        return list(self._manifest.datasets)
+        """Live datasets in creation order. Passing this list (unchanged) back to a bulk read
+        means "every dataset" and costs nothing per name."""
+        return self._catalog.names()
 
     def list_arrays(self) -> list[str]:
         """Sorted distinct array names over live datasets."""
-        names: set[str] = set()
-        for record in self._manifest.datasets.values():
-            names.update(record["arrays"])
-        return sorted(names)
+        return self._catalog.array_names()
 
     def dataset_exists(self, name: str) -> bool:
-        return name in self._manifest.datasets
+        return isinstance(name, str) and self._catalog.did_of(name) is not None
 
     def __contains__(self, name: object) -> bool:
-        return name in self._manifest.datasets
+        return self.dataset_exists(name)  # type: ignore[arg-type]
 
     def __len__(self) -> int:
-        return len(self._manifest.datasets)
+        return self._catalog.count()
 
     # -- durability ----------------------------------------------------------------------------
 
-    def flush(self) -> None:
+    def _has_changes(self) -> bool:
+        return bool(self._pending_state) or (self._catalog_state is not None and bool(
+            self._catalog_state.pending_tables()))
+
+    def flush(self, message: str | None = None) -> None:
         """Persist every change since the last flush, atomically: all of it or none of it."""
-        if not self._changed:
+        if not self._has_changes():
             return
         self._check_writable()
-        manifest = self._manifest
-        generation = manifest.generation + 1
-        finished = self._pending.finish(generation)
-        segments = {name: list(refs) for name, refs in manifest.segments.items()}
+        root = self._root
+        catalog = self._catalog
+        generation = root.generation + 1
+        pending = self._pending
+        pending.prepare(generation)
+        written = self._pending_tables(pending)
+        finished = pending.finish(generation)
+        segments = {name: list(refs) for name, refs in root.segments.items()}
         for seg in finished:
-            self._index.add_footer(seg.key, seg.index)
-            segments.setdefault(seg.array, []).append([seg.key, seg.size, seg.index.rows])
-        self._refresh_stats(segments)
-        doc = dict(manifest.doc, generation=generation, segments=segments)
-        self._token = self._storage.commit(MANIFEST_KEY, Manifest(doc).encode(), self._token)
-        manifest.doc["generation"] = generation
-        manifest.doc["segments"] = segments
-        self._pending.committed()
-        self._changed = False
+            ref = FileRef(seg.key, seg.size, 0)
+            self._files.add(ref, None, seg.index)
+            segments.setdefault(seg.array, []).append(ref)
+        new_root = root.successor(message=message, segments=segments, **catalog.counters())
+        part = _maintain.write_part(self._storage, new_root, written) if written else None
+        if part is not None:
+            new_root.parts = [*root.parts, part.ref]
+        merges = _maintain.tiered_merge(self, new_root)
+        try:
+            self._token = self._storage.commit(ROOT_KEY, new_root.encode(), self._token)
+        finally:
+            if part is not None:
+                part.release()
+            merges.release()
+        self._root_state = new_root
+        pending.committed()
+        catalog.committed(new_root, written)
+        merges.committed(self)
 
     def close(self) -> None:
         """Alias for :meth:`flush` (the seed API's name for the durability boundary)."""
@@ -205,164 +230,61 @@ class Atlas:
         if exc_type is None:
             self.close()
 
-    def _refresh_stats(self, segments: dict[str, list]) -> None:
-        """Compute stats of every array whose stats were invalidated since the last flush.
+    def _pending_tables(self, pending: PendingWrites) -> dict[tuple, Table]:
+        """The catalog's pending rows as tables, with the statistics of written arrays."""
+        catalog = self._catalog
+        out = {}
+        for section_id, table in catalog.pending_tables().items():
+            if section_id[0] != "array":
+                out[section_id] = table.log.table()
+                continue
+            delta = table.log.table()
+            live = ~delta.dead
+            stats = _stats.compute(
+                delta.columns["slot"][live], delta.columns["schema"][live], catalog.schemas(),
+                pending.index(section_id[1]), self._committed_index(section_id[1]),
+                pending.string_partial(section_id[1]),
+                lambda slot, chunk, extent, a=section_id[1]: self._current_chunk(
+                    a, self._schema_of_slot(a, slot), slot, chunk, extent))
+            for name, column in stats.items():
+                delta.columns[name] = delta.columns[name].copy()
+                delta.columns[name][live] = column
+            out[section_id] = delta
+        return out
 
-        Committed records always carry stats, so only records this handle parsed (and so may
-        have changed) are looked at: a flush does not parse every dataset's record."""
-        for record in self._manifest.datasets.parsed():
-            for name, entry in record["arrays"].items():
-                if entry["stats"] is None:
-                    ctx = ReadContext(self._storage,
-                                      self._index.resolved(name, segments.get(name, [])), None)
-                    schema = self._manifest.schemas[entry["schema"]]
-                    entry["stats"] = _stats.compute(ctx, schema, entry["slot"])
+    def _schema_of_slot(self, array: str, slot: int) -> Schema:
+        table = self._catalog.table(("array", array)).view()
+        pos = np.flatnonzero(table.columns["slot"] == slot)
+        return self._catalog.schema(int(table.columns["schema"][pos[-1]]))
 
     # -- compaction and verification -----------------------------------------------------------
 
     def compact(self, grace: float = RETIRE_GRACE_SECONDS) -> None:
-        """Rewrite each array name's segments into one without dead chunks and commit.
+        """Merge every array name's segments into one and the catalog into one part, dropping
+        deleted data, and commit.
 
         Pending changes are flushed first. The replaced files stay, listed as ``retired`` in the
-        manifest, so that readers still holding the previous manifest keep working; a later
-        compact deletes those retired more than ``grace`` seconds before (``grace=0`` deletes
-        them at once). Unreferenced files left by crashed writers are removed once older than an
-        hour (at once on a local store, where live writers lock theirs)."""
+        root, so that readers still holding the previous root keep working; a later compact
+        deletes those retired more than ``grace`` seconds before (``grace=0`` deletes them at
+        once). Unreferenced files left by crashed writers are removed once older than an hour
+        (at once on a local store, where live writers lock theirs)."""
         self.flush()
         self._check_writable()
-        manifest = self._manifest
-        live: dict[str, set[int]] = {}
-        for record in manifest.datasets.values():
-            for name, entry in record["arrays"].items():
-                live.setdefault(name, set()).add(entry["slot"])
-        generation = manifest.generation + 1
-        segments: dict[str, list] = {}
-        retired: list[str] = []
-        spills: list[tuple[str, str]] = []
-        held: list[SegmentWriter] = []
-        for name, refs in manifest.segments.items():
-            resolved = self._index.resolved(name, refs)
-            keep = np.flatnonzero(np.isin(resolved.columns["slot"],
-                                          np.fromiter(live.get(name, ()), np.int64)))
-            if len(keep) == 0:
-                retired.extend(r[0] for r in refs)
-                continue
-            if len(refs) == 1 and len(keep) == resolved.rows == refs[0][2]:
-                segments[name] = refs  # already compact
-                continue
-            key = segment_key(name, generation)
-            path = self._storage.spill_path(key)
-            writer = SegmentWriter(path)
-            try:
-                _copy_rows(self._storage, resolved, keep, writer)
-                index = writer.finish()
-                self._storage.publish(key, path)
-            except BaseException:
-                writer.abandon()
-                self._storage.discard(key, path)
-                raise
-            spills.append((key, path))
-            held.append(writer)
-            self._index.add_footer(key, index)
-            segments[name] = [[key, writer.size, index.rows]]
-            retired.extend(r[0] for r in refs)
-        now = time.time()
-        waiting = manifest.doc.get("retired", []) + [[key, now] for key in retired]
-        expired = [key for key, since in waiting if now - since >= grace]
-        waiting = [[key, since] for key, since in waiting if now - since < grace]
-        if not retired and not expired:
-            self._remove_orphans()
-            return
-        doc = dict(manifest.doc, generation=generation, segments=segments, retired=waiting)
-        try:
-            self._token = self._storage.commit(MANIFEST_KEY, Manifest(doc).encode(), self._token)
-        finally:
-            # object stores uploaded a local copy of each new segment: drop it
-            for key, path in spills:
-                self._storage.release_spill(key, path)
-            for writer in held:
-                writer.release()
-        manifest.doc["generation"] = generation
-        manifest.doc["segments"] = segments
-        manifest.doc["retired"] = waiting
-        self._index.forget(retired)
-        for key in expired:
-            try:
-                self._storage.delete(key)
-            except OSError:
-                pass  # committed already: the file is an orphan now, removed by a later sweep
-        self._remove_orphans()
-
-    def _remove_orphans(self, grace: float | None = None) -> list[str]:
-        """Delete unreferenced segment files and temp files of interrupted commits older than
-        ``grace`` seconds (default: none on a store whose live writers lock their files, else an
-        hour) that no writer holds. Judged against the newest commit, under the commit lock, so
-        that a file another handle just committed is never taken for an orphan (and no commit
-        is writing its temp file meanwhile)."""
-        storage = self._storage
-        if grace is None:
-            grace = 0.0 if storage.locks_spills else ORPHAN_GRACE_SECONDS
-        now = time.time()
-        removed = []
-        try:
-            with storage.commit_lock():
-                for key, _size, mtime in self._orphans(strict=True):
-                    if now - mtime >= grace:
-                        try:
-                            if storage.remove_unused(key):
-                                removed.append(key)
-                        except OSError:
-                            pass  # left for the next sweep
-        except (CorruptionError, FormatError):
-            pass  # no sweeping against a manifest that does not decode
-        return removed
-
-    def _orphans(self, strict: bool = False) -> list[tuple[str, int, float]]:
-        """Segment files that neither this handle's manifest nor the newest one references, and
-        temp files that interrupted commits left (``strict``: raise when the newest manifest
-        does not decode)."""
-        referenced = _referenced(self._manifest.doc)
-        found = self._storage.read_manifest(MANIFEST_KEY)
-        if found is not None:
-            try:
-                newest = Manifest.decode(found[0], f"{self.location}/{MANIFEST_KEY}")
-                referenced |= _referenced(newest.doc)
-            except (CorruptionError, FormatError):
-                if strict:
-                    raise
-        return [item for item in self._storage.list("")
-                if _MANIFEST_TEMP.fullmatch(item[0]) or (
-                    item[0].startswith("segments/") and item[0].endswith(".seg")
-                    and item[0] not in referenced)]
+        _maintain.compact(self, grace)
 
     def verify(self, repair: bool = False) -> VerifyReport:
-        """Check the manifest and every referenced segment and chunk against its checksum.
+        """Check the root, every catalog part and every segment and block against its checksum.
 
         Unreferenced files are listed as ``orphans`` (not problems); ``repair=True`` removes them.
         """
-        report = VerifyReport()
-        # a fresh backend and index: nothing cached from before the damage may hide it
-        storage = from_description(self._storage.describe())
-        index = IndexCache(storage)
-        try:
-            _load_manifest(storage)
-        except (CorruptionError, FormatError, StoreNotFoundError) as err:
-            report.problems.append(str(err))
-        for refs in self._manifest.segments.values():
-            for key, size, rows in refs:
-                report.segments += 1
-                report.chunks += _verify_segment(storage, index, key, size, rows,
-                                                 report.problems)
-        try:
-            report.orphans = [item[0] for item in self._orphans()]
-        except (CorruptionError, FormatError):
-            pass  # the damaged manifest is reported above
-        if repair and report.orphans:
-            self._check_writable()
-            report.removed = self._remove_orphans()
-        return report
+        return _maintain.verify(self, repair)
 
-    # -- bulk reads ----------------------------------------------------------------------------
+    def usage(self) -> dict:
+        """Files and bytes on disk: segments per array name, catalog parts, files kept for
+        readers of older commits ("retired"), the root; codec, level and generation."""
+        return _maintain.usage(self)
+
+    # -- bulk reads and writes -----------------------------------------------------------------
 
     def read_array_across(self, array: str, dataset_names: Sequence[str],
                           start: Sequence[int] | None = None,
@@ -372,37 +294,39 @@ class Atlas:
         Datasets that share a schema are read together through the stacked path.
         """
         names = _name_list(dataset_names)
-        found = [i for i, n in enumerate(names) if array in self._dataset_record(n)["arrays"]]
+        dids = self._dids(names)
+        slots, schema_ids, found = self._catalog.rows(array, dids)
         out: list[np.ndarray | None] = [None] * len(names)
-        if not found:
+        if not found.any():
             return out
-        slots, schema_ids = self._rows(array, [names[i] for i in found])
-        for schema_id in distinct_values(schema_ids):
-            pick = np.flatnonzero(schema_ids == schema_id)
-            schema = self._manifest.schemas[schema_id]
-            where = f"{array!r} in dataset {names[found[pick[0]]]!r}"
+        present = np.flatnonzero(found)
+        for schema_id in dict.fromkeys(schema_ids[present].tolist()):
+            pick = present[schema_ids[present] == schema_id]
+            schema = self._catalog.schema(schema_id)
+            where = f"{array!r} in dataset {names[int(pick[0])]!r}"
             start_t, window = self._window(schema, start, shape, where)
             block = np.empty((len(pick), *window), dtype=schema.dtype.numpy)
             self._read(array, slots[pick], schema_ids[pick], start_t, window, block)
-            for j, p in enumerate(pick):
-                out[found[p]] = block[j]
+            for j, p in enumerate(pick.tolist()):
+                out[p] = block[j]
         return out
 
-    def read_array_across_stacked(self, array: str, dataset_names: Sequence[str],
+    def read_array_across_stacked(self, array: str, dataset_names: Sequence[str] | None = None,
                                   start: Sequence[int] | None = None,
                                   shape: Sequence[int] | None = None,
                                   out: np.ndarray | None = None) -> np.ndarray:
         """One array from many datasets as one (len(dataset_names), *window) array.
 
-        Names may repeat and come in any order. A dataset without the array raises KeyError;
-        windows that differ in shape or dtype raise ValueError naming the first mismatch.
+        ``dataset_names`` None (or the unchanged list ``list_datasets()`` returned) means every
+        dataset. Names may repeat and come in any order. A dataset without the array raises
+        KeyError; windows that differ in shape or dtype raise ValueError naming the first
+        mismatch.
         """
-        names = _name_list(dataset_names)
-        if not names:
+        names, slots, schema_ids = self._stack_rows(array, dataset_names)
+        if not len(slots):
             raise ValueError("dataset_names is empty; nothing to stack")
-        slots, schema_ids = self._rows(array, names)
         dtype, start_t, window = self._common_window(array, names, schema_ids, start, shape)
-        expected = (len(names), *window)
+        expected = (len(slots), *window)
         if out is None:
             out = np.empty(expected, dtype=dtype)
         else:
@@ -414,6 +338,18 @@ class Atlas:
                                  f"{list(out.shape)}")
         self._read(array, slots, schema_ids, start_t, window, out)
         return out
+
+    def write_array_across_stacked(self, array: str, names: Sequence[str], data: np.ndarray,
+                                   dims: Sequence[str] | None = None,
+                                   chunk_shape: Sequence[int] | None = None,
+                                   fill_value: Any = None) -> None:
+        """The inverse of the stacked read: row i of ``data`` becomes ``array`` of dataset
+        ``names[i]``, which is created if absent, with the array defined (shape
+        ``data.shape[1:]``) if absent; an existing definition must match."""
+        from atlas.core._stacked import write_stacked
+
+        self._check_writable()
+        write_stacked(self, array, names, data, dims, chunk_shape, fill_value)
 
     def batches(self, array: str, dataset_names: Sequence[str] | None = None,
                 batch_size: int = 64, shuffle: bool = True, seed: int | None = None,
@@ -430,27 +366,53 @@ class Atlas:
         return batches(self, array, dataset_names, batch_size, shuffle, seed, start, shape,
                        drop_last, prefetch)
 
-    def _rows(self, array: str, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(slots, schema ids) of ``array`` in each named dataset; KeyError naming a miss."""
-        get_record = self._manifest.datasets.get
-        slots, schema_ids = [], []
-        for name in names:
-            record = get_record(name)
-            if record is None:
-                raise DatasetNotFoundError(f"no dataset {name!r} in {self.location}")
-            entry = record["arrays"].get(array)
-            if entry is None:
-                raise ArrayNotFoundError(f"dataset {name!r} has no array {array!r}")
-            slots.append(entry["slot"])
-            schema_ids.append(entry["schema"])
-        return np.array(slots, np.int64), np.array(schema_ids, np.int64)
+    def _stack_rows(self, array: str, dataset_names) -> tuple[Any, np.ndarray, np.ndarray]:
+        """(names or None, slots, schema ids) of ``array`` in the named datasets (None or the
+        ``list_datasets()`` list: every dataset); KeyError naming the first miss."""
+        catalog = self._catalog
+        if dataset_names is None or catalog.is_all(dataset_names):
+            dids = catalog.live_dids()
+            slots, schema_ids, found = catalog.rows(array, dids, everything=True)
+            names = dataset_names
+        else:
+            names = _name_list(dataset_names)
+            dids = self._dids(names)
+            slots, schema_ids, found = catalog.rows(array, dids)
+        if not found.all():
+            missing = int(np.flatnonzero(~found)[0])
+            name = (names if names is not None else catalog.names())[missing]
+            raise ArrayNotFoundError(f"dataset {name!r} has no array {array!r}")
+        return names, slots, schema_ids
+
+    def _holding(self, array: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """(names, slots, schema ids) of every live dataset that has ``array``."""
+        catalog = self._catalog
+        slots, schema_ids, found = catalog.rows(array, catalog.live_dids(), everything=True)
+        names = catalog.names()
+        if found.all():
+            return list(names), slots, schema_ids
+        keep = np.flatnonzero(found)
+        return [names[i] for i in keep.tolist()], slots[keep], schema_ids[keep]
+
+    def _dids(self, names: list[str]) -> np.ndarray:
+        """Dataset ids of ``names`` (one dict lookup each); KeyError naming the first miss."""
+        dids = self._catalog.dids()
+        try:
+            return np.array([dids[n] for n in names], np.int64)
+        except (KeyError, TypeError):
+            for name in names:
+                if not isinstance(name, str) or name not in dids:
+                    raise DatasetNotFoundError(f"no dataset {name!r} in {self.location}") \
+                        from None
+            raise
 
     def _common_window(self, array, names, schema_ids, start, shape):
         """Check every distinct schema admits one window of one dtype; return it."""
         first = None
-        for schema_id in distinct_values(schema_ids):  # first mismatch first in errors
-            schema = self._manifest.schemas[schema_id]
-            name = names[int(np.flatnonzero(schema_ids == schema_id)[0])]
+        for schema_id in dict.fromkeys(schema_ids.tolist()):  # first mismatch first in errors
+            schema = self._catalog.schema(schema_id)
+            position = int(np.flatnonzero(schema_ids == schema_id)[0])
+            name = (names if names is not None else self._catalog.names())[position]
             start_t, window = self._window(schema, start, shape,
                                            f"{array!r} in dataset {name!r}")
             if first is None:
@@ -495,37 +457,84 @@ class Atlas:
         """Alias of :meth:`to_xarray_many`."""
         return self.to_xarray_many(names, concat_dim)
 
-    # -- internals used by DatasetView ---------------------------------------------------------
+    # -- what DatasetView and the bulk paths use -----------------------------------------------
 
     def _check_writable(self) -> None:
         if self._storage.read_only:
             raise ReadOnlyError(f"store at {self.location} is open read-only")
+        if self._legacy is not None:
+            raise FormatError(f"store at {self.location} is in format version 1, which this "
+                              "atlas reads but does not write; convert it with "
+                              f"`atlas upgrade {self.location}`")
 
-    def _dataset_record(self, name: str) -> dict:
-        record = self._manifest.datasets.get(name)
-        if record is None:
+    def _did(self, name: str) -> int:
+        did = self._catalog.did_of(name) if isinstance(name, str) else None
+        if did is None:
             raise DatasetNotFoundError(f"no dataset {name!r} in {self.location}")
-        return record
+        return did
 
-    def _array_entry(self, dataset: str, array: str) -> dict:
-        entry = self._dataset_record(dataset)["arrays"].get(array)
-        if entry is None:
-            raise ArrayNotFoundError(f"dataset {dataset!r} has no array {array!r}")
-        return entry
+    def _committed_index(self, array: str) -> ChunkIndex:
+        if self._legacy is not None:
+            return self._legacy.index(array, self._files)
+        return self._files.merged(array, self._root.segments.get(array, []))
 
-    def _drop_slots(self, slots: set[int]) -> None:
-        if self._pending_state is not None:
-            self._pending_state.drop_slots(slots)
-
-    def _context(self, array: str) -> ReadContext:
-        resolved: ResolvedIndex = self._index.resolved(
-            array, self._manifest.segments.get(array, []))
-        return ReadContext(self._storage, resolved, self._pending_state)
+    def _indexes(self, array: str) -> list[ChunkIndex]:
+        """The chunk indexes of ``array``, newest first."""
+        committed = self._committed_index(array)
+        pending = None if self._pending_state is None else self._pending_state.index(array)
+        return [committed] if pending is None else [pending, committed]
 
     def _read(self, array: str, slots: np.ndarray, schema_ids: np.ndarray, start, window,
               out: np.ndarray) -> None:
-        read_rows(self._context(array), slots, schema_ids, self._manifest.schemas, start,
-                  window, out)
+        """Fill ``out[i]`` with the window of (slots[i], schema_ids[i]) (the caller checked
+        that every schema admits the window, in ``out``'s dtype)."""
+        catalog = self._catalog
+        schemas = catalog.schemas()
+        plan = plan_read(self._indexes(array), slots, schema_ids, schemas, tuple(start),
+                         tuple(window), out.dtype.itemsize)
+        execute(plan, out, self._blocks)
+        if self._pending_state is not None:
+            self._overlay_dirty(array, slots, schema_ids, start, window, out)
+
+    def _overlay_dirty(self, array, slots, schema_ids, start, window, out) -> None:
+        """Partly written chunks not yet encoded are newer than anything indexed."""
+        from atlas import kernels
+        from atlas.core._read import chunk_plan
+
+        dirty = self._pending_state.dirty_of(array)
+        if not dirty:
+            return
+        rows_of = {}
+        for i, slot in enumerate(slots.tolist()):
+            rows_of.setdefault(slot, []).append(i)
+        for (slot, chunk), held in dirty:
+            for i in rows_of.get(slot, ()):
+                plan = chunk_plan(self._catalog.schema(int(schema_ids[i])), tuple(start),
+                                  tuple(window))
+                k = np.flatnonzero(plan.chunk_ids == chunk)
+                if not len(k):
+                    continue
+                k = int(k[0])
+                values = held.values if out.dtype == object else \
+                    np.require(held.values, requirements="C").view(out.dtype)
+                kernels.copy_window(values, plan.src_starts[k], out[i, ...],
+                                    plan.dst_starts[k], plan.boxes[k])
+
+    def _current_chunk(self, array: str, schema: Schema, slot: int, chunk: int,
+                       extent: tuple[int, ...]):
+        """(values, written) of a chunk as this handle sees it now, or None if never written."""
+        if self._pending_state is not None:
+            hit = self._pending_state.lookup(array, schema, slot, chunk, extent)
+            if hit is not None:
+                return hit
+        return read_chunk([self._committed_index(array)], schema, slot, chunk, extent,
+                          self._blocks)
+
+    def _write(self, array: str, slot: int, schema_id: int, schema: Schema,
+               start: tuple[int, ...], values: np.ndarray) -> None:
+        write_window(self._pending,
+                     lambda s, c, e: self._current_chunk(array, schema, s, c, e),
+                     array, slot, schema_id, schema, start, values, self._root.generation + 1)
 
     @staticmethod
     def _window(schema: Schema, start, shape, where: str):
@@ -546,88 +555,17 @@ def _name_list(dataset_names: Sequence[str]) -> list[str]:
     return list(dataset_names)
 
 
-def _referenced(doc: dict) -> set[str]:
-    """Keys a manifest document needs: its segments and the retired ones older readers use."""
-    keys = {ref[0] for refs in doc["segments"].values() for ref in refs}
-    keys.update(key for key, _since in doc.get("retired", ()))
-    return keys
-
-
-def _load_manifest(storage: Storage) -> tuple[Manifest, Any]:
-    found = storage.read_manifest(MANIFEST_KEY)
+def load_root(storage: Storage) -> tuple[Root, Any, Any]:
+    """(root, version token, legacy reader or None) of the store at ``storage``."""
+    found = storage.read_manifest(ROOT_KEY)
     if found is None:
         raise StoreNotFoundError(f"no atlas store at {storage.location} "
-                                 f"(no {MANIFEST_KEY} found)")
+                                 f"(no {ROOT_KEY} found)")
     data, token = found
-    return Manifest.decode(data, f"{storage.location}/{MANIFEST_KEY}"), token
+    where = f"{storage.location}/{ROOT_KEY}"
+    if root_format.read_header(data, where) == 1:
+        from atlas.format.legacy import LegacyStore
 
-
-def _copy_rows(storage: Storage, resolved: ResolvedIndex, keep: np.ndarray,
-               writer: SegmentWriter) -> None:
-    """Append the kept chunk records, verbatim, to a new segment (no re-encoding)."""
-    cols = resolved.columns
-    for i in keep:
-        seg = int(resolved.segment[i])
-        stored_len = int(cols["stored_length"][i])
-        mask_len = int(cols["mask_length"][i])
-        record = bytes(storage.get_range(resolved.keys[seg], int(cols["offset"][i]),
-                                         stored_len + mask_len, resolved.sizes[seg]))
-        if codecs.checksum(record) != int(cols["checksum"][i]):
-            raise CorruptionError(f"{storage.location}/{resolved.keys[seg]}: chunk at offset "
-                                  f"{int(cols['offset'][i])} fails its checksum; not compacting")
-        partial = tuple(int(cols[c][i]) for c in ("nulls", "valid", "min", "max"))
-        writer.append(int(cols["slot"][i]), int(cols["chunk"][i]), record[:stored_len],
-                      int(cols["decoded_length"][i]), record[stored_len:],
-                      int(cols["codec"][i]), partial)
-
-
-def _layout_problem(storage, key, size, cols) -> str | None:
-    """What is wrong with the bytes no checksum covers: the header, and the records having to
-    tile the file from the header to the index with no gap or overlap."""
-    try:
-        if bytes(storage.get_range(key, 0, len(SEGMENT_HEADER), size)) != SEGMENT_HEADER:
-            return "segment header is damaged"
-    except OSError as err:
-        return f"segment header does not read ({err})"
-    order = np.argsort(cols["offset"], kind="stable")
-    offsets = cols["offset"][order]
-    ends = (cols["offset"] + cols["stored_length"] + cols["mask_length"])[order]
-    bounds = np.concatenate([[len(SEGMENT_HEADER)], ends])
-    index_offset = size - TRAILER.size - 8 * len(cols) * len(offsets)
-    if not np.array_equal(offsets, bounds[:-1]) or bounds[-1] != index_offset:
-        return "chunk records do not tile the file (bytes outside every checksum)"
-    return None
-
-
-def _verify_segment(storage, index, key, size, rows, problems) -> int:
-    where = f"{storage.location}/{key}"
-    try:
-        footer = index.footer(key, size)
-    except FileNotFoundError:
-        problems.append(f"{where}: segment file is missing")
-        return 0
-    except (CorruptionError, OSError, ValueError) as err:
-        problems.append(str(err) if where in str(err) else f"{where}: {err}")
-        return 0
-    if footer.rows != rows:
-        problems.append(f"{where}: index has {footer.rows} rows, the manifest records {rows}")
-    cols = footer.columns
-    layout = _layout_problem(storage, key, size, cols)
-    if layout:
-        problems.append(f"{where}: {layout}")
-    bad = 0
-    for i in range(footer.rows):
-        stored_len = int(cols["stored_length"][i])
-        length = stored_len + int(cols["mask_length"][i])
-        try:
-            record = storage.get_range(key, int(cols["offset"][i]), length, size)
-            if len(record) != length or codecs.checksum(record) != int(cols["checksum"][i]):
-                raise CorruptionError("checksum mismatch")
-            codecs.decode(int(cols["codec"][i]), record[:stored_len],
-                          int(cols["decoded_length"][i]))
-        except (CorruptionError, OSError):
-            bad += 1
-    if bad:
-        problems.append(f"{where}: {bad} of {footer.rows} chunks fail their checksum")
-    return footer.rows
-
+        legacy = LegacyStore.decode(storage, data, where)
+        return legacy.root, token, legacy
+    return root_format.decode(data, where), token, None

@@ -25,15 +25,14 @@ def batches(store: "Atlas", array: str, dataset_names: Sequence[str] | None = No
     if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
         raise ValueError(f"prefetch must be an int >= 0, got {prefetch!r}")
     if dataset_names is None:
-        names = [n for n in store.list_datasets()
-                 if array in store._manifest.datasets[n]["arrays"]]
+        names, slots, schema_ids = store._holding(array)
         if not names:
             raise KeyError(f"no dataset in {store.location} has an array {array!r}")
     else:
-        names = list(dataset_names)
+        names, slots, schema_ids = store._stack_rows(array, dataset_names)
+        names = list(names) if names is not None else store.list_datasets()
         if not names:
             raise ValueError("dataset_names is empty; nothing to batch")
-    slots, schema_ids = store._rows(array, names)
     dtype, start_t, window = store._common_window(array, names, schema_ids, start, shape)
     order = np.random.default_rng(seed).permutation(len(names)) if shuffle \
         else np.arange(len(names))

@@ -15,7 +15,7 @@ import numpy as np
 from atlas import kernels
 from atlas.dtypes import NAT_INT, DType, fill_scalar
 from atlas.errors import CorruptionError
-from atlas.format.manifest import Schema
+from atlas.format.schema import Schema
 
 _U64 = np.dtype("<u8")
 _I64 = np.dtype("<i8")
@@ -62,27 +62,36 @@ def from_bits(bits: np.ndarray, dtype: DType) -> np.ndarray:
     return bits
 
 
+def has_fill(schema: Schema) -> bool:
+    """Whether cells equal to the fill count as nulls beyond what NaN/NaT already cover."""
+    if schema.fill is None:
+        return False
+    if schema.dtype.kind == "float":
+        return not math.isnan(schema.fill)
+    if schema.dtype.kind == "timestamp":
+        return schema.fill != NAT_INT
+    return True
+
+
 def partial_stats(schema: Schema, values: np.ndarray, written: np.ndarray | None
-                  ) -> tuple[int, int, int, int]:
-    """(nulls, valid, min bits, max bits) of one chunk."""
+                  ) -> tuple[int, int, int, int, str, str]:
+    """(nulls, valid, min bits, max bits, min string, max string) of one chunk."""
     dtype = schema.dtype
     if dtype.is_string:
         flat = values.reshape(-1)
-        mask = None if written is None else written.reshape(-1).astype(bool)
-        nulls = 0 if mask is None else int((~mask).sum())
+        ok = np.ones(flat.size, bool) if written is None else written.reshape(-1).astype(bool)
         if schema.fill is not None:
-            hits = flat == schema.fill
-            nulls += int((hits if mask is None else hits & mask).sum())
-        return nulls, flat.size - nulls, 0, 0
-    fill = fill_scalar(dtype, schema.fill)
-    has_fill = schema.fill is not None and not (dtype.kind == "float" and math.isnan(fill))
-    if dtype.kind == "timestamp":
-        has_fill = schema.fill is not None and schema.fill != NAT_INT
-    nulls, valid, lo, hi = kernels.stats_partial(values, written, fill, has_fill,
-                                                 null_rule(dtype))
+            ok &= flat != schema.fill
+        good = flat[ok]
+        if not good.size:
+            return flat.size, 0, 0, 0, "", ""
+        return flat.size - good.size, good.size, 0, 0, min(good), max(good)
+    nulls, valid, lo, hi = kernels.chunk_partial(values, written,
+                                                 fill_scalar(dtype, schema.fill),
+                                                 has_fill(schema), null_rule(dtype))
     if valid == 0:
-        return nulls, 0, 0, 0
-    return nulls, valid, to_bits(lo, dtype), to_bits(hi, dtype)
+        return nulls, 0, 0, 0, "", ""
+    return nulls, valid, to_bits(lo, dtype), to_bits(hi, dtype), "", ""
 
 
 def encode_values(schema: Schema, values: np.ndarray) -> bytes | np.ndarray:

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from atlas.core import _attrs, _stats
+from atlas.core import _stats
 from atlas.core._validate import as_index_tuple, check_name, check_window
-from atlas.core._write import write_window
 from atlas.dtypes import check_data, fill_for_user, parse_fill, resolve_dtype
 from atlas.errors import AlreadyExistsError, ArrayNotFoundError
-from atlas.format.manifest import Schema
+from atlas.format import values as value_format
+from atlas.format.schema import Schema
 
 if TYPE_CHECKING:
     from atlas.core._atlas import Atlas
@@ -41,98 +41,77 @@ class DatasetView:
 
     # -- schema --------------------------------------------------------------------------------
 
-    def _record(self) -> dict:
-        return self._store._dataset_record(self._name)
+    def _did(self) -> int:
+        return self._store._did(self._name)
 
-    def _entry(self, array: str) -> dict | None:
-        return self._record()["arrays"].get(array)
+    def _row(self, array: str) -> tuple[int, int, int, bool] | None:
+        """(did, slot, schema id, pending) of one array, or None."""
+        did = self._did()
+        row = self._store._catalog.array_row(array, did)
+        return None if row is None else (did, *row)
 
-    def _required(self, array: str) -> dict:
-        entry = self._entry(array)
-        if entry is None:
+    def _required(self, array: str) -> tuple[int, int, int, bool]:
+        row = self._row(array)
+        if row is None:
             raise ArrayNotFoundError(f"dataset {self._name!r} has no array {array!r}")
-        return entry
-
-    def _schema(self, entry: dict) -> Schema:
-        return self._store._manifest.schemas[entry["schema"]]
+        return row
 
     def _where(self, array: str) -> str:
         return f"{array!r} in dataset {self._name!r}"
 
     def list_arrays(self) -> list[str]:
-        return list(self._record()["arrays"])
+        return self._store._catalog.arrays_of(self._did())
 
     def define_array(self, name: str, dtype: Any, dims: Sequence[str], shape: Sequence[int],
                      chunk_shape: Sequence[int] | None = None, fill_value: Any = None) -> None:
         """Declare an array. Unwritten cells read back as ``fill_value`` (or 0, "", NaT)."""
         check_name(name, "array")
-        self._store._check_writable()
-        record = self._record()
-        where = self._where(name)
-        if name in record["arrays"]:
+        store = self._store
+        store._check_writable()
+        did = self._did()
+        catalog = store._catalog
+        if catalog.array_row(name, did) is not None:
             raise AlreadyExistsError(f"array {name!r} already exists in dataset {self._name!r}")
-        atlas_dtype = resolve_dtype(dtype)
-        if isinstance(dims, str):
-            dims = [dims]
-        dims_t = tuple(dims)
-        if not all(isinstance(d, str) and d for d in dims_t):
-            raise TypeError(f"{where}: dims must be non-empty strs, got {list(dims_t)}")
-        shape_t = as_index_tuple(shape, "shape", len(dims_t), where)
-        if any(s < 0 for s in shape_t):
-            raise ValueError(f"{where}: shape {list(shape_t)} has a negative extent")
-        if chunk_shape is None:
-            chunks_t = tuple(max(1, s) for s in shape_t)
-        else:
-            chunks_t = as_index_tuple(chunk_shape, "chunk_shape", len(dims_t), where)
-            if any(c < 1 for c in chunks_t):
-                raise ValueError(f"{where}: chunk_shape {list(chunks_t)} must be >= 1 on "
-                                 "every axis")
-        # cell counts, chunk ids and offsets are int64 throughout (index, kernels, stats)
-        if max((*shape_t, *chunks_t), default=0) >= 2**63 or math.prod(shape_t) >= 2**63:
-            raise OverflowError(f"{where}: shape {list(shape_t)} with chunk_shape "
-                                f"{list(chunks_t)} does not fit in int64 cell counts")
-        fill = parse_fill(atlas_dtype, fill_value, where)
-        manifest = self._store._manifest
-        schema_id = manifest.intern(Schema(atlas_dtype, dims_t, shape_t, chunks_t, fill))
-        record["arrays"][name] = {"slot": manifest.new_slot(), "schema": schema_id,
-                                  "attrs": {}, "stats": None}
-        self._store._changed = True
+        schema = make_schema(dtype, dims, shape, chunk_shape, fill_value, self._where(name))
+        catalog.define(name, did, catalog.intern(schema))
 
     def delete_array(self, name: str) -> None:
-        entry = self._required(name)
-        self._store._check_writable()
-        self._store._drop_slots({entry["slot"]})
-        del self._record()["arrays"][name]
-        self._store._changed = True
+        did, slot, schema_id, _pending = self._required(name)
+        store = self._store
+        store._check_writable()
+        if store._pending_state is not None:
+            store._pending_state.drop_slots({slot})
+        store._catalog.undefine(name, did, slot, schema_id)
 
     def array_meta(self, name: str) -> dict | None:
-        entry = self._entry(name)
-        if entry is None:
+        row = self._row(name)
+        if row is None:
             return None
-        schema = self._schema(entry)
+        schema = self._store._catalog.schema(row[2])
         return {"dtype": schema.dtype.name, "shape": list(schema.shape),
                 "chunk_shape": list(schema.chunk_shape), "dimension_names": list(schema.dims),
                 "fill_value": fill_for_user(schema.dtype, schema.fill)}
 
     def array_fill_value(self, name: str) -> Any:
-        entry = self._required(name)
-        schema = self._schema(entry)
+        schema = self._store._catalog.schema(self._required(name)[2])
         return fill_for_user(schema.dtype, schema.fill)
 
     def array_stats(self, name: str) -> dict | None:
         """{"row_count", "null_count", "min", "max"}; None before the first flush after a write."""
-        entry = self._entry(name)
-        if entry is None:
+        row = self._row(name)
+        if row is None:
             return None
-        return _stats.for_user(self._schema(entry), entry["stats"])
+        catalog = self._store._catalog
+        return _stats.for_user(catalog.schema(row[2]), catalog.array_stats(name, row[0]))
 
     # -- data ----------------------------------------------------------------------------------
 
     def write_array(self, name: str, start: Sequence[int], data: np.ndarray) -> None:
         """Write ``data`` at ``start``; its dtype must be the array's (atlas never casts)."""
-        entry = self._required(name)
-        self._store._check_writable()
-        schema = self._schema(entry)
+        did, slot, schema_id, _pending = self._required(name)
+        store = self._store
+        store._check_writable()
+        schema = store._catalog.schema(schema_id)
         where = self._where(name)
         if isinstance(data, np.generic):
             data = np.asarray(data)
@@ -145,24 +124,21 @@ class DatasetView:
         start_t = as_index_tuple(start, "start", schema.ndim, where)
         check_window(start_t, data.shape, schema.shape, where)
         values = check_data(schema.dtype, data, where)
-        store = self._store
-        write_window(store._context(name), store._pending, name, entry["slot"], schema, start_t,
-                     values, store._manifest.generation + 1)
-        entry["stats"] = None
-        store._changed = True
+        store._write(name, slot, schema_id, schema, start_t, values)
+        store._catalog.stats_changed(name, did, slot, schema_id)
 
     def read_array(self, name: str, start: Sequence[int] | None = None,
                    shape: Sequence[int] | None = None) -> np.ndarray | None:
         """The whole array, or the window at ``start`` of ``shape``; None if there is no such
         array in this dataset."""
-        entry = self._entry(name)
-        if entry is None:
+        row = self._row(name)
+        if row is None:
             return None
-        schema = self._schema(entry)
-        start_t, window = self._store._window(schema, start, shape, self._where(name))
+        store = self._store
+        schema = store._catalog.schema(row[2])
+        start_t, window = store._window(schema, start, shape, self._where(name))
         out = np.empty((1, *window), dtype=schema.dtype.numpy)
-        self._store._read(name, np.array([entry["slot"]]), np.array([entry["schema"]]), start_t,
-                          window, out)
+        store._read(name, np.array([row[1]]), np.array([row[2]]), start_t, window, out)
         return out[0, ...]  # an ndarray also for 0-D arrays, never a numpy scalar
 
     def read_arrays(self, names: Sequence[str], start: Sequence[int] | None = None,
@@ -172,43 +148,73 @@ class DatasetView:
     # -- attributes ----------------------------------------------------------------------------
 
     def set_attribute(self, key: str, value: Any, dtype: str | None = None) -> None:
-        _set_attr(self._store, self._record()["attrs"], key, value, dtype,
+        self._set(("attr", _key(key)), self._did(), value, dtype,
                   f"attribute {key!r} of dataset {self._name!r}")
 
     def get_attribute(self, key: str) -> Any:
-        raw = self._record()["attrs"].get(key)
-        return None if raw is None else _attrs.decode(raw)
+        found = self._store._catalog.get_attr(("attr", _key(key)), self._did())
+        return None if found is None else found[1]
 
     def attributes(self) -> dict[str, Any]:
-        return {k: _attrs.decode(v) for k, v in self._record()["attrs"].items()}
+        return dict(self._store._catalog.attrs(("attr",), self._did()))
 
     def delete_attribute(self, key: str) -> None:
-        attrs = self._record()["attrs"]
-        if key not in attrs:
-            raise KeyError(f"dataset {self._name!r} has no attribute {key!r}")
         self._store._check_writable()
-        del attrs[key]
-        self._store._changed = True
+        if not self._store._catalog.del_attr(("attr", _key(key)), self._did()):
+            raise KeyError(f"dataset {self._name!r} has no attribute {key!r}")
 
     def set_array_attribute(self, array: str, key: str, value: Any,
                             dtype: str | None = None) -> None:
-        _set_attr(self._store, self._required(array)["attrs"], key, value, dtype,
+        slot = self._required(array)[1]
+        self._set(("array_attr", array, _key(key)), slot, value, dtype,
                   f"attribute {key!r} of {self._where(array)}")
 
     def get_array_attribute(self, array: str, key: str) -> Any:
-        raw = self._required(array)["attrs"].get(key)
-        return None if raw is None else _attrs.decode(raw)
+        slot = self._required(array)[1]
+        found = self._store._catalog.get_attr(("array_attr", array, _key(key)), slot)
+        return None if found is None else found[1]
 
     def array_attributes(self, array: str) -> dict[str, Any]:
-        return {k: _attrs.decode(v) for k, v in self._required(array)["attrs"].items()}
+        slot = self._required(array)[1]
+        return dict(self._store._catalog.attrs(("array_attr", array), slot))
+
+    def _set(self, section_id: tuple, key: int, value: Any, dtype: str | None,
+             where: str) -> None:
+        self._store._check_writable()
+        encoded = value_format.encode(value, dtype, where)
+        self._store._catalog.set_attr(section_id, key, encoded)
 
 
-def _set_attr(store: "Atlas", attrs: dict, key: str, value: Any, dtype: str | None,
-              where: str) -> None:
+def _key(key: Any) -> str:
     if not isinstance(key, str):
         raise TypeError(f"attribute keys must be str, got {type(key).__name__} {key!r}")
     if not key:
         raise ValueError("attribute keys must not be empty")
-    store._check_writable()
-    attrs[key] = _attrs.encode(value, dtype, where)
-    store._changed = True
+    return key
+
+
+def make_schema(dtype: Any, dims: Sequence[str], shape: Sequence[int],
+                chunk_shape: Sequence[int] | None, fill_value: Any, where: str) -> Schema:
+    """A checked schema from ``define_array``'s arguments."""
+    atlas_dtype = resolve_dtype(dtype)
+    if isinstance(dims, str):
+        dims = [dims]
+    dims_t = tuple(dims)
+    if not all(isinstance(d, str) and d for d in dims_t):
+        raise TypeError(f"{where}: dims must be non-empty strs, got {list(dims_t)}")
+    shape_t = as_index_tuple(shape, "shape", len(dims_t), where)
+    if any(s < 0 for s in shape_t):
+        raise ValueError(f"{where}: shape {list(shape_t)} has a negative extent")
+    if chunk_shape is None:
+        chunks_t = tuple(max(1, s) for s in shape_t)
+    else:
+        chunks_t = as_index_tuple(chunk_shape, "chunk_shape", len(dims_t), where)
+        if any(c < 1 for c in chunks_t):
+            raise ValueError(f"{where}: chunk_shape {list(chunks_t)} must be >= 1 on "
+                             "every axis")
+    # cell counts, chunk ids and offsets are int64 throughout (index, kernels, stats)
+    if max((*shape_t, *chunks_t), default=0) >= 2**63 or math.prod(shape_t) >= 2**63:
+        raise OverflowError(f"{where}: shape {list(shape_t)} with chunk_shape "
+                            f"{list(chunks_t)} does not fit in int64 cell counts")
+    fill = parse_fill(atlas_dtype, fill_value, where)
+    return Schema(atlas_dtype, dims_t, shape_t, chunks_t, fill)

@@ -1,116 +1,261 @@
-"""The committed chunk index of one array name: every segment's footer merged, newest wins.
+"""Chunk indexes: where each (slot, chunk) of an array name lies, as numpy columns.
 
-Segments are immutable, so a parsed footer is cached by key for the life of the handle; the
-merged ("resolved") index is rebuilt only when the list of segments changes.
+A :class:`ChunkIndex` is one merged view, sorted by (slot, chunk) with one row per chunk (the
+newest), over a set of blocks that live in :class:`Source`s. The committed index of an array
+name merges the indexes of its segments (:class:`IndexCache`, cached per handle: segments are
+immutable); a handle's pending writes form another (``atlas.core._pending``), searched first.
 """
 
 from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from atlas.format.segment import COLUMNS, TRAILER, SegmentIndex, parse_index
+from atlas.errors import CorruptionError
+from atlas.format.container import FOOTER_PROBE, Footer, parse_footer
+from atlas.format.root import FileRef
+from atlas.format.segment import MAGIC as SEGMENT_MAGIC
+from atlas.format.segment import SegmentIndex, parse_index
 from atlas.storage import Storage
 
-FOOTER_PROBE = 64 << 10  # bytes read from a segment's end to get its index in one request
+_I64 = np.int64
+
+
+class Source:
+    """Where blocks are fetched from. ``cache_id`` names it in the decoded-block cache (None:
+    never cache, its blocks may change)."""
+
+    cache_id: str | None = None
+    decoded = False  # True: the bytes fetched are already decoded (an open pending block)
+
+    def fetch(self, offsets: list[int], lengths: list[int]) -> list:
+        raise NotImplementedError
+
+    def tail(self, n: int) -> int:
+        """Bytes after block ``n``'s frame that are stored as they are (only format 1 has)."""
+        return 0
+
+    def where(self) -> str:
+        raise NotImplementedError
+
+
+class SegmentSource(Source):
+    """A committed segment, read through the storage (coalesced ranged reads)."""
+
+    def __init__(self, storage: Storage, ref: FileRef):
+        self.storage, self.key, self.size = storage, ref.key, ref.size
+        self.cache_id = ref.key
+
+    def fetch(self, offsets, lengths):
+        return self.storage.get_ranges(self.key, offsets, lengths, self.size)
+
+    def where(self) -> str:
+        return f"{self.storage.location}/{self.key}"
 
 
 @dataclass
-class ResolvedIndex:
-    """Columns sorted by (slot, chunk), one row per chunk (the newest), plus the segment of each
-    row as a position in ``keys``/``sizes``."""
+class ChunkIndex:
+    """Chunk rows sorted by (slot, chunk), and the blocks they point into."""
 
-    columns: dict[str, np.ndarray]
-    segment: np.ndarray
-    keys: list[str]
-    sizes: list[int]
+    slot: np.ndarray
+    chunk: np.ndarray
+    block: np.ndarray  # row of ``blocks``
+    offset: np.ndarray  # in the decoded block
+    length: np.ndarray
+    mask: np.ndarray
+    # statistics partials, where the segment kept one (arrays of more than one chunk)
+    nulls: np.ndarray
+    valid: np.ndarray
+    min: np.ndarray
+    max: np.ndarray
+    has_partial: np.ndarray
+    # blocks: offset/stored in their source, decoded length, codec, crc, source number
+    block_offset: np.ndarray
+    block_stored: np.ndarray
+    block_decoded: np.ndarray
+    block_codec: np.ndarray
+    block_crc: np.ndarray
+    block_source: np.ndarray
+    sources: list[Source] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
-        return len(self.segment)
+        return len(self.slot)
+
+    @classmethod
+    def empty(cls) -> "ChunkIndex":
+        z = np.zeros(0, _I64)
+        return cls(z, z, z, z, z, z, z, z, z, z, np.zeros(0, bool), z, z, z, z, z, z, [])
+
+    def find(self, slots: np.ndarray, chunks: np.ndarray) -> np.ndarray:
+        """Row of each wanted (slot, chunk), -1 where this index has none."""
+        n = len(slots)
+        if self.rows == 0 or n == 0:
+            return np.full(n, -1, _I64)
+        lo = np.searchsorted(self.slot, slots, "left")
+        hi = np.searchsorted(self.slot, slots, "right")
+        if not chunks.any() and self.single_chunk:
+            last = self.rows - 1
+            hit = (lo < hi) & (self.chunk[np.minimum(lo, last)] == 0)
+            return np.where(hit, lo, -1)
+        # bisect every wanted chunk inside its slot's run, all at once
+        end = hi.copy()
+        last = self.rows - 1
+        while True:
+            active = lo < hi
+            if not active.any():
+                break
+            mid = (lo + hi) // 2
+            right = active & (self.chunk[np.minimum(mid, last)] < chunks)
+            lo = np.where(right, mid + 1, lo)
+            hi = np.where(active & ~right, mid, hi)
+        hit = (lo < end) & (self.chunk[np.minimum(lo, last)] == chunks)
+        return np.where(hit, lo, -1).astype(_I64)
+
+    @property
+    def single_chunk(self) -> bool:
+        """Every slot has only chunk 0 (arrays of one chunk): a slot search finds the row."""
+        found = getattr(self, "_single", None)
+        if found is None:
+            found = self._single = not self.chunk.any()
+        return found
 
     def rows_of_slot(self, slot: int) -> slice:
-        slots = self.columns["slot"]
-        return slice(int(np.searchsorted(slots, slot, "left")),
-                     int(np.searchsorted(slots, slot, "right")))
+        return slice(int(np.searchsorted(self.slot, slot, "left")),
+                     int(np.searchsorted(self.slot, slot, "right")))
+
+
+def merge_indexes(indexes: list[SegmentIndex], sources: list[Source]) -> ChunkIndex:
+    """One sorted index over segments (oldest first): the newest row of a (slot, chunk) wins,
+    also within one segment."""
+    if not indexes:
+        out = ChunkIndex.empty()
+        out.sources = sources
+        return out
+    block_base = np.cumsum([0] + [ix.n_blocks for ix in indexes[:-1]])
+    cat = np.concatenate
+    slot = cat([ix.chunks["slot"] for ix in indexes])
+    chunk = cat([ix.chunks["chunk"] for ix in indexes])
+    block = cat([ix.chunks["block"] + base for ix, base in zip(indexes, block_base)])
+    n = len(slot)
+    # partials, spread over the rows they belong to
+    nulls, valid = np.zeros(n, _I64), np.zeros(n, _I64)
+    lo, hi = np.zeros(n, _I64), np.zeros(n, _I64)
+    has = np.zeros(n, bool)
+    row_base = np.cumsum([0] + [ix.rows for ix in indexes[:-1]])
+    for ix, base in zip(indexes, row_base):
+        rows = ix.partials["row"] + base
+        nulls[rows], valid[rows] = ix.partials["nulls"], ix.partials["valid"]
+        lo[rows], hi[rows] = ix.partials["min"], ix.partials["max"]
+        has[rows] = True
+    order = _order(slot, chunk)
+    if order is not None:
+        s, c = slot[order], chunk[order]
+        keep = np.ones(n, bool)
+        keep[:-1] = (s[1:] != s[:-1]) | (c[1:] != c[:-1])
+        pick = order[keep]
+    else:
+        pick = slice(None)
+    return ChunkIndex(
+        slot[pick], chunk[pick], block[pick],
+        cat([ix.chunks["offset"] for ix in indexes])[pick],
+        cat([ix.chunks["length"] for ix in indexes])[pick],
+        cat([ix.chunks["mask"] for ix in indexes])[pick],
+        nulls[pick], valid[pick], lo[pick], hi[pick], has[pick],
+        cat([ix.blocks["offset"] for ix in indexes]), cat([ix.blocks["stored"] for ix in indexes]),
+        cat([ix.blocks["decoded"] for ix in indexes]), cat([ix.blocks["codec"] for ix in indexes]),
+        cat([ix.blocks["crc"] for ix in indexes]),
+        cat([np.full(ix.n_blocks, i, _I64) for i, ix in enumerate(indexes)]), sources)
+
+
+def _order(slot: np.ndarray, chunk: np.ndarray) -> np.ndarray | None:
+    """Row order sorting by (slot, chunk) with later rows after earlier ones of the same pair;
+    None when the rows are sorted and unique already (one compacted segment)."""
+    n = len(slot)
+    if n < 2:
+        return None
+    ds, dc = np.diff(slot), np.diff(chunk)
+    if np.all((ds > 0) | ((ds == 0) & (dc > 0))):
+        return None
+    if chunk.max(initial=0) < (1 << 20) and slot.max(initial=0) < (1 << 42):
+        # one int64 key: a stable sort of a few sorted runs is a linear merge
+        return np.argsort((slot << 20) | chunk, kind="stable")
+    return np.lexsort((np.arange(n), chunk, slot))
 
 
 class IndexCache:
-    """Footers by segment key and resolved indexes by array name, for one storage."""
+    """Segment footers by key and merged indexes by array name, for one storage."""
 
     def __init__(self, storage: Storage):
         self.storage = storage
-        self._footers: dict[str, SegmentIndex] = {}
-        self._resolved: dict[str, tuple[tuple[str, ...], ResolvedIndex]] = {}
+        self._footers: dict[str, Footer] = {}
+        self._segments: dict[str, SegmentIndex] = {}
+        self._merged: dict[str, tuple[tuple[str, ...], ChunkIndex]] = {}
         self._lock = threading.Lock()
 
-    def footer(self, key: str, size: int, rows: int | None = None) -> SegmentIndex:
-        found = self._footers.get(key)
+    def footer(self, ref: FileRef, magic: bytes) -> Footer:
+        """The footer of an immutable file (a segment or a catalog part), read once."""
+        found = self._footers.get(ref.key)
         if found is None:
-            found = self._fetch_footer(key, size, rows)
-            self._footers[key] = found
+            found = self._footers[ref.key] = read_footer(self.storage, ref, magic)
         return found
 
-    def _fetch_footer(self, key: str, size: int, rows: int | None = None) -> SegmentIndex:
-        """One ranged read of the segment's tail: trailer and index together, sized from the
-        row count the manifest records (or FOOTER_PROBE bytes, then a second read if the index
-        is bigger). One request per segment on object stores."""
-        where = f"{self.storage.location}/{key}"
-        probe = FOOTER_PROBE if rows is None else \
-            max(FOOTER_PROBE, int(rows) * 8 * len(COLUMNS) + TRAILER.size)
-        tail_start = max(0, size - probe)
-        tail = memoryview(self.storage.get_range(key, tail_start, size - tail_start, size))
-        trailer = bytes(tail[max(0, len(tail) - TRAILER.size) :])
+    def footers(self, refs: list[FileRef], magic: bytes) -> list[Footer]:
+        """Footers of many files, the missing ones fetched concurrently (one round trip)."""
+        missing = [r for r in refs if r.key not in self._footers]
+        if len(missing) > 1:
+            with ThreadPoolExecutor(min(16, len(missing))) as pool:
+                for ref, footer in zip(missing, pool.map(
+                        lambda r: read_footer(self.storage, r, magic), missing)):
+                    self._footers[ref.key] = footer
+        return [self.footer(r, magic) for r in refs]
 
-        def read(offset: int, length: int):
-            if offset >= tail_start:
-                return tail[offset - tail_start : offset - tail_start + length]
-            return self.storage.get_range(key, offset, length, size)
+    def segment(self, ref: FileRef) -> SegmentIndex:
+        found = self._segments.get(ref.key)
+        if found is None:
+            footer = self.footer(ref, SEGMENT_MAGIC)
+            where = f"{self.storage.location}/{ref.key}"
+            found = parse_index(footer, lambda o, n: self.storage.get_range(ref.key, o, n,
+                                                                             ref.size), where)
+            self._segments[ref.key] = found
+        return found
 
-        return parse_index(trailer, read, where)
+    def add(self, ref: FileRef, footer: Footer | None, index: SegmentIndex | None) -> None:
+        """Seed the cache with a file this handle just wrote."""
+        if footer is not None:
+            self._footers[ref.key] = footer
+        if index is not None:
+            self._segments[ref.key] = index
 
-    def add_footer(self, key: str, index: SegmentIndex) -> None:
-        """Seed the cache with the index of a segment this handle just wrote."""
-        self._footers[key] = index
-
-    def resolved(self, array: str, segments: list) -> ResolvedIndex:
-        """The merged index of ``segments`` ([[key, size, rows], ...], oldest first)."""
-        keys = tuple(s[0] for s in segments)
-        cached = self._resolved.get(array)
+    def merged(self, array: str, refs: list[FileRef]) -> ChunkIndex:
+        """The committed index of ``array`` over its segments ``refs`` (oldest first)."""
+        keys = tuple(r.key for r in refs)
+        cached = self._merged.get(array)
         if cached is not None and cached[0] == keys:
             return cached[1]
         with self._lock:
-            missing = [s for s in segments if s[0] not in self._footers]
-            if len(missing) > 1:  # fetched concurrently: one round trip, not one per segment
-                with ThreadPoolExecutor(min(16, len(missing))) as pool:
-                    for seg, index in zip(missing, pool.map(lambda s: self._fetch_footer(*s),
-                                                            missing)):
-                        self._footers[seg[0]] = index
-            footers = [self.footer(key, size, rows) for key, size, rows in segments]
-            resolved = _merge(footers, list(keys), [s[1] for s in segments])
-            self._resolved[array] = (keys, resolved)
-        return resolved
+            self.footers([r for r in refs if r.key not in self._segments], SEGMENT_MAGIC)
+            indexes = [self.segment(r) for r in refs]
+            merged = merge_indexes(indexes, [SegmentSource(self.storage, r) for r in refs])
+            self._merged[array] = (keys, merged)
+        return merged
 
     def forget(self, keys) -> None:
         for key in keys:
             self._footers.pop(key, None)
+            self._segments.pop(key, None)
 
 
-def _merge(footers: list[SegmentIndex], keys: list[str], sizes: list[int]) -> ResolvedIndex:
-    if not footers:
-        empty = SegmentIndex.empty()
-        return ResolvedIndex(empty.columns, np.zeros(0, np.int64), keys, sizes)
-    columns = {name: np.concatenate([f.columns[name] for f in footers]) for name in COLUMNS}
-    segment = np.concatenate([np.full(f.rows, i, np.int64) for i, f in enumerate(footers)])
-    # within one segment a later row for the same chunk replaces an earlier one too
-    order_in_file = np.concatenate([np.arange(f.rows, dtype=np.int64) for f in footers])
-    order = np.lexsort((-order_in_file, -segment, columns["chunk"], columns["slot"]))
-    slots = columns["slot"][order]
-    chunks = columns["chunk"][order]
-    keep = np.ones(len(order), bool)
-    keep[1:] = (slots[1:] != slots[:-1]) | (chunks[1:] != chunks[:-1])
-    chosen = order[keep]
-    return ResolvedIndex({n: c[chosen] for n, c in columns.items()}, segment[chosen], keys, sizes)
+def read_footer(storage: Storage, ref: FileRef, magic: bytes) -> Footer:
+    """One ranged read of a file's tail: trailer and footer together (a second read only for a
+    footer bigger than the probe). ``verify`` checks the magic at the start as well."""
+    where = f"{storage.location}/{ref.key}"
+    if ref.size < len(magic):
+        raise CorruptionError(f"{where}: file is {ref.size} bytes, too short to be one")
+    tail_start = max(0, ref.size - FOOTER_PROBE)
+    tail = memoryview(storage.get_range(ref.key, tail_start, ref.size - tail_start, ref.size))
+    return parse_footer(tail, tail_start, ref.size,
+                        lambda o, n: storage.get_range(ref.key, o, n, ref.size), where)

@@ -1,71 +1,139 @@
-"""Array statistics at flush: merge the per-chunk partials kept in the chunk index.
+"""Array statistics at flush, from the chunks' partials.
 
 row_count is the number of cells; null_count counts cells equal to the fill value, NaN/NaT, and
 cells never written (chunks never stored count whole); min/max are over the remaining cells.
+
+Arrays of one chunk (profiles, scalars: nearly every array of a large collection) take the
+partial of their pending chunk, for all rows of a table at once. Arrays of many chunks fold
+the partials of their chunks, pending and committed, one array at a time.
 """
 
 from __future__ import annotations
 
-import math
+from typing import Callable
 
 import numpy as np
 
 from atlas import kernels
 from atlas.core import _chunks
-from atlas.core._reader import ReadContext, read_chunk
-from atlas.format.manifest import Schema
+from atlas.core._index import ChunkIndex
+from atlas.format.schema import Schema
+
+_I64 = np.int64
+StringPartials = Callable[[int], tuple[str, str] | None]  # pending index row -> (min, max)
+ChunkReader = Callable[[int, int, tuple[int, ...]], tuple | None]  # slot, chunk, extent
 
 
-def compute(ctx: ReadContext, schema: Schema, slot: int) -> list:
-    """[nulls, valid, min, max] of one (dataset, array), JSON-ready."""
-    rows = ctx.resolved.rows_of_slot(slot)
-    cols = ctx.resolved.columns
-    # every stored chunk's partial covers all its cells (nulls + valid), so what they do not
-    # cover was never written
-    never_written = math.prod(schema.shape) - int(cols["nulls"][rows].sum()
-                                                  + cols["valid"][rows].sum())
-    dtype = schema.dtype
-    if dtype.is_string:
-        return _string_stats(ctx, schema, slot, cols["chunk"][rows], never_written)
-    nulls, valid, lo, hi = kernels.merge_partials(
-        cols["nulls"][rows], cols["valid"][rows],
-        _chunks.from_bits(cols["min"][rows], dtype), _chunks.from_bits(cols["max"][rows], dtype))
+def compute(slots: np.ndarray, schema_ids: np.ndarray, schemas: list[Schema],
+            pending: ChunkIndex | None, committed: ChunkIndex, string_partial: StringPartials,
+            read: ChunkReader) -> dict[str, np.ndarray]:
+    """Statistics columns (nulls, valid, min, max, smin, smax) for the array incarnations
+    ``slots``, whose chunks are in ``pending`` (newest) and ``committed``."""
+    n = len(slots)
+    out = {name: np.zeros(n, _I64) for name in ("nulls", "valid", "min", "max")}
+    out["smin"] = np.full(n, "", object)
+    out["smax"] = np.full(n, "", object)
+    simple = np.zeros(n, bool)
+    if pending is not None:
+        for sid in dict.fromkeys(schema_ids.tolist()):
+            if schemas[sid].n_chunks == 1 and not schemas[sid].dtype.is_string:
+                simple |= schema_ids == sid
+    if simple.any():
+        rows = np.flatnonzero(simple)
+        found = pending.find(slots[rows], np.zeros(len(rows), _I64))
+        hit = found >= 0
+        hit[hit] = pending.has_partial[found[hit]]
+        at, pos = rows[hit], found[hit]
+        out["nulls"][at] = pending.nulls[pos]
+        out["valid"][at] = pending.valid[pos]
+        out["min"][at] = pending.min[pos]
+        out["max"][at] = pending.max[pos]
+        simple[rows[~hit]] = False  # not written in this session: the general path below
+    for i in np.flatnonzero(~simple).tolist():
+        schema = schemas[int(schema_ids[i])]
+        stats = _one(int(slots[i]), schema, pending, committed, string_partial, read)
+        for name, value in zip(("nulls", "valid", "min", "max", "smin", "smax"), stats):
+            out[name][i] = value
+    return out
+
+
+def _one(slot: int, schema: Schema, pending: ChunkIndex | None, committed: ChunkIndex,
+         string_partial: StringPartials, read: ChunkReader) -> tuple:
+    """The statistics of one array incarnation from every chunk it has."""
+    partials = []  # (nulls, valid, min bits, max bits, smin, smax) per stored chunk
+    seen: set[int] = set()
+    for source, index in (("pending", pending), ("committed", committed)):
+        if index is None or not index.rows:
+            continue
+        rows = index.rows_of_slot(slot)
+        for row in range(rows.start, rows.stop):
+            chunk = int(index.chunk[row])
+            if chunk in seen:
+                continue  # a pending chunk replaces the committed one
+            seen.add(chunk)
+            partials.append(_partial(source, index, row, slot, chunk, schema, string_partial,
+                                     read))
+    stored_cells = sum(p[0] + p[1] for p in partials)
+    never_written = schema.cells - stored_cells
+    if schema.dtype.is_string:
+        good = [p for p in partials if p[1]]
+        if not good:
+            return stored_cells + never_written - sum(p[1] for p in partials), 0, 0, 0, "", ""
+        nulls = sum(p[0] for p in partials) + never_written
+        return (nulls, sum(p[1] for p in good), 0, 0, min(p[4] for p in good),
+                max(p[5] for p in good))
+    if not partials:
+        return never_written, 0, 0, 0, "", ""
+    table = np.array([p[:4] for p in partials], _I64)
+    nulls, valid, lo, hi = kernels.fold_partials(
+        table[:, 0], table[:, 1], _chunks.from_bits(table[:, 2].copy(), schema.dtype),
+        _chunks.from_bits(table[:, 3].copy(), schema.dtype))
     if valid == 0:
-        return [nulls + never_written, 0, None, None]
-    if dtype.kind == "float":
-        lo, hi = float(lo), float(hi)
-    else:
-        lo, hi = int(lo), int(hi)
-    return [nulls + never_written, valid, lo, hi]
+        return nulls + never_written, 0, 0, 0, "", ""
+    return (nulls + never_written, valid, _chunks.to_bits(lo, schema.dtype),
+            _chunks.to_bits(hi, schema.dtype), "", "")
 
 
-def _string_stats(ctx, schema, slot, chunk_ids, never_written):
-    nulls, valid, lo, hi = never_written, 0, None, None
-    grid = tuple(-(-s // c) for s, c in zip(schema.shape, schema.chunk_shape))
-    for chunk in chunk_ids:
-        coords = np.unravel_index(int(chunk), grid) if schema.ndim else ()
-        extent = tuple(min(c, s - int(i) * c) for i, c, s in
-                       zip(coords, schema.chunk_shape, schema.shape))
-        values, written = read_chunk(ctx, schema, slot, int(chunk), extent)
-        flat = values.reshape(-1)
-        ok = np.ones(flat.size, bool) if written is None else written.reshape(-1).astype(bool)
-        if schema.fill is not None:
-            ok &= flat != schema.fill
-        good = flat[ok]
-        nulls += flat.size - good.size
-        valid += good.size
-        if good.size:
-            cmin, cmax = min(good), max(good)
-            lo = cmin if lo is None or cmin < lo else lo
-            hi = cmax if hi is None or cmax > hi else hi
-    return [nulls, valid, lo, hi]
+def _partial(source, index, row, slot, chunk, schema, string_partial, read) -> tuple:
+    if schema.dtype.is_string and source == "pending":
+        extremes = string_partial(row)
+        if extremes is not None or not index.valid[row]:
+            lo, hi = extremes or ("", "")
+            return int(index.nulls[row]), int(index.valid[row]), 0, 0, lo, hi
+    elif index.has_partial[row]:
+        return (int(index.nulls[row]), int(index.valid[row]), int(index.min[row]),
+                int(index.max[row]), "", "")
+    # no partial kept (a committed chunk of an array of one chunk, strings): read the chunk
+    extent = _extent(schema, chunk)
+    found = read(slot, chunk, extent)
+    if found is None:
+        return 0, 0, 0, 0, "", ""
+    return _chunks.partial_stats(schema, found[0], found[1])
 
 
-def for_user(schema: Schema, raw: list | None) -> dict | None:
-    """The manifest's stats record as the dict ``array_stats`` returns."""
+def _extent(schema: Schema, chunk: int) -> tuple[int, ...]:
+    coords = np.unravel_index(chunk, schema.grid) if schema.ndim else ()
+    return tuple(min(c, s - int(i) * c) for i, c, s in zip(coords, schema.chunk_shape,
+                                                           schema.shape))
+
+
+def for_user(schema: Schema, raw: tuple | None) -> dict | None:
+    """Committed statistics as the dict ``array_stats`` returns."""
     if raw is None:
         return None
-    nulls, valid, lo, hi = raw
-    if schema.dtype.kind == "timestamp" and lo is not None:
-        lo, hi = np.datetime64(lo, "ns"), np.datetime64(hi, "ns")
+    nulls, valid, lo, hi, smin, smax = raw
+    nulls, valid = int(nulls), int(valid)
+    if valid == 0:
+        lo = hi = None
+    elif schema.dtype.is_string:
+        lo, hi = smin, smax
+    else:
+        kind = schema.dtype.kind
+        lo, hi = (_chunks.from_bits(np.array([v], _I64), schema.dtype)[0] for v in (lo, hi))
+        if kind == "float":
+            lo, hi = float(lo), float(hi)
+        elif kind == "timestamp":
+            lo, hi = np.datetime64(int(lo), "ns"), np.datetime64(int(hi), "ns")
+        else:
+            lo, hi = int(lo), int(hi)
     return {"row_count": nulls + valid, "null_count": nulls, "min": lo, "max": hi}

@@ -1,165 +1,185 @@
-"""Segment files: immutable chunk records followed by a columnar chunk index.
+"""Segment files (format version 2): compressed blocks of chunks, then their index.
 
-Layout (all integers little-endian)::
+A segment holds chunks of one array name. Small chunks of many datasets are packed, in the
+order they were written, into shared **blocks** of about the store's block size once decoded;
+a chunk at least that big gets a block of its own. Each block is one compressed frame with one
+crc32c. The file is an ``atlas.format.container`` (magic ``ATLSEG02``) whose payload is the
+blocks and whose sections are:
 
-    b"ATLSEG01"                          8-byte header
-    record 0, record 1, ...              chunk bytes (+ written-mask bytes), back to back
-    index: N_COLUMNS int64 columns of n_rows values each, in COLUMNS order
-    trailer (48 bytes): b"ATLSIDX1", u32 version, u32 n_columns, u64 n_rows,
-                        u64 index_offset, u64 index_length, u32 crc32c(index), u32 0
+    ["blocks"]     offset (i8d), stored (i8), decoded (i8), codec (u1), crc (u4)
+    ["chunks"]     slot (i8d), chunk (i8d), block (i8d), offset (i8d), length (i8d), mask (i8)
+    ["partials"]   row (i8d), nulls (i8), valid (i8), min (f8), max (f8)
 
+``chunks`` row i says that chunk ``chunk`` of the array incarnation ``slot`` lies in block
+``block`` at ``offset`` of its decoded bytes: ``length`` bytes of values followed by ``mask``
+bytes of written mask. ``partials`` holds the statistics partial of the chunks (by row) of
+arrays with more than one chunk; an array of one chunk keeps its statistics in the catalog.
 ``docs/format.md`` is the full specification.
 """
 
 from __future__ import annotations
 
-import fcntl
-import os
-import struct
-import weakref
+from array import array
 from dataclasses import dataclass
 
 import numpy as np
 
 from atlas.codecs import checksum
 from atlas.errors import CorruptionError
+from atlas.format.container import ContainerWriter, Footer, LockedFile, read_section
 
-HEADER = b"ATLSEG01"
-TRAILER_MAGIC = b"ATLSIDX1"
-TRAILER = struct.Struct("<8sIIQQQII")
-VERSION = 1
+MAGIC = b"ATLSEG02"
+BLOCK_COLUMNS = (("offset", "i8d"), ("stored", "i8"), ("decoded", "i8"), ("codec", "u1"),
+                 ("crc", "u4"))
+CHUNK_COLUMNS = (("slot", "i8d"), ("chunk", "i8d"), ("block", "i8d"), ("offset", "i8d"),
+                 ("length", "i8d"), ("mask", "i8"))
+PARTIAL_COLUMNS = (("row", "i8d"), ("nulls", "i8"), ("valid", "i8"), ("min", "f8"),
+                   ("max", "f8"))
+MAX_DECODED_BLOCK = 1 << 40  # a block claiming more is corrupt (no chunk is that big)
 
-# slot: which (dataset, array) incarnation; chunk: linear id in that array's chunk grid;
-# offset/stored/decoded/mask lengths in bytes; nulls/valid/min/max: the chunk's stats partial
-# (min/max hold the value's bits: int64, uint64 or float64 reinterpreted as int64).
-COLUMNS = (
-    "slot", "chunk", "offset", "stored_length", "decoded_length", "mask_length", "codec",
-    "checksum", "nulls", "valid", "min", "max",
-)
+
+def _empty(columns) -> dict[str, np.ndarray]:
+    return {name: np.zeros(0, np.int64) for name, _kind in columns}
 
 
 @dataclass
 class SegmentIndex:
-    """The chunk index of one segment as columns (each an int64 array of n rows)."""
+    """The index of one segment as int64 columns."""
 
-    columns: dict[str, np.ndarray]
+    blocks: dict[str, np.ndarray]
+    chunks: dict[str, np.ndarray]
+    partials: dict[str, np.ndarray]
 
     @property
     def rows(self) -> int:
-        return len(self.columns["slot"])
+        return len(self.chunks["slot"])
+
+    @property
+    def n_blocks(self) -> int:
+        return len(self.blocks["offset"])
 
     @classmethod
     def empty(cls) -> "SegmentIndex":
-        return cls({name: np.zeros(0, np.int64) for name in COLUMNS})
+        return cls(_empty(BLOCK_COLUMNS), _empty(CHUNK_COLUMNS), _empty(PARTIAL_COLUMNS))
 
 
-class SegmentWriter:
-    """Appends chunk records to a local file, then writes the index and trailer.
+class _Columns:
+    """int64 columns appended to one row at a time (or many), as compact ``array('q')``s."""
 
-    Writes go to explicit offsets, so a write that fails part-way (a full disk) leaves nothing
-    that counts: the next append, or a retried :meth:`finish`, writes over it. Until
-    :meth:`release` (after the commit that references the file) or :meth:`abandon`, the writer
-    holds a shared ``flock`` on the file: orphan removal skips files it cannot lock exclusively,
-    so a live writer's unreferenced segment is never taken for a crashed writer's leftover.
+    def __init__(self, columns):
+        self.names = [name for name, _kind in columns]
+        self.data = {name: array("q") for name in self.names}
+
+    def append(self, *values) -> None:
+        for name, value in zip(self.names, values):
+            self.data[name].append(value)
+
+    def extend(self, **columns) -> None:
+        for name in self.names:
+            self.data[name].frombytes(np.ascontiguousarray(columns[name], np.int64).tobytes())
+
+    def __len__(self) -> int:
+        return len(self.data[self.names[0]])
+
+    def numpy(self) -> dict[str, np.ndarray]:
+        return {name: np.frombuffer(col, np.int64).copy() if len(col) else np.zeros(0, np.int64)
+                for name, col in self.data.items()}
+
+    def truncate(self, rows: int) -> None:
+        for col in self.data.values():
+            del col[rows:]
+
+
+class SegmentWriter(LockedFile):
+    """Appends blocks to a segment file, then writes the index sections, footer and trailer.
+
+    Until :meth:`release` (after the commit that references it) the file stays locked (see
+    :class:`LockedFile`); a retried :meth:`finish` after a failure writes the index again.
     """
 
     def __init__(self, path: str):
-        self.path = path
-        self._fd = _create_locked(path)
-        self._closer = weakref.finalize(self, os.close, self._fd)
-        self.size = 0
-        self._rows: list[tuple[int, ...]] = []
+        super().__init__(path)
+        self.blocks = _Columns(BLOCK_COLUMNS)
+        self.chunks = _Columns(CHUNK_COLUMNS)
+        self.partials = _Columns(PARTIAL_COLUMNS)
         self._index: SegmentIndex | None = None
-        self._write(HEADER)
+        self.write(MAGIC)
 
-    def _write(self, data) -> None:
-        """Write ``data`` at ``self.size`` (whole, or raise) and advance past it."""
-        view = memoryview(data).cast("B")
-        offset, done = self.size, 0
-        while done < len(view):
-            done += os.pwrite(self._fd, view[done:], offset + done)
-        self.size = offset + len(view)
-
-    def append(self, slot: int, chunk: int, stored: bytes, decoded_length: int, mask: bytes,
-               codec_id: int, partial: tuple[int, int, int, int]) -> tuple[int, ...]:
-        """Write one record; returns its index row."""
+    def write_block(self, stored, decoded_length: int, codec_id: int) -> int:
+        """Append one compressed block; returns its number in this segment."""
         if self._index is not None:
             raise ValueError(f"{self.path}: segment is finished; nothing can be appended")
-        offset = self.size
-        record = stored if not mask else bytes(stored) + mask
-        self._write(record)
-        row = (slot, chunk, offset, len(stored), decoded_length, len(mask), codec_id,
-               checksum(record), *partial)
-        self._rows.append(row)
-        return row
+        offset = self.write(stored)
+        self.blocks.append(offset, len(stored), decoded_length, codec_id, checksum(stored))
+        return len(self.blocks) - 1
 
-    def read_record(self, offset: int, length: int) -> bytes:
-        """Read back bytes already appended (for reads that see pending writes)."""
-        if self._closer.alive:
-            return os.pread(self._fd, length, offset)
-        with open(self.path, "rb") as f:
-            return os.pread(f.fileno(), length, offset)
+    def read_block(self, number: int) -> bytes:
+        """The stored bytes of a block already written (reads that see pending writes)."""
+        return self.pread(self.blocks.data["offset"][number], self.blocks.data["stored"][number])
 
     def finish(self) -> SegmentIndex:
-        """Write index and trailer; returns the index of the rows written. Calling it again
-        after success returns the same index; after a failure it writes them again."""
+        """Write index, footer and trailer; returns the index. Calling it again after success
+        returns the same index; after a failure it writes them again."""
         if self._index is not None:
             return self._index
-        table = np.array(self._rows, dtype=np.int64).reshape(-1, len(COLUMNS))
-        columns = {name: np.ascontiguousarray(table[:, i]) for i, name in enumerate(COLUMNS)}
-        index_bytes = b"".join(columns[name].astype("<i8").tobytes() for name in COLUMNS)
-        index_offset = self.size
+        index = SegmentIndex(self.blocks.numpy(), self.chunks.numpy(), self.partials.numpy())
+        end = self.size
         try:
-            self._write(index_bytes + TRAILER.pack(
-                TRAILER_MAGIC, VERSION, len(COLUMNS), len(self._rows), index_offset,
-                len(index_bytes), checksum(index_bytes), 0))
-            os.ftruncate(self._fd, self.size)  # drop what a failed, longer attempt left behind
+            writer = ContainerWriter(self.write)
+            for name, table, columns in (("blocks", index.blocks, BLOCK_COLUMNS),
+                                         ("chunks", index.chunks, CHUNK_COLUMNS),
+                                         ("partials", index.partials, PARTIAL_COLUMNS)):
+                rows = len(next(iter(table.values())))
+                writer.add((name,), [(n, k, table[n]) for n, k in columns], rows)
+            writer.finish(kind="segment")
+            self.truncate()
         except BaseException:
-            self.size = index_offset
+            self.size = end
             raise
-        self._index = SegmentIndex(columns)
-        return self._index
-
-    def release(self) -> None:
-        """The file is committed (or given up): drop the lock and the descriptor."""
-        self._closer()
-
-    def abandon(self) -> None:
-        self._closer()
+        self._index = index
+        return index
 
 
-def _create_locked(path: str) -> int:
-    """Create ``path`` and hold a shared lock on it, making sure the locked file is still the
-    one at ``path`` (an orphan sweep may remove it between the create and the lock)."""
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH)
-            if os.stat(path).st_ino == os.fstat(fd).st_ino:
-                return fd
-        except FileNotFoundError:
-            pass
-        except BaseException:
-            os.close(fd)
-            raise
-        os.close(fd)
+def parse_index(footer: Footer, read, where: str) -> SegmentIndex:
+    """The index of a segment from its footer and ``read(offset, length)``, checked so that
+    no row can point outside the file or outside its block."""
+    tables = {}
+    for name, columns in (("blocks", BLOCK_COLUMNS), ("chunks", CHUNK_COLUMNS),
+                          ("partials", PARTIAL_COLUMNS)):
+        ref = footer.sections.get((name,))
+        if ref is None:
+            raise CorruptionError(f"{where}: segment index has no {name} section")
+        if [c[:2] for c in ref.spec] != [list(c) for c in columns]:
+            raise CorruptionError(f"{where}: segment {name} columns are not the expected ones")
+        tables[name] = read_section(ref, read(ref.offset, ref.stored), f"{where} {name}")
+    index = SegmentIndex(tables["blocks"], tables["chunks"], tables["partials"])
+    problem = index_problem(index, footer.end_of_payload)
+    if problem:
+        raise CorruptionError(f"{where}: {problem}")
+    return index
 
 
-def parse_index(trailer: bytes, read, where: str) -> SegmentIndex:
-    """Decode a segment's index given its trailer and ``read(offset, length) -> bytes``."""
-    if len(trailer) != TRAILER.size:
-        raise CorruptionError(f"{where}: segment too short for its trailer")
-    magic, version, n_columns, n_rows, offset, length, crc, pad = TRAILER.unpack(trailer)
-    if magic != TRAILER_MAGIC or pad != 0:
-        raise CorruptionError(f"{where}: not an atlas segment (bad trailer magic)")
-    if version != VERSION or n_columns != len(COLUMNS):
-        raise CorruptionError(f"{where}: segment version {version} / {n_columns} columns "
-                              f"not understood (expected {VERSION} / {len(COLUMNS)})")
-    if length != n_rows * 8 * n_columns:
-        raise CorruptionError(f"{where}: index length {length} does not match {n_rows} rows")
-    data = bytes(read(offset, length))
-    if len(data) != length or checksum(data) != crc:
-        raise CorruptionError(f"{where}: segment index fails its checksum")
-    flat = np.frombuffer(data, dtype="<i8").astype(np.int64, copy=False)
-    columns = {name: flat[i * n_rows : (i + 1) * n_rows] for i, name in enumerate(COLUMNS)}
-    return SegmentIndex(columns)
+def index_problem(index: SegmentIndex, end_of_payload: int) -> str | None:
+    """What makes an index impossible for a payload ending at ``end_of_payload``, or None."""
+    b, c, p = index.blocks, index.chunks, index.partials
+    if np.any(b["offset"] < len(MAGIC)) or np.any(b["stored"] < 0) or np.any(
+            b["offset"] + b["stored"] > end_of_payload):
+        return "a block lies outside the file"
+    if np.any(b["decoded"] < 0) or np.any(b["decoded"] > MAX_DECODED_BLOCK):
+        return "a block claims an impossible decoded size"
+    if np.any((b["codec"] < 0) | (b["codec"] > 2)) or np.any((b["crc"] < 0) | (b["crc"] >= 2**32)):
+        return "a block has an unknown codec or checksum"
+    blocks = c["block"]
+    if np.any(blocks < 0) or np.any(blocks >= len(b["offset"])):
+        return "a chunk names a block that does not exist"
+    if np.any(c["offset"] < 0) or np.any(c["length"] < 0) or np.any(c["mask"] < 0):
+        return "a chunk has a negative offset or length"
+    if len(blocks) and np.any(c["offset"] + c["length"] + c["mask"] > b["decoded"][blocks]):
+        return "a chunk lies outside its block"
+    if np.any(c["slot"] < 0) or np.any(c["chunk"] < 0):
+        return "a chunk has a negative slot or chunk number"
+    rows = p["row"]
+    if np.any(rows < 0) or np.any(rows >= len(blocks)) or np.any(p["nulls"] < 0) or np.any(
+            p["valid"] < 0):
+        return "a statistics partial is out of range"
+    return None

@@ -16,7 +16,7 @@ import numpy as np
 from xarray.backends import BackendArray, BackendEntrypoint
 from xarray.core import indexing
 
-from atlas.format.manifest import MANIFEST_KEY
+from atlas.format.keys import ROOT_KEY as MANIFEST_KEY
 from atlas.xarray._fidelity import restore_dataset_encoding
 from atlas.xarray._mapping import DecodedVariable, restore_values
 from atlas.xarray._read import build_dataset, layout

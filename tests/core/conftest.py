@@ -17,13 +17,3 @@ def store(store_path):
 @pytest.fixture
 def rng():
     return np.random.default_rng(20240601)
-
-
-@pytest.fixture(params=["numpy", "numba"])
-def job_path(request, monkeypatch):
-    """Run the test once with every job on the numpy small-job path, once with every job on the
-    compiled kernels (``atlas.kernels.numpy_path`` decides between them)."""
-    from atlas import kernels
-
-    monkeypatch.setattr(kernels, "numpy_path", lambda size: request.param == "numpy")
-    return request.param

@@ -1,155 +1,373 @@
-"""On-disk formats: the manifest and segment files encode, decode and detect damage."""
+"""On-disk formats (version 2): the root, values, column sections, segments and catalog parts
+encode, decode, and turn damage into CorruptionError / FormatError."""
 
 from __future__ import annotations
 
+import datetime
+import json
 import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
-from core_helpers import segment_files
+import zstandard
 
 import atlas
-from atlas.dtypes import resolve_dtype
-from atlas.format import segment
-from atlas.format.manifest import MAGIC, MANIFEST_KEY, Manifest, Schema
+from atlas import codecs
+from atlas.format import columns, keys, values
+from atlas.format import root as root_format
+from atlas.format.catalog import MAGIC as PART_MAGIC
+from atlas.format.catalog import read_table, write_part
+from atlas.format.container import FOOTER_PROBE, parse_footer
+from atlas.format.root import FileRef, Root
+from atlas.format.segment import MAGIC as SEGMENT_MAGIC
+from atlas.format.segment import SegmentWriter, parse_index
+from atlas.format.tables import Table, merge
+
+SEG = "segments/00000003-" + "a" * 32 + ".seg"
+PART = "catalog/00000003-" + "b" * 32 + ".cat"
 
 
-def _manifest_with_content() -> Manifest:
-    m = Manifest.new("lz4", 0)
-    schema = Schema(resolve_dtype("float32"), ("y", "x"), (4, 5), (2, 5), float("nan"))
-    sid = m.intern(schema)
-    m.datasets["d"] = {"attrs": {"k": ["string", "v"]},
-                       "arrays": {"v": {"slot": m.new_slot(), "schema": sid, "attrs": {},
-                                        "stats": None}}}
-    return m
+def _root() -> Root:
+    return Root(generation=3, codec="lz4", level=0, block_size=1 << 16, message="hello",
+                next_did=5, next_slot=9, next_schema=2, next_seq=11,
+                parts=[FileRef(PART, 100, 0)], segments={"temp": [FileRef(SEG, 2000, 1)]},
+                retired=[(SEG.replace("a", "c"), 1795000000.5)])
 
 
-def test_manifest_round_trips_through_encode_and_decode():
-    m = _manifest_with_content()
-    back = Manifest.decode(m.encode(), "here")
-    assert back.doc["codec"] == "lz4" and back.generation == 0
-    assert list(back.datasets) == ["d"]
-    schema = back.schemas[back.datasets["d"]["arrays"]["v"]["schema"]]
-    assert schema.dtype.name == "float32" and schema.shape == (4, 5)
-    assert np.isnan(schema.fill)
-    assert back.doc["next_slot"] == 1
+def test_root_round_trips_through_encode_and_decode():
+    root = _root()
+    back = root_format.decode(root.encode(), "here")
+    assert back == root
 
 
-def test_identical_schemas_are_interned_once():
-    m = Manifest.new("zstd", 1)
-    dt = resolve_dtype("int8")
-    a = m.intern(Schema(dt, ("x",), (3,), (3,), None))
-    b = m.intern(Schema(dt, ("x",), (3,), (3,), None))
-    c = m.intern(Schema(dt, ("x",), (3,), (3,), 0))
-    assert a == b != c and len(m.doc["schemas"]) == 2
-
-
-def test_manifest_starts_with_its_magic_and_version():
-    data = Manifest.new("zstd", 1).encode()
-    assert data[:8] == MAGIC == b"ATLMAN01"
-    assert struct.unpack_from("<I", data, 8)[0] == 1
+def test_root_starts_with_the_magic_and_format_version_2():
+    data = _root().encode()
+    assert data[:8] == root_format.MAGIC == b"ATLMAN01"
+    assert struct.unpack_from("<I", data, 8)[0] == 2
+    assert root_format.read_header(data, "here") == 2
 
 
 @pytest.mark.parametrize("data", [b"", b"garbage", b"ATLMAN0", b"{}" * 20])
-def test_bytes_that_are_not_a_manifest_raise_format_error(data):
+def test_bytes_that_are_not_a_root_raise_format_error(data):
     with pytest.raises(atlas.FormatError, match="here"):
-        Manifest.decode(data, "here")
+        root_format.read_header(data, "here")
 
 
-@pytest.mark.parametrize("version", [0, 2, 99])
-def test_unknown_manifest_versions_raise_format_error(version):
-    data = bytearray(Manifest.new("zstd", 1).encode())
+@pytest.mark.parametrize("version", [0, 3, 99])
+def test_unknown_format_versions_raise_format_error(version):
+    data = bytearray(_root().encode())
     struct.pack_into("<I", data, 8, version)
     with pytest.raises(atlas.FormatError, match=str(version)):
-        Manifest.decode(bytes(data), "here")
+        root_format.read_header(bytes(data), "here")
 
 
-def test_every_flipped_payload_byte_of_a_manifest_raises_corruption_error():
-    data = _manifest_with_content().encode()
+def test_every_flipped_payload_byte_of_a_root_raises_corruption_error():
+    data = _root().encode()
     for i in range(12, len(data)):  # checksum, length and payload
         damaged = bytearray(data)
         damaged[i] ^= 0x40
         with pytest.raises(atlas.CorruptionError, match="here"):
-            Manifest.decode(bytes(damaged), "here")
+            root_format.decode(bytes(damaged), "here")
     with pytest.raises(atlas.CorruptionError):
-        Manifest.decode(data[:-1], "here")  # truncated
+        root_format.decode(data[:-1], "here")
 
 
-def _write_segment(path: Path, records):
-    writer = segment.SegmentWriter(str(path))
-    rows = [writer.append(slot, chunk, payload, len(payload), b"", 0, (0, 1, 2, 3))
-            for slot, chunk, payload in records]
+def _forged(doc_change) -> bytes:
+    """A root whose JSON was edited and whose checksum was recomputed: only the content check
+    can catch it."""
+    doc = _root().to_json()
+    doc_change(doc)
+    payload = zstandard.ZstdCompressor().compress(json.dumps(doc).encode())
+    return root_format.HEADER.pack(root_format.MAGIC, 2, codecs.checksum(payload),
+                                   len(payload)) + payload
+
+
+@pytest.mark.parametrize("change", [
+    lambda d: d["parts"].append(["../victim.txt", 1, 0]),
+    lambda d: d["segments"]["temp"].append(["/etc/passwd", 1, 0]),
+    lambda d: d["segments"]["temp"].append(["segments/../../x/00000001-" + "a" * 32 + ".seg", 1,
+                                            0]),
+    lambda d: d["retired"].append(["../other_store/segments/x.seg", 1.0]),
+    lambda d: d.update(generation=-1),
+    lambda d: d.update(generation="7"),
+    lambda d: d["next"].update(slot=None),
+    lambda d: d.pop("parts"),
+    lambda d: d.update(codec="brotli"),
+    lambda d: d["parts"].append([PART, -5, 0]),
+    lambda d: d.update(version=1),
+])
+def test_forged_roots_with_valid_checksums_raise_corruption_error(change):
+    with pytest.raises(atlas.CorruptionError, match="here"):
+        root_format.decode(_forged(change), "here")
+
+
+def test_the_key_grammar_admits_only_the_keys_atlas_writes():
+    assert keys.is_segment_key(keys.new_segment_key(12)) and keys.is_part_key(
+        keys.new_part_key(12))
+    for bad in ("../x.seg", "segments/../x.seg", "/segments/00000001-" + "a" * 32 + ".seg",
+                "segments/00000001-" + "A" * 32 + ".seg", "segments\\00000001-" + "a" * 32,
+                "catalog/x.cat", "", None, 7):
+        assert not keys.is_data_key(bad), bad
+    assert keys.is_segment_key("segments/temp%20x/00000001-" + "a" * 32 + ".seg", version=1)
+    assert not keys.is_segment_key("segments/../00000001-" + "a" * 32 + ".seg", version=1)
+
+
+# -- values -------------------------------------------------------------------------------------
+
+ROUND_TRIPS = [
+    True, False, 0, -(2**63), 2**63 - 1, 1.5, float("inf"), "", "naïve ✓", "a\x00b", b"",
+    b"\x00\xff", np.datetime64("2024-01-02T03:04:05.123456789", "ns"),
+    np.int8(-3), np.uint64(2**64 - 1), np.float32(1.25), np.float16(0.5), np.bool_(True),
+    [1, 2.5, "x", None], (1, (2, 3)), {"a": [1, {"b": None}]}, {1: "one", (2, 3): "pair"},
+    np.array([[1, 2], [3, 4]], np.int16), np.array(["a", "bé"]), np.array([b"x", b"\x00"]),
+    np.array([1.5, np.nan, -np.inf], np.float32), np.array(["2024-01-01"], "M8[D]"),
+    np.array([1 + 2j]), {"set": {3, 1}}, complex(1, -2), datetime.date(2024, 2, 29),
+    datetime.timedelta(days=2, microseconds=5), np.dtype("<f4"), np.str_("numpy str"),
+    np.bytes_(b"nb"), [float("nan")],
+]
+
+
+@pytest.mark.parametrize("value", ROUND_TRIPS, ids=lambda v: type(v).__name__)
+def test_values_come_back_with_their_type_and_value(value):
+    back = values.decode(*values.encode(value))
+    assert type(back) is type(value)
+    if isinstance(value, np.ndarray):
+        assert back.dtype == value.dtype and back.shape == value.shape
+        np.testing.assert_array_equal(back, value)
+    elif isinstance(value, list) and value and isinstance(value[0], float):
+        assert np.isnan(back[0])
+    elif isinstance(value, float) and value != value:
+        assert back != back
+    else:
+        assert back == value
+
+
+def test_nan_comes_back_as_nan():
+    assert np.isnan(values.decode(*values.encode(float("nan"))))
+    assert np.isnan(values.decode(*values.encode(np.float32("nan"))))
+
+
+@pytest.mark.parametrize(("value", "dtype", "error"), [
+    (None, None, TypeError), (object(), None, TypeError), (2**63, None, OverflowError),
+    (300, "int8", OverflowError), (-1, "uint8", OverflowError), (1.5, "int32", TypeError),
+    ("x", "float32", TypeError), (1, "string", TypeError), (1, "bool", TypeError),
+    (1, "complex64", TypeError), (1, "nonsense", TypeError), ("\ud800", None, ValueError),
+])
+def test_values_that_cannot_be_stored_raise_typed_errors(value, dtype, error):
+    with pytest.raises(error, match="where"):
+        values.encode(value, dtype, "where")
+
+
+def test_dtype_overrides_store_the_value_as_that_numpy_type():
+    back = values.decode(*values.encode(7, "uint8"))
+    assert type(back) is np.uint8 and back == 7
+    back = values.decode(*values.encode(0.1, "float32"))
+    assert type(back) is np.float32 and back == np.float32(0.1)
+    assert values.decode(*values.encode("2024-03-01", "timestamp_ns")) == np.datetime64(
+        "2024-03-01", "ns")
+
+
+def test_structured_values_are_strict_json():
+    tag, _num, data = values.encode({"x": [float("nan"), b"\x01"]})
+    assert tag == values.STRUCT
+    json.loads(data, parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}"))
+
+
+# -- column sections ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["i8", "i8d", "f8", "i4", "u4", "u1"])
+@pytest.mark.parametrize("rows", [0, 1, 1000])
+def test_numeric_columns_round_trip(kind, rows):
+    rng = np.random.default_rng(rows)
+    info = np.iinfo({"i8": np.int64, "i8d": np.int64, "f8": np.int64, "i4": np.int32,
+                     "u4": np.uint32, "u1": np.uint8}[kind])
+    data = rng.integers(info.min // 2, info.max // 2, rows, endpoint=True)
+    stored, spec, decoded = columns.encode_section([("c", kind, data)])
+    back = columns.decode_section(stored, spec, rows, decoded, "here")["c"]
+    np.testing.assert_array_equal(back, data)
+
+
+@pytest.mark.parametrize("texts", [[], [""], ["a", "", "bé"], ["with\x00nul", "x"], ["日本"] * 50])
+def test_text_and_byte_columns_round_trip(texts):
+    stored, spec, decoded = columns.encode_section(
+        [("t", "txt", texts), ("b", "bin", [t.encode() for t in texts])])
+    back = columns.decode_section(stored, spec, len(texts), decoded, "here")
+    assert back["t"] == texts and back["b"] == [t.encode() for t in texts]
+
+
+def test_sorted_keys_compress_to_almost_nothing():
+    keys_ = np.arange(1_000_000, dtype=np.int64) * 7 + 3
+    stored, _spec, _decoded = columns.encode_section([("k", "i8d", keys_)])
+    assert len(stored) < 2000
+
+
+def test_a_section_whose_spec_or_size_lies_raises_corruption_error_before_allocating():
+    stored, spec, decoded = columns.encode_section([("c", "i8", np.arange(10))])
+    with pytest.raises(atlas.CorruptionError):  # a decompression bomb claim
+        columns.decode_section(stored, [["c", "i8", 1 << 40]], 10, 1 << 40, "here")
+    with pytest.raises(atlas.CorruptionError):
+        columns.decode_section(stored, spec, 10, decoded + 8, "here")
+    with pytest.raises(atlas.CorruptionError):
+        columns.decode_section(stored, spec, 11, decoded, "here")
+    with pytest.raises(atlas.CorruptionError):
+        columns.decode_section(stored, [["c", "zz", decoded]], 10, decoded, "here")
+    with pytest.raises(atlas.CorruptionError):
+        columns.decode_section(stored[:-3], spec, 10, decoded, "here")
+
+
+# -- segments -----------------------------------------------------------------------------------
+
+def _segment(path: Path, blocks):
+    """Write ``blocks`` (each a list of (slot, chunk, payload)) as one segment."""
+    writer = SegmentWriter(str(path))
+    for chunks_ in blocks:
+        raw = b"".join(p for _s, _c, p in chunks_)
+        number = writer.write_block(codecs.encode(1, raw, 1), len(raw), 1)
+        offset = 0
+        for slot, chunk, payload in chunks_:
+            writer.chunks.append(slot, chunk, number, offset, len(payload), 0)
+            offset += len(payload)
     index = writer.finish()
     writer.release()
-    return rows, index
+    return index
 
 
-def _read_index(path: Path):
+def _read(path: Path):
     data = path.read_bytes()
-    return segment.parse_index(data[-segment.TRAILER.size:],
-                               lambda off, n: data[off:off + n], str(path))
+    tail_start = max(0, len(data) - FOOTER_PROBE)
+    footer = parse_footer(memoryview(data)[tail_start:], tail_start, len(data),
+                          lambda o, n: data[o:o + n], str(path))
+    return footer, parse_index(footer, lambda o, n: data[o:o + n], str(path))
 
 
-def test_segment_records_and_index_round_trip(tmp_path):
+def test_segment_blocks_and_index_round_trip(tmp_path):
     path = tmp_path / "s.seg"
-    records = [(0, 0, b"alpha"), (0, 3, b""), (7, 1, b"x" * 1000)]
-    rows, written = _write_segment(path, records)
+    blocks = [[(0, 0, b"alpha"), (1, 0, b"beta")], [(7, 2, b"x" * 1000)]]
+    written = _segment(path, blocks)
     data = path.read_bytes()
-    assert data[:8] == segment.HEADER == b"ATLSEG01"
-    assert data[-segment.TRAILER.size:][:8] == segment.TRAILER_MAGIC
-    index = _read_index(path)
-    assert index.rows == 3
-    for name in segment.COLUMNS:
-        np.testing.assert_array_equal(index.columns[name], written.columns[name])
-    for (slot, chunk, payload), offset, length in zip(records, index.columns["offset"],
-                                                      index.columns["stored_length"]):
-        assert data[offset:offset + length] == payload
-    assert index.columns["slot"].tolist() == [0, 0, 7]
-    assert index.columns["chunk"].tolist() == [0, 3, 1]
+    assert data[:8] == SEGMENT_MAGIC == b"ATLSEG02"
+    footer, index = _read(path)
+    for name in written.chunks:
+        np.testing.assert_array_equal(index.chunks[name], written.chunks[name])
+    assert index.chunks["slot"].tolist() == [0, 1, 7]
+    assert index.chunks["block"].tolist() == [0, 0, 1]
+    for b in range(index.n_blocks):
+        stored = data[index.blocks["offset"][b]:][: index.blocks["stored"][b]]
+        assert codecs.checksum(stored) == index.blocks["crc"][b]
+    assert footer.end_of_payload == index.blocks["offset"][1] + index.blocks["stored"][1]
 
 
 def test_an_empty_segment_has_an_empty_index(tmp_path):
-    path = tmp_path / "s.seg"
-    _write_segment(path, [])
-    assert _read_index(path).rows == 0
+    _segment(tmp_path / "s.seg", [])
+    assert _read(tmp_path / "s.seg")[1].rows == 0
 
 
-def test_a_damaged_segment_index_or_trailer_raises_corruption_error(tmp_path):
+def test_a_damaged_segment_footer_or_trailer_raises_corruption_error(tmp_path):
     path = tmp_path / "s.seg"
-    _write_segment(path, [(0, 0, b"payload"), (1, 0, b"more")])
+    _segment(path, [[(0, 0, b"payload"), (1, 0, b"more")]])
     data = path.read_bytes()
-    index_start = len(data) - segment.TRAILER.size - 2 * 8 * len(segment.COLUMNS)
-    for position in (index_start, len(data) - segment.TRAILER.size + 2, len(data) - 10,
-                     len(data) - 1):
+    footer, _index = _read(path)
+    index_start = footer.end_of_payload
+    for position in range(index_start, len(data)):
         damaged = bytearray(data)
         damaged[position] ^= 0x01
         path.write_bytes(bytes(damaged))
         with pytest.raises(atlas.CorruptionError, match="s.seg"):
-            _read_index(path)
+            _read(path)
     path.write_bytes(data[:20])
     with pytest.raises(atlas.CorruptionError):
-        _read_index(path)
+        _read(path)
 
 
-def test_segment_writer_refuses_appends_after_finish(tmp_path):
-    writer = segment.SegmentWriter(str(tmp_path / "s.seg"))
+def test_segment_writer_refuses_blocks_after_finish(tmp_path):
+    writer = SegmentWriter(str(tmp_path / "s.seg"))
     writer.finish()
     with pytest.raises(ValueError):
-        writer.append(0, 0, b"late", 4, b"", 0, (0, 0, 0, 0))
+        writer.write_block(b"late", 4, 0)
     writer.release()
 
 
-def test_store_layout_is_a_manifest_and_segments_grouped_per_array_name(store_path):
+def test_an_index_pointing_outside_its_blocks_is_refused(tmp_path):
+    path = tmp_path / "s.seg"
+    writer = SegmentWriter(str(path))
+    number = writer.write_block(b"abcd", 4, 0)
+    writer.chunks.append(0, 0, number, 2, 3, 0)  # 2 + 3 > 4 decoded bytes
+    writer.finish()
+    writer.release()
+    with pytest.raises(atlas.CorruptionError, match="outside its block"):
+        _read(path)
+
+
+def test_the_chunk_index_costs_at_most_16_bytes_a_chunk_on_disk(store_path):
+    rng = np.random.default_rng(0)
+    n = 20_000
+    with atlas.Atlas.create(store_path) as store:
+        names = [f"p{i:06d}" for i in range(n)]
+        store.write_array_across_stacked("lat", names, rng.uniform(-90, 90, n))
+        store.write_array_across_stacked("temp", names, rng.standard_normal((n, 7)).astype("f4"))
+    for path in (store_path / "segments").glob("*.seg"):
+        footer, index = _read(path)
+        index_bytes = path.stat().st_size - footer.end_of_payload
+        assert index.rows == n and index_bytes <= 16 * n
+
+
+# -- catalog parts and tables -------------------------------------------------------------------
+
+def _table(kind, keys_, dead=None, **cols):
+    return Table.from_rows(kind, keys_, np.zeros(len(keys_), bool) if dead is None else dead, cols)
+
+
+def test_table_merge_keeps_the_newest_row_of_each_key_and_drops_tombstones_on_request():
+    old = _table("datasets", [0, 1, 2], name=["a", "b", "c"])
+    new = _table("datasets", [1, 3], dead=np.array([True, False]), name=["b", "d"])
+    merged = merge("datasets", [old, new])
+    assert merged.key.tolist() == [0, 1, 2, 3] and merged.dead.tolist() == [0, 1, 0, 0]
+    live = merge("datasets", [old, new], drop_dead=True)
+    assert live.key.tolist() == [0, 2, 3] and list(live.columns["name"]) == ["a", "c", "d"]
+    assert len(merge("datasets", [])) == 0
+
+
+def test_rows_logged_twice_for_a_key_keep_the_last():
+    table = _table("array", [5, 2, 5], slot=[1, 2, 3], schema=[0, 0, 1])
+    assert table.key.tolist() == [2, 5] and table.columns["slot"].tolist() == [2, 3]
+
+
+def test_catalog_parts_round_trip_their_tables(tmp_path):
+    tables = {("datasets",): _table("datasets", [0, 1], name=["x", "y"]),
+              ("array", "temp"): _table("array", [1], slot=[4], schema=[0], nulls=[1], valid=[9],
+                                        min=[-3], max=[7]),
+              ("array", "names"): _table("array", [0], slot=[5], schema=[1], smin=["a"],
+                                         smax=["z"]),
+              ("attr", "k"): _table("attr", [0, 1], seq=[0, 1], tag=[2, 4], num=[5, 0],
+                                    data=[b"", b"v"])}
+    path = tmp_path / "p.cat"
+    write_part(str(path), tables).release()
+    data = path.read_bytes()
+    assert data[:8] == PART_MAGIC
+    footer = parse_footer(memoryview(data), 0, len(data), None, "p")
+    for sid, table in tables.items():
+        back = read_table(footer, sid, lambda o, n: data[o:o + n], "p")
+        assert back.key.tolist() == table.key.tolist()
+        for name in table.columns:
+            assert list(back.columns[name]) == list(table.columns[name]), (sid, name)
+    assert read_table(footer, ("attr", "missing"), None, "p") is None
+
+
+# -- what a store looks like --------------------------------------------------------------------
+
+def test_store_layout_is_a_root_catalog_parts_and_segments(store_path):
     with atlas.Atlas.create(store_path) as store:
         ds = store.create_dataset("d")
-        for name in ("temperature", "odd name%"):
+        for name in ("temperature", "odd name%", "T"):
             ds.define_array(name, "int8", dims=["x"], shape=[2])
             ds.write_array(name, [0], np.ones(2, np.int8))
-    assert (store_path / MANIFEST_KEY).is_file()
-    groups = sorted(p.parent.name for p in segment_files(store_path))
-    assert groups == ["odd%20name%25", "temperature"]  # names are quoted into one path segment
-    for path in segment_files(store_path):
-        generation, rest = path.stem.split("-", 1)
-        assert generation.isdigit() and len(rest) == 32
-        assert path.read_bytes()[:8] == segment.HEADER
+    assert (store_path / keys.ROOT_KEY).is_file()
+    segments = sorted((store_path / "segments").iterdir())
+    parts = sorted((store_path / "catalog").iterdir())
+    assert len(segments) == 3 and len(parts) == 1  # one segment per array name per flush
+    for path in segments + parts:
+        key = path.relative_to(store_path).as_posix()
+        assert keys.is_data_key(key), key
+    assert all(p.read_bytes()[:8] == SEGMENT_MAGIC for p in segments)
+    assert parts[0].read_bytes()[:8] == PART_MAGIC

@@ -1,5 +1,5 @@
-"""The Numba kernels (through their drivers in atlas.kernels) against plain-numpy references,
-for every dtype, edge chunks, NaN fills and 0-D."""
+"""The Numba kernels (through their drivers in atlas.kernels) and the read planner against
+plain-numpy references, for every dtype, edge chunks, NaN fills and 0-D."""
 
 from __future__ import annotations
 
@@ -11,6 +11,10 @@ import pytest
 from core_helpers import NUMERIC
 
 from atlas import kernels
+from atlas.core._index import ChunkIndex
+from atlas.core._read import chunk_plan
+from atlas.dtypes import resolve_dtype
+from atlas.format.schema import Schema
 from atlas.kernels import _jit
 
 # what the kernels see: the ten numerics, timestamps as their int64 storage and as datetime64
@@ -46,7 +50,7 @@ def _window(start, box):
 
 @pytest.mark.parametrize("dtype", KERNEL_DTYPES + ["object"])
 @pytest.mark.parametrize("ndim", [0, 1, 2, 3, 4])
-def test_copy_box_equals_numpy_slice_assignment(dtype, ndim):
+def test_copy_window_equals_numpy_slice_assignment(dtype, ndim):
     rng = np.random.default_rng(ndim)
     dt = np.dtype(object) if dtype == "object" else _np_dtype(dtype)
     for _ in range(12):
@@ -61,53 +65,62 @@ def test_copy_box_equals_numpy_slice_assignment(dtype, ndim):
         expected = dst.copy()
         expected[_window(dst_start, box)] = src[_window(src_start, box)]
         before = src.copy()
-        kernels.copy_box(src, src_start, dst, dst_start, box)
+        kernels.copy_window(src, src_start, dst, dst_start, box)
         np.testing.assert_array_equal(dst, expected)
         np.testing.assert_array_equal(src, before)  # the source is never touched
 
 
-@pytest.mark.parametrize("dtype", KERNEL_DTYPES + ["object"])
+def _fill_one(dst: np.ndarray, start, box, value) -> None:
+    """Fill one box of ``dst`` through ``fill_regions`` (dst is one region of a flat buffer)."""
+    ndim = dst.ndim
+    kernels.fill_regions(_flat(dst), np.zeros(1, np.int64),
+                         np.array([dst.shape], np.int64).reshape(1, ndim),
+                         np.array([start], np.int64).reshape(1, ndim),
+                         np.array([box], np.int64).reshape(1, ndim), np.asarray(value, dst.dtype))
+
+
+@pytest.mark.parametrize("dtype", KERNEL_DTYPES)
 @pytest.mark.parametrize("ndim", [0, 1, 2, 3])
-def test_fill_box_equals_numpy_slice_fill(dtype, ndim):
+def test_fill_regions_equals_numpy_slice_fill(dtype, ndim):
     rng = np.random.default_rng(10 + ndim)
-    dt = np.dtype(object) if dtype == "object" else _np_dtype(dtype)
-    values = ["fill", ""] if dt.kind == "O" else list(_random(dt, (2,), rng))
+    dt = _np_dtype(dtype)
+    values = list(_random(dt, (2,), rng))
     if dt.kind == "f":
         values.append(dt.type("nan"))
     if dt.kind == "M":
         values.append(np.datetime64("NaT", "ns"))
     for value, _ in itertools.product(values, range(5)):
         box, shape, _, start, _ = _random_box_case(rng, ndim)
-        dst = np.full(shape, "x", dtype=object) if dt.kind == "O" else _random(dt, shape, rng)
+        dst = _random(dt, shape, rng)
         expected = dst.copy()
         expected[_window(start, box)] = value
-        kernels.fill_box(dst, start, box, value)
+        _fill_one(dst, start, box, value)
         np.testing.assert_array_equal(dst, expected)
 
 
-def test_fill_box_writes_a_nan_pattern_over_long_runs():
+def test_fill_regions_writes_a_nan_pattern_over_long_runs():
     dst = np.zeros((3, 1000), np.float32)
-    kernels.fill_box(dst, (1, 3), (2, 997), np.float32("nan"))
+    _fill_one(dst, (1, 3), (2, 997), np.float32("nan"))
     assert np.isnan(dst[1:, 3:]).all() and (dst[0] == 0).all() and (dst[:, :3] == 0).all()
 
 
-def test_copy_box_refuses_mixed_dtypes_and_boxes_outside_the_region():
+def test_copy_window_refuses_mixed_dtypes_and_boxes_outside_the_region():
     with pytest.raises(TypeError):
-        kernels.copy_box(np.zeros(4, np.int32), [0], np.zeros(4, np.int64), [0], [2])
+        kernels.copy_window(np.zeros(4, np.int32), [0], np.zeros(4, np.int64), [0], [2])
     with pytest.raises(IndexError):  # bounds-checked instead of corrupting memory
-        kernels.copy_box(np.zeros(4, np.int32), [3], np.zeros(4, np.int32), [0], [2])
+        kernels.copy_window(np.zeros(4, np.int32), [3], np.zeros(4, np.int32), [0], [2])
     with pytest.raises(IndexError):
-        kernels.copy_box(np.zeros(4, np.int32), [0], np.zeros(4, np.int32), [3], [2])
+        kernels.copy_window(np.zeros(4, np.int32), [0], np.zeros(4, np.int32), [3], [2])
     with pytest.raises(IndexError):
-        kernels.fill_box(np.zeros((2, 2), np.int8), [1, 1], [2, 1], 1)
+        _fill_one(np.zeros((2, 2), np.int8), [1, 1], [2, 1], 1)
     with pytest.raises(IndexError):  # numpy would clip a negative start silently
-        kernels.fill_box(np.zeros(4, np.int8), [-1], [2], 1)
+        _fill_one(np.zeros(4, np.int8), [-1], [2], 1)
 
 
-def test_copy_box_works_on_strided_views():
+def test_copy_window_works_on_strided_views():
     src = np.arange(16.0).reshape(4, 4)[:, ::2]
     dst = np.zeros((4, 6))[::2, 1:]
-    kernels.copy_box(src, [1, 0], dst, [0, 1], [2, 2])
+    kernels.copy_window(src, [1, 0], dst, [0, 1], [2, 2])
     np.testing.assert_array_equal(dst[:, 1:3], src[1:3, :])
 
 
@@ -116,22 +129,18 @@ def _flat(a: np.ndarray) -> np.ndarray:
 
 
 def _kernel_copy(cases, dtype):
-    """Copy every (src, src_start, dst, dst_start, box) case with ONE ``copy_boxes`` call over two
-    flat buffers that hold all sources and all destinations back to back."""
+    """Copy every (src, src_start, dst, dst_start, box) case with ONE ``scatter_boxes`` call over
+    two flat buffers that hold all sources and all destinations back to back."""
     ndim = cases[0][0].ndim
     srcs, dsts = [c[0] for c in cases], [c[2] for c in cases]
     src_buf = np.concatenate([_flat(a) for a in srcs]) if srcs else np.zeros(0, np.uint8)
     dst_buf = np.concatenate([_flat(a) for a in dsts])
     offsets = lambda arrays: np.cumsum([0] + [a.nbytes for a in arrays[:-1]]).astype(np.int64)
     table = lambda rows: np.array(rows, np.int64).reshape(len(cases), ndim)
-    src_shapes, src_starts = kernels.fold(table([a.shape for a in srcs]),
-                                          table([c[1] for c in cases]), dtype.itemsize)
-    dst_shapes, dst_starts = kernels.fold(table([a.shape for a in dsts]),
-                                          table([c[3] for c in cases]), dtype.itemsize)
-    boxes, _ = kernels.fold(table([c[4] for c in cases]), table([c[4] for c in cases]),
-                            dtype.itemsize)
-    kernels.copy_boxes(src_buf, offsets(srcs), src_shapes, src_starts,
-                       dst_buf, offsets(dsts), dst_shapes, dst_starts, boxes)
+    kernels.scatter_boxes(src_buf, offsets(srcs), table([a.shape for a in srcs]),
+                          table([c[1] for c in cases]), dst_buf, offsets(dsts),
+                          table([a.shape for a in dsts]), table([c[3] for c in cases]),
+                          table([c[4] for c in cases]), dtype.itemsize)
     out, at = [], 0
     for a in dsts:
         out.append(dst_buf[at:at + a.nbytes].view(dtype).reshape(a.shape))
@@ -141,7 +150,7 @@ def _kernel_copy(cases, dtype):
 
 @pytest.mark.parametrize("dtype", KERNEL_DTYPES)
 @pytest.mark.parametrize("ndim", [0, 1, 2, 3, 4])
-def test_copy_boxes_kernel_equals_numpy_slice_assignment(dtype, ndim):
+def test_scatter_boxes_equals_numpy_slice_assignment(dtype, ndim):
     rng = np.random.default_rng(200 + ndim)
     dt = _np_dtype(dtype)
     cases = []
@@ -158,34 +167,33 @@ def test_copy_boxes_kernel_equals_numpy_slice_assignment(dtype, ndim):
         np.testing.assert_array_equal(got, want)
 
 
-@pytest.mark.parametrize("dtype", KERNEL_DTYPES)
-@pytest.mark.parametrize("ndim", [0, 1, 2, 3])
-def test_fill_boxes_kernel_equals_numpy_slice_fill(dtype, ndim):
-    rng = np.random.default_rng(300 + ndim)
-    dt = _np_dtype(dtype)
-    values = list(_random(dt, (2,), rng)) + ([dt.type("nan")] if dt.kind == "f" else [])
-    for value in values:
-        box, shape, _, start, _ = _random_box_case(rng, ndim)
-        dst = _random(dt, shape, rng)
-        expected = dst.copy()
-        expected[_window(start, box)] = value
-        shapes, starts = kernels.fold(np.array([shape], np.int64).reshape(1, ndim),
-                                      np.array([start], np.int64).reshape(1, ndim), dt.itemsize)
-        boxes, _ = kernels.fold(np.array([box], np.int64).reshape(1, ndim), shapes, dt.itemsize)
-        pattern = np.asarray(value, dtype=dt).reshape(1).view(np.uint8)
-        kernels.fill_boxes(_flat(dst), np.zeros(1, np.int64), shapes, starts, boxes, pattern)
-        np.testing.assert_array_equal(dst, expected)
-
-
-def test_copy_boxes_kernel_refuses_boxes_outside_their_region_or_buffer():
+def test_scatter_and_fill_refuse_boxes_outside_their_region_or_buffer():
     one = np.ones((1, 1), np.int64)
     with pytest.raises(IndexError):  # bounds-checked instead of corrupting memory
-        kernels.copy_boxes(np.zeros(8, np.uint8), np.zeros(1, np.int64), one * 8, one * 4,
-                           np.zeros(8, np.uint8), np.zeros(1, np.int64), one * 8, one * 0,
-                           one * 8)
+        kernels.scatter_boxes(np.zeros(8, np.uint8), np.zeros(1, np.int64), one * 8, one * 4,
+                              np.zeros(8, np.uint8), np.zeros(1, np.int64), one * 8, one * 0,
+                              one * 8, 1)
     with pytest.raises(IndexError):
-        kernels.fill_boxes(np.zeros(8, np.uint8), np.ones(1, np.int64), one * 8, one * 0,
-                           one * 8, np.zeros(1, np.uint8))
+        kernels.fill_regions(np.zeros(8, np.uint8), np.ones(1, np.int64), one * 8, one * 0,
+                             one * 8, np.zeros(1, np.uint8))
+    with pytest.raises(IndexError):
+        kernels.scatter_runs(np.zeros(8, np.uint8), [4], np.zeros(8, np.uint8), [0], [5])
+    with pytest.raises(IndexError):
+        kernels.scatter_runs(np.zeros(8, np.uint8), [0], np.zeros(8, np.uint8), [-1], [2])
+
+
+def test_scatter_runs_copies_byte_runs_like_slice_assignment():
+    rng = np.random.default_rng(5)
+    src = rng.integers(0, 255, 4096, dtype=np.uint8)
+    dst = np.zeros(4096, np.uint8)
+    want = dst.copy()
+    lengths = rng.integers(0, 64, 50)
+    src_offsets = rng.integers(0, 4096 - 64, 50)
+    dst_offsets = np.arange(50) * 80  # disjoint destinations
+    for s0, d0, n in zip(src_offsets, dst_offsets, lengths):
+        want[d0 : d0 + n] = src[s0 : s0 + n]
+    kernels.scatter_runs(src, src_offsets, dst, dst_offsets, lengths)
+    np.testing.assert_array_equal(dst, want)
 
 
 def _plan_reference(shape, chunk_shape, start, window):
@@ -205,19 +213,32 @@ def _plan_reference(shape, chunk_shape, start, window):
     return rows
 
 
+def _plan(shape, chunk_shape, start, window):
+    schema = Schema(resolve_dtype("float64"), tuple(f"d{i}" for i in range(len(shape))),
+                    tuple(shape), tuple(chunk_shape), None)
+    return chunk_plan(schema, tuple(start), tuple(window))
+
+
+def _origins(plan, shape, chunk_shape):
+    grid = tuple(-(-n // c) for n, c in zip(shape, chunk_shape))
+    coords = np.array(np.unravel_index(plan.chunk_ids, grid)).T.reshape(-1, len(shape))
+    return coords * np.array(chunk_shape, np.int64)
+
+
 @pytest.mark.parametrize("ndim", [1, 2, 3, 4])
-def test_window_plan_lists_every_overlapped_chunk_like_a_brute_force_walk(ndim, job_path):
+def test_chunk_plan_lists_every_overlapped_chunk_like_a_brute_force_walk(ndim):
     rng = np.random.default_rng(100 + ndim)
     for _ in range(40):
         chunk_shape = [int(rng.integers(1, 5)) for _ in range(ndim)]
         shape = [int(rng.integers(1, 12)) for _ in range(ndim)]  # often not chunk multiples
         start = [int(rng.integers(0, n)) for n in shape]
         window = [int(rng.integers(1, n - s + 1)) for n, s in zip(shape, start)]
-        plan = kernels.window_plan(shape, chunk_shape, start, window)
+        plan = _plan(shape, chunk_shape, start, window)
         expected = _plan_reference(shape, chunk_shape, start, window)
         assert plan.chunk_ids.tolist() == [r[0] for r in expected]
+        origins = _origins(plan, shape, chunk_shape)
         for k, (_, origin, extent, src, dst, box) in enumerate(expected):
-            assert plan.origins[k].tolist() == origin
+            assert origins[k].tolist() == origin
             assert plan.extents[k].tolist() == extent  # edge chunks are clipped
             assert plan.src_starts[k].tolist() == src
             assert plan.dst_starts[k].tolist() == dst
@@ -225,36 +246,43 @@ def test_window_plan_lists_every_overlapped_chunk_like_a_brute_force_walk(ndim, 
         assert plan.boxes.prod(axis=1).sum() == math.prod(window)  # the boxes tile the window
 
 
-def test_window_plan_scatters_chunks_back_into_the_window(job_path):
+def test_chunk_plan_scatters_chunks_back_into_the_window():
     rng = np.random.default_rng(7)
     array = rng.standard_normal((13, 9))
     shape, chunk_shape, start, window = (13, 9), (5, 4), (3, 2), (9, 6)
-    plan = kernels.window_plan(shape, chunk_shape, start, window)
+    plan = _plan(shape, chunk_shape, start, window)
+    origins = _origins(plan, shape, chunk_shape)
     out = np.full(window, np.nan)
     for k in range(len(plan.chunk_ids)):
-        chunk = np.ascontiguousarray(array[_window(plan.origins[k], plan.extents[k])])
-        kernels.copy_box(chunk, plan.src_starts[k], out, plan.dst_starts[k], plan.boxes[k])
+        chunk = np.ascontiguousarray(array[_window(origins[k], plan.extents[k])])
+        kernels.copy_window(chunk, plan.src_starts[k], out, plan.dst_starts[k], plan.boxes[k])
     np.testing.assert_array_equal(out, array[3:12, 2:8])
 
 
-def test_window_plan_of_zero_d_and_empty_windows(job_path):
-    plan = kernels.window_plan((), (), (), ())
+def test_chunk_plan_of_zero_d_and_empty_windows():
+    plan = _plan((), (), (), ())
     assert plan.chunk_ids.tolist() == [0] and plan.boxes.shape == (1, 0)
-    empty = kernels.window_plan((4, 4), (2, 2), (1, 1), (0, 3))
+    empty = _plan((4, 4), (2, 2), (1, 1), (0, 3))
     assert len(empty.chunk_ids) == 0 and empty.boxes.shape == (0, 2)
 
 
-def test_copy_box_and_fill_box_handle_zero_d_arrays():
+def test_copy_window_and_fill_regions_handle_zero_d_arrays():
     for dt in (np.int8, np.uint64, np.float32, np.dtype("M8[ns]")):
         src = np.array(5, dtype=dt)
         dst = np.array(0, dtype=dt)
-        kernels.copy_box(src, (), dst, (), ())
+        kernels.copy_window(src, (), dst, (), ())
         assert dst[()] == src[()]
-        kernels.fill_box(dst, (), (), np.array(9, dtype=dt)[()])
+        _fill_one(dst, (), (), np.array(9, dtype=dt)[()])
         assert dst[()] == np.array(9, dtype=dt)[()]
 
 
-def test_find_locates_wanted_pairs_like_a_dictionary_lookup(job_path):
+def _index_of(slots, chunks) -> ChunkIndex:
+    index = ChunkIndex.empty()
+    index.slot, index.chunk = slots, chunks
+    return index
+
+
+def test_find_locates_wanted_pairs_like_a_dictionary_lookup():
     rng = np.random.default_rng(3)
     for n in (0, 1, 2, 50, 500):
         pairs = {(int(s), int(c)) for s, c in rng.integers(0, 30, size=(n, 2))}
@@ -262,7 +290,7 @@ def test_find_locates_wanted_pairs_like_a_dictionary_lookup(job_path):
         slots = np.array([p[0] for p in index], np.int64)
         chunks = np.array([p[1] for p in index], np.int64)
         want = rng.integers(-1, 32, size=(200, 2))
-        got = kernels.find(slots, chunks, want[:, 0], want[:, 1])
+        got = _index_of(slots, chunks).find(want[:, 0], want[:, 1])
         position = {p: i for i, p in enumerate(index)}
         assert got.tolist() == [position.get((int(s), int(c)), -1) for s, c in want]
 
@@ -283,7 +311,7 @@ def _stats_reference(values, written, fill, has_fill, rule):
 
 @pytest.mark.parametrize("dtype", KERNEL_DTYPES[:-1])
 @pytest.mark.parametrize("ndim", [0, 1, 2, 3])
-def test_stats_partial_matches_numpy_for_every_dtype_and_mask(dtype, ndim):
+def test_chunk_partial_matches_numpy_for_every_dtype_and_mask(dtype, ndim):
     rng = np.random.default_rng(ndim)
     dt = _np_dtype(dtype)
     rule = {"f": kernels.NULL_NAN}.get(dt.kind, kernels.NULL_NONE)
@@ -300,7 +328,7 @@ def test_stats_partial_matches_numpy_for_every_dtype_and_mask(dtype, ndim):
         written = None if trial % 2 else (rng.random(shape) < 0.7).astype(np.uint8)
         has_fill = trial % 4 < 2
         fill = pool[0]
-        got = kernels.stats_partial(values, written, fill, has_fill, rule)
+        got = kernels.chunk_partial(values, written, fill, has_fill, rule)
         nulls, valid, lo, hi = _stats_reference(values, written, fill, has_fill, rule)
         assert got[:2] == (nulls, valid)
         if valid:
@@ -308,14 +336,14 @@ def test_stats_partial_matches_numpy_for_every_dtype_and_mask(dtype, ndim):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_stats_partial_with_a_nan_fill_counts_every_nan_once(dtype):
+def test_chunk_partial_with_a_nan_fill_counts_every_nan_once(dtype):
     values = np.array([np.nan, 1, -np.inf, np.nan, 2], dtype=dtype)
-    nulls, valid, lo, hi = kernels.stats_partial(values, None, np.nan, False, kernels.NULL_NAN)
+    nulls, valid, lo, hi = kernels.chunk_partial(values, None, np.nan, False, kernels.NULL_NAN)
     assert (nulls, valid, lo, hi) == (2, 3, -np.inf, 2)
 
 
 @pytest.mark.parametrize("dtype", ["int64", "uint64", "float64"])
-def test_merge_partials_folds_chunk_partials_like_numpy(dtype):
+def test_fold_partials_folds_chunk_partials_like_numpy(dtype):
     rng = np.random.default_rng(11)
     dt = np.dtype(dtype)
     for n in (1, 2, 9):
@@ -323,14 +351,41 @@ def test_merge_partials_folds_chunk_partials_like_numpy(dtype):
         valids = rng.integers(0, 3, size=n).astype(np.int64)
         mins = _random(dt, (n,), rng)
         maxs = np.maximum(mins, _random(dt, (n,), rng))
-        got = kernels.merge_partials(nulls, valids, mins, maxs)
+        got = kernels.fold_partials(nulls, valids, mins, maxs)
         live = valids > 0
         assert got[:2] == (int(nulls.sum()), int(valids.sum()))
         if live.any():
             assert got[2] == mins[live].min() and got[3] == maxs[live].max()
         else:
             assert got[2:] == (None, None)
-    assert kernels.merge_partials(*(np.zeros(0, np.int64),) * 4) == (0, 0, None, None)
+    assert kernels.fold_partials(*(np.zeros(0, np.int64),) * 4) == (0, 0, None, None)
+
+
+@pytest.mark.parametrize("dtype", KERNEL_DTYPES[:-1])
+def test_block_partials_equal_one_chunk_partial_per_run(dtype):
+    rng = np.random.default_rng(21)
+    dt = _np_dtype(dtype)
+    rule = {"f": kernels.NULL_NAN}.get(dt.kind, kernels.NULL_NONE)
+    if dtype == "timestamp_int64":
+        rule = kernels.NULL_NAT
+    pool = _random(dt, (4,), rng)
+    values = np.array(pool[rng.integers(0, 4, size=300)])
+    if rule == kernels.NULL_NAN:
+        values[rng.random(300) < 0.2] = np.nan
+    counts = rng.integers(0, 20, size=12)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    fills = _random(dt, (12,), rng)
+    fills[::3] = pool[0]
+    has = (np.arange(12) % 2).astype(np.uint8)
+    got_counts, got_extremes = kernels.block_partials(values, starts, counts, fills, has, rule)
+    for i in range(12):
+        run = values[starts[i] : starts[i] + counts[i]]
+        nulls, valid, lo, hi = _stats_reference(run, None, fills[i], bool(has[i]), rule)
+        assert got_counts[i].tolist() == [nulls, valid]
+        if valid:
+            assert got_extremes[i, 0] == lo and got_extremes[i, 1] == hi
+    with pytest.raises(IndexError):
+        kernels.block_partials(values, [295], [10], fills[:1], has[:1], rule)
 
 
 def test_kernel_decorator_falls_back_to_no_cache_when_caching_is_impossible(monkeypatch):

@@ -31,7 +31,7 @@ WINDOWS = [((0, 0), SHAPE), ((0, 0), (4, 3)), ((4, 3), (4, 3)), ((8, 9), (1, 1))
 
 @pytest.mark.parametrize(("start", "shape"), WINDOWS)
 def test_window_writes_aligned_or_not_match_the_numpy_model(grid, store, store_path, rng,
-                                                            start, shape, job_path):
+                                                            start, shape):
     ds, model = grid
     base = rng.standard_normal(SHAPE)
     ds.write_array("v", [0, 0], base)
@@ -46,7 +46,7 @@ def test_window_writes_aligned_or_not_match_the_numpy_model(grid, store, store_p
 
 @pytest.mark.parametrize(("start", "shape"), WINDOWS)
 def test_window_reads_aligned_or_not_match_numpy_slicing(grid, store, store_path, rng, start,
-                                                         shape, job_path):
+                                                         shape):
     ds, model = grid
     model[2:7, 1:8] = rng.standard_normal((5, 7))  # leaves unwritten chunks and cells
     ds.write_array("v", [2, 1], model[2:7, 1:8].copy())
@@ -110,7 +110,7 @@ def test_reads_see_pending_writes_over_committed_data_before_flush(grid, store, 
 
 
 @pytest.mark.parametrize("dtype", ALL_DTYPES)
-def test_three_d_unaligned_windows_round_trip_for_every_dtype(store, store_path, rng, dtype, job_path):
+def test_three_d_unaligned_windows_round_trip_for_every_dtype(store, store_path, rng, dtype):
     shape, chunks = (5, 4, 6), [2, 3, 4]
     ds = store.create_dataset("d")
     ds.define_array("v", dtype, dims=["a", "b", "c"], shape=list(shape), chunk_shape=chunks)

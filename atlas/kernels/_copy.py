@@ -1,13 +1,11 @@
-"""Copy and fill rectangular boxes between flat C-ordered byte buffers.
+"""Compiled loops that move bytes between flat C-ordered buffers (private: see the drivers in
+``atlas.kernels``).
 
-Scatter (chunk -> window), gather (window -> chunk) and read-modify-write merges are all "copy
-box i of region A into region B", so one kernel serves them. Buffers are ``uint8`` and the
-element size is folded into the last axis by the driver, so a single compiled specialisation
-serves every dtype; 0-D arrays become a 1-D axis of ``itemsize`` bytes.
-
-Row ``i`` of the 2-D int64 tables describes one copy: the region's byte offset inside the flat
-buffer, the region's shape, where the box starts inside the region, and the box shape.
-Each row is bounds-checked against its buffer, so a bad table raises instead of corrupting memory.
+Buffers are ``uint8``; the element size is folded into the last axis by the driver, so one
+compiled specialisation serves every dtype. Row ``i`` of the 2-D int64 tables describes one
+copy: a region's byte offset inside its buffer, the region's shape, where the box starts inside
+the region, and the box shape. Every row is bounds-checked against its buffer, so a bad table
+raises instead of corrupting memory.
 """
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ from atlas.kernels._jit import kernel
 
 
 @intrinsic
-def _move_bytes(typingctx, dst, dst_offset, src, src_offset, nbytes):
+def _memmove(typingctx, dst, dst_offset, src, src_offset, nbytes):
     """memmove(dst + dst_offset, src + src_offset, nbytes) on two uint8 arrays."""
     sig = types.void(dst, types.intp, src, types.intp, types.intp)
 
@@ -36,7 +34,19 @@ def _move_bytes(typingctx, dst, dst_offset, src, src_offset, nbytes):
 
 
 @kernel
-def _prepare_row(shape, start, box, offset, size, strides):
+def _move_runs(src, src_offsets, dst, dst_offsets, lengths):
+    """Copy run i: ``lengths[i]`` bytes from ``src[src_offsets[i]:]`` to ``dst[dst_offsets[i]:]``."""
+    for i in range(lengths.shape[0]):
+        n = lengths[i]
+        s = src_offsets[i]
+        d = dst_offsets[i]
+        if n < 0 or s < 0 or d < 0 or s + n > src.shape[0] or d + n > dst.shape[0]:
+            raise IndexError("run outside its buffer")
+        _memmove(dst, d, src, s, n)
+
+
+@kernel
+def _region_strides(shape, start, box, offset, size, strides):
     """Fill C strides for a region; return False if the box is empty, raise if out of bounds."""
     ndim = shape.shape[0]
     acc = 1
@@ -54,7 +64,7 @@ def _prepare_row(shape, start, box, offset, size, strides):
 
 
 @kernel
-def _next(counter, box):
+def _advance(counter, box):
     """Advance an odometer over every axis but the last; False when it wraps around."""
     axis = box.shape[0] - 2
     while axis >= 0:
@@ -67,9 +77,8 @@ def _next(counter, box):
 
 
 @kernel
-def copy_boxes(
-    src, src_offsets, src_shapes, src_starts, dst, dst_offsets, dst_shapes, dst_starts, boxes
-):
+def _move_boxes(src, src_offsets, src_shapes, src_starts, dst, dst_offsets, dst_shapes,
+                dst_starts, boxes):
     """For each row i, copy box i from src region i into dst region i."""
     n, ndim = boxes.shape
     src_strides = np.empty(ndim, np.int64)
@@ -77,10 +86,10 @@ def copy_boxes(
     counter = np.empty(ndim, np.int64)
     for i in range(n):
         box = boxes[i]
-        ok_src = _prepare_row(src_shapes[i], src_starts[i], box, src_offsets[i], src.shape[0],
-                              src_strides)
-        ok_dst = _prepare_row(dst_shapes[i], dst_starts[i], box, dst_offsets[i], dst.shape[0],
-                              dst_strides)
+        ok_src = _region_strides(src_shapes[i], src_starts[i], box, src_offsets[i],
+                                 src.shape[0], src_strides)
+        ok_dst = _region_strides(dst_shapes[i], dst_starts[i], box, dst_offsets[i],
+                                 dst.shape[0], dst_strides)
         if not (ok_src and ok_dst):
             continue
         run = box[ndim - 1]
@@ -91,13 +100,13 @@ def copy_boxes(
             for axis in range(ndim):
                 s += (src_starts[i, axis] + counter[axis]) * src_strides[axis]
                 d += (dst_starts[i, axis] + counter[axis]) * dst_strides[axis]
-            _move_bytes(dst, d, src, s, run)
-            if not _next(counter, box):
+            _memmove(dst, d, src, s, run)
+            if not _advance(counter, box):
                 break
 
 
 @kernel
-def fill_boxes(dst, dst_offsets, dst_shapes, dst_starts, boxes, pattern):
+def _fill_boxes(dst, dst_offsets, dst_shapes, dst_starts, boxes, pattern):
     """For each row i, fill box i of dst region i with the repeated byte ``pattern``."""
     n, ndim = boxes.shape
     width = pattern.shape[0]
@@ -105,8 +114,8 @@ def fill_boxes(dst, dst_offsets, dst_shapes, dst_starts, boxes, pattern):
     counter = np.empty(ndim, np.int64)
     for i in range(n):
         box = boxes[i]
-        if not _prepare_row(dst_shapes[i], dst_starts[i], box, dst_offsets[i], dst.shape[0],
-                            dst_strides):
+        if not _region_strides(dst_shapes[i], dst_starts[i], box, dst_offsets[i],
+                               dst.shape[0], dst_strides):
             continue
         run = box[ndim - 1]
         counter[:] = 0
@@ -116,11 +125,11 @@ def fill_boxes(dst, dst_offsets, dst_shapes, dst_starts, boxes, pattern):
                 d += (dst_starts[i, axis] + counter[axis]) * dst_strides[axis]
             # write the pattern once, then double the filled prefix until the run is full
             first = min(width, run)
-            _move_bytes(dst, d, pattern, 0, first)
+            _memmove(dst, d, pattern, 0, first)
             filled = first
             while filled < run:
                 step = min(filled, run - filled)
-                _move_bytes(dst, d + filled, dst, d, step)
+                _memmove(dst, d + filled, dst, d, step)
                 filled += step
-            if not _next(counter, box):
+            if not _advance(counter, box):
                 break

@@ -1,0 +1,363 @@
+"""The catalog of one store handle: datasets, array definitions, attributes and schemas.
+
+It maps the data model onto catalog tables (``atlas.format.tables``): dataset ids (``did``) in
+creation order, per array name the dataset -> (slot, schema, statistics) table, per attribute
+key a table of values. Committed tables are read from the root's catalog parts the first time
+they are used; changes are logged (:class:`~atlas.core._tables.RowLog`) until the flush writes
+them as one new part.
+
+A dataset's rows in other tables are not deleted with it: rows of a dataset id that is no longer
+live are dead weight that merges and compaction drop, and every query joins on the live ids.
+"""
+
+from __future__ import annotations
+
+from array import array
+from typing import Any, Iterator
+
+import numpy as np
+
+from atlas.core._index import IndexCache
+from atlas.core._tables import LayeredTable
+from atlas.errors import AlreadyExistsError, CorruptionError
+from atlas.format import values as value_format
+from atlas.format.catalog import MAGIC as PART_MAGIC
+from atlas.format.catalog import read_table, table_kind
+from atlas.format.root import Root
+from atlas.format.schema import Schema
+from atlas.format.tables import Table, merge
+from atlas.storage import Storage
+
+_I64 = np.int64
+
+
+class NameList(list):
+    """The list ``list_datasets()`` returns. Passed back to a bulk read unchanged, it means
+    every live dataset, with no per-name work; any change to it makes it an ordinary list."""
+
+    __slots__ = ("_token",)
+
+    def __init__(self, names, token: object):
+        super().__init__(names)
+        self._token = token
+
+    def _touched(self) -> None:
+        self._token = None
+
+    def token(self) -> object:
+        return self._token
+
+
+def _mutator(name: str):
+    method = getattr(list, name)
+
+    def changed(self, *args, **kwargs):
+        self._touched()
+        return method(self, *args, **kwargs)
+
+    changed.__name__ = name
+    return changed
+
+
+for _name in ("__setitem__", "__delitem__", "__iadd__", "__imul__", "append", "extend",
+              "insert", "pop", "remove", "clear", "sort", "reverse"):
+    setattr(NameList, _name, _mutator(_name))
+
+
+class Catalog:
+    def __init__(self, storage: Storage, root: Root, files: IndexCache):
+        self.storage = storage
+        self.root = root
+        self.files = files
+        self.tables: dict[tuple, LayeredTable] = {}
+        self.next_did = root.next_did
+        self.next_slot = root.next_slot
+        self.next_schema = root.next_schema
+        self.next_seq = root.next_seq
+        self._dids: dict[str, int] | None = None  # live name -> did
+        self._live: list | None = None  # see _live_view
+        self._schemas: list[Schema] | None = None
+        self._schema_ids: dict[tuple, int] = {}
+        self.new_schemas: list[tuple[int, Schema]] = []
+
+    # -- tables --------------------------------------------------------------------------------
+
+    def table(self, section_id: tuple) -> LayeredTable:
+        found = self.tables.get(section_id)
+        if found is None:
+            found = self.tables[section_id] = LayeredTable(
+                table_kind(section_id), lambda: self._load(section_id))
+        return found
+
+    def _footers(self):
+        return self.files.footers(self.root.parts, PART_MAGIC)
+
+    def _load(self, section_id: tuple) -> Table:
+        kind = table_kind(section_id)
+        found = []
+        for ref, footer in zip(self.root.parts, self._footers()):
+            table = read_table(footer, section_id,
+                               lambda o, n, key=ref.key, size=ref.size:
+                               self.storage.get_range(key, o, n, size),
+                               f"{self.storage.location}/{ref.key}")
+            if table is not None:
+                found.append(table)
+        return merge(kind, found)
+
+    def section_ids(self, kind: str) -> list[tuple]:
+        """Every table of ``kind`` ("array", "attr", "array_attr") committed or pending."""
+        seen = dict.fromkeys(sid for footer in self._footers() for sid in footer.sections
+                             if sid[0] == kind)
+        seen.update((sid, None) for sid, t in self.tables.items()
+                    if sid[0] == kind and (len(t.log) or t.loaded and len(t.committed())))
+        return list(seen)
+
+    # -- datasets ------------------------------------------------------------------------------
+
+    def _live_view(self) -> list:
+        """[names, dids (array('q')), token] of the live datasets in creation order."""
+        if self._live is None:
+            table = self.table(("datasets",)).view().live()
+            self._live = [list(table.columns["name"]), array("q", table.key.tobytes()),
+                          object()]
+        return self._live
+
+    def names(self) -> NameList:
+        names, _dids, token = self._live_view()
+        return NameList(names, token)
+
+    def live_dids(self) -> np.ndarray:
+        dids = self._live_view()[1]
+        return np.frombuffer(dids, _I64).copy() if len(dids) else np.zeros(0, _I64)
+
+    def count(self) -> int:
+        return len(self._live_view()[0])
+
+    def is_all(self, names: Any) -> bool:
+        """Whether ``names`` is an unchanged ``list_datasets()`` list of the current state."""
+        return isinstance(names, NameList) and self._live is not None and \
+            names.token() is self._live[2]
+
+    def dids(self) -> dict[str, int]:
+        if self._dids is None:
+            names, dids, _token = self._live_view()
+            self._dids = dict(zip(names, dids))
+        return self._dids
+
+    def did_of(self, name: str) -> int | None:
+        return self.dids().get(name)
+
+    def create(self, name: str) -> int:
+        dids = self.dids()
+        if name in dids:
+            raise AlreadyExistsError(f"dataset {name!r} already exists in "
+                                     f"{self.storage.location}")
+        did = self.next_did
+        self.next_did += 1
+        self.table(("datasets",)).log.append(did, name=name)
+        dids[name] = did
+        if self._live is not None:  # datasets are created in did order: the list grows at its end
+            self._live[0].append(name)
+            self._live[1].append(did)
+            self._live[2] = object()  # lists handed out before no longer list everything
+        return did
+
+    def create_many(self, names: list[str], dids: np.ndarray) -> None:
+        """Datasets ``names`` (checked, new, distinct) with the ids ``dids`` (the next ones)."""
+        known = self.dids()
+        self.table(("datasets",)).log.extend(dids, name=names)
+        known.update(zip(names, dids.tolist()))
+        self.next_did = int(dids[-1]) + 1
+        if self._live is not None:
+            self._live[0].extend(names)
+            self._live[1].frombytes(np.ascontiguousarray(dids, _I64).tobytes())
+            self._live[2] = object()
+
+    def delete(self, name: str, did: int) -> None:
+        self.table(("datasets",)).log.append(did, dead=True, name=name)
+        self.dids().pop(name, None)
+        self._live = None
+
+    # -- arrays --------------------------------------------------------------------------------
+
+    def array_row(self, array: str, did: int) -> tuple[int, int, bool] | None:
+        """(slot, schema id, pending) of ``array`` in dataset ``did``, or None."""
+        table = self.table(("array", array))
+        found = table.get(did)
+        if found is None or table.is_dead(found):
+            return None
+        return (int(table.value(found, "slot")), int(table.value(found, "schema")),
+                found[0] == "log")
+
+    def array_stats(self, array: str, did: int) -> tuple | None:
+        """(nulls, valid, min bits, max bits, smin, smax) as committed; None while pending."""
+        table = self.table(("array", array))
+        found = table.get(did)
+        if found is None or found[0] == "log" or table.is_dead(found):
+            return None
+        return tuple(table.value(found, n) for n in ("nulls", "valid", "min", "max", "smin",
+                                                     "smax"))
+
+    def define(self, array: str, did: int, schema_id: int) -> int:
+        slot = self.next_slot
+        self.next_slot += 1
+        self.table(("array", array)).log.append(did, slot=slot, schema=schema_id)
+        return slot
+
+    def undefine(self, array: str, did: int, slot: int, schema_id: int) -> None:
+        self.table(("array", array)).log.append(did, dead=True, slot=slot, schema=schema_id)
+
+    def stats_changed(self, array: str, did: int, slot: int, schema_id: int) -> None:
+        """Written to: the statistics are recomputed at the next flush."""
+        table = self.table(("array", array))
+        if table.log.find(did) < 0:
+            table.log.append(did, slot=slot, schema=schema_id)
+
+    def rows(self, array: str, dids: np.ndarray, everything: bool = False
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(slots, schema ids, found) of ``array`` in datasets ``dids``; ``everything`` says
+        ``dids`` are all live datasets in order (no search needed when the table is exactly
+        those rows)."""
+        table = self.table(("array", array)).view()
+        if everything and len(table) == len(dids) and not table.dead.any() and \
+                np.array_equal(table.key, dids):
+            pos = np.arange(len(dids))
+            found = np.ones(len(dids), bool)
+        else:
+            pos = table.find(dids)
+            found = pos >= 0
+            found[found] = ~table.dead[pos[found]]
+            pos = np.where(found, pos, 0)
+        if not len(table):
+            return (np.zeros(len(dids), _I64), np.zeros(len(dids), _I64),
+                    np.zeros(len(dids), bool))
+        return table.columns["slot"][pos], table.columns["schema"][pos], found
+
+    def array_names(self) -> list[str]:
+        """Sorted distinct array names over live datasets."""
+        live = self.live_dids()
+        out = []
+        for section_id in self.section_ids("array"):
+            table = self.table(section_id).view().live()
+            if len(table) and np.isin(table.key, live).any():
+                out.append(section_id[1])
+        return sorted(out)
+
+    def arrays_of(self, did: int) -> list[str]:
+        """The arrays of one dataset, in the order they were defined."""
+        found = []
+        for section_id in self.section_ids("array"):
+            row = self.array_row(section_id[1], did)
+            if row is not None:
+                found.append((row[0], section_id[1]))
+        return [name for _slot, name in sorted(found)]
+
+    # -- attributes ----------------------------------------------------------------------------
+
+    def set_attr(self, section_id: tuple, key: int, encoded: tuple[int, int, bytes]) -> None:
+        table = self.table(section_id)
+        found = table.get(key)
+        if found is not None and not table.is_dead(found):
+            seq = int(table.value(found, "seq"))
+        else:
+            seq = self.next_seq
+            self.next_seq += 1
+        tag, num, data = encoded
+        table.log.append(key, seq=seq, tag=tag, num=num, data=data)
+
+    def get_attr(self, section_id: tuple, key: int) -> tuple[int, Any] | None:
+        """(seq, value) of one attribute, or None."""
+        table = self.tables.get(section_id) or self.table(section_id)
+        found = table.get(key)
+        if found is None or table.is_dead(found):
+            return None
+        value = value_format.decode(int(table.value(found, "tag")),
+                                    int(table.value(found, "num")), table.value(found, "data"))
+        return int(table.value(found, "seq")), value
+
+    def del_attr(self, section_id: tuple, key: int) -> bool:
+        table = self.table(section_id)
+        found = table.get(key)
+        if found is None or table.is_dead(found):
+            return False
+        table.log.append(key, dead=True, data=b"")
+        return True
+
+    def attrs(self, prefix: tuple, key: int) -> Iterator[tuple[str, Any]]:
+        """(name, value) of every attribute of ``key`` among the tables ``prefix + (name,)``,
+        in the order they were first set."""
+        kind = prefix[0]
+        found = []
+        for section_id in self.section_ids(kind):
+            if section_id[:-1] != prefix:
+                continue
+            hit = self.get_attr(section_id, key)
+            if hit is not None:
+                found.append((hit[0], section_id[-1], hit[1]))
+        return ((name, value) for _seq, name, value in sorted(found, key=lambda f: f[0]))
+
+    # -- schemas -------------------------------------------------------------------------------
+
+    def schemas(self) -> list[Schema]:
+        if self._schemas is None:
+            table = self.table(("schemas",)).committed()
+            out: list[Schema] = []
+            for expected, (key, text) in enumerate(zip(table.key.tolist(),
+                                                       table.columns["json"])):
+                if key != expected:
+                    raise CorruptionError(f"{self.storage.location}: schema {expected} is "
+                                          "missing from the catalog")
+                try:
+                    schema = Schema.from_value(value_format.loads(text))
+                except (ValueError, TypeError, KeyError) as err:
+                    raise CorruptionError(f"{self.storage.location}: schema {key} does not "
+                                          f"decode ({err})") from err
+                out.append(schema)
+            self._schemas = out
+            self._schema_ids = {s.key(): i for i, s in enumerate(out)}
+            for sid, schema in self.new_schemas:
+                self._schemas.append(schema)
+                self._schema_ids[schema.key()] = sid
+        return self._schemas
+
+    def schema(self, schema_id: int) -> Schema:
+        schemas = self.schemas()
+        if not 0 <= schema_id < len(schemas):
+            raise CorruptionError(f"{self.storage.location}: schema {schema_id} does not exist "
+                                  f"(the catalog has {len(schemas)})")
+        return schemas[schema_id]
+
+    def intern(self, schema: Schema) -> int:
+        schemas = self.schemas()
+        key = schema.key()
+        found = self._schema_ids.get(key)
+        if found is None:
+            found = self.next_schema
+            self.next_schema += 1
+            if found != len(schemas):
+                raise CorruptionError(f"{self.storage.location}: the catalog holds "
+                                      f"{len(schemas)} schemas, its root counts {found}")
+            schemas.append(schema)
+            self._schema_ids[key] = found
+            self.new_schemas.append((found, schema))
+            self.table(("schemas",)).log.append(found, json=value_format.dumps(
+                schema.to_value()))
+        return found
+
+    # -- flush ---------------------------------------------------------------------------------
+
+    def pending_tables(self) -> dict[tuple, LayeredTable]:
+        return {sid: t for sid, t in self.tables.items() if len(t.log)}
+
+    def counters(self) -> dict[str, int]:
+        return {"next_did": self.next_did, "next_slot": self.next_slot,
+                "next_schema": self.next_schema, "next_seq": self.next_seq}
+
+    def committed(self, root: Root, written: dict[tuple, Table]) -> None:
+        """The flush committed ``written`` (the pending tables) under ``root``."""
+        self.root = root
+        for section_id, table in self.tables.items():
+            delta = written.get(section_id)
+            if delta is not None:
+                table.applied(delta)
+        self.new_schemas = []

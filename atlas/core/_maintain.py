@@ -1,0 +1,580 @@
+"""Keeping a store in shape: the size-tiered merge every flush runs, ``compact()``, ``verify()``
+and the removal of files nothing references.
+
+Files (catalog parts, and each array name's segments) have a level from their size: level L
+holds files up to ``LEVEL_BASE * FANOUT ** (L + 1)`` bytes. When ``FANOUT`` files in a row of the
+root's list have a level of at most L, a flush merges them into one (the run of the smallest
+such L, at most one run per list per flush), so a store flushed a thousand times keeps a few
+dozen files, and a byte is rewritten about log(size) times over its life. ``compact()`` merges
+everything and drops what deleted datasets and arrays left.
+
+Nothing a commit replaced is deleted at once: it is listed as ``retired`` in the root with the
+time it was replaced, for readers still on an older root, and deleted by a later flush or
+compact once older than the grace period.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from atlas import codecs, kernels
+from atlas.core._index import ChunkIndex, IndexCache, SegmentSource, merge_indexes
+from atlas.core._read import BlockCache, fetch_block
+from atlas.errors import CorruptionError, FormatError, StoreNotFoundError
+from atlas.format import keys as key_grammar
+from atlas.format.catalog import MAGIC as PART_MAGIC
+from atlas.format.catalog import check_footer, read_table, table_kind, write_part as write_file
+from atlas.format.container import LockedFile
+from atlas.format.root import FileRef, Root
+from atlas.format.segment import MAGIC as SEGMENT_MAGIC
+from atlas.format.segment import SegmentWriter
+from atlas.format.tables import Table, merge
+from atlas.storage import Storage, from_description
+
+if TYPE_CHECKING:
+    from atlas.core._atlas import Atlas
+
+FANOUT = 8
+LEVEL_BASE = 64 << 10
+ORPHAN_GRACE_SECONDS = 3600.0  # an unreferenced file younger than this may be a live writer's
+RETIRE_GRACE_SECONDS = 600.0  # how long replaced files are kept for readers of older roots
+_I64 = np.int64
+
+
+def level_of(size: int) -> int:
+    level, limit = 0, LEVEL_BASE * FANOUT
+    while size >= limit:
+        level += 1
+        limit *= FANOUT
+    return level
+
+
+@dataclass
+class Written:
+    """A file written for a commit: referenced by ``ref``, kept locked until released."""
+
+    storage: Storage
+    ref: FileRef
+    path: str
+    file: LockedFile
+
+    def release(self) -> None:
+        self.storage.release_spill(self.ref.key, self.path)
+        self.file.release()
+
+
+def write_part(storage: Storage, root: Root, tables: dict[tuple, Table]) -> Written:
+    """Write and publish a catalog part holding ``tables`` for the commit ``root``."""
+    key = key_grammar.new_part_key(root.generation)
+    path = storage.spill_path(key)
+    try:
+        out = write_file(path, tables)
+        storage.publish(key, path)
+    except BaseException:
+        storage.discard(key, path)
+        raise
+    return Written(storage, FileRef(key, out.size, level_of(out.size)), path, out)
+
+
+# -- the merge every flush runs ---------------------------------------------------------------
+
+@dataclass
+class Merges:
+    """What a flush's merges wrote and replaced; released (unlocked) after the commit."""
+
+    written: list[Written] = field(default_factory=list)
+    segments: dict[str, tuple[FileRef, Any]] = field(default_factory=dict)
+    expired: list[str] = field(default_factory=list)
+
+    def release(self) -> None:
+        for w in self.written:
+            w.release()
+
+    def committed(self, store: "Atlas") -> None:
+        for ref, index in self.segments.values():
+            store._files.add(ref, None, index)
+        for key in self.expired:
+            try:
+                store._storage.delete(key)
+            except OSError:
+                pass  # committed already: the file is an orphan now, removed by a later sweep
+
+
+def _run_to_merge(refs: list[FileRef]) -> tuple[int, int] | None:
+    """[start, stop) of the run of ``refs`` to merge, or None."""
+    if len(refs) < FANOUT:
+        return None
+    levels = [r.level for r in refs]
+    for limit in sorted(set(levels)):
+        run_end = None
+        for i in range(len(refs) - 1, -1, -1):  # the newest qualifying run
+            if levels[i] <= limit:
+                if run_end is None:
+                    run_end = i + 1
+                if run_end - i >= FANOUT and (i == 0 or levels[i - 1] > limit):
+                    return i, run_end
+            else:
+                run_end = None
+        if run_end is not None and run_end >= FANOUT:
+            return 0, run_end
+    return None
+
+
+def tiered_merge(store: "Atlas", root: Root, grace: float = RETIRE_GRACE_SECONDS) -> Merges:
+    """Merge runs of small files in ``root`` (being committed), editing its lists in place."""
+    merges = Merges()
+    now = time.time()
+    try:
+        run = _run_to_merge(root.parts)
+        if run is not None:
+            lo, hi = run
+            written = _merge_parts(store, root, root.parts[lo:hi], drop_dead=lo == 0)
+            merges.written.append(written)
+            root.retired = [*root.retired, *((r.key, now) for r in root.parts[lo:hi])]
+            root.parts = [*root.parts[:lo], written.ref, *root.parts[hi:]]
+        for array, refs in list(root.segments.items()):
+            run = _run_to_merge(refs)
+            if run is None:
+                continue
+            lo, hi = run
+            run_refs = refs[lo:hi]
+            index = merge_indexes([store._files.segment(r) for r in run_refs],
+                                  [SegmentSource(store._storage, r) for r in run_refs])
+            written, seg_index = rewrite_segment(store._storage, root, index,
+                                                 np.arange(index.rows), store._blocks)
+            merges.written.append(written)
+            merges.segments[array] = (written.ref, seg_index)
+            root.retired = [*root.retired, *((r.key, now) for r in refs[lo:hi])]
+            root.segments[array] = [*refs[:lo], written.ref, *refs[hi:]]
+        merges.expired = [key for key, since in root.retired if now - since >= grace]
+        if merges.expired:
+            gone = set(merges.expired)
+            root.retired = [(k, t) for k, t in root.retired if k not in gone]
+    except BaseException:
+        for w in merges.written:
+            w.release()
+            store._storage.discard(w.ref.key, w.path)
+        raise
+    return merges
+
+
+def _merge_parts(store: "Atlas", root: Root, refs: list[FileRef], drop_dead: bool,
+                 keep: dict[str, np.ndarray] | None = None) -> Written:
+    """One part holding the merge of the tables of ``refs`` (oldest first). ``keep`` (compact):
+    the live dataset ids (``"did"``) and, per array name, its live slots."""
+    storage = store._storage
+    footers = store._files.footers(refs, PART_MAGIC)
+    ids = dict.fromkeys(sid for footer in footers for sid in footer.sections)
+    tables = {}
+    for sid in ids:
+        found = []
+        for ref, footer in zip(refs, footers):
+            table = read_table(footer, sid, lambda o, n, r=ref: storage.get_range(
+                r.key, o, n, r.size), f"{storage.location}/{ref.key}")
+            if table is not None:
+                found.append(table)
+        table = merge(table_kind(sid), found, drop_dead)
+        if keep is not None:
+            table = _live_rows(sid, table, keep)
+        if len(table) or not drop_dead:
+            tables[sid] = table
+    return write_part(storage, root, tables)
+
+
+def _live_rows(sid: tuple, table: Table, keep: dict[str, np.ndarray]) -> Table:
+    if sid[0] in ("array", "attr"):
+        live = np.isin(table.key, keep["did"])
+    elif sid[0] == "array_attr":
+        live = np.isin(table.key, keep.get(sid[1], np.zeros(0, _I64)))
+    else:
+        return table
+    if live.all():
+        return table
+    return Table(table.kind, table.key[live], table.dead[live],
+                 {n: c[live] for n, c in table.columns.items()})
+
+
+def rewrite_segment(storage: Storage, root: Root, index: ChunkIndex, rows: np.ndarray,
+                    cache: BlockCache | None) -> tuple[Written, Any]:
+    """A new segment holding the chunk rows ``rows`` of ``index`` (sorted by slot, chunk), small
+    chunks repacked into full blocks, big ones copied as they are."""
+    key = key_grammar.new_segment_key(root.generation)
+    path = storage.spill_path(key)
+    writer = SegmentWriter(path)
+    try:
+        _repack(index, rows, writer, root.block_size, codecs.CODEC_IDS[root.codec], root.level,
+                cache)
+        seg_index = writer.finish()
+        storage.publish(key, path)
+    except BaseException:
+        writer.release()
+        storage.discard(key, path)
+        raise
+    return Written(storage, FileRef(key, writer.size, level_of(writer.size)), path, writer), \
+        seg_index
+
+
+def _repack(index: ChunkIndex, rows: np.ndarray, writer: SegmentWriter, block_size: int,
+            codec_id: int, level: int, cache: BlockCache | None) -> None:
+    sizes = index.length[rows] + index.mask[rows]
+    blocks = index.block[rows]
+    # a chunk alone in a block at least a block big keeps its stored frame as it is
+    per_block = np.bincount(index.block, minlength=len(index.block_offset)) if index.rows else \
+        np.zeros(0, _I64)
+    verbatim = (sizes >= block_size) & (per_block[blocks] == 1)
+    out_block = np.empty(len(rows), _I64)
+    out_offset = np.zeros(len(rows), _I64)
+    # assign small chunks to new blocks in order, keeping each chunk's offset modulo 8 so that
+    # values stay aligned for their dtype
+    src_mod = (index.offset[rows] % 8).tolist()
+    size_list = sizes.tolist()
+    plan: list[list[int]] = []  # rows (positions in ``rows``) of each new packed block
+    used = 0
+    for i, is_verbatim in enumerate(verbatim.tolist()):
+        if is_verbatim:
+            continue
+        size = size_list[i]
+        offset = used + (src_mod[i] - used) % 8
+        if plan and offset + size > block_size and used > 0:
+            plan.append([])
+            used, offset = 0, src_mod[i]
+        elif not plan:
+            plan.append([])
+            used, offset = 0, src_mod[i]
+        plan[-1].append(i)
+        out_offset[i] = offset
+        used = offset + size
+    n_written = 0
+    for i in np.flatnonzero(verbatim).tolist():
+        n = int(blocks[i])
+        source = index.sources[int(index.block_source[n])]
+        stored = source.fetch([int(index.block_offset[n])], [int(index.block_stored[n])])[0]
+        if codecs.checksum(stored) != int(index.block_crc[n]):
+            raise CorruptionError(f"{source.where()}: block at offset "
+                                  f"{int(index.block_offset[n])} fails its checksum; not merging")
+        out_block[i] = writer.write_block(stored, int(index.block_decoded[n]),
+                                          int(index.block_codec[n]))
+        out_offset[i] = int(index.offset[rows[i]])
+        n_written += 1
+    for members in plan:
+        members_a = np.array(members, _I64)
+        end = int((out_offset[members_a] + sizes[members_a]).max())
+        buffer = np.zeros(end, np.uint8)
+        src_blocks = blocks[members_a]
+        for n in dict.fromkeys(src_blocks.tolist()):
+            mine = members_a[src_blocks == n]
+            decoded = fetch_block(index, n, cache)
+            kernels.scatter_runs(np.frombuffer(decoded, np.uint8), index.offset[rows[mine]],
+                                 buffer, out_offset[mine], sizes[mine])
+        number = writer.write_block(codecs.encode(codec_id, buffer, level), end, codec_id)
+        out_block[members_a] = number
+    writer.chunks.extend(slot=index.slot[rows], chunk=index.chunk[rows], block=out_block,
+                         offset=out_offset, length=index.length[rows], mask=index.mask[rows])
+    has = np.flatnonzero(index.has_partial[rows])
+    writer.partials.extend(row=has, nulls=index.nulls[rows][has], valid=index.valid[rows][has],
+                           min=index.min[rows][has], max=index.max[rows][has])
+
+
+# -- compact ------------------------------------------------------------------------------------
+
+def compact(store: "Atlas", grace: float) -> None:
+    """Merge everything into one part and one segment per array name, without dead rows."""
+    catalog = store._catalog
+    root = store._root
+    storage = store._storage
+    live = catalog.live_dids()
+    keep: dict[str, Any] = {"did": live}
+    for sid in catalog.section_ids("array"):
+        table = catalog.table(sid).committed().live()
+        keep[sid[1]] = table.columns["slot"][np.isin(table.key, live)]
+    new_root = root.successor()
+    written: list[Written] = []
+    segments_done: dict[str, tuple[FileRef, Any]] = {}
+    now = time.time()
+    retired = []
+    try:
+        if len(root.parts) > 1 or root.parts and _has_dead(store, root.parts[0], keep):
+            part = _merge_parts(store, new_root, root.parts, drop_dead=True, keep=keep)
+            written.append(part)
+            retired += [r.key for r in root.parts]
+            new_root.parts = [part.ref]
+        segments = {}
+        for array, refs in root.segments.items():
+            index = store._committed_index(array)
+            rows = np.flatnonzero(np.isin(index.slot, keep.get(array, np.zeros(0, _I64))))
+            if len(rows) == 0:
+                retired += [r.key for r in refs]
+                continue
+            if len(refs) == 1 and len(rows) == index.rows and _segment_rows(store, refs[0]) \
+                    == index.rows:
+                segments[array] = refs  # already compact
+                continue
+            part, seg_index = rewrite_segment(storage, new_root, index, rows, store._blocks)
+            written.append(part)
+            segments_done[array] = (part.ref, seg_index)
+            segments[array] = [part.ref]
+            retired += [r.key for r in refs]
+        new_root.segments = segments
+        waiting = [*root.retired, *((key, now) for key in retired)]
+        expired = [key for key, since in waiting if now - since >= grace]
+        new_root.retired = [(k, t) for k, t in waiting if now - t < grace]
+        if not retired and not expired:
+            remove_orphans(store)
+            return
+        store._token = storage.commit(key_grammar.ROOT_KEY, new_root.encode(), store._token)
+    finally:
+        for w in written:
+            w.release()
+    store._root_state = new_root
+    catalog.root = new_root
+    for ref, index in segments_done.values():
+        store._files.add(ref, None, index)
+    store._files.forget(retired)
+    for key in expired:
+        try:
+            storage.delete(key)
+        except OSError:
+            pass  # committed already: the file is an orphan now, removed by a later sweep
+    remove_orphans(store)
+
+
+def _segment_rows(store: "Atlas", ref: FileRef) -> int:
+    return store._files.segment(ref).rows
+
+
+def _has_dead(store: "Atlas", ref: FileRef, keep: dict[str, Any]) -> bool:
+    """Whether the one part of a store holds rows a compaction would drop."""
+    catalog = store._catalog
+    for sid in store._files.footer(ref, PART_MAGIC).sections:
+        table = catalog.table(sid).committed()
+        if table.dead.any() or len(_live_rows(sid, table, keep)) != len(table):
+            return True
+    return False
+
+
+# -- orphans ------------------------------------------------------------------------------------
+
+def remove_orphans(store: "Atlas", grace: float | None = None) -> list[str]:
+    """Delete unreferenced data files and temp files of interrupted commits older than
+    ``grace`` seconds (default: none on a store whose live writers lock their files, else an
+    hour) that no writer holds. Judged against the newest commit, under the commit lock, so
+    that a file another handle just committed is never taken for an orphan (and no commit is
+    writing its temp file meanwhile)."""
+    storage = store._storage
+    if grace is None:
+        grace = 0.0 if storage.locks_spills else ORPHAN_GRACE_SECONDS
+    now = time.time()
+    removed = []
+    try:
+        with storage.commit_lock():
+            for key, _size, mtime in orphans(store, strict=True):
+                if now - mtime >= grace:
+                    try:
+                        if storage.remove_unused(key):
+                            removed.append(key)
+                    except OSError:
+                        pass  # left for the next sweep
+    except (CorruptionError, FormatError):
+        pass  # no sweeping against a root that does not decode
+    return removed
+
+
+def orphans(store: "Atlas", strict: bool = False) -> list[tuple[str, int, float]]:
+    """Data files that neither this handle's root nor the newest one references, and temp
+    files that interrupted commits left (``strict``: raise when the newest root does not
+    decode)."""
+    from atlas.core._atlas import load_root
+
+    referenced = _referenced(store)
+    try:
+        newest, _token, legacy = load_root(store._storage)
+        referenced |= legacy.keys() if legacy is not None else newest.keys()
+    except (CorruptionError, FormatError, StoreNotFoundError):
+        if strict:
+            raise
+    return [item for item in store._storage.list("")
+            if key_grammar.ROOT_TEMP.fullmatch(item[0]) or (
+                key_grammar.is_data_key(item[0]) and item[0] not in referenced)]
+
+
+def _referenced(store: "Atlas") -> set[str]:
+    if store._legacy is not None:
+        return store._legacy.keys()
+    return store._root.keys()
+
+
+# -- verify -------------------------------------------------------------------------------------
+
+@dataclass
+class VerifyReport:
+    """What :meth:`Atlas.verify` found. ``problems`` is empty exactly when the store is sound."""
+
+    problems: list[str] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    segments: int = 0
+    chunks: int = 0
+    parts: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify(store: "Atlas", repair: bool) -> VerifyReport:
+    from atlas.core._atlas import load_root
+
+    report = VerifyReport()
+    # a fresh backend and caches: nothing cached from before the damage may hide it
+    storage = from_description(store._storage.describe())
+    files = IndexCache(storage)
+    try:
+        root, _token, legacy = load_root(storage)
+    except (CorruptionError, FormatError, StoreNotFoundError) as err:
+        report.problems.append(str(err))
+        root, legacy = None, None
+    if legacy is not None:
+        legacy.verify(storage, report)
+    elif root is not None:
+        for ref in root.parts:
+            report.parts += 1
+            _verify_part(storage, files, ref, report.problems)
+        for refs in root.segments.values():
+            for ref in refs:
+                report.segments += 1
+                report.chunks += _verify_segment(storage, files, ref, report.problems)
+        if not report.problems:
+            _verify_catalog(storage, root, files, report.problems)
+    try:
+        report.orphans = [item[0] for item in orphans(store)]
+    except (CorruptionError, FormatError):
+        pass  # the damaged root is reported above
+    if repair and report.orphans:
+        store._check_writable()
+        report.removed = remove_orphans(store)
+    return report
+
+
+def _problem(problems: list[str], where: str, err: BaseException) -> None:
+    text = str(err)
+    problems.append(text if where in text else f"{where}: {text}")
+
+
+def _check_magic(storage: Storage, ref: FileRef, magic: bytes, where: str) -> None:
+    if bytes(storage.get_range(ref.key, 0, len(magic), ref.size)) != magic:
+        raise CorruptionError(f"{where}: file header is damaged")
+
+
+def _verify_part(storage: Storage, files: IndexCache, ref: FileRef, problems: list[str]) -> None:
+    where = f"{storage.location}/{ref.key}"
+    try:
+        _check_magic(storage, ref, PART_MAGIC, where)
+        footer = files.footer(ref, PART_MAGIC)
+        check_footer(footer, where)
+        for sid in footer.sections:
+            read_table(footer, sid, lambda o, n: storage.get_range(ref.key, o, n, ref.size),
+                       where)
+    except FileNotFoundError:
+        problems.append(f"{where}: catalog part is missing")
+    except (CorruptionError, OSError, ValueError) as err:
+        _problem(problems, where, err)
+
+
+def _verify_segment(storage: Storage, files: IndexCache, ref: FileRef,
+                    problems: list[str]) -> int:
+    where = f"{storage.location}/{ref.key}"
+    try:
+        _check_magic(storage, ref, SEGMENT_MAGIC, where)
+        index = files.segment(ref)
+        footer = files.footer(ref, SEGMENT_MAGIC)
+    except FileNotFoundError:
+        problems.append(f"{where}: segment file is missing")
+        return 0
+    except (CorruptionError, OSError, ValueError) as err:
+        _problem(problems, where, err)
+        return 0
+    b = index.blocks
+    order = np.argsort(b["offset"], kind="stable")
+    starts, ends = b["offset"][order], (b["offset"] + b["stored"])[order]
+    bounds = np.concatenate([[len(SEGMENT_MAGIC)], ends])
+    if not np.array_equal(starts, bounds[:-1]) or bounds[-1] != footer.end_of_payload:
+        problems.append(f"{where}: blocks do not tile the file (bytes outside every checksum)")
+    source = SegmentSource(storage, ref)
+    merged = merge_indexes([index], [source])
+    bad = 0
+    for n in range(index.n_blocks):
+        try:
+            fetch_block(merged, n, None)
+        except (CorruptionError, OSError):
+            bad += 1
+    if bad:
+        problems.append(f"{where}: {bad} of {index.n_blocks} blocks fail their checksum or "
+                        "do not decode")
+    return index.rows
+
+
+def _verify_catalog(storage: Storage, root: Root, files: IndexCache,
+                    problems: list[str]) -> None:
+    """The catalog's own consistency: schemas that decode, rows naming existing schemas."""
+    from atlas.core._catalog import Catalog
+
+    catalog = Catalog(storage, root, files)
+    try:
+        n_schemas = len(catalog.schemas())
+        for sid in catalog.section_ids("array"):
+            table = catalog.table(sid).committed()
+            schema = table.columns["schema"]
+            if len(schema) and (schema.min() < 0 or schema.max() >= n_schemas):
+                problems.append(f"{storage.location}: array table {sid[1]!r} names a schema "
+                                f"outside the {n_schemas} the catalog holds")
+        catalog.names()
+    except (CorruptionError, OSError, ValueError) as err:
+        _problem(problems, storage.location, err)
+
+
+# -- what is on disk ----------------------------------------------------------------------------
+
+def usage(store: "Atlas") -> dict:
+    """Files and bytes of the commit this handle is at: segments per array name, catalog
+    parts, files kept for older readers ("retired", sizes from a listing), and the root."""
+    from atlas.core._atlas import load_root
+
+    storage = store._storage
+    found = storage.read_manifest(key_grammar.ROOT_KEY)
+    root_bytes = len(found[0]) if found else 0
+    root, _token, legacy = load_root(storage)
+    segments = legacy.segments if legacy is not None else root.segments
+    per_array = {}
+    for name, refs in segments.items():
+        if legacy is not None:
+            chunks = sum(legacy.segment_index(r)[0].rows for r in refs)
+        else:
+            chunks = sum(len(store._files.segment(r).chunks["slot"]) for r in refs)
+        per_array[name] = {"segments": len(refs), "bytes": sum(r.size for r in refs),
+                           "chunks": chunks}
+    retired_keys = {key for key, _since in root.retired}
+    retired = [size for key, size, _mtime in storage.list("") if key in retired_keys]
+    segment_bytes = sum(a["bytes"] for a in per_array.values())
+    catalog_bytes = sum(p.size for p in root.parts)
+    return {
+        "format": 1 if legacy is not None else root_format_version(),
+        "codec": root.codec, "level": root.level, "block_size": root.block_size,
+        "generation": root.generation,
+        "segments": sum(a["segments"] for a in per_array.values()),
+        "segment_bytes": segment_bytes,
+        "parts": len(root.parts), "catalog_bytes": catalog_bytes,
+        "retired": len(retired), "retired_bytes": sum(retired),
+        "root_bytes": root_bytes,
+        "bytes_on_disk": segment_bytes + catalog_bytes + sum(retired) + root_bytes,
+        "per_array": per_array,
+    }
+
+
+def root_format_version() -> int:
+    from atlas.format.root import VERSION
+
+    return VERSION

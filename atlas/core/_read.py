@@ -1,0 +1,492 @@
+"""The read path: plan -> fetch -> decode -> scatter, for one window of one array name across
+many (dataset, array) incarnations ("rows") into a preallocated ``out`` of shape (rows, *window).
+
+- plan (:func:`plan_read`, pure): the window's chunks, where each row's chunks lie in the chunk
+  indexes (pending first, then committed), the blocks that hold them and, per chunk, its bytes
+  in the decoded block, its place in ``out`` and its box; boxes no chunk covers are filled.
+- fetch: the blocks' byte ranges per source, coalesced, in one ``get_ranges`` call each.
+- decode: each block once (crc32c, then the codec, bounded by the size the index declares), on
+  a thread pool sized to the blocks; decoded blocks are kept in a small cache per handle, so
+  reading datasets one by one decodes a shared block once.
+- scatter: per block one kernel call copying all its chunks' overlaps into ``out`` (contiguous
+  runs as byte runs, other overlaps as boxes); one call fills every uncovered box.
+
+Numeric data never takes a Python loop per chunk; strings (object arrays) are decoded and
+copied chunk by chunk, as they must be.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from atlas import codecs, kernels
+from atlas.core import _chunks
+from atlas.core._index import ChunkIndex
+from atlas.dtypes import fill_scalar
+from atlas.errors import CorruptionError
+from atlas.format.schema import Schema
+
+COALESCE_GAP = 1 << 16  # merge byte ranges closer than this into one request
+PARALLEL_MIN_BYTES = 1 << 20  # below this much decoded data, decoding inline beats the pool
+BLOCK_CACHE_BYTES = 64 << 20
+_I64 = np.int64
+
+_pool: ThreadPoolExecutor | None = None
+_pool_pid = None
+
+
+def worker_pool() -> ThreadPoolExecutor:
+    """One process-wide pool (decoding and compressing blocks), recreated after fork."""
+    global _pool, _pool_pid
+    if _pool is None or _pool_pid != os.getpid():
+        _pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2),
+                                   thread_name_prefix="atlas-worker")
+        _pool_pid = os.getpid()
+    return _pool
+
+
+class BlockCache:
+    """Decoded blocks of immutable sources, least recently used dropped beyond a byte budget."""
+
+    def __init__(self, budget: int = BLOCK_CACHE_BYTES):
+        self.budget = budget
+        self._blocks: OrderedDict[tuple, bytes] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple):
+        with self._lock:
+            found = self._blocks.get(key)
+            if found is not None:
+                self._blocks.move_to_end(key)
+            return found
+
+    def put(self, key: tuple, data) -> None:
+        size = len(data)
+        if size > self.budget // 8:
+            return  # a big block would push everything else out
+        with self._lock:
+            if key in self._blocks:
+                return
+            self._blocks[key] = data
+            self._bytes += size
+            while self._bytes > self.budget:
+                _key, old = self._blocks.popitem(last=False)
+                self._bytes -= len(old)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._blocks.clear()
+            self._bytes = 0
+
+
+# -- plan ----------------------------------------------------------------------------------------
+
+@dataclass
+class ChunkPlan:
+    """The chunks a window overlaps; row k of each table describes chunk k."""
+
+    chunk_ids: np.ndarray  # (m,) linear chunk number in the array's chunk grid, C order
+    extents: np.ndarray  # (m, ndim) chunk shape, clipped at the array edge
+    src_starts: np.ndarray  # (m, ndim) overlap start inside the chunk
+    dst_starts: np.ndarray  # (m, ndim) overlap start inside the window
+    boxes: np.ndarray  # (m, ndim) overlap shape
+
+
+def chunk_plan(schema: Schema, start: tuple[int, ...], window: tuple[int, ...]) -> ChunkPlan:
+    """The chunks an in-bounds window touches (the caller checked the bounds)."""
+    ndim = schema.ndim
+    shape = np.array(schema.shape, _I64).reshape(ndim)
+    chunks = np.array(schema.chunk_shape, _I64).reshape(ndim)
+    lo_w = np.array(start, _I64).reshape(ndim)
+    size = np.array(window, _I64).reshape(ndim)
+    if any(w == 0 for w in window):
+        empty = np.zeros((0, ndim), _I64)
+        return ChunkPlan(np.zeros(0, _I64), empty, empty, empty, empty)
+    first = lo_w // chunks
+    counts = (lo_w + size - 1) // chunks - first + 1
+    m = int(np.prod(counts))
+    # chunk coordinates, one row per chunk in C order (last axis fastest)
+    coords = np.ascontiguousarray(np.indices(tuple(counts.tolist()), _I64).reshape(ndim, m).T) \
+        + first
+    origins = coords * chunks
+    extents = np.minimum(chunks, shape - origins)
+    lo = np.maximum(lo_w, origins)
+    hi = np.minimum(lo_w + size, origins + extents)
+    grid = -(-shape // chunks)
+    strides = np.ones(ndim, _I64)
+    for axis in range(ndim - 2, -1, -1):
+        strides[axis] = strides[axis + 1] * grid[axis + 1]
+    chunk_ids = (coords * strides).sum(axis=1, dtype=_I64) if ndim else np.zeros(1, _I64)
+    return ChunkPlan(chunk_ids, extents, lo - origins, lo - lo_w, hi - lo)
+
+
+@dataclass
+class ReadPlan:
+    """Everything a read does, decided before any byte is fetched.
+
+    Blocks: ``block_index``/``block_number`` say which index and which of its blocks. Chunks
+    that are found, sorted by block: their block (position in the plan's blocks), where their
+    bytes start in the decoded block, their output row, extent and overlap. Chunks found in no
+    index: their output row and overlap, to be filled.
+    """
+
+    window: tuple[int, ...]
+    itemsize: int
+    indexes: list[ChunkIndex]
+    block_index: np.ndarray
+    block_number: np.ndarray
+    chunk_block: np.ndarray
+    chunk_src: np.ndarray  # byte offset of the chunk in its decoded block
+    chunk_length: np.ndarray  # bytes of values the chunk holds
+    chunk_row: np.ndarray
+    chunk_extent: np.ndarray
+    chunk_src_start: np.ndarray
+    chunk_dst_start: np.ndarray
+    chunk_box: np.ndarray
+    chunk_schema: np.ndarray  # position in ``schemas`` (string decoding needs the schema)
+    fill_row: np.ndarray
+    fill_dst_start: np.ndarray
+    fill_box: np.ndarray
+    fill_schema: np.ndarray
+    schemas: list[Schema]
+
+    @property
+    def n_blocks(self) -> int:
+        return len(self.block_index)
+
+    def block_bounds(self) -> np.ndarray:
+        """Chunk rows of plan block b are ``bounds[b]:bounds[b + 1]``."""
+        return np.searchsorted(self.chunk_block, np.arange(self.n_blocks + 1))
+
+
+def plan_read(indexes: list[ChunkIndex], slots: np.ndarray, row_schemas: np.ndarray,
+              schemas: list[Schema], start: tuple[int, ...], window: tuple[int, ...],
+              itemsize: int) -> ReadPlan:
+    """Plan reading ``window`` of the incarnations ``slots`` (row i has schema
+    ``schemas[row_schemas[i]]``) from ``indexes`` (newest first)."""
+    n_rows = len(slots)
+    groups = _distinct(row_schemas)
+    parts = []
+    fills = []
+    for g in groups:
+        rows = np.flatnonzero(row_schemas == g) if len(groups) > 1 else np.arange(n_rows)
+        plan = chunk_plan(schemas[g], start, window)
+        m = len(plan.chunk_ids)
+        if m == 0:
+            continue
+        want_slot = np.repeat(slots[rows], m)
+        want_chunk = np.tile(plan.chunk_ids, len(rows))
+        row_of = np.repeat(rows, m)
+        k_of = np.tile(np.arange(m), len(rows))
+        which = np.full(len(want_slot), -1, _I64)
+        where = np.full(len(want_slot), -1, _I64)
+        for i, index in enumerate(indexes):
+            todo = np.flatnonzero(which < 0)
+            if not len(todo):
+                break
+            found = index.find(want_slot[todo], want_chunk[todo])
+            hit = found >= 0
+            which[todo[hit]] = i
+            where[todo[hit]] = found[hit]
+        missing = which < 0
+        if missing.any():
+            ks = k_of[missing]
+            fills.append((row_of[missing], plan.dst_starts[ks], plan.boxes[ks],
+                          np.full(int(missing.sum()), g, _I64)))
+        present = np.flatnonzero(~missing)
+        if len(present):
+            ks = k_of[present]
+            parts.append((which[present], where[present], row_of[present], plan.extents[ks],
+                          plan.src_starts[ks], plan.dst_starts[ks], plan.boxes[ks],
+                          np.full(len(present), g, _I64)))
+    ndim = len(window)
+    if parts:
+        which, where, row, extent, src_start, dst_start, box, schema_of = (
+            np.concatenate(cols) for cols in zip(*parts))
+    else:
+        which = where = row = schema_of = np.zeros(0, _I64)
+        extent = src_start = dst_start = box = np.zeros((0, ndim), _I64)
+    # the blocks to read: one per distinct (index, block), in index then block order
+    block_of = np.empty(len(which), _I64)
+    offset = np.empty(len(which), _I64)
+    length = np.empty(len(which), _I64)
+    for i, index in enumerate(indexes):
+        mine = which == i
+        if mine.any():
+            rows_i = where[mine]
+            block_of[mine] = index.block[rows_i]
+            offset[mine] = index.offset[rows_i]
+            length[mine] = index.length[rows_i]
+    combined = which * (1 << 40) + block_of  # a block number is far below 2**40
+    order = np.argsort(combined, kind="stable")
+    sorted_combined = combined[order]
+    new_block = np.ones(len(order), bool)
+    new_block[1:] = sorted_combined[1:] != sorted_combined[:-1]
+    block_key = sorted_combined[new_block]
+    chunk_block = np.cumsum(new_block) - 1
+    if fills:
+        f_row, f_dst, f_box, f_schema = (np.concatenate(cols) for cols in zip(*fills))
+    else:
+        f_row = f_schema = np.zeros(0, _I64)
+        f_dst = f_box = np.zeros((0, ndim), _I64)
+    return ReadPlan(tuple(window), itemsize, indexes, block_key >> 40, block_key & ((1 << 40) - 1),
+                    chunk_block, offset[order], length[order], row[order], extent[order],
+                    src_start[order], dst_start[order], box[order], schema_of[order],
+                    f_row, f_dst, f_box, f_schema, schemas)
+
+
+def _distinct(values: np.ndarray) -> list[int]:
+    """Distinct integers in order of first appearance. (Not ``np.unique``: its first call imports
+    ``numpy.ma``, ~20 ms of a fresh process's first read.)"""
+    if len(values) and (values == values[0]).all():
+        return [int(values[0])]
+    return list(dict.fromkeys(values.tolist()))
+
+
+# -- fetch, decode, scatter --------------------------------------------------------------------
+
+def execute(plan: ReadPlan, out: np.ndarray, cache: BlockCache | None) -> None:
+    """Carry out ``plan`` into ``out`` (shape (rows, *window), C-contiguous)."""
+    if out.size == 0:
+        return
+    if len(plan.fill_row):
+        _fill(plan, out)
+    if not plan.n_blocks:
+        return
+    blocks = _fetch(plan, cache)
+    bounds = plan.block_bounds()
+    if out.dtype == object:
+        for b in range(plan.n_blocks):
+            _scatter_strings(plan, b, bounds, _decoded(plan, b, blocks[b], cache), out)
+        return
+    row_bytes = math.prod(plan.window) * plan.itemsize
+    tables = _scatter_tables(plan, row_bytes)
+    out_bytes = out.reshape(-1).view(np.uint8)
+
+    def work(block_numbers):
+        for b in block_numbers:
+            decoded = _decoded(plan, b, blocks[b], cache)
+            _scatter(plan, tables, bounds[b], bounds[b + 1], decoded, out_bytes)
+
+    total = int(sum(plan.indexes[int(i)].block_decoded[int(n)]
+                    for i, n in zip(plan.block_index[:64], plan.block_number[:64])))
+    if plan.n_blocks < 2 or total < PARALLEL_MIN_BYTES:
+        work(range(plan.n_blocks))
+        return
+    pool = worker_pool()
+    batches = np.array_split(np.arange(plan.n_blocks), min(plan.n_blocks, 4 * pool._max_workers))
+    for future in [pool.submit(work, batch.tolist()) for batch in batches]:
+        future.result()
+
+
+def _fill(plan: ReadPlan, out: np.ndarray) -> None:
+    for g in _distinct(plan.fill_schema):
+        pick = np.flatnonzero(plan.fill_schema == g)
+        schema = plan.schemas[g]
+        value = fill_scalar(schema.dtype, schema.fill)
+        rows = plan.fill_row[pick]
+        if out.dtype == object:
+            for r, s, b in zip(rows.tolist(), plan.fill_dst_start[pick].tolist(),
+                               plan.fill_box[pick].tolist()):
+                out[(r, *(slice(a, a + w) for a, w in zip(s, b)))] = value
+            continue
+        n = len(pick)
+        window = np.broadcast_to(np.array(plan.window, _I64), (n, len(plan.window)))
+        row_bytes = math.prod(plan.window) * plan.itemsize
+        kernels.fill_regions(out.reshape(-1).view(np.uint8), rows * row_bytes, window,
+                             plan.fill_dst_start[pick], plan.fill_box[pick],
+                             np.asarray(value, schema.dtype.storage))
+
+
+def _fetch(plan: ReadPlan, cache: BlockCache | None) -> list:
+    """The stored bytes of every plan block (None where the cache holds it decoded)."""
+    out: list = [None] * plan.n_blocks
+    for i in _distinct(plan.block_index):
+        index = plan.indexes[i]
+        picks = np.flatnonzero(plan.block_index == i)
+        numbers = plan.block_number[picks]
+        sources = index.block_source[numbers]
+        for s in _distinct(sources):
+            source = index.sources[s]
+            mine = picks[sources == s]
+            nums = plan.block_number[mine]
+            if cache is not None and source.cache_id is not None:
+                cached = [cache.get((source.cache_id, int(index.block_offset[n]))) for n in
+                          nums.tolist()]
+                keep = np.array([c is None for c in cached], bool)
+                for p, c in zip(mine.tolist(), cached):
+                    if c is not None:
+                        out[p] = ("decoded", c)
+                mine, nums = mine[keep], nums[keep]
+                if not len(mine):
+                    continue
+            offsets = index.block_offset[nums]
+            lengths = index.block_stored[nums]
+            order = np.argsort(offsets, kind="stable")
+            starts, ends, group = _coalesce(offsets[order], lengths[order])
+            blobs = source.fetch(starts.tolist(), (ends - starts).tolist())
+            rel = (offsets[order] - starts[group]).tolist()
+            for j, p in enumerate(mine[order].tolist()):
+                blob = memoryview(blobs[group[j]])
+                out[p] = blob[rel[j] : rel[j] + int(lengths[order][j])]
+    return out
+
+
+def _coalesce(offsets: np.ndarray, lengths: np.ndarray, gap: int = COALESCE_GAP):
+    """Group sorted byte ranges whose gaps are below ``gap``: (starts, ends, group of each)."""
+    ends = offsets + lengths
+    new_group = np.ones(len(offsets), bool)
+    if len(offsets) > 1:
+        new_group[1:] = offsets[1:] > np.maximum.accumulate(ends)[:-1] + gap
+    group = np.cumsum(new_group) - 1
+    starts = offsets[new_group]
+    group_ends = np.maximum.reduceat(ends, np.flatnonzero(new_group)) if len(offsets) else ends
+    return starts, group_ends, group
+
+
+def _decoded(plan: ReadPlan, b: int, fetched, cache: BlockCache | None):
+    if isinstance(fetched, tuple):
+        return fetched[1]
+    return decode_block(plan.indexes[int(plan.block_index[b])], int(plan.block_number[b]),
+                        fetched, cache)
+
+
+def decode_block(index: ChunkIndex, n: int, fetched, cache: BlockCache | None):
+    """The decoded bytes of block ``n`` of ``index`` from its ``fetched`` stored bytes: checked
+    against its crc, decoded to exactly the size the index declares."""
+    source = index.sources[int(index.block_source[n])]
+    if source.decoded:
+        return fetched
+    decoded_len = int(index.block_decoded[n])
+    offset = int(index.block_offset[n])
+    if len(fetched) != int(index.block_stored[n]):
+        raise CorruptionError(f"{source.where()}: block at offset {offset} is truncated")
+    if codecs.checksum(fetched) != int(index.block_crc[n]):
+        raise CorruptionError(f"{source.where()}: block at offset {offset} fails its checksum")
+    tail = source.tail(n)  # bytes stored after the frame uncompressed (format version 1)
+    frame = memoryview(fetched)[: len(fetched) - tail] if tail else fetched
+    try:
+        raw = codecs.decode(int(index.block_codec[n]), frame, decoded_len - tail)
+    except CorruptionError as err:
+        raise CorruptionError(f"{source.where()}: block at offset {offset}: {err}") from err
+    if tail:
+        raw = bytes(raw) + bytes(memoryview(fetched)[len(fetched) - tail :])
+    if cache is not None and source.cache_id is not None:
+        cache.put((source.cache_id, offset), raw)
+    return raw
+
+
+def fetch_block(index: ChunkIndex, n: int, cache: BlockCache | None):
+    """The decoded bytes of block ``n`` of ``index``, from the cache or its source."""
+    source = index.sources[int(index.block_source[n])]
+    offset = int(index.block_offset[n])
+    if cache is not None and source.cache_id is not None:
+        found = cache.get((source.cache_id, offset))
+        if found is not None:
+            return found
+    fetched = source.fetch([offset], [int(index.block_stored[n])])[0]
+    return decode_block(index, n, fetched, cache)
+
+
+@dataclass
+class _ScatterTables:
+    """Per planned chunk: a contiguous byte run (run >= 0) or a box copy."""
+
+    run: np.ndarray
+    run_src: np.ndarray
+    run_dst: np.ndarray
+    src_shapes: np.ndarray
+    dst_offsets: np.ndarray
+    dst_shapes: np.ndarray
+
+
+def _scatter_tables(plan: ReadPlan, row_bytes: int) -> _ScatterTables:
+    itemsize = plan.itemsize
+    window = plan.window
+    ndim = len(window)
+    n = len(plan.chunk_row)
+    extents, boxes = plan.chunk_extent, plan.chunk_box
+    expected = (np.prod(extents, axis=1) if ndim else np.ones(n, _I64)) * itemsize
+    bad = np.flatnonzero(expected != plan.chunk_length)
+    if len(bad):
+        i = int(bad[0])
+        index = plan.indexes[int(plan.block_index[plan.chunk_block[i]])]
+        raise CorruptionError(
+            f"{index.sources[0].where() if index.sources else 'store'}: a chunk holds "
+            f"{int(plan.chunk_length[i])} bytes, its extent needs {int(expected[i])}")
+    dst_offsets = plan.chunk_row * row_bytes
+    if ndim == 0:
+        run = np.full(n, itemsize, _I64)
+        run_src = plan.chunk_src.copy()
+        run_dst = dst_offsets
+    else:
+        # whole trailing axes on both sides: the overlap is one contiguous byte run
+        inner = math.prod(window[1:]) * itemsize
+        full = np.all((boxes[:, 1:] == extents[:, 1:]) &
+                      (extents[:, 1:] == np.array(window[1:], _I64)), axis=1)
+        run = np.where(full, boxes[:, 0] * inner, -1)
+        run_src = plan.chunk_src + plan.chunk_src_start[:, 0] * inner
+        run_dst = dst_offsets + plan.chunk_dst_start[:, 0] * inner
+    dst_shapes = np.broadcast_to(np.array(window, _I64), (n, ndim))
+    return _ScatterTables(run, run_src, run_dst, extents, dst_offsets, dst_shapes)
+
+
+def _scatter(plan: ReadPlan, t: _ScatterTables, lo: int, hi: int, decoded, out_bytes) -> None:
+    """Copy the chunks ``lo:hi`` (one block's) from its decoded bytes into ``out``."""
+    src = np.frombuffer(decoded, np.uint8)
+    runs = t.run[lo:hi]
+    if (runs >= 0).all():
+        kernels.scatter_runs(src, t.run_src[lo:hi], out_bytes, t.run_dst[lo:hi], runs)
+        return
+    is_run = runs >= 0
+    if is_run.any():
+        pick = lo + np.flatnonzero(is_run)
+        kernels.scatter_runs(src, t.run_src[pick], out_bytes, t.run_dst[pick], t.run[pick])
+    pick = lo + np.flatnonzero(~is_run)
+    kernels.scatter_boxes(src, plan.chunk_src[pick], t.src_shapes[pick],
+                          plan.chunk_src_start[pick], out_bytes, t.dst_offsets[pick],
+                          t.dst_shapes[pick], plan.chunk_dst_start[pick], plan.chunk_box[pick],
+                          plan.itemsize)
+
+
+def _scatter_strings(plan: ReadPlan, b: int, bounds: np.ndarray, decoded, out: np.ndarray):
+    view = memoryview(decoded)
+    for i in range(int(bounds[b]), int(bounds[b + 1])):
+        schema = plan.schemas[int(plan.chunk_schema[i])]
+        src = int(plan.chunk_src[i])
+        extent = tuple(int(e) for e in plan.chunk_extent[i])
+        values = _chunks.decode_values(schema, view[src : src + int(plan.chunk_length[i])],
+                                       extent, "string chunk")
+        box = plan.chunk_box[i].tolist()
+        s = plan.chunk_src_start[i].tolist()
+        d = plan.chunk_dst_start[i].tolist()
+        out[(int(plan.chunk_row[i]), *(slice(a, a + w) for a, w in zip(d, box)))] = \
+            values[tuple(slice(a, a + w) for a, w in zip(s, box))]
+
+
+def read_chunk(indexes: list[ChunkIndex], schema: Schema, slot: int, chunk: int,
+               extent: tuple[int, ...], cache: BlockCache | None):
+    """(values, written mask or None) of one stored chunk, or None when it was never stored."""
+    for index in indexes:
+        found = int(index.find(np.array([slot], _I64), np.array([chunk], _I64))[0])
+        if found < 0:
+            continue
+        n = int(index.block[found])
+        view = memoryview(fetch_block(index, n, cache))
+        start, length = int(index.offset[found]), int(index.length[found])
+        mask = int(index.mask[found])
+        where = index.sources[int(index.block_source[n])].where()
+        values = _chunks.decode_values(schema, bytes(view[start : start + length]), extent,
+                                       where)
+        written = _chunks.unpack_mask(view[start + length : start + length + mask], extent) \
+            if mask else None
+        return values, written
+    return None

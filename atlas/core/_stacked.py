@@ -1,0 +1,195 @@
+"""``write_array_across_stacked``: row i of an (N, ...) array becomes one array of dataset i.
+
+The inverse of the stacked read, and the fast way in for many small datasets: names are checked
+and datasets created in bulk, and rows of one chunk each are packed straight into blocks (the
+rows of the input are already the blocks' bytes), compressed on the worker pool, with their
+statistics partials from one kernel call per block. Arrays of more than one chunk per row go
+through the per-dataset write path.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from atlas import codecs, kernels
+from atlas.core import _chunks
+from atlas.core._dataset import make_schema
+from atlas.core._read import worker_pool
+from atlas.dtypes import check_data, dtype_of_numpy
+
+if TYPE_CHECKING:
+    from atlas.core._atlas import Atlas
+
+_I64 = np.int64
+# what check_name refuses, found in all names at once: control characters and separators
+# (but the one that joins the names for the scan)
+_SEP = "\x01"
+_BAD_CHARACTER = re.compile(r"[\x00\x02-\x1f/\\]")
+
+
+def write_stacked(store: "Atlas", array: str, names: Sequence[str], data: np.ndarray,
+                  dims: Sequence[str] | None, chunk_shape: Sequence[int] | None,
+                  fill_value: Any) -> None:
+    from atlas.core._validate import check_name
+
+    check_name(array, "array")
+    if isinstance(names, str) or not hasattr(names, "__len__"):
+        raise TypeError(f"names must be a sequence of dataset names, got {type(names).__name__}")
+    names = list(names)
+    if not isinstance(data, np.ndarray):
+        raise TypeError(f"data must be a numpy.ndarray, got {type(data).__name__}")
+    if data.ndim < 1 or data.shape[0] != len(names):
+        raise ValueError(f"data must have one row per name: {len(names)} names, data of "
+                         f"shape {list(data.shape)}")
+    if not names:
+        return
+    atlas_dtype = dtype_of_numpy(data.dtype)
+    if atlas_dtype is None:
+        raise TypeError(f"{array!r}: unsupported dtype {data.dtype} for a stacked write")
+    row_shape = data.shape[1:]
+    if dims is None:
+        dims = [f"dim_{i}" for i in range(len(row_shape))]
+    where = f"{array!r} (stacked write)"
+    schema = make_schema(atlas_dtype, dims, row_shape, chunk_shape, fill_value, where)
+    values = check_data(atlas_dtype, data, where)
+    catalog = store._catalog
+    schema_id = catalog.intern(schema)
+    dids = _dids_creating(store, names)
+
+    # existing definitions must match; the others are defined now
+    slots, schema_ids, found = catalog.rows(array, dids)
+    for i in np.flatnonzero(found & (schema_ids != schema_id))[:1].tolist():
+        other = catalog.schema(int(schema_ids[i]))
+        kind = TypeError if other.dtype != schema.dtype else ValueError
+        raise kind(f"{array!r} in dataset {names[i]!r} is defined as {other.dtype.name} "
+                   f"{list(other.shape)} (dims {list(other.dims)}, chunks "
+                   f"{list(other.chunk_shape)}, fill {other.fill!r}); the stacked write gives "
+                   f"{schema.dtype.name} {list(schema.shape)} (dims {list(schema.dims)}, chunks "
+                   f"{list(schema.chunk_shape)}, fill {schema.fill!r})")
+    new = np.flatnonzero(~found)
+    slots = slots.copy()
+    slots[new] = catalog.next_slot + np.arange(len(new))
+    catalog.next_slot += len(new)
+    table = catalog.table(("array", array))
+    table.log.extend(dids[new], slot=slots[new], schema=np.full(len(new), schema_id, _I64))
+    old = np.flatnonzero(found)
+    pending_rows = np.array([table.log.find(int(d)) >= 0 for d in dids[old].tolist()], bool) \
+        if len(old) else np.zeros(0, bool)
+    restate = old[~pending_rows]
+    table.log.extend(dids[restate], slot=slots[restate],
+                     schema=np.full(len(restate), schema_id, _I64))
+
+    if schema.n_chunks == 1 and not schema.dtype.is_string and values.size:
+        _pack_rows(store, array, schema_id, schema, slots, values)
+    else:
+        start = (0,) * schema.ndim
+        for i in range(len(names)):
+            store._write(array, int(slots[i]), schema_id, schema, start, values[i])
+
+
+def _dids_creating(store: "Atlas", names: list[str]) -> np.ndarray:
+    """Dataset ids of ``names``, creating those that do not exist (names checked in bulk)."""
+    catalog = store._catalog
+    known = catalog.dids()
+    dids = np.fromiter((known.get(n, -1) if isinstance(n, str) else -2 for n in names), _I64,
+                       len(names))
+    if (dids == -2).any():
+        bad = names[int(np.flatnonzero(dids == -2)[0])]
+        raise TypeError(f"dataset names must be str, got {type(bad).__name__} {bad!r}")
+    missing = np.flatnonzero(dids < 0)
+    if not len(missing):
+        if len(set(dids.tolist())) != len(dids):
+            _raise_repeat(names)
+        return dids
+    new_names = [names[i] for i in missing.tolist()]
+    _check_names(new_names)
+    if len(set(names)) != len(names):
+        _raise_repeat(names)
+    first = catalog.next_did
+    new_dids = np.arange(first, first + len(new_names), dtype=_I64)
+    catalog.create_many(new_names, new_dids)
+    dids[missing] = new_dids
+    return dids
+
+
+def _raise_repeat(names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"dataset name {name!r} appears more than once in names")
+        seen.add(name)
+
+
+def _check_names(names: list[str]) -> None:
+    """check_name for many names with a few scans of them all joined; the one-by-one check
+    runs only to say which name is wrong and why."""
+    from atlas.core._validate import check_name
+
+    joined = _SEP.join(names)
+    framed = _SEP + joined + _SEP
+    suspect = (joined.count(_SEP) != len(names) - 1 or _BAD_CHARACTER.search(joined)
+               or _SEP + "_" in framed or _SEP + _SEP in framed
+               or _SEP + "." + _SEP in framed or _SEP + ".." + _SEP in framed)
+    if not suspect and not joined.isascii():
+        try:
+            joined.encode("utf-8")
+        except UnicodeEncodeError:
+            suspect = True
+    if suspect:
+        for name in names:
+            check_name(name, "dataset")
+
+
+def _pack_rows(store: "Atlas", array: str, schema_id: int, schema, slots: np.ndarray,
+               values: np.ndarray) -> None:
+    """Rows of one chunk each straight into blocks of the pending segment of ``array``."""
+    pending = store._pending
+    segment = pending._segment(array, store._root.generation + 1)
+    n = len(slots)
+    cells = schema.cells
+    itemsize = schema.dtype.itemsize
+    row_bytes = cells * itemsize
+    per_block = max(1, segment.block_size // row_bytes)
+    flat = np.ascontiguousarray(values).reshape(n, cells)
+    storage_dtype = schema.dtype.storage
+    fill = _chunks.fill_scalar(schema.dtype, schema.fill)
+    has = _chunks.has_fill(schema)
+    rule = _chunks.null_rule(schema.dtype)
+    codec_id, level = pending.codec_id, pending.level
+    pool = worker_pool()
+
+    def block(lo: int, hi: int):
+        rows = flat[lo:hi]
+        raw = rows.reshape(-1).view(np.uint8)
+        counts, extremes = kernels.block_partials(
+            rows.reshape(-1).view(storage_dtype), np.arange(hi - lo, dtype=_I64) * cells,
+            np.full(hi - lo, cells, _I64), np.full(hi - lo, fill, storage_dtype),
+            np.full(hi - lo, has, np.uint8), rule)
+        return codecs.encode(codec_id, raw, level), len(raw), counts, extremes
+
+    bounds = list(range(0, n, per_block)) + [n]
+    batch = 4 * pool._max_workers
+    for b0 in range(0, len(bounds) - 1, batch):
+        spans = list(zip(bounds[b0 : b0 + batch], bounds[b0 + 1 : b0 + batch + 1]))
+        results = list(pool.map(lambda span: block(*span), spans))
+        lo, hi = spans[0][0], spans[-1][1]
+        counts = np.concatenate([r[2] for r in results])
+        extremes = np.concatenate([r[3] for r in results])
+        valid = counts[:, 1]
+        from atlas.core._pending import _bits
+
+        block_of = np.concatenate([np.full(h - l, k, _I64) for k, (l, h) in enumerate(spans)])
+        offset = np.concatenate([np.arange(h - l, dtype=_I64) * row_bytes for l, h in spans])
+        segment.add_blocks([r[0] for r in results], [r[1] for r in results], {
+            "slot": slots[lo:hi], "chunk": np.zeros(hi - lo, _I64), "block": block_of,
+            "offset": offset, "length": np.full(hi - lo, row_bytes, _I64),
+            "mask": np.zeros(hi - lo, _I64), "schema": np.full(hi - lo, schema_id, _I64),
+            "nulls": counts[:, 0], "valid": valid,
+            "min": np.where(valid > 0, _bits(extremes[:, 0], schema.dtype), 0),
+            "max": np.where(valid > 0, _bits(extremes[:, 1], schema.dtype), 0)})
+        if pending._dirty:
+            for slot in slots[lo:hi].tolist():
+                pending._forget_dirty((slot, 0))

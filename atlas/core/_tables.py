@@ -1,0 +1,205 @@
+"""Catalog tables in memory: what was committed (loaded on first use) plus what is pending.
+
+A :class:`LayeredTable` is the in-memory side of one catalog table: a ``base`` merged from the
+commit's parts when first used, the small tables of this handle's own later commits
+(``deltas``, merged into the base once they grow), and a :class:`RowLog` of changes not yet
+flushed. Lookups go newest first; whole-table views merge them with
+``atlas.format.tables.merge``, the same rule the parts on disk follow.
+"""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_right
+from typing import Any, Callable
+
+import numpy as np
+
+from atlas.format.tables import KINDS, Table, merge
+
+# the numeric columns a log keeps per kind; the others are filled in at flush (array stats)
+LOG_COLUMNS = {
+    "datasets": ((), ("name",)),
+    "schemas": ((), ("json",)),
+    "array": (("slot", "schema"), ()),
+    "attr": (("seq", "tag", "num"), ("data",)),
+}
+CONSOLIDATE_ROWS = 1 << 15  # deltas merged into the base once they hold this many rows ...
+CONSOLIDATE_SHARE = 8  # ... and 1/8 of the base
+
+
+class RowLog:
+    """Rows appended in any order; the latest row of a key wins.
+
+    Numeric columns are ``array('q')`` (8 bytes a value, whatever the count of rows), objects
+    are lists. Finding a key's latest row costs a bisection while keys come in ascending
+    order (the common case: datasets are created in order) and a dict lookup for rows that
+    came out of order.
+    """
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        numeric, objects = LOG_COLUMNS[kind]
+        self.keys = array("q")
+        self.dead = array("b")
+        self.numeric = {name: array("q") for name in numeric}
+        self.objects: dict[str, list] = {name: [] for name in objects}
+        self._sorted_end = 0  # rows [0, _sorted_end) have non-decreasing keys
+        self._late: dict[int, int] = {}  # key -> latest row appended out of order
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def append(self, key: int, dead: bool = False, **values: Any) -> int:
+        row = len(self.keys)
+        if row == self._sorted_end and (row == 0 or key >= self.keys[row - 1]):
+            self._sorted_end = row + 1
+        else:
+            self._late[key] = row
+        self.keys.append(key)
+        self.dead.append(1 if dead else 0)
+        for name, column in self.numeric.items():
+            column.append(values.get(name, 0))
+        for name, column in self.objects.items():
+            column.append(values.get(name))
+        return row
+
+    def extend(self, keys: np.ndarray, dead: np.ndarray | None = None, **values: Any) -> None:
+        """Append many rows at once (``values``: a column per name, numpy or list)."""
+        keys = np.ascontiguousarray(keys, np.int64)
+        n = len(keys)
+        if not n:
+            return
+        first = len(self.keys)
+        in_order = first == self._sorted_end and (first == 0 or keys[0] >= self.keys[-1]) and \
+            bool(np.all(keys[1:] >= keys[:-1]))
+        if in_order:
+            self._sorted_end = first + n
+        else:
+            self._late.update(zip(keys.tolist(), range(first, first + n)))
+        self.keys.frombytes(keys.tobytes())
+        flags = np.zeros(n, np.int8) if dead is None else np.asarray(dead, np.int8)
+        self.dead.frombytes(flags.tobytes())
+        for name, column in self.numeric.items():
+            given = values.get(name)
+            column.frombytes((np.zeros(n, np.int64) if given is None else
+                              np.ascontiguousarray(given, np.int64)).tobytes())
+        for name, column in self.objects.items():
+            given = values.get(name)
+            column.extend([None] * n if given is None else list(given))
+
+    def find(self, key: int) -> int:
+        """The latest row of ``key``, or -1."""
+        row = self._late.get(key)
+        if row is not None:
+            return row
+        i = bisect_right(self.keys, key, 0, self._sorted_end) - 1
+        return i if i >= 0 and self.keys[i] == key else -1
+
+    def value(self, row: int, name: str) -> Any:
+        column = self.numeric.get(name)
+        return column[row] if column is not None else self.objects[name][row]
+
+    def table(self, extra: dict[str, np.ndarray] | None = None) -> Table:
+        """The log as a table (latest row per key); ``extra`` supplies columns the log does
+        not keep, aligned with its rows."""
+        columns: dict[str, Any] = {name: np.frombuffer(col, np.int64) if len(col) else
+                                   np.zeros(0, np.int64) for name, col in self.numeric.items()}
+        columns.update(self.objects)
+        if extra:
+            columns.update(extra)
+        keys = np.frombuffer(self.keys, np.int64) if len(self.keys) else np.zeros(0, np.int64)
+        dead = np.frombuffer(self.dead, np.int8) != 0 if len(self.dead) else np.zeros(0, bool)
+        return Table.from_rows(self.kind, keys, dead, columns)
+
+    def clear(self) -> None:
+        self.__init__(self.kind)
+
+
+class LayeredTable:
+    """One catalog table: committed rows (lazily loaded) plus this handle's pending rows."""
+
+    def __init__(self, kind: str, load: Callable[[], Table] | None):
+        self.kind = kind
+        self._load = load
+        self._base: Table | None = None if load is not None else Table.empty(kind)
+        self._deltas: list[Table] = []
+        self.log = RowLog(kind)
+        self._committed: Table | None = None  # merge of base and deltas, cached
+
+    @property
+    def loaded(self) -> bool:
+        return self._base is not None
+
+    def base(self) -> Table:
+        if self._base is None:
+            self._base = self._load()
+        return self._base
+
+    def committed(self) -> Table:
+        """Every committed row (tombstones included), merged."""
+        if self._committed is None:
+            self._committed = merge(self.kind, [self.base(), *self._deltas])
+        return self._committed
+
+    def view(self, extra: dict[str, np.ndarray] | None = None) -> Table:
+        """Committed and pending rows merged (tombstones included)."""
+        if not len(self.log):
+            return self.committed()
+        return merge(self.kind, [self.committed(), self.log.table(extra)])
+
+    def get(self, key: int) -> tuple[str, Any] | None:
+        """Where the newest row of ``key`` is: ("log", row) or ("table", (table, position)),
+        or None when there is none."""
+        row = self.log.find(key)
+        if row >= 0:
+            return "log", row
+        for table in reversed(self._deltas):
+            pos = _position(table, key)
+            if pos >= 0:
+                return "table", (table, pos)
+        base = self.base()
+        pos = _position(base, key)
+        return ("table", (base, pos)) if pos >= 0 else None
+
+    def value(self, found: tuple[str, Any], name: str) -> Any:
+        where, at = found
+        if where == "log":
+            return self.log.value(at, name)
+        table, pos = at
+        return table.dead[pos] if name == "dead" else table.columns[name][pos]
+
+    def is_dead(self, found: tuple[str, Any]) -> bool:
+        where, at = found
+        if where == "log":
+            return bool(self.log.dead[at])
+        table, pos = at
+        return bool(table.dead[pos])
+
+    def applied(self, delta: Table) -> None:
+        """This handle committed ``delta`` (its pending rows): it joins the committed rows."""
+        self.log.clear()
+        if self._base is None:  # never loaded: the next load reads the new part too
+            return
+        self._deltas.append(delta)
+        self._committed = None
+        rows = sum(len(d) for d in self._deltas)
+        if rows >= CONSOLIDATE_ROWS and rows * CONSOLIDATE_SHARE >= len(self._base):
+            self._base = merge(self.kind, [self._base, *self._deltas])
+            self._deltas = []
+
+    def reset_pending(self) -> None:
+        self.log.clear()
+
+
+def _position(table: Table, key: int) -> int:
+    keys = table.key
+    i = int(np.searchsorted(keys, key))
+    return i if i < len(keys) and keys[i] == key else -1
+
+
+def default_of(kind: str, name: str) -> Any:
+    for column, _k, _dtype, default, _o in KINDS[kind]:
+        if column == name:
+            return default
+    raise KeyError(name)

@@ -1,0 +1,189 @@
+"""The root: the commit record (``manifest.atlas``, the only key that ever changes).
+
+It is small whatever the size of the store: counters, store options, and the lists of the
+immutable files that make up the commit (catalog parts and segments). A commit writes new files
+for what changed and a new root; an old root stays readable as long as its files exist.
+
+On disk (all integers little-endian)::
+
+    b"ATLMAN01" | u32 format version (2) | u32 crc32c(payload) | u64 len(payload) | payload
+    payload = one zstd frame of the UTF-8 JSON document below
+
+The header is the one of format version 1, whose manifest carried version 1 and whose reader
+lives in ``atlas.format.legacy``. ``docs/format.md`` is the full specification.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import zstandard
+
+from atlas.codecs import checksum, decompress_zstd
+from atlas.errors import CorruptionError, FormatError
+from atlas.format.keys import checked, is_data_key
+
+MAGIC = b"ATLMAN01"
+VERSION = 2
+HEADER = struct.Struct("<8sIIQ")
+MAX_ROOT_BYTES = 1 << 28  # decoded; a root claiming more is corrupt
+DEFAULT_BLOCK_SIZE = 1 << 20
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """One immutable file of a commit: its key, its size, and its merge level (a file written by
+    a flush is level 0; merging files of level n gives one of level n + 1)."""
+
+    key: str
+    size: int
+    level: int = 0
+
+    def to_json(self) -> list:
+        return [self.key, self.size, self.level]
+
+
+@dataclass
+class Root:
+    generation: int
+    codec: str
+    level: int
+    block_size: int = DEFAULT_BLOCK_SIZE
+    commit: str = field(default_factory=lambda: uuid.uuid4().hex)
+    parent: str | None = None
+    time: float = field(default_factory=time.time)
+    message: str | None = None
+    next_did: int = 0
+    next_slot: int = 0
+    next_schema: int = 0
+    next_seq: int = 0
+    parts: list[FileRef] = field(default_factory=list)
+    segments: dict[str, list[FileRef]] = field(default_factory=dict)
+    retired: list[tuple[str, float]] = field(default_factory=list)
+
+    def successor(self, **changes: Any) -> "Root":
+        """The root of the next commit on top of this one."""
+        fields = {"generation": self.generation + 1, "commit": uuid.uuid4().hex,
+                  "parent": self.commit, "time": time.time(), "message": None}
+        fields.update(changes)
+        return replace(self, **fields)
+
+    def keys(self) -> set[str]:
+        """Every file this root needs: parts, segments and the retired ones older readers use."""
+        out = {p.key for p in self.parts}
+        out.update(s.key for refs in self.segments.values() for s in refs)
+        out.update(key for key, _since in self.retired)
+        return out
+
+    def to_json(self) -> dict:
+        return {
+            "format": "atlas", "version": VERSION, "generation": self.generation,
+            "commit": self.commit, "parent": self.parent, "time": self.time,
+            "message": self.message, "codec": self.codec, "level": self.level,
+            "block_size": self.block_size,
+            "next": {"did": self.next_did, "slot": self.next_slot, "schema": self.next_schema,
+                     "seq": self.next_seq},
+            "parts": [p.to_json() for p in self.parts],
+            "segments": {name: [s.to_json() for s in refs]
+                         for name, refs in self.segments.items()},
+            "retired": [[key, since] for key, since in self.retired],
+        }
+
+    def encode(self) -> bytes:
+        raw = json.dumps(self.to_json(), separators=(",", ":"), ensure_ascii=False,
+                         allow_nan=False).encode("utf-8")
+        payload = zstandard.ZstdCompressor(level=3).compress(raw)
+        return HEADER.pack(MAGIC, VERSION, checksum(payload), len(payload)) + payload
+
+
+def read_header(data: bytes, where: str) -> int:
+    """The format version of a commit record; FormatError when it is not one we know."""
+    if len(data) < HEADER.size or data[:8] != MAGIC:
+        raise FormatError(f"{where}: not an atlas store root (bad magic)")
+    _magic, version, _crc, _length = HEADER.unpack_from(data)
+    if version < 1:
+        raise FormatError(f"{where}: format version {version} is not a valid version")
+    if version > VERSION:
+        raise FormatError(f"{where}: format version {version} is newer than this atlas "
+                          f"understands ({VERSION}); upgrade atlas")
+    return version
+
+
+def checked_payload(data: bytes, where: str) -> bytes:
+    """The payload of a commit record of either version, after its length and checksum."""
+    _magic, _version, crc, length = HEADER.unpack_from(data)
+    payload = data[HEADER.size :]
+    if len(payload) != length or checksum(payload) != crc:
+        raise CorruptionError(f"{where}: commit record fails its checksum")
+    return payload
+
+
+def decode(data: bytes, where: str) -> Root:
+    """A version-2 root; CorruptionError for anything malformed (checksum, JSON, types, keys)."""
+    payload = checked_payload(data, where)
+    try:
+        size = zstandard.frame_content_size(payload)
+    except zstandard.ZstdError as err:
+        raise CorruptionError(f"{where}: commit record does not decode ({err})") from err
+    if not 0 <= size <= MAX_ROOT_BYTES:
+        raise CorruptionError(f"{where}: commit record claims {size} decoded bytes")
+    try:
+        doc = json.loads(bytes(decompress_zstd(payload, size, where)))
+        counters = doc["next"]
+        root = Root(
+            generation=_int(doc["generation"]), codec=_str(doc["codec"]),
+            level=_int(doc["level"], -131072), block_size=_int(doc["block_size"], 1),
+            commit=_str(doc["commit"]), parent=doc["parent"], time=float(doc["time"]),
+            message=doc["message"], next_did=_int(counters["did"]),
+            next_slot=_int(counters["slot"]), next_schema=_int(counters["schema"]),
+            next_seq=_int(counters["seq"]),
+            parts=[_ref(r, "part", where) for r in doc["parts"]],
+            segments={_str(name): [_ref(r, "segment", where) for r in refs]
+                      for name, refs in doc["segments"].items()},
+            retired=[(_retired_key(key, where), float(since))
+                     for key, since in doc["retired"]])
+        if doc.get("format") != "atlas" or doc.get("version") != VERSION:
+            raise ValueError("not an atlas version-2 document")
+        if root.parent is not None:
+            _str(root.parent)
+        if root.message is not None:
+            _str(root.message)
+    except CorruptionError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise CorruptionError(f"{where}: commit record does not decode ({err!r})") from err
+    from atlas.codecs import CODECS
+
+    if root.codec not in CODECS:
+        raise CorruptionError(f"{where}: unknown codec {root.codec!r}")
+    return root
+
+
+def _int(value: Any, low: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value < 2**62:
+        raise ValueError(f"expected an integer >= {low}, got {value!r}")
+    return value
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {value!r}")
+    return value
+
+
+def _ref(raw: Any, kind: str, where: str) -> FileRef:
+    key, size, level = raw
+    return FileRef(checked(key, kind, where), _int(size), _int(level))
+
+
+def _retired_key(key: Any, where: str) -> str:
+    # an upgrade retires the segments of format version 1, so both grammars are allowed here
+    if not is_data_key(key):
+        raise CorruptionError(f"{where}: names retired key {key!r}, which is not a key this "
+                              "format uses")
+    return key

@@ -16,7 +16,7 @@ import pytest
 from _s3 import BUCKET, moto_s3, s3_store  # noqa: F401  (fixtures)
 
 import atlas
-from atlas.format.manifest import MANIFEST_KEY
+from atlas.format.keys import ROOT_KEY as MANIFEST_KEY
 from atlas.storage import CountingStorage, FaultyStorage, InjectedFault, open_storage
 from atlas.storage._obstore import ObjectStorage
 
@@ -147,8 +147,9 @@ def test_http_stores_read_and_refuse_writes_before_any_request(tmp_path, http_ro
     with pytest.raises(atlas.ReadOnlyError):
         reader.compact()
     assert len(methods) == seen  # refused before any request
-    # manifest, one footer read, then the data ranges: GETs only, no listing
-    assert methods == ["GET"] * 3, methods
+    # root, the catalog part's tail (footer and tables), the segment's tail (footer and index),
+    # then the blocks: GETs only, no listing
+    assert methods == ["GET"] * 4, methods
 
 
 # -- writes: multipart, spill files ------------------------------------------------------------
@@ -230,7 +231,7 @@ def test_truncated_segment_reads_raise_corruption(object_store):
     storage = open_storage(object_store)
     (key,) = [k for k, _s, _m in storage.list("segments")]
     footer_read = atlas.Atlas.open(object_store)
-    footer_read.open_dataset("a").read_array("temperature")  # footer cached, then damage
+    footer_read._committed_index("temperature")  # footer and index cached (no block), then damage
     whole = storage.get(key)
     obstore.put(object_store, key, whole[: len(whole) // 2])
     with pytest.raises(atlas.CorruptionError, match="bytes"):

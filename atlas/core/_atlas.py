@@ -8,6 +8,7 @@ Compaction, the automatic merge of small files and verification live in
 from __future__ import annotations
 
 import weakref
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -25,6 +26,7 @@ from atlas.core._write import write_window
 from atlas.errors import (
     AlreadyExistsError,
     ArrayNotFoundError,
+    CorruptionError,
     DatasetNotFoundError,
     FormatError,
     ReadOnlyError,
@@ -54,6 +56,7 @@ class Atlas:
         self._blocks = BlockCache()
         self._catalog_state: Catalog | None = None
         self._pending_state: PendingWrites | None = None
+        self._inflight: _Inflight | None = None
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -152,8 +155,8 @@ class Atlas:
         return DatasetView(self, name)
 
     def delete_dataset(self, name: str) -> None:
-        did = self._did(name)
         self._check_writable()
+        did = self._did(name)
         catalog = self._catalog
         slots = {row[0] for row in (catalog.array_row(a, did) for a in catalog.arrays_of(did))
                  if row is not None}
@@ -187,6 +190,8 @@ class Atlas:
 
     def flush(self, message: str | None = None) -> None:
         """Persist every change since the last flush, atomically: all of it or none of it."""
+        if self._inflight is not None:
+            self._settle_inflight()
         if not self._has_changes():
             return
         self._check_writable()
@@ -199,7 +204,7 @@ class Atlas:
         finished = pending.finish(generation)
         segments = {name: list(refs) for name, refs in root.segments.items()}
         for seg in finished:
-            ref = FileRef(seg.key, seg.size, 0)
+            ref = FileRef(seg.key, seg.size, _maintain.level_of(seg.size))
             self._files.add(ref, None, seg.index)
             segments.setdefault(seg.array, []).append(ref)
         new_root = root.successor(message=message, segments=segments, **catalog.counters())
@@ -207,16 +212,39 @@ class Atlas:
         if part is not None:
             new_root.parts = [*root.parts, part.ref]
         merges = _maintain.tiered_merge(self, new_root)
-        try:
-            self._token = self._storage.commit(ROOT_KEY, new_root.encode(), self._token)
-        finally:
-            if part is not None:
-                part.release()
-            merges.release()
-        self._root_state = new_root
-        pending.committed()
-        catalog.committed(new_root, written)
+        # until it is known to have landed or not, the attempt is kept (its files locked): a
+        # commit whose response was lost is recognised by its commit id when retried
+        marks = {sid: len(t.log) for sid, t in catalog.pending_tables().items()}
+        self._inflight = _Inflight(new_root, written, part, merges, marks)
+        self._token = self._storage.commit(ROOT_KEY, new_root.encode(), self._token)
+        self._inflight = None
+        self._committed(new_root, written, part, merges, marks)
+
+    def _committed(self, root: Root, written: dict, part, merges, marks: dict) -> None:
+        if part is not None:
+            part.release()
+        merges.release()
+        self._root_state = root
+        self._pending.committed()
+        self._catalog.committed(root, written, marks)
         merges.committed(self)
+
+    def _settle_inflight(self) -> None:
+        """A flush raised while committing: find out whether its root landed."""
+        inflight, self._inflight = self._inflight, None
+        found = self._storage.read_manifest(ROOT_KEY)
+        landed = None
+        if found is not None:
+            try:
+                landed = root_format.decode(found[0], f"{self.location}/{ROOT_KEY}")
+            except (FormatError, CorruptionError):
+                landed = None
+        if landed is not None and landed.commit == inflight.root.commit:
+            self._token = found[1]
+            self._committed(inflight.root, inflight.written, inflight.part, inflight.merges,
+                            inflight.marks)
+            return
+        inflight.discard(self._storage)  # its files are orphans; this flush writes anew
 
     def close(self) -> None:
         """Alias for :meth:`flush` (the seed API's name for the durability boundary)."""
@@ -547,6 +575,21 @@ class Atlas:
             window = as_index_tuple(shape, "shape", schema.ndim, where)
         check_window(start_t, window, schema.shape, where)
         return start_t, window
+
+
+@dataclass
+class _Inflight:
+    """A commit attempt that raised: what it would have committed, its files still locked."""
+
+    root: Root
+    written: dict
+    part: Any
+    merges: Any
+    marks: dict
+
+    def discard(self, storage: Storage) -> None:
+        for w in ([self.part] if self.part is not None else []) + self.merges.written:
+            w.release()
 
 
 def _name_list(dataset_names: Sequence[str]) -> list[str]:

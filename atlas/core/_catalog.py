@@ -96,10 +96,9 @@ class Catalog:
         kind = table_kind(section_id)
         found = []
         for ref, footer in zip(self.root.parts, self._footers()):
-            table = read_table(footer, section_id,
-                               lambda o, n, key=ref.key, size=ref.size:
-                               self.storage.get_range(key, o, n, size),
-                               f"{self.storage.location}/{ref.key}")
+            table = read_table(footer, section_id, footer.reader(
+                lambda o, n, key=ref.key, size=ref.size: self.storage.get_range(key, o, n, size)),
+                f"{self.storage.location}/{ref.key}")
             if table is not None:
                 found.append(table)
         return merge(kind, found)
@@ -353,11 +352,13 @@ class Catalog:
         return {"next_did": self.next_did, "next_slot": self.next_slot,
                 "next_schema": self.next_schema, "next_seq": self.next_seq}
 
-    def committed(self, root: Root, written: dict[tuple, Table]) -> None:
-        """The flush committed ``written`` (the pending tables) under ``root``."""
+    def committed(self, root: Root, written: dict[tuple, Table], marks: dict[tuple, int]
+                  ) -> None:
+        """The flush committed ``written``: the first ``marks[table]`` rows of each log."""
         self.root = root
         for section_id, table in self.tables.items():
             delta = written.get(section_id)
             if delta is not None:
-                table.applied(delta)
-        self.new_schemas = []
+                table.applied(delta, marks.get(section_id, len(table.log)))
+        committed = {int(k) for k in written.get(("schemas",), Table.empty("schemas")).key}
+        self.new_schemas = [(sid, s) for sid, s in self.new_schemas if sid not in committed]

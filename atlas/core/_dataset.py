@@ -76,9 +76,9 @@ class DatasetView:
         catalog.define(name, did, catalog.intern(schema))
 
     def delete_array(self, name: str) -> None:
-        did, slot, schema_id, _pending = self._required(name)
         store = self._store
         store._check_writable()
+        did, slot, schema_id, _pending = self._required(name)
         if store._pending_state is not None:
             store._pending_state.drop_slots({slot})
         store._catalog.undefine(name, did, slot, schema_id)
@@ -108,9 +108,9 @@ class DatasetView:
 
     def write_array(self, name: str, start: Sequence[int], data: np.ndarray) -> None:
         """Write ``data`` at ``start``; its dtype must be the array's (atlas never casts)."""
-        did, slot, schema_id, _pending = self._required(name)
         store = self._store
         store._check_writable()
+        did, slot, schema_id, _pending = self._required(name)
         schema = store._catalog.schema(schema_id)
         where = self._where(name)
         if isinstance(data, np.generic):

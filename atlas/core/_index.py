@@ -218,8 +218,8 @@ class IndexCache:
         if found is None:
             footer = self.footer(ref, SEGMENT_MAGIC)
             where = f"{self.storage.location}/{ref.key}"
-            found = parse_index(footer, lambda o, n: self.storage.get_range(ref.key, o, n,
-                                                                             ref.size), where)
+            found = parse_index(footer, footer.reader(
+                lambda o, n: self.storage.get_range(ref.key, o, n, ref.size)), where)
             self._segments[ref.key] = found
         return found
 

@@ -173,8 +173,8 @@ def _merge_parts(store: "Atlas", root: Root, refs: list[FileRef], drop_dead: boo
     for sid in ids:
         found = []
         for ref, footer in zip(refs, footers):
-            table = read_table(footer, sid, lambda o, n, r=ref: storage.get_range(
-                r.key, o, n, r.size), f"{storage.location}/{ref.key}")
+            table = read_table(footer, sid, footer.reader(lambda o, n, r=ref: storage.get_range(
+                r.key, o, n, r.size)), f"{storage.location}/{ref.key}")
             if table is not None:
                 found.append(table)
         table = merge(table_kind(sid), found, drop_dead)

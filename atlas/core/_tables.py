@@ -115,6 +115,20 @@ class RowLog:
     def clear(self) -> None:
         self.__init__(self.kind)
 
+    def drop_first(self, rows: int) -> None:
+        """Forget the first ``rows`` rows (they were committed); later ones stay."""
+        if rows >= len(self.keys):
+            self.clear()
+            return
+        keys = np.frombuffer(self.keys, np.int64)[rows:].copy()
+        dead = np.frombuffer(self.dead, np.int8)[rows:].copy()
+        numeric = {n: np.frombuffer(c, np.int64)[rows:].copy() for n, c in self.numeric.items()}
+        objects = {n: c[rows:] for n, c in self.objects.items()}
+        self.clear()
+        self.extend(keys, dead, **numeric)
+        for name, column in objects.items():
+            self.objects[name][:] = column
+
 
 class LayeredTable:
     """One catalog table: committed rows (lazily loaded) plus this handle's pending rows."""
@@ -176,9 +190,10 @@ class LayeredTable:
         table, pos = at
         return bool(table.dead[pos])
 
-    def applied(self, delta: Table) -> None:
-        """This handle committed ``delta`` (its pending rows): it joins the committed rows."""
-        self.log.clear()
+    def applied(self, delta: Table, rows: int) -> None:
+        """This handle committed ``delta``, made of the first ``rows`` rows of its log: they
+        join the committed rows (rows logged since stay pending)."""
+        self.log.drop_first(rows)
         if self._base is None:  # never loaded: the next load reads the new part too
             return
         self._deltas.append(delta)

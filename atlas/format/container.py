@@ -53,11 +53,25 @@ class SectionRef:
 
 @dataclass
 class Footer:
-    """A parsed footer: the sections by id (a tuple) and what else the file kind stored."""
+    """A parsed footer: the sections by id (a tuple) and what else the file kind stored, plus
+    the file's last bytes as read with it (small files' sections come from them, unread)."""
 
     sections: dict[tuple, SectionRef]
     extra: dict[str, Any]
     end_of_payload: int  # where the first section starts (= the footer offset if none)
+    tail: Any = b""
+    tail_start: int = 0
+
+    def reader(self, read: Callable[[int, int], Any]) -> Callable[[int, int], Any]:
+        """``read(offset, length)`` that serves what the tail holds without reading."""
+        tail, start = self.tail, self.tail_start
+
+        def read_or_tail(offset: int, length: int):
+            if offset >= start and offset + length <= start + len(tail):
+                return tail[offset - start : offset - start + length]
+            return read(offset, length)
+
+        return read_or_tail
 
 
 class ContainerWriter:
@@ -124,7 +138,7 @@ def parse_footer(tail, tail_start: int, size: int, read: Callable[[int, int], An
             sections[tuple(section_id)] = ref
     except (ValueError, TypeError, KeyError, AttributeError) as err:
         raise CorruptionError(f"{where}: footer does not decode ({err})") from err
-    return Footer(sections, doc, first)
+    return Footer(sections, doc, first, tail, tail_start)
 
 
 def read_section(ref: SectionRef, stored, where: str) -> dict[str, Any]:

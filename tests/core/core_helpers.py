@@ -70,5 +70,22 @@ def segment_files(path: Path) -> list[Path]:
     return sorted((Path(path) / "segments").rglob("*.seg"))
 
 
+def segments_of(path: Path, array: str) -> list[Path]:
+    """The committed segment files of one array name, oldest first."""
+    root = atlas.Atlas.open(path)._root
+    return [Path(path) / ref.key for ref in root.segments.get(array, [])]
+
+
+def first_block(path: Path) -> tuple[int, int]:
+    """(offset, stored length) of the first block of a segment file."""
+    from atlas.format.container import parse_footer
+    from atlas.format.segment import parse_index
+
+    data = Path(path).read_bytes()
+    footer = parse_footer(memoryview(data), 0, len(data), lambda o, n: data[o:o + n], str(path))
+    index = parse_index(footer, lambda o, n: data[o:o + n], str(path))
+    return int(index.blocks["offset"][0]), int(index.blocks["stored"][0])
+
+
 def reopen(path) -> atlas.Atlas:
     return atlas.Atlas.open(path)

@@ -10,7 +10,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from core_helpers import assert_same, reopen, segment_files
+from core_helpers import assert_same, reopen, segment_files, segments_of
 
 import atlas
 
@@ -76,7 +76,8 @@ def test_many_datasets_then_one_flush_write_one_segment_per_array_name(store, st
     model = _fill_store(store, n_datasets=60, arrays=("temperature", "salinity", "depth"))
     store.flush()
     files = segment_files(store_path)
-    assert sorted(p.parent.name for p in files) == ["depth", "salinity", "temperature"]
+    assert len(files) == 3 and all(len(segments_of(store_path, a)) == 1
+                                   for a in ("depth", "salinity", "temperature"))
     # a second flush touching one array name in many datasets adds exactly one file
     for i in range(0, 60, 3):
         store.open_dataset(f"ds{i:03d}").write_array("salinity", [1, 1],
@@ -84,7 +85,7 @@ def test_many_datasets_then_one_flush_write_one_segment_per_array_name(store, st
         model[(f"ds{i:03d}", "salinity")][1:3, 1:3] = 1
     store.flush()
     new = sorted(set(segment_files(store_path)) - set(files))
-    assert [p.parent.name for p in new] == ["salinity"]
+    assert new == segments_of(store_path, "salinity")[1:]
     assert set(files) <= set(segment_files(store_path))
     back = reopen(store_path)
     assert len(back.list_datasets()) == 60
@@ -229,8 +230,9 @@ def test_deleted_pending_writes_never_reach_disk(store, store_path):
 def test_unreferenced_segment_files_are_ignored_on_open(store, store_path):
     model = _fill_store(store, n_datasets=2)
     store.flush()
-    junk = store_path / "segments" / "a" / "00000099-deadbeef.seg"
-    junk.write_bytes(b"ATLSEG01 half written by a crashed writer")
+    junk = store_path / "segments" / ("00000099-" + "d" * 32 + ".seg")
+    junk.write_bytes(b"ATLSEG02 half written by a crashed writer")
+    (store_path / "catalog" / ("00000099-" + "e" * 32 + ".cat")).write_bytes(b"\x00" * 100)
     (store_path / "segments" / "ghost").mkdir()
     (store_path / "segments" / "ghost" / "00000001-0.seg").write_bytes(b"\x00" * 100)
     back = reopen(store_path)
@@ -304,7 +306,9 @@ def test_a_writer_dying_before_its_commit_leaves_the_previous_state(store_path):
     assert back.list_datasets() == ["kept"]
     assert_same(back.open_dataset("kept").read_array("v"), np.arange(4, dtype=np.int32))
     report = back.verify()
-    assert report.problems == [] and len(report.orphans) == 1  # the dead writer's segment
+    # the dead writer's segment and catalog part
+    assert report.problems == [] and sorted(o.split("/")[0] for o in report.orphans) == [
+        "catalog", "segments"]
     back.compact(grace=0)
     assert reopen(store_path).verify().orphans == []
     assert_same(reopen(store_path).open_dataset("kept").read_array("v"),

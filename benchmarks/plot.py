@@ -91,7 +91,9 @@ def plot_result(result: dict, out_path: Path) -> Path:
         title += f"  (N = {params['n']})"
     fig.suptitle(title, fontsize=11)
     footer = ", ".join(
-        f"{lib} {versions[lib]}" for lib in ("atlas", "zarr", "xarray", "netCDF4", "numpy")
+        f"{lib} {versions[lib]}"
+        for lib in ("atlas", "zarr", "xarray", "netCDF4", "numpy", "zarrs", "tensorstore",
+                    "pyarrow", "lance")
         if versions.get(lib)
     )
     fig.text(0.01, 0.005, footer, fontsize=7, color="#555555")

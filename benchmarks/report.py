@@ -19,7 +19,7 @@ from benchmarks._harness import BENCHMARKS_DIR, FLOOR, RESULTS_DIR, format_value
 README = BENCHMARKS_DIR / "README.md"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 ORDER = ("upstream_profile", "upstream_sensors", "upstream_gridded", "ml_batches", "open_scale",
-         "cold_start", "ingest_memory")
+         "cold_start", "ingest_memory", "many_small", "scale")
 
 
 def _rank(path: Path) -> tuple[int, str]:

@@ -330,6 +330,11 @@ def format_bytes(count: float) -> str:
     return f"{count / 2**20:8.1f} MiB"
 
 
+def format_ratio(ratio: float) -> str:
+    """"12.34x", "0.56x"; below 0.1 two significant digits ("0.0041x", not "0.00x")."""
+    return f"{ratio:.2f}x" if ratio >= 0.1 else f"{ratio:.2g}x"
+
+
 def phase_unit(result: dict, phase: str) -> str:
     """"s" (the default) or "bytes": what the samples of ``phase`` measure."""
     return result.get("units", {}).get(phase, "s")
@@ -407,7 +412,7 @@ def render_result(result: dict) -> str:
                 eff = result.get("efficiency", {}).get(phase)
                 ratio = f"efficiency {eff:.2f}" if eff is not None else "-"
             elif name in ratios:
-                ratio = f"{ratios[name]:.2f}x"
+                ratio = format_ratio(ratios[name])
             else:
                 ratio = "-"
             rows.append(

@@ -14,7 +14,14 @@ import argparse
 import json
 from pathlib import Path
 
-from benchmarks._harness import BENCHMARKS_DIR, FLOOR, RESULTS_DIR, format_value, phase_unit
+from benchmarks._harness import (
+    BENCHMARKS_DIR,
+    FLOOR,
+    RESULTS_DIR,
+    format_ratio,
+    format_value,
+    phase_unit,
+)
 
 README = BENCHMARKS_DIR / "README.md"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
@@ -68,7 +75,7 @@ def _ratio_cell(result: dict, phase: str, name: str) -> str:
         eff = result.get("efficiency", {}).get(phase)
         return f"efficiency {eff:.2f}" if eff is not None else "-"
     ratio = result.get("ratios", {}).get(phase, {}).get(name)
-    return f"{ratio:.2f}x" if ratio is not None else "-"
+    return format_ratio(ratio) if ratio is not None else "-"
 
 
 def result_section(result: dict) -> str:

@@ -24,6 +24,8 @@ WORKLOADS = {
     "ingest_memory": "benchmarks.ingest_memory",
     "latency": "benchmarks.latency",
     "wide_files": "benchmarks.wide_files",
+    "many_small": "benchmarks.many_small",
+    "scale": "benchmarks.scale",
 }
 DEFAULT_ARGS = {"upstream": ["--case", "all"]}
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.cases import ArrayLayout, Sample, window_start_shape
+from benchmarks.cases import ArrayLayout, RawArray, Sample, window_start_shape
 
 STORE_NAME = "store.atlas"
 FALLBACK_ZSTD_LEVEL = 3
@@ -66,6 +66,25 @@ def _set_array_attribute(view, array: str, key: str, value) -> None:
         view.set_attribute(f"{array}.{key}", value)
 
 
+def add_dataset(store, sample: Sample) -> None:
+    """One dataset through the per-dataset API: create, define and write each array, attributes."""
+    view = store.create_dataset(sample.name)
+    for name, array in sample.raw.arrays.items():
+        view.define_array(
+            name,
+            dtype=_dtype_name(array.data.dtype),
+            dims=list(array.dims),
+            shape=list(array.data.shape),
+            chunk_shape=list(array.chunk_shape),
+            fill_value=array.fill_value,
+        )
+        view.write_array(name, [0] * array.data.ndim, array.data)
+        for key, value in array.attrs.items():
+            _set_array_attribute(view, name, key, value)
+    for key, value in sample.raw.attrs.items():
+        view.set_attribute(key, value)
+
+
 def write(
     samples: Iterable[Sample], root: Path, n_datasets: int | None = None, codec: str = "zstd"
 ) -> None:
@@ -75,22 +94,101 @@ def write(
     root.mkdir(parents=True, exist_ok=True)
     store = atlas.Atlas.create(str(store_path(root)), codec=codec)
     for sample in samples:
-        view = store.create_dataset(sample.name)
-        for name, array in sample.raw.arrays.items():
-            view.define_array(
-                name,
-                dtype=_dtype_name(array.data.dtype),
-                dims=list(array.dims),
-                shape=list(array.data.shape),
-                chunk_shape=list(array.chunk_shape),
-                fill_value=array.fill_value,
-            )
-            view.write_array(name, [0] * array.data.ndim, array.data)
-            for key, value in array.attrs.items():
-                _set_array_attribute(view, name, key, value)
-        for key, value in sample.raw.attrs.items():
-            view.set_attribute(key, value)
+        add_dataset(store, sample)
     store.flush()
+
+
+# --- stacked writes, whole-store reads and one-dataset commits (many_small, scale) ------------
+
+
+def has_stacked_write() -> bool:
+    import atlas
+
+    return hasattr(atlas.Atlas, "write_array_across_stacked")
+
+
+def stacked_write_method() -> str:
+    """Which atlas write path :func:`write_stacked` takes (recorded with the results)."""
+    if has_stacked_write():
+        return "Atlas.write_array_across_stacked"
+    return "fallback: per-dataset API (Atlas.write_array_across_stacked is not there yet)"
+
+
+def write_stacked(
+    root: Path, names: list[str], arrays: dict[str, RawArray], codec: str = "zstd"
+) -> str:
+    """A new store holding, for every array, row i of ``arrays[array].data`` in dataset
+    ``names[i]``; one flush. ``RawArray.dims``/``chunk_shape`` describe one dataset's array.
+
+    Uses ``Atlas.write_array_across_stacked`` when the build has it, else the per-dataset API
+    (one create, then define + write per array, per dataset). Returns :func:`stacked_write_method`.
+    """
+    import atlas
+
+    for array, spec in arrays.items():
+        if len(spec.data) != len(names):
+            raise ValueError(f"{array!r} has {len(spec.data)} rows for {len(names)} names")
+    root.mkdir(parents=True, exist_ok=True)
+    store = atlas.Atlas.create(str(store_path(root)), codec=codec)
+    if has_stacked_write():
+        for array, spec in arrays.items():
+            store.write_array_across_stacked(
+                array, names, spec.data, dims=list(spec.dims),
+                chunk_shape=list(spec.chunk_shape), fill_value=spec.fill_value,
+            )
+    else:
+        definitions = [
+            (array, _dtype_name(spec.data.dtype), list(spec.dims), list(spec.data.shape[1:]),
+             list(spec.chunk_shape), spec.fill_value, spec.data)
+            for array, spec in arrays.items()
+        ]
+        for row, name in enumerate(names):
+            view = store.create_dataset(name)
+            for array, dtype, dims, shape, chunks, fill, data in definitions:
+                view.define_array(array, dtype=dtype, dims=dims, shape=shape, chunk_shape=chunks,
+                                  fill_value=fill)
+                view.write_array(array, [0] * len(shape), data[row])
+    store.flush()
+    return stacked_write_method()
+
+
+def open_store(root: Path, read_only: bool = False):
+    """A handle on the store under ``root`` (what :func:`write` and :func:`write_stacked` made)."""
+    import atlas
+
+    return atlas.Atlas.open(str(store_path(root)), read_only=read_only)
+
+
+def list_datasets(store) -> list[str]:
+    """Every live dataset name, in creation order."""
+    return store.list_datasets()
+
+
+def read_stacked_all(store, array: str) -> np.ndarray:
+    """``array`` of every dataset of the store as one ``(N, ...)`` array."""
+    return store.read_array_across_stacked(array, store.list_datasets())
+
+
+def delete_dataset(store, name: str) -> None:
+    store.delete_dataset(name)
+
+
+def flush(store) -> None:
+    store.flush()
+
+
+def compact(store) -> None:
+    """Merge the store's segments (a full compaction), committed."""
+    store.compact()
+
+
+def is_data_file(relative_path: str) -> bool:
+    """True for a file of the store that holds chunk data (a segment), False for metadata.
+
+    Format version 1 (``docs/format.md``): data lives in ``segments/<array>/<gen>-<uuid>.seg``
+    (each with its chunk index as a footer); everything else (``manifest.atlas``, the lock file)
+    is metadata. A new layout updates this one rule."""
+    return relative_path.startswith("segments/") and relative_path.endswith(".seg")
 
 
 def has_stacked_read() -> bool:

@@ -40,6 +40,8 @@ FLOOR = "floor"
 MIN_REPEATS = 3
 
 VERSIONED_MODULES = ("numpy", "numba", "xarray", "dask", "zarr", "netCDF4", "zstandard", "lz4")
+# modules without a __version__ attribute, and the distribution that installs them
+DISTRIBUTIONS = {"tensorstore": "tensorstore", "zarrs": "zarrs", "lance": "pylance"}
 
 
 # --- timing -------------------------------------------------------------------------------------
@@ -232,12 +234,56 @@ def library_versions(extra: Iterable[str] = ()) -> dict[str, str | None]:
         except Exception:  # a missing or broken optional library is recorded, not fatal
             versions[module_name] = None
             continue
-        versions[module_name] = getattr(module, "__version__", "unknown")
+        versions[module_name] = getattr(module, "__version__", None) or _distribution_version(
+            DISTRIBUTIONS.get(module_name, module_name)
+        )
         if module_name == "netCDF4":
             versions["libnetcdf"] = getattr(module, "__netcdf4libversion__", None)
             versions["libhdf5"] = getattr(module, "__hdf5libversion__", None)
     versions["repo_commit"] = _git_commit(BENCHMARKS_DIR.parent)
     return versions
+
+
+def _distribution_version(distribution: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+# --- memory -------------------------------------------------------------------------------------
+
+
+def _proc_status(field: str) -> int | None:
+    """A ``kB`` field of ``/proc/self/status`` in bytes (None where there is no such file)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def peak_rss() -> int:
+    """High-water RSS of this process in bytes: ``VmHWM``, else ``ru_maxrss``.
+
+    ``ru_maxrss`` alone is not usable in a child: Linux carries the parent's high-water mark
+    across fork + exec."""
+    peak = _proc_status("VmHWM")
+    if peak is None:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
+    return peak
+
+
+def current_rss() -> int | None:
+    """Resident set size of this process now, in bytes (None off Linux)."""
+    return _proc_status("VmRSS")
 
 
 # --- scratch space ------------------------------------------------------------------------------
@@ -279,7 +325,14 @@ def format_seconds(seconds: float) -> str:
 
 
 def format_bytes(count: float) -> str:
+    if abs(count) < 2**20:
+        return f"{count / 2**10:8.1f} KiB"
     return f"{count / 2**20:8.1f} MiB"
+
+
+def format_ratio(ratio: float) -> str:
+    """"12.34x", "0.56x"; below 0.1 two significant digits ("0.0041x", not "0.00x")."""
+    return f"{ratio:.2f}x" if ratio >= 0.1 else f"{ratio:.2g}x"
 
 
 def phase_unit(result: dict, phase: str) -> str:
@@ -359,7 +412,7 @@ def render_result(result: dict) -> str:
                 eff = result.get("efficiency", {}).get(phase)
                 ratio = f"efficiency {eff:.2f}" if eff is not None else "-"
             elif name in ratios:
-                ratio = f"{ratios[name]:.2f}x"
+                ratio = format_ratio(ratios[name])
             else:
                 ratio = "-"
             rows.append(

@@ -10,6 +10,9 @@ within a batch), each read into one ``(256, 180, 360)`` array:
 - ``zarr-oindex`` / ``zarr-out`` / ``zarr-loop``: the best zarr layout, one ``(N, 180, 360)``
   array with chunks ``(1, 180, 360)``, zstd level 3, read by orthogonal indexing (a new array), by
   ``get_orthogonal_selection(..., out=buf)`` and by a loop of slices into a preallocated buffer;
+- ``tensorstore-out``: TensorStore (``zarr3`` driver) on that same array, each batch read by
+  orthogonal indexing into one reused buffer (``peers/tensorstore_zarr.py``); in ``patch-each``
+  the 256 window reads of a batch are issued together and then awaited;
 - ``floor``: the chunk bytes atlas stored for those names, decoded into a reused buffer by 2
   threads (``peers/floor.py``).
 
@@ -19,7 +22,8 @@ so phase ``patch`` draws one random window position per batch for every system; 
 (atlas: a one-name stacked read into the buffer row; zarr: a loop of slices). The floor of both
 decodes the same whole chunks (a patch touches one chunk per field).
 
-Reported: batches/s of every system, efficiency = floor / atlas, atlas / best zarr. Usage::
+Reported: batches/s of every system, efficiency = floor / atlas, atlas / best zarr, TensorStore /
+atlas. Usage::
 
     python -m benchmarks.ml_batches                # N=2000, 30 batches
     python -m benchmarks.ml_batches --quick
@@ -38,13 +42,14 @@ import numpy as np
 from benchmarks import _atlas_adapter as atlas_adapter
 from benchmarks import _harness as harness
 from benchmarks.cases import FIELD_SHAPE, dataset_names, iter_ml_fields, make_ml_field_raw
-from benchmarks.peers import floor, quiet_warnings, zarr_stacked
+from benchmarks.peers import floor, quiet_warnings, tensorstore_zarr, zarr_stacked
 
 WORKLOAD = "ml_batches"
 SUBJECT = "atlas"
 ARRAY = "field"
 SEED = 20240607
 ZARR_READERS = ("zarr-oindex", "zarr-out", "zarr-loop")
+TENSORSTORE = "tensorstore-out"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -176,6 +181,39 @@ def zarr_tasks(array, rows: list[np.ndarray], batch_size: int, corners, corners_
     return full, patch_same, {"zarr-loop": patch_each_loop}
 
 
+def tensorstore_tasks(path: Path, rows: list[np.ndarray], batch_size: int, corners,
+                      corners_each, patch):
+    """TensorStore on the zarr array at ``path``: every batch into one reused buffer."""
+    source = tensorstore_zarr.open_array(path)
+    buf = np.empty((batch_size, *FIELD_SHAPE), np.float32)
+    pbuf = np.empty((batch_size, patch, patch), np.float32)
+    target = tensorstore_zarr.buffer_target(buf)
+    ptarget = tensorstore_zarr.buffer_target(pbuf)
+
+    def full():
+        for idx in rows:
+            tensorstore_zarr.read_into(source.oindex[idx], target)
+        return buf
+
+    def patch_same():
+        for idx, (y, x) in zip(rows, corners):
+            window = source.oindex[idx, int(y) : int(y) + patch, int(x) : int(x) + patch]
+            tensorstore_zarr.read_into(window, ptarget)
+        return pbuf
+
+    def patch_each():
+        for idx, batch_corners in zip(rows, corners_each):
+            pending = [
+                ptarget[row].write(source[i, int(y) : int(y) + patch, int(x) : int(x) + patch])
+                for row, (i, (y, x)) in enumerate(zip(idx.tolist(), batch_corners))
+            ]
+            for future in pending:
+                future.result()
+        return pbuf
+
+    return full, patch_same, patch_each
+
+
 def floor_task(inputs: list[floor.FloorInput]) -> Callable[[], np.ndarray]:
     buffer = np.empty(max(f.decoded_bytes for f in inputs), np.uint8)
 
@@ -275,15 +313,21 @@ def run(args: argparse.Namespace) -> dict:
             store, picks, batch_size, corners, corners_each, patch
         )
         z_full, z_patch, z_each = zarr_tasks(array, rows, batch_size, corners, corners_each, patch)
+        t_full, t_patch, t_each = tensorstore_tasks(
+            zarr_stacked.store_path(stores["zarr-stacked"]["root"]) / ARRAY, rows, batch_size,
+            corners, corners_each, patch,
+        )
         expected = reference_batch(rows[-1])
 
         plan = {
             "full": {SUBJECT: a_full, "atlas-batches": a_batches, **z_full,
-                     harness.FLOOR: floor_run},
+                     TENSORSTORE: t_full, harness.FLOOR: floor_run},
         }
         if not args.no_patch:
-            plan["patch"] = {SUBJECT: a_patch, **z_patch, harness.FLOOR: floor_run}
-            plan["patch-each"] = {SUBJECT: a_each, **z_each, harness.FLOOR: floor_run}
+            plan["patch"] = {SUBJECT: a_patch, **z_patch, TENSORSTORE: t_patch,
+                             harness.FLOOR: floor_run}
+            plan["patch-each"] = {SUBJECT: a_each, **z_each, TENSORSTORE: t_each,
+                                  harness.FLOOR: floor_run}
         with quiet_warnings():
             for phase, tasks in plan.items():
                 harness.log(f"[ml_batches] {phase}: {repeats} interleaved rounds after a warm-up")
@@ -315,6 +359,8 @@ def run(args: argparse.Namespace) -> dict:
             "chunks": {"atlas": list(FIELD_SHAPE), "zarr-stacked": [1, *FIELD_SHAPE]},
             "codecs": {"atlas": f"{store.codec} level {store._manifest.doc['level']}",
                        "zarr-stacked": f"zstd level {zarr_stacked.ZSTD_LEVEL}"},
+            "tensorstore": "driver zarr3 on the zarr-stacked array, default context, "
+            "read into a reused buffer",
             "store_bytes": {k: v["bytes"] for k, v in stores.items()},
             "write_s (one round, not a claim)": {k: round(v["write_s"], 3)
                                                  for k, v in stores.items()},
@@ -325,7 +371,8 @@ def run(args: argparse.Namespace) -> dict:
             "quick": bool(args.quick),
             "verified": "last batch of every system against the generator",
         },
-        "versions": {**harness.library_versions(), "atlas": atlas_adapter.version()},
+        "versions": {**harness.library_versions(["tensorstore"]),
+                     "atlas": atlas_adapter.version()},
         "phases": phases,
         "notes": ["quick run: small N, not for reporting"] if args.quick else [],
     }
@@ -338,6 +385,8 @@ def run(args: argparse.Namespace) -> dict:
                        0.7, True, command=command),
         harness.target(4, f"ML batches N={n}: atlas vs best zarr",
                        full["atlas_vs_best_zarr"].get("full"), 2, True, command=command),
+        harness.target(13, f"ML batches N={n}: TensorStore / atlas (tied: >= 0.95)",
+                       full["tensorstore_vs_atlas"].get("full"), 0.95, True, command=command),
     ]
     return result
 
@@ -347,6 +396,7 @@ def _metrics(result: dict, n_batches: int) -> dict:
     per_s: dict[str, float] = {}
     efficiency: dict[str, float] = {}
     versus: dict[str, float] = {}
+    tensorstore: dict[str, float] = {}
     best: dict[str, str] = {}
     for phase, stats in result["phases"].items():
         for system, s in stats.items():
@@ -361,11 +411,15 @@ def _metrics(result: dict, n_batches: int) -> dict:
             fastest = min(zarr_names, key=lambda z: stats[z]["median_s"])
             best[phase] = fastest
             versus[phase] = round(stats[fastest]["median_s"] / stats[SUBJECT]["median_s"], 2)
+        if TENSORSTORE in stats and SUBJECT in stats:
+            tensorstore[phase] = round(
+                stats[TENSORSTORE]["median_s"] / stats[SUBJECT]["median_s"], 3)
     return {
         "batches_per_s": per_s,
         "efficiency": efficiency,
         "atlas_vs_best_zarr": versus,
         "best_zarr_reader": best,
+        "tensorstore_vs_atlas": tensorstore,
     }
 
 

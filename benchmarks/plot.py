@@ -2,6 +2,8 @@
 
 One figure per result file, one panel per phase (write, read, ...): median time per system with
 min-max whiskers, the subject highlighted and each peer labelled with its ratio to the subject.
+Results marked ``"chart": "scaling"`` (``scale``) get a log-log panel per phase instead: each
+family of systems (``family@N``) as a line against N.
 Usage::
 
     python -m benchmarks.plot                       # every benchmarks/results/*.json
@@ -48,6 +50,9 @@ def plot_result(result: dict, out_path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if result.get("chart") == "scaling":
+        return plot_scaling(result, out_path)
+
     subject = result.get("subject", "atlas")
     phases = [p for p, stats in result["phases"].items() if stats]
     if not phases:
@@ -91,13 +96,61 @@ def plot_result(result: dict, out_path: Path) -> Path:
         title += f"  (N = {params['n']})"
     fig.suptitle(title, fontsize=11)
     footer = ", ".join(
-        f"{lib} {versions[lib]}" for lib in ("atlas", "zarr", "xarray", "netCDF4", "numpy")
+        f"{lib} {versions[lib]}"
+        for lib in ("atlas", "zarr", "xarray", "netCDF4", "numpy", "zarrs", "tensorstore",
+                    "pyarrow", "lance")
         if versions.get(lib)
     )
     fig.text(0.01, 0.005, footer, fontsize=7, color="#555555")
     fig.tight_layout(rect=(0, 0.02, 1, 0.97))
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_path, dpi=110)
+    plt.close(fig)
+    return out_path
+
+
+def plot_scaling(result: dict, out_path: Path) -> Path:
+    """Each phase's median against N on log-log axes, a line per family of systems; systems are
+    named ``family@N`` (``scale``)."""
+    import matplotlib.pyplot as plt
+
+    phases = [p for p, stats in result["phases"].items() if stats]
+    if not phases:
+        raise ValueError(f"result {result.get('name')!r} has no timings to plot")
+    columns = 3
+    rows = -(-len(phases) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 3.6 * rows), squeeze=False)
+    for ax, phase in zip(axes.flat, phases):
+        unit = phase_unit(result, phase)
+        series: dict[str, list[tuple[int, float, float, float]]] = {}
+        for system, s in result["phases"][phase].items():
+            family, n = system.rsplit("@", 1)
+            series.setdefault(family, []).append((int(n), s["median_s"], s["min_s"], s["max_s"]))
+        for family, points in series.items():
+            points.sort()
+            ns = [p[0] for p in points]
+            medians = [p[1] for p in points]
+            errors = [[p[1] - p[2] for p in points], [p[3] - p[1] for p in points]]
+            color = SUBJECT_COLOR if family == result.get("subject") else None
+            ax.errorbar(ns, medians, yerr=errors, marker="o", capsize=3, label=family, color=color)
+        ax.set_xscale("log")
+        if all(p[1] > 0 for points in series.values() for p in points):
+            ax.set_yscale("log")
+        ax.set_xlabel("N (datasets)")
+        ax.set_ylabel("bytes" if unit == "bytes" else "seconds")
+        ax.set_title(phase, loc="left", fontsize=9)
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(phases):]:
+        ax.set_visible(False)
+    fig.suptitle(result.get("name", result.get("workload", "benchmark")), fontsize=11)
+    versions = result.get("versions", {})
+    footer = ", ".join(f"{lib} {versions[lib]}" for lib in ("atlas", "numpy", "pyarrow")
+                       if versions.get(lib))
+    fig.text(0.01, 0.005, footer, fontsize=7, color="#555555")
+    fig.tight_layout(rect=(0, 0.02, 1, 0.97))
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_path, dpi=100)
     plt.close(fig)
     return out_path
 

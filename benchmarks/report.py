@@ -14,12 +14,19 @@ import argparse
 import json
 from pathlib import Path
 
-from benchmarks._harness import BENCHMARKS_DIR, FLOOR, RESULTS_DIR, format_value, phase_unit
+from benchmarks._harness import (
+    BENCHMARKS_DIR,
+    FLOOR,
+    RESULTS_DIR,
+    format_ratio,
+    format_value,
+    phase_unit,
+)
 
 README = BENCHMARKS_DIR / "README.md"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 ORDER = ("upstream_profile", "upstream_sensors", "upstream_gridded", "ml_batches", "open_scale",
-         "cold_start", "ingest_memory")
+         "cold_start", "ingest_memory", "many_small", "scale")
 
 
 def _rank(path: Path) -> tuple[int, str]:
@@ -68,7 +75,7 @@ def _ratio_cell(result: dict, phase: str, name: str) -> str:
         eff = result.get("efficiency", {}).get(phase)
         return f"efficiency {eff:.2f}" if eff is not None else "-"
     ratio = result.get("ratios", {}).get(phase, {}).get(name)
-    return f"{ratio:.2f}x" if ratio is not None else "-"
+    return format_ratio(ratio) if ratio is not None else "-"
 
 
 def result_section(result: dict) -> str:

@@ -32,7 +32,7 @@ from benchmarks.cases import (
     quarter_window,
     window_slices,
 )
-from benchmarks.peers import floor, netcdf, zarr_idiomatic, zarr_stacked
+from benchmarks.peers import floor, netcdf, tensorstore_zarr, zarr_idiomatic, zarr_stacked
 
 WORKLOAD = "upstream"
 SUBJECT = "atlas"
@@ -53,7 +53,11 @@ class System:
 
 
 def build_systems(args: argparse.Namespace) -> dict[str, System]:
-    """Every system this workload compares, keyed by name."""
+    """Every system this workload compares, keyed by name. In the gridded case TensorStore
+    also reads zarr-stacked's arrays (into buffers reused from one read to the next)."""
+    stacked_readers: dict[str, Reader] = {"zarr-stacked": zarr_stacked.read_window}
+    if args.case == "gridded":
+        stacked_readers["tensorstore-out"] = tensorstore_zarr.window_reader()
     return {
         SUBJECT: System(
             SUBJECT,
@@ -70,7 +74,7 @@ def build_systems(args: argparse.Namespace) -> dict[str, System]:
         "zarr-stacked": System(
             "zarr-stacked",
             zarr_stacked.write,
-            {"zarr-stacked": zarr_stacked.read_window},
+            stacked_readers,
             needs_xarray=False,
         ),
         "netcdf": System(
@@ -292,13 +296,16 @@ def run(args: argparse.Namespace) -> dict:
         "netcdf_codec": args.netcdf_codec,
         "netcdf_mfdataset_parallel": bool(args.netcdf_parallel),
         "zarr_codec": f"zstd level {zarr_stacked.ZSTD_LEVEL}",
+        **({"tensorstore": "tensorstore-out: driver zarr3 on zarr-stacked's arrays, default "
+            "context, read into buffers reused across reads (store opened in the timed call)"}
+           if "zarr-stacked" in wanted and case.name == "gridded" else {}),
         "verified": not args.no_verify,
         "store_bytes": sizes,
         **floor_params,
     }
     if SUBJECT in roots:
         params["atlas_read_method"] = atlas_adapter.read_method()
-    versions = harness.library_versions()
+    versions = harness.library_versions(["tensorstore"] if case.name == "gridded" else [])
     versions["atlas"] = atlas_adapter.version()
     name = args.name or f"{WORKLOAD}_{case.name}_n{n}" + ("_quick" if args.quick else "")
     result = {
@@ -343,6 +350,8 @@ def _targets(case: str, n: int, ratios: dict) -> list[dict]:
               command=command),
             t(5, f"gridded N={n} write vs zarr stacked", write.get("zarr-stacked"), 1, True,
               command=command),
+            t(13, f"gridded N={n} read: TensorStore / atlas (tied: >= 0.95)",
+              read.get("tensorstore-out"), 0.95, True, command=command),
         ]
     return []
 

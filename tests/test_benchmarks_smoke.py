@@ -36,6 +36,7 @@ def test_benchmark_workloads_run_at_n5_and_write_results(tmp_path):
     ml_batches.main(["--n", "5", "--batches", "2", "--batch-size", "4", "--patch", "8", *common])
     ml = _result(out, "ml_batches_n5_quick")
     assert {"atlas", "atlas-batches", "zarr-loop", "floor"} <= set(ml["phases"]["full"])
+    assert "tensorstore-out" in ml["phases"]["patch-each"]
     assert set(ml["phases"]) == {"full", "patch", "patch-each"}
 
     open_scale.main(["--sizes", "5,10", "--append", "2", "--zarr-write", "2", *common])
@@ -51,3 +52,46 @@ def test_benchmark_workloads_run_at_n5_and_write_results(tmp_path):
     ingest = _result(out, "ingest_memory_quick")
     assert set(ingest["phases"]["peak RSS"]) == {"atlas", "atlas (fixed)"}
     assert ingest["targets"][0]["measured"] is not None
+
+
+def test_tensorstore_reads_the_gridded_case_next_to_zarr_stacked(tmp_path):
+    pytest.importorskip("tensorstore")
+    from benchmarks import upstream
+
+    out = tmp_path / "results"
+    upstream.main(["--case", "gridded", "--n", "2", "--write-repeats", "1", "--systems",
+                   "atlas,zarr-stacked", "--quick", "--repeats", "1", "--results-dir", str(out),
+                   "--workdir", str(tmp_path)])
+    gridded = _result(out, "upstream_gridded_n2_quick")
+    assert set(gridded["phases"]["read"]) == {"atlas", "zarr-stacked", "tensorstore-out", "floor"}
+
+
+def test_many_small_and_scale_run_tiny_and_write_results(tmp_path):
+    for module in ("tensorstore", "zarrs", "pyarrow", "lance"):
+        pytest.importorskip(module)
+    from benchmarks import many_small, scale
+
+    out = tmp_path / "results"
+    common = ["--quick", "--repeats", "1", "--results-dir", str(out), "--workdir", str(tmp_path)]
+
+    many_small.main(["--sizes", "40", *common])
+    for variant in ("random", "smooth"):
+        small = _result(out, f"many_small_{variant}_n40_quick")
+        systems = {"atlas", "atlas (fresh process)", "zarr", "zarr+zarrs", "tensorstore",
+                   "tensorstore (buffer)", "parquet", "lance"}
+        assert set(small["phases"]["read temp"]) == systems
+        assert set(small["phases"]["read lat"]) == systems
+        assert {"atlas", "zarr", "parquet", "lance"} <= set(small["phases"]["size on disk"])
+        assert small["params"]["atlas_write_method"]
+        assert small["versions"]["tensorstore"] and small["versions"]["lance"]
+
+    scale.main(["--sizes", "20,40", "--flushes", "3", *common])
+    grown = _result(out, "scale_n40_quick")
+    assert set(grown["phases"]["ingest"]) == {
+        f"{method}@{n}" for method in ("per-dataset API", "stacked write") for n in (20, 40)}
+    assert set(grown["phases"]["open+list"]) >= {"atlas@40", "parquet names (to list)@40"}
+    assert grown["phases"]["append one + flush: bytes written"]["atlas@40"]["median_s"] > 0
+    assert set(grown["phases"]["fresh stacked read temp, many flushes vs compacted"]) == {
+        "after 3 one-dataset flushes@40", "after compact()@40"}
+    assert all(t["measured"] is not None for t in grown["targets"]
+               if "stacked ingest" not in t["claim"])

@@ -123,3 +123,49 @@ def read_window(
             else:
                 out[name] = array.oindex[selection]
         return out
+
+
+# --- whole stacked arrays (many_small) ---------------------------------------------------------
+
+ZARRS_PIPELINE = "zarrs.ZarrsCodecPipeline"
+
+
+def codec_pipeline_config(pipeline: str) -> dict:
+    """zarr config for ``pipeline``: "zarr-python" (zarr's own) or "zarrs" (the Rust pipeline of
+    zarrs-python; ``strict`` so that an array it cannot handle fails instead of falling back)."""
+    if pipeline == "zarr-python":
+        return {}
+    if pipeline == "zarrs":
+        return {"codec_pipeline.path": ZARRS_PIPELINE, "codec_pipeline.strict": True}
+    raise ValueError(f"pipeline must be 'zarr-python' or 'zarrs', got {pipeline!r}")
+
+
+def write_arrays(path: Path, arrays: dict[str, tuple[np.ndarray, tuple[int, ...], tuple[str, ...]]],
+                 pipeline: str = "zarr-python") -> None:
+    """A group at ``path`` with one array per item ``name: (data, chunks, dimension names)``,
+    zstd level 3, each written whole in one call by ``pipeline``."""
+    import zarr
+    from zarr.codecs import ZstdCodec
+
+    with quiet_warnings(), zarr.config.set(codec_pipeline_config(pipeline)):
+        group = zarr.open_group(path, mode="w", zarr_format=3)
+        for name, (data, chunks, dims) in arrays.items():
+            array = group.create_array(
+                name,
+                shape=data.shape,
+                chunks=chunks,
+                dtype=data.dtype,
+                fill_value=float("nan") if data.dtype.kind == "f" else 0,
+                compressors=[ZstdCodec(level=ZSTD_LEVEL)],
+                dimension_names=dims,
+            )
+            array[...] = data
+
+
+def open_arrays(path: Path, names: list[str], pipeline: str = "zarr-python") -> dict:
+    """The arrays ``path/<name>`` (members of a group or not), opened for reading through
+    ``pipeline`` (zarr binds an array to the codec pipeline configured when it is opened)."""
+    import zarr
+
+    with quiet_warnings(), zarr.config.set(codec_pipeline_config(pipeline)):
+        return {name: zarr.open_array(path / name, mode="r") for name in names}

@@ -20,7 +20,7 @@ from atlas.core._catalog import Catalog
 from atlas.core._dataset import DatasetView
 from atlas.core._index import ChunkIndex, IndexCache
 from atlas.core._pending import PendingWrites
-from atlas.core._read import BlockCache, execute, plan_read, read_chunk
+from atlas.core._read import BlockCache, ReadPlan, execute, plan_read, read_chunk
 from atlas.core._validate import as_index_tuple, check_name, check_window
 from atlas.core._write import write_window
 from atlas.errors import (
@@ -132,6 +132,11 @@ class Atlas:
     @property
     def codec(self) -> str:
         return self._root.codec
+
+    @property
+    def level(self) -> int:
+        """The compression level new blocks are written with."""
+        return self._root.level
 
     @property
     def generation(self) -> int:
@@ -367,6 +372,17 @@ class Atlas:
         self._read(array, slots, schema_ids, start_t, window, out)
         return out
 
+    def read_plan(self, array: str, dataset_names: Sequence[str] | None = None,
+                  start: Sequence[int] | None = None,
+                  shape: Sequence[int] | None = None) -> ReadPlan:
+        """How :meth:`read_array_across_stacked` would read: the blocks it fetches and decodes,
+        where each chunk lands, what is filled (``plan.blocks()`` fetches the stored blocks,
+        ``plan.execute(out)`` carries the read out)."""
+        names, slots, schema_ids = self._stack_rows(array, dataset_names)
+        dtype, start_t, window = self._common_window(array, names, schema_ids, start, shape)
+        return plan_read(self._indexes(array), slots, schema_ids, self._catalog.schemas(),
+                         start_t, window, np.dtype(dtype).itemsize)
+
     def write_array_across_stacked(self, array: str, names: Sequence[str], data: np.ndarray,
                                    dims: Sequence[str] | None = None,
                                    chunk_shape: Sequence[int] | None = None,
@@ -487,10 +503,12 @@ class Atlas:
 
     # -- what DatasetView and the bulk paths use -----------------------------------------------
 
-    def _check_writable(self) -> None:
+    def _check_writable(self, commits: bool = True) -> None:
+        """ReadOnlyError on a read-only handle; FormatError for a commit to a version-1 store
+        (``commits=False``: only files are removed, as an orphan sweep does)."""
         if self._storage.read_only:
             raise ReadOnlyError(f"store at {self.location} is open read-only")
-        if self._legacy is not None:
+        if commits and self._legacy is not None:
             raise FormatError(f"store at {self.location} is in format version 1, which this "
                               "atlas reads but does not write; convert it with "
                               f"`atlas upgrade {self.location}`")

@@ -31,7 +31,7 @@ from atlas.format.catalog import check_footer, read_table, table_kind, write_par
 from atlas.format.container import LockedFile
 from atlas.format.root import FileRef, Root
 from atlas.format.segment import MAGIC as SEGMENT_MAGIC
-from atlas.format.segment import SegmentWriter
+from atlas.format.segment import OWN_BLOCK_SHARE, SegmentWriter
 from atlas.format.tables import Table, merge
 from atlas.storage import Storage, from_description
 
@@ -222,10 +222,10 @@ def _repack(index: ChunkIndex, rows: np.ndarray, writer: SegmentWriter, block_si
             codec_id: int, level: int, cache: BlockCache | None) -> None:
     sizes = index.length[rows] + index.mask[rows]
     blocks = index.block[rows]
-    # a chunk alone in a block at least a block big keeps its stored frame as it is
+    # a chunk big enough for a block of its own, and alone in its block, keeps its stored frame
     per_block = np.bincount(index.block, minlength=len(index.block_offset)) if index.rows else \
         np.zeros(0, _I64)
-    verbatim = (sizes >= block_size) & (per_block[blocks] == 1)
+    verbatim = (sizes * OWN_BLOCK_SHARE >= block_size) & (per_block[blocks] == 1)
     out_block = np.empty(len(rows), _I64)
     out_offset = np.zeros(len(rows), _I64)
     # assign small chunks to new blocks in order, keeping each chunk's offset modulo 8 so that
@@ -454,7 +454,7 @@ def verify(store: "Atlas", repair: bool) -> VerifyReport:
     except (CorruptionError, FormatError):
         pass  # the damaged root is reported above
     if repair and report.orphans:
-        store._check_writable()
+        store._check_writable(commits=False)
         report.removed = remove_orphans(store)
     return report
 

@@ -3,8 +3,8 @@
 A chunk written whole is appended at once to the open block of its array name (a memory buffer
 of the store's block size); a full block is compressed and written to the pending segment file,
 so memory stays bounded by one block per array name being written. Statistics partials of the
-chunks of a block are computed when it is sealed, one kernel call per dtype. A chunk at least a
-block big gets a block of its own straight away.
+chunks of a block are computed when it is sealed, one kernel call per dtype. A chunk of at
+least a sixteenth of a block (``own_block``) gets a block of its own straight away.
 
 A chunk written in parts is kept decoded in a small write-back cache ("dirty" chunks, bounded by
 ``dirty_budget`` bytes) so that piecewise writes do not re-encode it each time; the oldest dirty
@@ -27,7 +27,7 @@ from atlas.core._index import ChunkIndex, Source
 from atlas.errors import CorruptionError
 from atlas.format.keys import new_segment_key
 from atlas.format.schema import Schema
-from atlas.format.segment import SegmentIndex, SegmentWriter
+from atlas.format.segment import SegmentIndex, SegmentWriter, own_block
 from atlas.storage import Storage
 
 DIRTY_BUDGET = 64 << 20
@@ -155,7 +155,7 @@ class PendingSegment:
         already known (strings, masked chunks), else computed when its block is sealed."""
         raw = memoryview(raw).cast("B")
         n = len(raw) + len(mask)
-        if n >= self.block_size:
+        if own_block(n, self.block_size):
             self._own_block(slot, chunk, raw, mask, schema_id, schema, partial)
             return
         itemsize = 1 if schema.dtype.is_string else schema.dtype.itemsize

@@ -162,6 +162,30 @@ class ReadPlan:
     def n_blocks(self) -> int:
         return len(self.block_index)
 
+    @property
+    def n_chunks(self) -> int:
+        return len(self.chunk_row)
+
+    def blocks(self) -> list[tuple[bytes, int, str]]:
+        """(stored bytes, decoded size, codec name) of every block the plan reads, in the order
+        of the output rows that first need them, fetched from the storage now (what a raw
+        decoder would have to decode)."""
+        first_row = np.full(self.n_blocks, np.iinfo(np.int64).max, np.int64)
+        np.minimum.at(first_row, self.chunk_block, self.chunk_row)
+        out = []
+        for b in np.argsort(first_row, kind="stable").tolist():
+            i, n = int(self.block_index[b]), int(self.block_number[b])
+            index = self.indexes[i]
+            source = index.sources[int(index.block_source[n])]
+            stored = source.fetch([int(index.block_offset[n])], [int(index.block_stored[n])])[0]
+            out.append((bytes(stored), int(index.block_decoded[n]),
+                        codecs.CODEC_NAMES[int(index.block_codec[n])]))
+        return out
+
+    def execute(self, out: np.ndarray, cache: "BlockCache | None" = None) -> None:
+        """Fetch, decode and scatter into ``out`` (C-contiguous, shape (rows, *window))."""
+        execute(self, out, cache)
+
     def block_bounds(self) -> np.ndarray:
         """Chunk rows of plan block b are ``bounds[b]:bounds[b + 1]``."""
         return np.searchsorted(self.chunk_block, np.arange(self.n_blocks + 1))

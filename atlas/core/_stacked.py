@@ -19,6 +19,7 @@ from atlas.core import _chunks
 from atlas.core._dataset import make_schema
 from atlas.core._read import worker_pool
 from atlas.dtypes import check_data, dtype_of_numpy
+from atlas.format.segment import own_block
 
 if TYPE_CHECKING:
     from atlas.core._atlas import Atlas
@@ -152,7 +153,8 @@ def _pack_rows(store: "Atlas", array: str, schema_id: int, schema, slots: np.nda
     cells = schema.cells
     itemsize = schema.dtype.itemsize
     row_bytes = cells * itemsize
-    per_block = max(1, segment.block_size // row_bytes)
+    per_block = 1 if own_block(row_bytes, segment.block_size) else \
+        max(1, segment.block_size // row_bytes)
     flat = np.ascontiguousarray(values).reshape(n, cells)
     storage_dtype = schema.dtype.storage
     fill = _chunks.fill_scalar(schema.dtype, schema.fill)

@@ -474,15 +474,16 @@ class Atlas:
         """Alias of :meth:`add_xr_dataset`."""
         return self.add_xr_dataset(ds, name, chunks)
 
-    def to_xarray(self, name: str) -> Any:
-        """Dataset ``name`` as an ``xarray.Dataset`` (chunked variables lazy, dask-backed)."""
+    def to_xarray(self, name: str, **decode: Any) -> Any:
+        """Dataset ``name`` as an ``xarray.Dataset`` (chunked variables lazy, dask-backed);
+        ``decode_cf``, ``mask_and_scale``, ... and ``drop_variables`` as in xr.open_dataset."""
         from atlas.xarray._read import to_xarray
 
-        return to_xarray(self, name)
+        return to_xarray(self, name, **decode)
 
-    def open_as_xarray_dataset(self, name: str) -> Any:
+    def open_as_xarray_dataset(self, name: str, **decode: Any) -> Any:
         """Alias of :meth:`to_xarray`."""
-        return self.to_xarray(name)
+        return self.to_xarray(name, **decode)
 
     def to_xarray_many(self, names: Sequence[str], concat_dim: str = "dataset") -> Any:
         """Data variables of many datasets stacked along ``concat_dim``."""

@@ -15,6 +15,15 @@ import numpy as np
 
 from atlas.dtypes import timestamp_to_int
 
+# keys the xarray layer keeps its bookkeeping under (coordinate names, dtypes, CF markers):
+# stored like any attribute, left out of what attributes()/get_attribute() show
+INTERNAL_PREFIX = "_pyatlas"
+
+
+def is_internal(key: Any) -> bool:
+    return isinstance(key, str) and key.startswith(INTERNAL_PREFIX)
+
+
 _NUMPY_TAGS = {f"{k}{b}" for k in ("int", "uint") for b in (8, 16, 32, 64)} | {
     "float16", "float32", "float64", "bool_"}
 

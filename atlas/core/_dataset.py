@@ -176,10 +176,16 @@ class DatasetView:
                   f"attribute {key!r} of dataset {self._name!r}")
 
     def get_attribute(self, key: str) -> Any:
+        if _attrs.is_internal(key):
+            return None
         raw = self._record()["attrs"].get(key)
         return None if raw is None else _attrs.decode(raw)
 
     def attributes(self) -> dict[str, Any]:
+        return {k: v for k, v in self._all_attributes().items() if not _attrs.is_internal(k)}
+
+    def _all_attributes(self) -> dict[str, Any]:
+        """Every attribute, the xarray layer's internal ``_pyatlas*`` ones included."""
         return {k: _attrs.decode(v) for k, v in self._record()["attrs"].items()}
 
     def delete_attribute(self, key: str) -> None:
@@ -197,9 +203,14 @@ class DatasetView:
 
     def get_array_attribute(self, array: str, key: str) -> Any:
         raw = self._required(array)["attrs"].get(key)
-        return None if raw is None else _attrs.decode(raw)
+        return None if raw is None or _attrs.is_internal(key) else _attrs.decode(raw)
 
     def array_attributes(self, array: str) -> dict[str, Any]:
+        return {k: v for k, v in self._all_array_attributes(array).items()
+                if not _attrs.is_internal(k)}
+
+    def _all_array_attributes(self, array: str) -> dict[str, Any]:
+        """Every attribute of ``array``, the xarray layer's internal ones included."""
         return {k: _attrs.decode(v) for k, v in self._required(array)["attrs"].items()}
 
 

@@ -6,8 +6,8 @@ what xarray gives when it opens a netCDF4 file written from that Dataset with th
 the Dataset is CF-encoded the way ``to_netcdf`` encodes it (xarray's own coders, driven by each
 variable's kept ``.encoding``: units, calendar, on-disk dtype, packing, fill) and decoded again
 by ``xarray.decode_cf`` with the keywords. Numeric and time variables stay lazy (dask, one task
-per stored chunk); strings, object arrays and times whose encoding names only one of ``units``
-and ``dtype`` (xarray cannot encode those lazily) are read when opened.
+per stored chunk); strings, object arrays and times whose encoding does not name both
+``units`` and ``dtype`` (whose encoding depends on the values) are read when opened.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ def redecode(ds: xr.Dataset, keywords: Mapping[str, Any],
     become dask arrays of those chunks so that encoding them reads nothing.
     """
     import xarray as xr
+    from xarray.backends.common import ensure_dtype_not_object
     from xarray.coding.strings import CharacterArrayCoder, EncodedStringCoder
 
     variables = {name: _lazy_or_loaded(var, chunk_shapes.get(name))
@@ -60,7 +61,9 @@ def redecode(ds: xr.Dataset, keywords: Mapping[str, Any],
     encoded, attrs = xr.conventions.encode_dataset_coordinates(source)
     encoded, attrs = xr.conventions.cf_encoder(encoded, attrs)
     for name, var in encoded.items():
-        # what xarray's netCDF4 writer does after the CF coders (strings as char arrays)
+        # what xarray's netCDF4 writer does after the CF coders: object arrays get a dtype
+        # (strings a variable-length one), strings written as characters become char arrays
+        var = ensure_dtype_not_object(var, name=name)
         for coder in (EncodedStringCoder(allows_unicode=True), CharacterArrayCoder()):
             var = coder.encode(var, name=name)
         # a file keeps only its storage settings; decoding rebuilds the rest from attributes
@@ -82,8 +85,9 @@ def _lazy_or_loaded(var: xr.Variable, chunk_shape: tuple[int, ...] | None) -> xr
         return var
     kind = var.dtype.kind
     encoding = var.encoding
-    lazy = kind in "iufbc" or (kind in "Mm" and
-                               ("units" in encoding) == ("dtype" in encoding))
+    # times are encoded lazily only with units and dtype given: xarray's eager encoder picks
+    # them from the values (as to_netcdf would), its lazy one cannot
+    lazy = kind in "iufbc" or (kind in "Mm" and "units" in encoding and "dtype" in encoding)
     if not lazy:
         return var.load() if not _is_dask(data) else var.compute()
     if _is_dask(data) or chunk_shape is None:

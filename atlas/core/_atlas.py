@@ -485,16 +485,18 @@ class Atlas:
         """Alias of :meth:`to_xarray`."""
         return self.to_xarray(name, **decode)
 
-    def to_xarray_many(self, names: Sequence[str], concat_dim: str = "dataset") -> Any:
-        """Data variables of many datasets stacked along ``concat_dim``."""
-        from atlas.xarray._read import to_xarray_many
+    def to_xarray_many(self, names: Sequence[str], concat_dim: str = "dataset",
+                       join: str = "exact") -> Any:
+        """Many datasets stacked along a new dimension ``concat_dim``, lazily (dask);
+        ``join="outer"`` aligns and pads datasets whose coordinates or sizes differ."""
+        from atlas.xarray._many import to_xarray_many
 
-        return to_xarray_many(self, names, concat_dim)
+        return to_xarray_many(self, names, concat_dim, join)
 
-    def open_as_many_xarray_dataset(self, names: Sequence[str],
-                                    concat_dim: str = "dataset") -> Any:
+    def open_as_many_xarray_dataset(self, names: Sequence[str], concat_dim: str = "dataset",
+                                    join: str = "exact") -> Any:
         """Alias of :meth:`to_xarray_many`."""
-        return self.to_xarray_many(names, concat_dim)
+        return self.to_xarray_many(names, concat_dim, join)
 
     # -- internals used by DatasetView ---------------------------------------------------------
 

@@ -16,7 +16,7 @@ _WHERE = {
     "AtlasBackendEntrypoint": "atlas.xarray.backend",
     "add_xr_dataset": "atlas.xarray._ingest",
     "to_xarray": "atlas.xarray._read",
-    "to_xarray_many": "atlas.xarray._read",
+    "to_xarray_many": "atlas.xarray._many",
 }
 
 

@@ -1,22 +1,17 @@
-"""Datasets of the store as xarray Datasets: ``to_xarray`` (lazy per chunk) and
-``to_xarray_many`` (many datasets stacked along a new dimension)."""
+"""Datasets of the store as xarray Datasets: ``to_xarray`` (lazy per chunk), and the pieces the
+backend engine and ``to_xarray_many`` share (``layout``, ``build_dataset``)."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from atlas.xarray._fidelity import (
-    mask_text_fill,
-    restore_dataset_encoding,
-    restore_variable,
-    stackable_variable,
-)
 from atlas.xarray._decode import redecode, resolve
+from atlas.xarray._fidelity import mask_text_fill, restore_dataset_encoding, restore_variable
 from atlas.xarray._lazy import lazy_array
 from atlas.xarray._mapping import (
     COORDS_ATTR,
@@ -70,13 +65,21 @@ def build_dataset(found: Layout, data_of: Callable[[DecodedVariable], Any],
     coord_set = set(found.coord_names)
     for var in found.variables if variables is None else variables:
         target = coords if var.name in coord_set else data_vars
-        variable = xr.Variable(var.dims, data_of(var), dict(var.attrs), dict(var.encoding))
-        if var.cf is not None:
-            variable = restore_variable(var.name, variable, var.cf)
-        if var.text:
-            variable = mask_text_fill(variable)
-        target[found.key(var)] = variable
+        target[found.key(var)] = finish_variable(var, data_of(var))
     return xr.Dataset(data_vars, coords, found.attrs)
+
+
+def finish_variable(var: DecodedVariable, data: Any) -> xr.Variable:
+    """The xarray Variable of ``var`` from its data in the restored dtype (numpy, dask or
+    lazily indexed): fidelity decoding and string masking applied, lazily where it is lazy."""
+    import xarray as xr
+
+    variable = xr.Variable(var.dims, data, dict(var.attrs), dict(var.encoding))
+    if var.cf is not None:
+        variable = restore_variable(var.name, variable, var.cf)
+    if var.text:
+        variable = mask_text_fill(variable)
+    return variable
 
 
 def to_xarray(store: Atlas, name: str, *, decode_cf: bool | None = None,
@@ -109,43 +112,3 @@ def drop_names(drop_variables: Any) -> tuple:
     if isinstance(drop_variables, str):
         return (drop_variables,)
     return tuple(drop_variables)
-
-
-def to_xarray_many(store: Atlas, names: Sequence[str], concat_dim: str = "dataset"
-                   ) -> xr.Dataset:
-    """Data variables of many datasets stacked along ``concat_dim`` (whose coordinate holds the
-    names); coordinates and attributes come from the first dataset. Each variable is one
-    ``read_array_across_stacked`` call into one preallocated array."""
-    if isinstance(names, str):
-        raise TypeError("names must be a sequence of dataset names, not a single str")
-    names = list(names)
-    if not names:
-        raise ValueError("names is empty; nothing to stack")
-    first = store.open_dataset(names[0])
-    found = layout(first)
-    variables, coord_names = found.variables, found.coord_names
-    taken = {d for var in variables for d in var.dims} | {var.name for var in variables}
-    if concat_dim in taken:
-        raise ValueError(f"concat_dim {concat_dim!r} is already a dimension or variable of "
-                         f"dataset {names[0]!r}; pick another name")
-    coord_set = set(coord_names)
-    stacked = []
-    for var in variables:
-        if var.name in coord_set:
-            stacked.append(var)
-            continue
-        var = stackable_variable(store, names, var)
-        stacked.append(DecodedVariable(var.name, (concat_dim, *var.dims), (len(names), *var.shape),
-                                       (1, *var.shape), var.dtype, var.restore, var.attrs,
-                                       var.encoding, var.cf))
-    stacked_names = {var.name for var in stacked if var.name not in coord_set}
-
-    def data_of(var: DecodedVariable):
-        if var.name in stacked_names:
-            values = store.read_array_across_stacked(var.name, names)
-        else:
-            values = first.read_array(var.name)
-        return restore_values(values, var.restore)
-
-    ds = build_dataset(found, data_of, stacked)
-    return ds.assign_coords({concat_dim: np.array(names, dtype=object)})

@@ -139,6 +139,11 @@ class _Alignment:
         import pandas as pd
 
         values = _member_values(store, members, coord)
+        if all(_same(v, values[0]) for v in values[1:]):  # the common case, made cheap
+            self._index[coord.name] = pd.Index(values[0])
+            self.size[coord.name] = len(values[0])
+            self.positions[coord.name] = [None] * len(members)
+            return
         indexes = [pd.Index(v) for v in values]
         differing = next((m for m, index in zip(members, indexes)
                           if not index.equals(indexes[0])), None)
@@ -182,6 +187,16 @@ class _Alignment:
         return [self.positions[d][member] for d in dims]
 
 
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal shape, dtype and values, NaN/NaT equal to themselves."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    try:
+        return bool(np.array_equal(a, b, equal_nan=True))
+    except TypeError:  # object arrays: no NaN test
+        return bool(np.array_equal(a, b))
+
+
 def _summary(index: pd.Index) -> str:
     if len(index) <= 4:
         return "[" + ", ".join(str(v) for v in index) + "]"
@@ -214,7 +229,10 @@ def _member_values(store: Atlas, members: list[_Member], var: DecodedVariable) -
         mine = member.variables[var.name]
         if not isinstance(values, np.ndarray):  # a 0-D row comes out as a scalar
             values = np.array(values, dtype=object if isinstance(values, str) else None)
-        out.append(np.asarray(finish_variable(mine, restore_values(values, mine.restore)).values))
+        values = restore_values(values, mine.restore)
+        if mine.cf is not None or mine.text:  # (an xr.Variable costs more than the read)
+            values = np.asarray(finish_variable(mine, values).values)
+        out.append(values)
     return out
 
 

@@ -493,6 +493,14 @@ class Atlas:
 
         return to_xarray_many(self, names, concat_dim, join)
 
+    def open_mfdataset(self, names: Sequence[Any], concat_dim: Any = None,
+                       combine: str = "by_coords", **kwargs: Any) -> Any:
+        """Datasets combined along real dimensions, lazily, as ``xr.open_mfdataset`` combines
+        files (``combine="by_coords"`` or ``"nested"`` with ``concat_dim``)."""
+        from atlas.xarray._combine import open_mfdataset
+
+        return open_mfdataset(self, names, concat_dim, combine, **kwargs)
+
     def open_as_many_xarray_dataset(self, names: Sequence[str], concat_dim: str = "dataset",
                                     join: str = "exact") -> Any:
         """Alias of :meth:`to_xarray_many`."""

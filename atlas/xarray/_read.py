@@ -83,9 +83,11 @@ def finish_variable(var: DecodedVariable, data: Any) -> xr.Variable:
 
 
 def to_xarray(store: Atlas, name: str, *, decode_cf: bool | None = None,
-              drop_variables: Any = None, **decoders: Any) -> xr.Dataset:
+              drop_variables: Any = None, _all_lazy: bool = False,
+              **decoders: Any) -> xr.Dataset:
     """Dataset ``name``: chunked variables dask-backed (one task per on-disk chunk), full-shape
-    and 0-D variables (and dimension coordinates, which xarray indexes anyway) as numpy.
+    and 0-D variables (and dimension coordinates, which xarray indexes anyway) as numpy
+    (``_all_lazy``: every variable but dimension coordinates dask-backed).
 
     Decode keywords (``decode_cf``, ``mask_and_scale``, ``decode_times``, ...) have
     ``xr.open_dataset``'s meaning (see :mod:`atlas.xarray._decode`)."""
@@ -94,7 +96,8 @@ def to_xarray(store: Atlas, name: str, *, decode_cf: bool | None = None,
     found = layout(view, drop_names(drop_variables))
 
     def data_of(var: DecodedVariable):
-        if var.chunked and not (var.is_index and var.name in found.coord_names):
+        lazy = var.chunked or (_all_lazy and var.dims)
+        if lazy and not (var.is_index and var.name in found.coord_names):
             return lazy_array(store, name, var)
         return restore_values(view.read_array(var.name), var.restore)
 

@@ -171,6 +171,19 @@ class Atlas:
     def __len__(self) -> int:
         return len(self._manifest.datasets)
 
+    def __iter__(self):
+        """The dataset names, in creation order."""
+        return iter(self.list_datasets())
+
+    def __getitem__(self, name: str) -> DatasetView:
+        """``store[name]`` is ``store.open_dataset(name)`` (KeyError when there is none)."""
+        return self.open_dataset(name)
+
+    def _repr_html_(self) -> str:
+        from atlas.core._html import atlas_html
+
+        return atlas_html(self)
+
     # -- durability ----------------------------------------------------------------------------
 
     def flush(self) -> None:

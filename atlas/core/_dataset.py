@@ -31,6 +31,11 @@ class DatasetView:
     def __repr__(self) -> str:
         return f"<atlas.DatasetView {self._name!r} of {self._store.location}>"
 
+    def _repr_html_(self) -> str:
+        from atlas.core._html import dataset_html
+
+        return dataset_html(self)
+
     @property
     def name(self) -> str:
         return self._name

@@ -16,8 +16,8 @@ the first dataset alone:
   ``join="outer"`` pads the shorter datasets at the end;
 - any other coordinate that is not the same everywhere gains the new dimension.
 
-Padded cells hold what ``xr.concat(join="outer")`` puts there: NaN (integers become floats),
-NaT for times, NaN in an object array for strings and bools.
+Padded cells hold what ``xr.concat(join="outer")`` puts there: NaN (integers and bools become
+floats), NaT for times, NaN in an object array for strings.
 """
 
 from __future__ import annotations
@@ -212,13 +212,16 @@ def _template(var: DecodedVariable) -> xr.Variable:
 
 
 def _result_dtype(var: DecodedVariable, padded: bool) -> tuple[np.dtype, Any]:
-    """(dtype, fill of padded cells) of the stacked variable, as xr.concat(join="outer")."""
-    from xarray.core import dtypes
+    """(dtype, fill of padded cells) of the stacked variable: what xarray's own alignment
+    gives when it pads (asked of a one-cell reindex, so it is xr.concat's rule exactly)."""
+    import xarray as xr
 
     dtype = _template(var).dtype
     if not padded:
         return dtype, None
-    return dtypes.maybe_promote(dtype)
+    probe = xr.DataArray(np.zeros(1, dtype=dtype), dims="x", coords={"x": [0]})
+    padded_probe = probe.reindex(x=[0, 1])
+    return padded_probe.dtype, padded_probe.values[1]
 
 
 def _member_values(store: Atlas, members: list[_Member], var: DecodedVariable) -> list:

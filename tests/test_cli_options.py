@@ -13,9 +13,9 @@ import netCDF4
 import numpy as np
 import pytest
 import xarray as xr
+from _s3 import moto_s3  # noqa: F401  (fixture)
 
 import atlas
-from _s3 import moto_s3  # noqa: F401  (fixture)
 from atlas.cli import main
 
 

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from _s3 import moto_s3  # noqa: F401  (fixture)
 
 import atlas
-from _s3 import moto_s3  # noqa: F401  (fixture)
 
 pytest.importorskip("netCDF4")
 

@@ -8,8 +8,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from atlas.xarray._decode import redecode, resolve
 from atlas.xarray._fidelity import mask_text_fill, restore_dataset_encoding, restore_variable
 from atlas.xarray._lazy import lazy_array

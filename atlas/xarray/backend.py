@@ -17,9 +17,9 @@ from xarray.backends import BackendArray, BackendEntrypoint
 from xarray.core import indexing
 
 from atlas.format.manifest import MANIFEST_KEY
+from atlas.xarray._decode import DECODERS, redecode, resolve
 from atlas.xarray._fidelity import restore_dataset_encoding
 from atlas.xarray._mapping import DecodedVariable, restore_values
-from atlas.xarray._decode import DECODERS, redecode, resolve
 from atlas.xarray._read import build_dataset, drop_names, layout
 
 

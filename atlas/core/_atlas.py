@@ -187,6 +187,19 @@ class Atlas:
     def __len__(self) -> int:
         return self._catalog.count()
 
+    def __iter__(self):
+        """The dataset names, in creation order."""
+        return iter(self.list_datasets())
+
+    def __getitem__(self, name: str) -> DatasetView:
+        """``store[name]`` is ``store.open_dataset(name)`` (KeyError when there is none)."""
+        return self.open_dataset(name)
+
+    def _repr_html_(self) -> str:
+        from atlas.core._html import atlas_html
+
+        return atlas_html(self)
+
     # -- durability ----------------------------------------------------------------------------
 
     def _has_changes(self) -> bool:
@@ -480,26 +493,37 @@ class Atlas:
         """Alias of :meth:`add_xr_dataset`."""
         return self.add_xr_dataset(ds, name, chunks)
 
-    def to_xarray(self, name: str) -> Any:
-        """Dataset ``name`` as an ``xarray.Dataset`` (chunked variables lazy, dask-backed)."""
+    def to_xarray(self, name: str, **decode: Any) -> Any:
+        """Dataset ``name`` as an ``xarray.Dataset`` (chunked variables lazy, dask-backed);
+        ``decode_cf``, ``mask_and_scale``, ... and ``drop_variables`` as in xr.open_dataset."""
         from atlas.xarray._read import to_xarray
 
-        return to_xarray(self, name)
+        return to_xarray(self, name, **decode)
 
-    def open_as_xarray_dataset(self, name: str) -> Any:
+    def open_as_xarray_dataset(self, name: str, **decode: Any) -> Any:
         """Alias of :meth:`to_xarray`."""
-        return self.to_xarray(name)
+        return self.to_xarray(name, **decode)
 
-    def to_xarray_many(self, names: Sequence[str], concat_dim: str = "dataset") -> Any:
-        """Data variables of many datasets stacked along ``concat_dim``."""
-        from atlas.xarray._read import to_xarray_many
+    def to_xarray_many(self, names: Sequence[str], concat_dim: str = "dataset",
+                       join: str = "exact") -> Any:
+        """Many datasets stacked along a new dimension ``concat_dim``, lazily (dask);
+        ``join="outer"`` aligns and pads datasets whose coordinates or sizes differ."""
+        from atlas.xarray._many import to_xarray_many
 
-        return to_xarray_many(self, names, concat_dim)
+        return to_xarray_many(self, names, concat_dim, join)
 
-    def open_as_many_xarray_dataset(self, names: Sequence[str],
-                                    concat_dim: str = "dataset") -> Any:
+    def open_mfdataset(self, names: Sequence[Any], concat_dim: Any = None,
+                       combine: str = "by_coords", **kwargs: Any) -> Any:
+        """Datasets combined along real dimensions, lazily, as ``xr.open_mfdataset`` combines
+        files (``combine="by_coords"`` or ``"nested"`` with ``concat_dim``)."""
+        from atlas.xarray._combine import open_mfdataset
+
+        return open_mfdataset(self, names, concat_dim, combine, **kwargs)
+
+    def open_as_many_xarray_dataset(self, names: Sequence[str], concat_dim: str = "dataset",
+                                    join: str = "exact") -> Any:
         """Alias of :meth:`to_xarray_many`."""
-        return self.to_xarray_many(names, concat_dim)
+        return self.to_xarray_many(names, concat_dim, join)
 
     # -- what DatasetView and the bulk paths use -----------------------------------------------
 

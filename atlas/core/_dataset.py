@@ -31,6 +31,11 @@ class DatasetView:
     def __repr__(self) -> str:
         return f"<atlas.DatasetView {self._name!r} of {self._store.location}>"
 
+    def _repr_html_(self) -> str:
+        from atlas.core._html import dataset_html
+
+        return dataset_html(self)
+
     @property
     def name(self) -> str:
         return self._name
@@ -152,10 +157,16 @@ class DatasetView:
                   f"attribute {key!r} of dataset {self._name!r}")
 
     def get_attribute(self, key: str) -> Any:
+        if is_internal(key):
+            return None
         found = self._store._catalog.get_attr(("attr", _key(key)), self._did())
         return None if found is None else found[1]
 
     def attributes(self) -> dict[str, Any]:
+        return {k: v for k, v in self._all_attributes().items() if not is_internal(k)}
+
+    def _all_attributes(self) -> dict[str, Any]:
+        """Every attribute, the xarray layer's internal ``_pyatlas*`` ones included."""
         return dict(self._store._catalog.attrs(("attr",), self._did()))
 
     def delete_attribute(self, key: str) -> None:
@@ -171,10 +182,17 @@ class DatasetView:
 
     def get_array_attribute(self, array: str, key: str) -> Any:
         slot = self._required(array)[1]
+        if is_internal(key):
+            return None
         found = self._store._catalog.get_attr(("array_attr", array, _key(key)), slot)
         return None if found is None else found[1]
 
     def array_attributes(self, array: str) -> dict[str, Any]:
+        return {k: v for k, v in self._all_array_attributes(array).items()
+                if not is_internal(k)}
+
+    def _all_array_attributes(self, array: str) -> dict[str, Any]:
+        """Every attribute of ``array``, the xarray layer's internal ones included."""
         slot = self._required(array)[1]
         return dict(self._store._catalog.attrs(("array_attr", array), slot))
 
@@ -183,6 +201,15 @@ class DatasetView:
         self._store._check_writable()
         encoded = value_format.encode(value, dtype, where)
         self._store._catalog.set_attr(section_id, key, encoded)
+
+
+# keys the xarray layer keeps its bookkeeping under (coordinate names, dtypes, CF markers):
+# stored like any attribute, left out of what attributes()/get_attribute() show
+INTERNAL_PREFIX = "_pyatlas"
+
+
+def is_internal(key: Any) -> bool:
+    return isinstance(key, str) and key.startswith(INTERNAL_PREFIX)
 
 
 def _key(key: Any) -> str:

@@ -7,6 +7,7 @@ Compaction, the automatic merge of small files and verification live in
 
 from __future__ import annotations
 
+import functools
 import weakref
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -20,7 +21,7 @@ from atlas.core._catalog import Catalog
 from atlas.core._dataset import DatasetView
 from atlas.core._index import ChunkIndex, IndexCache
 from atlas.core._pending import PendingWrites
-from atlas.core._read import BlockCache, ReadPlan, execute, plan_read, read_chunk
+from atlas.core._read import BlockCache, ReadPlan, _distinct, execute, plan_read, read_chunk
 from atlas.core._validate import as_index_tuple, check_name, check_window
 from atlas.core._write import write_window
 from atlas.errors import (
@@ -102,14 +103,14 @@ class Atlas:
             self._root_state, self._token, self._legacy = load_root(self._storage)
         return self._root_state
 
-    @property
+    @functools.cached_property
     def _catalog(self) -> Catalog:
-        if self._catalog_state is None:
-            root = self._root
-            if self._legacy is not None:
-                self._catalog_state = self._legacy.catalog(self._files)
-            else:
-                self._catalog_state = Catalog(self._storage, root, self._files)
+        # cached in the instance after the first use: the hot path reads it on every call
+        root = self._root
+        if self._legacy is not None:
+            self._catalog_state = self._legacy.catalog(self._files)
+        else:
+            self._catalog_state = Catalog(self._storage, root, self._files)
         return self._catalog_state
 
     @property
@@ -152,8 +153,7 @@ class Atlas:
     def create_dataset(self, name: str) -> DatasetView:
         check_name(name, "dataset")
         self._check_writable()
-        self._catalog.create(name)
-        return DatasetView(self, name)
+        return DatasetView(self, name, self._catalog.create(name))
 
     def open_dataset(self, name: str) -> DatasetView:
         self._did(name)
@@ -288,7 +288,8 @@ class Atlas:
             live = ~delta.dead
             stats = _stats.compute(
                 delta.columns["slot"][live], delta.columns["schema"][live], catalog.schemas(),
-                pending.index(section_id[1]), self._committed_index(section_id[1]),
+                pending.index(section_id[1]),
+                lambda a=section_id[1]: self._committed_index(a),
                 pending.string_partial(section_id[1]),
                 lambda slot, chunk, extent, a=section_id[1]: self._current_chunk(
                     a, self._schema_of_slot(a, slot), slot, chunk, extent))
@@ -466,7 +467,7 @@ class Atlas:
     def _common_window(self, array, names, schema_ids, start, shape):
         """Check every distinct schema admits one window of one dtype; return it."""
         first = None
-        for schema_id in dict.fromkeys(schema_ids.tolist()):  # first mismatch first in errors
+        for schema_id in _distinct(schema_ids):  # first mismatch first in errors
             schema = self._catalog.schema(schema_id)
             position = int(np.flatnonzero(schema_ids == schema_id)[0])
             name = (names if names is not None else self._catalog.names())[position]
@@ -526,6 +527,11 @@ class Atlas:
         return self.to_xarray_many(names, concat_dim, join)
 
     # -- what DatasetView and the bulk paths use -----------------------------------------------
+
+    @property
+    def _writable_fast(self) -> bool:
+        """Whether writes may skip :meth:`_check_writable` (it would pass)."""
+        return not self._storage.read_only and self._legacy is None
 
     def _check_writable(self, commits: bool = True) -> None:
         """ReadOnlyError on a read-only handle; FormatError for a commit to a version-1 store

@@ -19,11 +19,23 @@ if TYPE_CHECKING:
 
 
 class DatasetView:
-    """A named dataset of a store. Cheap to create; holds no data of its own."""
+    """A named dataset of a store. Cheap to create; holds no data of its own.
 
-    def __init__(self, store: "Atlas", name: str):
+    It remembers its dataset id and the rows of the arrays it used while the catalog's
+    ``epoch`` says nothing they depend on changed (a delete, a flush): a per-dataset ingest
+    then costs a few dict lookups per call.
+    """
+
+    __slots__ = ("_store", "_name", "_epoch", "_cached_did", "_rows")
+
+    def __init__(self, store: "Atlas", name: str, did: int | None = None):
         self._store = store
         self._name = name
+        self._epoch = -1
+        self._cached_did = did
+        self._rows: dict[str, tuple] = {}
+        if did is not None:
+            self._epoch = store._catalog.epoch
 
     def __reduce__(self):
         return (DatasetView, (self._store, self._name))
@@ -47,13 +59,23 @@ class DatasetView:
     # -- schema --------------------------------------------------------------------------------
 
     def _did(self) -> int:
-        return self._store._did(self._name)
+        catalog = self._store._catalog
+        if self._epoch == catalog.epoch:
+            return self._cached_did
+        did = self._store._did(self._name)
+        self._epoch, self._cached_did, self._rows = catalog.epoch, did, {}
+        return did
 
     def _row(self, array: str) -> tuple[int, int, int, bool] | None:
         """(did, slot, schema id, pending) of one array, or None."""
         did = self._did()
-        row = self._store._catalog.array_row(array, did)
-        return None if row is None else (did, *row)
+        found = self._rows.get(array)
+        if found is None:
+            row = self._store._catalog.array_row(array, did)
+            if row is None:
+                return None
+            found = self._rows[array] = (did, *row)
+        return found
 
     def _required(self, array: str) -> tuple[int, int, int, bool]:
         row = self._row(array)
@@ -70,15 +92,22 @@ class DatasetView:
     def define_array(self, name: str, dtype: Any, dims: Sequence[str], shape: Sequence[int],
                      chunk_shape: Sequence[int] | None = None, fill_value: Any = None) -> None:
         """Declare an array. Unwritten cells read back as ``fill_value`` (or 0, "", NaT)."""
-        check_name(name, "array")
         store = self._store
-        store._check_writable()
-        did = self._did()
         catalog = store._catalog
-        if catalog.array_row(name, did) is not None:
+        key = _define_key(name, dtype, dims, shape, chunk_shape, fill_value)
+        schema_id = None if key is None else catalog.defined.get(key)
+        if schema_id is None:  # arguments not seen (and checked) before
+            check_name(name, "array")
+            store._check_writable()
+            schema = make_schema(dtype, dims, shape, chunk_shape, fill_value, self._where(name))
+            schema_id = catalog.intern(schema)
+            if key is not None:
+                catalog.defined[key] = schema_id
+        did = self._did()
+        if name in self._rows or catalog.array_row(name, did) is not None:
             raise AlreadyExistsError(f"array {name!r} already exists in dataset {self._name!r}")
-        schema = make_schema(dtype, dims, shape, chunk_shape, fill_value, self._where(name))
-        catalog.define(name, did, catalog.intern(schema))
+        slot = catalog.define(name, did, schema_id)
+        self._rows[name] = (did, slot, schema_id, True)
 
     def delete_array(self, name: str) -> None:
         store = self._store
@@ -114,6 +143,22 @@ class DatasetView:
     def write_array(self, name: str, start: Sequence[int], data: np.ndarray) -> None:
         """Write ``data`` at ``start``; its dtype must be the array's (atlas never casts)."""
         store = self._store
+        row = self._row(name)
+        if row is not None and type(data) is np.ndarray and type(start) in (list, tuple):
+            did, slot, schema_id, pending = row
+            catalog = store._catalog
+            schema = catalog.schemas()[schema_id]
+            fast = catalog.fast_dtypes[schema_id]
+            if (fast is not None and data.dtype == fast and data.shape == schema.shape
+                    and len(start) == len(schema.shape) and not any(start)
+                    and store._writable_fast):
+                # the commonest write by far: a whole array of one chunk (a profile, a scalar)
+                store._pending.put_whole(name, schema_id, schema, slot, data,
+                                         store._root.generation + 1)
+                if not pending:
+                    catalog.stats_changed(name, did, slot, schema_id)
+                    self._rows[name] = (did, slot, schema_id, True)
+                return
         store._check_writable()
         did, slot, schema_id, _pending = self._required(name)
         schema = store._catalog.schema(schema_id)
@@ -131,6 +176,7 @@ class DatasetView:
         values = check_data(schema.dtype, data, where)
         store._write(name, slot, schema_id, schema, start_t, values)
         store._catalog.stats_changed(name, did, slot, schema_id)
+        self._rows[name] = (did, slot, schema_id, True)
 
     def read_array(self, name: str, start: Sequence[int] | None = None,
                    shape: Sequence[int] | None = None) -> np.ndarray | None:
@@ -210,6 +256,23 @@ INTERNAL_PREFIX = "_pyatlas"
 
 def is_internal(key: Any) -> bool:
     return isinstance(key, str) and key.startswith(INTERNAL_PREFIX)
+
+
+def _define_key(name, dtype, dims, shape, chunk_shape, fill) -> tuple | None:
+    """A hashable key of ``define_array``'s arguments, or None when they are not plain enough
+    to tell equal calls apart (then they are checked every time)."""
+    try:
+        dims_t = (dims,) if isinstance(dims, str) else tuple(dims)
+        shape_t = tuple(shape)
+        chunks_t = None if chunk_shape is None else tuple(chunk_shape)
+        if not all(type(n) is int for n in (*shape_t, *(chunks_t or ()))):
+            return None  # e.g. 100.0 would hash like 100 but must be refused
+        fill_key = ("nan", type(fill)) if fill != fill else (type(fill), fill)
+        key = (name, dtype, dims_t, shape_t, chunks_t, fill_key)
+        hash(key)
+    except Exception:  # unhashable or odd arguments: the checks will say what is wrong
+        return None
+    return key
 
 
 def _key(key: Any) -> str:

@@ -10,6 +10,7 @@ through the per-dataset write path.
 from __future__ import annotations
 
 import re
+from itertools import repeat
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
@@ -95,10 +96,12 @@ def _dids_creating(store: "Atlas", names: list[str]) -> np.ndarray:
     """Dataset ids of ``names``, creating those that do not exist (names checked in bulk)."""
     catalog = store._catalog
     known = catalog.dids()
-    dids = np.fromiter((known.get(n, -1) if isinstance(n, str) else -2 for n in names), _I64,
-                       len(names))
-    if (dids == -2).any():
-        bad = names[int(np.flatnonzero(dids == -2)[0])]
+    try:
+        dids = np.array(list(map(known.get, names, repeat(-1))), _I64)  # one lookup each
+    except TypeError:
+        dids = None  # an unhashable name
+    if dids is None or not all(map(str.__instancecheck__, names)):
+        bad = next(n for n in names if not isinstance(n, str))
         raise TypeError(f"dataset names must be str, got {type(bad).__name__} {bad!r}")
     missing = np.flatnonzero(dids < 0)
     if not len(missing):

@@ -198,6 +198,7 @@ class LegacyStore:
             layered = catalog.tables[section_id] = LayeredTable(table.kind, lambda t=table: t)
             layered.base()
         catalog.next_seq = self.root.next_seq
+        catalog.dids()  # every name is in memory already (there are no parts to search)
         return catalog
 
     def segment_index(self, ref: FileRef) -> tuple[SegmentIndex, np.ndarray]:

@@ -49,6 +49,14 @@ class Table:
     def __len__(self) -> int:
         return len(self.key)
 
+    @property
+    def last_key(self) -> int:
+        """The largest key, as a Python int (-1 for an empty table)."""
+        found = self.__dict__.get("_last_key")
+        if found is None:
+            found = self.__dict__["_last_key"] = int(self.key[-1]) if len(self.key) else -1
+        return found
+
     @classmethod
     def empty(cls, kind: str) -> "Table":
         return cls(kind, np.zeros(0, np.int64), np.zeros(0, bool),
@@ -96,7 +104,7 @@ class Table:
         cols = [("key", "i8d", self.key), ("dead", "u1", self.dead.astype(np.uint8))]
         for name, kind, _dtype, default, optional in KINDS[self.kind]:
             values = self.columns[name]
-            if optional and all(v == default for v in values):
+            if optional and not any(values):  # optional columns default to "" (falsy)
                 continue  # e.g. no string statistics in an array table of numbers
             cols.append((name, kind, values))
         return cols

@@ -81,6 +81,7 @@ class Catalog:
         # sections of the parts, searched as joined bytes
         self._names_changed: dict[str, int | None] = {}
         self._name_blobs: dict[str, tuple | None] = {}
+        self._blooms: dict[str, Any] = {}
         self._searches = 0
         self._live: list | None = None  # see _live_view
         self._schemas: list[Schema] | None = None
@@ -208,8 +209,25 @@ class Catalog:
             return False
         return b"\x00" + names + b"\x00", columns["key"], np.asarray(columns["dead"]) != 0
 
+    def _may_exist(self, name: str) -> bool:
+        """False when no committed part can hold ``name`` (their names filters say so)."""
+        from atlas.format.bloom import might_contain
+        from atlas.format.catalog import read_bloom
+
+        for ref, footer in zip(self.root.parts, self._footers()):
+            bits = self._blooms.get(ref.key, _ABSENT)
+            if bits is _ABSENT:
+                bits = self._blooms[ref.key] = read_bloom(footer, footer.reader(
+                    lambda o, n, r=ref: self.storage.get_range(r.key, o, n, r.size)),
+                    f"{self.storage.location}/{ref.key}")
+            if bits is True or bits is not None and might_contain(bits, name):
+                return True
+        return False
+
     def create(self, name: str) -> int:
-        if self.did_of(name) is not None:
+        fresh = (self._dids is None and name not in self._names_changed
+                 and not self._may_exist(name))
+        if not fresh and self.did_of(name) is not None:
             raise AlreadyExistsError(f"dataset {name!r} already exists in "
                                      f"{self.storage.location}")
         did = self.next_did
@@ -263,7 +281,7 @@ class Catalog:
                 return None
             at = row * log.stride
             return log.data[at + 1], log.data[at + 2], True
-        found = table.get(did)
+        found = table.get(did, self.is_committed(did))
         if found is None or table.is_dead(found):
             return None
         return (int(table.value(found, "slot")), int(table.value(found, "schema")),
@@ -335,9 +353,15 @@ class Catalog:
 
     # -- attributes ----------------------------------------------------------------------------
 
+    def is_committed(self, did: int) -> bool:
+        """Whether dataset ``did`` may have committed rows (it was created before the commit
+        this handle is at): a dataset created since has rows in the logs only, so appending
+        one dataset never loads a committed table."""
+        return did < self.root.next_did
+
     def set_attr(self, section_id: tuple, key: int, encoded: tuple[int, int, bytes]) -> None:
         table = self.table(section_id)
-        found = table.get(key)
+        found = table.get(key, section_id[0] != "attr" or self.is_committed(key))
         if found is not None and not table.is_dead(found):
             seq = int(table.value(found, "seq"))
         else:
@@ -349,7 +373,7 @@ class Catalog:
     def get_attr(self, section_id: tuple, key: int) -> tuple[int, Any] | None:
         """(seq, value) of one attribute, or None."""
         table = self.tables.get(section_id) or self.table(section_id)
-        found = table.get(key)
+        found = table.get(key, section_id[0] != "attr" or self.is_committed(key))
         if found is None or table.is_dead(found):
             return None
         value = value_format.decode(int(table.value(found, "tag")),

@@ -27,7 +27,8 @@ from atlas.core._read import BlockCache, fetch_block
 from atlas.errors import CorruptionError, FormatError, StoreNotFoundError
 from atlas.format import keys as key_grammar
 from atlas.format.catalog import MAGIC as PART_MAGIC
-from atlas.format.catalog import check_footer, read_table, table_kind, write_part as write_file
+from atlas.format.catalog import BLOOM, check_footer, read_bloom, read_table, table_kind
+from atlas.format.catalog import write_part as write_file
 from atlas.format.container import LockedFile
 from atlas.format.root import FileRef, Root
 from atlas.format.segment import MAGIC as SEGMENT_MAGIC
@@ -168,7 +169,7 @@ def _merge_parts(store: "Atlas", root: Root, refs: list[FileRef], drop_dead: boo
     the live dataset ids (``"did"``) and, per array name, its live slots."""
     storage = store._storage
     footers = store._files.footers(refs, PART_MAGIC)
-    ids = dict.fromkeys(sid for footer in footers for sid in footer.sections)
+    ids = dict.fromkeys(sid for footer in footers for sid in footer.sections if sid != BLOOM)
     tables = {}
     for sid in ids:
         found = []
@@ -350,6 +351,8 @@ def _has_dead(store: "Atlas", ref: FileRef, keep: dict[str, Any]) -> bool:
     """Whether the one part of a store holds rows a compaction would drop."""
     catalog = store._catalog
     for sid in store._files.footer(ref, PART_MAGIC).sections:
+        if sid == BLOOM:
+            continue
         table = catalog.table(sid).committed()
         if table.dead.any() or len(_live_rows(sid, table, keep)) != len(table):
             return True
@@ -475,9 +478,12 @@ def _verify_part(storage: Storage, files: IndexCache, ref: FileRef, problems: li
         _check_magic(storage, ref, PART_MAGIC, where)
         footer = files.footer(ref, PART_MAGIC)
         check_footer(footer, where)
+        read = footer.reader(lambda o, n: storage.get_range(ref.key, o, n, ref.size))
         for sid in footer.sections:
-            read_table(footer, sid, lambda o, n: storage.get_range(ref.key, o, n, ref.size),
-                       where)
+            if sid == BLOOM:
+                read_bloom(footer, read, where)
+            else:
+                read_table(footer, sid, read, where)
     except FileNotFoundError:
         problems.append(f"{where}: catalog part is missing")
     except (CorruptionError, OSError, ValueError) as err:

@@ -345,10 +345,11 @@ class PendingSegment:
             return np.frombuffer(blocks[name], _I64).copy() if n_blocks else np.zeros(0, _I64)
 
         open_size = self.used
+        partials = (col["nulls"][pick], col["valid"][pick], col["min"][pick],
+                    col["max"][pick], col["nulls"][pick] != _UNKNOWN)
         index = ChunkIndex(
             col["slot"][pick], col["chunk"][pick], block[pick], col["offset"][pick],
-            col["length"][pick], col["mask"][pick], col["nulls"][pick], col["valid"][pick],
-            col["min"][pick], col["max"][pick], col["nulls"][pick] != _UNKNOWN,
+            col["length"][pick], col["mask"][pick], lambda: partials,
             np.append(written("offset"), 0), np.append(written("stored"), open_size),
             np.append(written("decoded"), open_size), np.append(written("codec"), 0),
             np.append(written("crc"), 0),

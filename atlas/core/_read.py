@@ -317,6 +317,12 @@ def execute(plan: ReadPlan, out: np.ndarray, cache: BlockCache | None) -> None:
         _fill(plan, out)
     if not plan.n_blocks:
         return
+    decoded = int(sum(plan.indexes[int(i)].block_decoded[int(n)]
+                      for i, n in zip(plan.block_index[:64], plan.block_number[:64])))
+    if cache is not None and (plan.n_blocks > 64 or decoded > cache.budget // 4):
+        # a bulk read: its blocks would only push out what small reads keep, and reading them
+        # again decodes them again (the cache is for reading datasets one by one)
+        cache = None
     blocks = _fetch(plan, cache)
     bounds = plan.block_bounds()
     if out.dtype == object:
@@ -332,9 +338,7 @@ def execute(plan: ReadPlan, out: np.ndarray, cache: BlockCache | None) -> None:
             decoded = _decoded(plan, b, blocks[b], cache)
             _scatter(plan, tables, bounds[b], bounds[b + 1], decoded, out_bytes)
 
-    total = int(sum(plan.indexes[int(i)].block_decoded[int(n)]
-                    for i, n in zip(plan.block_index[:64], plan.block_number[:64])))
-    if plan.n_blocks < 2 or total < PARALLEL_MIN_BYTES:
+    if plan.n_blocks < 2 or decoded < PARALLEL_MIN_BYTES:
         work(range(plan.n_blocks))
         return
     pool = worker_pool()

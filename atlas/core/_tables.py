@@ -184,12 +184,15 @@ class LayeredTable:
             return self.committed()
         return merge(self.kind, [self.committed(), self.log.table(extra)])
 
-    def get(self, key: int) -> tuple[str, Any] | None:
+    def get(self, key: int, committed: bool = True) -> tuple[str, Any] | None:
         """Where the newest row of ``key`` is: ("log", row) or ("table", (table, position)),
-        or None when there is none."""
+        or None when there is none. ``committed=False``: the key cannot have committed rows
+        (a dataset created since the commit the handle read), so only the log is looked at."""
         row = self.log.find(key)
         if row >= 0:
             return "log", row
+        if not committed:
+            return None
         for table in reversed(self._deltas):
             pos = _position(table, key)
             if pos >= 0:

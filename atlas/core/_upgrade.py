@@ -60,8 +60,9 @@ def upgrade(location: Any, **store_options: Any) -> dict:
             if not len(rows):
                 continue
             # version 1 kept every chunk's partial; version 2 only those of many-chunk arrays
-            index = dataclasses.replace(index, has_partial=np.isin(index.slot,
-                                                                   multi_slots[array]))
+            nulls, valid, lo, hi, _has = index.partials()
+            keep = np.isin(index.slot, multi_slots[array])
+            index = dataclasses.replace(index, partials=lambda p=(nulls, valid, lo, hi, keep): p)
             segment, _seg_index = _maintain.rewrite_segment(storage, new_root, index, rows,
                                                             cache)
             written.append(segment)

@@ -118,8 +118,8 @@ class Table:
             for name, _k, dtype, default, optional in KINDS[kind]:
                 if name in columns:
                     cols[name] = _as_column(columns[name], dtype)
-                elif optional:
-                    cols[name] = np.full(len(key), default, dtype)
+                elif optional:  # not stored: every value the default (a read-only broadcast)
+                    cols[name] = np.broadcast_to(np.array(default, dtype), len(key))
                 else:
                     raise KeyError(name)
         except KeyError as err:

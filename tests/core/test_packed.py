@@ -287,3 +287,16 @@ def test_a_reader_on_an_older_root_reads_through_merges(tmp_path, rng):
         store.flush()
     assert store._root.retired  # replaced files stay for the grace period
     np.testing.assert_array_equal(reader.read_array_across_stacked("v", _names(5)), want)
+
+
+def test_appending_to_a_fresh_handle_reads_no_names_of_the_store(store, store_path, rng):
+    names = _names(3000)
+    store.write_array_across_stacked("v", names, rng.standard_normal((3000, 2)))
+    store.flush()
+    fresh = reopen(store_path)
+    fresh.create_dataset("brand new")  # the parts' names filters say it is not there
+    assert fresh._catalog._name_blobs == {} and fresh._catalog._dids is None
+    with pytest.raises(atlas.AlreadyExistsError):
+        fresh.create_dataset(names[1234])  # "maybe": settled by searching the names
+    fresh.flush()
+    assert "brand new" in reopen(store_path)

@@ -130,9 +130,14 @@ class Catalog:
     def _live_view(self) -> list:
         """[names, dids (array('q')), token] of the live datasets in creation order."""
         if self._live is None:
-            table = self.table(("datasets",)).view().live()
-            self._live = [list(table.columns["name"]), array("q", table.key.tobytes()),
-                          object()]
+            table = self.table(("datasets",)).view()
+            names = table.__dict__.get("texts", {}).get("name")  # as decoded: one list copy
+            if names is not None and not table.dead.any():
+                names = list(names)  # this list grows with creates; the table's must not
+            else:
+                table = table.live()
+                names = list(table.columns["name"])
+            self._live = [names, array("q", table.key.tobytes()), object()]
         return self._live
 
     def names(self) -> NameList:

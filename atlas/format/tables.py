@@ -72,9 +72,11 @@ class Table:
         last[:-1] = sorted_key[1:] != sorted_key[:-1]
         pick = order[last]
         cols = {}
-        for name, _k, dtype, default, _o in KINDS[kind]:
+        for name, _k, dtype, default, optional in KINDS[kind]:
             values = columns.get(name)
-            if values is None:
+            if values is None and optional:  # all the default: a read-only broadcast
+                cols[name] = np.broadcast_to(np.array(default, dtype), len(pick))
+            elif values is None:
                 cols[name] = np.full(len(pick), default, dtype)
             else:
                 cols[name] = _as_column(values, dtype)[pick]
@@ -115,9 +117,12 @@ class Table:
             key = np.asarray(columns["key"], np.int64)
             dead = np.asarray(columns["dead"]) != 0
             cols = {}
+            texts = {}
             for name, _k, dtype, default, optional in KINDS[kind]:
                 if name in columns:
                     cols[name] = _as_column(columns[name], dtype)
+                    if isinstance(columns[name], list):
+                        texts[name] = columns[name]
                 elif optional:  # not stored: every value the default (a read-only broadcast)
                     cols[name] = np.broadcast_to(np.array(default, dtype), len(key))
                 else:
@@ -128,7 +133,9 @@ class Table:
             raise CorruptionError(f"{where}: {kind} table keys are not sorted and unique")
         if np.any(key < 0):
             raise CorruptionError(f"{where}: {kind} table has a negative key")
-        return cls(kind, key, dead, cols)
+        table = cls(kind, key, dead, cols)
+        table.__dict__["texts"] = texts  # the text columns as the lists they were decoded to
+        return table
 
 
 def _as_column(values: Any, dtype: np.dtype) -> np.ndarray:

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from atlas import codecs
-from atlas.core import _stats
+from atlas.core import _chunks, _stats
 from atlas.core._batches import batches
 from atlas.core._dataset import DatasetView
 from atlas.core._index import IndexCache, ResolvedIndex
@@ -46,6 +46,9 @@ class VerifyReport:
 
     problems: list[str] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
+    # what crashed writers left outside the store's keys: incomplete multipart uploads, local
+    # spill files (not problems; repair removes those older than the orphan grace period)
+    leftovers: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     segments: int = 0
     chunks: int = 0
@@ -315,6 +318,10 @@ class Atlas:
                             pass  # left for the next sweep
         except (CorruptionError, FormatError):
             pass  # no sweeping against a manifest that does not decode
+        try:  # crashed writers' multipart uploads and spill files (they hold no store key)
+            removed += storage.remove_leftovers(ORPHAN_GRACE_SECONDS)
+        except OSError:
+            pass  # left for the next sweep
         return removed
 
     def _orphans(self, strict: bool = False) -> list[tuple[str, int, float]]:
@@ -348,16 +355,19 @@ class Atlas:
             _load_manifest(storage)
         except (CorruptionError, FormatError, StoreNotFoundError) as err:
             report.problems.append(str(err))
+        schemas = self._slot_schemas()
         for refs in self._manifest.segments.values():
             for key, size, rows in refs:
                 report.segments += 1
                 report.chunks += _verify_segment(storage, index, key, size, rows,
-                                                 report.problems)
+                                                 report.problems, schemas)
+        report.problems += storage.layout_problems()  # links, FIFOs, ... inside the store
         try:
             report.orphans = [item[0] for item in self._orphans()]
         except (CorruptionError, FormatError):
             pass  # the damaged manifest is reported above
-        if repair and report.orphans:
+        report.leftovers = [what for what, _age in storage.leftovers()]
+        if repair and (report.orphans or report.leftovers):
             self._check_writable()
             report.removed = self._remove_orphans()
         return report
@@ -497,6 +507,13 @@ class Atlas:
 
     # -- internals used by DatasetView ---------------------------------------------------------
 
+    def _slot_schemas(self) -> dict[int, Schema]:
+        """The schema of every live slot (what bounds the decoded size of its chunks)."""
+        schemas = self._manifest.schemas
+        return {entry["slot"]: schemas[entry["schema"]]
+                for record in self._manifest.datasets.values()
+                for entry in record["arrays"].values()}
+
     def _check_writable(self) -> None:
         if self._storage.read_only:
             raise ReadOnlyError(f"store at {self.location} is open read-only")
@@ -599,7 +616,7 @@ def _layout_problem(storage, key, size, cols) -> str | None:
     return None
 
 
-def _verify_segment(storage, index, key, size, rows, problems) -> int:
+def _verify_segment(storage, index, key, size, rows, problems, schemas) -> int:
     where = f"{storage.location}/{key}"
     try:
         footer = index.footer(key, size)
@@ -615,19 +632,32 @@ def _verify_segment(storage, index, key, size, rows, problems) -> int:
     layout = _layout_problem(storage, key, size, cols)
     if layout:
         problems.append(f"{where}: {layout}")
-    bad = 0
+    bad = misfit = 0
     for i in range(footer.rows):
         stored_len = int(cols["stored_length"][i])
         length = stored_len + int(cols["mask_length"][i])
+        # a live chunk decodes to exactly its chunk's size (never more: a forged length would
+        # allocate it); a dead one (deleted dataset or array) is only checksummed
+        schema = schemas.get(int(cols["slot"][i]))
+        extent = None if schema is None else _chunks.chunk_extent(schema, int(cols["chunk"][i]))
+        expected = None if extent is None else _chunks.raw_length(schema, extent)
+        if schema is not None and (extent is None or (
+                expected is not None and int(cols["decoded_length"][i]) != expected)):
+            misfit += 1
+            continue
         try:
             record = storage.get_range(key, int(cols["offset"][i]), length, size)
             if len(record) != length or codecs.checksum(record) != int(cols["checksum"][i]):
                 raise CorruptionError("checksum mismatch")
-            codecs.decode(int(cols["codec"][i]), record[:stored_len],
-                          int(cols["decoded_length"][i]))
+            if schema is not None:
+                codecs.decode(int(cols["codec"][i]), record[:stored_len],
+                              int(cols["decoded_length"][i]), expected)
         except (CorruptionError, OSError):
             bad += 1
     if bad:
         problems.append(f"{where}: {bad} of {footer.rows} chunks fail their checksum")
+    if misfit:
+        problems.append(f"{where}: {misfit} of {footer.rows} chunks claim a chunk id or decoded "
+                        "size their array's schema does not have")
     return footer.rows
 

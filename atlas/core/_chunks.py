@@ -62,6 +62,24 @@ def from_bits(bits: np.ndarray, dtype: DType) -> np.ndarray:
     return bits
 
 
+def chunk_extent(schema: Schema, chunk: int) -> tuple[int, ...] | None:
+    """The clipped extent of linear chunk id ``chunk``, or None when the grid has no such id."""
+    grid = tuple(-(-s // c) for s, c in zip(schema.shape, schema.chunk_shape))
+    if not 0 <= chunk < math.prod(grid):
+        return None
+    coords = np.unravel_index(chunk, grid) if schema.ndim else ()
+    return tuple(min(c, s - int(i) * c) for i, c, s in zip(coords, schema.chunk_shape,
+                                                          schema.shape))
+
+
+def raw_length(schema: Schema, extent: tuple[int, ...]) -> int | None:
+    """The decoded bytes a chunk of ``extent`` holds (cells x item size): what bounds its
+    decoding. None for strings, whose decoded size the format does not fix."""
+    if schema.dtype.is_string:
+        return None
+    return math.prod(extent) * schema.dtype.itemsize
+
+
 def partial_stats(schema: Schema, values: np.ndarray, written: np.ndarray | None
                   ) -> tuple[int, int, int, int]:
     """(nulls, valid, min bits, max bits) of one chunk."""

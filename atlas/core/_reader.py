@@ -221,7 +221,7 @@ def _fetch_decode_scatter(ctx, schema, plan, entries, rows, ks, window, out):
     def work(batch):
         for i in batch:
             raw = _checked_decode(buffers[i], stored_len[i], mask_len[i], crc[i], codec[i],
-                                  decoded_len[i], where_of, i)
+                                  decoded_len[i], where_of, i, expected_len=expected[i])
             if len(raw) != expected[i]:
                 raise CorruptionError(f"{where_of(i)}: chunk holds {len(raw)} bytes, "
                                       f"expected {expected[i]}")
@@ -258,8 +258,9 @@ def box_slices(starts: np.ndarray, boxes: np.ndarray, leading: np.ndarray | None
 
 
 def _checked_decode(buffer, stored_len: int, mask_len: int, crc: int, codec_id: int,
-                    decoded_len: int, where, *where_args):
-    """Check a chunk record's length and checksum, then decode its data part.
+                    decoded_len: int, where, *where_args, expected_len: int | None = None):
+    """Check a chunk record's length and checksum, then decode its data part (bounded by
+    ``expected_len``, the chunk's size by its schema: a forged length never allocates).
 
     ``where(*where_args)`` names the record in errors; it is only called on failure.
     """
@@ -268,20 +269,21 @@ def _checked_decode(buffer, stored_len: int, mask_len: int, crc: int, codec_id: 
     if codecs.checksum(buffer) != crc:
         raise CorruptionError(f"{where(*where_args)}: chunk fails its checksum")
     try:
-        return codecs.decode(codec_id, buffer[:stored_len], decoded_len)
+        return codecs.decode(codec_id, buffer[:stored_len], decoded_len, expected_len)
     except CorruptionError as err:
         raise CorruptionError(f"{where(*where_args)}: {err}") from err
 
 
-def _verified_raw(cols, entry, buffer, where):
+def _verified_raw(cols, entry, buffer, where, expected_len=None):
     """:func:`_checked_decode` of row ``entry`` of the index columns."""
     return _checked_decode(buffer, *(int(cols[c][entry]) for c in
                                      ("stored_length", "mask_length", "checksum", "codec",
-                                      "decoded_length")), where)
+                                      "decoded_length")), where, expected_len=expected_len)
 
 
 def _decode_entry(cols, entry, buffer, schema, extent, where: str):
-    raw = _verified_raw(cols, entry, buffer, lambda: where)
+    raw = _verified_raw(cols, entry, buffer, lambda: where,
+                        _chunks.raw_length(schema, tuple(int(e) for e in extent)))
     return _chunks.decode_values(schema, raw, tuple(int(e) for e in extent), where)
 
 

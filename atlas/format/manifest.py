@@ -33,9 +33,10 @@ from typing import Any, Iterator, NamedTuple
 
 import zstandard
 
-from atlas.codecs import checksum
+from atlas.codecs import checksum, decompress_frame
 from atlas.dtypes import DType, resolve_dtype
 from atlas.errors import CorruptionError, FormatError
+from atlas.storage._keys import check_key
 
 MANIFEST_KEY = "manifest.atlas"
 MAGIC = b"ATLMAN01"
@@ -196,7 +197,7 @@ class Manifest:
         if len(payload) != length or checksum(payload) != crc:
             raise CorruptionError(f"{where}: manifest fails its checksum")
         try:
-            raw = zstandard.ZstdDecompressor().decompress(payload)
+            raw = decompress_frame(payload, where)  # bounded: refuses a bomb before allocating
             (header_length,) = _U64.unpack_from(raw)
             doc = json.loads(raw[_U64.size : _U64.size + header_length])
             blob = raw[_U64.size + header_length :]
@@ -207,7 +208,23 @@ class Manifest:
             raise CorruptionError(f"{where}: manifest does not decode ({err})") from err
         starts = [0, *ends[:-1]]
         doc["datasets"] = DatasetRecords(dict(zip(names, zip(starts, ends))), blob)
+        check_referenced_keys(doc, where)
         return cls(doc)
+
+
+def check_referenced_keys(doc: dict, where: str) -> None:
+    """Every key a manifest names (segments, retired segments) is a segment key in the key
+    grammar: a forged ``../victim`` or ``manifest.atlas`` is never read, listed or deleted."""
+    try:
+        keys = [ref[0] for refs in doc["segments"].values() for ref in refs]
+        keys += [item[0] for item in doc.get("retired", ())]
+    except (AttributeError, TypeError, KeyError, IndexError) as err:
+        raise CorruptionError(f"{where}: manifest segment lists are malformed ({err!r})") from err
+    for key in keys:
+        check_key(key, where)
+        if not (key.startswith("segments/") and key.endswith(".seg") and key.count("/") == 2):
+            raise CorruptionError(f"{where}: {key!r} is not a segment key "
+                                  "(segments/<array>/<name>.seg)")
 
 
 def _schema_key(schema: Schema) -> tuple:

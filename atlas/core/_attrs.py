@@ -13,10 +13,20 @@ from typing import Any
 
 import numpy as np
 
-from atlas.dtypes import timestamp_to_int
+from atlas.dtypes import check_text, timestamp_to_int
 
 _NUMPY_TAGS = {f"{k}{b}" for k in ("int", "uint") for b in (8, 16, 32, 64)} | {
     "float16", "float32", "float64", "bool_"}
+
+
+def check_key(key: Any) -> str:
+    """An attribute key: a non-empty str of valid Unicode text (a lone surrogate would break
+    every later export of the store)."""
+    if not isinstance(key, str):
+        raise TypeError(f"attribute keys must be str, got {type(key).__name__} {key!r}")
+    if not key:
+        raise ValueError("attribute keys must not be empty")
+    return check_text(key, f"attribute key {key!r}")
 
 
 def encode(value: Any, dtype: str | None, where: str) -> list:
@@ -38,7 +48,7 @@ def encode(value: Any, dtype: str | None, where: str) -> list:
     if isinstance(value, float):
         return ["float64", value]
     if isinstance(value, str):
-        return ["string", str(value)]
+        return ["string", check_text(str(value), where)]
     if isinstance(value, bytes):
         return ["bytes", base64.b64encode(bytes(value)).decode("ascii")]
     if isinstance(value, (np.datetime64, _dt.datetime)):
@@ -55,7 +65,7 @@ def _encode_as(value: Any, dtype: str, where: str) -> list:
     if dtype in ("string", "str"):
         if not isinstance(value, str):
             raise TypeError(f"{where}: dtype 'string' needs a str, got {type(value).__name__}")
-        return ["string", value]
+        return ["string", check_text(str(value), where)]
     if dtype == "bool":
         if not isinstance(value, (bool, np.bool_)):
             raise TypeError(f"{where}: dtype 'bool' needs a bool, got {type(value).__name__}")
@@ -73,7 +83,12 @@ def _encode_as(value: Any, dtype: str, where: str) -> list:
         if not info.min <= int(value) <= info.max:
             raise OverflowError(f"{where}: {value} is outside {np_dtype.name} range")
         return [f"np:{np_dtype.name}", int(value)]
-    return [f"np:{np_dtype.name}", float(np_dtype.type(value))]
+    with np.errstate(over="ignore"):
+        stored = np_dtype.type(value)
+    if np.isinf(stored) and not np.isinf(float(value)):  # numpy rounds a huge value to inf
+        raise OverflowError(f"{where}: {value!r} is outside {np_dtype.name} range "
+                            f"(largest {np.finfo(np_dtype).max})")
+    return [f"np:{np_dtype.name}", float(stored)]
 
 
 def decode(raw: list) -> Any:

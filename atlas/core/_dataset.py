@@ -10,7 +10,7 @@ import numpy as np
 from atlas.core import _attrs, _stats
 from atlas.core._validate import as_index_tuple, check_name, check_window
 from atlas.core._write import write_window
-from atlas.dtypes import check_data, fill_for_user, parse_fill, resolve_dtype
+from atlas.dtypes import check_data, check_text, fill_for_user, parse_fill, resolve_dtype
 from atlas.errors import AlreadyExistsError, ArrayNotFoundError
 from atlas.format.manifest import Schema
 
@@ -77,6 +77,8 @@ class DatasetView:
         dims_t = tuple(dims)
         if not all(isinstance(d, str) and d for d in dims_t):
             raise TypeError(f"{where}: dims must be non-empty strs, got {list(dims_t)}")
+        for d in dims_t:
+            check_text(d, f"{where}: dimension name")
         shape_t = as_index_tuple(shape, "shape", len(dims_t), where)
         if any(s < 0 for s in shape_t):
             raise ValueError(f"{where}: shape {list(shape_t)} has a negative extent")
@@ -205,10 +207,7 @@ class DatasetView:
 
 def _set_attr(store: "Atlas", attrs: dict, key: str, value: Any, dtype: str | None,
               where: str) -> None:
-    if not isinstance(key, str):
-        raise TypeError(f"attribute keys must be str, got {type(key).__name__} {key!r}")
-    if not key:
-        raise ValueError("attribute keys must not be empty")
+    _attrs.check_key(key)
     store._check_writable()
     attrs[key] = _attrs.encode(value, dtype, where)
     store._changed = True

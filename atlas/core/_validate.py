@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from typing import Any, Sequence
+from urllib.parse import quote
 
 from atlas.errors import InvalidNameError, OutOfBoundsError
 
+# An array name becomes one folder name, percent-encoded (segments/<name>/, see
+# atlas.core._pending.segment_key), and a folder name has at most 255 bytes on common file
+# systems; dataset names get the same limit, so that every backend accepts the same names.
+MAX_NAME_BYTES = 255
+
 
 def check_name(name: Any, what: str) -> str:
-    """Dataset and array names: non-empty str, no '/', no leading '_', not '.' or '..'."""
+    """Dataset and array names: non-empty str, no '/', no leading '_', not '.' or '..', valid
+    Unicode text, at most MAX_NAME_BYTES once percent-encoded."""
     if not isinstance(name, str):
         raise TypeError(f"{what} name must be a str, got {type(name).__name__}")
     problem = None
@@ -24,6 +31,10 @@ def check_name(name: Any, what: str) -> str:
         problem = "contains a control character"
     elif not name.isascii() and any(0xD800 <= ord(c) <= 0xDFFF for c in name):
         problem = "contains a lone surrogate (not valid Unicode text)"
+    elif len(quote(name, safe="")) > MAX_NAME_BYTES:
+        problem = (f"is {len(quote(name, safe=''))} bytes percent-encoded (how it is stored as a "
+                   f"folder name), more than the limit of {MAX_NAME_BYTES}: each ASCII letter, "
+                   "digit and -._~ counts 1, every other UTF-8 byte 3")
     if problem:
         raise InvalidNameError(f"invalid {what} name {name!r}: it {problem}")
     return name

@@ -208,6 +208,42 @@ def _serve() -> None:
         replies.flush()
 
 
+# Spill files (local copies of pending segments) -> pid of the process that made them. Removing
+# one is always safe (the uploaded object is what counts), so each process removes what is left
+# of its own when it exits, whichever way Python sees: a dropped handle's finalizer, atexit, and
+# multiprocessing's own exit (fork and forkserver children end with os._exit, no atexit).
+_spills: dict[str, int] = {}
+_spills_pid: int | None = None  # the process that registered the exit hooks
+
+
+def _track_spill(path: str) -> None:
+    global _spills_pid
+    pid = os.getpid()
+    if _spills_pid != pid:
+        import atexit
+        from multiprocessing import util
+
+        atexit.register(_remove_own_spills)
+        util.Finalize(None, _remove_own_spills, exitpriority=0)
+        _spills_pid = pid
+    _spills[path] = pid
+
+
+def _forget_spill(path: str) -> bool:
+    """Forget a spill file; False when another process (a forking parent) made it."""
+    if _spills.get(path, os.getpid()) != os.getpid():
+        return False
+    _spills.pop(path, None)
+    return True
+
+
+def _remove_own_spills() -> None:
+    for path, pid in list(_spills.items()):
+        if pid == os.getpid() and _forget_spill(path):
+            with contextlib.suppress(OSError):
+                os.remove(path)
+
+
 class _Ref:
     """A store that cannot be pickled, named by process id and number."""
 
@@ -246,7 +282,6 @@ class ObjectStorage(Storage):
         self._lock_root = self._local_root() if self.kind == "LocalStore" else None
         self._pid = os.getpid()  # the process self.store was made for
         self._blob: bytes | None = None  # the pickled store, for the helper of a forked child
-        self._spills: dict[str, int] = {}  # spill path -> pid of the process that created it
 
     # -- construction and description ----------------------------------------------------------
 
@@ -465,7 +500,7 @@ class ObjectStorage(Storage):
         fd, path = tempfile.mkstemp(prefix=self._spill_prefix(), suffix=".seg",
                                     dir=self.options["spill_dir"])
         os.close(fd)
-        self._spills[path] = os.getpid()
+        _track_spill(path)
         return path
 
     def publish(self, key: str, path: str) -> None:
@@ -511,11 +546,9 @@ class ObjectStorage(Storage):
     def discard(self, key: str, path: str) -> None:
         # only the process that created a spill file removes it: a forked child exiting must
         # not take a pending segment away from its parent
-        if self._spills.get(path, os.getpid()) != os.getpid():
-            return
-        self._spills.pop(path, None)
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(path)
+        if _forget_spill(path):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
 
     # -- leftovers of crashed writers -----------------------------------------------------------
 

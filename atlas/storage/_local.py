@@ -367,6 +367,7 @@ class LocalStorage(Storage):
         self._spills.pop(path, None)
 
     def publish(self, key: str, path: str) -> None:
+        check_key(key)
         with read_only_as_error(self.root):
             _fsync_path(path)
             for directory in _containing_dirs([path], self.root):
@@ -379,6 +380,8 @@ class LocalStorage(Storage):
             return super().publish_many(items, done)
         from concurrent.futures import ThreadPoolExecutor
 
+        for key, _ in items:
+            check_key(key)
         paths = [path for _, path in items]
         dirs = _containing_dirs(paths, self.root)
         with read_only_as_error(self.root), \

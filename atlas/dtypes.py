@@ -274,11 +274,12 @@ def timestamp_to_int(value: Any, where: str) -> int:
             parsed, seconds = np.datetime64(value), np.datetime64(value, "s")
         except ValueError:
             raise TypeError(f"{where}: cannot read {value!r} as a timestamp") from None
-        if np.isnat(parsed) != np.isnat(seconds) or (
-                not np.isnat(parsed) and parsed.astype("datetime64[s]") != seconds):
+        ns = _datetime64_to_int(parsed, where)
+        if (ns == NAT_INT) != np.isnat(seconds) or (
+                ns != NAT_INT and ns // 10**9 != int(seconds.astype(np.int64))):
             raise OverflowError(f"{where}: timestamp {value!r} is outside the datetime64[ns] "
                                 f"range {TIMESTAMP_RANGE}")
-        value = parsed
+        return ns
     if isinstance(value, _dt.datetime):
         if value.tzinfo is not None:
             value = value.astimezone(_dt.timezone.utc).replace(tzinfo=None)

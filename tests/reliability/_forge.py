@@ -68,3 +68,13 @@ def forge_chunk(root: str, dataset: str, array: str, stored: bytes, decoded_leng
     doc["segments"][array] = [[key, writer.size, index.rows]]
     write_manifest(root, doc)
     return key
+
+
+def write_manifest_payload(root: str, payload: bytes) -> None:
+    """A manifest whose payload is ``payload`` (any bytes: a decompression bomb, say) under a
+    valid header: magic, version, checksum and length all match."""
+    from atlas.codecs import checksum
+    from atlas.format.manifest import _HEADER, MAGIC, VERSION
+
+    with open(os.path.join(root, MANIFEST_KEY), "wb") as f:
+        f.write(_HEADER.pack(MAGIC, VERSION, checksum(payload), len(payload)) + payload)

@@ -26,7 +26,7 @@ from atlas.errors import (
     StaleHandleError,
 )
 from atlas.storage._base import TEMP_SUFFIX, Storage
-from atlas.storage._keys import check_key, check_prefix, key_problem
+from atlas.storage._keys import MAX_COMPONENT_BYTES, check_key, check_prefix, key_problem
 
 LOCK_NAME = ".atlas.lock"
 PUBLISH_THREADS = 16  # concurrent fsyncs when a flush publishes many segments
@@ -318,7 +318,9 @@ class LocalStorage(Storage):
     def put(self, key: str, data: bytes) -> None:
         self._check_writable()
         with read_only_as_error(self.root), self._parent(key, create=True) as (dir_fd, name):
-            tmp = f"{name}.{uuid.uuid4().hex}{TEMP_SUFFIX}"
+            # <name>.<32 hex>.tmp, the name cut short where the whole would pass 255 bytes
+            base = name.encode("utf-8")[: MAX_COMPONENT_BYTES - 38].decode("utf-8", "ignore")
+            tmp = f"{base}.{uuid.uuid4().hex}{TEMP_SUFFIX}"
             fd = os.open(tmp, _CREATE_FLAGS | os.O_EXCL, 0o666, dir_fd=dir_fd)
             try:
                 with open(fd, "wb", closefd=False) as f:

@@ -227,3 +227,59 @@ def test_spill_files_go_on_every_exit_python_sees(tmp_path, how):
     assert "no spill file" not in done.stderr, done.stderr
     assert os.listdir(spill) == [], f"{how}: {os.listdir(spill)} left\n{done.stderr[-2000:]}"
     SEEN[f"spills gone: {how}"] += 1
+
+
+KILLED_WRITER = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import atlas
+    url, options, name = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+    store = atlas.Atlas.open(url, **options)
+    ds = store.create_dataset(name)
+    ds.define_array("a", "float64", ["x"], [3 << 20], [1 << 20])
+    ds.write_array("a", [0], np.random.default_rng(len(name)).random(3 << 20))
+    print("flushing", flush=True)
+    store.flush()
+    print("flushed", flush=True)
+""")
+
+
+@pytest.mark.slow
+def test_many_writers_killed_at_random_moments_of_their_flush_leave_nothing_after_repair(
+        moto_s3, tmp_path, monkeypatch):
+    """12 writers SIGKILLed 0-1.5 s into their flush (some during the upload, some before or
+    after it): the store is always at its last acknowledged flush, and one repair removes
+    every leftover."""
+    rng = np.random.default_rng(17)
+    client = moto_s3.boto3_client()
+    prefix = moto_s3.new_prefix()
+    url = f"s3://{BUCKET}/{prefix}"
+    options = {**moto_s3.options(), "spill_dir": str(tmp_path), "part_size": 5 << 20}
+    atlas.Atlas.create(url, codec="none", **options).flush()
+    acknowledged: list[str] = []
+    found = Counter()
+    for n in range(12):
+        name = f"big{n}"
+        proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, url, json.dumps(options),
+                                 name], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "flushing"
+        time.sleep(float(rng.uniform(0, 1.5)))
+        proc.send_signal(signal.SIGKILL)
+        out, _ = proc.communicate(timeout=60)
+        if "flushed" in out:
+            acknowledged.append(name)
+        store = atlas.Atlas.open(url, **options)
+        listed = store.list_datasets()
+        assert listed in (acknowledged, acknowledged + [name]), (listed, acknowledged)
+        if listed != acknowledged:
+            acknowledged.append(name)  # landed, response lost to the kill
+        report = store.verify()
+        assert report.ok, report.problems
+        found.update("multipart" if "multipart" in x else "spill" for x in report.leftovers)
+    monkeypatch.setattr(_atlas, "ORPHAN_GRACE_SECONDS", 0.0)
+    store.verify(repair=True)
+    assert _uploads(client, prefix) == [] and os.listdir(tmp_path) == []
+    assert store.verify().leftovers == [] and store.verify().orphans == []
+    record("leftovers-slow", kills=12, acknowledged=len(acknowledged),
+           leftovers_seen=dict(found))
+    SEEN["many kills cleaned"] += 1

@@ -19,6 +19,8 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import atlas
 from atlas.storage import LocalStorage, check_key
@@ -126,6 +128,52 @@ def test_every_backend_refuses_a_bad_key_before_touching_anything(tmp_path, key)
         assert backend.get("segments/a/ok.seg") == b"fine"
     assert victim.read_bytes() == b"not the store's"
     assert sorted(os.listdir(tmp_path)) == ["local", "obstore", "spill.seg", "victim.txt"]
+
+
+key_parts = st.one_of(st.sampled_from(["..", ".", "", "segments", "a", "é", "\\", "..\\x",
+                                         "\x00", "\n", "~", "x" * 255, "x" * 256, "\ud800"]),
+                      st.text(max_size=4))
+keys = st.lists(key_parts, min_size=1, max_size=5).map("/".join) | st.text(max_size=12)
+
+
+def _key_lands_inside_or_is_refused(tmp_path_factory, key: str) -> None:
+    import uuid
+
+    base = tmp_path_factory.getbasetemp() / "keys" / uuid.uuid4().hex
+    root = base / "deep" / "root"
+    root.mkdir(parents=True)
+    storage = LocalStorage(root)
+    try:
+        check_key(key)
+    except atlas.InvalidKeyError:
+        for call in (lambda: storage.put(key, b"x"), lambda: storage.delete(key),
+                     lambda: storage.get(key), lambda: storage.spill_path(key)):
+            with pytest.raises(atlas.InvalidKeyError):
+                call()
+        SEEN["random key refused"] += 1
+    else:
+        storage.put(key, b"x")
+        path = os.path.realpath(storage._path(key))
+        assert path.startswith(os.path.realpath(root) + os.sep) and storage.get(key) == b"x"
+        storage.delete(key)
+        SEEN["random key inside"] += 1
+    outside = [p for p in base.rglob("*") if root not in p.parents and p != root
+               and p not in root.parents]
+    assert outside == [], f"{key!r} wrote {outside}"
+    shutil.rmtree(base)
+
+
+@settings(max_examples=max(60, settings.default.max_examples))
+@given(key=keys)
+def test_random_keys_land_inside_the_store_or_are_refused(tmp_path_factory, key):
+    _key_lands_inside_or_is_refused(tmp_path_factory, key)
+
+
+@pytest.mark.slow
+@settings(max_examples=5 * settings.default.max_examples)
+@given(key=keys)
+def test_many_random_keys_land_inside_the_store_or_are_refused(tmp_path_factory, key):
+    _key_lands_inside_or_is_refused(tmp_path_factory, key)
 
 
 def _forgeries(tmp_path):

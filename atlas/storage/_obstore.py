@@ -130,11 +130,21 @@ _OPS = {"get": _op_get, "get_ranges": _op_get_ranges, "head": _op_head, "list": 
 _runtime_pid: int | None = None
 
 
+def _pickled(store) -> bytes:
+    try:
+        return pickle.dumps(store)
+    except Exception as err:
+        raise OSError(
+            f"a {type(store).__name__} used in process {os.getpid()}, forked from the one that "
+            f"opened it, cannot be reopened here: it does not pickle ({_first_line(err)}). "
+            "Start worker processes with the 'spawn' or 'forkserver' method") from err
+
+
 def _fresh(store):
     """A new store object of the same configuration: no connection shared with the parent."""
     if type(store).__name__ == "MemoryStore":
         return store  # cannot be pickled; the child has its own copy of the memory
-    return pickle.loads(pickle.dumps(store))
+    return pickle.loads(_pickled(store))
 
 
 class _Helper:
@@ -352,7 +362,7 @@ class ObjectStorage(Storage):
             # this process was forked from one whose obstore runtime was running: its
             # requests would never complete here
             if self._blob is None:
-                self._blob = pickle.dumps(self.store)
+                self._blob = _pickled(self.store)
             return _Helper.get().call(self._blob, op, args, kwargs)
         if _runtime_pid is None:
             _runtime_pid = pid

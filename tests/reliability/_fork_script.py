@@ -30,6 +30,17 @@ def child_work(store, location: str, options: dict) -> None:
         ds = own.create_dataset("child")
         ds.define_array("a", "float64", ["x"], [100], [10])
         ds.write_array("a", [0], np.arange(100.0) * 2)
+    stale = atlas.Atlas.open(location + "-child", **options)
+    other = atlas.Atlas.open(location + "-child", **options)
+    other.open_dataset("child").set_attribute("k", 1)
+    other.flush()
+    stale.open_dataset("child").set_attribute("k", 2)
+    try:  # conditional commits keep working: the conflict is detected, nothing overwritten
+        stale.flush()
+    except atlas.ConflictError:
+        pass
+    else:
+        raise AssertionError("a stale commit in the child did not conflict")
 
 
 def _mp_child(store, location, options):

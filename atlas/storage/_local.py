@@ -52,7 +52,8 @@ def _digest(data: bytes) -> str:
 
 
 def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISLNK, "symbolic link"), (stat.S_ISDIR, "directory"),
+    for test, name in ((stat.S_ISREG, "regular file"), (stat.S_ISLNK, "symbolic link"),
+                       (stat.S_ISDIR, "directory"),
                        (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"),
                        (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device")):
         if test(mode):
@@ -189,7 +190,8 @@ class LocalStorage(Storage):
             except OSError as err:  # replaced meanwhile
                 if err.errno not in (errno.ELOOP, errno.ENXIO):
                     raise
-                raise _not_regular(self._path(key), stat.S_IFLNK) from None
+                mode = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
+                raise _not_regular(self._path(key), mode) from None
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             os.close(fd)
@@ -212,7 +214,7 @@ class LocalStorage(Storage):
                 except FileNotFoundError:
                     continue
                 if key_problem(key) is not None:
-                    odd.append((key, "a name outside the key grammar"))
+                    odd.append((key, "file whose name is outside the key grammar"))
                 elif stat.S_ISDIR(st.st_mode):
                     try:
                         sub = os.open(entry.name, _DIR_FLAGS, dir_fd=fd)
@@ -346,7 +348,7 @@ class LocalStorage(Storage):
         # Created here, through real folders only, so the writer never creates through a link.
         self._check_writable()
         with read_only_as_error(self.root), self._parent(key, create=True) as (dir_fd, name):
-            fd = os.open(name, _CREATE_FLAGS, 0o666, dir_fd=dir_fd)
+            fd = os.open(name, _CREATE_FLAGS | os.O_NONBLOCK, 0o666, dir_fd=dir_fd)
         try:
             mode = os.fstat(fd).st_mode
         finally:

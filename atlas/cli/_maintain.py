@@ -132,6 +132,10 @@ def _render_verify(report, location: str, repair: bool) -> str:
     if report.orphans:
         lines.append(f"orphan files (referenced by no commit): {len(report.orphans)}")
         lines += [f"  {key}" for key in report.orphans]
+    if report.leftovers:
+        lines.append(f"leftovers of crashed writers (uploads, spill files): "
+                     f"{len(report.leftovers)}")
+        lines += [f"  {what}" for what in report.leftovers]
     if repair:
         lines.append(f"removed {plural(len(report.removed), 'orphan file')}")
         lines += [f"  {key}" for key in report.removed]
@@ -149,8 +153,9 @@ def cmd_verify(args) -> int:
     for problem in report.problems:
         log.error("verify: %s", problem)
     data = {"store": store.location, "ok": not report.problems, "problems": report.problems,
-            "orphans": report.orphans, "removed": report.removed, "segments": report.segments,
-            "parts": report.parts, "chunks": report.chunks}
+            "orphans": report.orphans, "leftovers": report.leftovers,
+            "removed": report.removed, "segments": report.segments, "parts": report.parts,
+            "chunks": report.chunks}
     emit(args, data, lambda: _render_verify(report, store.location, args.repair))
     if report.problems:
         n = len(report.problems)

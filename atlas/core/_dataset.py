@@ -9,7 +9,7 @@ import numpy as np
 
 from atlas.core import _stats
 from atlas.core._validate import as_index_tuple, check_name, check_window
-from atlas.dtypes import check_data, fill_for_user, parse_fill, resolve_dtype
+from atlas.dtypes import check_data, check_text, fill_for_user, parse_fill, resolve_dtype
 from atlas.errors import AlreadyExistsError, ArrayNotFoundError
 from atlas.format import values as value_format
 from atlas.format.schema import Schema
@@ -276,10 +276,14 @@ def _define_key(name, dtype, dims, shape, chunk_shape, fill) -> tuple | None:
 
 
 def _key(key: Any) -> str:
+    """An attribute key: a non-empty str of valid Unicode text (a lone surrogate would break
+    every later export of the store)."""
     if not isinstance(key, str):
         raise TypeError(f"attribute keys must be str, got {type(key).__name__} {key!r}")
     if not key:
         raise ValueError("attribute keys must not be empty")
+    if not key.isascii():
+        check_text(key, f"attribute key {key!r}")
     return key
 
 
@@ -292,6 +296,8 @@ def make_schema(dtype: Any, dims: Sequence[str], shape: Sequence[int],
     dims_t = tuple(dims)
     if not all(isinstance(d, str) and d for d in dims_t):
         raise TypeError(f"{where}: dims must be non-empty strs, got {list(dims_t)}")
+    for d in dims_t:
+        check_text(d, f"{where}: dimension name")
     shape_t = as_index_tuple(shape, "shape", len(dims_t), where)
     if any(s < 0 for s in shape_t):
         raise ValueError(f"{where}: shape {list(shape_t)} has a negative extent")

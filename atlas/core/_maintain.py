@@ -383,6 +383,10 @@ def remove_orphans(store: "Atlas", grace: float | None = None) -> list[str]:
                         pass  # left for the next sweep
     except (CorruptionError, FormatError):
         pass  # no sweeping against a root that does not decode
+    try:  # crashed writers' multipart uploads and spill files (they hold no store key)
+        removed += storage.remove_leftovers(ORPHAN_GRACE_SECONDS)
+    except OSError:
+        pass  # left for the next sweep
     return removed
 
 
@@ -418,6 +422,9 @@ class VerifyReport:
 
     problems: list[str] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
+    # what crashed writers left outside the store's keys: incomplete multipart uploads, local
+    # spill files (not problems; repair removes those older than the orphan grace period)
+    leftovers: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     segments: int = 0
     chunks: int = 0
@@ -452,11 +459,13 @@ def verify(store: "Atlas", repair: bool) -> VerifyReport:
                 report.chunks += _verify_segment(storage, files, ref, report.problems)
         if not report.problems:
             _verify_catalog(storage, root, files, report.problems)
+    report.problems += storage.layout_problems()  # links, FIFOs, ... inside the store
     try:
         report.orphans = [item[0] for item in orphans(store)]
     except (CorruptionError, FormatError):
         pass  # the damaged root is reported above
-    if repair and report.orphans:
+    report.leftovers = [what for what, _age in storage.leftovers()]
+    if repair and (report.orphans or report.leftovers):
         store._check_writable(commits=False)
         report.removed = remove_orphans(store)
     return report

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from atlas.dtypes import dtype_of_numpy, resolve_dtype
+from atlas.dtypes import check_text, dtype_of_numpy, resolve_dtype
 
 RESERVED_PREFIX = "_pyatlas"
 COORDS_ATTR = "_pyatlas_coords"  # dataset attribute: JSON list of the coordinate names
@@ -324,7 +324,9 @@ def _is_native(value: Any) -> bool:
 def _to_json(value: Any, where: str) -> Any:
     if isinstance(value, (np.str_, np.bytes_)):  # before str/bytes: keep the numpy type
         return {_TAG: "scalar", "array": _ndarray_to_json(np.asarray(value), where)}
-    if value is None or isinstance(value, (bool, str)):
+    if isinstance(value, str):  # a lone surrogate would break every export of the store
+        return check_text(value, where)
+    if value is None or isinstance(value, bool):
         return value
     if isinstance(value, (int, float)) and not isinstance(value, np.generic):
         return value
@@ -334,7 +336,7 @@ def _to_json(value: Any, where: str) -> Any:
         return {_TAG: "tuple", "items": [_to_json(v, where) for v in value]}
     if isinstance(value, dict):
         if all(isinstance(k, str) for k in value) and _TAG not in value:
-            return {k: _to_json(v, where) for k, v in value.items()}
+            return {check_text(k, where): _to_json(v, where) for k, v in value.items()}
         return {_TAG: "dict", "items": [[_to_json(k, where), _to_json(v, where)]
                                         for k, v in value.items()]}
     if isinstance(value, (bytes, bytearray)):
@@ -364,7 +366,7 @@ def _ndarray_to_json(arr: np.ndarray, where: str) -> dict:
     elif kind == "c":
         data = [[z.real, z.imag] for z in flat.tolist()]
     elif kind == "U":
-        data = flat.tolist()
+        data = [check_text(v, where) for v in flat.tolist()]
     elif kind == "S":
         data = [base64.b64encode(b).decode("ascii") for b in flat.tolist()]
     elif kind == "O":

@@ -4,7 +4,6 @@ show them as dates."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -12,13 +11,14 @@ import numpy as np
 
 def calendar_plan(view, array: str) -> dict | None:
     """How ``array``'s numbers become dates, or None when they are not cftime dates."""
+    from atlas.xarray._encoding import marker as marker_doc
     from atlas.xarray._mapping import CF_ATTR
 
     marker = view._all_array_attributes(array).get(CF_ATTR)
-    if not isinstance(marker, str):
+    if not isinstance(marker, (str, dict)):
         return None
     try:
-        plan = json.loads(marker).get("decode")
+        plan = marker_doc(marker).get("decode")
     except ValueError:
         return None
     return plan if isinstance(plan, dict) and plan.get("kind") == "cftime" else None

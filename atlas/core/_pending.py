@@ -516,11 +516,11 @@ class PendingWrites:
     def finish(self, generation: int) -> list[FinishedSegment]:
         """Encode every dirty chunk, close every pending segment; returns all not yet committed."""
         self.prepare(generation)
-        for array, segment in list(self.segments.items()):
+        for name, segment in list(self.segments.items()):
             index = segment.finish(self.schema_of)
-            self.finished.append(FinishedSegment(array, segment.key, segment.path,
+            self.finished.append(FinishedSegment(name, segment.key, segment.path,
                                                  segment.writer.size, index, segment.writer))
-            del self.segments[array]
+            del self.segments[name]
         # a flush that failed part-way (an upload error) publishes the rest when retried
         self.storage.publish_many([(seg.key, seg.path) for seg in self.finished
                                    if seg.key not in self._published], self._published.add)

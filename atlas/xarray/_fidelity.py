@@ -17,7 +17,6 @@ import xarray only when called.
 from __future__ import annotations
 
 import functools
-import json
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -67,7 +66,7 @@ def prepare_variable(name: str, var: "xr.Variable", where: str
     if not doc:
         return stored, {}
     doc["v"] = _VERSION
-    return stored, {CF_ATTR: _encoding.to_json(doc)}
+    return stored, {CF_ATTR: doc}
 
 
 def _is_bytes_dtype(encoding: dict) -> bool:
@@ -230,11 +229,11 @@ def _check_block(packed: np.ndarray, original: np.ndarray, *, name: str, attrs: 
 # -- reading ---------------------------------------------------------------------------------
 
 
-def restore_variable(name: str, variable: "xr.Variable", marker: str) -> "xr.Variable":
+def restore_variable(name: str, variable: "xr.Variable", marker: Any) -> "xr.Variable":
     """The variable as it went in, from the stored variable and its marker."""
     import xarray as xr
 
-    doc = json.loads(marker)
+    doc = _encoding.marker(marker)
     decode = doc.get("decode")
     eager = isinstance(variable._data, np.ndarray)
     if decode is not None:
@@ -319,7 +318,7 @@ def stackable_variable(store: "Atlas", names: list[str], var: "DecodedVariable"
     import dataclasses
 
     restore = np.dtype(var.restore) if var.restore else None
-    doc = json.loads(var.cf) if var.cf else {}
+    doc = _encoding.marker(var.cf) if var.cf else {}
     plan = doc.get("decode")
     if plan is None and (restore is None or restore.kind not in "SU"):
         return var
@@ -332,7 +331,8 @@ def stackable_variable(store: "Atlas", names: list[str], var: "DecodedVariable"
         stored = view._all_array_attributes(var.name)
         other_restore = stored.get(DTYPE_ATTR)
         other_restore = np.dtype(other_restore) if other_restore else None
-        other_plan = json.loads(stored[CF_ATTR]).get("decode") if CF_ATTR in stored else None
+        other_plan = _encoding.marker(stored[CF_ATTR]).get("decode") if CF_ATTR in stored \
+            else None
         other = (_width_kind(other_restore, other_plan),
                  _meaning(store, name, var.name, other_plan))
         if other != first:
@@ -346,7 +346,7 @@ def stackable_variable(store: "Atlas", names: list[str], var: "DecodedVariable"
         return var
     if plan is not None:
         doc["decode"] = dict(plan, dtype=widest.str)
-        return dataclasses.replace(var, cf=_encoding.to_json(doc))
+        return dataclasses.replace(var, cf=doc)
     return dataclasses.replace(var, restore=widest.str, dtype=widest)
 
 
@@ -395,11 +395,11 @@ def dataset_markers(ds: "xr.Dataset") -> dict[str, str]:
     """Dataset attributes that keep ``ds.encoding`` (``unlimited_dims``: the record dimension
     a netCDF writer should use again); empty when there is nothing to keep."""
     encoding = _encoding.dumps(ds.encoding) if ds.encoding else {}
-    return {DATASET_ENCODING_ATTR: _encoding.to_json(encoding)} if encoding else {}
+    return {DATASET_ENCODING_ATTR: encoding} if encoding else {}
 
 
 def restore_dataset_encoding(ds: "xr.Dataset", view) -> None:
     """Give ``ds`` the encoding its source Dataset had, if one was kept."""
     kept = view._all_attributes().get(DATASET_ENCODING_ATTR)
-    if isinstance(kept, str):
-        ds.encoding = _encoding.loads(json.loads(kept))
+    if isinstance(kept, (str, dict)):
+        ds.encoding = _encoding.loads(_encoding.marker(kept))

@@ -10,9 +10,9 @@ readers and the backend engine all go through it. It imports neither xarray nor 
   restored on read.
 - ``_FillValue`` (from ``.attrs`` or ``.encoding``) becomes the array's typed fill value and comes
   back where it was (``_pyatlas_fill_in_attrs`` marks the ``.attrs`` case).
-- attributes: scalars the store types natively stay native; anything else (lists, tuples, dicts,
-  ndarrays, ...) becomes a string ``"json:" + JSON`` that keeps enough type information to come
-  back identical (ndarray dtype and shape, tuples, numpy scalars).
+- attributes: stored as they are (the store keeps scalars, numpy scalars, lists, tuples, dicts
+  and ndarrays with their types); stores of format version 1 kept the ones the old core could
+  not type as ``"json:" + JSON`` strings, still read.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from atlas.dtypes import check_text, dtype_of_numpy, resolve_dtype
+from atlas.format import values as value_format
+from atlas.dtypes import dtype_of_numpy, resolve_dtype
 
 RESERVED_PREFIX = "_pyatlas"
 COORDS_ATTR = "_pyatlas_coords"  # dataset attribute: JSON list of the coordinate names
@@ -284,96 +285,21 @@ def decode_attrs(stored: Mapping) -> dict[str, Any]:
 
 
 def encode_attr(value: Any, where: str) -> Any:
-    """A value ``set_attribute`` stores with its type, or a ``"json:"`` string."""
-    if _is_native(value):
-        return value
-    try:
-        text = json.dumps(_to_json(value, where), separators=(",", ":"), allow_nan=True)
-    except TypeError as err:
-        raise TypeError(f"{where}: {err}") from None
-    return JSON_PREFIX + text
+    """The value to give ``set_attribute``: the value itself, checked now (the store keeps
+    lists, dicts, ndarrays, numpy scalars ... with their types, ``atlas.format.values``)."""
+    value_format.encode(value, None, where)
+    return value
 
 
 def decode_attr(value: Any) -> Any:
+    """A stored attribute value as xarray gets it. Stores of format version 1 kept values the
+    old core could not type as ``"json:"`` text, read here."""
     if not (isinstance(value, str) and value.startswith(JSON_PREFIX)):
         return value
     try:
         return _from_json(json.loads(value[len(JSON_PREFIX):]))
     except (ValueError, KeyError, TypeError):
         return value  # a plain string that merely starts with "json:" (not written by us)
-
-
-_NATIVE_NUMPY = (np.bool_, np.integer, np.floating)  # datetime64 goes to JSON: it keeps its unit
-
-
-def _is_native(value: Any) -> bool:
-    """Scalars the core's typed attributes keep with their exact type."""
-    if isinstance(value, (np.str_, np.bytes_)):
-        return False  # the core would give str/bytes back; the JSON form keeps the numpy type
-    if isinstance(value, str):
-        return not value.startswith(JSON_PREFIX)
-    if isinstance(value, (bool, float, bytes)):
-        return True
-    if isinstance(value, int):
-        return _INT64[0] <= value <= _INT64[1]
-    if isinstance(value, np.generic):
-        return isinstance(value, _NATIVE_NUMPY) and value.dtype.itemsize <= 8
-    return False
-
-
-def _to_json(value: Any, where: str) -> Any:
-    if isinstance(value, (np.str_, np.bytes_)):  # before str/bytes: keep the numpy type
-        return {_TAG: "scalar", "array": _ndarray_to_json(np.asarray(value), where)}
-    if isinstance(value, str):  # a lone surrogate would break every export of the store
-        return check_text(value, where)
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)) and not isinstance(value, np.generic):
-        return value
-    if isinstance(value, list):
-        return [_to_json(v, where) for v in value]
-    if isinstance(value, tuple):
-        return {_TAG: "tuple", "items": [_to_json(v, where) for v in value]}
-    if isinstance(value, dict):
-        if all(isinstance(k, str) for k in value) and _TAG not in value:
-            return {check_text(k, where): _to_json(v, where) for k, v in value.items()}
-        return {_TAG: "dict", "items": [[_to_json(k, where), _to_json(v, where)]
-                                        for k, v in value.items()]}
-    if isinstance(value, (bytes, bytearray)):
-        return {_TAG: "bytes", "b64": base64.b64encode(bytes(value)).decode("ascii")}
-    if isinstance(value, complex):
-        return {_TAG: "complex", "re": value.real, "im": value.imag}
-    for tag, cls in (("datetime", _dt.datetime), ("date", _dt.date), ("time", _dt.time)):
-        if isinstance(value, cls):
-            return {_TAG: tag, "iso": value.isoformat()}
-    if isinstance(value, _dt.timedelta):
-        return {_TAG: "timedelta", "us": [value.days, value.seconds, value.microseconds]}
-    if isinstance(value, np.generic):
-        return {_TAG: "scalar", "array": _ndarray_to_json(np.asarray(value), where)}
-    if isinstance(value, np.ndarray):
-        return _ndarray_to_json(value, where)
-    raise TypeError(f"cannot store an attribute of type {type(value).__name__}; use bool, int, "
-                    "float, str, bytes, numpy scalars/arrays, lists, tuples or dicts of them")
-
-
-def _ndarray_to_json(arr: np.ndarray, where: str) -> dict:
-    kind = arr.dtype.kind
-    flat = arr.reshape(-1)
-    if kind in "biuf":
-        data = flat.tolist()
-    elif kind in "Mm":
-        data = flat.view(np.int64).tolist()
-    elif kind == "c":
-        data = [[z.real, z.imag] for z in flat.tolist()]
-    elif kind == "U":
-        data = [check_text(v, where) for v in flat.tolist()]
-    elif kind == "S":
-        data = [base64.b64encode(b).decode("ascii") for b in flat.tolist()]
-    elif kind == "O":
-        data = [_to_json(v, where) for v in flat]
-    else:
-        raise TypeError(f"cannot store an ndarray attribute of dtype {arr.dtype}")
-    return {_TAG: "ndarray", "dtype": arr.dtype.str, "shape": list(arr.shape), "data": data}
 
 
 def _from_json(value: Any) -> Any:

@@ -310,7 +310,7 @@ def _open_or_create(location: str, codec: str | None):
 
 
 def cmd_ingest(args) -> int:
-    from atlas.core._validate import check_name
+    from atlas.names import check_name
 
     if args.flush_every < 0:
         raise CommandError(f"--flush-every must be >= 0, got {args.flush_every}")

@@ -68,17 +68,29 @@ class Written:
         self.file.release()
 
 
+def publish(storage: Storage, key: str, path: str, file: LockedFile) -> Written:
+    """Make a finished file durable under ``key`` (fsync, or upload); on failure drop it. The
+    one way a merge, a compaction or a catalog part is published (a flush publishes its pending
+    segments together, concurrently: ``PendingWrites.finish``)."""
+    try:
+        storage.publish(key, path)
+    except BaseException:
+        file.release()
+        storage.discard(key, path)
+        raise
+    return Written(storage, FileRef(key, file.size, level_of(file.size)), path, file)
+
+
 def write_part(storage: Storage, root: Root, tables: dict[tuple, Table]) -> Written:
     """Write and publish a catalog part holding ``tables`` for the commit ``root``."""
     key = key_grammar.new_part_key(root.generation)
     path = storage.spill_path(key)
     try:
         out = write_file(path, tables)
-        storage.publish(key, path)
     except BaseException:
         storage.discard(key, path)
         raise
-    return Written(storage, FileRef(key, out.size, level_of(out.size)), path, out)
+    return publish(storage, key, path, out)
 
 
 # -- the merge every flush runs ---------------------------------------------------------------
@@ -210,13 +222,11 @@ def rewrite_segment(storage: Storage, root: Root, index: ChunkIndex, rows: np.nd
         _repack(index, rows, writer, root.block_size, codecs.CODEC_IDS[root.codec], root.level,
                 cache)
         seg_index = writer.finish()
-        storage.publish(key, path)
     except BaseException:
         writer.release()
         storage.discard(key, path)
         raise
-    return Written(storage, FileRef(key, writer.size, level_of(writer.size)), path, writer), \
-        seg_index
+    return publish(storage, key, path, writer), seg_index
 
 
 def _repack(index: ChunkIndex, rows: np.ndarray, writer: SegmentWriter, block_size: int,

@@ -118,7 +118,8 @@ class Atlas:
         if self._pending_state is None:
             root = self._root
             self._pending_state = PendingWrites(self._storage, root.codec, root.level,
-                                                root.block_size, self._catalog.schema)
+                                                root.block_size, self._catalog.schema,
+                                                root.generation + 1)
             # a handle dropped without flushing removes its spill files
             weakref.finalize(self, self._pending_state.abandon)
         return self._pending_state
@@ -243,7 +244,7 @@ class Atlas:
             part.release()
         merges.release()
         self._root_state = root
-        self._pending.committed()
+        self._pending.committed(root.generation + 1)
         self._catalog.committed(root, written, marks)
         merges.committed(self)
 
@@ -297,6 +298,7 @@ class Atlas:
                 delta.columns[name] = delta.columns[name].copy()
                 delta.columns[name][live] = column
             out[section_id] = delta
+            pending.forget_index(section_id[1])  # one array's index at a time in memory
         return out
 
     def _schema_of_slot(self, array: str, slot: int) -> Schema:
@@ -529,7 +531,7 @@ class Atlas:
     # -- what DatasetView and the bulk paths use -----------------------------------------------
 
     @property
-    def _writable_fast(self) -> bool:
+    def _fast_writes(self) -> bool:
         """Whether writes may skip :meth:`_check_writable` (it would pass)."""
         return not self._storage.read_only and self._legacy is None
 

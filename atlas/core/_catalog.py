@@ -432,6 +432,12 @@ class Catalog:
                 self._schema_ids[schema.key()] = sid
         return self._schemas
 
+    def fast_write(self, schema_id: int):
+        """:func:`_fast_dtype` of a schema (the hot path of ``write_array``)."""
+        fast = self.fast_dtypes if self._schemas is not None else (self.schemas(),
+                                                                     self.fast_dtypes)[1]
+        return fast[schema_id]
+
     def schema(self, schema_id: int) -> Schema:
         schemas = self.schemas()
         if not 0 <= schema_id < len(schemas):
@@ -480,6 +486,8 @@ class Catalog:
 
 
 def _fast_dtype(schema: Schema):
-    """The numpy dtype data written whole must have for the fast path of an array of one chunk,
-    or None for arrays of more chunks and for strings (whose values need checks)."""
-    return schema.dtype.numpy if schema.n_chunks == 1 and not schema.dtype.is_string else None
+    """(numpy dtype, shape) data written whole must have for the fast path of an array of one
+    chunk, or None for arrays of more chunks and for strings (whose values need checks)."""
+    if schema.n_chunks == 1 and not schema.dtype.is_string:
+        return schema.dtype.numpy, schema.shape
+    return None

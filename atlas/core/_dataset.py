@@ -143,18 +143,17 @@ class DatasetView:
     def write_array(self, name: str, start: Sequence[int], data: np.ndarray) -> None:
         """Write ``data`` at ``start``; its dtype must be the array's (atlas never casts)."""
         store = self._store
-        row = self._row(name)
+        catalog = store._catalog
+        row = self._rows.get(name) if self._epoch == catalog.epoch else None
+        if row is None:
+            row = self._row(name)
         if row is not None and type(data) is np.ndarray and type(start) in (list, tuple):
+            # the commonest write by far: a whole array of one chunk (a profile, a scalar)
             did, slot, schema_id, pending = row
-            catalog = store._catalog
-            schema = catalog.schemas()[schema_id]
-            fast = catalog.fast_dtypes[schema_id]
-            if (fast is not None and data.dtype == fast and data.shape == schema.shape
-                    and len(start) == len(schema.shape) and not any(start)
-                    and store._writable_fast):
-                # the commonest write by far: a whole array of one chunk (a profile, a scalar)
-                store._pending.put_whole(name, schema_id, schema, slot, data,
-                                         store._root.generation + 1)
+            fast = catalog.fast_write(schema_id)  # (dtype, shape) or None
+            if (fast is not None and data.dtype == fast[0] and data.shape == fast[1]
+                    and len(start) == len(fast[1]) and not any(start) and store._fast_writes
+                    and store._pending.put_whole(name, schema_id, slot, data)):
                 if not pending:
                     catalog.stats_changed(name, did, slot, schema_id)
                     self._rows[name] = (did, slot, schema_id, True)

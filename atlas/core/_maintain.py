@@ -342,6 +342,8 @@ def compact(store: "Atlas", grace: float) -> None:
             w.release()
     store._root_state = new_root
     catalog.root = new_root
+    if store._pending_state is not None:
+        store._pending_state.next_generation = new_root.generation + 1
     for ref, index in segments_done.values():
         store._files.add(ref, None, index)
     store._files.forget(retired)

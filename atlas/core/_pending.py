@@ -98,12 +98,13 @@ class _KeyIndex:
     def __init__(self):
         self.keys = array("q")
         self.late: dict[tuple[int, int], int] = {}
+        self._last = -1  # the last key in ``keys``
 
     def add(self, slot: int, chunk: int, row: int) -> None:
         key = (slot << 20) | chunk if chunk < (1 << 20) and slot < (1 << 42) else -1
-        keys = self.keys
-        if not self.late and key >= 0 and (not keys or key >= keys[-1]) and row == len(keys):
-            keys.append(key)
+        if key >= self._last and not self.late and row == len(self.keys):
+            self.keys.append(key)
+            self._last = key
         else:
             self.late[(slot, chunk)] = row
 
@@ -115,6 +116,8 @@ class _KeyIndex:
             if (not keys or combined[0] >= keys[-1]) and bool(
                     np.all(combined[1:] >= combined[:-1])):
                 keys.frombytes(combined.astype(np.int64).tobytes())
+                if len(combined):
+                    self._last = int(combined[-1])
                 return
         self.late.update(zip(zip(slots.tolist(), chunks.tolist()),
                              range(first_row, first_row + len(slots))))
@@ -202,12 +205,7 @@ class PendingSegment:
         rows = self._rows
         row = len(rows) // _STRIDE
         rows.extend((slot, 0, -1, offset, n, 0, schema_id, _UNKNOWN, 0, 0, 0))
-        keys = self._keys
-        if keys.late or slot >= (1 << 42) or (keys.keys and keys.keys[-1] > slot << 20) or \
-                row != len(keys.keys):
-            keys.add(slot, 0, row)
-        else:
-            keys.keys.append(slot << 20)
+        self._keys.add(slot, 0, row)
         self.version += 1
         return True
 
@@ -329,17 +327,21 @@ class PendingSegment:
         """The pending rows as a chunk index (newest row of a chunk wins)."""
         if self._index is not None and self._index[0] == self.version:
             return self._index[1]
-        table = self.table().copy()
+        table = self.table()
         n = len(table)
         col = {name: table[:, j] for name, j in _COL.items()}
         blocks = self.writer.blocks.data
         n_blocks = len(blocks["offset"])
         block = np.where(col["block"] == -1, n_blocks, col["block"])
-        order = np.lexsort((np.arange(n), col["chunk"], col["slot"]))
-        s, c = col["slot"][order], col["chunk"][order]
-        keep = np.ones(n, bool)
-        keep[:-1] = (s[1:] != s[:-1]) | (c[1:] != c[:-1])
-        pick = order[keep]
+        ds, dc = np.diff(col["slot"]), np.diff(col["chunk"])
+        if np.all((ds > 0) | ((ds == 0) & (dc > 0))):  # written in order, once each (usual)
+            pick = np.arange(n)
+        else:
+            order = np.lexsort((np.arange(n), col["chunk"], col["slot"]))
+            s, c = col["slot"][order], col["chunk"][order]
+            keep = np.ones(n, bool)
+            keep[:-1] = (s[1:] != s[:-1]) | (c[1:] != c[:-1])
+            pick = order[keep]
 
         def written(name):
             return np.frombuffer(blocks[name], _I64).copy() if n_blocks else np.zeros(0, _I64)
@@ -356,28 +358,37 @@ class PendingSegment:
             np.append(np.zeros(n_blocks, _I64), 1),
             [_SpillSource(self.writer), _OpenBlock(bytes(self.buffer[:open_size]), self.path)])
         index.pending_rows = pick  # row numbers in this log, for string statistics
+        del table, col, ds, dc  # views of the rows: an array('q') exporting them cannot grow
         self._index = (self.version, index)
         return index
+
+    def forget_index(self) -> None:
+        """Drop the cached :meth:`index` (a flush has used it; it may be large)."""
+        self._index = None
 
     def finish(self, schema_of: Callable[[int], Schema]) -> SegmentIndex:
         """Seal the open block, hand the rows to the segment writer and write its index."""
         self.seal(schema_of)
+        self._index = None
         writer = self.writer
         if len(writer.chunks) or not len(self):
             return writer.finish()
-        table = self.table().copy()
+        table = self.table()
         col = {name: table[:, j] for name, j in _COL.items()}
-        writer.chunks.extend(**{name: col[name] for name in
-                                ("slot", "chunk", "block", "offset", "length", "mask")})
         schema_ids = col["schema"]
         multi = np.zeros(len(schema_ids), bool)
         for sid in _distinct(schema_ids):
             if schema_of(sid).n_chunks > 1:
                 multi |= schema_ids == sid
         keep = np.flatnonzero(multi & (col["nulls"] != _UNKNOWN))
-        writer.partials.extend(row=keep, nulls=col["nulls"][keep], valid=col["valid"][keep],
-                               min=col["min"][keep], max=col["max"][keep])
-        return writer.finish()
+        chunks = {name: col[name] for name in ("slot", "chunk", "block", "offset", "length",
+                                               "mask")}
+        partials = {"row": keep, **{name: col[name][keep] for name in
+                                    ("nulls", "valid", "min", "max")}}
+        try:
+            return writer.finish(chunks, partials)
+        finally:
+            del table, col, chunks  # views of the rows (see :meth:`table`)
 
 
 def _bits(values: np.ndarray, dtype) -> np.ndarray:
@@ -393,8 +404,10 @@ class PendingWrites:
     """Everything written since the last successful flush of one store handle."""
 
     def __init__(self, storage: Storage, codec: str, level: int, block_size: int,
-                 schema_of: Callable[[int], Schema], dirty_budget: int = DIRTY_BUDGET):
+                 schema_of: Callable[[int], Schema], next_generation: int,
+                 dirty_budget: int = DIRTY_BUDGET):
         self.storage = storage
+        self.next_generation = next_generation  # of the commit these writes are for
         self.codec_id = codecs.CODEC_IDS[codec]
         self.level = level
         self.block_size = block_size
@@ -425,18 +438,22 @@ class PendingWrites:
         if self._dirty:
             self._forget_dirty((slot, chunk))
 
-    def put_whole(self, array: str, schema_id: int, schema: Schema, slot: int,
-                  values: np.ndarray, generation: int) -> None:
-        """:meth:`put` of a whole array of one chunk with numeric values (the hot path)."""
-        segment = self.segments.get(array) or self._segment(array, generation)
-        if values.flags.c_contiguous:
-            data = values.view(np.int64) if values.dtype.kind == "M" else values
-            if segment.add_whole(slot, memoryview(data).cast("B"), schema_id,
-                                 values.dtype.itemsize):
-                if self._dirty:
-                    self._forget_dirty((slot, 0))
-                return
-        self.put(array, schema_id, schema, slot, 0, values, None, generation)
+    def put_whole(self, array: str, schema_id: int, slot: int, values: np.ndarray) -> bool:
+        """:meth:`put` of a whole array of one chunk with numeric values (the hot path); False
+        when it does not take this path (not C-contiguous, a block of its own), nothing done."""
+        segment = self.segments.get(array)
+        if segment is None:
+            segment = self._segment(array, self.next_generation)
+        data = values.view(np.int64) if values.dtype.kind == "M" else values
+        try:
+            raw = memoryview(data).cast("B")
+        except (TypeError, ValueError):  # not C-contiguous
+            return False
+        if not segment.add_whole(slot, raw, schema_id, values.itemsize):
+            return False
+        if self._dirty:
+            self._forget_dirty((slot, 0))
+        return True
 
     def put_dirty(self, key: tuple[int, int], chunk: DirtyChunk, generation: int) -> None:
         """Keep a partly written chunk decoded; encode the oldest ones when over budget."""
@@ -505,6 +522,11 @@ class PendingWrites:
         for segment in self.segments.values():
             segment.seal(self.schema_of)
 
+    def forget_index(self, array: str) -> None:
+        segment = self.segments.get(array)
+        if segment is not None:
+            segment.forget_index()
+
     def string_partial(self, array: str) -> Callable[[int], tuple[str, str] | None]:
         """(min, max) of a string chunk by its row in :meth:`index`, where it was kept."""
         segment = self.segments.get(array)
@@ -526,8 +548,9 @@ class PendingWrites:
                                    if seg.key not in self._published], self._published.add)
         return self.finished
 
-    def committed(self) -> None:
+    def committed(self, next_generation: int) -> None:
         """The root now references every finished segment: start afresh."""
+        self.next_generation = next_generation
         for seg in self.finished:
             self.storage.release_spill(seg.key, seg.path)
             seg.writer.release()

@@ -105,7 +105,11 @@ class RowLog:
         row = self._late.get(key)
         if row is not None:
             return row
-        i = bisect_right(self.keys, key, 0, self._sorted_end) - 1
+        keys = self.keys
+        end = self._sorted_end
+        if not end or key > keys[end - 1]:
+            return -1  # beyond every key in order (a dataset created just now): no bisection
+        i = bisect_right(keys, key, 0, end) - 1
         return i if i >= 0 and self.keys[i] == key else -1
 
     def value(self, row: int, name: str) -> Any:

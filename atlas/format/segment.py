@@ -125,12 +125,16 @@ class SegmentWriter(LockedFile):
         """The stored bytes of a block already written (reads that see pending writes)."""
         return self.pread(self.blocks.data["offset"][number], self.blocks.data["stored"][number])
 
-    def finish(self) -> SegmentIndex:
-        """Write index, footer and trailer; returns the index. Calling it again after success
-        returns the same index; after a failure it writes them again."""
+    def finish(self, chunks: dict | None = None, partials: dict | None = None) -> SegmentIndex:
+        """Write index, footer and trailer; returns the index. ``chunks``/``partials``: the
+        columns to write instead of those appended one by one (a pending segment keeps its own).
+        Calling it again after success returns the same index; after a failure it writes them
+        again."""
         if self._index is not None:
             return self._index
-        index = SegmentIndex(self.blocks.numpy(), self.chunks.numpy(), self.partials.numpy())
+        index = SegmentIndex(self.blocks.numpy(),
+                             self.chunks.numpy() if chunks is None else chunks,
+                             self.partials.numpy() if partials is None else partials)
         end = self.size
         try:
             writer = ContainerWriter(self.write)
@@ -144,6 +148,9 @@ class SegmentWriter(LockedFile):
         except BaseException:
             self.size = end
             raise
+        if chunks is not None:  # keep copies, not views of the caller's rows
+            index = SegmentIndex(index.blocks, {n: np.array(c) for n, c in chunks.items()},
+                                 {n: np.array(c) for n, c in index.partials.items()})
         self._index = index
         return index
 

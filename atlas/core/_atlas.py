@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from atlas import codecs
-from atlas.core import _maintain, _stats
+from atlas.core import _maintain, _query, _stats
 from atlas.core._batches import batches
 from atlas.core._catalog import Catalog
 from atlas.core._dataset import DatasetView
@@ -411,10 +411,45 @@ class Atlas:
         self._check_writable()
         write_stacked(self, array, names, data, dims, chunk_shape, fill_value)
 
+    # -- queries over the collection (atlas.core._query) ----------------------------------------
+
+    def catalog(self, arrays: Sequence[str] | None = None,
+                attributes: Sequence[str] | None = None) -> Any:
+        """A ``pandas.DataFrame`` of the collection: one row per dataset (index: its name, in
+        creation order); a column per attribute key, and per array ``<array>.dtype``,
+        ``.shape``, ``.nulls``, ``.valid``, ``.min``, ``.max``. ``arrays``/``attributes`` pick
+        columns (default: all); only what is picked is read."""
+        return _query.catalog(self, arrays, attributes)
+
+    def select(self, where: Any) -> list[str]:
+        """Names of the datasets matching ``where``, in creation order: an expression over the
+        catalog's columns (``"temp.max > 25 and platform == 'float12' and -10 < lat.min <
+        10"``: comparisons, and/or/not, ``in [...]``, parentheses, `quoted names`), or a
+        callable taking the catalog DataFrame and returning a boolean Series."""
+        return _query.select(self, where)
+
+    def array_stats(self, array: str) -> dict | None:
+        """Statistics of ``array`` over every dataset that has it (cells and nulls summed, min
+        of the minima, max of the maxima); None when no dataset has it."""
+        return _query.array_stats(self, array)
+
+    def array_stats_by_dataset(self, array: str) -> dict[str, dict | None]:
+        """{dataset: its ``array_stats(array)``} of the datasets that have ``array``."""
+        return _query.array_stats_by_dataset(self, array)
+
+    def attributes_by_dataset(self, key: str) -> dict[str, Any]:
+        """{dataset: its attribute ``key``} of the datasets that have it."""
+        return _query.attributes_by_dataset(self, key)
+
+    def merged_schema(self) -> dict:
+        """The collection's arrays and attributes with their types widened over every dataset
+        (numbers by numpy's promotion); what does not widen is listed under ``conflicts``."""
+        return _query.merged_schema(self)
+
     def batches(self, array: str, dataset_names: Sequence[str] | None = None,
                 batch_size: int = 64, shuffle: bool = True, seed: int | None = None,
                 start: Sequence[int] | None = None, shape: Sequence[int] | None = None,
-                drop_last: bool = False, prefetch: int = 1):
+                drop_last: bool = False, prefetch: int = 1, where: Any = None):
         """Yield (names, array of shape (len(names), *window)) batches for training loops.
 
         ``dataset_names`` defaults to every dataset holding ``array``; with ``shuffle`` the
@@ -422,7 +457,15 @@ class Atlas:
         background thread while the caller works on the current one. A batch's array is reused
         for a later batch once nothing refers to it any more (not the array, nor a view or a
         ``torch.from_numpy`` tensor of it), so holding on to a batch keeps it intact.
+        ``where``: only the datasets :meth:`select` picks (with ``dataset_names``: only those
+        of them).
         """
+        if where is not None:
+            chosen = self.select(where)
+            if dataset_names is not None:
+                keep = set(chosen)
+                chosen = [n for n in _name_list(dataset_names) if n in keep]
+            dataset_names = chosen
         return batches(self, array, dataset_names, batch_size, shuffle, seed, start, shape,
                        drop_last, prefetch)
 

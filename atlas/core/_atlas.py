@@ -41,6 +41,9 @@ from atlas.format.tables import Table
 from atlas.storage import Storage, from_description, open_storage
 
 VerifyReport = _maintain.VerifyReport
+# what a flush keeps in memory of what it wrote (bigger is read again from the files if needed)
+CACHED_INDEX_ROWS = 1 << 17
+CACHED_TABLE_ROWS = 1 << 17
 RETIRE_GRACE_SECONDS = _maintain.RETIRE_GRACE_SECONDS
 
 
@@ -219,21 +222,25 @@ class Atlas:
         generation = root.generation + 1
         pending = self._pending
         pending.prepare(generation)
-        written = self._pending_tables(pending)
+        marks = {sid: len(t.log) for sid, t in catalog.pending_tables().items()}
+        written: dict[tuple, Table | None] = {}
+        new_root = root.successor(message=message, segments=dict(root.segments),
+                                  **catalog.counters())
+        part = _maintain.write_part(self._storage, new_root, self._pending_tables(
+            pending, written)) if marks else None
         finished = pending.finish(generation)
         segments = {name: list(refs) for name, refs in root.segments.items()}
         for seg in finished:
             ref = FileRef(seg.key, seg.size, _maintain.level_of(seg.size))
-            self._files.add(ref, None, seg.index)
+            if seg.index.rows <= CACHED_INDEX_ROWS:  # a big one is read again when needed
+                self._files.add(ref, None, seg.index)
             segments.setdefault(seg.array, []).append(ref)
-        new_root = root.successor(message=message, segments=segments, **catalog.counters())
-        part = _maintain.write_part(self._storage, new_root, written) if written else None
+        new_root.segments = segments
         if part is not None:
             new_root.parts = [*root.parts, part.ref]
         merges = _maintain.tiered_merge(self, new_root)
         # until it is known to have landed or not, the attempt is kept (its files locked): a
         # commit whose response was lost is recognised by its commit id when retried
-        marks = {sid: len(t.log) for sid, t in catalog.pending_tables().items()}
         self._inflight = _Inflight(new_root, written, part, merges, marks)
         self._token = self._storage.commit(ROOT_KEY, new_root.encode(), self._token)
         self._inflight = None
@@ -277,29 +284,28 @@ class Atlas:
         if exc_type is None:
             self.close()
 
-    def _pending_tables(self, pending: PendingWrites) -> dict[tuple, Table]:
-        """The catalog's pending rows as tables, with the statistics of written arrays."""
+    def _pending_tables(self, pending: PendingWrites, written: dict):
+        """The catalog's pending rows as tables, with the statistics of written arrays, one at
+        a time; each also goes into ``written``, or None there when it is too big to keep in
+        memory after the commit (that table is read again from the parts when next used)."""
         catalog = self._catalog
-        out = {}
         for section_id, table in catalog.pending_tables().items():
-            if section_id[0] != "array":
-                out[section_id] = table.log.table()
-                continue
             delta = table.log.table()
-            live = ~delta.dead
-            stats = _stats.compute(
-                delta.columns["slot"][live], delta.columns["schema"][live], catalog.schemas(),
-                pending.index(section_id[1]),
-                lambda a=section_id[1]: self._committed_index(a),
-                pending.string_partial(section_id[1]),
-                lambda slot, chunk, extent, a=section_id[1]: self._current_chunk(
-                    a, self._schema_of_slot(a, slot), slot, chunk, extent))
-            for name, column in stats.items():
-                delta.columns[name] = delta.columns[name].copy()
-                delta.columns[name][live] = column
-            out[section_id] = delta
-            pending.forget_index(section_id[1])  # one array's index at a time in memory
-        return out
+            if section_id[0] == "array":
+                live = ~delta.dead
+                stats = _stats.compute(
+                    delta.columns["slot"][live], delta.columns["schema"][live],
+                    catalog.schemas(), pending.index(section_id[1]),
+                    lambda a=section_id[1]: self._committed_index(a),
+                    pending.string_partial(section_id[1]),
+                    lambda slot, chunk, extent, a=section_id[1]: self._current_chunk(
+                        a, self._schema_of_slot(a, slot), slot, chunk, extent))
+                for name, column in stats.items():
+                    delta.columns[name] = delta.columns[name].copy()
+                    delta.columns[name][live] = column
+                pending.forget_index(section_id[1])  # one array's index at a time in memory
+            written[section_id] = delta if len(delta) <= CACHED_TABLE_ROWS else None
+            yield section_id, delta
 
     def _schema_of_slot(self, array: str, slot: int) -> Schema:
         table = self._catalog.table(("array", array)).view()

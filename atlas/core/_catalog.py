@@ -478,10 +478,14 @@ class Catalog:
         self.root = root
         self.epoch += 1  # rows that were pending are committed now
         for section_id, table in self.tables.items():
-            delta = written.get(section_id)
-            if delta is not None:
+            if section_id not in written:
+                continue
+            delta = written[section_id]
+            if delta is None:  # too big to keep: read again from the parts when next used
+                table.forget_committed(marks.get(section_id, len(table.log)))
+            else:
                 table.applied(delta, marks.get(section_id, len(table.log)))
-        committed = {int(k) for k in written.get(("schemas",), Table.empty("schemas")).key}
+        committed = {int(k) for k in (written.get(("schemas",)) or Table.empty("schemas")).key}
         self.new_schemas = [(sid, s) for sid, s in self.new_schemas if sid not in committed]
 
 

@@ -81,8 +81,9 @@ def publish(storage: Storage, key: str, path: str, file: LockedFile) -> Written:
     return Written(storage, FileRef(key, file.size, level_of(file.size)), path, file)
 
 
-def write_part(storage: Storage, root: Root, tables: dict[tuple, Table]) -> Written:
-    """Write and publish a catalog part holding ``tables`` for the commit ``root``."""
+def write_part(storage: Storage, root: Root, tables) -> Written:
+    """Write and publish a catalog part holding ``tables`` ((section id, table) pairs) for the
+    commit ``root``."""
     key = key_grammar.new_part_key(root.generation)
     path = storage.spill_path(key)
     try:
@@ -195,7 +196,7 @@ def _merge_parts(store: "Atlas", root: Root, refs: list[FileRef], drop_dead: boo
             table = _live_rows(sid, table, keep)
         if len(table) or not drop_dead:
             tables[sid] = table
-    return write_part(storage, root, tables)
+    return write_part(storage, root, tables.items())
 
 
 def _live_rows(sid: tuple, table: Table, keep: dict[str, np.ndarray]) -> Table:

@@ -51,7 +51,7 @@ def upgrade(location: Any, **store_options: Any) -> dict:
     written = []
     cache = BlockCache()
     try:
-        part = _maintain.write_part(storage, new_root, tables)
+        part = _maintain.write_part(storage, new_root, tables.items())
         written.append(part)
         new_root.parts = [part.ref]
         for array in legacy.segments:

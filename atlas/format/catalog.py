@@ -16,7 +16,7 @@ sections in every listed part. A part's footer also records the value format ver
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 from atlas.errors import CorruptionError
 from atlas.format import bloom, values
@@ -38,20 +38,20 @@ def table_kind(section_id: tuple) -> str:
     return found[0]
 
 
-def write_part(path: str, tables: dict[tuple, Table], **extra: Any) -> LockedFile:
-    """Write a part holding ``tables`` at ``path``; the returned file stays locked until
-    released (after the commit that references it)."""
+def write_part(path: str, tables: Iterable[tuple[tuple, Table]], **extra: Any) -> LockedFile:
+    """Write a part holding ``tables`` ((section id, table) pairs, consumed one at a time: a
+    flush of a million datasets never holds every table at once) at ``path``; the returned
+    file stays locked until released (after the commit that references it)."""
     out = LockedFile(path)
     try:
         out.write(MAGIC)
         writer = ContainerWriter(out.write)
-        for section_id, table in tables.items():
+        for section_id, table in tables:
             table_kind(section_id)
             writer.add(section_id, table.section_columns(), len(table))
-        datasets = tables.get(("datasets",))
-        if datasets is not None:
-            bits = bloom.build(list(datasets.columns["name"]))
-            writer.add(BLOOM, [("bits", "u1", bits)], len(bits))
+            if section_id == ("datasets",):
+                bits = bloom.build(list(table.columns["name"]))
+                writer.add(BLOOM, [("bits", "u1", bits)], len(bits))
         writer.finish(kind="catalog", values=values.VERSION, **extra)
         out.truncate()
     except BaseException:

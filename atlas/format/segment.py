@@ -148,9 +148,6 @@ class SegmentWriter(LockedFile):
         except BaseException:
             self.size = end
             raise
-        if chunks is not None:  # keep copies, not views of the caller's rows
-            index = SegmentIndex(index.blocks, {n: np.array(c) for n, c in chunks.items()},
-                                 {n: np.array(c) for n, c in index.partials.items()})
         self._index = index
         return index
 

@@ -342,7 +342,7 @@ def test_catalog_parts_round_trip_their_tables(tmp_path):
               ("attr", "k"): _table("attr", [0, 1], seq=[0, 1], tag=[2, 4], num=[5, 0],
                                     data=[b"", b"v"])}
     path = tmp_path / "p.cat"
-    write_part(str(path), tables).release()
+    write_part(str(path), tables.items()).release()
     data = path.read_bytes()
     assert data[:8] == PART_MAGIC
     footer = parse_footer(memoryview(data), 0, len(data), None, "p")

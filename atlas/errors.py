@@ -66,6 +66,10 @@ class StaleHandleError(CorruptionError, FileNotFoundError):
     period (reopen the store), or the store lost it (then ``verify()`` reports it too)."""
 
 
+class QueryError(AtlasError, ValueError):
+    """A ``where`` expression that atlas does not evaluate (says what it found and where)."""
+
+
 __all__ = [
     "AlreadyExistsError",
     "ArrayNotFoundError",
@@ -77,6 +81,7 @@ __all__ = [
     "InvalidKeyError",
     "InvalidNameError",
     "OutOfBoundsError",
+    "QueryError",
     "ReadOnlyError",
     "StaleHandleError",
     "StoreNotFoundError",

@@ -435,8 +435,11 @@ class Atlas:
         return _query.select(self, where)
 
     def array_stats(self, array: str) -> dict | None:
-        """Statistics of ``array`` over every dataset that has it (cells and nulls summed, min
-        of the minima, max of the maxima); None when no dataset has it."""
+        """Statistics of ``array`` over every dataset that has it: ``datasets``, ``row_count``
+        and ``null_count`` summed, ``min`` of the minima and ``max`` of the maxima (None where
+        the datasets' values do not compare, as dates and numbers), the distinct ``dtypes``,
+        ``shapes`` and ``chunk_shapes``, and ``unflushed`` (datasets whose statistics wait for
+        a flush); None when no dataset has it."""
         return _query.array_stats(self, array)
 
     def array_stats_by_dataset(self, array: str) -> dict[str, dict | None]:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from atlas.core._dataset import is_internal
+from atlas.errors import QueryError
 from atlas.format import values as value_format
 from atlas.format.schema import Schema
 
@@ -102,11 +103,12 @@ def array_columns(store: "Atlas", array: str, dids: np.ndarray,
     out: dict[str, np.ndarray] = {}
     for stat in which:
         key = f"{array}.{stat}"
-        if stat in ("dtype", "shape"):
+        if stat in ("dtype", "shape", "chunk_shape"):
             col = np.full(len(dids), None, object)
             for sid in distinct:
                 mine = found & (schema_ids == sid)
-                value = schemas[sid].dtype.name if stat == "dtype" else schemas[sid].shape
+                value = schemas[sid].dtype.name if stat == "dtype" else \
+                    getattr(schemas[sid], stat)
                 col[np.flatnonzero(mine)] = [value] * int(mine.sum())
             out[key] = col
         elif stat in ("nulls", "valid"):
@@ -184,16 +186,20 @@ def _decode_cftime(store: "Atlas", array: str, table, pos, stated, out) -> None:
         key = f"{array}.{stat}"
         if key not in out:
             continue
-        column = out[key] if out[key].dtype == object else out[key].astype(object)
+        dates = {}
         for i in rows.tolist():
             j = int(mpos[i])
             plan = marker_doc(value_format.decode(int(cols["tag"][j]), int(cols["num"][j]),
                                                   cols["data"][j])).get("decode")
-            value = column[i]
+            value = out[key][i]
             if isinstance(plan, dict) and plan.get("kind") == "cftime" and value is not None \
                     and not (isinstance(value, float) and math.isnan(value)):
-                column[i] = decode_cftime(np.asarray(int(value)), plan)[()]
-        out[key] = column
+                dates[i] = decode_cftime(np.asarray(int(value)), plan)[()]
+        if dates:  # the column stays typed unless some dataset's values are cftime dates
+            column = out[key].astype(object)
+            for i, date in dates.items():
+                column[i] = date
+            out[key] = column
 
 
 def catalog(store: "Atlas", arrays: Sequence[str] | None = None,
@@ -228,10 +234,6 @@ def _strings(items: Any, what: str) -> list[str]:
 
 # -- select -----------------------------------------------------------------------------------
 
-class QueryError(ValueError):
-    """A ``where`` expression that is not one atlas evaluates (says what and where)."""
-
-
 _COMPARE = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">",
             ast.GtE: ">=", ast.In: "in", ast.NotIn: "not in"}
 
@@ -256,7 +258,8 @@ def _parse(where: str) -> tuple[ast.AST, dict[str, str]]:
     try:
         tree = ast.parse(text.strip(), mode="eval").body
     except SyntaxError as err:
-        raise QueryError(f"cannot parse {where!r}: {err.msg} at column {err.offset}") from None
+        where_text = "" if not err.offset else f" at column {err.offset}"
+        raise QueryError(f"cannot parse {where!r}: {err.msg}{where_text}") from None
     return tree, quoted
 
 
@@ -388,9 +391,11 @@ def select(store: "Atlas", where: str | Callable) -> list[str]:
     known = {sid[1] for sid in store._catalog.section_ids("attr")}
     for key in attributes:
         if key not in known:
-            raise QueryError(f"{label}: no column {key!r}: no dataset has an attribute {key!r} "
-                             f"nor an array {key.rpartition('.')[0]!r}; columns are attribute "
-                             f"keys and <array>.{{{','.join(STATS)}}}")
+            array = key.rpartition(".")[0]
+            also = f" nor an array {array!r}" if array else ""
+            raise QueryError(f"{label}: no column {key!r}: no dataset has an attribute "
+                             f"{key!r}{also}; columns are attribute keys and "
+                             f"<array>.{{{','.join(STATS)}}}")
     frame = catalog(store, arrays, attributes)
     mask = _evaluate(tree, frame, quoted, label)
     if not (isinstance(mask, np.ndarray) and mask.dtype == bool):
@@ -405,7 +410,8 @@ def array_stats(store: "Atlas", array: str) -> dict | None:
     min of the minima, max of the maxima (None where the datasets' values do not compare)."""
     cat = store._catalog
     dids = cat.live_dids()
-    cols = array_columns(store, array, dids, ("dtype", "nulls", "valid", "min", "max"))
+    cols = array_columns(store, array, dids, ("dtype", "shape", "chunk_shape", "nulls", "valid",
+                                              "min", "max"))
     present = np.array([d is not None for d in cols[f"{array}.dtype"]], bool)
     if not present.any():
         return None
@@ -417,7 +423,13 @@ def array_stats(store: "Atlas", array: str) -> dict | None:
                                                               np.nansum(valid[stated])),
             "null_count": int(np.nansum(nulls[stated])), "min": lo, "max": hi,
             "dtypes": sorted(set(cols[f"{array}.dtype"][present].tolist())),
+            "shapes": _distinct(cols[f"{array}.shape"][present]),
+            "chunk_shapes": _distinct(cols[f"{array}.chunk_shape"][present]),
             "unflushed": int((present & ~stated).sum())}
+
+
+def _distinct(column: np.ndarray) -> list[list[int]]:
+    return [list(shape) for shape in dict.fromkeys(tuple(v) for v in column.tolist())]
 
 
 def _fold(values: np.ndarray, pick) -> Any:
@@ -425,7 +437,8 @@ def _fold(values: np.ndarray, pick) -> Any:
         return None
     if values.dtype != object:
         result = values.min() if pick is min else values.max()
-        return result.item() if hasattr(result, "item") else result
+        # datetime64[ns].item() would be a bare int
+        return result if values.dtype.kind == "M" else result.item()
     try:
         return pick(values.tolist())
     except TypeError:  # values of kinds that do not compare (numbers and strings)

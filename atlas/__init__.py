@@ -1,6 +1,6 @@
 """atlas: a store for many similarly-shaped N-dimensional datasets."""
 
-from atlas.core import Atlas, DatasetView, VerifyReport
+from atlas.core import Atlas, DatasetView, VerifyReport, Version
 from atlas.errors import (
     AlreadyExistsError,
     ArrayNotFoundError,
@@ -16,6 +16,8 @@ from atlas.errors import (
     ReadOnlyError,
     StaleHandleError,
     StoreNotFoundError,
+    VersionExpiredError,
+    VersionNotFoundError,
 )
 
 __version__ = "0.1.0"
@@ -43,4 +45,7 @@ __all__ = [
     "StaleHandleError",
     "StoreNotFoundError",
     "VerifyReport",
+    "Version",
+    "VersionExpiredError",
+    "VersionNotFoundError",
 ]

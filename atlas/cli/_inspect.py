@@ -8,7 +8,14 @@ import sys
 from typing import Any
 
 
-from atlas.cli._common import disk_usage, emit, format_value, open_store, plural, table
+from atlas.cli._common import (
+    emit,
+    format_value,
+    open_store,
+    plural,
+    table,
+    version_options,
+)
 from atlas.cli._dates import as_dates, calendar_plan
 from atlas.cli._progress import human_bytes
 
@@ -16,7 +23,8 @@ INTERNAL_PREFIX = "_pyatlas"  # bookkeeping attributes of the xarray layer, hidd
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("ls", parents=[common], help="list the datasets of a store",
+    versions = version_options()
+    p = sub.add_parser("ls", parents=[common, versions], help="list the datasets of a store",
                        description="List the datasets of STORE in creation order.")
     p.add_argument("store", metavar="STORE")
     p.add_argument("-l", "--long", action="store_true",
@@ -27,20 +35,20 @@ def register(sub, common: argparse.ArgumentParser) -> None:
                         "(see docs/query.md)")
     p.set_defaults(func=cmd_ls)
 
-    p = sub.add_parser("show", parents=[common], help="describe one dataset (ncdump -h style)",
+    p = sub.add_parser("show", parents=[common, versions], help="describe one dataset (ncdump -h style)",
                        description="Dimensions, arrays (dtype, shape, chunking, fill), "
                                    "attributes and statistics of one dataset.")
     p.add_argument("store", metavar="STORE")
     p.add_argument("name", metavar="NAME")
     p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("info", parents=[common], help="summarise a store",
+    p = sub.add_parser("info", parents=[common, versions], help="summarise a store",
                        description="Datasets, distinct arrays, codec, bytes on disk, segments "
                                    "and collection-wide statistics per array.")
     p.add_argument("store", metavar="STORE")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("catalog", parents=[common], help="one row per dataset: attributes and "
+    p = sub.add_parser("catalog", parents=[common, versions], help="one row per dataset: attributes and "
                        "array statistics",
                        description="A table with one row per dataset (creation order): each "
                                    "attribute by its key, and for each array its dtype, shape, "
@@ -66,7 +74,7 @@ def _names(text: str) -> list[str]:
 # -- ls -----------------------------------------------------------------------------------------
 
 def cmd_ls(args) -> int:
-    store = open_store(args.store)
+    store = open_store(args.store, args=args)
     names = store.select(args.where) if args.where else store.list_datasets()
     if not args.long:
         emit(args, names, lambda: "\n".join(names))
@@ -148,7 +156,7 @@ def _render_show(info: dict) -> str:
 
 
 def cmd_show(args) -> int:
-    store = open_store(args.store)
+    store = open_store(args.store, args=args)
     info = describe_dataset(store, args.name)
     emit(args, info, lambda: _render_show(info))
     return 0
@@ -200,8 +208,11 @@ def _render_info(info: dict) -> str:
     ]
     if usage["retired"]:
         retired = (f"{plural(usage['retired'], 'file')}, {human_bytes(usage['retired_bytes'])} "
-                   "(replaced by a merge, kept a while for older readers)")
+                   "(replaced, kept for the earlier versions that read them)")
         head.append(["retired", retired])
+    if usage.get("version_records"):
+        head.append(["versions", f"{plural(usage['version_records'], 'record')}, "
+                                 f"{human_bytes(usage['version_bytes'])} (see 'atlas log')"])
     head += [
         ["on disk", f"{human_bytes(usage['bytes_on_disk'])} ({usage['bytes_on_disk']} bytes)"],
     ]
@@ -221,9 +232,9 @@ def _render_info(info: dict) -> str:
 
 
 def cmd_info(args) -> int:
-    store = open_store(args.store)
+    store = open_store(args.store, args=args)
     arrays = collection_stats(store)
-    usage = disk_usage(store.location)
+    usage = store.usage()
     info = {"store": store.location, "datasets": len(store.list_datasets()), "arrays": arrays,
             "disk": usage}
     emit(args, info, lambda: _render_info(info))
@@ -233,7 +244,7 @@ def cmd_info(args) -> int:
 # -- catalog ------------------------------------------------------------------------------------
 
 def cmd_catalog(args) -> int:
-    store = open_store(args.store)
+    store = open_store(args.store, args=args)
     frame = store.catalog(arrays=args.arrays, attributes=args.attributes)
     if args.where:
         frame = frame.loc[store.select(args.where)]

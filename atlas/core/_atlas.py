@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from atlas import codecs
-from atlas.core import _maintain, _query, _stats
+from atlas.core import _maintain, _query, _stats, _versions
 from atlas.core._batches import batches
 from atlas.core._catalog import Catalog
 from atlas.core._dataset import DatasetView
@@ -44,7 +44,6 @@ VerifyReport = _maintain.VerifyReport
 # what a flush keeps in memory of what it wrote (bigger is read again from the files if needed)
 CACHED_INDEX_ROWS = 1 << 17
 CACHED_TABLE_ROWS = 1 << 17
-RETIRE_GRACE_SECONDS = _maintain.RETIRE_GRACE_SECONDS
 
 
 class Atlas:
@@ -61,6 +60,8 @@ class Atlas:
         self._catalog_state: Catalog | None = None
         self._pending_state: PendingWrites | None = None
         self._inflight: _Inflight | None = None
+        self._pinned: Any = None  # the version asked for, on a handle of an earlier version
+        self._expiry_checked = 0.0  # when a flush last looked for versions to expire
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -81,29 +82,52 @@ class Atlas:
             raise AlreadyExistsError(f"a store already exists at {storage.location}")
         root = Root(generation=0, codec=codec,
                     level=codecs.DEFAULT_LEVELS[codec] if level is None else level,
-                    block_size=block_size)
-        token = storage.commit(ROOT_KEY, root.encode(), None)
+                    block_size=block_size, message="create")
+        root.created = root.time
+        token = _versions.commit_root(storage, root, None)
         return cls(storage, root, token)
 
     @classmethod
-    def open(cls, location: Any, *, read_only: bool = False, **store_options: Any) -> "Atlas":
-        """Open an existing store; raises StoreNotFoundError when there is none."""
-        storage = open_storage(location, read_only=read_only, **store_options)
+    def open(cls, location: Any, *, read_only: bool = False, version: Any = None,
+             **store_options: Any) -> "Atlas":
+        """Open an existing store; raises StoreNotFoundError when there is none.
+
+        ``version``: open that earlier version, read-only: a generation (int), a tag (str) or
+        a time (datetime: the newest version committed at or before it). An expired one
+        raises VersionExpiredError."""
+        storage = open_storage(location, read_only=read_only or version is not None,
+                               **store_options)
         root, token, legacy = load_root(storage)
-        return cls(storage, root, token, legacy)
+        if version is None:
+            return cls(storage, root, token, legacy)
+        if legacy is not None:
+            raise FormatError(f"store at {storage.location} is in format version 1, which keeps "
+                              f"no versions; convert it with `atlas upgrade {storage.location}`")
+        handle = cls(storage, _versions.resolve(storage, root, version), None)
+        handle._pinned = version
+        return handle
 
     @classmethod
-    def _reopen(cls, description: tuple) -> "Atlas":
+    def _reopen(cls, description: tuple, version: Any = None) -> "Atlas":
         # unpickling: the root is read on first use, in the process that uses the handle
-        return cls(from_description(description), None, None)
+        handle = cls(from_description(description), None, None)
+        handle._pinned = version
+        return handle
 
     def __reduce__(self):
-        return (Atlas._reopen, (self._storage.describe(),))
+        if self._pinned is None:
+            return (Atlas._reopen, (self._storage.describe(),))
+        # the exact commit, even if the version was asked for by tag or time
+        return (Atlas._reopen, (self._storage.describe(), self._root.generation))
 
     @property
     def _root(self) -> Root:
         if self._root_state is None:
             self._root_state, self._token, self._legacy = load_root(self._storage)
+            if self._pinned is not None:
+                self._root_state = _versions.resolve(self._storage, self._root_state,
+                                                     self._pinned)
+                self._token = None
         return self._root_state
 
     @functools.cached_property
@@ -142,6 +166,11 @@ class Atlas:
     def level(self) -> int:
         """The compression level new blocks are written with."""
         return self._root.level
+
+    @property
+    def version(self) -> int:
+        """The version (generation) this handle is at."""
+        return self._root.generation
 
     @property
     def generation(self) -> int:
@@ -211,7 +240,9 @@ class Atlas:
             self._catalog_state.pending_tables()))
 
     def flush(self, message: str | None = None) -> None:
-        """Persist every change since the last flush, atomically: all of it or none of it."""
+        """Persist every change since the last flush, atomically: all of it or none of it.
+        ``message`` is recorded with the version (see :meth:`history`)."""
+        message = _versions.check_message(message)
         if self._inflight is not None:
             self._settle_inflight()
         if not self._has_changes():
@@ -226,8 +257,10 @@ class Atlas:
         written: dict[tuple, Table | None] = {}
         new_root = root.successor(message=message, segments=dict(root.segments),
                                   **catalog.counters())
+        changes = _versions.ChangeCounter(catalog)
         part = _maintain.write_part(self._storage, new_root, self._pending_tables(
-            pending, written)) if marks else None
+            pending, written, changes)) if marks else None
+        new_root.changes = changes.counts()
         finished = pending.finish(generation)
         segments = {name: list(refs) for name, refs in root.segments.items()}
         for seg in finished:
@@ -242,7 +275,7 @@ class Atlas:
         # until it is known to have landed or not, the attempt is kept (its files locked): a
         # commit whose response was lost is recognised by its commit id when retried
         self._inflight = _Inflight(new_root, written, part, merges, marks)
-        self._token = self._storage.commit(ROOT_KEY, new_root.encode(), self._token)
+        self._token = _versions.commit_root(self._storage, new_root, self._token)
         self._inflight = None
         self._committed(new_root, written, part, merges, marks)
 
@@ -271,6 +304,7 @@ class Atlas:
                             inflight.marks)
             return
         inflight.discard(self._storage)  # its files are orphans; this flush writes anew
+        _versions.forget_record(self._storage, inflight.root)
 
     def close(self) -> None:
         """Alias for :meth:`flush` (the seed API's name for the durability boundary)."""
@@ -284,13 +318,14 @@ class Atlas:
         if exc_type is None:
             self.close()
 
-    def _pending_tables(self, pending: PendingWrites, written: dict):
+    def _pending_tables(self, pending: PendingWrites, written: dict, changes: _versions.ChangeCounter):
         """The catalog's pending rows as tables, with the statistics of written arrays, one at
         a time; each also goes into ``written``, or None there when it is too big to keep in
         memory after the commit (that table is read again from the parts when next used)."""
         catalog = self._catalog
         for section_id, table in catalog.pending_tables().items():
             delta = table.log.table()
+            changes.add(section_id, delta)
             if section_id[0] == "array":
                 live = ~delta.dead
                 stats = _stats.compute(
@@ -314,18 +349,87 @@ class Atlas:
 
     # -- compaction and verification -----------------------------------------------------------
 
-    def compact(self, grace: float = RETIRE_GRACE_SECONDS) -> None:
+    def compact(self, grace: float | None = None) -> None:
         """Merge every array name's segments into one and the catalog into one part, dropping
         deleted data, and commit.
 
-        Pending changes are flushed first. The replaced files stay, listed as ``retired`` in the
-        root, so that readers still holding the previous root keep working; a later compact
-        deletes those retired more than ``grace`` seconds before (``grace=0`` deletes them at
-        once). Unreferenced files left by crashed writers are removed once older than an hour
-        (at once on a local store, where live writers lock theirs)."""
+        Pending changes are flushed first. The replaced files stay for the versions that read
+        them; the compaction then expires what the store's retention policy no longer keeps
+        (``grace``: keep only versions younger than this many seconds, plus tagged ones and
+        the latest; ``grace=0`` frees the replaced files at once). Unreferenced files left by
+        crashed writers are removed once older than an hour (at once on a local store, where
+        live writers lock theirs)."""
         self.flush()
         self._check_writable()
         _maintain.compact(self, grace)
+
+    # -- versions ------------------------------------------------------------------------------
+
+    def history(self) -> list[_versions.Version]:
+        """Every retained version up to this handle's, newest first: generation, time, message,
+        and the numbers of datasets added, changed and deleted."""
+        self._check_versions()
+        return _versions.history(self._storage, self._root)
+
+    def tag(self, name: str, version: Any = None) -> int:
+        """Tag a version (default: the latest committed) so that it is never expired; returns
+        its generation. AlreadyExistsError if the tag exists (delete it to move it)."""
+        self._check_versions()
+        self._check_writable()
+        latest = load_root(self._storage)[0]
+        root = latest if version is None else _versions.resolve(self._storage, latest, version)
+        _versions.add_tag(self._storage, name, root)
+        return root.generation
+
+    def tags(self) -> dict[str, int]:
+        """{tag: generation}."""
+        self._check_versions()
+        return {name: g for name, (g, _c) in _versions.all_tags(self._storage).items()}
+
+    def delete_tag(self, name: str) -> None:
+        """Remove a tag (its version then expires like any other)."""
+        self._check_versions()
+        self._check_writable()
+        _versions.remove_tag(self._storage, name)
+
+    @property
+    def retention(self) -> dict:
+        """The store's policy: versions younger than ``older_than`` seconds, the last
+        ``keep_last`` and tagged ones are kept (default: 7 days, 1)."""
+        older_than, keep_last = self._root.retention
+        return {"older_than": older_than, "keep_last": keep_last}
+
+    def set_retention(self, older_than: Any = None, keep_last: Any = None) -> None:
+        """Change the store's retention policy (a commit); None leaves that part as it is."""
+        self.flush()
+        self._check_writable()
+        root = self._root
+        policy = _versions.check_retention(
+            root.retention[0] if older_than is None else older_than,
+            root.retention[1] if keep_last is None else keep_last)
+        self._commit_maintenance(root.successor(message="set retention", retention=policy))
+
+    def expire(self, older_than: Any = None, keep_last: Any = None) -> dict:
+        """Remove the versions the policy does not keep (``older_than`` seconds or a
+        timedelta, ``keep_last``: this call's policy instead of the store's; tagged versions
+        and the latest always stay), then the files only they read. Returns what it removed."""
+        self.flush()
+        self._check_writable()
+        return _versions.expire(self, older_than, keep_last)
+
+    def _check_versions(self) -> None:
+        if self._legacy is not None:
+            raise FormatError(f"store at {self.location} is in format version 1, which keeps "
+                              f"no versions; convert it with `atlas upgrade {self.location}`")
+
+    def _commit_maintenance(self, new_root: Root) -> None:
+        """Commit a root that changes files or settings, not data (compact, expire, policy)."""
+        self._token = _versions.commit_root(self._storage, new_root, self._token)
+        self._root_state = new_root
+        if self._catalog_state is not None:
+            self._catalog_state.root = new_root
+        if self._pending_state is not None:
+            self._pending_state.next_generation = new_root.generation + 1
 
     def verify(self, repair: bool = False) -> VerifyReport:
         """Check the root, every catalog part and every segment and block against its checksum.
@@ -590,6 +694,11 @@ class Atlas:
     def _check_writable(self, commits: bool = True) -> None:
         """ReadOnlyError on a read-only handle; FormatError for a commit to a version-1 store
         (``commits=False``: only files are removed, as an orphan sweep does)."""
+        if self._pinned is not None:
+            asked = "" if self._pinned == self._root.generation else f" ({self._pinned!r})"
+            raise ReadOnlyError(f"store at {self.location} is open at version "
+                                f"{self._root.generation}{asked}, which is read-only; open the "
+                                "store without version= to write")
         if self._storage.read_only:
             raise ReadOnlyError(f"store at {self.location} is open read-only")
         if commits and self._legacy is not None:

@@ -9,8 +9,8 @@ dozen files, and a byte is rewritten about log(size) times over its life. ``comp
 everything and drops what deleted datasets and arrays left.
 
 Nothing a commit replaced is deleted at once: it is listed as ``retired`` in the root with the
-time it was replaced, for readers still on an older root, and deleted by a later flush or
-compact once older than the grace period.
+generation that replaced it, because earlier versions still read it; it is deleted once every
+version that reads it has expired (``atlas.core._versions``).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from atlas import codecs, kernels
+from atlas.core import _versions
 from atlas.core._index import ChunkIndex, IndexCache, SegmentSource, merge_indexes
 from atlas.core._read import BlockCache, fetch_block
 from atlas.errors import CorruptionError, FormatError, StoreNotFoundError
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 FANOUT = 8
 LEVEL_BASE = 64 << 10
 ORPHAN_GRACE_SECONDS = 3600.0  # an unreferenced file younger than this may be a live writer's
-RETIRE_GRACE_SECONDS = 600.0  # how long replaced files are kept for readers of older roots
+AUTO_EXPIRE_EVERY_SECONDS = _versions.AUTO_EXPIRE_EVERY_SECONDS
 _I64 = np.int64
 
 
@@ -138,17 +139,20 @@ def _run_to_merge(refs: list[FileRef]) -> tuple[int, int] | None:
     return None
 
 
-def tiered_merge(store: "Atlas", root: Root, grace: float = RETIRE_GRACE_SECONDS) -> Merges:
-    """Merge runs of small files in ``root`` (being committed), editing its lists in place."""
+def tiered_merge(store: "Atlas", root: Root) -> Merges:
+    """Merge runs of small files in ``root`` (being committed), editing its lists in place;
+    drop from its ``retired`` list what no retained version reads any more."""
     merges = Merges()
     now = time.time()
+    generation = root.generation
     try:
         run = _run_to_merge(root.parts)
         if run is not None:
             lo, hi = run
             written = _merge_parts(store, root, root.parts[lo:hi], drop_dead=lo == 0)
             merges.written.append(written)
-            root.retired = [*root.retired, *((r.key, now) for r in root.parts[lo:hi])]
+            root.retired = [*root.retired,
+                            *((r.key, now, generation) for r in root.parts[lo:hi])]
             root.parts = [*root.parts[:lo], written.ref, *root.parts[hi:]]
         for array, refs in list(root.segments.items()):
             run = _run_to_merge(refs)
@@ -162,18 +166,33 @@ def tiered_merge(store: "Atlas", root: Root, grace: float = RETIRE_GRACE_SECONDS
                                                  np.arange(index.rows), store._blocks)
             merges.written.append(written)
             merges.segments[array] = (written.ref, seg_index)
-            root.retired = [*root.retired, *((r.key, now) for r in refs[lo:hi])]
+            root.retired = [*root.retired, *((r.key, now, generation) for r in refs[lo:hi])]
             root.segments[array] = [*refs[:lo], written.ref, *refs[hi:]]
-        merges.expired = [key for key, since in root.retired if now - since >= grace]
+        merges.expired = _expired_by_policy(store, root, now)
         if merges.expired:
             gone = set(merges.expired)
-            root.retired = [(k, t) for k, t in root.retired if k not in gone]
+            root.retired = [e for e in root.retired if e[0] not in gone]
     except BaseException:
         for w in merges.written:
             w.release()
             store._storage.discard(w.ref.key, w.path)
         raise
     return merges
+
+
+def _expired_by_policy(store: "Atlas", root: Root, now: float) -> list[str]:
+    """Retired files of ``root`` that no version the store's policy keeps reads (their version
+    records are removed here, before the commit: a crash then leaves only unread files)."""
+    older_than, keep_last = root.retention
+    if not any(now - entry[1] >= older_than for entry in root.retired):
+        return []  # everything retired is younger than the policy: nothing can go yet
+    if now - store._expiry_checked < AUTO_EXPIRE_EVERY_SECONDS:
+        return []
+    store._expiry_checked = now
+    plan = _versions.plan_expiry(store._storage, store._root, older_than, keep_last, now,
+                                 retired=root.retired)
+    _versions.drop_records(store._storage, plan.records)
+    return plan.files
 
 
 def _merge_parts(store: "Atlas", root: Root, refs: list[FileRef], drop_dead: bool,
@@ -293,8 +312,9 @@ def _repack(index: ChunkIndex, rows: np.ndarray, writer: SegmentWriter, block_si
 
 # -- compact ------------------------------------------------------------------------------------
 
-def compact(store: "Atlas", grace: float) -> None:
-    """Merge everything into one part and one segment per array name, without dead rows."""
+def compact(store: "Atlas", older_than: float | None) -> None:
+    """Merge everything into one part and one segment per array name, without dead rows; then
+    expire what the retention (or ``older_than``) no longer keeps."""
     catalog = store._catalog
     root = store._root
     storage = store._storage
@@ -303,10 +323,9 @@ def compact(store: "Atlas", grace: float) -> None:
     for sid in catalog.section_ids("array"):
         table = catalog.table(sid).committed().live()
         keep[sid[1]] = table.columns["slot"][np.isin(table.key, live)]
-    new_root = root.successor()
+    new_root = root.successor(message="compact")
     written: list[Written] = []
     segments_done: dict[str, tuple[FileRef, Any]] = {}
-    now = time.time()
     retired = []
     try:
         if len(root.parts) > 1 or root.parts and _has_dead(store, root.parts[0], keep):
@@ -331,29 +350,16 @@ def compact(store: "Atlas", grace: float) -> None:
             segments[array] = [part.ref]
             retired += [r.key for r in refs]
         new_root.segments = segments
-        waiting = [*root.retired, *((key, now) for key in retired)]
-        expired = [key for key, since in waiting if now - since >= grace]
-        new_root.retired = [(k, t) for k, t in waiting if now - t < grace]
-        if not retired and not expired:
-            remove_orphans(store)
-            return
-        store._token = storage.commit(key_grammar.ROOT_KEY, new_root.encode(), store._token)
+        now = time.time()
+        new_root.retired = [*root.retired, *((key, now, new_root.generation) for key in retired)]
+        if retired:
+            store._commit_maintenance(new_root)
     finally:
         for w in written:
             w.release()
-    store._root_state = new_root
-    catalog.root = new_root
-    if store._pending_state is not None:
-        store._pending_state.next_generation = new_root.generation + 1
     for ref, index in segments_done.values():
         store._files.add(ref, None, index)
-    store._files.forget(retired)
-    for key in expired:
-        try:
-            storage.delete(key)
-        except OSError:
-            pass  # committed already: the file is an orphan now, removed by a later sweep
-    remove_orphans(store)
+    _versions.expire(store, older_than)  # also sweeps orphans
 
 
 def _segment_rows(store: "Atlas", ref: FileRef) -> int:
@@ -388,7 +394,9 @@ def remove_orphans(store: "Atlas", grace: float | None = None) -> list[str]:
     try:
         with storage.commit_lock():
             for key, _size, mtime in orphans(store, strict=True):
-                if now - mtime >= grace:
+                # a version record's temp file may be a live writer's: only old ones go
+                wait = ORPHAN_GRACE_SECONDS if key_grammar.RECORD_TEMP.fullmatch(key) else grace
+                if now - mtime >= wait:
                     try:
                         if storage.remove_unused(key):
                             removed.append(key)
@@ -417,7 +425,8 @@ def orphans(store: "Atlas", strict: bool = False) -> list[tuple[str, int, float]
         if strict:
             raise
     return [item for item in store._storage.list("")
-            if key_grammar.ROOT_TEMP.fullmatch(item[0]) or (
+            if key_grammar.ROOT_TEMP.fullmatch(item[0]) or key_grammar.RECORD_TEMP.fullmatch(
+                item[0]) or (
                 key_grammar.is_data_key(item[0]) and item[0] not in referenced)]
 
 
@@ -568,13 +577,15 @@ def _verify_catalog(storage: Storage, root: Root, files: IndexCache,
 
 def usage(store: "Atlas") -> dict:
     """Files and bytes of the commit this handle is at: segments per array name, catalog
-    parts, files kept for older readers ("retired", sizes from a listing), and the root."""
-    from atlas.core._atlas import load_root
-
+    parts, files kept for earlier versions ("retired", sizes from a listing), the root, and
+    the version records and tags of the store."""
     storage = store._storage
-    found = storage.read_manifest(key_grammar.ROOT_KEY)
-    root_bytes = len(found[0]) if found else 0
-    root, _token, legacy = load_root(storage)
+    root, legacy = store._root, store._legacy
+    if legacy is not None:
+        found = storage.read_manifest(key_grammar.ROOT_KEY)
+        root_bytes = len(found[0]) if found else 0
+    else:
+        root_bytes = len(root.encode())
     segments = legacy.segments if legacy is not None else root.segments
     per_array = {}
     for name, refs in segments.items():
@@ -584,8 +595,11 @@ def usage(store: "Atlas") -> dict:
             chunks = sum(len(store._files.segment(r).chunks["slot"]) for r in refs)
         per_array[name] = {"segments": len(refs), "bytes": sum(r.size for r in refs),
                            "chunks": chunks}
-    retired_keys = {key for key, _since in root.retired}
-    retired = [size for key, size, _mtime in storage.list("") if key in retired_keys]
+    retired_keys = {entry[0] for entry in root.retired}
+    listing = storage.list("")
+    retired = [size for key, size, _mtime in listing if key in retired_keys]
+    records = [size for key, size, _mtime in listing
+               if key_grammar.parse_version_key(key) or key_grammar.tag_name(key)]
     segment_bytes = sum(a["bytes"] for a in per_array.values())
     catalog_bytes = sum(p.size for p in root.parts)
     return {
@@ -597,7 +611,9 @@ def usage(store: "Atlas") -> dict:
         "parts": len(root.parts), "catalog_bytes": catalog_bytes,
         "retired": len(retired), "retired_bytes": sum(retired),
         "root_bytes": root_bytes,
-        "bytes_on_disk": segment_bytes + catalog_bytes + sum(retired) + root_bytes,
+        "version_records": len(records), "version_bytes": sum(records),
+        "bytes_on_disk": segment_bytes + catalog_bytes + sum(retired) + root_bytes +
+        sum(records),
         "per_array": per_array,
     }
 

@@ -124,7 +124,8 @@ class LegacyStore:
         self.root = Root(generation=int(doc["generation"]), codec=doc["codec"],
                          level=int(doc["level"]), block_size=DEFAULT_BLOCK_SIZE,
                          next_did=len(doc["datasets"]), next_slot=int(doc["next_slot"]),
-                         next_schema=len(self.schemas), retired=list(self.retired))
+                         next_schema=len(self.schemas),
+                         retired=[(key, since, 0) for key, since in self.retired])
         self._indexes: dict[str, Any] = {}
 
     @classmethod

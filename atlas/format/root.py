@@ -33,6 +33,9 @@ VERSION = 2
 HEADER = struct.Struct("<8sIIQ")
 MAX_ROOT_BYTES = 1 << 28  # decoded; a root claiming more is corrupt
 DEFAULT_BLOCK_SIZE = 1 << 20
+# versions older than this (and not among the last KEEP_LAST, nor tagged) may be expired
+DEFAULT_RETENTION_SECONDS = 7 * 24 * 3600.0
+DEFAULT_KEEP_LAST = 1
 
 
 @dataclass(frozen=True)
@@ -64,12 +67,19 @@ class Root:
     next_seq: int = 0
     parts: list[FileRef] = field(default_factory=list)
     segments: dict[str, list[FileRef]] = field(default_factory=dict)
-    retired: list[tuple[str, float]] = field(default_factory=list)
+    # files this or an earlier commit replaced: (key, when, generation of the replacing commit);
+    # older versions may still read them, so they go only once those versions are expired
+    retired: list[tuple[str, float, int]] = field(default_factory=list)
+    # datasets this commit added, changed and deleted (what history() shows)
+    changes: dict[str, int] = field(default_factory=dict)
+    retention: tuple[float, int] = (DEFAULT_RETENTION_SECONDS, DEFAULT_KEEP_LAST)
+    created: float | None = None  # when the store was created (kept by every commit)
 
     def successor(self, **changes: Any) -> "Root":
         """The root of the next commit on top of this one."""
         fields = {"generation": self.generation + 1, "commit": uuid.uuid4().hex,
-                  "parent": self.commit, "time": time.time(), "message": None}
+                  "parent": self.commit, "time": time.time(), "message": None,
+                  "changes": {}}
         fields.update(changes)
         return replace(self, **fields)
 
@@ -77,7 +87,7 @@ class Root:
         """Every file this root needs: parts, segments and the retired ones older readers use."""
         out = {p.key for p in self.parts}
         out.update(s.key for refs in self.segments.values() for s in refs)
-        out.update(key for key, _since in self.retired)
+        out.update(entry[0] for entry in self.retired)
         return out
 
     def to_json(self) -> dict:
@@ -91,7 +101,10 @@ class Root:
             "parts": [p.to_json() for p in self.parts],
             "segments": {name: [s.to_json() for s in refs]
                          for name, refs in self.segments.items()},
-            "retired": [[key, since] for key, since in self.retired],
+            "retired": [list(entry) for entry in self.retired],
+            "changes": self.changes,
+            "retention": {"older_than": self.retention[0], "keep_last": self.retention[1]},
+            "created": self.created,
         }
 
     def encode(self) -> bytes:
@@ -140,8 +153,10 @@ def decode(data: bytes, where: str) -> Root:
             parts=[_ref(r, "part", where) for r in doc["parts"]],
             segments={_str(name): [_ref(r, "segment", where) for r in refs]
                       for name, refs in doc["segments"].items()},
-            retired=[(_retired_key(key, where), float(since))
-                     for key, since in doc["retired"]])
+            retired=[_retired(entry, where) for entry in doc["retired"]],
+            changes={_str(k): _int(v) for k, v in doc.get("changes", {}).items()},
+            retention=_retention(doc.get("retention")),
+            created=None if doc.get("created") is None else float(doc["created"]))
         if doc.get("format") != "atlas" or doc.get("version") != VERSION:
             raise ValueError("not an atlas version-2 document")
         if root.parent is not None:
@@ -176,9 +191,19 @@ def _ref(raw: Any, kind: str, where: str) -> FileRef:
     return FileRef(checked(key, kind, where), _int(size), _int(level))
 
 
-def _retired_key(key: Any, where: str) -> str:
+def _retired(entry: Any, where: str) -> tuple[str, float, int]:
+    key, since, *generation = entry
     # an upgrade retires the segments of format version 1, so both grammars are allowed here
     if not is_data_key(key):
         raise CorruptionError(f"{where}: names retired key {key!r}, which is not a key this "
                               "format uses")
-    return key
+    return key, float(since), _int(generation[0]) if generation else 0
+
+
+def _retention(raw: Any) -> tuple[float, int]:
+    if raw is None:
+        return DEFAULT_RETENTION_SECONDS, DEFAULT_KEEP_LAST
+    older_than = float(raw["older_than"])
+    if not older_than >= 0:
+        raise ValueError(f"retention older_than must be >= 0, got {older_than!r}")
+    return older_than, _int(raw["keep_last"], 1)

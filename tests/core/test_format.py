@@ -32,7 +32,8 @@ def _root() -> Root:
     return Root(generation=3, codec="lz4", level=0, block_size=1 << 16, message="hello",
                 next_did=5, next_slot=9, next_schema=2, next_seq=11,
                 parts=[FileRef(PART, 100, 0)], segments={"temp": [FileRef(SEG, 2000, 1)]},
-                retired=[(SEG.replace("a", "c"), 1795000000.5)])
+                retired=[(SEG.replace("a", "c"), 1795000000.5, 3)],
+                changes={"added": 2, "changed": 1, "deleted": 0}, retention=(3600.0, 4))
 
 
 def test_root_round_trips_through_encode_and_decode():

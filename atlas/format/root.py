@@ -16,6 +16,7 @@ lives in ``atlas.format.legacy``. ``docs/format.md`` is the full specification.
 from __future__ import annotations
 
 import json
+import math
 import struct
 import time
 import uuid
@@ -133,14 +134,14 @@ def decode(data: bytes, where: str) -> Root:
         root = Root(
             generation=_int(doc["generation"]), codec=_str(doc["codec"]),
             level=_int(doc["level"], -131072), block_size=_int(doc["block_size"], 1),
-            commit=_str(doc["commit"]), parent=doc["parent"], time=float(doc["time"]),
+            commit=_str(doc["commit"]), parent=doc["parent"], time=_time(doc["time"]),
             message=doc["message"], next_did=_int(counters["did"]),
             next_slot=_int(counters["slot"]), next_schema=_int(counters["schema"]),
             next_seq=_int(counters["seq"]),
             parts=[_ref(r, "part", where) for r in doc["parts"]],
             segments={_str(name): [_ref(r, "segment", where) for r in refs]
                       for name, refs in doc["segments"].items()},
-            retired=[(_retired_key(key, where), float(since))
+            retired=[(_retired_key(key, where), _time(since))
                      for key, since in doc["retired"]])
         if doc.get("format") != "atlas" or doc.get("version") != VERSION:
             raise ValueError("not an atlas version-2 document")
@@ -148,6 +149,12 @@ def decode(data: bytes, where: str) -> Root:
             _str(root.parent)
         if root.message is not None:
             _str(root.message)
+        listed = [*(p.key for p in root.parts),
+                  *(s.key for refs in root.segments.values() for s in refs),
+                  *(key for key, _since in root.retired)]
+        if len(set(listed)) != len(listed):
+            # a live file also "retired" would be deleted by the next flush or compact
+            raise ValueError("a file is listed twice (live twice, or live and retired)")
     except CorruptionError:
         raise
     except (ValueError, KeyError, TypeError, AttributeError) as err:
@@ -163,6 +170,14 @@ def _int(value: Any, low: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value < 2**62:
         raise ValueError(f"expected an integer >= {low}, got {value!r}")
     return value
+
+
+def _time(value: Any) -> float:
+    """A Unix time: a finite JSON number (not a string or a bool that float() would take)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
+            value):
+        raise ValueError(f"expected a time in seconds, got {value!r}")
+    return float(value)
 
 
 def _str(value: Any) -> str:

@@ -27,7 +27,15 @@ from atlas.core._read import BlockCache, fetch_block
 from atlas.errors import CorruptionError, FormatError, StoreNotFoundError
 from atlas.format import keys as key_grammar
 from atlas.format.catalog import MAGIC as PART_MAGIC
-from atlas.format.catalog import BLOOM, check_footer, read_bloom, read_table, table_kind
+from atlas.format.catalog import (
+    BLOOM,
+    check_footer,
+    check_ids,
+    check_values,
+    read_bloom,
+    read_table,
+    table_kind,
+)
 from atlas.format.catalog import write_part as write_file
 from atlas.format.container import LockedFile
 from atlas.format.root import FileRef, Root
@@ -452,7 +460,7 @@ def verify(store: "Atlas", repair: bool) -> VerifyReport:
     elif root is not None:
         for ref in root.parts:
             report.parts += 1
-            _verify_part(storage, files, ref, report.problems)
+            _verify_part(storage, files, root, ref, report.problems)
         for refs in root.segments.values():
             for ref in refs:
                 report.segments += 1
@@ -481,7 +489,8 @@ def _check_magic(storage: Storage, ref: FileRef, magic: bytes, where: str) -> No
         raise CorruptionError(f"{where}: file header is damaged")
 
 
-def _verify_part(storage: Storage, files: IndexCache, ref: FileRef, problems: list[str]) -> None:
+def _verify_part(storage: Storage, files: IndexCache, root: Root, ref: FileRef,
+                 problems: list[str]) -> None:
     where = f"{storage.location}/{ref.key}"
     try:
         _check_magic(storage, ref, PART_MAGIC, where)
@@ -491,8 +500,12 @@ def _verify_part(storage: Storage, files: IndexCache, ref: FileRef, problems: li
         for sid in footer.sections:
             if sid == BLOOM:
                 read_bloom(footer, read, where)
-            else:
-                read_table(footer, sid, read, where)
+                continue
+            table = read_table(footer, sid, read, where)
+            # every row, also those a newer part replaced: what a reader would refuse
+            check_ids(sid, table.key, table.columns, root, where)
+            if table.kind == "attr":
+                check_values(table.live(), f"{where} {list(sid)}")
     except FileNotFoundError:
         problems.append(f"{where}: catalog part is missing")
     except (CorruptionError, OSError, ValueError) as err:

@@ -75,6 +75,31 @@ def check_footer(footer: Footer, where: str) -> None:
             raise CorruptionError(f"{where}: {err}") from None
 
 
+def check_ids(section_id: tuple, key, columns: dict, root, where: str) -> None:
+    """CorruptionError when a table row names an id the root's counters have not handed out
+    yet: ids are never reused, and a reader trusts ``next_did`` to know which datasets have
+    committed rows."""
+    kind = table_kind(section_id)
+    checks = [("key", key, root.next_slot if section_id[0] == "array_attr" else
+               root.next_schema if kind == "schemas" else root.next_did)]
+    if kind == "array":
+        checks += [("slot", columns["slot"], root.next_slot),
+                   ("schema", columns["schema"], root.next_schema)]
+    elif kind == "attr":
+        checks.append(("seq", columns["seq"], root.next_seq))
+    for name, values, limit in checks:
+        if len(values) and int(max(values)) >= limit:
+            raise CorruptionError(f"{where}: {kind} table {list(section_id)} holds {name} "
+                                  f"{int(max(values))}, not below the root's counter {limit}")
+
+
+def check_values(table: Table, where: str) -> None:
+    """CorruptionError when a value of an attribute table does not decode."""
+    for tag, num, data in zip(table.columns["tag"].tolist(), table.columns["num"].tolist(),
+                              table.columns["data"]):
+        values.decode_stored(tag, num, data, where)
+
+
 def read_table(footer: Footer, section_id: tuple, read, where: str) -> Table | None:
     """The table stored under ``section_id`` in a part, or None when the part has none."""
     ref = footer.sections.get(section_id)

@@ -560,8 +560,59 @@ def _verify_catalog(storage: Storage, root: Root, files: IndexCache,
                 problems.append(f"{storage.location}: array table {sid[1]!r} names a schema "
                                 f"outside the {n_schemas} the catalog holds")
         catalog.names()
+        if not problems:
+            _verify_chunks(storage, root, files, catalog, problems)
     except (CorruptionError, OSError, ValueError) as err:
         _problem(problems, storage.location, err)
+
+
+def _verify_chunks(storage: Storage, root: Root, files: IndexCache, catalog,
+                   problems: list[str]) -> None:
+    """The chunks reads reach, against their arrays' schemas: a chunk outside its array's
+    grid, a length its extent does not have, a written mask of the wrong size, a string chunk
+    that does not decode (what a read refuses, or silently misses, verify() reports)."""
+    from atlas.core._chunks import decode_values
+    from atlas.core._read import _distinct
+
+    live = catalog.live_dids()
+    blocks = BlockCache()
+    for array, refs in root.segments.items():
+        slots, schema_ids, found = catalog.rows(array, live)
+        if not found.any():
+            continue
+        slots, schema_ids = slots[found], schema_ids[found]
+        index = files.merged(array, refs)
+        where = f"{storage.location}: array {array!r}"
+        for sid in _distinct(schema_ids):
+            schema = catalog.schema(sid)
+            rows = np.flatnonzero(np.isin(index.slot, slots[schema_ids == sid]))
+            outside = index.chunk[rows] >= schema.n_chunks
+            if outside.any():
+                problems.append(f"{where}: {int(outside.sum())} chunks lie outside the grid of "
+                                "their array")
+                rows = rows[~outside]
+            position = np.unravel_index(index.chunk[rows], schema.grid) if schema.ndim else ()
+            extent = np.array([np.minimum(c, n - p * c) for p, c, n in
+                               zip(position, schema.chunk_shape, schema.shape)], _I64
+                              ).reshape(schema.ndim, len(rows)).T
+            cells = np.prod(extent, axis=1) if schema.ndim else np.ones(len(rows), _I64)
+            mask = index.mask[rows]
+            if np.any((mask != 0) & (mask != (cells + 7) // 8)):
+                problems.append(f"{where}: chunks carry a written mask of the wrong size")
+            if not schema.dtype.is_string:
+                wrong = index.length[rows] != cells * schema.dtype.itemsize
+                if wrong.any():
+                    problems.append(f"{where}: {int(wrong.sum())} chunks hold a number of bytes "
+                                    "their extent does not")
+                continue
+            for r, shape in zip(rows.tolist(), extent.tolist()):
+                try:
+                    view = memoryview(fetch_block(index, int(index.block[r]), blocks))
+                    start = int(index.offset[r])
+                    decode_values(schema, view[start : start + int(index.length[r])],
+                                  tuple(shape), where)
+                except (CorruptionError, OSError) as err:
+                    _problem(problems, where, err)
 
 
 # -- what is on disk ----------------------------------------------------------------------------

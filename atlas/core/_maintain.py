@@ -26,7 +26,6 @@ from atlas.core._index import ChunkIndex, IndexCache, SegmentSource, merge_index
 from atlas.core._read import BlockCache, fetch_block
 from atlas.errors import CorruptionError, FormatError, StoreNotFoundError
 from atlas.format import keys as key_grammar
-from atlas.format.catalog import MAGIC as PART_MAGIC
 from atlas.format.catalog import (
     BLOOM,
     check_footer,
@@ -36,6 +35,7 @@ from atlas.format.catalog import (
     read_table,
     table_kind,
 )
+from atlas.format.catalog import MAGIC as PART_MAGIC
 from atlas.format.catalog import write_part as write_file
 from atlas.format.container import LockedFile
 from atlas.format.root import FileRef, Root

@@ -87,10 +87,10 @@ def check_ids(section_id: tuple, key, columns: dict, root, where: str) -> None:
                    ("schema", columns["schema"], root.next_schema)]
     elif kind == "attr":
         checks.append(("seq", columns["seq"], root.next_seq))
-    for name, values, limit in checks:
-        if len(values) and int(max(values)) >= limit:
+    for name, ids, limit in checks:
+        if len(ids) and int(max(ids)) >= limit:
             raise CorruptionError(f"{where}: {kind} table {list(section_id)} holds {name} "
-                                  f"{int(max(values))}, not below the root's counter {limit}")
+                                  f"{int(max(ids))}, not below the root's counter {limit}")
 
 
 def check_values(table: Table, where: str) -> None:

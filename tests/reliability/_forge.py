@@ -28,9 +28,6 @@ from atlas.format.columns import encode_section
 from atlas.format.keys import ROOT_KEY, new_segment_key
 from atlas.format.segment import SegmentWriter
 
-ROOT_TRAILER = container.TRAILER
-
-
 # -- the root (commit record) -----------------------------------------------------------------
 
 
@@ -60,7 +57,8 @@ def write_root_payload(root, payload: bytes, version: int = 2) -> None:
 
 def write_root(root, doc: Any) -> None:
     """Commit ``doc`` (any JSON value) as a version-2 root with a valid checksum."""
-    raw = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
+    raw = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8",
+                                                                           "surrogatepass")
     write_root_payload(root, frame(raw), 2)
 
 
@@ -162,7 +160,7 @@ def write_container(path: str, c: Container, lie: EntryLie | None = None,
     stored = frame(raw)
     offset = len(out)
     out += stored
-    out += ROOT_TRAILER.pack(container.TRAILER_MAGIC, container.VERSION, checksum(stored),
+    out += container.TRAILER.pack(container.TRAILER_MAGIC, container.VERSION, checksum(stored),
                              offset, len(stored), len(raw))
     with open(path, "wb") as f:
         f.write(out)

@@ -457,6 +457,13 @@ def verify(store: "Atlas", repair: bool) -> VerifyReport:
         root, legacy = None, None
     if legacy is not None:
         legacy.verify(storage, report)
+        if not report.problems:
+            try:
+                catalog = legacy.catalog(files)
+                _verify_chunks(storage, legacy.segments, lambda a, _refs: legacy.index(a, files),
+                               catalog, report.problems)
+            except (CorruptionError, OSError, ValueError) as err:
+                _problem(report.problems, storage.location, err)
     elif root is not None:
         for ref in root.parts:
             report.parts += 1
@@ -561,12 +568,12 @@ def _verify_catalog(storage: Storage, root: Root, files: IndexCache,
                                 f"outside the {n_schemas} the catalog holds")
         catalog.names()
         if not problems:
-            _verify_chunks(storage, root, files, catalog, problems)
+            _verify_chunks(storage, root.segments, files.merged, catalog, problems)
     except (CorruptionError, OSError, ValueError) as err:
         _problem(problems, storage.location, err)
 
 
-def _verify_chunks(storage: Storage, root: Root, files: IndexCache, catalog,
+def _verify_chunks(storage: Storage, segments: dict, index_of, catalog,
                    problems: list[str]) -> None:
     """The chunks reads reach, against their arrays' schemas: a chunk outside its array's
     grid, a length its extent does not have, a written mask of the wrong size, a string chunk
@@ -576,12 +583,12 @@ def _verify_chunks(storage: Storage, root: Root, files: IndexCache, catalog,
 
     live = catalog.live_dids()
     blocks = BlockCache()
-    for array, refs in root.segments.items():
+    for array, refs in segments.items():
         slots, schema_ids, found = catalog.rows(array, live)
         if not found.any():
             continue
         slots, schema_ids = slots[found], schema_ids[found]
-        index = files.merged(array, refs)
+        index = index_of(array, refs)
         where = f"{storage.location}: array {array!r}"
         for sid in _distinct(schema_ids):
             schema = catalog.schema(sid)

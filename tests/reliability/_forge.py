@@ -283,13 +283,14 @@ def write_v1_segment(path: str, records: list[tuple]) -> int:
 
 
 def forge_v1_chunk(root, dataset: str, array: str, stored: bytes, decoded: int,
-                   codec_id: int) -> str:
+                   codec_id: int, replace: bool = True) -> str:
     """Replace the version-1 segments of ``array`` by one whose only record is chunk 0 of
-    ``dataset``'s ``array``."""
+    ``dataset``'s ``array`` (``replace=False``: add it as the newest segment, so that only
+    that chunk changes)."""
     doc = v1_doc(root)
     slot = doc["datasets"][dataset]["arrays"][array]["slot"]
     key = f"segments/{array}/99999999-{'f' * 32}.seg"
     size = write_v1_segment(_path(root, key), [(slot, 0, stored, decoded, codec_id)])
-    doc["segments"][array] = [[key, size, 1]]
+    doc["segments"][array] = [*([] if replace else doc["segments"][array]), [key, size, 1]]
     write_v1(root, doc)
     return key

@@ -104,25 +104,27 @@ NAMES = ("d0", "d1")
 ARRAYS = ("f", "i", "u", "s", "t", "z")
 
 
-def _reads(store: atlas.Atlas) -> list[tuple[str, Callable[[], Any]]]:
-    """Every read of the real store's content, by name."""
+def _reads(store: atlas.Atlas, names=NAMES, arrays=ARRAYS
+           ) -> list[tuple[str, Callable[[], Any]]]:
+    """Every read of the real store's content, by name (``names`` hold every one of
+    ``arrays``)."""
     out: list[tuple[str, Callable[[], Any]]] = [
         ("list_datasets", store.list_datasets), ("list_arrays", store.list_arrays),
         ("len", lambda: len(store))]
-    for name in NAMES:
+    for name in names:
         def ds(name=name):
             return store.open_dataset(name)
         out += [(f"{name} attributes", lambda ds=ds: ds().attributes()),
                 (f"{name} arrays", lambda ds=ds: ds().list_arrays())]
-        for array in ARRAYS:
+        for array in arrays:
             out += [(f"{name}/{array}", lambda ds=ds, a=array: ds().read_array(a)),
                     (f"{name}/{array} meta", lambda ds=ds, a=array: ds().array_meta(a)),
                     (f"{name}/{array} stats", lambda ds=ds, a=array: ds().array_stats(a)),
                     (f"{name}/{array} attributes",
                      lambda ds=ds, a=array: ds().array_attributes(a))]
-    for array in ARRAYS:
-        out.append((f"stacked {array}", lambda a=array: store.read_array_across_stacked(
-            a, list(NAMES)) if a != "s" else store.read_array_across(a, list(NAMES))))
+    for array in arrays:
+        out.append((f"stacked {array}",
+                    lambda a=array: store.read_array_across_stacked(a, list(names))))
     return out
 
 
@@ -165,14 +167,14 @@ def _call(what: str, call: Callable[[], Any]) -> tuple[str, Any]:
         raise AssertionError(f"{what} raised {type(err).__name__}: {err}") from err
 
 
-def check_forged(root: Path, expected: dict, what: str) -> Counter:
+def check_forged(root: Path, expected: dict, what: str, names=NAMES, arrays=ARRAYS) -> Counter:
     """The contract for a forged store (see the module docstring); returns what happened."""
     base = root.parent
     outside = _outside(base)
     seen: Counter = Counter()
     status, store = _call(f"{what}: open", lambda: atlas.Atlas.open(root))
     if status == "ok":
-        for name, read in _reads(store):
+        for name, read in _reads(store, names, arrays):
             status, value = _call(f"{what}: {name}", read)
             if status == "ok":
                 assert _canon(value) == expected[name], f"{what}: {name} read wrong data"
@@ -187,7 +189,7 @@ def check_forged(root: Path, expected: dict, what: str) -> Counter:
         # whatever compaction did, reads still refuse or return the real content
         status, again = _call(f"{what}: reopen", lambda: atlas.Atlas.open(root))
         if status == "ok":
-            for name, read in _reads(again):
+            for name, read in _reads(again, names, arrays):
                 status, value = _call(f"{what}: {name} after compact", read)
                 if status == "ok":
                     assert _canon(value) == expected[name], \
@@ -350,6 +352,70 @@ def test_hand_made_forgeries_are_refused_or_read_right_and_verify_reports_them(
     HAND_MADE[what](root)
     SEEN.update(check_forged(root, template[1], what))
     SEEN["hand-made forgery"] += 1
+
+
+# -- version 1: stores written before format version 2 still open -------------------------------
+
+V1_STORE = Path(__file__).parent.parent / "data" / "v1_store"
+V1_NAMES = ("prof_0", "prof_1", "prof_3", "prof_4", "prof_5")
+V1_ARRAYS = ("temp", "lat", "grid", "nofill", "name", "when", "u")
+
+
+def _v1_array(field: str, value, array: str = "grid", dataset: str = "prof_1"):
+    return lambda r: _forge.forge_v1(r, lambda d: d["datasets"][dataset]["arrays"][array]
+                                     .__setitem__(field, value))
+
+
+def _v1_attr(value, key: str = "cycle", dataset: str = "prof_1"):
+    return lambda r: _forge.forge_v1(r, lambda d: d["datasets"][dataset]["attrs"]
+                                     .__setitem__(key, value))
+
+
+def _v1_record(stored: bytes, decoded: int, array: str = "temp", dataset: str = "prof_4"):
+    return lambda r: _forge.forge_v1_chunk(r, dataset, array, stored, decoded, 1,
+                                           replace=False)
+
+
+V1_HAND_MADE: dict[str, Callable[[Path], Any]] = {
+    "schema index -1": _v1_array("schema", -1),
+    "schema index 99": _v1_array("schema", 99),
+    "schema index a string": _v1_array("schema", "0"),
+    "slot -1": _v1_array("slot", -1),
+    "no slot": lambda r: _forge.forge_v1(
+        r, lambda d: d["datasets"]["prof_1"]["arrays"]["grid"].pop("slot")),
+    "stats of the wrong shape": _v1_array("stats", [1, 2]),
+    "attribute of an unknown type": _v1_attr(["complex", 1]),
+    "int attribute that is text": _v1_attr(["int64", "x"]),
+    "attribute without a value": _v1_attr(["int64"]),
+    "numpy attribute of an unknown dtype": _v1_attr(["np:nonsense", 1]),
+    "dataset record without arrays": lambda r: _forge.forge_v1(
+        r, lambda d: d["datasets"]["prof_1"].pop("arrays")),
+    "schema of an unknown dtype": lambda r: _forge.forge_v1(
+        r, lambda d: d["schemas"][0].__setitem__(0, "complex64")),
+    "schema of mismatched ranks": lambda r: _forge.forge_v1(
+        r, lambda d: d["schemas"][0].__setitem__(2, [1, 2, 3])),
+    "chunk record of 8 bytes for 10 floats": _v1_record(
+        _forge.frame(bytes(8)), 8),
+    "chunk record that is not zstd": _v1_record(b"\x00" * 40, 40),
+}
+
+
+@pytest.fixture(scope="session")
+def v1_template(tmp_path_factory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("forged-v1") / "template"
+    shutil.copytree(V1_STORE, root)
+    store = atlas.Atlas.open(root)
+    assert store.verify().ok and store.format_version == 1
+    return root, {what: _canon(read()) for what, read in _reads(store, V1_NAMES, V1_ARRAYS)}
+
+
+@pytest.mark.parametrize("what", sorted(V1_HAND_MADE))
+def test_forged_version_1_stores_are_refused_or_read_right_and_verify_reports_them(
+        v1_template, tmp_path, what):
+    root = _fresh_copy(v1_template[0], tmp_path / "x")
+    V1_HAND_MADE[what](root)
+    SEEN.update(check_forged(root, v1_template[1], f"version 1: {what}", V1_NAMES, V1_ARRAYS))
+    SEEN["version-1 forgery"] += 1
 
 
 # -- the hypothesis forger ----------------------------------------------------------------------

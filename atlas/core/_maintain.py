@@ -23,7 +23,7 @@ import numpy as np
 
 from atlas import codecs, kernels
 from atlas.core._index import ChunkIndex, IndexCache, SegmentSource, merge_indexes
-from atlas.core._read import BlockCache, fetch_block
+from atlas.core._read import CHECK_ONLY, BlockCache, fetch_block
 from atlas.errors import CorruptionError, FormatError, StoreNotFoundError
 from atlas.format import keys as key_grammar
 from atlas.format.catalog import (
@@ -543,7 +543,7 @@ def _verify_segment(storage: Storage, files: IndexCache, ref: FileRef,
     bad = 0
     for n in range(index.n_blocks):
         try:
-            fetch_block(merged, n, None)
+            fetch_block(merged, n, CHECK_ONLY)
         except (CorruptionError, OSError):
             bad += 1
     if bad:
@@ -589,14 +589,14 @@ def _verify_chunks(storage: Storage, segments: dict, index_of, catalog,
             continue
         slots, schema_ids = slots[found], schema_ids[found]
         index = index_of(array, refs)
-        where = f"{storage.location}: array {array!r}"
         for sid in _distinct(schema_ids):
             schema = catalog.schema(sid)
             rows = np.flatnonzero(np.isin(index.slot, slots[schema_ids == sid]))
             outside = index.chunk[rows] >= schema.n_chunks
             if outside.any():
-                problems.append(f"{where}: {int(outside.sum())} chunks lie outside the grid of "
-                                "their array")
+                problems.append(f"{_file_of(index, rows[outside])}: array {array!r}: "
+                                f"{int(outside.sum())} chunks lie outside the grid of their "
+                                "array")
                 rows = rows[~outside]
             position = np.unravel_index(index.chunk[rows], schema.grid) if schema.ndim else ()
             extent = np.array([np.minimum(c, n - p * c) for p, c, n in
@@ -604,22 +604,32 @@ def _verify_chunks(storage: Storage, segments: dict, index_of, catalog,
                               ).reshape(schema.ndim, len(rows)).T
             cells = np.prod(extent, axis=1) if schema.ndim else np.ones(len(rows), _I64)
             mask = index.mask[rows]
-            if np.any((mask != 0) & (mask != (cells + 7) // 8)):
-                problems.append(f"{where}: chunks carry a written mask of the wrong size")
+            wrong = (mask != 0) & (mask != (cells + 7) // 8)
+            if wrong.any():
+                problems.append(f"{_file_of(index, rows[wrong])}: array {array!r}: "
+                                f"{int(wrong.sum())} chunks carry a written mask of the wrong "
+                                "size")
             if not schema.dtype.is_string:
                 wrong = index.length[rows] != cells * schema.dtype.itemsize
                 if wrong.any():
-                    problems.append(f"{where}: {int(wrong.sum())} chunks hold a number of bytes "
-                                    "their extent does not")
+                    problems.append(f"{_file_of(index, rows[wrong])}: array {array!r}: "
+                                    f"{int(wrong.sum())} chunks hold a number of bytes their "
+                                    "extent does not")
                 continue
             for r, shape in zip(rows.tolist(), extent.tolist()):
                 try:
                     view = memoryview(fetch_block(index, int(index.block[r]), blocks))
                     start = int(index.offset[r])
                     decode_values(schema, view[start : start + int(index.length[r])],
-                                  tuple(shape), where)
+                                  tuple(shape), f"{_file_of(index, [r])}: array {array!r}")
                 except (CorruptionError, OSError) as err:
-                    _problem(problems, where, err)
+                    problems.append(str(err))
+
+
+def _file_of(index, rows) -> str:
+    """The file holding the first of chunk ``rows`` of ``index``, for messages."""
+    block = int(index.block[rows[0]])
+    return index.sources[int(index.block_source[block])].where()
 
 
 # -- what is on disk ----------------------------------------------------------------------------

@@ -274,7 +274,7 @@ class LegacyStore:
 
     def verify(self, storage, report) -> None:
         """Every version-1 segment and chunk record against its checksum."""
-        from atlas.core._read import fetch_block
+        from atlas.core._read import CHECK_ONLY, fetch_block
 
         self.storage = storage
         self._indexes = {}
@@ -298,7 +298,7 @@ class LegacyStore:
             bad = 0
             for n in range(len(merged.block_offset)):
                 try:
-                    fetch_block(merged, n, None)
+                    fetch_block(merged, n, CHECK_ONLY)
                 except (CorruptionError, OSError):
                     bad += 1
             if bad:

@@ -94,6 +94,7 @@ class Section:
     id: list
     columns: list[list]
     rows: int
+    sized: bool = True  # False: its zstd frame does not declare its decoded size
 
     def column(self, name: str):
         for col in self.columns:
@@ -148,6 +149,8 @@ def write_container(path: str, c: Container, lie: EntryLie | None = None,
     entries = []
     for s in c.sections:
         stored, spec, decoded = encode_section([tuple(col) for col in s.columns])
+        if not s.sized:
+            stored = frame(zstandard.ZstdDecompressor().decompress(stored), False)
         entry = [list(s.id), len(out), len(stored), decoded, s.rows, checksum(stored), spec]
         out += stored
         if lie is not None:

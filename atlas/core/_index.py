@@ -291,6 +291,10 @@ def read_footer(storage: Storage, ref: FileRef, magic: bytes) -> Footer:
     tail = memoryview(storage.get_range(ref.key, tail_start, ref.size - tail_start, ref.size))
     footer = parse_footer(tail, tail_start, ref.size,
                           lambda o, n: storage.get_range(ref.key, o, n, ref.size), where)
+    # keep a copy of the sections and footer only: a view of a local file's mapping would keep
+    # the file mapped (its disk space held) after a compaction deleted it
+    keep = max(footer.end_of_payload, tail_start)
+    footer.tail, footer.tail_start = bytes(tail[keep - tail_start :]), keep
     if magic == PART_MAGIC:
         check_footer(footer, where)  # every section a table: readers index by its id
     return footer

@@ -436,7 +436,7 @@ class ObjectStorage(Storage):
             if expected_size is None:
                 raise
             raise StaleHandleError(
-                f"{self.location}/{key}: segment object is gone. If another handle compacted the "
+                f"{self.location}/{key}: object is gone. If another handle compacted the "
                 "store since this one opened it, the object was deleted after its grace period: "
                 "reopen the store (Atlas.open) to read the current commit; otherwise the store "
                 "lost it (verify() reports it)") from err

@@ -1,13 +1,16 @@
 """Decompression bombs: every decode is bounded by what the format says it must be (item 7 of
 issue 17).
 
-Before the fix a 32 KiB manifest payload expanding to 1 GiB was decompressed whole before it
-failed, a chunk record claiming 1 GiB decoded on a 10-cell array allocated 1 GiB (and verify()
-called the store sound), and an lz4 record claiming more than 2**31 bytes raised a raw
-OverflowError. Now a frame or record that claims more than the format allows is refused with
-CorruptionError before anything is allocated, and verify() reports it. The memory claims are
-measured in a fresh interpreter (``_bomb_script.py``): its peak resident memory must not grow by
-anything near the bomb's size."""
+Before the fix (format version 1) a 32 KiB manifest payload expanding to 1 GiB was decompressed
+whole before it failed, a chunk record claiming 1 GiB decoded on a 10-cell array allocated
+1 GiB (and verify() called the store sound), and an lz4 record claiming more than 2**31 bytes
+raised a raw OverflowError. On format version 2 the same holds for roots, blocks and sections:
+a root frame declaring more than 256 MiB, a block claiming more decoded bytes than its chunks
+end at, a float chunk claiming more than its cells hold, are refused with CorruptionError
+before anything is allocated; a zstd frame that does not declare its size is decoded a step at
+a time, never allocating what a record claims; verify() checks blocks without keeping them
+decoded. The memory claims are measured in a fresh interpreter (``_bomb_script.py``): its peak
+resident memory must not grow by anything near the bomb's size."""
 
 from __future__ import annotations
 

@@ -784,7 +784,6 @@ FORGERS = {"root": _random_root, "table": mutate_table, "index": mutate_index}
 
 
 @pytest.mark.parametrize("target", sorted(FORGERS))
-@settings(max_examples=max(40, settings.default.max_examples))
 @given(data=st.data())
 def test_random_forgeries_are_refused_or_read_right_and_verify_reports_them(
         template, tmp_path_factory, target, data):

@@ -167,11 +167,15 @@ def _call(what: str, call: Callable[[], Any]) -> tuple[str, Any]:
         raise AssertionError(f"{what} raised {type(err).__name__}: {err}") from err
 
 
-def check_forged(root: Path, expected: dict, what: str, names=NAMES, arrays=ARRAYS) -> Counter:
-    """The contract for a forged store (see the module docstring); returns what happened."""
+def check_forged(root: Path, expected: dict, what: str, before: atlas.Atlas, names=NAMES,
+                 arrays=ARRAYS) -> Counter:
+    """The contract for a forged store (see the module docstring), ``before`` a handle opened
+    before the forgery; returns what happened."""
     base = root.parent
     outside = _outside(base)
     seen: Counter = Counter()
+    status, report = _call(f"{what}: verify of an older handle", before.verify)
+    assert not report.ok, f"{what}: verify() of an older handle calls the forged store sound"
     status, store = _call(f"{what}: open", lambda: atlas.Atlas.open(root))
     if status == "ok":
         for name, read in _reads(store, names, arrays):
@@ -349,8 +353,9 @@ HAND_MADE: dict[str, Callable[[Path], Any]] = {
 def test_hand_made_forgeries_are_refused_or_read_right_and_verify_reports_them(
         template, tmp_path, what):
     root = _fresh_copy(template[0], tmp_path / "x")
+    before = atlas.Atlas.open(root)
     HAND_MADE[what](root)
-    SEEN.update(check_forged(root, template[1], what))
+    SEEN.update(check_forged(root, template[1], what, before))
     SEEN["hand-made forgery"] += 1
 
 
@@ -413,8 +418,10 @@ def v1_template(tmp_path_factory) -> tuple[Path, dict]:
 def test_forged_version_1_stores_are_refused_or_read_right_and_verify_reports_them(
         v1_template, tmp_path, what):
     root = _fresh_copy(v1_template[0], tmp_path / "x")
+    before = atlas.Atlas.open(root)
     V1_HAND_MADE[what](root)
-    SEEN.update(check_forged(root, v1_template[1], f"version 1: {what}", V1_NAMES, V1_ARRAYS))
+    SEEN.update(check_forged(root, v1_template[1], f"version 1: {what}", before, V1_NAMES,
+                             V1_ARRAYS))
     SEEN["version-1 forgery"] += 1
 
 
@@ -767,8 +774,9 @@ def mutate_index(data, root: Path) -> str:
 
 def _forge_and_check(template, base: Path, forge: Callable[[Path], str]) -> None:
     root = _fresh_copy(template[0], base)
+    before = atlas.Atlas.open(root)
     what = forge(root)
-    SEEN.update(check_forged(root, template[1], what))
+    SEEN.update(check_forged(root, template[1], what, before))
     SEEN["random forgery"] += 1
     shutil.rmtree(base)
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from atlas.errors import CorruptionError
 from atlas.format import bloom, values
 from atlas.format.container import ContainerWriter, Footer, LockedFile, read_section
@@ -88,9 +90,10 @@ def check_ids(section_id: tuple, key, columns: dict, root, where: str) -> None:
     elif kind == "attr":
         checks.append(("seq", columns["seq"], root.next_seq))
     for name, ids, limit in checks:
-        if len(ids) and int(max(ids)) >= limit:
+        top = int(np.max(ids)) if len(ids) else -1
+        if top >= limit:
             raise CorruptionError(f"{where}: {kind} table {list(section_id)} holds {name} "
-                                  f"{int(max(ids))}, not below the root's counter {limit}")
+                                  f"{top}, not below the root's counter {limit}")
 
 
 def check_values(table: Table, where: str) -> None:

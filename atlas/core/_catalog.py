@@ -22,10 +22,10 @@ from atlas.core._tables import LayeredTable
 from atlas.errors import AlreadyExistsError, CorruptionError
 from atlas.format import values as value_format
 from atlas.format.catalog import MAGIC as PART_MAGIC
-from atlas.format.catalog import read_table, table_kind
+from atlas.format.catalog import check_ids, read_table, table_kind
 from atlas.format.root import Root
 from atlas.format.schema import Schema
-from atlas.format.tables import Table, merge
+from atlas.format.tables import Table, check_keys, merge
 from atlas.storage import Storage
 
 _I64 = np.int64
@@ -114,6 +114,8 @@ class Catalog:
                 lambda o, n, key=ref.key, size=ref.size: self.storage.get_range(key, o, n, size)),
                 f"{self.storage.location}/{ref.key}")
             if table is not None:
+                check_ids(section_id, table.key, table.columns, self.root,
+                          f"{self.storage.location}/{ref.key}")
                 found.append(table)
         return merge(kind, found)
 
@@ -210,6 +212,10 @@ class Catalog:
             lambda o, n: self.storage.get_range(ref.key, o, n, ref.size))(
                 ref_section.offset, ref_section.stored), where, joined=True)
         names = columns.get("name")
+        if "key" not in columns or "dead" not in columns or names is None:
+            raise CorruptionError(f"{where}: datasets table lacks a column")
+        check_keys(columns["key"], "datasets", where)
+        check_ids(("datasets",), columns["key"], columns, self.root, where)
         if not isinstance(names, bytes):
             return False
         return b"\x00" + names + b"\x00", columns["key"], np.asarray(columns["dead"]) != 0
@@ -381,8 +387,9 @@ class Catalog:
         found = table.get(key, section_id[0] != "attr" or self.is_committed(key))
         if found is None or table.is_dead(found):
             return None
-        value = value_format.decode(int(table.value(found, "tag")),
-                                    int(table.value(found, "num")), table.value(found, "data"))
+        value = value_format.decode_stored(
+            int(table.value(found, "tag")), int(table.value(found, "num")),
+            table.value(found, "data"), f"{self.storage.location}: attribute {list(section_id)}")
         return int(table.value(found, "seq")), value
 
     def del_attr(self, section_id: tuple, key: int) -> bool:

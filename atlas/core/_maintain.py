@@ -24,11 +24,19 @@ import numpy as np
 from atlas import codecs, kernels
 from atlas.core import _versions
 from atlas.core._index import ChunkIndex, IndexCache, SegmentSource, merge_indexes
-from atlas.core._read import BlockCache, fetch_block
+from atlas.core._read import CHECK_ONLY, BlockCache, fetch_block
 from atlas.errors import CorruptionError, FormatError, StoreNotFoundError
 from atlas.format import keys as key_grammar
+from atlas.format.catalog import (
+    BLOOM,
+    check_footer,
+    check_ids,
+    check_values,
+    read_bloom,
+    read_table,
+    table_kind,
+)
 from atlas.format.catalog import MAGIC as PART_MAGIC
-from atlas.format.catalog import BLOOM, check_footer, read_bloom, read_table, table_kind
 from atlas.format.catalog import write_part as write_file
 from atlas.format.container import LockedFile
 from atlas.format.root import FileRef, Root
@@ -471,10 +479,17 @@ def verify(store: "Atlas", repair: bool) -> VerifyReport:
         root, legacy = None, None
     if legacy is not None:
         legacy.verify(storage, report)
+        if not report.problems:
+            try:
+                catalog = legacy.catalog(files)
+                _verify_chunks(storage, legacy.segments, lambda a, _refs: legacy.index(a, files),
+                               catalog, report.problems)
+            except (CorruptionError, OSError, ValueError) as err:
+                _problem(report.problems, storage.location, err)
     elif root is not None:
         for ref in root.parts:
             report.parts += 1
-            _verify_part(storage, files, ref, report.problems)
+            _verify_part(storage, files, root, ref, report.problems)
         for refs in root.segments.values():
             for ref in refs:
                 report.segments += 1
@@ -503,7 +518,8 @@ def _check_magic(storage: Storage, ref: FileRef, magic: bytes, where: str) -> No
         raise CorruptionError(f"{where}: file header is damaged")
 
 
-def _verify_part(storage: Storage, files: IndexCache, ref: FileRef, problems: list[str]) -> None:
+def _verify_part(storage: Storage, files: IndexCache, root: Root, ref: FileRef,
+                 problems: list[str]) -> None:
     where = f"{storage.location}/{ref.key}"
     try:
         _check_magic(storage, ref, PART_MAGIC, where)
@@ -513,8 +529,12 @@ def _verify_part(storage: Storage, files: IndexCache, ref: FileRef, problems: li
         for sid in footer.sections:
             if sid == BLOOM:
                 read_bloom(footer, read, where)
-            else:
-                read_table(footer, sid, read, where)
+                continue
+            table = read_table(footer, sid, read, where)
+            # every row, also those a newer part replaced: what a reader would refuse
+            check_ids(sid, table.key, table.columns, root, where)
+            if table.kind == "attr":
+                check_values(table.live(), f"{where} {list(sid)}")
     except FileNotFoundError:
         problems.append(f"{where}: catalog part is missing")
     except (CorruptionError, OSError, ValueError) as err:
@@ -545,7 +565,7 @@ def _verify_segment(storage: Storage, files: IndexCache, ref: FileRef,
     bad = 0
     for n in range(index.n_blocks):
         try:
-            fetch_block(merged, n, None)
+            fetch_block(merged, n, CHECK_ONLY)
         except (CorruptionError, OSError):
             bad += 1
     if bad:
@@ -569,8 +589,69 @@ def _verify_catalog(storage: Storage, root: Root, files: IndexCache,
                 problems.append(f"{storage.location}: array table {sid[1]!r} names a schema "
                                 f"outside the {n_schemas} the catalog holds")
         catalog.names()
+        if not problems:
+            _verify_chunks(storage, root.segments, files.merged, catalog, problems)
     except (CorruptionError, OSError, ValueError) as err:
         _problem(problems, storage.location, err)
+
+
+def _verify_chunks(storage: Storage, segments: dict, index_of, catalog,
+                   problems: list[str]) -> None:
+    """The chunks reads reach, against their arrays' schemas: a chunk outside its array's
+    grid, a length its extent does not have, a written mask of the wrong size, a string chunk
+    that does not decode (what a read refuses, or silently misses, verify() reports)."""
+    from atlas.core._chunks import decode_values
+    from atlas.core._read import _distinct
+
+    live = catalog.live_dids()
+    blocks = BlockCache()
+    for array, refs in segments.items():
+        slots, schema_ids, found = catalog.rows(array, live)
+        if not found.any():
+            continue
+        slots, schema_ids = slots[found], schema_ids[found]
+        index = index_of(array, refs)
+        for sid in _distinct(schema_ids):
+            schema = catalog.schema(sid)
+            rows = np.flatnonzero(np.isin(index.slot, slots[schema_ids == sid]))
+            outside = index.chunk[rows] >= schema.n_chunks
+            if outside.any():
+                problems.append(f"{_file_of(index, rows[outside])}: array {array!r}: "
+                                f"{int(outside.sum())} chunks lie outside the grid of their "
+                                "array")
+                rows = rows[~outside]
+            position = np.unravel_index(index.chunk[rows], schema.grid) if schema.ndim else ()
+            extent = np.array([np.minimum(c, n - p * c) for p, c, n in
+                               zip(position, schema.chunk_shape, schema.shape)], _I64
+                              ).reshape(schema.ndim, len(rows)).T
+            cells = np.prod(extent, axis=1) if schema.ndim else np.ones(len(rows), _I64)
+            mask = index.mask[rows]
+            wrong = (mask != 0) & (mask != (cells + 7) // 8)
+            if wrong.any():
+                problems.append(f"{_file_of(index, rows[wrong])}: array {array!r}: "
+                                f"{int(wrong.sum())} chunks carry a written mask of the wrong "
+                                "size")
+            if not schema.dtype.is_string:
+                wrong = index.length[rows] != cells * schema.dtype.itemsize
+                if wrong.any():
+                    problems.append(f"{_file_of(index, rows[wrong])}: array {array!r}: "
+                                    f"{int(wrong.sum())} chunks hold a number of bytes their "
+                                    "extent does not")
+                continue
+            for r, shape in zip(rows.tolist(), extent.tolist()):
+                try:
+                    view = memoryview(fetch_block(index, int(index.block[r]), blocks))
+                    start = int(index.offset[r])
+                    decode_values(schema, view[start : start + int(index.length[r])],
+                                  tuple(shape), f"{_file_of(index, [r])}: array {array!r}")
+                except (CorruptionError, OSError) as err:
+                    problems.append(str(err))
+
+
+def _file_of(index, rows) -> str:
+    """The file holding the first of chunk ``rows`` of ``index``, for messages."""
+    block = int(index.block[rows[0]])
+    return index.sources[int(index.block_source[block])].where()
 
 
 # -- what is on disk ----------------------------------------------------------------------------

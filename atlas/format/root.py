@@ -16,6 +16,7 @@ lives in ``atlas.format.legacy``. ``docs/format.md`` is the full specification.
 from __future__ import annotations
 
 import json
+import math
 import struct
 import time
 import uuid
@@ -146,7 +147,7 @@ def decode(data: bytes, where: str) -> Root:
         root = Root(
             generation=_int(doc["generation"]), codec=_str(doc["codec"]),
             level=_int(doc["level"], -131072), block_size=_int(doc["block_size"], 1),
-            commit=_str(doc["commit"]), parent=doc["parent"], time=float(doc["time"]),
+            commit=_str(doc["commit"]), parent=doc["parent"], time=_time(doc["time"]),
             message=doc["message"], next_did=_int(counters["did"]),
             next_slot=_int(counters["slot"]), next_schema=_int(counters["schema"]),
             next_seq=_int(counters["seq"]),
@@ -163,6 +164,12 @@ def decode(data: bytes, where: str) -> Root:
             _str(root.parent)
         if root.message is not None:
             _str(root.message)
+        listed = [*(p.key for p in root.parts),
+                  *(s.key for refs in root.segments.values() for s in refs),
+                  *(entry[0] for entry in root.retired)]
+        if len(set(listed)) != len(listed):
+            # a live file also "retired" would be deleted by the next flush or compact
+            raise ValueError("a file is listed twice (live twice, or live and retired)")
     except CorruptionError:
         raise
     except (ValueError, KeyError, TypeError, AttributeError) as err:
@@ -178,6 +185,14 @@ def _int(value: Any, low: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value < 2**62:
         raise ValueError(f"expected an integer >= {low}, got {value!r}")
     return value
+
+
+def _time(value: Any) -> float:
+    """A Unix time: a finite JSON number (not a string or a bool that float() would take)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
+            value):
+        raise ValueError(f"expected a time in seconds, got {value!r}")
+    return float(value)
 
 
 def _str(value: Any) -> str:
@@ -197,13 +212,13 @@ def _retired(entry: Any, where: str) -> tuple[str, float, int]:
     if not is_data_key(key):
         raise CorruptionError(f"{where}: names retired key {key!r}, which is not a key this "
                               "format uses")
-    return key, float(since), _int(generation[0]) if generation else 0
+    return key, _time(since), _int(generation[0]) if generation else 0
 
 
 def _retention(raw: Any) -> tuple[float, int]:
     if raw is None:
         return DEFAULT_RETENTION_SECONDS, DEFAULT_KEEP_LAST
-    older_than = float(raw["older_than"])
+    older_than = _time(raw["older_than"])
     if not older_than >= 0:
         raise ValueError(f"retention older_than must be >= 0, got {older_than!r}")
     return older_than, _int(raw["keep_last"], 1)

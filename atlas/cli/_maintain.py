@@ -87,7 +87,8 @@ def cmd_rm(args) -> int:
     removed = [n for n in names if n not in missing]
     for name in removed:
         store.delete_dataset(name)
-    store.flush()
+    shown = ", ".join(removed[:5]) + (f" and {len(removed) - 5} more" if len(removed) > 5 else "")
+    store.flush(f"atlas rm {shown}")
     log.info("removed %d datasets from %s: %s", len(removed), store.location, removed)
     text = f"removed {plural(len(removed), 'dataset')}"
     if removed:

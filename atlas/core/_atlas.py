@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from atlas import codecs
-from atlas.core import _maintain, _query, _stats, _versions
+from atlas.core import _maintain, _query, _rebase, _stats, _versions
 from atlas.core._batches import batches
 from atlas.core._catalog import Catalog
 from atlas.core._dataset import DatasetView
@@ -27,6 +27,7 @@ from atlas.core._write import write_window
 from atlas.errors import (
     AlreadyExistsError,
     ArrayNotFoundError,
+    ConflictError,
     CorruptionError,
     DatasetNotFoundError,
     FormatError,
@@ -271,13 +272,110 @@ class Atlas:
         new_root.segments = segments
         if part is not None:
             new_root.parts = [*root.parts, part.ref]
+            new_root.delta = part.ref.key
         merges = _maintain.tiered_merge(self, new_root)
         # until it is known to have landed or not, the attempt is kept (its files locked): a
         # commit whose response was lost is recognised by its commit id when retried
         self._inflight = _Inflight(new_root, written, part, merges, marks)
-        self._token = _versions.commit_root(self._storage, new_root, self._token)
+        try:
+            self._token = _versions.commit_root(self._storage, new_root, self._token)
+        except ConflictError:  # another writer committed first: re-apply on top of it
+            self._inflight = None
+            self._rebase(root, new_root, part, finished, merges)
+            return
         self._inflight = None
         self._committed(new_root, written, part, merges, marks)
+
+    def _rebase(self, base: Root, attempt: Root, part, finished, merges) -> None:
+        """Commit the changes of ``attempt`` (made on ``base``) on top of the newest root, or
+        raise ConflictError naming what both changed (:mod:`atlas.core._rebase`)."""
+        storage = self._storage
+        for w in merges.written:  # they merged files of ``base``: drop them
+            w.release()
+            storage.discard(w.ref.key, w.path)
+        ours_tables = _rebase.part_tables(self, part.ref) if part is not None else {}
+        ours = _rebase.summarize(ours_tables, base)
+        ours_segments = [(seg.array, FileRef(seg.key, seg.size, _maintain.level_of(seg.size)))
+                         for seg in finished]
+        rewritten = None
+        try:
+            for tries in range(1, _rebase.MAX_ATTEMPTS + 1):
+                latest, token, legacy = load_root(storage)
+                if legacy is not None:
+                    raise FormatError(f"store at {self.location} was turned back into format "
+                                      "version 1 under this handle")
+                problem = _rebase.conflict(ours, _rebase.their_changes(self, base, latest),
+                                           self._name_in_base, self._dataset_of_slot)
+                if problem is not None:
+                    raise ConflictError(
+                        f"store at {self.location} was committed by another writer since this "
+                        f"handle read it, and the two conflict: {problem}; nothing was "
+                        "committed: reopen the store and redo the changes")
+                shift = _rebase.shifts(base, latest)
+                new_root = latest.successor(
+                    message=attempt.message, changes=attempt.changes,
+                    segments={a: list(refs) for a, refs in latest.segments.items()},
+                    **{f"next_{c}": getattr(latest, f"next_{c}") + getattr(attempt, f"next_{c}")
+                       - getattr(base, f"next_{c}") for c in _rebase.COUNTERS})
+                for array, ref in ours_segments:
+                    new_root.segments.setdefault(array, []).append(
+                        _rebase.remapped_ref(ref, base, shift))
+                if part is not None:
+                    tables = _rebase.renumbered(ours_tables, base, shift)
+                    if rewritten is not None:
+                        rewritten.release()
+                        storage.discard(rewritten.ref.key, rewritten.path)
+                        rewritten = None
+                    if tables is not ours_tables:
+                        rewritten = _maintain.write_part(storage, new_root, tables.items())
+                    delta = (rewritten or part).ref
+                    new_root.parts = [*latest.parts, delta]
+                    new_root.delta = delta.key
+                try:
+                    token = _versions.commit_root(storage, new_root, token)
+                    break
+                except ConflictError:
+                    _rebase.backoff(tries)
+            else:
+                raise ConflictError(f"store at {self.location}: {_rebase.MAX_ATTEMPTS} other "
+                                    "commits won the race to commit in a row; nothing was "
+                                    "committed: flush again later")
+        except BaseException:
+            if rewritten is not None:
+                rewritten.release()
+                storage.discard(rewritten.ref.key, rewritten.path)
+            raise
+        for written in (part, rewritten):
+            if written is not None:
+                written.release()
+        if rewritten is not None and part is not None:
+            storage.discard(part.ref.key, part.path)  # the renumbered copy replaced it
+        self._token = token
+        self._root_state = new_root
+        self._pending.committed(new_root.generation + 1)
+        self._files.forget([ref.key for _a, ref in ours_segments])  # read again, remapped
+        self._reload_catalog(new_root)
+
+    def _reload_catalog(self, root: Root) -> None:
+        """Drop the in-memory catalog for the one of ``root`` (read lazily): after a rebase
+        the ids this handle numbered have moved and other writers' changes are in."""
+        old = self._catalog_state
+        fresh = Catalog(self._storage, root, self._files)
+        if old is not None:
+            fresh.epoch = old.epoch + 1  # DatasetViews find their rows again
+        self._catalog_state = fresh
+        self.__dict__["_catalog"] = fresh
+
+    def _name_in_base(self, did: int) -> str:
+        table = self._catalog.table(("datasets",)).committed()
+        pos = int(np.searchsorted(table.key, did))
+        found = pos < len(table) and table.key[pos] == did
+        return str(table.columns["name"][pos]) if found else f"#{did}"
+
+    def _dataset_of_slot(self, array: str, slot: int) -> int:
+        table = self._catalog.table(("array", array)).committed()
+        rows = np.flatnonzero(table.columns["slot"] == slot) if len(table) else []
+        return int(table.key[rows[-1]]) if len(rows) else -1
 
     def _committed(self, root: Root, written: dict, part, merges, marks: dict) -> None:
         if part is not None:

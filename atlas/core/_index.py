@@ -250,8 +250,8 @@ class IndexCache:
         if found is None:
             footer = self.footer(ref, SEGMENT_MAGIC)
             where = f"{self.storage.location}/{ref.key}"
-            found = parse_index(footer, footer.reader(
-                lambda o, n: self.storage.get_range(ref.key, o, n, ref.size)), where)
+            found = remapped(parse_index(footer, footer.reader(
+                lambda o, n: self.storage.get_range(ref.key, o, n, ref.size)), where), ref)
             self._segments[ref.key] = found
         return found
 
@@ -279,6 +279,18 @@ class IndexCache:
         for key in keys:
             self._footers.pop(key, None)
             self._segments.pop(key, None)
+
+
+def remapped(index: SegmentIndex, ref: FileRef) -> SegmentIndex:
+    """``index`` with its slots as the commit numbered them (``FileRef.remap``): slots are
+    numbered by the writer before it commits, and a rebase or a merge of forked writers' work
+    shifts the new ones. The shift keeps the rows sorted."""
+    if ref.remap is None:
+        return index
+    first, shift = ref.remap
+    slot = index.chunks["slot"]
+    chunks = dict(index.chunks, slot=np.where(slot >= first, slot + shift, slot))
+    return SegmentIndex(index.blocks, chunks, index.partials)
 
 
 def read_footer(storage: Storage, ref: FileRef, magic: bytes) -> Footer:

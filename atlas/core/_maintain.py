@@ -159,8 +159,9 @@ def tiered_merge(store: "Atlas", root: Root) -> Merges:
             lo, hi = run
             written = _merge_parts(store, root, root.parts[lo:hi], drop_dead=lo == 0)
             merges.written.append(written)
-            root.retired = [*root.retired,
-                            *((r.key, now, generation) for r in root.parts[lo:hi])]
+            # this commit's own delta stays readable for its version (a rebase reads it)
+            root.retired = [*root.retired, *((r.key, now, generation + (r.key == root.delta))
+                                             for r in root.parts[lo:hi])]
             root.parts = [*root.parts[:lo], written.ref, *root.parts[hi:]]
         for array, refs in list(root.segments.items()):
             run = _run_to_merge(refs)
@@ -198,7 +199,7 @@ def _expired_by_policy(store: "Atlas", root: Root, now: float) -> list[str]:
         return []
     store._expiry_checked = now
     plan = _versions.plan_expiry(store._storage, store._root, older_than, keep_last, now,
-                                 retired=root.retired)
+                                 retired=root.retired, committing=root.generation)
     _versions.drop_records(store._storage, plan.records)
     return plan.files
 

@@ -321,10 +321,11 @@ class Expiry:
 
 
 def plan_expiry(storage: Storage, latest: Root, older_than: float, keep_last: int,
-                now: float | None = None, retired: list | None = None) -> Expiry:
+                now: float | None = None, retired: list | None = None,
+                committing: int | None = None) -> Expiry:
     """What to remove so that only the versions the policy keeps stay readable: ``latest`` is
     the newest committed root; ``retired`` the list to judge (default: ``latest``'s; a flush
-    passes the one of the root it is about to commit)."""
+    passes the one of the root it is about to commit, of generation ``committing``)."""
     now = time.time() if now is None else now
     found = {g: c for g, c in records(storage).items() if g <= latest.generation}
     tags = set(all_tags(storage).values())
@@ -342,7 +343,7 @@ def plan_expiry(storage: Storage, latest: Root, older_than: float, keep_last: in
                 and _orphan(storage, found, generation, commit))
             if generation not in kept or stray:
                 doomed.append(key_grammar.version_key(generation, commit))
-    kept_sorted = sorted(kept)
+    kept_sorted = sorted(kept | ({committing} if committing is not None else set()))
     judged = latest.retired if retired is None else retired
     files = [entry[0] for entry in judged
              if not _read_by_any(kept_sorted, file_generation(entry[0]), entry[2])]

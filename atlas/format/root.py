@@ -47,9 +47,14 @@ class FileRef:
     key: str
     size: int
     level: int = 0
+    # segments only: (first, shift) when the slots of this file were numbered before a rebase
+    # or by a forked writer: every slot >= first in its index is read as slot + shift
+    remap: tuple[int, int] | None = None
 
     def to_json(self) -> list:
-        return [self.key, self.size, self.level]
+        if self.remap is None:
+            return [self.key, self.size, self.level]
+        return [self.key, self.size, self.level, *self.remap]
 
 
 @dataclass
@@ -75,12 +80,13 @@ class Root:
     changes: dict[str, int] = field(default_factory=dict)
     retention: tuple[float, int] = (DEFAULT_RETENTION_SECONDS, DEFAULT_KEEP_LAST)
     created: float | None = None  # when the store was created (kept by every commit)
+    delta: str | None = None  # the catalog part holding what this commit changed, if any
 
     def successor(self, **changes: Any) -> "Root":
         """The root of the next commit on top of this one."""
         fields = {"generation": self.generation + 1, "commit": uuid.uuid4().hex,
                   "parent": self.commit, "time": time.time(), "message": None,
-                  "changes": {}}
+                  "changes": {}, "delta": None}
         fields.update(changes)
         return replace(self, **fields)
 
@@ -106,6 +112,7 @@ class Root:
             "changes": self.changes,
             "retention": {"older_than": self.retention[0], "keep_last": self.retention[1]},
             "created": self.created,
+            "delta": self.delta,
         }
 
     def encode(self) -> bytes:
@@ -157,13 +164,17 @@ def decode(data: bytes, where: str) -> Root:
             retired=[_retired(entry, where) for entry in doc["retired"]],
             changes={_str(k): _int(v) for k, v in doc.get("changes", {}).items()},
             retention=_retention(doc.get("retention")),
-            created=None if doc.get("created") is None else float(doc["created"]))
+            created=None if doc.get("created") is None else _time(doc["created"]),
+            delta=None if doc.get("delta") is None else checked(doc["delta"], "part", where))
         if doc.get("format") != "atlas" or doc.get("version") != VERSION:
             raise ValueError("not an atlas version-2 document")
         if root.parent is not None:
             _str(root.parent)
         if root.message is not None:
             _str(root.message)
+        if root.delta is not None and root.delta not in {p.key for p in root.parts} | {
+                entry[0] for entry in root.retired}:
+            raise ValueError("the delta part is not one of the root's parts")
         listed = [*(p.key for p in root.parts),
                   *(s.key for refs in root.segments.values() for s in refs),
                   *(entry[0] for entry in root.retired)]
@@ -202,8 +213,11 @@ def _str(value: Any) -> str:
 
 
 def _ref(raw: Any, kind: str, where: str) -> FileRef:
-    key, size, level = raw
-    return FileRef(checked(key, kind, where), _int(size), _int(level))
+    key, size, level, *remap = raw
+    if remap and (kind != "segment" or len(remap) != 2):
+        raise ValueError(f"a {kind} reference [key, size, level] has extra items {remap!r}")
+    return FileRef(checked(key, kind, where), _int(size), _int(level),
+                   (_int(remap[0]), _int(remap[1])) if remap else None)
 
 
 def _retired(entry: Any, where: str) -> tuple[str, float, int]:

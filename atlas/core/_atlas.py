@@ -23,7 +23,7 @@ from atlas.core._index import ChunkIndex, IndexCache
 from atlas.core._pending import PendingWrites
 from atlas.core._read import BlockCache, ReadPlan, _distinct, execute, plan_read, read_chunk
 from atlas.core._validate import as_index_tuple, check_name, check_window
-from atlas.core._write import write_window
+from atlas.core._write import resize_chunks, write_window
 from atlas.errors import (
     AlreadyExistsError,
     ArrayNotFoundError,
@@ -665,6 +665,19 @@ class Atlas:
         write_window(self._pending,
                      lambda s, c, e: self._current_chunk(array, schema, s, c, e),
                      array, slot, schema_id, schema, start, values, self._root.generation + 1)
+
+    def _resize(self, array: str, slot: int, schema_id: int, old: Schema, new: Schema) -> None:
+        """Move the stored chunks of ``slot`` onto the chunk grid of ``new`` (its new shape)."""
+        generation = self._root.generation + 1
+        pending = self._pending
+        pending.settle(slot, generation)
+
+        def stored() -> np.ndarray:
+            return np.unique(np.concatenate([index.chunk[index.rows_of_slot(slot)]
+                                             for index in self._indexes(array)]))
+
+        resize_chunks(pending, lambda s, c, e: self._current_chunk(array, old, s, c, e), stored,
+                      array, slot, schema_id, old, new, generation)
 
     @staticmethod
     def _window(schema: Schema, start, shape, where: str):

@@ -300,9 +300,13 @@ def compact(store: "Atlas", grace: float) -> None:
     storage = store._storage
     live = catalog.live_dids()
     keep: dict[str, Any] = {"did": live}
+    grids: dict[str, np.ndarray] = {}  # chunks in the grid of each live slot (same order)
+    chunk_counts = np.array([s.n_chunks for s in catalog.schemas()], _I64)
     for sid in catalog.section_ids("array"):
         table = catalog.table(sid).committed().live()
-        keep[sid[1]] = table.columns["slot"][np.isin(table.key, live)]
+        mine = np.isin(table.key, live)
+        keep[sid[1]] = table.columns["slot"][mine]
+        grids[sid[1]] = chunk_counts[table.columns["schema"][mine]]
     new_root = root.successor()
     written: list[Written] = []
     segments_done: dict[str, tuple[FileRef, Any]] = {}
@@ -317,7 +321,8 @@ def compact(store: "Atlas", grace: float) -> None:
         segments = {}
         for array, refs in root.segments.items():
             index = store._committed_index(array)
-            rows = np.flatnonzero(np.isin(index.slot, keep.get(array, np.zeros(0, _I64))))
+            rows = _live_chunks(index, keep.get(array, np.zeros(0, _I64)),
+                                grids.get(array, np.zeros(0, _I64)))
             if len(rows) == 0:
                 retired += [r.key for r in refs]
                 continue
@@ -358,6 +363,17 @@ def compact(store: "Atlas", grace: float) -> None:
 
 def _segment_rows(store: "Atlas", ref: FileRef) -> int:
     return store._files.segment(ref).rows
+
+
+def _live_chunks(index: ChunkIndex, slots: np.ndarray, grid_chunks: np.ndarray) -> np.ndarray:
+    """Rows of ``index`` of the live ``slots`` whose chunk numbers lie in their grid
+    (``grid_chunks``, per slot): a resize may leave chunks beyond it."""
+    rows = np.flatnonzero(np.isin(index.slot, slots))
+    if not len(rows):
+        return rows
+    order = np.argsort(slots, kind="stable")
+    limit = grid_chunks[order][np.searchsorted(slots[order], index.slot[rows])]
+    return rows[index.chunk[rows] < limit]
 
 
 def _has_dead(store: "Atlas", ref: FileRef, keep: dict[str, Any]) -> bool:

@@ -538,15 +538,19 @@ class Atlas:
 
     # -- xarray (atlas.xarray holds the logic; imported on first use) ---------------------------
 
-    def add_xr_dataset(self, ds: Any, name: str, chunks: Any = None) -> DatasetView:
-        """Write an ``xarray.Dataset`` as the new dataset ``name`` (does not flush)."""
+    def add_xr_dataset(self, ds: Any, name: str, chunks: Any = None,
+                       append_dim: str | None = None) -> DatasetView:
+        """Write an ``xarray.Dataset`` as the new dataset ``name`` (does not flush).
+        ``append_dim``: when ``name`` exists, append ``ds`` to it along that dimension, as
+        ``to_zarr(append_dim=...)`` does."""
         from atlas.xarray._ingest import add_xr_dataset
 
-        return add_xr_dataset(self, ds, name, chunks)
+        return add_xr_dataset(self, ds, name, chunks, append_dim)
 
-    def add_xarray_dataset(self, ds: Any, name: str, chunks: Any = None) -> DatasetView:
+    def add_xarray_dataset(self, ds: Any, name: str, chunks: Any = None,
+                           append_dim: str | None = None) -> DatasetView:
         """Alias of :meth:`add_xr_dataset`."""
-        return self.add_xr_dataset(ds, name, chunks)
+        return self.add_xr_dataset(ds, name, chunks, append_dim)
 
     def to_xarray(self, name: str, **decode: Any) -> Any:
         """Dataset ``name`` as an ``xarray.Dataset`` (chunked variables lazy, dask-backed);

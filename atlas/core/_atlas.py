@@ -23,7 +23,7 @@ from atlas.core._index import ChunkIndex, IndexCache
 from atlas.core._pending import PendingWrites
 from atlas.core._read import BlockCache, ReadPlan, _distinct, execute, plan_read, read_chunk
 from atlas.core._validate import as_index_tuple, check_name, check_window
-from atlas.core._write import write_window
+from atlas.core._write import resize_chunks, write_window
 from atlas.errors import (
     AlreadyExistsError,
     ArrayNotFoundError,
@@ -45,6 +45,7 @@ VerifyReport = _maintain.VerifyReport
 # what a flush keeps in memory of what it wrote (bigger is read again from the files if needed)
 CACHED_INDEX_ROWS = 1 << 17
 CACHED_TABLE_ROWS = 1 << 17
+COMPACT_ATTEMPTS = 5  # a compaction whose files others replaced meanwhile starts over
 
 
 class Atlas:
@@ -459,7 +460,12 @@ class Atlas:
         live writers lock theirs)."""
         self.flush()
         self._check_writable()
-        _maintain.compact(self, grace)
+        for _tries in range(COMPACT_ATTEMPTS):
+            if _maintain.compact(self, grace):
+                return
+            self._catch_up()  # others merged the files it replaced: compact the newest commit
+        raise ConflictError(f"store at {self.location}: other writers changed the files to "
+                            f"compact {COMPACT_ATTEMPTS} times in a row; try again later")
 
     # -- versions ------------------------------------------------------------------------------
 
@@ -505,7 +511,8 @@ class Atlas:
         policy = _versions.check_retention(
             root.retention[0] if older_than is None else older_than,
             root.retention[1] if keep_last is None else keep_last)
-        self._commit_maintenance(root.successor(message="set retention", retention=policy))
+        self._commit_maintenance(
+            lambda latest: latest.successor(message="set retention", retention=policy))
 
     def expire(self, older_than: Any = None, keep_last: Any = None) -> dict:
         """Remove the versions the policy does not keep (``older_than`` seconds or a
@@ -520,14 +527,45 @@ class Atlas:
             raise FormatError(f"store at {self.location} is in format version 1, which keeps "
                               f"no versions; convert it with `atlas upgrade {self.location}`")
 
-    def _commit_maintenance(self, new_root: Root) -> None:
-        """Commit a root that changes files or settings, not data (compact, expire, policy)."""
-        self._token = _versions.commit_root(self._storage, new_root, self._token)
-        self._root_state = new_root
-        if self._catalog_state is not None:
-            self._catalog_state.root = new_root
+    def _commit_maintenance(self, make: Any) -> Root | None:
+        """Commit a root that changes files or settings, not data (compact, expire, policy):
+        ``make(root)`` builds it on top of ``root``; when another writer committed first it is
+        called again with the newest root (None: it cannot be re-applied there)."""
+        storage = self._storage
+        root, token = self._root, self._token
+        for tries in range(1, _rebase.MAX_ATTEMPTS + 1):
+            new_root = make(root)
+            if new_root is None:
+                return None
+            try:
+                token = _versions.commit_root(storage, new_root, token)
+                break
+            except ConflictError:
+                root, token, _legacy = load_root(storage)
+                _rebase.backoff(tries)
+        else:
+            raise ConflictError(f"store at {self.location}: {_rebase.MAX_ATTEMPTS} other commits "
+                                "won the race in a row; nothing was committed: try again later")
+        self._token = token
+        if new_root.parent == self._root.commit:
+            self._root_state = new_root
+            if self._catalog_state is not None:
+                self._catalog_state.root = new_root
+        else:  # other writers' commits are in: read the catalog again
+            self._root_state = new_root
+            self._reload_catalog(new_root)
         if self._pending_state is not None:
             self._pending_state.next_generation = new_root.generation + 1
+        return new_root
+
+    def _catch_up(self) -> None:
+        """Move a handle without pending changes to the newest commit."""
+        root, token, legacy = load_root(self._storage)
+        if legacy is None and root.commit != self._root.commit:
+            self._root_state, self._token = root, token
+            self._reload_catalog(root)
+            if self._pending_state is not None:
+                self._pending_state.next_generation = root.generation + 1
 
     def verify(self, repair: bool = False) -> VerifyReport:
         """Check the root, every catalog part and every segment and block against its checksum.
@@ -740,15 +778,19 @@ class Atlas:
 
     # -- xarray (atlas.xarray holds the logic; imported on first use) ---------------------------
 
-    def add_xr_dataset(self, ds: Any, name: str, chunks: Any = None) -> DatasetView:
-        """Write an ``xarray.Dataset`` as the new dataset ``name`` (does not flush)."""
+    def add_xr_dataset(self, ds: Any, name: str, chunks: Any = None,
+                       append_dim: str | None = None) -> DatasetView:
+        """Write an ``xarray.Dataset`` as the new dataset ``name`` (does not flush).
+        ``append_dim``: when ``name`` exists, append ``ds`` to it along that dimension, as
+        ``to_zarr(append_dim=...)`` does."""
         from atlas.xarray._ingest import add_xr_dataset
 
-        return add_xr_dataset(self, ds, name, chunks)
+        return add_xr_dataset(self, ds, name, chunks, append_dim)
 
-    def add_xarray_dataset(self, ds: Any, name: str, chunks: Any = None) -> DatasetView:
+    def add_xarray_dataset(self, ds: Any, name: str, chunks: Any = None,
+                           append_dim: str | None = None) -> DatasetView:
         """Alias of :meth:`add_xr_dataset`."""
-        return self.add_xr_dataset(ds, name, chunks)
+        return self.add_xr_dataset(ds, name, chunks, append_dim)
 
     def to_xarray(self, name: str, **decode: Any) -> Any:
         """Dataset ``name`` as an ``xarray.Dataset`` (chunked variables lazy, dask-backed);
@@ -872,6 +914,19 @@ class Atlas:
         write_window(self._pending,
                      lambda s, c, e: self._current_chunk(array, schema, s, c, e),
                      array, slot, schema_id, schema, start, values, self._root.generation + 1)
+
+    def _resize(self, array: str, slot: int, schema_id: int, old: Schema, new: Schema) -> None:
+        """Move the stored chunks of ``slot`` onto the chunk grid of ``new`` (its new shape)."""
+        generation = self._root.generation + 1
+        pending = self._pending
+        pending.settle(slot, generation)
+
+        def stored() -> np.ndarray:
+            return np.unique(np.concatenate([index.chunk[index.rows_of_slot(slot)]
+                                             for index in self._indexes(array)]))
+
+        resize_chunks(pending, lambda s, c, e: self._current_chunk(array, old, s, c, e), stored,
+                      array, slot, schema_id, old, new, generation)
 
     @staticmethod
     def _window(schema: Schema, start, shape, where: str):

@@ -317,6 +317,12 @@ class Catalog:
         self.array_table(array).log.add(did, 1, (slot, schema_id))
         self.epoch += 1
 
+    def reshaped(self, array: str, did: int, slot: int, schema_id: int) -> None:
+        """The array has the schema ``schema_id`` now (resized; its statistics are recomputed
+        at the next flush)."""
+        self.array_table(array).log.add(did, 0, (slot, schema_id))
+        self.epoch += 1  # views keep the old schema id in their rows
+
     def stats_changed(self, array: str, did: int, slot: int, schema_id: int) -> None:
         """Written to: the statistics are recomputed at the next flush."""
         log = self.array_table(array).log

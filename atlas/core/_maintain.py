@@ -321,33 +321,46 @@ def _repack(index: ChunkIndex, rows: np.ndarray, writer: SegmentWriter, block_si
 
 # -- compact ------------------------------------------------------------------------------------
 
-def compact(store: "Atlas", older_than: float | None) -> None:
+def compact(store: "Atlas", older_than: float | None) -> bool:
     """Merge everything into one part and one segment per array name, without dead rows; then
-    expire what the retention (or ``older_than``) no longer keeps."""
+    expire what the retention (or ``older_than``) no longer keeps. When other writers commit
+    meanwhile, the compaction is re-applied on top of their commits if the files it replaced
+    are still the oldest of their lists; otherwise it deletes what it wrote and returns False
+    (the caller compacts the newest commit)."""
     catalog = store._catalog
     root = store._root
     storage = store._storage
     live = catalog.live_dids()
     keep: dict[str, Any] = {"did": live}
+    grids: dict[str, np.ndarray] = {}  # chunks in the grid of each live slot (same order)
+    chunk_counts = np.array([s.n_chunks for s in catalog.schemas()], _I64)
     for sid in catalog.section_ids("array"):
         table = catalog.table(sid).committed().live()
-        keep[sid[1]] = table.columns["slot"][np.isin(table.key, live)]
+        mine = np.isin(table.key, live)
+        keep[sid[1]] = table.columns["slot"][mine]
+        grids[sid[1]] = chunk_counts[table.columns["schema"][mine]]
     new_root = root.successor(message="compact")
     written: list[Written] = []
     segments_done: dict[str, tuple[FileRef, Any]] = {}
     retired = []
+    # what replaced what, to re-apply on a newer root: list name -> (replaced, replacement)
+    replaced: dict[Any, tuple[list[FileRef], list[FileRef]]] = {}
+    landed = True
     try:
         if len(root.parts) > 1 or root.parts and _has_dead(store, root.parts[0], keep):
             part = _merge_parts(store, new_root, root.parts, drop_dead=True, keep=keep)
             written.append(part)
             retired += [r.key for r in root.parts]
             new_root.parts = [part.ref]
+            replaced[None] = (list(root.parts), [part.ref])
         segments = {}
         for array, refs in root.segments.items():
             index = store._committed_index(array)
-            rows = np.flatnonzero(np.isin(index.slot, keep.get(array, np.zeros(0, _I64))))
+            rows = _live_chunks(index, keep.get(array, np.zeros(0, _I64)),
+                                grids.get(array, np.zeros(0, _I64)))
             if len(rows) == 0:
                 retired += [r.key for r in refs]
+                replaced[array] = (list(refs), [])
                 continue
             if len(refs) == 1 and len(rows) == index.rows and _segment_rows(store, refs[0]) \
                     == index.rows:
@@ -358,21 +371,59 @@ def compact(store: "Atlas", older_than: float | None) -> None:
             segments_done[array] = (part.ref, seg_index)
             segments[array] = [part.ref]
             retired += [r.key for r in refs]
+            replaced[array] = (list(refs), [part.ref])
         new_root.segments = segments
         now = time.time()
         new_root.retired = [*root.retired, *((key, now, new_root.generation) for key in retired)]
         if retired:
-            store._commit_maintenance(new_root)
+            landed = store._commit_maintenance(
+                lambda latest: new_root if latest.commit == root.commit else
+                _reapplied(latest, replaced, retired, now)) is not None
     finally:
         for w in written:
             w.release()
+            if not landed:
+                storage.discard(w.ref.key, w.path)
+    if not landed:
+        return False
     for ref, index in segments_done.values():
         store._files.add(ref, None, index)
     _versions.expire(store, older_than)  # also sweeps orphans
+    return True
+
+
+def _reapplied(latest: Root, replaced: dict, retired: list[str], now: float) -> Root | None:
+    """The compaction's replacements on top of ``latest``, or None when a list no longer
+    starts with the files it replaced (another merge or compaction took them)."""
+    out = latest.successor(message="compact", segments=dict(latest.segments))
+    for name, (old, new) in replaced.items():
+        current = latest.parts if name is None else latest.segments.get(name, [])
+        if current[: len(old)] != old:
+            return None
+        rest = current[len(old):]
+        if name is None:
+            out.parts = [*new, *rest]
+        elif new or rest:
+            out.segments[name] = [*new, *rest]
+        else:
+            out.segments.pop(name, None)
+    out.retired = [*latest.retired, *((key, now, out.generation) for key in retired)]
+    return out
 
 
 def _segment_rows(store: "Atlas", ref: FileRef) -> int:
     return store._files.segment(ref).rows
+
+
+def _live_chunks(index: ChunkIndex, slots: np.ndarray, grid_chunks: np.ndarray) -> np.ndarray:
+    """Rows of ``index`` of the live ``slots`` whose chunk numbers lie in their grid
+    (``grid_chunks``, per slot): a resize may leave chunks beyond it."""
+    rows = np.flatnonzero(np.isin(index.slot, slots))
+    if not len(rows):
+        return rows
+    order = np.argsort(slots, kind="stable")
+    limit = grid_chunks[order][np.searchsorted(slots[order], index.slot[rows])]
+    return rows[index.chunk[rows] < limit]
 
 
 def _has_dead(store: "Atlas", ref: FileRef, keep: dict[str, Any]) -> bool:

@@ -463,6 +463,13 @@ class PendingWrites:
         while self._dirty_bytes > self.dirty_budget and len(self._dirty) > 1:
             self._encode_oldest(generation)
 
+    def settle(self, slot: int, generation: int) -> None:
+        """Encode the dirty chunks of ``slot``: a resize moves chunks that are index rows."""
+        for key in [k for k in self._dirty if k[0] == slot]:
+            chunk = self._dirty[key]
+            self.put(chunk.array, chunk.schema_id, chunk.schema, slot, key[1], chunk.values,
+                     chunk.written, generation)
+
     def _encode_oldest(self, generation: int) -> None:
         (slot, chunk_id), chunk = next(iter(self._dirty.items()))
         self.put(chunk.array, chunk.schema_id, chunk.schema, slot, chunk_id, chunk.values,

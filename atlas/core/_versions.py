@@ -406,9 +406,8 @@ def expire(store: "Atlas", older_than: Any = None, keep_last: Any = None) -> dic
     freed = 0
     if plan.files:
         gone = set(plan.files)
-        new_root = root.successor(message="expire",
-                                  retired=[e for e in root.retired if e[0] not in gone])
-        store._commit_maintenance(new_root)
+        store._commit_maintenance(lambda latest: latest.successor(
+            message="expire", retired=[e for e in latest.retired if e[0] not in gone]))
         sizes = {key: size for key, size, _m in storage.list("") if key in gone}
         for key in plan.files:
             try:

@@ -33,6 +33,9 @@ CF_MARKER = "_pyatlas_cf"  # the xarray layer's array attribute (atlas.xarray._m
 
 def _rows(table, dids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(positions in ``table``, found) of the rows of ``dids`` that are there and not dead."""
+    if len(table) == len(dids) and np.array_equal(table.key, dids) and not table.dead.any():
+        # every live dataset has a row (the usual table): no search over a million keys
+        return np.arange(len(dids)), np.ones(len(dids), bool)
     pos = table.find(dids) if len(table) else np.full(len(dids), -1, _I64)
     found = pos >= 0
     found[found] = ~table.dead[pos[found]]
@@ -75,9 +78,29 @@ def attribute_column(store: "Atlas", key: str, dids: np.ndarray) -> np.ndarray:
         if found.all():
             return (nums.view(np.uint64) if dtype == np.uint64 else nums).astype(dtype)
     data = table.columns["data"][pos]
+    if kinds == {value_format.STRING}:
+        texts = _decode_texts(data[found])
+        if texts is not None:
+            if found.all():
+                return texts
+            out = np.full(len(dids), None, object)
+            out[found] = texts
+            return out
     out = np.full(len(dids), None, object)
     for i in np.flatnonzero(found).tolist():  # strings and values of no one type
         out[i] = value_format.decode(int(tags[i]), int(nums[i]), data[i])
+    return out
+
+
+def _decode_texts(data: np.ndarray) -> np.ndarray | None:
+    """UTF-8 byte strings as one object array of str, decoded in one call rather than one per
+    value; None when a value holds a NUL (the separator), which the caller decodes one by one."""
+    joined = b"\x00".join(data.tolist())
+    if joined.count(b"\x00") != max(len(data) - 1, 0):
+        return None
+    out = np.empty(len(data), object)
+    if len(data):
+        out[:] = joined.decode("utf-8").split("\x00")
     return out
 
 
@@ -92,7 +115,11 @@ def array_columns(store: "Atlas", array: str, dids: np.ndarray,
     pos, found = _rows(table, dids)
     schemas = catalog.schemas()
     schema_ids = table.columns["schema"][pos] if len(table) else np.zeros(len(dids), _I64)
-    distinct = [int(s) for s in dict.fromkeys(schema_ids[found].tolist())]
+    picked = schema_ids[found]
+    if len(picked) and picked.min() == picked.max():  # one schema (the usual case)
+        distinct = [int(picked[0])]
+    else:
+        distinct = [int(s) for s in dict.fromkeys(picked.tolist())]
     # rows still in this handle's log have no statistics yet
     log = layered.log
     if len(log):
@@ -104,18 +131,26 @@ def array_columns(store: "Atlas", array: str, dids: np.ndarray,
     for stat in which:
         key = f"{array}.{stat}"
         if stat in ("dtype", "shape", "chunk_shape"):
-            col = np.full(len(dids), None, object)
+            col = np.empty(len(dids), object)
+            col.fill(None)
             for sid in distinct:
-                mine = found & (schema_ids == sid)
                 value = schemas[sid].dtype.name if stat == "dtype" else \
                     getattr(schemas[sid], stat)
-                col[np.flatnonzero(mine)] = [value] * int(mine.sum())
+                if len(distinct) == 1 and found.all():
+                    col.fill(value)  # one value for every row: no list of a million items
+                    break
+                one = np.empty(1, object)
+                one[0] = value  # a tuple (a shape) stays one value, not a row of numbers
+                col[found & (schema_ids == sid)] = one
             out[key] = col
         elif stat in ("nulls", "valid"):
+            if stated.all():  # every count known: int64 as stored, no round trip via float
+                out[key] = table.columns[stat][pos] if len(table) else np.zeros(len(dids), _I64)
+                continue
             counts = table.columns[stat][pos].astype(np.float64) if len(table) else \
                 np.zeros(len(dids))
             counts[~stated] = np.nan
-            out[key] = counts if not stated.all() else counts.astype(_I64)
+            out[key] = counts
         else:
             out[key] = _extremes(table, pos, stated, schema_ids, distinct, schemas, stat)
     if any(s in ("min", "max") for s in which):
@@ -133,7 +168,11 @@ def _extremes(table, pos, stated, schema_ids, distinct, schemas: list[Schema],
     have = stated & valid
     kinds = {schemas[s].dtype.kind for s in distinct}
     bits = table.columns[stat][pos]
-    if kinds == {"float"} or kinds <= {"float", "int"} and len(kinds) == 2:
+    if kinds == {"float"}:
+        out = bits.view(np.float64)  # bits is this call's copy: it may change in place
+        out[~have] = np.nan
+        return out
+    if kinds <= {"float", "int"} and len(kinds) == 2:
         out = np.where(np.isin(schema_ids, [s for s in distinct if schemas[s].dtype.kind ==
                                             "float"]), bits.view(np.float64),
                        bits.astype(np.float64))
@@ -218,8 +257,10 @@ def catalog(store: "Atlas", arrays: Sequence[str] | None = None,
         columns[key] = attribute_column(store, key, dids)
     for array in _strings(arrays, "arrays"):
         columns.update(array_columns(store, array, dids))
-    frame = pd.DataFrame(columns, index=pd.Index(list(names), name="dataset", dtype=object))
-    return frame
+    # the columns are new arrays of this call: no copy, and no consolidation into 2-D blocks
+    # (a copy of every column of the same dtype)
+    return pd.DataFrame(columns, index=pd.Index(list(names), name="dataset", dtype=object),
+                        copy=False)
 
 
 def _strings(items: Any, what: str) -> list[str]:
@@ -358,17 +399,29 @@ def _compare(left: Any, symbol: str, right: Any, where: str) -> np.ndarray:
     return pd.Series(result).fillna(False).to_numpy(bool) & ~missing
 
 
-def columns_of(store: "Atlas", names: list[str]) -> tuple[list[str], list[str]]:
-    """(arrays, attribute keys) the column names refer to."""
-    known = set(store._catalog.array_names())
-    arrays, attributes = [], []
+def columns_of(store: "Atlas", names: list[str], dids: np.ndarray | None = None
+               ) -> tuple[dict[str, list[str]], list[str]]:
+    """({array: the statistics named}, attribute keys) the column names refer to. An array is
+    a name some live dataset has an array of; only the tables of the arrays named are read
+    (``Catalog.array_names`` would read every array's)."""
+    cat = store._catalog
+    stored = {sid[1] for sid in cat.section_ids("array")}
+    if dids is None:
+        dids = cat.live_dids()
+    live: dict[str, bool] = {}
+    arrays: dict[str, list[str]] = {}
+    attributes = []
     for name in names:
         head, _, stat = name.rpartition(".")
-        if stat in STATS and head in known:
-            arrays.append(head)
+        if stat in STATS and head in stored and head not in live:
+            live[head] = bool(_rows(cat.table(("array", head)).view(), dids)[1].any())
+        if stat in STATS and live.get(head):
+            arrays.setdefault(head, [])
+            if stat not in arrays[head]:
+                arrays[head].append(stat)
         else:
             attributes.append(name)
-    return list(dict.fromkeys(arrays)), attributes
+    return arrays, attributes
 
 
 def select(store: "Atlas", where: str | Callable) -> list[str]:
@@ -386,7 +439,9 @@ def select(store: "Atlas", where: str | Callable) -> list[str]:
                              f"{len(frame)} datasets")
         return frame.index[mask].tolist()
     tree, quoted = _parse(where)
-    arrays, attributes = columns_of(store, _names_in(tree, quoted))
+    cat = store._catalog
+    dids = cat.live_dids()
+    arrays, attributes = columns_of(store, _names_in(tree, quoted), dids)
     label = f"where {where!r}"
     known = {sid[1] for sid in store._catalog.section_ids("attr")}
     for key in attributes:
@@ -396,11 +451,20 @@ def select(store: "Atlas", where: str | Callable) -> list[str]:
             raise QueryError(f"{label}: no column {key!r}: no dataset has an attribute "
                              f"{key!r}{also}; columns are attribute keys and "
                              f"<array>.{{{','.join(STATS)}}}")
-    frame = catalog(store, arrays, attributes)
+    import pandas as pd
+
+    # only the columns the expression names, and names only for the rows that match
+    columns: dict[str, Any] = {}
+    for key in attributes:
+        columns[key] = attribute_column(store, key, dids)
+    for array, stats in arrays.items():
+        columns.update(array_columns(store, array, dids, stats))
+    frame = pd.DataFrame(columns, index=pd.RangeIndex(len(dids)), copy=False)
     mask = _evaluate(tree, frame, quoted, label)
     if not (isinstance(mask, np.ndarray) and mask.dtype == bool):
         raise QueryError(f"{label}: is not a condition")
-    return frame.index[mask].tolist()
+    names = cat.names()
+    return [names[i] for i in np.flatnonzero(mask).tolist()]
 
 
 # -- collection summaries ---------------------------------------------------------------------

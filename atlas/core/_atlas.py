@@ -367,6 +367,13 @@ class Atlas:
         self._catalog_state = fresh
         self.__dict__["_catalog"] = fresh
 
+    def _forget_files(self, keys) -> None:
+        """This handle deleted the files ``keys``: nothing read from them stays cached."""
+        self._files.forget(keys)
+        forget = getattr(self._catalog_state, "forget_files", None)  # not: a version 1 store
+        if forget is not None:
+            forget(keys)
+
     def _name_in_base(self, did: int) -> str:
         table = self._catalog.table(("datasets",)).committed()
         pos = int(np.searchsorted(table.key, did))
@@ -660,12 +667,15 @@ class Atlas:
     # -- queries over the collection (atlas.core._query) ----------------------------------------
 
     def catalog(self, arrays: Sequence[str] | None = None,
-                attributes: Sequence[str] | None = None) -> Any:
+                attributes: Sequence[str] | None = None, *,
+                columns: Sequence[str] | None = None) -> Any:
         """A ``pandas.DataFrame`` of the collection: one row per dataset (index: its name, in
         creation order); a column per attribute key, and per array ``<array>.dtype``,
         ``.shape``, ``.nulls``, ``.valid``, ``.min``, ``.max``. ``arrays``/``attributes`` pick
-        columns (default: all); only what is picked is read."""
-        return _query.catalog(self, arrays, attributes)
+        columns (default: all); or ``columns`` names exactly the columns wanted, in order
+        (``["platform", "temp.max"]``; a name that is neither an attribute nor an array's
+        statistic raises ``QueryError``). Only what is picked is read."""
+        return _query.catalog(self, arrays, attributes, columns)
 
     def select(self, where: Any) -> list[str]:
         """Names of the datasets matching ``where``, in creation order: an expression over the

@@ -84,6 +84,9 @@ class Catalog:
         self._blooms: dict[str, Any] = {}
         self._searches = 0
         self._live: list | None = None  # see _live_view
+        # the parts loaded tables were read from: their columns are read when first used, so
+        # the tables must not outlive those files (see forget_files)
+        self._read_from: set[str] = set()
         self._schemas: list[Schema] | None = None
         self._schema_ids: dict[tuple, int] = {}
         self.new_schemas: list[tuple[int, Schema]] = []
@@ -110,14 +113,25 @@ class Catalog:
         kind = table_kind(section_id)
         found = []
         for ref, footer in zip(self.root.parts, self._footers()):
+            # columns other than key and dead are read when first used, and checked then
             table = read_table(footer, section_id, footer.reader(
                 lambda o, n, key=ref.key, size=ref.size: self.storage.get_range(key, o, n, size)),
-                f"{self.storage.location}/{ref.key}")
+                f"{self.storage.location}/{ref.key}", root=self.root, lazy=True)
             if table is not None:
-                check_ids(section_id, table.key, table.columns, self.root,
-                          f"{self.storage.location}/{ref.key}")
+                self._read_from.add(ref.key)
                 found.append(table)
         return merge(kind, found)
+
+    def forget_files(self, keys) -> None:
+        """This handle deleted the files ``keys`` (parts no retained version reads): tables
+        read from one of them, whose columns would be read from it when first used, are dropped
+        and read again from the root's parts when next used."""
+        if self._read_from.isdisjoint(keys):
+            return
+        for table in self.tables.values():
+            table.forget_committed(0)
+        self._read_from = set()
+        self.epoch += 1  # DatasetViews keep rows of the dropped tables
 
     def section_ids(self, kind: str) -> list[tuple]:
         """Every table of ``kind`` ("array", "attr", "array_attr") committed or pending."""
@@ -130,28 +144,41 @@ class Catalog:
     # -- datasets ------------------------------------------------------------------------------
 
     def _live_view(self) -> list:
-        """[names, dids (array('q')), token] of the live datasets in creation order."""
+        """[names (None until asked for), dids (array('q')), token] of the live datasets in
+        creation order."""
         if self._live is None:
             table = self.table(("datasets",)).view()
-            names = table.__dict__.get("texts", {}).get("name")  # as decoded: one list copy
-            if names is not None and not table.dead.any():
-                names = list(names)  # this list grows with creates; the table's must not
-            else:
-                table = table.live()
-                names = list(table.columns["name"])
-            self._live = [names, array("q", table.key.tobytes()), object()]
+            self._live = [None, array("q", table.key[~table.dead].tobytes()), object()]
         return self._live
 
+    def _live_names(self) -> list[str]:
+        live = self._live_view()
+        if live[0] is None:
+            table = self.table(("datasets",)).view()
+            rows = None if not table.dead.any() else np.flatnonzero(~table.dead)
+            live[0] = table.take("name", rows).tolist()  # the handle keeps the list, not the column
+        return live[0]
+
     def names(self) -> NameList:
-        names, _dids, token = self._live_view()
-        return NameList(names, token)
+        names = self._live_names()
+        return NameList(names, self._live[2])
+
+    def names_at(self, positions: np.ndarray) -> list[str]:
+        """Names of the live datasets at ``positions`` (in creation order) without turning
+        every name into a string when they are not known yet."""
+        if self._live is not None and self._live[0] is not None:
+            names = self._live[0]
+            return [names[i] for i in positions.tolist()]
+        table = self.table(("datasets",)).view()
+        rows = np.flatnonzero(~table.dead)[positions] if table.dead.any() else positions
+        return table.take("name", np.asarray(rows, _I64)).tolist()
 
     def live_dids(self) -> np.ndarray:
         dids = self._live_view()[1]
         return np.frombuffer(dids, _I64).copy() if len(dids) else np.zeros(0, _I64)
 
     def count(self) -> int:
-        return len(self._live_view()[0])
+        return len(self._live_view()[1])
 
     def is_all(self, names: Any) -> bool:
         """Whether ``names`` is an unchanged ``list_datasets()`` list of the current state."""
@@ -160,8 +187,7 @@ class Catalog:
 
     def dids(self) -> dict[str, int]:
         if self._dids is None:
-            names, dids, _token = self._live_view()
-            self._dids = dict(zip(names, dids))
+            self._dids = dict(zip(self._live_names(), self._live_view()[1]))
             self._names_changed = {}
         return self._dids
 
@@ -249,7 +275,8 @@ class Catalog:
         else:
             self._names_changed[name] = did
         if self._live is not None:  # datasets are created in did order: the list grows at its end
-            self._live[0].append(name)
+            if self._live[0] is not None:
+                self._live[0].append(name)
             self._live[1].append(did)
             self._live[2] = object()  # lists handed out before no longer list everything
         return did
@@ -261,7 +288,8 @@ class Catalog:
         known.update(zip(names, dids.tolist()))
         self.next_did = int(dids[-1]) + 1
         if self._live is not None:
-            self._live[0].extend(names)
+            if self._live[0] is not None:
+                self._live[0].extend(names)
             self._live[1].frombytes(np.ascontiguousarray(dids, _I64).tobytes())
             self._live[2] = object()
 

@@ -125,6 +125,8 @@ class Merges:
                 store._storage.delete(key)
             except OSError:
                 pass  # committed already: the file is an orphan now, removed by a later sweep
+        if self.expired:
+            store._forget_files(self.expired)
 
 
 def _run_to_merge(refs: list[FileRef]) -> tuple[int, int] | None:

@@ -31,30 +31,48 @@ CF_MARKER = "_pyatlas_cf"  # the xarray layer's array attribute (atlas.xarray._m
 
 # -- columns --------------------------------------------------------------------------------------
 
-def _rows(table, dids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(positions in ``table``, found) of the rows of ``dids`` that are there and not dead."""
+def _rows(table, dids: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """(positions in ``table``, found) of the rows of ``dids`` that are there and not dead;
+    positions None when they are the table's rows in order (take those with ``table.take``)."""
     if len(table) == len(dids) and np.array_equal(table.key, dids) and not table.dead.any():
         # every live dataset has a row (the usual table): no search over a million keys
-        return np.arange(len(dids)), np.ones(len(dids), bool)
+        return None, np.ones(len(dids), bool)
     pos = table.find(dids) if len(table) else np.full(len(dids), -1, _I64)
     found = pos >= 0
     found[found] = ~table.dead[pos[found]]
     return np.where(found, pos, 0), found
 
 
-def attribute_column(store: "Atlas", key: str, dids: np.ndarray) -> np.ndarray:
+def _str_dtype():
+    """The dtype pandas gives a column of Python strings (``str`` from pandas 3 on), or None
+    where that is ``object``."""
+    import pandas as pd
+
+    dtype = pd.Series(np.array(["x"], object)).dtype
+    return dtype if isinstance(dtype, pd.StringDtype) else None
+
+
+def attribute_column(store: "Atlas", key: str, dids: np.ndarray, frame: bool = False) -> Any:
     """The values of dataset attribute ``key`` for ``dids``, as one typed numpy column where
-    the stored values share a type (missing values: NaN, NaT or None), else as objects."""
+    the stored values share a type (missing values: NaN, NaT or None), else as objects.
+    ``frame``: strings may come as the pandas array a DataFrame would make of them."""
     table = store._catalog.table(("attr", key)).view()
     pos, found = _rows(table, dids)
     if not len(table) or not found.any():
         return np.full(len(dids), None, object)
-    tags = table.columns["tag"][pos]
-    nums = table.columns["num"][pos]
-    kinds = set(np.unique(tags[found]).tolist())
+    everywhere = bool(found.all())
+    tags = table.take("tag", pos)
+    kinds = set(np.flatnonzero(np.bincount(tags if everywhere else tags[found])).tolist())
+    if kinds == {value_format.STRING} and frame:
+        texts = _arrow_texts(table, pos, found)
+        if texts is not None:
+            return texts
+    # numbers live in num, strings, bytes and structured values in data
+    data_only = kinds <= {value_format.STRING, value_format.BYTES, value_format.STRUCT}
+    nums = np.zeros(len(dids), _I64) if data_only else table.take("num", pos)  # changed below
     if kinds == {value_format.INT64}:
-        if found.all():
-            return nums.copy()
+        if everywhere:
+            return nums
         out = nums.astype(np.float64)  # missing values need NaN (a float column, like pandas)
         out[~found] = np.nan
         return out
@@ -63,10 +81,9 @@ def attribute_column(store: "Atlas", key: str, dids: np.ndarray) -> np.ndarray:
         out[~found] = np.nan
         return out
     if kinds == {value_format.TIMESTAMP}:
-        out = nums.copy()
-        out[~found] = np.iinfo(np.int64).min
-        return out.view("M8[ns]")
-    if kinds == {value_format.BOOL} and found.all():
+        nums[~found] = np.iinfo(np.int64).min
+        return nums.view("M8[ns]")
+    if kinds == {value_format.BOOL} and everywhere:
         return nums != 0
     numpy_tags = {t for t in kinds if t >= value_format.NUMPY_BASE}
     if len(kinds) == 1 and numpy_tags:
@@ -75,13 +92,13 @@ def attribute_column(store: "Atlas", key: str, dids: np.ndarray) -> np.ndarray:
             out = nums.view(np.float64).astype(dtype)
             out[~found] = np.nan
             return out
-        if found.all():
+        if everywhere:
             return (nums.view(np.uint64) if dtype == np.uint64 else nums).astype(dtype)
-    data = table.columns["data"][pos]
+    data = table.take("data", pos)
     if kinds == {value_format.STRING}:
-        texts = _decode_texts(data[found])
+        texts = _decode_texts(data if everywhere else data[found])
         if texts is not None:
-            if found.all():
+            if everywhere:
                 return texts
             out = np.full(len(dids), None, object)
             out[found] = texts
@@ -90,6 +107,34 @@ def attribute_column(store: "Atlas", key: str, dids: np.ndarray) -> np.ndarray:
     for i in np.flatnonzero(found).tolist():  # strings and values of no one type
         out[i] = value_format.decode(int(tags[i]), int(nums[i]), data[i])
     return out
+
+
+def _arrow_texts(table, pos, found: np.ndarray) -> Any:
+    """A string attribute as the pandas ``str`` array a DataFrame would make of its values,
+    built on the stored bytes as they are (no Python string per value), where pandas keeps
+    strings in Arrow and the column is one not decoded yet; else None."""
+    dtype = _str_dtype()
+    if dtype is None or dtype.storage != "pyarrow":
+        return None
+    blobs = table.blobs("data")
+    if blobs is None:
+        return None
+    import pandas as pd
+    import pyarrow as pa
+
+    ends, blob = blobs
+    offsets = np.zeros(len(ends) + 1, np.int64)
+    offsets[1:] = ends
+    texts = pa.LargeStringArray.from_buffers(len(ends), pa.py_buffer(offsets),
+                                             pa.py_buffer(blob))
+    try:
+        texts.validate(full=True)  # UTF-8 (else the values are decoded one by one, and fail)
+    except pa.ArrowInvalid:
+        return None
+    if pos is not None or not found.all():
+        at = np.arange(len(found)) if pos is None else pos
+        texts = texts.take(pa.array(at, mask=~found))
+    return pd.array(texts, dtype=dtype)
 
 
 def _decode_texts(data: np.ndarray) -> np.ndarray | None:
@@ -105,17 +150,19 @@ def _decode_texts(data: np.ndarray) -> np.ndarray | None:
 
 
 def array_columns(store: "Atlas", array: str, dids: np.ndarray,
-                  which: Sequence[str] = STATS) -> dict[str, np.ndarray]:
+                  which: Sequence[str] = STATS, frame: bool = False) -> dict[str, Any]:
     """``<array>.<stat>`` columns for ``dids``: dtype and shape of each dataset's array, its
     null and valid cell counts and its min and max (NaN/NaT/None where the dataset has no such
-    array, or its statistics are not flushed yet)."""
+    array, or its statistics are not flushed yet). ``frame``: the dtype column may come as the
+    pandas array a DataFrame would make of it."""
     catalog = store._catalog
     layered = catalog.table(("array", array))
     table = layered.view()
+    n = len(dids)
     pos, found = _rows(table, dids)
     schemas = catalog.schemas()
-    schema_ids = table.columns["schema"][pos] if len(table) else np.zeros(len(dids), _I64)
-    picked = schema_ids[found]
+    schema_ids = table.take("schema", pos) if len(table) else np.zeros(n, _I64)
+    picked = schema_ids if found.all() else schema_ids[found]
     if len(picked) and picked.min() == picked.max():  # one schema (the usual case)
         distinct = [int(picked[0])]
     else:
@@ -125,51 +172,68 @@ def array_columns(store: "Atlas", array: str, dids: np.ndarray,
     if len(log):
         unflushed = np.isin(dids, np.frombuffer(log.keys, _I64)) & found
     else:
-        unflushed = np.zeros(len(dids), bool)
+        unflushed = np.zeros(n, bool)
     stated = found & ~unflushed
-    out: dict[str, np.ndarray] = {}
+    valid = None  # the valid counts, read once for both min and max
+    out: dict[str, Any] = {}
     for stat in which:
         key = f"{array}.{stat}"
         if stat in ("dtype", "shape", "chunk_shape"):
-            col = np.empty(len(dids), object)
+            values = [schemas[sid].dtype.name if stat == "dtype" else
+                      getattr(schemas[sid], stat) for sid in distinct]
+            one = len(distinct) == 1 and found.all()
+            str_dtype = _str_dtype() if frame and stat == "dtype" else None
+            if str_dtype is not None:  # a pandas str array from a few strings: no inference
+                uniques = list(dict.fromkeys(values))
+                codes = np.full(n, -1, np.intp)
+                for sid, value in zip(distinct, values):
+                    codes[found & (schema_ids == sid)] = uniques.index(value)
+                out[key] = pd_array(uniques, str_dtype).take(codes, allow_fill=True)
+                continue
+            col = np.empty(n, object)
             col.fill(None)
-            for sid in distinct:
-                value = schemas[sid].dtype.name if stat == "dtype" else \
-                    getattr(schemas[sid], stat)
-                if len(distinct) == 1 and found.all():
+            for sid, value in zip(distinct, values):
+                if one:
                     col.fill(value)  # one value for every row: no list of a million items
                     break
-                one = np.empty(1, object)
-                one[0] = value  # a tuple (a shape) stays one value, not a row of numbers
-                col[found & (schema_ids == sid)] = one
+                cell = np.empty(1, object)
+                cell[0] = value  # a tuple (a shape) stays one value, not a row of numbers
+                col[found & (schema_ids == sid)] = cell
             out[key] = col
         elif stat in ("nulls", "valid"):
+            counts = table.take(stat, pos) if len(table) else np.zeros(n, _I64)
             if stated.all():  # every count known: int64 as stored, no round trip via float
-                out[key] = table.columns[stat][pos] if len(table) else np.zeros(len(dids), _I64)
+                out[key] = counts
                 continue
-            counts = table.columns[stat][pos].astype(np.float64) if len(table) else \
-                np.zeros(len(dids))
+            counts = counts.astype(np.float64)
             counts[~stated] = np.nan
             out[key] = counts
         else:
-            out[key] = _extremes(table, pos, stated, schema_ids, distinct, schemas, stat)
+            if valid is None and len(table):
+                valid = table.take("valid", pos) > 0
+            out[key] = _extremes(table, pos, n, valid, stated, schema_ids, distinct, schemas,
+                                 stat)
     if any(s in ("min", "max") for s in which):
         _decode_cftime(store, array, table, pos, stated, out)
     return out
 
 
-def _extremes(table, pos, stated, schema_ids, distinct, schemas: list[Schema],
+def pd_array(values: list, dtype) -> Any:
+    import pandas as pd
+
+    return pd.array(values, dtype=dtype)
+
+
+def _extremes(table, pos, n: int, valid, stated, schema_ids, distinct, schemas: list[Schema],
               stat: str) -> np.ndarray:
     """min or max as one column: typed when every schema involved has one kind of values."""
-    n = len(pos)
     if not len(table):
         return np.full(n, np.nan)
-    valid = table.columns["valid"][pos] > 0
     have = stated & valid
     kinds = {schemas[s].dtype.kind for s in distinct}
-    bits = table.columns[stat][pos]
+    bits = table.take(stat, pos)  # this call's own array: changed in place below
     if kinds == {"float"}:
-        out = bits.view(np.float64)  # bits is this call's copy: it may change in place
+        out = bits.view(np.float64)
         out[~have] = np.nan
         return out
     if kinds <= {"float", "int"} and len(kinds) == 2:
@@ -181,16 +245,15 @@ def _extremes(table, pos, stated, schema_ids, distinct, schemas: list[Schema],
     if kinds == {"int"} or kinds == {"uint"}:
         values = bits.view(np.uint64) if kinds == {"uint"} else bits
         if have.all():
-            return values.copy()
+            return values
         out = values.astype(np.float64)
         out[~have] = np.nan
         return out
     if kinds == {"timestamp"}:
-        out = bits.copy()
-        out[~have] = np.iinfo(np.int64).min
-        return out.view("M8[ns]")
+        bits[~have] = np.iinfo(np.int64).min
+        return bits.view("M8[ns]")
     out = np.full(n, None, object)
-    texts = table.columns["s" + stat][pos]
+    texts = table.take("s" + stat, pos)
     for i in np.flatnonzero(have).tolist():
         schema = schemas[int(schema_ids[i])]
         kind = schema.dtype.kind
@@ -212,11 +275,13 @@ def _decode_cftime(store: "Atlas", array: str, table, pos, stated, out) -> None:
     marker_table = store._catalog.table(("array_attr", array, CF_MARKER)).view()
     if not len(marker_table) or not len(table):
         return
-    slots = table.columns["slot"][pos]
+    slots = table.take("slot", pos)
     mpos, mfound = _rows(marker_table, slots)
     rows = np.flatnonzero(mfound & stated)
     if not len(rows):
         return
+    if mpos is None:
+        mpos = np.arange(len(slots))
     from atlas.xarray._encoding import marker as marker_doc
     from atlas.xarray._cf import decode_cftime
 
@@ -242,25 +307,51 @@ def _decode_cftime(store: "Atlas", array: str, table, pos, stated, out) -> None:
 
 
 def catalog(store: "Atlas", arrays: Sequence[str] | None = None,
-            attributes: Sequence[str] | None = None) -> "pd.DataFrame":
+            attributes: Sequence[str] | None = None,
+            columns: Sequence[str] | None = None) -> "pd.DataFrame":
     import pandas as pd
 
     cat = store._catalog
-    names = cat.names()
     dids = cat.live_dids()
-    if attributes is None:
-        attributes = [sid[1] for sid in cat.section_ids("attr") if not is_internal(sid[1])]
-    if arrays is None:
-        arrays = cat.array_names()
-    columns: dict[str, Any] = {}
-    for key in _strings(attributes, "attributes"):
-        columns[key] = attribute_column(store, key, dids)
-    for array in _strings(arrays, "arrays"):
-        columns.update(array_columns(store, array, dids))
+    out: dict[str, Any] = {}
+    if columns is not None:
+        if arrays is not None or attributes is not None:
+            raise TypeError("catalog() takes columns, or arrays and attributes, not both")
+        wanted = list(dict.fromkeys(_strings(columns, "columns")))
+        by_array, keys = columns_of(store, wanted, dids)
+        _check_attributes(store, keys, "catalog(columns=...)")
+    else:
+        if attributes is None:
+            attributes = [sid[1] for sid in cat.section_ids("attr") if not is_internal(sid[1])]
+        if arrays is None:
+            arrays = cat.array_names()
+        keys = _strings(attributes, "attributes")
+        by_array = {array: list(STATS) for array in _strings(arrays, "arrays")}
+    for key in keys:
+        out[key] = attribute_column(store, key, dids, frame=True)
+    for array, stats in by_array.items():
+        out.update(array_columns(store, array, dids, stats, frame=True))
+    if columns is not None:
+        out = {name: out[name] for name in wanted}
+    names = np.empty(len(dids), object)
+    names[:] = cat.names()
     # the columns are new arrays of this call: no copy, and no consolidation into 2-D blocks
     # (a copy of every column of the same dtype)
-    return pd.DataFrame(columns, index=pd.Index(list(names), name="dataset", dtype=object),
+    return pd.DataFrame(out, index=pd.Index(names, name="dataset", dtype=object, copy=False),
                         copy=False)
+
+
+def _check_attributes(store: "Atlas", keys: list[str], label: str) -> None:
+    """QueryError naming the first of ``keys`` that no dataset has as an attribute (nor names
+    a statistic of an array some dataset has)."""
+    known = {sid[1] for sid in store._catalog.section_ids("attr")}
+    for key in keys:
+        if key not in known:
+            array = key.rpartition(".")[0]
+            also = f" nor an array {array!r}" if array else ""
+            raise QueryError(f"{label}: no column {key!r}: no dataset has an attribute "
+                             f"{key!r}{also}; columns are attribute keys and "
+                             f"<array>.{{{','.join(STATS)}}}")
 
 
 def _strings(items: Any, what: str) -> list[str]:
@@ -443,28 +534,20 @@ def select(store: "Atlas", where: str | Callable) -> list[str]:
     dids = cat.live_dids()
     arrays, attributes = columns_of(store, _names_in(tree, quoted), dids)
     label = f"where {where!r}"
-    known = {sid[1] for sid in store._catalog.section_ids("attr")}
-    for key in attributes:
-        if key not in known:
-            array = key.rpartition(".")[0]
-            also = f" nor an array {array!r}" if array else ""
-            raise QueryError(f"{label}: no column {key!r}: no dataset has an attribute "
-                             f"{key!r}{also}; columns are attribute keys and "
-                             f"<array>.{{{','.join(STATS)}}}")
+    _check_attributes(store, attributes, label)
     import pandas as pd
 
     # only the columns the expression names, and names only for the rows that match
     columns: dict[str, Any] = {}
     for key in attributes:
-        columns[key] = attribute_column(store, key, dids)
+        columns[key] = attribute_column(store, key, dids, frame=True)
     for array, stats in arrays.items():
-        columns.update(array_columns(store, array, dids, stats))
+        columns.update(array_columns(store, array, dids, stats, frame=True))
     frame = pd.DataFrame(columns, index=pd.RangeIndex(len(dids)), copy=False)
     mask = _evaluate(tree, frame, quoted, label)
     if not (isinstance(mask, np.ndarray) and mask.dtype == bool):
         raise QueryError(f"{label}: is not a condition")
-    names = cat.names()
-    return [names[i] for i in np.flatnonzero(mask).tolist()]
+    return cat.names_at(np.flatnonzero(mask))
 
 
 # -- collection summaries ---------------------------------------------------------------------
@@ -515,10 +598,11 @@ def attributes_by_dataset(store: "Atlas", key: str) -> dict[str, Any]:
     cat = store._catalog
     dids = cat.live_dids()
     pos, found = _rows(table, dids)
+    if not found.any():
+        return {}
     names = cat.names()
-    cols = table.columns
-    return {names[i]: value_format.decode(int(cols["tag"][pos[i]]), int(cols["num"][pos[i]]),
-                                          cols["data"][pos[i]])
+    tags, nums, data = (table.take(c, pos) for c in ("tag", "num", "data"))
+    return {names[i]: value_format.decode(int(tags[i]), int(nums[i]), data[i])
             for i in np.flatnonzero(found).tolist()}
 
 
@@ -584,7 +668,7 @@ def merged_schema(store: "Atlas") -> dict:
         table = cat.table(("array", array)).view()
         pos, found = _rows(table, dids)
         dims = {cat.schema(int(s)).dims for s in dict.fromkeys(
-            table.columns["schema"][pos][found].tolist())} if found.any() else set()
+            table.take("schema", pos)[found].tolist())} if found.any() else set()
         widened = widen(set(counts))
         out["arrays"][array] = {"dtype": widened, "dtypes": counts, "datasets": int(
             present.sum()), "dims": [list(d) for d in sorted(dims)]}
@@ -601,7 +685,7 @@ def merged_schema(store: "Atlas") -> dict:
         if not found.any():
             continue
         counts = {}
-        for tag in table.columns["tag"][pos][found].tolist():
+        for tag in table.take("tag", pos)[found].tolist():
             name = _TAG_NAMES.get(tag) or value_format._NUMPY_OF_TAG[tag].name
             counts[name] = counts.get(name, 0) + 1
         widened = widen(set(counts))

@@ -229,7 +229,8 @@ class LayeredTable:
         self._committed = None
         rows = sum(len(d) for d in self._deltas)
         if rows >= CONSOLIDATE_ROWS and rows * CONSOLIDATE_SHARE >= len(self._base):
-            self._base = merge(self.kind, [self._base, *self._deltas])
+            # at once: a lazy merge would keep the old base, and every base before it
+            self._base = merge(self.kind, [self._base, *self._deltas], lazy=False)
             self._deltas = []
 
     def forget_committed(self, rows: int) -> None:

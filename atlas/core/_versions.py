@@ -415,7 +415,7 @@ def expire(store: "Atlas", older_than: Any = None, keep_last: Any = None) -> dic
                 freed += sizes.get(key, 0)
             except OSError:
                 pass  # unreferenced now: an orphan sweep takes it later
-        store._files.forget(plan.files)
+        store._forget_files(plan.files)
     _maintain.remove_orphans(store)
     return {"versions_removed": len(plan.records), "files_removed": len(plan.files),
             "bytes_freed": freed, "versions_kept": plan.kept}

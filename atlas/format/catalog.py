@@ -22,7 +22,14 @@ import numpy as np
 
 from atlas.errors import CorruptionError
 from atlas.format import bloom, values
-from atlas.format.container import ContainerWriter, Footer, LockedFile, read_section
+from atlas.format.columns import Frame, decode_frame
+from atlas.format.container import (
+    ContainerWriter,
+    Footer,
+    LockedFile,
+    read_section,
+    section_frames,
+)
 from atlas.format.tables import Table
 
 MAGIC = b"ATLCAT02"
@@ -50,7 +57,8 @@ def write_part(path: str, tables: Iterable[tuple[tuple, Table]], **extra: Any) -
         writer = ContainerWriter(out.write)
         for section_id, table in tables:
             table_kind(section_id)
-            writer.add(section_id, table.section_columns(), len(table))
+            # a frame per column: a query decompresses only the columns it reads
+            writer.add(section_id, table.section_columns(), len(table), framed=True)
             if section_id == ("datasets",):
                 bits = bloom.build(list(table.columns["name"]))
                 writer.add(BLOOM, [("bits", "u1", bits)], len(bits))
@@ -81,19 +89,28 @@ def check_ids(section_id: tuple, key, columns: dict, root, where: str) -> None:
     """CorruptionError when a table row names an id the root's counters have not handed out
     yet: ids are never reused, and a reader trusts ``next_did`` to know which datasets have
     committed rows."""
+    check_id_column(section_id, "key", key, root, where)
+    for name in _ID_COLUMNS.get(table_kind(section_id), ()):
+        check_id_column(section_id, name, columns[name], root, where)
+
+
+_ID_COLUMNS = {"array": ("slot", "schema"), "attr": ("seq",)}
+
+
+def check_id_column(section_id: tuple, name: str, ids, root, where: str) -> None:
+    """:func:`check_ids` of one column (the others are not ids: nothing to check)."""
     kind = table_kind(section_id)
-    checks = [("key", key, root.next_slot if section_id[0] == "array_attr" else
-               root.next_schema if kind == "schemas" else root.next_did)]
-    if kind == "array":
-        checks += [("slot", columns["slot"], root.next_slot),
-                   ("schema", columns["schema"], root.next_schema)]
-    elif kind == "attr":
-        checks.append(("seq", columns["seq"], root.next_seq))
-    for name, ids, limit in checks:
-        top = int(np.max(ids)) if len(ids) else -1
-        if top >= limit:
-            raise CorruptionError(f"{where}: {kind} table {list(section_id)} holds {name} "
-                                  f"{top}, not below the root's counter {limit}")
+    if name == "key":
+        limit = root.next_slot if section_id[0] == "array_attr" else \
+            root.next_schema if kind == "schemas" else root.next_did
+    elif name in _ID_COLUMNS.get(kind, ()):
+        limit = {"slot": root.next_slot, "schema": root.next_schema, "seq": root.next_seq}[name]
+    else:
+        return
+    top = int(np.max(ids)) if len(ids) else -1
+    if top >= limit:
+        raise CorruptionError(f"{where}: {kind} table {list(section_id)} holds {name} "
+                              f"{top}, not below the root's counter {limit}")
 
 
 def check_values(table: Table, where: str) -> None:
@@ -103,15 +120,61 @@ def check_values(table: Table, where: str) -> None:
         values.decode_stored(tag, num, data, where)
 
 
-def read_table(footer: Footer, section_id: tuple, read, where: str) -> Table | None:
-    """The table stored under ``section_id`` in a part, or None when the part has none."""
+def read_table(footer: Footer, section_id: tuple, read, where: str, root=None,
+               lazy: bool = False) -> Table | None:
+    """The table stored under ``section_id`` in a part, or None when the part has none.
+    ``root``: check its ids against that root's counters (:func:`check_ids`). ``lazy``: the
+    columns of a framed section other than ``key`` and ``dead`` are read and decoded when first
+    used (``read`` is kept till then), each checked against its own checksum."""
     ref = footer.sections.get(section_id)
     if ref is None:
         return None
     kind = table_kind(section_id)
     label = f"{where} {list(section_id)}"
-    columns = read_section(ref, read(ref.offset, ref.stored), label)
-    return Table.from_section(kind, columns, label)
+    check = None if root is None else (
+        lambda name, column: check_id_column(section_id, name, column, root, label))
+    frames = section_frames(ref, label) if lazy else None
+    if frames is None:
+        columns = read_section(ref, read(ref.offset, ref.stored), label)
+        return Table.from_section(kind, columns, label, check=check)
+    now = {f.name: decode_frame(read(f.offset, f.stored), f, ref.rows, label)
+           for f in frames if f.name in ("key", "dead")}
+    later = {f.name: _frame_decoder(f, read, ref.rows, label) for f in frames
+             if f.name not in now}
+    return Table.from_section(kind, now, label, later, check)
+
+
+def _frame_decoder(frame: Frame, read, rows: int, where: str):
+    """``decode(rows)`` of one column frame (see ``Table.from_section``): a few rows of a text
+    column are cut from the joined texts, without a string for every row."""
+    def decode(wanted, blobs=False):
+        stored = read(frame.offset, frame.stored)
+        if blobs and frame.kind == "bin":
+            return decode_frame(stored, frame, rows, where, joined=True), True
+        if wanted is not None and frame.kind == "txt" and len(wanted) * 8 < rows:
+            joined = decode_frame(stored, frame, rows, where, joined=True)
+            if isinstance(joined, bytes):
+                return _pick_texts(joined, wanted, rows, f"{where} column {frame.name!r}"), True
+            return joined, False
+        return decode_frame(stored, frame, rows, where), False
+    return decode
+
+
+def _pick_texts(joined: bytes, wanted: np.ndarray, rows: int, where: str) -> np.ndarray:
+    """Texts ``wanted`` (positions) of ``rows`` texts joined by NUL."""
+    ends = np.flatnonzero(np.frombuffer(joined, np.uint8) == 0)
+    if len(ends) != max(rows - 1, 0):
+        raise CorruptionError(f"{where}: text column holds {len(ends) + 1} texts, "
+                              f"expected {rows}")
+    ends = np.append(ends, len(joined))
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    out = np.empty(len(wanted), object)
+    try:
+        out[:] = [joined[a:b].decode("utf-8") for a, b in
+                  zip(starts[wanted].tolist(), ends[wanted].tolist())]
+    except UnicodeDecodeError as err:
+        raise CorruptionError(f"{where}: text column is not UTF-8") from err
+    return out
 
 
 def read_bloom(footer: Footer, read, where: str):

@@ -12,17 +12,24 @@ A section holds the columns of one table, all of the same row count, each as a `
           i8d end offsets followed by the concatenated bytes
     bin   byte strings: i8d end offsets followed by the concatenated bytes
 
-The decoded section is the columns' bytes back to back in the order the spec lists them; the
-stored section is that, compressed with zstd. The spec is ``[[name, kind, decoded bytes], ...]``.
+The decoded section is the columns' bytes back to back in the order the spec lists them. A
+section is stored one of two ways, which its spec tells apart:
+
+- one zstd frame of the decoded section; spec ``[[name, kind, decoded bytes], ...]``;
+- *framed*: each column its own zstd frame, back to back, so that a reader decompresses only
+  the columns it uses; spec ``[[name, kind, decoded bytes, stored bytes, crc32c], ...]``, the
+  crc32c over that column's frame.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 import zstandard
 
+from atlas.codecs import checksum, decompress_zstd
 from atlas.errors import CorruptionError
 
 KINDS = ("i8", "i8d", "f8", "i4", "u4", "u1", "txt", "bin")
@@ -65,7 +72,8 @@ def _delta(values: np.ndarray) -> np.ndarray:
 def decode_column(data: memoryview, kind: str, rows: int, where: str, joined: bool = False
                   ) -> Any:
     """One column from its stored bytes: a numpy array, or a list for txt/bin (``joined``: a
-    txt column stored joined by NUL comes back as those bytes, not split)."""
+    txt column stored joined by NUL comes back as those bytes, not split, and a bin column as
+    ``(end offsets, the concatenated bytes)``)."""
     if kind in ("txt", "bin"):
         if kind == "txt" and joined and len(data) and data[0] == 0:
             return bytes(data[1:])
@@ -87,6 +95,10 @@ def decode_column(data: memoryview, kind: str, rows: int, where: str, joined: bo
         blob = bytes(data[8 * rows:])
         if rows and (ends[-1] != len(blob) or np.any(np.diff(ends) < 0) or ends[0] < 0):
             raise CorruptionError(f"{where}: {kind} column offsets are damaged")
+        if kind == "bin" and joined:
+            return ends, blob
+        if not blob:  # every value empty (the data column of numeric attributes): no slicing
+            return [b""] * rows if kind == "bin" else [""] * rows
         starts = np.concatenate([[0], ends[:-1]]).tolist()
         pieces = [blob[a:b] for a, b in zip(starts, ends.tolist())]
         if kind == "bin":
@@ -105,40 +117,95 @@ def decode_column(data: memoryview, kind: str, rows: int, where: str, joined: bo
     return np.frombuffer(data, dtype).astype(dtype.newbyteorder("="), copy=False)
 
 
-def encode_section(columns: Sequence[tuple[str, str, Any]], level: int = SECTION_LEVEL
-                   ) -> tuple[bytes, list, int]:
-    """(stored bytes, spec, decoded length) of ``(name, kind, values)`` columns."""
+def encode_section(columns: Sequence[tuple[str, str, Any]], level: int = SECTION_LEVEL,
+                   framed: bool = False) -> tuple[bytes, list, int]:
+    """(stored bytes, spec, decoded length) of ``(name, kind, values)`` columns; ``framed``:
+    a zstd frame per column (see the module docstring)."""
+    compressor = zstandard.ZstdCompressor(level=level)
     pieces, spec = [], []
     for name, kind, values in columns:
         if kind not in KINDS:
             raise ValueError(f"unknown column kind {kind!r}")
         data = encode_column(values, kind)
-        pieces.append(data)
-        spec.append([name, kind, len(data)])
-    raw = b"".join(pieces)
-    return zstandard.ZstdCompressor(level=level).compress(raw), spec, len(raw)
+        if framed:
+            frame = compressor.compress(data)
+            pieces.append(frame)
+            spec.append([name, kind, len(data), len(frame), checksum(frame)])
+        else:
+            pieces.append(data)
+            spec.append([name, kind, len(data)])
+    joined = b"".join(pieces)
+    decoded = sum(entry[2] for entry in spec)
+    return (joined if framed else compressor.compress(joined)), spec, decoded
+
+
+@dataclass(frozen=True)
+class Frame:
+    """Where one column of a framed section lies in the section's stored bytes."""
+
+    name: str
+    kind: str
+    decoded: int
+    offset: int
+    stored: int
+    crc: int
+
+
+def check_spec(spec: Any, decoded_length: Any, where: str) -> list[Frame] | None:
+    """The frames of a framed section's spec (None for a section stored as one frame), after
+    checking that the spec is well formed and adds up to ``decoded_length``."""
+    if not isinstance(decoded_length, int) or not 0 <= decoded_length <= MAX_SECTION_BYTES:
+        raise CorruptionError(f"{where}: section claims {decoded_length!r} decoded bytes")
+    try:
+        arity = {len(entry) for entry in spec}
+        if len(arity) > 1 or not arity <= {3, 5}:
+            raise ValueError("entries of different shapes")
+        frames, total, at = [], 0, 0
+        for entry in spec:
+            name, kind, n = entry[:3]
+            if not isinstance(name, str) or type(n) is not int or n < 0:
+                raise ValueError(f"bad entry {entry!r}")
+            if kind not in KINDS:
+                raise CorruptionError(f"{where}: unknown column kind {kind!r}")
+            total += n
+            if len(entry) == 5:
+                stored, crc = entry[3:]
+                if type(stored) is not int or type(crc) is not int or stored < 0:
+                    raise ValueError(f"bad entry {entry!r}")
+                frames.append(Frame(name, kind, n, at, stored, crc))
+                at += stored
+    except (TypeError, ValueError) as err:
+        raise CorruptionError(f"{where}: section spec is damaged ({err})") from err
+    if total != decoded_length:
+        raise CorruptionError(f"{where}: section spec adds up to {total} bytes, "
+                              f"the section holds {decoded_length}")
+    return frames if arity == {5} else None
+
+
+def decode_frame(stored, frame: Frame, rows: int, where: str, joined: bool = False) -> Any:
+    """One column of a framed section from its frame's stored bytes (checked against its
+    crc32c); ``joined``: see :func:`decode_column`."""
+    label = f"{where} column {frame.name!r}"
+    if len(stored) != frame.stored or checksum(stored) != frame.crc:
+        raise CorruptionError(f"{label}: fails its checksum")
+    raw = memoryview(decompress_zstd(stored, frame.decoded, label))
+    return decode_column(raw, frame.kind, rows, label, joined)
 
 
 def decode_section(stored, spec: list, rows: int, decoded_length: int, where: str,
                    joined: bool = False) -> dict[str, Any]:
     """The columns of a section, checked against its spec (sizes bound every allocation);
     ``joined``: see :func:`decode_column`."""
-    if not isinstance(decoded_length, int) or not 0 <= decoded_length <= MAX_SECTION_BYTES:
-        raise CorruptionError(f"{where}: section claims {decoded_length!r} decoded bytes")
-    try:
-        total = sum(int(n) for _name, _kind, n in spec)
-    except (TypeError, ValueError) as err:
-        raise CorruptionError(f"{where}: section spec is damaged") from err
-    if total != decoded_length:
-        raise CorruptionError(f"{where}: section spec adds up to {total} bytes, "
-                              f"the section holds {decoded_length}")
-    from atlas.codecs import decompress_zstd
-
+    frames = check_spec(spec, decoded_length, where)
+    if frames is not None:
+        if sum(f.stored for f in frames) != len(stored):
+            raise CorruptionError(f"{where}: section frames do not fill the section")
+        view = memoryview(stored)
+        return {f.name: decode_frame(view[f.offset : f.offset + f.stored], f, rows, where,
+                                     joined) for f in frames}
     raw = memoryview(decompress_zstd(stored, decoded_length, where))
     out, at = {}, 0
     for name, kind, n in spec:
-        if kind not in KINDS:
-            raise CorruptionError(f"{where}: unknown column kind {kind!r}")
         out[name] = decode_column(raw[at : at + n], kind, rows, f"{where} column {name!r}",
                                   joined)
         at += n

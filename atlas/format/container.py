@@ -4,7 +4,8 @@ Layout (all integers little-endian)::
 
     magic (8 bytes)                      b"ATLSEG02" (segment) or b"ATLCAT02" (catalog part)
     payload                              segments: the compressed blocks; parts: nothing
-    section 0 | section 1 | ...          each a zstd frame of typed columns (atlas.format.columns)
+    section 0 | section 1 | ...          typed columns (atlas.format.columns): one zstd frame,
+                                         or (catalog parts) one frame per column
     footer                               a zstd frame of UTF-8 JSON (below)
     trailer (40 bytes)                   b"ATLFOOT2" | u32 version (2) | u32 crc32c(footer)
                                          | u64 footer offset | u64 footer length
@@ -25,12 +26,12 @@ import json
 import os
 import struct
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from atlas.codecs import checksum, decompress_zstd
 from atlas.errors import CorruptionError
-from atlas.format.columns import decode_section, encode_section
+from atlas.format.columns import Frame, check_spec, decode_section, encode_section
 
 TRAILER = struct.Struct("<8sIIQQQ")
 TRAILER_MAGIC = b"ATLFOOT2"
@@ -84,8 +85,8 @@ class ContainerWriter:
         self._write = write
         self.sections: list[list] = []
 
-    def add(self, section_id: tuple, columns, rows: int) -> None:
-        stored, spec, decoded = encode_section(columns)
+    def add(self, section_id: tuple, columns, rows: int, framed: bool = False) -> None:
+        stored, spec, decoded = encode_section(columns, framed=framed)
         offset = self._write(stored)
         self.sections.append([list(section_id), offset, len(stored), decoded, rows,
                               checksum(stored), spec])
@@ -147,6 +148,17 @@ def read_section(ref: SectionRef, stored, where: str, joined: bool = False) -> d
     if len(stored) != ref.stored or checksum(stored) != ref.crc:
         raise CorruptionError(f"{where}: section fails its checksum")
     return decode_section(stored, ref.spec, ref.rows, ref.decoded, where, joined)
+
+
+def section_frames(ref: SectionRef, where: str) -> list[Frame] | None:
+    """The column frames of a framed section, offsets from the start of the file (None for a
+    section stored as one frame)."""
+    frames = check_spec(ref.spec, ref.decoded, where)
+    if frames is None:
+        return None
+    if sum(f.stored for f in frames) != ref.stored:
+        raise CorruptionError(f"{where}: section frames do not fill the section")
+    return [replace(f, offset=ref.offset + f.offset) for f in frames]
 
 
 class LockedFile:

@@ -12,12 +12,17 @@ schema id), a ``dead`` flag (a tombstone: the row was deleted), and the columns 
 A table is stored as one section per catalog part. A newer part's row for a key replaces an
 older part's: :func:`merge` applies that rule, the same way for the parts of a commit, a merge
 of parts, and the changes a handle has not written yet.
+
+A table read from a part has its ``key`` and ``dead`` decoded, and its other columns decoded
+when first used (:class:`Columns`): a query reads two of an array table's eight. Merges and
+:meth:`Table.live` are lazy the same way, and :meth:`Table.take` gives some rows of a column
+without keeping the whole column.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -35,6 +40,83 @@ KINDS: dict[str, tuple[tuple[str, str, np.dtype, Any, bool], ...]] = {
     "attr": (("seq", "i8d", _I8, 0, False), ("tag", "u1", _U1, 0, False),
              ("num", "f8", _I8, 0, False), ("data", "bin", _OBJ, b"", False)),
 }
+
+
+Loader = Callable[[Any], np.ndarray]  # rows (None: all) -> a new array the caller owns
+
+
+class Columns(dict):
+    """Columns by name, some still to be computed: ``pending`` maps a name to a loader, which
+    runs when the column is first looked up and is then kept like any other column. Iterating
+    and :meth:`items` see every column (and so compute them all)."""
+
+    def __init__(self, loaded: dict[str, np.ndarray], pending: dict[str, Loader]):
+        super().__init__(loaded)
+        self.pending = dict(pending)
+        self._names = list(loaded) + [n for n in pending if n not in loaded]
+
+    def __missing__(self, name: str) -> np.ndarray:
+        load = self.pending[name]  # KeyError: no such column
+        value = load(None)
+        dict.__setitem__(self, name, value)
+        del self.pending[name]
+        return value
+
+    def __setitem__(self, name: str, value: np.ndarray) -> None:
+        if name not in self:
+            self._names.append(name)
+        self.pending.pop(name, None)
+        dict.__setitem__(self, name, value)
+
+    def __delitem__(self, name: str) -> None:
+        if self.pending.pop(name, None) is None:
+            dict.__delitem__(self, name)
+        elif dict.__contains__(self, name):
+            dict.__delitem__(self, name)
+        self._names.remove(name)
+
+    def __contains__(self, name: object) -> bool:
+        return dict.__contains__(self, name) or name in self.pending
+
+    def __iter__(self):
+        return iter(list(self._names))
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def keys(self):
+        return list(self._names)
+
+    def values(self):
+        return [self[n] for n in self.keys()]
+
+    def items(self):
+        return [(n, self[n]) for n in self.keys()]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self[name] if name in self else default
+
+    def copy(self) -> "Columns":
+        return Columns({n: v for n, v in dict.items(self)}, self.pending)
+
+
+def take(columns: dict, name: str, rows: np.ndarray | None = None) -> np.ndarray:
+    """Rows ``rows`` (positions, None: all) of a column as a new array the caller owns, without
+    computing and keeping the whole column when it is still pending."""
+    if dict.__contains__(columns, name):
+        column = dict.__getitem__(columns, name)
+        return column.copy() if rows is None else column[rows]
+    return columns.pending[name](rows)
+
+
+def peek(columns: dict, name: str) -> np.ndarray:
+    """A whole column to read, not to change: the one kept, or else computed and not kept."""
+    if dict.__contains__(columns, name):
+        return dict.__getitem__(columns, name)
+    return columns.pending[name](None)
+
+
+_DTYPES = {kind: {name: dtype for name, _k, dtype, _d, _o in cols} for kind, cols in KINDS.items()}
 
 
 @dataclass
@@ -82,6 +164,16 @@ class Table:
                 cols[name] = _as_column(values, dtype)[pick]
         return cls(kind, key[pick], np.asarray(dead, bool)[pick], cols)
 
+    def take(self, name: str, rows: np.ndarray | None = None) -> np.ndarray:
+        """See :func:`take`."""
+        return take(self.columns, name, rows)
+
+    def blobs(self, name: str) -> tuple[np.ndarray, bytes] | None:
+        """A bin column not decoded yet as (end offsets, the values' bytes back to back), with
+        no Python object per value; None when the column is not one of a stored section."""
+        load = getattr(self.columns, "pending", {}).get(name)
+        return load.blobs() if isinstance(load, _Decoder) else None
+
     def row(self, position: int) -> dict[str, Any]:
         return {name: col[position] for name, col in self.columns.items()}
 
@@ -96,9 +188,9 @@ class Table:
         """The rows that are not tombstones."""
         if not self.dead.any():
             return self
-        keep = ~self.dead
+        keep = np.flatnonzero(~self.dead)
         return Table(self.kind, self.key[keep], self.dead[keep],
-                     {n: c[keep] for n, c in self.columns.items()})
+                     Columns({}, {n: _subset(self, n, keep) for n in self.columns}))
 
     # -- storage as a section ------------------------------------------------------------------
 
@@ -112,32 +204,74 @@ class Table:
         return cols
 
     @classmethod
-    def from_section(cls, kind: str, columns: dict[str, Any], where: str) -> "Table":
+    def from_section(cls, kind: str, columns: dict[str, Any], where: str,
+                     frames: dict[str, Callable[[Any], Any]] | None = None,
+                     check: Callable[[str, np.ndarray], None] | None = None) -> "Table":
+        """A table from a section's decoded ``columns`` (``key`` and ``dead`` at least) and
+        ``frames``: per column not decoded yet, ``decode(rows)`` giving ``(stored values,
+        False)``, or ``(an object array of just those rows, True)`` where it can pick rows
+        cheaper than decoding them all; ``decode(None, blobs=True)`` gives a bin column as
+        ``((end offsets, bytes), True)``. ``check(name, column)`` runs on each column as it is
+        decoded."""
+        frames = frames or {}
         try:
             key = np.asarray(columns["key"], np.int64)
             dead = np.asarray(columns["dead"]) != 0
-            cols = {}
-            texts = {}
+            loaded, pending = {}, {}
             for name, _k, dtype, default, optional in KINDS[kind]:
                 if name in columns:
-                    cols[name] = _as_column(columns[name], dtype)
-                    if isinstance(columns[name], list):
-                        texts[name] = columns[name]
+                    loaded[name] = _stored(kind, name, columns[name], where, check)
+                elif name in frames:
+                    pending[name] = _Decoder(kind, name, frames[name], where, check)
                 elif optional:  # not stored: every value the default (a read-only broadcast)
-                    cols[name] = np.broadcast_to(np.array(default, dtype), len(key))
+                    loaded[name] = np.broadcast_to(np.array(default, dtype), len(key))
                 else:
                     raise KeyError(name)
         except KeyError as err:
             raise CorruptionError(f"{where}: {kind} table lacks column {err}") from None
         check_keys(key, kind, where)
-        if kind == "array" and any(np.any(cols[name] < 0) for name in
-                                   ("slot", "schema", "nulls", "valid")):
-            # a slot or schema id of -1 would read as nothing, or as the last schema
-            raise CorruptionError(f"{where}: array table has a negative slot, schema id or "
-                                  "count")
-        table = cls(kind, key, dead, cols)
-        table.__dict__["texts"] = texts  # the text columns as the lists they were decoded to
-        return table
+        if check is not None:
+            check("key", key)
+        return cls(kind, key, dead, Columns(loaded, pending) if pending else loaded)
+
+
+_NOT_NEGATIVE = ("slot", "schema", "nulls", "valid")  # of array tables
+
+
+def _stored(kind: str, name: str, values: Any, where: str, check) -> np.ndarray:
+    """A column as stored, checked, in its in-memory dtype."""
+    column = _as_column(values, _DTYPES[kind][name])
+    if kind == "array" and name in _NOT_NEGATIVE and np.any(column < 0):
+        # a slot or schema id of -1 would read as nothing, or as the last schema
+        raise CorruptionError(f"{where}: array table has a negative slot, schema id or count")
+    if check is not None:
+        check(name, column)
+    return column
+
+
+class _Decoder:
+    """Loader of one column of a stored section (see ``Table.from_section``)."""
+
+    def __init__(self, kind: str, name: str, decode: Callable, where: str, check) -> None:
+        self.kind, self.name, self.decode, self.where, self.check = kind, name, decode, where, check
+
+    def __call__(self, rows):
+        values, taken = self.decode(rows)
+        if taken:  # the decoder gave only those rows (texts): nothing of the column to check
+            return values
+        column = _stored(self.kind, self.name, values, self.where, self.check)
+        if rows is not None:
+            return column[rows]
+        # the caller owns the column: fixed-width kinds come back as views of the decompressed
+        # bytes, which numpy cannot write to (a DataFrame column that cannot be assigned to)
+        return column if column.flags.writeable else column.copy()
+
+    def blobs(self) -> tuple[np.ndarray, bytes]:
+        return self.decode(None, blobs=True)[0]
+
+
+def _subset(table: Table, name: str, positions: np.ndarray) -> Loader:
+    return lambda rows: table.take(name, positions if rows is None else positions[rows])
 
 
 def check_keys(key: np.ndarray, kind: str, where: str) -> None:
@@ -156,9 +290,11 @@ def _as_column(values: Any, dtype: np.dtype) -> np.ndarray:
     return np.asarray(values, dtype)
 
 
-def merge(kind: str, tables: Sequence[Table], drop_dead: bool = False) -> Table:
+def merge(kind: str, tables: Sequence[Table], drop_dead: bool = False, lazy: bool = True
+          ) -> Table:
     """One table from ``tables`` (oldest first): per key the newest row; tombstones dropped when
-    ``drop_dead`` (only right when the oldest table is the oldest that exists)."""
+    ``drop_dead`` (only right when the oldest table is the oldest that exists). ``lazy``: each
+    column is merged when first used (the result keeps ``tables``), else at once."""
     tables = [t for t in tables if len(t)]
     if not tables:
         return Table.empty(kind)
@@ -174,7 +310,35 @@ def merge(kind: str, tables: Sequence[Table], drop_dead: bool = False) -> Table:
         last[:-1] = sorted_key[1:] != sorted_key[:-1]
         pick = order[last]
         dead = np.concatenate([t.dead for t in tables])[pick]
-        cols = {name: np.concatenate([t.columns[name] for t in tables])[pick]
-                for name in tables[0].columns}
+        starts = np.cumsum([0] + [len(t) for t in tables])
+        loaders = {name: _merged(tables, starts, pick, name) for name in tables[0].columns}
+        if lazy:
+            cols: dict = Columns({}, loaders)
+        else:
+            cols = {name: load(None) for name, load in loaders.items()}
         out = Table(kind, sorted_key[last], dead, cols)
-    return out.live() if drop_dead else out
+    out = out.live() if drop_dead else out
+    if not lazy and isinstance(out.columns, Columns):
+        out = Table(out.kind, out.key, out.dead, {n: out.columns[n] for n in out.columns})
+    return out
+
+
+def _merged(tables: list[Table], starts: np.ndarray, pick: np.ndarray, name: str) -> Loader:
+    """Loader of column ``name`` of the merge of ``tables`` (``pick``: the rows of their
+    concatenation that the merge keeps)."""
+    def load(rows):
+        at = pick if rows is None else pick[rows]
+        if rows is None or len(at) * 8 >= len(pick):
+            return np.concatenate([peek(t.columns, name) for t in tables])[at]
+        # a few rows (names of matching datasets): only those rows of each table
+        source = np.searchsorted(starts, at, "right") - 1
+        out = None
+        for i, table in enumerate(tables):
+            mine = np.flatnonzero(source == i)
+            if len(mine):
+                part = table.take(name, at[mine] - starts[i])
+                if out is None:
+                    out = np.empty(len(at), part.dtype)
+                out[mine] = part
+        return out if out is not None else np.zeros(0, _DTYPES[tables[0].kind][name])
+    return load

@@ -1,0 +1,315 @@
+"""Framed catalog sections: each column its own zstd frame with its own crc32c, so a query reads
+and decompresses only the columns it uses. Round trips, reads of a few columns, damage to one
+frame, sections stored the old way (one frame), and tables that must not outlive their files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from core_helpers import reopen
+
+import atlas
+from atlas.format import catalog as catalog_format
+from atlas.format import columns
+from atlas.format.catalog import read_table, write_part
+from atlas.format.container import ContainerWriter, parse_footer
+from atlas.format.tables import Table
+
+ALL_KINDS = [("k", "i8d", np.arange(0, 3000, 3)), ("a", "i8", np.arange(1000) - 500),
+             ("f", "f8", np.arange(1000) * 12345), ("b", "i4", np.arange(1000) - 7),
+             ("c", "u4", np.arange(1000)), ("d", "u1", np.arange(1000) % 256),
+             ("t", "txt", [f"name{i}" for i in range(1000)]),
+             ("u", "txt", ["with\x00nul"] * 1000), ("x", "bin", [bytes([i % 7]) * (i % 5)
+                                                                for i in range(1000)])]
+
+
+def _same(got, want) -> None:
+    if isinstance(want, np.ndarray):
+        np.testing.assert_array_equal(got, want)
+    else:
+        assert list(got) == list(want)
+
+
+def test_a_framed_section_round_trips_every_kind_and_checks_each_frame():
+    stored, spec, decoded = columns.encode_section(ALL_KINDS, framed=True)
+    assert all(len(entry) == 5 for entry in spec)
+    assert sum(entry[3] for entry in spec) == len(stored)
+    assert sum(entry[2] for entry in spec) == decoded
+    back = columns.decode_section(stored, spec, 1000, decoded, "here")
+    for name, _kind, values in ALL_KINDS:
+        _same(back[name], values)
+    # each frame is a zstd frame of its column alone, with its own crc32c
+    frames = columns.check_spec(spec, decoded, "here")
+    for frame, (name, kind, values) in zip(frames, ALL_KINDS):
+        piece = stored[frame.offset : frame.offset + frame.stored]
+        assert frame.crc == atlas.codecs.checksum(piece)
+        _same(columns.decode_frame(piece, frame, 1000, "here"), values)
+
+
+def test_an_empty_framed_section_round_trips():
+    stored, spec, decoded = columns.encode_section([("k", "i8d", []), ("t", "txt", [])],
+                                                   framed=True)
+    back = columns.decode_section(stored, spec, 0, decoded, "here")
+    assert len(back["k"]) == 0 and back["t"] == []
+
+
+@pytest.mark.parametrize("at", [0, 0.5, -1])
+def test_a_flipped_byte_in_one_frame_raises_corruption_error_naming_the_column(at):
+    stored, spec, decoded = columns.encode_section(ALL_KINDS, framed=True)
+    frames = columns.check_spec(spec, decoded, "here")
+    frame = frames[2]  # "f"
+    damaged = bytearray(stored)
+    damaged[frame.offset + int(at * frame.stored) % frame.stored] ^= 0x40
+    with pytest.raises(atlas.CorruptionError, match="here column 'f'.*checksum"):
+        columns.decode_section(bytes(damaged), spec, 1000, decoded, "here")
+    # the other frames are intact and decode alone
+    other = frames[1]
+    _same(columns.decode_frame(bytes(damaged)[other.offset : other.offset + other.stored],
+                               other, 1000, "here"), ALL_KINDS[1][2])
+
+
+@pytest.mark.parametrize("spec_change", [
+    lambda s: s[:1] + [s[1][:3]] + s[2:],                       # entries of two shapes
+    lambda s: [s[0][:3] + [s[0][3] + 1, s[0][4]]] + s[1:],      # frames not filling the section
+    lambda s: [s[0][:3] + [-1, s[0][4]]] + s[1:],               # a negative size
+    lambda s: [s[0][:3] + ["12", s[0][4]]] + s[1:],             # not a number
+    lambda s: [s[0][:2] + [s[0][2] + 8] + s[0][3:]] + s[1:],    # sizes not adding up
+])
+def test_a_framed_spec_that_lies_raises_corruption_error(spec_change):
+    stored, spec, decoded = columns.encode_section(ALL_KINDS[:3], framed=True)
+    with pytest.raises(atlas.CorruptionError, match="here"):
+        columns.decode_section(stored, spec_change([list(e) for e in spec]), 1000, decoded,
+                               "here")
+
+
+def _tables():
+    n = 500
+    return {("datasets",): Table.from_rows("datasets", np.arange(n), np.arange(n) % 50 == 3,
+                                           {"name": [f"d{i}" for i in range(n)]}),
+            ("array", "temp"): Table.from_rows(
+                "array", np.arange(n), np.zeros(n, bool),
+                {"slot": np.arange(n), "schema": np.zeros(n, int), "nulls": np.arange(n) % 3,
+                 "valid": np.full(n, 6), "min": -np.arange(n), "max": np.arange(n) * 3}),
+            ("attr", "k"): Table.from_rows(
+                "attr", np.arange(0, n, 2), np.zeros(n // 2, bool),
+                {"seq": np.zeros(n // 2, int), "tag": np.full(n // 2, 4, np.uint8),
+                 "num": np.zeros(n // 2, int), "data": [b"v%d" % i for i in range(n // 2)]})}
+
+
+def _write(path, tables) -> tuple[bytes, object]:
+    write_part(str(path), tables.items()).release()
+    data = path.read_bytes()
+    return data, parse_footer(memoryview(data), 0, len(data), None, str(path))
+
+
+def test_parts_store_framed_sections_and_a_lazy_read_decodes_only_the_columns_used(tmp_path):
+    tables = _tables()
+    data, footer = _write(tmp_path / "p.cat", tables)
+    for sid in tables:
+        assert all(len(entry) == 5 for entry in footer.sections[sid].spec)
+    reads = []
+
+    def read(offset, length):
+        reads.append((offset, length))
+        return data[offset : offset + length]
+
+    ref = footer.sections[("array", "temp")]
+    frames = {f.name: f for f in columns.check_spec(ref.spec, ref.decoded, "p")}
+    table = read_table(footer, ("array", "temp"), read, "p", lazy=True)
+    read_so_far = {o - ref.offset for o, _n in reads}
+    assert read_so_far == {frames["key"].offset, frames["dead"].offset}
+    np.testing.assert_array_equal(table.take("max"), tables[("array", "temp")].columns["max"])
+    np.testing.assert_array_equal(table.take("min", np.array([4, 1])), [-4, -1])
+    assert {o - ref.offset for o, _n in reads} == read_so_far | {frames["max"].offset,
+                                                                 frames["min"].offset}
+    # a column looked up is decoded once and kept; every column equals what was written
+    for sid, want in tables.items():
+        back = read_table(footer, sid, read, "p", lazy=True)
+        assert back.key.tolist() == want.key.tolist() and back.dead.tolist() == want.dead.tolist()
+        for name in want.columns:
+            _same(back.columns[name], want.columns[name])
+        # a few texts picked without decoding them all, and the whole column as bytes
+        if sid == ("datasets",):
+            assert back.take("name", np.array([7, 0])).tolist() == ["d7", "d0"]
+        if sid == ("attr", "k"):
+            ends, blob = read_table(footer, sid, read, "p", lazy=True).blobs("data")
+            assert blob == b"".join(want.columns["data"]) and len(ends) == len(want)
+
+
+def test_columns_decoded_from_a_part_can_be_written_to(tmp_path):
+    data, footer = _write(tmp_path / "p.cat", _tables())
+    table = read_table(footer, ("array", "temp"), lambda o, n: data[o : o + n], "p", lazy=True)
+    for name in ("nulls", "valid", "min", "slot"):
+        column = table.take(name)
+        column[0] = 99  # the caller owns it
+        assert table.take(name)[0] != 99
+
+
+def test_a_flipped_byte_in_a_part_frame_raises_corruption_error_naming_the_file(tmp_path):
+    path = tmp_path / "p.cat"
+    data, footer = _write(path, _tables())
+    ref = footer.sections[("array", "temp")]
+    frame = {f.name: f for f in columns.check_spec(ref.spec, ref.decoded, "p")}["max"]
+    damaged = bytearray(data)
+    damaged[ref.offset + frame.offset + frame.stored // 2] ^= 1
+    damaged = bytes(damaged)
+    table = read_table(footer, ("array", "temp"), lambda o, n: damaged[o : o + n], str(path),
+                       lazy=True)
+    np.testing.assert_array_equal(table.take("min"), -np.arange(500))  # another frame: fine
+    with pytest.raises(atlas.CorruptionError, match=f"{path}.*'max'.*checksum"):
+        table.take("max")
+    with pytest.raises(atlas.CorruptionError, match=str(path)):  # read whole: the section crc
+        read_table(footer, ("array", "temp"), lambda o, n: damaged[o : o + n], str(path))
+
+
+class _OneFrameWriter(ContainerWriter):
+    """The container writer before framed sections: every section one zstd frame."""
+
+    def add(self, section_id, columns_, rows, framed=False):
+        super().add(section_id, columns_, rows, framed=False)
+
+
+def test_parts_of_single_frame_sections_still_read(tmp_path, monkeypatch):
+    tables = _tables()
+    monkeypatch.setattr(catalog_format, "ContainerWriter", _OneFrameWriter)
+    data, footer = _write(tmp_path / "p.cat", tables)
+    assert all(len(entry) == 3 for entry in footer.sections[("array", "temp")].spec)
+    for lazy in (True, False):
+        for sid, want in tables.items():
+            back = read_table(footer, sid, lambda o, n: data[o : o + n], "p", lazy=lazy)
+            assert back.key.tolist() == want.key.tolist()
+            for name in want.columns:
+                _same(back.columns[name], want.columns[name])
+
+
+def _collection(store, first, n, rng):
+    for i in range(first, first + n):
+        ds = store.create_dataset(f"p{i:03d}")
+        ds.define_array("temp", "float32", ["z"], [4])
+        ds.write_array("temp", [0], (rng.standard_normal(4) * 8 + 15).astype(np.float32))
+        ds.define_array("lat", "float64", [], [])
+        ds.write_array("lat", [], np.asarray(rng.uniform(-40, 40)))
+        ds.set_attribute("platform", ["float", "glider", "ship"][i % 3])
+        ds.set_attribute("cycle", i)
+
+
+def _brute(store, where) -> list[str]:
+    out = []
+    for name in store.list_datasets():
+        view = store.open_dataset(name)
+        if where(view.array_stats("temp")["max"], view.array_stats("lat")["min"],
+                 view.get_attribute("platform")):
+            out.append(name)
+    return out
+
+
+WHERE = "temp.max > 20 and -20 < lat.min < 20 and platform != 'ship'"
+
+
+def _where(tmax, lat, platform):
+    return tmax > 20 and -20 < lat < 20 and platform != "ship"
+
+
+def test_a_store_of_old_single_frame_parts_and_new_framed_parts_reads_and_verifies(
+        store, store_path, rng, monkeypatch):
+    with monkeypatch.context() as patch:
+        patch.setattr(catalog_format, "ContainerWriter", _OneFrameWriter)
+        _collection(store, 0, 30, rng)
+        store.flush()
+        store.delete_dataset("p004")
+        store.flush()
+    _collection(store, 30, 20, rng)  # this part is framed
+    store.flush()
+    parts = sorted((store_path / "catalog").glob("*.cat"))
+    shapes = set()
+    for path in parts:
+        data = path.read_bytes()
+        footer = parse_footer(memoryview(data), 0, len(data), None, str(path))
+        shapes |= {len(ref.spec[0]) for sid, ref in footer.sections.items()}
+    assert shapes == {3, 5}  # both kinds of sections
+    handle = reopen(store_path)
+    assert handle.select(WHERE) == _brute(handle, _where)
+    frame = handle.catalog()
+    assert list(frame.index) == handle.list_datasets() and len(frame) == 49
+    assert frame["cycle"].tolist() == [int(n[1:]) for n in frame.index]
+    assert handle.verify().ok
+    handle.compact(grace=0)  # one framed part from here
+    again = reopen(store_path)
+    assert again.select(WHERE) == _brute(again, _where)
+    assert again.catalog().equals(frame)
+
+
+def _flip_in_frame(store_path, section_id, column) -> str:
+    """Flip a byte in the middle of one column's frame of the newest part holding
+    ``section_id``; returns the part's path."""
+    for path in sorted((store_path / "catalog").glob("*.cat"), reverse=True):
+        data = bytearray(path.read_bytes())
+        footer = parse_footer(memoryview(bytes(data)), 0, len(data), None, str(path))
+        ref = footer.sections.get(section_id)
+        if ref is None:
+            continue
+        frame = {f.name: f for f in columns.check_spec(ref.spec, ref.decoded, "p")}[column]
+        data[ref.offset + frame.offset + frame.stored // 2] ^= 0x10
+        path.write_bytes(bytes(data))
+        return str(path)
+    raise AssertionError(f"no part holds {section_id}")
+
+
+def test_a_damaged_frame_fails_the_queries_that_read_it_and_verify(store, store_path, rng):
+    _collection(store, 0, 40, rng)
+    store.flush()
+    path = _flip_in_frame(store_path, ("array", "temp"), "max")
+    handle = reopen(store_path)
+    # a query that does not read the damaged column is answered
+    assert len(handle.select("lat.min < 100")) == 40
+    with pytest.raises(atlas.CorruptionError, match=f"{path}.*'max'"):
+        handle.select("temp.max > 20")
+    with pytest.raises(atlas.CorruptionError, match=path):
+        reopen(store_path).catalog()
+    report = reopen(store_path).verify()
+    assert not report.ok and any(path in p for p in report.problems)
+
+
+def test_tables_read_lazily_do_not_outlive_the_parts_this_handle_deletes(store, store_path,
+                                                                         rng):
+    n = 12_000  # parts beyond the 64 KiB read with the footer: columns come from the file
+    for first in range(0, 3 * n, n):  # several parts
+        names = [f"p{i:06d}" for i in range(first, first + n)]
+        store.write_array_across_stacked("lat", names, rng.uniform(-90, 90, n))
+        store.write_array_across_stacked("temp", names, rng.normal(15, 8, (n, 3)).astype("f4"))
+        store.flush()
+    handle = reopen(store_path)
+    assert len(handle.select("lat.min < 100")) == 3 * n  # reads lat's key, dead, min, valid...
+    before = sorted((store_path / "catalog").glob("*.cat"))
+    assert max(p.stat().st_size for p in before) > 4 * 65536
+    handle.compact(grace=0)  # merges the parts and deletes the old ones at once
+    assert not set(before) & set((store_path / "catalog").glob("*.cat"))
+    # ... but not temp's max, read now from the compacted part
+    frame = handle.catalog(columns=["temp.max", "lat.min"])
+    fresh = reopen(store_path).catalog(columns=["temp.max", "lat.min"])
+    assert frame.equals(fresh) and len(frame) == 3 * n
+    assert handle.select("temp.max > 20 and lat.min > 0") == \
+        list(fresh.index[(fresh["temp.max"] > 20) & (fresh["lat.min"] > 0)])
+
+
+def test_catalog_columns_are_writable(store, store_path, rng):
+    _collection(store, 0, 10, rng)
+    store.flush()
+    frame = reopen(store_path).catalog()
+    for column in ("temp.nulls", "temp.valid", "temp.max", "cycle"):
+        frame.loc["p000", column] = 1
+        assert frame.loc["p000", column] == 1
+
+
+def test_catalog_columns_names_the_columns_it_gives(store, store_path, rng):
+    _collection(store, 0, 10, rng)
+    store.flush()
+    handle = reopen(store_path)
+    whole = handle.catalog()
+    picked = handle.catalog(columns=["temp.max", "platform", "lat.dtype"])
+    assert list(picked.columns) == ["temp.max", "platform", "lat.dtype"]
+    assert picked.equals(whole[["temp.max", "platform", "lat.dtype"]])
+    with pytest.raises(atlas.QueryError, match="nope"):
+        handle.catalog(columns=["nope"])
+    with pytest.raises(TypeError):
+        handle.catalog(arrays=["temp"], columns=["temp.max"])

@@ -66,6 +66,12 @@ for _name in ("__setitem__", "__delitem__", "__iadd__", "__imul__", "append", "e
     setattr(NameList, _name, _mutator(_name))
 
 
+def _read_only(values: np.ndarray) -> np.ndarray:
+    view = values.view()
+    view.flags.writeable = False
+    return view
+
+
 class Catalog:
     def __init__(self, storage: Storage, root: Root, files: IndexCache):
         self.storage = storage
@@ -84,6 +90,7 @@ class Catalog:
         self._blooms: dict[str, Any] = {}
         self._searches = 0
         self._live: list | None = None  # see _live_view
+        self._live_dids: np.ndarray | None = None  # _live_view's dids as numpy, once asked for
         # the parts loaded tables were read from: their columns are read when first used, so
         # the tables must not outlive those files (see forget_files)
         self._read_from: set[str] = set()
@@ -144,12 +151,22 @@ class Catalog:
     # -- datasets ------------------------------------------------------------------------------
 
     def _live_view(self) -> list:
-        """[names (None until asked for), dids (array('q')), token] of the live datasets in
-        creation order."""
+        """[names (None until asked for), dids, token] of the live datasets in creation order;
+        the dids are a read-only numpy array, an ``array('q')`` once datasets are created."""
         if self._live is None:
             table = self.table(("datasets",)).view()
-            self._live = [None, array("q", table.key[~table.dead].tobytes()), object()]
+            dids = table.key[~table.dead] if table.dead.any() else table.key
+            self._live_dids = _read_only(dids)
+            self._live = [None, self._live_dids, object()]
         return self._live
+
+    def _growing_dids(self) -> array:
+        """The live dids as an ``array('q')``, to append to."""
+        dids = self._live[1]
+        if not isinstance(dids, array):
+            self._live[1] = array("q")
+            self._growing_dids().frombytes(np.ascontiguousarray(dids, _I64).view(np.uint8))
+        return self._live[1]
 
     def _live_names(self) -> list[str]:
         live = self._live_view()
@@ -158,6 +175,22 @@ class Catalog:
             rows = None if not table.dead.any() else np.flatnonzero(~table.dead)
             live[0] = table.take("name", rows).tolist()  # the handle keeps the list, not the column
         return live[0]
+
+    def joined_names(self) -> tuple[bytes, int, np.ndarray | None] | None:
+        """The names of the live datasets without a Python string per name: (the names of
+        the committed datasets table joined by NUL, their count, the positions of the live ones
+        or None for all), when the handle keeps no list of names yet and the table is one
+        stored section with nothing pending; else None (ask :meth:`names`)."""
+        if self._live is not None and self._live[0] is not None:
+            return None
+        layered = self.table(("datasets",))
+        if len(layered.log):
+            return None
+        table = layered.view()
+        joined = table.joined_texts("name")
+        if joined is None:
+            return None
+        return joined, len(table), np.flatnonzero(~table.dead) if table.dead.any() else None
 
     def names(self) -> NameList:
         names = self._live_names()
@@ -174,8 +207,12 @@ class Catalog:
         return table.take("name", np.asarray(rows, _I64)).tolist()
 
     def live_dids(self) -> np.ndarray:
+        """The live dataset ids in creation order (read-only: the handle keeps it)."""
         dids = self._live_view()[1]
-        return np.frombuffer(dids, _I64).copy() if len(dids) else np.zeros(0, _I64)
+        if self._live_dids is None:  # appended to since: a copy (the array keeps growing)
+            self._live_dids = _read_only(np.frombuffer(dids, _I64).copy() if len(dids) else
+                                         np.zeros(0, _I64))
+        return self._live_dids
 
     def count(self) -> int:
         return len(self._live_view()[1])
@@ -187,7 +224,9 @@ class Catalog:
 
     def dids(self) -> dict[str, int]:
         if self._dids is None:
-            self._dids = dict(zip(self._live_names(), self._live_view()[1]))
+            dids = self._live_view()[1]
+            self._dids = dict(zip(self._live_names(),
+                                  dids.tolist() if isinstance(dids, np.ndarray) else dids))
             self._names_changed = {}
         return self._dids
 
@@ -277,8 +316,9 @@ class Catalog:
         if self._live is not None:  # datasets are created in did order: the list grows at its end
             if self._live[0] is not None:
                 self._live[0].append(name)
-            self._live[1].append(did)
+            self._growing_dids().append(did)
             self._live[2] = object()  # lists handed out before no longer list everything
+            self._live_dids = None
         return did
 
     def create_many(self, names: list[str], dids: np.ndarray) -> None:
@@ -290,8 +330,9 @@ class Catalog:
         if self._live is not None:
             if self._live[0] is not None:
                 self._live[0].extend(names)
-            self._live[1].frombytes(np.ascontiguousarray(dids, _I64).tobytes())
+            self._growing_dids().frombytes(np.ascontiguousarray(dids, _I64).view(np.uint8))
             self._live[2] = object()
+            self._live_dids = None
 
     def delete(self, name: str, did: int) -> None:
         self.table(("datasets",)).log.append(did, dead=True, name=name)

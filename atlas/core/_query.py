@@ -61,7 +61,7 @@ def attribute_column(store: "Atlas", key: str, dids: np.ndarray, frame: bool = F
     if not len(table) or not found.any():
         return np.full(len(dids), None, object)
     everywhere = bool(found.all())
-    tags = table.take("tag", pos)
+    tags = table.peek("tag", pos)
     kinds = set(np.flatnonzero(np.bincount(tags if everywhere else tags[found])).tolist())
     if kinds == {value_format.STRING} and frame:
         texts = _arrow_texts(table, pos, found)
@@ -174,7 +174,13 @@ def array_columns(store: "Atlas", array: str, dids: np.ndarray,
     else:
         unflushed = np.zeros(n, bool)
     stated = found & ~unflushed
-    valid = None  # the valid counts, read once for both min and max
+    valid: list = []  # whether each row has a valid cell, read once for both min and max
+
+    def has_valid() -> np.ndarray:
+        if not valid:
+            valid.append(table.peek("valid", pos) > 0)
+        return valid[0]
+
     out: dict[str, Any] = {}
     for stat in which:
         key = f"{array}.{stat}"
@@ -183,6 +189,9 @@ def array_columns(store: "Atlas", array: str, dids: np.ndarray,
                       getattr(schemas[sid], stat) for sid in distinct]
             one = len(distinct) == 1 and found.all()
             str_dtype = _str_dtype() if frame and stat == "dtype" else None
+            if str_dtype is not None and one and str_dtype.storage == "pyarrow":
+                out[key] = _repeated_text(values[0], n, str_dtype)
+                continue
             if str_dtype is not None:  # a pandas str array from a few strings: no inference
                 uniques = list(dict.fromkeys(values))
                 codes = np.full(n, -1, np.intp)
@@ -209,13 +218,22 @@ def array_columns(store: "Atlas", array: str, dids: np.ndarray,
             counts[~stated] = np.nan
             out[key] = counts
         else:
-            if valid is None and len(table):
-                valid = table.take("valid", pos) > 0
-            out[key] = _extremes(table, pos, n, valid, stated, schema_ids, distinct, schemas,
-                                 stat)
+            out[key] = _extremes(table, pos, n, has_valid, stated, schema_ids, distinct,
+                                 schemas, stat)
     if any(s in ("min", "max") for s in which):
         _decode_cftime(store, array, table, pos, stated, out)
     return out
+
+
+def _repeated_text(text: str, n: int, dtype) -> Any:
+    """A pandas str array (Arrow storage) of ``n`` times ``text``, built on one buffer."""
+    import pandas as pd
+    import pyarrow as pa
+
+    data = text.encode("utf-8")
+    offsets = np.arange(n + 1, dtype=np.int64) * len(data)
+    return pd.array(pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets),
+                                                     pa.py_buffer(data * n)), dtype=dtype)
 
 
 def pd_array(values: list, dtype) -> Any:
@@ -224,14 +242,18 @@ def pd_array(values: list, dtype) -> Any:
     return pd.array(values, dtype=dtype)
 
 
-def _extremes(table, pos, n: int, valid, stated, schema_ids, distinct, schemas: list[Schema],
-              stat: str) -> np.ndarray:
-    """min or max as one column: typed when every schema involved has one kind of values."""
+def _extremes(table, pos, n: int, has_valid, stated, schema_ids, distinct,
+              schemas: list[Schema], stat: str) -> np.ndarray:
+    """min or max as one column: typed when every schema involved has one kind of values.
+    ``has_valid()``: whether each row has a valid cell."""
     if not len(table):
         return np.full(n, np.nan)
-    have = stated & valid
     kinds = {schemas[s].dtype.kind for s in distinct}
     bits = table.take(stat, pos)  # this call's own array: changed in place below
+    # a row without a valid cell stores 0 bits (docs/format.md): the valid counts are read
+    # only when some row has 0 bits (a minimum of exactly 0, or no valid cell)
+    zero = bits == 0
+    have = stated & (has_valid() | ~zero) if zero.any() else stated
     if kinds == {"float"}:
         out = bits.view(np.float64)
         out[~have] = np.nan
@@ -333,12 +355,41 @@ def catalog(store: "Atlas", arrays: Sequence[str] | None = None,
         out.update(array_columns(store, array, dids, stats, frame=True))
     if columns is not None:
         out = {name: out[name] for name in wanted}
-    names = np.empty(len(dids), object)
-    names[:] = cat.names()
     # the columns are new arrays of this call: no copy, and no consolidation into 2-D blocks
     # (a copy of every column of the same dtype)
-    return pd.DataFrame(out, index=pd.Index(names, name="dataset", dtype=object, copy=False),
-                        copy=False)
+    return pd.DataFrame(out, index=_name_index(cat, len(dids)), copy=False)
+
+
+def _name_index(cat, n: int) -> "pd.Index":
+    """The catalog's index: the live names in creation order. Where pandas keeps strings in
+    Arrow, it is built on the stored names as they are (no Python string per name, like an
+    index read from Parquet); else, or when the handle knows its names already, from them."""
+    import pandas as pd
+
+    dtype = _str_dtype()
+    stored = cat.joined_names() if dtype is not None and dtype.storage == "pyarrow" else None
+    if stored is not None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        joined, rows, live = stored
+        whole = pa.LargeStringArray.from_buffers(
+            1, pa.py_buffer(np.array([0, len(joined)], np.int64)), pa.py_buffer(joined))
+        try:
+            whole.validate(full=True)  # UTF-8 (else decoded one by one below, and refused)
+        except pa.ArrowInvalid:
+            whole = None
+        if whole is not None and rows:
+            texts = pc.split_pattern(whole, "\x00").flatten()
+            if len(texts) == rows:  # else damaged: the names decoded below say how
+                if live is not None:
+                    texts = texts.take(pa.array(live))
+                return pd.Index(pd.array(texts, dtype=dtype), name="dataset", copy=False)
+    names = np.empty(n, object)
+    names[:] = cat.names()
+    if dtype is not None:  # the same dtype whichever way the names came
+        return pd.Index(pd.array(names, dtype=dtype), name="dataset", copy=False)
+    return pd.Index(names, name="dataset", dtype=object, copy=False)
 
 
 def _check_attributes(store: "Atlas", keys: list[str], label: str) -> None:

@@ -151,6 +151,9 @@ def _frame_decoder(frame: Frame, read, rows: int, where: str):
         stored = read(frame.offset, frame.stored)
         if blobs and frame.kind == "bin":
             return decode_frame(stored, frame, rows, where, joined=True), True
+        if blobs and frame.kind == "txt":  # the texts joined by NUL, or None (stored otherwise)
+            joined = decode_frame(stored, frame, rows, where, joined=True)
+            return (joined if isinstance(joined, bytes) else None), True
         if wanted is not None and frame.kind == "txt" and len(wanted) * 8 < rows:
             joined = decode_frame(stored, frame, rows, where, joined=True)
             if isinstance(joined, bytes):

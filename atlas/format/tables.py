@@ -109,11 +109,14 @@ def take(columns: dict, name: str, rows: np.ndarray | None = None) -> np.ndarray
     return columns.pending[name](rows)
 
 
-def peek(columns: dict, name: str) -> np.ndarray:
-    """A whole column to read, not to change: the one kept, or else computed and not kept."""
+def peek(columns: dict, name: str, rows: np.ndarray | None = None) -> np.ndarray:
+    """Rows ``rows`` (None: all) of a column to read, not to change (perhaps the one kept, or
+    read-only): the one kept, or else computed and not kept."""
     if dict.__contains__(columns, name):
-        return dict.__getitem__(columns, name)
-    return columns.pending[name](None)
+        column = dict.__getitem__(columns, name)
+        return column if rows is None else column[rows]
+    load = columns.pending[name]
+    return load(rows, writable=False) if isinstance(load, _Decoder) else load(rows)
 
 
 _DTYPES = {kind: {name: dtype for name, _k, dtype, _d, _o in cols} for kind, cols in KINDS.items()}
@@ -168,9 +171,20 @@ class Table:
         """See :func:`take`."""
         return take(self.columns, name, rows)
 
+    def peek(self, name: str, rows: np.ndarray | None = None) -> np.ndarray:
+        """See :func:`peek`."""
+        return peek(self.columns, name, rows)
+
     def blobs(self, name: str) -> tuple[np.ndarray, bytes] | None:
         """A bin column not decoded yet as (end offsets, the values' bytes back to back), with
         no Python object per value; None when the column is not one of a stored section."""
+        load = getattr(self.columns, "pending", {}).get(name)
+        return load.blobs() if isinstance(load, _Decoder) else None
+
+    def joined_texts(self, name: str) -> bytes | None:
+        """A txt column not decoded yet as its texts joined by NUL, with no Python object per
+        value; None when the column is not one of a stored section, or is stored with offsets
+        (its texts hold a NUL)."""
         load = getattr(self.columns, "pending", {}).get(name)
         return load.blobs() if isinstance(load, _Decoder) else None
 
@@ -255,7 +269,7 @@ class _Decoder:
     def __init__(self, kind: str, name: str, decode: Callable, where: str, check) -> None:
         self.kind, self.name, self.decode, self.where, self.check = kind, name, decode, where, check
 
-    def __call__(self, rows):
+    def __call__(self, rows, writable: bool = True):
         values, taken = self.decode(rows)
         if taken:  # the decoder gave only those rows (texts): nothing of the column to check
             return values
@@ -264,9 +278,11 @@ class _Decoder:
             return column[rows]
         # the caller owns the column: fixed-width kinds come back as views of the decompressed
         # bytes, which numpy cannot write to (a DataFrame column that cannot be assigned to)
-        return column if column.flags.writeable else column.copy()
+        return column if column.flags.writeable or not writable else column.copy()
 
-    def blobs(self) -> tuple[np.ndarray, bytes]:
+    def blobs(self) -> Any:
+        """bin: (end offsets, the values' bytes back to back); txt: the texts joined by NUL,
+        or None."""
         return self.decode(None, blobs=True)[0]
 
 

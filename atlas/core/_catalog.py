@@ -281,7 +281,7 @@ class Catalog:
             raise CorruptionError(f"{where}: datasets table lacks a column")
         check_keys(columns["key"], "datasets", where)
         check_ids(("datasets",), columns["key"], columns, self.root, where)
-        if not isinstance(names, bytes):
+        if not isinstance(names, memoryview):  # stored with offsets: names hold a NUL
             return False
         return b"\x00" + names + b"\x00", columns["key"], np.asarray(columns["dead"]) != 0
 

@@ -529,6 +529,9 @@ def _compare(left: Any, symbol: str, right: Any, where: str) -> np.ndarray:
         other = np.datetime64(other, "ns")
     if isinstance(left, pd.Series) is False:  # literal on the left: mirror the operator
         symbol = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}.get(symbol, symbol)
+    fast = _compare_numbers(series, symbol, other)
+    if fast is not None:
+        return fast
     try:
         result = {"==": series.__eq__, "!=": series.__ne__, "<": series.__lt__,
                   "<=": series.__le__, ">": series.__gt__, ">=": series.__ge__}[symbol](other)
@@ -539,6 +542,36 @@ def _compare(left: Any, symbol: str, right: Any, where: str) -> np.ndarray:
     # NaN != x is True)
     missing = series.isna().to_numpy()
     return pd.Series(result).fillna(False).to_numpy(bool) & ~missing
+
+
+_NUMPY_OPS = {"==": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal,
+              ">": np.greater, ">=": np.greater_equal}
+_INT64 = np.iinfo(np.int64)
+
+
+def _compare_numbers(series: "pd.Series", symbol: str, other: Any) -> np.ndarray | None:
+    """:func:`_compare` of an int64, float64 or datetime64[ns] column with a number (a
+    timestamp) in numpy, without pandas' masks and copies; None for anything else."""
+    dtype = series.dtype
+    if not isinstance(dtype, np.dtype) or symbol not in _NUMPY_OPS:
+        return None
+    if dtype == np.float64 or dtype == np.int64:
+        if isinstance(other, (bool, np.bool_)) or not isinstance(other, (int, float, np.integer,
+                                                                         np.floating)):
+            return None
+        if isinstance(other, (int, np.integer)) and not _INT64.min <= other <= _INT64.max:
+            return None
+    elif dtype == np.dtype("M8[ns]"):
+        if not isinstance(other, np.datetime64) or np.isnat(other):
+            return None
+    else:
+        return None
+    values = series.to_numpy(copy=False)
+    with np.errstate(invalid="ignore"):
+        out = _NUMPY_OPS[symbol](values, other)
+    if symbol == "!=" and dtype.kind != "i":  # a missing value satisfies no comparison
+        out &= ~(np.isnan(values) if dtype.kind == "f" else np.isnat(values))
+    return out
 
 
 def columns_of(store: "Atlas", names: list[str], dids: np.ndarray | None = None

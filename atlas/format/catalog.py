@@ -153,28 +153,37 @@ def _frame_decoder(frame: Frame, read, rows: int, where: str):
             return decode_frame(stored, frame, rows, where, joined=True), True
         if blobs and frame.kind == "txt":  # the texts joined by NUL, or None (stored otherwise)
             joined = decode_frame(stored, frame, rows, where, joined=True)
-            return (joined if isinstance(joined, bytes) else None), True
+            return (joined if isinstance(joined, memoryview) else None), True
         if wanted is not None and frame.kind == "txt" and len(wanted) * 8 < rows:
             joined = decode_frame(stored, frame, rows, where, joined=True)
-            if isinstance(joined, bytes):
+            if isinstance(joined, memoryview):
                 return _pick_texts(joined, wanted, rows, f"{where} column {frame.name!r}"), True
             return joined, False
         return decode_frame(stored, frame, rows, where), False
     return decode
 
 
-def _pick_texts(joined: bytes, wanted: np.ndarray, rows: int, where: str) -> np.ndarray:
-    """Texts ``wanted`` (positions) of ``rows`` texts joined by NUL."""
-    ends = np.flatnonzero(np.frombuffer(joined, np.uint8) == 0)
-    if len(ends) != max(rows - 1, 0):
-        raise CorruptionError(f"{where}: text column holds {len(ends) + 1} texts, "
+PICK_STEP = 1 << 20  # bytes of joined texts searched for separators at a time
+
+
+def _pick_texts(joined, wanted: np.ndarray, rows: int, where: str) -> np.ndarray:
+    """Texts ``wanted`` (positions) of ``rows`` texts joined by NUL (a bytes-like object),
+    finding the separators a step at a time (no mask as large as the texts)."""
+    buf = np.frombuffer(joined, np.uint8)
+    index = np.int32 if len(buf) < 2**31 else np.int64
+    found = [np.flatnonzero(buf[at : at + PICK_STEP] == 0).astype(index) + at
+             for at in range(0, len(buf), PICK_STEP)]
+    nuls = np.concatenate(found) if found else np.zeros(0, index)
+    if len(nuls) != max(rows - 1, 0):
+        raise CorruptionError(f"{where}: text column holds {len(nuls) + 1} texts, "
                               f"expected {rows}")
-    ends = np.append(ends, len(joined))
-    starts = np.concatenate([[0], ends[:-1] + 1])
+    wanted = np.asarray(wanted, np.int64)
+    ends = np.where(wanted < rows - 1, nuls[np.minimum(wanted, max(rows - 2, 0))] if len(nuls)
+                    else 0, len(buf)).astype(np.int64)
+    starts = np.where(wanted > 0, nuls[np.maximum(wanted - 1, 0)] + 1 if len(nuls) else 0, 0)
     out = np.empty(len(wanted), object)
     try:
-        out[:] = [joined[a:b].decode("utf-8") for a, b in
-                  zip(starts[wanted].tolist(), ends[wanted].tolist())]
+        out[:] = [str(joined[a:b], "utf-8") for a, b in zip(starts.tolist(), ends.tolist())]
     except UnicodeDecodeError as err:
         raise CorruptionError(f"{where}: text column is not UTF-8") from err
     return out

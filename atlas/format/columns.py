@@ -72,11 +72,11 @@ def _delta(values: np.ndarray) -> np.ndarray:
 def decode_column(data: memoryview, kind: str, rows: int, where: str, joined: bool = False
                   ) -> Any:
     """One column from its stored bytes: a numpy array, or a list for txt/bin (``joined``: a
-    txt column stored joined by NUL comes back as those bytes, not split, and a bin column as
-    ``(end offsets, the concatenated bytes)``)."""
+    txt column stored joined by NUL comes back as those bytes, not split (a memoryview of
+    ``data``, not a copy), and a bin column as ``(end offsets, the concatenated bytes)``)."""
     if kind in ("txt", "bin"):
         if kind == "txt" and joined and len(data) and data[0] == 0:
-            return bytes(data[1:])
+            return memoryview(data)[1:]
         if kind == "txt":
             if len(data) < 1 or data[0] not in (0, 1):
                 raise CorruptionError(f"{where}: text column is damaged")

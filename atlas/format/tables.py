@@ -181,7 +181,7 @@ class Table:
         load = getattr(self.columns, "pending", {}).get(name)
         return load.blobs() if isinstance(load, _Decoder) else None
 
-    def joined_texts(self, name: str) -> bytes | None:
+    def joined_texts(self, name: str) -> memoryview | None:
         """A txt column not decoded yet as its texts joined by NUL, with no Python object per
         value; None when the column is not one of a stored section, or is stored with offsets
         (its texts hold a NUL)."""
@@ -345,7 +345,9 @@ def _merged(tables: list[Table], starts: np.ndarray, pick: np.ndarray, name: str
     def load(rows):
         at = pick if rows is None else pick[rows]
         if rows is None or len(at) * 8 >= len(pick):
-            return np.concatenate([peek(t.columns, name) for t in tables])[at]
+            # the tables keep their columns: a merge with this handle's pending rows is made
+            # again for every look at them, and must not decode the committed rows every time
+            return np.concatenate([t.columns[name] for t in tables])[at]
         # a few rows (names of matching datasets): only those rows of each table
         source = np.searchsorted(starts, at, "right") - 1
         out = None

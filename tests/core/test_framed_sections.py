@@ -313,3 +313,21 @@ def test_catalog_columns_names_the_columns_it_gives(store, store_path, rng):
         handle.catalog(columns=["nope"])
     with pytest.raises(TypeError):
         handle.catalog(arrays=["temp"], columns=["temp.max"])
+
+
+@pytest.mark.parametrize("names", [["only"], [""], ["a", "", "bé", "日本", ""],
+                                   [f"n{i}" for i in range(100)]])
+def test_a_few_texts_are_picked_from_a_frame_without_decoding_them_all(tmp_path, names,
+                                                                       monkeypatch):
+    monkeypatch.setattr(catalog_format, "PICK_STEP", 3)  # separators found across steps
+    n = len(names)
+    table = Table.from_rows("datasets", np.arange(n), np.zeros(n, bool), {"name": names})
+    data, footer = _write(tmp_path / "p.cat", {("datasets",): table})
+    back = read_table(footer, ("datasets",), lambda o, m: data[o : o + m], "p", lazy=True)
+    wanted = np.array([n - 1, 0, n // 2])
+    decoded = catalog_format._pick_texts(back.joined_texts("name"), wanted, n, "p")
+    assert decoded.tolist() == [names[i] for i in wanted]
+    if n > 24:  # few enough rows to pick rather than decode the column
+        assert back.take("name", wanted).tolist() == [names[i] for i in wanted]
+    with pytest.raises(atlas.CorruptionError, match="texts"):
+        catalog_format._pick_texts(back.joined_texts("name"), wanted, n + 1, "p")

@@ -133,7 +133,7 @@ def read_container(path: str) -> Container:
     for section_id, ref in footer.sections.items():
         cols = container.read_section(ref, data[ref.offset : ref.offset + ref.stored], path)
         sections.append(Section(list(section_id), [[name, kind, cols[name]]
-                                                   for name, kind, _n in ref.spec], ref.rows))
+                                                   for name, kind, *_n in ref.spec], ref.rows))
     return Container(data[:8], data[8 : footer.end_of_payload], sections, footer.extra)
 
 

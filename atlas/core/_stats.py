@@ -100,10 +100,11 @@ def _partial(source, index, row, slot, chunk, schema, string_partial, read) -> t
         if extremes is not None or not index.valid[row]:
             lo, hi = extremes or ("", "")
             return int(index.nulls[row]), int(index.valid[row]), 0, 0, lo, hi
-    elif index.has_partial[row]:
+    elif index.has_partial[row] and not schema.dtype.is_string:
         return (int(index.nulls[row]), int(index.valid[row]), int(index.min[row]),
                 int(index.max[row]), "", "")
-    # no partial kept (a committed chunk of an array of one chunk, strings): read the chunk
+    # no partial kept (a committed chunk of an array of one chunk), or one without the string
+    # extremes (a segment keeps none): read the chunk
     extent = _extent(schema, chunk)
     found = read(slot, chunk, extent)
     if found is None:

@@ -18,7 +18,7 @@ from atlas.core import _maintain, _stats
 from atlas.core._batches import batches
 from atlas.core._catalog import Catalog
 from atlas.core._dataset import DatasetView
-from atlas.core._index import ChunkIndex, IndexCache
+from atlas.core._index import ChunkIndex, IndexCache, SegmentSource, merge_indexes
 from atlas.core._pending import PendingWrites
 from atlas.core._read import BlockCache, execute, plan_read, read_chunk
 from atlas.core._validate import as_index_tuple, check_name, check_window
@@ -504,7 +504,15 @@ class Atlas:
     def _committed_index(self, array: str) -> ChunkIndex:
         if self._legacy is not None:
             return self._legacy.index(array, self._files)
-        return self._files.merged(array, self._root.segments.get(array, []))
+        refs = self._root.segments.get(array, [])
+        unsent = [] if self._pending_state is None else self._pending_state.unsent(array)
+        if not unsent:
+            return self._files.merged(array, refs)
+        # a flush that failed after finishing its segments keeps them, newer than the root's:
+        # reads, read-modify-writes and the retry's statistics must see them
+        return merge_indexes([self._files.segment(r) for r in refs] + [i for i, _s in unsent],
+                             [SegmentSource(self._storage, r) for r in refs] +
+                             [s for _i, s in unsent])
 
     def _indexes(self, array: str) -> list[ChunkIndex]:
         """The chunk indexes of ``array``, newest first."""

@@ -469,6 +469,12 @@ class PendingWrites:
                                    if seg.key not in self._published], self._published.add)
         return self.finished
 
+    def unsent(self, array: str) -> list[tuple[SegmentIndex, Source]]:
+        """(index, source) of the finished segments of ``array`` that no commit references yet
+        (a flush failed after finishing them), oldest first."""
+        return [(seg.index, _SpillSource(seg.writer)) for seg in self.finished
+                if seg.array == array]
+
     def committed(self) -> None:
         """The root now references every finished segment: start afresh."""
         for seg in self.finished:

@@ -231,8 +231,9 @@ class Atlas:
 
     def _settle_inflight(self) -> None:
         """A flush raised while committing: find out whether its root landed."""
-        inflight, self._inflight = self._inflight, None
-        found = self._storage.read_manifest(ROOT_KEY)
+        inflight = self._inflight
+        found = self._storage.read_manifest(ROOT_KEY)  # if this fails, the next retry asks again
+        self._inflight = None
         landed = None
         if found is not None:
             try:

@@ -339,7 +339,10 @@ def compact(store: "Atlas", grace: float) -> None:
             storage.delete(key)
         except OSError:
             pass  # committed already: the file is an orphan now, removed by a later sweep
-    remove_orphans(store)
+    try:
+        remove_orphans(store)
+    except OSError:
+        pass  # committed already: the orphans wait for a later sweep
 
 
 def _segment_rows(store: "Atlas", ref: FileRef) -> int:

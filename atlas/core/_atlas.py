@@ -244,8 +244,20 @@ class Atlas:
             self._token = found[1]
             self._committed(inflight.root, inflight.written, inflight.part, inflight.merges,
                             inflight.marks)
+            self._restate_written()
             return
         inflight.discard(self._storage)  # its files are orphans; this flush writes anew
+
+    def _restate_written(self) -> None:
+        """Arrays written since the attempt whose catalog rows went with it (a write logs a row
+        only when its dataset has none pending): log them again, so that the next flush
+        recomputes their statistics."""
+        catalog = self._catalog
+        for array, slots in self._pending.written_slots().items():
+            table = catalog.table(("array", array)).view()
+            for i in np.flatnonzero(np.isin(table.columns["slot"], list(slots)) & ~table.dead):
+                catalog.stats_changed(array, int(table.key[i]), int(table.columns["slot"][i]),
+                                      int(table.columns["schema"][i]))
 
     def close(self) -> None:
         """Alias for :meth:`flush` (the seed API's name for the durability boundary)."""

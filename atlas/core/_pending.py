@@ -469,6 +469,15 @@ class PendingWrites:
                                    if seg.key not in self._published], self._published.add)
         return self.finished
 
+    def written_slots(self) -> dict[str, set[int]]:
+        """The slots with chunks in the open pending segments or dirty, per array name."""
+        out: dict[str, set[int]] = {}
+        for array, segment in self.segments.items():
+            out.setdefault(array, set()).update(segment.rows["slot"])
+        for (slot, _chunk), chunk in self._dirty.items():
+            out.setdefault(chunk.array, set()).add(slot)
+        return out
+
     def unsent(self, array: str) -> list[tuple[SegmentIndex, Source]]:
         """(index, source) of the finished segments of ``array`` that no commit references yet
         (a flush failed after finishing them), oldest first."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import shutil
 import types
 from collections import Counter
 from dataclasses import dataclass
@@ -91,10 +92,11 @@ def _clock(shift: float):
         _maintain.time = real
 
 
-def _prepared(path):
-    """Batches 0..BASE-1 committed an hour ago (so that what their merge retired has expired),
-    and a faulty handle with batch BASE written, whose flush merges and deletes the
-    expired files; returns (handle, wrapper, model committed, model after the flush, rng)."""
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """Batches 0..BASE-1 committed an hour ago (so that what their merge retired has expired):
+    (store, model, rng after them), built once and copied by ``_prepared``."""
+    path = tmp_path_factory.mktemp("faults-base") / "s"
     store = atlas.Atlas.create(path)
     model = _model.Model()
     rng = np.random.default_rng(SEED)
@@ -102,6 +104,15 @@ def _prepared(path):
         _apply(b, model, store, rng)
         with _clock(-HOUR):
             store.flush()
+    return path, model, rng
+
+
+def _prepared(path, base):
+    """A copy of the base store at ``path`` and a faulty handle with batch BASE written, whose
+    flush merges and deletes the expired files; returns (handle, wrapper, model committed,
+    model after the flush, rng)."""
+    shutil.copytree(base[0], path)
+    model, rng = copy.deepcopy(base[1]), copy.deepcopy(base[2])
     before = copy.deepcopy(model)
     wrapper = _faults.ScriptedFaults(LocalStorage(path))
     handle = atlas.Atlas.open(wrapper)
@@ -109,10 +120,10 @@ def _prepared(path):
     return handle, wrapper, before, model, rng
 
 
-def _compactable(path):
+def _compactable(path, base):
     """A store with files retired by a compaction an hour ago, a crashed writer's leftover, and
     a faulty handle at its newest commit; returns (handle, wrapper, model)."""
-    handle, wrapper, _before, model, rng = _prepared(path)
+    handle, wrapper, _before, model, rng = _prepared(path, base)
     handle.flush()
     with _clock(-HOUR):
         handle.compact(grace=600)  # retired, and expired by now
@@ -146,8 +157,8 @@ def _calls(wrapper, pwrites: int) -> Calls:
 
 
 @pytest.fixture(scope="module")
-def flush_calls(tmp_path_factory) -> Calls:
-    handle, wrapper, *_ = _prepared(tmp_path_factory.mktemp("flush-dry-run") / "s")
+def flush_calls(tmp_path_factory, base) -> Calls:
+    handle, wrapper, *_ = _prepared(tmp_path_factory.mktemp("flush-dry-run") / "s", base)
     wrapper.record()
     with _faults.failing_pwrite(None) as pwrites:
         handle.flush()
@@ -157,8 +168,9 @@ def flush_calls(tmp_path_factory) -> Calls:
 
 
 @pytest.fixture(scope="module")
-def compact_calls(tmp_path_factory) -> Calls:
-    handle, wrapper, _model_ = _compactable(tmp_path_factory.mktemp("compact-dry-run") / "s")
+def compact_calls(tmp_path_factory, base) -> Calls:
+    handle, wrapper, _model_ = _compactable(tmp_path_factory.mktemp("compact-dry-run") / "s",
+                                            base)
     wrapper.record()
     with _faults.failing_pwrite(None) as pwrites:
         handle.compact(grace=0)
@@ -186,8 +198,8 @@ def _injected(wrapper, op: str, mode: str, nth: int):
 # -- flush ----------------------------------------------------------------------------------------
 
 
-def _flush_fault(path, calls: Calls, op: str, mode: str, nth: int) -> None:
-    handle, wrapper, before, after, _rng = _prepared(path)
+def _flush_fault(path, base, calls: Calls, op: str, mode: str, nth: int) -> None:
+    handle, wrapper, before, after, _rng = _prepared(path, base)
     committed = _root_bytes(path)
     late = (op, nth) in calls.after_commit
     with _injected(wrapper, op, mode, nth):
@@ -227,27 +239,27 @@ FLUSH_FAULTS = [
 
 
 @pytest.mark.parametrize("op,mode,which", FLUSH_FAULTS)
-def test_failed_flush_leaves_the_previous_commit_and_a_retry_succeeds(tmp_path, flush_calls, op,
-                                                                      mode, which):
-    _flush_fault(tmp_path / "s", flush_calls, op, mode, flush_calls.nth(op, which))
+def test_failed_flush_leaves_the_previous_commit_and_a_retry_succeeds(tmp_path, base, flush_calls,
+                                                                      op, mode, which):
+    _flush_fault(tmp_path / "s", base, flush_calls, op, mode, flush_calls.nth(op, which))
 
 
 @pytest.mark.slow
-def test_every_call_of_a_merging_flush_failing(tmp_path, flush_calls):
+def test_every_call_of_a_merging_flush_failing(tmp_path, base, flush_calls):
     ops = [(op, nth, mode) for op, n in sorted(flush_calls.counts.items())
            for nth in range(1, n + 1) for mode in ("eio", "after" if op != "pwrite" else
                                                    "enospc partial")]
     for i, (op, nth, mode) in enumerate(ops):
-        _flush_fault(tmp_path / str(i), flush_calls, op, mode, nth)
+        _flush_fault(tmp_path / str(i), base, flush_calls, op, mode, nth)
     record("faults-flush-every-call", faults=len(ops), calls=dict(flush_calls.counts))
 
 
 def test_a_retry_after_a_lost_commit_response_and_a_failed_read_of_the_root_recognises_it(
-        tmp_path):
+        tmp_path, base):
     """The retry first reads the root to learn whether the lost commit landed; when that read
     fails too, the next retry must still recognise it instead of committing again."""
     path = tmp_path / "s"
-    handle, wrapper, _before, after, _rng = _prepared(path)
+    handle, wrapper, _before, after, _rng = _prepared(path, base)
     wrapper.arm("commit", "after")
     with pytest.raises(OSError):
         handle.flush()
@@ -263,12 +275,12 @@ def test_a_retry_after_a_lost_commit_response_and_a_failed_read_of_the_root_reco
 
 @pytest.mark.parametrize("op,mode", [("publish", "eio"), ("commit", "enospc"),
                                      ("commit", "after"), ("get_ranges", "eio")])
-def test_writes_after_a_failed_flush_build_on_what_it_held(tmp_path, op, mode):
+def test_writes_after_a_failed_flush_build_on_what_it_held(tmp_path, base, op, mode):
     """After a failed flush the handle keeps its writes: partial writes to the same chunks
     merge with them, and the next flush commits both (or, after a lost response, what landed
     and then the rest)."""
     path = tmp_path / "s"
-    handle, wrapper, _before, model, rng = _prepared(path)
+    handle, wrapper, _before, model, rng = _prepared(path, base)
     with _injected(wrapper, op, mode, 1), pytest.raises(OSError):
         handle.flush()
     _apply(BASE + 1, model, handle, rng)
@@ -281,8 +293,8 @@ def test_writes_after_a_failed_flush_build_on_what_it_held(tmp_path, op, mode):
 # -- compact --------------------------------------------------------------------------------------
 
 
-def _compact_fault(path, calls: Calls, op: str, mode: str, nth: int) -> None:
-    handle, wrapper, model = _compactable(path)
+def _compact_fault(path, base, calls: Calls, op: str, mode: str, nth: int) -> None:
+    handle, wrapper, model = _compactable(path, base)
     content = _model.snapshot_model(model)
     committed = _root_bytes(path)
     late = (op, nth) in calls.after_commit
@@ -325,17 +337,18 @@ COMPACT_FAULTS = [
 
 
 @pytest.mark.parametrize("op,mode,which", COMPACT_FAULTS)
-def test_failed_compact_leaves_the_previous_commit_and_a_retry_succeeds(tmp_path, compact_calls,
-                                                                        op, mode, which):
-    _compact_fault(tmp_path / "s", compact_calls, op, mode, compact_calls.nth(op, which))
+def test_failed_compact_leaves_the_previous_commit_and_a_retry_succeeds(tmp_path, base,
+                                                                        compact_calls, op, mode,
+                                                                        which):
+    _compact_fault(tmp_path / "s", base, compact_calls, op, mode, compact_calls.nth(op, which))
 
 
 @pytest.mark.slow
-def test_every_call_of_a_compact_failing(tmp_path, compact_calls):
+def test_every_call_of_a_compact_failing(tmp_path, base, compact_calls):
     ops = [(op, nth, "eio" if op != "pwrite" else "enospc partial")
            for op, n in sorted(compact_calls.counts.items()) for nth in range(1, n + 1)]
     for i, (op, nth, mode) in enumerate(ops):
-        _compact_fault(tmp_path / str(i), compact_calls, op, mode, nth)
+        _compact_fault(tmp_path / str(i), base, compact_calls, op, mode, nth)
     record("faults-compact-every-call", faults=len(ops), calls=dict(compact_calls.counts))
 
 
@@ -397,19 +410,21 @@ def _random_faults(tmp_path, batches: int, rate: float, seed: int) -> dict:
     when = "after" if seed % 2 else "before"
     reads = FaultyStorage(LocalStorage(path), rate=rate / 10, seed=seed,
                           ops=("get_range", "get_ranges", "read_manifest", "list"), when=when)
+    reads.enabled = False
     faulty = FaultyStorage(reads, rate=rate, seed=seed, ops=("publish", "commit", "delete"),
                            when=when)
     handle = atlas.Atlas.open(faulty)
     model = _model.Model()
     failures: Counter = Counter()
     merges = 0
+    committed = _root_bytes(path)
     for b in range(batches):
-        previous = _model.snapshot_model(model)
         _apply(b, model, handle, rng)
         intended = _model.snapshot_model(model)
         for call in ("flush", "compact") if rng.random() < 0.1 else ("flush",):
             retired = len(handle._root.retired)
-            for _attempt in range(400):  # a merging flush makes ~20 requests
+            for attempt in range(400):  # a merging flush makes ~20 requests
+                reads.enabled = True  # reads fail only inside the calls under test
                 try:
                     if rng.random() < rate:
                         with _faults.failing_pwrite(int(rng.integers(1, 4)), True):
@@ -418,21 +433,26 @@ def _random_faults(tmp_path, batches: int, rate: float, seed: int) -> dict:
                         getattr(handle, call)()
                     break
                 except OSError:
+                    reads.enabled = False
                     failures[call] += 1
-                    # the store holds the previous state or (a lost response) the new one
-                    assert _snapshot(path) in (previous, intended)
-                    assert _data(_model.snapshot_store(handle)) == _data(intended)
+                    # the store holds the previous commit or (a lost response) the new one
+                    if _root_bytes(path) != committed:
+                        assert _snapshot(path) == intended
+                    if not attempt:  # the handle still reads what it wrote
+                        assert _data(_model.snapshot_store(handle)) == _data(intended)
                 except atlas.ConflictError:
                     # a compact whose commit landed although its response was lost: its retry
                     # is a new commit on a stale handle, refused; reopening is the remedy
                     assert call == "compact"
                     failures["compact retry refused after a lost response"] += 1
+                    reads.enabled = False
                     handle = atlas.Atlas.open(faulty)
                     break
             else:
                 raise AssertionError(f"{call} never succeeded")
+            reads.enabled = False
             merges += call == "flush" and len(handle._root.retired) > retired
-            previous = intended
+            committed = _root_bytes(path)
         assert _snapshot(path) == intended
     assert atlas.Atlas.open(path).verify().ok
     return {"batches": batches, "failed_calls": dict(failures), "merging_flushes": merges,

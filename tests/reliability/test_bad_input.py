@@ -4,8 +4,8 @@ documented exception (TypeError, ValueError, IndexError, KeyError, OverflowError
 FileExistsError, or an atlas error deriving from them), and a failing call changes nothing: the
 store's files (root, catalog parts, segments, pending segments) and everything the API reads
 back (pending writes included) are the same after it, and stay the same through a flush and a
-reopen. A call that succeeds must read
-back as numpy says it should and survive the flush unchanged."""
+reopen. A call that succeeds must read back as numpy says it should and survive the flush
+unchanged."""
 
 from __future__ import annotations
 

@@ -58,7 +58,9 @@ FOOTERS = ("footers",)  # every catalog part's trailer and footer
 
 
 def build_template(path: str, batches: int = 14) -> None:
-    """A store with history: flushes, a compaction half-way, merges, deletions, rewrites."""
+    """A store with history: flushes, a compaction half-way, merges, deletions, rewrites.
+    Checked against the model of what was written: the undamaged reads the oracle compares
+    with are right."""
     store = atlas.Atlas.create(path, block_size=BLOCK_SIZE)
     model = _model.Model()
     for b in range(batches):
@@ -71,35 +73,81 @@ def build_template(path: str, batches: int = 14) -> None:
     # each: enough flushes in a row for the size-tiered merge to run on the catalog and on
     # every array name (and superseded chunks for it to drop)
     for i in range(9):
-        ds = store.open_dataset(f"keep{i % 2}") if i > 1 else store.create_dataset(f"keep{i}")
-        for kind, (dtype, dims, shape, chunks, fill) in _model.ARRAYS.items():
-            if i < 2:
-                ds.define_array(kind, dtype, dims, list(shape), list(chunks), fill)
-            start, size = _model._window(rng, shape)
-            ds.write_array(kind, list(start), _model._draw_data(rng, kind, size))
-            ds.set_array_attribute(kind, "unit", f"u{i}")
+        name = f"keep{i % 2}"
+        if i < 2:
+            store.create_dataset(name)
+            model.datasets[name] = _model.DatasetModel()
+        for kind in _model.ARRAYS:
+            _write(store, model, name, kind, rng)
+            store.open_dataset(name).set_array_attribute(kind, "unit", f"u{i}")
+            model.datasets[name].arrays[kind].attrs["unit"] = f"u{i}"
         store.flush()
+    extra: dict[str, dict] = {}  # dataset -> array -> values, outside the model's kinds
     # chunks bigger than a block get a block of their own (the edge chunk is packed)
     for i in range(2):
-        ds = store.open_dataset(f"keep{i}")
+        ds = store.create_dataset(f"big{i}")
         ds.define_array("big", "float64", ["i"], [1500], [600], float("nan"))
-        ds.write_array("big", [0], rng.normal(size=1500))
+        extra[f"big{i}"] = {"big": rng.normal(size=1500)}
+        ds.write_array("big", [0], extra[f"big{i}"]["big"])
     # many small one-chunk arrays in one flush: blocks that many datasets share
     for i in range(12):
         ds = store.create_dataset(f"row{i}")
         ds.define_array("row", "float64", ["i"], [64], None, None)
-        ds.write_array("row", [0], rng.normal(size=64))
+        extra[f"row{i}"] = {"row": rng.normal(size=64)}
+        ds.write_array("row", [0], extra[f"row{i}"]["row"])
     store.flush()
     # one chunk written twice within a flush (a superseded row in a live block), chunks
     # rewritten or deleted whose blocks no read needs any more (dead blocks)
-    name = next(n for n in store.list_datasets() if "count" in store.open_dataset(n).list_arrays())
-    ds = store.open_dataset(name)
-    ds.write_array("count", [0], np.arange(7, dtype=np.int16))
-    ds.write_array("count", [0], np.arange(7, 14, dtype=np.int16))
-    store.open_dataset("keep0").write_array("big", [0], rng.normal(size=600))
-    store.open_dataset("keep1").delete_array("big")
+    name = next(n for n, d in model.datasets.items() if "count" in d.arrays)
+    for values in (np.arange(7, dtype=np.int16), np.arange(7, 14, dtype=np.int16)):
+        store.open_dataset(name).write_array("count", [0], values)
+        model.datasets[name].arrays["count"].values[:7] = values
+        model.datasets[name].arrays["count"].written[:7] = True
+    extra["big0"]["big"][:600] = rng.normal(size=600)
+    store.open_dataset("big0").write_array("big", [0], extra["big0"]["big"][:600])
+    store.open_dataset("big1").delete_array("big")
+    del extra["big1"]["big"]
     store.delete_dataset("row3")
+    del extra["row3"]
     store.flush()
+    _check_template(path, model, extra)
+
+
+def _write(store, model: _model.Model, name: str, kind: str, rng) -> None:
+    """A random window of array ``kind`` of dataset ``name`` (defined on first use), in the
+    store and the model."""
+    arrays = model.datasets[name].arrays
+    if kind not in arrays:
+        dtype, dims, shape, chunks, fill = _model.ARRAYS[kind]
+        store.open_dataset(name).define_array(kind, dtype, dims, list(shape), list(chunks), fill)
+        arrays[kind] = _model.new_array(kind)
+    start, size = _model._window(rng, arrays[kind].values.shape)
+    data = _model._draw_data(rng, kind, size)
+    box = tuple(slice(b, b + n) for b, n in zip(start, size))
+    arrays[kind].values[box] = data
+    arrays[kind].written[box] = True
+    store.open_dataset(name).write_array(kind, list(start), data)
+
+
+def _check_template(path: str, model: _model.Model, extra: dict) -> None:
+    store = atlas.Atlas.open(path)
+    got = _by_dataset(_model.snapshot_store(store))
+    for name, lines in _by_dataset(_model.snapshot_model(model)).items():
+        assert got.pop(name) == lines, f"template dataset {name} differs from its model"
+    assert set(got) == set(extra)
+    for name, arrays in extra.items():
+        assert store.open_dataset(name).list_arrays() == list(arrays)
+        for array, values in arrays.items():
+            assert store.open_dataset(name).read_array(array).tobytes() == values.tobytes()
+
+
+def _by_dataset(lines: list[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for line in lines:
+        if line.startswith("dataset "):
+            current = out.setdefault(line[len("dataset "):], [])
+        current.append(line)
+    return out
 
 
 # -- parsing, independently of atlas -------------------------------------------------------------

@@ -352,7 +352,7 @@ def test_every_call_of_a_compact_failing(tmp_path, base, compact_calls):
     record("faults-compact-every-call", faults=len(ops), calls=dict(compact_calls.counts))
 
 
-# -- write_array ------------------------------------------------------------------------------------
+# -- write_array ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("partial", [True, False])
@@ -396,7 +396,7 @@ def test_creating_a_pending_segment_on_a_full_disk_changes_nothing(tmp_path):
                           np.arange(4, dtype=np.int8))
 
 
-# -- random -----------------------------------------------------------------------------------------
+# -- random ---------------------------------------------------------------------------------------
 
 
 def _random_faults(tmp_path, batches: int, rate: float, seed: int) -> dict:

@@ -9,9 +9,11 @@ from atlas.errors import (
     CorruptionError,
     DatasetNotFoundError,
     FormatError,
+    InvalidKeyError,
     InvalidNameError,
     OutOfBoundsError,
     ReadOnlyError,
+    StaleHandleError,
     StoreNotFoundError,
 )
 
@@ -32,9 +34,11 @@ __all__ = [
     "DatasetNotFoundError",
     "DatasetView",
     "FormatError",
+    "InvalidKeyError",
     "InvalidNameError",
     "OutOfBoundsError",
     "ReadOnlyError",
+    "StaleHandleError",
     "StoreNotFoundError",
     "VerifyReport",
 ]

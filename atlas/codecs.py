@@ -76,15 +76,39 @@ def decompress_zstd(stored, decoded_length: int, where: str):
     return raw
 
 
-def decode(codec_id: int, stored, decoded_length: int):
+# lz4's block format cannot describe more than this (LZ4_MAX_INPUT_SIZE), and one byte of it
+# expands to at most 255 (a match-length byte of 255)
+LZ4_MAX_DECODED = 0x7E000000
+LZ4_MAX_RATIO = 255
+# metadata frames (the manifest): no real one compresses better than this, a bomb does
+FRAME_MAX_RATIO = 1024
+FRAME_MIN_LIMIT = 64 << 20
+
+
+def decode(codec_id: int, stored, decoded_length: int, expected_length: int | None = None):
     """Decompress one chunk; raise CorruptionError when the bytes do not decode to the length.
 
+    Bounded: nothing bigger than ``decoded_length`` is ever allocated, a frame or record that
+    claims another size is refused before decoding, and ``expected_length`` (what the format
+    says the chunk must hold, when it knows: cells x item size) must equal ``decoded_length``.
     Messages do not name the file: callers know it and prefix it.
     """
+    if expected_length is not None and decoded_length != expected_length:
+        raise CorruptionError(f"chunk claims {decoded_length} decoded bytes, its array's chunk "
+                              f"holds {expected_length}")
+    if decoded_length < 0:
+        raise CorruptionError(f"chunk claims a negative decoded length {decoded_length}")
     try:
         if codec_id == 1:
+            declared = zstandard.frame_content_size(stored)
+            if declared not in (-1, decoded_length):  # -1: the frame does not say
+                raise CorruptionError(f"zstd frame declares {declared} decoded bytes, the "
+                                      f"index records {decoded_length}")
             raw = _zstd_decompressor().decompress(stored, max_output_size=decoded_length)
         elif codec_id == 2:
+            if decoded_length > min(LZ4_MAX_DECODED, LZ4_MAX_RATIO * len(stored)):
+                raise CorruptionError(f"lz4 record of {len(stored)} bytes cannot decode to "
+                                      f"{decoded_length} bytes")
             raw = lz4.block.decompress(stored, uncompressed_size=decoded_length)
         elif codec_id == 0:
             raw = stored
@@ -94,4 +118,25 @@ def decode(codec_id: int, stored, decoded_length: int):
         raise CorruptionError(f"chunk does not decode ({err})") from err
     if len(raw) != decoded_length:
         raise CorruptionError(f"chunk decoded to {len(raw)} bytes, expected {decoded_length}")
+    return raw
+
+
+def decompress_frame(data, where: str, max_size: int | None = None) -> bytes:
+    """One zstd frame of metadata (a manifest payload), bounded: the frame must declare its
+    size and that size must be at most ``max_size`` (default: ``FRAME_MAX_RATIO`` times the
+    compressed size, at least ``FRAME_MIN_LIMIT``), checked before anything is allocated."""
+    limit = max(FRAME_MIN_LIMIT, FRAME_MAX_RATIO * len(data)) if max_size is None else max_size
+    try:
+        declared = zstandard.frame_content_size(data)
+        if declared < 0 or declared > limit:
+            raise CorruptionError(
+                f"{where}: compressed metadata of {len(data)} bytes declares "
+                f"{'no' if declared < 0 else declared} decoded size (at most {limit} bytes "
+                "accepted); refusing to decompress it")
+        raw = _zstd_decompressor().decompress(data, max_output_size=declared)
+    except zstandard.ZstdError as err:
+        raise CorruptionError(f"{where}: metadata does not decode ({err})") from err
+    if len(raw) != declared:
+        raise CorruptionError(f"{where}: metadata decoded to {len(raw)} bytes, its frame "
+                              f"declares {declared}")
     return raw

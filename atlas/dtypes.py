@@ -219,22 +219,71 @@ def fill_for_user(dtype: DType, fill: Any) -> Any:
     return dtype.numpy.type(fill).item()
 
 
+# nanoseconds per unit of datetime64 (exact integers); finer units divide instead
+_NS_PER_UNIT = {"W": 7 * 86_400 * 10**9, "D": 86_400 * 10**9, "h": 3_600 * 10**9,
+                "m": 60 * 10**9, "s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+_UNITS_PER_NS = {"ps": 10**3, "fs": 10**6, "as": 10**9}
+TIMESTAMP_RANGE = "1677-09-21T00:12:43.145224193 .. 2262-04-11T23:47:16.854775807"
+
+
+def check_timestamp_int(value: int, where: str, given: Any = None) -> int:
+    """Nanoseconds that a ``datetime64[ns]`` can hold: NaT (``-2**63``) or a time within
+    int64. Anything else would wrap silently in numpy (and poison the store): OverflowError."""
+    value = int(value)
+    if value != NAT_INT and not NAT_INT < value < 2**63:
+        raise OverflowError(f"{where}: timestamp {given if given is not None else value!r} is "
+                            f"outside the datetime64[ns] range {TIMESTAMP_RANGE}")
+    return value
+
+
+def _datetime64_to_int(value: np.datetime64, where: str) -> int:
+    """Exact nanoseconds of a datetime64 of any unit (numpy's own cast wraps silently)."""
+    if np.isnat(value):
+        return NAT_INT
+    unit, step = np.datetime_data(value.dtype)
+    if unit in ("Y", "M"):  # calendar units: days are exact, and checked by the way back
+        days = value.astype("datetime64[D]")
+        if days.astype(value.dtype) != value:
+            raise OverflowError(f"{where}: timestamp {value!r} is outside the datetime64[ns] "
+                                f"range {TIMESTAMP_RANGE}")
+        value, unit, step = days, "D", 1
+    count = int(value.astype(np.int64)) * step
+    if unit in _UNITS_PER_NS:
+        ns, rest = divmod(count, _UNITS_PER_NS[unit])
+        if rest:
+            raise ValueError(f"{where}: timestamp {value!r} is not a whole number of "
+                             "nanoseconds; atlas stores datetime64[ns]")
+    elif unit in _NS_PER_UNIT:
+        ns = count * _NS_PER_UNIT[unit]
+    else:
+        raise TypeError(f"{where}: datetime64 unit {unit!r} of {value!r} is not a time unit")
+    return check_timestamp_int(ns, where, value)
+
+
 def timestamp_to_int(value: Any, where: str) -> int:
-    """A timestamp-like value (datetime64, datetime, ISO string, int ns) as int64 nanoseconds."""
+    """A timestamp-like value (datetime64 of any unit, datetime, ISO string, int ns) as int64
+    nanoseconds, exactly: a time outside the datetime64[ns] range raises OverflowError."""
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{where}: a timestamp needs a datetime64/datetime/int, got {value!r}")
     if isinstance(value, (int, np.integer)):
-        return int(value)
+        return check_timestamp_int(value, where)
     if isinstance(value, str):
         try:
-            value = np.datetime64(value, "ns")
+            # numpy parses "...T00:00:00.000000000" at [ns] and wraps silently when out of
+            # range; the same text at [s] cannot wrap, so the two must agree
+            parsed, seconds = np.datetime64(value), np.datetime64(value, "s")
         except ValueError:
             raise TypeError(f"{where}: cannot read {value!r} as a timestamp") from None
+        ns = _datetime64_to_int(parsed, where)
+        if (ns == NAT_INT) != np.isnat(seconds) or (
+                ns != NAT_INT and ns // 10**9 != int(seconds.astype(np.int64))):
+            raise OverflowError(f"{where}: timestamp {value!r} is outside the datetime64[ns] "
+                                f"range {TIMESTAMP_RANGE}")
+        return ns
     if isinstance(value, _dt.datetime):
         if value.tzinfo is not None:
             value = value.astimezone(_dt.timezone.utc).replace(tzinfo=None)
-        value = np.datetime64(value, "ns")
+        value = np.datetime64(value, "us")  # exact: datetime has microseconds
     if isinstance(value, np.datetime64):
-        return int(value.astype("datetime64[ns]").view(np.int64))
+        return _datetime64_to_int(value, where)
     raise TypeError(f"{where}: a timestamp needs a datetime64/datetime/int, got {value!r}")
-

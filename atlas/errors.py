@@ -57,6 +57,15 @@ class FormatError(AtlasError, ValueError):
     """A file that is not in a format version this package understands."""
 
 
+class InvalidKeyError(AtlasError, ValueError):
+    """A storage key outside the key grammar (``atlas.storage.check_key``)."""
+
+
+class StaleHandleError(CorruptionError, FileNotFoundError):
+    """A file the handle's manifest references is gone: a compaction removed it after its grace
+    period (reopen the store), or the store lost it (then ``verify()`` reports it too)."""
+
+
 __all__ = [
     "AlreadyExistsError",
     "ArrayNotFoundError",
@@ -65,8 +74,10 @@ __all__ = [
     "CorruptionError",
     "DatasetNotFoundError",
     "FormatError",
+    "InvalidKeyError",
     "InvalidNameError",
     "OutOfBoundsError",
     "ReadOnlyError",
+    "StaleHandleError",
     "StoreNotFoundError",
 ]

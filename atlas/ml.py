@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import numpy as np
+
 
 def torch_dataset(store: Any, array: str, dataset_names: Sequence[str] | None = None,
                   batch_size: int = 64, shuffle: bool = True, seed: int | None = None,
@@ -11,21 +13,62 @@ def torch_dataset(store: Any, array: str, dataset_names: Sequence[str] | None = 
                   drop_last: bool = False, prefetch: int = 1):
     """A ``torch.utils.data.IterableDataset`` yielding ``(names, tensor)`` batches.
 
-    Use it with ``DataLoader(ds, batch_size=None)``: batching happens in atlas. With several
-    DataLoader workers each worker reads a disjoint share of the batches (the store handle is
-    pickled to the workers and reopened there).
+    Use it with ``DataLoader(ds, batch_size=None)``: batching happens in atlas. Each pass
+    splits the datasets into batches once (shuffled from ``seed``; without a seed, from the
+    DataLoader's per-epoch seed, the same in all its workers), and with ``num_workers=N``
+    worker ``k`` reads only batches ``k, k + N, ...``: every dataset is read once per pass, and
+    the DataLoader, which takes batches from its workers in turn, yields them in batch order.
     """
     import torch
     from torch.utils.data import IterableDataset, get_worker_info
 
+    if dataset_names is None:
+        names = [n for n in store.list_datasets() if array in store.open_dataset(n).list_arrays()]
+        if not names:
+            raise KeyError(f"no dataset in {store.location} has an array {array!r}")
+    else:
+        names = list(dataset_names)
+        if not names:
+            raise ValueError("dataset_names is empty; nothing to batch")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+
     class AtlasBatches(IterableDataset):
+        def __len__(self) -> int:
+            full, rest = divmod(len(names), batch_size)
+            return full + (1 if rest and not drop_last else 0)
+
         def __iter__(self):
             info = get_worker_info()
-            kwargs = dict(dataset_names=dataset_names, batch_size=batch_size, shuffle=shuffle,
-                          seed=seed, start=start, shape=shape, drop_last=drop_last,
-                          prefetch=prefetch)
-            for i, (names, batch) in enumerate(store.batches(array, **kwargs)):
-                if info is None or i % info.num_workers == info.id:
-                    yield names, torch.from_numpy(batch)
+            plan = batch_plan(len(names), batch_size, shuffle, _epoch_seed(seed, info),
+                              drop_last)
+            if info is not None:
+                plan = plan[info.id::info.num_workers]
+            mine = [names[i] for batch in plan for i in batch]
+            if not mine:
+                return
+            # the worker's batches, in order: batches() cuts them again at batch_size
+            for batch_names, batch in store.batches(array, mine, batch_size=batch_size,
+                                                    shuffle=False, start=start, shape=shape,
+                                                    prefetch=prefetch):
+                yield batch_names, torch.from_numpy(batch)
 
     return AtlasBatches()
+
+
+def batch_plan(count: int, batch_size: int, shuffle: bool, seed: int | None,
+               drop_last: bool) -> list[np.ndarray]:
+    """The positions of each batch of one pass over ``count`` datasets."""
+    order = np.random.default_rng(seed).permutation(count) if shuffle else np.arange(count)
+    plan = [order[c:c + batch_size] for c in range(0, count, batch_size)]
+    if drop_last and plan and len(plan[-1]) < batch_size:
+        plan.pop()
+    return plan
+
+
+def _epoch_seed(seed: int | None, info: Any) -> int | None:
+    """``seed``, else the seed the DataLoader drew for this pass: worker ``k`` of ``N`` gets
+    ``base_seed + k``, so ``info.seed - info.id`` is one number in all workers."""
+    if seed is not None or info is None:
+        return seed
+    return info.seed - info.id

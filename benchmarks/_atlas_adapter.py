@@ -185,9 +185,9 @@ def compact(store) -> None:
 def is_data_file(relative_path: str) -> bool:
     """True for a file of the store that holds chunk data (a segment), False for metadata.
 
-    Format version 1 (``docs/format.md``): data lives in ``segments/<array>/<gen>-<uuid>.seg``
-    (each with its chunk index as a footer); everything else (``manifest.atlas``, the lock file)
-    is metadata. A new layout updates this one rule."""
+    Format version 2 (``docs/format.md``): data lives in ``segments/<gen>-<uuid>.seg`` (blocks
+    of chunks, with their chunk index at the end); the catalog parts (``catalog/*.cat``), the
+    root (``manifest.atlas``) and the lock file are metadata. A new layout updates this rule."""
     return relative_path.startswith("segments/") and relative_path.endswith(".seg")
 
 
@@ -231,62 +231,19 @@ def read_window(
 def stored_chunks(
     store, array: str, names: list[str], start=None, shape=None
 ) -> tuple[list[bytes], list[int], str]:
-    """The exact compressed bytes atlas stored for the chunks a read of ``array`` touches.
+    """The exact compressed bytes atlas stored for the blocks a read of ``array`` decodes.
 
-    For every name in ``names`` (in order, repeats kept) and every chunk the window
-    ``start``/``shape`` (default: the whole array) intersects, in the planner's chunk order:
-    the stored data bytes (without the written-cells mask), their decoded size, and the store's
-    codec. Chunks never written are left out (the floor has nothing to decode for them).
-
-    Uses atlas internals (``Atlas._context`` and the manifest): the floor has to decode what
-    atlas decodes, byte for byte. Returns ``(chunks, decoded_sizes, codec)``.
+    Through ``Atlas.read_plan`` (the plan the read itself runs): every block the stacked read
+    of ``names`` over the window ``start``/``shape`` fetches, its decoded size, and the codec.
+    Returns ``(blocks, decoded_sizes, codec)``.
     """
-    from atlas import kernels
-    from atlas.codecs import CODEC_NAMES
-
-    ctx = store._context(array)
-    resolved = ctx.resolved
-    cols = resolved.columns
-    datasets = store._manifest.datasets
-    schemas = store._manifest.schemas
-    chunks: list[bytes] = []
-    sizes: list[int] = []
-    codec_ids: set[int] = set()
-    plans: dict[int, np.ndarray] = {}
-    for name in names:
-        entry = datasets[name]["arrays"][array]
-        schema_id = int(entry["schema"])
-        if schema_id not in plans:
-            schema = schemas[schema_id]
-            begin = (0,) * schema.ndim if start is None else tuple(start)
-            window = (
-                tuple(s - b for s, b in zip(schema.shape, begin)) if shape is None else tuple(shape)
-            )
-            plans[schema_id] = kernels.window_plan(
-                schema.shape, schema.chunk_shape, begin, window
-            ).chunk_ids
-        chunk_ids = plans[schema_id]
-        if len(chunk_ids) == 0 or resolved.rows == 0:
-            continue
-        found = kernels.find(
-            cols["slot"],
-            cols["chunk"],
-            np.full(len(chunk_ids), int(entry["slot"]), np.int64),
-            np.asarray(chunk_ids, np.int64),
-        )
-        for row in found[found >= 0].tolist():
-            seg = int(resolved.segment[row])
-            length = int(cols["stored_length"][row])
-            data = ctx.storage.get_range(
-                resolved.keys[seg], int(cols["offset"][row]), length, resolved.sizes[seg]
-            )
-            chunks.append(bytes(data))
-            sizes.append(int(cols["decoded_length"][row]))
-            codec_ids.add(int(cols["codec"][row]))
-    if len(codec_ids) > 1:
-        raise ValueError(f"chunks of {array!r} use several codecs {sorted(codec_ids)}")
-    codec = CODEC_NAMES[codec_ids.pop()] if codec_ids else store.codec
-    return chunks, sizes, codec
+    plan = store.read_plan(array, names, start, shape)
+    blocks = plan.blocks()
+    codecs_used = {codec for _data, _size, codec in blocks}
+    if len(codecs_used) > 1:
+        raise ValueError(f"blocks of {array!r} use several codecs {sorted(codecs_used)}")
+    codec = codecs_used.pop() if codecs_used else store.codec
+    return [b[0] for b in blocks], [b[1] for b in blocks], codec
 
 
 def stored_window_chunks(

@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> dict:
         names = _fill(store, args.n, args.flushes)
         import atlas
 
-        segments = len(atlas.Atlas.open(store)._manifest.segments["temperature"])
+        segments = atlas.Atlas.open(store).usage()["per_array"]["temperature"]["segments"]
         # warm-up: compile the kernels before timing
         _measure(store, names[:2], [0.0], 1)
         base, slow = _measure(store, names, [0.0, args.latency], args.repeats)

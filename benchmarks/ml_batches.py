@@ -357,7 +357,7 @@ def run(args: argparse.Namespace) -> dict:
             "patch_windows": "phase patch: one random window per batch (atlas's stacked read "
             "takes one window per call); phase patch-each: one per sample, one call each",
             "chunks": {"atlas": list(FIELD_SHAPE), "zarr-stacked": [1, *FIELD_SHAPE]},
-            "codecs": {"atlas": f"{store.codec} level {store._manifest.doc['level']}",
+            "codecs": {"atlas": f"{store.codec} level {store.level}",
                        "zarr-stacked": f"zstd level {zarr_stacked.ZSTD_LEVEL}"},
             "tensorstore": "driver zarr3 on the zarr-stacked array, default context, "
             "read into a reused buffer",

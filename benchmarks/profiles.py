@@ -160,21 +160,21 @@ def open_scale_scenarios(args, workdir: Path, out: Path) -> None:
 
 
 def cold_start_scenarios(args, workdir: Path, out: Path) -> None:
-    from benchmarks.cold_start import KERNELS, SUBJECT, _prepare, child_script
+    from benchmarks.cold_start import STACKED, SUBJECT, _prepare, child_script
 
     params = _prepare(workdir / "cold", 100)
     scripts = {}
-    for system in (SUBJECT, KERNELS):
+    for system in (SUBJECT, STACKED):
         scripts[system] = workdir / f"cold_child_{len(scripts)}.py"
         scripts[system].write_text(child_script(system, params))
     env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
     env["NUMBA_CACHE_DIR"] = str(workdir / "numba-cache")
-    subprocess.run([sys.executable, str(scripts[KERNELS])], env=env, check=True,
+    subprocess.run([sys.executable, str(scripts[STACKED])], env=env, check=True,
                    capture_output=True)  # fills the warm cache
     empty_cache = {"NUMBA_CACHE_DIR": str(workdir / "numba-empty")}
     for label, system, extra in (("first_read", SUBJECT, {}),
-                                 ("kernels_warm_cache", KERNELS, {}),
-                                 ("kernels_cold_cache", KERNELS, empty_cache)):
+                                 ("stacked_first_read", STACKED, {}),
+                                 ("first_read_cold_cache", SUBJECT, empty_cache)):
         done = subprocess.run(
             [sys.executable, "-m", "pyinstrument", "-i", str(INTERVAL), "-r", "text",
              "--unicode", "-p", "time=percent_of_total", str(scripts[system])],

@@ -259,7 +259,7 @@ def run(args: argparse.Namespace) -> dict:
             read_tasks[harness.FLOOR] = functools.partial(floor.decode, floor_input, buffer)
             floor_params = {
                 "floor_source": floor_source,
-                "floor_chunks": len(floor_input.chunks),
+                "floor_blocks": len(floor_input.chunks),
                 "floor_compressed_bytes": floor_input.compressed_bytes,
                 "floor_decoded_bytes": floor_input.decoded_bytes,
                 "floor_threads": floor.DEFAULT_THREADS,

@@ -55,9 +55,19 @@ def main() -> None:
         print("temperature attributes:", view.array_attributes("temperature"))
         print("temperature fill value:", view.array_fill_value("temperature"))
 
-        # many datasets stacked along a new dimension, one bulk read per variable
-        both = store.to_xarray_many(["jan_2024", "feb_2024"], concat_dim="month")
+        # many datasets stacked along a new dimension, lazily (dask, one bulk read per stored
+        # chunk). The months have different times: join="exact" (the default) refuses to
+        # label February with January's times; join="outer" aligns them on all six days
+        try:
+            store.to_xarray_many(["jan_2024", "feb_2024"], concat_dim="month")
+        except ValueError as err:
+            print("join='exact':", err)
+        both = store.to_xarray_many(["jan_2024", "feb_2024"], concat_dim="month", join="outer")
         print("stacked temperature:", dict(both["temperature"].sizes))
+        assert both["temperature"].sel(month="feb_2024", time="2024-01-02").isnull().all()
+        xr.testing.assert_equal(both["temperature"].sel(month="feb_2024", drop=True)
+                                .dropna("time"),
+                                feb["temperature"])
 
         # the same store through xarray's own entry points
         opened = xr.open_dataset(path, engine="atlas", group="feb_2024")

@@ -88,7 +88,7 @@ def run(location, options: dict) -> None:
     expected = np.stack([fields[d][30:50, 60:100] for d in days])
     assert np.array_equal(window, expected)
     print(f"stacked read {window.shape}: open {opened} request, first read {first} "
-          f"(footer + data), next read {again} (footers cached)")
+          f"(catalog, segment footer, blocks), next read {again} (decoded blocks cached)")
 
     # 3. Handles pickle as a small description: this is what dask ships to its workers.
     clone = pickle.loads(pickle.dumps(reader))

@@ -29,8 +29,9 @@ def test_benchmark_workloads_run_at_n5_and_write_results(tmp_path):
     profile = _result(out, "upstream_profile_n5_quick")
     assert set(profile["phases"]["read"]) == {"atlas", "zarr-stacked", "floor"}
     assert profile["params"]["floor_source"] == "atlas stored bytes"
-    # the floor decodes exactly the chunks atlas stored: 5 datasets x 4 variables, one chunk each
-    assert profile["params"]["floor_chunks"] == 20
+    # the floor decodes exactly the blocks atlas stored: the 5 small chunks of each of the 4
+    # variables share one block
+    assert profile["params"]["floor_blocks"] == 4
     assert profile["params"]["floor_decoded_bytes"] == 5 * 4 * 50 * 168 * 4
 
     ml_batches.main(["--n", "5", "--batches", "2", "--batch-size", "4", "--patch", "8", *common])

@@ -52,12 +52,11 @@ def write_day(path: Path, day: int, seed: int | None = None) -> Path:
     return path
 
 
-def write_bool_file(path: Path) -> Path:
-    """A variable xarray decodes as bool (int8 + dtype="bool"), which atlas cannot store."""
+def write_unstorable_file(path: Path) -> Path:
+    """A variable named with a leading '_', which atlas reserves for itself."""
     with netCDF4.Dataset(path, "w") as nc:
         nc.createDimension("x", 3)
-        flag = nc.createVariable("ice_flag", "i1", ("x",))
-        flag.setncattr("dtype", "bool")
+        flag = nc.createVariable("_ice_flag", "i1", ("x",))
         flag[:] = [0, 1, 1]
     return path
 
@@ -151,17 +150,17 @@ def test_a_broken_file_stops_the_ingest_and_nothing_is_kept(folder, tmp_path):
 
 def test_an_unsupported_variable_stops_the_ingest_naming_file_and_variable(folder, tmp_path,
                                                                            capsys):
-    write_bool_file(folder / "day1c.nc")
+    write_unstorable_file(folder / "day1c.nc")
     assert main(["ingest", str(folder), str(tmp_path / "store")]) == 1
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and err.startswith(f"atlas: {folder / 'day1c.nc'}: ")
-    assert "'ice_flag'" in err and "bool" in err
+    assert "'_ice_flag'" in err and "reserved" in err
     assert atlas.Atlas.open(tmp_path / "store").list_datasets() == []
 
 
 def test_skip_errors_reports_what_was_skipped_and_ingests_the_rest(folder, tmp_path):
     write_broken(folder / "day1b.nc")
-    write_bool_file(folder / "day1c.nc")
+    write_unstorable_file(folder / "day1c.nc")
     proc = run("ingest", folder, tmp_path / "store", "--skip-errors", "--json")
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)

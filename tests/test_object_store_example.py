@@ -24,4 +24,4 @@ def test_object_store_example_runs(moto):
     assert done.returncode == 0, done.stderr
     assert ("local S3 endpoint" in done.stdout) == moto
     assert "ConflictError" in done.stdout
-    assert "next read 1 " in done.stdout  # one request per segment once footers are cached
+    assert "next read 0 " in done.stdout  # blocks once decoded are kept (immutable files)

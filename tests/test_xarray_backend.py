@@ -110,13 +110,16 @@ def test_to_xarray_many_stacks_data_variables_along_a_new_dimension(store_path, 
     monkeypatch.setattr(atlas.Atlas, "read_array_across_stacked", spy)
     names = ["d2", "d0", "d1"]
     many = atlas.Atlas.open(store_path).to_xarray_many(names)
+    assert calls == []  # lazy: nothing read before compute
+    many = many.compute()
     expected = xr.concat([dataset(int(n[1])) for n in names], dim="dataset",
                          data_vars="all", coords="minimal", compat="override",
                          join="override", combine_attrs="override")
     expected = expected.assign_coords(dataset=np.array(names, dtype=object))
     xr.testing.assert_identical(many, expected)
     assert many.attrs == dataset(2).attrs
-    assert sorted(calls) == sorted(["temperature", "salinity", "station", "depth"])
+    # one stacked read per stored chunk: temperature has 2 x 2 chunks of (2, 3, 8)
+    assert sorted(calls) == sorted(["temperature"] * 4 + ["salinity", "station", "depth"])
     # the later name, and a custom dimension
     alias = atlas.Atlas.open(store_path).open_as_many_xarray_dataset(names[:2], concat_dim="run")
     assert alias["temperature"].dims == ("run", "time", "lat", "lon")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import logging
@@ -27,7 +28,37 @@ def open_store(location: str, *, writable: bool = False):
     """Open an existing store; read-only unless the command changes it."""
     import atlas
 
-    return atlas.Atlas.open(location, read_only=not writable)
+    with credentials_explained(location):
+        return atlas.Atlas.open(location, read_only=not writable)
+
+
+# what to set when an object store finds no credentials (obstore reads these variables)
+CREDENTIALS = {
+    "s3": "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (with AWS_REGION; for an S3-compatible "
+          "server also AWS_ENDPOINT, and AWS_ALLOW_HTTP=true for http://), or "
+          "AWS_SKIP_SIGNATURE=true for a public bucket",
+    "gs": "GOOGLE_SERVICE_ACCOUNT (the path of a service-account JSON key) or "
+          "GOOGLE_APPLICATION_CREDENTIALS",
+    "az": "AZURE_STORAGE_ACCOUNT_NAME and AZURE_STORAGE_ACCOUNT_KEY (or AZURE_STORAGE_SAS_KEY)",
+}
+_SCHEMES = {"s3": "s3", "s3a": "s3", "gs": "gs", "az": "az", "azure": "az", "abfs": "az",
+            "abfss": "az", "adl": "az"}
+# how obstore says it found none: it asked the cloud's instance-metadata address instead
+_NO_CREDENTIALS = ("169.254.169.254", "computemetadata", "account must be specified")
+
+
+@contextlib.contextmanager
+def credentials_explained(location: str):
+    """Turn an object store's "no credentials" failure into one line saying what to set."""
+    try:
+        yield
+    except Exception as err:
+        kind = _SCHEMES.get(location.split("://", 1)[0].lower()) if "://" in location else None
+        text = str(err).lower()
+        if kind is None or not any(marker in text for marker in _NO_CREDENTIALS):
+            raise
+        raise CommandError(f"no credentials for {location}: set {CREDENTIALS[kind]} "
+                           "(see docs/cli.md)") from err
 
 
 def warn(message: str, progress=None) -> None:
@@ -57,7 +88,7 @@ def jsonable(value: Any) -> Any:
             [jsonable(v) for v in value.ravel()]
     if isinstance(value, np.datetime64):
         return None if np.isnat(value) else np.datetime_as_string(value, unit="auto")
-    if isinstance(value, (_dt.datetime, _dt.date)):
+    if isinstance(value, (_dt.datetime, _dt.date)) or _is_cftime(value):
         return value.isoformat()
     if isinstance(value, np.generic):
         value = value.item()
@@ -89,12 +120,18 @@ def format_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, np.datetime64):
         return "NaT" if np.isnat(value) else np.datetime_as_string(value, unit="auto")
+    if _is_cftime(value):
+        return value.isoformat()
     if isinstance(value, (bool, np.bool_)):
         return "true" if value else "false"
     if isinstance(value, (float, np.floating)):
         value = float(value)
         return "NaN" if math.isnan(value) else f"{value:.7g}"
     return str(value)
+
+
+def _is_cftime(value: Any) -> bool:
+    return type(value).__module__.startswith("cftime")
 
 
 def plural(n: int, word: str) -> str:

@@ -9,6 +9,7 @@ import tempfile
 import numpy as np
 
 from atlas.cli._common import CommandError, emit, format_value, log, open_store
+from atlas.cli._dates import as_dates, calendar_plan, date_text
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
@@ -81,7 +82,19 @@ def _coordinate(view, dim: str, size: int):
 def _at(view, dim: str, size: int, i: int) -> str:
     """The coordinate value at index ``i`` of ``dim`` (the index itself when there is none)."""
     coord = _coordinate(view, dim, size)
-    return str(i) if coord is None else format_value(coord[i])
+    if coord is None:
+        return str(i)
+    plan = calendar_plan(view, dim)
+    return format_value(coord[i] if plan is None else as_dates(coord[i], plan))
+
+
+def _date_axis(view, dim: str, axis) -> None:
+    """Label an axis whose coordinate holds cftime dates (stored as numbers) with dates."""
+    plan = calendar_plan(view, dim)
+    if plan is not None:
+        from matplotlib.ticker import FuncFormatter
+
+        axis.set_major_formatter(FuncFormatter(lambda value, _pos: date_text(value, plan)))
 
 
 def _masked(values: np.ndarray, fill) -> np.ndarray:
@@ -121,6 +134,10 @@ def cmd_plot(args) -> int:
     shape, dims = meta["shape"], meta["dimension_names"]
     if meta["dtype"] in ("string", "timestamp_nanoseconds"):
         raise CommandError(f"cannot plot {args.array!r}: its dtype is {meta['dtype']}")
+    plan = calendar_plan(view, args.array)
+    if plan is not None:
+        raise CommandError(f"cannot plot {args.array!r}: it holds dates (calendar "
+                           f"{plan['calendar']})")
     if not shape:
         raise CommandError(f"cannot plot {args.array!r}: it is a scalar (0-D)")
     lead = len(shape) - 2 if len(shape) > 2 else 0
@@ -147,6 +164,8 @@ def cmd_plot(args) -> int:
             x = _coordinate(view, dims[0], shape[0])
             ax.plot(np.arange(shape[0]) if x is None else x, values)
             ax.set_xlabel(dims[0])
+            if x is not None:
+                _date_axis(view, dims[0], ax.xaxis)
             ax.set_ylabel(_label(view, args.array))
         else:
             ydim, xdim = dims[-2], dims[-1]
@@ -154,6 +173,8 @@ def cmd_plot(args) -> int:
             x = _coordinate(view, xdim, shape[-1])
             if x is not None and y is not None:
                 mesh = ax.pcolormesh(x, y, values, shading="auto")
+                _date_axis(view, xdim, ax.xaxis)
+                _date_axis(view, ydim, ax.yaxis)
             else:
                 mesh = ax.imshow(values, origin="lower", aspect="auto", interpolation="nearest")
             ax.set_xlabel(xdim)

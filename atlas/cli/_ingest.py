@@ -12,11 +12,12 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from collections import deque
 from pathlib import Path
 from typing import Any
 
-from atlas.cli._common import CommandError, emit, log, plural, warn
+from atlas.cli._common import CommandError, credentials_explained, emit, log, plural, warn
 from atlas.cli._maintain import CODECS
 from atlas.cli._progress import MB, Progress, human_bytes
 
@@ -48,7 +49,21 @@ def register(sub, common: argparse.ArgumentParser) -> None:
                    help="flush after every K ingested files (default: once at the end)")
     p.add_argument("-j", "--jobs", metavar="N", type=int, default=1,
                    help="read and decode files in N worker processes (0: one per CPU)")
+    p.add_argument("--no-decode-times", dest="decode_times", action="store_false",
+                   help="keep times as the numbers the files hold (xarray's "
+                        "decode_times=False), with their units attribute")
+    p.add_argument("--drop-variables", metavar="A,B", type=_name_list, default=(),
+                   help="leave out these variables of every file (xarray's drop_variables; "
+                        "also for variables that fail to decode)")
     p.set_defaults(func=cmd_ingest)
+
+
+def _name_list(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(","))
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated variable names, got "
+                                         f"{text!r}")
+    return names
 
 
 # -- finding and naming files ----------------------------------------------------------------------
@@ -129,12 +144,44 @@ def chunks_for(ds, spec: dict[str, Any] | None, path: Path, first: bool) -> dict
 
 # -- reading (in worker processes with -j) --------------------------------------------------------
 
-def read_file(path: str):
+# xr.open_dataset keywords of this ingest; set in each reader process by _use_options
+_OPEN_OPTIONS: dict[str, Any] = {}
+
+
+def _use_options(options: dict[str, Any]) -> None:
+    _OPEN_OPTIONS.clear()
+    _OPEN_OPTIONS.update(options)
+
+
+class Loaded:
+    """A file read into memory, with the warnings xarray gave while reading it."""
+
+    def __init__(self, dataset, notes: list[str]):
+        self.dataset = dataset
+        self.notes = notes
+
+    def close(self) -> None:
+        self.dataset.close()
+
+
+def read_file(path: str) -> Loaded:
     """Open, decode and load one file into memory (runs in a worker process with -j)."""
     import xarray as xr
 
-    with xr.open_dataset(path, engine=_engine()) as ds:
-        return ds.load()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with xr.open_dataset(path, engine=_engine(), **_OPEN_OPTIONS) as ds:
+            return Loaded(ds.load(), notes(caught))
+
+
+def notes(caught: list) -> list[str]:
+    """Caught warnings as distinct one-line messages, in order."""
+    out: list[str] = []
+    for item in caught:
+        text = " ".join(str(item.message).split())
+        if text and text not in out:
+            out.append(text)
+    return out
 
 
 def _engine() -> str | None:
@@ -161,6 +208,11 @@ def _worker_context():
     return multiprocessing.get_context(method)
 
 
+def _start_reader(options: dict[str, Any]) -> None:
+    _ignore_interrupts()
+    _use_options(options)
+
+
 def _ignore_interrupts() -> None:
     """Ctrl-C reaches the whole process group; only the writer must act on it. A worker that
     died of it while holding the pool's queue lock would leave the others blocked forever."""
@@ -169,8 +221,10 @@ def _ignore_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _reader(paths: list[Path], jobs: int):
-    """Yield (path, dataset or exception) in order, reading ahead with ``jobs`` processes."""
+def _reader(paths: list[Path], jobs: int, options: dict[str, Any]):
+    """Yield (path, Loaded or exception) in order, reading ahead with ``jobs`` processes;
+    ``options`` are the ``xr.open_dataset`` keywords."""
+    _use_options(options)
     if jobs <= 1:
         for path in paths:
             try:
@@ -184,7 +238,7 @@ def _reader(paths: list[Path], jobs: int):
     import xarray  # noqa: F401  (imported once here, forked workers inherit it)
 
     executor = ProcessPoolExecutor(max_workers=jobs, mp_context=_worker_context(),
-                                   initializer=_ignore_interrupts)
+                                   initializer=_start_reader, initargs=(options,))
     pending: deque = deque()
     todo = iter(paths)
     finished = False
@@ -239,12 +293,14 @@ def _open_or_create(location: str, codec: str | None):
     from atlas.errors import StoreNotFoundError
 
     try:
-        store = atlas.Atlas.open(location)
+        with credentials_explained(location):
+            store = atlas.Atlas.open(location)
     except StoreNotFoundError:
         if "://" not in location and os.path.isdir(location) and os.listdir(location):
             raise CommandError(f"{os.path.abspath(location)} is a folder that is not an atlas "
                                "store and not empty; refusing to create a store in it") from None
-        store = atlas.Atlas.create(location, codec=codec or "zstd")
+        with credentials_explained(location):
+            store = atlas.Atlas.create(location, codec=codec or "zstd")
         log.info("created store %s (codec %s)", store.location, codec or "zstd")
         return store, True
     if codec is not None and codec != store.codec:
@@ -254,7 +310,7 @@ def _open_or_create(location: str, codec: str | None):
 
 
 def cmd_ingest(args) -> int:
-    from atlas.core._validate import check_name
+    from atlas.names import check_name
 
     if args.flush_every < 0:
         raise CommandError(f"--flush-every must be >= 0, got {args.flush_every}")
@@ -301,7 +357,12 @@ def cmd_ingest(args) -> int:
     progress = Progress(len(todo), enabled=not args.quiet)
     names_of = {p: n for p, n in todo}
     first = True
-    results = _reader([p for p, _ in todo], min(jobs, len(todo)))
+    options = {"drop_variables": list(args.drop_variables) or None}
+    if not args.decode_times:
+        options["decode_times"] = False
+    if args.drop_variables and todo:
+        _check_drop(todo[0][0], args.drop_variables, progress)
+    results = _reader([p for p, _ in todo], min(jobs, len(todo)), options)
     try:
         for path, result in results:
             name = names_of[path]
@@ -310,9 +371,11 @@ def cmd_ingest(args) -> int:
                 if isinstance(result, BaseException):
                     raise _ReadError(f"{path}: cannot read it as netCDF: {_one_line(result)}")
                 try:
-                    chunks = chunks_for(result, chunk_spec, path, first)
+                    for note in result.notes:
+                        warn(f"{path}: {note}", progress)
+                    chunks = chunks_for(result.dataset, chunk_spec, path, first)
                     first = False
-                    _add(store, result, name, chunks, path)
+                    _add(store, result.dataset, name, chunks, path, progress)
                 finally:
                     result.close()
             except _ReadError as err:
@@ -354,15 +417,35 @@ def cmd_ingest(args) -> int:
     return 0
 
 
-def _add(store, ds, name: str, chunks: dict | None, path: Path) -> None:
-    """``add_xr_dataset`` with failures (unsupported variables...) as a per-file _ReadError."""
+def _check_drop(path: Path, names: tuple[str, ...], progress) -> None:
+    """Warn about --drop-variables names the first file does not have (typos, mostly)."""
+    import xarray as xr
+
+    try:
+        with xr.open_dataset(path, engine=_engine(), decode_cf=False) as ds:
+            missing = [n for n in names if n not in ds.variables]
+    except Exception:  # noqa: BLE001 - the real read reports the file's problem
+        return
+    if missing:
+        warn(f"--drop-variables names {', '.join(map(repr, missing))}, which "
+             f"{'is' if len(missing) == 1 else 'are'} not a variable of {path} (the first file)",
+             progress)
+
+
+def _add(store, ds, name: str, chunks: dict | None, path: Path, progress=None) -> None:
+    """``add_xr_dataset`` with failures (unsupported variables...) as a per-file _ReadError;
+    its warnings are reported in the ``atlas: warning:`` form."""
     from atlas.errors import ConflictError, CorruptionError, ReadOnlyError
 
     try:
-        if chunks:
-            store.add_xr_dataset(ds, name, chunks=chunks)
-        else:
-            store.add_xr_dataset(ds, name)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if chunks:
+                store.add_xr_dataset(ds, name, chunks=chunks)
+            else:
+                store.add_xr_dataset(ds, name)
+        for note in notes(caught):
+            warn(f"{path}: {note}", progress)
     except (TypeError, ValueError, NotImplementedError, OverflowError, KeyError,
             OSError) as err:
         if isinstance(err, (ConflictError, CorruptionError, ReadOnlyError)):

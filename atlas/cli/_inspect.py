@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from atlas.cli._common import disk_usage, emit, format_value, open_store, plural, table
+from atlas.cli._dates import as_dates, calendar_plan
 from atlas.cli._progress import human_bytes
 
 INTERNAL_PREFIX = "_pyatlas"  # bookkeeping attributes of the xarray layer, hidden in text output
@@ -60,6 +61,11 @@ def describe_dataset(store, name: str) -> dict:
         for dim, size in zip(meta["dimension_names"], meta["shape"]):
             if dims.setdefault(dim, size) != size:
                 conflicts.setdefault(dim, [dims[dim]]).append(size)
+        stats = view.array_stats(array)
+        plan = calendar_plan(view, array)
+        if plan is not None and stats is not None:  # cftime dates: shown as dates
+            stats = dict(stats, min=as_dates(stats["min"], plan), max=as_dates(stats["max"],
+                                                                                 plan))
         variables[array] = {
             "dtype": meta["dtype"],
             "dims": meta["dimension_names"],
@@ -67,8 +73,10 @@ def describe_dataset(store, name: str) -> dict:
             "chunk_shape": meta["chunk_shape"],
             "fill_value": meta.get("fill_value"),
             "attributes": view.array_attributes(array),
-            "stats": view.array_stats(array),
+            "stats": stats,
         }
+        if plan is not None:
+            variables[array]["calendar"] = plan["calendar"]
     out = {"name": name, "dimensions": dims, "variables": variables,
            "attributes": view.attributes()}
     if conflicts:
@@ -91,7 +99,8 @@ def _render_show(info: dict) -> str:
         chunks = "x".join(map(str, var["chunk_shape"])) if var["shape"] else "scalar"
         fill = var["fill_value"]
         fill_text = "no fill value" if fill is None else f"fill {format_value(fill)}"
-        lines.append(f"\t\t// chunks {chunks}, {fill_text}")
+        calendar = f", dates in calendar {var['calendar']}" if "calendar" in var else ""
+        lines.append(f"\t\t// chunks {chunks}, {fill_text}{calendar}")
         for key, value in var["attributes"].items():
             if not key.startswith(INTERNAL_PREFIX):
                 lines.append(f"\t\t{array}:{key} = {format_value(value)} ;")
@@ -131,8 +140,10 @@ def _merge_stats(total: dict, stats: dict | None) -> None:
 
 
 def collection_stats(store) -> dict[str, dict]:
-    """Per array name: datasets holding it, dtypes, shapes, chunk shapes and merged stats."""
+    """Per array name: datasets holding it, dtypes, shapes, chunk shapes and merged stats
+    (cftime dates shown as dates when every dataset uses one calendar)."""
     arrays: dict[str, dict] = {}
+    plans: dict[str, list] = {}
     for name in store.list_datasets():
         view = store.open_dataset(name)
         for array in view.list_arrays():
@@ -146,6 +157,15 @@ def collection_stats(store) -> dict[str, dict]:
                 if value not in entry[key]:
                     entry[key].append(value)
             _merge_stats(entry, view.array_stats(array))
+            plan = calendar_plan(view, array)
+            if plan not in plans.setdefault(array, []):
+                plans[array].append(plan)
+    for array, entry in arrays.items():
+        if len(plans[array]) == 1 and plans[array][0] is not None:
+            plan = plans[array][0]
+            entry["min"], entry["max"] = as_dates(entry["min"], plan), as_dates(entry["max"],
+                                                                                 plan)
+            entry["calendar"] = plan["calendar"]
     return dict(sorted(arrays.items()))
 
 

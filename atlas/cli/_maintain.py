@@ -1,4 +1,5 @@
-"""Commands that change or check a store: ``create``, ``rm``, ``compact``, ``verify``."""
+"""Commands that change or check a store: ``create``, ``rm``, ``compact``, ``verify``,
+``upgrade``."""
 
 from __future__ import annotations
 
@@ -47,12 +48,21 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_compact)
 
     p = sub.add_parser("verify", parents=[common], help="check every checksum",
-                       description="Check the manifest and every referenced chunk against its "
-                                   "checksum. Exit 1 when anything is damaged. Files no commit "
+                       description="Check the root, every catalog part and every segment and "
+                                   "block against its checksum. Exit 1 when anything is damaged. Files no commit "
                                    "references (orphans) are listed, and removed by --repair.")
     p.add_argument("store", metavar="STORE")
     p.add_argument("--repair", action="store_true", help="remove orphan files")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("upgrade", parents=[common], help="convert a store to format version 2",
+                       description="Rewrite a store of format version 1 in format version 2, "
+                                   "crash-safely: the new files are written first, then one "
+                                   "commit switches the store over; the old files are kept "
+                                   "for --grace seconds of readers, deleted by a later compact. "
+                                   "A store already in version 2 is left as it is.")
+    p.add_argument("store", metavar="STORE")
+    p.set_defaults(func=cmd_upgrade)
 
 
 def cmd_create(args) -> int:
@@ -117,11 +127,15 @@ def cmd_compact(args) -> int:
 
 
 def _render_verify(report, location: str, repair: bool) -> str:
-    lines = [(f"checked {location}: manifest, {plural(report.segments, 'segment')}, "
-              f"{plural(report.chunks, 'chunk')}")]
+    lines = [(f"checked {location}: root, {plural(report.parts, 'catalog part')}, "
+              f"{plural(report.segments, 'segment')}, {plural(report.chunks, 'chunk')}")]
     if report.orphans:
         lines.append(f"orphan files (referenced by no commit): {len(report.orphans)}")
         lines += [f"  {key}" for key in report.orphans]
+    if report.leftovers:
+        lines.append(f"leftovers of crashed writers (uploads, spill files): "
+                     f"{len(report.leftovers)}")
+        lines += [f"  {what}" for what in report.leftovers]
     if repair:
         lines.append(f"removed {plural(len(report.removed), 'orphan file')}")
         lines += [f"  {key}" for key in report.removed]
@@ -139,10 +153,28 @@ def cmd_verify(args) -> int:
     for problem in report.problems:
         log.error("verify: %s", problem)
     data = {"store": store.location, "ok": not report.problems, "problems": report.problems,
-            "orphans": report.orphans, "removed": report.removed, "segments": report.segments,
+            "orphans": report.orphans, "leftovers": report.leftovers,
+            "removed": report.removed, "segments": report.segments, "parts": report.parts,
             "chunks": report.chunks}
     emit(args, data, lambda: _render_verify(report, store.location, args.repair))
     if report.problems:
         n = len(report.problems)
         raise CommandFailed(f"verify found {plural(n, 'problem')} in {store.location}")
+    return 0
+
+
+def cmd_upgrade(args) -> int:
+    from atlas.core import upgrade
+
+    result = upgrade(args.store)
+    if result["upgraded"]:
+        log.info("upgraded %s to format version 2 (generation %d)", args.store,
+                 result["generation"])
+        text = (f"upgraded {args.store} to format version 2: {plural(result['datasets'], 'dataset')}"
+                f", {plural(result['segments'], 'segment')} (generation {result['generation']}); "
+                f"{plural(result['retired'], 'version-1 file')} kept for older readers until a "
+                "compact after the grace period")
+    else:
+        text = f"{args.store} is in format version 2 already; nothing to do"
+    emit(args, {"store": args.store, **result}, text)
     return 0

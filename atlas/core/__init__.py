@@ -2,5 +2,6 @@
 
 from atlas.core._atlas import Atlas, VerifyReport
 from atlas.core._dataset import DatasetView
+from atlas.core._upgrade import upgrade
 
-__all__ = ["Atlas", "DatasetView", "VerifyReport"]
+__all__ = ["Atlas", "DatasetView", "VerifyReport", "upgrade"]

@@ -7,6 +7,7 @@ Compaction, the automatic merge of small files and verification live in
 
 from __future__ import annotations
 
+import functools
 import weakref
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -20,7 +21,7 @@ from atlas.core._catalog import Catalog
 from atlas.core._dataset import DatasetView
 from atlas.core._index import ChunkIndex, IndexCache, SegmentSource, merge_indexes
 from atlas.core._pending import PendingWrites
-from atlas.core._read import BlockCache, execute, plan_read, read_chunk
+from atlas.core._read import BlockCache, ReadPlan, _distinct, execute, plan_read, read_chunk
 from atlas.core._validate import as_index_tuple, check_name, check_window
 from atlas.core._write import write_window
 from atlas.errors import (
@@ -102,14 +103,14 @@ class Atlas:
             self._root_state, self._token, self._legacy = load_root(self._storage)
         return self._root_state
 
-    @property
+    @functools.cached_property
     def _catalog(self) -> Catalog:
-        if self._catalog_state is None:
-            root = self._root
-            if self._legacy is not None:
-                self._catalog_state = self._legacy.catalog(self._files)
-            else:
-                self._catalog_state = Catalog(self._storage, root, self._files)
+        # cached in the instance after the first use: the hot path reads it on every call
+        root = self._root
+        if self._legacy is not None:
+            self._catalog_state = self._legacy.catalog(self._files)
+        else:
+            self._catalog_state = Catalog(self._storage, root, self._files)
         return self._catalog_state
 
     @property
@@ -117,7 +118,8 @@ class Atlas:
         if self._pending_state is None:
             root = self._root
             self._pending_state = PendingWrites(self._storage, root.codec, root.level,
-                                                root.block_size, self._catalog.schema)
+                                                root.block_size, self._catalog.schema,
+                                                root.generation + 1)
             # a handle dropped without flushing removes its spill files
             weakref.finalize(self, self._pending_state.abandon)
         return self._pending_state
@@ -134,6 +136,11 @@ class Atlas:
         return self._root.codec
 
     @property
+    def level(self) -> int:
+        """The compression level new blocks are written with."""
+        return self._root.level
+
+    @property
     def generation(self) -> int:
         """The number of the last commit this handle made or read."""
         return self._root.generation
@@ -147,8 +154,7 @@ class Atlas:
     def create_dataset(self, name: str) -> DatasetView:
         check_name(name, "dataset")
         self._check_writable()
-        self._catalog.create(name)
-        return DatasetView(self, name)
+        return DatasetView(self, name, self._catalog.create(name))
 
     def open_dataset(self, name: str) -> DatasetView:
         self._did(name)
@@ -181,6 +187,19 @@ class Atlas:
 
     def __len__(self) -> int:
         return self._catalog.count()
+
+    def __iter__(self):
+        """The dataset names, in creation order."""
+        return iter(self.list_datasets())
+
+    def __getitem__(self, name: str) -> DatasetView:
+        """``store[name]`` is ``store.open_dataset(name)`` (KeyError when there is none)."""
+        return self.open_dataset(name)
+
+    def _repr_html_(self) -> str:
+        from atlas.core._html import atlas_html
+
+        return atlas_html(self)
 
     # -- durability ----------------------------------------------------------------------------
 
@@ -225,7 +244,7 @@ class Atlas:
             part.release()
         merges.release()
         self._root_state = root
-        self._pending.committed()
+        self._pending.committed(root.generation + 1)
         self._catalog.committed(root, written, marks)
         merges.committed(self)
 
@@ -283,7 +302,8 @@ class Atlas:
             live = ~delta.dead
             stats = _stats.compute(
                 delta.columns["slot"][live], delta.columns["schema"][live], catalog.schemas(),
-                pending.index(section_id[1]), self._committed_index(section_id[1]),
+                pending.index(section_id[1]),
+                lambda a=section_id[1]: self._committed_index(a),
                 pending.string_partial(section_id[1]),
                 lambda slot, chunk, extent, a=section_id[1]: self._current_chunk(
                     a, self._schema_of_slot(a, slot), slot, chunk, extent))
@@ -291,6 +311,7 @@ class Atlas:
                 delta.columns[name] = delta.columns[name].copy()
                 delta.columns[name][live] = column
             out[section_id] = delta
+            pending.forget_index(section_id[1])  # one array's index at a time in memory
         return out
 
     def _schema_of_slot(self, array: str, slot: int) -> Schema:
@@ -380,6 +401,17 @@ class Atlas:
         self._read(array, slots, schema_ids, start_t, window, out)
         return out
 
+    def read_plan(self, array: str, dataset_names: Sequence[str] | None = None,
+                  start: Sequence[int] | None = None,
+                  shape: Sequence[int] | None = None) -> ReadPlan:
+        """How :meth:`read_array_across_stacked` would read: the blocks it fetches and decodes,
+        where each chunk lands, what is filled (``plan.blocks()`` fetches the stored blocks,
+        ``plan.execute(out)`` carries the read out)."""
+        names, slots, schema_ids = self._stack_rows(array, dataset_names)
+        dtype, start_t, window = self._common_window(array, names, schema_ids, start, shape)
+        return plan_read(self._indexes(array), slots, schema_ids, self._catalog.schemas(),
+                         start_t, window, np.dtype(dtype).itemsize)
+
     def write_array_across_stacked(self, array: str, names: Sequence[str], data: np.ndarray,
                                    dims: Sequence[str] | None = None,
                                    chunk_shape: Sequence[int] | None = None,
@@ -450,7 +482,7 @@ class Atlas:
     def _common_window(self, array, names, schema_ids, start, shape):
         """Check every distinct schema admits one window of one dtype; return it."""
         first = None
-        for schema_id in dict.fromkeys(schema_ids.tolist()):  # first mismatch first in errors
+        for schema_id in _distinct(schema_ids):  # first mismatch first in errors
             schema = self._catalog.schema(schema_id)
             position = int(np.flatnonzero(schema_ids == schema_id)[0])
             name = (names if names is not None else self._catalog.names())[position]
@@ -477,33 +509,51 @@ class Atlas:
         """Alias of :meth:`add_xr_dataset`."""
         return self.add_xr_dataset(ds, name, chunks)
 
-    def to_xarray(self, name: str) -> Any:
-        """Dataset ``name`` as an ``xarray.Dataset`` (chunked variables lazy, dask-backed)."""
+    def to_xarray(self, name: str, **decode: Any) -> Any:
+        """Dataset ``name`` as an ``xarray.Dataset`` (chunked variables lazy, dask-backed);
+        ``decode_cf``, ``mask_and_scale``, ... and ``drop_variables`` as in xr.open_dataset."""
         from atlas.xarray._read import to_xarray
 
-        return to_xarray(self, name)
+        return to_xarray(self, name, **decode)
 
-    def open_as_xarray_dataset(self, name: str) -> Any:
+    def open_as_xarray_dataset(self, name: str, **decode: Any) -> Any:
         """Alias of :meth:`to_xarray`."""
-        return self.to_xarray(name)
+        return self.to_xarray(name, **decode)
 
-    def to_xarray_many(self, names: Sequence[str], concat_dim: str = "dataset") -> Any:
-        """Data variables of many datasets stacked along ``concat_dim``."""
-        from atlas.xarray._read import to_xarray_many
+    def to_xarray_many(self, names: Sequence[str], concat_dim: str = "dataset",
+                       join: str = "exact") -> Any:
+        """Many datasets stacked along a new dimension ``concat_dim``, lazily (dask);
+        ``join="outer"`` aligns and pads datasets whose coordinates or sizes differ."""
+        from atlas.xarray._many import to_xarray_many
 
-        return to_xarray_many(self, names, concat_dim)
+        return to_xarray_many(self, names, concat_dim, join)
 
-    def open_as_many_xarray_dataset(self, names: Sequence[str],
-                                    concat_dim: str = "dataset") -> Any:
+    def open_mfdataset(self, names: Sequence[Any], concat_dim: Any = None,
+                       combine: str = "by_coords", **kwargs: Any) -> Any:
+        """Datasets combined along real dimensions, lazily, as ``xr.open_mfdataset`` combines
+        files (``combine="by_coords"`` or ``"nested"`` with ``concat_dim``)."""
+        from atlas.xarray._combine import open_mfdataset
+
+        return open_mfdataset(self, names, concat_dim, combine, **kwargs)
+
+    def open_as_many_xarray_dataset(self, names: Sequence[str], concat_dim: str = "dataset",
+                                    join: str = "exact") -> Any:
         """Alias of :meth:`to_xarray_many`."""
-        return self.to_xarray_many(names, concat_dim)
+        return self.to_xarray_many(names, concat_dim, join)
 
     # -- what DatasetView and the bulk paths use -----------------------------------------------
 
-    def _check_writable(self) -> None:
+    @property
+    def _fast_writes(self) -> bool:
+        """Whether writes may skip :meth:`_check_writable` (it would pass)."""
+        return not self._storage.read_only and self._legacy is None
+
+    def _check_writable(self, commits: bool = True) -> None:
+        """ReadOnlyError on a read-only handle; FormatError for a commit to a version-1 store
+        (``commits=False``: only files are removed, as an orphan sweep does)."""
         if self._storage.read_only:
             raise ReadOnlyError(f"store at {self.location} is open read-only")
-        if self._legacy is not None:
+        if commits and self._legacy is not None:
             raise FormatError(f"store at {self.location} is in format version 1, which this "
                               "atlas reads but does not write; convert it with "
                               f"`atlas upgrade {self.location}`")

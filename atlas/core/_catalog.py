@@ -29,6 +29,8 @@ from atlas.format.tables import Table, merge
 from atlas.storage import Storage
 
 _I64 = np.int64
+NAME_SEARCHES = 8  # name lookups that search bytes before a dict of every name is built
+_ABSENT = object()
 
 
 def _is_name(array) -> bool:
@@ -79,11 +81,23 @@ class Catalog:
         self.next_slot = root.next_slot
         self.next_schema = root.next_schema
         self.next_seq = root.next_seq
-        self._dids: dict[str, int] | None = None  # live name -> did
+        self._dids: dict[str, int] | None = None  # live name -> did, once built
+        # until then: names this handle created (-> did) or deleted (-> None), and the datasets
+        # sections of the parts, searched as joined bytes
+        self._names_changed: dict[str, int | None] = {}
+        self._name_blobs: dict[str, tuple | None] = {}
+        self._blooms: dict[str, Any] = {}
+        self._searches = 0
         self._live: list | None = None  # see _live_view
         self._schemas: list[Schema] | None = None
         self._schema_ids: dict[tuple, int] = {}
         self.new_schemas: list[tuple[int, Schema]] = []
+        # what the per-dataset hot path may keep between calls: the arguments of define_array
+        # already checked (-> schema id), and ``epoch``, which grows whenever something a
+        # DatasetView keeps (a dataset id, an array's row) may have changed
+        self.defined: dict[tuple, int] = {}
+        self.epoch = 0
+        self._array_tables: dict[str, LayeredTable] = {}
 
     # -- tables --------------------------------------------------------------------------------
 
@@ -121,9 +135,14 @@ class Catalog:
     def _live_view(self) -> list:
         """[names, dids (array('q')), token] of the live datasets in creation order."""
         if self._live is None:
-            table = self.table(("datasets",)).view().live()
-            self._live = [list(table.columns["name"]), array("q", table.key.tobytes()),
-                          object()]
+            table = self.table(("datasets",)).view()
+            names = table.__dict__.get("texts", {}).get("name")  # as decoded: one list copy
+            if names is not None and not table.dead.any():
+                names = list(names)  # this list grows with creates; the table's must not
+            else:
+                table = table.live()
+                names = list(table.columns["name"])
+            self._live = [names, array("q", table.key.tobytes()), object()]
         return self._live
 
     def names(self) -> NameList:
@@ -146,20 +165,88 @@ class Catalog:
         if self._dids is None:
             names, dids, _token = self._live_view()
             self._dids = dict(zip(names, dids))
+            self._names_changed = {}
         return self._dids
 
     def did_of(self, name: str) -> int | None:
-        return self.dids().get(name)
+        """The live dataset id of ``name``, or None. Until a dict of every name is worth
+        building (after ``NAME_SEARCHES`` lookups), a lookup searches the parts' name columns
+        as bytes: a fresh handle appending or deleting one dataset never parses every name."""
+        if self._dids is not None:
+            return self._dids.get(name)
+        if name in self._names_changed:
+            return self._names_changed[name]
+        self._searches += 1
+        if self._searches > NAME_SEARCHES:
+            return self.dids().get(name)
+        found = self._search_parts(name)
+        return None if found is _ABSENT else found
+
+    def _search_parts(self, name: str):
+        needle = b"\x00" + name.encode("utf-8") + b"\x00"
+        for ref, footer in reversed(list(zip(self.root.parts, self._footers()))):
+            blob = self._name_blobs.get(ref.key)
+            if blob is None and ref.key not in self._name_blobs:
+                blob = self._name_blobs[ref.key] = self._name_blob(ref, footer)
+            if blob is None:
+                continue
+            if blob is False:  # names that could not be searched as bytes
+                self._searches = NAME_SEARCHES + 1
+                return self.dids().get(name, _ABSENT)
+            text, keys, dead = blob
+            hits = []
+            pos = text.find(needle)
+            while pos >= 0:
+                hits.append(text.count(b"\x00", 0, pos))
+                pos = text.find(needle, pos + 1)
+            if hits:
+                live = [int(keys[r]) for r in hits if not dead[r]]
+                return live[-1] if live else None
+        return _ABSENT
+
+    def _name_blob(self, ref, footer):
+        ref_section = footer.sections.get(("datasets",))
+        if ref_section is None:
+            return None
+        from atlas.format.container import read_section
+
+        where = f"{self.storage.location}/{ref.key}"
+        columns = read_section(ref_section, footer.reader(
+            lambda o, n: self.storage.get_range(ref.key, o, n, ref.size))(
+                ref_section.offset, ref_section.stored), where, joined=True)
+        names = columns.get("name")
+        if not isinstance(names, bytes):
+            return False
+        return b"\x00" + names + b"\x00", columns["key"], np.asarray(columns["dead"]) != 0
+
+    def _may_exist(self, name: str) -> bool:
+        """False when no committed part can hold ``name`` (their names filters say so)."""
+        from atlas.format.bloom import might_contain
+        from atlas.format.catalog import read_bloom
+
+        for ref, footer in zip(self.root.parts, self._footers()):
+            bits = self._blooms.get(ref.key, _ABSENT)
+            if bits is _ABSENT:
+                bits = self._blooms[ref.key] = read_bloom(footer, footer.reader(
+                    lambda o, n, r=ref: self.storage.get_range(r.key, o, n, r.size)),
+                    f"{self.storage.location}/{ref.key}")
+            if bits is True or bits is not None and might_contain(bits, name):
+                return True
+        return False
 
     def create(self, name: str) -> int:
-        dids = self.dids()
-        if name in dids:
+        fresh = (self._dids is None and name not in self._names_changed
+                 and not self._may_exist(name))
+        if not fresh and self.did_of(name) is not None:
             raise AlreadyExistsError(f"dataset {name!r} already exists in "
                                      f"{self.storage.location}")
         did = self.next_did
         self.next_did += 1
-        self.table(("datasets",)).log.append(did, name=name)
-        dids[name] = did
+        self.table(("datasets",)).log.add(did, 0, (), (name,))
+        if self._dids is not None:
+            self._dids[name] = did
+        else:
+            self._names_changed[name] = did
         if self._live is not None:  # datasets are created in did order: the list grows at its end
             self._live[0].append(name)
             self._live[1].append(did)
@@ -168,7 +255,7 @@ class Catalog:
 
     def create_many(self, names: list[str], dids: np.ndarray) -> None:
         """Datasets ``names`` (checked, new, distinct) with the ids ``dids`` (the next ones)."""
-        known = self.dids()
+        known = self.dids()  # a bulk create checks every name: the dict pays for itself
         self.table(("datasets",)).log.extend(dids, name=names)
         known.update(zip(names, dids.tolist()))
         self.next_did = int(dids[-1]) + 1
@@ -179,17 +266,34 @@ class Catalog:
 
     def delete(self, name: str, did: int) -> None:
         self.table(("datasets",)).log.append(did, dead=True, name=name)
-        self.dids().pop(name, None)
+        if self._dids is not None:
+            self._dids.pop(name, None)
+        else:
+            self._names_changed[name] = None
         self._live = None
+        self.epoch += 1
 
     # -- arrays --------------------------------------------------------------------------------
+
+    def array_table(self, array: str) -> LayeredTable:
+        found = self._array_tables.get(array)
+        if found is None:
+            found = self._array_tables[array] = self.table(("array", array))
+        return found
 
     def array_row(self, array: str, did: int) -> tuple[int, int, bool] | None:
         """(slot, schema id, pending) of ``array`` in dataset ``did``, or None."""
         if not _is_name(array):
             return None
-        table = self.table(("array", array))
-        found = table.get(did)
+        table = self.array_table(array)
+        log = table.log
+        row = log.find(did)
+        if row >= 0:  # the hot path of a per-dataset ingest
+            if log.is_dead(row):
+                return None
+            at = row * log.stride
+            return log.data[at + 1], log.data[at + 2], True
+        found = table.get(did, self.is_committed(did))
         if found is None or table.is_dead(found):
             return None
         return (int(table.value(found, "slot")), int(table.value(found, "schema")),
@@ -207,17 +311,18 @@ class Catalog:
     def define(self, array: str, did: int, schema_id: int) -> int:
         slot = self.next_slot
         self.next_slot += 1
-        self.table(("array", array)).log.append(did, slot=slot, schema=schema_id)
+        self.array_table(array).log.add(did, 0, (slot, schema_id))
         return slot
 
     def undefine(self, array: str, did: int, slot: int, schema_id: int) -> None:
-        self.table(("array", array)).log.append(did, dead=True, slot=slot, schema=schema_id)
+        self.array_table(array).log.add(did, 1, (slot, schema_id))
+        self.epoch += 1
 
     def stats_changed(self, array: str, did: int, slot: int, schema_id: int) -> None:
         """Written to: the statistics are recomputed at the next flush."""
-        table = self.table(("array", array))
-        if table.log.find(did) < 0:
-            table.log.append(did, slot=slot, schema=schema_id)
+        log = self.array_table(array).log
+        if log.find(did) < 0:
+            log.add(did, 0, (slot, schema_id))
 
     def rows(self, array: str, dids: np.ndarray, everything: bool = False
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -261,21 +366,27 @@ class Catalog:
 
     # -- attributes ----------------------------------------------------------------------------
 
+    def is_committed(self, did: int) -> bool:
+        """Whether dataset ``did`` may have committed rows (it was created before the commit
+        this handle is at): a dataset created since has rows in the logs only, so appending
+        one dataset never loads a committed table."""
+        return did < self.root.next_did
+
     def set_attr(self, section_id: tuple, key: int, encoded: tuple[int, int, bytes]) -> None:
         table = self.table(section_id)
-        found = table.get(key)
+        found = table.get(key, section_id[0] != "attr" or self.is_committed(key))
         if found is not None and not table.is_dead(found):
             seq = int(table.value(found, "seq"))
         else:
             seq = self.next_seq
             self.next_seq += 1
         tag, num, data = encoded
-        table.log.append(key, seq=seq, tag=tag, num=num, data=data)
+        table.log.add(key, 0, (seq, tag, num), (data,))
 
     def get_attr(self, section_id: tuple, key: int) -> tuple[int, Any] | None:
         """(seq, value) of one attribute, or None."""
         table = self.tables.get(section_id) or self.table(section_id)
-        found = table.get(key)
+        found = table.get(key, section_id[0] != "attr" or self.is_committed(key))
         if found is None or table.is_dead(found):
             return None
         value = value_format.decode(int(table.value(found, "tag")),
@@ -321,11 +432,19 @@ class Catalog:
                                           f"decode ({err})") from err
                 out.append(schema)
             self._schemas = out
+            self.fast_dtypes = [_fast_dtype(s) for s in out]
             self._schema_ids = {s.key(): i for i, s in enumerate(out)}
             for sid, schema in self.new_schemas:
                 self._schemas.append(schema)
+                self.fast_dtypes.append(_fast_dtype(schema))
                 self._schema_ids[schema.key()] = sid
         return self._schemas
+
+    def fast_write(self, schema_id: int):
+        """:func:`_fast_dtype` of a schema (the hot path of ``write_array``)."""
+        fast = self.fast_dtypes if self._schemas is not None else (self.schemas(),
+                                                                     self.fast_dtypes)[1]
+        return fast[schema_id]
 
     def schema(self, schema_id: int) -> Schema:
         schemas = self.schemas()
@@ -345,6 +464,7 @@ class Catalog:
                 raise CorruptionError(f"{self.storage.location}: the catalog holds "
                                       f"{len(schemas)} schemas, its root counts {found}")
             schemas.append(schema)
+            self.fast_dtypes.append(_fast_dtype(schema))
             self._schema_ids[key] = found
             self.new_schemas.append((found, schema))
             self.table(("schemas",)).log.append(found, json=value_format.dumps(
@@ -364,9 +484,18 @@ class Catalog:
                   ) -> None:
         """The flush committed ``written``: the first ``marks[table]`` rows of each log."""
         self.root = root
+        self.epoch += 1  # rows that were pending are committed now
         for section_id, table in self.tables.items():
             delta = written.get(section_id)
             if delta is not None:
                 table.applied(delta, marks.get(section_id, len(table.log)))
         committed = {int(k) for k in written.get(("schemas",), Table.empty("schemas")).key}
         self.new_schemas = [(sid, s) for sid, s in self.new_schemas if sid not in committed]
+
+
+def _fast_dtype(schema: Schema):
+    """(numpy dtype, shape) data written whole must have for the fast path of an array of one
+    chunk, or None for arrays of more chunks and for strings (whose values need checks)."""
+    if schema.n_chunks == 1 and not schema.dtype.is_string:
+        return schema.dtype.numpy, schema.shape
+    return None

@@ -9,7 +9,7 @@ import numpy as np
 
 from atlas.core import _stats
 from atlas.core._validate import as_index_tuple, check_name, check_window
-from atlas.dtypes import check_data, fill_for_user, parse_fill, resolve_dtype
+from atlas.dtypes import check_data, check_text, fill_for_user, parse_fill, resolve_dtype
 from atlas.errors import AlreadyExistsError, ArrayNotFoundError
 from atlas.format import values as value_format
 from atlas.format.schema import Schema
@@ -19,17 +19,34 @@ if TYPE_CHECKING:
 
 
 class DatasetView:
-    """A named dataset of a store. Cheap to create; holds no data of its own."""
+    """A named dataset of a store. Cheap to create; holds no data of its own.
 
-    def __init__(self, store: "Atlas", name: str):
+    It remembers its dataset id and the rows of the arrays it used while the catalog's
+    ``epoch`` says nothing they depend on changed (a delete, a flush): a per-dataset ingest
+    then costs a few dict lookups per call.
+    """
+
+    __slots__ = ("_store", "_name", "_epoch", "_cached_did", "_rows")
+
+    def __init__(self, store: "Atlas", name: str, did: int | None = None):
         self._store = store
         self._name = name
+        self._epoch = -1
+        self._cached_did = did
+        self._rows: dict[str, tuple] = {}
+        if did is not None:
+            self._epoch = store._catalog.epoch
 
     def __reduce__(self):
         return (DatasetView, (self._store, self._name))
 
     def __repr__(self) -> str:
         return f"<atlas.DatasetView {self._name!r} of {self._store.location}>"
+
+    def _repr_html_(self) -> str:
+        from atlas.core._html import dataset_html
+
+        return dataset_html(self)
 
     @property
     def name(self) -> str:
@@ -42,13 +59,23 @@ class DatasetView:
     # -- schema --------------------------------------------------------------------------------
 
     def _did(self) -> int:
-        return self._store._did(self._name)
+        catalog = self._store._catalog
+        if self._epoch == catalog.epoch:
+            return self._cached_did
+        did = self._store._did(self._name)
+        self._epoch, self._cached_did, self._rows = catalog.epoch, did, {}
+        return did
 
     def _row(self, array: str) -> tuple[int, int, int, bool] | None:
         """(did, slot, schema id, pending) of one array, or None."""
         did = self._did()
-        row = self._store._catalog.array_row(array, did)
-        return None if row is None else (did, *row)
+        found = self._rows.get(array)
+        if found is None:
+            row = self._store._catalog.array_row(array, did)
+            if row is None:
+                return None
+            found = self._rows[array] = (did, *row)
+        return found
 
     def _required(self, array: str) -> tuple[int, int, int, bool]:
         row = self._row(array)
@@ -65,15 +92,22 @@ class DatasetView:
     def define_array(self, name: str, dtype: Any, dims: Sequence[str], shape: Sequence[int],
                      chunk_shape: Sequence[int] | None = None, fill_value: Any = None) -> None:
         """Declare an array. Unwritten cells read back as ``fill_value`` (or 0, "", NaT)."""
-        check_name(name, "array")
         store = self._store
-        store._check_writable()
-        did = self._did()
         catalog = store._catalog
-        if catalog.array_row(name, did) is not None:
+        key = _define_key(name, dtype, dims, shape, chunk_shape, fill_value)
+        schema_id = None if key is None else catalog.defined.get(key)
+        if schema_id is None:  # arguments not seen (and checked) before
+            check_name(name, "array")
+            store._check_writable()
+            schema = make_schema(dtype, dims, shape, chunk_shape, fill_value, self._where(name))
+            schema_id = catalog.intern(schema)
+            if key is not None:
+                catalog.defined[key] = schema_id
+        did = self._did()
+        if name in self._rows or catalog.array_row(name, did) is not None:
             raise AlreadyExistsError(f"array {name!r} already exists in dataset {self._name!r}")
-        schema = make_schema(dtype, dims, shape, chunk_shape, fill_value, self._where(name))
-        catalog.define(name, did, catalog.intern(schema))
+        slot = catalog.define(name, did, schema_id)
+        self._rows[name] = (did, slot, schema_id, True)
 
     def delete_array(self, name: str) -> None:
         store = self._store
@@ -109,6 +143,21 @@ class DatasetView:
     def write_array(self, name: str, start: Sequence[int], data: np.ndarray) -> None:
         """Write ``data`` at ``start``; its dtype must be the array's (atlas never casts)."""
         store = self._store
+        catalog = store._catalog
+        row = self._rows.get(name) if self._epoch == catalog.epoch else None
+        if row is None:
+            row = self._row(name)
+        if row is not None and type(data) is np.ndarray and type(start) in (list, tuple):
+            # the commonest write by far: a whole array of one chunk (a profile, a scalar)
+            did, slot, schema_id, pending = row
+            fast = catalog.fast_write(schema_id)  # (dtype, shape) or None
+            if (fast is not None and data.dtype == fast[0] and data.shape == fast[1]
+                    and len(start) == len(fast[1]) and not any(start) and store._fast_writes
+                    and store._pending.put_whole(name, schema_id, slot, data)):
+                if not pending:
+                    catalog.stats_changed(name, did, slot, schema_id)
+                    self._rows[name] = (did, slot, schema_id, True)
+                return
         store._check_writable()
         did, slot, schema_id, _pending = self._required(name)
         schema = store._catalog.schema(schema_id)
@@ -126,6 +175,7 @@ class DatasetView:
         values = check_data(schema.dtype, data, where)
         store._write(name, slot, schema_id, schema, start_t, values)
         store._catalog.stats_changed(name, did, slot, schema_id)
+        self._rows[name] = (did, slot, schema_id, True)
 
     def read_array(self, name: str, start: Sequence[int] | None = None,
                    shape: Sequence[int] | None = None) -> np.ndarray | None:
@@ -152,10 +202,16 @@ class DatasetView:
                   f"attribute {key!r} of dataset {self._name!r}")
 
     def get_attribute(self, key: str) -> Any:
+        if is_internal(key):
+            return None
         found = self._store._catalog.get_attr(("attr", _key(key)), self._did())
         return None if found is None else found[1]
 
     def attributes(self) -> dict[str, Any]:
+        return {k: v for k, v in self._all_attributes().items() if not is_internal(k)}
+
+    def _all_attributes(self) -> dict[str, Any]:
+        """Every attribute, the xarray layer's internal ``_pyatlas*`` ones included."""
         return dict(self._store._catalog.attrs(("attr",), self._did()))
 
     def delete_attribute(self, key: str) -> None:
@@ -171,10 +227,17 @@ class DatasetView:
 
     def get_array_attribute(self, array: str, key: str) -> Any:
         slot = self._required(array)[1]
+        if is_internal(key):
+            return None
         found = self._store._catalog.get_attr(("array_attr", array, _key(key)), slot)
         return None if found is None else found[1]
 
     def array_attributes(self, array: str) -> dict[str, Any]:
+        return {k: v for k, v in self._all_array_attributes(array).items()
+                if not is_internal(k)}
+
+    def _all_array_attributes(self, array: str) -> dict[str, Any]:
+        """Every attribute of ``array``, the xarray layer's internal ones included."""
         slot = self._required(array)[1]
         return dict(self._store._catalog.attrs(("array_attr", array), slot))
 
@@ -185,11 +248,41 @@ class DatasetView:
         self._store._catalog.set_attr(section_id, key, encoded)
 
 
+# keys the xarray layer keeps its bookkeeping under (coordinate names, dtypes, CF markers):
+# stored like any attribute, left out of what attributes()/get_attribute() show
+INTERNAL_PREFIX = "_pyatlas"
+
+
+def is_internal(key: Any) -> bool:
+    return isinstance(key, str) and key.startswith(INTERNAL_PREFIX)
+
+
+def _define_key(name, dtype, dims, shape, chunk_shape, fill) -> tuple | None:
+    """A hashable key of ``define_array``'s arguments, or None when they are not plain enough
+    to tell equal calls apart (then they are checked every time)."""
+    try:
+        dims_t = (dims,) if isinstance(dims, str) else tuple(dims)
+        shape_t = tuple(shape)
+        chunks_t = None if chunk_shape is None else tuple(chunk_shape)
+        if not all(type(n) is int for n in (*shape_t, *(chunks_t or ()))):
+            return None  # e.g. 100.0 would hash like 100 but must be refused
+        fill_key = ("nan", type(fill)) if fill != fill else (type(fill), fill)
+        key = (name, dtype, dims_t, shape_t, chunks_t, fill_key)
+        hash(key)
+    except Exception:  # unhashable or odd arguments: the checks will say what is wrong
+        return None
+    return key
+
+
 def _key(key: Any) -> str:
+    """An attribute key: a non-empty str of valid Unicode text (a lone surrogate would break
+    every later export of the store)."""
     if not isinstance(key, str):
         raise TypeError(f"attribute keys must be str, got {type(key).__name__} {key!r}")
     if not key:
         raise ValueError("attribute keys must not be empty")
+    if not key.isascii():
+        check_text(key, f"attribute key {key!r}")
     return key
 
 
@@ -202,6 +295,8 @@ def make_schema(dtype: Any, dims: Sequence[str], shape: Sequence[int],
     dims_t = tuple(dims)
     if not all(isinstance(d, str) and d for d in dims_t):
         raise TypeError(f"{where}: dims must be non-empty strs, got {list(dims_t)}")
+    for d in dims_t:
+        check_text(d, f"{where}: dimension name")
     shape_t = as_index_tuple(shape, "shape", len(dims_t), where)
     if any(s < 0 for s in shape_t):
         raise ValueError(f"{where}: shape {list(shape_t)} has a negative extent")

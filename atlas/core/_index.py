@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -56,9 +57,14 @@ class SegmentSource(Source):
         return f"{self.storage.location}/{self.key}"
 
 
+_PARTIALS = ("nulls", "valid", "min", "max", "has_partial")
+
+
 @dataclass
 class ChunkIndex:
-    """Chunk rows sorted by (slot, chunk), and the blocks they point into."""
+    """Chunk rows sorted by (slot, chunk), and the blocks they point into. The statistics
+    partials (``nulls``, ``valid``, ``min``, ``max``, ``has_partial``, per row) are built on
+    first use from ``partials`` (a callable): reads never need them."""
 
     slot: np.ndarray
     chunk: np.ndarray
@@ -66,12 +72,7 @@ class ChunkIndex:
     offset: np.ndarray  # in the decoded block
     length: np.ndarray
     mask: np.ndarray
-    # statistics partials, where the segment kept one (arrays of more than one chunk)
-    nulls: np.ndarray
-    valid: np.ndarray
-    min: np.ndarray
-    max: np.ndarray
-    has_partial: np.ndarray
+    partials: Any  # () -> (nulls, valid, min, max, has_partial)
     # blocks: offset/stored in their source, decoded length, codec, crc, source number
     block_offset: np.ndarray
     block_stored: np.ndarray
@@ -81,6 +82,13 @@ class ChunkIndex:
     block_source: np.ndarray
     sources: list[Source] = field(default_factory=list)
 
+    def __getattr__(self, name: str):
+        if name not in _PARTIALS:
+            raise AttributeError(name)
+        for key, value in zip(_PARTIALS, self.partials()):
+            self.__dict__[key] = value
+        return self.__dict__[name]
+
     @property
     def rows(self) -> int:
         return len(self.slot)
@@ -88,13 +96,17 @@ class ChunkIndex:
     @classmethod
     def empty(cls) -> "ChunkIndex":
         z = np.zeros(0, _I64)
-        return cls(z, z, z, z, z, z, z, z, z, z, np.zeros(0, bool), z, z, z, z, z, z, [])
+        return cls(z, z, z, z, z, z, lambda: (z, z, z, z, np.zeros(0, bool)), z, z, z, z, z, z,
+                   [])
 
     def find(self, slots: np.ndarray, chunks: np.ndarray) -> np.ndarray:
         """Row of each wanted (slot, chunk), -1 where this index has none."""
         n = len(slots)
         if self.rows == 0 or n == 0:
             return np.full(n, -1, _I64)
+        if n == self.rows and self.single_chunk and not chunks.any() and np.array_equal(
+                slots, self.slot):
+            return np.arange(n, dtype=_I64)  # every row, in index order: a read of everything
         lo = np.searchsorted(self.slot, slots, "left")
         hi = np.searchsorted(self.slot, slots, "right")
         if not chunks.any() and self.single_chunk:
@@ -135,40 +147,58 @@ def merge_indexes(indexes: list[SegmentIndex], sources: list[Source]) -> ChunkIn
         out = ChunkIndex.empty()
         out.sources = sources
         return out
+    if len(indexes) == 1:  # one segment (a compacted store): its columns as they are
+        ix = indexes[0]
+        c = ix.chunks
+        order = _order(c["slot"], c["chunk"])
+        pick = slice(None) if order is None else _newest(order, c["slot"], c["chunk"])
+        b = ix.blocks
+        return ChunkIndex(c["slot"][pick], c["chunk"][pick], c["block"][pick],
+                          c["offset"][pick], c["length"][pick], c["mask"][pick],
+                          lambda: _spread_partials(indexes, pick), b["offset"], b["stored"],
+                          b["decoded"], b["codec"], b["crc"], np.zeros(ix.n_blocks, _I64),
+                          sources)
     block_base = np.cumsum([0] + [ix.n_blocks for ix in indexes[:-1]])
     cat = np.concatenate
     slot = cat([ix.chunks["slot"] for ix in indexes])
     chunk = cat([ix.chunks["chunk"] for ix in indexes])
     block = cat([ix.chunks["block"] + base for ix, base in zip(indexes, block_base)])
-    n = len(slot)
-    # partials, spread over the rows they belong to
-    nulls, valid = np.zeros(n, _I64), np.zeros(n, _I64)
-    lo, hi = np.zeros(n, _I64), np.zeros(n, _I64)
-    has = np.zeros(n, bool)
-    row_base = np.cumsum([0] + [ix.rows for ix in indexes[:-1]])
-    for ix, base in zip(indexes, row_base):
-        rows = ix.partials["row"] + base
-        nulls[rows], valid[rows] = ix.partials["nulls"], ix.partials["valid"]
-        lo[rows], hi[rows] = ix.partials["min"], ix.partials["max"]
-        has[rows] = True
     order = _order(slot, chunk)
-    if order is not None:
-        s, c = slot[order], chunk[order]
-        keep = np.ones(n, bool)
-        keep[:-1] = (s[1:] != s[:-1]) | (c[1:] != c[:-1])
-        pick = order[keep]
-    else:
-        pick = slice(None)
+    pick = slice(None) if order is None else _newest(order, slot, chunk)
     return ChunkIndex(
         slot[pick], chunk[pick], block[pick],
         cat([ix.chunks["offset"] for ix in indexes])[pick],
         cat([ix.chunks["length"] for ix in indexes])[pick],
         cat([ix.chunks["mask"] for ix in indexes])[pick],
-        nulls[pick], valid[pick], lo[pick], hi[pick], has[pick],
+        lambda: _spread_partials(indexes, pick),
         cat([ix.blocks["offset"] for ix in indexes]), cat([ix.blocks["stored"] for ix in indexes]),
         cat([ix.blocks["decoded"] for ix in indexes]), cat([ix.blocks["codec"] for ix in indexes]),
         cat([ix.blocks["crc"] for ix in indexes]),
         cat([np.full(ix.n_blocks, i, _I64) for i, ix in enumerate(indexes)]), sources)
+
+
+def _newest(order: np.ndarray, slot: np.ndarray, chunk: np.ndarray) -> np.ndarray:
+    """Of rows in ``order`` (sorted by slot, chunk, age), the last of each (slot, chunk)."""
+    s, c = slot[order], chunk[order]
+    keep = np.ones(len(order), bool)
+    keep[:-1] = (s[1:] != s[:-1]) | (c[1:] != c[:-1])
+    return order[keep]
+
+
+def _spread_partials(indexes: list[SegmentIndex], pick) -> tuple:
+    """The segments' partials as columns over the merged rows (0 and False where none)."""
+    n = sum(ix.rows for ix in indexes)
+    nulls, valid = np.zeros(n, _I64), np.zeros(n, _I64)
+    lo, hi = np.zeros(n, _I64), np.zeros(n, _I64)
+    has = np.zeros(n, bool)
+    base = 0
+    for ix in indexes:
+        rows = ix.partials["row"] + base
+        nulls[rows], valid[rows] = ix.partials["nulls"], ix.partials["valid"]
+        lo[rows], hi[rows] = ix.partials["min"], ix.partials["max"]
+        has[rows] = True
+        base += ix.rows
+    return nulls[pick], valid[pick], lo[pick], hi[pick], has[pick]
 
 
 def _order(slot: np.ndarray, chunk: np.ndarray) -> np.ndarray | None:

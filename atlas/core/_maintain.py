@@ -27,11 +27,12 @@ from atlas.core._read import BlockCache, fetch_block
 from atlas.errors import CorruptionError, FormatError, StoreNotFoundError
 from atlas.format import keys as key_grammar
 from atlas.format.catalog import MAGIC as PART_MAGIC
-from atlas.format.catalog import check_footer, read_table, table_kind, write_part as write_file
+from atlas.format.catalog import BLOOM, check_footer, read_bloom, read_table, table_kind
+from atlas.format.catalog import write_part as write_file
 from atlas.format.container import LockedFile
 from atlas.format.root import FileRef, Root
 from atlas.format.segment import MAGIC as SEGMENT_MAGIC
-from atlas.format.segment import SegmentWriter
+from atlas.format.segment import OWN_BLOCK_SHARE, SegmentWriter
 from atlas.format.tables import Table, merge
 from atlas.storage import Storage, from_description
 
@@ -67,17 +68,29 @@ class Written:
         self.file.release()
 
 
+def publish(storage: Storage, key: str, path: str, file: LockedFile) -> Written:
+    """Make a finished file durable under ``key`` (fsync, or upload); on failure drop it. The
+    one way a merge, a compaction or a catalog part is published (a flush publishes its pending
+    segments together, concurrently: ``PendingWrites.finish``)."""
+    try:
+        storage.publish(key, path)
+    except BaseException:
+        file.release()
+        storage.discard(key, path)
+        raise
+    return Written(storage, FileRef(key, file.size, level_of(file.size)), path, file)
+
+
 def write_part(storage: Storage, root: Root, tables: dict[tuple, Table]) -> Written:
     """Write and publish a catalog part holding ``tables`` for the commit ``root``."""
     key = key_grammar.new_part_key(root.generation)
     path = storage.spill_path(key)
     try:
         out = write_file(path, tables)
-        storage.publish(key, path)
     except BaseException:
         storage.discard(key, path)
         raise
-    return Written(storage, FileRef(key, out.size, level_of(out.size)), path, out)
+    return publish(storage, key, path, out)
 
 
 # -- the merge every flush runs ---------------------------------------------------------------
@@ -168,7 +181,7 @@ def _merge_parts(store: "Atlas", root: Root, refs: list[FileRef], drop_dead: boo
     the live dataset ids (``"did"``) and, per array name, its live slots."""
     storage = store._storage
     footers = store._files.footers(refs, PART_MAGIC)
-    ids = dict.fromkeys(sid for footer in footers for sid in footer.sections)
+    ids = dict.fromkeys(sid for footer in footers for sid in footer.sections if sid != BLOOM)
     tables = {}
     for sid in ids:
         found = []
@@ -209,23 +222,21 @@ def rewrite_segment(storage: Storage, root: Root, index: ChunkIndex, rows: np.nd
         _repack(index, rows, writer, root.block_size, codecs.CODEC_IDS[root.codec], root.level,
                 cache)
         seg_index = writer.finish()
-        storage.publish(key, path)
     except BaseException:
         writer.release()
         storage.discard(key, path)
         raise
-    return Written(storage, FileRef(key, writer.size, level_of(writer.size)), path, writer), \
-        seg_index
+    return publish(storage, key, path, writer), seg_index
 
 
 def _repack(index: ChunkIndex, rows: np.ndarray, writer: SegmentWriter, block_size: int,
             codec_id: int, level: int, cache: BlockCache | None) -> None:
     sizes = index.length[rows] + index.mask[rows]
     blocks = index.block[rows]
-    # a chunk alone in a block at least a block big keeps its stored frame as it is
+    # a chunk big enough for a block of its own, and alone in its block, keeps its stored frame
     per_block = np.bincount(index.block, minlength=len(index.block_offset)) if index.rows else \
         np.zeros(0, _I64)
-    verbatim = (sizes >= block_size) & (per_block[blocks] == 1)
+    verbatim = (sizes * OWN_BLOCK_SHARE >= block_size) & (per_block[blocks] == 1)
     out_block = np.empty(len(rows), _I64)
     out_offset = np.zeros(len(rows), _I64)
     # assign small chunks to new blocks in order, keeping each chunk's offset modulo 8 so that
@@ -331,6 +342,8 @@ def compact(store: "Atlas", grace: float) -> None:
             w.release()
     store._root_state = new_root
     catalog.root = new_root
+    if store._pending_state is not None:
+        store._pending_state.next_generation = new_root.generation + 1
     for ref, index in segments_done.values():
         store._files.add(ref, None, index)
     store._files.forget(retired)
@@ -353,6 +366,8 @@ def _has_dead(store: "Atlas", ref: FileRef, keep: dict[str, Any]) -> bool:
     """Whether the one part of a store holds rows a compaction would drop."""
     catalog = store._catalog
     for sid in store._files.footer(ref, PART_MAGIC).sections:
+        if sid == BLOOM:
+            continue
         table = catalog.table(sid).committed()
         if table.dead.any() or len(_live_rows(sid, table, keep)) != len(table):
             return True
@@ -383,6 +398,10 @@ def remove_orphans(store: "Atlas", grace: float | None = None) -> list[str]:
                         pass  # left for the next sweep
     except (CorruptionError, FormatError):
         pass  # no sweeping against a root that does not decode
+    try:  # crashed writers' multipart uploads and spill files (they hold no store key)
+        removed += storage.remove_leftovers(ORPHAN_GRACE_SECONDS)
+    except OSError:
+        pass  # left for the next sweep
     return removed
 
 
@@ -418,6 +437,9 @@ class VerifyReport:
 
     problems: list[str] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
+    # what crashed writers left outside the store's keys: incomplete multipart uploads, local
+    # spill files (not problems; repair removes those older than the orphan grace period)
+    leftovers: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     segments: int = 0
     chunks: int = 0
@@ -452,12 +474,14 @@ def verify(store: "Atlas", repair: bool) -> VerifyReport:
                 report.chunks += _verify_segment(storage, files, ref, report.problems)
         if not report.problems:
             _verify_catalog(storage, root, files, report.problems)
+    report.problems += storage.layout_problems()  # links, FIFOs, ... inside the store
     try:
         report.orphans = [item[0] for item in orphans(store)]
     except (CorruptionError, FormatError):
         pass  # the damaged root is reported above
-    if repair and report.orphans:
-        store._check_writable()
+    report.leftovers = [what for what, _age in storage.leftovers()]
+    if repair and (report.orphans or report.leftovers):
+        store._check_writable(commits=False)
         report.removed = remove_orphans(store)
     return report
 
@@ -478,9 +502,12 @@ def _verify_part(storage: Storage, files: IndexCache, ref: FileRef, problems: li
         _check_magic(storage, ref, PART_MAGIC, where)
         footer = files.footer(ref, PART_MAGIC)
         check_footer(footer, where)
+        read = footer.reader(lambda o, n: storage.get_range(ref.key, o, n, ref.size))
         for sid in footer.sections:
-            read_table(footer, sid, lambda o, n: storage.get_range(ref.key, o, n, ref.size),
-                       where)
+            if sid == BLOOM:
+                read_bloom(footer, read, where)
+            else:
+                read_table(footer, sid, read, where)
     except FileNotFoundError:
         problems.append(f"{where}: catalog part is missing")
     except (CorruptionError, OSError, ValueError) as err:

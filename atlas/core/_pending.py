@@ -3,8 +3,8 @@
 A chunk written whole is appended at once to the open block of its array name (a memory buffer
 of the store's block size); a full block is compressed and written to the pending segment file,
 so memory stays bounded by one block per array name being written. Statistics partials of the
-chunks of a block are computed when it is sealed, one kernel call per dtype. A chunk at least a
-block big gets a block of its own straight away.
+chunks of a block are computed when it is sealed, one kernel call per dtype. A chunk of at
+least a sixteenth of a block (``own_block``) gets a block of its own straight away.
 
 A chunk written in parts is kept decoded in a small write-back cache ("dirty" chunks, bounded by
 ``dirty_budget`` bytes) so that piecewise writes do not re-encode it each time; the oldest dirty
@@ -24,10 +24,11 @@ import numpy as np
 from atlas import codecs, kernels
 from atlas.core import _chunks
 from atlas.core._index import ChunkIndex, Source
+from atlas.core._read import _distinct
 from atlas.errors import CorruptionError
 from atlas.format.keys import new_segment_key
 from atlas.format.schema import Schema
-from atlas.format.segment import SegmentIndex, SegmentWriter
+from atlas.format.segment import OWN_BLOCK_SHARE, SegmentIndex, SegmentWriter, own_block
 from atlas.storage import Storage
 
 DIRTY_BUDGET = 64 << 20
@@ -91,55 +92,66 @@ class _OpenBlock(Source):
 
 
 class _KeyIndex:
-    """The latest row of a (slot, chunk): a bisection while pairs come in ascending order,
-    a dict for the rest."""
+    """The latest row of a (slot, chunk): a bisection over ``slot << 20 | chunk`` while pairs
+    come in ascending order, a dict (``late``) for the rest."""
 
     def __init__(self):
-        self._keys = array("q")
-        self._late: dict[tuple[int, int], int] = {}
+        self.keys = array("q")
+        self.late: dict[tuple[int, int], int] = {}
+        self._last = -1  # the last key in ``keys``
 
     def add(self, slot: int, chunk: int, row: int) -> None:
         key = (slot << 20) | chunk if chunk < (1 << 20) and slot < (1 << 42) else -1
-        keys = self._keys
-        if not self._late and key >= 0 and (not keys or key >= keys[-1]) and row == len(keys):
-            keys.append(key)
+        if key >= self._last and not self.late and row == len(self.keys):
+            self.keys.append(key)
+            self._last = key
         else:
-            self._late[(slot, chunk)] = row
+            self.late[(slot, chunk)] = row
 
     def add_many(self, slots: np.ndarray, chunks: np.ndarray, first_row: int) -> None:
-        keys = self._keys
-        if (not self._late and chunks.max(initial=0) < (1 << 20) and
+        keys = self.keys
+        if (not self.late and chunks.max(initial=0) < (1 << 20) and
                 slots.max(initial=0) < (1 << 42) and first_row == len(keys)):
             combined = (slots << 20) | chunks
             if (not keys or combined[0] >= keys[-1]) and bool(
                     np.all(combined[1:] >= combined[:-1])):
                 keys.frombytes(combined.astype(np.int64).tobytes())
+                if len(combined):
+                    self._last = int(combined[-1])
                 return
-        self._late.update(zip(zip(slots.tolist(), chunks.tolist()),
-                              range(first_row, first_row + len(slots))))
+        self.late.update(zip(zip(slots.tolist(), chunks.tolist()),
+                             range(first_row, first_row + len(slots))))
 
     def find(self, slot: int, chunk: int) -> int:
-        row = self._late.get((slot, chunk))
+        row = self.late.get((slot, chunk))
         if row is not None:
             return row
         if chunk >= (1 << 20) or slot >= (1 << 42):
             return -1
         key = (slot << 20) | chunk
-        i = bisect_right(self._keys, key) - 1
-        return i if i >= 0 and self._keys[i] == key else -1
+        i = bisect_right(self.keys, key) - 1
+        return i if i >= 0 and self.keys[i] == key else -1
+
+
+_COL = {name: j for j, name in enumerate(_ROW_COLUMNS)}
+_STRIDE = len(_ROW_COLUMNS)
 
 
 class PendingSegment:
-    """The pending segment of one array name: sealed blocks in a file, one open block."""
+    """The pending segment of one array name: sealed blocks in a file, one open block.
+
+    Its chunk rows are one ``array('q')`` of ``_ROW_COLUMNS`` interleaved (one ``extend`` per
+    chunk: this is the hot path of a per-dataset ingest), seen as an (n, 11) numpy table.
+    """
 
     def __init__(self, storage: Storage, key: str, codec_id: int, level: int, block_size: int):
         self.key = key
         self.path = storage.spill_path(key)
         self.writer = SegmentWriter(self.path)
         self.codec_id, self.level, self.block_size = codec_id, level, block_size
-        self.buffer = np.empty(block_size, np.uint8)
+        self.buffer = bytearray(block_size)
         self.used = 0
-        self.rows = {name: array("q") for name in _ROW_COLUMNS}
+        self._rows = array("q")
         self.strings: dict[int, tuple[str, str]] = {}  # row -> (min, max) of string chunks
         self._open_first = 0  # rows before this are sealed
         self._keys = _KeyIndex()
@@ -147,16 +159,24 @@ class PendingSegment:
         self._index: tuple[int, ChunkIndex] | None = None
 
     def __len__(self) -> int:
-        return len(self.rows["slot"])
+        return len(self._rows) // _STRIDE
+
+    def table(self) -> np.ndarray:
+        """The rows as a writable (n, 11) int64 view (drop it before appending more)."""
+        n = len(self)
+        if not n:
+            return np.zeros((0, _STRIDE), _I64)
+        return np.frombuffer(self._rows, _I64).reshape(n, _STRIDE)
 
     def add(self, slot: int, chunk: int, raw, mask: bytes, schema_id: int, schema: Schema,
             partial: tuple | None) -> None:
         """Append one chunk's raw bytes (+ written mask); ``partial`` is its statistics when
         already known (strings, masked chunks), else computed when its block is sealed."""
-        raw = memoryview(raw).cast("B")
-        n = len(raw) + len(mask)
-        if n >= self.block_size:
-            self._own_block(slot, chunk, raw, mask, schema_id, schema, partial)
+        size = raw.nbytes if isinstance(raw, np.ndarray) else len(raw)
+        n = size + len(mask)
+        if own_block(n, self.block_size):
+            self._own_block(slot, chunk, memoryview(raw).cast("B"), mask, schema_id, schema,
+                            partial)
             return
         itemsize = 1 if schema.dtype.is_string else schema.dtype.itemsize
         offset = -(-self.used // itemsize) * itemsize
@@ -164,11 +184,30 @@ class PendingSegment:
             self.seal()
             offset = 0
         buf = self.buffer
-        buf[offset : offset + len(raw)] = raw
+        buf[offset : offset + size] = memoryview(raw)
         if mask:
-            buf[offset + len(raw) : offset + n] = np.frombuffer(mask, np.uint8)
+            buf[offset + size : offset + n] = mask
         self.used = offset + n
-        self._append(slot, chunk, -1, offset, len(raw), len(mask), schema_id, partial)
+        self._append(slot, chunk, -1, offset, size, len(mask), schema_id, partial)
+
+    def add_whole(self, slot: int, raw: memoryview, schema_id: int, itemsize: int) -> bool:
+        """:meth:`add` for the hot path: chunk 0 of a numeric array of one chunk, whose
+        partial is computed at sealing; False when it does not fit that path."""
+        n = raw.nbytes
+        if n * OWN_BLOCK_SHARE >= self.block_size:
+            return False
+        offset = -(-self.used // itemsize) * itemsize
+        if offset + n > self.block_size:
+            self.seal()
+            offset = 0
+        self.buffer[offset : offset + n] = raw
+        self.used = offset + n
+        rows = self._rows
+        row = len(rows) // _STRIDE
+        rows.extend((slot, 0, -1, offset, n, 0, schema_id, _UNKNOWN, 0, 0, 0))
+        self._keys.add(slot, 0, row)
+        self.version += 1
+        return True
 
     def _own_block(self, slot, chunk, raw, mask, schema_id, schema, partial) -> None:
         if partial is None:
@@ -180,14 +219,15 @@ class PendingSegment:
         self._append(slot, chunk, block, 0, len(raw), len(mask), schema_id, partial)
 
     def _append(self, slot, chunk, block, offset, length, mask_len, schema_id, partial) -> None:
-        rows = self.rows
-        row = len(rows["slot"])
-        nulls, valid, lo, hi = (_UNKNOWN, 0, 0, 0) if partial is None else partial[:4]
-        for name, value in zip(_ROW_COLUMNS, (slot, chunk, block, offset, length, mask_len,
-                                              schema_id, nulls, valid, lo, hi)):
-            rows[name].append(value)
-        if partial is not None and (partial[4] or partial[5]):
-            self.strings[row] = (partial[4], partial[5])
+        row = len(self._rows) // _STRIDE
+        if partial is None:
+            self._rows.extend((slot, chunk, block, offset, length, mask_len, schema_id,
+                               _UNKNOWN, 0, 0, 0))
+        else:
+            self._rows.extend((slot, chunk, block, offset, length, mask_len, schema_id,
+                               *partial[:4]))
+            if partial[4] or partial[5]:
+                self.strings[row] = (partial[4], partial[5])
         self._keys.add(slot, chunk, row)
         self.version += 1
 
@@ -198,9 +238,12 @@ class PendingSegment:
                             for data, size in zip(stored, decoded)], _I64)
         first = len(self)
         rows = dict(rows, block=numbers[rows["block"]])
-        for name in _ROW_COLUMNS:
-            self.rows[name].frombytes(np.ascontiguousarray(rows[name], _I64).tobytes())
-        self._keys.add_many(np.asarray(rows["slot"], _I64), np.asarray(rows["chunk"], _I64),
+        n = len(rows["slot"])
+        block = np.empty((n, _STRIDE), _I64)
+        for name, j in _COL.items():
+            block[:, j] = rows[name]
+        self._rows.frombytes(block.tobytes())
+        self._keys.add_many(block[:, _COL["slot"]].copy(), block[:, _COL["chunk"]].copy(),
                             first)
         self.version += 1
 
@@ -208,35 +251,30 @@ class PendingSegment:
         """Compute the open block's pending partials, compress it and write it to the file."""
         if self.used == 0:
             return
-        rows = self.rows
-        first, last = self._open_first, len(rows["slot"])
-        blocks = np.frombuffer(rows["block"], _I64)[first:last]
-        open_rows = first + np.flatnonzero(blocks == -1)
-        self._block_partials(open_rows, schema_of or self._schema_of)
-        stored = codecs.encode(self.codec_id, self.buffer[: self.used], self.level)
+        first, last = self._open_first, len(self)
+        table = self.table()
+        open_rows = first + np.flatnonzero(table[first:last, _COL["block"]] == -1)
+        self._block_partials(table, open_rows, schema_of or self._schema_of)
+        stored = codecs.encode(self.codec_id, memoryview(self.buffer)[: self.used], self.level)
         number = self.writer.write_block(stored, self.used, self.codec_id)
-        block_col = rows["block"]
-        for row in open_rows.tolist():
-            block_col[row] = number
+        table[open_rows, _COL["block"]] = number
+        del table  # an array('q') that exports its buffer cannot grow
         self._open_first = last
         self.used = 0
         self.version += 1
 
     _schema_of: Callable[[int], Schema]  # set by PendingWrites
 
-    def _block_partials(self, open_rows: np.ndarray, schema_of) -> None:
-        rows = self.rows
-        nulls = np.frombuffer(rows["nulls"], _I64)
-        todo = open_rows[nulls[open_rows] == _UNKNOWN]
-        del nulls
+    def _block_partials(self, table: np.ndarray, open_rows: np.ndarray, schema_of) -> None:
+        todo = open_rows[table[open_rows, _COL["nulls"]] == _UNKNOWN]
         if not len(todo):
             return
-        schema_ids = np.frombuffer(rows["schema"], _I64)[todo]
-        offsets = np.frombuffer(rows["offset"], _I64)[todo]
-        lengths = np.frombuffer(rows["length"], _I64)[todo]
+        schema_ids = table[todo, _COL["schema"]]
+        offsets = table[todo, _COL["offset"]]
+        lengths = table[todo, _COL["length"]]
         # one kernel call per (storage dtype, null rule): schemas sharing them go together
         groups: dict[tuple, list[int]] = {}
-        schemas = {sid: schema_of(sid) for sid in dict.fromkeys(schema_ids.tolist())}
+        schemas = {sid: schema_of(sid) for sid in _distinct(schema_ids)}
         for sid, schema in schemas.items():
             key = (schema.dtype.storage.str, _chunks.null_rule(schema.dtype))
             groups.setdefault(key, []).append(sid)
@@ -255,24 +293,24 @@ class PendingSegment:
             counts, extremes = kernels.block_partials(
                 values, offsets[pick] // dtype.itemsize, lengths[pick] // dtype.itemsize,
                 fills, has, rule)
+            del values
             kind = schemas[sids[0]].dtype
             valid = counts[:, 1]
-            lo = np.where(valid > 0, _bits(extremes[:, 0], kind), 0)
-            hi = np.where(valid > 0, _bits(extremes[:, 1], kind), 0)
-            for name, column in (("nulls", counts[:, 0]), ("valid", valid), ("min", lo),
-                                 ("max", hi)):
-                target = np.frombuffer(rows[name], _I64)  # writes through to the array('q')
-                target[todo[pick]] = column
-                del target  # an array('q') that exports its buffer cannot grow
+            rows = todo[pick]
+            table[rows, _COL["nulls"]] = counts[:, 0]
+            table[rows, _COL["valid"]] = valid
+            table[rows, _COL["min"]] = np.where(valid > 0, _bits(extremes[:, 0], kind), 0)
+            table[rows, _COL["max"]] = np.where(valid > 0, _bits(extremes[:, 1], kind), 0)
 
     def find(self, slot: int, chunk: int) -> int:
         return self._keys.find(slot, chunk)
 
     def chunk_bytes(self, row: int) -> tuple[bytes, bytes]:
         """(values bytes, mask bytes) of one pending row."""
-        rows = self.rows
-        offset, length, mask = rows["offset"][row], rows["length"][row], rows["mask"][row]
-        block = rows["block"][row]
+        at = row * _STRIDE
+        rows = self._rows
+        block, offset = rows[at + _COL["block"]], rows[at + _COL["offset"]]
+        length, mask = rows[at + _COL["length"]], rows[at + _COL["mask"]]
         if block == -1:
             data = bytes(self.buffer[offset : offset + length + mask])
         else:
@@ -289,51 +327,68 @@ class PendingSegment:
         """The pending rows as a chunk index (newest row of a chunk wins)."""
         if self._index is not None and self._index[0] == self.version:
             return self._index[1]
-        rows = {name: np.frombuffer(col, _I64) if len(col) else np.zeros(0, _I64)
-                for name, col in self.rows.items()}
-        n = len(rows["slot"])
+        table = self.table()
+        n = len(table)
+        col = {name: table[:, j] for name, j in _COL.items()}
         blocks = self.writer.blocks.data
         n_blocks = len(blocks["offset"])
-        block = np.where(rows["block"] == -1, n_blocks, rows["block"])
-        order = np.lexsort((np.arange(n), rows["chunk"], rows["slot"]))
-        s, c = rows["slot"][order], rows["chunk"][order]
-        keep = np.ones(n, bool)
-        keep[:-1] = (s[1:] != s[:-1]) | (c[1:] != c[:-1])
-        pick = order[keep]
+        block = np.where(col["block"] == -1, n_blocks, col["block"])
+        ds, dc = np.diff(col["slot"]), np.diff(col["chunk"])
+        if np.all((ds > 0) | ((ds == 0) & (dc > 0))):  # written in order, once each (usual)
+            pick = np.arange(n)
+        else:
+            order = np.lexsort((np.arange(n), col["chunk"], col["slot"]))
+            s, c = col["slot"][order], col["chunk"][order]
+            keep = np.ones(n, bool)
+            keep[:-1] = (s[1:] != s[:-1]) | (c[1:] != c[:-1])
+            pick = order[keep]
 
-        def col(name):
-            return np.frombuffer(blocks[name], _I64) if n_blocks else np.zeros(0, _I64)
+        def written(name):
+            return np.frombuffer(blocks[name], _I64).copy() if n_blocks else np.zeros(0, _I64)
 
         open_size = self.used
+        partials = (col["nulls"][pick], col["valid"][pick], col["min"][pick],
+                    col["max"][pick], col["nulls"][pick] != _UNKNOWN)
         index = ChunkIndex(
-            rows["slot"][pick], rows["chunk"][pick], block[pick], rows["offset"][pick],
-            rows["length"][pick], rows["mask"][pick], rows["nulls"][pick], rows["valid"][pick],
-            rows["min"][pick], rows["max"][pick], rows["nulls"][pick] != _UNKNOWN,
-            np.append(col("offset"), 0), np.append(col("stored"), open_size),
-            np.append(col("decoded"), open_size), np.append(col("codec"), 0),
-            np.append(col("crc"), 0),
+            col["slot"][pick], col["chunk"][pick], block[pick], col["offset"][pick],
+            col["length"][pick], col["mask"][pick], lambda: partials,
+            np.append(written("offset"), 0), np.append(written("stored"), open_size),
+            np.append(written("decoded"), open_size), np.append(written("codec"), 0),
+            np.append(written("crc"), 0),
             np.append(np.zeros(n_blocks, _I64), 1),
             [_SpillSource(self.writer), _OpenBlock(bytes(self.buffer[:open_size]), self.path)])
         index.pending_rows = pick  # row numbers in this log, for string statistics
+        del table, col, ds, dc  # views of the rows: an array('q') exporting them cannot grow
         self._index = (self.version, index)
         return index
+
+    def forget_index(self) -> None:
+        """Drop the cached :meth:`index` (a flush has used it; it may be large)."""
+        self._index = None
 
     def finish(self, schema_of: Callable[[int], Schema]) -> SegmentIndex:
         """Seal the open block, hand the rows to the segment writer and write its index."""
         self.seal(schema_of)
+        self._index = None
         writer = self.writer
-        if writer.chunks.data["slot"] or not len(self):
+        if len(writer.chunks) or not len(self):
             return writer.finish()
-        rows = {name: np.frombuffer(col, _I64) for name, col in self.rows.items()}
-        writer.chunks.extend(**{name: rows[name] for name in
-                                ("slot", "chunk", "block", "offset", "length", "mask")})
-        schema_ids = rows["schema"]
-        multi = np.array([schema_of(s).n_chunks > 1 for s in schema_ids.tolist()], bool) \
-            if len(schema_ids) else np.zeros(0, bool)
-        keep = np.flatnonzero(multi & (rows["nulls"] != _UNKNOWN))
-        writer.partials.extend(row=keep, nulls=rows["nulls"][keep], valid=rows["valid"][keep],
-                               min=rows["min"][keep], max=rows["max"][keep])
-        return writer.finish()
+        table = self.table()
+        col = {name: table[:, j] for name, j in _COL.items()}
+        schema_ids = col["schema"]
+        multi = np.zeros(len(schema_ids), bool)
+        for sid in _distinct(schema_ids):
+            if schema_of(sid).n_chunks > 1:
+                multi |= schema_ids == sid
+        keep = np.flatnonzero(multi & (col["nulls"] != _UNKNOWN))
+        chunks = {name: col[name] for name in ("slot", "chunk", "block", "offset", "length",
+                                               "mask")}
+        partials = {"row": keep, **{name: col[name][keep] for name in
+                                    ("nulls", "valid", "min", "max")}}
+        try:
+            return writer.finish(chunks, partials)
+        finally:
+            del table, col, chunks  # views of the rows (see :meth:`table`)
 
 
 def _bits(values: np.ndarray, dtype) -> np.ndarray:
@@ -349,8 +404,10 @@ class PendingWrites:
     """Everything written since the last successful flush of one store handle."""
 
     def __init__(self, storage: Storage, codec: str, level: int, block_size: int,
-                 schema_of: Callable[[int], Schema], dirty_budget: int = DIRTY_BUDGET):
+                 schema_of: Callable[[int], Schema], next_generation: int,
+                 dirty_budget: int = DIRTY_BUDGET):
         self.storage = storage
+        self.next_generation = next_generation  # of the commit these writes are for
         self.codec_id = codecs.CODEC_IDS[codec]
         self.level = level
         self.block_size = block_size
@@ -380,6 +437,23 @@ class PendingWrites:
         segment.add(slot, chunk, raw, _chunks.pack_mask(written), schema_id, schema, partial)
         if self._dirty:
             self._forget_dirty((slot, chunk))
+
+    def put_whole(self, array: str, schema_id: int, slot: int, values: np.ndarray) -> bool:
+        """:meth:`put` of a whole array of one chunk with numeric values (the hot path); False
+        when it does not take this path (not C-contiguous, a block of its own), nothing done."""
+        segment = self.segments.get(array)
+        if segment is None:
+            segment = self._segment(array, self.next_generation)
+        data = values.view(np.int64) if values.dtype.kind == "M" else values
+        try:
+            raw = memoryview(data).cast("B")
+        except (TypeError, ValueError):  # not C-contiguous
+            return False
+        if not segment.add_whole(slot, raw, schema_id, values.itemsize):
+            return False
+        if self._dirty:
+            self._forget_dirty((slot, 0))
+        return True
 
     def put_dirty(self, key: tuple[int, int], chunk: DirtyChunk, generation: int) -> None:
         """Keep a partly written chunk decoded; encode the oldest ones when over budget."""
@@ -448,6 +522,11 @@ class PendingWrites:
         for segment in self.segments.values():
             segment.seal(self.schema_of)
 
+    def forget_index(self, array: str) -> None:
+        segment = self.segments.get(array)
+        if segment is not None:
+            segment.forget_index()
+
     def string_partial(self, array: str) -> Callable[[int], tuple[str, str] | None]:
         """(min, max) of a string chunk by its row in :meth:`index`, where it was kept."""
         segment = self.segments.get(array)
@@ -459,11 +538,11 @@ class PendingWrites:
     def finish(self, generation: int) -> list[FinishedSegment]:
         """Encode every dirty chunk, close every pending segment; returns all not yet committed."""
         self.prepare(generation)
-        for array, segment in list(self.segments.items()):
+        for name, segment in list(self.segments.items()):
             index = segment.finish(self.schema_of)
-            self.finished.append(FinishedSegment(array, segment.key, segment.path,
+            self.finished.append(FinishedSegment(name, segment.key, segment.path,
                                                  segment.writer.size, index, segment.writer))
-            del self.segments[array]
+            del self.segments[name]
         # a flush that failed part-way (an upload error) publishes the rest when retried
         self.storage.publish_many([(seg.key, seg.path) for seg in self.finished
                                    if seg.key not in self._published], self._published.add)
@@ -473,7 +552,7 @@ class PendingWrites:
         """The slots with chunks in the open pending segments or dirty, per array name."""
         out: dict[str, set[int]] = {}
         for array, segment in self.segments.items():
-            out.setdefault(array, set()).update(segment.rows["slot"])
+            out.setdefault(array, set()).update(segment.table()[:, _COL["slot"]].tolist())
         for (slot, _chunk), chunk in self._dirty.items():
             out.setdefault(chunk.array, set()).add(slot)
         return out
@@ -484,8 +563,9 @@ class PendingWrites:
         return [(seg.index, _SpillSource(seg.writer)) for seg in self.finished
                 if seg.array == array]
 
-    def committed(self) -> None:
+    def committed(self, next_generation: int) -> None:
         """The root now references every finished segment: start afresh."""
+        self.next_generation = next_generation
         for seg in self.finished:
             self.storage.release_spill(seg.key, seg.path)
             seg.writer.release()

@@ -162,6 +162,30 @@ class ReadPlan:
     def n_blocks(self) -> int:
         return len(self.block_index)
 
+    @property
+    def n_chunks(self) -> int:
+        return len(self.chunk_row)
+
+    def blocks(self) -> list[tuple[bytes, int, str]]:
+        """(stored bytes, decoded size, codec name) of every block the plan reads, in the order
+        of the output rows that first need them, fetched from the storage now (what a raw
+        decoder would have to decode)."""
+        first_row = np.full(self.n_blocks, np.iinfo(np.int64).max, np.int64)
+        np.minimum.at(first_row, self.chunk_block, self.chunk_row)
+        out = []
+        for b in np.argsort(first_row, kind="stable").tolist():
+            i, n = int(self.block_index[b]), int(self.block_number[b])
+            index = self.indexes[i]
+            source = index.sources[int(index.block_source[n])]
+            stored = source.fetch([int(index.block_offset[n])], [int(index.block_stored[n])])[0]
+            out.append((bytes(stored), int(index.block_decoded[n]),
+                        codecs.CODEC_NAMES[int(index.block_codec[n])]))
+        return out
+
+    def execute(self, out: np.ndarray, cache: "BlockCache | None" = None) -> None:
+        """Fetch, decode and scatter into ``out`` (C-contiguous, shape (rows, *window))."""
+        execute(self, out, cache)
+
     def block_bounds(self) -> np.ndarray:
         """Chunk rows of plan block b are ``bounds[b]:bounds[b + 1]``."""
         return np.searchsorted(self.chunk_block, np.arange(self.n_blocks + 1))
@@ -182,53 +206,62 @@ def plan_read(indexes: list[ChunkIndex], slots: np.ndarray, row_schemas: np.ndar
         m = len(plan.chunk_ids)
         if m == 0:
             continue
-        want_slot = np.repeat(slots[rows], m)
-        want_chunk = np.tile(plan.chunk_ids, len(rows))
-        row_of = np.repeat(rows, m)
-        k_of = np.tile(np.arange(m), len(rows))
-        which = np.full(len(want_slot), -1, _I64)
-        where = np.full(len(want_slot), -1, _I64)
-        for i, index in enumerate(indexes):
-            todo = np.flatnonzero(which < 0)
-            if not len(todo):
-                break
-            found = index.find(want_slot[todo], want_chunk[todo])
-            hit = found >= 0
-            which[todo[hit]] = i
-            where[todo[hit]] = found[hit]
+        if m == 1:  # one chunk per row (the common case): no repeating of the rows
+            want_slot = slots[rows] if len(groups) > 1 else slots
+            want_chunk = np.full(len(rows), plan.chunk_ids[0], _I64)
+            row_of, k_of = rows, np.zeros(len(rows), _I64)
+        else:
+            want_slot = np.repeat(slots[rows], m)
+            want_chunk = np.tile(plan.chunk_ids, len(rows))
+            row_of = np.repeat(rows, m)
+            k_of = np.tile(np.arange(m), len(rows))
+        which, where = _find(indexes, want_slot, want_chunk)
         missing = which < 0
         if missing.any():
             ks = k_of[missing]
             fills.append((row_of[missing], plan.dst_starts[ks], plan.boxes[ks],
                           np.full(int(missing.sum()), g, _I64)))
-        present = np.flatnonzero(~missing)
-        if len(present):
-            ks = k_of[present]
-            parts.append((which[present], where[present], row_of[present], plan.extents[ks],
-                          plan.src_starts[ks], plan.dst_starts[ks], plan.boxes[ks],
-                          np.full(len(present), g, _I64)))
+            present = np.flatnonzero(~missing)
+            which, where, row_of, k_of = which[present], where[present], row_of[present], \
+                k_of[present]
+        if len(which):
+            parts.append((which, where, row_of, _rows_of(plan.extents, k_of, m),
+                          _rows_of(plan.src_starts, k_of, m), _rows_of(plan.dst_starts, k_of, m),
+                          _rows_of(plan.boxes, k_of, m), np.full(len(which), g, _I64)))
     ndim = len(window)
-    if parts:
+    if len(parts) == 1:
+        which, where, row, extent, src_start, dst_start, box, schema_of = parts[0]
+    elif parts:
         which, where, row, extent, src_start, dst_start, box, schema_of = (
             np.concatenate(cols) for cols in zip(*parts))
     else:
         which = where = row = schema_of = np.zeros(0, _I64)
         extent = src_start = dst_start = box = np.zeros((0, ndim), _I64)
     # the blocks to read: one per distinct (index, block), in index then block order
-    block_of = np.empty(len(which), _I64)
-    offset = np.empty(len(which), _I64)
-    length = np.empty(len(which), _I64)
-    for i, index in enumerate(indexes):
-        mine = which == i
-        if mine.any():
-            rows_i = where[mine]
-            block_of[mine] = index.block[rows_i]
-            offset[mine] = index.offset[rows_i]
-            length[mine] = index.length[rows_i]
+    if len(indexes) == 1 or not (which > 0).any():
+        index = indexes[0]
+        block_of, offset, length = index.block[where], index.offset[where], index.length[where]
+    else:
+        block_of = np.empty(len(which), _I64)
+        offset = np.empty(len(which), _I64)
+        length = np.empty(len(which), _I64)
+        for i, index in enumerate(indexes):
+            mine = which == i
+            if mine.any():
+                rows_i = where[mine]
+                block_of[mine] = index.block[rows_i]
+                offset[mine] = index.offset[rows_i]
+                length[mine] = index.length[rows_i]
     combined = which * (1 << 40) + block_of  # a block number is far below 2**40
-    order = np.argsort(combined, kind="stable")
-    sorted_combined = combined[order]
-    new_block = np.ones(len(order), bool)
+    if len(combined) < 2 or bool(np.all(combined[1:] >= combined[:-1])):
+        sorted_combined = combined  # rows in block order already: nothing to reorder
+    else:
+        order = np.argsort(combined, kind="stable")
+        sorted_combined = combined[order]
+        offset, length, row, extent, src_start, dst_start, box, schema_of = (
+            a[order] for a in (offset, length, row, extent, src_start, dst_start, box,
+                               schema_of))
+    new_block = np.ones(len(sorted_combined), bool)
     new_block[1:] = sorted_combined[1:] != sorted_combined[:-1]
     block_key = sorted_combined[new_block]
     chunk_block = np.cumsum(new_block) - 1
@@ -238,9 +271,32 @@ def plan_read(indexes: list[ChunkIndex], slots: np.ndarray, row_schemas: np.ndar
         f_row = f_schema = np.zeros(0, _I64)
         f_dst = f_box = np.zeros((0, ndim), _I64)
     return ReadPlan(tuple(window), itemsize, indexes, block_key >> 40, block_key & ((1 << 40) - 1),
-                    chunk_block, offset[order], length[order], row[order], extent[order],
-                    src_start[order], dst_start[order], box[order], schema_of[order],
-                    f_row, f_dst, f_box, f_schema, schemas)
+                    chunk_block, offset, length, row, extent, src_start, dst_start, box,
+                    schema_of, f_row, f_dst, f_box, f_schema, schemas)
+
+
+def _find(indexes: list[ChunkIndex], slots: np.ndarray, chunks: np.ndarray
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """(index, row) of each wanted (slot, chunk) in the first of ``indexes`` that has it;
+    (-1, -1) where none has."""
+    found = indexes[0].find(slots, chunks)
+    which = np.where(found >= 0, 0, -1)
+    for i, index in enumerate(indexes[1:], 1):
+        todo = np.flatnonzero(which < 0)
+        if not len(todo):
+            break
+        more = index.find(slots[todo], chunks[todo])
+        hit = more >= 0
+        which[todo[hit]] = i
+        found[todo[hit]] = more[hit]
+    return which, found
+
+
+def _rows_of(table: np.ndarray, ks: np.ndarray, m: int) -> np.ndarray:
+    """Rows ``ks`` of a plan table (a broadcast of its one row when the plan has one chunk)."""
+    if m == 1:
+        return np.broadcast_to(table[0], (len(ks), table.shape[1]))
+    return table[ks]
 
 
 def _distinct(values: np.ndarray) -> list[int]:
@@ -261,6 +317,12 @@ def execute(plan: ReadPlan, out: np.ndarray, cache: BlockCache | None) -> None:
         _fill(plan, out)
     if not plan.n_blocks:
         return
+    decoded = int(sum(plan.indexes[int(i)].block_decoded[int(n)]
+                      for i, n in zip(plan.block_index[:64], plan.block_number[:64])))
+    if cache is not None and (plan.n_blocks > 64 or decoded > cache.budget // 4):
+        # a bulk read: its blocks would only push out what small reads keep, and reading them
+        # again decodes them again (the cache is for reading datasets one by one)
+        cache = None
     blocks = _fetch(plan, cache)
     bounds = plan.block_bounds()
     if out.dtype == object:
@@ -276,9 +338,7 @@ def execute(plan: ReadPlan, out: np.ndarray, cache: BlockCache | None) -> None:
             decoded = _decoded(plan, b, blocks[b], cache)
             _scatter(plan, tables, bounds[b], bounds[b + 1], decoded, out_bytes)
 
-    total = int(sum(plan.indexes[int(i)].block_decoded[int(n)]
-                    for i, n in zip(plan.block_index[:64], plan.block_number[:64])))
-    if plan.n_blocks < 2 or total < PARALLEL_MIN_BYTES:
+    if plan.n_blocks < 2 or decoded < PARALLEL_MIN_BYTES:
         work(range(plan.n_blocks))
         return
     pool = worker_pool()

@@ -10,6 +10,7 @@ through the per-dataset write path.
 from __future__ import annotations
 
 import re
+from itertools import repeat
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
@@ -19,6 +20,7 @@ from atlas.core import _chunks
 from atlas.core._dataset import make_schema
 from atlas.core._read import worker_pool
 from atlas.dtypes import check_data, dtype_of_numpy
+from atlas.format.segment import own_block
 
 if TYPE_CHECKING:
     from atlas.core._atlas import Atlas
@@ -94,10 +96,12 @@ def _dids_creating(store: "Atlas", names: list[str]) -> np.ndarray:
     """Dataset ids of ``names``, creating those that do not exist (names checked in bulk)."""
     catalog = store._catalog
     known = catalog.dids()
-    dids = np.fromiter((known.get(n, -1) if isinstance(n, str) else -2 for n in names), _I64,
-                       len(names))
-    if (dids == -2).any():
-        bad = names[int(np.flatnonzero(dids == -2)[0])]
+    try:
+        dids = np.array(list(map(known.get, names, repeat(-1))), _I64)  # one lookup each
+    except TypeError:
+        dids = None  # an unhashable name
+    if dids is None or not all(map(str.__instancecheck__, names)):
+        bad = next(n for n in names if not isinstance(n, str))
         raise TypeError(f"dataset names must be str, got {type(bad).__name__} {bad!r}")
     missing = np.flatnonzero(dids < 0)
     if not len(missing):
@@ -152,7 +156,8 @@ def _pack_rows(store: "Atlas", array: str, schema_id: int, schema, slots: np.nda
     cells = schema.cells
     itemsize = schema.dtype.itemsize
     row_bytes = cells * itemsize
-    per_block = max(1, segment.block_size // row_bytes)
+    per_block = 1 if own_block(row_bytes, segment.block_size) else \
+        max(1, segment.block_size // row_bytes)
     flat = np.ascontiguousarray(values).reshape(n, cells)
     storage_dtype = schema.dtype.storage
     fill = _chunks.fill_scalar(schema.dtype, schema.fill)

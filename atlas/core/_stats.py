@@ -17,6 +17,7 @@ import numpy as np
 from atlas import kernels
 from atlas.core import _chunks
 from atlas.core._index import ChunkIndex
+from atlas.core._read import _distinct
 from atlas.format.schema import Schema
 
 _I64 = np.int64
@@ -25,17 +26,20 @@ ChunkReader = Callable[[int, int, tuple[int, ...]], tuple | None]  # slot, chunk
 
 
 def compute(slots: np.ndarray, schema_ids: np.ndarray, schemas: list[Schema],
-            pending: ChunkIndex | None, committed: ChunkIndex, string_partial: StringPartials,
-            read: ChunkReader) -> dict[str, np.ndarray]:
+            pending: ChunkIndex | None, committed: Callable[[], ChunkIndex],
+            string_partial: StringPartials, read: ChunkReader) -> dict[str, np.ndarray]:
     """Statistics columns (nulls, valid, min, max, smin, smax) for the array incarnations
-    ``slots``, whose chunks are in ``pending`` (newest) and ``committed``."""
+    ``slots``, whose chunks are in ``pending`` (newest) and ``committed()`` (loaded only when
+    an array needs more than its pending chunk: a flush of new datasets never loads it)."""
     n = len(slots)
     out = {name: np.zeros(n, _I64) for name in ("nulls", "valid", "min", "max")}
-    out["smin"] = np.full(n, "", object)
-    out["smax"] = np.full(n, "", object)
+    distinct = _distinct(schema_ids)
+    if any(schemas[sid].dtype.is_string for sid in distinct):
+        out["smin"] = np.full(n, "", object)
+        out["smax"] = np.full(n, "", object)
     simple = np.zeros(n, bool)
     if pending is not None:
-        for sid in dict.fromkeys(schema_ids.tolist()):
+        for sid in distinct:
             if schemas[sid].n_chunks == 1 and not schemas[sid].dtype.is_string:
                 simple |= schema_ids == sid
     if simple.any():
@@ -51,9 +55,10 @@ def compute(slots: np.ndarray, schema_ids: np.ndarray, schemas: list[Schema],
         simple[rows[~hit]] = False  # not written in this session: the general path below
     for i in np.flatnonzero(~simple).tolist():
         schema = schemas[int(schema_ids[i])]
-        stats = _one(int(slots[i]), schema, pending, committed, string_partial, read)
+        stats = _one(int(slots[i]), schema, pending, committed(), string_partial, read)
         for name, value in zip(("nulls", "valid", "min", "max", "smin", "smax"), stats):
-            out[name][i] = value
+            if name in out:
+                out[name][i] = value
     return out
 
 

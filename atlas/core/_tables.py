@@ -31,38 +31,48 @@ CONSOLIDATE_SHARE = 8  # ... and 1/8 of the base
 class RowLog:
     """Rows appended in any order; the latest row of a key wins.
 
-    Numeric columns are ``array('q')`` (8 bytes a value, whatever the count of rows), objects
-    are lists. Finding a key's latest row costs a bisection while keys come in ascending
-    order (the common case: datasets are created in order) and a dict lookup for rows that
-    came out of order.
+    Keys are one ``array('q')``; each row's tombstone flag and numeric columns are interleaved
+    in another (8 bytes a value, one ``extend`` a row: appending is the hot path of a
+    per-dataset ingest); object columns are lists. Finding a key's latest row costs a
+    bisection while keys come in ascending order (the common case: datasets are created in
+    order) and a dict lookup for rows that came out of order.
     """
 
     def __init__(self, kind: str):
         self.kind = kind
         numeric, objects = LOG_COLUMNS[kind]
+        self.names = numeric
+        self.stride = 1 + len(numeric)  # dead, then the numeric columns
+        self._position = {name: 1 + i for i, name in enumerate(numeric)}
         self.keys = array("q")
-        self.dead = array("b")
-        self.numeric = {name: array("q") for name in numeric}
+        self.data = array("q")
         self.objects: dict[str, list] = {name: [] for name in objects}
+        self._object_lists = tuple(self.objects.values())
         self._sorted_end = 0  # rows [0, _sorted_end) have non-decreasing keys
         self._late: dict[int, int] = {}  # key -> latest row appended out of order
 
     def __len__(self) -> int:
         return len(self.keys)
 
-    def append(self, key: int, dead: bool = False, **values: Any) -> int:
-        row = len(self.keys)
-        if row == self._sorted_end and (row == 0 or key >= self.keys[row - 1]):
+    def add(self, key: int, dead: int, numbers: tuple, objects: tuple = ()) -> int:
+        """Append a row: ``numbers`` in the order of the kind's numeric columns, ``objects``
+        in the order of its object columns."""
+        keys = self.keys
+        row = len(keys)
+        if row == self._sorted_end and (row == 0 or key >= keys[row - 1]):
             self._sorted_end = row + 1
         else:
             self._late[key] = row
-        self.keys.append(key)
-        self.dead.append(1 if dead else 0)
-        for name, column in self.numeric.items():
-            column.append(values.get(name, 0))
-        for name, column in self.objects.items():
-            column.append(values.get(name))
+        keys.append(key)
+        self.data.append(dead)
+        self.data.extend(numbers)
+        for column, value in zip(self._object_lists, objects):
+            column.append(value)
         return row
+
+    def append(self, key: int, dead: bool = False, **values: Any) -> int:
+        return self.add(key, 1 if dead else 0, tuple(values.get(n, 0) for n in self.names),
+                        tuple(values.get(n) for n in self.objects))
 
     def extend(self, keys: np.ndarray, dead: np.ndarray | None = None, **values: Any) -> None:
         """Append many rows at once (``values``: a column per name, numpy or list)."""
@@ -78,12 +88,14 @@ class RowLog:
         else:
             self._late.update(zip(keys.tolist(), range(first, first + n)))
         self.keys.frombytes(keys.tobytes())
-        flags = np.zeros(n, np.int8) if dead is None else np.asarray(dead, np.int8)
-        self.dead.frombytes(flags.tobytes())
-        for name, column in self.numeric.items():
+        block = np.zeros((n, self.stride), np.int64)
+        if dead is not None:
+            block[:, 0] = np.asarray(dead, np.int64)
+        for name, j in self._position.items():
             given = values.get(name)
-            column.frombytes((np.zeros(n, np.int64) if given is None else
-                              np.ascontiguousarray(given, np.int64)).tobytes())
+            if given is not None:
+                block[:, j] = np.asarray(given, np.int64)
+        self.data.frombytes(block.tobytes())
         for name, column in self.objects.items():
             given = values.get(name)
             column.extend([None] * n if given is None else list(given))
@@ -93,23 +105,40 @@ class RowLog:
         row = self._late.get(key)
         if row is not None:
             return row
-        i = bisect_right(self.keys, key, 0, self._sorted_end) - 1
+        keys = self.keys
+        end = self._sorted_end
+        if not end or key > keys[end - 1]:
+            return -1  # beyond every key in order (a dataset created just now): no bisection
+        i = bisect_right(keys, key, 0, end) - 1
         return i if i >= 0 and self.keys[i] == key else -1
 
     def value(self, row: int, name: str) -> Any:
-        column = self.numeric.get(name)
-        return column[row] if column is not None else self.objects[name][row]
+        j = self._position.get(name)
+        if j is not None:
+            return self.data[row * self.stride + j]
+        if name == "dead":
+            return self.data[row * self.stride]
+        return self.objects[name][row]
+
+    def is_dead(self, row: int) -> bool:
+        return bool(self.data[row * self.stride])
+
+    def _columns(self) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        n = len(self.keys)
+        if not n:
+            empty = np.zeros(0, np.int64)
+            return empty, np.zeros(0, bool), {name: empty for name in self._position}
+        table = np.frombuffer(self.data, np.int64).reshape(n, self.stride).copy()
+        return (np.frombuffer(self.keys, np.int64).copy(), table[:, 0] != 0,
+                {name: table[:, j] for name, j in self._position.items()})
 
     def table(self, extra: dict[str, np.ndarray] | None = None) -> Table:
         """The log as a table (latest row per key); ``extra`` supplies columns the log does
         not keep, aligned with its rows."""
-        columns: dict[str, Any] = {name: np.frombuffer(col, np.int64) if len(col) else
-                                   np.zeros(0, np.int64) for name, col in self.numeric.items()}
+        keys, dead, columns = self._columns()
         columns.update(self.objects)
         if extra:
             columns.update(extra)
-        keys = np.frombuffer(self.keys, np.int64) if len(self.keys) else np.zeros(0, np.int64)
-        dead = np.frombuffer(self.dead, np.int8) != 0 if len(self.dead) else np.zeros(0, bool)
         return Table.from_rows(self.kind, keys, dead, columns)
 
     def clear(self) -> None:
@@ -120,14 +149,11 @@ class RowLog:
         if rows >= len(self.keys):
             self.clear()
             return
-        keys = np.frombuffer(self.keys, np.int64)[rows:].copy()
-        dead = np.frombuffer(self.dead, np.int8)[rows:].copy()
-        numeric = {n: np.frombuffer(c, np.int64)[rows:].copy() for n, c in self.numeric.items()}
+        keys, dead, numeric = self._columns()
         objects = {n: c[rows:] for n, c in self.objects.items()}
         self.clear()
-        self.extend(keys, dead, **numeric)
-        for name, column in objects.items():
-            self.objects[name][:] = column
+        self.extend(keys[rows:], dead[rows:], **{n: c[rows:] for n, c in numeric.items()},
+                    **objects)
 
 
 class LayeredTable:
@@ -162,12 +188,15 @@ class LayeredTable:
             return self.committed()
         return merge(self.kind, [self.committed(), self.log.table(extra)])
 
-    def get(self, key: int) -> tuple[str, Any] | None:
+    def get(self, key: int, committed: bool = True) -> tuple[str, Any] | None:
         """Where the newest row of ``key`` is: ("log", row) or ("table", (table, position)),
-        or None when there is none."""
+        or None when there is none. ``committed=False``: the key cannot have committed rows
+        (a dataset created since the commit the handle read), so only the log is looked at."""
         row = self.log.find(key)
         if row >= 0:
             return "log", row
+        if not committed:
+            return None
         for table in reversed(self._deltas):
             pos = _position(table, key)
             if pos >= 0:
@@ -186,7 +215,7 @@ class LayeredTable:
     def is_dead(self, found: tuple[str, Any]) -> bool:
         where, at = found
         if where == "log":
-            return bool(self.log.dead[at])
+            return self.log.is_dead(at)
         table, pos = at
         return bool(table.dead[pos])
 
@@ -209,6 +238,9 @@ class LayeredTable:
 
 def _position(table: Table, key: int) -> int:
     keys = table.key
+    # keys beyond the last are common (new datasets): answer them without numpy
+    if not len(keys) or key > table.last_key:
+        return -1
     i = int(np.searchsorted(keys, key))
     return i if i < len(keys) and keys[i] == key else -1
 

@@ -1,33 +1,11 @@
-"""Checks on user input that the core shares: names and read/write windows."""
+"""Checks on user input that the core shares: read/write windows (and names, from atlas.names)."""
 
 from __future__ import annotations
 
 from typing import Any, Sequence
 
-from atlas.errors import InvalidNameError, OutOfBoundsError
-
-
-def check_name(name: Any, what: str) -> str:
-    """Dataset and array names: non-empty str, no '/', no leading '_', not '.' or '..'."""
-    if not isinstance(name, str):
-        raise TypeError(f"{what} name must be a str, got {type(name).__name__}")
-    problem = None
-    if not name:
-        problem = "is empty"
-    elif "/" in name or "\\" in name:
-        problem = "contains a path separator"
-    elif name.startswith("_"):
-        problem = "starts with '_' (reserved)"
-    elif name in (".", ".."):
-        problem = "is '.' or '..'"
-    elif any(ord(c) < 32 for c in name):
-        problem = "contains a control character"
-    elif not name.isascii() and any(0xD800 <= ord(c) <= 0xDFFF for c in name):
-        problem = "contains a lone surrogate (not valid Unicode text)"
-    if problem:
-        raise InvalidNameError(f"invalid {what} name {name!r}: it {problem}")
-    return name
-
+from atlas.errors import OutOfBoundsError
+from atlas.names import check_name  # noqa: F401  (the core's callers import it from here)
 
 def as_index_tuple(values: Any, what: str, ndim: int, where: str) -> tuple[int, ...]:
     """A start/shape argument as a tuple of ints of the array's rank."""

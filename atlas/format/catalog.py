@@ -8,6 +8,7 @@ table it changes (see ``atlas.format.tables`` for the kinds):
     ["array", A]               array table of the array name A
     ["attr", K]                attr table of the dataset attribute K
     ["array_attr", A, K]       attr table of the attribute K of array A
+    ["names_bloom"]            with ["datasets"]: a Bloom filter of its names (atlas.format.bloom)
 
 The commit's root lists its parts, oldest first; a table's content is the :func:`merge` of its
 sections in every listed part. A part's footer also records the value format version.
@@ -18,11 +19,12 @@ from __future__ import annotations
 from typing import Any
 
 from atlas.errors import CorruptionError
-from atlas.format import values
+from atlas.format import bloom, values
 from atlas.format.container import ContainerWriter, Footer, LockedFile, read_section
 from atlas.format.tables import Table
 
 MAGIC = b"ATLCAT02"
+BLOOM = ("names_bloom",)
 SECTION_KINDS = {"datasets": ("datasets", 0), "schemas": ("schemas", 0), "array": ("array", 1),
                  "attr": ("attr", 1), "array_attr": ("attr", 2)}
 
@@ -46,6 +48,10 @@ def write_part(path: str, tables: dict[tuple, Table], **extra: Any) -> LockedFil
         for section_id, table in tables.items():
             table_kind(section_id)
             writer.add(section_id, table.section_columns(), len(table))
+        datasets = tables.get(("datasets",))
+        if datasets is not None:
+            bits = bloom.build(list(datasets.columns["name"]))
+            writer.add(BLOOM, [("bits", "u1", bits)], len(bits))
         writer.finish(kind="catalog", values=values.VERSION, **extra)
         out.truncate()
     except BaseException:
@@ -61,6 +67,8 @@ def check_footer(footer: Footer, where: str) -> None:
         raise CorruptionError(f"{where}: value format {footer.extra.get('values')!r} not "
                               f"understood (expected {values.VERSION})")
     for section_id in footer.sections:
+        if section_id == BLOOM:
+            continue
         try:
             table_kind(section_id)
         except CorruptionError as err:
@@ -76,3 +84,14 @@ def read_table(footer: Footer, section_id: tuple, read, where: str) -> Table | N
     label = f"{where} {list(section_id)}"
     columns = read_section(ref, read(ref.offset, ref.stored), label)
     return Table.from_section(kind, columns, label)
+
+
+def read_bloom(footer: Footer, read, where: str):
+    """The names filter of a part holding a datasets table; None when the part has no datasets
+    table, True when it has one but no filter (every name may be there)."""
+    if ("datasets",) not in footer.sections:
+        return None
+    ref = footer.sections.get(BLOOM)
+    if ref is None:
+        return True
+    return read_section(ref, read(ref.offset, ref.stored), f"{where} names filter")["bits"]

@@ -62,9 +62,13 @@ def _delta(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def decode_column(data: memoryview, kind: str, rows: int, where: str) -> Any:
-    """One column from its stored bytes: a numpy array, or a list for txt/bin."""
+def decode_column(data: memoryview, kind: str, rows: int, where: str, joined: bool = False
+                  ) -> Any:
+    """One column from its stored bytes: a numpy array, or a list for txt/bin (``joined``: a
+    txt column stored joined by NUL comes back as those bytes, not split)."""
     if kind in ("txt", "bin"):
+        if kind == "txt" and joined and len(data) and data[0] == 0:
+            return bytes(data[1:])
         if kind == "txt":
             if len(data) < 1 or data[0] not in (0, 1):
                 raise CorruptionError(f"{where}: text column is damaged")
@@ -115,9 +119,10 @@ def encode_section(columns: Sequence[tuple[str, str, Any]], level: int = SECTION
     return zstandard.ZstdCompressor(level=level).compress(raw), spec, len(raw)
 
 
-def decode_section(stored, spec: list, rows: int, decoded_length: int, where: str
-                   ) -> dict[str, Any]:
-    """The columns of a section, checked against its spec (sizes bound every allocation)."""
+def decode_section(stored, spec: list, rows: int, decoded_length: int, where: str,
+                   joined: bool = False) -> dict[str, Any]:
+    """The columns of a section, checked against its spec (sizes bound every allocation);
+    ``joined``: see :func:`decode_column`."""
     if not isinstance(decoded_length, int) or not 0 <= decoded_length <= MAX_SECTION_BYTES:
         raise CorruptionError(f"{where}: section claims {decoded_length!r} decoded bytes")
     try:
@@ -134,6 +139,7 @@ def decode_section(stored, spec: list, rows: int, decoded_length: int, where: st
     for name, kind, n in spec:
         if kind not in KINDS:
             raise CorruptionError(f"{where}: unknown column kind {kind!r}")
-        out[name] = decode_column(raw[at : at + n], kind, rows, f"{where} column {name!r}")
+        out[name] = decode_column(raw[at : at + n], kind, rows, f"{where} column {name!r}",
+                                  joined)
         at += n
     return out

@@ -141,11 +141,12 @@ def parse_footer(tail, tail_start: int, size: int, read: Callable[[int, int], An
     return Footer(sections, doc, first, tail, tail_start)
 
 
-def read_section(ref: SectionRef, stored, where: str) -> dict[str, Any]:
-    """Check and decode one section from its stored bytes."""
+def read_section(ref: SectionRef, stored, where: str, joined: bool = False) -> dict[str, Any]:
+    """Check and decode one section from its stored bytes (``joined``: text columns stored
+    joined by NUL stay joined bytes)."""
     if len(stored) != ref.stored or checksum(stored) != ref.crc:
         raise CorruptionError(f"{where}: section fails its checksum")
-    return decode_section(stored, ref.spec, ref.rows, ref.decoded, where)
+    return decode_section(stored, ref.spec, ref.rows, ref.decoded, where, joined)
 
 
 class LockedFile:

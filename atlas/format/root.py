@@ -24,7 +24,7 @@ from typing import Any
 
 import zstandard
 
-from atlas.codecs import checksum, decompress_zstd
+from atlas.codecs import checksum, decompress_frame
 from atlas.errors import CorruptionError, FormatError
 from atlas.format.keys import checked, is_data_key
 
@@ -126,14 +126,9 @@ def checked_payload(data: bytes, where: str) -> bytes:
 def decode(data: bytes, where: str) -> Root:
     """A version-2 root; CorruptionError for anything malformed (checksum, JSON, types, keys)."""
     payload = checked_payload(data, where)
+    raw = decompress_frame(payload, where, MAX_ROOT_BYTES)  # bounded before it is allocated
     try:
-        size = zstandard.frame_content_size(payload)
-    except zstandard.ZstdError as err:
-        raise CorruptionError(f"{where}: commit record does not decode ({err})") from err
-    if not 0 <= size <= MAX_ROOT_BYTES:
-        raise CorruptionError(f"{where}: commit record claims {size} decoded bytes")
-    try:
-        doc = json.loads(bytes(decompress_zstd(payload, size, where)))
+        doc = json.loads(bytes(raw))
         counters = doc["next"]
         root = Root(
             generation=_int(doc["generation"]), codec=_str(doc["codec"]),

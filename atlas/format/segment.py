@@ -2,7 +2,7 @@
 
 A segment holds chunks of one array name. Small chunks of many datasets are packed, in the
 order they were written, into shared **blocks** of about the store's block size once decoded;
-a chunk at least that big gets a block of its own. Each block is one compressed frame with one
+a chunk of at least a sixteenth of that gets a block of its own. Each block is one compressed frame with one
 crc32c. The file is an ``atlas.format.container`` (magic ``ATLSEG02``) whose payload is the
 blocks and whose sections are:
 
@@ -36,6 +36,14 @@ CHUNK_COLUMNS = (("slot", "i8d"), ("chunk", "i8d"), ("block", "i8d"), ("offset",
 PARTIAL_COLUMNS = (("row", "i8d"), ("nulls", "i8"), ("valid", "i8"), ("min", "f8"),
                    ("max", "f8"))
 MAX_DECODED_BLOCK = 1 << 40  # a block claiming more is corrupt (no chunk is that big)
+# A chunk of at least 1/OWN_BLOCK_SHARE of the block size gets a block of its own: reading one
+# chunk never decodes more than that many times its size, and packing saves nothing that big.
+OWN_BLOCK_SHARE = 16
+
+
+def own_block(size: int, block_size: int) -> bool:
+    """Whether a chunk of ``size`` bytes is written as a block of its own."""
+    return size * OWN_BLOCK_SHARE >= block_size
 
 
 def _empty(columns) -> dict[str, np.ndarray]:
@@ -117,12 +125,16 @@ class SegmentWriter(LockedFile):
         """The stored bytes of a block already written (reads that see pending writes)."""
         return self.pread(self.blocks.data["offset"][number], self.blocks.data["stored"][number])
 
-    def finish(self) -> SegmentIndex:
-        """Write index, footer and trailer; returns the index. Calling it again after success
-        returns the same index; after a failure it writes them again."""
+    def finish(self, chunks: dict | None = None, partials: dict | None = None) -> SegmentIndex:
+        """Write index, footer and trailer; returns the index. ``chunks``/``partials``: the
+        columns to write instead of those appended one by one (a pending segment keeps its own).
+        Calling it again after success returns the same index; after a failure it writes them
+        again."""
         if self._index is not None:
             return self._index
-        index = SegmentIndex(self.blocks.numpy(), self.chunks.numpy(), self.partials.numpy())
+        index = SegmentIndex(self.blocks.numpy(),
+                             self.chunks.numpy() if chunks is None else chunks,
+                             self.partials.numpy() if partials is None else partials)
         end = self.size
         try:
             writer = ContainerWriter(self.write)
@@ -136,6 +148,9 @@ class SegmentWriter(LockedFile):
         except BaseException:
             self.size = end
             raise
+        if chunks is not None:  # keep copies, not views of the caller's rows
+            index = SegmentIndex(index.blocks, {n: np.array(c) for n, c in chunks.items()},
+                                 {n: np.array(c) for n, c in index.partials.items()})
         self._index = index
         return index
 

@@ -49,6 +49,14 @@ class Table:
     def __len__(self) -> int:
         return len(self.key)
 
+    @property
+    def last_key(self) -> int:
+        """The largest key, as a Python int (-1 for an empty table)."""
+        found = self.__dict__.get("_last_key")
+        if found is None:
+            found = self.__dict__["_last_key"] = int(self.key[-1]) if len(self.key) else -1
+        return found
+
     @classmethod
     def empty(cls, kind: str) -> "Table":
         return cls(kind, np.zeros(0, np.int64), np.zeros(0, bool),
@@ -64,9 +72,11 @@ class Table:
         last[:-1] = sorted_key[1:] != sorted_key[:-1]
         pick = order[last]
         cols = {}
-        for name, _k, dtype, default, _o in KINDS[kind]:
+        for name, _k, dtype, default, optional in KINDS[kind]:
             values = columns.get(name)
-            if values is None:
+            if values is None and optional:  # all the default: a read-only broadcast
+                cols[name] = np.broadcast_to(np.array(default, dtype), len(pick))
+            elif values is None:
                 cols[name] = np.full(len(pick), default, dtype)
             else:
                 cols[name] = _as_column(values, dtype)[pick]
@@ -96,7 +106,7 @@ class Table:
         cols = [("key", "i8d", self.key), ("dead", "u1", self.dead.astype(np.uint8))]
         for name, kind, _dtype, default, optional in KINDS[self.kind]:
             values = self.columns[name]
-            if optional and all(v == default for v in values):
+            if optional and not any(values):  # optional columns default to "" (falsy)
                 continue  # e.g. no string statistics in an array table of numbers
             cols.append((name, kind, values))
         return cols
@@ -107,11 +117,14 @@ class Table:
             key = np.asarray(columns["key"], np.int64)
             dead = np.asarray(columns["dead"]) != 0
             cols = {}
+            texts = {}
             for name, _k, dtype, default, optional in KINDS[kind]:
                 if name in columns:
                     cols[name] = _as_column(columns[name], dtype)
-                elif optional:
-                    cols[name] = np.full(len(key), default, dtype)
+                    if isinstance(columns[name], list):
+                        texts[name] = columns[name]
+                elif optional:  # not stored: every value the default (a read-only broadcast)
+                    cols[name] = np.broadcast_to(np.array(default, dtype), len(key))
                 else:
                     raise KeyError(name)
         except KeyError as err:
@@ -120,7 +133,9 @@ class Table:
             raise CorruptionError(f"{where}: {kind} table keys are not sorted and unique")
         if np.any(key < 0):
             raise CorruptionError(f"{where}: {kind} table has a negative key")
-        return cls(kind, key, dead, cols)
+        table = cls(kind, key, dead, cols)
+        table.__dict__["texts"] = texts  # the text columns as the lists they were decoded to
+        return table
 
 
 def _as_column(values: Any, dtype: np.dtype) -> np.ndarray:

@@ -62,8 +62,8 @@ def encode(value: Any, dtype: str | None = None, where: str = "value") -> tuple[
             return tag, _numpy_num(value), b""
         return STRUCT, 0, _struct_bytes(value, where)
     if isinstance(value, int):
-        if not _INT64[0] <= value <= _INT64[1]:
-            raise OverflowError(f"{where}: integer {value} does not fit in int64")
+        if not _INT64[0] <= value <= _INT64[1]:  # kept exactly, as a structured value
+            return STRUCT, 0, _struct_bytes(value, where)
         return INT64, value, b""
     if isinstance(value, float):
         return FLOAT64, float_bits(value), b""
@@ -71,7 +71,8 @@ def encode(value: Any, dtype: str | None = None, where: str = "value") -> tuple[
         return STRING, 0, _utf8(value, where)
     if isinstance(value, bytes) and not isinstance(value, np.bytes_):
         return BYTES, 0, bytes(value)
-    if isinstance(value, (np.datetime64, _dt.datetime)):
+    if isinstance(value, _dt.datetime) or isinstance(value, np.datetime64) and \
+            np.datetime_data(value.dtype)[0] == "ns":
         return TIMESTAMP, timestamp_to_int(value, where), b""
     if value is None:
         raise TypeError(f"{where}: None cannot be stored as a value (delete the key instead)")

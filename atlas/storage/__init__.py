@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from atlas.storage._base import Storage
+from atlas.storage._keys import check_key
 from atlas.storage._local import LocalStorage
 from atlas.storage._wrappers import (
     CountingStorage,
@@ -23,6 +24,7 @@ __all__ = [
     "LocalStorage",
     "Storage",
     "StorageWrapper",
+    "check_key",
     "from_description",
     "open_storage",
 ]

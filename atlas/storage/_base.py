@@ -13,7 +13,8 @@ TEMP_SUFFIX = ".tmp"
 
 
 class Storage(abc.ABC):
-    """Keys are '/'-separated relative paths. Values are immutable once written, except the
+    """Keys are '/'-separated relative paths (the grammar of :func:`atlas.storage.check_key`,
+    which every backend enforces). Values are immutable once written, except the
     manifest, which only ever changes through :meth:`commit`."""
 
     read_only: bool = False
@@ -81,6 +82,21 @@ class Storage(abc.ABC):
         threshold for those."""
         self.delete(key)
         return True
+
+    def layout_problems(self) -> list[str]:
+        """What in the store is not a plain value: links, special files (backends that can
+        have them report them here; verify() lists them as problems)."""
+        return []
+
+    def leftovers(self) -> list[tuple[str, float]]:
+        """(description, age in seconds) of what crashed writers of this store left outside
+        its keys: incomplete multipart uploads, local spill files no live writer holds."""
+        return []
+
+    def remove_leftovers(self, grace: float) -> list[str]:
+        """Abort or delete the :meth:`leftovers` older than ``grace`` seconds; their
+        descriptions."""
+        return []
 
     @contextlib.contextmanager
     def commit_lock(self) -> Iterator[None]:

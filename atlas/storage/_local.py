@@ -1,26 +1,46 @@
-"""Local-filesystem storage: mmap reads, write-temp + fsync + rename, flock-guarded commits."""
+"""Local-filesystem storage: mmap reads, write-temp + fsync + rename, flock-guarded commits.
+
+Paths inside the store are walked from the root one directory at a time without following a
+link (``O_NOFOLLOW``, ``dir_fd``), and only regular files are opened: a symlinked folder or
+segment, a FIFO or a device inside a store is reported as damage, never followed or read.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import mmap
 import os
+import stat
 import threading
+import time
 import uuid
 from typing import Iterator
 
-from atlas.errors import ConflictError, CorruptionError, ReadOnlyError
+from atlas.errors import (
+    ConflictError,
+    CorruptionError,
+    ReadOnlyError,
+    StaleHandleError,
+)
 from atlas.storage._base import TEMP_SUFFIX, Storage
+from atlas.storage._keys import MAX_COMPONENT_BYTES, check_key, check_prefix, key_problem
 
 LOCK_NAME = ".atlas.lock"
 PUBLISH_THREADS = 16  # concurrent fsyncs when a flush publishes many segments
+MAP_CHECK_SECONDS = 1.0  # how often a handle looks for mapped files that were deleted
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused right after, by fstat)
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def _fsync_path(path: str) -> None:
     """fsync a file or a directory by path."""
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
     finally:
@@ -31,17 +51,60 @@ def _digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISREG, "regular file"), (stat.S_ISLNK, "symbolic link"),
+                       (stat.S_ISDIR, "directory"),
+                       (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"),
+                       (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device")):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def _not_regular(path: str, mode: int) -> CorruptionError:
+    if stat.S_ISLNK(mode):
+        return CorruptionError(f"{path}: is a symbolic link; atlas never follows links inside a "
+                               "store (replace it by the file itself)")
+    return CorruptionError(f"{path}: is a {_kind(mode)}, not a regular file")
+
+
+@contextlib.contextmanager
+def read_only_as_error(where: str) -> Iterator[None]:
+    """A write refused by a read-only file system (EROFS) as :class:`ReadOnlyError`."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno != errno.EROFS:
+            raise
+        raise ReadOnlyError(f"store at {where} is on a read-only file system "
+                            f"({err.strerror}); open it with read_only=True") from err
+
+
 @contextlib.contextmanager
 def directory_lock(root: str) -> Iterator[None]:
     """Hold the exclusive ``flock`` of a store directory's lock file, which serialises commits
     (and orphan sweeps) of every handle on this machine, whichever backend opened the store."""
-    os.makedirs(root, exist_ok=True)
-    with open(os.path.join(root, LOCK_NAME), "a+b") as lock:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+    path = os.path.join(root, LOCK_NAME)
+    with read_only_as_error(root):
+        os.makedirs(root, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+                         | os.O_CLOEXEC, 0o666)
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                raise _not_regular(path, stat.S_IFLNK) from None
+            raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise _not_regular(path, mode)
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def _containing_dirs(paths, root: str) -> list[str]:
@@ -65,8 +128,11 @@ class LocalStorage(Storage):
     def __init__(self, root: str | os.PathLike, read_only: bool = False):
         self.root = os.path.abspath(os.fspath(root))
         self.read_only = read_only
-        self._maps: dict[str, mmap.mmap | bytes] = {}
+        # key -> (mapping, (st_dev, st_ino) of the file mapped)
+        self._maps: dict[str, tuple[mmap.mmap | bytes, tuple[int, int]]] = {}
         self._maps_lock = threading.Lock()
+        self._maps_checked = time.monotonic()
+        self._spills: dict[str, int] = {}  # spill path -> pid of the process that created it
 
     @property
     def location(self) -> str:
@@ -76,85 +142,240 @@ class LocalStorage(Storage):
         return ("local", self.root, self.read_only)
 
     def _path(self, key: str) -> str:
-        return os.path.join(self.root, *key.split("/"))
+        return os.path.join(self.root, *check_key(key).split("/"))
 
     def _check_writable(self) -> None:
         if self.read_only:
             raise ReadOnlyError(f"store at {self.root} is read-only")
 
+    # -- walking the tree without following links -----------------------------------------------
+
+    @contextlib.contextmanager
+    def _parent(self, key: str, create: bool = False) -> Iterator[tuple[int, str]]:
+        """(descriptor of the directory holding ``key``, file name), reached from the root one
+        component at a time without following a link (``create``: making missing folders)."""
+        parts = check_key(key).split("/")
+        if create:
+            os.makedirs(self.root, exist_ok=True)  # the root is the caller's: links allowed
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for depth, part in enumerate(parts[:-1]):
+                if create:
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(part, 0o777, dir_fd=fd)
+                try:
+                    child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                except OSError as err:
+                    if err.errno not in (errno.ELOOP, errno.ENOTDIR):
+                        raise
+                    path = os.path.join(self.root, *parts[: depth + 1])
+                    mode = os.stat(part, dir_fd=fd, follow_symlinks=False).st_mode
+                    raise _not_regular(path, mode) if stat.S_ISLNK(mode) else CorruptionError(
+                        f"{path}: is a {_kind(mode)} where a folder belongs") from None
+                os.close(fd)
+                fd = child
+            yield fd, parts[-1]
+        finally:
+            os.close(fd)
+
+    def _open_file(self, key: str) -> int:
+        """A read descriptor of the regular file at ``key``; CorruptionError for anything else
+        (a link, a FIFO, a device, a folder), FileNotFoundError when there is nothing."""
+        with self._parent(key) as (dir_fd, name):
+            mode = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
+            if not stat.S_ISREG(mode):
+                raise _not_regular(self._path(key), mode)
+            try:
+                fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
+            except OSError as err:  # replaced meanwhile
+                if err.errno not in (errno.ELOOP, errno.ENXIO):
+                    raise
+                mode = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
+                raise _not_regular(self._path(key), mode) from None
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            raise _not_regular(self._path(key), mode)
+        return fd
+
+    def _walk(self, prefix: str) -> tuple[list[tuple[str, int, float]], list[tuple[str, str]]]:
+        """(regular files as (key, size, mtime), everything else as (key, what it is)) under
+        ``prefix``, descending only into real folders."""
+        files: list[tuple[str, int, float]] = []
+        odd: list[tuple[str, str]] = []
+
+        def scan(fd: int, rel: str) -> None:
+            with os.scandir(fd) as it:
+                entries = list(it)
+            for entry in entries:
+                key = f"{rel}/{entry.name}" if rel else entry.name
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if key_problem(key) is not None:
+                    odd.append((key, "file whose name is outside the key grammar"))
+                elif stat.S_ISDIR(st.st_mode):
+                    try:
+                        sub = os.open(entry.name, _DIR_FLAGS, dir_fd=fd)
+                    except (FileNotFoundError, NotADirectoryError):
+                        continue
+                    try:
+                        scan(sub, key)
+                    finally:
+                        os.close(sub)
+                elif stat.S_ISREG(st.st_mode):
+                    files.append((key, st.st_size, st.st_mtime))
+                else:
+                    odd.append((key, _kind(st.st_mode)))
+
+        try:
+            if not prefix:
+                fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            else:
+                with self._parent(prefix) as (dir_fd, name):
+                    try:
+                        fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+                    except OSError as err:
+                        if err.errno != errno.ELOOP:
+                            raise
+                        raise _not_regular(self._path(prefix), stat.S_IFLNK) from None
+        except (FileNotFoundError, NotADirectoryError):
+            return files, odd
+        try:
+            scan(fd, prefix)
+        finally:
+            os.close(fd)
+        return sorted(files), sorted(odd)
+
+    # -- reads ----------------------------------------------------------------------------------
+
     def get(self, key: str) -> bytes:
-        with open(self._path(key), "rb") as f:
+        fd = self._open_file(key)
+        with open(fd, "rb", closefd=True) as f:
             return f.read()
 
     def _mapping(self, key: str, expected_size: int | None):
-        mapping = self._maps.get(key)
-        if mapping is not None:
-            return mapping
+        if time.monotonic() - self._maps_checked > MAP_CHECK_SECONDS:
+            self._drop_deleted_maps()
+        found = self._maps.get(key)
+        if found is not None:
+            return found[0]
         with self._maps_lock:
-            mapping = self._maps.get(key)
-            if mapping is not None:
-                return mapping
+            found = self._maps.get(key)
+            if found is not None:
+                return found[0]
             path = self._path(key)
-            with open(path, "rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                if expected_size is not None and size != expected_size:
-                    raise CorruptionError(
-                        f"{path}: file is {size} bytes, the manifest records {expected_size}"
-                    )
+            try:
+                fd = self._open_file(key)
+            except FileNotFoundError as err:
+                if expected_size is None:
+                    raise
+                raise StaleHandleError(
+                    f"{path}: segment file is gone. If another handle compacted the store since "
+                    "this one opened it, the file was deleted after its grace period: reopen the "
+                    "store (Atlas.open) to read the current commit; otherwise the store lost it "
+                    "(verify() reports it)") from err
+            try:
+                st = os.fstat(fd)
+                if expected_size is not None and st.st_size != expected_size:
+                    raise CorruptionError(f"{path}: file is {st.st_size} bytes, the manifest "
+                                          f"records {expected_size}")
                 # an empty file cannot be mapped; it has no chunks anyway
-                mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
-            self._maps[key] = mapping
+                mapping = mmap.mmap(fd, 0, access=mmap.ACCESS_READ) if st.st_size else b""
+            finally:
+                os.close(fd)
+            self._maps[key] = (mapping, (st.st_dev, st.st_ino))
             return mapping
+
+    def _drop_deleted_maps(self) -> None:
+        """Forget mappings of files deleted (or replaced) since they were mapped, so that a
+        long-lived handle does not keep their disk space allocated; a later read of such a key
+        finds the file gone (StaleHandleError)."""
+        self._maps_checked = time.monotonic()
+        for key, (_mapping, identity) in list(self._maps.items()):
+            try:
+                st = os.stat(self._path(key), follow_symlinks=False)
+                gone = (st.st_dev, st.st_ino) != identity
+            except OSError:
+                gone = True
+            if gone:
+                self._maps.pop(key, None)  # unmapped once no view of it is left
 
     def get_range(self, key: str, offset: int, length: int, expected_size: int | None = None):
         mapping = self._mapping(key, expected_size)
         return memoryview(mapping)[offset : offset + length]
 
+    def list(self, prefix: str = "") -> list[tuple[str, int, float]]:
+        """Regular files only: links and special files are never listed (nor followed), so
+        nothing acts on them; :meth:`layout_problems` reports them."""
+        return self._walk(check_prefix(prefix))[0]
+
+    def layout_problems(self) -> list[str]:
+        return [f"{os.path.join(self.root, key)}: is a {what}; a store holds only regular files "
+                "and folders (atlas never follows links)" for key, what in self._walk("")[1]]
+
+    # -- writes ---------------------------------------------------------------------------------
+
     def put(self, key: str, data: bytes) -> None:
         self._check_writable()
-        path = self._path(key)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{uuid.uuid4().hex}{TEMP_SUFFIX}"
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_path(os.path.dirname(path))
+        with read_only_as_error(self.root), self._parent(key, create=True) as (dir_fd, name):
+            # <name>.<32 hex>.tmp, the name cut short where the whole would pass 255 bytes
+            base = name.encode("utf-8")[: MAX_COMPONENT_BYTES - 38].decode("utf-8", "ignore")
+            tmp = f"{base}.{uuid.uuid4().hex}{TEMP_SUFFIX}"
+            fd = os.open(tmp, _CREATE_FLAGS | os.O_EXCL, 0o666, dir_fd=dir_fd)
+            try:
+                with open(fd, "wb", closefd=False) as f:
+                    f.write(data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            # by path (the folders were just walked without links): tests hook os.replace(src, dst)
+            path = self._path(key)
+            os.replace(os.path.join(os.path.dirname(path), tmp), path)
+            os.fsync(dir_fd)
 
     def delete(self, key: str) -> None:
+        """Remove the directory entry itself: a link is removed, never what it points to."""
         self._check_writable()
         self._maps.pop(key, None)
-        try:
-            os.remove(self._path(key))
-        except FileNotFoundError:
-            pass
-
-    def list(self, prefix: str = "") -> list[tuple[str, int, float]]:
-        out = []
-        base = self._path(prefix) if prefix else self.root
-        for dirpath, _dirs, files in os.walk(base):
-            for name in files:
-                full = os.path.join(dirpath, name)
-                try:
-                    st = os.stat(full)
-                except FileNotFoundError:
-                    continue
-                key = os.path.relpath(full, self.root).replace(os.sep, "/")
-                out.append((key, st.st_size, st.st_mtime))
-        return sorted(out)
+        with contextlib.suppress(FileNotFoundError), read_only_as_error(self.root), \
+                self._parent(key) as (dir_fd, name):
+            os.unlink(name, dir_fd=dir_fd)
 
     def spill_path(self, key: str) -> str:
-        # written in place: the file is invisible to readers until a manifest references it
+        # written in place: the file is invisible to readers until a manifest references it.
+        # Created here, through real folders only, so the writer never creates through a link.
         self._check_writable()
+        with read_only_as_error(self.root), self._parent(key, create=True) as (dir_fd, name):
+            fd = os.open(name, _CREATE_FLAGS | os.O_NONBLOCK, 0o666, dir_fd=dir_fd)
+        try:
+            mode = os.fstat(fd).st_mode
+        finally:
+            os.close(fd)
         path = self._path(key)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if not stat.S_ISREG(mode):
+            raise _not_regular(path, mode)
+        self._spills[path] = os.getpid()
         return path
 
+    def discard(self, key: str, path: str) -> None:
+        # only the process that created a spill file removes it: a forked child exiting must
+        # not take a pending segment away from its parent
+        if self._spills.get(path, os.getpid()) != os.getpid():
+            return
+        self._spills.pop(path, None)
+        super().discard(key, path)
+
+    def release_spill(self, key: str, path: str) -> None:
+        self._spills.pop(path, None)
+
     def publish(self, key: str, path: str) -> None:
-        _fsync_path(path)
-        for directory in _containing_dirs([path], self.root):
-            _fsync_path(directory)
+        check_key(key)
+        with read_only_as_error(self.root):
+            _fsync_path(path)
+            for directory in _containing_dirs([path], self.root):
+                _fsync_path(directory)
 
     def publish_many(self, items, done=None) -> None:
         """fsync every file, then every directory once, from a thread pool: a flush of a wide
@@ -163,9 +384,12 @@ class LocalStorage(Storage):
             return super().publish_many(items, done)
         from concurrent.futures import ThreadPoolExecutor
 
+        for key, _ in items:
+            check_key(key)
         paths = [path for _, path in items]
         dirs = _containing_dirs(paths, self.root)
-        with ThreadPoolExecutor(min(PUBLISH_THREADS, len(paths))) as pool:
+        with read_only_as_error(self.root), \
+                ThreadPoolExecutor(min(PUBLISH_THREADS, len(paths))) as pool:
             list(pool.map(_fsync_path, paths))
             list(pool.map(_fsync_path, dirs))
         if done is not None:
@@ -201,12 +425,12 @@ class LocalStorage(Storage):
         return token
 
     def remove_unused(self, key: str) -> bool:
-        """Delete ``key`` unless a writer holds its shared lock (a pending segment)."""
+        """Delete ``key`` unless a writer holds its shared lock (a pending segment). Anything
+        but a regular file is left alone (``layout_problems`` reports it)."""
         self._check_writable()
-        path = self._path(key)
         try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
+            fd = self._open_file(key)
+        except (FileNotFoundError, CorruptionError):
             return False
         try:
             try:
@@ -214,7 +438,12 @@ class LocalStorage(Storage):
             except BlockingIOError:
                 return False
             self._maps.pop(key, None)
-            os.remove(path)
+            with read_only_as_error(self.root), self._parent(key) as (dir_fd, name):
+                # still the file locked above (not one a writer created at that name since)
+                if os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_ino != \
+                        os.fstat(fd).st_ino:
+                    return False
+                os.unlink(name, dir_fd=dir_fd)
             return True
         finally:
             os.close(fd)

@@ -96,6 +96,15 @@ class StorageWrapper(Storage):
     def commit_lock(self):
         return self.inner.commit_lock()
 
+    def layout_problems(self) -> list[str]:
+        return self.inner.layout_problems()
+
+    def leftovers(self) -> list[tuple[str, float]]:
+        return self.inner.leftovers()
+
+    def remove_leftovers(self, grace: float) -> list[str]:
+        return self.inner.remove_leftovers(grace)
+
     def close(self) -> None:
         self.inner.close()
 

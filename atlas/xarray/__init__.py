@@ -1,5 +1,5 @@
-"""xarray and dask integration: ``add_xr_dataset``/``to_xarray``/``to_xarray_many``, the
-``xr.Dataset.atlas`` accessor and the ``engine="atlas"`` backend.
+"""xarray and dask integration: ``add_xr_dataset``, ``to_xarray``, ``to_xarray_many``,
+``open_mfdataset``, the ``xr.Dataset.atlas`` accessor and the ``engine="atlas"`` backend.
 
 Importing this package does not import xarray or dask; the names below load on first use.
 """
@@ -8,15 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["AtlasAccessor", "AtlasBackendEntrypoint", "add_xr_dataset", "to_xarray",
-           "to_xarray_many"]
+__all__ = ["AtlasAccessor", "AtlasBackendEntrypoint", "add_xr_dataset", "open_mfdataset",
+           "to_xarray", "to_xarray_many"]
 
 _WHERE = {
     "AtlasAccessor": "atlas.xarray._accessor",
     "AtlasBackendEntrypoint": "atlas.xarray.backend",
     "add_xr_dataset": "atlas.xarray._ingest",
+    "open_mfdataset": "atlas.xarray._combine",
     "to_xarray": "atlas.xarray._read",
-    "to_xarray_many": "atlas.xarray._read",
+    "to_xarray_many": "atlas.xarray._many",
 }
 
 

@@ -17,7 +17,7 @@ import xarray only when called.
 from __future__ import annotations
 
 import functools
-import json
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -42,11 +42,20 @@ def prepare_variable(name: str, var: "xr.Variable", where: str
     the markers are empty when the variable has nothing to restore.
     """
     doc: dict[str, Any] = {}
+    stored, decode = _representation(name, var, where)
     if var.encoding:
-        encoding = _encoding.dumps(var.encoding)
+        encoding = dict(var.encoding)
+        if isinstance(encoding.get("dtype"), str):  # xarray's readers report a numpy dtype
+            try:
+                encoding["dtype"] = np.dtype(encoding["dtype"])
+            except TypeError:
+                pass
+        if decode is None and stored.dtype.kind in "UOT" and _is_bytes_dtype(encoding):
+            # text written as bytes: xarray's netCDF writer encodes it as UTF-8 and says so
+            encoding.setdefault("_Encoding", "utf-8")
+        encoding = _encoding.dumps(encoding)
         if encoding:
             doc["encoding"] = encoding
-    stored, decode = _representation(name, var, where)
     if decode is not None:
         doc["decode"] = decode
     stored, fill_attr = _untyped_fill(stored, decode is not None and decode["kind"] == "cftime")
@@ -57,7 +66,14 @@ def prepare_variable(name: str, var: "xr.Variable", where: str
     if not doc:
         return stored, {}
     doc["v"] = _VERSION
-    return stored, {CF_ATTR: _encoding.to_json(doc)}
+    return stored, {CF_ATTR: doc}
+
+
+def _is_bytes_dtype(encoding: dict) -> bool:
+    try:
+        return np.dtype(encoding.get("dtype", object)).kind == "S"
+    except TypeError:
+        return False
 
 
 def _representation(name: str, var: "xr.Variable", where: str
@@ -66,6 +82,12 @@ def _representation(name: str, var: "xr.Variable", where: str
 
     kind = var.dtype.kind
     if kind in "OS":
+        if kind == "O" and _is_dask(var.data):
+            from xarray.coding.variables import SerializationWarning  # what xarray's writers use
+
+            warnings.warn(f"{where}: a dask array with dtype=object is loaded into memory to find "
+                          "how to store its values; convert it with .astype() first to keep the "
+                          "ingest streaming", SerializationWarning, stacklevel=5)
         values = np.asarray(var.values)
         plan = _cf.cftime_plan(values) if kind == "O" else None
         if plan is None and kind == "O" and _cf.holds_cftime(values):
@@ -82,10 +104,18 @@ def _representation(name: str, var: "xr.Variable", where: str
             added = {k: v for k, v in _cf.cf_attrs(plan).items() if k not in attrs}
             attrs.update(added)
             return xr.Variable(var.dims, numbers, attrs), {**plan, "added": sorted(added)}
-        plan = _strings.bytes_plan(values)
+        fill = var.encoding.get("_FillValue")
+        plan = _strings.bytes_plan(values, fill)
         if plan is not None:
+            encoding = dict(var.encoding)
+            if "_FillValue" in encoding:
+                encoding["_FillValue"] = _strings.text_fill(fill, plan)
             return xr.Variable(var.dims, _strings.encode_bytes(values, plan), dict(var.attrs),
-                               dict(var.encoding)), plan
+                               encoding), plan
+        numbers = _numbers_of_objects(values, where) if kind == "O" else None
+        if numbers is not None:
+            # object arrays of numbers are stored (and read back) as numbers, as netCDF does
+            return xr.Variable(var.dims, numbers, dict(var.attrs), dict(var.encoding)), None
         return var, None
     packing = _packing.packing_encoding(var.dtype, var.attrs, var.encoding)
     if packing is None:
@@ -99,6 +129,30 @@ def _representation(name: str, var: "xr.Variable", where: str
     return packed, {"kind": "packed"}
 
 
+def _numbers_of_objects(values: np.ndarray, where: str) -> np.ndarray | None:
+    """An object array of numbers (and missing cells) as a numeric array, or None when it
+    holds anything else. The dtype is that of the first number; missing cells (None/NaN) make
+    it float with NaN there, like xarray's netCDF writer."""
+    if values.size == 0:
+        return None  # nothing says it holds numbers: an empty object array stays text
+    flat = values.reshape(-1)
+    missing = np.fromiter((v is None or (isinstance(v, float) and v != v) for v in flat),
+                          dtype=bool, count=flat.size)
+    present = flat[~missing]
+    if not all(isinstance(v, (int, float, np.number, np.bool_)) for v in present):
+        return None
+    if len({type(v) for v in present}) > 1:
+        kinds = sorted({type(v).__name__ for v in present})
+        raise TypeError(f"{where}: an object array mixing {', '.join(kinds)} cannot be stored; "
+                        "convert it to one numeric dtype with .astype()")
+    dtype = np.asarray(present[0]).dtype if present.size else np.dtype(np.float64)
+    if missing.any() and dtype.kind != "f":
+        dtype = np.dtype(np.float64)
+    out = np.full(values.shape, np.nan if dtype.kind == "f" else 0, dtype=dtype)
+    out.reshape(-1)[~missing] = present.astype(dtype)
+    return out
+
+
 def _untyped_fill(var: "xr.Variable", cftime: bool) -> tuple["xr.Variable", dict | None]:
     """Take out fills the stored array cannot have as its typed fill: a ``_FillValue``
     attribute of bytes on a string variable (char arrays read with ``decode_cf=False``) or on
@@ -108,7 +162,7 @@ def _untyped_fill(var: "xr.Variable", cftime: bool) -> tuple["xr.Variable", dict
 
     fill = var.attrs.get("_FillValue")
     encoded = var.encoding.get("_FillValue")
-    text = var.dtype.kind in "OSU"
+    text = var.dtype.kind in "OSUT"
     untyped_attr = "_FillValue" in var.attrs and (cftime or (text and not isinstance(fill, str)))
     untyped_encoding = encoded is not None and (cftime or (text and not isinstance(encoded, str)))
     if not (untyped_attr or untyped_encoding):
@@ -118,8 +172,21 @@ def _untyped_fill(var: "xr.Variable", cftime: bool) -> tuple["xr.Variable", dict
     if untyped_attr:
         kept = _encoding.dumps({"_FillValue": attrs.pop("_FillValue")})
     if untyped_encoding:
-        encoding.pop("_FillValue")
+        as_text = _utf8_text(encoded) if text and not cftime else None
+        if as_text is None:
+            encoding.pop("_FillValue")
+        else:  # text written as bytes (dtype S1): the stored fill is the text of its bytes
+            encoding["_FillValue"] = as_text
     return xr.Variable(var.dims, var.data, attrs, encoding), kept
+
+
+def _utf8_text(value: Any) -> str | None:
+    if not isinstance(value, (bytes, np.bytes_)):
+        return None
+    try:
+        return bytes(value).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def _is_dask(data: Any) -> bool:
@@ -162,11 +229,11 @@ def _check_block(packed: np.ndarray, original: np.ndarray, *, name: str, attrs: 
 # -- reading ---------------------------------------------------------------------------------
 
 
-def restore_variable(name: str, variable: "xr.Variable", marker: str) -> "xr.Variable":
+def restore_variable(name: str, variable: "xr.Variable", marker: Any) -> "xr.Variable":
     """The variable as it went in, from the stored variable and its marker."""
     import xarray as xr
 
-    doc = json.loads(marker)
+    doc = _encoding.marker(marker)
     decode = doc.get("decode")
     eager = isinstance(variable._data, np.ndarray)
     if decode is not None:
@@ -200,6 +267,32 @@ def restore_variable(name: str, variable: "xr.Variable", marker: str) -> "xr.Var
     return variable
 
 
+def mask_text_fill(variable: "xr.Variable") -> "xr.Variable":
+    """An object variable of strings or bytes with cells equal to the ``_FillValue`` of its
+    encoding as NaN: what xarray's CF decoding of a netCDF file gives (missing cells went in
+    as the fill)."""
+    import xarray as xr
+
+    fill = variable.encoding.get("_FillValue")
+    if variable.dtype != object or not isinstance(fill, (str, bytes)):
+        return variable
+    data = _elementwise(variable._data, functools.partial(_mask_equal, fill=fill),
+                        np.dtype(object))
+    return xr.Variable(variable.dims, data, variable.attrs, variable.encoding)
+
+
+def _mask_equal(values: np.ndarray, fill: Any) -> np.ndarray:
+    values = np.asarray(values)
+    out = values.copy()
+    out[values == fill] = np.nan
+    if isinstance(fill, bytes):  # text written as bytes: the fill is its UTF-8 form
+        try:
+            out[values == fill.decode("utf-8")] = np.nan
+        except UnicodeDecodeError:
+            pass
+    return out
+
+
 def _elementwise(data: Any, func, dtype: np.dtype):
     if isinstance(data, np.ndarray):
         return func(data)
@@ -225,7 +318,7 @@ def stackable_variable(store: "Atlas", names: list[str], var: "DecodedVariable"
     import dataclasses
 
     restore = np.dtype(var.restore) if var.restore else None
-    doc = json.loads(var.cf) if var.cf else {}
+    doc = _encoding.marker(var.cf) if var.cf else {}
     plan = doc.get("decode")
     if plan is None and (restore is None or restore.kind not in "SU"):
         return var
@@ -235,10 +328,11 @@ def stackable_variable(store: "Atlas", names: list[str], var: "DecodedVariable"
         view = store.open_dataset(name)
         if var.name not in view.list_arrays():
             continue  # the stacked read names the dataset that lacks it
-        stored = view.array_attributes(var.name)
+        stored = view._all_array_attributes(var.name)
         other_restore = stored.get(DTYPE_ATTR)
         other_restore = np.dtype(other_restore) if other_restore else None
-        other_plan = json.loads(stored[CF_ATTR]).get("decode") if CF_ATTR in stored else None
+        other_plan = _encoding.marker(stored[CF_ATTR]).get("decode") if CF_ATTR in stored \
+            else None
         other = (_width_kind(other_restore, other_plan),
                  _meaning(store, name, var.name, other_plan))
         if other != first:
@@ -252,7 +346,7 @@ def stackable_variable(store: "Atlas", names: list[str], var: "DecodedVariable"
         return var
     if plan is not None:
         doc["decode"] = dict(plan, dtype=widest.str)
-        return dataclasses.replace(var, cf=_encoding.to_json(doc))
+        return dataclasses.replace(var, cf=doc)
     return dataclasses.replace(var, restore=widest.str, dtype=widest)
 
 
@@ -286,7 +380,7 @@ def _meaning(store: "Atlas", dataset: str, array: str, plan: dict | None) -> dic
     meaning = {k: v for k, v in plan.items() if k not in ("added", "dtype")}
     if plan["kind"] == "packed":
         view = store.open_dataset(dataset)
-        attrs = view.array_attributes(array)
+        attrs = view._all_array_attributes(array)
         meaning["attrs"] = {k: repr(attrs[k]) for k in _PACKING_ATTRS if k in attrs}
         meaning["fill"] = repr(view.array_fill_value(array))
     return meaning
@@ -301,11 +395,11 @@ def dataset_markers(ds: "xr.Dataset") -> dict[str, str]:
     """Dataset attributes that keep ``ds.encoding`` (``unlimited_dims``: the record dimension
     a netCDF writer should use again); empty when there is nothing to keep."""
     encoding = _encoding.dumps(ds.encoding) if ds.encoding else {}
-    return {DATASET_ENCODING_ATTR: _encoding.to_json(encoding)} if encoding else {}
+    return {DATASET_ENCODING_ATTR: encoding} if encoding else {}
 
 
 def restore_dataset_encoding(ds: "xr.Dataset", view) -> None:
     """Give ``ds`` the encoding its source Dataset had, if one was kept."""
-    kept = view.get_attribute(DATASET_ENCODING_ATTR)
-    if isinstance(kept, str):
-        ds.encoding = _encoding.loads(json.loads(kept))
+    kept = view._all_attributes().get(DATASET_ENCODING_ATTR)
+    if isinstance(kept, (str, dict)):
+        ds.encoding = _encoding.loads(_encoding.marker(kept))

@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from atlas.xarray._fidelity import dataset_markers, prepare_variable
-from atlas.xarray._mapping import COORDS_ATTR, EncodedVariable, encode_attrs, encode_variable
+from atlas.xarray._mapping import (
+    COORDS_ATTR,
+    NONE_NAME_ATTR,
+    EncodedVariable,
+    encode_attrs,
+    encode_variable,
+)
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -33,30 +39,40 @@ def add_xr_dataset(store: Atlas, ds: xr.Dataset, name: str,
         hint = " (use .to_dataset() first)" if isinstance(ds, xr.DataArray) else ""
         raise TypeError(f"expected an xarray.Dataset, got {type(ds).__name__}{hint}")
     where = f"xarray dataset for {name!r}"
+    _reject_multiindex(ds, where)
     overrides = _check_chunks(ds, chunks, where)
-    coord_names = list(ds.coords)
+    none_name = _name_for_none(ds)
+
+    def stored_name(var_name: Any) -> Any:
+        return none_name if var_name is None else var_name
+
     # validate everything that can be checked up front before the dataset exists
     plans = []
-    for var_name in coord_names + list(ds.data_vars):
+    for var_name in list(ds.coords) + list(ds.data_vars):
         var_where = f"variable {var_name!r} of {where}"
-        var, markers = prepare_variable(var_name, ds.variables[var_name], var_where)
-        plan = encode_variable(var_name, var.dims, var.dtype, var.shape, var.attrs,
-                               var.encoding, var_where)
+        var, markers = prepare_variable(stored_name(var_name), ds.variables[var_name],
+                                        var_where)
+        plan = encode_variable(stored_name(var_name), var.dims, var.dtype, var.shape,
+                               var.attrs, var.encoding, var_where)
         plan.attrs.update(markers)
-        plans.append((plan, var))
+        source = ds.variables[var_name]  # prepare_variable may drop its encoding
+        chunk_shape = (overrides.get(var_name) or encoding_chunk_shape(source, var_where)
+                       or _dask_chunk_shape(var.data) or plan.shape)
+        plans.append((plan, var, [max(1, c) for c in chunk_shape]))
     dataset_attrs = encode_attrs(ds.attrs, where)
 
     view = store.create_dataset(name)
     try:
         for key, value in dataset_attrs.items():
             view.set_attribute(key, value)
-        view.set_attribute(COORDS_ATTR, json.dumps(coord_names))
+        view.set_attribute(COORDS_ATTR, json.dumps([stored_name(c) for c in ds.coords]))
+        if none_name is not None:
+            view.set_attribute(NONE_NAME_ATTR, none_name)
         for key, value in dataset_markers(ds).items():
             view.set_attribute(key, value)
-        for plan, var in plans:
-            chunk_shape = overrides.get(plan.name) or _dask_chunk_shape(var.data) or plan.shape
-            view.define_array(plan.name, plan.dtype, plan.dims, plan.shape,
-                              [max(1, c) for c in chunk_shape], plan.fill_value)
+        for plan, var, chunk_shape in plans:
+            view.define_array(plan.name, plan.dtype, plan.dims, plan.shape, chunk_shape,
+                              plan.fill_value)
             for key, value in plan.attrs.items():
                 view.set_array_attribute(plan.name, key, value)
             _write_variable(view, plan, var)
@@ -65,6 +81,56 @@ def add_xr_dataset(store: Atlas, ds: xr.Dataset, name: str,
             store.delete_dataset(name)
         raise
     return view
+
+
+def _reject_multiindex(ds: xr.Dataset, where: str) -> None:
+    import xarray as xr
+
+    for index in ds.xindexes.get_unique():
+        if isinstance(index, xr.indexes.PandasMultiIndex):
+            levels = ", ".join(repr(level) for level in index.index.names)
+            raise NotImplementedError(
+                f"{where}: dimension {index.dim!r} has a pandas MultiIndex (levels {levels}), "
+                f"which cannot be stored; reset it with ds.reset_index({index.dim!r}) first "
+                "(and set_index again after reading)")
+
+
+def _name_for_none(ds: xr.Dataset) -> str | None:
+    """The array name for a variable named None (xarray allows one): "None", or "None_",
+    "None__", ... when a variable already has that name. None when there is no such variable."""
+    if None not in ds.variables:
+        return None
+    name = "None"
+    while name in ds.variables:
+        name += "_"
+    return name
+
+
+def encoding_chunk_shape(var: xr.Variable, where: str) -> tuple[int, ...] | None:
+    """The chunk shape ``.encoding`` asks for: netCDF's ``chunksizes`` or zarr's ``chunks``
+    (None when neither is given). Like netCDF4's writer, a chunk shape left from before the
+    variable was subset (``original_shape`` differs, or the rank does) no longer applies."""
+    encoding = var.encoding
+    original = encoding.get("original_shape")
+    for key in ("chunksizes", "chunks"):
+        shape = encoding.get(key)
+        if shape is None:
+            continue
+        if key == "chunksizes" and original is not None and tuple(original) != var.shape:
+            continue
+        try:
+            shape_t = tuple(int(c) for c in shape)
+        except (TypeError, ValueError):
+            raise TypeError(f"{where}: encoding[{key!r}] must be a sequence of {var.ndim} "
+                            f"ints, got {shape!r}") from None
+        if len(shape_t) != var.ndim:
+            continue  # left from before the variable was indexed: no longer applies
+        if any(c < 1 for c in shape_t):
+            raise ValueError(f"{where}: encoding[{key!r}] must be {var.ndim} ints >= 1 (one per "
+                             f"dimension {list(var.dims)}), got {list(shape_t)}")
+        # a chunk larger than the variable holds nothing more than the whole variable
+        return tuple(min(c, max(1, n)) for c, n in zip(shape_t, var.shape))
+    return None
 
 
 def _write_variable(view: DatasetView, plan: EncodedVariable, var: xr.Variable) -> None:

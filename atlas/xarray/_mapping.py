@@ -4,14 +4,15 @@ This module is the one place for the mapping rules; the ingest, ``to_xarray``, t
 readers and the backend engine all go through it. It imports neither xarray nor dask.
 
 - numeric variables keep their dtype; ``datetime64`` of any unit is stored as
-  ``timestamp_nanoseconds``; ``timedelta64`` as ``int64`` nanoseconds; ``str``/``bytes``/``object``
-  as ``string``. Where the stored dtype differs from the variable's, the variable's dtype is kept
-  in the array attribute ``_pyatlas_dtype`` and restored on read.
+  ``timestamp_nanoseconds``; ``timedelta64`` as ``int64`` nanoseconds; ``bool`` as ``uint8``;
+  ``str``/``bytes``/``object``/numpy ``StringDType`` as ``string``. Where the stored dtype differs
+  from the variable's, the variable's dtype is kept in the array attribute ``_pyatlas_dtype`` and
+  restored on read.
 - ``_FillValue`` (from ``.attrs`` or ``.encoding``) becomes the array's typed fill value and comes
   back where it was (``_pyatlas_fill_in_attrs`` marks the ``.attrs`` case).
-- attributes: scalars the store types natively stay native; anything else (lists, tuples, dicts,
-  ndarrays, ...) becomes a string ``"json:" + JSON`` that keeps enough type information to come
-  back identical (ndarray dtype and shape, tuples, numpy scalars).
+- attributes: stored as they are (the store keeps scalars, numpy scalars, lists, tuples, dicts
+  and ndarrays with their types); stores of format version 1 kept the ones the old core could
+  not type as ``"json:" + JSON`` strings, still read.
 """
 
 from __future__ import annotations
@@ -27,19 +28,22 @@ from typing import Any
 
 import numpy as np
 
+from atlas.format import values as value_format
 from atlas.dtypes import dtype_of_numpy, resolve_dtype
 
 RESERVED_PREFIX = "_pyatlas"
 COORDS_ATTR = "_pyatlas_coords"  # dataset attribute: JSON list of the coordinate names
+NONE_NAME_ATTR = "_pyatlas_none_name"  # dataset attribute: the array holding the variable None
 DTYPE_ATTR = "_pyatlas_dtype"  # array attribute: the variable's numpy dtype, when not the stored
 FILL_IN_ATTRS = "_pyatlas_fill_in_attrs"  # array attribute: _FillValue was in .attrs
 CF_ATTR = "_pyatlas_cf"  # array attribute: what atlas.xarray._fidelity restores on read
 JSON_PREFIX = "json:"
 _TAG = "__atlas__"  # key that marks a typed JSON object inside a "json:" attribute
 
-SUPPORTED_DTYPES = ("int8, int16, int32, int64, uint8, uint16, uint32, uint64, float32, float64, "
-                    "datetime64 (any unit), timedelta64 (any unit), and strings (str, bytes, "
-                    "object holding str)")
+SUPPORTED_DTYPES = ("bool, int8, int16, int32, int64, uint8, uint16, uint32, uint64, float32, "
+                    "float64, datetime64 (any unit), timedelta64 (any unit), and strings (str, "
+                    "bytes, numpy StringDType, object holding str or bytes)")
+STRING_DTYPE = "T"  # numpy's character code of StringDType (np.dtype("T")), the marker for it
 
 _NS_DATETIME = np.dtype("datetime64[ns]")
 _NS_TIMEDELTA = np.dtype("timedelta64[ns]")
@@ -72,6 +76,10 @@ class EncodedVariable:
             return _exact_cast(values, _NS_DATETIME, self.where)
         if kind == "m":
             return _exact_cast(values, _NS_TIMEDELTA, self.where).view(np.int64)
+        if kind == "b":
+            return values.astype(np.uint8)
+        if kind == "T":
+            return self._fill_missing_strings(values.astype(object))
         if kind == "O":
             return self._fill_missing_strings(values)
         return values
@@ -80,11 +88,15 @@ class EncodedVariable:
         missing = _missing_mask(values)
         if missing is None:
             return values
+        # with a _FillValue they are stored as the fill and read back missing (NaN), as netCDF
+        # does; without one they come back as "" and only a warning says so
         fill = "" if self.fill_value is None else self.fill_value
-        if not self._warned_missing:
+        if self.fill_value is None and not self._warned_missing:
             self._warned_missing = True
-            warnings.warn(f"{self.where}: missing cells (None/NaN) in a string variable are stored "
-                          f"as the string fill {fill!r}", UserWarning, stacklevel=6)
+            warnings.warn(f"{self.where}: missing cells (None/NaN) in a string variable without "
+                          "a _FillValue are stored as empty strings and read back empty",
+                          UserWarning,
+                          stacklevel=6)
         values = values.copy()
         values[missing] = fill
         return values
@@ -97,7 +109,11 @@ def encode_variable(name: Any, dims: tuple, dtype: np.dtype, shape: tuple,
     Raises NotImplementedError for dtypes the store cannot hold (bool, complex, float16, ...).
     """
     if not isinstance(name, str):
-        raise TypeError(f"{where}: variable names must be str to be stored, got {name!r}")
+        raise TypeError(f"{where}: variable names must be a string or None to be stored, got "
+                        f"{type(name).__name__} {name!r}")
+    if not name:
+        raise ValueError(f"{where}: variable name {name!r} is empty: a name string must be "
+                         "length 1 or greater")
     dtype = np.dtype(dtype)
     attrs = dict(attrs)
     fill_in_attrs = "_FillValue" in attrs
@@ -122,9 +138,14 @@ def encode_variable(name: Any, dims: tuple, dtype: np.dtype, shape: tuple,
             raise NotImplementedError(f"{where}: dtype {dtype} cannot be stored; supported "
                                       f"dtypes are {SUPPORTED_DTYPES}")
         atlas_dtype = found.name
-    elif kind in "USO":
+    elif kind == "b":
+        atlas_dtype = "uint8"
+        marker = "bool"
+        if isinstance(fill, (bool, np.bool_)):
+            fill = int(fill)
+    elif kind in "USOT":
         atlas_dtype = "string"
-        marker = None if kind == "O" else dtype.str
+        marker = {"O": None, "T": STRING_DTYPE}.get(kind, dtype.str)
     else:
         raise NotImplementedError(f"{where}: dtype {dtype} cannot be stored; supported dtypes "
                                   f"are {SUPPORTED_DTYPES}")
@@ -193,6 +214,7 @@ class DecodedVariable:
     attrs: dict[str, Any]
     encoding: dict[str, Any]
     cf: str | None = None  # fidelity marker (atlas.xarray._fidelity) applied after the read
+    text: bool = False  # stored as the atlas "string" dtype
 
     @property
     def chunked(self) -> bool:
@@ -217,7 +239,7 @@ def decode_variable(name: str, meta: Mapping, stored_attrs: Mapping) -> DecodedV
         (attrs if stored_attrs.get(FILL_IN_ATTRS) else encoding)["_FillValue"] = fill
     return DecodedVariable(name, tuple(meta["dimension_names"]), tuple(meta["shape"]),
                            tuple(meta["chunk_shape"]), dtype, restore, attrs, encoding,
-                           stored_attrs.get(CF_ATTR))
+                           stored_attrs.get(CF_ATTR), meta["dtype"] == "string")
 
 
 def _restore_fill(fill: Any, dtype: np.dtype) -> Any:
@@ -225,7 +247,7 @@ def _restore_fill(fill: Any, dtype: np.dtype) -> Any:
         return np.timedelta64(int(fill), "ns").astype(dtype)
     if dtype.kind == "M":
         return np.datetime64(fill).astype(dtype)
-    if dtype.kind in "iuf":
+    if dtype.kind in "iufb":
         return dtype.type(fill)
     return fill
 
@@ -263,94 +285,21 @@ def decode_attrs(stored: Mapping) -> dict[str, Any]:
 
 
 def encode_attr(value: Any, where: str) -> Any:
-    """A value ``set_attribute`` stores with its type, or a ``"json:"`` string."""
-    if _is_native(value):
-        return value
-    try:
-        text = json.dumps(_to_json(value, where), separators=(",", ":"), allow_nan=True)
-    except TypeError as err:
-        raise TypeError(f"{where}: {err}") from None
-    return JSON_PREFIX + text
+    """The value to give ``set_attribute``: the value itself, checked now (the store keeps
+    lists, dicts, ndarrays, numpy scalars ... with their types, ``atlas.format.values``)."""
+    value_format.encode(value, None, where)
+    return value
 
 
 def decode_attr(value: Any) -> Any:
+    """A stored attribute value as xarray gets it. Stores of format version 1 kept values the
+    old core could not type as ``"json:"`` text, read here."""
     if not (isinstance(value, str) and value.startswith(JSON_PREFIX)):
         return value
     try:
         return _from_json(json.loads(value[len(JSON_PREFIX):]))
     except (ValueError, KeyError, TypeError):
         return value  # a plain string that merely starts with "json:" (not written by us)
-
-
-_NATIVE_NUMPY = (np.bool_, np.integer, np.floating)  # datetime64 goes to JSON: it keeps its unit
-
-
-def _is_native(value: Any) -> bool:
-    """Scalars the core's typed attributes keep with their exact type."""
-    if isinstance(value, (np.str_, np.bytes_)):
-        return False  # the core would give str/bytes back; the JSON form keeps the numpy type
-    if isinstance(value, str):
-        return not value.startswith(JSON_PREFIX)
-    if isinstance(value, (bool, float, bytes)):
-        return True
-    if isinstance(value, int):
-        return _INT64[0] <= value <= _INT64[1]
-    if isinstance(value, np.generic):
-        return isinstance(value, _NATIVE_NUMPY) and value.dtype.itemsize <= 8
-    return False
-
-
-def _to_json(value: Any, where: str) -> Any:
-    if isinstance(value, (np.str_, np.bytes_)):  # before str/bytes: keep the numpy type
-        return {_TAG: "scalar", "array": _ndarray_to_json(np.asarray(value), where)}
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, (int, float)) and not isinstance(value, np.generic):
-        return value
-    if isinstance(value, list):
-        return [_to_json(v, where) for v in value]
-    if isinstance(value, tuple):
-        return {_TAG: "tuple", "items": [_to_json(v, where) for v in value]}
-    if isinstance(value, dict):
-        if all(isinstance(k, str) for k in value) and _TAG not in value:
-            return {k: _to_json(v, where) for k, v in value.items()}
-        return {_TAG: "dict", "items": [[_to_json(k, where), _to_json(v, where)]
-                                        for k, v in value.items()]}
-    if isinstance(value, (bytes, bytearray)):
-        return {_TAG: "bytes", "b64": base64.b64encode(bytes(value)).decode("ascii")}
-    if isinstance(value, complex):
-        return {_TAG: "complex", "re": value.real, "im": value.imag}
-    for tag, cls in (("datetime", _dt.datetime), ("date", _dt.date), ("time", _dt.time)):
-        if isinstance(value, cls):
-            return {_TAG: tag, "iso": value.isoformat()}
-    if isinstance(value, _dt.timedelta):
-        return {_TAG: "timedelta", "us": [value.days, value.seconds, value.microseconds]}
-    if isinstance(value, np.generic):
-        return {_TAG: "scalar", "array": _ndarray_to_json(np.asarray(value), where)}
-    if isinstance(value, np.ndarray):
-        return _ndarray_to_json(value, where)
-    raise TypeError(f"cannot store an attribute of type {type(value).__name__}; use bool, int, "
-                    "float, str, bytes, numpy scalars/arrays, lists, tuples or dicts of them")
-
-
-def _ndarray_to_json(arr: np.ndarray, where: str) -> dict:
-    kind = arr.dtype.kind
-    flat = arr.reshape(-1)
-    if kind in "biuf":
-        data = flat.tolist()
-    elif kind in "Mm":
-        data = flat.view(np.int64).tolist()
-    elif kind == "c":
-        data = [[z.real, z.imag] for z in flat.tolist()]
-    elif kind == "U":
-        data = flat.tolist()
-    elif kind == "S":
-        data = [base64.b64encode(b).decode("ascii") for b in flat.tolist()]
-    elif kind == "O":
-        data = [_to_json(v, where) for v in flat]
-    else:
-        raise TypeError(f"cannot store an ndarray attribute of dtype {arr.dtype}")
-    return {_TAG: "ndarray", "dtype": arr.dtype.str, "shape": list(arr.shape), "data": data}
 
 
 def _from_json(value: Any) -> Any:

@@ -1,22 +1,19 @@
-"""Datasets of the store as xarray Datasets: ``to_xarray`` (lazy per chunk) and
-``to_xarray_many`` (many datasets stacked along a new dimension)."""
+"""Datasets of the store as xarray Datasets: ``to_xarray`` (lazy per chunk), and the pieces the
+backend engine and ``to_xarray_many`` share (``layout``, ``build_dataset``)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from atlas.xarray._fidelity import (
-    restore_dataset_encoding,
-    restore_variable,
-    stackable_variable,
-)
+from atlas.xarray._decode import redecode, resolve
+from atlas.xarray._fidelity import mask_text_fill, restore_dataset_encoding, restore_variable
 from atlas.xarray._lazy import lazy_array
 from atlas.xarray._mapping import (
     COORDS_ATTR,
+    NONE_NAME_ATTR,
     RESERVED_PREFIX,
     DecodedVariable,
     decode_attrs,
@@ -30,86 +27,89 @@ if TYPE_CHECKING:
     from atlas.core import Atlas, DatasetView
 
 
-def layout(view: DatasetView, drop: Sequence[str] = ()
-           ) -> tuple[list[DecodedVariable], list[str], dict[str, Any]]:
-    """(variables in stored order, coordinate names, dataset attrs) of one dataset; reads no
-    array data."""
-    stored = view.attributes()
+@dataclass
+class Layout:
+    """What one dataset holds, read from its metadata only (no array data)."""
+
+    variables: list[DecodedVariable]  # in stored order
+    coord_names: list[str]
+    attrs: dict[str, Any]
+    renames: dict[str, Any]  # stored array name -> variable name, where they differ (None)
+
+    def key(self, var: DecodedVariable) -> Any:
+        return self.renames.get(var.name, var.name)
+
+
+def layout(view: DatasetView, drop: Sequence[Any] = ()) -> Layout:
+    """The :class:`Layout` of one dataset; ``drop`` names variables to leave out."""
+    stored = view._all_attributes()
     coords = stored.get(COORDS_ATTR)
     coord_names = json.loads(coords) if isinstance(coords, str) else []
+    none_name = stored.get(NONE_NAME_ATTR)
+    renames = {none_name: None} if isinstance(none_name, str) else {}
     attrs = decode_attrs({k: v for k, v in stored.items() if not k.startswith(RESERVED_PREFIX)})
-    variables = [decode_variable(name, view.array_meta(name), view.array_attributes(name))
-                 for name in view.list_arrays() if name not in drop]
-    return variables, coord_names, attrs
+    variables = [decode_variable(name, view.array_meta(name), view._all_array_attributes(name))
+                 for name in view.list_arrays() if renames.get(name, name) not in drop]
+    return Layout(variables, coord_names, attrs, renames)
 
 
-def build_dataset(variables: list[DecodedVariable], coord_names: list[str],
-                  attrs: dict[str, Any], data_of: Callable[[DecodedVariable], Any]
-                  ) -> xr.Dataset:
-    """An xr.Dataset whose variable data come from ``data_of``."""
+def build_dataset(found: Layout, data_of: Callable[[DecodedVariable], Any],
+                  variables: list[DecodedVariable] | None = None) -> xr.Dataset:
+    """An xr.Dataset whose variable data come from ``data_of`` (``variables`` replaces the
+    layout's own)."""
     import xarray as xr
 
     coords, data_vars = {}, {}
-    coord_set = set(coord_names)
-    for var in variables:
+    coord_set = set(found.coord_names)
+    for var in found.variables if variables is None else variables:
         target = coords if var.name in coord_set else data_vars
-        variable = xr.Variable(var.dims, data_of(var), dict(var.attrs), dict(var.encoding))
-        if var.cf is not None:
-            variable = restore_variable(var.name, variable, var.cf)
-        target[var.name] = variable
-    return xr.Dataset(data_vars, coords, attrs)
+        target[found.key(var)] = finish_variable(var, data_of(var))
+    return xr.Dataset(data_vars, coords, found.attrs)
 
 
-def to_xarray(store: Atlas, name: str) -> xr.Dataset:
+def finish_variable(var: DecodedVariable, data: Any) -> xr.Variable:
+    """The xarray Variable of ``var`` from its data in the restored dtype (numpy, dask or
+    lazily indexed): fidelity decoding and string masking applied, lazily where it is lazy."""
+    import xarray as xr
+
+    variable = xr.Variable(var.dims, data, dict(var.attrs), dict(var.encoding))
+    if var.cf is not None:
+        variable = restore_variable(var.name, variable, var.cf)
+    if var.text:
+        variable = mask_text_fill(variable)
+    return variable
+
+
+def to_xarray(store: Atlas, name: str, *, decode_cf: bool | None = None,
+              drop_variables: Any = None, _all_lazy: bool = False,
+              **decoders: Any) -> xr.Dataset:
     """Dataset ``name``: chunked variables dask-backed (one task per on-disk chunk), full-shape
-    and 0-D variables (and dimension coordinates, which xarray indexes anyway) as numpy."""
+    and 0-D variables (and dimension coordinates, which xarray indexes anyway) as numpy
+    (``_all_lazy``: every variable but dimension coordinates dask-backed).
+
+    Decode keywords (``decode_cf``, ``mask_and_scale``, ``decode_times``, ...) have
+    ``xr.open_dataset``'s meaning (see :mod:`atlas.xarray._decode`)."""
+    keywords = resolve(decode_cf, decoders)
     view = store.open_dataset(name)
-    variables, coord_names, attrs = layout(view)
+    found = layout(view, drop_names(drop_variables))
 
     def data_of(var: DecodedVariable):
-        if var.chunked and not (var.is_index and var.name in coord_names):
+        lazy = var.chunked or (_all_lazy and var.dims)
+        if lazy and not (var.is_index and var.name in found.coord_names):
             return lazy_array(store, name, var)
         return restore_values(view.read_array(var.name), var.restore)
 
-    ds = build_dataset(variables, coord_names, attrs, data_of)
+    ds = build_dataset(found, data_of)
     restore_dataset_encoding(ds, view)
+    if keywords:
+        ds = redecode(ds, keywords, {found.key(v): v.chunk_shape for v in found.variables})
     return ds
 
 
-def to_xarray_many(store: Atlas, names: Sequence[str], concat_dim: str = "dataset"
-                   ) -> xr.Dataset:
-    """Data variables of many datasets stacked along ``concat_dim`` (whose coordinate holds the
-    names); coordinates and attributes come from the first dataset. Each variable is one
-    ``read_array_across_stacked`` call into one preallocated array."""
-    if isinstance(names, str):
-        raise TypeError("names must be a sequence of dataset names, not a single str")
-    names = list(names)
-    if not names:
-        raise ValueError("names is empty; nothing to stack")
-    first = store.open_dataset(names[0])
-    variables, coord_names, attrs = layout(first)
-    taken = {d for var in variables for d in var.dims} | {var.name for var in variables}
-    if concat_dim in taken:
-        raise ValueError(f"concat_dim {concat_dim!r} is already a dimension or variable of "
-                         f"dataset {names[0]!r}; pick another name")
-    coord_set = set(coord_names)
-    stacked = []
-    for var in variables:
-        if var.name in coord_set:
-            stacked.append(var)
-            continue
-        var = stackable_variable(store, names, var)
-        stacked.append(DecodedVariable(var.name, (concat_dim, *var.dims), (len(names), *var.shape),
-                                       (1, *var.shape), var.dtype, var.restore, var.attrs,
-                                       var.encoding, var.cf))
-    stacked_names = {var.name for var in stacked if var.name not in coord_set}
-
-    def data_of(var: DecodedVariable):
-        if var.name in stacked_names:
-            values = store.read_array_across_stacked(var.name, names)
-        else:
-            values = first.read_array(var.name)
-        return restore_values(values, var.restore)
-
-    ds = build_dataset(stacked, coord_names, attrs, data_of)
-    return ds.assign_coords({concat_dim: np.array(names, dtype=object)})
+def drop_names(drop_variables: Any) -> tuple:
+    """``drop_variables`` as xarray takes it: a name, or an iterable of names."""
+    if drop_variables is None:
+        return ()
+    if isinstance(drop_variables, str):
+        return (drop_variables,)
+    return tuple(drop_variables)

@@ -9,7 +9,7 @@ bounding window only); ``preferred_chunks`` in the encoding is the on-disk chunk
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -17,9 +17,10 @@ from xarray.backends import BackendArray, BackendEntrypoint
 from xarray.core import indexing
 
 from atlas.format.keys import ROOT_KEY as MANIFEST_KEY
+from atlas.xarray._decode import DECODERS, redecode, resolve
 from atlas.xarray._fidelity import restore_dataset_encoding
 from atlas.xarray._mapping import DecodedVariable, restore_values
-from atlas.xarray._read import build_dataset, layout
+from atlas.xarray._read import build_dataset, drop_names, layout
 
 
 class AtlasBackendArray(BackendArray):
@@ -65,23 +66,32 @@ class AtlasBackendArray(BackendArray):
 
 
 class AtlasBackendEntrypoint(BackendEntrypoint):
-    """Opens the datasets of an atlas store (a directory holding ``manifest.atlas``)."""
+    """Opens the datasets of an atlas store (a directory holding ``manifest.atlas``, an object
+    store URL, or an ``atlas.Atlas`` handle)."""
 
     description = "Open datasets of an atlas store (many similarly-shaped datasets) lazily"
     url = "https://github.com/maris-development/atlas"
-    open_dataset_parameters = ("filename_or_obj", "drop_variables", "group")
+    open_dataset_parameters = ("filename_or_obj", "drop_variables", "group", "storage_options",
+                               *DECODERS)
     supports_groups = True
 
     def guess_can_open(self, filename_or_obj: Any) -> bool:
         if not isinstance(filename_or_obj, (str, os.PathLike)):
-            return False
+            from atlas.core import Atlas
+
+            return isinstance(filename_or_obj, Atlas)
         path = os.fspath(filename_or_obj)
         return os.path.isdir(path) and os.path.isfile(os.path.join(path, MANIFEST_KEY))
 
     def open_dataset(self, filename_or_obj: Any, *,
                      drop_variables: str | Iterable[str] | None = None,
-                     group: str | None = None):
-        store = _open_store(filename_or_obj)
+                     group: str | None = None,
+                     storage_options: Mapping[str, Any] | None = None,
+                     **decoders: Any):
+        """One dataset of the store; decode keywords as ``xr.open_dataset`` documents them
+        (``decode_cf=False`` arrives here as every decoder set to False)."""
+        keywords = resolve(None, decoders)
+        store = _open_store(filename_or_obj, storage_options)
         names = store.list_datasets()
         if group is None:
             if len(names) != 1:
@@ -89,53 +99,69 @@ class AtlasBackendEntrypoint(BackendEntrypoint):
                                  f"datasets; pass group= one of {names[:10]}"
                                  f"{' ...' if len(names) > 10 else ''}")
             group = names[0]
-        return _open_group(store, group.strip("/"), drop_variables)
+        return _open_group(store, group.strip("/"), drop_variables, keywords)
 
     def open_groups_as_dict(self, filename_or_obj: Any, *,
                             drop_variables: str | Iterable[str] | None = None,
-                            group: str | None = None) -> dict:
+                            group: str | None = None,
+                            storage_options: Mapping[str, Any] | None = None,
+                            **decoders: Any) -> dict:
         import xarray as xr
 
-        store = _open_store(filename_or_obj)
+        keywords = resolve(None, decoders)
+        store = _open_store(filename_or_obj, storage_options)
         if group is not None and group.strip("/"):
             name = group.strip("/")
-            return {"/": _open_group(store, name, drop_variables)}
+            return {"/": _open_group(store, name, drop_variables, keywords)}
         groups = {"/": xr.Dataset()}
         for name in store.list_datasets():
-            groups[f"/{name}"] = _open_group(store, name, drop_variables)
+            groups[f"/{name}"] = _open_group(store, name, drop_variables, keywords)
         return groups
 
     def open_datatree(self, filename_or_obj: Any, *,
                       drop_variables: str | Iterable[str] | None = None,
-                      group: str | None = None):
+                      group: str | None = None,
+                      storage_options: Mapping[str, Any] | None = None,
+                      **decoders: Any):
         import xarray as xr
 
-        return xr.DataTree.from_dict(
-            self.open_groups_as_dict(filename_or_obj, drop_variables=drop_variables, group=group))
+        return xr.DataTree.from_dict(self.open_groups_as_dict(
+            filename_or_obj, drop_variables=drop_variables, group=group,
+            storage_options=storage_options, **decoders))
 
 
-
-def _open_store(filename_or_obj: Any):
+def _open_store(filename_or_obj: Any, storage_options: Mapping[str, Any] | None):
+    """An open handle: the one given, or the store at a path or URL (``storage_options`` go to
+    ``Atlas.open``, e.g. obstore's ``region`` or ``endpoint``), opened read-only."""
     from atlas.core import Atlas
 
+    if storage_options is not None and not isinstance(storage_options, Mapping):
+        raise TypeError(f"storage_options must be a dict of store options, got "
+                        f"{type(storage_options).__name__}")
     if isinstance(filename_or_obj, Atlas):
+        if storage_options:
+            raise ValueError("storage_options apply to a path or URL; this is an open "
+                             "atlas.Atlas handle, which has its options already")
         return filename_or_obj
-    return Atlas.open(filename_or_obj, read_only=True)
+    return Atlas.open(filename_or_obj, read_only=True, **(storage_options or {}))
 
 
-def _open_group(store, name: str, drop_variables):
-    if isinstance(drop_variables, str):
-        drop_variables = [drop_variables]
+def _open_group(store, name: str, drop_variables, keywords: dict):
     view = store.open_dataset(name)
-    variables, coord_names, attrs = layout(view, tuple(drop_variables or ()))
+    found = layout(view, drop_names(drop_variables))
 
     def data_of(var: DecodedVariable):
         return indexing.LazilyIndexedArray(AtlasBackendArray(store, name, var))
 
-    ds = build_dataset(variables, coord_names, attrs, data_of)
+    ds = build_dataset(found, data_of)
     restore_dataset_encoding(ds, view)
-    for var in variables:
-        encoding = ds.variables[var.name].encoding
-        encoding["preferred_chunks"] = dict(zip(var.dims, var.chunk_shape))
-        encoding["chunks"] = var.chunk_shape
+    chunk_shapes = {found.key(var): var.chunk_shape for var in found.variables}
+    if keywords:
+        ds = redecode(ds, keywords, chunk_shapes)
+    for key, chunk_shape in chunk_shapes.items():
+        variable = ds.variables.get(key)
+        if variable is not None and variable.ndim == len(chunk_shape):  # not a char array
+            encoding = variable.encoding
+            encoding["preferred_chunks"] = dict(zip(variable.dims, chunk_shape))
+            encoding["chunks"] = chunk_shape
     return ds

@@ -1,0 +1,302 @@
+"""Many small datasets: packed blocks, stacked writes, names resolved in bulk, commits that cost
+what they change, and the merge that keeps files few. Checked against numpy models."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from core_helpers import reopen
+
+import atlas
+from atlas.format.keys import ROOT_KEY
+
+
+def _profiles(rng, n, levels=12):
+    return (rng.standard_normal((n, levels)).astype(np.float32), rng.uniform(-90, 90, n))
+
+
+def _names(n, prefix="p"):
+    return [f"{prefix}{i:05d}" for i in range(n)]
+
+
+# -- stacked writes -----------------------------------------------------------------------------
+
+def test_a_stacked_write_reads_back_row_by_row_and_stacked(store, store_path, rng):
+    temp, lat = _profiles(rng, 300)
+    names = _names(300)
+    store.write_array_across_stacked("temp", names, temp, dims=["depth"],
+                                     fill_value=float("nan"))
+    store.write_array_across_stacked("lat", names, lat)
+    store.flush()
+    back = reopen(store_path)
+    assert back.list_datasets() == names
+    np.testing.assert_array_equal(back.read_array_across_stacked("temp"), temp)
+    np.testing.assert_array_equal(back.read_array_across_stacked("lat", names[::-1]),
+                                  lat[::-1])
+    view = back.open_dataset(names[7])
+    np.testing.assert_array_equal(view.read_array("temp"), temp[7])
+    assert view.array_meta("temp")["dimension_names"] == ["depth"]
+    assert view.array_meta("lat")["shape"] == []
+    stats = view.array_stats("temp")
+    assert stats == {"row_count": 12, "null_count": 0, "min": float(temp[7].min()),
+                     "max": float(temp[7].max())}
+
+
+def test_a_stacked_write_equals_the_per_dataset_api(tmp_path, rng):
+    values = rng.integers(-50, 50, (40, 3, 4)).astype(np.int16)
+    values[values == 7] = -1
+    names = _names(40)
+    a = atlas.Atlas.create(tmp_path / "a")
+    a.write_array_across_stacked("v", names, values, dims=["y", "x"], fill_value=-1)
+    a.flush()
+    b = atlas.Atlas.create(tmp_path / "b")
+    for name, row in zip(names, values):
+        ds = b.create_dataset(name)
+        ds.define_array("v", "int16", ["y", "x"], [3, 4], fill_value=-1)
+        ds.write_array("v", [0, 0], row)
+    b.flush()
+    a, b = reopen(tmp_path / "a"), reopen(tmp_path / "b")
+    for name in names:
+        va, vb = a.open_dataset(name), b.open_dataset(name)
+        np.testing.assert_array_equal(va.read_array("v"), vb.read_array("v"))
+        assert va.array_stats("v") == vb.array_stats("v")
+        assert va.array_meta("v") == vb.array_meta("v")
+
+
+@pytest.mark.parametrize("kind", ["string", "timestamp", "chunked", "zero-d-int"])
+def test_stacked_writes_of_every_kind_round_trip(store, store_path, rng, kind):
+    n = 25
+    names = _names(n)
+    if kind == "string":
+        data = np.array([[f"w{i}", "", "é"] for i in range(n)], dtype=object)
+        store.write_array_across_stacked("s", names, data, dims=["k"], fill_value="?")
+    elif kind == "timestamp":
+        data = (np.datetime64("2024-01-01", "ns") + rng.integers(0, 10**12, (n, 4))
+                .astype("m8[ns]"))
+        store.write_array_across_stacked("s", names, data, dims=["t"])
+    elif kind == "chunked":
+        data = rng.standard_normal((n, 7, 5))
+        store.write_array_across_stacked("s", names, data, dims=["y", "x"], chunk_shape=[3, 2])
+    else:
+        data = rng.integers(0, 2**31, n).astype(np.uint32)
+        store.write_array_across_stacked("s", names, data)
+    store.flush()
+    back = reopen(store_path).read_array_across_stacked("s")
+    if data.dtype == object:
+        assert back.tolist() == data.tolist()
+    else:
+        np.testing.assert_array_equal(back, data)
+
+
+def test_a_stacked_write_into_existing_datasets_overwrites_and_restats(store, store_path, rng):
+    names = _names(10)
+    store.write_array_across_stacked("v", names, np.zeros((10, 3)))
+    store.flush()
+    store.write_array_across_stacked("v", names[::2], np.ones((5, 3)) * 2)
+    ds = store.create_dataset("extra")
+    ds.define_array("v", "float64", ["dim_0"], [3])
+    store.write_array_across_stacked("v", ["extra", "new"], np.full((2, 3), 5.0))
+    store.flush()
+    back = reopen(store_path)
+    got = back.read_array_across_stacked("v")
+    want = np.zeros((12, 3))
+    want[0:10:2] = 2
+    want[10:] = 5
+    np.testing.assert_array_equal(got, want)
+    assert back.open_dataset(names[0]).array_stats("v")["max"] == 2.0
+    assert back.open_dataset(names[1]).array_stats("v")["max"] == 0.0
+
+
+def test_a_stacked_write_refuses_a_definition_that_does_not_match_naming_the_dataset(store):
+    ds = store.create_dataset("have")
+    ds.define_array("v", "float32", ["dim_0"], [3])
+    with pytest.raises(TypeError, match="'have'"):
+        store.write_array_across_stacked("v", ["new", "have"], np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="'have'"):
+        store.write_array_across_stacked("v", ["have"], np.zeros((1, 4), np.float32))
+    with pytest.raises(ValueError, match="'have'"):
+        store.write_array_across_stacked("v", ["have"], np.zeros((1, 3), np.float32),
+                                         dims=["depth"])
+
+
+@pytest.mark.parametrize(("names", "data", "error", "match"), [
+    (["a", "a"], np.zeros((2, 3)), ValueError, "more than once"),
+    (["a", "b/c"], np.zeros((2, 3)), atlas.InvalidNameError, "separator"),
+    (["a", "_x"], np.zeros((2, 3)), atlas.InvalidNameError, "reserved"),
+    (["a", ""], np.zeros((2, 3)), atlas.InvalidNameError, "empty"),
+    (["a", ".."], np.zeros((2, 3)), atlas.InvalidNameError, "'..'"),
+    (["a", "b\x01"], np.zeros((2, 3)), atlas.InvalidNameError, "control"),
+    (["a", 3], np.zeros((2, 3)), TypeError, "str"),
+    (["a", ["b"]], np.zeros((2, 3)), TypeError, "str"),
+    ("ab", np.zeros((2, 3)), TypeError, "sequence"),
+    (["a"], np.zeros((2, 3)), ValueError, "one row per name"),
+    (["a", "b"], [[1, 2], [3, 4]], TypeError, "numpy"),
+    (["a", "b"], np.zeros((2, 3), complex), TypeError, "complex"),
+])
+def test_bad_stacked_writes_raise_typed_errors_and_change_nothing(store, names, data, error,
+                                                                   match):
+    store.create_dataset("keep")
+    with pytest.raises(error, match=match):
+        store.write_array_across_stacked("v", names, data)
+    assert store.list_datasets() == ["keep"]
+    assert store.list_arrays() == []
+
+
+# -- names to rows ------------------------------------------------------------------------------
+
+def test_bulk_reads_of_every_dataset_take_none_or_the_listed_names(store, rng):
+    temp, _ = _profiles(rng, 50)
+    names = _names(50)
+    store.write_array_across_stacked("temp", names, temp)
+    listed = store.list_datasets()
+    np.testing.assert_array_equal(store.read_array_across_stacked("temp"), temp)
+    np.testing.assert_array_equal(store.read_array_across_stacked("temp", listed), temp)
+    assert store._catalog.is_all(listed)
+    random.Random(1).shuffle(listed)  # a changed list is an ordinary list of names
+    assert not store._catalog.is_all(listed)
+    order = [names.index(n) for n in listed]
+    np.testing.assert_array_equal(store.read_array_across_stacked("temp", listed), temp[order])
+    later = store.list_datasets()
+    store.create_dataset("new")  # a list from before a change no longer means "everything"
+    assert not store._catalog.is_all(later)
+    with pytest.raises(KeyError, match="'new'"):
+        store.read_array_across_stacked("temp")  # "new" has no temp
+
+
+def test_a_fresh_handle_finds_names_without_listing_them(store, store_path, rng):
+    names = _names(200)
+    store.write_array_across_stacked("v", names, rng.standard_normal((200, 2)))
+    store.flush()
+    store.delete_dataset(names[5])
+    store.flush()
+    fresh = reopen(store_path)
+    with pytest.raises(atlas.AlreadyExistsError):
+        fresh.create_dataset(names[9])
+    fresh.create_dataset(names[5])  # deleted in a newer part: the name is free again
+    fresh.delete_dataset(names[7])
+    assert fresh._catalog._dids is None  # no dict of every name was needed
+    fresh.flush()
+    back = reopen(store_path)
+    assert names[5] in back and names[7] not in back and len(back) == 199
+    assert back.list_datasets() == [n for n in names if n not in (names[5], names[7])] + \
+        [names[5]]
+
+
+# -- packed blocks ------------------------------------------------------------------------------
+
+def test_small_chunks_share_blocks_and_big_ones_get_their_own(store, store_path, rng):
+    names = _names(500)
+    store.write_array_across_stacked("lat", names, rng.uniform(size=500))
+    small = store.create_dataset("big")
+    small.define_array("field", "float64", ["y", "x"], [100, 100])
+    small.write_array("field", [0, 0], rng.standard_normal((100, 100)))  # 80 KB: own block
+    store.flush()
+    back = reopen(store_path)
+    lat = back._committed_index("lat")
+    assert lat.rows == 500 and len(lat.block_offset) == 1  # 500 scalars, one block
+    field = back._committed_index("field")
+    assert field.rows == 1 and len(field.block_offset) == 1
+    plan = back.read_plan("lat", names[10:12])
+    assert plan.n_blocks == 1 and plan.n_chunks == 2
+    assert [size for _data, size, _codec in plan.blocks()] == [500 * 8]
+
+
+def test_reads_see_pending_writes_in_open_and_sealed_blocks(tmp_path, rng):
+    store = atlas.Atlas.create(tmp_path / "s", block_size=4096)  # blocks of 512 float64
+    names = _names(2000)
+    values = rng.standard_normal(2000)
+    for name, value in zip(names, values):
+        ds = store.create_dataset(name)
+        ds.define_array("x", "float64", [], [])
+        ds.write_array("x", [], np.asarray(value))
+    # before any flush: sealed blocks in the pending file, the rest in the open block
+    np.testing.assert_array_equal(store.read_array_across_stacked("x"), values)
+    np.testing.assert_array_equal(store.open_dataset(names[-1]).read_array("x"), values[-1])
+    store.flush()
+    np.testing.assert_array_equal(reopen(tmp_path / "s").read_array_across_stacked("x"), values)
+
+
+# -- commits that cost what they change ---------------------------------------------------------
+
+def _bytes_of_files(path):
+    return {p: p.stat().st_size for p in path.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("n", [20, 3000])
+def test_appending_one_dataset_writes_a_few_kb_whatever_the_size(tmp_path, rng, n):
+    path = tmp_path / "s"
+    store = atlas.Atlas.create(path)
+    names = _names(n)
+    store.write_array_across_stacked("temp", names, rng.standard_normal((n, 100)).astype("f4"))
+    store.write_array_across_stacked("lat", names, rng.uniform(size=n))
+    store.flush()
+    before = _bytes_of_files(path)
+    fresh = reopen(path)
+    ds = fresh.create_dataset("one more")
+    ds.define_array("temp", "float32", ["dim_0"], [100])
+    ds.write_array("temp", [0], np.ones(100, np.float32))
+    ds.define_array("lat", "float64", [], [])
+    ds.write_array("lat", [], np.asarray(1.0))
+    ds.set_attribute("platform", "float7")
+    fresh.flush()
+    after = _bytes_of_files(path)
+    written = sum(size for p, size in after.items() if before.get(p) != size)
+    assert written < 8 * 1024  # root, one small part, two small segments
+    assert not any(p.name == ROOT_KEY for p in after if p not in before)
+
+
+# -- the merge every flush runs -----------------------------------------------------------------
+
+def test_many_small_flushes_keep_files_few_and_reads_exact(tmp_path, rng):
+    path = tmp_path / "s"
+    store = atlas.Atlas.create(path)
+    model = {}
+    for i in range(70):
+        ds = store.create_dataset(f"d{i:03d}")
+        ds.define_array("v", "float64", ["x"], [3])
+        model[ds.name] = rng.standard_normal(3)
+        ds.write_array("v", [0], model[ds.name])
+        ds.set_attribute("i", i)
+        if i % 10 == 9:
+            store.delete_dataset(f"d{i - 5:03d}")
+            del model[f"d{i - 5:03d}"]
+        store.flush()
+    root = store._root
+    assert len(root.parts) < 20 and len(root.segments["v"]) < 20  # 70 flushes
+    for handle in (store, reopen(path)):
+        assert handle.list_datasets() == list(model)
+        np.testing.assert_array_equal(handle.read_array_across_stacked("v"),
+                                      np.stack(list(model.values())))
+        assert [handle.open_dataset(n).get_attribute("i") for n in model] == \
+            [int(n[1:]) for n in model]
+    assert reopen(path).verify().ok
+
+
+def test_a_reader_on_an_older_root_reads_through_merges(tmp_path, rng):
+    path = tmp_path / "s"
+    store = atlas.Atlas.create(path)
+    store.write_array_across_stacked("v", _names(5), rng.standard_normal((5, 2)))
+    store.flush()
+    reader = reopen(path)
+    want = reader.read_array_across_stacked("v").copy()
+    reader._blocks.clear()
+    for i in range(40):  # enough flushes to merge the files the reader's root lists
+        store.write_array_across_stacked("v", [f"x{i}"], rng.standard_normal((1, 2)))
+        store.flush()
+    assert store._root.retired  # replaced files stay for the grace period
+    np.testing.assert_array_equal(reader.read_array_across_stacked("v", _names(5)), want)
+
+
+def test_appending_to_a_fresh_handle_reads_no_names_of_the_store(store, store_path, rng):
+    names = _names(3000)
+    store.write_array_across_stacked("v", names, rng.standard_normal((3000, 2)))
+    store.flush()
+    fresh = reopen(store_path)
+    fresh.create_dataset("brand new")  # the parts' names filters say it is not there
+    assert fresh._catalog._name_blobs == {} and fresh._catalog._dids is None
+    with pytest.raises(atlas.AlreadyExistsError):
+        fresh.create_dataset(names[1234])  # "maybe": settled by searching the names
+    fresh.flush()
+    assert "brand new" in reopen(store_path)

@@ -69,7 +69,10 @@ def _run_batch_in_subprocess(layout, tmp_path, count: int, seed: int) -> Counter
     proc = ctx.Process(target=_run_logged, args=(layout.root, str(tmp_path / "work"), count,
                                                  seed, str(out)))
     proc.start()
-    proc.join(600)
+    proc.join(60 + 2 * count)  # a damage takes well under a second even on a loaded machine
+    if proc.is_alive():
+        proc.kill()
+        proc.join()
     lines = [json.loads(x) for x in out.read_text().splitlines()] if out.exists() else []
     last = lines[-1] if lines else None
     assert proc.exitcode == 0, f"checker process ended with {proc.exitcode}; last line {last}"

@@ -1,6 +1,6 @@
 """atlas: a store for many similarly-shaped N-dimensional datasets."""
 
-from atlas.core import Atlas, DatasetView, VerifyReport
+from atlas.core import Atlas, DatasetView, VerifyReport, Version
 from atlas.errors import (
     AlreadyExistsError,
     ArrayNotFoundError,
@@ -12,9 +12,12 @@ from atlas.errors import (
     InvalidKeyError,
     InvalidNameError,
     OutOfBoundsError,
+    QueryError,
     ReadOnlyError,
     StaleHandleError,
     StoreNotFoundError,
+    VersionExpiredError,
+    VersionNotFoundError,
 )
 
 __version__ = "0.1.0"
@@ -37,8 +40,12 @@ __all__ = [
     "InvalidKeyError",
     "InvalidNameError",
     "OutOfBoundsError",
+    "QueryError",
     "ReadOnlyError",
     "StaleHandleError",
     "StoreNotFoundError",
     "VerifyReport",
+    "Version",
+    "VersionExpiredError",
+    "VersionNotFoundError",
 ]

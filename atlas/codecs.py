@@ -68,12 +68,53 @@ def decompress_zstd(stored, decoded_length: int, where: str):
         raise CorruptionError(f"{where}: frame declares {declared} bytes, expected "
                               f"{decoded_length}")
     try:
-        raw = _zstd_decompressor().decompress(stored, max_output_size=decoded_length)
+        raw = _zstd_unsized(stored, decoded_length) if declared == -1 else \
+            _zstd_decompressor().decompress(stored, max_output_size=decoded_length)
     except zstandard.ZstdError as err:
         raise CorruptionError(f"{where}: does not decode ({err})") from err
     if len(raw) != decoded_length:
         raise CorruptionError(f"{where}: decoded to {len(raw)} bytes, expected {decoded_length}")
     return raw
+
+
+STEP = 1 << 20  # frames that do not declare their size are decoded this much at a time
+
+
+def _zstd_unsized(stored, decoded_length: int, keep: bool = True):
+    """A zstd frame that does not declare its size, decoded a step at a time (``keep``: the
+    bytes, else only their count): memory follows what the frame really holds, never the size
+    a record claims (``decompress(max_output_size=n)`` allocates n bytes up front, and raises
+    MemoryError for a claim beyond the machine's memory)."""
+    out, count = bytearray(), 0
+    with _zstd_decompressor().stream_reader(stored) as reader:
+        while count <= decoded_length:
+            piece = reader.read(min(STEP, decoded_length + 1 - count))
+            if not piece:
+                break
+            count += len(piece)
+            if keep:
+                out += piece
+    return bytes(out) if keep else count
+
+
+def check_decodes(codec_id: int, stored, decoded_length: int) -> None:
+    """:func:`decode` without keeping the result (``verify()``): a zstd frame is decoded a
+    step at a time, so memory stays bounded whatever size the record claims."""
+    if codec_id != 1 or decoded_length <= STEP:
+        decode(codec_id, stored, decoded_length)
+        return
+    if decoded_length < 0:
+        raise CorruptionError(f"chunk claims a negative decoded length {decoded_length}")
+    try:
+        declared = zstandard.frame_content_size(stored)
+        if declared not in (-1, decoded_length):
+            raise CorruptionError(f"zstd frame declares {declared} decoded bytes, the index "
+                                  f"records {decoded_length}")
+        count = _zstd_unsized(stored, decoded_length, keep=False)
+    except zstandard.ZstdError as err:
+        raise CorruptionError(f"chunk does not decode ({err})") from err
+    if count != decoded_length:
+        raise CorruptionError(f"chunk decoded to {count} bytes, expected {decoded_length}")
 
 
 # lz4's block format cannot describe more than this (LZ4_MAX_INPUT_SIZE), and one byte of it
@@ -104,7 +145,8 @@ def decode(codec_id: int, stored, decoded_length: int, expected_length: int | No
             if declared not in (-1, decoded_length):  # -1: the frame does not say
                 raise CorruptionError(f"zstd frame declares {declared} decoded bytes, the "
                                       f"index records {decoded_length}")
-            raw = _zstd_decompressor().decompress(stored, max_output_size=decoded_length)
+            raw = _zstd_unsized(stored, decoded_length) if declared == -1 else \
+                _zstd_decompressor().decompress(stored, max_output_size=decoded_length)
         elif codec_id == 2:
             if decoded_length > min(LZ4_MAX_DECODED, LZ4_MAX_RATIO * len(stored)):
                 raise CorruptionError(f"lz4 record of {len(stored)} bytes cannot decode to "

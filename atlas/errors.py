@@ -66,6 +66,21 @@ class StaleHandleError(CorruptionError, FileNotFoundError):
     period (reopen the store), or the store lost it (then ``verify()`` reports it too)."""
 
 
+class VersionNotFoundError(AtlasError, KeyError):
+    """No such version of the store: a generation it never reached, or an unknown tag."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class VersionExpiredError(VersionNotFoundError):
+    """The version existed but the retention policy (or ``expire``) removed it."""
+
+
+class QueryError(AtlasError, ValueError):
+    """A ``where`` expression that atlas does not evaluate (says what it found and where)."""
+
+
 __all__ = [
     "AlreadyExistsError",
     "ArrayNotFoundError",
@@ -77,6 +92,9 @@ __all__ = [
     "InvalidKeyError",
     "InvalidNameError",
     "OutOfBoundsError",
+    "QueryError",
+    "VersionExpiredError",
+    "VersionNotFoundError",
     "ReadOnlyError",
     "StaleHandleError",
     "StoreNotFoundError",

@@ -26,6 +26,7 @@ WORKLOADS = {
     "wide_files": "benchmarks.wide_files",
     "many_small": "benchmarks.many_small",
     "scale": "benchmarks.scale",
+    "query": "benchmarks.query",
 }
 DEFAULT_ARGS = {"upstream": ["--case", "all"]}
 

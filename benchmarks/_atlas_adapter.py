@@ -130,26 +130,33 @@ def write_stacked(
             raise ValueError(f"{array!r} has {len(spec.data)} rows for {len(names)} names")
     root.mkdir(parents=True, exist_ok=True)
     store = atlas.Atlas.create(str(store_path(root)), codec=codec)
+    write_stacked_into(store, names, arrays)
+    store.flush()
+    return stacked_write_method()
+
+
+def write_stacked_into(store, names: list[str], arrays: dict[str, RawArray]) -> None:
+    """Row i of every array into dataset ``names[i]`` of an open store (created when absent),
+    as :func:`write_stacked` does; no flush."""
     if has_stacked_write():
         for array, spec in arrays.items():
             store.write_array_across_stacked(
                 array, names, spec.data, dims=list(spec.dims),
                 chunk_shape=list(spec.chunk_shape), fill_value=spec.fill_value,
             )
-    else:
-        definitions = [
-            (array, _dtype_name(spec.data.dtype), list(spec.dims), list(spec.data.shape[1:]),
-             list(spec.chunk_shape), spec.fill_value, spec.data)
-            for array, spec in arrays.items()
-        ]
-        for row, name in enumerate(names):
-            view = store.create_dataset(name)
-            for array, dtype, dims, shape, chunks, fill, data in definitions:
-                view.define_array(array, dtype=dtype, dims=dims, shape=shape, chunk_shape=chunks,
-                                  fill_value=fill)
-                view.write_array(array, [0] * len(shape), data[row])
-    store.flush()
-    return stacked_write_method()
+        return
+    definitions = [
+        (array, _dtype_name(spec.data.dtype), list(spec.dims), list(spec.data.shape[1:]),
+         list(spec.chunk_shape), spec.fill_value, spec.data)
+        for array, spec in arrays.items()
+    ]
+    for row, name in enumerate(names):
+        view = store.open_dataset(name) if store.dataset_exists(name) else \
+            store.create_dataset(name)
+        for array, dtype, dims, shape, chunks, fill, data in definitions:
+            view.define_array(array, dtype=dtype, dims=dims, shape=shape, chunk_shape=chunks,
+                              fill_value=fill)
+            view.write_array(array, [0] * len(shape), data[row])
 
 
 def open_store(root: Path, read_only: bool = False):
@@ -265,3 +272,40 @@ def stored_window_chunks(
     if len(codecs) > 1:
         raise ValueError(f"variables use several codecs {sorted(codecs)}")
     return chunks, sizes, codecs.pop()
+
+
+# --- the catalog and queries over it (query) ----------------------------------------------------
+
+
+def create_store(root: Path, codec: str = "zstd"):
+    """A new, empty store under ``root``."""
+    import atlas
+
+    root.mkdir(parents=True, exist_ok=True)
+    return atlas.Atlas.create(str(store_path(root)), codec=codec)
+
+
+def create_with_attributes(store, names: list[str], attributes: dict[str, list]) -> None:
+    """Datasets ``names`` created, each with ``attributes[key][i]`` for every key. There is no
+    bulk attribute write: one ``create_dataset`` and a ``set_attribute`` per value."""
+    columns = list(attributes.items())
+    for i, name in enumerate(names):
+        view = store.create_dataset(name)
+        for key, values in columns:
+            view.set_attribute(key, values[i])
+
+
+def has_queries() -> bool:
+    import atlas
+
+    return hasattr(atlas.Atlas, "select") and hasattr(atlas.Atlas, "catalog")
+
+
+def select(store, where: str) -> list[str]:
+    """Names of the datasets matching the expression ``where``, in creation order."""
+    return store.select(where)
+
+
+def catalog(store, arrays: list[str] | None = None, attributes: list[str] | None = None):
+    """The catalog DataFrame (a row per dataset) of ``arrays`` and ``attributes`` (None: all)."""
+    return store.catalog(arrays=arrays, attributes=attributes)

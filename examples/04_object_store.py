@@ -94,23 +94,32 @@ def run(location, options: dict) -> None:
     clone = pickle.loads(pickle.dumps(reader))
     assert np.array_equal(clone.open_dataset(days[3]).read_array("sst"), fields[days[3]])
 
-    # 4. Two writers: the second flush finds the manifest changed and raises; nothing is lost.
+    # 4. Two writers. Changes to different datasets merge: the second flush finds a newer
+    #    commit and re-applies its own on top. Changes to the same thing conflict: the loser
+    #    raises ConflictError naming it, and nothing of its flush is committed.
     first_writer = atlas.Atlas.open(location, **options)
     second_writer = atlas.Atlas.open(location, **options)
     first_writer.open_dataset(days[0]).set_attribute("checked", True)
-    second_writer.delete_dataset(days[1])
+    second_writer.open_dataset(days[1]).set_attribute("checked", True)
+    first_writer.flush()
+    second_writer.flush()  # merged, no error
+    first_writer = atlas.Atlas.open(location, **options)
+    second_writer = atlas.Atlas.open(location, **options)
+    first_writer.open_dataset(days[2]).set_attribute("reviewer", "ana")
+    second_writer.delete_dataset(days[2])
     first_writer.flush()
     try:
         second_writer.flush()
     except atlas.ConflictError as err:
-        print(f"second writer: ConflictError: {str(err)[:70]}...")
+        print(f"second writer: ConflictError: ...{str(err).split('conflict: ')[1][:60]}...")
     else:
         raise AssertionError("the second writer should have hit a conflict")
     final = atlas.Atlas.open(location, **options)
     assert final.list_datasets() == days
-    assert final.open_dataset(days[0]).get_attribute("checked") is True
-    print(f"after the conflict the store holds all {len(final.list_datasets())} days and the "
-          "first writer's change")
+    assert all(final.open_dataset(d).get_attribute("checked") for d in days[:2])
+    assert final.open_dataset(days[2]).get_attribute("reviewer") == "ana"
+    print(f"after the conflict the store holds all {len(final.list_datasets())} days and both "
+          "writers' merged changes")
 
 
 if __name__ == "__main__":

@@ -96,3 +96,28 @@ def test_many_small_and_scale_run_tiny_and_write_results(tmp_path):
         "after 3 one-dataset flushes@40", "after compact()@40"}
     assert all(t["measured"] is not None for t in grown["targets"]
                if "stacked ingest" not in t["claim"])
+
+
+def test_query_runs_tiny_and_checks_every_result(tmp_path):
+    pytest.importorskip("pyarrow")
+    from benchmarks import query
+
+    out = tmp_path / "results"
+    # the peak RSS children are left out (a process each); their query runs in-process below
+    query.main(["--sizes", "1000", "--quick", "--repeats", "1", "--rss-repeats", "0", "--keep",
+                "--results-dir", str(out), "--workdir", str(tmp_path)])
+    result = _result(out, "query_n1000_quick")
+    assert set(result["phases"]["select, fresh handle"]) == {"atlas@1000", "parquet@1000"}
+    assert set(result["phases"]["catalog 10 columns, fresh handle"]) == {
+        "atlas@1000", "parquet (pandas)@1000", "parquet (arrow)@1000",
+        "parquet 33 columns (pandas)@1000"}
+    assert result["params"]["selected"]["1000"] > 0
+    assert [t["measured"] is not None for t in result["targets"]] == [True, True, False]
+
+    (kept,) = tmp_path.glob("atlas_bench_query_*/n1000")
+    for system in ("atlas", "parquet"):
+        got = query.child_rss({"dir": str(kept), "query": query.SELECT, "system": system})
+        assert len(got["names"]) == result["params"]["selected"]["1000"]
+        assert got["peak_rss"] >= got["base_rss"] > 0
+        got = query.child_rss({"dir": str(kept), "query": query.CATALOG_10, "system": system})
+        assert got["shape"] == [1000, 10]

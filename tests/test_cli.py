@@ -182,7 +182,10 @@ def data_files(store: Path) -> list[Path]:
 
 
 def on_disk(store: Path) -> int:
-    return sum(p.stat().st_size for p in data_files(store)) + (
+    """Data files, the root, and the version records and tags (every file of the store)."""
+    records = [p for folder in ("versions", "tags") if (store / folder).is_dir()
+               for p in (store / folder).iterdir()]
+    return sum(p.stat().st_size for p in data_files(store) + records) + (
         store / "manifest.atlas").stat().st_size
 
 

@@ -247,17 +247,24 @@ class StorageConformance:
 
     # -- conflicts -----------------------------------------------------------------------------
 
-    def test_second_writer_gets_conflict_and_nothing_is_overwritten(self, location):
+    def test_second_writer_merges_or_conflicts_and_nothing_is_overwritten(self, location):
         atlas.Atlas.create(location)
         first, second = atlas.Atlas.open(location), atlas.Atlas.open(location)
         ref = fill_store(first, ["mine"])
-        fill_store(second, ["theirs"], generation=1)
+        theirs = fill_store(second, ["theirs"], generation=1)
         first.flush()
-        with pytest.raises(atlas.ConflictError):
-            second.flush()
+        second.flush()  # another dataset: re-applied on top of the first writer's commit
         seen = snapshot(location)
-        assert list(seen) == ["mine"]
+        assert list(seen) == ["mine", "theirs"]
         np.testing.assert_array_equal(seen["mine"][1]["temperature"], ref["mine"])
+        np.testing.assert_array_equal(seen["theirs"][1]["temperature"], theirs["theirs"])
+        first, second = atlas.Atlas.open(location), atlas.Atlas.open(location)
+        first.delete_dataset("theirs")
+        second.open_dataset("theirs").set_attribute("note", 1)
+        first.flush()
+        with pytest.raises(atlas.ConflictError, match="deleted dataset 'theirs'"):
+            second.flush()
+        assert list(snapshot(location)) == ["mine"]
 
     def test_commit_from_a_stale_version_conflicts(self, location):
         atlas.Atlas.create(location)

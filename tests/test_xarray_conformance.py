@@ -28,8 +28,9 @@ NAME = "ds"
 # why an inherited test cannot apply to an atlas store
 NO_DUMP_TO_STORE = ("writes through xarray's AbstractWritableDataStore.dump_to_store; atlas "
                     "ingests with Atlas.add_xr_dataset, not a netCDF-style data store")
-NO_APPEND = ("appends variables to an existing file (mode='a'); appending to an atlas "
-             "dataset is issue 16 item 5 (growing data), which needs the new core format")
+NO_APPEND = ("appends variables to an existing file (mode='a'); atlas appends along a "
+             "dimension (add_xr_dataset(append_dim=...), tests/test_xarray_append.py), it "
+             "adds no variables to an existing dataset")
 NO_NETCDF_ENCODING_CHECKS = ("checks to_netcdf's validation of its encoding= keyword; atlas "
                              "takes the encoding from each variable's .encoding, where "
                              "unknown keys are advice, not errors")

@@ -13,7 +13,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from atlas.cli import _export, _ingest, _inspect, _maintain
+from atlas.cli import _export, _ingest, _inspect, _maintain, _versions
 from atlas.cli._common import CommandError, CommandFailed, log
 
 __all__ = ["main"]
@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     _inspect.register(sub, common)
     _maintain.register(sub, common)
     _export.register(sub, common)
+    _versions.register(sub, common)
     return parser
 
 

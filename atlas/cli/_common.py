@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime as _dt
 import json
@@ -24,12 +25,46 @@ class CommandFailed(Exception):
     """The command printed its result but must still exit 1 (``verify`` that found damage)."""
 
 
-def open_store(location: str, *, writable: bool = False):
-    """Open an existing store; read-only unless the command changes it."""
+def open_store(location: str, *, writable: bool = False, args: Any = None):
+    """Open an existing store; read-only unless the command changes it; at the version
+    ``args`` asks for (``--version``, ``--at``) when it does."""
     import atlas
 
+    version = None if args is None else version_asked(args)
     with credentials_explained(location):
-        return atlas.Atlas.open(location, read_only=not writable)
+        return atlas.Atlas.open(location, read_only=not writable, version=version)
+
+
+def version_options() -> argparse.ArgumentParser:
+    """``--version`` and ``--at``, for the commands that read a store."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("versions")
+    g.add_argument("--version", dest="version_spec", metavar="N|TAG",
+                   help="read version N (see 'atlas log') or the version tagged TAG")
+    g.add_argument("--at", metavar="TIME", type=parse_time,
+                   help="read the version that was the latest at TIME (ISO 8601; UTC unless "
+                        "it names a zone)")
+    return p
+
+
+def parse_time(text: str) -> _dt.datetime:
+    try:
+        when = _dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a time in ISO 8601 (2024-05-01 or 2024-05-01T12:00:00), got {text!r}"
+        ) from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=_dt.timezone.utc)
+
+
+def version_asked(args: Any) -> Any:
+    """The version ``--version``/``--at`` name: a generation, a tag, a time, or None."""
+    spec, when = getattr(args, "version_spec", None), getattr(args, "at", None)
+    if spec is not None and when is not None:
+        raise CommandError("give --version or --at, not both")
+    if spec is not None:
+        return int(spec) if spec.isdigit() else spec
+    return when
 
 
 # what to set when an object store finds no credentials (obstore reads these variables)

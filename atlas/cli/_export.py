@@ -8,12 +8,13 @@ import tempfile
 
 import numpy as np
 
-from atlas.cli._common import CommandError, emit, format_value, log, open_store
+from atlas.cli._common import CommandError, emit, format_value, log, open_store, version_options
 from atlas.cli._dates import as_dates, calendar_plan, date_text
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("export", parents=[common], help="write a dataset to netCDF",
+    versions = version_options()
+    p = sub.add_parser("export", parents=[common, versions], help="write a dataset to netCDF",
                        description="Write dataset NAME to a netCDF file through xarray.")
     p.add_argument("store", metavar="STORE")
     p.add_argument("name", metavar="NAME")
@@ -21,7 +22,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("plot", parents=[common], help="quicklook PNG of one array",
+    p = sub.add_parser("plot", parents=[common, versions], help="quicklook PNG of one array",
                        description="A map of a 2-D array (the first 2-D slice of a higher-rank "
                                    "one, or the one picked by --index) or a line plot of a 1-D "
                                    "array, with its coordinates when the dataset has them. "
@@ -50,7 +51,7 @@ def _check_out(path: str, force: bool) -> str:
 
 def cmd_export(args) -> int:
     out = _check_out(args.out, args.force)
-    store = open_store(args.store)
+    store = open_store(args.store, args=args)
     ds = store.to_xarray(args.name)
     # written next to the target and renamed, so a failure leaves no half-written file
     fd, tmp = tempfile.mkstemp(suffix=".nc.tmp", dir=os.path.dirname(out))
@@ -125,7 +126,7 @@ def cmd_plot(args) -> int:
     import matplotlib.pyplot as plt
 
     out = _check_out(args.output or f"{args.name}_{args.array}.png", force=True)
-    store = open_store(args.store)
+    store = open_store(args.store, args=args)
     view = store.open_dataset(args.name)
     meta = view.array_meta(args.array)
     if meta is None:

@@ -390,12 +390,12 @@ def cmd_ingest(args) -> int:
             since_flush += 1
             log.debug("ingested %s as %r (%d bytes)", path, name, nbytes)
             if args.flush_every and since_flush >= args.flush_every:
-                store.flush()
+                store.flush(f"atlas ingest: {since_flush} files from {args.src}")
                 flushed += since_flush
                 since_flush = 0
                 log.info("flushed after %d files", flushed)
             progress.advance(1, nbytes)
-        store.flush()
+        store.flush(f"atlas ingest: {since_flush} files from {args.src}")
         flushed += since_flush
     except KeyboardInterrupt:
         raise KeyboardInterrupt(f"interrupted{_kept(flushed, args)}") from None

@@ -1,11 +1,21 @@
-"""Read-only commands: ``ls``, ``show`` (ncdump -h style) and ``info`` (the whole store)."""
+"""Read-only commands: ``ls``, ``show`` (ncdump -h style), ``info`` (the whole store) and
+``catalog`` (one row per dataset: attributes and per-array statistics)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
-from atlas.cli._common import disk_usage, emit, format_value, open_store, plural, table
+
+from atlas.cli._common import (
+    emit,
+    format_value,
+    open_store,
+    plural,
+    table,
+    version_options,
+)
 from atlas.cli._dates import as_dates, calendar_plan
 from atlas.cli._progress import human_bytes
 
@@ -13,32 +23,59 @@ INTERNAL_PREFIX = "_pyatlas"  # bookkeeping attributes of the xarray layer, hidd
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("ls", parents=[common], help="list the datasets of a store",
+    versions = version_options()
+    p = sub.add_parser("ls", parents=[common, versions], help="list the datasets of a store",
                        description="List the datasets of STORE in creation order.")
     p.add_argument("store", metavar="STORE")
     p.add_argument("-l", "--long", action="store_true",
                    help="also show each dataset's arrays")
+    p.add_argument("-w", "--where", metavar="EXPR",
+                   help="only the datasets matching EXPR, an expression over the catalog's "
+                        "columns, e.g. \"temp.max > 25 and platform == 'float12'\" "
+                        "(see docs/query.md)")
     p.set_defaults(func=cmd_ls)
 
-    p = sub.add_parser("show", parents=[common], help="describe one dataset (ncdump -h style)",
+    p = sub.add_parser("show", parents=[common, versions], help="describe one dataset (ncdump -h style)",
                        description="Dimensions, arrays (dtype, shape, chunking, fill), "
                                    "attributes and statistics of one dataset.")
     p.add_argument("store", metavar="STORE")
     p.add_argument("name", metavar="NAME")
     p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("info", parents=[common], help="summarise a store",
+    p = sub.add_parser("info", parents=[common, versions], help="summarise a store",
                        description="Datasets, distinct arrays, codec, bytes on disk, segments "
                                    "and collection-wide statistics per array.")
     p.add_argument("store", metavar="STORE")
     p.set_defaults(func=cmd_info)
 
+    p = sub.add_parser("catalog", parents=[common, versions], help="one row per dataset: attributes and "
+                       "array statistics",
+                       description="A table with one row per dataset (creation order): each "
+                                   "attribute by its key, and for each array its dtype, shape, "
+                                   "null and valid cell counts, min and max.")
+    p.add_argument("store", metavar="STORE")
+    p.add_argument("--arrays", metavar="A,B", type=_names,
+                   help="only these arrays' columns (default: every array)")
+    p.add_argument("--attributes", metavar="K,L", type=_names,
+                   help="only these attributes (default: every attribute)")
+    p.add_argument("-w", "--where", metavar="EXPR", help="only the datasets matching EXPR")
+    p.add_argument("--csv", action="store_true", help="print CSV instead of a text table")
+    p.set_defaults(func=cmd_catalog)
+
+
+def _names(text: str) -> list[str]:
+    """``A,B`` as names; an empty item is a mistake worth saying."""
+    names = [n.strip() for n in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return names
+
 
 # -- ls -----------------------------------------------------------------------------------------
 
 def cmd_ls(args) -> int:
-    store = open_store(args.store)
-    names = store.list_datasets()
+    store = open_store(args.store, args=args)
+    names = store.select(args.where) if args.where else store.list_datasets()
     if not args.long:
         emit(args, names, lambda: "\n".join(names))
         return 0
@@ -119,7 +156,7 @@ def _render_show(info: dict) -> str:
 
 
 def cmd_show(args) -> int:
-    store = open_store(args.store)
+    store = open_store(args.store, args=args)
     info = describe_dataset(store, args.name)
     emit(args, info, lambda: _render_show(info))
     return 0
@@ -127,46 +164,24 @@ def cmd_show(args) -> int:
 
 # -- info ---------------------------------------------------------------------------------------
 
-def _merge_stats(total: dict, stats: dict | None) -> None:
-    if stats is None:
-        total["unflushed"] += 1
-        return
-    total["cells"] += stats["row_count"]
-    total["nulls"] += stats["null_count"]
-    for key, pick in (("min", min), ("max", max)):
-        value = stats[key]
-        if value is not None:
-            total[key] = value if total[key] is None else pick(total[key], value)
-
-
 def collection_stats(store) -> dict[str, dict]:
-    """Per array name: datasets holding it, dtypes, shapes, chunk shapes and merged stats
-    (cftime dates shown as dates when every dataset uses one calendar)."""
+    """Per array name: datasets holding it, dtypes, shapes, chunk shapes and statistics folded
+    over those datasets (min/max are None where the datasets' values do not compare: arrays of
+    one name holding dates in one dataset and numbers in another)."""
     arrays: dict[str, dict] = {}
-    plans: dict[str, list] = {}
-    for name in store.list_datasets():
-        view = store.open_dataset(name)
-        for array in view.list_arrays():
-            meta = view.array_meta(array)
-            entry = arrays.setdefault(array, {
-                "datasets": 0, "dtypes": [], "shapes": [], "chunk_shapes": [],
-                "cells": 0, "nulls": 0, "min": None, "max": None, "unflushed": 0})
-            entry["datasets"] += 1
-            for key, value in (("dtypes", meta["dtype"]), ("shapes", meta["shape"]),
-                               ("chunk_shapes", meta["chunk_shape"])):
-                if value not in entry[key]:
-                    entry[key].append(value)
-            _merge_stats(entry, view.array_stats(array))
-            plan = calendar_plan(view, array)
-            if plan not in plans.setdefault(array, []):
-                plans[array].append(plan)
-    for array, entry in arrays.items():
-        if len(plans[array]) == 1 and plans[array][0] is not None:
-            plan = plans[array][0]
-            entry["min"], entry["max"] = as_dates(entry["min"], plan), as_dates(entry["max"],
-                                                                                 plan)
-            entry["calendar"] = plan["calendar"]
-    return dict(sorted(arrays.items()))
+    for array in sorted(store.list_arrays()):
+        stats = store.array_stats(array)
+        if stats is None:
+            continue
+        arrays[array] = {"datasets": stats["datasets"], "dtypes": stats["dtypes"],
+                         "shapes": stats["shapes"], "chunk_shapes": stats["chunk_shapes"],
+                         "cells": stats["row_count"], "nulls": stats["null_count"],
+                         "min": stats["min"], "max": stats["max"],
+                         "unflushed": stats["unflushed"]}
+        calendar = getattr(stats["min"], "calendar", None)
+        if calendar:
+            arrays[array]["calendar"] = calendar
+    return arrays
 
 
 def _shape_text(shapes: list[list[int]]) -> str:
@@ -193,8 +208,11 @@ def _render_info(info: dict) -> str:
     ]
     if usage["retired"]:
         retired = (f"{plural(usage['retired'], 'file')}, {human_bytes(usage['retired_bytes'])} "
-                   "(replaced by a merge, kept a while for older readers)")
+                   "(replaced, kept for the earlier versions that read them)")
         head.append(["retired", retired])
+    if usage.get("version_records"):
+        head.append(["versions", f"{plural(usage['version_records'], 'record')}, "
+                                 f"{human_bytes(usage['version_bytes'])} (see 'atlas log')"])
     head += [
         ["on disk", f"{human_bytes(usage['bytes_on_disk'])} ({usage['bytes_on_disk']} bytes)"],
     ]
@@ -214,10 +232,49 @@ def _render_info(info: dict) -> str:
 
 
 def cmd_info(args) -> int:
-    store = open_store(args.store)
+    store = open_store(args.store, args=args)
     arrays = collection_stats(store)
-    usage = disk_usage(store.location)
+    usage = store.usage()
     info = {"store": store.location, "datasets": len(store.list_datasets()), "arrays": arrays,
             "disk": usage}
     emit(args, info, lambda: _render_info(info))
     return 0
+
+
+# -- catalog ------------------------------------------------------------------------------------
+
+def cmd_catalog(args) -> int:
+    store = open_store(args.store, args=args)
+    frame = store.catalog(arrays=args.arrays, attributes=args.attributes)
+    if args.where:
+        frame = frame.loc[store.select(args.where)]
+    if args.json:
+        records = [{"dataset": name, **row} for name, row in
+                   zip(frame.index, frame.to_dict("records"))]
+        emit(args, [{k: None if _missing(v) else v for k, v in r.items()} for r in records],
+             "")
+    elif args.csv:
+        sys.stdout.write(frame.to_csv())
+    else:
+        rows = [[str(name)] + [_cell(v) for v in row]
+                for name, row in zip(frame.index, frame.itertuples(index=False))]
+        emit(args, None, lambda: table(rows, ["dataset", *map(str, frame.columns)]))
+    return 0
+
+
+def _cell(value: Any) -> str:
+    """A catalog value as table text: strings bare, missing values as '-'."""
+    if _missing(value):
+        return "-"
+    if isinstance(value, str):
+        return value
+    if hasattr(value, "isoformat"):  # pandas and cftime timestamps
+        return value.isoformat()
+    return format_value(value)
+
+
+def _missing(value: Any) -> bool:
+    """NaN, NaT, None, NA: a dataset without that attribute or array (or unflushed stats)."""
+    import pandas as pd
+
+    return value is None or (pd.api.types.is_scalar(value) and bool(pd.isna(value)))

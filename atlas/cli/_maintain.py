@@ -38,13 +38,14 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("compact", parents=[common], help="rewrite segments without dead data",
                        description="Rewrite each array's segments into one without deleted "
-                                   "data and commit. The replaced files stay for --grace "
-                                   "seconds, for readers still using the previous version; a "
-                                   "later compact deletes them.")
+                                   "data and commit. The replaced files stay as long as a "
+                                   "version that reads them is kept (the store's retention "
+                                   "policy; see 'atlas log').")
     p.add_argument("store", metavar="STORE")
     p.add_argument("--grace", metavar="SECONDS", type=float, default=None,
-                   help="delete replaced files retired at least this long ago (default: 600; "
-                        "0 deletes them now, when no other process reads the store)")
+                   help="keep only versions younger than this (plus tagged ones and the "
+                        "latest) and free what the others read (default: the store's "
+                        "retention policy; 0 frees the replaced files now)")
     p.set_defaults(func=cmd_compact)
 
     p = sub.add_parser("verify", parents=[common], help="check every checksum",
@@ -86,7 +87,8 @@ def cmd_rm(args) -> int:
     removed = [n for n in names if n not in missing]
     for name in removed:
         store.delete_dataset(name)
-    store.flush()
+    shown = ", ".join(removed[:5]) + (f" and {len(removed) - 5} more" if len(removed) > 5 else "")
+    store.flush(f"atlas rm {shown}")
     log.info("removed %d datasets from %s: %s", len(removed), store.location, removed)
     text = f"removed {plural(len(removed), 'dataset')}"
     if removed:
@@ -118,8 +120,8 @@ def cmd_compact(args) -> int:
                 f"{human_bytes(after['bytes_on_disk'])} on disk")
         if after["retired"]:
             line += (f"\n{plural(after['retired'], 'replaced file')} "
-                     f"({human_bytes(after['retired_bytes'])}) kept for readers of the previous "
-                     "version; a compact after the grace period (or --grace 0) deletes them")
+                     f"({human_bytes(after['retired_bytes'])}) kept for the earlier versions "
+                     "that read them; they go when those versions expire (or --grace 0)")
         return line
 
     emit(args, data, text)

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from atlas import codecs
-from atlas.core import _maintain, _stats
+from atlas.core import _maintain, _query, _rebase, _stats, _versions
 from atlas.core._batches import batches
 from atlas.core._catalog import Catalog
 from atlas.core._dataset import DatasetView
@@ -23,10 +23,11 @@ from atlas.core._index import ChunkIndex, IndexCache, SegmentSource, merge_index
 from atlas.core._pending import PendingWrites
 from atlas.core._read import BlockCache, ReadPlan, _distinct, execute, plan_read, read_chunk
 from atlas.core._validate import as_index_tuple, check_name, check_window
-from atlas.core._write import write_window
+from atlas.core._write import resize_chunks, write_window
 from atlas.errors import (
     AlreadyExistsError,
     ArrayNotFoundError,
+    ConflictError,
     CorruptionError,
     DatasetNotFoundError,
     FormatError,
@@ -41,7 +42,10 @@ from atlas.format.tables import Table
 from atlas.storage import Storage, from_description, open_storage
 
 VerifyReport = _maintain.VerifyReport
-RETIRE_GRACE_SECONDS = _maintain.RETIRE_GRACE_SECONDS
+# what a flush keeps in memory of what it wrote (bigger is read again from the files if needed)
+CACHED_INDEX_ROWS = 1 << 17
+CACHED_TABLE_ROWS = 1 << 17
+COMPACT_ATTEMPTS = 5  # a compaction whose files others replaced meanwhile starts over
 
 
 class Atlas:
@@ -58,6 +62,8 @@ class Atlas:
         self._catalog_state: Catalog | None = None
         self._pending_state: PendingWrites | None = None
         self._inflight: _Inflight | None = None
+        self._pinned: Any = None  # the version asked for, on a handle of an earlier version
+        self._expiry_checked = 0.0  # when a flush last looked for versions to expire
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -78,29 +84,52 @@ class Atlas:
             raise AlreadyExistsError(f"a store already exists at {storage.location}")
         root = Root(generation=0, codec=codec,
                     level=codecs.DEFAULT_LEVELS[codec] if level is None else level,
-                    block_size=block_size)
-        token = storage.commit(ROOT_KEY, root.encode(), None)
+                    block_size=block_size, message="create")
+        root.created = root.time
+        token = _versions.commit_root(storage, root, None)
         return cls(storage, root, token)
 
     @classmethod
-    def open(cls, location: Any, *, read_only: bool = False, **store_options: Any) -> "Atlas":
-        """Open an existing store; raises StoreNotFoundError when there is none."""
-        storage = open_storage(location, read_only=read_only, **store_options)
+    def open(cls, location: Any, *, read_only: bool = False, version: Any = None,
+             **store_options: Any) -> "Atlas":
+        """Open an existing store; raises StoreNotFoundError when there is none.
+
+        ``version``: open that earlier version, read-only: a generation (int), a tag (str) or
+        a time (datetime: the newest version committed at or before it). An expired one
+        raises VersionExpiredError."""
+        storage = open_storage(location, read_only=read_only or version is not None,
+                               **store_options)
         root, token, legacy = load_root(storage)
-        return cls(storage, root, token, legacy)
+        if version is None:
+            return cls(storage, root, token, legacy)
+        if legacy is not None:
+            raise FormatError(f"store at {storage.location} is in format version 1, which keeps "
+                              f"no versions; convert it with `atlas upgrade {storage.location}`")
+        handle = cls(storage, _versions.resolve(storage, root, version), None)
+        handle._pinned = version
+        return handle
 
     @classmethod
-    def _reopen(cls, description: tuple) -> "Atlas":
+    def _reopen(cls, description: tuple, version: Any = None) -> "Atlas":
         # unpickling: the root is read on first use, in the process that uses the handle
-        return cls(from_description(description), None, None)
+        handle = cls(from_description(description), None, None)
+        handle._pinned = version
+        return handle
 
     def __reduce__(self):
-        return (Atlas._reopen, (self._storage.describe(),))
+        if self._pinned is None:
+            return (Atlas._reopen, (self._storage.describe(),))
+        # the exact commit, even if the version was asked for by tag or time
+        return (Atlas._reopen, (self._storage.describe(), self._root.generation))
 
     @property
     def _root(self) -> Root:
         if self._root_state is None:
             self._root_state, self._token, self._legacy = load_root(self._storage)
+            if self._pinned is not None:
+                self._root_state = _versions.resolve(self._storage, self._root_state,
+                                                     self._pinned)
+                self._token = None
         return self._root_state
 
     @functools.cached_property
@@ -139,6 +168,11 @@ class Atlas:
     def level(self) -> int:
         """The compression level new blocks are written with."""
         return self._root.level
+
+    @property
+    def version(self) -> int:
+        """The version (generation) this handle is at."""
+        return self._root.generation
 
     @property
     def generation(self) -> int:
@@ -208,7 +242,9 @@ class Atlas:
             self._catalog_state.pending_tables()))
 
     def flush(self, message: str | None = None) -> None:
-        """Persist every change since the last flush, atomically: all of it or none of it."""
+        """Persist every change since the last flush, atomically: all of it or none of it.
+        ``message`` is recorded with the version (see :meth:`history`)."""
+        message = _versions.check_message(message)
         if self._inflight is not None:
             self._settle_inflight()
         if not self._has_changes():
@@ -219,25 +255,143 @@ class Atlas:
         generation = root.generation + 1
         pending = self._pending
         pending.prepare(generation)
-        written = self._pending_tables(pending)
+        marks = {sid: len(t.log) for sid, t in catalog.pending_tables().items()}
+        written: dict[tuple, Table | None] = {}
+        new_root = root.successor(message=message, segments=dict(root.segments),
+                                  **catalog.counters())
+        changes = _versions.ChangeCounter(catalog)
+        part = _maintain.write_part(self._storage, new_root, self._pending_tables(
+            pending, written, changes)) if marks else None
+        new_root.changes = changes.counts()
         finished = pending.finish(generation)
         segments = {name: list(refs) for name, refs in root.segments.items()}
         for seg in finished:
             ref = FileRef(seg.key, seg.size, _maintain.level_of(seg.size))
-            self._files.add(ref, None, seg.index)
+            if seg.index.rows <= CACHED_INDEX_ROWS:  # a big one is read again when needed
+                self._files.add(ref, None, seg.index)
             segments.setdefault(seg.array, []).append(ref)
-        new_root = root.successor(message=message, segments=segments, **catalog.counters())
-        part = _maintain.write_part(self._storage, new_root, written) if written else None
+        new_root.segments = segments
         if part is not None:
             new_root.parts = [*root.parts, part.ref]
+            new_root.delta = part.ref.key
         merges = _maintain.tiered_merge(self, new_root)
         # until it is known to have landed or not, the attempt is kept (its files locked): a
         # commit whose response was lost is recognised by its commit id when retried
-        marks = {sid: len(t.log) for sid, t in catalog.pending_tables().items()}
         self._inflight = _Inflight(new_root, written, part, merges, marks)
-        self._token = self._storage.commit(ROOT_KEY, new_root.encode(), self._token)
+        pending.in_doubt = True
+        try:
+            self._token = _versions.commit_root(self._storage, new_root, self._token)
+        except ConflictError:  # another writer committed first: re-apply on top of it
+            self._inflight = None
+            pending.in_doubt = False
+            self._rebase(root, new_root, part, finished, merges, marks)
+            return
         self._inflight = None
         self._committed(new_root, written, part, merges, marks)
+
+    def _rebase(self, base: Root, attempt: Root, part, finished, merges,
+                marks: dict | None = None) -> None:
+        """Commit the changes of ``attempt`` (made on ``base``) on top of the newest root, or
+        raise ConflictError naming what both changed (:mod:`atlas.core._rebase`)."""
+        storage = self._storage
+        for w in merges.written:  # they merged files of ``base``: drop them
+            w.release()
+            storage.discard(w.ref.key, w.path)
+        ours_tables = _rebase.part_tables(self, part.ref) if part is not None else {}
+        ours = _rebase.summarize(ours_tables, base)
+        ours_segments = [(seg.array, FileRef(seg.key, seg.size, _maintain.level_of(seg.size)))
+                         for seg in finished]
+        rewritten = None
+        try:
+            for tries in range(1, _rebase.MAX_ATTEMPTS + 1):
+                latest, token, legacy = load_root(storage)
+                if legacy is not None:
+                    raise FormatError(f"store at {self.location} was turned back into format "
+                                      "version 1 under this handle")
+                problem = _rebase.conflict(ours, _rebase.their_changes(self, base, latest),
+                                           self._name_in_base, self._dataset_of_slot)
+                if problem is not None:
+                    raise ConflictError(
+                        f"store at {self.location} was committed by another writer since this "
+                        f"handle read it, and the two conflict: {problem}; nothing was "
+                        "committed: reopen the store and redo the changes")
+                shift = _rebase.shifts(base, latest)
+                new_root = latest.successor(
+                    message=attempt.message, changes=attempt.changes,
+                    segments={a: list(refs) for a, refs in latest.segments.items()},
+                    **{f"next_{c}": getattr(latest, f"next_{c}") + getattr(attempt, f"next_{c}")
+                       - getattr(base, f"next_{c}") for c in _rebase.COUNTERS})
+                for array, ref in ours_segments:
+                    new_root.segments.setdefault(array, []).append(
+                        _rebase.remapped_ref(ref, base, shift))
+                if part is not None:
+                    tables = _rebase.renumbered(ours_tables, base, shift)
+                    if rewritten is not None:
+                        rewritten.release()
+                        storage.discard(rewritten.ref.key, rewritten.path)
+                        rewritten = None
+                    if tables is not ours_tables:
+                        rewritten = _maintain.write_part(storage, new_root, tables.items())
+                    delta = (rewritten or part).ref
+                    new_root.parts = [*latest.parts, delta]
+                    new_root.delta = delta.key
+                try:
+                    token = _versions.commit_root(storage, new_root, token)
+                    break
+                except ConflictError:
+                    _rebase.backoff(tries)
+                except BaseException:
+                    # it may have landed (a lost response): its files stay until the next
+                    # flush finds out (_settle_inflight)
+                    self._inflight = _Inflight(new_root, {}, part, _maintain.Merges(),
+                                               marks or {}, (rewritten, ours_segments))
+                    self._pending.in_doubt = True
+                    rewritten = None
+                    raise
+            else:
+                raise ConflictError(f"store at {self.location}: {_rebase.MAX_ATTEMPTS} other "
+                                    "commits won the race to commit in a row; nothing was "
+                                    "committed: flush again later")
+        except BaseException:
+            if rewritten is not None:
+                rewritten.release()
+                storage.discard(rewritten.ref.key, rewritten.path)
+            raise
+        self._rebased(new_root, token, part, rewritten, ours_segments)
+
+    def _rebased(self, new_root: Root, token: Any, part, rewritten, ours_segments) -> None:
+        """A rebase committed ``new_root``: the handle moves to it."""
+        for written in (part, rewritten):
+            if written is not None:
+                written.release()
+        if rewritten is not None and part is not None:
+            self._storage.discard(part.ref.key, part.path)  # the renumbered copy replaced it
+        self._token = token
+        self._root_state = new_root
+        self._pending.committed(new_root.generation + 1)
+        self._files.forget([ref.key for _a, ref in ours_segments])  # read again, remapped
+        self._reload_catalog(new_root)
+
+    def _reload_catalog(self, root: Root) -> None:
+        """Drop the in-memory catalog for the one of ``root`` (read lazily): after a rebase
+        the ids this handle numbered have moved and other writers' changes are in."""
+        old = self._catalog_state
+        fresh = Catalog(self._storage, root, self._files)
+        if old is not None:
+            fresh.epoch = old.epoch + 1  # DatasetViews find their rows again
+        self._catalog_state = fresh
+        self.__dict__["_catalog"] = fresh
+
+    def _name_in_base(self, did: int) -> str:
+        table = self._catalog.table(("datasets",)).committed()
+        pos = int(np.searchsorted(table.key, did))
+        found = pos < len(table) and table.key[pos] == did
+        return str(table.columns["name"][pos]) if found else f"#{did}"
+
+    def _dataset_of_slot(self, array: str, slot: int) -> int:
+        table = self._catalog.table(("array", array)).committed()
+        rows = np.flatnonzero(table.columns["slot"] == slot) if len(table) else []
+        return int(table.key[rows[-1]]) if len(rows) else -1
 
     def _committed(self, root: Root, written: dict, part, merges, marks: dict) -> None:
         if part is not None:
@@ -253,19 +407,57 @@ class Atlas:
         inflight = self._inflight
         found = self._storage.read_manifest(ROOT_KEY)  # if this fails, the next retry asks again
         self._inflight = None
-        landed = None
+        latest = None
         if found is not None:
             try:
-                landed = root_format.decode(found[0], f"{self.location}/{ROOT_KEY}")
+                latest = root_format.decode(found[0], f"{self.location}/{ROOT_KEY}")
             except (FormatError, CorruptionError):
-                landed = None
-        if landed is not None and landed.commit == inflight.root.commit:
-            self._token = found[1]
+                latest = None
+        if latest is not None and self._landed(inflight, latest):
+            # the token of our root; when others committed on top, the old one, so that the
+            # next commit finds theirs and rebases on it
+            token = found[1] if latest.commit == inflight.root.commit else self._token
+            if inflight.rebase is not None:
+                self._settle_rebase(inflight, token)
+                return
+            self._token = token
             self._committed(inflight.root, inflight.written, inflight.part, inflight.merges,
                             inflight.marks)
             self._restate_written()
             return
         inflight.discard(self._storage)  # its files are orphans; this flush writes anew
+        self._pending.in_doubt = False
+        _versions.forget_record(self._storage, inflight.root)
+
+    def _landed(self, inflight: "_Inflight", latest: Root) -> bool:
+        """Whether the attempt ``inflight`` landed: its root is ``latest``, or ``latest``
+        (others committed on top since) lists a file only the attempt wrote."""
+        attempt = inflight.root
+        if latest.commit == attempt.commit:
+            return True
+        if latest.generation <= attempt.generation:
+            return False
+        own = {w.ref.key for w in inflight.merges.written}
+        own.update(seg.key for seg in self._pending.finished)
+        if attempt.delta is not None:
+            own.add(attempt.delta)
+        return bool(own & latest.keys())
+
+    def _settle_rebase(self, inflight: "_Inflight", token: Any) -> None:
+        """A rebase whose commit raised had landed: move to it. Changes made since were
+        numbered for the root before it and cannot follow: they are dropped, loudly."""
+        catalog = self._catalog
+        later = bool(self._pending.written_slots()) or any(
+            len(t.log) > inflight.marks.get(sid, 0)
+            for sid, t in catalog.pending_tables().items())
+        rewritten, ours_segments = inflight.rebase
+        self._rebased(inflight.root, token, inflight.part, rewritten, ours_segments)
+        if later:
+            self._pending.abandon()
+            raise ConflictError(
+                f"store at {self.location}: the flush that raised had committed after all, "
+                "re-applied on top of another writer's commit, which renumbered this handle's "
+                "new datasets; the changes made after it were dropped: redo them")
 
     def _restate_written(self) -> None:
         """Arrays written since the attempt whose catalog rows went with it (a write logs a row
@@ -290,29 +482,29 @@ class Atlas:
         if exc_type is None:
             self.close()
 
-    def _pending_tables(self, pending: PendingWrites) -> dict[tuple, Table]:
-        """The catalog's pending rows as tables, with the statistics of written arrays."""
+    def _pending_tables(self, pending: PendingWrites, written: dict, changes: _versions.ChangeCounter):
+        """The catalog's pending rows as tables, with the statistics of written arrays, one at
+        a time; each also goes into ``written``, or None there when it is too big to keep in
+        memory after the commit (that table is read again from the parts when next used)."""
         catalog = self._catalog
-        out = {}
         for section_id, table in catalog.pending_tables().items():
-            if section_id[0] != "array":
-                out[section_id] = table.log.table()
-                continue
             delta = table.log.table()
-            live = ~delta.dead
-            stats = _stats.compute(
-                delta.columns["slot"][live], delta.columns["schema"][live], catalog.schemas(),
-                pending.index(section_id[1]),
-                lambda a=section_id[1]: self._committed_index(a),
-                pending.string_partial(section_id[1]),
-                lambda slot, chunk, extent, a=section_id[1]: self._current_chunk(
-                    a, self._schema_of_slot(a, slot), slot, chunk, extent))
-            for name, column in stats.items():
-                delta.columns[name] = delta.columns[name].copy()
-                delta.columns[name][live] = column
-            out[section_id] = delta
-            pending.forget_index(section_id[1])  # one array's index at a time in memory
-        return out
+            changes.add(section_id, delta)
+            if section_id[0] == "array":
+                live = ~delta.dead
+                stats = _stats.compute(
+                    delta.columns["slot"][live], delta.columns["schema"][live],
+                    catalog.schemas(), pending.index(section_id[1]),
+                    lambda a=section_id[1]: self._committed_index(a),
+                    pending.string_partial(section_id[1]),
+                    lambda slot, chunk, extent, a=section_id[1]: self._current_chunk(
+                        a, self._schema_of_slot(a, slot), slot, chunk, extent))
+                for name, column in stats.items():
+                    delta.columns[name] = delta.columns[name].copy()
+                    delta.columns[name][live] = column
+                pending.forget_index(section_id[1])  # one array's index at a time in memory
+            written[section_id] = delta if len(delta) <= CACHED_TABLE_ROWS else None
+            yield section_id, delta
 
     def _schema_of_slot(self, array: str, slot: int) -> Schema:
         table = self._catalog.table(("array", array)).view()
@@ -321,18 +513,124 @@ class Atlas:
 
     # -- compaction and verification -----------------------------------------------------------
 
-    def compact(self, grace: float = RETIRE_GRACE_SECONDS) -> None:
+    def compact(self, grace: float | None = None) -> None:
         """Merge every array name's segments into one and the catalog into one part, dropping
         deleted data, and commit.
 
-        Pending changes are flushed first. The replaced files stay, listed as ``retired`` in the
-        root, so that readers still holding the previous root keep working; a later compact
-        deletes those retired more than ``grace`` seconds before (``grace=0`` deletes them at
-        once). Unreferenced files left by crashed writers are removed once older than an hour
-        (at once on a local store, where live writers lock theirs)."""
+        Pending changes are flushed first. The replaced files stay for the versions that read
+        them; the compaction then expires what the store's retention policy no longer keeps
+        (``grace``: keep only versions younger than this many seconds, plus tagged ones and
+        the latest; ``grace=0`` frees the replaced files at once). Unreferenced files left by
+        crashed writers are removed once older than an hour (at once on a local store, where
+        live writers lock theirs)."""
         self.flush()
         self._check_writable()
-        _maintain.compact(self, grace)
+        for _tries in range(COMPACT_ATTEMPTS):
+            if _maintain.compact(self, grace):
+                return
+            self._catch_up()  # others merged the files it replaced: compact the newest commit
+        raise ConflictError(f"store at {self.location}: other writers changed the files to "
+                            f"compact {COMPACT_ATTEMPTS} times in a row; try again later")
+
+    # -- versions ------------------------------------------------------------------------------
+
+    def history(self) -> list[_versions.Version]:
+        """Every retained version up to this handle's, newest first: generation, time, message,
+        and the numbers of datasets added, changed and deleted."""
+        self._check_versions()
+        return _versions.history(self._storage, self._root)
+
+    def tag(self, name: str, version: Any = None) -> int:
+        """Tag a version (default: the latest committed) so that it is never expired; returns
+        its generation. AlreadyExistsError if the tag exists (delete it to move it)."""
+        self._check_versions()
+        self._check_writable()
+        latest = load_root(self._storage)[0]
+        root = latest if version is None else _versions.resolve(self._storage, latest, version)
+        _versions.add_tag(self._storage, name, root)
+        return root.generation
+
+    def tags(self) -> dict[str, int]:
+        """{tag: generation}."""
+        self._check_versions()
+        return {name: g for name, (g, _c) in _versions.all_tags(self._storage).items()}
+
+    def delete_tag(self, name: str) -> None:
+        """Remove a tag (its version then expires like any other)."""
+        self._check_versions()
+        self._check_writable()
+        _versions.remove_tag(self._storage, name)
+
+    @property
+    def retention(self) -> dict:
+        """The store's policy: versions younger than ``older_than`` seconds, the last
+        ``keep_last`` and tagged ones are kept (default: 7 days, 1)."""
+        older_than, keep_last = self._root.retention
+        return {"older_than": older_than, "keep_last": keep_last}
+
+    def set_retention(self, older_than: Any = None, keep_last: Any = None) -> None:
+        """Change the store's retention policy (a commit); None leaves that part as it is."""
+        self.flush()
+        self._check_writable()
+        root = self._root
+        policy = _versions.check_retention(
+            root.retention[0] if older_than is None else older_than,
+            root.retention[1] if keep_last is None else keep_last)
+        self._commit_maintenance(
+            lambda latest: latest.successor(message="set retention", retention=policy))
+
+    def expire(self, older_than: Any = None, keep_last: Any = None) -> dict:
+        """Remove the versions the policy does not keep (``older_than`` seconds or a
+        timedelta, ``keep_last``: this call's policy instead of the store's; tagged versions
+        and the latest always stay), then the files only they read. Returns what it removed."""
+        self.flush()
+        self._check_writable()
+        return _versions.expire(self, older_than, keep_last)
+
+    def _check_versions(self) -> None:
+        if self._legacy is not None:
+            raise FormatError(f"store at {self.location} is in format version 1, which keeps "
+                              f"no versions; convert it with `atlas upgrade {self.location}`")
+
+    def _commit_maintenance(self, make: Any) -> Root | None:
+        """Commit a root that changes files or settings, not data (compact, expire, policy):
+        ``make(root)`` builds it on top of ``root``; when another writer committed first it is
+        called again with the newest root (None: it cannot be re-applied there)."""
+        storage = self._storage
+        root, token = self._root, self._token
+        for tries in range(1, _rebase.MAX_ATTEMPTS + 1):
+            new_root = make(root)
+            if new_root is None:
+                return None
+            try:
+                token = _versions.commit_root(storage, new_root, token)
+                break
+            except ConflictError:
+                root, token, _legacy = load_root(storage)
+                _rebase.backoff(tries)
+        else:
+            raise ConflictError(f"store at {self.location}: {_rebase.MAX_ATTEMPTS} other commits "
+                                "won the race in a row; nothing was committed: try again later")
+        self._token = token
+        if new_root.parent == self._root.commit:
+            self._root_state = new_root
+            if self._catalog_state is not None:
+                self._catalog_state.root = new_root
+        else:  # other writers' commits are in: read the catalog again
+            self._root_state = new_root
+            self._reload_catalog(new_root)
+        if self._pending_state is not None:
+            self._pending_state.next_generation = new_root.generation + 1
+        return new_root
+
+    def _catch_up(self) -> None:
+        """Move a handle without pending changes to the newest commit."""
+        root, token, legacy = load_root(self._storage)
+        if legacy is None and root.commit != self._root.commit:
+            self._root_state, self._token = root, token
+            self._reload_catalog(root)
+            if self._pending_state is not None:
+                self._pending_state.next_generation = root.generation + 1
 
     def verify(self, repair: bool = False) -> VerifyReport:
         """Check the root, every catalog part and every segment and block against its checksum.
@@ -424,10 +722,48 @@ class Atlas:
         self._check_writable()
         write_stacked(self, array, names, data, dims, chunk_shape, fill_value)
 
+    # -- queries over the collection (atlas.core._query) ----------------------------------------
+
+    def catalog(self, arrays: Sequence[str] | None = None,
+                attributes: Sequence[str] | None = None) -> Any:
+        """A ``pandas.DataFrame`` of the collection: one row per dataset (index: its name, in
+        creation order); a column per attribute key, and per array ``<array>.dtype``,
+        ``.shape``, ``.nulls``, ``.valid``, ``.min``, ``.max``. ``arrays``/``attributes`` pick
+        columns (default: all); only what is picked is read."""
+        return _query.catalog(self, arrays, attributes)
+
+    def select(self, where: Any) -> list[str]:
+        """Names of the datasets matching ``where``, in creation order: an expression over the
+        catalog's columns (``"temp.max > 25 and platform == 'float12' and -10 < lat.min <
+        10"``: comparisons, and/or/not, ``in [...]``, parentheses, `quoted names`), or a
+        callable taking the catalog DataFrame and returning a boolean Series."""
+        return _query.select(self, where)
+
+    def array_stats(self, array: str) -> dict | None:
+        """Statistics of ``array`` over every dataset that has it: ``datasets``, ``row_count``
+        and ``null_count`` summed, ``min`` of the minima and ``max`` of the maxima (None where
+        the datasets' values do not compare, as dates and numbers), the distinct ``dtypes``,
+        ``shapes`` and ``chunk_shapes``, and ``unflushed`` (datasets whose statistics wait for
+        a flush); None when no dataset has it."""
+        return _query.array_stats(self, array)
+
+    def array_stats_by_dataset(self, array: str) -> dict[str, dict | None]:
+        """{dataset: its ``array_stats(array)``} of the datasets that have ``array``."""
+        return _query.array_stats_by_dataset(self, array)
+
+    def attributes_by_dataset(self, key: str) -> dict[str, Any]:
+        """{dataset: its attribute ``key``} of the datasets that have it."""
+        return _query.attributes_by_dataset(self, key)
+
+    def merged_schema(self) -> dict:
+        """The collection's arrays and attributes with their types widened over every dataset
+        (numbers by numpy's promotion); what does not widen is listed under ``conflicts``."""
+        return _query.merged_schema(self)
+
     def batches(self, array: str, dataset_names: Sequence[str] | None = None,
                 batch_size: int = 64, shuffle: bool = True, seed: int | None = None,
                 start: Sequence[int] | None = None, shape: Sequence[int] | None = None,
-                drop_last: bool = False, prefetch: int = 1):
+                drop_last: bool = False, prefetch: int = 1, where: Any = None):
         """Yield (names, array of shape (len(names), *window)) batches for training loops.
 
         ``dataset_names`` defaults to every dataset holding ``array``; with ``shuffle`` the
@@ -435,7 +771,15 @@ class Atlas:
         background thread while the caller works on the current one. A batch's array is reused
         for a later batch once nothing refers to it any more (not the array, nor a view or a
         ``torch.from_numpy`` tensor of it), so holding on to a batch keeps it intact.
+        ``where``: only the datasets :meth:`select` picks (with ``dataset_names``: only those
+        of them).
         """
+        if where is not None:
+            chosen = self.select(where)
+            if dataset_names is not None:
+                keep = set(chosen)
+                chosen = [n for n in _name_list(dataset_names) if n in keep]
+            dataset_names = chosen
         return batches(self, array, dataset_names, batch_size, shuffle, seed, start, shape,
                        drop_last, prefetch)
 
@@ -499,15 +843,19 @@ class Atlas:
 
     # -- xarray (atlas.xarray holds the logic; imported on first use) ---------------------------
 
-    def add_xr_dataset(self, ds: Any, name: str, chunks: Any = None) -> DatasetView:
-        """Write an ``xarray.Dataset`` as the new dataset ``name`` (does not flush)."""
+    def add_xr_dataset(self, ds: Any, name: str, chunks: Any = None,
+                       append_dim: str | None = None) -> DatasetView:
+        """Write an ``xarray.Dataset`` as the new dataset ``name`` (does not flush).
+        ``append_dim``: when ``name`` exists, append ``ds`` to it along that dimension, as
+        ``to_zarr(append_dim=...)`` does."""
         from atlas.xarray._ingest import add_xr_dataset
 
-        return add_xr_dataset(self, ds, name, chunks)
+        return add_xr_dataset(self, ds, name, chunks, append_dim)
 
-    def add_xarray_dataset(self, ds: Any, name: str, chunks: Any = None) -> DatasetView:
+    def add_xarray_dataset(self, ds: Any, name: str, chunks: Any = None,
+                           append_dim: str | None = None) -> DatasetView:
         """Alias of :meth:`add_xr_dataset`."""
-        return self.add_xr_dataset(ds, name, chunks)
+        return self.add_xr_dataset(ds, name, chunks, append_dim)
 
     def to_xarray(self, name: str, **decode: Any) -> Any:
         """Dataset ``name`` as an ``xarray.Dataset`` (chunked variables lazy, dask-backed);
@@ -551,6 +899,11 @@ class Atlas:
     def _check_writable(self, commits: bool = True) -> None:
         """ReadOnlyError on a read-only handle; FormatError for a commit to a version-1 store
         (``commits=False``: only files are removed, as an orphan sweep does)."""
+        if self._pinned is not None:
+            asked = "" if self._pinned == self._root.generation else f" ({self._pinned!r})"
+            raise ReadOnlyError(f"store at {self.location} is open at version "
+                                f"{self._root.generation}{asked}, which is read-only; open the "
+                                "store without version= to write")
         if self._storage.read_only:
             raise ReadOnlyError(f"store at {self.location} is open read-only")
         if commits and self._legacy is not None:
@@ -635,6 +988,19 @@ class Atlas:
                      lambda s, c, e: self._current_chunk(array, schema, s, c, e),
                      array, slot, schema_id, schema, start, values, self._root.generation + 1)
 
+    def _resize(self, array: str, slot: int, schema_id: int, old: Schema, new: Schema) -> None:
+        """Move the stored chunks of ``slot`` onto the chunk grid of ``new`` (its new shape)."""
+        generation = self._root.generation + 1
+        pending = self._pending
+        pending.settle(slot, generation)
+
+        def stored() -> np.ndarray:
+            return np.unique(np.concatenate([index.chunk[index.rows_of_slot(slot)]
+                                             for index in self._indexes(array)]))
+
+        resize_chunks(pending, lambda s, c, e: self._current_chunk(array, old, s, c, e), stored,
+                      array, slot, schema_id, old, new, generation)
+
     @staticmethod
     def _window(schema: Schema, start, shape, where: str):
         start_t = (0,) * schema.ndim if start is None else \
@@ -657,9 +1023,12 @@ class _Inflight:
     part: Any
     merges: Any
     marks: dict
+    rebase: Any = None  # a rebase's attempt: (its renumbered part or None, its segments)
 
     def discard(self, storage: Storage) -> None:
-        for w in ([self.part] if self.part is not None else []) + self.merges.written:
+        rewritten = [self.rebase[0]] if self.rebase and self.rebase[0] is not None else []
+        for w in ([self.part] if self.part is not None else []) + self.merges.written + \
+                rewritten:
             w.release()
 
 

@@ -22,10 +22,10 @@ from atlas.core._tables import LayeredTable
 from atlas.errors import AlreadyExistsError, CorruptionError
 from atlas.format import values as value_format
 from atlas.format.catalog import MAGIC as PART_MAGIC
-from atlas.format.catalog import read_table, table_kind
+from atlas.format.catalog import check_ids, read_table, table_kind
 from atlas.format.root import Root
 from atlas.format.schema import Schema
-from atlas.format.tables import Table, merge
+from atlas.format.tables import Table, check_keys, merge
 from atlas.storage import Storage
 
 _I64 = np.int64
@@ -119,6 +119,8 @@ class Catalog:
                 lambda o, n, key=ref.key, size=ref.size: self.storage.get_range(key, o, n, size)),
                 f"{self.storage.location}/{ref.key}")
             if table is not None:
+                check_ids(section_id, table.key, table.columns, self.root,
+                          f"{self.storage.location}/{ref.key}")
                 found.append(table)
         return merge(kind, found)
 
@@ -215,6 +217,10 @@ class Catalog:
             lambda o, n: self.storage.get_range(ref.key, o, n, ref.size))(
                 ref_section.offset, ref_section.stored), where, joined=True)
         names = columns.get("name")
+        if "key" not in columns or "dead" not in columns or names is None:
+            raise CorruptionError(f"{where}: datasets table lacks a column")
+        check_keys(columns["key"], "datasets", where)
+        check_ids(("datasets",), columns["key"], columns, self.root, where)
         if not isinstance(names, bytes):
             return False
         return b"\x00" + names + b"\x00", columns["key"], np.asarray(columns["dead"]) != 0
@@ -318,6 +324,12 @@ class Catalog:
         self.array_table(array).log.add(did, 1, (slot, schema_id))
         self.epoch += 1
 
+    def reshaped(self, array: str, did: int, slot: int, schema_id: int) -> None:
+        """The array has the schema ``schema_id`` now (resized; its statistics are recomputed
+        at the next flush)."""
+        self.array_table(array).log.add(did, 0, (slot, schema_id))
+        self.epoch += 1  # views keep the old schema id in their rows
+
     def stats_changed(self, array: str, did: int, slot: int, schema_id: int) -> None:
         """Written to: the statistics are recomputed at the next flush."""
         log = self.array_table(array).log
@@ -389,8 +401,9 @@ class Catalog:
         found = table.get(key, section_id[0] != "attr" or self.is_committed(key))
         if found is None or table.is_dead(found):
             return None
-        value = value_format.decode(int(table.value(found, "tag")),
-                                    int(table.value(found, "num")), table.value(found, "data"))
+        value = value_format.decode_stored(
+            int(table.value(found, "tag")), int(table.value(found, "num")),
+            table.value(found, "data"), f"{self.storage.location}: attribute {list(section_id)}")
         return int(table.value(found, "seq")), value
 
     def del_attr(self, section_id: tuple, key: int) -> bool:
@@ -486,10 +499,14 @@ class Catalog:
         self.root = root
         self.epoch += 1  # rows that were pending are committed now
         for section_id, table in self.tables.items():
-            delta = written.get(section_id)
-            if delta is not None:
+            if section_id not in written:
+                continue
+            delta = written[section_id]
+            if delta is None:  # too big to keep: read again from the parts when next used
+                table.forget_committed(marks.get(section_id, len(table.log)))
+            else:
                 table.applied(delta, marks.get(section_id, len(table.log)))
-        committed = {int(k) for k in written.get(("schemas",), Table.empty("schemas")).key}
+        committed = {int(k) for k in (written.get(("schemas",)) or Table.empty("schemas")).key}
         self.new_schemas = [(sid, s) for sid, s in self.new_schemas if sid not in committed]
 
 

@@ -109,6 +109,23 @@ class DatasetView:
         slot = catalog.define(name, did, schema_id)
         self._rows[name] = (did, slot, schema_id, True)
 
+    def resize_array(self, name: str, shape: Sequence[int]) -> None:
+        """Give an array a new shape of the same rank; dtype, dims, chunk shape and fill stay.
+        Cells outside the old shape read as the fill value; cells outside the new one are
+        dropped (growing again later reads the fill there). Like every change, it reaches
+        the store at the next ``flush()``."""
+        store = self._store
+        store._check_writable()
+        did, slot, schema_id, _pending = self._required(name)
+        catalog = store._catalog
+        old = catalog.schema(schema_id)
+        new = old._replace(shape=_new_shape(shape, old, self._where(name)))
+        if new.shape == old.shape:
+            return
+        new_id = catalog.intern(new)
+        store._resize(name, slot, new_id, old, new)
+        catalog.reshaped(name, did, slot, new_id)
+
     def delete_array(self, name: str) -> None:
         store = self._store
         store._check_writable()
@@ -272,6 +289,31 @@ def _define_key(name, dtype, dims, shape, chunk_shape, fill) -> tuple | None:
     except Exception:  # unhashable or odd arguments: the checks will say what is wrong
         return None
     return key
+
+
+def _new_shape(shape: Any, schema: Schema, where: str) -> tuple[int, ...]:
+    """``resize_array``'s shape, checked: as many ints >= 0 as the array has dimensions."""
+    dims = list(schema.dims)
+    expected = f"{schema.ndim} sizes (one per dimension {dims}, now {list(schema.shape)})"
+    if isinstance(shape, (str, bytes)) or not hasattr(shape, "__iter__"):
+        raise TypeError(f"{where}: resize_array needs a shape of {expected}, got {shape!r}")
+    items = list(shape)
+    for size in items:
+        if isinstance(size, bool) or not hasattr(size, "__index__"):
+            raise TypeError(f"{where}: resize_array needs a shape of {expected}, got "
+                            f"{items!r}: {size!r} is not an int")
+    sizes = tuple(size.__index__() for size in items)
+    if len(sizes) != schema.ndim:
+        raise ValueError(f"{where}: resize_array keeps the rank; expected {expected}, got "
+                         f"{list(sizes)} ({len(sizes)} sizes)")
+    for axis, size in enumerate(sizes):
+        if size < 0:
+            raise ValueError(f"{where}: resize_array needs sizes >= 0, got {list(sizes)} "
+                             f"({size} on axis {axis}, dimension {dims[axis]!r})")
+    # cell counts, chunk numbers and offsets are int64 throughout (index, kernels, stats)
+    if max(sizes, default=0) >= 2**63 or math.prod(sizes) >= 2**63:
+        raise OverflowError(f"{where}: shape {list(sizes)} does not fit in int64 cell counts")
+    return sizes
 
 
 def _key(key: Any) -> str:

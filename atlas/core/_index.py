@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from atlas.errors import CorruptionError
+from atlas.format.catalog import MAGIC as PART_MAGIC
+from atlas.format.catalog import check_footer
 from atlas.format.container import FOOTER_PROBE, Footer, parse_footer
 from atlas.format.root import FileRef
 from atlas.format.segment import MAGIC as SEGMENT_MAGIC
@@ -248,8 +250,8 @@ class IndexCache:
         if found is None:
             footer = self.footer(ref, SEGMENT_MAGIC)
             where = f"{self.storage.location}/{ref.key}"
-            found = parse_index(footer, footer.reader(
-                lambda o, n: self.storage.get_range(ref.key, o, n, ref.size)), where)
+            found = remapped(parse_index(footer, footer.reader(
+                lambda o, n: self.storage.get_range(ref.key, o, n, ref.size)), where), ref)
             self._segments[ref.key] = found
         return found
 
@@ -279,6 +281,18 @@ class IndexCache:
             self._segments.pop(key, None)
 
 
+def remapped(index: SegmentIndex, ref: FileRef) -> SegmentIndex:
+    """``index`` with its slots as the commit numbered them (``FileRef.remap``): slots are
+    numbered by the writer before it commits, and a rebase or a merge of forked writers' work
+    shifts the new ones. The shift keeps the rows sorted."""
+    if ref.remap is None:
+        return index
+    first, shift = ref.remap
+    slot = index.chunks["slot"]
+    chunks = dict(index.chunks, slot=np.where(slot >= first, slot + shift, slot))
+    return SegmentIndex(index.blocks, chunks, index.partials)
+
+
 def read_footer(storage: Storage, ref: FileRef, magic: bytes) -> Footer:
     """One ranged read of a file's tail: trailer and footer together (a second read only for a
     footer bigger than the probe). ``verify`` checks the magic at the start as well."""
@@ -287,5 +301,12 @@ def read_footer(storage: Storage, ref: FileRef, magic: bytes) -> Footer:
         raise CorruptionError(f"{where}: file is {ref.size} bytes, too short to be one")
     tail_start = max(0, ref.size - FOOTER_PROBE)
     tail = memoryview(storage.get_range(ref.key, tail_start, ref.size - tail_start, ref.size))
-    return parse_footer(tail, tail_start, ref.size,
-                        lambda o, n: storage.get_range(ref.key, o, n, ref.size), where)
+    footer = parse_footer(tail, tail_start, ref.size,
+                          lambda o, n: storage.get_range(ref.key, o, n, ref.size), where)
+    # keep a copy of the sections and footer only: a view of a local file's mapping would keep
+    # the file mapped (its disk space held) after a compaction deleted it
+    keep = max(footer.end_of_payload, tail_start)
+    footer.tail, footer.tail_start = bytes(tail[keep - tail_start :]), keep
+    if magic == PART_MAGIC:
+        check_footer(footer, where)  # every section a table: readers index by its id
+    return footer

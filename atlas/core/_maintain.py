@@ -9,8 +9,8 @@ dozen files, and a byte is rewritten about log(size) times over its life. ``comp
 everything and drops what deleted datasets and arrays left.
 
 Nothing a commit replaced is deleted at once: it is listed as ``retired`` in the root with the
-time it was replaced, for readers still on an older root, and deleted by a later flush or
-compact once older than the grace period.
+generation that replaced it, because earlier versions still read it; it is deleted once every
+version that reads it has expired (``atlas.core._versions``).
 """
 
 from __future__ import annotations
@@ -22,12 +22,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from atlas import codecs, kernels
+from atlas.core import _versions
 from atlas.core._index import ChunkIndex, IndexCache, SegmentSource, merge_indexes
-from atlas.core._read import BlockCache, fetch_block
-from atlas.errors import CorruptionError, FormatError, StoreNotFoundError
+from atlas.core._read import CHECK_ONLY, BlockCache, fetch_block
+from atlas.errors import ConflictError, CorruptionError, FormatError, StoreNotFoundError
 from atlas.format import keys as key_grammar
+from atlas.format.catalog import (
+    BLOOM,
+    check_footer,
+    check_ids,
+    check_values,
+    read_bloom,
+    read_table,
+    table_kind,
+)
 from atlas.format.catalog import MAGIC as PART_MAGIC
-from atlas.format.catalog import BLOOM, check_footer, read_bloom, read_table, table_kind
 from atlas.format.catalog import write_part as write_file
 from atlas.format.container import LockedFile
 from atlas.format.root import FileRef, Root
@@ -42,7 +51,7 @@ if TYPE_CHECKING:
 FANOUT = 8
 LEVEL_BASE = 64 << 10
 ORPHAN_GRACE_SECONDS = 3600.0  # an unreferenced file younger than this may be a live writer's
-RETIRE_GRACE_SECONDS = 600.0  # how long replaced files are kept for readers of older roots
+AUTO_EXPIRE_EVERY_SECONDS = _versions.AUTO_EXPIRE_EVERY_SECONDS
 _I64 = np.int64
 
 
@@ -81,8 +90,9 @@ def publish(storage: Storage, key: str, path: str, file: LockedFile) -> Written:
     return Written(storage, FileRef(key, file.size, level_of(file.size)), path, file)
 
 
-def write_part(storage: Storage, root: Root, tables: dict[tuple, Table]) -> Written:
-    """Write and publish a catalog part holding ``tables`` for the commit ``root``."""
+def write_part(storage: Storage, root: Root, tables) -> Written:
+    """Write and publish a catalog part holding ``tables`` ((section id, table) pairs) for the
+    commit ``root``."""
     key = key_grammar.new_part_key(root.generation)
     path = storage.spill_path(key)
     try:
@@ -137,17 +147,21 @@ def _run_to_merge(refs: list[FileRef]) -> tuple[int, int] | None:
     return None
 
 
-def tiered_merge(store: "Atlas", root: Root, grace: float = RETIRE_GRACE_SECONDS) -> Merges:
-    """Merge runs of small files in ``root`` (being committed), editing its lists in place."""
+def tiered_merge(store: "Atlas", root: Root) -> Merges:
+    """Merge runs of small files in ``root`` (being committed), editing its lists in place;
+    drop from its ``retired`` list what no retained version reads any more."""
     merges = Merges()
     now = time.time()
+    generation = root.generation
     try:
         run = _run_to_merge(root.parts)
         if run is not None:
             lo, hi = run
             written = _merge_parts(store, root, root.parts[lo:hi], drop_dead=lo == 0)
             merges.written.append(written)
-            root.retired = [*root.retired, *((r.key, now) for r in root.parts[lo:hi])]
+            # this commit's own delta stays readable for its version (a rebase reads it)
+            root.retired = [*root.retired, *((r.key, now, generation + (r.key == root.delta))
+                                             for r in root.parts[lo:hi])]
             root.parts = [*root.parts[:lo], written.ref, *root.parts[hi:]]
         for array, refs in list(root.segments.items()):
             run = _run_to_merge(refs)
@@ -161,18 +175,33 @@ def tiered_merge(store: "Atlas", root: Root, grace: float = RETIRE_GRACE_SECONDS
                                                  np.arange(index.rows), store._blocks)
             merges.written.append(written)
             merges.segments[array] = (written.ref, seg_index)
-            root.retired = [*root.retired, *((r.key, now) for r in refs[lo:hi])]
+            root.retired = [*root.retired, *((r.key, now, generation) for r in refs[lo:hi])]
             root.segments[array] = [*refs[:lo], written.ref, *refs[hi:]]
-        merges.expired = [key for key, since in root.retired if now - since >= grace]
+        merges.expired = _expired_by_policy(store, root, now)
         if merges.expired:
             gone = set(merges.expired)
-            root.retired = [(k, t) for k, t in root.retired if k not in gone]
+            root.retired = [e for e in root.retired if e[0] not in gone]
     except BaseException:
         for w in merges.written:
             w.release()
             store._storage.discard(w.ref.key, w.path)
         raise
     return merges
+
+
+def _expired_by_policy(store: "Atlas", root: Root, now: float) -> list[str]:
+    """Retired files of ``root`` that no version the store's policy keeps reads (their version
+    records are removed here, before the commit: a crash then leaves only unread files)."""
+    older_than, keep_last = root.retention
+    if not any(now - entry[1] >= older_than for entry in root.retired):
+        return []  # everything retired is younger than the policy: nothing can go yet
+    if now - store._expiry_checked < AUTO_EXPIRE_EVERY_SECONDS:
+        return []
+    store._expiry_checked = now
+    plan = _versions.plan_expiry(store._storage, store._root, older_than, keep_last, now,
+                                 retired=root.retired, committing=root.generation)
+    _versions.drop_records(store._storage, plan.records)
+    return plan.files
 
 
 def _merge_parts(store: "Atlas", root: Root, refs: list[FileRef], drop_dead: bool,
@@ -195,7 +224,7 @@ def _merge_parts(store: "Atlas", root: Root, refs: list[FileRef], drop_dead: boo
             table = _live_rows(sid, table, keep)
         if len(table) or not drop_dead:
             tables[sid] = table
-    return write_part(storage, root, tables)
+    return write_part(storage, root, tables.items())
 
 
 def _live_rows(sid: tuple, table: Table, keep: dict[str, np.ndarray]) -> Table:
@@ -292,33 +321,46 @@ def _repack(index: ChunkIndex, rows: np.ndarray, writer: SegmentWriter, block_si
 
 # -- compact ------------------------------------------------------------------------------------
 
-def compact(store: "Atlas", grace: float) -> None:
-    """Merge everything into one part and one segment per array name, without dead rows."""
+def compact(store: "Atlas", older_than: float | None) -> bool:
+    """Merge everything into one part and one segment per array name, without dead rows; then
+    expire what the retention (or ``older_than``) no longer keeps. When other writers commit
+    meanwhile, the compaction is re-applied on top of their commits if the files it replaced
+    are still the oldest of their lists; otherwise it deletes what it wrote and returns False
+    (the caller compacts the newest commit)."""
     catalog = store._catalog
     root = store._root
     storage = store._storage
     live = catalog.live_dids()
     keep: dict[str, Any] = {"did": live}
+    grids: dict[str, np.ndarray] = {}  # chunks in the grid of each live slot (same order)
+    chunk_counts = np.array([s.n_chunks for s in catalog.schemas()], _I64)
     for sid in catalog.section_ids("array"):
         table = catalog.table(sid).committed().live()
-        keep[sid[1]] = table.columns["slot"][np.isin(table.key, live)]
-    new_root = root.successor()
+        mine = np.isin(table.key, live)
+        keep[sid[1]] = table.columns["slot"][mine]
+        grids[sid[1]] = chunk_counts[table.columns["schema"][mine]]
+    new_root = root.successor(message="compact")
     written: list[Written] = []
     segments_done: dict[str, tuple[FileRef, Any]] = {}
-    now = time.time()
     retired = []
+    # what replaced what, to re-apply on a newer root: list name -> (replaced, replacement)
+    replaced: dict[Any, tuple[list[FileRef], list[FileRef]]] = {}
+    landed = True
     try:
         if len(root.parts) > 1 or root.parts and _has_dead(store, root.parts[0], keep):
             part = _merge_parts(store, new_root, root.parts, drop_dead=True, keep=keep)
             written.append(part)
             retired += [r.key for r in root.parts]
             new_root.parts = [part.ref]
+            replaced[None] = (list(root.parts), [part.ref])
         segments = {}
         for array, refs in root.segments.items():
             index = store._committed_index(array)
-            rows = np.flatnonzero(np.isin(index.slot, keep.get(array, np.zeros(0, _I64))))
+            rows = _live_chunks(index, keep.get(array, np.zeros(0, _I64)),
+                                grids.get(array, np.zeros(0, _I64)))
             if len(rows) == 0:
                 retired += [r.key for r in refs]
+                replaced[array] = (list(refs), [])
                 continue
             if len(refs) == 1 and len(rows) == index.rows and _segment_rows(store, refs[0]) \
                     == index.rows:
@@ -329,37 +371,62 @@ def compact(store: "Atlas", grace: float) -> None:
             segments_done[array] = (part.ref, seg_index)
             segments[array] = [part.ref]
             retired += [r.key for r in refs]
+            replaced[array] = (list(refs), [part.ref])
         new_root.segments = segments
-        waiting = [*root.retired, *((key, now) for key in retired)]
-        expired = [key for key, since in waiting if now - since >= grace]
-        new_root.retired = [(k, t) for k, t in waiting if now - t < grace]
-        if not retired and not expired:
-            remove_orphans(store)
-            return
-        store._token = storage.commit(key_grammar.ROOT_KEY, new_root.encode(), store._token)
+        now = time.time()
+        new_root.retired = [*root.retired, *((key, now, new_root.generation) for key in retired)]
+        if retired:
+            landed = store._commit_maintenance(
+                lambda latest: new_root if latest.commit == root.commit else
+                _reapplied(latest, replaced, retired, now)) is not None
     finally:
         for w in written:
             w.release()
-    store._root_state = new_root
-    catalog.root = new_root
-    if store._pending_state is not None:
-        store._pending_state.next_generation = new_root.generation + 1
+            if not landed:
+                storage.discard(w.ref.key, w.path)
+    if not landed:
+        return False
     for ref, index in segments_done.values():
         store._files.add(ref, None, index)
-    store._files.forget(retired)
-    for key in expired:
-        try:
-            storage.delete(key)
-        except OSError:
-            pass  # committed already: the file is an orphan now, removed by a later sweep
     try:
-        remove_orphans(store)
-    except OSError:
-        pass  # committed already: the orphans wait for a later sweep
+        _versions.expire(store, older_than)  # also sweeps orphans
+    except (OSError, ConflictError):
+        pass  # committed already: what the expiry would free waits for a later one
+    return True
+
+
+def _reapplied(latest: Root, replaced: dict, retired: list[str], now: float) -> Root | None:
+    """The compaction's replacements on top of ``latest``, or None when a list no longer
+    starts with the files it replaced (another merge or compaction took them)."""
+    out = latest.successor(message="compact", segments=dict(latest.segments))
+    for name, (old, new) in replaced.items():
+        current = latest.parts if name is None else latest.segments.get(name, [])
+        if current[: len(old)] != old:
+            return None
+        rest = current[len(old):]
+        if name is None:
+            out.parts = [*new, *rest]
+        elif new or rest:
+            out.segments[name] = [*new, *rest]
+        else:
+            out.segments.pop(name, None)
+    out.retired = [*latest.retired, *((key, now, out.generation) for key in retired)]
+    return out
 
 
 def _segment_rows(store: "Atlas", ref: FileRef) -> int:
     return store._files.segment(ref).rows
+
+
+def _live_chunks(index: ChunkIndex, slots: np.ndarray, grid_chunks: np.ndarray) -> np.ndarray:
+    """Rows of ``index`` of the live ``slots`` whose chunk numbers lie in their grid
+    (``grid_chunks``, per slot): a resize may leave chunks beyond it."""
+    rows = np.flatnonzero(np.isin(index.slot, slots))
+    if not len(rows):
+        return rows
+    order = np.argsort(slots, kind="stable")
+    limit = grid_chunks[order][np.searchsorted(slots[order], index.slot[rows])]
+    return rows[index.chunk[rows] < limit]
 
 
 def _has_dead(store: "Atlas", ref: FileRef, keep: dict[str, Any]) -> bool:
@@ -390,7 +457,9 @@ def remove_orphans(store: "Atlas", grace: float | None = None) -> list[str]:
     try:
         with storage.commit_lock():
             for key, _size, mtime in orphans(store, strict=True):
-                if now - mtime >= grace:
+                # a version record's temp file may be a live writer's: only old ones go
+                wait = ORPHAN_GRACE_SECONDS if key_grammar.RECORD_TEMP.fullmatch(key) else grace
+                if now - mtime >= wait:
                     try:
                         if storage.remove_unused(key):
                             removed.append(key)
@@ -419,7 +488,8 @@ def orphans(store: "Atlas", strict: bool = False) -> list[tuple[str, int, float]
         if strict:
             raise
     return [item for item in store._storage.list("")
-            if key_grammar.ROOT_TEMP.fullmatch(item[0]) or (
+            if key_grammar.ROOT_TEMP.fullmatch(item[0]) or key_grammar.RECORD_TEMP.fullmatch(
+                item[0]) or (
                 key_grammar.is_data_key(item[0]) and item[0] not in referenced)]
 
 
@@ -464,10 +534,17 @@ def verify(store: "Atlas", repair: bool) -> VerifyReport:
         root, legacy = None, None
     if legacy is not None:
         legacy.verify(storage, report)
+        if not report.problems:
+            try:
+                catalog = legacy.catalog(files)
+                _verify_chunks(storage, legacy.segments, lambda a, _refs: legacy.index(a, files),
+                               catalog, report.problems)
+            except (CorruptionError, OSError, ValueError) as err:
+                _problem(report.problems, storage.location, err)
     elif root is not None:
         for ref in root.parts:
             report.parts += 1
-            _verify_part(storage, files, ref, report.problems)
+            _verify_part(storage, files, root, ref, report.problems)
         for refs in root.segments.values():
             for ref in refs:
                 report.segments += 1
@@ -496,7 +573,8 @@ def _check_magic(storage: Storage, ref: FileRef, magic: bytes, where: str) -> No
         raise CorruptionError(f"{where}: file header is damaged")
 
 
-def _verify_part(storage: Storage, files: IndexCache, ref: FileRef, problems: list[str]) -> None:
+def _verify_part(storage: Storage, files: IndexCache, root: Root, ref: FileRef,
+                 problems: list[str]) -> None:
     where = f"{storage.location}/{ref.key}"
     try:
         _check_magic(storage, ref, PART_MAGIC, where)
@@ -506,8 +584,12 @@ def _verify_part(storage: Storage, files: IndexCache, ref: FileRef, problems: li
         for sid in footer.sections:
             if sid == BLOOM:
                 read_bloom(footer, read, where)
-            else:
-                read_table(footer, sid, read, where)
+                continue
+            table = read_table(footer, sid, read, where)
+            # every row, also those a newer part replaced: what a reader would refuse
+            check_ids(sid, table.key, table.columns, root, where)
+            if table.kind == "attr":
+                check_values(table.live(), f"{where} {list(sid)}")
     except FileNotFoundError:
         problems.append(f"{where}: catalog part is missing")
     except (CorruptionError, OSError, ValueError) as err:
@@ -538,7 +620,7 @@ def _verify_segment(storage: Storage, files: IndexCache, ref: FileRef,
     bad = 0
     for n in range(index.n_blocks):
         try:
-            fetch_block(merged, n, None)
+            fetch_block(merged, n, CHECK_ONLY)
         except (CorruptionError, OSError):
             bad += 1
     if bad:
@@ -562,21 +644,84 @@ def _verify_catalog(storage: Storage, root: Root, files: IndexCache,
                 problems.append(f"{storage.location}: array table {sid[1]!r} names a schema "
                                 f"outside the {n_schemas} the catalog holds")
         catalog.names()
+        if not problems:
+            _verify_chunks(storage, root.segments, files.merged, catalog, problems)
     except (CorruptionError, OSError, ValueError) as err:
         _problem(problems, storage.location, err)
+
+
+def _verify_chunks(storage: Storage, segments: dict, index_of, catalog,
+                   problems: list[str]) -> None:
+    """The chunks reads reach, against their arrays' schemas: a chunk outside its array's
+    grid, a length its extent does not have, a written mask of the wrong size, a string chunk
+    that does not decode (what a read refuses, or silently misses, verify() reports)."""
+    from atlas.core._chunks import decode_values
+    from atlas.core._read import _distinct
+
+    live = catalog.live_dids()
+    blocks = BlockCache()
+    for array, refs in segments.items():
+        slots, schema_ids, found = catalog.rows(array, live)
+        if not found.any():
+            continue
+        slots, schema_ids = slots[found], schema_ids[found]
+        index = index_of(array, refs)
+        for sid in _distinct(schema_ids):
+            schema = catalog.schema(sid)
+            rows = np.flatnonzero(np.isin(index.slot, slots[schema_ids == sid]))
+            outside = index.chunk[rows] >= schema.n_chunks
+            if outside.any():
+                problems.append(f"{_file_of(index, rows[outside])}: array {array!r}: "
+                                f"{int(outside.sum())} chunks lie outside the grid of their "
+                                "array")
+                rows = rows[~outside]
+            position = np.unravel_index(index.chunk[rows], schema.grid) if schema.ndim else ()
+            extent = np.array([np.minimum(c, n - p * c) for p, c, n in
+                               zip(position, schema.chunk_shape, schema.shape)], _I64
+                              ).reshape(schema.ndim, len(rows)).T
+            cells = np.prod(extent, axis=1) if schema.ndim else np.ones(len(rows), _I64)
+            mask = index.mask[rows]
+            wrong = (mask != 0) & (mask != (cells + 7) // 8)
+            if wrong.any():
+                problems.append(f"{_file_of(index, rows[wrong])}: array {array!r}: "
+                                f"{int(wrong.sum())} chunks carry a written mask of the wrong "
+                                "size")
+            if not schema.dtype.is_string:
+                wrong = index.length[rows] != cells * schema.dtype.itemsize
+                if wrong.any():
+                    problems.append(f"{_file_of(index, rows[wrong])}: array {array!r}: "
+                                    f"{int(wrong.sum())} chunks hold a number of bytes their "
+                                    "extent does not")
+                continue
+            for r, shape in zip(rows.tolist(), extent.tolist()):
+                try:
+                    view = memoryview(fetch_block(index, int(index.block[r]), blocks))
+                    start = int(index.offset[r])
+                    decode_values(schema, view[start : start + int(index.length[r])],
+                                  tuple(shape), f"{_file_of(index, [r])}: array {array!r}")
+                except (CorruptionError, OSError) as err:
+                    problems.append(str(err))
+
+
+def _file_of(index, rows) -> str:
+    """The file holding the first of chunk ``rows`` of ``index``, for messages."""
+    block = int(index.block[rows[0]])
+    return index.sources[int(index.block_source[block])].where()
 
 
 # -- what is on disk ----------------------------------------------------------------------------
 
 def usage(store: "Atlas") -> dict:
     """Files and bytes of the commit this handle is at: segments per array name, catalog
-    parts, files kept for older readers ("retired", sizes from a listing), and the root."""
-    from atlas.core._atlas import load_root
-
+    parts, files kept for earlier versions ("retired", sizes from a listing), the root, and
+    the version records and tags of the store."""
     storage = store._storage
-    found = storage.read_manifest(key_grammar.ROOT_KEY)
-    root_bytes = len(found[0]) if found else 0
-    root, _token, legacy = load_root(storage)
+    root, legacy = store._root, store._legacy
+    if legacy is not None:
+        found = storage.read_manifest(key_grammar.ROOT_KEY)
+        root_bytes = len(found[0]) if found else 0
+    else:
+        root_bytes = len(root.encode())
     segments = legacy.segments if legacy is not None else root.segments
     per_array = {}
     for name, refs in segments.items():
@@ -586,8 +731,11 @@ def usage(store: "Atlas") -> dict:
             chunks = sum(len(store._files.segment(r).chunks["slot"]) for r in refs)
         per_array[name] = {"segments": len(refs), "bytes": sum(r.size for r in refs),
                            "chunks": chunks}
-    retired_keys = {key for key, _since in root.retired}
-    retired = [size for key, size, _mtime in storage.list("") if key in retired_keys]
+    retired_keys = {entry[0] for entry in root.retired}
+    listing = storage.list("")
+    retired = [size for key, size, _mtime in listing if key in retired_keys]
+    records = [size for key, size, _mtime in listing
+               if key_grammar.parse_version_key(key) or key_grammar.tag_name(key)]
     segment_bytes = sum(a["bytes"] for a in per_array.values())
     catalog_bytes = sum(p.size for p in root.parts)
     return {
@@ -599,7 +747,9 @@ def usage(store: "Atlas") -> dict:
         "parts": len(root.parts), "catalog_bytes": catalog_bytes,
         "retired": len(retired), "retired_bytes": sum(retired),
         "root_bytes": root_bytes,
-        "bytes_on_disk": segment_bytes + catalog_bytes + sum(retired) + root_bytes,
+        "version_records": len(records), "version_bytes": sum(records),
+        "bytes_on_disk": segment_bytes + catalog_bytes + sum(retired) + root_bytes +
+        sum(records),
         "per_array": per_array,
     }
 

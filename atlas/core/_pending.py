@@ -418,6 +418,9 @@ class PendingWrites:
         self._dirty_bytes = 0
         self.finished: list[FinishedSegment] = []
         self._published: set[str] = set()
+        # a commit naming the finished segments raised without saying whether it landed: a
+        # root may reference them, so dropping the handle must not delete them
+        self.in_doubt = False
 
     def __bool__(self) -> bool:
         return bool(self.segments or self._dirty or self.finished)
@@ -462,6 +465,13 @@ class PendingWrites:
         self._dirty_bytes += chunk.nbytes
         while self._dirty_bytes > self.dirty_budget and len(self._dirty) > 1:
             self._encode_oldest(generation)
+
+    def settle(self, slot: int, generation: int) -> None:
+        """Encode the dirty chunks of ``slot``: a resize moves chunks that are index rows."""
+        for key in [k for k in self._dirty if k[0] == slot]:
+            chunk = self._dirty[key]
+            self.put(chunk.array, chunk.schema_id, chunk.schema, slot, key[1], chunk.values,
+                     chunk.written, generation)
 
     def _encode_oldest(self, generation: int) -> None:
         (slot, chunk_id), chunk = next(iter(self._dirty.items()))
@@ -571,6 +581,7 @@ class PendingWrites:
             seg.writer.release()
         self.finished = []
         self._published = set()
+        self.in_doubt = False
 
     def abandon(self) -> None:
         """Drop everything (the handle is discarded without flushing)."""
@@ -579,7 +590,11 @@ class PendingWrites:
             self.storage.discard(segment.key, segment.path)
         for seg in self.finished:
             seg.writer.release()
-            self.storage.discard(seg.key, seg.path)
+            if self.in_doubt and seg.key in self._published:
+                # perhaps committed (a lost response): an orphan sweep judges it by the root
+                self.storage.release_spill(seg.key, seg.path)
+            else:
+                self.storage.discard(seg.key, seg.path)
         self.segments.clear()
         self.finished = []
         self._published = set()

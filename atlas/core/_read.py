@@ -434,6 +434,9 @@ def decode_block(index: ChunkIndex, n: int, fetched, cache: BlockCache | None):
     tail = source.tail(n)  # bytes stored after the frame uncompressed (format version 1)
     frame = memoryview(fetched)[: len(fetched) - tail] if tail else fetched
     try:
+        if cache is CHECK_ONLY:
+            codecs.check_decodes(int(index.block_codec[n]), frame, decoded_len - tail)
+            return None
         raw = codecs.decode(int(index.block_codec[n]), frame, decoded_len - tail)
     except CorruptionError as err:
         raise CorruptionError(f"{source.where()}: block at offset {offset}: {err}") from err
@@ -444,8 +447,14 @@ def decode_block(index: ChunkIndex, n: int, fetched, cache: BlockCache | None):
     return raw
 
 
+# as the cache of fetch_block: check the block (checksum, decoding to its size) without
+# keeping its decoded bytes, in bounded memory whatever size it claims (verify())
+CHECK_ONLY = BlockCache(0)
+
+
 def fetch_block(index: ChunkIndex, n: int, cache: BlockCache | None):
-    """The decoded bytes of block ``n`` of ``index``, from the cache or its source."""
+    """The decoded bytes of block ``n`` of ``index``, from the cache or its source (None for
+    ``cache=CHECK_ONLY``)."""
     source = index.sources[int(index.block_source[n])]
     offset = int(index.block_offset[n])
     if cache is not None and source.cache_id is not None:
@@ -519,12 +528,14 @@ def _scatter(plan: ReadPlan, t: _ScatterTables, lo: int, hi: int, decoded, out_b
 
 def _scatter_strings(plan: ReadPlan, b: int, bounds: np.ndarray, decoded, out: np.ndarray):
     view = memoryview(decoded)
+    index = plan.indexes[int(plan.block_index[b])]
+    where = index.sources[int(index.block_source[int(plan.block_number[b])])].where()
     for i in range(int(bounds[b]), int(bounds[b + 1])):
         schema = plan.schemas[int(plan.chunk_schema[i])]
         src = int(plan.chunk_src[i])
         extent = tuple(int(e) for e in plan.chunk_extent[i])
         values = _chunks.decode_values(schema, view[src : src + int(plan.chunk_length[i])],
-                                       extent, "string chunk")
+                                       extent, f"{where}: string chunk")
         box = plan.chunk_box[i].tolist()
         s = plan.chunk_src_start[i].tolist()
         d = plan.chunk_dst_start[i].tolist()

@@ -73,8 +73,9 @@ def _one(slot: int, schema: Schema, pending: ChunkIndex | None, committed: Chunk
         rows = index.rows_of_slot(slot)
         for row in range(rows.start, rows.stop):
             chunk = int(index.chunk[row])
-            if chunk in seen:
-                continue  # a pending chunk replaces the committed one
+            if chunk in seen or chunk >= schema.n_chunks:
+                continue  # a pending chunk replaces the committed one; numbers beyond the
+                # grid are chunks a resize left behind
             seen.add(chunk)
             partials.append(_partial(source, index, row, slot, chunk, schema, string_partial,
                                      read))
@@ -105,11 +106,11 @@ def _partial(source, index, row, slot, chunk, schema, string_partial, read) -> t
         if extremes is not None or not index.valid[row]:
             lo, hi = extremes or ("", "")
             return int(index.nulls[row]), int(index.valid[row]), 0, 0, lo, hi
-    elif index.has_partial[row] and not schema.dtype.is_string:
+    elif index.has_partial[row] and (not schema.dtype.is_string or not index.valid[row]):
         return (int(index.nulls[row]), int(index.valid[row]), int(index.min[row]),
                 int(index.max[row]), "", "")
-    # no partial kept (a committed chunk of an array of one chunk), or one without the string
-    # extremes (a segment keeps none): read the chunk
+    # no partial kept (a committed chunk of an array of one chunk), or a committed string
+    # chunk (segments keep no string extremes): read the chunk
     extent = _extent(schema, chunk)
     found = read(slot, chunk, extent)
     if found is None:

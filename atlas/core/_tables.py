@@ -232,8 +232,14 @@ class LayeredTable:
             self._base = merge(self.kind, [self._base, *self._deltas])
             self._deltas = []
 
-    def reset_pending(self) -> None:
-        self.log.clear()
+    def forget_committed(self, rows: int) -> None:
+        """The first ``rows`` rows of the log were committed (in a part, too big to keep in
+        memory as well): drop them and everything loaded, to be read again on first use."""
+        self.log.drop_first(rows)
+        if self._load is not None:
+            self._base = None
+            self._deltas = []
+            self._committed = None
 
 
 def _position(table: Table, key: int) -> int:

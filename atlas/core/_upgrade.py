@@ -16,11 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from atlas.core import _maintain
+from atlas.core import _maintain, _versions
 from atlas.core._atlas import load_root
 from atlas.core._read import BlockCache
 from atlas.errors import ReadOnlyError
-from atlas.format.keys import ROOT_KEY
 from atlas.format.root import Root
 from atlas.storage import open_storage
 
@@ -51,7 +50,7 @@ def upgrade(location: Any, **store_options: Any) -> dict:
     written = []
     cache = BlockCache()
     try:
-        part = _maintain.write_part(storage, new_root, tables)
+        part = _maintain.write_part(storage, new_root, tables.items())
         written.append(part)
         new_root.parts = [part.ref]
         for array in legacy.segments:
@@ -68,9 +67,11 @@ def upgrade(location: Any, **store_options: Any) -> dict:
             written.append(segment)
             new_root.segments[array] = [segment.ref]
         now = time.time()
-        new_root.retired = [*legacy.retired, *((key, now) for key in legacy.keys()
-                                               if key not in dict(legacy.retired))]
-        storage.commit(ROOT_KEY, new_root.encode(), token)
+        # version 1 keeps no versions: its files are read by none once the upgrade commits
+        new_root.retired = [(key, since, new_root.generation) for key, since in legacy.retired]
+        new_root.retired += [(key, now, new_root.generation) for key in legacy.keys()
+                             if key not in dict(legacy.retired)]
+        _versions.commit_root(storage, new_root, token)
     finally:
         for w in written:
             w.release()

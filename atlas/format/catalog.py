@@ -16,7 +16,9 @@ sections in every listed part. A part's footer also records the value format ver
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
+
+import numpy as np
 
 from atlas.errors import CorruptionError
 from atlas.format import bloom, values
@@ -38,20 +40,20 @@ def table_kind(section_id: tuple) -> str:
     return found[0]
 
 
-def write_part(path: str, tables: dict[tuple, Table], **extra: Any) -> LockedFile:
-    """Write a part holding ``tables`` at ``path``; the returned file stays locked until
-    released (after the commit that references it)."""
+def write_part(path: str, tables: Iterable[tuple[tuple, Table]], **extra: Any) -> LockedFile:
+    """Write a part holding ``tables`` ((section id, table) pairs, consumed one at a time: a
+    flush of a million datasets never holds every table at once) at ``path``; the returned
+    file stays locked until released (after the commit that references it)."""
     out = LockedFile(path)
     try:
         out.write(MAGIC)
         writer = ContainerWriter(out.write)
-        for section_id, table in tables.items():
+        for section_id, table in tables:
             table_kind(section_id)
             writer.add(section_id, table.section_columns(), len(table))
-        datasets = tables.get(("datasets",))
-        if datasets is not None:
-            bits = bloom.build(list(datasets.columns["name"]))
-            writer.add(BLOOM, [("bits", "u1", bits)], len(bits))
+            if section_id == ("datasets",):
+                bits = bloom.build(list(table.columns["name"]))
+                writer.add(BLOOM, [("bits", "u1", bits)], len(bits))
         writer.finish(kind="catalog", values=values.VERSION, **extra)
         out.truncate()
     except BaseException:
@@ -73,6 +75,32 @@ def check_footer(footer: Footer, where: str) -> None:
             table_kind(section_id)
         except CorruptionError as err:
             raise CorruptionError(f"{where}: {err}") from None
+
+
+def check_ids(section_id: tuple, key, columns: dict, root, where: str) -> None:
+    """CorruptionError when a table row names an id the root's counters have not handed out
+    yet: ids are never reused, and a reader trusts ``next_did`` to know which datasets have
+    committed rows."""
+    kind = table_kind(section_id)
+    checks = [("key", key, root.next_slot if section_id[0] == "array_attr" else
+               root.next_schema if kind == "schemas" else root.next_did)]
+    if kind == "array":
+        checks += [("slot", columns["slot"], root.next_slot),
+                   ("schema", columns["schema"], root.next_schema)]
+    elif kind == "attr":
+        checks.append(("seq", columns["seq"], root.next_seq))
+    for name, ids, limit in checks:
+        top = int(np.max(ids)) if len(ids) else -1
+        if top >= limit:
+            raise CorruptionError(f"{where}: {kind} table {list(section_id)} holds {name} "
+                                  f"{top}, not below the root's counter {limit}")
+
+
+def check_values(table: Table, where: str) -> None:
+    """CorruptionError when a value of an attribute table does not decode."""
+    for tag, num, data in zip(table.columns["tag"].tolist(), table.columns["num"].tolist(),
+                              table.columns["data"]):
+        values.decode_stored(tag, num, data, where)
 
 
 def read_table(footer: Footer, section_id: tuple, read, where: str) -> Table | None:

@@ -17,8 +17,16 @@ _SEGMENT = re.compile(r"segments/[0-9]{8,12}-[0-9a-f]{32}\.seg")
 _PART = re.compile(r"catalog/[0-9]{8,12}-[0-9a-f]{32}\.cat")
 # format version 1 kept segments in a folder per array name, percent-encoded
 _SEGMENT_V1 = re.compile(r"segments/(?!\.\.?/)[A-Za-z0-9%._~-]{1,255}/[0-9]{8}-[0-9a-f]{32}\.seg")
+# every commit's root is also kept as a version record (see atlas.core._versions)
+VERSIONS_PREFIX = "versions"
+TAGS_PREFIX = "tags"
+_VERSION = re.compile(r"versions/([0-9]{12})-([0-9a-f]{32})\.root")
+_TAG_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 # what interrupted commits leave (storage backends write <key>.<32 hex>.tmp, then rename)
 ROOT_TEMP = re.compile(re.escape(ROOT_KEY) + r"\.[0-9a-f]{32}\.tmp")
+# ... and interrupted writes of version records and tags (written outside the commit lock)
+RECORD_TEMP = re.compile(r"(?:versions/[0-9]{12}-[0-9a-f]{32}\.root|"
+                         r"tags/[A-Za-z0-9_][A-Za-z0-9._-]{0,127})\.[0-9a-f]{32}\.tmp")
 
 
 def new_segment_key(generation: int) -> str:
@@ -27,6 +35,34 @@ def new_segment_key(generation: int) -> str:
 
 def new_part_key(generation: int) -> str:
     return f"catalog/{generation:08d}-{uuid.uuid4().hex}.cat"
+
+
+def version_key(generation: int, commit: str) -> str:
+    return f"{VERSIONS_PREFIX}/{generation:012d}-{commit}.root"
+
+
+def parse_version_key(key: str) -> tuple[int, str] | None:
+    """(generation, commit id) of a version record's key, or None for any other key."""
+    found = _VERSION.fullmatch(key) if isinstance(key, str) else None
+    return None if found is None else (int(found.group(1)), found.group(2))
+
+
+def tag_key(name: str) -> str:
+    """The key of tag ``name``; ValueError for a name outside the tag grammar."""
+    if not isinstance(name, str):
+        raise TypeError(f"a tag name must be a str, got {type(name).__name__} {name!r}")
+    if not _TAG_NAME.fullmatch(name):
+        raise ValueError(f"tag name {name!r} is not allowed: expected 1 to 128 characters of "
+                         "letters, digits, '_', '.' and '-', not starting with '.' or '-'")
+    return f"{TAGS_PREFIX}/{name}"
+
+
+def tag_name(key: str) -> str | None:
+    """The tag a key holds, or None for any other key."""
+    if not isinstance(key, str) or not key.startswith(TAGS_PREFIX + "/"):
+        return None
+    name = key[len(TAGS_PREFIX) + 1 :]
+    return name if _TAG_NAME.fullmatch(name) else None
 
 
 def is_segment_key(key: str, version: int = 2) -> bool:

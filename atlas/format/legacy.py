@@ -18,7 +18,6 @@ import numpy as np
 import zstandard
 
 from atlas import codecs
-from atlas.dtypes import resolve_dtype
 from atlas.errors import CorruptionError
 from atlas.format import values as value_format
 from atlas.format.keys import checked
@@ -56,9 +55,19 @@ def decode_manifest(data: bytes, where: str) -> dict:
     return doc
 
 
+def _index(value: Any, size: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < size
+
+
+_JSON_TYPE = {"bool": bool, "int64": int, "string": str, "bytes": str, "timestamp_ns": int}
+
+
 def _attr_value(raw: list) -> tuple[int, int, bytes]:
     """A version-1 attribute ``[type, value]`` in the value format of version 2."""
     tag, value = raw
+    if tag in _JSON_TYPE and not isinstance(value, _JSON_TYPE[tag]) or tag == "int64" and \
+            isinstance(value, bool):
+        raise ValueError(f"attribute of type {tag!r} holds {value!r}")
     if tag == "bool":
         value = bool(value)
     elif tag == "int64":
@@ -114,8 +123,7 @@ class LegacyStore:
         self.storage = storage
         self.doc = doc
         self.where = where
-        self.schemas = [Schema(resolve_dtype(d), tuple(dims), tuple(shape), tuple(chunks), fill)
-                        for d, dims, shape, chunks, fill in doc["schemas"]]
+        self.schemas = [Schema.from_value(list(raw)) for raw in doc["schemas"]]
         self.segments = {name: [FileRef(checked(key, "segment", where, version=1), int(size))
                                 for key, size, _rows in refs]
                          for name, refs in doc["segments"].items()}
@@ -124,7 +132,8 @@ class LegacyStore:
         self.root = Root(generation=int(doc["generation"]), codec=doc["codec"],
                          level=int(doc["level"]), block_size=DEFAULT_BLOCK_SIZE,
                          next_did=len(doc["datasets"]), next_slot=int(doc["next_slot"]),
-                         next_schema=len(self.schemas), retired=list(self.retired))
+                         next_schema=len(self.schemas),
+                         retired=[(key, since, 0) for key, since in self.retired])
         self._indexes: dict[str, Any] = {}
 
     @classmethod
@@ -143,7 +152,18 @@ class LegacyStore:
         return out
 
     def tables(self) -> dict[tuple, Table]:
-        """Every catalog table of the store, from its dataset records."""
+        """Every catalog table of the store, from its dataset records; CorruptionError when a
+        record does not have the shape version 1 wrote."""
+        try:
+            return self._tables()
+        except CorruptionError:
+            raise
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError,
+                OverflowError) as err:
+            raise CorruptionError(f"{self.where}: dataset records do not decode "
+                                  f"({err!r})") from err
+
+    def _tables(self) -> dict[tuple, Table]:
         rows: dict[tuple, dict[str, list]] = {}
 
         def add(section_id, key, **columns):
@@ -160,6 +180,11 @@ class LegacyStore:
                 add(("attr", key), did, seq=seq, tag=tag, num=num, data=data)
                 seq += 1
             for array, entry in sorted(record["arrays"].items(), key=lambda e: e[1]["slot"]):
+                if not _index(entry["schema"], len(self.schemas)) or not _index(
+                        entry["slot"], 2**62):
+                    # a schema index of -1 would be the last schema
+                    raise ValueError(f"array {array!r} of {name!r} names schema "
+                                     f"{entry['schema']!r} and slot {entry['slot']!r}")
                 schema = self.schemas[entry["schema"]]
                 nulls, valid, lo, hi = entry["stats"] or (0, 0, None, None)
                 add(("array", array), did, slot=entry["slot"], schema=entry["schema"],
@@ -250,7 +275,7 @@ class LegacyStore:
 
     def verify(self, storage, report) -> None:
         """Every version-1 segment and chunk record against its checksum."""
-        from atlas.core._read import fetch_block
+        from atlas.core._read import CHECK_ONLY, fetch_block
 
         self.storage = storage
         self._indexes = {}
@@ -274,7 +299,7 @@ class LegacyStore:
             bad = 0
             for n in range(len(merged.block_offset)):
                 try:
-                    fetch_block(merged, n, None)
+                    fetch_block(merged, n, CHECK_ONLY)
                 except (CorruptionError, OSError):
                     bad += 1
             if bad:

@@ -16,6 +16,7 @@ lives in ``atlas.format.legacy``. ``docs/format.md`` is the full specification.
 from __future__ import annotations
 
 import json
+import math
 import struct
 import time
 import uuid
@@ -33,6 +34,9 @@ VERSION = 2
 HEADER = struct.Struct("<8sIIQ")
 MAX_ROOT_BYTES = 1 << 28  # decoded; a root claiming more is corrupt
 DEFAULT_BLOCK_SIZE = 1 << 20
+# versions older than this (and not among the last KEEP_LAST, nor tagged) may be expired
+DEFAULT_RETENTION_SECONDS = 7 * 24 * 3600.0
+DEFAULT_KEEP_LAST = 1
 
 
 @dataclass(frozen=True)
@@ -43,9 +47,14 @@ class FileRef:
     key: str
     size: int
     level: int = 0
+    # segments only: (first, shift) when the slots of this file were numbered before a rebase
+    # or by a forked writer: every slot >= first in its index is read as slot + shift
+    remap: tuple[int, int] | None = None
 
     def to_json(self) -> list:
-        return [self.key, self.size, self.level]
+        if self.remap is None:
+            return [self.key, self.size, self.level]
+        return [self.key, self.size, self.level, *self.remap]
 
 
 @dataclass
@@ -64,12 +73,20 @@ class Root:
     next_seq: int = 0
     parts: list[FileRef] = field(default_factory=list)
     segments: dict[str, list[FileRef]] = field(default_factory=dict)
-    retired: list[tuple[str, float]] = field(default_factory=list)
+    # files this or an earlier commit replaced: (key, when, generation of the replacing commit);
+    # older versions may still read them, so they go only once those versions are expired
+    retired: list[tuple[str, float, int]] = field(default_factory=list)
+    # datasets this commit added, changed and deleted (what history() shows)
+    changes: dict[str, int] = field(default_factory=dict)
+    retention: tuple[float, int] = (DEFAULT_RETENTION_SECONDS, DEFAULT_KEEP_LAST)
+    created: float | None = None  # when the store was created (kept by every commit)
+    delta: str | None = None  # the catalog part holding what this commit changed, if any
 
     def successor(self, **changes: Any) -> "Root":
         """The root of the next commit on top of this one."""
         fields = {"generation": self.generation + 1, "commit": uuid.uuid4().hex,
-                  "parent": self.commit, "time": time.time(), "message": None}
+                  "parent": self.commit, "time": time.time(), "message": None,
+                  "changes": {}, "delta": None}
         fields.update(changes)
         return replace(self, **fields)
 
@@ -77,7 +94,7 @@ class Root:
         """Every file this root needs: parts, segments and the retired ones older readers use."""
         out = {p.key for p in self.parts}
         out.update(s.key for refs in self.segments.values() for s in refs)
-        out.update(key for key, _since in self.retired)
+        out.update(entry[0] for entry in self.retired)
         return out
 
     def to_json(self) -> dict:
@@ -91,7 +108,11 @@ class Root:
             "parts": [p.to_json() for p in self.parts],
             "segments": {name: [s.to_json() for s in refs]
                          for name, refs in self.segments.items()},
-            "retired": [[key, since] for key, since in self.retired],
+            "retired": [list(entry) for entry in self.retired],
+            "changes": self.changes,
+            "retention": {"older_than": self.retention[0], "keep_last": self.retention[1]},
+            "created": self.created,
+            "delta": self.delta,
         }
 
     def encode(self) -> bytes:
@@ -133,21 +154,33 @@ def decode(data: bytes, where: str) -> Root:
         root = Root(
             generation=_int(doc["generation"]), codec=_str(doc["codec"]),
             level=_int(doc["level"], -131072), block_size=_int(doc["block_size"], 1),
-            commit=_str(doc["commit"]), parent=doc["parent"], time=float(doc["time"]),
+            commit=_str(doc["commit"]), parent=doc["parent"], time=_time(doc["time"]),
             message=doc["message"], next_did=_int(counters["did"]),
             next_slot=_int(counters["slot"]), next_schema=_int(counters["schema"]),
             next_seq=_int(counters["seq"]),
             parts=[_ref(r, "part", where) for r in doc["parts"]],
             segments={_str(name): [_ref(r, "segment", where) for r in refs]
                       for name, refs in doc["segments"].items()},
-            retired=[(_retired_key(key, where), float(since))
-                     for key, since in doc["retired"]])
+            retired=[_retired(entry, where) for entry in doc["retired"]],
+            changes={_str(k): _int(v) for k, v in doc.get("changes", {}).items()},
+            retention=_retention(doc.get("retention")),
+            created=None if doc.get("created") is None else _time(doc["created"]),
+            delta=None if doc.get("delta") is None else checked(doc["delta"], "part", where))
         if doc.get("format") != "atlas" or doc.get("version") != VERSION:
             raise ValueError("not an atlas version-2 document")
         if root.parent is not None:
             _str(root.parent)
         if root.message is not None:
             _str(root.message)
+        if root.delta is not None and root.delta not in {p.key for p in root.parts} | {
+                entry[0] for entry in root.retired}:
+            raise ValueError("the delta part is not one of the root's parts")
+        listed = [*(p.key for p in root.parts),
+                  *(s.key for refs in root.segments.values() for s in refs),
+                  *(entry[0] for entry in root.retired)]
+        if len(set(listed)) != len(listed):
+            # a live file also "retired" would be deleted by the next flush or compact
+            raise ValueError("a file is listed twice (live twice, or live and retired)")
     except CorruptionError:
         raise
     except (ValueError, KeyError, TypeError, AttributeError) as err:
@@ -165,6 +198,14 @@ def _int(value: Any, low: int = 0) -> int:
     return value
 
 
+def _time(value: Any) -> float:
+    """A Unix time: a finite JSON number (not a string or a bool that float() would take)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
+            value):
+        raise ValueError(f"expected a time in seconds, got {value!r}")
+    return float(value)
+
+
 def _str(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"expected a string, got {value!r}")
@@ -172,13 +213,26 @@ def _str(value: Any) -> str:
 
 
 def _ref(raw: Any, kind: str, where: str) -> FileRef:
-    key, size, level = raw
-    return FileRef(checked(key, kind, where), _int(size), _int(level))
+    key, size, level, *remap = raw
+    if remap and (kind != "segment" or len(remap) != 2):
+        raise ValueError(f"a {kind} reference [key, size, level] has extra items {remap!r}")
+    return FileRef(checked(key, kind, where), _int(size), _int(level),
+                   (_int(remap[0]), _int(remap[1])) if remap else None)
 
 
-def _retired_key(key: Any, where: str) -> str:
+def _retired(entry: Any, where: str) -> tuple[str, float, int]:
+    key, since, *generation = entry
     # an upgrade retires the segments of format version 1, so both grammars are allowed here
     if not is_data_key(key):
         raise CorruptionError(f"{where}: names retired key {key!r}, which is not a key this "
                               "format uses")
-    return key
+    return key, _time(since), _int(generation[0]) if generation else 0
+
+
+def _retention(raw: Any) -> tuple[float, int]:
+    if raw is None:
+        return DEFAULT_RETENTION_SECONDS, DEFAULT_KEEP_LAST
+    older_than = _time(raw["older_than"])
+    if not older_than >= 0:
+        raise ValueError(f"retention older_than must be >= 0, got {older_than!r}")
+    return older_than, _int(raw["keep_last"], 1)

@@ -148,9 +148,6 @@ class SegmentWriter(LockedFile):
         except BaseException:
             self.size = end
             raise
-        if chunks is not None:  # keep copies, not views of the caller's rows
-            index = SegmentIndex(index.blocks, {n: np.array(c) for n, c in chunks.items()},
-                                 {n: np.array(c) for n, c in index.partials.items()})
         self._index = index
         return index
 
@@ -189,8 +186,15 @@ def index_problem(index: SegmentIndex, end_of_payload: int) -> str | None:
         return "a chunk names a block that does not exist"
     if np.any(c["offset"] < 0) or np.any(c["length"] < 0) or np.any(c["mask"] < 0):
         return "a chunk has a negative offset or length"
-    if len(blocks) and np.any(c["offset"] + c["length"] + c["mask"] > b["decoded"][blocks]):
+    ends = c["offset"] + c["length"] + c["mask"]
+    if len(blocks) and np.any(ends > b["decoded"][blocks]):
         return "a chunk lies outside its block"
+    # writers end every block with its last chunk: a block claiming more decoded bytes is
+    # refused before anything is allocated for it (a decompression bomb)
+    furthest = np.zeros(len(b["decoded"]), np.int64)
+    np.maximum.at(furthest, blocks, ends)
+    if np.any(b["decoded"] > furthest):
+        return "a block claims more decoded bytes than its chunks hold"
     if np.any(c["slot"] < 0) or np.any(c["chunk"] < 0):
         return "a chunk has a negative slot or chunk number"
     rows = p["row"]

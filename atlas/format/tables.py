@@ -129,13 +129,23 @@ class Table:
                     raise KeyError(name)
         except KeyError as err:
             raise CorruptionError(f"{where}: {kind} table lacks column {err}") from None
-        if len(key) > 1 and np.any(key[1:] <= key[:-1]):
-            raise CorruptionError(f"{where}: {kind} table keys are not sorted and unique")
-        if np.any(key < 0):
-            raise CorruptionError(f"{where}: {kind} table has a negative key")
+        check_keys(key, kind, where)
+        if kind == "array" and any(np.any(cols[name] < 0) for name in
+                                   ("slot", "schema", "nulls", "valid")):
+            # a slot or schema id of -1 would read as nothing, or as the last schema
+            raise CorruptionError(f"{where}: array table has a negative slot, schema id or "
+                                  "count")
         table = cls(kind, key, dead, cols)
         table.__dict__["texts"] = texts  # the text columns as the lists they were decoded to
         return table
+
+
+def check_keys(key: np.ndarray, kind: str, where: str) -> None:
+    """CorruptionError unless ``key`` is sorted, unique and not negative."""
+    if len(key) > 1 and np.any(key[1:] <= key[:-1]):
+        raise CorruptionError(f"{where}: {kind} table keys are not sorted and unique")
+    if np.any(key < 0):
+        raise CorruptionError(f"{where}: {kind} table has a negative key")
 
 
 def _as_column(values: Any, dtype: np.dtype) -> np.ndarray:

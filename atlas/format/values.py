@@ -150,6 +150,20 @@ def decode(tag: int, num: int, data: bytes) -> Any:
     return np_dtype.type(num)
 
 
+def decode_stored(tag: int, num: int, data: bytes, where: str) -> Any:
+    """:func:`decode` of a value read from a store: CorruptionError when it does not decode
+    (an unknown tag, text that is not UTF-8, JSON that is not a structured value, a number
+    outside its numpy type)."""
+    try:
+        return decode(tag, num, data)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError,
+            RecursionError) as err:
+        from atlas.errors import CorruptionError
+
+        raise CorruptionError(f"{where}: value of tag {tag} does not decode ({err!r})") \
+            from None
+
+
 def _utf8(text: str, where: str) -> bytes:
     try:
         return text.encode("utf-8")

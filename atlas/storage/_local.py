@@ -272,7 +272,7 @@ class LocalStorage(Storage):
                 if expected_size is None:
                     raise
                 raise StaleHandleError(
-                    f"{path}: segment file is gone. If another handle compacted the store since "
+                    f"{path}: file is gone. If another handle compacted the store since "
                     "this one opened it, the file was deleted after its grace period: reopen the "
                     "store (Atlas.open) to read the current commit; otherwise the store lost it "
                     "(verify() reports it)") from err

@@ -436,7 +436,7 @@ class ObjectStorage(Storage):
             if expected_size is None:
                 raise
             raise StaleHandleError(
-                f"{self.location}/{key}: segment object is gone. If another handle compacted the "
+                f"{self.location}/{key}: object is gone. If another handle compacted the "
                 "store since this one opened it, the object was deleted after its grace period: "
                 "reopen the store (Atlas.open) to read the current commit; otherwise the store "
                 "lost it (verify() reports it)") from err
@@ -612,18 +612,20 @@ class ObjectStorage(Storage):
         return self.store.config.get("bucket"), f"{prefix}/" if prefix else ""
 
     def _uploads(self) -> list[tuple[str, str, float]]:
-        """(key, upload id, initiated) of the incomplete multipart uploads of segments."""
+        """(key, upload id, initiated) of the incomplete multipart uploads of segments and
+        catalog parts (format version 2 uploads both through spill files)."""
         client = self._s3_client()
         if client is None:
             return []
         bucket, prefix = self._bucket_prefix()
         found = []
         try:
-            for page in client.get_paginator("list_multipart_uploads").paginate(
-                    Bucket=bucket, Prefix=f"{prefix}segments/"):
-                for upload in page.get("Uploads", []):
-                    found.append((upload["Key"][len(prefix):], upload["UploadId"],
-                                  upload["Initiated"].timestamp()))
+            for folder in ("segments/", "catalog/"):
+                for page in client.get_paginator("list_multipart_uploads").paginate(
+                        Bucket=bucket, Prefix=f"{prefix}{folder}"):
+                    for upload in page.get("Uploads", []):
+                        found.append((upload["Key"][len(prefix):], upload["UploadId"],
+                                      upload["Initiated"].timestamp()))
         except Exception as err:  # noqa: BLE001 - a sweep must not fail a verify or compact
             warnings.warn(f"{self.location}: cannot list incomplete multipart uploads "
                           f"({_first_line(err)})", RuntimeWarning, stacklevel=3)

@@ -1,4 +1,5 @@
-"""The ``xr.Dataset.atlas`` accessor: ``ds.atlas.write(store, name, chunks=None)``."""
+"""The ``xr.Dataset.atlas`` accessor: ``ds.atlas.write(store, name, chunks=None,
+append_dim=None)``."""
 
 from __future__ import annotations
 
@@ -18,15 +19,17 @@ class AtlasAccessor:
         self._ds = ds
 
     def write(self, store: Atlas, name: str,
-              chunks: Mapping[str, Sequence[int]] | None = None) -> DatasetView:
-        """Same as ``store.add_xr_dataset(ds, name, chunks)``: a new dataset, not flushed."""
+              chunks: Mapping[str, Sequence[int]] | None = None,
+              append_dim: str | None = None) -> DatasetView:
+        """Same as ``store.add_xr_dataset(ds, name, chunks, append_dim)``: a new dataset, or
+        with ``append_dim`` an existing one grown along that dimension; not flushed."""
         from atlas.core import Atlas
         from atlas.xarray._ingest import add_xr_dataset
 
         if not isinstance(store, Atlas):
             raise TypeError(f"ds.atlas.write needs an atlas.Atlas store, got "
                             f"{type(store).__name__} (open one with atlas.Atlas.open/create)")
-        return add_xr_dataset(store, self._ds, name, chunks)
+        return add_xr_dataset(store, self._ds, name, chunks, append_dim)
 
 
 def register() -> None:

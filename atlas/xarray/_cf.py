@@ -37,7 +37,10 @@ def cftime_plan(values: np.ndarray) -> dict[str, Any] | None:
             return None
     if not calendar:
         return None  # a calendar-less cftime.datetime has no CF representation
-    return {"kind": "cftime", "calendar": calendar, "has_year_zero": bool(year_zero)}
+    plan = {"kind": "cftime", "calendar": calendar, "has_year_zero": bool(year_zero)}
+    if kind is cftime.datetime:  # built as cftime.datetime(..., calendar=): give that class back
+        plan["generic"] = True
+    return plan
 
 
 def holds_cftime(values: np.ndarray) -> bool:
@@ -67,6 +70,10 @@ def decode_cftime(numbers: np.ndarray, plan: dict[str, Any]) -> np.ndarray:
         return np.empty(numbers.shape, dtype=object)
     out = cftime.num2date(numbers.reshape(-1), UNITS, plan["calendar"],
                           only_use_cftime_datetimes=True, has_year_zero=_year_zero_arg(plan))
+    if plan.get("generic"):
+        out = [cftime.datetime(d.year, d.month, d.day, d.hour, d.minute, d.second,
+                               d.microsecond, calendar=d.calendar,
+                               has_year_zero=d.has_year_zero) for d in out]
     return np.asarray(out, dtype=object).reshape(numbers.shape)
 
 

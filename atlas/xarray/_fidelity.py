@@ -87,7 +87,7 @@ def _representation(name: str, var: "xr.Variable", where: str
 
             warnings.warn(f"{where}: a dask array with dtype=object is loaded into memory to find "
                           "how to store its values; convert it with .astype() first to keep the "
-                          "ingest streaming", SerializationWarning, stacklevel=5)
+                          "ingest streaming", SerializationWarning, stacklevel=6)
         values = np.asarray(var.values)
         plan = _cf.cftime_plan(values) if kind == "O" else None
         if plan is None and kind == "O" and _cf.holds_cftime(values):

@@ -1,4 +1,5 @@
-"""``add_xr_dataset``: one xarray Dataset in, as one new atlas dataset (never flushes).
+"""``add_xr_dataset``: one xarray Dataset in, as one new atlas dataset (never flushes); with
+``append_dim``, appended to an existing one instead (``atlas.xarray._append``).
 
 Coordinates are written before data variables. A dask-backed variable is computed and written
 one block at a time, so memory stays near one chunk per variable whatever its size. Anything that
@@ -30,9 +31,12 @@ if TYPE_CHECKING:
 
 
 def add_xr_dataset(store: Atlas, ds: xr.Dataset, name: str,
-                   chunks: Mapping[str, Sequence[int]] | None = None) -> DatasetView:
+                   chunks: Mapping[str, Sequence[int]] | None = None,
+                   append_dim: str | None = None) -> DatasetView:
     """Write ``ds`` as the new dataset ``name`` of ``store``; ``chunks`` overrides the on-disk
-    chunk shape per variable (default: the dask chunk shape, else the whole variable)."""
+    chunk shape per variable (default: the dask chunk shape, else the whole variable).
+    ``append_dim``: when ``name`` exists, append ``ds`` to it along that dimension
+    (``atlas.xarray._append``); else write it as a new dataset."""
     import xarray as xr
 
     if not isinstance(ds, xr.Dataset):
@@ -40,6 +44,17 @@ def add_xr_dataset(store: Atlas, ds: xr.Dataset, name: str,
         raise TypeError(f"expected an xarray.Dataset, got {type(ds).__name__}{hint}")
     where = f"xarray dataset for {name!r}"
     _reject_multiindex(ds, where)
+    if append_dim is not None:
+        if append_dim not in ds.dims:
+            raise ValueError(f"{where}: append_dim {append_dim!r} is not a dimension of the "
+                             f"Dataset to append (its dimensions: {list(ds.dims)})")
+        if store.dataset_exists(name):
+            from atlas.xarray._append import append_xr_dataset
+
+            if chunks is not None:
+                raise ValueError(f"{where}: chunks= cannot change the chunk shape of the "
+                                 "arrays of an existing dataset; leave it out when appending")
+            return append_xr_dataset(store, ds, name, append_dim)
     overrides = _check_chunks(ds, chunks, where)
     none_name = _name_for_none(ds)
 
@@ -50,11 +65,7 @@ def add_xr_dataset(store: Atlas, ds: xr.Dataset, name: str,
     plans = []
     for var_name in list(ds.coords) + list(ds.data_vars):
         var_where = f"variable {var_name!r} of {where}"
-        var, markers = prepare_variable(stored_name(var_name), ds.variables[var_name],
-                                        var_where)
-        plan = encode_variable(stored_name(var_name), var.dims, var.dtype, var.shape,
-                               var.attrs, var.encoding, var_where)
-        plan.attrs.update(markers)
+        plan, var = plan_variable(stored_name(var_name), ds.variables[var_name], var_where)
         source = ds.variables[var_name]  # prepare_variable may drop its encoding
         chunk_shape = (overrides.get(var_name) or encoding_chunk_shape(source, var_where)
                        or _dask_chunk_shape(var.data) or plan.shape)
@@ -75,12 +86,22 @@ def add_xr_dataset(store: Atlas, ds: xr.Dataset, name: str,
                               plan.fill_value)
             for key, value in plan.attrs.items():
                 view.set_array_attribute(plan.name, key, value)
-            _write_variable(view, plan, var)
+            write_variable(view, plan, var)
     except BaseException:
         if store.dataset_exists(name):
             store.delete_dataset(name)
         raise
     return view
+
+
+def plan_variable(name: Any, source: xr.Variable, where: str
+                  ) -> tuple[EncodedVariable, xr.Variable]:
+    """(array definition with its attributes and markers, variable whose values to store) of
+    one variable of a Dataset being written."""
+    var, markers = prepare_variable(name, source, where)
+    plan = encode_variable(name, var.dims, var.dtype, var.shape, var.attrs, var.encoding, where)
+    plan.attrs.update(markers)
+    return plan, var
 
 
 def _reject_multiindex(ds: xr.Dataset, where: str) -> None:
@@ -133,15 +154,18 @@ def encoding_chunk_shape(var: xr.Variable, where: str) -> tuple[int, ...] | None
     return None
 
 
-def _write_variable(view: DatasetView, plan: EncodedVariable, var: xr.Variable) -> None:
+def write_variable(view: DatasetView, plan: EncodedVariable, var: xr.Variable,
+                   origin: Sequence[int] | None = None) -> None:
+    """Write the values of ``var`` at ``origin`` (default: the start) of its array, one dask
+    block at a time."""
     data = var.data
+    origin = [0] * len(plan.shape) if origin is None else list(origin)
     if not _is_dask(data):
-        view.write_array(plan.name, [0] * len(plan.shape),
-                         plan.values_for_store(np.asarray(var.values)))
+        view.write_array(plan.name, origin, plan.values_for_store(np.asarray(var.values)))
         return
     offsets = [np.concatenate([[0], np.cumsum(c[:-1])]).astype(int) for c in data.chunks]
     for index in np.ndindex(*data.numblocks):
-        start = [int(offsets[axis][i]) for axis, i in enumerate(index)]
+        start = [o + int(offsets[axis][i]) for axis, (o, i) in enumerate(zip(origin, index))]
         block = np.asarray(data.blocks[index].compute())
         view.write_array(plan.name, start, plan.values_for_store(block))
         del block

@@ -72,7 +72,7 @@ class AtlasBackendEntrypoint(BackendEntrypoint):
     description = "Open datasets of an atlas store (many similarly-shaped datasets) lazily"
     url = "https://github.com/maris-development/atlas"
     open_dataset_parameters = ("filename_or_obj", "drop_variables", "group", "storage_options",
-                               *DECODERS)
+                               "version", *DECODERS)
     supports_groups = True
 
     def guess_can_open(self, filename_or_obj: Any) -> bool:
@@ -87,11 +87,13 @@ class AtlasBackendEntrypoint(BackendEntrypoint):
                      drop_variables: str | Iterable[str] | None = None,
                      group: str | None = None,
                      storage_options: Mapping[str, Any] | None = None,
+                     version: Any = None,
                      **decoders: Any):
         """One dataset of the store; decode keywords as ``xr.open_dataset`` documents them
-        (``decode_cf=False`` arrives here as every decoder set to False)."""
+        (``decode_cf=False`` arrives here as every decoder set to False). ``version``: an
+        earlier version of the store (``Atlas.open(..., version=)``)."""
         keywords = resolve(None, decoders)
-        store = _open_store(filename_or_obj, storage_options)
+        store = _open_store(filename_or_obj, storage_options, version)
         names = store.list_datasets()
         if group is None:
             if len(names) != 1:
@@ -105,11 +107,12 @@ class AtlasBackendEntrypoint(BackendEntrypoint):
                             drop_variables: str | Iterable[str] | None = None,
                             group: str | None = None,
                             storage_options: Mapping[str, Any] | None = None,
+                            version: Any = None,
                             **decoders: Any) -> dict:
         import xarray as xr
 
         keywords = resolve(None, decoders)
-        store = _open_store(filename_or_obj, storage_options)
+        store = _open_store(filename_or_obj, storage_options, version)
         if group is not None and group.strip("/"):
             name = group.strip("/")
             return {"/": _open_group(store, name, drop_variables, keywords)}
@@ -122,17 +125,20 @@ class AtlasBackendEntrypoint(BackendEntrypoint):
                       drop_variables: str | Iterable[str] | None = None,
                       group: str | None = None,
                       storage_options: Mapping[str, Any] | None = None,
+                      version: Any = None,
                       **decoders: Any):
         import xarray as xr
 
         return xr.DataTree.from_dict(self.open_groups_as_dict(
             filename_or_obj, drop_variables=drop_variables, group=group,
-            storage_options=storage_options, **decoders))
+            storage_options=storage_options, version=version, **decoders))
 
 
-def _open_store(filename_or_obj: Any, storage_options: Mapping[str, Any] | None):
+def _open_store(filename_or_obj: Any, storage_options: Mapping[str, Any] | None,
+                version: Any = None):
     """An open handle: the one given, or the store at a path or URL (``storage_options`` go to
-    ``Atlas.open``, e.g. obstore's ``region`` or ``endpoint``), opened read-only."""
+    ``Atlas.open``, e.g. obstore's ``region`` or ``endpoint``), opened read-only, at
+    ``version`` when one is given."""
     from atlas.core import Atlas
 
     if storage_options is not None and not isinstance(storage_options, Mapping):
@@ -142,8 +148,12 @@ def _open_store(filename_or_obj: Any, storage_options: Mapping[str, Any] | None)
         if storage_options:
             raise ValueError("storage_options apply to a path or URL; this is an open "
                              "atlas.Atlas handle, which has its options already")
+        if version is not None:
+            raise ValueError("version= applies to a path or URL; open the handle with "
+                             "atlas.Atlas.open(..., version=) instead")
         return filename_or_obj
-    return Atlas.open(filename_or_obj, read_only=True, **(storage_options or {}))
+    return Atlas.open(filename_or_obj, read_only=True, version=version,
+                      **(storage_options or {}))
 
 
 def _open_group(store, name: str, drop_variables, keywords: dict):

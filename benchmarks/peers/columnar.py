@@ -99,3 +99,51 @@ class LanceReader:
     @property
     def data_storage_version(self) -> str | None:
         return getattr(self._dataset, "data_storage_version", None)
+
+
+# --- a catalog table: a row per dataset, queried by column (benchmarks.query) -----------------
+
+
+def write_parquet_columns(path: Path, columns: dict) -> None:
+    """One Parquet file of plain columns (numpy arrays, or Arrow arrays for what numpy cannot
+    say, e.g. lists), with :data:`PARQUET_OPTIONS`."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({name: values if isinstance(values, pa.Array) else pa.array(values)
+                      for name, values in columns.items()})
+    pq.write_table(table, str(path), **PARQUET_OPTIONS)
+
+
+def list_column(shape: tuple[int, ...], n: int):
+    """``n`` rows of the same ``list<int64>`` value ``shape`` (built from offsets: no Python
+    list per row)."""
+    import pyarrow as pa
+
+    offsets = np.arange(n + 1, dtype=np.int32) * len(shape)
+    values = np.tile(np.asarray(shape, dtype=np.int64), n)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, pa.int64()))
+
+
+def read_columns(source, columns: list[str] | None):
+    """An Arrow table of ``columns`` (None: all): ``source`` is a path, read with
+    ``pq.read_table`` (footer parsed in the call), or a ``pq.ParquetFile`` opened before."""
+    import pyarrow.parquet as pq
+
+    if isinstance(source, pq.ParquetFile):
+        return source.read(columns=columns)
+    return pq.read_table(str(source), columns=columns)
+
+
+def read_frame(source, columns: list[str] | None, index: str):
+    """:func:`read_columns` as a pandas DataFrame indexed by the column ``index``."""
+    wanted = None if columns is None else [index, *columns]
+    return read_columns(source, wanted).to_pandas().set_index(index)
+
+
+def select_names(source, columns: list[str], condition, name: str = "name") -> list[str]:
+    """The ``name`` of every row where ``condition`` (a ``pyarrow.compute`` expression over
+    ``columns``) holds, as a Python list: the columns and the names read, filtered with
+    pyarrow.compute (a null never matches)."""
+    table = read_columns(source, [name, *columns])
+    return table.filter(condition).column(name).to_pylist()

@@ -155,21 +155,30 @@ def test_dropping_a_handle_without_flush_abandons_pending_writes(store_path):
     assert segment_files(store_path) == committed  # its spill files went with it
 
 
-def test_a_second_writer_gets_conflict_error_and_the_first_writers_data_is_intact(store,
-                                                                                   store_path):
+def test_a_second_writers_disjoint_changes_merge_and_a_conflicting_one_raises(store,
+                                                                              store_path):
     store.flush()
     first = reopen(store_path)
     second = reopen(store_path)
     model = _fill_store(first, n_datasets=2, seed=1)
     first.flush()
-    second.create_dataset("intruder").set_attribute("x", 1)
-    with pytest.raises(atlas.ConflictError) as info:
-        second.flush()
-    assert isinstance(info.value, RuntimeError)
+    second.create_dataset("newcomer").set_attribute("x", 1)
+    second.flush()  # a newer commit, but nothing in common: re-applied on top of it
     back = reopen(store_path)
-    assert back.list_datasets() == ["ds000", "ds001"]
+    assert back.list_datasets() == ["ds000", "ds001", "newcomer"]
     _check_model(back, model)
-    assert back.verify().problems == []
+    third = reopen(store_path)
+    back.open_dataset("newcomer").set_attribute("x", 2)
+    back.flush()
+    third.open_dataset("newcomer").set_attribute("x", 3)
+    with pytest.raises(atlas.ConflictError, match="both set attribute 'x' of dataset "
+                                                  "'newcomer'") as info:
+        third.flush()
+    assert isinstance(info.value, RuntimeError)
+    again = reopen(store_path)
+    assert again.open_dataset("newcomer").get_attribute("x") == 2
+    _check_model(again, model)
+    assert again.verify().problems == []
 
 
 def test_readers_keep_the_snapshot_they_opened(store, store_path):

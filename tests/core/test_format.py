@@ -32,7 +32,8 @@ def _root() -> Root:
     return Root(generation=3, codec="lz4", level=0, block_size=1 << 16, message="hello",
                 next_did=5, next_slot=9, next_schema=2, next_seq=11,
                 parts=[FileRef(PART, 100, 0)], segments={"temp": [FileRef(SEG, 2000, 1)]},
-                retired=[(SEG.replace("a", "c"), 1795000000.5)])
+                retired=[(SEG.replace("a", "c"), 1795000000.5, 3)],
+                changes={"added": 2, "changed": 1, "deleted": 0}, retention=(3600.0, 4))
 
 
 def test_root_round_trips_through_encode_and_decode():
@@ -342,7 +343,7 @@ def test_catalog_parts_round_trip_their_tables(tmp_path):
               ("attr", "k"): _table("attr", [0, 1], seq=[0, 1], tag=[2, 4], num=[5, 0],
                                     data=[b"", b"v"])}
     path = tmp_path / "p.cat"
-    write_part(str(path), tables).release()
+    write_part(str(path), tables.items()).release()
     data = path.read_bytes()
     assert data[:8] == PART_MAGIC
     footer = parse_footer(memoryview(data), 0, len(data), None, "p")

@@ -124,7 +124,7 @@ def test_upgrade_gives_a_version_2_store_reading_the_same(v1_store):
     # the version-1 files stay for the grace period, then a compact removes them
     old = sorted(p.relative_to(v1_store).as_posix() for p in v1_store.rglob("*.seg")
                  if p.read_bytes()[:8] == b"ATLSEG01")
-    assert old and {k for k, _t in store._root.retired} >= set(old)
+    assert old and {entry[0] for entry in store._root.retired} >= set(old)
     store.compact(grace=0)
     assert not any(p.read_bytes()[:8] == b"ATLSEG01" for p in v1_store.rglob("*.seg"))
     _check_reads_like_version_1(atlas.Atlas.open(v1_store))

@@ -133,3 +133,18 @@ def test_mixed_calendars_in_one_variable_are_refused_with_the_calendars_named(tm
     with pytest.raises(TypeError, match="360_day.*noleap|noleap.*360_day"):
         store.add_xr_dataset(xr.Dataset({"t": ("x", mixed)}), "d")
     assert not store.dataset_exists("d")
+
+
+@pytest.mark.parametrize("calendar", ("noleap", "360_day", "standard", "julian"))
+def test_generic_cftime_datetimes_come_back_as_that_class(tmp_path, calendar):
+    """``cftime.datetime(y, m, d, calendar=...)`` (the class newer cftime builds) is kept as
+    such, not turned into the calendar's subclass (DatetimeNoLeap, ...)."""
+    times = [cftime.datetime(1850, m, 1, 6, calendar=calendar) for m in (1, 2, 3)]
+    ds = xr.Dataset({"tas": ("time", np.arange(3, dtype="f4"))}, coords={"time": times})
+    store = atlas.Atlas.create(tmp_path / "s")
+    store.add_xr_dataset(ds, "one")
+    store.flush()
+    back = atlas.Atlas.open(tmp_path / "s").to_xarray("one")
+    xr.testing.assert_identical(back, ds)
+    assert all(type(t) is cftime.datetime and t.calendar == calendar
+               for t in back["time"].values)

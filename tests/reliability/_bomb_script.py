@@ -1,6 +1,6 @@
 """Run as a script by test_bombs.py, in a fresh interpreter so that its peak memory is its own:
 
-    python _bomb_script.py <store> <open|read|verify>
+    python _bomb_script.py <store> <open|read|verify> [array]
 
 Prints one JSON line: the error raised (or the verify problems) and by how much the process's
 peak resident memory grew during the call.
@@ -22,6 +22,7 @@ def peak() -> int:
 
 def main() -> None:
     root, action = sys.argv[1], sys.argv[2]
+    array = sys.argv[3] if len(sys.argv) > 3 else "a"
     import atlas
 
     store = None if action == "open" else atlas.Atlas.open(root)
@@ -31,7 +32,8 @@ def main() -> None:
         if action == "open":
             atlas.Atlas.open(root)
         elif action == "read":
-            store.open_dataset("d").read_array("a")
+            name = store.list_datasets()[0]
+            store.open_dataset(name).read_array(array)
         else:
             out["problems"] = store.verify().problems
     except Exception as err:  # noqa: BLE001 - reported to the test

@@ -1,7 +1,8 @@
 """Clear, typed errors instead of late or raw ones (item 10 of issue 17, outside the format).
 
-Before the fix: array names of 256 characters (or 43 x "é") passed ``define_array`` and failed
-later with a raw ENAMETOOLONG on local stores only; attribute keys and values with lone
+Before the fix: array names of 256 characters passed ``define_array`` and failed later with a
+raw ENAMETOOLONG on local stores only (names are limited to 255 bytes of UTF-8 now; since format
+version 2 they are no file names, so 43 x "é" is a valid name); attribute keys and values with lone
 surrogates were accepted and broke ``atlas show``; ``set_attribute(1e300, dtype="float32")``
 stored inf; a handle reading after compaction's grace got a bare FileNotFoundError (or kept
 reading deleted files through its mmaps, pinning their disk space); a read-only file system
@@ -55,28 +56,36 @@ def _fill(store, names=("d0", "d1"), flushes=2) -> None:
 # -- names ----------------------------------------------------------------------------------------
 
 
+TOO_LONG = ("x" * 256, "é" * 128, "%" * 256, "\U0001F600" * 64)  # 256 bytes of UTF-8 each
+LONGEST = ("x" * 255, "é" * 127 + "x", "~" * 255, "%" * 255, "\U0001F600" * 63 + "xyz",
+           "é" * 43)  # 255 bytes (and 43 x "é", refused while names were folder names)
+
+
 @pytest.mark.parametrize("backend", ["local", "object"])
 def test_one_name_length_limit_for_every_backend_enforced_up_front(tmp_path, backend):
+    """Names are at most 255 bytes of UTF-8 on every backend (format version 2 keeps them out
+    of file names; they still go into netCDF files and the catalog)."""
     store = atlas.Atlas.create(_locations(tmp_path)[backend])
     ds = store.create_dataset("d")
-    for name in ("x" * 256, "é" * 43, "%" * 86):
+    for name in TOO_LONG:
         with pytest.raises(atlas.InvalidNameError, match="255"):
             store.create_dataset(name)
         with pytest.raises(atlas.InvalidNameError, match="255"):
             ds.define_array(name, "int8", ["x"], [2])
         SEEN[f"long name refused ({backend})"] += 1
-    for name in ("x" * 255, "é" * 42, "~" * 255):  # the longest names work all the way
+    for name in LONGEST:  # the longest names work all the way
         ds.define_array(name, "int8", ["x"], [4], [2])
         ds.write_array(name, [0], np.arange(4, dtype=np.int8))
         store.create_dataset(name).set_attribute("k", 1)
     store.flush()
     store.compact(grace=0)
     back = atlas.Atlas.open(store._storage)
-    for name in ("x" * 255, "é" * 42, "~" * 255):
+    for name in LONGEST:
         assert back.open_dataset("d").read_array(name).tolist() == [0, 1, 2, 3]
         assert back.open_dataset(name).get_attribute("k") == 1
+    assert set(back.list_datasets()) == {"d", *LONGEST}
     assert back.verify().ok
-    SEEN[f"longest names work ({backend})"] += 3
+    SEEN[f"longest names work ({backend})"] += len(LONGEST)
 
 
 # -- attributes -----------------------------------------------------------------------------------
@@ -121,21 +130,27 @@ def test_a_float_attribute_that_does_not_fit_its_dtype_is_refused_not_stored_as_
 
 @pytest.mark.parametrize("backend", ["local", "object"])
 @pytest.mark.parametrize("read_before", [False, True])
-def test_a_read_after_the_grace_deleted_its_segments_says_to_reopen(tmp_path, monkeypatch,
-                                                                     backend, read_before):
+def test_a_read_after_the_grace_deleted_its_files_says_to_reopen(tmp_path, monkeypatch,
+                                                                 backend, read_before):
+    """A compaction with grace 0 deletes the catalog parts and segments it replaced. A handle
+    that had not read the catalog finds its parts gone; one that had (footers cached, local
+    files mapped, the first chunk's block decoded) finds the second chunk's segment gone."""
     monkeypatch.setattr(_local, "MAP_CHECK_SECONDS", 0.0)
     location = _locations(tmp_path)[backend]
     _fill(atlas.Atlas.create(location))
     reader = atlas.Atlas.open(location)
-    if read_before:  # footers cached, local files mapped
-        assert reader.open_dataset("d1").read_array("a")[0] == 10.0
+    if read_before:
+        assert reader.open_dataset("d1").read_array("a", [0], [4]).tolist() == [10.0] * 4
     atlas.Atlas.open(location).compact(grace=0)
     with pytest.raises(atlas.StaleHandleError, match="reopen") as err:
         reader.open_dataset("d1").read_array("a")
     assert isinstance(err.value, FileNotFoundError) and isinstance(err.value,
                                                                   atlas.CorruptionError)
-    assert atlas.Atlas.open(location).open_dataset("d1").read_array("a")[0] == 10.0
-    SEEN[f"stale read ({backend})"] += 1
+    gone = "segments/" if read_before else "catalog/"
+    assert gone in str(err.value), err.value
+    assert atlas.Atlas.open(location).open_dataset("d1").read_array("a").tolist() == \
+        [10.0] * 4 + [11.0] * 4
+    SEEN[f"stale read ({backend}, {'segment' if read_before else 'part'})"] += 1
 
 
 def _deleted_mappings(root) -> list[str]:
@@ -143,14 +158,16 @@ def _deleted_mappings(root) -> list[str]:
         return [line for line in maps if str(root) in line and "(deleted)" in line]
 
 
-def test_a_handle_drops_mappings_of_deleted_segments(tmp_path, monkeypatch):
+def test_a_handle_drops_mappings_of_deleted_files(tmp_path, monkeypatch):
     monkeypatch.setattr(_local, "MAP_CHECK_SECONDS", 0.0)
     root = tmp_path / "store"
-    store = atlas.Atlas.create(root)
-    _fill(store, flushes=3)
+    _fill(atlas.Atlas.create(root), flushes=3)  # a writer gone (it maps the files it read too)
     reader = atlas.Atlas.open(root)
-    reader.open_dataset("d0").read_array("a")
-    reader.read_array_across_stacked("a", ["d0", "d1"])
+    reader.open_dataset("d0").read_array("a", [0], [4])
+    reader.read_array_across_stacked("a", ["d0", "d1"], [0], [4])
+    mapped = [line for line in open("/proc/self/maps") if str(root) in line]
+    assert any("catalog/" in line for line in mapped) and any("segments/" in line
+                                                              for line in mapped)
     atlas.Atlas.open(root).compact(grace=0)
     with pytest.raises(atlas.StaleHandleError):
         reader.open_dataset("d0").read_array("a")

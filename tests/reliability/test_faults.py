@@ -1,9 +1,14 @@
 """Faults: full disks, I/O errors, torn and partial writes, failed renames and lost responses
-during write_array, flush (with the size-tiered merge it runs) and compact. A failing call
+during write_array, flush (with the size-tiered merge and the expiry pass it runs, and the
+rebase of a flush that finds another writer's commit), compact and expire. A failing call
 raises OSError and the store stays at its previous commit (bit for bit: the root is unchanged),
 the handle still reads what it wrote, and the same call retried on the same handle succeeds,
 leaving exactly the intended content and a clean verify(). A failure after the commit (deleting
-retired files, the orphan sweep) does not fail the call: the commit stands.
+files no retained version reads, the orphan sweep) does not fail the call: the commit stands.
+
+The stores here keep only the latest version (``set_retention(older_than=0, keep_last=1)``) and
+their handles look for versions to expire at every flush (``AUTO_EXPIRE_EVERY_SECONDS`` 0), so
+that flushes and compactions delete what they replaced, as the faults need.
 
 Which calls a flush or a compact makes is found by a dry run of the same seeded work, so the
 faults hit the first and the last call of every storage operation (the slow variant: every
@@ -13,8 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import shutil
-import types
 from collections import Counter
 from dataclasses import dataclass
 
@@ -25,12 +30,12 @@ import atlas
 from atlas.core import _maintain
 from atlas.storage import FaultyStorage, LocalStorage
 
-from . import _faults, _model
+from . import _faults, _model, _writer
 from ._harness import record
 
 SEED = 21
 BASE = 14  # batches committed before the faulty one, whose flush is the 15th: it merges
-HOUR = 3600.0
+NEVER = 1e9
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -40,6 +45,20 @@ def _figures():
     if _faults.injected:
         record("faults-scripted", injected={f"{op} {mode}": n
                                             for (op, mode), n in _faults.injected.items()})
+
+
+@contextlib.contextmanager
+def _expiry_every(seconds: float):
+    """How often a handle's flushes look for versions to expire."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_maintain, "AUTO_EXPIRE_EVERY_SECONDS", seconds)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _expiry_at_every_flush():
+    with _expiry_every(0.0):
+        yield
 
 
 def _root_bytes(path) -> bytes:
@@ -81,36 +100,29 @@ def _apply(batch: int, model: _model.Model, store, rng) -> None:
     _write_every_array(rng, model, store)
 
 
-@contextlib.contextmanager
-def _clock(shift: float):
-    """The merge's and compaction's clock ``shift`` seconds off (files retired "an hour ago")."""
-    real = _maintain.time
-    _maintain.time = types.SimpleNamespace(time=lambda: real.time() + shift)
-    try:
-        yield
-    finally:
-        _maintain.time = real
-
-
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
-    """Batches 0..BASE-1 committed an hour ago (so that what their merge retired has expired):
-    (store, model, rng after them), built once and copied by ``_prepared``."""
+    """Batches 0..BASE-1 committed by one handle that never expired anything, on a store that
+    keeps only the latest version: what the 8th flush's merge retired waits for the next
+    expiry pass. (store, model, rng after them), built once and copied by ``_prepared``."""
     path = tmp_path_factory.mktemp("faults-base") / "s"
     store = atlas.Atlas.create(path)
+    store.set_retention(older_than=0, keep_last=1)
     model = _model.Model()
     rng = np.random.default_rng(SEED)
-    for b in range(BASE):
-        _apply(b, model, store, rng)
-        with _clock(-HOUR):
+    with _expiry_every(NEVER):
+        for b in range(BASE):
+            _apply(b, model, store, rng)
             store.flush()
+    assert store._root.retired
     return path, model, rng
 
 
 def _prepared(path, base):
     """A copy of the base store at ``path`` and a faulty handle with batch BASE written, whose
-    flush merges and deletes the expired files; returns (handle, wrapper, model committed,
-    model after the flush, rng)."""
+    flush merges, drops the records of the versions before it and, after its commit, deletes
+    what the base's merge replaced; returns (handle, wrapper, model committed, model after the
+    flush, rng)."""
     shutil.copytree(base[0], path)
     model, rng = copy.deepcopy(base[1]), copy.deepcopy(base[2])
     before = copy.deepcopy(model)
@@ -121,14 +133,16 @@ def _prepared(path, base):
 
 
 def _compactable(path, base):
-    """A store with files retired by a compaction an hour ago, a crashed writer's leftover, and
-    a faulty handle at its newest commit; returns (handle, wrapper, model)."""
+    """A store with files retired by a compaction that kept the versions of the last ten
+    minutes, a crashed writer's leftover, and a faulty handle at its newest commit; returns
+    (handle, wrapper, model)."""
     handle, wrapper, _before, model, rng = _prepared(path, base)
     handle.flush()
-    with _clock(-HOUR):
-        handle.compact(grace=600)  # retired, and expired by now
+    handle.compact(grace=600)  # retired, kept for the versions of the last ten minutes
     _apply(BASE + 1, model, handle, rng)
-    handle.flush()
+    with _expiry_every(NEVER):
+        handle.flush()
+    assert handle._root.retired
     (path / "segments" / f"{0:08d}-{'0' * 32}.seg").write_bytes(b"ATLSEG02 left by a crash")
     return handle, wrapper, model
 
@@ -164,6 +178,8 @@ def flush_calls(tmp_path_factory, base) -> Calls:
         handle.flush()
     calls = _calls(wrapper, pwrites[0])
     assert handle._root.retired and calls.counts["delete"], "the dry run merged nothing"
+    assert ("delete", calls.counts["delete"]) in calls.after_commit, "nothing freed"
+    assert ("put", 1) not in calls.after_commit  # the version record goes first
     return calls
 
 
@@ -176,6 +192,7 @@ def compact_calls(tmp_path_factory, base) -> Calls:
         handle.compact(grace=0)
     calls = _calls(wrapper, pwrites[0])
     assert ("delete", calls.counts["delete"]) in calls.after_commit  # retired and orphan
+    assert calls.counts["commit"] == 2  # the compaction's, then the expiry's
     return calls
 
 
@@ -203,7 +220,7 @@ def _flush_fault(path, base, calls: Calls, op: str, mode: str, nth: int) -> None
     committed = _root_bytes(path)
     late = (op, nth) in calls.after_commit
     with _injected(wrapper, op, mode, nth):
-        if late:  # deleting expired files after the commit: the commit stands
+        if late:  # deleting files no version reads, after the commit: the commit stands
             handle.flush()
         else:
             with pytest.raises(OSError):
@@ -231,10 +248,13 @@ FLUSH_FAULTS = [
     ("spill_path", "enospc", "first"), ("spill_path", "enospc", "last"),  # part, merged files
     ("get_range", "eio", "first"), ("get_ranges", "eio", "last"),  # reads for stats and merges
     ("publish", "eio", "first"), ("publish", "after", "first"), ("publish", "eio", "last"),
+    ("put", "enospc", "first"), ("put", "after", "first"),  # the version record
     ("commit", "enospc", "first"), ("commit", "torn-temp", "first"),
     ("commit", "full-temp", "first"),
     ("commit", "after", "first"),  # renamed, then the directory fsync failed: a lost response
-    ("delete", "eio", "first"),  # expired retired files, after the commit
+    ("list", "eio", "first"),  # the expiry pass's listing of version records
+    ("delete", "eio", "first"),  # a record of an expired version, before the commit
+    ("delete", "eio", "last"),  # a file only expired versions read, after the commit
 ]
 
 
@@ -307,11 +327,10 @@ def _compact_fault(path, base, calls: Calls, op: str, mode: str, nth: int) -> No
     if late:
         assert _root_bytes(path) != committed
     elif (op, mode) == ("commit", "after"):
-        # landed, but the handle cannot tell: its retry is a new commit on a stale root
+        # landed, but the handle cannot tell: its retry finds the files it would replace
+        # replaced already and compacts the newest commit (nothing left to do)
         assert _root_bytes(path) != committed
-        with pytest.raises(atlas.ConflictError):
-            handle.compact(grace=0)
-        atlas.Atlas.open(path).compact(grace=0)  # reopening is the remedy
+        handle.compact(grace=0)
     else:
         assert _root_bytes(path) == committed
         assert _snapshot(path) == content
@@ -329,10 +348,10 @@ COMPACT_FAULTS = [
     ("pwrite", "eio", "last"), ("publish", "eio", "first"), ("publish", "after", "last"),
     ("commit", "enospc", "first"), ("commit", "torn-temp", "first"),
     ("commit", "full-temp", "first"), ("commit", "after", "first"),
-    # after the commit: retired files, the orphan sweep's listing, its read of the root, and
-    # its removal of a leftover
-    ("delete", "eio", "first"), ("list", "eio", "first"), ("read_manifest", "eio", "last"),
-    ("delete", "eio", "last"),
+    # after the commit: the expiry's records, its listing, its commit, the orphan sweep's
+    # read of the root, and its removal of a leftover
+    ("delete", "eio", "first"), ("list", "eio", "first"), ("commit", "eio", "last"),
+    ("commit", "after", "last"), ("read_manifest", "eio", "last"), ("delete", "eio", "last"),
 ]
 
 
@@ -403,24 +422,26 @@ def _random_faults(tmp_path, batches: int, rate: float, seed: int) -> dict:
     """The seeded workload (every array written in every batch, so that flushes merge) through
     atlas' FaultyStorage failing a share of write requests and of reads (before or after they
     land) and of segment and part writes; every failed flush or compact is checked and retried
-    until it succeeds."""
+    until it succeeds. The store keeps the last two versions: each must read back as the batch
+    it holds."""
     path = tmp_path / "s"
-    atlas.Atlas.create(path)
+    atlas.Atlas.create(path).set_retention(older_than=0, keep_last=2)
     rng = np.random.default_rng(seed)
     when = "after" if seed % 2 else "before"
     reads = FaultyStorage(LocalStorage(path), rate=rate / 10, seed=seed,
                           ops=("get_range", "get_ranges", "read_manifest", "list"), when=when)
     reads.enabled = False
-    faulty = FaultyStorage(reads, rate=rate, seed=seed, ops=("publish", "commit", "delete"),
-                           when=when)
+    faulty = FaultyStorage(reads, rate=rate, seed=seed,
+                           ops=("publish", "put", "commit", "delete"), when=when)
     handle = atlas.Atlas.open(faulty)
     model = _model.Model()
     failures: Counter = Counter()
     merges = 0
     committed = _root_bytes(path)
+    snapshots = {}  # batch -> what a version holding it reads
     for b in range(batches):
         _apply(b, model, handle, rng)
-        intended = _model.snapshot_model(model)
+        intended = snapshots[b] = _model.snapshot_model(model)
         for call in ("flush", "compact") if rng.random() < 0.1 else ("flush",):
             retired = len(handle._root.retired)
             for attempt in range(400):  # a merging flush makes ~20 requests
@@ -440,23 +461,21 @@ def _random_faults(tmp_path, batches: int, rate: float, seed: int) -> dict:
                         assert _snapshot(path) == intended
                     if not attempt:  # the handle still reads what it wrote
                         assert _data(_model.snapshot_store(handle)) == _data(intended)
-                except atlas.ConflictError:
-                    # a compact whose commit landed although its response was lost: its retry
-                    # is a new commit on a stale handle, refused; reopening is the remedy
-                    assert call == "compact"
-                    failures["compact retry refused after a lost response"] += 1
-                    reads.enabled = False
-                    handle = atlas.Atlas.open(faulty)
-                    break
             else:
                 raise AssertionError(f"{call} never succeeded")
             reads.enabled = False
             merges += call == "flush" and len(handle._root.retired) > retired
             committed = _root_bytes(path)
         assert _snapshot(path) == intended
-    assert atlas.Atlas.open(path).verify().ok
+    final = atlas.Atlas.open(path)
+    assert final.verify().ok
+    versions = final.history()
+    for version in versions:
+        old = atlas.Atlas.open(path, version=version.generation)
+        assert _model.snapshot_store(old) == snapshots[_writer.store_batch(old)]
     return {"batches": batches, "failed_calls": dict(failures), "merging_flushes": merges,
-            "storage_faults": len(faulty.injected) + len(reads.injected)}
+            "storage_faults": len(faulty.injected) + len(reads.injected),
+            "versions_read": len(versions)}
 
 
 def test_random_faults_through_a_whole_workload_lose_nothing(tmp_path):

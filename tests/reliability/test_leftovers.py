@@ -3,10 +3,12 @@
 A flush killed during a multipart upload leaves the upload's parts on S3 (billed, never
 aborted) and its spill files in the temp folder; before the fix nothing listed or removed
 either, and a writer in a multiprocessing (fork/forkserver) child exiting with pending writes
-left its spill files behind (such children end with os._exit: no atexit, no finalizer). Now
-``verify()`` lists both kinds in ``report.leftovers``, ``verify(repair=True)`` and ``compact()``
-abort and delete those older than the orphan grace period, a live writer's spill file is never
-taken, and spill files go on every exit Python sees."""
+left its spill files behind (such children end with os._exit: no atexit, no finalizer). Format
+version 2 writes segments and catalog parts alike through spill files (uploaded multipart above
+the part size). Now ``verify()`` lists both kinds of leftovers, of segments and of parts, in
+``report.leftovers``, ``verify(repair=True)`` and ``compact()`` abort and delete those older
+than the orphan grace period, a live writer's spill file (pending, or held by a flush whose
+commit failed) is never taken, and spill files go on every exit Python sees."""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import numpy as np
 import pytest
 
 import atlas
-from atlas.core import _atlas
+from atlas.core import _maintain
 from atlas.storage import open_storage
 
 from ._harness import record
@@ -58,8 +60,14 @@ def _write(store, name: str, values: np.ndarray) -> None:
     ds.write_array("a", [0], values)
 
 
+KEYS = {"segment": "segments/00000009-{}.seg", "catalog part": "catalog/00000009-{}.cat"}
+
+
+@pytest.mark.parametrize("kind", sorted(KEYS))
 def test_incomplete_multipart_uploads_are_reported_and_aborted_after_the_grace(
-        moto_s3, tmp_path, monkeypatch):
+        moto_s3, tmp_path, monkeypatch, kind):
+    """Format version 2 uploads segments and catalog parts alike (multipart above the part
+    size): an upload of either that a crashed writer left is ours."""
     prefix = moto_s3.new_prefix()
     url = f"s3://{BUCKET}/{prefix}"
     options = {**moto_s3.options(), "spill_dir": str(tmp_path)}
@@ -67,48 +75,52 @@ def test_incomplete_multipart_uploads_are_reported_and_aborted_after_the_grace(
     _write(store, "d", np.arange(10.0))
     store.flush()
     client = moto_s3.boto3_client()
-    ours = _start_upload(client, f"{prefix}/segments/a/00000009-{'e' * 32}.seg")
+    ours = _start_upload(client, f"{prefix}/" + KEYS[kind].format("e" * 32))
     other_prefix = moto_s3.new_prefix()  # another store's upload: never ours to abort
-    theirs = _start_upload(client, f"{other_prefix}/segments/a/00000001-{'e' * 32}.seg")
+    theirs = _start_upload(client, f"{other_prefix}/" + KEYS[kind].format("e" * 32))
 
     report = store.verify()
     assert report.ok and len(report.leftovers) == 1 and ours in report.leftovers[0]
     # moto dates every upload 2010-11-10: a grace longer than that makes it a young upload
-    monkeypatch.setattr(_atlas, "ORPHAN_GRACE_SECONDS", time.time())
+    monkeypatch.setattr(_maintain, "ORPHAN_GRACE_SECONDS", time.time())
     store.verify(repair=True)
     store.compact()
     assert _uploads(client, prefix) == [ours]  # younger than the grace: maybe a live writer's
-    monkeypatch.setattr(_atlas, "ORPHAN_GRACE_SECONDS", 0.0)
+    monkeypatch.setattr(_maintain, "ORPHAN_GRACE_SECONDS", 0.0)
     removed = store.verify(repair=True).removed
     assert any(ours in r for r in removed)
     assert _uploads(client, prefix) == [] and _uploads(client, other_prefix) == [theirs]
-    again = _start_upload(client, f"{prefix}/segments/a/00000010-{'e' * 32}.seg")
+    again = _start_upload(client, f"{prefix}/" + KEYS[kind].format("f" * 32))
     assert any(again in r for r in store.verify().leftovers)
     store.compact()
     assert _uploads(client, prefix) == []
     assert store.verify().leftovers == []
-    SEEN["multipart uploads aborted"] += 2
+    SEEN[f"multipart uploads aborted ({kind})"] += 2
 
 
 WRITER = textwrap.dedent("""
     import json, sys
     import numpy as np
     import atlas
-    url, options = sys.argv[1], json.loads(sys.argv[2])
+    url, options, what = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
     store = atlas.Atlas.open(url, **options)
     ds = store.create_dataset("big")
-    ds.define_array("a", "float64", ["x"], [3 << 20], [1 << 20])
-    ds.write_array("a", [0], np.random.default_rng(0).random(3 << 20))
+    if what == "segment":  # 24 MiB of chunks
+        ds.define_array("a", "float64", ["x"], [3 << 20], [1 << 20])
+        ds.write_array("a", [0], np.random.default_rng(0).random(3 << 20))
+    else:  # no chunks, a catalog part of 12 MiB
+        ds.set_attribute("blob", np.random.default_rng(0).bytes(12 << 20))
     print("flushing", flush=True)
     store.flush()
     print("flushed", flush=True)
 """)
 
 
+@pytest.mark.parametrize("what", ["segment", "catalog part"])
 def test_a_flush_killed_mid_upload_leaves_leftovers_that_repair_removes(moto_s3, tmp_path,
-                                                                        monkeypatch):
-    """A real kill: a writer uploading a 24 MiB segment in 5 MiB parts is SIGKILLed as soon as
-    its multipart upload exists."""
+                                                                        monkeypatch, what):
+    """A real kill: a writer uploading a 24 MiB segment (or a 12 MiB catalog part) in 5 MiB
+    parts is SIGKILLed as soon as its multipart upload exists."""
     client = moto_s3.boto3_client()
     for attempt in range(5):
         prefix = moto_s3.new_prefix()
@@ -119,8 +131,8 @@ def test_a_flush_killed_mid_upload_leaves_leftovers_that_repair_removes(moto_s3,
                    "max_concurrency": 1}
         with atlas.Atlas.create(url, codec="none", **options) as store:
             _write(store, "small", np.arange(5.0))
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, url, json.dumps(options)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, url, json.dumps(options),
+                                 what], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 120
         while not _uploads(client, prefix) and proc.poll() is None \
                 and time.monotonic() < deadline:
@@ -137,13 +149,15 @@ def test_a_flush_killed_mid_upload_leaves_leftovers_that_repair_removes(moto_s3,
     assert report.ok
     kinds = Counter("multipart" if "multipart" in x else "spill" for x in report.leftovers)
     assert kinds["multipart"] == 1 and kinds["spill"] >= 1, report.leftovers
+    folder = "segments/" if what == "segment" else "catalog/"
+    assert any(folder in x for x in report.leftovers if "multipart" in x), report.leftovers
     assert os.listdir(spill)
-    monkeypatch.setattr(_atlas, "ORPHAN_GRACE_SECONDS", 0.0)
+    monkeypatch.setattr(_maintain, "ORPHAN_GRACE_SECONDS", 0.0)
     store.verify(repair=True)
     assert _uploads(client, prefix) == [] and os.listdir(spill) == []
     assert store.verify().leftovers == []
-    record("leftovers-killed-upload", attempts=attempt + 1, leftovers=dict(kinds))
-    SEEN["killed upload cleaned"] += 1
+    record("leftovers-killed-upload", what=what, attempts=attempt + 1, leftovers=dict(kinds))
+    SEEN[f"killed upload cleaned ({what})"] += 1
 
 
 def test_a_live_writers_spill_file_is_never_removed(tmp_path, monkeypatch):
@@ -154,7 +168,7 @@ def test_a_live_writers_spill_file_is_never_removed(tmp_path, monkeypatch):
     writer = atlas.Atlas.open(storage)
     _write(writer, "pending", np.arange(4.0))
     assert len(os.listdir(tmp_path)) == 1
-    monkeypatch.setattr(_atlas, "ORPHAN_GRACE_SECONDS", 0.0)
+    monkeypatch.setattr(_maintain, "ORPHAN_GRACE_SECONDS", 0.0)
     sweeper = atlas.Atlas.open(storage)
     assert sweeper.verify().leftovers == []
     sweeper.verify(repair=True)
@@ -165,6 +179,39 @@ def test_a_live_writers_spill_file_is_never_removed(tmp_path, monkeypatch):
         [0.0, 1.0, 2.0, 3.0]
     assert os.listdir(tmp_path) == []
     SEEN["live spill kept"] += 1
+
+
+def test_a_writer_whose_commit_failed_keeps_its_segment_and_part_spill_files(tmp_path):
+    """A flush whose commit raised keeps its attempt: the published segment's and catalog
+    part's spill files stay locked until the retry settles it. A sweep of leftovers with no
+    grace at all neither lists nor removes them, and the retry commits. (Its uploaded files
+    are unreferenced objects meanwhile, which an orphan sweep keeps for an hour: not zero
+    here.)"""
+    from obstore.store import MemoryStore
+
+    from atlas.storage import FaultyStorage
+
+    storage = open_storage(MemoryStore(), spill_dir=str(tmp_path))
+    atlas.Atlas.create(storage).flush()
+    faulty = FaultyStorage(storage, rate=1.0, ops=("commit",))
+    writer = atlas.Atlas.open(faulty)
+    _write(writer, "pending", np.arange(4.0))
+    with pytest.raises(ConnectionError):
+        writer.flush()
+    assert len(os.listdir(tmp_path)) == 2  # the segment's and the catalog part's
+    sweeper = atlas.Atlas.open(storage)
+    report = sweeper.verify()
+    assert report.leftovers == [] and len(report.orphans) == 2  # uploaded, not committed
+    assert storage.remove_leftovers(0.0) == []
+    sweeper.verify(repair=True)
+    sweeper.compact()
+    assert len(os.listdir(tmp_path)) == 2
+    faulty.enabled = False
+    writer.flush()
+    assert atlas.Atlas.open(storage).open_dataset("pending").read_array("a").tolist() == \
+        [0.0, 1.0, 2.0, 3.0]
+    assert os.listdir(tmp_path) == []
+    SEEN["failed commit's spills kept"] += 1
 
 
 EXITS = {
@@ -276,7 +323,7 @@ def test_many_writers_killed_at_random_moments_of_their_flush_leave_nothing_afte
         report = store.verify()
         assert report.ok, report.problems
         found.update("multipart" if "multipart" in x else "spill" for x in report.leftovers)
-    monkeypatch.setattr(_atlas, "ORPHAN_GRACE_SECONDS", 0.0)
+    monkeypatch.setattr(_maintain, "ORPHAN_GRACE_SECONDS", 0.0)
     store.verify(repair=True)
     assert _uploads(client, prefix) == [] and os.listdir(tmp_path) == []
     assert store.verify().leftovers == [] and store.verify().orphans == []

@@ -1,12 +1,13 @@
 """Nothing outside the store is ever opened, created or deleted (items 1 and 2 of issue 17).
 
 Keys: every backend checks every key against the key grammar before any read, write, delete or
-listing, and a commit record that names a key outside it (forged with a valid checksum) is
-refused as corruption. Links: a local store walks its folders without following links and
-opens only regular files, so a symlinked folder or segment, a FIFO or a device inside the
-store is reported as damage, never followed, created through or deleted through. Before the
-fix a forged ``retired`` entry made compact() delete ``../victim.txt``, a symlinked
-``segments/<array>`` folder received new segments and lost files to compaction, and a FIFO
+listing, and a root (commit record) that names a key other than the store's own files (forged
+with a valid checksum) is refused as corruption, in format version 2 and in version-1
+manifests. Links: a local store walks its folders without following links and opens only
+regular files, so a symlinked ``segments`` or ``catalog`` folder, segment or part, a FIFO or a
+device inside the store is reported as damage, never followed, created through or deleted
+through. Before the fix a forged ``retired`` entry made compact() delete ``../victim.txt``, a
+symlinked segment folder received new segments and lost files to compaction, and a FIFO
 blocked reads and verify() forever."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import shutil
 import signal
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -95,8 +97,9 @@ def test_the_key_grammar_refuses_keys_that_could_leave_the_store(key):
 
 
 def test_keys_the_format_writes_are_in_the_grammar():
-    for key in ("manifest.atlas", ".atlas.lock", "segments/temperature/00000012-" + "a" * 32
-                + ".seg", "segments/" + "%C3%A9" * 42 + "/1.seg", "a" * 255, "k"):
+    for key in ("manifest.atlas", ".atlas.lock", "segments/00000012-" + "a" * 32 + ".seg",
+                "catalog/000000000012-" + "b" * 32 + ".cat", "segments/temperature/00000012-"
+                + "a" * 32 + ".seg", "a" * 255, "k"):
         assert check_key(key) == key
 
 
@@ -176,77 +179,179 @@ def test_many_random_keys_land_inside_the_store_or_are_refused(tmp_path_factory,
     _key_lands_inside_or_is_refused(tmp_path_factory, key)
 
 
-def _forgeries(tmp_path):
-    """(description, forge(root)) pairs: manifests with valid checksums naming keys outside
-    the store, an absolute path, or the store's own manifest as a retired segment."""
-    victim = tmp_path / "victim.txt"
-    other = tmp_path / "other_store"
-    seg = _forge.segment_refs(str(other), "a")[0]
-    up = "../other_store/" + seg[0]
-    return [
-        ("retired ../victim.txt", lambda r: _forge.retire_key(r, "../victim.txt")),
-        ("retired ../../victim.txt", lambda r: _forge.retire_key(
-            r, "segments/../../victim.txt")),
-        ("retired absolute", lambda r: _forge.retire_key(r, str(victim))),
-        ("retired the manifest", lambda r: _forge.retire_key(r, "manifest.atlas")),
-        ("retired the other store's segment", lambda r: _forge.retire_key(r, up)),
-        ("segment in the other store", lambda r: _forge.name_key(r, "a", up, seg[1], seg[2])),
-        ("segment absolute", lambda r: _forge.name_key(r, "a", str(other / seg[0]), seg[1],
-                                                        seg[2])),
-        ("segment not a segment key", lambda r: _forge.name_key(r, "a", "victim.seg")),
-    ]
+V1_STORE = Path(__file__).parent.parent / "data" / "v1_store"
+LISTS = ("parts", "segments", "retired")
 
 
-def test_forged_manifests_naming_keys_outside_the_store_are_refused_and_touch_nothing(
-        tmp_path):
+def _bad_keys(base: Path) -> list[str]:
+    """Keys a root must never name: outside the store, absolute, the root itself, the lock, a
+    folder, a file of the other kind, a version-1 segment (only ``retired`` may name those)."""
+    other = base / "other_store"
+    seg = _forge.refs(other, "a")[0][0]
+    part = _forge.refs(other)[0][0]
+    return ["../victim.txt", "segments/../../victim.txt", "catalog/../../victim.txt",
+            str(base / "victim.txt"), "manifest.atlas", ".atlas.lock", "segments", "catalog/",
+            f"../other_store/{seg}", f"../other_store/{part}", str(other / seg),
+            "segments/victim.seg", "catalog/00000001-" + "0" * 31 + ".cat", part, seg,
+            "segments/a/00000001-" + "e" * 32 + ".seg", "x" * 300, "seg\x00.seg"]
+
+
+def _name(doc: dict, where: str, key: str) -> None:
+    """Make the root ``doc`` name ``key`` in its list ``where``: as its first part, as the first
+    segment of ``a``, or retired long ago (a compaction deletes it at once)."""
+    if where == "retired":
+        doc["retired"].append([key, 0.0])
+    elif where == "parts":
+        doc["parts"][0][0] = key
+    else:
+        doc["segments"]["a"][0][0] = key
+
+
+def _outside(base: Path) -> dict:
+    return {k: v for k, v in _tree(base).items() if not k.startswith("store" + os.sep)}
+
+
+def _check_forged(base: Path, root: Path, before: atlas.Atlas, what: str,
+                  refused_at_open: bool, outside: dict) -> None:
+    """A forged root: refused as corruption (at open, or at the first read), reported by an
+    older handle's verify(), and nothing outside the store changes through repair or compact."""
+    try:
+        store = atlas.Atlas.open(root)
+    except (atlas.CorruptionError, atlas.FormatError) as err:
+        assert refused_at_open, f"{what}: {err}"
+        assert "manifest.atlas" in str(err) and "not a key this format uses" in str(err), \
+            f"{what}: {err}"
+        store = None
+    else:
+        assert not refused_at_open, f"{what}: opened"
+        with pytest.raises(atlas.CorruptionError):
+            store.open_dataset("d1").read_array("a")
+            store.list_datasets()
+            raise AssertionError(f"{what}: read as sound")
+        assert not store.verify().ok, what
+    report = before.verify()
+    assert not report.ok, what
+    if refused_at_open:
+        assert any("manifest.atlas" in p for p in report.problems), (what, report.problems)
+    for handle in (before, store):
+        if handle is None:
+            continue
+        for call in (lambda: handle.verify(repair=True), lambda: handle.compact(grace=0)):
+            try:
+                call()
+            except (atlas.CorruptionError, atlas.FormatError, atlas.ConflictError):
+                pass  # refused, or the forged root is newer than the handle's
+        assert _outside(base) == outside, f"{what}: files outside the store changed"
+
+
+@pytest.mark.parametrize("where", LISTS)
+def test_forged_roots_naming_keys_outside_the_store_are_refused_and_touch_nothing(
+        tmp_path, where):
+    """Version 2: every list of the root (parts, segments, retired), every key that is not
+    one of the store's own files; before the key grammar, compact() deleted ../victim.txt."""
     _store(tmp_path / "other_store", datasets=("o",), flushes=1)
     (tmp_path / "victim.txt").write_bytes(b"victim")
-    outside = {"victim.txt": b"victim", **{f"other_store/{k}": v for k, v in
-                                           _tree(tmp_path / "other_store").items()}}
-    for what, forge in _forgeries(tmp_path):
+    template = tmp_path / "template"
+    _store(template)
+    outside = _outside(tmp_path)
+    other = tmp_path / "other_store"
+    # keys of the grammar, valid in that list (the other store's files, a version-1 segment,
+    # which upgrades retire): the next test
+    valid = {"parts": [_forge.refs(other)[0][0]], "segments": [_forge.refs(other, "a")[0][0]]}
+    valid["retired"] = [*valid["parts"], *valid["segments"], "segments/a/00000001-" + "e" * 32
+                        + ".seg"]
+    for key in _bad_keys(tmp_path):
+        if key in valid[where]:
+            continue
         root = tmp_path / "store"
         if root.exists():
             shutil.rmtree(root)
-        before = _store(root)  # a handle that read the sound manifest
-        forge(str(root))
-        with pytest.raises(atlas.CorruptionError, match="manifest.atlas") as err:
-            atlas.Atlas.open(root)
-        assert "storage key" in str(err.value) or "not a segment key" in str(err.value), what
-        report = before.verify()
-        assert not report.ok and any("manifest.atlas" in p for p in report.problems), what
-        before.verify(repair=True)
-        with contextlib.suppress(atlas.ConflictError):
-            before.compact(grace=0)  # the forged manifest is newer: no commit over it
-        now = {"victim.txt": (tmp_path / "victim.txt").read_bytes(),
-               **{f"other_store/{k}": v for k, v in _tree(tmp_path / "other_store").items()}}
-        assert now == outside, f"{what}: files outside the store changed"
-        SEEN["forged manifest refused"] += 1
+        shutil.copytree(template, root)
+        before = atlas.Atlas.open(root)  # a handle that read the sound root
+        _forge.forge_root(root, lambda doc: _name(doc, where, key))
+        _check_forged(tmp_path, root, before, f"{where}: {key!r}", True, outside)
+        SEEN[f"forged root refused ({where})"] += 1
+
+
+@pytest.mark.parametrize("where", ["parts", "segments"])
+def test_a_root_naming_another_stores_files_reads_as_corruption_and_touches_nothing(
+        tmp_path, where):
+    """Keys of the grammar that name the other store's files (not here): reads raise
+    CorruptionError (the file is gone), verify() reports it, the other store is untouched."""
+    _store(tmp_path / "other_store", datasets=("o",), flushes=1)
+    root = tmp_path / "store"
+    _store(root)
+    outside = _outside(tmp_path)
+    before = atlas.Atlas.open(root)
+    key = (_forge.refs(tmp_path / "other_store") if where == "parts" else
+           _forge.refs(tmp_path / "other_store", "a"))[0][0]
+    _forge.forge_root(root, lambda doc: _name(doc, where, key))
+    _check_forged(tmp_path, root, before, f"{where}: the other store's {key}", False, outside)
+    SEEN["root naming another store's files"] += 1
+
+
+def _v1_forgeries(base: Path) -> list:
+    other = base / "other_store"
+    seg = _forge.refs(other, "a")[0][0]
+    up = "../other_store/" + seg
+    out = []
+    for key in ("../victim.txt", "segments/../../victim.txt", str(base / "victim.txt"),
+                "manifest.atlas", up, str(other / seg), "segments/temp/../../victim.txt",
+                "victim.seg", seg):  # seg: a version-2 key, not one of version 1
+        out.append((f"retired {key!r}", lambda d, k=key: d["retired"].append([k, 0.0])))
+        out.append((f"segment {key!r}", lambda d, k=key: d["segments"]["temp"][0].__setitem__(
+            0, k)))
+    return out
+
+
+def test_forged_version_1_manifests_naming_keys_outside_the_store_are_refused(tmp_path):
+    """Version-1 stores still open (read only): their manifests get the same key checks."""
+    _store(tmp_path / "other_store", datasets=("o",), flushes=1)
+    (tmp_path / "victim.txt").write_bytes(b"victim")
+    outside = _outside(tmp_path)
+    for what, forge in _v1_forgeries(tmp_path):
+        root = tmp_path / "store"
+        if root.exists():
+            shutil.rmtree(root)
+        shutil.copytree(V1_STORE, root)
+        before = atlas.Atlas.open(root)
+        assert before.format_version == 1
+        _forge.forge_v1(root, forge)
+        _check_forged(tmp_path, root, before, f"version 1, {what}", True, outside)
+        with pytest.raises(atlas.FormatError, match="atlas upgrade"):
+            before.compact(grace=0)  # version 1 is read only, forged or not
+        SEEN["forged version-1 manifest refused"] += 1
 
 
 # -- links and special files ----------------------------------------------------------------------
 
 
-def test_a_symlinked_array_folder_receives_nothing(tmp_path):
+@pytest.mark.parametrize("folder", ["segments", "catalog"])
+def test_a_symlinked_store_folder_receives_nothing(tmp_path, folder):
+    """A store whose ``segments`` (or ``catalog``) folder is a link: the write or flush that
+    would create a file through it raises, and nothing lands behind the link."""
     outside = tmp_path / "outside"
     outside.mkdir()
-    store = _store(tmp_path / "store")
-    (tmp_path / "store" / "segments" / "b").symlink_to(outside)
-    ds = store.open_dataset("d0")
-    ds.define_array("b", "int32", ["x"], [4], [2])
+    root = tmp_path / "store"
+    store = atlas.Atlas.create(root)
+    store.create_dataset("d0").define_array("b", "int32", ["x"], [4], [2])
+    (root / folder).symlink_to(outside)  # neither folder exists before the first flush
     with pytest.raises(atlas.CorruptionError, match="symbolic link"):
-        ds.write_array("b", [0], np.arange(4, dtype=np.int32))
+        store.open_dataset("d0").write_array("b", [0], np.arange(4, dtype=np.int32))
+        store.flush()
     assert list(outside.iterdir()) == []
-    report = atlas.Atlas.open(tmp_path / "store").verify()
-    assert any("segments/b" in p and "symbolic link" in p for p in report.problems)
-    SEEN["symlinked folder, write"] += 1
+    report = atlas.Atlas.open(root).verify()
+    assert any(folder in p and "symbolic link" in p for p in report.problems)
+    SEEN[f"symlinked {folder} folder, write"] += 1
 
 
-def test_a_symlinked_array_folder_is_reported_and_its_files_are_never_deleted(tmp_path):
+@pytest.mark.parametrize("folder", ["segments", "catalog"])
+def test_a_symlinked_store_folder_is_reported_and_its_files_are_never_deleted(tmp_path, folder):
     root = tmp_path / "store"
     _store(root, flushes=3)
     # the folder moved elsewhere and linked back: every file is still "there" through the link
-    shutil.move(str(root / "segments" / "a"), str(tmp_path / "elsewhere"))
-    (root / "segments" / "a").symlink_to(tmp_path / "elsewhere")
+    shutil.move(str(root / folder), str(tmp_path / "elsewhere"))
+    (root / folder).symlink_to(tmp_path / "elsewhere")
     outside = _tree(tmp_path / "elsewhere")
     store = atlas.Atlas.open(root)
     with pytest.raises(atlas.CorruptionError, match="symbolic link"):
@@ -257,28 +362,34 @@ def test_a_symlinked_array_folder_is_reported_and_its_files_are_never_deleted(tm
     with pytest.raises(atlas.CorruptionError):
         store.compact(grace=0)
     assert _tree(tmp_path / "elsewhere") == outside
-    SEEN["symlinked folder, read/compact"] += 1
+    SEEN[f"symlinked {folder} folder, read/compact"] += 1
 
 
-def test_a_segment_replaced_by_a_link_to_a_copy_is_reported_not_read(tmp_path):
+def _a_file(root, kind: str) -> str:
+    """The key of the store's first segment of ``a`` or first catalog part."""
+    return (_forge.refs(root, "a") if kind == "segment" else _forge.refs(root))[0][0]
+
+
+@pytest.mark.parametrize("kind", ["segment", "part"])
+def test_a_file_replaced_by_a_link_to_a_copy_is_reported_not_read(tmp_path, kind):
     root = tmp_path / "store"
     _store(root)
-    key = _forge.segment_refs(str(root), "a")[0][0]
-    seg = root / key
-    shutil.copy(seg, tmp_path / "copy.seg")
-    seg.unlink()
-    seg.symlink_to(tmp_path / "copy.seg")
+    key = _a_file(root, kind)
+    path = root / key
+    shutil.copy(path, tmp_path / "copy")
+    path.unlink()
+    path.symlink_to(tmp_path / "copy")
     store = atlas.Atlas.open(root)
     with pytest.raises(atlas.CorruptionError, match="symbolic link"):
         store.open_dataset("d0").read_array("a")
     assert any(key in p for p in store.verify().problems)
     with pytest.raises(atlas.CorruptionError):
         store.compact(grace=0)
-    assert (tmp_path / "copy.seg").exists()
-    SEEN["symlinked segment"] += 1
+    assert (tmp_path / "copy").exists()
+    SEEN[f"symlinked {kind}"] += 1
 
 
-def _reads_of_a_fifo_segment(root: str, key: str) -> None:
+def _reads_of_a_fifo(root: str, key: str) -> None:
     """Run in a separate process (a blocked open() in a reader thread cannot be interrupted):
     every read and verify() must come back, with CorruptionError or a problem report."""
     store = atlas.Atlas.open(root)
@@ -289,39 +400,40 @@ def _reads_of_a_fifo_segment(root: str, key: str) -> None:
         except atlas.CorruptionError as err:
             assert "FIFO" in str(err) or "symbolic link" in str(err), err
         else:
-            raise AssertionError("a read of a FIFO segment returned data")
+            raise AssertionError("a read of a FIFO returned data")
     assert any(key in p for p in store.verify().problems)
     store.verify(repair=True)
 
 
+@pytest.mark.parametrize("kind", ["segment", "part"])
 @pytest.mark.parametrize("how", ["fifo", "link to a fifo"])
-def test_a_fifo_in_place_of_a_segment_never_blocks_reads_or_verify(tmp_path, how):
+def test_a_fifo_in_place_of_a_file_never_blocks_reads_or_verify(tmp_path, how, kind):
     root = tmp_path / "store"
     _store(root)
-    key = _forge.segment_refs(str(root), "a")[0][0]
+    key = _a_file(root, kind)
     (root / key).unlink()
     if how == "fifo":
         os.mkfifo(root / key)
     else:
         os.mkfifo(tmp_path / "fifo")
         (root / key).symlink_to(tmp_path / "fifo")
-    proc = context().Process(target=_reads_of_a_fifo_segment, args=(str(root), key))
+    proc = context().Process(target=_reads_of_a_fifo, args=(str(root), key))
     proc.start()
     proc.join(60)
     if proc.is_alive():
         proc.kill()
         proc.join()
-        pytest.fail(f"reads of a store with a {how} as a segment still blocked after 60 s")
+        pytest.fail(f"reads of a store with a {how} as a {kind} still blocked after 60 s")
     assert proc.exitcode == 0
-    SEEN[f"{how}, no hang"] += 1
+    SEEN[f"{how} as a {kind}, no hang"] += 1
 
 
 def test_unreferenced_links_and_special_files_are_reported_and_left_alone(tmp_path):
     root = tmp_path / "store"
     store = _store(root)
     (tmp_path / "target.seg").write_bytes(b"someone else's")
-    (root / "segments" / "a" / f"00000001-{'0' * 32}.seg").symlink_to(tmp_path / "target.seg")
-    os.mkfifo(root / "segments" / "a" / f"00000001-{'1' * 32}.seg")
+    (root / "segments" / f"00000001-{'0' * 32}.seg").symlink_to(tmp_path / "target.seg")
+    os.mkfifo(root / "catalog" / f"00000001-{'1' * 32}.cat")
     (root / "segments" / "x").symlink_to(tmp_path)
     with deadline(20):
         report = store.verify()

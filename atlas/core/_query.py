@@ -1,0 +1,617 @@
+"""Queries over the collection: ``catalog()``, ``select()`` and the collection summaries.
+
+Everything here is built from the catalog tables as whole columns: one table per attribute key
+and per array name, merged with what this handle has not flushed, joined on the live dataset
+ids. Only the tables a query names are read, and no Python runs per dataset except to turn
+stored strings (and values of no one type) into Python objects.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import numpy as np
+
+from atlas.core._dataset import is_internal
+from atlas.errors import QueryError
+from atlas.format import values as value_format
+from atlas.format.schema import Schema
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from atlas.core._atlas import Atlas
+
+STATS = ("dtype", "shape", "nulls", "valid", "min", "max")
+_I64 = np.int64
+CF_MARKER = "_pyatlas_cf"  # the xarray layer's array attribute (atlas.xarray._mapping.CF_ATTR)
+
+
+# -- columns --------------------------------------------------------------------------------------
+
+def _rows(table, dids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(positions in ``table``, found) of the rows of ``dids`` that are there and not dead."""
+    if len(table) == len(dids) and np.array_equal(table.key, dids) and not table.dead.any():
+        # every live dataset has a row (the usual table): no search over a million keys
+        return np.arange(len(dids)), np.ones(len(dids), bool)
+    pos = table.find(dids) if len(table) else np.full(len(dids), -1, _I64)
+    found = pos >= 0
+    found[found] = ~table.dead[pos[found]]
+    return np.where(found, pos, 0), found
+
+
+def attribute_column(store: "Atlas", key: str, dids: np.ndarray) -> np.ndarray:
+    """The values of dataset attribute ``key`` for ``dids``, as one typed numpy column where
+    the stored values share a type (missing values: NaN, NaT or None), else as objects."""
+    table = store._catalog.table(("attr", key)).view()
+    pos, found = _rows(table, dids)
+    if not len(table) or not found.any():
+        return np.full(len(dids), None, object)
+    tags = table.columns["tag"][pos]
+    nums = table.columns["num"][pos]
+    kinds = set(np.unique(tags[found]).tolist())
+    if kinds == {value_format.INT64}:
+        if found.all():
+            return nums.copy()
+        out = nums.astype(np.float64)  # missing values need NaN (a float column, like pandas)
+        out[~found] = np.nan
+        return out
+    if kinds <= {value_format.INT64, value_format.FLOAT64}:
+        out = np.where(tags == value_format.FLOAT64, nums.view(np.float64), nums.astype(float))
+        out[~found] = np.nan
+        return out
+    if kinds == {value_format.TIMESTAMP}:
+        out = nums.copy()
+        out[~found] = np.iinfo(np.int64).min
+        return out.view("M8[ns]")
+    if kinds == {value_format.BOOL} and found.all():
+        return nums != 0
+    numpy_tags = {t for t in kinds if t >= value_format.NUMPY_BASE}
+    if len(kinds) == 1 and numpy_tags:
+        dtype = value_format._NUMPY_OF_TAG[kinds.pop()]
+        if dtype.kind == "f":
+            out = nums.view(np.float64).astype(dtype)
+            out[~found] = np.nan
+            return out
+        if found.all():
+            return (nums.view(np.uint64) if dtype == np.uint64 else nums).astype(dtype)
+    data = table.columns["data"][pos]
+    if kinds == {value_format.STRING}:
+        texts = _decode_texts(data[found])
+        if texts is not None:
+            if found.all():
+                return texts
+            out = np.full(len(dids), None, object)
+            out[found] = texts
+            return out
+    out = np.full(len(dids), None, object)
+    for i in np.flatnonzero(found).tolist():  # strings and values of no one type
+        out[i] = value_format.decode(int(tags[i]), int(nums[i]), data[i])
+    return out
+
+
+def _decode_texts(data: np.ndarray) -> np.ndarray | None:
+    """UTF-8 byte strings as one object array of str, decoded in one call rather than one per
+    value; None when a value holds a NUL (the separator), which the caller decodes one by one."""
+    joined = b"\x00".join(data.tolist())
+    if joined.count(b"\x00") != max(len(data) - 1, 0):
+        return None
+    out = np.empty(len(data), object)
+    if len(data):
+        out[:] = joined.decode("utf-8").split("\x00")
+    return out
+
+
+def array_columns(store: "Atlas", array: str, dids: np.ndarray,
+                  which: Sequence[str] = STATS) -> dict[str, np.ndarray]:
+    """``<array>.<stat>`` columns for ``dids``: dtype and shape of each dataset's array, its
+    null and valid cell counts and its min and max (NaN/NaT/None where the dataset has no such
+    array, or its statistics are not flushed yet)."""
+    catalog = store._catalog
+    layered = catalog.table(("array", array))
+    table = layered.view()
+    pos, found = _rows(table, dids)
+    schemas = catalog.schemas()
+    schema_ids = table.columns["schema"][pos] if len(table) else np.zeros(len(dids), _I64)
+    picked = schema_ids[found]
+    if len(picked) and picked.min() == picked.max():  # one schema (the usual case)
+        distinct = [int(picked[0])]
+    else:
+        distinct = [int(s) for s in dict.fromkeys(picked.tolist())]
+    # rows still in this handle's log have no statistics yet
+    log = layered.log
+    if len(log):
+        unflushed = np.isin(dids, np.frombuffer(log.keys, _I64)) & found
+    else:
+        unflushed = np.zeros(len(dids), bool)
+    stated = found & ~unflushed
+    out: dict[str, np.ndarray] = {}
+    for stat in which:
+        key = f"{array}.{stat}"
+        if stat in ("dtype", "shape", "chunk_shape"):
+            col = np.empty(len(dids), object)
+            col.fill(None)
+            for sid in distinct:
+                value = schemas[sid].dtype.name if stat == "dtype" else \
+                    getattr(schemas[sid], stat)
+                if len(distinct) == 1 and found.all():
+                    col.fill(value)  # one value for every row: no list of a million items
+                    break
+                one = np.empty(1, object)
+                one[0] = value  # a tuple (a shape) stays one value, not a row of numbers
+                col[found & (schema_ids == sid)] = one
+            out[key] = col
+        elif stat in ("nulls", "valid"):
+            if stated.all():  # every count known: int64 as stored, no round trip via float
+                out[key] = table.columns[stat][pos] if len(table) else np.zeros(len(dids), _I64)
+                continue
+            counts = table.columns[stat][pos].astype(np.float64) if len(table) else \
+                np.zeros(len(dids))
+            counts[~stated] = np.nan
+            out[key] = counts
+        else:
+            out[key] = _extremes(table, pos, stated, schema_ids, distinct, schemas, stat)
+    if any(s in ("min", "max") for s in which):
+        _decode_cftime(store, array, table, pos, stated, out)
+    return out
+
+
+def _extremes(table, pos, stated, schema_ids, distinct, schemas: list[Schema],
+              stat: str) -> np.ndarray:
+    """min or max as one column: typed when every schema involved has one kind of values."""
+    n = len(pos)
+    if not len(table):
+        return np.full(n, np.nan)
+    valid = table.columns["valid"][pos] > 0
+    have = stated & valid
+    kinds = {schemas[s].dtype.kind for s in distinct}
+    bits = table.columns[stat][pos]
+    if kinds == {"float"}:
+        out = bits.view(np.float64)  # bits is this call's copy: it may change in place
+        out[~have] = np.nan
+        return out
+    if kinds <= {"float", "int"} and len(kinds) == 2:
+        out = np.where(np.isin(schema_ids, [s for s in distinct if schemas[s].dtype.kind ==
+                                            "float"]), bits.view(np.float64),
+                       bits.astype(np.float64))
+        out[~have] = np.nan
+        return out
+    if kinds == {"int"} or kinds == {"uint"}:
+        values = bits.view(np.uint64) if kinds == {"uint"} else bits
+        if have.all():
+            return values.copy()
+        out = values.astype(np.float64)
+        out[~have] = np.nan
+        return out
+    if kinds == {"timestamp"}:
+        out = bits.copy()
+        out[~have] = np.iinfo(np.int64).min
+        return out.view("M8[ns]")
+    out = np.full(n, None, object)
+    texts = table.columns["s" + stat][pos]
+    for i in np.flatnonzero(have).tolist():
+        schema = schemas[int(schema_ids[i])]
+        kind = schema.dtype.kind
+        if kind == "string":
+            out[i] = texts[i]
+        elif kind == "float":
+            out[i] = float(np.int64(bits[i]).view(np.float64))
+        elif kind == "uint":
+            out[i] = int(np.int64(bits[i]).view(np.uint64))
+        elif kind == "timestamp":
+            out[i] = np.datetime64(int(bits[i]), "ns")
+        else:
+            out[i] = int(bits[i])
+    return out
+
+
+def _decode_cftime(store: "Atlas", array: str, table, pos, stated, out) -> None:
+    """min/max of arrays the xarray layer stored as cftime dates, as those dates."""
+    marker_table = store._catalog.table(("array_attr", array, CF_MARKER)).view()
+    if not len(marker_table) or not len(table):
+        return
+    slots = table.columns["slot"][pos]
+    mpos, mfound = _rows(marker_table, slots)
+    rows = np.flatnonzero(mfound & stated)
+    if not len(rows):
+        return
+    from atlas.xarray._encoding import marker as marker_doc
+    from atlas.xarray._cf import decode_cftime
+
+    cols = marker_table.columns
+    for stat in ("min", "max"):
+        key = f"{array}.{stat}"
+        if key not in out:
+            continue
+        dates = {}
+        for i in rows.tolist():
+            j = int(mpos[i])
+            plan = marker_doc(value_format.decode(int(cols["tag"][j]), int(cols["num"][j]),
+                                                  cols["data"][j])).get("decode")
+            value = out[key][i]
+            if isinstance(plan, dict) and plan.get("kind") == "cftime" and value is not None \
+                    and not (isinstance(value, float) and math.isnan(value)):
+                dates[i] = decode_cftime(np.asarray(int(value)), plan)[()]
+        if dates:  # the column stays typed unless some dataset's values are cftime dates
+            column = out[key].astype(object)
+            for i, date in dates.items():
+                column[i] = date
+            out[key] = column
+
+
+def catalog(store: "Atlas", arrays: Sequence[str] | None = None,
+            attributes: Sequence[str] | None = None) -> "pd.DataFrame":
+    import pandas as pd
+
+    cat = store._catalog
+    names = cat.names()
+    dids = cat.live_dids()
+    if attributes is None:
+        attributes = [sid[1] for sid in cat.section_ids("attr") if not is_internal(sid[1])]
+    if arrays is None:
+        arrays = cat.array_names()
+    columns: dict[str, Any] = {}
+    for key in _strings(attributes, "attributes"):
+        columns[key] = attribute_column(store, key, dids)
+    for array in _strings(arrays, "arrays"):
+        columns.update(array_columns(store, array, dids))
+    # the columns are new arrays of this call: no copy, and no consolidation into 2-D blocks
+    # (a copy of every column of the same dtype)
+    return pd.DataFrame(columns, index=pd.Index(list(names), name="dataset", dtype=object),
+                        copy=False)
+
+
+def _strings(items: Any, what: str) -> list[str]:
+    if isinstance(items, str):
+        return [items]
+    items = list(items)
+    for item in items:
+        if not isinstance(item, str):
+            raise TypeError(f"{what} must be names (str), got {type(item).__name__} {item!r}")
+    return items
+
+
+# -- select -----------------------------------------------------------------------------------
+
+_COMPARE = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">",
+            ast.GtE: ">=", ast.In: "in", ast.NotIn: "not in"}
+
+
+def _parse(where: str) -> tuple[ast.AST, dict[str, str]]:
+    """The expression's syntax tree; `back quoted` names become placeholders."""
+    if not isinstance(where, str):
+        raise TypeError(f"where must be an expression (str) or a callable, got "
+                        f"{type(where).__name__}")
+    quoted: dict[str, str] = {}
+    parts = where.split("`")
+    if len(parts) % 2 == 0:
+        raise QueryError(f"unbalanced ` in {where!r}")
+    text = ""
+    for i, part in enumerate(parts):
+        if i % 2:
+            placeholder = f"_atlas_q{len(quoted)}"
+            quoted[placeholder] = part
+            text += placeholder
+        else:
+            text += part
+    try:
+        tree = ast.parse(text.strip(), mode="eval").body
+    except SyntaxError as err:
+        where_text = "" if not err.offset else f" at column {err.offset}"
+        raise QueryError(f"cannot parse {where!r}: {err.msg}{where_text}") from None
+    return tree, quoted
+
+
+def _column_name(node: ast.AST, quoted: dict[str, str]) -> str | None:
+    if isinstance(node, ast.Name):
+        return quoted.get(node.id, node.id)
+    if isinstance(node, ast.Attribute):
+        base = _column_name(node.value, quoted)
+        return None if base is None else f"{base}.{node.attr}"
+    return None
+
+
+def _names_in(tree: ast.AST, quoted: dict[str, str]) -> list[str]:
+    found: list[str] = []
+
+    def walk(node):
+        name = _column_name(node, quoted)
+        if name is not None:
+            found.append(name)
+            return
+        for child in ast.iter_child_nodes(node):
+            walk(child)
+
+    walk(tree)
+    return list(dict.fromkeys(found))
+
+
+def _literal(node: ast.AST, where: str) -> Any:
+    try:
+        return ast.literal_eval(node)
+    except (ValueError, SyntaxError):
+        raise QueryError(f"{where}: expected a column name or a literal, got "
+                         f"{ast.unparse(node)!r}") from None
+
+
+def _evaluate(node: ast.AST, frame: "pd.DataFrame", quoted: dict, where: str) -> Any:
+    if isinstance(node, ast.BoolOp):
+        parts = [_as_mask(_evaluate(v, frame, quoted, where), where) for v in node.values]
+        out = parts[0]
+        for part in parts[1:]:
+            out = out & part if isinstance(node.op, ast.And) else out | part
+        return out
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        return ~_as_mask(_evaluate(node.operand, frame, quoted, where), where)
+    if isinstance(node, ast.Compare):
+        left = _evaluate(node.left, frame, quoted, where)
+        out = None
+        for op, right_node in zip(node.ops, node.comparators):
+            right = _evaluate(right_node, frame, quoted, where)
+            symbol = _COMPARE.get(type(op))
+            if symbol is None:
+                raise QueryError(f"{where}: comparison {type(op).__name__} is not supported")
+            step = _compare(left, symbol, right, where)
+            out = step if out is None else out & step
+            left = right
+        return out
+    name = _column_name(node, quoted)
+    if name is not None:
+        if name not in frame.columns:
+            raise QueryError(f"{where}: no column {name!r}; columns are attribute keys and "
+                             f"<array>.{{{','.join(STATS)}}}")
+        return frame[name]
+    return _literal(node, where)
+
+
+def _as_mask(value: Any, where: str) -> np.ndarray:
+    if isinstance(value, np.ndarray) and value.dtype == bool:
+        return value
+    raise QueryError(f"{where}: and/or/not need conditions, got {value!r}")
+
+
+def _compare(left: Any, symbol: str, right: Any, where: str) -> np.ndarray:
+    import pandas as pd
+
+    if symbol in ("in", "not in"):
+        if not isinstance(left, pd.Series) or not isinstance(right, (list, tuple, set)):
+            raise QueryError(f"{where}: use `column in [values]`")
+        mask = left.isin(list(right)).to_numpy(bool)
+        return ~mask & ~left.isna().to_numpy() if symbol == "not in" else mask
+    series, other = (left, right) if isinstance(left, pd.Series) else (right, left)
+    if not isinstance(series, pd.Series):
+        raise QueryError(f"{where}: a comparison needs a column on one side")
+    if isinstance(other, str) and series.dtype.kind == "M":
+        other = np.datetime64(other, "ns")
+    if isinstance(left, pd.Series) is False:  # literal on the left: mirror the operator
+        symbol = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}.get(symbol, symbol)
+    try:
+        result = {"==": series.__eq__, "!=": series.__ne__, "<": series.__lt__,
+                  "<=": series.__le__, ">": series.__gt__, ">=": series.__ge__}[symbol](other)
+    except TypeError as err:
+        raise QueryError(f"{where}: cannot compare column {series.name!r} ({series.dtype}) "
+                         f"with {other!r}: {err}") from None
+    # a missing value (None, NaN, NaT) never satisfies a comparison, != included (pandas says
+    # NaN != x is True)
+    missing = series.isna().to_numpy()
+    return pd.Series(result).fillna(False).to_numpy(bool) & ~missing
+
+
+def columns_of(store: "Atlas", names: list[str], dids: np.ndarray | None = None
+               ) -> tuple[dict[str, list[str]], list[str]]:
+    """({array: the statistics named}, attribute keys) the column names refer to. An array is
+    a name some live dataset has an array of; only the tables of the arrays named are read
+    (``Catalog.array_names`` would read every array's)."""
+    cat = store._catalog
+    stored = {sid[1] for sid in cat.section_ids("array")}
+    if dids is None:
+        dids = cat.live_dids()
+    live: dict[str, bool] = {}
+    arrays: dict[str, list[str]] = {}
+    attributes = []
+    for name in names:
+        head, _, stat = name.rpartition(".")
+        if stat in STATS and head in stored and head not in live:
+            live[head] = bool(_rows(cat.table(("array", head)).view(), dids)[1].any())
+        if stat in STATS and live.get(head):
+            arrays.setdefault(head, [])
+            if stat not in arrays[head]:
+                arrays[head].append(stat)
+        else:
+            attributes.append(name)
+    return arrays, attributes
+
+
+def select(store: "Atlas", where: str | Callable) -> list[str]:
+    """Names of the datasets matching ``where``, in creation order."""
+    if callable(where):
+        frame = catalog(store)
+        mask = where(frame)
+        try:
+            mask = np.asarray(mask, dtype=bool)
+        except (TypeError, ValueError):
+            raise TypeError("the where callable must return booleans, one per dataset") \
+                from None
+        if mask.shape != (len(frame),):
+            raise ValueError(f"the where callable returned {mask.shape} booleans for "
+                             f"{len(frame)} datasets")
+        return frame.index[mask].tolist()
+    tree, quoted = _parse(where)
+    cat = store._catalog
+    dids = cat.live_dids()
+    arrays, attributes = columns_of(store, _names_in(tree, quoted), dids)
+    label = f"where {where!r}"
+    known = {sid[1] for sid in store._catalog.section_ids("attr")}
+    for key in attributes:
+        if key not in known:
+            array = key.rpartition(".")[0]
+            also = f" nor an array {array!r}" if array else ""
+            raise QueryError(f"{label}: no column {key!r}: no dataset has an attribute "
+                             f"{key!r}{also}; columns are attribute keys and "
+                             f"<array>.{{{','.join(STATS)}}}")
+    import pandas as pd
+
+    # only the columns the expression names, and names only for the rows that match
+    columns: dict[str, Any] = {}
+    for key in attributes:
+        columns[key] = attribute_column(store, key, dids)
+    for array, stats in arrays.items():
+        columns.update(array_columns(store, array, dids, stats))
+    frame = pd.DataFrame(columns, index=pd.RangeIndex(len(dids)), copy=False)
+    mask = _evaluate(tree, frame, quoted, label)
+    if not (isinstance(mask, np.ndarray) and mask.dtype == bool):
+        raise QueryError(f"{label}: is not a condition")
+    names = cat.names()
+    return [names[i] for i in np.flatnonzero(mask).tolist()]
+
+
+# -- collection summaries ---------------------------------------------------------------------
+
+def array_stats(store: "Atlas", array: str) -> dict | None:
+    """Statistics of ``array`` folded over every live dataset with it: cells and nulls summed,
+    min of the minima, max of the maxima (None where the datasets' values do not compare)."""
+    cat = store._catalog
+    dids = cat.live_dids()
+    cols = array_columns(store, array, dids, ("dtype", "shape", "chunk_shape", "nulls", "valid",
+                                              "min", "max"))
+    present = np.array([d is not None for d in cols[f"{array}.dtype"]], bool)
+    if not present.any():
+        return None
+    nulls, valid = cols[f"{array}.nulls"], cols[f"{array}.valid"]
+    stated = present & ~np.isnan(np.asarray(nulls, float))
+    lo, hi = _fold(cols[f"{array}.min"][stated & (np.asarray(valid, float) > 0)], min), \
+        _fold(cols[f"{array}.max"][stated & (np.asarray(valid, float) > 0)], max)
+    return {"datasets": int(present.sum()), "row_count": int(np.nansum(nulls[stated]) +
+                                                              np.nansum(valid[stated])),
+            "null_count": int(np.nansum(nulls[stated])), "min": lo, "max": hi,
+            "dtypes": sorted(set(cols[f"{array}.dtype"][present].tolist())),
+            "shapes": _distinct(cols[f"{array}.shape"][present]),
+            "chunk_shapes": _distinct(cols[f"{array}.chunk_shape"][present]),
+            "unflushed": int((present & ~stated).sum())}
+
+
+def _distinct(column: np.ndarray) -> list[list[int]]:
+    return [list(shape) for shape in dict.fromkeys(tuple(v) for v in column.tolist())]
+
+
+def _fold(values: np.ndarray, pick) -> Any:
+    if not len(values):
+        return None
+    if values.dtype != object:
+        result = values.min() if pick is min else values.max()
+        # datetime64[ns].item() would be a bare int
+        return result if values.dtype.kind == "M" else result.item()
+    try:
+        return pick(values.tolist())
+    except TypeError:  # values of kinds that do not compare (numbers and strings)
+        return None
+
+
+def attributes_by_dataset(store: "Atlas", key: str) -> dict[str, Any]:
+    """{dataset name: value of attribute ``key``} of the datasets that have it."""
+    table = store._catalog.table(("attr", key)).view()
+    cat = store._catalog
+    dids = cat.live_dids()
+    pos, found = _rows(table, dids)
+    names = cat.names()
+    cols = table.columns
+    return {names[i]: value_format.decode(int(cols["tag"][pos[i]]), int(cols["num"][pos[i]]),
+                                          cols["data"][pos[i]])
+            for i in np.flatnonzero(found).tolist()}
+
+
+def array_stats_by_dataset(store: "Atlas", array: str) -> dict[str, dict | None]:
+    """{dataset name: ``array_stats`` of its ``array``} of the datasets that have it."""
+    names = store._catalog.names()
+    cols = array_columns(store, array, store._catalog.live_dids())
+    out = {}
+    for i, dtype in enumerate(cols[f"{array}.dtype"].tolist()):
+        if dtype is None:
+            continue
+        nulls = cols[f"{array}.nulls"][i]
+        if isinstance(nulls, float) and math.isnan(nulls):
+            out[names[i]] = None
+            continue
+        lo, hi = cols[f"{array}.min"][i], cols[f"{array}.max"][i]
+        missing = lo is None or isinstance(lo, float) and math.isnan(lo) or (
+            isinstance(lo, np.datetime64) and np.isnat(lo))
+        out[names[i]] = {"row_count": int(nulls) + int(cols[f"{array}.valid"][i]),
+                         "null_count": int(nulls),
+                         "min": None if missing else _python(lo),
+                         "max": None if missing else _python(hi)}
+    return out
+
+
+def _python(value: Any) -> Any:
+    if isinstance(value, np.datetime64):
+        return value
+    return value.item() if isinstance(value, np.generic) else value
+
+
+_NUMERIC_ORDER = ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
+                  "float32", "float64")
+
+
+def widen(types: set[str]) -> str | None:
+    """The one type all of ``types`` fit in (numpy's promotion among numbers), or None when
+    there is none (strings with numbers, timestamps with numbers)."""
+    if len(types) == 1:
+        return next(iter(types))
+    if types <= set(_NUMERIC_ORDER):
+        result = np.dtype(next(iter(types)))
+        for name in types:
+            result = np.promote_types(result, np.dtype(name))
+        return result.name
+    return None
+
+
+def merged_schema(store: "Atlas") -> dict:
+    """The union of every dataset's arrays and attributes: per array its widened dtype, its
+    dimension names, and per attribute its widened type; ``conflicts`` lists what does not
+    widen (with the types seen and how many datasets have each)."""
+    cat = store._catalog
+    dids = cat.live_dids()
+    out: dict[str, Any] = {"arrays": {}, "attributes": {}, "conflicts": []}
+    for array in cat.array_names():
+        cols = array_columns(store, array, dids, ("dtype", "shape"))
+        dtypes = cols[f"{array}.dtype"]
+        present = np.array([d is not None for d in dtypes], bool)
+        counts: dict[str, int] = {}
+        for d in dtypes[present].tolist():
+            counts[d] = counts.get(d, 0) + 1
+        table = cat.table(("array", array)).view()
+        pos, found = _rows(table, dids)
+        dims = {cat.schema(int(s)).dims for s in dict.fromkeys(
+            table.columns["schema"][pos][found].tolist())} if found.any() else set()
+        widened = widen(set(counts))
+        out["arrays"][array] = {"dtype": widened, "dtypes": counts, "datasets": int(
+            present.sum()), "dims": [list(d) for d in sorted(dims)]}
+        if widened is None:
+            out["conflicts"].append({"array": array, "dtypes": counts})
+        if len(dims) > 1:
+            out["conflicts"].append({"array": array, "dims": [list(d) for d in sorted(dims)]})
+    for sid in cat.section_ids("attr"):
+        key = sid[1]
+        if is_internal(key):
+            continue
+        table = cat.table(sid).view()
+        pos, found = _rows(table, dids)
+        if not found.any():
+            continue
+        counts = {}
+        for tag in table.columns["tag"][pos][found].tolist():
+            name = _TAG_NAMES.get(tag) or value_format._NUMPY_OF_TAG[tag].name
+            counts[name] = counts.get(name, 0) + 1
+        widened = widen(set(counts))
+        out["attributes"][key] = {"type": widened, "types": counts, "datasets": int(found.sum())}
+        if widened is None:
+            out["conflicts"].append({"attribute": key, "types": counts})
+    return out
+
+
+_TAG_NAMES = {value_format.BOOL: "bool", value_format.INT64: "int64",
+              value_format.FLOAT64: "float64", value_format.STRING: "string",
+              value_format.BYTES: "bytes", value_format.TIMESTAMP: "timestamp_ns",
+              value_format.STRUCT: "structured"}

@@ -1,0 +1,198 @@
+"""Rebase: a flush that finds a newer commit re-applies its changes on top of it.
+
+A flush writes its segments and one catalog part (its *delta*) for the commit it read, then
+commits conditionally. When another writer committed first, the flush reads what each commit
+since then changed (their deltas, through the version records), and:
+
+- if both touched the same thing, raises ConflictError naming it: both created one dataset
+  name, both wrote one array of one dataset (or set one attribute of it, or of one of its
+  arrays), or one deleted a dataset the other changed;
+- otherwise renumbers its new ids above the newer commit's counters (a rewritten part; its
+  segments keep their bytes and get a slot remap in the root, ``FileRef.remap``) and commits
+  on top of the newer root, retrying while others keep committing.
+
+The same merge joins the change sets of forked writers (:mod:`atlas.core._fork`).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from atlas.core import _versions
+from atlas.errors import ConflictError, CorruptionError, VersionNotFoundError
+from atlas.format.catalog import BLOOM, read_table
+from atlas.format.catalog import MAGIC as PART_MAGIC
+from atlas.format.root import FileRef, Root
+from atlas.format.tables import Table
+
+if TYPE_CHECKING:
+    from atlas.core._atlas import Atlas
+
+MAX_ATTEMPTS = 200  # a writer that loses this many races in a row gives up (ConflictError)
+COUNTERS = ("did", "slot", "schema", "seq")
+
+
+@dataclass
+class Summary:
+    """What one writer's deltas changed, as sets: dataset names it created (still live),
+    committed datasets it deleted, and the (dataset, array) / (dataset, attribute) /
+    (slot, array attribute) it wrote."""
+
+    created: set = field(default_factory=set)
+    deleted: set = field(default_factory=set)
+    arrays: set = field(default_factory=set)
+    attrs: set = field(default_factory=set)
+    array_attrs: set = field(default_factory=set)
+
+    def add(self, tables: dict[tuple, Table], base: Root) -> None:
+        """Fold in one commit's deltas (oldest first)."""
+        for sid, table in tables.items():
+            keys = table.key
+            if sid == ("datasets",):
+                names = table.columns["name"]
+                new = keys >= base.next_did
+                for name, dead in zip(names[new].tolist(), table.dead[new].tolist()):
+                    (self.created.discard if dead else self.created.add)(name)
+                self.deleted.update(keys[~new & table.dead].tolist())
+            elif sid[0] == "array":
+                old = keys < base.next_did
+                self.arrays.update((d, sid[1]) for d in keys[old].tolist())
+            elif sid[0] == "attr":
+                old = keys < base.next_did
+                self.attrs.update((d, sid[1]) for d in keys[old].tolist())
+            elif sid[0] == "array_attr":
+                old = keys < base.next_slot
+                self.array_attrs.update((s, sid[1], sid[2]) for s in keys[old].tolist())
+
+
+def summarize(tables: dict[tuple, Table], base: Root) -> Summary:
+    out = Summary()
+    out.add(tables, base)
+    return out
+
+
+def conflict(ours: Summary, theirs: Summary, names_of: Any, dataset_of_slot: Any) -> str | None:
+    """What both changed, in words, or None."""
+    both = sorted(ours.created & theirs.created)
+    if both:
+        return f"both created dataset {both[0]!r}"
+    both_arrays = sorted(ours.arrays & theirs.arrays)
+    if both_arrays:
+        did, array = both_arrays[0]
+        return f"both wrote array {array!r} of dataset {names_of(did)!r}"
+    both_attrs = sorted(ours.attrs & theirs.attrs)
+    if both_attrs:
+        did, key = both_attrs[0]
+        return f"both set attribute {key!r} of dataset {names_of(did)!r}"
+    both_array_attrs = sorted(ours.array_attrs & theirs.array_attrs)
+    if both_array_attrs:
+        slot, array, key = both_array_attrs[0]
+        return (f"both set attribute {key!r} of array {array!r} of dataset "
+                f"{names_of(dataset_of_slot(array, slot))!r}")
+    for deleter, writer, who, other in ((theirs, ours, "the other writer", "this handle"),
+                                        (ours, theirs, "this handle", "the other writer")):
+        touched = {d for d, _a in writer.arrays} | {d for d, _k in writer.attrs} | {
+            dataset_of_slot(a, s) for s, a, _k in writer.array_attrs}
+        hit = sorted(deleter.deleted & touched)
+        if hit:
+            return f"{who} deleted dataset {names_of(hit[0])!r}, which {other} changed"
+    return None
+
+
+def part_tables(store: "Atlas", ref: FileRef) -> dict[tuple, Table]:
+    """Every table of one catalog part."""
+    storage = store._storage
+    footer = store._files.footer(ref, PART_MAGIC)
+    read = footer.reader(lambda o, n: storage.get_range(ref.key, o, n, ref.size))
+    where = f"{storage.location}/{ref.key}"
+    return {sid: read_table(footer, sid, read, where) for sid in footer.sections
+            if sid != BLOOM}
+
+
+def their_changes(store: "Atlas", base: Root, latest: Root) -> Summary:
+    """What the commits after ``base`` up to ``latest`` changed, from their deltas."""
+    storage = store._storage
+    newer = []
+    try:
+        for root in _versions.chain(storage, latest):
+            if root.generation <= base.generation:
+                break
+            newer.append(root)
+    except VersionNotFoundError:
+        newer = None
+    if newer is None or not newer or newer[-1].parent != base.commit:
+        raise ConflictError(
+            f"store at {storage.location} was committed by another writer since this handle "
+            "read it, and the versions committed since have expired, so this flush cannot be "
+            "re-applied on top of them; reopen the store and redo the changes")
+    theirs = Summary()
+    sizes = {}
+    for root in reversed(newer):  # oldest first: a later delete undoes an earlier create
+        if root.delta is None:
+            continue  # a compaction, an expire, a policy change: no data changed
+        sizes.update({p.key: p.size for p in root.parts})
+        size = sizes.get(root.delta) or _size_of(storage, root.delta)
+        theirs.add(part_tables(store, FileRef(root.delta, size)), base)
+    return theirs
+
+
+def _size_of(storage, key: str) -> int:
+    for found, size, _mtime in storage.list(key.rsplit("/", 1)[0]):
+        if found == key:
+            return size
+    raise CorruptionError(f"{storage.location}/{key}: a version's delta part is missing")
+
+
+# -- renumbering --------------------------------------------------------------------------------
+
+def shifts(base: Root, latest: Root) -> dict[str, int]:
+    """How far each new id of a change made on ``base`` moves to sit above ``latest``'s."""
+    return {c: getattr(latest, f"next_{c}") - getattr(base, f"next_{c}") for c in COUNTERS}
+
+
+def renumbered(tables: dict[tuple, Table], base: Root, shift: dict[str, int]
+               ) -> dict[tuple, Table]:
+    """``tables`` with every id at or above ``base``'s counters moved by ``shift`` (keys stay
+    sorted: the ids that move are the largest)."""
+    if not any(shift.values()):
+        return tables
+    firsts = {c: getattr(base, f"next_{c}") for c in COUNTERS}
+
+    def moved(values: np.ndarray, counter: str) -> np.ndarray:
+        if not shift[counter]:
+            return values
+        return np.where(values >= firsts[counter], values + shift[counter], values)
+
+    out = {}
+    for sid, table in tables.items():
+        key_counter = {"datasets": "did", "array": "did", "attr": "did",
+                       "array_attr": "slot", "schemas": "schema"}[sid[0]]
+        columns = dict(table.columns)
+        if sid[0] == "array":
+            columns["slot"] = moved(columns["slot"], "slot")
+            columns["schema"] = moved(columns["schema"], "schema")
+        elif sid[0] in ("attr", "array_attr"):
+            columns["seq"] = moved(columns["seq"], "seq")
+        out[sid] = Table(table.kind, moved(table.key, key_counter), table.dead, columns)
+    return out
+
+
+def remapped_ref(ref: FileRef, base: Root, shift: dict[str, int]) -> FileRef:
+    if not shift["slot"]:
+        return ref
+    first = base.next_slot
+    if ref.remap is not None:  # already remapped once (a forked writer's file): compose
+        first, earlier = ref.remap
+        return FileRef(ref.key, ref.size, ref.level, (first, earlier + shift["slot"]))
+    return FileRef(ref.key, ref.size, ref.level, (first, shift["slot"]))
+
+
+def backoff(attempt: int) -> None:
+    """A short random sleep that grows with the attempts: writers that keep colliding spread
+    out instead of retrying in lock step."""
+    time.sleep(random.uniform(0, min(0.2, 0.002 * 2 ** min(attempt, 7))))

@@ -1,0 +1,477 @@
+"""Versions: every commit's root is kept, so any retained commit can be opened again.
+
+A commit writes its root twice: as the version record ``versions/<generation>-<commit>.root``
+(immutable, written first) and as ``manifest.atlas`` (the conditional commit that makes it the
+latest). A commit that loses the race deletes its record; one that crashed leaves a record no
+root descends from, which history ignores and ``expire`` removes. Tags are small files
+``tags/<name>`` naming a generation and commit id.
+
+Files a commit replaces (merges, compaction) stay listed in the root as ``retired`` with the
+generation that replaced them. A file written at generation k and retired at generation r is read
+by versions k .. r-1 only (its key carries k), so it is deleted once no retained version lies in
+that range: no old root needs to be read to know what may go.
+
+Retention: a version is kept when it is among the last ``keep_last``, younger than
+``older_than`` seconds (by the time its record was written), or tagged. ``docs/durability.md``
+describes the policy and its defaults.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from atlas.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    CorruptionError,
+    VersionExpiredError,
+    VersionNotFoundError,
+)
+from atlas.format import keys as key_grammar
+from atlas.format import root as root_format
+from atlas.format.root import Root
+from atlas.storage import Storage
+
+if TYPE_CHECKING:
+    from atlas.core._atlas import Atlas
+
+_FILE_GENERATION = re.compile(r"(?:catalog|segments)/([0-9]{8,12})-")
+AUTO_EXPIRE_EVERY_SECONDS = 60.0  # a writer looks for expired versions at most this often
+
+
+@dataclass(frozen=True)
+class Version:
+    """One commit of a store, as :meth:`atlas.Atlas.history` lists it."""
+
+    generation: int
+    commit: str
+    time: _dt.datetime
+    message: str | None
+    added: int
+    changed: int
+    deleted: int
+    tags: tuple[str, ...] = ()
+
+
+# -- committing ---------------------------------------------------------------------------------
+
+def commit_root(storage: Storage, root: Root, expected: Any) -> Any:
+    """Write ``root``'s version record, then make it the latest (conditional on ``expected``,
+    the token of the root it replaces; None for a new store). Returns the new token."""
+    data = root.encode()
+    key = key_grammar.version_key(root.generation, root.commit)
+    storage.put(key, data)
+    try:
+        return storage.commit(key_grammar.ROOT_KEY, data, expected)
+    except ConflictError:
+        forget_record(storage, root)  # this attempt will never be a version
+        raise
+
+
+def forget_record(storage: Storage, root: Root) -> None:
+    try:
+        storage.delete(key_grammar.version_key(root.generation, root.commit))
+    except OSError:
+        pass  # an orphan record: history ignores it, expire removes it
+
+
+# -- reading versions ---------------------------------------------------------------------------
+
+def records(storage: Storage) -> dict[int, dict[str, float]]:
+    """{generation: {commit id: time its record was written}} of every version record."""
+    out: dict[int, dict[str, float]] = {}
+    for key, _size, mtime in storage.list(key_grammar.VERSIONS_PREFIX):
+        parsed = key_grammar.parse_version_key(key)
+        if parsed is not None:
+            out.setdefault(parsed[0], {})[parsed[1]] = mtime
+    return out
+
+
+def read_record(storage: Storage, generation: int, commit: str) -> Root:
+    key = key_grammar.version_key(generation, commit)
+    try:
+        data = storage.get(key)
+    except FileNotFoundError:
+        raise VersionExpiredError(
+            f"version {generation} of {storage.location} expired: its record is gone") from None
+    where = f"{storage.location}/{key}"
+    root_format.read_header(data, where)
+    root = root_format.decode(data, where)
+    if root.generation != generation or root.commit != commit:
+        raise CorruptionError(f"{where}: holds generation {root.generation} commit "
+                              f"{root.commit}, not what its key says")
+    return root
+
+
+def chain(storage: Storage, top: Root, found: dict[int, dict[str, float]] | None = None):
+    """The versions ``top`` descends from, newest first (``top`` included): each parent's
+    record by its key; across a gap that expiry left, the newest older record (the one a
+    later record names as parent where several were left at one generation)."""
+    found = records(storage) if found is None else found
+    parents = _parents_named(storage, found)
+    current: Root | None = top
+    while current is not None:
+        yield current
+        generation, commit = current.generation - 1, current.parent
+        if commit is not None and commit in found.get(generation, {}):
+            current = read_record(storage, generation, commit)
+            continue
+        older = [g for g in found if g < current.generation]
+        if not older:
+            return
+        generation = max(older)
+        candidates = sorted(found[generation])
+        named = [c for c in candidates if c in parents.get(generation, ())]
+        current = read_record(storage, generation, (named or candidates)[0])
+
+
+def _parents_named(storage: Storage, found: dict[int, dict[str, float]]) -> dict[int, set]:
+    """For generations holding several records (a crashed commit left one): the commit ids
+    that the records one generation up name as their parent."""
+    out: dict[int, set] = {}
+    for generation, commits in found.items():
+        if len(commits) > 1:
+            for commit in found.get(generation + 1, {}):
+                parent = read_record(storage, generation + 1, commit).parent
+                out.setdefault(generation, set()).add(parent)
+    return out
+
+
+def resolve(storage: Storage, latest: Root, spec: Any) -> Root:
+    """The root of version ``spec``: a generation (int), a tag name (str), or a time (a
+    datetime, numpy datetime64 or pandas Timestamp: the newest version committed at or
+    before it)."""
+    if isinstance(spec, (bool, np.bool_)):
+        raise TypeError(f"version must be a generation (int), a tag (str) or a time "
+                        f"(datetime), got {spec!r}")
+    if isinstance(spec, (int, np.integer)):
+        return _by_generation(storage, latest, int(spec))
+    if isinstance(spec, str):
+        generation, commit = read_tag(storage, spec)
+        if generation == latest.generation and commit == latest.commit:
+            return latest
+        return read_record(storage, generation, commit)
+    if isinstance(spec, (_dt.datetime, _dt.date, np.datetime64)):
+        return _by_time(storage, latest, as_timestamp(spec))
+    raise TypeError(f"version must be a generation (int), a tag (str) or a time (datetime), "
+                    f"got {type(spec).__name__} {spec!r}")
+
+
+def as_timestamp(when: Any) -> float:
+    """Seconds since the epoch; naive datetimes are local time, as ``datetime`` has them."""
+    if isinstance(when, np.datetime64):
+        if np.isnat(when):
+            raise ValueError("version time must not be NaT")
+        return float(when.astype("datetime64[us]").astype(np.int64)) / 1e6
+    if not isinstance(when, _dt.datetime):
+        when = _dt.datetime(when.year, when.month, when.day)
+    return when.timestamp()
+
+
+def _by_generation(storage: Storage, latest: Root, generation: int,
+                   found: dict[int, dict[str, float]] | None = None) -> Root:
+    if generation == latest.generation:
+        return latest
+    if generation < 0 or generation > latest.generation:
+        raise VersionNotFoundError(f"{storage.location} has no version {generation}: versions "
+                                   f"go from 0 to {latest.generation}")
+    found = records(storage) if found is None else found
+    if generation not in found:
+        raise VersionExpiredError(f"version {generation} of {storage.location} expired "
+                                  f"(versions kept: {_kept_text(found, latest)})")
+    if len(found[generation]) == 1:  # the usual case: one read
+        return read_record(storage, generation, next(iter(found[generation])))
+    for root in chain(storage, latest, found):  # a crashed commit left a second record
+        if root.generation == generation:
+            return root
+        if root.generation < generation:
+            break
+    raise VersionExpiredError(f"version {generation} of {storage.location} expired")
+
+
+def _by_time(storage: Storage, latest: Root, when: float) -> Root:
+    """The newest version committed at or before ``when``: a binary search over the records
+    (commit times grow with the generation)."""
+    if latest.time <= when:
+        return latest
+    found = records(storage)
+    generations = sorted(found)
+    lo, hi = 0, len(generations)  # versions below lo are at or before when; from hi after
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _by_generation(storage, latest, generations[mid], found).time <= when:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo:
+        return _by_generation(storage, latest, generations[lo - 1], found)
+    stamp = _dt.datetime.fromtimestamp(when, _dt.timezone.utc).isoformat()
+    existed = latest.created is None or when >= latest.created
+    if existed and (not found or min(found) > 0):
+        raise VersionExpiredError(f"the versions of {storage.location} at {stamp} expired "
+                                  f"(versions kept: {_kept_text(found, latest)})")
+    raise VersionNotFoundError(f"{storage.location} has no version at {stamp}: its first "
+                               "commit is later")
+
+
+def _kept_text(found: dict, latest: Root) -> str:
+    generations = sorted(set(found) | {latest.generation})
+    if len(generations) > 6:
+        return f"{len(generations)} from {generations[0]} to {generations[-1]}"
+    return ", ".join(map(str, generations))
+
+
+def describe(root: Root, tags: dict[str, tuple[int, str]]) -> Version:
+    named = tuple(sorted(name for name, (g, c) in tags.items()
+                         if g == root.generation and c == root.commit))
+    return Version(generation=root.generation, commit=root.commit,
+                   time=_dt.datetime.fromtimestamp(root.time, _dt.timezone.utc),
+                   message=root.message, added=root.changes.get("added", 0),
+                   changed=root.changes.get("changed", 0),
+                   deleted=root.changes.get("deleted", 0), tags=named)
+
+
+def history(storage: Storage, top: Root) -> list[Version]:
+    tags = all_tags(storage)
+    return [describe(root, tags) for root in chain(storage, top)]
+
+
+# -- tags ---------------------------------------------------------------------------------------
+
+def read_tag(storage: Storage, name: str) -> tuple[int, str]:
+    key = key_grammar.tag_key(name)
+    try:
+        data = storage.get(key)
+    except FileNotFoundError:
+        raise VersionNotFoundError(f"{storage.location} has no tag {name!r}") from None
+    return _decode_tag(data, f"{storage.location}/{key}")
+
+
+def _decode_tag(data: bytes, where: str) -> tuple[int, str]:
+    try:
+        doc = json.loads(bytes(data[:4096]).decode("utf-8"))
+        generation, commit = doc["generation"], doc["commit"]
+        if isinstance(generation, bool) or not isinstance(generation, int) or generation < 0 \
+                or not isinstance(commit, str) or not re.fullmatch(r"[0-9a-f]{32}", commit):
+            raise ValueError("bad generation or commit")
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
+        raise CorruptionError(f"{where}: not a tag ({err})") from None
+    return generation, commit
+
+
+def all_tags(storage: Storage) -> dict[str, tuple[int, str]]:
+    out = {}
+    for key, _size, _mtime in storage.list(key_grammar.TAGS_PREFIX):
+        name = key_grammar.tag_name(key)
+        if name is not None:
+            try:
+                out[name] = read_tag(storage, name)
+            except VersionNotFoundError:
+                continue  # deleted meanwhile
+    return dict(sorted(out.items()))
+
+
+def add_tag(storage: Storage, name: str, root: Root) -> None:
+    key = key_grammar.tag_key(name)
+    data = json.dumps({"generation": root.generation, "commit": root.commit,
+                       "time": time.time()}).encode()
+    try:
+        storage.commit(key, data, None)  # create only: one tag, one version
+    except ConflictError:
+        raise AlreadyExistsError(f"tag {name!r} already exists in {storage.location}; "
+                                 "delete it first to move it") from None
+    # an expire that ran meanwhile may have taken the version: then the tag must not stay
+    if not _record_exists(storage, root):
+        storage.delete(key)
+        raise VersionExpiredError(f"version {root.generation} of {storage.location} expired "
+                                  "while it was being tagged")
+
+
+def _record_exists(storage: Storage, root: Root) -> bool:
+    try:
+        storage.get_range(key_grammar.version_key(root.generation, root.commit), 0, 1)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def remove_tag(storage: Storage, name: str) -> None:
+    key = key_grammar.tag_key(name)
+    read_tag(storage, name)  # VersionNotFoundError when there is none
+    storage.delete(key)
+
+
+# -- retention ----------------------------------------------------------------------------------
+
+@dataclass
+class Expiry:
+    """What an expire pass removes: version records first, then (after the commit that drops
+    them from ``retired``) the files no retained version reads."""
+
+    records: list[str]
+    files: list[str]
+    kept: list[int]
+
+
+def plan_expiry(storage: Storage, latest: Root, older_than: float, keep_last: int,
+                now: float | None = None, retired: list | None = None,
+                committing: int | None = None) -> Expiry:
+    """What to remove so that only the versions the policy keeps stay readable: ``latest`` is
+    the newest committed root; ``retired`` the list to judge (default: ``latest``'s; a flush
+    passes the one of the root it is about to commit, of generation ``committing``)."""
+    now = time.time() if now is None else now
+    found = {g: c for g, c in records(storage).items() if g <= latest.generation}
+    tags = set(all_tags(storage).values())
+    newest_first = sorted(found, reverse=True)
+    kept = {latest.generation, *newest_first[:keep_last]}
+    kept.update(g for g, commits in found.items() if max(commits.values()) >= now - older_than)
+    kept.update(g for g, _c in tags if g <= latest.generation)
+    doomed = []
+    for generation, commits in found.items():
+        for commit in commits:
+            if (generation, commit) in tags:
+                continue
+            stray = (generation == latest.generation and commit != latest.commit) or (
+                len(commits) > 1 and generation < latest.generation
+                and _orphan(storage, found, generation, commit))
+            if generation not in kept or stray:
+                doomed.append(key_grammar.version_key(generation, commit))
+    kept_sorted = sorted(kept | ({committing} if committing is not None else set()))
+    judged = latest.retired if retired is None else retired
+    files = [entry[0] for entry in judged
+             if not _read_by_any(kept_sorted, file_generation(entry[0]), entry[2])]
+    return Expiry(records=doomed, files=files, kept=kept_sorted)
+
+
+def _orphan(storage: Storage, found: dict, generation: int, commit: str) -> bool:
+    """Whether a record shares its generation with another and no record above names it."""
+    above = found.get(generation + 1, {})
+    return bool(above) and all(read_record(storage, generation + 1, c).parent != commit
+                               for c in above)
+
+
+def _read_by_any(kept: list[int], first: int, retired_at: int) -> bool:
+    """Whether some kept generation g has first <= g < retired_at."""
+    i = int(np.searchsorted(np.asarray(kept, np.int64), first))
+    return i < len(kept) and kept[i] < retired_at
+
+
+def file_generation(key: str) -> int:
+    """The generation a file was written for (from its key; 0 for format-1 files)."""
+    found = _FILE_GENERATION.match(key)
+    return int(found.group(1)) if found else 0
+
+
+def drop_records(storage: Storage, keys: list[str]) -> None:
+    for key in keys:
+        try:
+            storage.delete(key)
+        except FileNotFoundError:
+            pass
+
+
+def check_retention(older_than: Any, keep_last: Any) -> tuple[float, int]:
+    if isinstance(older_than, _dt.timedelta):
+        older_than = older_than.total_seconds()
+    if isinstance(older_than, bool) or not isinstance(older_than, (int, float)) or \
+            not np.isfinite(older_than) or older_than < 0:
+        raise ValueError(f"older_than must be a number of seconds >= 0 (or a timedelta), "
+                         f"got {older_than!r}")
+    if isinstance(keep_last, bool) or not isinstance(keep_last, (int, np.integer)) or \
+            keep_last < 1:
+        raise ValueError(f"keep_last must be an int >= 1 (the latest version is always kept), "
+                         f"got {keep_last!r}")
+    return float(older_than), int(keep_last)
+
+
+def expire(store: "Atlas", older_than: Any = None, keep_last: Any = None) -> dict:
+    """Remove the versions the retention does not keep, then the files only they read."""
+    from atlas.core import _maintain
+
+    root = store._root
+    policy_age, policy_last = root.retention
+    older_than, keep_last = check_retention(
+        policy_age if older_than is None else older_than,
+        policy_last if keep_last is None else keep_last)
+    storage = store._storage
+    plan = plan_expiry(storage, root, older_than, keep_last)
+    drop_records(storage, plan.records)
+    freed = 0
+    if plan.files:
+        gone = set(plan.files)
+        store._commit_maintenance(lambda latest: latest.successor(
+            message="expire", retired=[e for e in latest.retired if e[0] not in gone]))
+        # committed: from here on a failure leaves files for a later sweep, it raises nothing
+        store._files.forget(plan.files)
+        try:
+            sizes = {key: size for key, size, _m in storage.list("") if key in gone}
+        except OSError:
+            sizes = {}
+        for key in plan.files:
+            try:
+                storage.delete(key)
+                freed += sizes.get(key, 0)
+            except OSError:
+                pass  # unreferenced now: an orphan sweep takes it later
+    try:
+        _maintain.remove_orphans(store)
+    except OSError:
+        pass  # the orphans wait for the next sweep
+    return {"versions_removed": len(plan.records), "files_removed": len(plan.files),
+            "bytes_freed": freed, "versions_kept": plan.kept}
+
+
+# -- what a commit changed ----------------------------------------------------------------------
+
+class ChangeCounter:
+    """Counts the datasets a flush adds, changes and deletes, from its catalog deltas (each
+    seen once as the flush writes it): created ids are at or above the root's ``next_did``."""
+
+    def __init__(self, catalog: Any):
+        self.catalog = catalog
+        self.first_new = catalog.root.next_did
+        self.first_new_slot = catalog.root.next_slot
+        self.added = 0
+        self.deleted: list[np.ndarray] = []
+        self.touched: list[np.ndarray] = []
+        self.slots: list[np.ndarray] = []  # committed arrays whose attributes changed
+
+    def add(self, section_id: tuple, delta: Any) -> None:
+        keys = delta.key
+        if section_id == ("datasets",):
+            new = keys >= self.first_new
+            self.added += int((new & ~delta.dead).sum())
+            self.deleted.append(keys[~new & delta.dead])
+        elif section_id[0] == "array_attr":
+            self.slots.append(keys[keys < self.first_new_slot])
+        elif section_id[0] in ("array", "attr"):
+            self.touched.append(keys[keys < self.first_new])
+
+    def counts(self) -> dict[str, int]:
+        deleted = np.unique(np.concatenate(self.deleted)) if self.deleted else \
+            np.zeros(0, np.int64)
+        touched = list(self.touched)
+        slots = np.concatenate(self.slots) if self.slots else np.zeros(0, np.int64)
+        if len(slots):  # rare: attributes of arrays defined before this flush
+            for sid in self.catalog.section_ids("array"):
+                table = self.catalog.table(sid).view()
+                touched.append(table.key[np.isin(table.columns["slot"], slots)])
+        changed = np.setdiff1d(np.concatenate(touched), deleted) if touched else deleted[:0]
+        return {"added": self.added, "changed": int(len(np.unique(changed))),
+                "deleted": int(len(deleted))}
+
+
+def check_message(message: Any) -> str | None:
+    if message is not None and not isinstance(message, str):
+        raise TypeError(f"a commit message must be a str or None, got "
+                        f"{type(message).__name__} {message!r}")
+    if message is not None:
+        message.encode("utf-8")  # a lone surrogate cannot be stored: say so now
+    return message

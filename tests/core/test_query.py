@@ -1,0 +1,257 @@
+"""catalog() and select() against a brute-force check of every dataset through the
+per-dataset API; the collection summaries against folds of the same."""
+
+from __future__ import annotations
+
+import math
+import operator
+
+import numpy as np
+import pandas as pd
+import pytest
+from core_helpers import reopen
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import atlas
+
+PLATFORMS = ["float1", "float12", "glider"]
+OPS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
+       ">": operator.gt, ">=": operator.ge}
+
+
+def _collection(store, rng, n=40):
+    """Profiles with temp (some NaN), a 0-D lat, sometimes no temp, and attributes."""
+    for i in range(n):
+        ds = store.create_dataset(f"p{i:03d}")
+        if i % 7:
+            ds.define_array("temp", "float32", ["z"], [6], fill_value=float("nan"))
+            values = (rng.standard_normal(6) * 8 + 15).astype(np.float32)
+            values[rng.random(6) < 0.2] = np.nan
+            ds.write_array("temp", [0], values)
+        ds.define_array("lat", "float64", [], [])
+        ds.write_array("lat", [], np.asarray(rng.uniform(-40, 40)))
+        ds.set_attribute("platform", PLATFORMS[i % 3])
+        if i % 5:
+            ds.set_attribute("cycle", int(i))
+        ds.set_attribute("time", np.datetime64("2024-01-01", "ns") + np.timedelta64(i, "D"))
+
+
+def _value(store, name, column):
+    """The value of one catalog column of one dataset, through the per-dataset API."""
+    view = store.open_dataset(name)
+    head, _, stat = column.rpartition(".")
+    if stat in ("min", "max", "nulls", "valid"):
+        stats = view.array_stats(head)
+        if stats is None:
+            return None
+        return {"min": stats["min"], "max": stats["max"], "nulls": stats["null_count"],
+                "valid": stats["row_count"] - stats["null_count"]}[stat]
+    return view.get_attribute(column)
+
+
+def _holds(value, op, literal):
+    if value is None or isinstance(value, float) and math.isnan(value):
+        return False
+    if isinstance(value, np.datetime64) and isinstance(literal, str):
+        literal = np.datetime64(literal, "ns")
+    return bool(OPS[op](value, literal))
+
+
+def test_the_catalog_equals_the_per_dataset_api(store, store_path, rng):
+    _collection(store, rng)
+    store.flush()
+    store.delete_dataset("p004")
+    ds = store.create_dataset("late")  # not flushed: its statistics are not known yet
+    ds.define_array("temp", "float32", ["z"], [6])
+    ds.write_array("temp", [0], np.ones(6, np.float32))
+    for handle in (store, reopen(store_path)):
+        frame = handle.catalog()
+        assert list(frame.index) == handle.list_datasets()
+        for name in frame.index:
+            view = handle.open_dataset(name)
+            for key in ("platform", "cycle", "time"):
+                got, want = frame.loc[name, key], view.get_attribute(key)
+                if want is None:
+                    assert pd.isna(got)
+                else:
+                    assert got == want, (name, key)
+            for array in ("temp", "lat"):
+                meta, stats = view.array_meta(array), view.array_stats(array)
+                got = frame.loc[name, f"{array}.dtype"]
+                assert pd.isna(got) if meta is None else got == meta["dtype"]
+                if stats is None:
+                    assert math.isnan(frame.loc[name, f"{array}.valid"])
+                    continue
+                assert frame.loc[name, f"{array}.nulls"] == stats["null_count"]
+                assert frame.loc[name, f"{array}.min"] == pytest.approx(stats["min"])
+                assert frame.loc[name, f"{array}.max"] == pytest.approx(stats["max"])
+    assert frame["time"].dtype == np.dtype("M8[ns]") and frame["temp.max"].dtype == np.float64
+
+
+def test_only_the_requested_columns_are_there(store, rng):
+    _collection(store, rng, 10)
+    frame = store.catalog(arrays=["lat"], attributes=["platform"])
+    assert list(frame.columns) == ["platform", "lat.dtype", "lat.shape", "lat.nulls",
+                                   "lat.valid", "lat.min", "lat.max"]
+    assert frame["lat.shape"].tolist() == [()] * 10
+    with pytest.raises(TypeError, match="names"):
+        store.catalog(arrays=[3])
+
+
+EXPRESSIONS = [
+    "temp.max > 25 and platform == 'float12' and -10 < lat.min < 10",
+    "platform in ['float1', 'glider'] or cycle >= 30",
+    "not (cycle < 20) and temp.nulls == 0",
+    "cycle != 10 and lat.max > 0",
+    "time >= '2024-01-15' and time < '2024-02-01'",
+    "`temp.valid` < 6",
+    "10 < cycle",
+]
+
+
+@pytest.mark.parametrize("where", EXPRESSIONS)
+def test_select_matches_a_brute_force_check(store, rng, where):
+    _collection(store, rng)
+    store.flush()
+    got = store.select(where)
+    want = [name for name in store.list_datasets() if _brute(store, name, where)]
+    assert got == want
+
+
+def _brute(store, name, where):
+    """Evaluate the expression in Python on one dataset's values."""
+    import ast
+
+    def ev(node):
+        if isinstance(node, ast.BoolOp):
+            results = [ev(v) for v in node.values]
+            return all(results) if isinstance(node.op, ast.And) else any(results)
+        if isinstance(node, ast.UnaryOp):
+            return not ev(node.operand)
+        if isinstance(node, ast.Compare):
+            left, ok = node.left, True
+            for op, right in zip(node.ops, node.comparators):
+                symbol = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=",
+                          ast.Gt: ">", ast.GtE: ">=", ast.In: "in"}[type(op)]
+                lv, rv = value(left), value(right)
+                if symbol == "in":
+                    ok &= lv is not None and lv in rv
+                elif isinstance(left, ast.Constant):  # literal on the left
+                    mirror = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}.get(symbol, symbol)
+                    ok &= _holds(rv, mirror, lv)
+                else:
+                    ok &= _holds(lv, symbol, rv)
+                left = right
+            return ok
+        raise AssertionError(node)
+
+    def value(node):
+        if isinstance(node, (ast.Constant, ast.List, ast.UnaryOp)):
+            return ast.literal_eval(node)
+        return _value(store, name, ast.unparse(node).replace("`", ""))
+
+    return ev(ast.parse(where.replace("`", ""), mode="eval").body)
+
+
+@settings(deadline=None, max_examples=25)
+@given(st.data())
+def test_random_collections_and_predicates_select_what_brute_force_selects(tmp_path_factory,
+                                                                            data):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16), "seed"))
+    path = tmp_path_factory.mktemp("q") / "s"
+    store = atlas.Atlas.create(path)
+    n = data.draw(st.integers(2, 25), "n")
+    _collection(store, rng, n)  # p001 has every column and is never deleted
+    if data.draw(st.booleans(), "flush"):
+        store.flush()
+    for name in data.draw(st.lists(st.sampled_from(store.list_datasets()[2:] or ["p000"]),
+                                   max_size=3, unique=True), "deleted"):
+        store.delete_dataset(name)
+        if data.draw(st.booleans(), "again"):
+            ds = store.create_dataset(name)  # the same name, a new dataset
+            ds.set_attribute("platform", "glider")
+            ds.set_attribute("cycle", 99)
+    store.flush()
+    column = st.sampled_from(["temp.max", "temp.min", "lat.max", "cycle", "temp.nulls"])
+    comparison = st.builds(lambda c, op, x: f"{c} {op} {x}", column, st.sampled_from(list(OPS)),
+                           st.integers(-40, 60))
+    platform = st.sampled_from(PLATFORMS).map(lambda p: f"platform == {p!r}")
+    atom = st.one_of(comparison, platform)
+    expr = st.recursive(atom, lambda inner: st.one_of(
+        st.builds(lambda a, b: f"({a}) and ({b})", inner, inner),
+        st.builds(lambda a, b: f"({a}) or ({b})", inner, inner),
+        inner.map(lambda a: f"not ({a})")), max_leaves=4)
+    where = data.draw(expr, "where")
+    for handle in (store, atlas.Atlas.open(path)):
+        assert handle.select(where) == [n for n in handle.list_datasets()
+                                        if _brute(handle, n, where)], where
+
+
+def test_a_callable_gets_the_catalog_and_picks_rows(store, rng):
+    _collection(store, rng, 12)
+    got = store.select(lambda df: (df["platform"] == "glider") & (df["lat.max"] > 0))
+    want = [n for n in store.list_datasets()
+            if store.open_dataset(n).get_attribute("platform") == "glider"
+            and store.open_dataset(n).array_stats("lat") is None] or got  # stats unflushed
+    store.flush()
+    got = store.select(lambda df: (df["platform"] == "glider") & (df["lat.max"] > 0))
+    want = [n for n in store.list_datasets()
+            if store.open_dataset(n).get_attribute("platform") == "glider"
+            and store.open_dataset(n).read_array("lat") > 0]
+    assert got == want
+    with pytest.raises(ValueError, match="booleans"):
+        store.select(lambda df: [True])
+
+
+def test_selections_feed_stacked_reads_and_batches(store, rng):
+    _collection(store, rng, 30)
+    store.flush()
+    chosen = store.select("lat.max > 0 and temp.valid > 0")
+    stacked = store.read_array_across_stacked("temp", chosen)
+    for name, row in zip(chosen, stacked):
+        np.testing.assert_array_equal(row, store.open_dataset(name).read_array("temp"))
+    seen = [n for names, _ in store.batches("temp", batch_size=4, where="lat.max > 0 and "
+                                            "temp.valid > 0", shuffle=False) for n in names]
+    assert seen == chosen
+
+
+@pytest.mark.parametrize(("where", "match"), [
+    ("nope > 1", "no column 'nope'"), ("temp.max >", "cannot parse"),
+    ("cycle + 1", "a column name or a literal"), ("3", "not a condition"), ("cycle and 3", "conditions"),
+    ("temp.max > cycle.min", "no column"), ("`temp.max > 1", "unbalanced"),
+])
+def test_bad_expressions_raise_value_errors_saying_what(store, rng, where, match):
+    _collection(store, rng, 5)
+    store.flush()
+    with pytest.raises(ValueError, match=match):
+        store.select(where)
+
+
+def test_collection_summaries_fold_the_datasets(store, store_path, rng):
+    _collection(store, rng, 30)
+    odd = store.create_dataset("odd")
+    odd.define_array("temp", "float64", ["z"], [2])
+    odd.write_array("temp", [0], np.array([-100.0, 99.5]))
+    odd.set_attribute("cycle", "not a number")
+    store.flush()
+    names = store.list_datasets()
+    per = {n: store.open_dataset(n).array_stats("temp") for n in names}
+    per = {n: s for n, s in per.items() if s is not None}
+    folded = store.array_stats("temp")
+    assert folded["datasets"] == len(per)
+    assert folded["row_count"] == sum(s["row_count"] for s in per.values())
+    assert folded["null_count"] == sum(s["null_count"] for s in per.values())
+    assert folded["min"] == min(s["min"] for s in per.values() if s["min"] is not None)
+    assert folded["max"] == max(s["max"] for s in per.values() if s["max"] is not None)
+    assert folded["dtypes"] == ["float32", "float64"]
+    assert store.array_stats_by_dataset("temp") == per
+    assert store.attributes_by_dataset("cycle") == {
+        n: store.open_dataset(n).get_attribute("cycle") for n in names
+        if store.open_dataset(n).get_attribute("cycle") is not None}
+    schema = store.merged_schema()
+    assert schema["arrays"]["temp"]["dtype"] == "float64"  # float32 and float64 widen
+    assert schema["arrays"]["temp"]["dtypes"] == {"float32": len(per) - 1, "float64": 1}
+    assert schema["attributes"]["cycle"]["type"] is None  # int64 and string do not
+    assert {"attribute": "cycle", "types": {"int64": 24, "string": 1}} in schema["conflicts"]
+    assert store.array_stats("missing") is None

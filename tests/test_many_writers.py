@@ -1,0 +1,212 @@
+"""Many writers (issue 18): flushes that find a newer commit merge instead of failing, and
+only a true conflict raises; concurrent appender processes on a local store and on the moto
+S3 server lose nothing."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _s3 import BUCKET, moto_s3  # noqa: F401  (fixture)
+
+import atlas
+
+
+def profile(store: atlas.Atlas, name: str, value: int, n: int = 4) -> None:
+    view = store.create_dataset(name)
+    view.define_array("x", "int64", ["n"], [n])
+    view.write_array("x", [0], np.arange(n, dtype=np.int64) + value)
+    view.set_attribute("value", value)
+
+
+def contents(store: atlas.Atlas) -> dict:
+    out = {}
+    for name in store.list_datasets():
+        view = store.open_dataset(name)
+        out[name] = ({a: view.read_array(a).tolist() for a in view.list_arrays()},
+                     view.attributes())
+    return out
+
+
+@pytest.fixture
+def base(tmp_path) -> Path:
+    path = tmp_path / "s"
+    with atlas.Atlas.create(path) as store:
+        profile(store, "shared", 0)
+        store.open_dataset("shared").define_array("y", "float32", ["m"], [2])
+    return path
+
+
+def test_disjoint_changes_of_two_handles_merge_like_one_sequence(base):
+    a, b = atlas.Atlas.open(base), atlas.Atlas.open(base)
+    expected = atlas.Atlas.open(base)  # the same changes made in sequence on one handle
+    for store in (a, expected):
+        for i in range(3):
+            profile(store, f"a{i}", 10 + i)
+        store.open_dataset("shared").set_attribute("from_a", "a")
+        store.open_dataset("shared").write_array("x", [0], np.full(4, 7, np.int64))
+    for store in (b, expected):
+        for i in range(2):
+            profile(store, f"b{i}", 20 + i, n=6)
+        store.open_dataset("shared").set_attribute("from_b", "b")
+        store.open_dataset("shared").write_array("y", [0], np.ones(2, np.float32))
+    a.flush("a")
+    b.flush("b")  # finds a's commit and re-applies on top of it
+    merged = atlas.Atlas.open(base)
+    assert merged.list_datasets() == ["shared", "a0", "a1", "a2", "b0", "b1"]
+    assert contents(merged) == contents(expected)
+    # b's handle sees the merged store and keeps working
+    assert contents(b) == contents(merged)
+    profile(b, "b9", 99)
+    b.flush()
+    assert atlas.Atlas.open(base).open_dataset("b9").read_array("x").tolist() == [99, 100,
+                                                                                  101, 102]
+    # stacked reads and statistics go through the renumbered slots
+    stacked = merged.read_array_across_stacked("x", ["a2", "b0", "shared"], shape=[4])
+    assert stacked.tolist() == [[12, 13, 14, 15], [20, 21, 22, 23], [7, 7, 7, 7]]
+    assert merged.open_dataset("b1").array_stats("x")["max"] == 26
+    assert [v.message for v in merged.history()[:2]] == ["b", "a"]
+    # a compaction on the stale handle is re-applied on top of b9's commit; the merged
+    # segments hold the remapped slots
+    merged.compact(grace=0)
+    profile(expected, "b9", 99)
+    assert contents(atlas.Atlas.open(base)) == contents(expected) == contents(merged)
+    assert atlas.Atlas.open(base).verify().ok
+
+
+@pytest.mark.parametrize("first, second, what", [
+    (lambda s: s.create_dataset("new"), lambda s: s.create_dataset("new"),
+     "both created dataset 'new'"),
+    (lambda s: s.open_dataset("shared").write_array("x", [0], np.ones(4, np.int64)),
+     lambda s: s.open_dataset("shared").write_array("x", [2], np.ones(2, np.int64)),
+     "both wrote array 'x' of dataset 'shared'"),
+    (lambda s: s.open_dataset("shared").delete_array("y"),
+     lambda s: s.open_dataset("shared").write_array("y", [0], np.ones(2, np.float32)),
+     "both wrote array 'y' of dataset 'shared'"),
+    (lambda s: s.open_dataset("shared").set_attribute("value", 1),
+     lambda s: s.open_dataset("shared").delete_attribute("value"),
+     "both set attribute 'value' of dataset 'shared'"),
+    (lambda s: s.open_dataset("shared").set_array_attribute("x", "units", "m"),
+     lambda s: s.open_dataset("shared").set_array_attribute("x", "units", "km"),
+     "both set attribute 'units' of array 'x' of dataset 'shared'"),
+    (lambda s: s.delete_dataset("shared"),
+     lambda s: s.open_dataset("shared").set_attribute("note", 1),
+     "the other writer deleted dataset 'shared', which this handle changed"),
+    (lambda s: s.open_dataset("shared").set_attribute("note", 1),
+     lambda s: s.delete_dataset("shared"),
+     "this handle deleted dataset 'shared', which the other writer changed"),
+])
+def test_a_true_conflict_raises_naming_it_and_commits_nothing(base, first, second, what):
+    a, b = atlas.Atlas.open(base), atlas.Atlas.open(base)
+    first(a)
+    second(b)
+    profile(b, "innocent", 5)  # rides along with the conflicting change: not committed either
+    a.flush()
+    after_a = contents(atlas.Atlas.open(base))
+    with pytest.raises(atlas.ConflictError, match="conflict: " + what):
+        b.flush()
+    assert contents(atlas.Atlas.open(base)) == after_a
+    assert atlas.Atlas.open(base).verify().problems == []
+
+
+def test_what_does_not_conflict_merges(base):
+    a, b = atlas.Atlas.open(base), atlas.Atlas.open(base)
+    a.open_dataset("shared").set_attribute("one", 1)       # other attributes of one dataset
+    b.open_dataset("shared").set_attribute("two", 2)
+    a.open_dataset("shared").write_array("x", [0], np.zeros(4, np.int64))  # other arrays
+    b.open_dataset("shared").write_array("y", [0], np.full(2, 3, np.float32))
+    a.create_dataset("gone")
+    a.flush()
+    c = atlas.Atlas.open(base)
+    c.delete_dataset("gone")
+    c.flush()  # created then deleted by others: the name is free again
+    b.create_dataset("gone").set_attribute("mine", True)
+    b.flush()
+    back = atlas.Atlas.open(base)
+    view = back.open_dataset("shared")
+    assert (view.get_attribute("one"), view.get_attribute("two")) == (1, 2)
+    assert view.read_array("x").tolist() == [0, 0, 0, 0]
+    assert view.read_array("y").tolist() == [3.0, 3.0]
+    assert back.open_dataset("gone").attributes() == {"mine": True}
+
+
+def test_a_flush_rebases_over_a_compaction_and_an_expire(base):
+    writer = atlas.Atlas.open(base)
+    for i in range(20):
+        profile(writer, f"w{i}", i)
+    other = atlas.Atlas.open(base)
+    other.delete_dataset("shared")
+    other.flush()
+    other.compact()  # no delta: files replaced, data the same
+    writer.flush()
+    back = atlas.Atlas.open(base)
+    assert back.list_datasets() == [f"w{i}" for i in range(20)]
+    assert back.read_array_across_stacked("x", [f"w{i}" for i in range(20)])[:, 0].tolist() == \
+        list(range(20))
+    assert back.verify().ok
+
+
+def test_a_rebase_over_expired_versions_is_refused(base):
+    writer = atlas.Atlas.open(base)
+    profile(writer, "late", 1)
+    other = atlas.Atlas.open(base)
+    profile(other, "early", 2)
+    other.flush()
+    profile(other, "later", 3)
+    other.flush()
+    other.expire(older_than=0, keep_last=1)  # "early"'s commit, which writer must see, is gone
+    with pytest.raises(atlas.ConflictError, match="expired"):
+        writer.flush()
+    assert atlas.Atlas.open(base).list_datasets() == ["shared", "early", "later"]
+
+
+def _append(location: str, options: dict, who: int, count: int, queue) -> None:
+    try:
+        store = atlas.Atlas.open(location, **options)
+        for i in range(count):
+            profile(store, f"w{who}-{i:03d}", who * 1000 + i)
+            store.flush(f"{who}/{i}")  # no retry loop: a newer commit is merged, not an error
+        queue.put((who, "ok"))
+    except BaseException as err:  # noqa: BLE001 - reported to the test
+        queue.put((who, f"{type(err).__name__}: {err}"))
+
+
+def run_appenders(location: str, options: dict, writers: int, count: int) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_append, args=(location, options, w, count, queue))
+             for w in range(writers)]
+    for p in procs:
+        p.start()
+    results = dict(queue.get(timeout=600) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+    assert results == {w: "ok" for w in range(writers)}
+    store = atlas.Atlas.open(location, **options)
+    names = store.list_datasets()
+    expected = {f"w{w}-{i:03d}" for w in range(writers) for i in range(count)}
+    assert set(names) - {"shared"} == expected and len(names) == len(expected) + 1
+    for w in range(writers):  # each writer's datasets in the order it created them
+        mine = [n for n in names if n.startswith(f"w{w}-")]
+        assert mine == sorted(mine)
+    values = store.read_array_across_stacked("x", sorted(expected), shape=[4])[:, 0]
+    assert values.tolist() == [int(n[1:].split("-")[0]) * 1000 + int(n.split("-")[1])
+                               for n in sorted(expected)]
+    assert len(store.history()) >= writers * count  # every flush is a version
+    assert store.verify().ok
+
+
+def test_eight_local_appender_processes_lose_nothing(base):
+    run_appenders(str(base), {}, writers=8, count=25)
+
+
+def test_appender_processes_on_s3_lose_nothing(moto_s3):  # noqa: F811
+    location = f"s3://{BUCKET}/{moto_s3.new_prefix()}"
+    options = moto_s3.options()
+    with atlas.Atlas.create(location, **options) as store:
+        profile(store, "shared", 0)
+    run_appenders(location, options, writers=4, count=8)
+
+

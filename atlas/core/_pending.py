@@ -55,10 +55,10 @@ class DirtyChunk:
 class FinishedSegment:
     array: str
     key: str
-    path: str
+    path: str | None
     size: int
     index: SegmentIndex
-    writer: SegmentWriter  # holds the file's lock until the commit
+    writer: SegmentWriter | None  # holds the file's lock until the commit (None: adopted)
 
 
 class _SpillSource(Source):
@@ -555,12 +555,19 @@ class PendingWrites:
                                    if seg.key not in self._published], self._published.add)
         return self.finished
 
+    def adopt(self, array: str, key: str, size: int, index: SegmentIndex) -> None:
+        """A finished segment another process wrote for this handle's own slots (a dask
+        worker writing blocks of a pending array): committed with the next flush."""
+        self.finished.append(FinishedSegment(array, key, None, size, index, None))
+        self._published.add(key)
+
     def committed(self, next_generation: int) -> None:
         """The root now references every finished segment: start afresh."""
         self.next_generation = next_generation
         for seg in self.finished:
-            self.storage.release_spill(seg.key, seg.path)
-            seg.writer.release()
+            if seg.writer is not None:
+                self.storage.release_spill(seg.key, seg.path)
+                seg.writer.release()
         self.finished = []
         self._published = set()
 
@@ -570,6 +577,12 @@ class PendingWrites:
             segment.writer.release()
             self.storage.discard(segment.key, segment.path)
         for seg in self.finished:
+            if seg.writer is None:  # adopted: written by another process for this handle
+                try:
+                    self.storage.delete(seg.key)
+                except OSError:
+                    pass  # an orphan: a later sweep removes it
+                continue
             seg.writer.release()
             self.storage.discard(seg.key, seg.path)
         self.segments.clear()

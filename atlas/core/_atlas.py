@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from atlas import codecs
-from atlas.core import _maintain, _query, _rebase, _stats, _versions
+from atlas.core import _fork, _maintain, _query, _rebase, _stats, _versions
 from atlas.core._batches import batches
 from atlas.core._catalog import Catalog
 from atlas.core._dataset import DatasetView
@@ -63,6 +63,8 @@ class Atlas:
         self._pending_state: PendingWrites | None = None
         self._inflight: _Inflight | None = None
         self._pinned: Any = None  # the version asked for, on a handle of an earlier version
+        self._fork: Any = None  # the Fork this handle is a writer of (it hands back changes)
+        self._merged = _fork.Merged()  # forked writers' change sets, committed by flush
         self._expiry_checked = 0.0  # when a flush last looked for versions to expire
 
     # -- opening -------------------------------------------------------------------------------
@@ -238,13 +240,44 @@ class Atlas:
     # -- durability ----------------------------------------------------------------------------
 
     def _has_changes(self) -> bool:
-        return bool(self._pending_state) or (self._catalog_state is not None and bool(
-            self._catalog_state.pending_tables()))
+        return bool(self._pending_state) or bool(self._merged) or (
+            self._catalog_state is not None and bool(self._catalog_state.pending_tables()))
+
+    # -- forked writers ------------------------------------------------------------------------
+
+    def fork(self) -> _fork.Fork:
+        """A picklable description of this store at this handle's commit, for writers in other
+        processes: in a task, ``w = fork.writer()``, write through ``w`` as through a store,
+        ``return w.changes()``; then ``store.merge(change_sets)`` and ``store.flush()`` commit
+        everything at once. Writers send no array data back, only catalog rows."""
+        self._check_writable()
+        return _fork.Fork(self._storage.describe(), self._root)
+
+    def changes(self) -> _fork.ChangeSet:
+        """(On a forked writer) write this writer's segments to the store and return its
+        change set for the client's :meth:`merge`; the writer starts afresh afterwards."""
+        if self._fork is None:
+            raise TypeError("changes() is for writers made by fork().writer(); a store handle "
+                            "commits its changes with flush()")
+        return _fork.changes(self)
+
+    def merge(self, change_sets: Any) -> None:
+        """Take forked writers' change sets (one or a list) into this handle's pending
+        changes; the next :meth:`flush` commits them with everything else. ConflictError (and
+        nothing merged) when they touch what another change set, this handle's pending changes
+        or a commit since the fork touched."""
+        self._check_writable()
+        if isinstance(change_sets, _fork.ChangeSet):
+            change_sets = [change_sets]
+        _fork.merge_into(self, list(change_sets))
 
     def flush(self, message: str | None = None) -> None:
         """Persist every change since the last flush, atomically: all of it or none of it.
         ``message`` is recorded with the version (see :meth:`history`)."""
         message = _versions.check_message(message)
+        if self._fork is not None:
+            raise TypeError("a forked writer does not commit: return writer.changes() to the "
+                            "process that forked the store, which merges and flushes them")
         if self._inflight is not None:
             self._settle_inflight()
         if not self._has_changes():
@@ -256,12 +289,15 @@ class Atlas:
         pending = self._pending
         pending.prepare(generation)
         marks = {sid: len(t.log) for sid, t in catalog.pending_tables().items()}
+        merged = self._merged
+        if merged:
+            _fork.check_files(self, merged)
         written: dict[tuple, Table | None] = {}
         new_root = root.successor(message=message, segments=dict(root.segments),
                                   **catalog.counters())
         changes = _versions.ChangeCounter(catalog)
         part = _maintain.write_part(self._storage, new_root, self._pending_tables(
-            pending, written, changes)) if marks else None
+            pending, written, changes)) if marks or merged.tables else None
         new_root.changes = changes.counts()
         finished = pending.finish(generation)
         segments = {name: list(refs) for name, refs in root.segments.items()}
@@ -270,6 +306,8 @@ class Atlas:
             if seg.index.rows <= CACHED_INDEX_ROWS:  # a big one is read again when needed
                 self._files.add(ref, None, seg.index)
             segments.setdefault(seg.array, []).append(ref)
+        for array, ref in merged.segments:
+            segments.setdefault(array, []).append(ref)
         new_root.segments = segments
         if part is not None:
             new_root.parts = [*root.parts, part.ref]
@@ -300,7 +338,7 @@ class Atlas:
         ours_tables = _rebase.part_tables(self, part.ref) if part is not None else {}
         ours = _rebase.summarize(ours_tables, base)
         ours_segments = [(seg.array, FileRef(seg.key, seg.size, _maintain.level_of(seg.size)))
-                         for seg in finished]
+                         for seg in finished] + self._merged.segments
         rewritten = None
         try:
             for tries in range(1, _rebase.MAX_ATTEMPTS + 1):
@@ -370,6 +408,7 @@ class Atlas:
         self._root_state = new_root
         self._pending.committed(new_root.generation + 1)
         self._files.forget([ref.key for _a, ref in ours_segments])  # read again, remapped
+        self._merged = _fork.Merged()
         self._reload_catalog(new_root)
 
     def _reload_catalog(self, root: Root) -> None:
@@ -399,8 +438,12 @@ class Atlas:
         merges.release()
         self._root_state = root
         self._pending.committed(root.generation + 1)
-        self._catalog.committed(root, written, marks)
         merges.committed(self)
+        if self._merged:  # rows of other writers came in: read the catalog again
+            self._merged = _fork.Merged()
+            self._reload_catalog(root)
+        else:
+            self._catalog.committed(root, written, marks)
 
     def _settle_inflight(self) -> None:
         """A flush raised while committing: find out whether its root landed."""
@@ -482,14 +525,23 @@ class Atlas:
         if exc_type is None:
             self.close()
 
-    def _pending_tables(self, pending: PendingWrites, written: dict, changes: _versions.ChangeCounter):
+    def _pending_tables(self, pending: PendingWrites, written: dict,
+                        changes: _versions.ChangeCounter):
         """The catalog's pending rows as tables, with the statistics of written arrays, one at
         a time; each also goes into ``written``, or None there when it is too big to keep in
         memory after the commit (that table is read again from the parts when next used)."""
         catalog = self._catalog
-        for section_id, table in catalog.pending_tables().items():
+        merged = self._merged
+        own = catalog.pending_tables()
+        for section_id in [*own, *(sid for sid in merged.tables if sid not in own)]:
+            if section_id not in own:  # only merged change sets have rows here
+                delta = merged.section(section_id, None)
+                changes.add(section_id, delta)
+                written[section_id] = delta if len(delta) <= CACHED_TABLE_ROWS else None
+                yield section_id, delta
+                continue
+            table = own[section_id]
             delta = table.log.table()
-            changes.add(section_id, delta)
             if section_id[0] == "array":
                 live = ~delta.dead
                 stats = _stats.compute(
@@ -503,6 +555,9 @@ class Atlas:
                     delta.columns[name] = delta.columns[name].copy()
                     delta.columns[name][live] = column
                 pending.forget_index(section_id[1])  # one array's index at a time in memory
+            if section_id in merged.tables:
+                delta = merged.section(section_id, delta)
+            changes.add(section_id, delta)
             written[section_id] = delta if len(delta) <= CACHED_TABLE_ROWS else None
             yield section_id, delta
 
@@ -918,6 +973,8 @@ class Atlas:
         return did
 
     def _committed_index(self, array: str) -> ChunkIndex:
+        """The index of ``array``'s segments: the committed ones, and those a flush finished
+        but has not committed yet (a failed flush, segments adopted from dask workers)."""
         if self._legacy is not None:
             return self._legacy.index(array, self._files)
         refs = self._root.segments.get(array, [])

@@ -23,10 +23,11 @@ import numpy as np
 
 from atlas import codecs, kernels
 from atlas.core import _chunks
-from atlas.core._index import ChunkIndex, Source
+from atlas.core._index import ChunkIndex, SegmentSource, Source
 from atlas.core._read import _distinct
 from atlas.errors import CorruptionError
 from atlas.format.keys import new_segment_key
+from atlas.format.root import FileRef
 from atlas.format.schema import Schema
 from atlas.format.segment import OWN_BLOCK_SHARE, SegmentIndex, SegmentWriter, own_block
 from atlas.storage import Storage
@@ -55,10 +56,10 @@ class DirtyChunk:
 class FinishedSegment:
     array: str
     key: str
-    path: str
+    path: str | None
     size: int
     index: SegmentIndex
-    writer: SegmentWriter  # holds the file's lock until the commit
+    writer: SegmentWriter | None  # holds the file's lock until the commit (None: adopted)
 
 
 class _SpillSource(Source):
@@ -570,15 +571,23 @@ class PendingWrites:
     def unsent(self, array: str) -> list[tuple[SegmentIndex, Source]]:
         """(index, source) of the finished segments of ``array`` that no commit references yet
         (a flush failed after finishing them), oldest first."""
-        return [(seg.index, _SpillSource(seg.writer)) for seg in self.finished
-                if seg.array == array]
+        return [(seg.index, _SpillSource(seg.writer) if seg.writer is not None
+                 else SegmentSource(self.storage, FileRef(seg.key, seg.size)))
+                for seg in self.finished if seg.array == array]
+
+    def adopt(self, array: str, key: str, size: int, index: SegmentIndex) -> None:
+        """A finished segment another process wrote for this handle's own slots (a dask
+        worker writing blocks of a pending array): committed with the next flush."""
+        self.finished.append(FinishedSegment(array, key, None, size, index, None))
+        self._published.add(key)
 
     def committed(self, next_generation: int) -> None:
         """The root now references every finished segment: start afresh."""
         self.next_generation = next_generation
         for seg in self.finished:
-            self.storage.release_spill(seg.key, seg.path)
-            seg.writer.release()
+            if seg.writer is not None:
+                self.storage.release_spill(seg.key, seg.path)
+                seg.writer.release()
         self.finished = []
         self._published = set()
         self.in_doubt = False
@@ -589,6 +598,12 @@ class PendingWrites:
             segment.writer.release()
             self.storage.discard(segment.key, segment.path)
         for seg in self.finished:
+            if seg.writer is None:  # adopted: written by another process for this handle
+                try:
+                    self.storage.delete(seg.key)
+                except OSError:
+                    pass  # an orphan: a later sweep removes it
+                continue
             seg.writer.release()
             if self.in_doubt and seg.key in self._published:
                 # perhaps committed (a lost response): an orphan sweep judges it by the root

@@ -148,8 +148,10 @@ class Atlas:
     def _pending(self) -> PendingWrites:
         if self._pending_state is None:
             root = self._root
+            handle = weakref.ref(self)  # not self: the finalizer below must not keep it alive
             self._pending_state = PendingWrites(self._storage, root.codec, root.level,
-                                                root.block_size, self._catalog.schema,
+                                                root.block_size,
+                                                lambda sid: handle()._catalog.schema(sid),
                                                 root.generation + 1)
             # a handle dropped without flushing removes its spill files
             weakref.finalize(self, self._pending_state.abandon)

@@ -205,9 +205,11 @@ def concurrent_writer(location, prefix: str, batches: int, log_path: str,
                       flush_each: bool = False) -> None:
     """Commit ``batches`` batches of two new datasets ``<prefix><i>_<j>`` to a store other
     writers commit to as well, in one flush per batch or (``flush_each``) one per dataset, which
-    makes many small files for the size-tiered merge. A ConflictError means another writer
-    committed first: reopen, redo what did not commit, try again. ``ACK i`` follows each batch
-    that committed, ``CONFLICT i`` each retry, ``MERGED i`` a flush that merged files."""
+    makes many small files for the size-tiered merge. A flush that finds another writer's
+    commit re-applies its own on top (``REBASED i``); a ConflictError (both changed one thing,
+    which these disjoint writers never do) means reopen, redo what did not commit, try again.
+    ``ACK i`` follows each batch that committed, ``CONFLICT i`` each retry, ``MERGED i`` a
+    flush that merged files."""
     say = _Log(log_path)
     store = open_store(location)
     _wait_until(start_at)
@@ -237,9 +239,11 @@ def concurrent_writer(location, prefix: str, batches: int, log_path: str,
 
 
 def _flush_logging_merges(store, say, i: int) -> None:
-    started = time.time()
+    started, before = time.time(), store._root.generation
     store.flush()
-    if any(since >= started for _key, since in store._root.retired):  # this flush retired files
+    if store._root.generation > before + 1:  # others committed first: re-applied on theirs
+        say(f"REBASED {i}")
+    if any(since >= started for _key, since, _gen in store._root.retired):  # it retired files
         say(f"MERGED {i}")
 
 

@@ -280,6 +280,12 @@ def all_tags(storage: Storage) -> dict[str, tuple[int, str]]:
 
 def add_tag(storage: Storage, name: str, root: Root) -> None:
     key = key_grammar.tag_key(name)
+    # on a case-insensitive file system two such tags would be one file: refuse it everywhere
+    for other in all_tags(storage):
+        if other != name and other.lower() == name.lower():
+            raise AlreadyExistsError(f"tag {name!r} differs from tag {other!r} of "
+                                     f"{storage.location} only in case; tag names must stay "
+                                     "distinct on case-insensitive file systems")
     data = json.dumps({"generation": root.generation, "commit": root.commit,
                        "time": time.time()}).encode()
     try:

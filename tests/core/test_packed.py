@@ -274,6 +274,25 @@ def test_many_small_flushes_keep_files_few_and_reads_exact(tmp_path, rng):
     assert reopen(path).verify().ok
 
 
+def test_a_big_file_is_not_rewritten_with_the_small_ones_after_it(tmp_path, rng):
+    """Merges take FANOUT files of one level: the big first segment stays as it was through
+    flushes of small ones, which merge among themselves."""
+    from atlas.core._maintain import FANOUT, level_of
+
+    store = atlas.Atlas.create(tmp_path / "s")
+    store.write_array_across_stacked("v", _names(4000), rng.standard_normal((4000, 100)))
+    store.flush()
+    (big,) = store._root.segments["v"]
+    assert level_of(big.size) >= 1
+    for i in range(3 * FANOUT):
+        store.write_array_across_stacked("v", [f"x{i}"], rng.standard_normal((1, 100)))
+        store.flush()
+        refs = store._root.segments["v"]
+        assert refs[0] == big and len(refs) <= 1 + FANOUT
+    assert all(ref.level == 0 for ref in store._root.segments["v"][1:])
+    assert len(store._root.segments["v"]) < 1 + FANOUT  # the small ones did merge
+
+
 def test_a_reader_on_an_older_root_reads_through_merges(tmp_path, rng):
     path = tmp_path / "s"
     store = atlas.Atlas.create(path)

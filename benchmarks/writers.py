@@ -112,8 +112,8 @@ def generate_files(folder: Path, n: int) -> dict[str, np.ndarray]:
             coords={"depth": v["depth"]},
             attrs={"cycle": v["cycle"], "platform": v["platform"]},
         ).to_netcdf(folder / f"{file_name(i)}.nc")
-        for key in ref:
-            ref[key].append(v[key])
+        for key, values in ref.items():
+            values.append(v[key])
     return {key: np.asarray(values) for key, values in ref.items()}
 
 
@@ -209,7 +209,8 @@ def run_ingest(config: str, src: Path, location: str, scheduler: str) -> float:
     """Wall seconds of one ``atlas ingest`` process (raises with its stderr if it failed)."""
     command = ingest_command(config, src, location, scheduler)
     begin = time.perf_counter()
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=3600)
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=3600,
+                          check=False)
     seconds = time.perf_counter() - begin
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command[3:])} failed ({done.returncode}):\n"
@@ -309,7 +310,8 @@ def appender_process(location: str, options: dict, whos: list[int], count: int, 
                      ready, go, results) -> None:
     """One appender: ``count`` datasets for each writer id in ``whos``, a flush after each,
     no retry loop. Warms up on a scratch store, reports ready, waits for ``go``."""
-    report = {"whos": whos, "flushes": 0, "conflicts": 0, "errors": [], "end": None}
+    report = {"whos": whos, "flushes": 0, "conflicts": 0, "other": 0, "errors": [],
+              "fatal": None, "end": None}
     try:
         import atlas
 
@@ -330,9 +332,13 @@ def appender_process(location: str, options: dict, whos: list[int], count: int, 
                     report["conflicts"] += 1
                     report["errors"].append(f"ConflictError: {err}")
                     store = atlas.Atlas.open(location, **options)
+                except Exception as err:  # noqa: BLE001 - any other error: counted, not retried
+                    report["other"] += 1
+                    report["errors"].append(f"{type(err).__name__}: {err}")
+                    store = atlas.Atlas.open(location, **options)
         report["end"] = time.time()
     except BaseException as err:  # noqa: BLE001 - reported to the parent
-        report["errors"].append(f"{type(err).__name__}: {err}")
+        report["fatal"] = f"{type(err).__name__}: {err}"
         ready.put(whos[0] if whos else -1)
     results.put(report)
 
@@ -362,13 +368,14 @@ def run_appenders(location: str, options: dict, processes: int, per_process: int
     reports = [results.get(timeout=1800) for _ in procs]
     for p in procs:
         p.join(timeout=60)
-    errors = [e for r in reports for e in r["errors"] if not e.startswith("ConflictError")]
-    if errors:
-        raise RuntimeError(f"appender failed: {errors[0]}")
+    fatal = [r["fatal"] for r in reports if r["fatal"]]
+    if fatal:
+        raise RuntimeError(f"appender failed: {fatal[0]}")
     wall = max(r["end"] for r in reports) - start
     return {"seconds": wall, "flushes": sum(r["flushes"] for r in reports),
             "conflicts": sum(r["conflicts"] for r in reports),
-            "conflict_messages": [e for r in reports for e in r["errors"]][:5],
+            "other": sum(r["other"] for r in reports),
+            "messages": [e for r in reports for e in r["errors"]][:5],
             "writers": writers}
 
 
@@ -407,21 +414,27 @@ def verify_appended(label: str, location: str, options: dict, writers: int,
 
 
 def time_appenders(backend: Backend, writers: int, per_process: int, repeats: int,
-                   workdir: Path) -> tuple[dict[str, list[float]], dict]:
+                   workdir: Path, predefine: bool = False
+                   ) -> tuple[dict[str, list[float]], dict]:
     """Interleaved rounds of one appender (K x M datasets) and K appenders (M each)."""
     import atlas
 
     total = writers * per_process
     many = f"{writers} processes"
     samples: dict[str, list[float]] = {SUBJECT: [], many: []}
-    counts = {name: {"flushes": [], "conflicts": [], "lost": [], "commits_per_s": []}
-              for name in samples}
+    counts = {name: {"flushes": [], "conflicts": [], "other_errors": [], "lost": [],
+                     "commits_per_s": []} for name in samples}
     options = backend.options()
     for round_index in range(repeats):
         for name in harness.rotated(list(samples), round_index):
             location = backend.new_location(f"append-{name}")
             with atlas.Atlas.create(location, **options) as store:
-                store.create_dataset("shared").set_attribute("who", -1)
+                shared = store.create_dataset("shared")
+                shared.set_attribute("who", -1)
+                if predefine:  # the arrays' schemas exist before the appenders start
+                    shared.define_array("temp", "float32", ["depth"], [DEPTH],
+                                        fill_value=float("nan"))
+                    shared.define_array("lat", "float64", [], [])
             got = run_appenders(location, options, 1 if name == SUBJECT else writers,
                                 per_process, total, workdir)
             lost = verify_appended(f"{name} ({backend.kind})", location, options, writers,
@@ -431,14 +444,17 @@ def time_appenders(backend: Backend, writers: int, per_process: int, repeats: in
             c = counts[name]
             c["flushes"].append(got["flushes"])
             c["conflicts"].append(got["conflicts"])
+            c["other_errors"].append(got["other"])
             c["lost"].append(lost)
             c["commits_per_s"].append(got["flushes"] / got["seconds"])
-            if got["conflict_messages"]:
-                c.setdefault("messages", []).extend(got["conflict_messages"])
+            if got["messages"]:
+                c.setdefault("messages", []).extend(got["messages"][:3])
             harness.log(f"  {backend.kind:<5s} append {name:<12s} round {round_index + 1}/"
                         f"{repeats}: {got['seconds']:7.2f} s, {got['flushes']} commits "
                         f"({got['flushes'] / got['seconds']:.1f}/s), {got['conflicts']} "
-                        f"ConflictErrors, {lost} lost")
+                        f"ConflictErrors, {got['other']} other errors, {lost} lost")
+            for message in got["messages"][:2]:
+                harness.log(f"    {message[:200]}")
     return samples, counts
 
 
@@ -461,33 +477,13 @@ def run(args: argparse.Namespace) -> dict:
     samples: dict[str, dict[str, list[float]]] = {}
     append_counts: dict[str, dict] = {}
     params_extra: dict = {}
-    server = cluster = client = None
+    server = None
     try:
-        begin = time.perf_counter()
-        ref = generate_files(workdir / "src", n)
-        warm_src = link_subset(workdir / "src", workdir / "warm", min(WARMUP_FILES, n))
-        params_extra["generate_s"] = round(time.perf_counter() - begin, 2)
-        params_extra["src_bytes"] = harness.directory_size(workdir / "src")
-        harness.log(f"[writers] generated {n} files ({params_extra['src_bytes'] / 2**20:.1f} "
-                    f"MiB) in {params_extra['generate_s']} s")
-        env = {}
         if "s3" in backends:
             server = MotoServer()
-            env = server.env()
-        cluster, client, cluster_s = start_cluster(env)
-        params_extra["cluster_start_s"] = round(cluster_s, 2)
-        scheduler = cluster.scheduler_address
-        harness.log(f"[writers] LocalCluster (2 worker processes) started in {cluster_s:.2f} s "
-                    f"at {scheduler}")
-        for kind in backends:
-            backend = Backend(kind, workdir, server)
-            phase = INGEST_PHASE.format(n=n, backend=kind)
-            harness.log(f"[writers] {phase}")
-            samples[phase] = time_ingests(backend, workdir / "src", warm_src, ref, n, repeats,
-                                          scheduler, progress)
-        client.close()
-        cluster.close()
-        client = cluster = None
+        if not args.no_ingest:
+            _ingest_phases(args, n, repeats, backends, workdir, server,
+                           samples, params_extra, progress)
         appender_runs = [("local", writers, per_process)]
         if "s3" in backends and s3_writers:
             appender_runs.append(("s3", s3_writers, s3_per))
@@ -496,12 +492,8 @@ def run(args: argparse.Namespace) -> dict:
             phase = APPEND_PHASE.format(total=k * m, backend=kind)
             harness.log(f"[writers] {phase}: 1 process x {k * m} against {k} x {m}")
             samples[phase], append_counts[phase] = time_appenders(
-                backend, k, m, repeats, workdir)
+                backend, k, m, repeats, workdir, args.predefine_schemas)
     finally:
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
         if server is not None:
             server.stop()
         if args.keep:
@@ -543,7 +535,7 @@ def run(args: argparse.Namespace) -> dict:
             "backends": backends,
             "appenders": f"{writers} x {per_process} local" + (
                 f", {s3_writers} x {s3_per} s3" if "s3" in backends and s3_writers else ""),
-            "appender_counts": append_counts,
+            "appenders_predefined_schemas": bool(args.predefine_schemas),
             "repeats": repeats,
             "warmup": f"one untimed round of every configuration on the first "
                       f"{min(WARMUP_FILES, n)} files",
@@ -552,12 +544,41 @@ def run(args: argparse.Namespace) -> dict:
         "versions": {**harness.library_versions(["distributed", "obstore", "moto"]),
                      "atlas": _atlas_version()},
         "phases": phases,
+        "appender_counts": append_counts,
         "notes": notes,
     }
     harness.finish_result(result)
     result["metrics"] = _metrics(phases, append_counts, n)
     result["targets"] = _targets(result, n, append_counts, args.quick)
     return result
+
+
+def _ingest_phases(args, n, repeats, backends, workdir, server, samples, params_extra,
+                   progress):
+    """Generate the files, start the cluster, time the four configurations per backend."""
+    begin = time.perf_counter()
+    ref = generate_files(workdir / "src", n)
+    warm_src = link_subset(workdir / "src", workdir / "warm", min(WARMUP_FILES, n))
+    params_extra["generate_s"] = round(time.perf_counter() - begin, 2)
+    params_extra["src_bytes"] = harness.directory_size(workdir / "src")
+    harness.log(f"[writers] generated {n} files ({params_extra['src_bytes'] / 2**20:.1f} "
+                f"MiB) in {params_extra['generate_s']} s")
+    env = server.env() if server is not None else {}
+    cluster, client, cluster_s = start_cluster(env)
+    try:
+        params_extra["cluster_start_s"] = round(cluster_s, 2)
+        scheduler = cluster.scheduler_address
+        harness.log(f"[writers] LocalCluster (2 worker processes) started in {cluster_s:.2f} s "
+                    f"at {scheduler}")
+        for kind in backends:
+            backend = Backend(kind, workdir, server)
+            phase = INGEST_PHASE.format(n=n, backend=kind)
+            harness.log(f"[writers] {phase}")
+            samples[phase] = time_ingests(backend, workdir / "src", warm_src, ref, n, repeats,
+                                          scheduler, progress)
+    finally:
+        client.close()
+        cluster.close()
 
 
 def _atlas_version() -> str | None:
@@ -587,18 +608,20 @@ def _metrics(phases: dict, append_counts: dict, n: int) -> dict:
             if config != SUBJECT and SUBJECT in stats:
                 speedup[f"{config}, {backend}"] = round(
                     stats[SUBJECT]["median_s"] / s["median_s"], 2)
-    commits, surfaced, lost = {}, {}, {}
+    commits, surfaced, other, lost = {}, {}, {}, {}
     for phase, counts in append_counts.items():
         backend = phase.rsplit(", ", 1)[1]
         for name, c in counts.items():
             key = f"{name}, {backend}"
             commits[key] = round(statistics.median(c["commits_per_s"]), 1)
             surfaced[key] = sum(c["conflicts"])
+            other[key] = sum(c["other_errors"])
             lost[key] = sum(c["lost"])
     return {"files/s (median)": throughput,
             "throughput / one process's (files/s ratio)": speedup,
             "commits/s (median)": commits,
             "ConflictErrors surfaced (all rounds)": surfaced,
+            "other errors surfaced (all rounds)": other,
             "datasets lost (all rounds)": lost}
 
 
@@ -615,7 +638,7 @@ def _targets(result: dict, n: int, append_counts: dict, quick: bool) -> list[dic
                                  f"process's", speedup[key], wanted, True, command=command))
     for phase, counts in append_counts.items():
         backend = phase.rsplit(", ", 1)[1]
-        many = [name for name in counts if name != SUBJECT][0]
+        many = next(name for name in counts if name != SUBJECT)
         c = counts[many]
         out.append(t(18, f"{many} appending ({backend}): ConflictErrors surfaced",
                      float(sum(c["conflicts"])), 0, False, unit="", command=command))
@@ -636,6 +659,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--s3-appenders", default=f"{S3_APPENDERS[0]}x{S3_APPENDERS[1]}",
                         help="appenders on the moto server, KxM (0: none)")
     parser.add_argument("--no-s3", action="store_true", help="local store only")
+    parser.add_argument("--predefine-schemas", action="store_true",
+                        help="appenders: the store's first dataset defines temp and lat before "
+                             "the appenders start (their schemas exist already)")
+    parser.add_argument("--no-ingest", action="store_true", help="appenders only")
     harness.add_common_arguments(parser)
     return parser
 

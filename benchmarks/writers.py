@@ -375,7 +375,8 @@ def run_appenders(location: str, options: dict, processes: int, per_process: int
     return {"seconds": wall, "flushes": sum(r["flushes"] for r in reports),
             "conflicts": sum(r["conflicts"] for r in reports),
             "other": sum(r["other"] for r in reports),
-            "messages": [e for r in reports for e in r["errors"]][:5],
+            "messages": sorted((e for r in reports for e in r["errors"]),  # conflicts first
+                               key=lambda e: not e.startswith("ConflictError"))[:5],
             "writers": writers}
 
 

@@ -526,7 +526,7 @@ def run(args: argparse.Namespace) -> dict:
         "subject": SUBJECT,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "params": {
-            "n_files": n,
+            "n_files": None if args.no_ingest else n,
             "file": f"temp, sal: ({DEPTH},) float32 along coordinate depth; lat, lon: 0-D "
                     "float64; attributes cycle (int), platform (str); xarray to_netcdf "
                     "(netCDF4, no compression)",
@@ -538,7 +538,7 @@ def run(args: argparse.Namespace) -> dict:
                 f", {s3_writers} x {s3_per} s3" if "s3" in backends and s3_writers else ""),
             "appenders_predefined_schemas": bool(args.predefine_schemas),
             "repeats": repeats,
-            "warmup": f"one untimed round of every configuration on the first "
+            "warmup": None if args.no_ingest else f"one untimed round of every configuration on the first "
                       f"{min(WARMUP_FILES, n)} files",
             "quick": bool(args.quick),
         },

@@ -27,6 +27,7 @@ WORKLOADS = {
     "many_small": "benchmarks.many_small",
     "scale": "benchmarks.scale",
     "query": "benchmarks.query",
+    "writers": "benchmarks.writers",
 }
 DEFAULT_ARGS = {"upstream": ["--case", "all"]}
 

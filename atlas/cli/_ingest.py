@@ -176,7 +176,10 @@ def read_file(path: str) -> Loaded:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with xr.open_dataset(path, engine=_engine(), **_OPEN_OPTIONS) as ds:
+        # no pandas indexes: ingest stores variables, and building an index per dimension
+        # coordinate was a fifth of the time of a small file
+        with xr.open_dataset(path, engine=_engine(), create_default_indexes=False,
+                             **_OPEN_OPTIONS) as ds:
             return Loaded(ds.load(), notes(caught))
 
 

@@ -520,6 +520,10 @@ class PendingWrites:
 
     # -- flushing ------------------------------------------------------------------------------
 
+    def dirty_arrays(self) -> set[str]:
+        """The array names with chunks not encoded yet."""
+        return {chunk.array for chunk in self._dirty.values()}
+
     def drop_slots(self, slots: set[int]) -> None:
         """Forget dirty chunks of deleted arrays (their encoded bytes become dead space)."""
         for key in [k for k in self._dirty if k[0] in slots]:

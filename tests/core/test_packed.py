@@ -319,3 +319,22 @@ def test_appending_to_a_fresh_handle_reads_no_names_of_the_store(store, store_pa
         fresh.create_dataset(names[1234])  # "maybe": settled by searching the names
     fresh.flush()
     assert "brand new" in reopen(store_path)
+
+
+def test_deleting_a_dataset_loads_no_array_table_and_drops_its_unflushed_chunks(tmp_path, rng):
+    path = tmp_path / "s"
+    store = atlas.Atlas.create(path)
+    store.write_array_across_stacked("v", _names(50), rng.standard_normal((50, 3)))
+    store.flush()
+    fresh = reopen(path)
+    fresh.delete_dataset(_names(50)[7])  # nothing pending: no array table is read
+    assert fresh._catalog._array_tables == {}
+    fresh.open_dataset(_names(50)[8]).write_array("v", [0], np.ones(3))  # unflushed
+    fresh.delete_dataset(_names(50)[8])  # its dirty chunk goes with it
+    again = fresh.create_dataset(_names(50)[8])
+    again.define_array("v", "float64", ["i"], [3])
+    fresh.flush()
+    back = reopen(path)
+    assert _names(50)[7] not in back and back.open_dataset(_names(50)[8]).read_array(
+        "v").tolist() == [0.0, 0.0, 0.0]
+    assert len(back.list_datasets()) == 49

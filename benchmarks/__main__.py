@@ -28,6 +28,7 @@ WORKLOADS = {
     "scale": "benchmarks.scale",
     "query": "benchmarks.query",
     "writers": "benchmarks.writers",
+    "versions": "benchmarks.versions",
 }
 DEFAULT_ARGS = {"upstream": ["--case", "all"]}
 

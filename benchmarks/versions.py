@@ -176,7 +176,7 @@ def run(args: argparse.Namespace) -> dict:
         "versions": {**harness.library_versions(), "atlas": atlas.__version__},
         "phases": phases,
         "notes": [
-            "ratios are version / latest (> 1: opening the version is faster)",
+            "ratios are version time / latest time (> 1: opening the version is slower)",
             "latest version's files: usage() segment + catalog + root bytes",
         ],
     }

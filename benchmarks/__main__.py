@@ -27,6 +27,8 @@ WORKLOADS = {
     "many_small": "benchmarks.many_small",
     "scale": "benchmarks.scale",
     "query": "benchmarks.query",
+    "writers": "benchmarks.writers",
+    "versions": "benchmarks.versions",
 }
 DEFAULT_ARGS = {"upstream": ["--case", "all"]}
 

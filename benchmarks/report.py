@@ -26,7 +26,7 @@ from benchmarks._harness import (
 README = BENCHMARKS_DIR / "README.md"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 ORDER = ("upstream_profile", "upstream_sensors", "upstream_gridded", "ml_batches", "open_scale",
-         "cold_start", "ingest_memory", "many_small", "scale", "query")
+         "cold_start", "ingest_memory", "many_small", "scale", "query", "versions", "writers")
 
 
 def _rank(path: Path) -> tuple[int, str]:

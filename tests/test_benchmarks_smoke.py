@@ -121,3 +121,18 @@ def test_query_runs_tiny_and_checks_every_result(tmp_path):
         assert got["peak_rss"] >= got["base_rss"] > 0
         got = query.child_rss({"dir": str(kept), "query": query.CATALOG_10, "system": system})
         assert got["shape"] == [1000, 10]
+
+
+def test_versions_runs_tiny_and_checks_every_version_read(tmp_path):
+    from benchmarks import versions
+
+    out = tmp_path / "results"
+    versions.main(["--n", "50", "--commits", "6", "--quick", "--repeats", "1",
+                   "--results-dir", str(out), "--workdir", str(tmp_path)])
+    result = _result(out, "versions_n50_c6_quick")
+    assert result["params"]["versions kept"] == 8  # the create, the build and the 6 commits
+    assert set(result["phases"]["open"]) == {"open latest", "open first", "open middle"}
+    sizes = result["params"]["sizes"]
+    assert sizes["changed data, raw"] == 6 * 1 * 100 * 4  # 1% of 50 rounds up to one dataset
+    assert sizes["bytes on disk"] >= sizes["latest version's files"] > 0
+    assert all(t["measured"] is not None for t in result["targets"])

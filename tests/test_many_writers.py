@@ -132,6 +132,19 @@ def test_what_does_not_conflict_merges(base):
     assert back.open_dataset("gone").attributes() == {"mine": True}
 
 
+def test_a_handle_keeps_writing_new_shapes_after_a_rebase(base):
+    """A rebase renumbers the handle's new array shapes; later writes must find them."""
+    a, b = atlas.Atlas.open(base), atlas.Atlas.open(base)
+    for store, who in ((a, "a"), (b, "b"), (b, "b2"), (a, "a2")):
+        view = store.create_dataset(who)
+        view.define_array("grid", "float32", ["y", "x"], [3, 5], [2, 2], float("nan"))
+        view.write_array("grid", [0, 0], np.full((3, 5), len(who), np.float32))
+        store.flush()  # b's first flush rebases over a's new shape
+    back = atlas.Atlas.open(base)
+    for who in ("a", "b", "b2", "a2"):
+        assert back.open_dataset(who).read_array("grid").tolist() == [[len(who)] * 5] * 3
+
+
 def test_a_flush_rebases_over_a_compaction_and_an_expire(base):
     writer = atlas.Atlas.open(base)
     for i in range(20):

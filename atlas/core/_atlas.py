@@ -15,11 +15,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from atlas import codecs
-from atlas.core import _maintain, _query, _rebase, _stats, _versions
+from atlas.core import _fork, _maintain, _query, _rebase, _stats, _versions
 from atlas.core._batches import batches
 from atlas.core._catalog import Catalog
 from atlas.core._dataset import DatasetView
-from atlas.core._index import ChunkIndex, IndexCache
+from atlas.core._index import ChunkIndex, IndexCache, SegmentSource, merge_indexes
 from atlas.core._pending import PendingWrites
 from atlas.core._read import BlockCache, ReadPlan, _distinct, execute, plan_read, read_chunk
 from atlas.core._validate import as_index_tuple, check_name, check_window
@@ -63,6 +63,8 @@ class Atlas:
         self._pending_state: PendingWrites | None = None
         self._inflight: _Inflight | None = None
         self._pinned: Any = None  # the version asked for, on a handle of an earlier version
+        self._fork: Any = None  # the Fork this handle is a writer of (it hands back changes)
+        self._merged = _fork.Merged()  # forked writers' change sets, committed by flush
         self._expiry_checked = 0.0  # when a flush last looked for versions to expire
 
     # -- opening -------------------------------------------------------------------------------
@@ -146,8 +148,10 @@ class Atlas:
     def _pending(self) -> PendingWrites:
         if self._pending_state is None:
             root = self._root
+            handle = weakref.ref(self)  # not self: the finalizer below must not keep it alive
             self._pending_state = PendingWrites(self._storage, root.codec, root.level,
-                                                root.block_size, self._catalog.schema,
+                                                root.block_size,
+                                                lambda sid: handle()._catalog.schema(sid),
                                                 root.generation + 1)
             # a handle dropped without flushing removes its spill files
             weakref.finalize(self, self._pending_state.abandon)
@@ -198,10 +202,12 @@ class Atlas:
         self._check_writable()
         did = self._did(name)
         catalog = self._catalog
-        slots = {row[0] for row in (catalog.array_row(a, did) for a in catalog.arrays_of(did))
-                 if row is not None}
-        if self._pending_state is not None:
-            self._pending_state.drop_slots(slots)
+        pending = self._pending_state
+        if pending is not None:
+            # only arrays with unflushed chunks are looked at: finding a dataset's row in every
+            # array table would load whole tables (0.8 s at a million datasets)
+            rows = (catalog.array_row(a, did) for a in pending.dirty_arrays())
+            pending.drop_slots({row[0] for row in rows if row is not None})
         catalog.delete(name, did)
 
     def list_datasets(self) -> list[str]:
@@ -238,13 +244,44 @@ class Atlas:
     # -- durability ----------------------------------------------------------------------------
 
     def _has_changes(self) -> bool:
-        return bool(self._pending_state) or (self._catalog_state is not None and bool(
-            self._catalog_state.pending_tables()))
+        return bool(self._pending_state) or bool(self._merged) or (
+            self._catalog_state is not None and bool(self._catalog_state.pending_tables()))
+
+    # -- forked writers ------------------------------------------------------------------------
+
+    def fork(self) -> _fork.Fork:
+        """A picklable description of this store at this handle's commit, for writers in other
+        processes: in a task, ``w = fork.writer()``, write through ``w`` as through a store,
+        ``return w.changes()``; then ``store.merge(change_sets)`` and ``store.flush()`` commit
+        everything at once. Writers send no array data back, only catalog rows."""
+        self._check_writable()
+        return _fork.Fork(self._storage.describe(), self._root)
+
+    def changes(self) -> _fork.ChangeSet:
+        """(On a forked writer) write this writer's segments to the store and return its
+        change set for the client's :meth:`merge`; the writer starts afresh afterwards."""
+        if self._fork is None:
+            raise TypeError("changes() is for writers made by fork().writer(); a store handle "
+                            "commits its changes with flush()")
+        return _fork.changes(self)
+
+    def merge(self, change_sets: Any) -> None:
+        """Take forked writers' change sets (one or a list) into this handle's pending
+        changes; the next :meth:`flush` commits them with everything else. ConflictError (and
+        nothing merged) when they touch what another change set, this handle's pending changes
+        or a commit since the fork touched."""
+        self._check_writable()
+        if isinstance(change_sets, _fork.ChangeSet):
+            change_sets = [change_sets]
+        _fork.merge_into(self, list(change_sets))
 
     def flush(self, message: str | None = None) -> None:
         """Persist every change since the last flush, atomically: all of it or none of it.
         ``message`` is recorded with the version (see :meth:`history`)."""
         message = _versions.check_message(message)
+        if self._fork is not None:
+            raise TypeError("a forked writer does not commit: return writer.changes() to the "
+                            "process that forked the store, which merges and flushes them")
         if self._inflight is not None:
             self._settle_inflight()
         if not self._has_changes():
@@ -256,12 +293,15 @@ class Atlas:
         pending = self._pending
         pending.prepare(generation)
         marks = {sid: len(t.log) for sid, t in catalog.pending_tables().items()}
+        merged = self._merged
+        if merged:
+            _fork.check_files(self, merged)
         written: dict[tuple, Table | None] = {}
         new_root = root.successor(message=message, segments=dict(root.segments),
                                   **catalog.counters())
         changes = _versions.ChangeCounter(catalog)
         part = _maintain.write_part(self._storage, new_root, self._pending_tables(
-            pending, written, changes)) if marks else None
+            pending, written, changes)) if marks or merged.tables else None
         new_root.changes = changes.counts()
         finished = pending.finish(generation)
         segments = {name: list(refs) for name, refs in root.segments.items()}
@@ -270,6 +310,8 @@ class Atlas:
             if seg.index.rows <= CACHED_INDEX_ROWS:  # a big one is read again when needed
                 self._files.add(ref, None, seg.index)
             segments.setdefault(seg.array, []).append(ref)
+        for array, ref in merged.segments:
+            segments.setdefault(array, []).append(ref)
         new_root.segments = segments
         if part is not None:
             new_root.parts = [*root.parts, part.ref]
@@ -278,16 +320,19 @@ class Atlas:
         # until it is known to have landed or not, the attempt is kept (its files locked): a
         # commit whose response was lost is recognised by its commit id when retried
         self._inflight = _Inflight(new_root, written, part, merges, marks)
+        pending.in_doubt = True
         try:
             self._token = _versions.commit_root(self._storage, new_root, self._token)
         except ConflictError:  # another writer committed first: re-apply on top of it
             self._inflight = None
-            self._rebase(root, new_root, part, finished, merges)
+            pending.in_doubt = False
+            self._rebase(root, new_root, part, finished, merges, marks)
             return
         self._inflight = None
         self._committed(new_root, written, part, merges, marks)
 
-    def _rebase(self, base: Root, attempt: Root, part, finished, merges) -> None:
+    def _rebase(self, base: Root, attempt: Root, part, finished, merges,
+                marks: dict | None = None) -> None:
         """Commit the changes of ``attempt`` (made on ``base``) on top of the newest root, or
         raise ConflictError naming what both changed (:mod:`atlas.core._rebase`)."""
         storage = self._storage
@@ -297,7 +342,7 @@ class Atlas:
         ours_tables = _rebase.part_tables(self, part.ref) if part is not None else {}
         ours = _rebase.summarize(ours_tables, base)
         ours_segments = [(seg.array, FileRef(seg.key, seg.size, _maintain.level_of(seg.size)))
-                         for seg in finished]
+                         for seg in finished] + self._merged.segments
         rewritten = None
         try:
             for tries in range(1, _rebase.MAX_ATTEMPTS + 1):
@@ -337,6 +382,14 @@ class Atlas:
                     break
                 except ConflictError:
                     _rebase.backoff(tries)
+                except BaseException:
+                    # it may have landed (a lost response): its files stay until the next
+                    # flush finds out (_settle_inflight)
+                    self._inflight = _Inflight(new_root, {}, part, _maintain.Merges(),
+                                               marks or {}, (rewritten, ours_segments))
+                    self._pending.in_doubt = True
+                    rewritten = None
+                    raise
             else:
                 raise ConflictError(f"store at {self.location}: {_rebase.MAX_ATTEMPTS} other "
                                     "commits won the race to commit in a row; nothing was "
@@ -346,15 +399,20 @@ class Atlas:
                 rewritten.release()
                 storage.discard(rewritten.ref.key, rewritten.path)
             raise
+        self._rebased(new_root, token, part, rewritten, ours_segments)
+
+    def _rebased(self, new_root: Root, token: Any, part, rewritten, ours_segments) -> None:
+        """A rebase committed ``new_root``: the handle moves to it."""
         for written in (part, rewritten):
             if written is not None:
                 written.release()
         if rewritten is not None and part is not None:
-            storage.discard(part.ref.key, part.path)  # the renumbered copy replaced it
+            self._storage.discard(part.ref.key, part.path)  # the renumbered copy replaced it
         self._token = token
         self._root_state = new_root
         self._pending.committed(new_root.generation + 1)
         self._files.forget([ref.key for _a, ref in ours_segments])  # read again, remapped
+        self._merged = _fork.Merged()
         self._reload_catalog(new_root)
 
     def _reload_catalog(self, root: Root) -> None:
@@ -391,26 +449,80 @@ class Atlas:
         merges.release()
         self._root_state = root
         self._pending.committed(root.generation + 1)
-        self._catalog.committed(root, written, marks)
         merges.committed(self)
+        if self._merged:  # rows of other writers came in: read the catalog again
+            self._merged = _fork.Merged()
+            self._reload_catalog(root)
+        else:
+            self._catalog.committed(root, written, marks)
 
     def _settle_inflight(self) -> None:
         """A flush raised while committing: find out whether its root landed."""
-        inflight, self._inflight = self._inflight, None
-        found = self._storage.read_manifest(ROOT_KEY)
-        landed = None
+        inflight = self._inflight
+        found = self._storage.read_manifest(ROOT_KEY)  # if this fails, the next retry asks again
+        self._inflight = None
+        latest = None
         if found is not None:
             try:
-                landed = root_format.decode(found[0], f"{self.location}/{ROOT_KEY}")
+                latest = root_format.decode(found[0], f"{self.location}/{ROOT_KEY}")
             except (FormatError, CorruptionError):
-                landed = None
-        if landed is not None and landed.commit == inflight.root.commit:
-            self._token = found[1]
+                latest = None
+        if latest is not None and self._landed(inflight, latest):
+            # the token of our root; when others committed on top, the old one, so that the
+            # next commit finds theirs and rebases on it
+            token = found[1] if latest.commit == inflight.root.commit else self._token
+            if inflight.rebase is not None:
+                self._settle_rebase(inflight, token)
+                return
+            self._token = token
             self._committed(inflight.root, inflight.written, inflight.part, inflight.merges,
                             inflight.marks)
+            self._restate_written()
             return
         inflight.discard(self._storage)  # its files are orphans; this flush writes anew
+        self._pending.in_doubt = False
         _versions.forget_record(self._storage, inflight.root)
+
+    def _landed(self, inflight: "_Inflight", latest: Root) -> bool:
+        """Whether the attempt ``inflight`` landed: its root is ``latest``, or ``latest``
+        (others committed on top since) lists a file only the attempt wrote."""
+        attempt = inflight.root
+        if latest.commit == attempt.commit:
+            return True
+        if latest.generation <= attempt.generation:
+            return False
+        own = {w.ref.key for w in inflight.merges.written}
+        own.update(seg.key for seg in self._pending.finished)
+        if attempt.delta is not None:
+            own.add(attempt.delta)
+        return bool(own & latest.keys())
+
+    def _settle_rebase(self, inflight: "_Inflight", token: Any) -> None:
+        """A rebase whose commit raised had landed: move to it. Changes made since were
+        numbered for the root before it and cannot follow: they are dropped, loudly."""
+        catalog = self._catalog
+        later = bool(self._pending.written_slots()) or any(
+            len(t.log) > inflight.marks.get(sid, 0)
+            for sid, t in catalog.pending_tables().items())
+        rewritten, ours_segments = inflight.rebase
+        self._rebased(inflight.root, token, inflight.part, rewritten, ours_segments)
+        if later:
+            self._pending.abandon()
+            raise ConflictError(
+                f"store at {self.location}: the flush that raised had committed after all, "
+                "re-applied on top of another writer's commit, which renumbered this handle's "
+                "new datasets; the changes made after it were dropped: redo them")
+
+    def _restate_written(self) -> None:
+        """Arrays written since the attempt whose catalog rows went with it (a write logs a row
+        only when its dataset has none pending): log them again, so that the next flush
+        recomputes their statistics."""
+        catalog = self._catalog
+        for array, slots in self._pending.written_slots().items():
+            table = catalog.table(("array", array)).view()
+            for i in np.flatnonzero(np.isin(table.columns["slot"], list(slots)) & ~table.dead):
+                catalog.stats_changed(array, int(table.key[i]), int(table.columns["slot"][i]),
+                                      int(table.columns["schema"][i]))
 
     def close(self) -> None:
         """Alias for :meth:`flush` (the seed API's name for the durability boundary)."""
@@ -424,14 +536,23 @@ class Atlas:
         if exc_type is None:
             self.close()
 
-    def _pending_tables(self, pending: PendingWrites, written: dict, changes: _versions.ChangeCounter):
+    def _pending_tables(self, pending: PendingWrites, written: dict,
+                        changes: _versions.ChangeCounter):
         """The catalog's pending rows as tables, with the statistics of written arrays, one at
         a time; each also goes into ``written``, or None there when it is too big to keep in
         memory after the commit (that table is read again from the parts when next used)."""
         catalog = self._catalog
-        for section_id, table in catalog.pending_tables().items():
+        merged = self._merged
+        own = catalog.pending_tables()
+        for section_id in [*own, *(sid for sid in merged.tables if sid not in own)]:
+            if section_id not in own:  # only merged change sets have rows here
+                delta = merged.section(section_id, None)
+                changes.add(section_id, delta)
+                written[section_id] = delta if len(delta) <= CACHED_TABLE_ROWS else None
+                yield section_id, delta
+                continue
+            table = own[section_id]
             delta = table.log.table()
-            changes.add(section_id, delta)
             if section_id[0] == "array":
                 live = ~delta.dead
                 stats = _stats.compute(
@@ -445,6 +566,9 @@ class Atlas:
                     delta.columns[name] = delta.columns[name].copy()
                     delta.columns[name][live] = column
                 pending.forget_index(section_id[1])  # one array's index at a time in memory
+            if section_id in merged.tables:
+                delta = merged.section(section_id, delta)
+            changes.add(section_id, delta)
             written[section_id] = delta if len(delta) <= CACHED_TABLE_ROWS else None
             yield section_id, delta
 
@@ -863,9 +987,19 @@ class Atlas:
         return did
 
     def _committed_index(self, array: str) -> ChunkIndex:
+        """The index of ``array``'s segments: the committed ones, and those a flush finished
+        but has not committed yet (a failed flush, segments adopted from dask workers)."""
         if self._legacy is not None:
             return self._legacy.index(array, self._files)
-        return self._files.merged(array, self._root.segments.get(array, []))
+        refs = self._root.segments.get(array, [])
+        unsent = [] if self._pending_state is None else self._pending_state.unsent(array)
+        if not unsent:
+            return self._files.merged(array, refs)
+        # a flush that failed after finishing its segments keeps them, newer than the root's:
+        # reads, read-modify-writes and the retry's statistics must see them
+        return merge_indexes([self._files.segment(r) for r in refs] + [i for i, _s in unsent],
+                             [SegmentSource(self._storage, r) for r in refs] +
+                             [s for _i, s in unsent])
 
     def _indexes(self, array: str) -> list[ChunkIndex]:
         """The chunk indexes of ``array``, newest first."""
@@ -960,9 +1094,12 @@ class _Inflight:
     part: Any
     merges: Any
     marks: dict
+    rebase: Any = None  # a rebase's attempt: (its renumbered part or None, its segments)
 
     def discard(self, storage: Storage) -> None:
-        for w in ([self.part] if self.part is not None else []) + self.merges.written:
+        rewritten = [self.rebase[0]] if self.rebase and self.rebase[0] is not None else []
+        for w in ([self.part] if self.part is not None else []) + self.merges.written + \
+                rewritten:
             w.release()
 
 

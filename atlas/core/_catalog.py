@@ -33,6 +33,11 @@ NAME_SEARCHES = 8  # name lookups that search bytes before a dict of every name 
 _ABSENT = object()
 
 
+def _is_name(array) -> bool:
+    """Whether ``array`` can name an array table at all (callers pass what users give)."""
+    return isinstance(array, str) and bool(array)
+
+
 class NameList(list):
     """The list ``list_datasets()`` returns. Passed back to a bulk read unchanged, it means
     every live dataset, with no per-name work; any change to it makes it an ordinary list."""
@@ -353,6 +358,8 @@ class Catalog:
 
     def array_row(self, array: str, did: int) -> tuple[int, int, bool] | None:
         """(slot, schema id, pending) of ``array`` in dataset ``did``, or None."""
+        if not _is_name(array):
+            return None
         table = self.array_table(array)
         log = table.log
         row = log.find(did)
@@ -403,7 +410,8 @@ class Catalog:
         """(slots, schema ids, found) of ``array`` in datasets ``dids``; ``everything`` says
         ``dids`` are all live datasets in order (no search needed when the table is exactly
         those rows)."""
-        table = self.table(("array", array)).view()
+        table = self.table(("array", array)).view() if _is_name(array) else \
+            Table.empty("array")
         if everything and len(table) == len(dids) and not table.dead.any() and \
                 np.array_equal(table.key, dids):
             pos = np.arange(len(dids))

@@ -3,10 +3,10 @@ and the removal of files nothing references.
 
 Files (catalog parts, and each array name's segments) have a level from their size: level L
 holds files up to ``LEVEL_BASE * FANOUT ** (L + 1)`` bytes. When ``FANOUT`` files in a row of the
-root's list have a level of at most L, a flush merges them into one (the run of the smallest
-such L, at most one run per list per flush), so a store flushed a thousand times keeps a few
-dozen files, and a byte is rewritten about log(size) times over its life. ``compact()`` merges
-everything and drops what deleted datasets and arrays left.
+root's list are of level L (with only smaller files between them), a flush merges them into one
+(the run of the smallest such L, at most one run per list per flush), so a store flushed a
+thousand times keeps a few dozen files, and a byte is rewritten about once per level over its
+life. ``compact()`` merges everything and drops what deleted datasets and arrays left.
 
 Nothing a commit replaced is deleted at once: it is listed as ``retired`` in the root with the
 generation that replaced it, because earlier versions still read it; it is deleted once every
@@ -25,7 +25,7 @@ from atlas import codecs, kernels
 from atlas.core import _versions
 from atlas.core._index import ChunkIndex, IndexCache, SegmentSource, merge_indexes
 from atlas.core._read import CHECK_ONLY, BlockCache, fetch_block
-from atlas.errors import CorruptionError, FormatError, StoreNotFoundError
+from atlas.errors import ConflictError, CorruptionError, FormatError, StoreNotFoundError
 from atlas.format import keys as key_grammar
 from atlas.format.catalog import (
     BLOOM,
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from atlas.core._atlas import Atlas
 
 FANOUT = 8
-LEVEL_BASE = 64 << 10
+LEVEL_BASE = 4 << 10
 ORPHAN_GRACE_SECONDS = 3600.0  # an unreferenced file younger than this may be a live writer's
 AUTO_EXPIRE_EVERY_SECONDS = _versions.AUTO_EXPIRE_EVERY_SECONDS
 _I64 = np.int64
@@ -130,22 +130,22 @@ class Merges:
 
 
 def _run_to_merge(refs: list[FileRef]) -> tuple[int, int] | None:
-    """[start, stop) of the run of ``refs`` to merge, or None."""
+    """[start, stop) of the run of ``refs`` to merge, or None: for the smallest level L that
+    has one, the newest run of files of level at most L that holds ``FANOUT`` files of level L,
+    cut after the ``FANOUT``-th of them from the newest end. Counting only files *at* L keeps a
+    big file from being rewritten with a few small ones after it."""
     if len(refs) < FANOUT:
         return None
     levels = [r.level for r in refs]
     for limit in sorted(set(levels)):
-        run_end = None
-        for i in range(len(refs) - 1, -1, -1):  # the newest qualifying run
-            if levels[i] <= limit:
-                if run_end is None:
-                    run_end = i + 1
-                if run_end - i >= FANOUT and (i == 0 or levels[i - 1] > limit):
-                    return i, run_end
-            else:
-                run_end = None
-        if run_end is not None and run_end >= FANOUT:
-            return 0, run_end
+        stop, at_limit = len(levels), 0
+        for i in range(len(levels) - 1, -1, -1):  # newest first
+            if levels[i] > limit:  # the run ends here: start the next one below it
+                stop, at_limit = i, 0
+                continue
+            at_limit += levels[i] == limit
+            if at_limit == FANOUT:
+                return i, stop
     return None
 
 
@@ -390,7 +390,10 @@ def compact(store: "Atlas", older_than: float | None) -> bool:
         return False
     for ref, index in segments_done.values():
         store._files.add(ref, None, index)
-    _versions.expire(store, older_than)  # also sweeps orphans
+    try:
+        _versions.expire(store, older_than)  # also sweeps orphans
+    except (OSError, ConflictError):
+        pass  # committed already: what the expiry would free waits for a later one
     return True
 
 

@@ -23,10 +23,11 @@ import numpy as np
 
 from atlas import codecs, kernels
 from atlas.core import _chunks
-from atlas.core._index import ChunkIndex, Source
+from atlas.core._index import ChunkIndex, SegmentSource, Source
 from atlas.core._read import _distinct
 from atlas.errors import CorruptionError
 from atlas.format.keys import new_segment_key
+from atlas.format.root import FileRef
 from atlas.format.schema import Schema
 from atlas.format.segment import OWN_BLOCK_SHARE, SegmentIndex, SegmentWriter, own_block
 from atlas.storage import Storage
@@ -55,10 +56,10 @@ class DirtyChunk:
 class FinishedSegment:
     array: str
     key: str
-    path: str
+    path: str | None
     size: int
     index: SegmentIndex
-    writer: SegmentWriter  # holds the file's lock until the commit
+    writer: SegmentWriter | None  # holds the file's lock until the commit (None: adopted)
 
 
 class _SpillSource(Source):
@@ -418,6 +419,9 @@ class PendingWrites:
         self._dirty_bytes = 0
         self.finished: list[FinishedSegment] = []
         self._published: set[str] = set()
+        # a commit naming the finished segments raised without saying whether it landed: a
+        # root may reference them, so dropping the handle must not delete them
+        self.in_doubt = False
 
     def __bool__(self) -> bool:
         return bool(self.segments or self._dirty or self.finished)
@@ -516,6 +520,10 @@ class PendingWrites:
 
     # -- flushing ------------------------------------------------------------------------------
 
+    def dirty_arrays(self) -> set[str]:
+        """The array names with chunks not encoded yet."""
+        return {chunk.array for chunk in self._dirty.values()}
+
     def drop_slots(self, slots: set[int]) -> None:
         """Forget dirty chunks of deleted arrays (their encoded bytes become dead space)."""
         for key in [k for k in self._dirty if k[0] in slots]:
@@ -555,14 +563,38 @@ class PendingWrites:
                                    if seg.key not in self._published], self._published.add)
         return self.finished
 
+    def written_slots(self) -> dict[str, set[int]]:
+        """The slots with chunks in the open pending segments or dirty, per array name."""
+        out: dict[str, set[int]] = {}
+        for array, segment in self.segments.items():
+            out.setdefault(array, set()).update(segment.table()[:, _COL["slot"]].tolist())
+        for (slot, _chunk), chunk in self._dirty.items():
+            out.setdefault(chunk.array, set()).add(slot)
+        return out
+
+    def unsent(self, array: str) -> list[tuple[SegmentIndex, Source]]:
+        """(index, source) of the finished segments of ``array`` that no commit references yet
+        (a flush failed after finishing them), oldest first."""
+        return [(seg.index, _SpillSource(seg.writer) if seg.writer is not None
+                 else SegmentSource(self.storage, FileRef(seg.key, seg.size)))
+                for seg in self.finished if seg.array == array]
+
+    def adopt(self, array: str, key: str, size: int, index: SegmentIndex) -> None:
+        """A finished segment another process wrote for this handle's own slots (a dask
+        worker writing blocks of a pending array): committed with the next flush."""
+        self.finished.append(FinishedSegment(array, key, None, size, index, None))
+        self._published.add(key)
+
     def committed(self, next_generation: int) -> None:
         """The root now references every finished segment: start afresh."""
         self.next_generation = next_generation
         for seg in self.finished:
-            self.storage.release_spill(seg.key, seg.path)
-            seg.writer.release()
+            if seg.writer is not None:
+                self.storage.release_spill(seg.key, seg.path)
+                seg.writer.release()
         self.finished = []
         self._published = set()
+        self.in_doubt = False
 
     def abandon(self) -> None:
         """Drop everything (the handle is discarded without flushing)."""
@@ -570,8 +602,18 @@ class PendingWrites:
             segment.writer.release()
             self.storage.discard(segment.key, segment.path)
         for seg in self.finished:
+            if seg.writer is None:  # adopted: written by another process for this handle
+                try:
+                    self.storage.delete(seg.key)
+                except OSError:
+                    pass  # an orphan: a later sweep removes it
+                continue
             seg.writer.release()
-            self.storage.discard(seg.key, seg.path)
+            if self.in_doubt and seg.key in self._published:
+                # perhaps committed (a lost response): an orphan sweep judges it by the root
+                self.storage.release_spill(seg.key, seg.path)
+            else:
+                self.storage.discard(seg.key, seg.path)
         self.segments.clear()
         self.finished = []
         self._published = set()

@@ -472,9 +472,7 @@ class _ScatterTables:
     run: np.ndarray
     run_src: np.ndarray
     run_dst: np.ndarray
-    src_shapes: np.ndarray
-    dst_offsets: np.ndarray
-    dst_shapes: np.ndarray
+    boxes: kernels.BoxScatter | None  # the box copies, prepared once for every block
 
 
 def _scatter_tables(plan: ReadPlan, row_bytes: int) -> _ScatterTables:
@@ -504,8 +502,13 @@ def _scatter_tables(plan: ReadPlan, row_bytes: int) -> _ScatterTables:
         run = np.where(full, boxes[:, 0] * inner, -1)
         run_src = plan.chunk_src + plan.chunk_src_start[:, 0] * inner
         run_dst = dst_offsets + plan.chunk_dst_start[:, 0] * inner
-    dst_shapes = np.broadcast_to(np.array(window, _I64), (n, ndim))
-    return _ScatterTables(run, run_src, run_dst, extents, dst_offsets, dst_shapes)
+    boxes_table = None
+    if (run < 0).any():
+        boxes_table = kernels.BoxScatter(
+            plan.chunk_src, extents, plan.chunk_src_start, dst_offsets,
+            np.broadcast_to(np.array(window, _I64), (n, ndim)), plan.chunk_dst_start, boxes,
+            itemsize)
+    return _ScatterTables(run, run_src, run_dst, boxes_table)
 
 
 def _scatter(plan: ReadPlan, t: _ScatterTables, lo: int, hi: int, decoded, out_bytes) -> None:
@@ -519,11 +522,8 @@ def _scatter(plan: ReadPlan, t: _ScatterTables, lo: int, hi: int, decoded, out_b
     if is_run.any():
         pick = lo + np.flatnonzero(is_run)
         kernels.scatter_runs(src, t.run_src[pick], out_bytes, t.run_dst[pick], t.run[pick])
-    pick = lo + np.flatnonzero(~is_run)
-    kernels.scatter_boxes(src, plan.chunk_src[pick], t.src_shapes[pick],
-                          plan.chunk_src_start[pick], out_bytes, t.dst_offsets[pick],
-                          t.dst_shapes[pick], plan.chunk_dst_start[pick], plan.chunk_box[pick],
-                          plan.itemsize)
+    t.boxes.run(src, out_bytes, slice(lo, hi) if not is_run.any() else
+                lo + np.flatnonzero(~is_run))
 
 
 def _scatter_strings(plan: ReadPlan, b: int, bounds: np.ndarray, decoded, out: np.ndarray):

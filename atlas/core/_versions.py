@@ -280,6 +280,12 @@ def all_tags(storage: Storage) -> dict[str, tuple[int, str]]:
 
 def add_tag(storage: Storage, name: str, root: Root) -> None:
     key = key_grammar.tag_key(name)
+    # on a case-insensitive file system two such tags would be one file: refuse it everywhere
+    for other in all_tags(storage):
+        if other != name and other.lower() == name.lower():
+            raise AlreadyExistsError(f"tag {name!r} differs from tag {other!r} of "
+                                     f"{storage.location} only in case; tag names must stay "
+                                     "distinct on case-insensitive file systems")
     data = json.dumps({"generation": root.generation, "commit": root.commit,
                        "time": time.time()}).encode()
     try:
@@ -408,15 +414,22 @@ def expire(store: "Atlas", older_than: Any = None, keep_last: Any = None) -> dic
         gone = set(plan.files)
         store._commit_maintenance(lambda latest: latest.successor(
             message="expire", retired=[e for e in latest.retired if e[0] not in gone]))
-        sizes = {key: size for key, size, _m in storage.list("") if key in gone}
+        # committed: from here on a failure leaves files for a later sweep, it raises nothing
+        store._forget_files(plan.files)
+        try:
+            sizes = {key: size for key, size, _m in storage.list("") if key in gone}
+        except OSError:
+            sizes = {}
         for key in plan.files:
             try:
                 storage.delete(key)
                 freed += sizes.get(key, 0)
             except OSError:
                 pass  # unreferenced now: an orphan sweep takes it later
-        store._forget_files(plan.files)
-    _maintain.remove_orphans(store)
+    try:
+        _maintain.remove_orphans(store)
+    except OSError:
+        pass  # the orphans wait for the next sweep
     return {"versions_removed": len(plan.records), "files_removed": len(plan.files),
             "bytes_freed": freed, "versions_kept": plan.kept}
 

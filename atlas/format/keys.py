@@ -74,9 +74,12 @@ def is_part_key(key: str) -> bool:
     return isinstance(key, str) and _PART.fullmatch(key) is not None
 
 
+_DATA = re.compile("|".join(f"(?:{p.pattern})" for p in (_PART, _SEGMENT, _SEGMENT_V1)))
+
+
 def is_data_key(key: str) -> bool:
     """A key of a file atlas writes besides the root: a segment (either format) or a part."""
-    return is_part_key(key) or is_segment_key(key) or is_segment_key(key, 1)
+    return isinstance(key, str) and _DATA.fullmatch(key) is not None
 
 
 def checked(key, kind: str, where: str, version: int = 2) -> str:

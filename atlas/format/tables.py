@@ -301,7 +301,7 @@ def check_keys(key: np.ndarray, kind: str, where: str) -> None:
 def _as_column(values: Any, dtype: np.dtype) -> np.ndarray:
     if dtype == _OBJ:
         out = np.empty(len(values), object)
-        out[:] = list(values) if not isinstance(values, np.ndarray) else values
+        out[:] = values if isinstance(values, (list, np.ndarray)) else list(values)
         return out
     return np.asarray(values, dtype)
 

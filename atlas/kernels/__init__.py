@@ -28,6 +28,7 @@ __all__ = [
     "fill_regions",
     "fold_partials",
     "scatter_boxes",
+    "BoxScatter",
     "scatter_runs",
 ]
 
@@ -91,18 +92,37 @@ def scatter_boxes(src, src_offsets, src_shapes, src_starts, dst, dst_offsets, ds
                   dst_starts, boxes, itemsize: int) -> None:
     """For each row i, copy box i (element counts) from the C-ordered region i of ``src`` (at
     byte offset ``src_offsets[i]``, of shape ``src_shapes[i]``) into region i of ``dst``."""
-    boxes = np.asarray(boxes, _I64)
-    n, ndim = boxes.shape if boxes.ndim == 2 else (len(boxes), 0)
-    boxes = boxes.reshape(n, ndim)
-    src_shapes_b, src_starts_b = fold(_table(src_shapes, n, ndim, "src_shapes"),
-                                      _table(src_starts, n, ndim, "src_starts"), itemsize)
-    dst_shapes_b, dst_starts_b = fold(_table(dst_shapes, n, ndim, "dst_shapes"),
-                                      _table(dst_starts, n, ndim, "dst_starts"), itemsize)
-    boxes_b, _ = fold(boxes, boxes, itemsize)
-    _loop("_copy", "_move_boxes")(
-        _bytes_of(src, "src"), _column(src_offsets, n, "src_offsets"), src_shapes_b,
-        src_starts_b, _bytes_of(dst, "dst"), _column(dst_offsets, n, "dst_offsets"),
-        dst_shapes_b, dst_starts_b, boxes_b)
+    BoxScatter(src_offsets, src_shapes, src_starts, dst_offsets, dst_shapes, dst_starts, boxes,
+               itemsize).run(src, dst)
+
+
+class BoxScatter:
+    """:func:`scatter_boxes` with its tables checked and folded once, for a read that copies
+    the boxes of many blocks one block at a time: ``run(src, dst, rows)`` copies the boxes of
+    ``rows`` (a slice or index array of the tables' rows) with one compiled call and no
+    per-call Python work beyond it (the decode threads would queue on the GIL for it)."""
+
+    def __init__(self, src_offsets, src_shapes, src_starts, dst_offsets, dst_shapes,
+                 dst_starts, boxes, itemsize: int):
+        boxes = np.asarray(boxes, _I64)
+        n, ndim = boxes.shape if boxes.ndim == 2 else (len(boxes), 0)
+        boxes = boxes.reshape(n, ndim)
+        self.src_shapes, self.src_starts = fold(_table(src_shapes, n, ndim, "src_shapes"),
+                                                _table(src_starts, n, ndim, "src_starts"),
+                                                itemsize)
+        self.dst_shapes, self.dst_starts = fold(_table(dst_shapes, n, ndim, "dst_shapes"),
+                                                _table(dst_starts, n, ndim, "dst_starts"),
+                                                itemsize)
+        self.boxes, _ = fold(boxes, boxes, itemsize)
+        self.src_offsets = _column(src_offsets, n, "src_offsets")
+        self.dst_offsets = _column(dst_offsets, n, "dst_offsets")
+        self._move = _loop("_copy", "_move_boxes")
+
+    def run(self, src, dst, rows=slice(None)) -> None:
+        # every region is bounds-checked by the compiled loop itself
+        self._move(_bytes_of(src, "src"), self.src_offsets[rows], self.src_shapes[rows],
+                   self.src_starts[rows], _bytes_of(dst, "dst"), self.dst_offsets[rows],
+                   self.dst_shapes[rows], self.dst_starts[rows], self.boxes[rows])
 
 
 def fill_regions(dst, dst_offsets, dst_shapes, dst_starts, boxes, value: np.ndarray) -> None:

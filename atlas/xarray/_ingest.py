@@ -163,12 +163,63 @@ def write_variable(view: DatasetView, plan: EncodedVariable, var: xr.Variable,
     if not _is_dask(data):
         view.write_array(plan.name, origin, plan.values_for_store(np.asarray(var.values)))
         return
+    client = _distributed_client()
+    if client is not None and _write_on_workers(client, view, plan, data, origin):
+        return
     offsets = [np.concatenate([[0], np.cumsum(c[:-1])]).astype(int) for c in data.chunks]
     for index in np.ndindex(*data.numblocks):
         start = [o + int(offsets[axis][i]) for axis, (o, i) in enumerate(zip(origin, index))]
         block = np.asarray(data.blocks[index].compute())
         view.write_array(plan.name, start, plan.values_for_store(block))
         del block
+
+
+def _distributed_client():
+    """The dask.distributed client in use, or None (then dask blocks are computed here)."""
+    if "distributed" not in sys.modules:
+        return None
+    from distributed import default_client
+
+    try:
+        return default_client()
+    except ValueError:
+        return None
+
+
+def _write_on_workers(client, view: DatasetView, plan: EncodedVariable, data: Any,
+                      origin: list[int]) -> bool:
+    """Write a dask variable's blocks on the cluster's workers, straight to the store (no
+    array data through this process); False when it cannot: a store the workers cannot
+    reach (in memory), or a write that does not start on a chunk boundary."""
+    import dask
+
+    from atlas.core import _fork
+
+    store = view.store
+    _did, slot, schema_id, _pending = view._required(plan.name)
+    try:
+        target = _fork.block_target(store, plan.name, slot, schema_id)
+    except (TypeError, ValueError, NotImplementedError):
+        return False
+    chunk_shape = target.schema.chunk_shape
+    if any(o % c for o, c in zip(origin, chunk_shape)):
+        return False
+    # each block must hold whole chunks: two workers must never write parts of one chunk
+    aligned = {axis: max(c, max(sizes) // c * c) for axis, (sizes, c) in
+               enumerate(zip(data.chunks, chunk_shape))
+               if any(size % c for size in sizes[:-1]) or len(set(sizes[:-1])) > 1}
+    if aligned:
+        data = data.rechunk(aligned)
+    offsets = [np.concatenate([[0], np.cumsum(c[:-1])]).astype(int) for c in data.chunks]
+    tasks = []
+    for index in np.ndindex(*data.numblocks):
+        start = tuple(o + int(offsets[axis][i]) for axis, (o, i) in enumerate(zip(origin,
+                                                                                   index)))
+        values = dask.delayed(plan.values_for_store)(data.blocks[index])
+        tasks.append(dask.delayed(_fork.write_block)(target, values, start))
+    for key, size, index in client.gather(client.compute(tasks)):
+        store._pending.adopt(plan.name, key, size, index)
+    return True
 
 
 def _is_dask(data: Any) -> bool:

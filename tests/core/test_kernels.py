@@ -167,6 +167,36 @@ def test_scatter_boxes_equals_numpy_slice_assignment(dtype, ndim):
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("rows", ["slices", "index arrays"])
+def test_a_prepared_box_scatter_copies_any_rows_in_parts_like_numpy(rows):
+    """BoxScatter checks and folds the tables once; a read then runs it a block at a time."""
+    rng = np.random.default_rng(7)
+    dt = np.dtype("float64")
+    cases = [(_random(dt, src_shape, rng), src_start, _random(dt, dst_shape, rng), dst_start,
+              box) for box, src_shape, dst_shape, src_start, dst_start in
+             (_random_box_case(rng, 3) for _ in range(12))]
+    srcs, dsts = [c[0] for c in cases], [c[2] for c in cases]
+    src_buf = np.concatenate([_flat(a) for a in srcs])
+    dst_buf = np.concatenate([_flat(a) for a in dsts])
+    offsets = lambda arrays: np.cumsum([0] + [a.nbytes for a in arrays[:-1]]).astype(np.int64)
+    table = lambda values: np.array(values, np.int64).reshape(len(cases), 3)
+    prepared = kernels.BoxScatter(offsets(srcs), table([a.shape for a in srcs]),
+                                  table([c[1] for c in cases]), offsets(dsts),
+                                  table([a.shape for a in dsts]), table([c[3] for c in cases]),
+                                  table([c[4] for c in cases]), dt.itemsize)
+    parts = [slice(0, 5), slice(5, 12)] if rows == "slices" else [
+        np.array([11, 0, 3]), np.array([1, 2, 4, 5, 6, 7, 8, 9, 10])]
+    for part in parts:
+        prepared.run(src_buf, dst_buf, part)
+    at = 0
+    for src, src_start, dst, dst_start, box in cases:
+        want = dst.copy()
+        want[_window(dst_start, box)] = src[_window(src_start, box)]
+        got = dst_buf[at:at + dst.nbytes].view(dt).reshape(dst.shape)
+        np.testing.assert_array_equal(got, want)
+        at += dst.nbytes
+
+
 def test_scatter_and_fill_refuse_boxes_outside_their_region_or_buffer():
     one = np.ones((1, 1), np.int64)
     with pytest.raises(IndexError):  # bounds-checked instead of corrupting memory

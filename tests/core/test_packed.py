@@ -274,6 +274,25 @@ def test_many_small_flushes_keep_files_few_and_reads_exact(tmp_path, rng):
     assert reopen(path).verify().ok
 
 
+def test_a_big_file_is_not_rewritten_with_the_small_ones_after_it(tmp_path, rng):
+    """Merges take FANOUT files of one level: the big first segment stays as it was through
+    flushes of small ones, which merge among themselves."""
+    from atlas.core._maintain import FANOUT, level_of
+
+    store = atlas.Atlas.create(tmp_path / "s")
+    store.write_array_across_stacked("v", _names(4000), rng.standard_normal((4000, 100)))
+    store.flush()
+    (big,) = store._root.segments["v"]
+    assert level_of(big.size) >= 1
+    for i in range(3 * FANOUT):
+        store.write_array_across_stacked("v", [f"x{i}"], rng.standard_normal((1, 100)))
+        store.flush()
+        refs = store._root.segments["v"]
+        assert refs[0] == big and len(refs) <= 1 + FANOUT
+    assert all(ref.level == 0 for ref in store._root.segments["v"][1:])
+    assert len(store._root.segments["v"]) < 1 + FANOUT  # the small ones did merge
+
+
 def test_a_reader_on_an_older_root_reads_through_merges(tmp_path, rng):
     path = tmp_path / "s"
     store = atlas.Atlas.create(path)
@@ -300,3 +319,22 @@ def test_appending_to_a_fresh_handle_reads_no_names_of_the_store(store, store_pa
         fresh.create_dataset(names[1234])  # "maybe": settled by searching the names
     fresh.flush()
     assert "brand new" in reopen(store_path)
+
+
+def test_deleting_a_dataset_loads_no_array_table_and_drops_its_unflushed_chunks(tmp_path, rng):
+    path = tmp_path / "s"
+    store = atlas.Atlas.create(path)
+    store.write_array_across_stacked("v", _names(50), rng.standard_normal((50, 3)))
+    store.flush()
+    fresh = reopen(path)
+    fresh.delete_dataset(_names(50)[7])  # nothing pending: no array table is read
+    assert fresh._catalog._array_tables == {}
+    fresh.open_dataset(_names(50)[8]).write_array("v", [0], np.ones(3))  # unflushed
+    fresh.delete_dataset(_names(50)[8])  # its dirty chunk goes with it
+    again = fresh.create_dataset(_names(50)[8])
+    again.define_array("v", "float64", ["i"], [3])
+    fresh.flush()
+    back = reopen(path)
+    assert _names(50)[7] not in back and back.open_dataset(_names(50)[8]).read_array(
+        "v").tolist() == [0.0, 0.0, 0.0]
+    assert len(back.list_datasets()) == 49

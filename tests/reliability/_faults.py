@@ -1,10 +1,12 @@
 """Scripted storage faults on top of atlas' ``StorageWrapper`` (atlas/storage/_wrappers.py, whose
 ``FaultyStorage`` gives the random ones): fail the nth next call of one operation in a chosen
-way, and fail the nth next ``os.pwrite`` of a segment file, part-way through if asked.
+way, and fail the nth next ``os.pwrite`` (segment blocks and index, catalog parts), part-way
+through if asked. ``ScriptedFaults`` also records every call, so that a dry run tells how many
+calls of each operation a flush or a compact makes and which of them come after its commit.
 
 Modes: ``enospc`` / ``eio`` (the call fails, nothing happened), ``after`` (the call happened,
 then failed: a lost response, a failed directory fsync after a rename), ``torn-temp`` (commit:
-half a temporary manifest written, then ENOSPC), ``full-temp`` (commit: the temporary file is
+half a temporary root written, then ENOSPC), ``full-temp`` (commit: the temporary file is
 complete, the rename fails).
 """
 
@@ -29,16 +31,22 @@ def _fault(op: str, mode: str, where: str) -> OSError:
 
 
 class ScriptedFaults(StorageWrapper):
-    """``arm(op, mode, nth)``: the nth next call of ``op`` fails in ``mode``."""
+    """``arm(op, mode, nth)``: the nth next call of ``op`` fails in ``mode``. ``calls`` lists
+    every (op, key) since the last ``record()``."""
 
     def __init__(self, inner):
         super().__init__(inner)
         self.armed: list | None = None
+        self.calls: list[tuple[str, str]] = []
 
     def arm(self, op: str, mode: str, nth: int = 1) -> None:
         self.armed = [op, mode, nth]
 
-    def _take(self, op: str) -> str | None:
+    def record(self) -> None:
+        self.calls = []
+
+    def _take(self, op: str, key: str) -> str | None:
+        self.calls.append((op, key))
         if self.armed is None or self.armed[0] != op:
             return None
         self.armed[2] -= 1
@@ -50,7 +58,7 @@ class ScriptedFaults(StorageWrapper):
         return mode
 
     def _request(self, op, key, call, *args):
-        mode = self._take(op)
+        mode = self._take(op, key)
         if mode is None:
             return call(*args)
         where = f"{self.location}/{key}"
@@ -64,22 +72,23 @@ class ScriptedFaults(StorageWrapper):
         raise _fault(op, mode, where)
 
     def spill_path(self, key: str) -> str:
-        mode = self._take("spill_path")
+        mode = self._take("spill_path", key)
         if mode is not None:
             raise _fault("spill_path", mode, key)
         return self.inner.spill_path(key)
 
 
 @contextlib.contextmanager
-def failing_pwrite(nth: int, partial: bool, mode: str = "enospc"):
-    """The nth ``os.pwrite`` from now fails; with ``partial`` after writing half its bytes."""
+def failing_pwrite(nth: int | None, partial: bool = False, mode: str = "enospc"):
+    """The nth ``os.pwrite`` from now fails; with ``partial`` after writing half its bytes.
+    ``nth`` None fails none: the yielded list counts the calls."""
     real = os.pwrite
     count = [0]
 
     def pwrite(fd, data, offset):
         count[0] += 1
         if count[0] == nth:
-            injected[("segment pwrite", f"{mode}{' partial' if partial else ''}")] += 1
+            injected[("pwrite", f"{mode}{' partial' if partial else ''}")] += 1
             if partial and len(data) > 1:
                 real(fd, bytes(data[: len(data) // 2]), offset)
             raise _fault("pwrite", mode, f"fd {fd}")

@@ -4,6 +4,7 @@ on record the moment it is written, whatever happens to the process next):
 
     READY <batch>            opened the store, which held this batch
     WRITE/FLUSH/COMPACT <b>  about to write batch b / flush it / compact after it
+    MERGE/MERGED <b>         the flush of batch b starts / ends the size-tiered merge
     ACK <b> <digest>         flush of batch b returned; digest of what it committed
     COMPACTED <b>            compact after batch b returned
 
@@ -28,8 +29,9 @@ except ImportError:  # pragma: no cover - script mode
 
 import atlas
 
-CRASH_POINTS = ("segment-append", "segment-finish", "publish", "manifest-temp",
-                "manifest-rename", "retire-delete", "orphan-remove")
+CRASH_POINTS = ("block-write", "segment-finish", "part-write", "publish", "merge",
+                "manifest-temp", "manifest-rename", "retire-delete", "orphan-remove")
+COMPACT_CHANCE = 0.06  # per batch; rare enough that the lists grow to 8 files and get merged
 
 
 class _Log:
@@ -46,6 +48,7 @@ def _die() -> None:
 
 def _arm(point: str, nth: int) -> None:
     """Make this process SIGKILL itself at the nth time it reaches ``point``."""
+    from atlas.core import _maintain
     from atlas.format import segment
     from atlas.storage import _local
 
@@ -69,22 +72,54 @@ def _arm(point: str, nth: int) -> None:
 
         setattr(owner, name, wrapper)
 
-    if point == "segment-append":
-        around(segment.SegmentWriter, "append", before=True)
-    elif point == "segment-finish":
+    if point == "block-write":  # pending segments, merged and compacted segments
+        around(segment.SegmentWriter, "write_block", before=True)
+    elif point == "segment-finish":  # index, footer and trailer written, not yet published
         around(segment.SegmentWriter, "finish")
-    elif point == "publish":
-        around(_local.LocalStorage, "publish")
+    elif point == "part-write":  # a catalog part written (a flush's, a merge's, a compaction's)
+        around(_maintain, "write_file")
+    elif point == "publish":  # before the fsync of a segment or part: some synced, some not
+        around(_local, "_fsync_path", before=True,
+               when=lambda path: path.endswith((".seg", ".cat")))
+    elif point == "merge":  # the merged files written and published, the root not yet
+        original = _maintain.tiered_merge
+
+        def merge_then_hit(*args, **kwargs):
+            merges = original(*args, **kwargs)
+            if merges.written:
+                hit()
+            return merges
+
+        _maintain.tiered_merge = merge_then_hit
     elif point == "manifest-temp":  # temp file written and synced, not yet renamed
         around(os, "replace", before=True, when=lambda src, dst: dst.endswith("manifest.atlas"))
     elif point == "manifest-rename":  # renamed, directory not yet synced
         around(os, "replace", when=lambda src, dst: dst.endswith("manifest.atlas"))
-    elif point == "retire-delete":
+    elif point == "retire-delete":  # deleting files retired longer than the grace period
         around(_local.LocalStorage, "delete", before=True)
     elif point == "orphan-remove":
         around(_local.LocalStorage, "remove_unused", before=True)
     else:
         raise ValueError(f"unknown crash point {point!r}; known: {CRASH_POINTS}")
+
+
+def _log_merges(say, batch: list[int]) -> None:
+    """Log MERGE/MERGED around every size-tiered merge that merges something."""
+    from atlas.core import _maintain
+
+    original = _maintain.tiered_merge
+
+    def logged(store, root, *args, **kwargs):
+        runs = [root.parts, *root.segments.values()]
+        merging = any(_maintain._run_to_merge(refs) for refs in runs)
+        if merging:
+            say(f"MERGE {batch[0]}")
+        merges = original(store, root, *args, **kwargs)
+        if merging:
+            say(f"MERGED {batch[0]}")
+        return merges
+
+    _maintain.tiered_merge = logged
 
 
 def _open_or_create(path: str, say) -> "atlas.Atlas":
@@ -112,19 +147,22 @@ def crash_writer(path: str, seed: int, log_path: str, crash_point: str | None = 
     store = _open_or_create(path, say)
     done = store_batch(store)
     model = _model.replay(seed, done)
+    current = [done + 1]
     if crash_point:
         _arm(crash_point, nth)
+    _log_merges(say, current)  # outside the crash point's wrapper: a kill there is "merge"
     say(f"READY {done}")
     end = time.monotonic() + deadline
     batch = done + 1
     while time.monotonic() < end:
+        current[0] = batch
         say(f"WRITE {batch}")
         _model.run_batch(seed, batch, model, store)
         say(f"FLUSH {batch}")
         store.flush()
         say(f"ACK {batch} {_model.digest(_model.snapshot_model(model))}")
         rng = np.random.default_rng([seed, batch, 99])
-        if rng.random() < 0.25:
+        if rng.random() < COMPACT_CHANCE:
             say(f"COMPACT {batch}")
             store.compact(grace=float(rng.choice([0.0, 0.0, 600.0])))
             say(f"COMPACTED {batch}")
@@ -139,10 +177,14 @@ def crash_writer(path: str, seed: int, log_path: str, crash_point: str | None = 
 
 
 def _plant_orphan(path: str, batch: int) -> None:
-    folder = os.path.join(path, "segments", "count")
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, f"{batch:08d}-{os.getpid()}-leftover.seg"), "wb") as f:
-        f.write(b"ATLSEG01 half-written by a writer that crashed")
+    """A crashed writer's leftovers: a segment and a catalog part no root references."""
+    import uuid
+
+    for key, magic in ((f"segments/{batch:08d}-{uuid.uuid4().hex}.seg", b"ATLSEG02"),
+                       (f"catalog/{batch:08d}-{uuid.uuid4().hex}.cat", b"ATLCAT02")):
+        os.makedirs(os.path.dirname(os.path.join(path, key)), exist_ok=True)
+        with open(os.path.join(path, key), "wb") as f:
+            f.write(magic + b" half-written by a writer that crashed")
 
 
 def open_store(location, **kwargs) -> "atlas.Atlas":
@@ -159,10 +201,15 @@ def _wait_until(start_at: float) -> None:
 
 
 def concurrent_writer(location, prefix: str, batches: int, log_path: str,
-                      compact_every: int = 0, seed: int = 0, start_at: float = 0.0) -> None:
-    """Commit ``batches`` batches of new datasets ``<prefix><i>_<j>`` to a store other writers
-    commit to as well. A ConflictError means another writer committed first: reopen, redo the
-    batch, try again. ``ACK i`` follows each batch that committed; ``CONFLICT i`` each retry."""
+                      compact_every: int = 0, seed: int = 0, start_at: float = 0.0,
+                      flush_each: bool = False) -> None:
+    """Commit ``batches`` batches of two new datasets ``<prefix><i>_<j>`` to a store other
+    writers commit to as well, in one flush per batch or (``flush_each``) one per dataset, which
+    makes many small files for the size-tiered merge. A flush that finds another writer's
+    commit re-applies its own on top (``REBASED i``); a ConflictError (both changed one thing,
+    which these disjoint writers never do) means reopen, redo what did not commit, try again.
+    ``ACK i`` follows each batch that committed, ``CONFLICT i`` each retry, ``MERGED i`` a
+    flush that merged files."""
     say = _Log(log_path)
     store = open_store(location)
     _wait_until(start_at)
@@ -170,8 +217,10 @@ def concurrent_writer(location, prefix: str, batches: int, log_path: str,
         while True:
             try:
                 for j in range(2):
-                    write_owned(store, f"{prefix}{i}_{j}", seed)
-                store.flush()
+                    if f"{prefix}{i}_{j}" not in store:  # a redo skips what committed
+                        write_owned(store, f"{prefix}{i}_{j}", seed)
+                    if flush_each or j == 1:
+                        _flush_logging_merges(store, say, i)
                 break
             except atlas.ConflictError:
                 say(f"CONFLICT {i}")
@@ -187,6 +236,15 @@ def concurrent_writer(location, prefix: str, batches: int, log_path: str,
                     say(f"CONFLICT compact {i}")
                     store = open_store(location)
     say("END")
+
+
+def _flush_logging_merges(store, say, i: int) -> None:
+    started, before = time.time(), store._root.generation
+    store.flush()
+    if store._root.generation > before + 1:  # others committed first: re-applied on theirs
+        say(f"REBASED {i}")
+    if any(since >= started for _key, since, _gen in store._root.retired):  # it retired files
+        say(f"MERGED {i}")
 
 
 def sweeper(location, log_path: str, stop_path: str) -> None:

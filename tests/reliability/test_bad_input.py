@@ -2,17 +2,18 @@
 attribute values and numpy inputs of every wrong (and right) kind. A call may only fail with a
 documented exception (TypeError, ValueError, IndexError, KeyError, OverflowError,
 FileExistsError, or an atlas error deriving from them), and a failing call changes nothing: the
-handle's manifest document and everything the API reads back (pending writes included) are the
-same after it, and stay the same through a flush and a reopen. A call that succeeds must read
-back as numpy says it should and survive the flush unchanged."""
+store's files (root, catalog parts, segments, pending segments) and everything the API reads
+back (pending writes included) are the same after it, and stay the same through a flush and a
+reopen. A call that succeeds must read back as numpy says it should and survive the flush
+unchanged."""
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import warnings
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,8 +104,14 @@ def _content(store) -> list[str]:
     return lines
 
 
-def _state(store) -> tuple[str, list[str]]:
-    return json.dumps(store._manifest.doc, sort_keys=True, default=repr), _content(store)
+def _state(store) -> tuple[dict[str, bytes], list[str]]:
+    """What a failing call must not change: every file of the store (the root, catalog parts,
+    segments, the handle's pending segments) byte for byte, and everything the API reads
+    back, pending writes included."""
+    root = Path(store.location)
+    files = {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+             if p.is_file()}
+    return files, _content(store)
 
 
 # -- strategies for arguments ---------------------------------------------------------------------

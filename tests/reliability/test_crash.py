@@ -1,7 +1,7 @@
 """Crash tests: a writer process is SIGKILLed at random moments and at chosen points inside
-write_array, flush, compact and orphan sweeps; after every kill the store must open, hold
-exactly the last acknowledged flush or the one in flight (complete), read back equal to the
-seeded model, and verify clean.
+write_array, flush, the size-tiered merge a flush runs, compact and orphan sweeps; after every
+kill the store must open, hold exactly the last acknowledged flush or the one in flight
+(complete), read back equal to the seeded model, and verify clean.
 
 SIGKILL ends the process, not the machine: written pages stay in the page cache, so these tests
 prove the commit protocol's ordering against process crashes, not fsync against power loss.
@@ -25,8 +25,8 @@ from . import _model, _writer
 from ._harness import context, read_log, record, wait_for
 
 PHASES = {"CREATED": "open", "READY": "write", "WRITE": "write", "FLUSH": "flush",
-          "ACK": "between", "COMPACT": "compact", "COMPACTED": "between", "SWEEP": "sweep",
-          "SWEPT": "between"}
+          "MERGE": "merge", "MERGED": "flush", "ACK": "between", "COMPACT": "compact",
+          "COMPACTED": "between", "SWEEP": "sweep", "SWEPT": "between"}
 
 
 class StoreUnderTest:
@@ -38,6 +38,7 @@ class StoreUnderTest:
         self.acked = -1  # last batch whose flush was acknowledged, over all runs
         self.ack_digests: dict[int, str] = {}
         self.model = _model.Model()
+        self.merges = 0  # flushes that ran the size-tiered merge, over all runs
 
     def absorb(self, lines: list[str]) -> str:
         """Take in a run's log; returns the phase it was killed in."""
@@ -46,6 +47,8 @@ class StoreUnderTest:
             word, *rest = line.split()
             if word == "CREATED":
                 self.created = True
+            if word == "MERGE":
+                self.merges += 1
             if word == "ACK":
                 batch = int(rest[0])
                 assert batch == self.acked + 1, line
@@ -108,7 +111,7 @@ def run_crash_trials(tmp_path: Path, stores: int, timer_kills: int, point_rounds
     rng = np.random.default_rng(seed)
     phases: Counter = Counter()
     points: Counter = Counter()
-    runs = kills = 0
+    runs = kills = merges = 0
     batches = 0
     for s in range(stores):
         sut = StoreUnderTest(tmp_path / f"store{s}", seed * 1000 + s)
@@ -124,8 +127,9 @@ def run_crash_trials(tmp_path: Path, stores: int, timer_kills: int, point_rounds
                     points[point] += 1
             sut.check()
         batches += sut.acked + 1
+        merges += sut.merges
     return {"runs": runs, "kills": kills, "phases": dict(phases), "crash_points": dict(points),
-            "acknowledged_flushes": batches, "lost": 0}
+            "acknowledged_flushes": batches, "merging_flushes": merges, "lost": 0}
 
 
 def test_killed_writer_leaves_the_last_acknowledged_flush_or_the_next(tmp_path):
@@ -133,8 +137,9 @@ def test_killed_writer_leaves_the_last_acknowledged_flush_or_the_next(tmp_path):
     figures = run_crash_trials(tmp_path, stores=2, timer_kills=12, point_rounds=1, seed=1)
     record("crash", seconds=round(time.monotonic() - start, 1), **figures)
     assert figures["kills"] >= 20
-    # the kills must have landed inside flushes and compactions, not only between them
+    # the kills must have landed inside flushes, merges and compactions, not only between them
     assert figures["phases"].get("flush", 0) + figures["phases"].get("compact", 0) >= 3
+    assert figures["phases"].get("merge", 0) >= 1, figures
 
 
 def test_writer_script_killed_as_a_plain_subprocess_leaves_a_sound_store(tmp_path):

@@ -1,0 +1,145 @@
+"""Compaction under steady writes (item 6 of issue 17).
+
+A compaction used to lose every race against writers flushing often, and each loss left its
+whole rewritten copy behind. Now a compaction that finds newer commits re-applies its result on
+top of them when the files it replaced are still there; when another compaction or merge took
+them, it deletes what it wrote and compacts the newest commit. These tests put another writer's
+commit (or compaction) exactly between a compaction's writing and its commit, and run one
+against a writer process flushing ten times a second.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import atlas
+from atlas.storage import LocalStorage, StorageWrapper
+
+from ._harness import context
+
+
+class _BeforeFirstCommit(StorageWrapper):
+    """Runs ``meanwhile`` once, when the wrapped handle first commits (its files written)."""
+
+    def __init__(self, inner, meanwhile):
+        super().__init__(inner)
+        self.meanwhile, self.ran = meanwhile, False
+
+    def commit(self, key, data, expected):
+        if not self.ran:
+            self.ran = True
+            self.meanwhile()
+        return self.inner.commit(key, data, expected)
+
+
+def _datasets(store: atlas.Atlas, names, value: int) -> None:
+    for name in names:
+        view = store.create_dataset(name)
+        view.define_array("x", "int32", ["i"], [50], [10])
+        view.write_array("x", [0], np.arange(50, dtype=np.int32) + value)
+        view.set_attribute("value", value)
+        store.flush()  # a file per flush: something to compact
+
+
+def _files(path: Path) -> set[str]:
+    return {p.relative_to(path).as_posix() for pattern in ("segments/*.seg", "catalog/*.cat")
+            for p in path.glob(pattern)}
+
+
+def _check(path: Path, expected: dict[str, int]) -> atlas.Atlas:
+    store = atlas.Atlas.open(path)
+    assert sorted(store.list_datasets()) == sorted(expected)
+    for name, value in expected.items():
+        view = store.open_dataset(name)
+        np.testing.assert_array_equal(view.read_array("x"), np.arange(50) + value)
+        assert view.get_attribute("value") == value
+    report = store.verify()
+    assert report.ok and report.orphans == [], (report.problems, report.orphans)
+    assert _files(path) <= store._root.keys()  # nothing on disk that no version lists
+    return store
+
+
+@pytest.mark.parametrize("meanwhile", ["flush", "flush and merge"])
+def test_a_compaction_overtaken_by_a_flush_reapplies_on_top(tmp_path, meanwhile):
+    path = tmp_path / "s"
+    _datasets(atlas.Atlas.create(path), [f"a{i}" for i in range(5)], 1)
+    other = atlas.Atlas.open(path)
+    count = 1 if meanwhile == "flush" else 9  # nine flushes in a row merge the newest files
+
+    def commit_first():
+        _datasets(other, [f"b{i}" for i in range(count)], 2)
+
+    compacting = atlas.Atlas.open(_BeforeFirstCommit(LocalStorage(path), commit_first))
+    compacting.compact()
+    root = atlas.Atlas.open(path)._root
+    # the compaction committed on top of the other's commits (then maybe an expiry)
+    assert "compact" in [v.message for v in atlas.Atlas.open(path).history()][:2]
+    assert len(root.parts) <= 2  # the compacted part, then the other's newer ones on top
+    _check(path, {**{f"a{i}": 1 for i in range(5)}, **{f"b{i}": 2 for i in range(count)}})
+
+
+def test_a_compaction_that_loses_to_another_deletes_its_copy_and_compacts_again(tmp_path,
+                                                                              monkeypatch):
+    from atlas.core import _maintain
+
+    outcomes = []
+    real = _maintain.compact
+    monkeypatch.setattr(_maintain, "compact", lambda *a: outcomes.append(real(*a)) or
+                        outcomes[-1])
+    path = tmp_path / "s"
+    _datasets(atlas.Atlas.create(path), [f"a{i}" for i in range(6)], 3)
+    written = []
+
+    def other_compacts():
+        atlas.Atlas.open(path).compact()
+        written.extend(sorted(_files(path)))
+
+    compacting = atlas.Atlas.open(_BeforeFirstCommit(LocalStorage(path), other_compacts))
+    compacting.compact()  # its first attempt replaced files the other compaction took
+    assert outcomes == [True, False, True]  # the other's, the loss, the retry on the newest
+    store = _check(path, {f"a{i}": 3 for i in range(6)})
+    assert len(store._root.parts) == 1
+    compacting.compact(grace=0)  # and once nothing old is kept, only the live files remain
+    store = _check(path, {f"a{i}": 3 for i in range(6)})
+    assert _files(path) == {ref.key for ref in store._root.parts} | {
+        ref.key for refs in store._root.segments.values() for ref in refs}
+
+
+def _steady_writer(path: str, stop: str, log: str) -> None:
+    """Flush a new dataset about ten times a second until ``stop`` exists."""
+    store = atlas.Atlas.open(path)
+    done = 0
+    while not Path(stop).exists():
+        _datasets(store, [f"w{done}"], done)
+        done += 1
+        time.sleep(0.1)
+    Path(log).write_text(str(done))
+
+
+def test_compaction_finishes_while_a_writer_flushes_ten_times_a_second(tmp_path):
+    path = tmp_path / "s"
+    _datasets(atlas.Atlas.create(path), [f"a{i}" for i in range(20)], 4)
+    stop, log = tmp_path / "stop", tmp_path / "log"
+    writer = context().Process(target=_steady_writer, args=(str(path), str(stop), str(log)))
+    writer.start()
+    try:
+        time.sleep(1.0)  # the writer is flushing
+        compactions = 0
+        started = time.monotonic()
+        while compactions < 3:  # the default retention: the writer's versions stay readable
+            atlas.Atlas.open(path).compact()
+            compactions += 1
+        took = time.monotonic() - started
+    finally:
+        stop.touch()
+        writer.join(60)
+    assert writer.exitcode == 0
+    flushed = int(log.read_text())
+    assert flushed > 5, "the writer hardly ran; the test proved nothing"
+    assert took < 120, f"three compactions under steady writes took {took:.0f} s"
+    atlas.Atlas.open(path).compact(grace=0)  # settle: the last expiry after the writer stopped
+    _check(path, {**{f"a{i}": 4 for i in range(20)}, **{f"w{d}": d for d in range(flushed)}})

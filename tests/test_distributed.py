@@ -1,0 +1,204 @@
+"""Distributed writes (issue 18): forked writers on a real dask.distributed LocalCluster of
+worker processes, against a local store and the moto S3 server; dask-backed variables written
+on the workers; ``atlas ingest --workers/--scheduler``, with a worker killed mid-ingest."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+from _s3 import BUCKET, moto_s3  # noqa: F401  (fixture)
+
+import atlas
+from atlas.cli import main
+
+distributed = pytest.importorskip("distributed")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    import dask
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        local = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                         dashboard_address=None, silence_logs=50)
+        client = distributed.Client(local)
+        yield client
+        client.close()
+        local.close()
+
+
+def write_profiles(fork, who: int, count: int):
+    """A task: create ``count`` datasets through a forked writer, return its change set."""
+    writer = fork.writer()
+    for i in range(count):
+        view = writer.create_dataset(f"w{who}-{i:02d}")
+        view.define_array("temp", "float32", ["depth"], [5], fill_value=float("nan"))
+        view.write_array("temp", [0], np.arange(5, dtype=np.float32) + who * 100 + i)
+        view.define_array("lat", "float64", [], [])
+        view.write_array("lat", [], np.asarray(float(who)))
+        view.set_attribute("who", who)
+    return writer.changes()
+
+
+def expected_rows(workers: int, count: int) -> dict:
+    return {f"w{w}-{i:02d}": np.arange(5, dtype=np.float32) + w * 100 + i
+            for w in range(workers) for i in range(count)}
+
+
+def check_profiles(store: atlas.Atlas, rows: dict) -> None:
+    names = [n for n in store.list_datasets() if n in rows]
+    assert sorted(names) == sorted(rows)
+    stacked = store.read_array_across_stacked("temp", names)
+    np.testing.assert_array_equal(stacked, np.stack([rows[n] for n in names]))
+    for name in names:
+        stats = store.open_dataset(name).array_stats("temp")
+        assert (stats["min"], stats["max"]) == (float(rows[name].min()),
+                                                 float(rows[name].max()))
+        assert store.open_dataset(name).get_attribute("who") == int(name[1])
+    assert store.verify().ok
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_forked_writers_on_worker_processes_commit_once(cluster, tmp_path, where, moto_s3):
+    if where == "local":
+        location, options = str(tmp_path / "s"), {}
+    else:
+        location, options = f"s3://{BUCKET}/{moto_s3.new_prefix()}", moto_s3.options()
+    store = atlas.Atlas.create(location, **options)
+    store.create_dataset("first").set_attribute("who", 9)
+    store.flush()
+    fork = store.fork()
+    futures = [cluster.submit(write_profiles, fork, who, 6, pure=False) for who in range(4)]
+    change_sets = cluster.gather(futures)
+    assert all(c.base.generation == 1 and len(c.datasets) == 6 for c in change_sets)
+    assert atlas.Atlas.open(location, **options).list_datasets() == ["first"]  # not yet
+    own = store.create_dataset("client")  # the client's own changes go in the same commit
+    own.set_attribute("who", 8)
+    store.merge(change_sets)
+    assert atlas.Atlas.open(location, **options).list_datasets() == ["first"]
+    store.flush("four workers")
+    back = atlas.Atlas.open(location, **options)
+    assert back.list_datasets()[:2] == ["first", "client"]
+    check_profiles(back, expected_rows(4, 6))
+    assert back.history()[0].message == "four workers" and back.history()[0].added == 25
+
+
+def test_merge_refuses_conflicting_or_foreign_change_sets_and_writers_do_not_flush(cluster,
+                                                                                    tmp_path):
+    store = atlas.Atlas.create(tmp_path / "s")
+    fork = store.fork()
+    one, two = cluster.gather([cluster.submit(write_profiles, fork, 0, 2, pure=False),
+                               cluster.submit(write_profiles, fork, 0, 2, pure=False)])
+    with pytest.raises(atlas.ConflictError, match="both created dataset 'w0-00'"):
+        store.merge([one, two])
+    assert not store._merged  # nothing of either was taken
+    other = atlas.Atlas.create(tmp_path / "other")
+    with pytest.raises(ValueError, match="made on"):
+        other.merge(one)
+    with pytest.raises(TypeError, match="ChangeSets"):
+        store.merge([{"not": "a change set"}])
+    store.merge(one)
+    store.flush()
+    with pytest.raises(atlas.ConflictError, match="both created dataset 'w0-00'"):
+        store.merge(two)  # its names were committed meanwhile
+    writer = fork.writer()
+    writer.create_dataset("x")
+    with pytest.raises(TypeError, match="forked writer does not commit"):
+        writer.flush()
+    with pytest.raises(TypeError, match="changes\\(\\) is for writers"):
+        store.changes()
+    check_profiles(atlas.Atlas.open(tmp_path / "s"), expected_rows(1, 2))
+
+
+def test_a_dask_backed_dataset_is_written_by_the_workers(cluster, tmp_path, monkeypatch):
+    rng = np.random.default_rng(3)
+    ds = xr.Dataset(
+        {"sst": (("time", "lat", "lon"), rng.normal(290, 3, (9, 20, 30)).astype("f4"),
+                 {"units": "K"}),
+         "flag": (("time",), np.arange(9, dtype="i2"))},
+        coords={"time": np.arange(9).astype("datetime64[D]").astype("datetime64[ns]"),
+                "lat": np.linspace(-50, 50, 20)}).chunk({"time": 4, "lat": 10})
+    # the client writes no dask block itself (only the in-memory index coordinates)
+    calls = []
+    real = atlas.DatasetView.write_array
+    monkeypatch.setattr(atlas.DatasetView, "write_array", lambda self, name, start, data: (
+        calls.append((name, data.shape)), real(self, name, start, data))[1])
+    store = atlas.Atlas.create(tmp_path / "s")
+    store.add_xr_dataset(ds, "day")
+    assert sorted(name for name, _shape in calls) == ["lat", "time"]
+    np.testing.assert_array_equal(store.open_dataset("day").read_array("sst"), ds.sst.values)
+    store.flush()
+    back = atlas.Atlas.open(tmp_path / "s")
+    xr.testing.assert_identical(back.to_xarray("day").load(), ds.load())
+    stats = back.open_dataset("day").array_stats("sst")
+    assert (stats["min"], stats["max"]) == (float(ds.sst.min()), float(ds.sst.max()))
+    assert back.usage()["per_array"]["sst"]["segments"] > 1  # one per block, from the workers
+    # dask chunks that do not hold whole atlas chunks are rechunked on the cluster
+    store.add_xr_dataset(ds.chunk({"time": 3, "lat": 7}), "odd",
+                         chunks={"sst": [2, 20, 30]})
+    store.flush()
+    xr.testing.assert_identical(atlas.Atlas.open(tmp_path / "s").to_xarray("odd").load(),
+                                ds.load())
+
+
+def small_files(folder: Path, count: int) -> Path:
+    folder.mkdir()
+    for i in range(count):
+        xr.Dataset({"temp": (("depth",), np.arange(20, dtype="f4") + i)},
+                   coords={"depth": np.arange(20.0)}, attrs={"cycle": i}).to_netcdf(
+            folder / f"p{i:04d}.nc")
+    return folder
+
+
+def test_ingest_with_workers_matches_one_process(tmp_path, capsys):
+    src = small_files(tmp_path / "src", 30)
+    assert main(["ingest", str(src), str(tmp_path / "one"), "-q"]) == 0
+    assert main(["ingest", str(src), str(tmp_path / "many"), "-q", "--workers", "2",
+                 "--flush-every", "10"]) == 0
+    capsys.readouterr()
+    one, many = atlas.Atlas.open(tmp_path / "one"), atlas.Atlas.open(tmp_path / "many")
+    assert many.list_datasets() == one.list_datasets()  # in file order
+    for name in one.list_datasets():
+        xr.testing.assert_identical(many.to_xarray(name), one.to_xarray(name))
+    assert len(many.history()) >= 4 and many.verify().ok
+    assert main(["ingest", str(src), str(tmp_path / "x"), "--workers", "0"]) == 1
+    assert "--workers must be >= 1" in capsys.readouterr().err
+    assert main(["ingest", str(src), str(tmp_path / "x"), "--workers", "2", "-j", "2"]) == 1
+    assert "leave -j out" in capsys.readouterr().err
+
+
+def test_a_killed_worker_leaves_the_previous_commit_and_skip_existing_completes(cluster,
+                                                                                tmp_path):
+    src = small_files(tmp_path / "src", 160)
+    store_path = tmp_path / "s"
+    atlas.Atlas.create(store_path)
+    address = cluster.scheduler.address
+    outcome = {}
+    run = threading.Thread(target=lambda: outcome.setdefault("status", main(
+        ["ingest", str(src), str(store_path), "-q", "--scheduler", address])))
+    run.start()
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((store_path / "segments").glob("*.seg")):
+        time.sleep(0.02)  # a worker has written its first segment: kill it mid-ingest
+    pids = list(cluster.run(os.getpid).values())
+    os.kill(pids[0], signal.SIGKILL)
+    run.join(timeout=300)
+    assert outcome["status"] == 1
+    after = atlas.Atlas.open(store_path)
+    assert after.list_datasets() == [] and after.generation == 0  # the previous commit
+    assert after.verify().problems == []  # what the dead run wrote is orphans, not damage
+    cluster.wait_for_workers(2, timeout=60)
+    assert main(["ingest", str(src), str(store_path), "-q", "--scheduler", address,
+                 "--skip-existing"]) == 0
+    back = atlas.Atlas.open(store_path)
+    assert back.list_datasets() == [f"p{i:04d}" for i in range(160)]
+    np.testing.assert_array_equal(back.read_array_across_stacked("temp")[:, 0],
+                                  np.arange(160, dtype="f4"))
+    assert back.verify().ok

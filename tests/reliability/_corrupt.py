@@ -170,12 +170,21 @@ def _container(raw: bytes) -> tuple[int, int, list]:
 def _section(raw: bytes, entry: list) -> dict[str, object]:
     """The columns of one section that the oracle needs (integer and text kinds)."""
     _sid, offset, stored, decoded, rows, _crc, spec = entry
-    data = zstandard.ZstdDecompressor().decompress(raw[offset : offset + stored],
-                                                   max_output_size=decoded)
-    out, at = {}, 0
-    for name, kind, n in spec:
-        piece = data[at : at + n]
-        at += n
+    dctx = zstandard.ZstdDecompressor()
+    if spec and len(spec[0]) == 5:  # framed: each column its own zstd frame, back to back
+        pieces, at = [], offset
+        for name, kind, n, frame, _frame_crc in spec:
+            pieces.append((name, kind, dctx.decompress(raw[at : at + frame],
+                                                       max_output_size=n)))
+            at += frame
+    else:
+        data = dctx.decompress(raw[offset : offset + stored], max_output_size=decoded)
+        pieces, at = [], 0
+        for name, kind, n in spec:
+            pieces.append((name, kind, data[at : at + n]))
+            at += n
+    out = {}
+    for name, kind, piece in pieces:
         if kind in ("i8", "i8d"):
             values = np.frombuffer(piece, "<i8")
             out[name] = np.cumsum(values) if kind == "i8d" else values

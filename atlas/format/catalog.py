@@ -20,6 +20,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from atlas.codecs import checksum
 from atlas.errors import CorruptionError
 from atlas.format import bloom, values
 from atlas.format.columns import Frame, decode_frame
@@ -137,6 +138,10 @@ def read_table(footer: Footer, section_id: tuple, read, where: str, root=None,
     if frames is None:
         columns = read_section(ref, read(ref.offset, ref.stored), label)
         return Table.from_section(kind, columns, label, check=check)
+    # the section's own checksum, once: damage in any column fails the table as a whole, as
+    # it does for a section stored as one frame (the columns still decode only when used)
+    if checksum(read(ref.offset, ref.stored)) != ref.crc:
+        raise CorruptionError(f"{label}: section fails its checksum")
     now = {f.name: decode_frame(read(f.offset, f.stored), f, ref.rows, label)
            for f in frames if f.name in ("key", "dead")}
     later = {f.name: _frame_decoder(f, read, ref.rows, label) for f in frames

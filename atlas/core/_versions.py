@@ -129,17 +129,31 @@ def chain(storage: Storage, top: Root, found: dict[int, dict[str, float]] | None
         generation = max(older)
         candidates = sorted(found[generation])
         named = [c for c in candidates if c in parents.get(generation, ())]
-        current = read_record(storage, generation, (named or candidates)[0])
+        current = _first_record(storage, generation, named or candidates)
+
+
+def _first_record(storage: Storage, generation: int, commits: list[str]) -> Root:
+    """The first of these records at ``generation`` that is still there."""
+    for commit in commits[:-1]:
+        try:
+            return read_record(storage, generation, commit)
+        except VersionExpiredError:
+            continue  # a losing writer's record, deleted since the listing
+    return read_record(storage, generation, commits[-1])
 
 
 def _parents_named(storage: Storage, found: dict[int, dict[str, float]]) -> dict[int, set]:
-    """For generations holding several records (a crashed commit left one): the commit ids
-    that the records one generation up name as their parent."""
+    """For generations holding several records (a crashed commit left one, or a writer that
+    lost the race to commit has not deleted its own yet): the commit ids that the records one
+    generation up name as their parent."""
     out: dict[int, set] = {}
     for generation, commits in found.items():
         if len(commits) > 1:
             for commit in found.get(generation + 1, {}):
-                parent = read_record(storage, generation + 1, commit).parent
+                try:
+                    parent = read_record(storage, generation + 1, commit).parent
+                except VersionExpiredError:
+                    continue  # a losing writer's record, deleted since the listing
                 out.setdefault(generation, set()).add(parent)
     return out
 
@@ -281,8 +295,9 @@ def all_tags(storage: Storage) -> dict[str, tuple[int, str]]:
 def add_tag(storage: Storage, name: str, root: Root) -> None:
     key = key_grammar.tag_key(name)
     # on a case-insensitive file system two such tags would be one file: refuse it everywhere
-    for other in all_tags(storage):
-        if other != name and other.lower() == name.lower():
+    for key, _size, _mtime in storage.list(key_grammar.TAGS_PREFIX):
+        other = key_grammar.tag_name(key)
+        if other is not None and other != name and other.lower() == name.lower():
             raise AlreadyExistsError(f"tag {name!r} differs from tag {other!r} of "
                                      f"{storage.location} only in case; tag names must stay "
                                      "distinct on case-insensitive file systems")

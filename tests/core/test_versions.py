@@ -320,3 +320,46 @@ def test_a_crash_at_any_point_of_expire_leaves_every_retained_version_intact(tmp
             break
         crash_points += 1
     assert crash_points > 3  # the pass has several steps, each crashed once
+
+
+class _VanishingRecords(LocalStorage):
+    """Lists version records that are gone by the time they are read: writers that lost the
+    race to commit delete theirs between another process's listing and its reads."""
+
+    def __init__(self, path, vanished: set[str]):
+        super().__init__(path)
+        self.vanished = vanished
+
+    def list(self, prefix=""):
+        listed = super().list(prefix)
+        return listed + [(key, 1, time.time()) for key in sorted(self.vanished)
+                         if key.startswith(prefix)]
+
+    def get(self, key):
+        if key in self.vanished:
+            raise FileNotFoundError(key)
+        return super().get(key)
+
+
+def test_the_chain_of_versions_walks_past_records_deleted_since_the_listing(tmp_path):
+    from atlas.core import _versions
+    from atlas.format import keys as key_grammar
+
+    store = atlas.Atlas.create(tmp_path / "s")
+    for i in range(4):
+        store.create_dataset(f"d{i}")
+        store.flush()
+    latest = store._root
+    # losers' records at two generations, one of them the generation below the latest
+    vanished = {key_grammar.version_key(g, "f" * 32) for g in (latest.generation - 1,
+                                                                latest.generation)}
+    storage = _VanishingRecords(tmp_path / "s", vanished)
+    walked = [root.generation for root in _versions.chain(storage, latest)]
+    assert walked == list(range(latest.generation, -1, -1))
+    rebasing = atlas.Atlas.open(storage)
+    rebasing.create_dataset("mine")
+    other = atlas.Atlas.open(tmp_path / "s")
+    other.create_dataset("theirs")
+    other.flush()
+    rebasing.flush()  # re-applied on top of the other's commit, through the same chain
+    assert {"mine", "theirs"} <= set(atlas.Atlas.open(tmp_path / "s").list_datasets())

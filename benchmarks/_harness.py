@@ -29,6 +29,7 @@ import platform
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -524,3 +525,16 @@ def cli(
     result = run(args)
     emit(result, args)
     return result
+
+
+def run_child(module: str, kind: str, params: dict) -> dict:
+    """Run ``python -m <module> --child {kind, **params}`` from the repository root and return
+    the JSON object its last line of output holds (the workloads' fresh-process steps)."""
+    done = subprocess.run(
+        [sys.executable, "-m", module, "--child", json.dumps({"kind": kind, **params})],
+        cwd=BENCHMARKS_DIR.parent, capture_output=True, text=True, timeout=4 * 3600,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{kind} child {params} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -84,7 +83,6 @@ TEN = ("platform", "cycle", "time", "temp.min", "temp.max", "temp.nulls", "lat.m
 TEN_ARRAYS = ("temp", "lat", "lon", "sal", "oxy")  # the arrays TEN names, as catalog() takes them
 NAME = "name"
 WRITE_ROWS = 100_000  # datasets per stacked write call while building
-REPO = harness.BENCHMARKS_DIR.parent
 STORE_DIR, PARQUET_FILE, REFERENCE_FILE = "atlas", "catalog.parquet", "reference.npz"
 
 SELECT, CATALOG_10, CATALOG_ALL = "select", "catalog 10 columns", "catalog all columns"
@@ -344,13 +342,7 @@ CHILDREN = {"build": child_build, "rss": child_rss}
 
 
 def run_child(kind: str, params: dict) -> dict:
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.query", "--child", json.dumps({"kind": kind, **params})],
-        cwd=REPO, capture_output=True, text=True, timeout=4 * 3600,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{kind} child {params} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return harness.run_child("benchmarks.query", kind, params)
 
 
 # --- the workload ---------------------------------------------------------------------------------

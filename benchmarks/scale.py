@@ -41,7 +41,6 @@ import argparse
 import gc
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -80,7 +79,6 @@ PER_DATASET = "per-dataset API"
 STACKED = "stacked write"
 PARQUET_LIST = "parquet names (to list)"
 PARQUET_ARROW = "parquet names (arrow)"
-REPO = harness.BENCHMARKS_DIR.parent
 # the raw bytes of one dataset's arrays: what an append commit has to write at the least
 DATASET_BYTES = len(PROFILES) * DEPTH * 4 + len(SCALARS) * 8
 
@@ -310,13 +308,7 @@ CHILDREN = {"ingest": child_ingest, "reader": child_reader, "fresh_reads": child
 
 
 def run_child(kind: str, params: dict) -> dict:
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.scale", "--child", json.dumps({"kind": kind, **params})],
-        cwd=REPO, capture_output=True, text=True, timeout=4 * 3600,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{kind} child {params} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return harness.run_child("benchmarks.scale", kind, params)
 
 
 # --- the workload -------------------------------------------------------------------------------

@@ -8,10 +8,10 @@ from atlas.cli._common import (
     CommandError,
     emit,
     open_store,
-    parse_time,
     plural,
     table,
     version_asked,
+    version_options,
 )
 from atlas.cli._progress import human_bytes
 
@@ -25,16 +25,13 @@ def register(sub, common: argparse.ArgumentParser) -> None:
                    help="only the N newest versions")
     p.set_defaults(func=cmd_log)
 
-    p = sub.add_parser("tag", parents=[common], help="name a version so it is never expired",
+    p = sub.add_parser("tag", parents=[common, version_options()],
+                       help="name a version so it is never expired",
                        description="Tag the latest version (or the one --version/--at names) "
                                    "as NAME; with --delete remove the tag; without NAME list "
                                    "the tags.")
     p.add_argument("store", metavar="STORE")
     p.add_argument("name", metavar="NAME", nargs="?")
-    p.add_argument("--version", dest="version_spec", metavar="N|TAG",
-                   help="the version to tag (default: the latest)")
-    p.add_argument("--at", metavar="TIME", type=parse_time,
-                   help="tag the version that was the latest at TIME (ISO 8601, UTC)")
     p.add_argument("--delete", action="store_true", help="remove tag NAME")
     p.set_defaults(func=cmd_tag)
 

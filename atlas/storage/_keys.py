@@ -16,7 +16,7 @@ from atlas.errors import CorruptionError, InvalidKeyError
 
 MAX_KEY_BYTES = 1024  # S3's limit for a whole key, in UTF-8
 MAX_COMPONENT_BYTES = 255  # a file name on every common local file system
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # C0 and C1 control characters
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0 and C1 control characters
 
 
 def key_problem(key: Any) -> str | None:

@@ -27,7 +27,7 @@ import zstandard
 
 from atlas.codecs import checksum, decompress_frame
 from atlas.errors import CorruptionError, FormatError
-from atlas.format.keys import checked, is_data_key
+from atlas.format.keys import all_data_keys, checked, is_data_key
 
 MAGIC = b"ATLMAN01"
 VERSION = 2
@@ -161,7 +161,7 @@ def decode(data: bytes, where: str) -> Root:
             parts=[_ref(r, "part", where) for r in doc["parts"]],
             segments={_str(name): [_ref(r, "segment", where) for r in refs]
                       for name, refs in doc["segments"].items()},
-            retired=[_retired(entry, where) for entry in doc["retired"]],
+            retired=_retired_list(doc["retired"], where),
             changes={_str(k): _int(v) for k, v in doc.get("changes", {}).items()},
             retention=_retention(doc.get("retention")),
             created=None if doc.get("created") is None else _time(doc["created"]),
@@ -218,6 +218,20 @@ def _ref(raw: Any, kind: str, where: str) -> FileRef:
         raise ValueError(f"a {kind} reference [key, size, level] has extra items {remap!r}")
     return FileRef(checked(key, kind, where), _int(size), _int(level),
                    (_int(remap[0]), _int(remap[1])) if remap else None)
+
+
+def _retired_list(raw: Any, where: str) -> list[tuple[str, float, int]]:
+    """The ``retired`` entries, checked. It grows with the versions kept and every open reads
+    it, so entries of the usual shape ([key, time, generation]) are checked a column at a
+    time; anything else goes entry by entry, which says what is wrong."""
+    if type(raw) is list and set(map(type, raw)) <= {list} and set(map(len, raw)) <= {3}:
+        keys, times, generations = zip(*raw) if raw else ((), (), ())
+        if (set(map(type, times)) <= {float} and all(map(math.isfinite, times))
+                and set(map(type, generations)) <= {int}
+                and (not raw or (min(generations) >= 0 and max(generations) < 2**62))
+                and all_data_keys(keys)):
+            return list(zip(keys, times, generations))
+    return [_retired(entry, where) for entry in raw]
 
 
 def _retired(entry: Any, where: str) -> tuple[str, float, int]:

@@ -386,3 +386,29 @@ def test_the_names_filter_never_misses_a_name_and_rarely_claims_one():
     assert false < 0.03 * len(others)
     # the hash is of the UTF-8 bytes: stable across processes and platforms
     assert int(bloom.name_hashes(["a"])[0]) == 0xAF63DC4C8601EC8C
+
+
+RETIRED_DAMAGE = [
+    lambda e: e.__setitem__(0, "../victim.seg"), lambda e: e.__setitem__(0, 7),
+    lambda e: e.__setitem__(0, SEG + "\n" + SEG), lambda e: e.__setitem__(1, "1.0"),
+    lambda e: e.__setitem__(1, True), lambda e: e.__setitem__(1, float("nan")),
+    lambda e: e.__setitem__(2, -1), lambda e: e.__setitem__(2, 2.0),
+    lambda e: e.__setitem__(2, 2**62), lambda e: e.clear(), lambda e: e.pop()]
+
+
+@pytest.mark.parametrize("damage", range(len(RETIRED_DAMAGE)))
+@pytest.mark.parametrize("at", [0, 1500, 2999])
+def test_a_long_retired_list_is_checked_entry_for_entry(damage, at):
+    """Long lists take a column-at-a-time check; one bad entry anywhere still fails the root
+    as the entry-by-entry check does."""
+    entries = [[f"segments/{g:08d}-{g:032x}.seg", 1.7e9 + g, g] for g in range(3000)]
+    entries[1].pop()  # a version-1 upgrade's entry: no generation, read as 0
+    good = root_format.decode(_forged(lambda d: d.update(retired=entries)), "here")
+    assert good.retired == [(k, float(t), g) for k, t, *rest in entries
+                            for g in [rest[0] if rest else 0]]
+    RETIRED_DAMAGE[damage](entries[at])
+    if damage == len(RETIRED_DAMAGE) - 1 and at != 1:  # dropping the generation is allowed
+        assert root_format.decode(_forged(lambda d: d.update(retired=entries)), "here")
+        return
+    with pytest.raises(atlas.CorruptionError, match="here"):
+        root_format.decode(_forged(lambda d: d.update(retired=entries)), "here")

@@ -13,7 +13,7 @@ live are dead weight that merges and compaction drop, and every query joins on t
 from __future__ import annotations
 
 from array import array
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -210,6 +210,11 @@ class Catalog:
         table = self.table(("datasets",)).view()
         rows = np.flatnonzero(~table.dead)[positions] if table.dead.any() else positions
         return table.take("name", np.asarray(rows, _I64)).tolist()
+
+    def prefetch_names(self, submit: Callable) -> None:
+        """Start decompressing the names column on another thread (see ``names_at``)."""
+        if self._live is None or self._live[0] is None:
+            self.table(("datasets",)).view().prefetch(["name"], submit)
 
     def live_dids(self) -> np.ndarray:
         """The live dataset ids in creation order (read-only: the handle keeps it)."""

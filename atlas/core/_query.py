@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from atlas.core._dataset import is_internal
+from atlas.core._read import worker_pool
 from atlas.errors import QueryError
 from atlas.format import values as value_format
 from atlas.format.schema import Schema
@@ -478,7 +479,9 @@ def _literal(node: ast.AST, where: str) -> Any:
                          f"{ast.unparse(node)!r}") from None
 
 
-def _evaluate(node: ast.AST, frame: "pd.DataFrame", quoted: dict, where: str) -> Any:
+def _evaluate(node: ast.AST, frame: dict[str, "pd.Series"], quoted: dict, where: str) -> Any:
+    """The mask (or value) of expression ``node`` over ``frame``, the named columns as pandas
+    Series of one length."""
     if isinstance(node, ast.BoolOp):
         parts = [_as_mask(_evaluate(v, frame, quoted, where), where) for v in node.values]
         out = parts[0]
@@ -501,7 +504,7 @@ def _evaluate(node: ast.AST, frame: "pd.DataFrame", quoted: dict, where: str) ->
         return out
     name = _column_name(node, quoted)
     if name is not None:
-        if name not in frame.columns:
+        if name not in frame:
             raise QueryError(f"{where}: no column {name!r}; columns are attribute keys and "
                              f"<array>.{{{','.join(STATS)}}}")
         return frame[name]
@@ -599,6 +602,22 @@ def columns_of(store: "Atlas", names: list[str], dids: np.ndarray | None = None
     return arrays, attributes
 
 
+def _prefetch(store: "Atlas", names: list[str]) -> None:
+    """Start decompressing the columns a query names (and the dataset names, needed last) on
+    the worker threads, each as soon as its table is open, while this thread opens the next."""
+    cat = store._catalog
+    submit = worker_pool().submit
+    cat.prefetch_names(submit)  # the largest column: started first
+    arrays = {sid[1] for sid in cat.section_ids("array")}
+    attributes = {sid[1] for sid in cat.section_ids("attr")}
+    for name in names:
+        head, _, stat = name.rpartition(".")
+        if stat in STATS and head in arrays:
+            cat.table(("array", head)).view().prefetch([stat, "schema"], submit)
+        elif name in attributes:
+            cat.table(("attr", name)).view().prefetch(["tag", "num", "data"], submit)
+
+
 def select(store: "Atlas", where: str | Callable) -> list[str]:
     """Names of the datasets matching ``where``, in creation order."""
     if callable(where):
@@ -616,7 +635,9 @@ def select(store: "Atlas", where: str | Callable) -> list[str]:
     tree, quoted = _parse(where)
     cat = store._catalog
     dids = cat.live_dids()
-    arrays, attributes = columns_of(store, _names_in(tree, quoted), dids)
+    names = _names_in(tree, quoted)
+    _prefetch(store, names)
+    arrays, attributes = columns_of(store, names, dids)
     label = f"where {where!r}"
     _check_attributes(store, attributes, label)
     import pandas as pd
@@ -627,7 +648,8 @@ def select(store: "Atlas", where: str | Callable) -> list[str]:
         columns[key] = attribute_column(store, key, dids, frame=True)
     for array, stats in arrays.items():
         columns.update(array_columns(store, array, dids, stats, frame=True))
-    frame = pd.DataFrame(columns, index=pd.RangeIndex(len(dids)), copy=False)
+    # Series, not a DataFrame: a frame would copy columns of one dtype into one block
+    frame = {name: pd.Series(values, name=name, copy=False) for name, values in columns.items()}
     mask = _evaluate(tree, frame, quoted, label)
     if not (isinstance(mask, np.ndarray) and mask.dtype == bool):
         raise QueryError(f"{label}: is not a condition")

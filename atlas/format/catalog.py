@@ -16,14 +16,14 @@ sections in every listed part. A part's footer also records the value format ver
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
 from atlas.codecs import checksum
 from atlas.errors import CorruptionError
 from atlas.format import bloom, values
-from atlas.format.columns import Frame, decode_frame
+from atlas.format.columns import Frame, decode_column, decode_frame, inflate_frame
 from atlas.format.container import (
     ContainerWriter,
     Footer,
@@ -144,28 +144,55 @@ def read_table(footer: Footer, section_id: tuple, read, where: str, root=None,
         raise CorruptionError(f"{label}: section fails its checksum")
     now = {f.name: decode_frame(read(f.offset, f.stored), f, ref.rows, label)
            for f in frames if f.name in ("key", "dead")}
-    later = {f.name: _frame_decoder(f, read, ref.rows, label) for f in frames
+    later = {f.name: _FrameDecoder(f, read, ref.rows, label) for f in frames
              if f.name not in now}
     return Table.from_section(kind, now, label, later, check)
 
 
-def _frame_decoder(frame: Frame, read, rows: int, where: str):
+class _FrameDecoder:
     """``decode(rows)`` of one column frame (see ``Table.from_section``): a few rows of a text
-    column are cut from the joined texts, without a string for every row."""
-    def decode(wanted, blobs=False):
-        stored = read(frame.offset, frame.stored)
+    column are cut from the joined texts, without a string for every row. ``prefetch(submit)``
+    starts reading and decompressing the frame on another thread (``submit`` as an executor's):
+    the next decode takes that result instead of doing it again."""
+
+    def __init__(self, frame: Frame, read, rows: int, where: str) -> None:
+        self.frame, self.read, self.rows, self.where = frame, read, rows, where
+        self.started: Any = None
+
+    def prefetch(self, submit: Callable) -> None:
+        if self.started is None:
+            self.started = submit(self._inflate, self.frame.kind not in ("txt", "bin"))
+
+    def _inflate(self, decode: bool = False) -> Any:
+        """The frame's decoded bytes; ``decode``: its column (numbers: no Python objects, so
+        another thread can do it)."""
+        frame = self.frame
+        raw = inflate_frame(self.read(frame.offset, frame.stored), frame, self.where)
+        if not decode:
+            return raw
+        return decode_column(raw, frame.kind, self.rows, f"{self.where} column {frame.name!r}")
+
+    def __call__(self, wanted, blobs: bool = False):
+        frame, rows = self.frame, self.rows
+        label = f"{self.where} column {frame.name!r}"
+        started, self.started = self.started, None
+        if started is None or started.cancel():  # not begun on the other thread: do it here
+            raw = self._inflate()
+        else:
+            raw = started.result()
+        if isinstance(raw, np.ndarray):  # decoded on the other thread
+            return raw, False
         if blobs and frame.kind == "bin":
-            return decode_frame(stored, frame, rows, where, joined=True), True
+            return decode_column(raw, frame.kind, rows, label, joined=True), True
         if blobs and frame.kind == "txt":  # the texts joined by NUL, or None (stored otherwise)
-            joined = decode_frame(stored, frame, rows, where, joined=True)
+            joined = decode_column(raw, frame.kind, rows, label, joined=True)
             return (joined if isinstance(joined, memoryview) else None), True
         if wanted is not None and frame.kind == "txt" and len(wanted) * 8 < rows:
-            joined = decode_frame(stored, frame, rows, where, joined=True)
+            joined = decode_column(raw, frame.kind, rows, label, joined=True)
             if isinstance(joined, memoryview):
-                return _pick_texts(joined, wanted, rows, f"{where} column {frame.name!r}"), True
+                return _pick_texts(joined, wanted, rows, label), True
             return joined, False
-        return decode_frame(stored, frame, rows, where), False
-    return decode
+        return decode_column(raw, frame.kind, rows, label), False
 
 
 PICK_STEP = 1 << 20  # bytes of joined texts searched for separators at a time
@@ -175,6 +202,13 @@ def _pick_texts(joined, wanted: np.ndarray, rows: int, where: str) -> np.ndarray
     """Texts ``wanted`` (positions) of ``rows`` texts joined by NUL (a bytes-like object),
     finding the separators a step at a time (no mask as large as the texts)."""
     buf = np.frombuffer(joined, np.uint8)
+    wanted = np.asarray(wanted, np.int64)
+    stride = (len(buf) + 1) // rows if rows else 0
+    if rows > 1 and stride * rows == len(buf) + 1 and not buf[stride - 1 :: stride].any():
+        # texts of one length (the common case: p0000001, ...) when every separator is where
+        # that length puts it: each text starts at a multiple of the stride, no search
+        starts = wanted * stride
+        return _texts(joined, starts, starts + (stride - 1), where)
     index = np.int32 if len(buf) < 2**31 else np.int64
     found = [np.flatnonzero(buf[at : at + PICK_STEP] == 0).astype(index) + at
              for at in range(0, len(buf), PICK_STEP)]
@@ -182,15 +216,20 @@ def _pick_texts(joined, wanted: np.ndarray, rows: int, where: str) -> np.ndarray
     if len(nuls) != max(rows - 1, 0):
         raise CorruptionError(f"{where}: text column holds {len(nuls) + 1} texts, "
                               f"expected {rows}")
-    wanted = np.asarray(wanted, np.int64)
     ends = np.where(wanted < rows - 1, nuls[np.minimum(wanted, max(rows - 2, 0))] if len(nuls)
                     else 0, len(buf)).astype(np.int64)
     starts = np.where(wanted > 0, nuls[np.maximum(wanted - 1, 0)] + 1 if len(nuls) else 0, 0)
-    out = np.empty(len(wanted), object)
+    return _texts(joined, starts, ends, where)
+
+
+def _texts(joined, starts: np.ndarray, ends: np.ndarray, where: str) -> np.ndarray:
+    out = np.empty(len(starts), object)
     try:
         out[:] = [str(joined[a:b], "utf-8") for a, b in zip(starts.tolist(), ends.tolist())]
     except UnicodeDecodeError as err:
         raise CorruptionError(f"{where}: text column is not UTF-8") from err
+    if any("\x00" in text for text in out):  # more separators than rows: damaged
+        raise CorruptionError(f"{where}: text column holds more texts than {len(ends)} rows")
     return out
 
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from atlas.codecs import checksum
 from atlas.errors import CorruptionError
+from atlas.format.columns import declared_kind
 from atlas.format.container import ContainerWriter, Footer, LockedFile, read_section
 
 MAGIC = b"ATLSEG02"
@@ -161,7 +162,7 @@ def parse_index(footer: Footer, read, where: str) -> SegmentIndex:
         ref = footer.sections.get((name,))
         if ref is None:
             raise CorruptionError(f"{where}: segment index has no {name} section")
-        if [c[:2] for c in ref.spec] != [list(c) for c in columns]:
+        if [[c[0], declared_kind(c[1])] for c in ref.spec] != [list(c) for c in columns]:
             raise CorruptionError(f"{where}: segment {name} columns are not the expected ones")
         tables[name] = read_section(ref, read(ref.offset, ref.stored), f"{where} {name}")
     index = SegmentIndex(tables["blocks"], tables["chunks"], tables["partials"])

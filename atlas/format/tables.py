@@ -181,6 +181,15 @@ class Table:
         load = getattr(self.columns, "pending", {}).get(name)
         return load.blobs() if isinstance(load, _Decoder) else None
 
+    def prefetch(self, names: Sequence[str], submit: Callable) -> None:
+        """Start decompressing these columns, when not decoded yet, on other threads
+        (``submit`` as an executor's): a query names its columns before it reads them."""
+        pending = getattr(self.columns, "pending", {})
+        for name in names:
+            load = pending.get(name)
+            if isinstance(load, _Decoder):
+                load.prefetch(submit)
+
     def joined_texts(self, name: str) -> memoryview | None:
         """A txt column not decoded yet as its texts joined by NUL, with no Python object per
         value; None when the column is not one of a stored section, or is stored with offsets
@@ -284,6 +293,11 @@ class _Decoder:
         """bin: (end offsets, the values' bytes back to back); txt: the texts joined by NUL,
         or None."""
         return self.decode(None, blobs=True)[0]
+
+    def prefetch(self, submit: Callable) -> None:
+        prefetch = getattr(self.decode, "prefetch", None)
+        if prefetch is not None:
+            prefetch(submit)
 
 
 def _subset(table: Table, name: str, positions: np.ndarray) -> Loader:

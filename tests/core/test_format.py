@@ -203,6 +203,47 @@ def test_sorted_keys_compress_to_almost_nothing():
     assert len(stored) < 2000
 
 
+@pytest.mark.parametrize("values", [np.arange(5), np.full(1000, 7), np.arange(10, -20, -3),
+                                    np.array([-(2**63), -1]), np.array([3, 3 + 2**62])])
+@pytest.mark.parametrize("framed", [False, True])
+def test_evenly_spaced_integers_are_stored_as_a_sequence(values, framed):
+    """An i8d column of evenly spaced values (dense keys, one schema id) is stored as
+    (first, step): 16 bytes, and decodes to the same values."""
+    other = np.arange(len(values)) ** 2  # not evenly spaced: stays i8d
+    stored, spec, decoded = columns.encode_section([("k", "i8d", values), ("x", "i8d", other)],
+                                                   framed=framed)
+    assert [entry[1] for entry in spec] == ["i8s", "i8d" if len(values) > 2 else "i8s"]
+    assert spec[0][2] == 16
+    back = columns.decode_section(stored, spec, len(values), decoded, "here")
+    np.testing.assert_array_equal(back["k"], values)
+    np.testing.assert_array_equal(back["x"], other)
+    assert back["k"].dtype == np.int64
+
+
+def test_a_step_past_int64_stays_a_column_of_differences():
+    values = np.array([-(2**63), 2**63 - 1, -1])  # differences wrap around int64
+    stored, spec, decoded = columns.encode_section([("k", "i8d", values[:2])])
+    assert spec[0][1] == "i8d"
+    np.testing.assert_array_equal(
+        columns.decode_section(stored, spec, 2, decoded, "here")["k"], values[:2])
+    forged = np.array([2**62, 2**62], "<i8").tobytes()  # 2^62, 2^63, ...: past int64
+    with pytest.raises(atlas.CorruptionError, match="past int64"):
+        columns.decode_column(memoryview(forged), "i8s", 3, "here")
+
+
+@pytest.mark.parametrize("rows", [0, 1, 3])
+def test_a_sequence_column_of_the_wrong_size_or_too_few_rows_is_corruption(rows):
+    raw = np.array([5, 1], "<i8").tobytes()
+    for data in (raw + b"\0" * 8, raw[:8]):
+        with pytest.raises(atlas.CorruptionError, match="here"):
+            columns.decode_column(memoryview(data), "i8s", 3, "here")
+    if rows < 2:  # a writer stores one value or none as i8d
+        with pytest.raises(atlas.CorruptionError, match="here"):
+            columns.decode_column(memoryview(raw), "i8s", rows, "here")
+    else:
+        assert columns.decode_column(memoryview(raw), "i8s", rows, "here").tolist() == [5, 6, 7]
+
+
 def test_a_section_whose_spec_or_size_lies_raises_corruption_error_before_allocating():
     stored, spec, decoded = columns.encode_section([("c", "i8", np.arange(10))])
     with pytest.raises(atlas.CorruptionError):  # a decompression bomb claim

@@ -324,7 +324,8 @@ def test_catalog_columns_names_the_columns_it_gives(store, store_path, rng):
 
 
 @pytest.mark.parametrize("names", [["only"], [""], ["a", "", "bé", "日本", ""],
-                                   [f"n{i}" for i in range(100)]])
+                                   [f"n{i}" for i in range(100)],
+                                   [f"p{i:04d}" for i in range(60)], ["", "", ""]])
 def test_a_few_texts_are_picked_from_a_frame_without_decoding_them_all(tmp_path, names,
                                                                        monkeypatch):
     monkeypatch.setattr(catalog_format, "PICK_STEP", 3)  # separators found across steps
@@ -339,3 +340,12 @@ def test_a_few_texts_are_picked_from_a_frame_without_decoding_them_all(tmp_path,
         assert back.take("name", wanted).tolist() == [names[i] for i in wanted]
     with pytest.raises(atlas.CorruptionError, match="texts"):
         catalog_format._pick_texts(back.joined_texts("name"), wanted, n + 1, "p")
+
+
+def test_a_text_of_one_length_holding_a_separator_is_damage():
+    """Texts of one length are cut at multiples of their stride; a separator inside one (the
+    column holds more texts than rows) is still refused."""
+    joined = memoryview(b"ab\x00c\x00\x00ef")  # 3 rows of width 2, but "c\0" holds a NUL
+    assert catalog_format._pick_texts(joined, np.array([0, 2]), 3, "p").tolist() == ["ab", "ef"]
+    with pytest.raises(atlas.CorruptionError, match="texts"):
+        catalog_format._pick_texts(joined, np.array([1]), 3, "p")

@@ -188,6 +188,9 @@ def _section(raw: bytes, entry: list) -> dict[str, object]:
         if kind in ("i8", "i8d"):
             values = np.frombuffer(piece, "<i8")
             out[name] = np.cumsum(values) if kind == "i8d" else values
+        elif kind == "i8s":  # (first, step)
+            first, step = np.frombuffer(piece, "<i8").tolist()
+            out[name] = first + step * np.arange(rows, dtype=np.int64)
         elif kind == "u1":
             out[name] = np.frombuffer(piece, np.uint8)
         elif kind == "txt":

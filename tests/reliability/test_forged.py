@@ -572,7 +572,7 @@ def _section_lie(data, is_index: bool) -> tuple[Callable[[list], Any], str]:
         column = data.draw(st.integers(0, 100))
         if field == "spec kind":
             kind = data.draw(st.one_of(st.text(max_size=3), st.integers()).filter(
-                lambda k: k not in ("i8", "i8d", "f8", "i4", "u4", "u1", "txt", "bin")))
+                lambda k: k not in ("i8", "i8d", "i8s", "f8", "i4", "u4", "u1", "txt", "bin")))
         else:
             by = data.draw(st.integers(-(2**40), 2**40).filter(bool))
             too = data.draw(st.booleans())

@@ -34,14 +34,24 @@ CF_MARKER = "_pyatlas_cf"  # the xarray layer's array attribute (atlas.xarray._m
 
 def _rows(table, dids: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
     """(positions in ``table``, found) of the rows of ``dids`` that are there and not dead;
-    positions None when they are the table's rows in order (take those with ``table.take``)."""
+    positions None when they are the table's rows in order (take those with ``table.take``).
+    Read-only, and kept with the table for the next call with the same ``dids`` (a query
+    looks a table up once to see whether it has rows, then to read them)."""
+    cached = table.__dict__.get("_rows_of")
+    if cached is not None and cached[0] is dids:
+        return cached[1]
     if len(table) == len(dids) and np.array_equal(table.key, dids) and not table.dead.any():
         # every live dataset has a row (the usual table): no search over a million keys
-        return None, np.ones(len(dids), bool)
-    pos = table.find(dids) if len(table) else np.full(len(dids), -1, _I64)
-    found = pos >= 0
-    found[found] = ~table.dead[pos[found]]
-    return np.where(found, pos, 0), found
+        pos, found = None, np.ones(len(dids), bool)
+    else:
+        pos = table.find(dids) if len(table) else np.full(len(dids), -1, _I64)
+        found = pos >= 0
+        found[found] = ~table.dead[pos[found]]
+        pos = np.where(found, pos, 0)
+        pos.flags.writeable = False
+    found.flags.writeable = False
+    table.__dict__["_rows_of"] = (dids, (pos, found))
+    return pos, found
 
 
 def _str_dtype():
@@ -603,11 +613,11 @@ def columns_of(store: "Atlas", names: list[str], dids: np.ndarray | None = None
 
 
 def _prefetch(store: "Atlas", names: list[str]) -> None:
-    """Start decompressing the columns a query names (and the dataset names, needed last) on
-    the worker threads, each as soon as its table is open, while this thread opens the next."""
+    """Start decompressing the columns a query names, each as soon as its table is open, and
+    then the dataset names (needed last) on the worker threads, while this thread opens the
+    next table; what is still queued when needed is done by this thread."""
     cat = store._catalog
     submit = worker_pool().submit
-    cat.prefetch_names(submit)  # the largest column: started first
     arrays = {sid[1] for sid in cat.section_ids("array")}
     attributes = {sid[1] for sid in cat.section_ids("attr")}
     for name in names:
@@ -616,6 +626,7 @@ def _prefetch(store: "Atlas", names: list[str]) -> None:
             cat.table(("array", head)).view().prefetch([stat, "schema"], submit)
         elif name in attributes:
             cat.table(("attr", name)).view().prefetch(["tag", "num", "data"], submit)
+    cat.prefetch_names(submit)
 
 
 def select(store: "Atlas", where: str | Callable) -> list[str]:

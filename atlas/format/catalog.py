@@ -23,7 +23,14 @@ import numpy as np
 from atlas.codecs import checksum
 from atlas.errors import CorruptionError
 from atlas.format import bloom, values
-from atlas.format.columns import Frame, decode_column, decode_frame, inflate_frame
+from atlas.format.columns import (
+    Frame,
+    column_pieces,
+    decode_column,
+    decode_pieces,
+    inflate_frame,
+    join_pieces,
+)
 from atlas.format.container import (
     ContainerWriter,
     Footer,
@@ -142,93 +149,119 @@ def read_table(footer: Footer, section_id: tuple, read, where: str, root=None,
     # it does for a section stored as one frame (the columns still decode only when used)
     if checksum(read(ref.offset, ref.stored)) != ref.crc:
         raise CorruptionError(f"{label}: section fails its checksum")
-    now = {f.name: decode_frame(read(f.offset, f.stored), f, ref.rows, label)
-           for f in frames if f.name in ("key", "dead")}
-    later = {f.name: _FrameDecoder(f, read, ref.rows, label) for f in frames
-             if f.name not in now}
+    columns = column_pieces(frames)
+    now = {name: decode_pieces([read(f.offset, f.stored) for f in pieces], pieces, ref.rows,
+                               label)
+           for name, pieces in columns.items() if name in ("key", "dead")}
+    later = {name: _ColumnDecoder(pieces, read, ref.rows, label)
+             for name, pieces in columns.items() if name not in now}
     return Table.from_section(kind, now, label, later, check)
 
 
-class _FrameDecoder:
-    """``decode(rows)`` of one column frame (see ``Table.from_section``): a few rows of a text
-    column are cut from the joined texts, without a string for every row. ``prefetch(submit)``
-    starts reading and decompressing the frame on another thread (``submit`` as an executor's):
-    the next decode takes that result instead of doing it again."""
+class _ColumnDecoder:
+    """``decode(rows)`` of one column of a framed section (see ``Table.from_section``): a few
+    rows of a text column are cut from the joined texts, without a string for every row.
+    ``prefetch(submit)`` starts reading and decompressing its frames on other threads
+    (``submit`` as an executor's): the next decode takes those results instead of doing it
+    again, and does here what no thread has begun yet."""
 
-    def __init__(self, frame: Frame, read, rows: int, where: str) -> None:
-        self.frame, self.read, self.rows, self.where = frame, read, rows, where
-        self.started: Any = None
+    def __init__(self, pieces: list[Frame], read, rows: int, where: str) -> None:
+        self.pieces, self.read, self.rows, self.where = pieces, read, rows, where
+        self.kind = pieces[0].kind
+        self.label = f"{where} column {pieces[0].name!r}"
+        self.started: list | None = None
 
     def prefetch(self, submit: Callable) -> None:
         if self.started is None:
-            self.started = submit(self._inflate, self.frame.kind not in ("txt", "bin"))
+            # a column of one frame and numbers is decoded there too (no Python objects)
+            decode = len(self.pieces) == 1 and self.kind not in ("txt", "bin")
+            self.started = [submit(self._inflate, piece, decode) for piece in self.pieces]
 
-    def _inflate(self, decode: bool = False) -> Any:
-        """The frame's decoded bytes; ``decode``: its column (numbers: no Python objects, so
-        another thread can do it)."""
-        frame = self.frame
-        raw = inflate_frame(self.read(frame.offset, frame.stored), frame, self.where)
-        if not decode:
-            return raw
-        return decode_column(raw, frame.kind, self.rows, f"{self.where} column {frame.name!r}")
+    def _inflate(self, piece: Frame, decode: bool = False) -> Any:
+        raw = inflate_frame(self.read(piece.offset, piece.stored), piece, self.where)
+        return decode_column(raw, self.kind, self.rows, self.label) if decode else raw
+
+    def _raws(self) -> Any:
+        """The decoded bytes of each frame (or the column, when a thread decoded it)."""
+        started, self.started = self.started, None
+        if started is None:
+            started = [None] * len(self.pieces)
+        raws = [self._inflate(piece) if future is None or future.cancel() else None
+                for piece, future in zip(self.pieces, started)]
+        raws = [raw if raw is not None else future.result()
+                for raw, future in zip(raws, started)]
+        return raws[0] if isinstance(raws[0], np.ndarray) else raws
 
     def __call__(self, wanted, blobs: bool = False):
-        frame, rows = self.frame, self.rows
-        label = f"{self.where} column {frame.name!r}"
-        started, self.started = self.started, None
-        if started is None or started.cancel():  # not begun on the other thread: do it here
-            raw = self._inflate()
-        else:
-            raw = started.result()
-        if isinstance(raw, np.ndarray):  # decoded on the other thread
-            return raw, False
-        if blobs and frame.kind == "bin":
-            return decode_column(raw, frame.kind, rows, label, joined=True), True
-        if blobs and frame.kind == "txt":  # the texts joined by NUL, or None (stored otherwise)
-            joined = decode_column(raw, frame.kind, rows, label, joined=True)
+        kind, rows, label = self.kind, self.rows, self.label
+        raws = self._raws()
+        if isinstance(raws, np.ndarray):  # decoded on the other thread
+            return raws, False
+        if (wanted is not None and kind == "txt" and len(wanted) * 8 < rows
+                and raws[0][:1] == b"\x00"):  # texts joined by NUL: cut from the pieces
+            return _pick_texts([raws[0][1:], *raws[1:]], wanted, rows, label), True
+        raw = join_pieces(raws)
+        if blobs and kind == "bin":
+            return decode_column(raw, kind, rows, label, joined=True), True
+        if blobs and kind == "txt":  # the texts joined by NUL, or None (stored otherwise)
+            joined = decode_column(raw, kind, rows, label, joined=True)
             return (joined if isinstance(joined, memoryview) else None), True
-        if wanted is not None and frame.kind == "txt" and len(wanted) * 8 < rows:
-            joined = decode_column(raw, frame.kind, rows, label, joined=True)
-            if isinstance(joined, memoryview):
-                return _pick_texts(joined, wanted, rows, label), True
-            return joined, False
-        return decode_column(raw, frame.kind, rows, label), False
+        return decode_column(raw, kind, rows, label), False
 
 
 PICK_STEP = 1 << 20  # bytes of joined texts searched for separators at a time
 
 
-def _pick_texts(joined, wanted: np.ndarray, rows: int, where: str) -> np.ndarray:
-    """Texts ``wanted`` (positions) of ``rows`` texts joined by NUL (a bytes-like object),
-    finding the separators a step at a time (no mask as large as the texts)."""
-    buf = np.frombuffer(joined, np.uint8)
+def _pick_texts(parts: list, wanted: np.ndarray, rows: int, where: str) -> np.ndarray:
+    """Texts ``wanted`` (positions) of ``rows`` texts joined by NUL, those bytes given as
+    ``parts`` back to back (a column's frames), finding the separators a step at a time (no
+    mask as large as the texts) and joining no part to another."""
+    bufs = [np.frombuffer(part, np.uint8) for part in parts]
+    bounds = np.cumsum([0] + [len(buf) for buf in bufs])  # where each part starts
+    total = int(bounds[-1])
     wanted = np.asarray(wanted, np.int64)
-    stride = (len(buf) + 1) // rows if rows else 0
-    if rows > 1 and stride * rows == len(buf) + 1 and not buf[stride - 1 :: stride].any():
+    stride = (total + 1) // rows if rows else 0
+    if rows > 1 and stride * rows == total + 1 and not any(
+            buf[(stride - 1 - int(lo)) % stride :: stride].any() for buf, lo in zip(bufs, bounds)):
         # texts of one length (the common case: p0000001, ...) when every separator is where
         # that length puts it: each text starts at a multiple of the stride, no search
         starts = wanted * stride
-        return _texts(joined, starts, starts + (stride - 1), where)
-    index = np.int32 if len(buf) < 2**31 else np.int64
-    found = [np.flatnonzero(buf[at : at + PICK_STEP] == 0).astype(index) + at
-             for at in range(0, len(buf), PICK_STEP)]
+        return _texts(parts, bounds, starts, starts + (stride - 1), where)
+    index = np.int32 if total < 2**31 else np.int64
+    found = [np.flatnonzero(buf[at : at + PICK_STEP] == 0).astype(index) + (at + int(lo))
+             for buf, lo in zip(bufs, bounds) for at in range(0, len(buf), PICK_STEP)]
     nuls = np.concatenate(found) if found else np.zeros(0, index)
     if len(nuls) != max(rows - 1, 0):
         raise CorruptionError(f"{where}: text column holds {len(nuls) + 1} texts, "
                               f"expected {rows}")
     ends = np.where(wanted < rows - 1, nuls[np.minimum(wanted, max(rows - 2, 0))] if len(nuls)
-                    else 0, len(buf)).astype(np.int64)
+                    else 0, total).astype(np.int64)
     starts = np.where(wanted > 0, nuls[np.maximum(wanted - 1, 0)] + 1 if len(nuls) else 0, 0)
-    return _texts(joined, starts, ends, where)
+    return _texts(parts, bounds, starts, ends, where)
 
 
-def _texts(joined, starts: np.ndarray, ends: np.ndarray, where: str) -> np.ndarray:
+def _texts(parts: list, bounds: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+           where: str) -> np.ndarray:
+    """The texts at byte ranges [start, end) of ``parts`` back to back (``bounds``: where
+    each part starts); a text across two parts is the one joined."""
+    last = len(parts) - 1
+    first_part = np.minimum(np.searchsorted(bounds, starts, "right") - 1, last).tolist()
+    end_part = np.minimum(np.searchsorted(bounds, np.maximum(ends - 1, starts), "right") - 1,
+                          last).tolist()
+    lows = bounds.tolist()
     out = np.empty(len(starts), object)
+    texts = []
     try:
-        out[:] = [str(joined[a:b], "utf-8") for a, b in zip(starts.tolist(), ends.tolist())]
+        for a, b, i, j in zip(starts.tolist(), ends.tolist(), first_part, end_part):
+            if i == j:
+                texts.append(str(parts[i][a - lows[i] : b - lows[i]], "utf-8"))
+            else:
+                texts.append(str(b"".join(parts[k][max(a - lows[k], 0) : b - lows[k]]
+                                          for k in range(i, j + 1)), "utf-8"))
     except UnicodeDecodeError as err:
         raise CorruptionError(f"{where}: text column is not UTF-8") from err
-    if any("\x00" in text for text in out):  # more separators than rows: damaged
+    out[:] = texts
+    if any("\x00" in text for text in texts):  # more separators than rows: damaged
         raise CorruptionError(f"{where}: text column holds more texts than {len(ends)} rows")
     return out
 

@@ -19,9 +19,12 @@ The decoded section is the columns' bytes back to back in the order the spec lis
 section is stored one of two ways, which its spec tells apart:
 
 - one zstd frame of the decoded section; spec ``[[name, kind, decoded bytes], ...]``;
-- *framed*: each column its own zstd frame, back to back, so that a reader decompresses only
+- *framed*: each column its own zstd frames, back to back, so that a reader decompresses only
   the columns it uses; spec ``[[name, kind, decoded bytes, stored bytes, crc32c], ...]``, the
-  crc32c over that column's frame.
+  crc32c over that frame. Writers cut a text or bytes column of more than ``PIECE_BYTES``
+  decoded bytes into frames (pieces) of ``PIECE_BYTES`` (the last one shorter), listed one
+  after the other under its name: its bytes are theirs back to back, and threads decompress
+  them side by side. Readers take pieces in a column of any kind.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from atlas.errors import CorruptionError
 KINDS = ("i8", "i8d", "i8s", "f8", "i4", "u4", "u1", "txt", "bin")
 _FIXED = {"i8": "<i8", "i8d": "<i8", "f8": "<i8", "i4": "<i4", "u4": "<u4", "u1": "u1"}
 SECTION_LEVEL = 3
+PIECE_BYTES = 1 << 21  # decoded bytes of one frame of a framed column at most
 # the largest decoded section a reader accepts: bounds what a forged spec can make it allocate
 MAX_SECTION_BYTES = 1 << 36
 
@@ -160,7 +164,7 @@ def decode_column(data: memoryview, kind: str, rows: int, where: str, joined: bo
 def encode_section(columns: Sequence[tuple[str, str, Any]], level: int = SECTION_LEVEL,
                    framed: bool = False) -> tuple[bytes, list, int]:
     """(stored bytes, spec, decoded length) of ``(name, kind, values)`` columns; ``framed``:
-    a zstd frame per column (see the module docstring)."""
+    zstd frames per column (see the module docstring)."""
     compressor = zstandard.ZstdCompressor(level=level)
     pieces, spec = [], []
     for name, kind, values in columns:
@@ -169,9 +173,15 @@ def encode_section(columns: Sequence[tuple[str, str, Any]], level: int = SECTION
         kind = stored_kind(values, kind)
         data = encode_column(values, kind)
         if framed:
-            frame = compressor.compress(data)
-            pieces.append(frame)
-            spec.append([name, kind, len(data), len(frame), checksum(frame)])
+            view = memoryview(data)
+            # numbers decode whole on one thread (f8's byte planes span the column); texts,
+            # which decode in Python anyway, are cut to be decompressed side by side
+            step = PIECE_BYTES if kind in ("txt", "bin") else max(len(data), 1)
+            for at in range(0, max(len(data), 1), step):  # an empty column: one frame
+                piece = view[at : at + step]
+                frame = compressor.compress(piece)
+                pieces.append(frame)
+                spec.append([name, kind, len(piece), len(frame), checksum(frame)])
         else:
             pieces.append(data)
             spec.append([name, kind, len(data)])
@@ -182,7 +192,8 @@ def encode_section(columns: Sequence[tuple[str, str, Any]], level: int = SECTION
 
 @dataclass(frozen=True)
 class Frame:
-    """Where one column of a framed section lies in the section's stored bytes."""
+    """Where one frame (a column, or a piece of one) of a framed section lies in the
+    section's stored bytes."""
 
     name: str
     kind: str
@@ -201,13 +212,19 @@ def check_spec(spec: Any, decoded_length: Any, where: str) -> list[Frame] | None
         arity = {len(entry) for entry in spec}
         if len(arity) > 1 or not arity <= {3, 5}:
             raise ValueError("entries of different shapes")
-        frames, total, at = [], 0, 0
-        for entry in spec:
+        frames, total, at, names = [], 0, 0, set()
+        for i, entry in enumerate(spec):
             name, kind, n = entry[:3]
             if not isinstance(name, str) or type(n) is not int or n < 0:
                 raise ValueError(f"bad entry {entry!r}")
             if kind not in KINDS:
                 raise CorruptionError(f"{where}: unknown column kind {kind!r}")
+            if i and name == spec[i - 1][0] and len(entry) == 5:
+                if kind != spec[i - 1][1]:
+                    raise ValueError(f"the pieces of column {name!r} differ in kind")
+            elif name in names:  # a column listed twice, or its pieces apart
+                raise ValueError(f"column {name!r} is listed twice")
+            names.add(name)
             total += n
             if len(entry) == 5:
                 stored, crc = entry[3:]
@@ -223,11 +240,24 @@ def check_spec(spec: Any, decoded_length: Any, where: str) -> list[Frame] | None
     return frames if arity == {5} else None
 
 
-def decode_frame(stored, frame: Frame, rows: int, where: str, joined: bool = False) -> Any:
-    """One column of a framed section from its frame's stored bytes (checked against its
-    crc32c); ``joined``: see :func:`decode_column`."""
-    raw = inflate_frame(stored, frame, where)
-    return decode_column(raw, frame.kind, rows, f"{where} column {frame.name!r}", joined)
+def column_pieces(frames: list[Frame]) -> dict[str, list[Frame]]:
+    """The frames of a framed section by column (a column's pieces in order)."""
+    out: dict[str, list[Frame]] = {}
+    for frame in frames:
+        out.setdefault(frame.name, []).append(frame)
+    return out
+
+
+def decode_pieces(stored: list, pieces: list[Frame], rows: int, where: str,
+                  joined: bool = False) -> Any:
+    """One column of a framed section from the stored bytes of each of its frames (checked
+    against their crc32c); ``joined``: see :func:`decode_column`."""
+    raw = join_pieces([inflate_frame(data, piece, where) for data, piece in zip(stored, pieces)])
+    return decode_column(raw, pieces[0].kind, rows, f"{where} column {pieces[0].name!r}", joined)
+
+
+def join_pieces(raws: list[memoryview]) -> memoryview:
+    return raws[0] if len(raws) == 1 else memoryview(b"".join(raws))
 
 
 def inflate_frame(stored, frame: Frame, where: str) -> memoryview:
@@ -247,8 +277,9 @@ def decode_section(stored, spec: list, rows: int, decoded_length: int, where: st
         if sum(f.stored for f in frames) != len(stored):
             raise CorruptionError(f"{where}: section frames do not fill the section")
         view = memoryview(stored)
-        return {f.name: decode_frame(view[f.offset : f.offset + f.stored], f, rows, where,
-                                     joined) for f in frames}
+        return {name: decode_pieces([view[f.offset : f.offset + f.stored] for f in pieces],
+                                    pieces, rows, where, joined)
+                for name, pieces in column_pieces(frames).items()}
     raw = memoryview(decompress_zstd(stored, decoded_length, where))
     out, at = {}, 0
     for name, kind, n in spec:

@@ -4,6 +4,8 @@ frame, sections stored the old way (one frame), and tables that must not outlive
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 from core_helpers import reopen
@@ -43,7 +45,7 @@ def test_a_framed_section_round_trips_every_kind_and_checks_each_frame():
     for frame, (name, kind, values) in zip(frames, ALL_KINDS):
         piece = stored[frame.offset : frame.offset + frame.stored]
         assert frame.crc == atlas.codecs.checksum(piece)
-        _same(columns.decode_frame(piece, frame, 1000, "here"), values)
+        _same(columns.decode_pieces([piece], [frame], 1000, "here"), values)
 
 
 def test_an_empty_framed_section_round_trips():
@@ -64,8 +66,8 @@ def test_a_flipped_byte_in_one_frame_raises_corruption_error_naming_the_column(a
         columns.decode_section(bytes(damaged), spec, 1000, decoded, "here")
     # the other frames are intact and decode alone
     other = frames[1]
-    _same(columns.decode_frame(bytes(damaged)[other.offset : other.offset + other.stored],
-                               other, 1000, "here"), ALL_KINDS[1][2])
+    _same(columns.decode_pieces([bytes(damaged)[other.offset : other.offset + other.stored]],
+                                [other], 1000, "here"), ALL_KINDS[1][2])
 
 
 @pytest.mark.parametrize("spec_change", [
@@ -162,9 +164,9 @@ def test_a_flipped_byte_in_a_part_frame_raises_corruption_error_naming_the_file(
         read_table(footer, ("array", "temp"), lambda o, n: damaged[o : o + n], str(path))
     # each frame's own checksum still guards the frame it is decoded from
     with pytest.raises(atlas.CorruptionError, match=f"{path}.*'max'.*checksum"):
-        columns.decode_frame(damaged[ref.offset + frame.offset:
-                                     ref.offset + frame.offset + frame.stored],
-                             frame, ref.rows, str(path))
+        columns.decode_pieces([damaged[ref.offset + frame.offset:
+                                       ref.offset + frame.offset + frame.stored]],
+                              [frame], ref.rows, str(path))
 
 
 class _OneFrameWriter(ContainerWriter):
@@ -334,18 +336,94 @@ def test_a_few_texts_are_picked_from_a_frame_without_decoding_them_all(tmp_path,
     data, footer = _write(tmp_path / "p.cat", {("datasets",): table})
     back = read_table(footer, ("datasets",), lambda o, m: data[o : o + m], "p", lazy=True)
     wanted = np.array([n - 1, 0, n // 2])
-    decoded = catalog_format._pick_texts(back.joined_texts("name"), wanted, n, "p")
+    decoded = catalog_format._pick_texts([back.joined_texts("name")], wanted, n, "p")
     assert decoded.tolist() == [names[i] for i in wanted]
     if n > 24:  # few enough rows to pick rather than decode the column
         assert back.take("name", wanted).tolist() == [names[i] for i in wanted]
     with pytest.raises(atlas.CorruptionError, match="texts"):
-        catalog_format._pick_texts(back.joined_texts("name"), wanted, n + 1, "p")
+        catalog_format._pick_texts([back.joined_texts("name")], wanted, n + 1, "p")
 
 
 def test_a_text_of_one_length_holding_a_separator_is_damage():
     """Texts of one length are cut at multiples of their stride; a separator inside one (the
     column holds more texts than rows) is still refused."""
     joined = memoryview(b"ab\x00c\x00\x00ef")  # 3 rows of width 2, but "c\0" holds a NUL
-    assert catalog_format._pick_texts(joined, np.array([0, 2]), 3, "p").tolist() == ["ab", "ef"]
+    picked = catalog_format._pick_texts([joined], np.array([0, 2]), 3, "p")
+    assert picked.tolist() == ["ab", "ef"]
     with pytest.raises(atlas.CorruptionError, match="texts"):
-        catalog_format._pick_texts(joined, np.array([1]), 3, "p")
+        catalog_format._pick_texts([joined], np.array([1]), 3, "p")
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_texts_are_picked_across_the_parts_they_are_cut_into(seed):
+    """A column's frames cut its joined texts anywhere, even inside a text or a character."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 60))
+    width = int(rng.integers(0, 4))
+    texts = ([f"{i:0{width}d}"[-width:] if width else "" for i in range(n)] if seed % 2 else
+             ["".join(rng.choice(list("abé日"), int(rng.integers(0, 5)))) for _ in range(n)])
+    joined = "\x00".join(texts).encode()
+    cuts = sorted(set(rng.integers(0, len(joined) + 1, int(rng.integers(0, 6))).tolist()))
+    parts = [memoryview(joined)[a:b] for a, b in zip([0, *cuts], [*cuts, len(joined)])]
+    wanted = np.unique(rng.integers(0, n, int(rng.integers(1, n + 1))))
+    picked = catalog_format._pick_texts(parts, wanted, n, "p")
+    assert picked.tolist() == [texts[i] for i in wanted]
+
+
+# -- big columns: several frames (pieces) ------------------------------------------------------
+
+@pytest.fixture
+def small_pieces(monkeypatch):
+    monkeypatch.setattr(columns, "PIECE_BYTES", 700)  # most of ALL_KINDS' columns in pieces
+
+
+def test_a_big_column_is_stored_in_pieces_and_decodes_whole(small_pieces):
+    stored, spec, decoded = columns.encode_section(ALL_KINDS, framed=True)
+    names = [entry[0] for entry in spec]
+    assert names.count("t") > 5 and names.count("x") > 3 and names.count("f") == 1
+    assert all(entry[2] <= 700 for entry in spec if entry[1] in ("txt", "bin"))
+    back = columns.decode_section(stored, spec, 1000, decoded, "here")
+    for name, _kind, values in ALL_KINDS:
+        _same(back[name], values)
+
+
+@pytest.mark.parametrize("prefetch", [False, True])
+def test_a_lazy_table_decodes_its_pieces_on_threads_or_here(tmp_path, small_pieces, prefetch):
+    """Prefetched pieces decode on the pool (what is still queued when the column is used is
+    done by the caller); the column is the same either way, texts picked across pieces too."""
+    n = 3000
+    names = [f"p{i:06d}" for i in range(n)]
+    table = Table.from_rows("datasets", np.arange(n), np.zeros(n, bool), {"name": names})
+    data, footer = _write(tmp_path / "p.cat", {("datasets",): table})
+    assert [e[0] for e in footer.sections[("datasets",)].spec].count("name") > 3
+    for rounds in range(3):
+        back = read_table(footer, ("datasets",), lambda o, m: data[o : o + m], "p", lazy=True)
+        if prefetch:
+            with ThreadPoolExecutor(1) as pool:
+                back.prefetch(["name"], pool.submit)
+                wanted = np.array([0, 777, 1500, n - 1])
+                assert back.take("name", wanted).tolist() == [names[i] for i in wanted]
+        assert back.take("name").tolist() == names
+
+
+def test_a_flipped_byte_in_one_piece_raises_corruption_error_naming_the_column(tmp_path,
+                                                                                small_pieces):
+    stored, spec, decoded = columns.encode_section(ALL_KINDS, framed=True)
+    frames = columns.check_spec(spec, decoded, "here")
+    second = [f for f in frames if f.name == "t"][1]
+    damaged = bytearray(stored)
+    damaged[second.offset + second.stored // 2] ^= 0x01
+    with pytest.raises(atlas.CorruptionError, match="here column 't'.*checksum"):
+        columns.decode_section(bytes(damaged), spec, 1000, decoded, "here")
+
+
+@pytest.mark.parametrize("spec_change", [
+    lambda s: [s[0], s[-1], *s[1:-1]],  # another column between a column's pieces
+    lambda s: [s[0][:1] + ["bin"] + s[0][2:], *s[1:]],  # pieces of two kinds
+])
+def test_pieces_apart_or_of_two_kinds_raise_corruption_error(small_pieces, spec_change):
+    stored, spec, decoded = columns.encode_section([ALL_KINDS[6], ALL_KINDS[0]], framed=True)
+    assert [e[0] for e in spec][:2] == ["t", "t"]
+    with pytest.raises(atlas.CorruptionError, match="here: section spec is damaged"):
+        columns.decode_section(stored, spec_change([list(e) for e in spec]), 1000, decoded,
+                               "here")

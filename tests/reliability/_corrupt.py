@@ -174,8 +174,10 @@ def _section(raw: bytes, entry: list) -> dict[str, object]:
     if spec and len(spec[0]) == 5:  # framed: each column its own zstd frame, back to back
         pieces, at = [], offset
         for name, kind, n, frame, _frame_crc in spec:
-            pieces.append((name, kind, dctx.decompress(raw[at : at + frame],
-                                                       max_output_size=n)))
+            data = dctx.decompress(raw[at : at + frame], max_output_size=n)
+            if pieces and pieces[-1][0] == name:  # a big column's next piece
+                data = pieces.pop()[2] + data
+            pieces.append((name, kind, data))
             at += frame
     else:
         data = dctx.decompress(raw[offset : offset + stored], max_output_size=decoded)

@@ -309,3 +309,8 @@ def select(store, where: str) -> list[str]:
 def catalog(store, arrays: list[str] | None = None, attributes: list[str] | None = None):
     """The catalog DataFrame (a row per dataset) of ``arrays`` and ``attributes`` (None: all)."""
     return store.catalog(arrays=arrays, attributes=attributes)
+
+
+def catalog_columns(store, columns: list[str]):
+    """The catalog DataFrame of just these columns (``<array>.<stat>`` or attribute keys)."""
+    return store.catalog(columns=columns)

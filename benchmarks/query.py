@@ -19,12 +19,10 @@ Timed side by side in this process (atlas imported, interleaved rounds, medians)
 - ``select, warm handle``: the same ``select`` again on one handle, against the same read through
   a ``pq.ParquetFile`` opened once (``parquet (file open)``);
 - ``catalog 10 columns``: ``platform``, ``cycle``, ``time``, ``temp.min``, ``temp.max``,
-  ``temp.nulls``, ``lat.min``, ``lon.min``, ``sal.max``, ``oxy.max``. ``catalog()`` picks arrays,
-  not statistics, so atlas's call is ``catalog(arrays=[temp, lat, lon, sal, oxy],
-  attributes=[platform, cycle, time])`` (33 columns) cut to the 10; against pyarrow reading the
-  10 + name into a pandas DataFrame indexed by name (``parquet (pandas)``, the target's peer),
-  into an Arrow table (``parquet (arrow)``), and reading the 33 columns atlas computes into pandas
-  (``parquet 33 columns (pandas)``); fresh handle and warm (``parquet (pandas, file open)``);
+  ``temp.nulls``, ``lat.min``, ``lon.min``, ``sal.max``, ``oxy.max``: ``catalog(columns=...)``
+  of the 10 against pyarrow reading the 10 + name into a pandas DataFrame indexed by name
+  (``parquet (pandas)``, the target's peer) and into an Arrow table (``parquet (arrow)``); fresh
+  handle and warm (``parquet (pandas, file open)``);
 - ``catalog all columns, fresh handle``: ``catalog()`` (45 columns) against every column of the
   file into pandas and into Arrow;
 - ``peak RSS above imports``: one child process per query, system and round that imports
@@ -80,7 +78,6 @@ WHERE = "temp.max > 25 and -10 < lat.min < 10"
 WHERE_COLUMNS = ("temp.max", "lat.min")
 TEN = ("platform", "cycle", "time", "temp.min", "temp.max", "temp.nulls", "lat.min", "lon.min",
        "sal.max", "oxy.max")
-TEN_ARRAYS = ("temp", "lat", "lon", "sal", "oxy")  # the arrays TEN names, as catalog() takes them
 NAME = "name"
 WRITE_ROWS = 100_000  # datasets per stacked write call while building
 STORE_DIR, PARQUET_FILE, REFERENCE_FILE = "atlas", "catalog.parquet", "reference.npz"
@@ -91,7 +88,6 @@ PARQUET = "parquet"
 PARQUET_OPEN = "parquet (file open)"
 PARQUET_PANDAS = "parquet (pandas)"
 PARQUET_ARROW = "parquet (arrow)"
-PARQUET_33 = "parquet 33 columns (pandas)"
 PARQUET_PANDAS_OPEN = "parquet (pandas, file open)"
 RSS_PHASE = "peak RSS above imports: {}"
 BASE_PHASE = "RSS after the imports"
@@ -108,11 +104,6 @@ def parquet_name(column: str) -> str:
     """The Parquet column of a catalog column: ``temp.max`` -> ``temp_max`` (a dot would read
     as a nested field to pyarrow)."""
     return column.replace(".", "_")
-
-
-def columns_of_ten_arrays() -> list[str]:
-    """The 33 columns ``catalog(arrays=TEN_ARRAYS, attributes=ATTRIBUTES)`` computes."""
-    return [*ATTRIBUTES, *(f"{a}.{s}" for a in TEN_ARRAYS for s in STATS)]
 
 
 # --- the data and its reference -------------------------------------------------------------------
@@ -233,7 +224,7 @@ def atlas_query(query: str, store):
     if query == SELECT:
         return atlas_adapter.select(store, WHERE)
     if query == CATALOG_10:
-        return atlas_adapter.catalog(store, list(TEN_ARRAYS), list(ATTRIBUTES))[list(TEN)]
+        return atlas_adapter.catalog_columns(store, list(TEN))
     return atlas_adapter.catalog(store)
 
 
@@ -369,7 +360,7 @@ def time_queries(samples: Samples, n: int, where: Path, repeats: int, progress) 
     ref = load_reference(where / REFERENCE_FILE)
     expected = expected_selection(ref, n)
     root, path = where / STORE_DIR, where / PARQUET_FILE
-    ten, thirty_three, everything = list(TEN), columns_of_ten_arrays(), all_columns()
+    ten, everything = list(TEN), all_columns()
 
     def fresh(query: str):
         return lambda: atlas_query(query, atlas_adapter.open_store(root, read_only=True))
@@ -379,12 +370,7 @@ def time_queries(samples: Samples, n: int, where: Path, repeats: int, progress) 
 
     def frame_check(columns: list[str]):
         def check(system: str, result) -> None:
-            parquet = system != SUBJECT
-            if system == PARQUET_33:
-                columns_here = thirty_three
-            else:
-                columns_here = columns
-            check_frame(f"{system}@{n}", result, columns_here, ref, n, parquet)
+            check_frame(f"{system}@{n}", result, columns, ref, n, system != SUBJECT)
         return check
 
     def names_check(system: str, result) -> None:
@@ -403,7 +389,6 @@ def time_queries(samples: Samples, n: int, where: Path, repeats: int, progress) 
             SUBJECT: fresh(CATALOG_10),
             PARQUET_PANDAS: lambda: parquet_query(CATALOG_10, path),
             PARQUET_ARROW: lambda: parquet_arrow(path, ten),
-            PARQUET_33: lambda: parquet_query(CATALOG_10, path, thirty_three),
         }, frame_check(ten)),
         f"{CATALOG_10}, warm handle": ({
             SUBJECT: lambda: atlas_query(CATALOG_10, warm_store),
@@ -491,9 +476,7 @@ def run(args: argparse.Namespace) -> dict:
         "ratios are peer median / atlas median at the same N (< 1: the peer is faster)",
         "fresh handle: Atlas.open in the timed call (atlas imported; the files in the page "
         "cache); parquet: pq.read_table in the timed call",
-        "catalog 10 columns: atlas computes the 33 columns of the 5 arrays and 3 attributes "
-        "(catalog() picks arrays, not statistics) and keeps 10; 'parquet 33 columns (pandas)' "
-        "reads those 33",
+        "catalog 10 columns: catalog(columns=[the 10]) reads only those columns",
         "peak RSS above imports: VmHWM of a child process less its RSS after importing pandas "
         "and atlas (or pyarrow); one query on a fresh handle",
         f"bytes on disk: '{SUBJECT}' is the store's catalog (every file but the data segments)",

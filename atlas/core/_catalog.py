@@ -176,9 +176,13 @@ class Catalog:
     def _live_names(self) -> list[str]:
         live = self._live_view()
         if live[0] is None:
+            from atlas.core._read import worker_pool
+
             table = self.table(("datasets",)).view()
-            rows = None if not table.dead.any() else np.flatnonzero(~table.dead)
-            live[0] = table.take("name", rows).tolist()  # the handle keeps the list, not the column
+            table.prefetch(["name"], worker_pool().submit)  # its pieces side by side
+            # the handle keeps the list, not the column
+            live[0] = (table.take("name", np.flatnonzero(~table.dead)).tolist()
+                       if table.dead.any() else table.texts("name"))
         return live[0]
 
     def joined_names(self) -> tuple[bytes, int, np.ndarray | None] | None:

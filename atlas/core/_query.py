@@ -360,6 +360,8 @@ def catalog(store: "Atlas", arrays: Sequence[str] | None = None,
             arrays = cat.array_names()
         keys = _strings(attributes, "attributes")
         by_array = {array: list(STATS) for array in _strings(arrays, "arrays")}
+    _prefetch(store, [*keys, *(f"{array}.{stat}" for array, stats in by_array.items()
+                               for stat in stats)])
     for key in keys:
         out[key] = attribute_column(store, key, dids, frame=True)
     for array, stats in by_array.items():

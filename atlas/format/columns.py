@@ -112,7 +112,10 @@ def decode_column(data: memoryview, kind: str, rows: int, where: str, joined: bo
             if data[0] == 0:
                 if rows == 0:
                     return []
-                items = bytes(data[1:]).decode("utf-8").split("\x00")
+                try:
+                    items = str(data[1:], "utf-8").split("\x00")
+                except UnicodeDecodeError as err:
+                    raise CorruptionError(f"{where}: text column is not UTF-8") from err
                 if len(items) != rows:
                     raise CorruptionError(f"{where}: text column holds {len(items)} texts, "
                                           f"expected {rows}")

@@ -181,6 +181,16 @@ class Table:
         load = getattr(self.columns, "pending", {}).get(name)
         return load.blobs() if isinstance(load, _Decoder) else None
 
+    def texts(self, name: str) -> list:
+        """A txt column as a list of str, not kept: a list of names without an object array
+        in between."""
+        load = getattr(self.columns, "pending", {}).get(name)
+        if isinstance(load, _Decoder):
+            values, _taken = load.decode(None)
+            if isinstance(values, list):
+                return values
+        return self.take(name).tolist()
+
     def prefetch(self, names: Sequence[str], submit: Callable) -> None:
         """Start decompressing these columns, when not decoded yet, on other threads
         (``submit`` as an executor's): a query names its columns before it reads them."""

@@ -197,6 +197,14 @@ def test_text_and_byte_columns_round_trip(texts):
     assert back["t"] == texts and back["b"] == [t.encode() for t in texts]
 
 
+@pytest.mark.parametrize("flag", [0, 1])
+def test_a_text_column_that_is_not_utf8_is_corruption(flag):
+    data = b"\x00ab\x00\xff" if flag == 0 else (
+        b"\x01" + np.array([2, 1], "<i8").tobytes() + b"ab\xff")
+    with pytest.raises(atlas.CorruptionError, match="here: text column is not UTF-8"):
+        columns.decode_column(memoryview(data), "txt", 2, "here")
+
+
 def test_sorted_keys_compress_to_almost_nothing():
     keys_ = np.arange(1_000_000, dtype=np.int64) * 7 + 3
     stored, _spec, _decoded = columns.encode_section([("k", "i8d", keys_)])

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from atlas.core._index import IndexCache
+from atlas.core._pools import worker_pool
 from atlas.core._tables import LayeredTable
 from atlas.errors import AlreadyExistsError, CorruptionError
 from atlas.format import values as value_format
@@ -176,8 +177,6 @@ class Catalog:
     def _live_names(self) -> list[str]:
         live = self._live_view()
         if live[0] is None:
-            from atlas.core._read import worker_pool
-
             table = self.table(("datasets",)).view()
             table.prefetch(["name"], worker_pool().submit)  # its pieces side by side
             # the handle keeps the list, not the column

@@ -9,12 +9,12 @@ immutable); a handle's pending writes form another (``atlas.core._pending``), se
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from atlas.core._pools import io_pool
 from atlas.errors import CorruptionError
 from atlas.format.catalog import MAGIC as PART_MAGIC
 from atlas.format.catalog import check_footer
@@ -238,11 +238,10 @@ class IndexCache:
     def footers(self, refs: list[FileRef], magic: bytes) -> list[Footer]:
         """Footers of many files, the missing ones fetched concurrently (one round trip)."""
         missing = [r for r in refs if r.key not in self._footers]
-        if len(missing) > 1:
-            with ThreadPoolExecutor(min(16, len(missing))) as pool:
-                for ref, footer in zip(missing, pool.map(
-                        lambda r: read_footer(self.storage, r, magic), missing)):
-                    self._footers[ref.key] = footer
+        if len(missing) > 1 and self.storage.remote:
+            for ref, footer in zip(missing, io_pool().map(
+                    lambda r: read_footer(self.storage, r, magic), missing)):
+                self._footers[ref.key] = footer
         return [self.footer(r, magic) for r in refs]
 
     def segment(self, ref: FileRef) -> SegmentIndex:

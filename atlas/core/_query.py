@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from atlas.core._dataset import is_internal
-from atlas.core._read import worker_pool
+from atlas.core._pools import worker_pool
 from atlas.errors import QueryError
 from atlas.format import values as value_format
 from atlas.format.schema import Schema

@@ -18,10 +18,8 @@ copied chunk by chunk, as they must be.
 from __future__ import annotations
 
 import math
-import os
 import threading
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +27,7 @@ import numpy as np
 from atlas import codecs, kernels
 from atlas.core import _chunks
 from atlas.core._index import ChunkIndex
+from atlas.core._pools import worker_pool
 from atlas.dtypes import fill_scalar
 from atlas.errors import CorruptionError
 from atlas.format.schema import Schema
@@ -37,20 +36,6 @@ COALESCE_GAP = 1 << 16  # merge byte ranges closer than this into one request
 PARALLEL_MIN_BYTES = 1 << 20  # below this much decoded data, decoding inline beats the pool
 BLOCK_CACHE_BYTES = 64 << 20
 _I64 = np.int64
-
-_pool: ThreadPoolExecutor | None = None
-_pool_pid = None
-
-
-def worker_pool() -> ThreadPoolExecutor:
-    """One process-wide pool (decoding and compressing blocks), recreated after fork."""
-    global _pool, _pool_pid
-    if _pool is None or _pool_pid != os.getpid():
-        _pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2),
-                                   thread_name_prefix="atlas-worker")
-        _pool_pid = os.getpid()
-    return _pool
-
 
 class BlockCache:
     """Decoded blocks of immutable sources, least recently used dropped beyond a byte budget."""

@@ -18,7 +18,7 @@ import numpy as np
 from atlas import codecs, kernels
 from atlas.core import _chunks
 from atlas.core._dataset import make_schema
-from atlas.core._read import worker_pool
+from atlas.core._pools import worker_pool
 from atlas.dtypes import check_data, dtype_of_numpy
 from atlas.format.segment import own_block
 

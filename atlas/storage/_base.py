@@ -20,6 +20,9 @@ class Storage(abc.ABC):
     read_only: bool = False
     # True when remove_unused() can tell a live writer's unreferenced file from a leftover
     locks_spills: bool = False
+    # True when a request waits on a round trip (an object store): readers then keep several
+    # in flight; local files are read one after the other, which is faster than threads
+    remote: bool = False
 
     @abc.abstractmethod
     def get(self, key: str) -> bytes:

@@ -276,6 +276,8 @@ class _Ref:
 class ObjectStorage(Storage):
     """An obstore store (or a prefix of one) holding an atlas store."""
 
+    remote = True
+
     def __init__(self, store: Any, read_only: bool = False, *, url: str | None = None,
                  **options: Any):
         unknown = sorted(set(options) - set(DEFAULTS))

@@ -90,6 +90,10 @@ class StorageWrapper(Storage):
     def locks_spills(self) -> bool:  # type: ignore[override]
         return self.inner.locks_spills
 
+    @property
+    def remote(self) -> bool:  # type: ignore[override]
+        return self.inner.remote
+
     def remove_unused(self, key: str) -> bool:
         return self._request("delete", key, self.inner.remove_unused, key)
 
@@ -161,6 +165,10 @@ class LatencyStorage(StorageWrapper):
 
     def _args(self) -> tuple:
         return (self.latency,)
+
+    @property
+    def remote(self) -> bool:  # type: ignore[override]
+        return True
 
     def _request(self, op, key, call, *args):
         time.sleep(self.latency)

@@ -1,0 +1,32 @@
+"""The process-wide thread pools, each made on first use and again after a fork.
+
+- ``worker_pool()``: CPU work that releases the GIL (zstd, numpy, Numba kernels), one thread
+  per core: decoding and compressing blocks, decompressing catalog columns.
+- ``io_pool()``: requests to a remote store in flight at once (footers of many files): waiting,
+  not computing, so more threads than cores. Local files are read on the calling thread.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+IO_THREADS = 16
+
+_pools: dict[str, tuple[int, ThreadPoolExecutor]] = {}
+
+
+def _pool(name: str, workers: int) -> ThreadPoolExecutor:
+    found = _pools.get(name)
+    if found is None or found[0] != os.getpid():  # a forked child gets threads of its own
+        found = _pools[name] = (os.getpid(), ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix=f"atlas-{name}"))
+    return found[1]
+
+
+def worker_pool() -> ThreadPoolExecutor:
+    return _pool("worker", max(2, os.cpu_count() or 2))
+
+
+def io_pool() -> ThreadPoolExecutor:
+    return _pool("io", IO_THREADS)

@@ -16,6 +16,7 @@ sections in every listed part. A part's footer also records the value format ver
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -46,6 +47,7 @@ SECTION_KINDS = {"datasets": ("datasets", 0), "schemas": ("schemas", 0), "array"
                  "attr": ("attr", 1), "array_attr": ("attr", 2)}
 
 
+@functools.lru_cache(maxsize=1 << 12)  # every footer read checks every section id it holds
 def table_kind(section_id: tuple) -> str:
     """The table kind stored under a section id; CorruptionError for an id that is not one."""
     found = SECTION_KINDS.get(section_id[0]) if section_id else None

@@ -206,9 +206,11 @@ class Frame:
     crc: int
 
 
-def check_spec(spec: Any, decoded_length: Any, where: str) -> list[Frame] | None:
+def check_spec(spec: Any, decoded_length: Any, where: str, base: int = 0
+               ) -> list[Frame] | None:
     """The frames of a framed section's spec (None for a section stored as one frame), after
-    checking that the spec is well formed and adds up to ``decoded_length``."""
+    checking that the spec is well formed and adds up to ``decoded_length``; their offsets
+    count from ``base``."""
     if not isinstance(decoded_length, int) or not 0 <= decoded_length <= MAX_SECTION_BYTES:
         raise CorruptionError(f"{where}: section claims {decoded_length!r} decoded bytes")
     try:
@@ -233,7 +235,7 @@ def check_spec(spec: Any, decoded_length: Any, where: str) -> list[Frame] | None
                 stored, crc = entry[3:]
                 if type(stored) is not int or type(crc) is not int or stored < 0:
                     raise ValueError(f"bad entry {entry!r}")
-                frames.append(Frame(name, kind, n, at, stored, crc))
+                frames.append(Frame(name, kind, n, base + at, stored, crc))
                 at += stored
     except (TypeError, ValueError) as err:
         raise CorruptionError(f"{where}: section spec is damaged ({err})") from err

@@ -26,7 +26,7 @@ import json
 import os
 import struct
 import weakref
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from atlas.codecs import checksum, decompress_zstd
@@ -153,12 +153,12 @@ def read_section(ref: SectionRef, stored, where: str, joined: bool = False) -> d
 def section_frames(ref: SectionRef, where: str) -> list[Frame] | None:
     """The column frames of a framed section, offsets from the start of the file (None for a
     section stored as one frame)."""
-    frames = check_spec(ref.spec, ref.decoded, where)
+    frames = check_spec(ref.spec, ref.decoded, where, ref.offset)
     if frames is None:
         return None
     if sum(f.stored for f in frames) != ref.stored:
         raise CorruptionError(f"{where}: section frames do not fill the section")
-    return [replace(f, offset=ref.offset + f.offset) for f in frames]
+    return frames
 
 
 class LockedFile:

@@ -234,6 +234,15 @@ class StorageConformance:
             "temperature"]]
         assert atlas.Atlas.open(location).verify().ok
 
+    def test_keys_are_the_listed_keys_without_sizes(self, location):
+        with atlas.Atlas.create(location) as store:
+            fill_store(store, NAMES[:3])
+        storage = open_storage(location)
+        for prefix in ("", "versions", "segments", "nothing_here"):
+            assert sorted(storage.keys(prefix)) == sorted(k for k, _s, _m in
+                                                          storage.list(prefix))
+        assert len(storage.keys("versions")) == 2  # the empty store's commit and this one
+
     def test_deleted_dataset_stays_deleted_after_reopen(self, location):
         with atlas.Atlas.create(location) as store:
             fill_store(store, NAMES[:3])

@@ -101,7 +101,8 @@ class Atlas:
         raises VersionExpiredError."""
         storage = open_storage(location, read_only=read_only or version is not None,
                                **store_options)
-        root, token, legacy = load_root(storage)
+        # for an earlier version, the newest root's head says enough (its file lists no)
+        root, token, legacy = load_root(storage, head=version is not None)
         if version is None:
             return cls(storage, root, token, legacy)
         if legacy is not None:
@@ -1109,8 +1110,9 @@ def _name_list(dataset_names: Sequence[str]) -> list[str]:
     return list(dataset_names)
 
 
-def load_root(storage: Storage) -> tuple[Root, Any, Any]:
-    """(root, version token, legacy reader or None) of the store at ``storage``."""
+def load_root(storage: Storage, head: bool = False) -> tuple[Root, Any, Any]:
+    """(root, version token, legacy reader or None) of the store at ``storage``; ``head``:
+    a version-2 root may come as its :class:`RootHead`."""
     found = storage.read_manifest(ROOT_KEY)
     if found is None:
         raise StoreNotFoundError(f"no atlas store at {storage.location} "
@@ -1122,4 +1124,6 @@ def load_root(storage: Storage) -> tuple[Root, Any, Any]:
 
         legacy = LegacyStore.decode(storage, data, where)
         return legacy.root, token, legacy
+    if head:
+        return root_format.head(data, where), token, None
     return root_format.decode(data, where), token, None

@@ -22,7 +22,7 @@ import datetime as _dt
 import json
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,7 +36,7 @@ from atlas.errors import (
 )
 from atlas.format import keys as key_grammar
 from atlas.format import root as root_format
-from atlas.format.root import Root
+from atlas.format.root import Root, RootHead
 from atlas.storage import Storage
 
 if TYPE_CHECKING:
@@ -65,14 +65,23 @@ class Version:
 def commit_root(storage: Storage, root: Root, expected: Any) -> Any:
     """Write ``root``'s version record, then make it the latest (conditional on ``expected``,
     the token of the root it replaces; None for a new store). Returns the new token."""
-    data = root.encode()
     key = key_grammar.version_key(root.generation, root.commit)
-    storage.put(key, data)
+    storage.put(key, record_of(root).encode())
     try:
-        return storage.commit(key_grammar.ROOT_KEY, data, expected)
+        return storage.commit(key_grammar.ROOT_KEY, root.encode(), expected)
     except ConflictError:
         forget_record(storage, root)  # this attempt will never be a version
         raise
+
+
+def record_of(root: Root) -> Root:
+    """The version record of ``root``: the root without its ``retired`` list, which grows with
+    every version kept and which only the newest root's writers use (a version's reader reads
+    its parts and segments, a rebase its delta), but for its own delta part when the same
+    commit merged that away (the root names it there)."""
+    if not root.retired:
+        return root
+    return replace(root, retired=[e for e in root.retired if e[0] == root.delta])
 
 
 def forget_record(storage: Storage, root: Root) -> None:
@@ -91,6 +100,17 @@ def records(storage: Storage) -> dict[int, dict[str, float]]:
         parsed = key_grammar.parse_version_key(key)
         if parsed is not None:
             out.setdefault(parsed[0], {})[parsed[1]] = mtime
+    return out
+
+
+def record_names(storage: Storage, keys: list[str] | None = None
+                 ) -> dict[int, dict[str, float]]:
+    """:func:`records` from the keys alone (times 0): what finding a version needs."""
+    out: dict[int, dict[str, float]] = {}
+    for key in storage.keys(key_grammar.VERSIONS_PREFIX) if keys is None else keys:
+        parsed = key_grammar.parse_version_key(key)
+        if parsed is not None:
+            out.setdefault(parsed[0], {})[parsed[1]] = 0.0
     return out
 
 
@@ -158,10 +178,11 @@ def _parents_named(storage: Storage, found: dict[int, dict[str, float]]) -> dict
     return out
 
 
-def resolve(storage: Storage, latest: Root, spec: Any) -> Root:
+def resolve(storage: Storage, latest: Root | RootHead, spec: Any) -> Root:
     """The root of version ``spec``: a generation (int), a tag name (str), or a time (a
     datetime, numpy datetime64 or pandas Timestamp: the newest version committed at or
-    before it)."""
+    before it). ``latest``: the newest root, or its head (decoded whole only when the
+    version asked for is the latest)."""
     if isinstance(spec, (bool, np.bool_)):
         raise TypeError(f"version must be a generation (int), a tag (str) or a time "
                         f"(datetime), got {spec!r}")
@@ -170,7 +191,7 @@ def resolve(storage: Storage, latest: Root, spec: Any) -> Root:
     if isinstance(spec, str):
         generation, commit = read_tag(storage, spec)
         if generation == latest.generation and commit == latest.commit:
-            return latest
+            return _whole(latest)
         return read_record(storage, generation, commit)
     if isinstance(spec, (_dt.datetime, _dt.date, np.datetime64)):
         return _by_time(storage, latest, as_timestamp(spec))
@@ -189,20 +210,30 @@ def as_timestamp(when: Any) -> float:
     return when.timestamp()
 
 
-def _by_generation(storage: Storage, latest: Root, generation: int,
+def _whole(root: Root | RootHead) -> Root:
+    return root.full() if isinstance(root, RootHead) else root
+
+
+def _by_generation(storage: Storage, latest: Root | RootHead, generation: int,
                    found: dict[int, dict[str, float]] | None = None) -> Root:
     if generation == latest.generation:
-        return latest
+        return _whole(latest)
     if generation < 0 or generation > latest.generation:
         raise VersionNotFoundError(f"{storage.location} has no version {generation}: versions "
                                    f"go from 0 to {latest.generation}")
-    found = records(storage) if found is None else found
+    if found is None:
+        keys = storage.keys(key_grammar.VERSIONS_PREFIX)
+        at = key_grammar.version_prefix(generation)
+        mine = [key for key in keys if key.startswith(at)]
+        if len(mine) == 1 and key_grammar.parse_version_key(mine[0]):  # the usual case
+            return read_record(storage, *key_grammar.parse_version_key(mine[0]))
+        found = record_names(storage, keys)
     if generation not in found:
         raise VersionExpiredError(f"version {generation} of {storage.location} expired "
                                   f"(versions kept: {_kept_text(found, latest)})")
     if len(found[generation]) == 1:  # the usual case: one read
         return read_record(storage, generation, next(iter(found[generation])))
-    for root in chain(storage, latest, found):  # a crashed commit left a second record
+    for root in chain(storage, _whole(latest), found):  # a crashed commit left a second record
         if root.generation == generation:
             return root
         if root.generation < generation:
@@ -210,12 +241,12 @@ def _by_generation(storage: Storage, latest: Root, generation: int,
     raise VersionExpiredError(f"version {generation} of {storage.location} expired")
 
 
-def _by_time(storage: Storage, latest: Root, when: float) -> Root:
+def _by_time(storage: Storage, latest: Root | RootHead, when: float) -> Root:
     """The newest version committed at or before ``when``: a binary search over the records
     (commit times grow with the generation)."""
     if latest.time <= when:
-        return latest
-    found = records(storage)
+        return _whole(latest)
+    found = record_names(storage)
     generations = sorted(found)
     lo, hi = 0, len(generations)  # versions below lo are at or before when; from hi after
     while lo < hi:
@@ -227,7 +258,8 @@ def _by_time(storage: Storage, latest: Root, when: float) -> Root:
     if lo:
         return _by_generation(storage, latest, generations[lo - 1], found)
     stamp = _dt.datetime.fromtimestamp(when, _dt.timezone.utc).isoformat()
-    existed = latest.created is None or when >= latest.created
+    created = _whole(latest).created
+    existed = created is None or when >= created
     if existed and (not found or min(found) > 0):
         raise VersionExpiredError(f"the versions of {storage.location} at {stamp} expired "
                                   f"(versions kept: {_kept_text(found, latest)})")

@@ -38,7 +38,12 @@ def new_part_key(generation: int) -> str:
 
 
 def version_key(generation: int, commit: str) -> str:
-    return f"{VERSIONS_PREFIX}/{generation:012d}-{commit}.root"
+    return f"{version_prefix(generation)}{commit}.root"
+
+
+def version_prefix(generation: int) -> str:
+    """What the keys of every record of ``generation`` start with."""
+    return f"{VERSIONS_PREFIX}/{generation:012d}-"
 
 
 def parse_version_key(key: str) -> tuple[int, str] | None:

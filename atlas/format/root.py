@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 import time
 import uuid
@@ -142,6 +143,43 @@ def checked_payload(data: bytes, where: str) -> bytes:
     if len(payload) != length or checksum(payload) != crc:
         raise CorruptionError(f"{where}: commit record fails its checksum")
     return payload
+
+
+@dataclass(frozen=True)
+class RootHead:
+    """The first fields of a root, read without decoding the rest (its lists of files run to
+    thousands of entries once versions are kept): enough to find an earlier version."""
+
+    generation: int
+    commit: str
+    time: float
+    data: bytes
+    where: str
+
+    def full(self) -> "Root":
+        return decode(self.data, self.where)
+
+
+# what every writer puts first in the document (see Root.to_json)
+_HEAD = re.compile(rb'\{"format":"atlas","version":2,"generation":([0-9]{1,18}),'
+                   rb'"commit":"([0-9a-f]{32})","parent":(?:null|"[0-9a-f]{32}"),'
+                   rb'"time":(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?),')
+HEAD_BYTES = 256
+
+
+def head(data: bytes, where: str) -> "RootHead | Root":
+    """The head of a version-2 root, after its checksum; the whole root where its document
+    does not start as writers write it."""
+    payload = checked_payload(data, where)
+    try:  # the first block of the frame only
+        start = zstandard.ZstdDecompressor().stream_reader(payload).read(HEAD_BYTES)
+    except zstandard.ZstdError:
+        start = b""
+    found = _HEAD.match(start)
+    if found is None:
+        return decode(data, where)
+    return RootHead(int(found.group(1)), found.group(2).decode(), float(found.group(3)), data,
+                    where)
 
 
 def decode(data: bytes, where: str) -> Root:

@@ -49,6 +49,11 @@ class Storage(abc.ABC):
     def list(self, prefix: str = "") -> list[tuple[str, int, float]]:
         """(key, size, modified time as a POSIX timestamp) of every value under ``prefix``."""
 
+    def keys(self, prefix: str = "") -> list[str]:
+        """The keys :meth:`list` gives, without their sizes and times (which a local store
+        reads file by file)."""
+        return [key for key, _size, _mtime in self.list(prefix)]
+
     @abc.abstractmethod
     def spill_path(self, key: str) -> str:
         """A local file path where a new immutable value for ``key`` may be written."""

@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import mmap
 import os
+import re
 import stat
 import threading
 import time
@@ -26,13 +27,22 @@ from atlas.errors import (
     StaleHandleError,
 )
 from atlas.storage._base import TEMP_SUFFIX, Storage
-from atlas.storage._keys import MAX_COMPONENT_BYTES, check_key, check_prefix, key_problem
+from atlas.storage._keys import (
+    MAX_COMPONENT_BYTES,
+    MAX_KEY_BYTES,
+    check_key,
+    check_prefix,
+    key_problem,
+)
 
 LOCK_NAME = ".atlas.lock"
 PUBLISH_THREADS = 16  # concurrent fsyncs when a flush publishes many segments
 MAP_CHECK_SECONDS = 1.0  # how often a handle looks for mapped files that were deleted
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# a file name of these letters (not starting with a dot) is a valid key component
+_ORDINARY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,254}")
+_UNSTATED = os.stat_result((stat.S_IFREG, 0, 0, 0, 0, 0, 0, 0, 0, 0))  # a file, size 0, time 0
 # O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused right after, by fstat)
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -198,9 +208,11 @@ class LocalStorage(Storage):
             raise _not_regular(self._path(key), mode)
         return fd
 
-    def _walk(self, prefix: str) -> tuple[list[tuple[str, int, float]], list[tuple[str, str]]]:
+    def _walk(self, prefix: str, sizes: bool = True
+              ) -> tuple[list[tuple[str, int, float]], list[tuple[str, str]]]:
         """(regular files as (key, size, mtime), everything else as (key, what it is)) under
-        ``prefix``, descending only into real folders."""
+        ``prefix``, descending only into real folders. ``sizes`` False: size and mtime 0, and
+        no stat of a file whose type the directory tells."""
         files: list[tuple[str, int, float]] = []
         odd: list[tuple[str, str]] = []
 
@@ -210,10 +222,16 @@ class LocalStorage(Storage):
             for entry in entries:
                 key = f"{rel}/{entry.name}" if rel else entry.name
                 try:
-                    st = entry.stat(follow_symlinks=False)
+                    if sizes or not entry.is_file(follow_symlinks=False):
+                        st = entry.stat(follow_symlinks=False)
+                    else:
+                        st = _UNSTATED
                 except FileNotFoundError:
                     continue
-                if key_problem(key) is not None:
+                # names of the usual letters pass the grammar at once (every listing checks
+                # every name; a directory of version records holds thousands)
+                if not (_ORDINARY.fullmatch(entry.name) and len(key) <= MAX_KEY_BYTES) and \
+                        key_problem(key) is not None:
                     odd.append((key, "file whose name is outside the key grammar"))
                 elif stat.S_ISDIR(st.st_mode):
                     try:
@@ -310,6 +328,9 @@ class LocalStorage(Storage):
         """Regular files only: links and special files are never listed (nor followed), so
         nothing acts on them; :meth:`layout_problems` reports them."""
         return self._walk(check_prefix(prefix))[0]
+
+    def keys(self, prefix: str = "") -> list[str]:
+        return [key for key, _size, _mtime in self._walk(check_prefix(prefix), sizes=False)[0]]
 
     def layout_problems(self) -> list[str]:
         return [f"{os.path.join(self.root, key)}: is a {what}; a store holds only regular files "

@@ -68,6 +68,9 @@ class StorageWrapper(Storage):
     def list(self, prefix: str = "") -> list[tuple[str, int, float]]:
         return self._request("list", prefix, self.inner.list, prefix)
 
+    def keys(self, prefix: str = "") -> list[str]:
+        return self._request("list", prefix, self.inner.keys, prefix)
+
     def spill_path(self, key: str) -> str:
         return self.inner.spill_path(key)
 

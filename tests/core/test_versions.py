@@ -363,3 +363,41 @@ def test_the_chain_of_versions_walks_past_records_deleted_since_the_listing(tmp_
     other.flush()
     rebasing.flush()  # re-applied on top of the other's commit, through the same chain
     assert {"mine", "theirs"} <= set(atlas.Atlas.open(tmp_path / "s").list_datasets())
+
+
+def test_records_leave_out_the_retired_list_and_old_versions_open_without_it(tmp_path,
+                                                                             monkeypatch):
+    """The retired list grows with every version kept; a version record carries none of it
+    (but a delta part its own commit merged away), and opening an earlier version reads only
+    the newest root's head, never its lists: a damaged retired list of the newest root does
+    not stop it."""
+    from atlas.core import _versions
+    from atlas.format import root as root_format
+
+    store = atlas.Atlas.create(tmp_path / "s")
+    states = {}
+    for step in range(3 * FANOUT):  # enough one-dataset flushes for merges to retire files
+        view = store.create_dataset(f"d{step}")
+        view.define_array("x", "int64", ["n"], [3])
+        view.write_array("x", [0], np.full(3, step, np.int64))
+        store.flush(f"step {step}")
+        states[store.version] = snapshot(store)
+    latest = root_format.decode((tmp_path / "s" / "manifest.atlas").read_bytes(), "root")
+    assert len(latest.retired) > FANOUT
+    records = sorted((tmp_path / "s" / "versions").iterdir())
+    assert len(records) == len(states) + 1  # and the empty store's
+    for path in records:
+        record = root_format.decode(path.read_bytes(), str(path))
+        assert {key for key, _t, _g in record.retired} <= {record.delta}
+    whole = root_format._retired_list
+
+    def only_short_lists(raw, where):  # a record's (at most its delta), not the root's
+        assert len(raw) <= 1, "opening an earlier version decoded the newest root's lists"
+        return whole(raw, where)
+
+    monkeypatch.setattr(root_format, "_retired_list", only_short_lists)
+    for generation, expected in states.items():
+        if generation != store.version:
+            assert snapshot(atlas.Atlas.open(tmp_path / "s", version=generation)) == expected
+    assert _versions.record_of(latest).retired == [
+        e for e in latest.retired if e[0] == latest.delta]

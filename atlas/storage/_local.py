@@ -219,6 +219,7 @@ class LocalStorage(Storage):
         def scan(fd: int, rel: str) -> None:
             with os.scandir(fd) as it:
                 entries = list(it)
+            ascii_rel = rel.isascii()  # then a key's length in characters is its byte length
             for entry in entries:
                 key = f"{rel}/{entry.name}" if rel else entry.name
                 try:
@@ -230,8 +231,8 @@ class LocalStorage(Storage):
                     continue
                 # names of the usual letters pass the grammar at once (every listing checks
                 # every name; a directory of version records holds thousands)
-                if not (_ORDINARY.fullmatch(entry.name) and len(key) <= MAX_KEY_BYTES) and \
-                        key_problem(key) is not None:
+                if not (ascii_rel and _ORDINARY.fullmatch(entry.name)
+                        and len(key) <= MAX_KEY_BYTES) and key_problem(key) is not None:
                     odd.append((key, "file whose name is outside the key grammar"))
                 elif stat.S_ISDIR(st.st_mode):
                     try:

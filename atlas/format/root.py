@@ -157,7 +157,13 @@ class RootHead:
     where: str
 
     def full(self) -> "Root":
-        return decode(self.data, self.where)
+        root = decode(self.data, self.where)
+        if (root.generation, root.commit, root.time) != (self.generation, self.commit,
+                                                         self.time):
+            raise CorruptionError(f"{self.where}: the commit record's first fields say "
+                                  f"generation {self.generation}, its document "
+                                  f"{root.generation}")  # two keys of one name: forged
+        return root
 
 
 # what every writer puts first in the document (see Root.to_json)

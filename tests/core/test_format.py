@@ -461,3 +461,22 @@ def test_a_long_retired_list_is_checked_entry_for_entry(damage, at):
         return
     with pytest.raises(atlas.CorruptionError, match="here"):
         root_format.decode(_forged(lambda d: d.update(retired=entries)), "here")
+
+
+def test_a_root_head_is_its_first_fields_and_must_agree_with_the_whole():
+    root = _root()
+    data = root.encode()
+    head = root_format.head(data, "here")
+    assert isinstance(head, root_format.RootHead)
+    assert (head.generation, head.commit, head.time) == (3, root.commit, root.time)
+    assert head.full() == root_format.decode(data, "here")
+    # a document written otherwise (json.dumps' default spaces) is decoded whole
+    assert isinstance(root_format.head(_forged(lambda d: None), "here"), Root)
+    # a forged document naming its generation twice: the head and the whole disagree
+    doc = json.dumps(root.to_json(), separators=(",", ":"))
+    payload = zstandard.ZstdCompressor().compress((doc[:-1] + ',"generation":9}').encode())
+    forged = root_format.HEADER.pack(root_format.MAGIC, 2, codecs.checksum(payload),
+                                     len(payload)) + payload
+    assert root_format.head(forged, "here").generation == 3
+    with pytest.raises(atlas.CorruptionError, match="here"):
+        root_format.head(forged, "here").full()

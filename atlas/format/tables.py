@@ -56,10 +56,14 @@ class Columns(dict):
         self._names = list(loaded) + [n for n in pending if n not in loaded]
 
     def __missing__(self, name: str) -> np.ndarray:
-        load = self.pending[name]  # KeyError: no such column
+        load = self.pending.get(name)
+        if load is None:
+            if dict.__contains__(self, name):  # another thread loaded it meanwhile
+                return dict.__getitem__(self, name)
+            raise KeyError(name)  # no such column
         value = load(None)
         dict.__setitem__(self, name, value)
-        del self.pending[name]
+        self.pending.pop(name, None)  # another thread that loaded it too may be first
         return value
 
     def __setitem__(self, name: str, value: np.ndarray) -> None:

@@ -427,3 +427,23 @@ def test_pieces_apart_or_of_two_kinds_raise_corruption_error(small_pieces, spec_
     with pytest.raises(atlas.CorruptionError, match="here: section spec is damaged"):
         columns.decode_section(stored, spec_change([list(e) for e in spec]), 1000, decoded,
                                "here")
+
+
+def test_a_column_two_threads_load_at_once_is_loaded_and_kept():
+    """Dask's threads read one handle's catalog together: a column that another thread
+    loaded while this one was loading it is no KeyError (it was, from `del pending[name]`)."""
+    from atlas.format.tables import Columns
+
+    calls = []
+
+    def load(rows):
+        calls.append(rows)
+        if len(calls) == 1:  # the other thread finishes first, in the middle of this load
+            assert list(columns["c"]) == [1, 2]
+        return np.array([1, 2])
+
+    columns = Columns({}, {"c": load})
+    assert list(columns["c"]) == [1, 2] and len(calls) == 2
+    assert "c" not in columns.pending and list(columns["c"]) == [1, 2] and len(calls) == 2
+    with pytest.raises(KeyError):
+        columns["nope"]

@@ -223,11 +223,10 @@ def _by_generation(storage: Storage, latest: Root | RootHead, generation: int,
                                    f"go from 0 to {latest.generation}")
     if found is None:
         keys = storage.keys(key_grammar.VERSIONS_PREFIX)
+        # the usual case, one record of that generation, without parsing every key
         at = key_grammar.version_prefix(generation)
-        mine = [key for key in keys if key.startswith(at)]
-        if len(mine) == 1 and key_grammar.parse_version_key(mine[0]):  # the usual case
-            return read_record(storage, *key_grammar.parse_version_key(mine[0]))
-        found = record_names(storage, keys)
+        mine = record_names(storage, [key for key in keys if key.startswith(at)])
+        found = mine if len(mine.get(generation, ())) == 1 else record_names(storage, keys)
     if generation not in found:
         raise VersionExpiredError(f"version {generation} of {storage.location} expired "
                                   f"(versions kept: {_kept_text(found, latest)})")

@@ -17,6 +17,15 @@ def _profiles(rng, n, levels=12):
     return (rng.standard_normal((n, levels)).astype(np.float32), rng.uniform(-90, 90, n))
 
 
+def _flushed(path, values: np.ndarray) -> atlas.Atlas:
+    """A new store at ``path`` whose datasets ``_names(len(values))`` hold the rows of
+    ``values`` as ``v``, flushed."""
+    store = atlas.Atlas.create(path)
+    store.write_array_across_stacked("v", _names(len(values)), values)
+    store.flush()
+    return store
+
+
 def _names(n, prefix="p"):
     return [f"{prefix}{i:05d}" for i in range(n)]
 
@@ -295,9 +304,7 @@ def test_a_big_file_is_not_rewritten_with_the_small_ones_after_it(tmp_path, rng)
 
 def test_a_reader_on_an_older_root_reads_through_merges(tmp_path, rng):
     path = tmp_path / "s"
-    store = atlas.Atlas.create(path)
-    store.write_array_across_stacked("v", _names(5), rng.standard_normal((5, 2)))
-    store.flush()
+    store = _flushed(path, rng.standard_normal((5, 2)))
     reader = reopen(path)
     want = reader.read_array_across_stacked("v").copy()
     reader._blocks.clear()
@@ -323,9 +330,7 @@ def test_appending_to_a_fresh_handle_reads_no_names_of_the_store(store, store_pa
 
 def test_deleting_a_dataset_loads_no_array_table_and_drops_its_unflushed_chunks(tmp_path, rng):
     path = tmp_path / "s"
-    store = atlas.Atlas.create(path)
-    store.write_array_across_stacked("v", _names(50), rng.standard_normal((50, 3)))
-    store.flush()
+    _flushed(path, rng.standard_normal((50, 3)))
     fresh = reopen(path)
     fresh.delete_dataset(_names(50)[7])  # nothing pending: no array table is read
     assert fresh._catalog._array_tables == {}

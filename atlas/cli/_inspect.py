@@ -7,7 +7,6 @@ import argparse
 import sys
 from typing import Any
 
-
 from atlas.cli._common import (
     emit,
     format_value,

@@ -293,6 +293,7 @@ class Atlas:
         generation = root.generation + 1
         pending = self._pending
         pending.prepare(generation)
+        self._storage.sync_early(pending.spill_paths())
         marks = {sid: len(t.log) for sid, t in catalog.pending_tables().items()}
         merged = self._merged
         if merged:

@@ -17,8 +17,8 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from atlas._pools import worker_pool
 from atlas.core._index import IndexCache
-from atlas.core._pools import worker_pool
 from atlas.core._tables import LayeredTable
 from atlas.errors import AlreadyExistsError, CorruptionError
 from atlas.format import values as value_format
@@ -109,6 +109,9 @@ class Catalog:
         self.defined: dict[tuple, int] = {}
         self.epoch = 0
         self._array_tables: dict[str, LayeredTable] = {}
+        # the names of the last stacked write and their ids: the next array of the same names
+        # (a stacked write is one call per array) skips a million dict lookups
+        self.last_resolved: tuple[list[str], np.ndarray, int] | None = None
 
     # -- tables --------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from atlas.core._pools import io_pool
+from atlas._pools import io_pool
 from atlas.errors import CorruptionError
 from atlas.format.catalog import MAGIC as PART_MAGIC
 from atlas.format.catalog import check_footer

@@ -243,7 +243,7 @@ class PendingSegment:
         block = np.empty((n, _STRIDE), _I64)
         for name, j in _COL.items():
             block[:, j] = rows[name]
-        self._rows.frombytes(block.tobytes())
+        self._rows.frombytes(memoryview(block).cast("B"))
         self._keys.add_many(block[:, _COL["slot"]].copy(), block[:, _COL["chunk"]].copy(),
                             first)
         self.version += 1
@@ -536,6 +536,10 @@ class PendingWrites:
             self._encode_oldest(generation)
         for segment in self.segments.values():
             segment.seal(self.schema_of)
+
+    def spill_paths(self) -> list[str]:
+        """The local files of the open pending segments."""
+        return [segment.path for segment in self.segments.values() if segment.path]
 
     def forget_index(self, array: str) -> None:
         segment = self.segments.get(array)

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
+from atlas._pools import worker_pool
 from atlas.core._dataset import is_internal
-from atlas.core._pools import worker_pool
 from atlas.errors import QueryError
 from atlas.format import values as value_format
 from atlas.format.schema import Schema
@@ -315,8 +315,8 @@ def _decode_cftime(store: "Atlas", array: str, table, pos, stated, out) -> None:
         return
     if mpos is None:
         mpos = np.arange(len(slots))
-    from atlas.xarray._encoding import marker as marker_doc
     from atlas.xarray._cf import decode_cftime
+    from atlas.xarray._encoding import marker as marker_doc
 
     cols = marker_table.columns
     for stat in ("min", "max"):

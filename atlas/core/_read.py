@@ -25,9 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from atlas import codecs, kernels
+from atlas._pools import worker_pool
 from atlas.core import _chunks
 from atlas.core._index import ChunkIndex
-from atlas.core._pools import worker_pool
 from atlas.dtypes import fill_scalar
 from atlas.errors import CorruptionError
 from atlas.format.schema import Schema
@@ -376,12 +376,14 @@ def _fetch(plan: ReadPlan, cache: BlockCache | None) -> list:
             offsets = index.block_offset[nums]
             lengths = index.block_stored[nums]
             order = np.argsort(offsets, kind="stable")
-            starts, ends, group = _coalesce(offsets[order], lengths[order])
-            blobs = source.fetch(starts.tolist(), (ends - starts).tolist())
-            rel = (offsets[order] - starts[group]).tolist()
-            for j, p in enumerate(mine[order].tolist()):
-                blob = memoryview(blobs[group[j]])
-                out[p] = blob[rel[j] : rel[j] + int(lengths[order][j])]
+            offsets, lengths = offsets[order], lengths[order]
+            starts, ends, group = _coalesce(offsets, lengths)
+            blobs = [memoryview(blob) for blob in
+                     source.fetch(starts.tolist(), (ends - starts).tolist())]
+            rel = offsets - starts[group]
+            for p, g, r, e in zip(mine[order].tolist(), group.tolist(), rel.tolist(),
+                                  (rel + lengths).tolist()):
+                out[p] = blobs[g][r:e]
     return out
 
 

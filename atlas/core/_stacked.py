@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from atlas import codecs, kernels
+from atlas._pools import worker_pool
 from atlas.core import _chunks
 from atlas.core._dataset import make_schema
-from atlas.core._pools import worker_pool
+from atlas.core._pending import _bits
 from atlas.dtypes import check_data, dtype_of_numpy
 from atlas.format.segment import own_block
 
@@ -95,6 +96,18 @@ def write_stacked(store: "Atlas", array: str, names: Sequence[str], data: np.nda
 def _dids_creating(store: "Atlas", names: list[str]) -> np.ndarray:
     """Dataset ids of ``names``, creating those that do not exist (names checked in bulk)."""
     catalog = store._catalog
+    last = catalog.last_resolved
+    # valid while no dataset was deleted (every delete moves the epoch; creating others does
+    # not change these names' ids); ``names`` is the caller's own copy, so it cannot change
+    if last is not None and last[2] == catalog.epoch and _same(last[0], names):
+        return last[1]
+    dids = _resolve(catalog, names)
+    dids.flags.writeable = False
+    catalog.last_resolved = (names, dids, catalog.epoch)
+    return dids
+
+
+def _resolve(catalog, names: list[str]) -> np.ndarray:
     known = catalog.dids()
     try:
         dids = np.array(list(map(known.get, names, repeat(-1))), _I64)  # one lookup each
@@ -105,7 +118,9 @@ def _dids_creating(store: "Atlas", names: list[str]) -> np.ndarray:
         raise TypeError(f"dataset names must be str, got {type(bad).__name__} {bad!r}")
     missing = np.flatnonzero(dids < 0)
     if not len(missing):
-        if len(set(dids.tolist())) != len(dids):
+        seen = np.zeros(catalog.next_did, bool)
+        seen[dids] = True
+        if int(np.count_nonzero(seen)) != len(dids):
             _raise_repeat(names)
         return dids
     new_names = [names[i] for i in missing.tolist()]
@@ -117,6 +132,13 @@ def _dids_creating(store: "Atlas", names: list[str]) -> np.ndarray:
     catalog.create_many(new_names, new_dids)
     dids[missing] = new_dids
     return dids
+
+
+def _same(known: list[str], names: list) -> bool:
+    try:
+        return known == names  # names are compared by identity first: the same list is cheap
+    except Exception:  # an element whose == raises is not one of the known names
+        return False
 
 
 def _raise_repeat(names: list[str]) -> None:
@@ -175,17 +197,12 @@ def _pack_rows(store: "Atlas", array: str, schema_id: int, schema, slots: np.nda
             np.full(hi - lo, has, np.uint8), rule)
         return codecs.encode(codec_id, raw, level), len(raw), counts, extremes
 
-    bounds = list(range(0, n, per_block)) + [n]
-    batch = 4 * pool._max_workers
-    for b0 in range(0, len(bounds) - 1, batch):
-        spans = list(zip(bounds[b0 : b0 + batch], bounds[b0 + 1 : b0 + batch + 1]))
-        results = list(pool.map(lambda span: block(*span), spans))
+    def record(spans, futures) -> None:
+        results = [future.result() for future in futures]
         lo, hi = spans[0][0], spans[-1][1]
         counts = np.concatenate([r[2] for r in results])
         extremes = np.concatenate([r[3] for r in results])
         valid = counts[:, 1]
-        from atlas.core._pending import _bits
-
         block_of = np.concatenate([np.full(h - l, k, _I64) for k, (l, h) in enumerate(spans)])
         offset = np.concatenate([np.arange(h - l, dtype=_I64) * row_bytes for l, h in spans])
         segment.add_blocks([r[0] for r in results], [r[1] for r in results], {
@@ -195,6 +212,19 @@ def _pack_rows(store: "Atlas", array: str, schema_id: int, schema, slots: np.nda
             "nulls": counts[:, 0], "valid": valid,
             "min": np.where(valid > 0, _bits(extremes[:, 0], schema.dtype), 0),
             "max": np.where(valid > 0, _bits(extremes[:, 1], schema.dtype), 0)})
-        if pending._dirty:
+        if pending._dirty:  # chunks of these rows written earlier and not encoded yet
             for slot in slots[lo:hi].tolist():
                 pending._forget_dirty((slot, 0))
+
+    bounds = list(range(0, n, per_block)) + [n]
+    batch = 4 * pool._max_workers
+    waiting = None  # the batch in flight: recorded once the next one is submitted, so that
+    # the workers compress while this thread writes the blocks and appends their rows
+    for b0 in range(0, len(bounds) - 1, batch):
+        spans = list(zip(bounds[b0 : b0 + batch], bounds[b0 + 1 : b0 + batch + 1]))
+        submitted = (spans, [pool.submit(block, lo, hi) for lo, hi in spans])
+        if waiting is not None:
+            record(*waiting)
+        waiting = submitted
+    if waiting is not None:
+        record(*waiting)

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 from atlas.errors import OutOfBoundsError
 from atlas.names import check_name  # noqa: F401  (the core's callers import it from here)
 
+
 def as_index_tuple(values: Any, what: str, ndim: int, where: str) -> tuple[int, ...]:
     """A start/shape argument as a tuple of ints of the array's rank."""
     if values is None:

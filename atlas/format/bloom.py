@@ -20,20 +20,40 @@ _PRIME = np.uint64(0x100000001B3)
 
 
 def name_hashes(names: list[str]) -> np.ndarray:
-    """FNV-1a 64-bit hashes of the names' UTF-8 bytes, all names at once."""
-    encoded = [n.encode("utf-8") for n in names]
-    if not encoded:
+    """FNV-1a 64-bit hashes of the names' UTF-8 bytes, all names at once: one byte position
+    at a time over the names long enough to have it (names sorted by length once)."""
+    n = len(names)
+    if not n:
         return np.zeros(0, np.uint64)
-    fixed = np.array(encoded, dtype=bytes)  # zero-padded to the longest
-    width = fixed.dtype.itemsize
-    table = fixed.view(np.uint8).reshape(len(encoded), width).astype(np.uint64)
-    lengths = np.fromiter(map(len, encoded), np.int64, len(encoded))
-    h = np.full(len(encoded), _OFFSET, np.uint64)
+    data = np.frombuffer(("\0".join(names) + "\0").encode("utf-8"), np.uint8)
+    ends = np.flatnonzero(data == 0)
+    if len(ends) != n:  # a name holding NUL: hashed one by one
+        return np.concatenate([name_hashes_of_bytes(name.encode("utf-8"))
+                               for name in names])
+    starts = np.empty(n, np.int64)
+    starts[0] = 0
+    starts[1:] = ends[:-1] + 1
+    lengths = ends - starts
+    order = np.argsort(lengths, kind="stable")  # the names with a byte j are a suffix of it
+    sorted_lengths = lengths[order]
+    sorted_starts = starts[order]
+    h = np.full(n, _OFFSET, np.uint64)
     with np.errstate(over="ignore"):
-        for j in range(width):
-            live = lengths > j
-            h = np.where(live, (h ^ table[:, j]) * _PRIME, h)
-    return h
+        for j in range(int(sorted_lengths[-1])):
+            first = int(np.searchsorted(sorted_lengths, j, side="right"))
+            h[first:] = (h[first:] ^ data[sorted_starts[first:] + j]) * _PRIME
+    out = np.empty(n, np.uint64)
+    out[order] = h
+    return out
+
+
+def name_hashes_of_bytes(encoded: bytes) -> np.ndarray:
+    """The FNV-1a hash of one name's bytes (as a 1-element array)."""
+    h = _OFFSET
+    with np.errstate(over="ignore"):
+        for byte in encoded:
+            h = (h ^ np.uint64(byte)) * _PRIME
+    return np.array([h], np.uint64)
 
 
 def _probes(hashes: np.ndarray, n_bits: int) -> np.ndarray:

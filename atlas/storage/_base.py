@@ -6,7 +6,6 @@ import abc
 import contextlib
 from typing import Any, Callable, Iterator, Sequence
 
-
 # a backend writing a value through a temporary file names it <key>.<random>.tmp; a crash can
 # leave one behind, which the orphan sweep (under the commit lock) removes
 TEMP_SUFFIX = ".tmp"
@@ -61,6 +60,10 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def publish(self, key: str, path: str) -> None:
         """Make the finished file at ``path`` (from :meth:`spill_path`) durable under ``key``."""
+
+    def sync_early(self, paths: Sequence[str]) -> None:
+        """Spill files at ``paths`` hold most of what they will: a backend may start making
+        them durable now, in the background, so that :meth:`publish` waits less later."""
 
     def publish_many(self, items: Sequence[tuple[str, str]],
                      done: Callable[[str], None] | None = None) -> None:

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from atlas.format import values as value_format
 from atlas.dtypes import dtype_of_numpy, resolve_dtype
+from atlas.format import values as value_format
 
 RESERVED_PREFIX = "_pyatlas"
 COORDS_ATTR = "_pyatlas_coords"  # dataset attribute: JSON list of the coordinate names

@@ -435,6 +435,12 @@ def test_the_names_filter_never_misses_a_name_and_rarely_claims_one():
     assert false < 0.03 * len(others)
     # the hash is of the UTF-8 bytes: stable across processes and platforms
     assert int(bloom.name_hashes(["a"])[0]) == 0xAF63DC4C8601EC8C
+    # names of every length hashed together equal each hashed alone (a NUL: one by one)
+    mixed = ["", "x" * 300, "é", "ab", "a\x00b", "ab"] + names[:50]
+    together = bloom.name_hashes(mixed)
+    alone = [int(bloom.name_hashes_of_bytes(n.encode())[0]) for n in mixed]
+    assert together.tolist() == alone
+    assert bloom.name_hashes(mixed[:4] + mixed[5:]).tolist() == alone[:4] + alone[5:]
 
 
 RETIRED_DAMAGE = [

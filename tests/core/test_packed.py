@@ -130,8 +130,29 @@ def test_a_stacked_write_refuses_a_definition_that_does_not_match_naming_the_dat
                                          dims=["depth"])
 
 
+def test_stacked_writes_of_one_name_list_follow_deletes_and_new_datasets(store, store_path,
+                                                                          rng):
+    names = _names(20)
+    store.write_array_across_stacked("a", names, np.arange(20.0))
+    store.delete_dataset(names[3])  # the next write of the same list re-creates it
+    store.create_dataset("other")
+    store.write_array_across_stacked("b", names, np.arange(20.0) * 2)
+    store.write_array_across_stacked("c", list(names), np.arange(20.0) * 3)
+    store.flush()
+    back = reopen(store_path)
+    assert back.list_datasets() == [n for n in names if n != names[3]] + ["other", names[3]]
+    np.testing.assert_array_equal(back.read_array_across_stacked("b", names),
+                                  np.arange(20.0) * 2)
+    np.testing.assert_array_equal(back.read_array_across_stacked("c", names),
+                                  np.arange(20.0) * 3)
+    assert back.open_dataset(names[3]).list_arrays() == ["b", "c"]
+    np.testing.assert_array_equal(back.read_array_across_stacked("a", names[4:]),
+                                  np.arange(4.0, 20.0))
+
+
 @pytest.mark.parametrize(("names", "data", "error", "match"), [
     (["a", "a"], np.zeros((2, 3)), ValueError, "more than once"),
+    (["keep", "keep"], np.zeros((2, 3)), ValueError, "more than once"),
     (["a", "b/c"], np.zeros((2, 3)), atlas.InvalidNameError, "separator"),
     (["a", "_x"], np.zeros((2, 3)), atlas.InvalidNameError, "reserved"),
     (["a", ""], np.zeros((2, 3)), atlas.InvalidNameError, "empty"),

@@ -9,7 +9,12 @@
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Sequence, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 IO_THREADS = 16
 
@@ -30,3 +35,12 @@ def worker_pool() -> ThreadPoolExecutor:
 
 def io_pool() -> ThreadPoolExecutor:
     return _pool("io", IO_THREADS)
+
+
+def parallel_map(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """``[fn(x) for x in items]``, on the worker pool when that helps: a task already running
+    on a worker maps in place (waiting on its own pool could leave no thread to run the
+    work)."""
+    if len(items) < 2 or threading.current_thread().name.startswith("atlas-worker"):
+        return [fn(item) for item in items]
+    return list(worker_pool().map(fn, items))

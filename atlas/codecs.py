@@ -32,7 +32,8 @@ def check_codec(codec: str) -> str:
     return codec
 
 
-def _zstd_compressor(level: int) -> zstandard.ZstdCompressor:
+def zstd_compressor(level: int) -> zstandard.ZstdCompressor:
+    """This thread's compressor at ``level`` (a compressor is not thread-safe)."""
     cache = getattr(_local, "zstd_c", None)
     if cache is None:
         cache = _local.zstd_c = {}
@@ -51,7 +52,7 @@ def _zstd_decompressor() -> zstandard.ZstdDecompressor:
 def encode(codec_id: int, raw, level: int) -> bytes:
     """Compress one chunk's raw bytes."""
     if codec_id == 1:
-        return _zstd_compressor(level).compress(raw)
+        return zstd_compressor(level).compress(raw)
     if codec_id == 2:
         return lz4.block.compress(raw, store_size=False)
     return bytes(raw)

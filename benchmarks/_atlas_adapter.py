@@ -172,7 +172,17 @@ def list_datasets(store) -> list[str]:
 
 
 def read_stacked_all(store, array: str) -> np.ndarray:
-    """``array`` of every dataset of the store as one ``(N, ...)`` array."""
+    """``array`` of every dataset of the store as one ``(N, ...)`` array: no names given (the
+    API's every-dataset form); a build that needs names gets ``list_datasets()``."""
+    try:
+        return store.read_array_across_stacked(array)
+    except TypeError:
+        return read_stacked_listed(store, array)
+
+
+def read_stacked_listed(store, array: str) -> np.ndarray:
+    """:func:`read_stacked_all` naming every dataset, as ``list_datasets()`` lists them (a
+    fresh handle turns every name into a string first)."""
     return store.read_array_across_stacked(array, store.list_datasets())
 
 

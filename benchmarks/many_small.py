@@ -15,7 +15,7 @@ datasets). For each N and variant, side by side in one run (interleaved rounds, 
   dataset (``temp`` a ``fixed_size_list<float32>[100]``, ``lat`` float64);
 - **size on disk** of what each wrote;
 - **read temp**, **read lat**: the stacked read of the array across all N into numpy.
-  ``atlas``: ``read_array_across_stacked(array, list_datasets())`` on a handle opened before
+  ``atlas``: ``read_array_across_stacked(array)`` (every dataset) on a handle opened before
   (warm); ``atlas (fresh process)``: a new Python process timing ``import atlas`` + open + that
   read; ``zarr`` / ``zarr+zarrs``: ``array[...]`` (arrays opened before); ``tensorstore``:
   ``read()`` into a new array, ``tensorstore (buffer)``: into a buffer reused across reads (both
@@ -353,8 +353,8 @@ def run_one(args: argparse.Namespace, n: int, variant: str) -> dict:
             "variant": variant,
             "arrays": {"temp": f"({DEPTH},) float32, dims depth", "lat": "0-D float64"},
             "atlas_write_method": atlas_adapter.stacked_write_method(),
-            "atlas_read": "read_array_across_stacked(array, list_datasets()), handle opened "
-            "before",
+            "atlas_read": "read_array_across_stacked(array): every dataset, no names given; "
+            "handle opened before",
             "atlas_codec": "store default",
             "zarr": f"one group, temp ({n}, {DEPTH}) chunks ({ROWS_PER_CHUNK}, {DEPTH}), lat "
             f"({n},) chunks ({ROWS_PER_CHUNK},), zstd level {zarr_stacked.ZSTD_LEVEL}",

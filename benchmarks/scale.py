@@ -15,9 +15,10 @@ of dataset i do not depend on N), measured with public API calls only (``_atlas_
   with pyarrow reading the same names from one Parquet string column (into a Python list as
   atlas returns them, and as an Arrow array);
 - a fresh reader process: the first stacked read of ``temp`` across all N in the process, then
-  on a second fresh handle, then warm (the best of 3 reads on that handle: today's first reads run
-  in numpy and a later one loads the Numba kernels, a one-off cost); the stacked read of ``lat``
-  (first on that handle, warm);
+  on a second fresh handle, then warm (the best of 3 reads on that handle); the stacked read of
+  ``lat`` (first on that handle, warm). These reads name no datasets (``read_array_across_stacked
+  ("temp")``: every dataset); on a third fresh handle, the same read naming every dataset as
+  ``list_datasets()`` lists them (which first makes the N names Python strings);
   ``reader peak RSS`` after open + list, after the reads, and the catalog's share (peak after
   open + list less the RSS after the imports);
 - ``append one + flush`` and ``delete one + flush`` on a fresh handle: time and bytes written
@@ -273,6 +274,10 @@ def child_reader(p: dict) -> dict:
     del temp, store
     store = atlas_adapter.open_store(root, read_only=True)
     temp = timed("temp first, fresh handle", lambda: atlas_adapter.read_stacked_all(store, "temp"))
+    del temp, store
+    store = atlas_adapter.open_store(root, read_only=True)
+    temp = timed("temp first, fresh handle, listed",
+                 lambda: atlas_adapter.read_stacked_listed(store, "temp"))
     del temp
     temp = timed("temp warm", lambda: atlas_adapter.read_stacked_all(store, "temp"), WARM_READS)
     lat = timed("lat first", lambda: atlas_adapter.read_stacked_all(store, "lat"))
@@ -393,6 +398,8 @@ def open_and_list(samples: Samples, stores: dict[int, Path], workdir: Path, repe
 READER_PHASES = {
     "temp first, fresh process": "first stacked read temp, fresh process",
     "temp first, fresh handle": "first stacked read temp, fresh handle",
+    "temp first, fresh handle, listed": "first stacked read temp, fresh handle, names from "
+                                        "list_datasets()",
     "temp warm": "stacked read temp, warm",
     "lat first": "stacked read lat, first",
     "lat warm": "stacked read lat, warm",

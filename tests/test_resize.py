@@ -325,6 +325,16 @@ def test_stacked_reads_after_resizes_behave_as_for_datasets_defined_apart(store)
     # whole arrays of different shapes do not stack, and the message names the first mismatch
     with pytest.raises(ValueError, match=r"dataset 'b' gives a float32 window of shape \[6, 3\]"):
         store.read_array_across_stacked("v", ["a", "b", "c"])
+    # every dataset (no names given, a fresh handle): the messages name the datasets too
+    fresh = reopened(store)
+    with pytest.raises(ValueError, match=r"dataset 'b' gives .* dataset 'a' gave"):
+        fresh.read_array_across_stacked("v")
+    with pytest.raises(atlas.OutOfBoundsError, match=r"'v' in dataset 'a'"):
+        atlas.Atlas.open(store.location).read_array_across_stacked("v", start=[5, 0])
+    with pytest.raises(ValueError, match=r"'v' in dataset 'a': start \[0\] has rank 1"):
+        atlas.Atlas.open(store.location).read_array_across_stacked("v", start=[0])
+    with pytest.raises(TypeError, match=r"'v' in dataset 'a': start must hold ints"):
+        atlas.Atlas.open(store.location).read_array_across_stacked("v", start=[0.5, 0])
     # a window every dataset holds does
     got = store.read_array_across_stacked("v", ["a", "b", "c"], [0, 0], [4, 3])
     for i, name in enumerate("abc"):

@@ -750,6 +750,10 @@ class Atlas:
         KeyError; windows that differ in shape or dtype raise ValueError naming the first
         mismatch.
         """
+        if self._legacy is None and self._pending_state is None:
+            # a fresh handle parses the array's index on a worker while this thread reads the
+            # catalog rows
+            self._files.prefetch_merged(array, self._root.segments.get(array, []))
         names, slots, schema_ids = self._stack_rows(array, dataset_names)
         if not len(slots):
             raise ValueError("dataset_names is empty; nothing to stack")
@@ -895,21 +899,31 @@ class Atlas:
             raise
 
     def _common_window(self, array, names, schema_ids, start, shape):
-        """Check every distinct schema admits one window of one dtype; return it."""
+        """Check every distinct schema admits one window of one dtype; return it. Dataset
+        names are looked up only for an error (a read of every dataset passes no names)."""
+
+        def name_at(position: int) -> str:
+            if names is not None:
+                return names[position]
+            return self._catalog.names_at(np.array([position]))[0]
+
         first = None
         for schema_id in _distinct(schema_ids):  # first mismatch first in errors
             schema = self._catalog.schema(schema_id)
             position = int(np.flatnonzero(schema_ids == schema_id)[0])
-            name = (names if names is not None else self._catalog.names())[position]
-            start_t, window = self._window(schema, start, shape,
-                                           f"{array!r} in dataset {name!r}")
+            try:
+                start_t, window = self._window(schema, start, shape, "")
+            except Exception:  # again, to raise it naming the dataset
+                self._window(schema, start, shape, f"{array!r} in dataset {name_at(position)!r}")
+                raise
             if first is None:
-                first = (schema.dtype, start_t, window, name)
+                first = (schema.dtype, start_t, window, position)
             elif schema.dtype != first[0] or window != first[2]:
                 raise ValueError(
-                    f"cannot stack {array!r}: dataset {name!r} gives a {schema.dtype.name} "
-                    f"window of shape {list(window)}, dataset {first[3]!r} gave a "
-                    f"{first[0].name} window of shape {list(first[2])}")
+                    f"cannot stack {array!r}: dataset {name_at(position)!r} gives a "
+                    f"{schema.dtype.name} window of shape {list(window)}, dataset "
+                    f"{name_at(first[3])!r} gave a {first[0].name} window of shape "
+                    f"{list(first[2])}")
         return first[0].numpy, first[1], first[2]
 
     # -- xarray (atlas.xarray holds the logic; imported on first use) ---------------------------

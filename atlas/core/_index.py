@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from atlas._pools import io_pool
+from atlas._pools import io_pool, worker_pool
 from atlas.errors import CorruptionError
 from atlas.format.catalog import MAGIC as PART_MAGIC
 from atlas.format.catalog import check_footer
@@ -268,11 +268,22 @@ class IndexCache:
         if cached is not None and cached[0] == keys:
             return cached[1]
         with self._lock:
+            cached = self._merged.get(array)  # another thread may have just built it
+            if cached is not None and cached[0] == keys:
+                return cached[1]
             self.footers([r for r in refs if r.key not in self._segments], SEGMENT_MAGIC)
             indexes = [self.segment(r) for r in refs]
             merged = merge_indexes(indexes, [SegmentSource(self.storage, r) for r in refs])
             self._merged[array] = (keys, merged)
         return merged
+
+    def prefetch_merged(self, array: str, refs: list[FileRef]) -> None:
+        """Start building :meth:`merged` on a worker thread (its errors are raised by the call
+        that needs the index, which builds it again)."""
+        keys = tuple(r.key for r in refs)
+        cached = self._merged.get(array)
+        if refs and (cached is None or cached[0] != keys):
+            worker_pool().submit(self.merged, array, refs)
 
     def forget(self, keys) -> None:
         for key in keys:

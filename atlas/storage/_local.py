@@ -18,6 +18,7 @@ import stat
 import threading
 import time
 import uuid
+from concurrent.futures import Future
 from typing import Iterator
 
 from atlas._pools import io_pool
@@ -56,14 +57,6 @@ def _fsync_path(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _fsync_quietly(path: str) -> None:
-    """An early fsync: its errors (a file discarded meanwhile) are publish's to report."""
-    try:
-        _fsync_path(path)
-    except OSError:
-        pass
 
 
 def _digest(data: bytes) -> str:
@@ -152,6 +145,8 @@ class LocalStorage(Storage):
         self._maps_lock = threading.Lock()
         self._maps_checked = time.monotonic()
         self._spills: dict[str, int] = {}  # spill path -> pid of the process that created it
+        # spill path -> (pid, its early fsync) (see sync_early)
+        self._early_syncs: dict[str, tuple[int, Future]] = {}
 
     @property
     def location(self) -> str:
@@ -396,6 +391,7 @@ class LocalStorage(Storage):
         if self._spills.get(path, os.getpid()) != os.getpid():
             return
         self._spills.pop(path, None)
+        self._early_syncs.pop(path, None)
         super().discard(key, path)
 
     def release_spill(self, key: str, path: str) -> None:
@@ -404,7 +400,7 @@ class LocalStorage(Storage):
     def publish(self, key: str, path: str) -> None:
         check_key(key)
         with read_only_as_error(self.root):
-            _fsync_path(path)
+            self._fsync_spill(path)
             for directory in _containing_dirs([path], self.root):
                 _fsync_path(directory)
 
@@ -412,7 +408,19 @@ class LocalStorage(Storage):
         """fsync the spill files on the I/O pool while the flush builds its catalog part: the
         disk writes most of the data meanwhile, and publish's own fsync finds little left."""
         for path in paths:
-            io_pool().submit(_fsync_quietly, path)
+            if path not in self._early_syncs:
+                self._early_syncs[path] = (os.getpid(), io_pool().submit(_fsync_path, path))
+
+    def _fsync_spill(self, path: str) -> None:
+        """fsync a spill file. An error of its early fsync is raised here, and again by every
+        later publish of the file, even when this fsync succeeds: after an EIO the kernel may
+        have dropped the pages that failed, and a later fsync can report success without them
+        (a forked child, which has the entry but not the thread, fsyncs alone)."""
+        early = self._early_syncs.get(path)
+        if early is not None and early[0] == os.getpid():
+            early[1].result()
+            self._early_syncs.pop(path, None)
+        _fsync_path(path)
 
     def publish_many(self, items, done=None) -> None:
         """fsync every file, then every directory once, from a thread pool: a flush of a wide
@@ -427,7 +435,7 @@ class LocalStorage(Storage):
         dirs = _containing_dirs(paths, self.root)
         with read_only_as_error(self.root), \
                 ThreadPoolExecutor(min(PUBLISH_THREADS, len(paths))) as pool:
-            list(pool.map(_fsync_path, paths))
+            list(pool.map(self._fsync_spill, paths))
             list(pool.map(_fsync_path, dirs))
         if done is not None:
             for key, _ in items:

@@ -322,3 +322,35 @@ def test_a_writer_dying_before_its_commit_leaves_the_previous_state(store_path):
     assert reopen(store_path).verify().orphans == []
     assert_same(reopen(store_path).open_dataset("kept").read_array("v"),
                 np.arange(4, dtype=np.int32))
+
+
+def test_an_early_fsync_error_fails_every_publish_of_that_file(store, store_path, monkeypatch):
+    """flush() fsyncs its segment files early, while it builds the catalog part. After an EIO
+    the kernel may drop the pages that failed and a later fsync can succeed without them, so
+    that error must fail this flush and its retries, never be swallowed."""
+    import errno
+
+    from atlas.storage import _local
+
+    model = _fill_store(store, arrays=("a",))
+    store.flush()
+    store.create_dataset("new").define_array("a", "float32", ["x"], [4])
+    store.open_dataset("new").write_array("a", [0], np.ones(4, np.float32))
+    real = _local._fsync_path
+    failed: list[str] = []
+
+    def fsync(path):
+        if path.endswith(".seg") and not failed:  # the first fsync of the new segment
+            failed.append(path)
+            raise OSError(errno.EIO, "Input/output error", path)
+        return real(path)
+
+    monkeypatch.setattr(_local, "_fsync_path", fsync)
+    for _attempt in range(2):
+        with pytest.raises(OSError, match="Input/output error"):
+            store.flush()
+    assert failed
+    back = reopen(store_path)  # the committed state is the one before
+    assert not back.dataset_exists("new")
+    for (name, array), data in model.items():
+        assert_same(back.open_dataset(name).read_array(array), data)

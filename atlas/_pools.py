@@ -43,4 +43,8 @@ def parallel_map(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
     work)."""
     if len(items) < 2 or threading.current_thread().name.startswith("atlas-worker"):
         return [fn(item) for item in items]
-    return list(worker_pool().map(fn, items))
+    try:
+        futures = [worker_pool().submit(fn, item) for item in items]
+    except RuntimeError:  # the interpreter is shutting down (a flush at exit): no threads
+        return [fn(item) for item in items]
+    return [future.result() for future in futures]

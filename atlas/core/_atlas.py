@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import functools
 import weakref
+from concurrent.futures import wait
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -750,14 +751,21 @@ class Atlas:
         KeyError; windows that differ in shape or dtype raise ValueError naming the first
         mismatch.
         """
-        if self._legacy is None and self._pending_state is None:
+        prefetch = None
+        if self._legacy is None and self._pending_state is None and isinstance(array, str):
             # a fresh handle parses the array's index on a worker while this thread reads the
             # catalog rows
-            self._files.prefetch_merged(array, self._root.segments.get(array, []))
-        names, slots, schema_ids = self._stack_rows(array, dataset_names)
-        if not len(slots):
-            raise ValueError("dataset_names is empty; nothing to stack")
-        dtype, start_t, window = self._common_window(array, names, schema_ids, start, shape)
+            prefetch = self._files.prefetch_merged(array, self._root.segments.get(array, []))
+        try:
+            names, slots, schema_ids = self._stack_rows(array, dataset_names)
+            if not len(slots):
+                raise ValueError("dataset_names is empty; nothing to stack")
+            dtype, start_t, window = self._common_window(array, names, schema_ids, start,
+                                                         shape)
+        except BaseException:
+            if prefetch is not None:  # not left running (holding the cache's lock) after this
+                prefetch.cancel() or wait([prefetch])
+            raise
         expected = (len(slots), *window)
         if out is None:
             out = np.empty(expected, dtype=dtype)
@@ -911,11 +919,8 @@ class Atlas:
         for schema_id in _distinct(schema_ids):  # first mismatch first in errors
             schema = self._catalog.schema(schema_id)
             position = int(np.flatnonzero(schema_ids == schema_id)[0])
-            try:
-                start_t, window = self._window(schema, start, shape, "")
-            except Exception:  # again, to raise it naming the dataset
-                self._window(schema, start, shape, f"{array!r} in dataset {name_at(position)!r}")
-                raise
+            where = _Lazy(lambda p=position: f"{array!r} in dataset {name_at(p)!r}")
+            start_t, window = self._window(schema, start, shape, where)
             if first is None:
                 first = (schema.dtype, start_t, window, position)
             elif schema.dtype != first[0] or window != first[2]:
@@ -1099,6 +1104,20 @@ class Atlas:
             window = as_index_tuple(shape, "shape", schema.ndim, where)
         check_window(start_t, window, schema.shape, where)
         return start_t, window
+
+
+class _Lazy:
+    """Text made only when formatted: an error message's dataset name, looked up only when
+    there is an error to report."""
+
+    def __init__(self, make: Callable[[], str]):
+        self._make = make
+
+    def __format__(self, spec: str) -> str:
+        return format(self._make(), spec)
+
+    def __str__(self) -> str:
+        return self._make()
 
 
 @dataclass

@@ -113,6 +113,11 @@ class Catalog:
         # (a stacked write is one call per array) skips a million dict lookups
         self.last_resolved: tuple[list[str], np.ndarray, int] | None = None
 
+    def _moved(self) -> None:
+        """Something a DatasetView or a stacked write keeps may have changed."""
+        self.epoch += 1
+        self.last_resolved = None
+
     # -- tables --------------------------------------------------------------------------------
 
     def table(self, section_id: tuple) -> LayeredTable:
@@ -147,7 +152,7 @@ class Catalog:
         for table in self.tables.values():
             table.forget_committed(0)
         self._read_from = set()
-        self.epoch += 1  # DatasetViews keep rows of the dropped tables
+        self._moved()  # DatasetViews keep rows of the dropped tables
 
     def section_ids(self, kind: str) -> list[tuple]:
         """Every table of ``kind`` ("array", "attr", "array_attr") committed or pending."""
@@ -357,7 +362,7 @@ class Catalog:
         else:
             self._names_changed[name] = None
         self._live = None
-        self.epoch += 1
+        self._moved()
 
     # -- arrays --------------------------------------------------------------------------------
 
@@ -402,13 +407,13 @@ class Catalog:
 
     def undefine(self, array: str, did: int, slot: int, schema_id: int) -> None:
         self.array_table(array).log.add(did, 1, (slot, schema_id))
-        self.epoch += 1
+        self._moved()
 
     def reshaped(self, array: str, did: int, slot: int, schema_id: int) -> None:
         """The array has the schema ``schema_id`` now (resized; its statistics are recomputed
         at the next flush)."""
         self.array_table(array).log.add(did, 0, (slot, schema_id))
-        self.epoch += 1  # views keep the old schema id in their rows
+        self._moved()  # views keep the old schema id in their rows
 
     def stats_changed(self, array: str, did: int, slot: int, schema_id: int) -> None:
         """Written to: the statistics are recomputed at the next flush."""
@@ -577,7 +582,7 @@ class Catalog:
                   ) -> None:
         """The flush committed ``written``: the first ``marks[table]`` rows of each log."""
         self.root = root
-        self.epoch += 1  # rows that were pending are committed now
+        self._moved()  # rows that were pending are committed now
         for section_id, table in self.tables.items():
             if section_id not in written:
                 continue

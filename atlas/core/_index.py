@@ -9,6 +9,7 @@ immutable); a handle's pending writes form another (``atlas.core._pending``), se
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -277,13 +278,17 @@ class IndexCache:
             self._merged[array] = (keys, merged)
         return merged
 
-    def prefetch_merged(self, array: str, refs: list[FileRef]) -> None:
+    def prefetch_merged(self, array: str, refs: list[FileRef]) -> Future | None:
         """Start building :meth:`merged` on a worker thread (its errors are raised by the call
-        that needs the index, which builds it again)."""
+        that needs the index, which builds it again); None when it is built already."""
         keys = tuple(r.key for r in refs)
         cached = self._merged.get(array)
         if refs and (cached is None or cached[0] != keys):
-            worker_pool().submit(self.merged, array, refs)
+            try:
+                return worker_pool().submit(self.merged, array, refs)
+            except RuntimeError:  # the interpreter is shutting down: built when needed
+                pass
+        return None
 
     def forget(self, keys) -> None:
         for key in keys:

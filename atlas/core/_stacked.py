@@ -118,9 +118,7 @@ def _resolve(catalog, names: list[str]) -> np.ndarray:
         raise TypeError(f"dataset names must be str, got {type(bad).__name__} {bad!r}")
     missing = np.flatnonzero(dids < 0)
     if not len(missing):
-        seen = np.zeros(catalog.next_did, bool)
-        seen[dids] = True
-        if int(np.count_nonzero(seen)) != len(dids):
+        if _has_repeats(dids, catalog.next_did):
             _raise_repeat(names)
         return dids
     new_names = [names[i] for i in missing.tolist()]
@@ -132,6 +130,17 @@ def _resolve(catalog, names: list[str]) -> np.ndarray:
     catalog.create_many(new_names, new_dids)
     dids[missing] = new_dids
     return dids
+
+
+def _has_repeats(dids: np.ndarray, bound: int) -> bool:
+    """Whether ids in [0, bound) repeat: a mark per possible id when they cover much of that
+    range (one pass), else a sort."""
+    if len(dids) * 16 >= bound:
+        seen = np.zeros(bound, bool)
+        seen[dids] = True
+        return int(np.count_nonzero(seen)) != len(dids)
+    ordered = np.sort(dids)
+    return bool((ordered[1:] == ordered[:-1]).any())
 
 
 def _same(known: list[str], names: list) -> bool:
@@ -218,13 +227,19 @@ def _pack_rows(store: "Atlas", array: str, schema_id: int, schema, slots: np.nda
 
     bounds = list(range(0, n, per_block)) + [n]
     batch = 4 * pool._max_workers
-    waiting = None  # the batch in flight: recorded once the next one is submitted, so that
-    # the workers compress while this thread writes the blocks and appends their rows
-    for b0 in range(0, len(bounds) - 1, batch):
-        spans = list(zip(bounds[b0 : b0 + batch], bounds[b0 + 1 : b0 + batch + 1]))
-        submitted = (spans, [pool.submit(block, lo, hi) for lo, hi in spans])
+    waiting = submitted = None  # the batch in flight: recorded once the next one is
+    # submitted, so that the workers compress while this thread writes the blocks
+    try:
+        for b0 in range(0, len(bounds) - 1, batch):
+            spans = list(zip(bounds[b0 : b0 + batch], bounds[b0 + 1 : b0 + batch + 1]))
+            submitted = (spans, [pool.submit(block, lo, hi) for lo, hi in spans])
+            if waiting is not None:
+                record(*waiting)
+            waiting, submitted = submitted, None
         if waiting is not None:
             record(*waiting)
-        waiting = submitted
-    if waiting is not None:
-        record(*waiting)
+    except BaseException:  # a failed write: what is still queued is not worth compressing
+        for pending_batch in (waiting, submitted):
+            for future in pending_batch[1] if pending_batch else ():
+                future.cancel()
+        raise

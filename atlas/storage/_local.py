@@ -59,6 +59,13 @@ def _fsync_path(path: str) -> None:
         os.close(fd)
 
 
+def _lost(path: str, err: OSError) -> OSError:
+    """A fresh error for a spill file whose fsync failed (raised again by every publish)."""
+    return OSError(err.errno, f"{err.strerror}: fsync of the pending file {path} failed; its "
+                   "data may not be on disk: this handle's unflushed writes cannot be committed "
+                   "(open the store again and write them again)")
+
+
 def _digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
@@ -145,8 +152,10 @@ class LocalStorage(Storage):
         self._maps_lock = threading.Lock()
         self._maps_checked = time.monotonic()
         self._spills: dict[str, int] = {}  # spill path -> pid of the process that created it
-        # spill path -> (pid, its early fsync) (see sync_early)
+        # spill path -> (pid, its early fsync in flight) (see sync_early), and the spill
+        # files an fsync failed for (see _fsync_spill)
         self._early_syncs: dict[str, tuple[int, Future]] = {}
+        self._failed_syncs: dict[str, OSError] = {}
 
     @property
     def location(self) -> str:
@@ -392,10 +401,12 @@ class LocalStorage(Storage):
             return
         self._spills.pop(path, None)
         self._early_syncs.pop(path, None)
+        self._failed_syncs.pop(path, None)
         super().discard(key, path)
 
     def release_spill(self, key: str, path: str) -> None:
         self._spills.pop(path, None)
+        self._early_syncs.pop(path, None)
 
     def publish(self, key: str, path: str) -> None:
         check_key(key)
@@ -406,21 +417,48 @@ class LocalStorage(Storage):
 
     def sync_early(self, paths) -> None:
         """fsync the spill files on the I/O pool while the flush builds its catalog part: the
-        disk writes most of the data meanwhile, and publish's own fsync finds little left."""
+        disk writes most of the data meanwhile, and publish's own fsync finds little left.
+        Best effort: a file that cannot be opened now is simply fsynced by publish."""
         for path in paths:
-            if path not in self._early_syncs:
-                self._early_syncs[path] = (os.getpid(), io_pool().submit(_fsync_path, path))
+            if path in self._early_syncs or path in self._failed_syncs:
+                continue
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                future = io_pool().submit(self._fsync_fd, path, fd)
+            except RuntimeError:  # the interpreter is shutting down: no thread to run it
+                os.close(fd)
+                continue
+            self._early_syncs[path] = (os.getpid(), future)
+
+    def _fsync_fd(self, path: str, fd: int) -> None:
+        """fsync a spill file's descriptor; a failure sticks to the path (see _fsync_spill)."""
+        try:
+            os.fsync(fd)
+        except OSError as err:
+            self._failed_syncs.setdefault(path, err)
+            raise _lost(path, err) from None
+        finally:
+            os.close(fd)
 
     def _fsync_spill(self, path: str) -> None:
-        """fsync a spill file. An error of its early fsync is raised here, and again by every
-        later publish of the file, even when this fsync succeeds: after an EIO the kernel may
-        have dropped the pages that failed, and a later fsync can report success without them
-        (a forked child, which has the entry but not the thread, fsyncs alone)."""
-        early = self._early_syncs.get(path)
-        if early is not None and early[0] == os.getpid():
-            early[1].result()
-            self._early_syncs.pop(path, None)
-        _fsync_path(path)
+        """fsync a spill file before it is committed. Once an fsync of it has failed, every
+        publish of it fails: after an EIO the kernel may have dropped the pages that failed,
+        and a later fsync can report success without them. Only fsync's own errors stick (a
+        file that cannot be opened, out of descriptors say, raises that error this time)."""
+        early = self._early_syncs.pop(path, None)
+        if early is not None and early[0] == os.getpid():  # a forked child has no such thread
+            try:
+                early[1].result()
+            except OSError:
+                pass  # recorded in _failed_syncs
+        failed = self._failed_syncs.get(path)
+        if failed is not None:
+            raise _lost(path, failed)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        self._fsync_fd(path, fd)
 
     def publish_many(self, items, done=None) -> None:
         """fsync every file, then every directory once, from a thread pool: a flush of a wide

@@ -80,6 +80,9 @@ class StorageWrapper(Storage):
     def release_spill(self, key: str, path: str) -> None:
         self.inner.release_spill(key, path)
 
+    def sync_early(self, paths: Sequence[str]) -> None:
+        self.inner.sync_early(paths)
+
     def discard(self, key: str, path: str) -> None:
         self.inner.discard(key, path)
 

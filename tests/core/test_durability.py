@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import os
 import subprocess
 import sys
 import textwrap
@@ -324,33 +325,69 @@ def test_a_writer_dying_before_its_commit_leaves_the_previous_state(store_path):
                 np.arange(4, dtype=np.int32))
 
 
-def test_an_early_fsync_error_fails_every_publish_of_that_file(store, store_path, monkeypatch):
-    """flush() fsyncs its segment files early, while it builds the catalog part. After an EIO
-    the kernel may drop the pages that failed and a later fsync can succeed without them, so
-    that error must fail this flush and its retries, never be swallowed."""
-    import errno
+def _fd_path(fd: int) -> str:
+    return os.readlink(f"/proc/self/fd/{fd}")
 
-    from atlas.storage import _local
+
+@pytest.mark.parametrize("failing", [1, 2])
+def test_a_failed_fsync_fails_every_publish_of_that_file(store, store_path, monkeypatch,
+                                                          failing):
+    """flush() fsyncs its segment files early, while it builds the catalog part, then again
+    when it publishes them. After an EIO the kernel may drop the pages that failed and a later
+    fsync can succeed without them, so a failed fsync (the early one: 1, publish's: 2) must
+    fail this flush and every retry, never be swallowed."""
+    import errno
 
     model = _fill_store(store, arrays=("a",))
     store.flush()
     store.create_dataset("new").define_array("a", "float32", ["x"], [4])
     store.open_dataset("new").write_array("a", [0], np.ones(4, np.float32))
-    real = _local._fsync_path
-    failed: list[str] = []
+    real = os.fsync
+    seen: list[str] = []
 
-    def fsync(path):
-        if path.endswith(".seg") and not failed:  # the first fsync of the new segment
-            failed.append(path)
-            raise OSError(errno.EIO, "Input/output error", path)
-        return real(path)
+    def fsync(fd):
+        path = _fd_path(fd)
+        if path.endswith(".seg"):
+            seen.append(path)
+            if len(seen) == failing:
+                raise OSError(errno.EIO, "Input/output error")
+        return real(fd)
 
-    monkeypatch.setattr(_local, "_fsync_path", fsync)
-    for _attempt in range(2):
-        with pytest.raises(OSError, match="Input/output error"):
+    monkeypatch.setattr(os, "fsync", fsync)
+    for _attempt in range(3):
+        with pytest.raises(OSError, match="Input/output error: fsync of the pending file"):
             store.flush()
-    assert failed
+    assert len(set(seen)) == 1 and len(seen) == failing
     back = reopen(store_path)  # the committed state is the one before
     assert not back.dataset_exists("new")
     for (name, array), data in model.items():
         assert_same(back.open_dataset(name).read_array(array), data)
+
+
+def test_a_spill_file_that_cannot_be_opened_early_is_fsynced_by_publish(store, store_path,
+                                                                         monkeypatch):
+    """Running out of descriptors for the early fsync loses nothing: not an fsync failure."""
+    import errno
+
+    store.create_dataset("new").define_array("a", "float32", ["x"], [4])
+    store.open_dataset("new").write_array("a", [0], np.ones(4, np.float32))
+    real_open, real_fsync = os.open, os.fsync
+    opened: list[str] = []
+    synced: list[str] = []
+
+    def open_(path, *args, **kwargs):
+        if str(path).endswith(".seg") and not opened and kwargs.get("dir_fd") is None:
+            opened.append(str(path))
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_open(path, *args, **kwargs)
+
+    def fsync(fd):
+        synced.append(_fd_path(fd))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "open", open_)
+    monkeypatch.setattr(os, "fsync", fsync)
+    store.flush()
+    assert opened and opened[0] in synced  # publish fsynced the file itself
+    np.testing.assert_array_equal(reopen(store_path).open_dataset("new").read_array("a"),
+                                  np.ones(4, np.float32))

@@ -364,3 +364,14 @@ def test_deleting_a_dataset_loads_no_array_table_and_drops_its_unflushed_chunks(
     assert _names(50)[7] not in back and back.open_dataset(_names(50)[8]).read_array(
         "v").tolist() == [0.0, 0.0, 0.0]
     assert len(back.list_datasets()) == 49
+
+
+def test_repeated_names_are_found_among_few_names_of_a_big_store(store, rng):
+    """A stacked write of a few existing names checks repeats without a mark per dataset."""
+    names = _names(400)
+    store.write_array_across_stacked("v", names, np.zeros(400))
+    with pytest.raises(ValueError, match="'p00007' appears more than once"):
+        store.write_array_across_stacked("v", ["p00003", "p00007", "p00007"], np.ones(3))
+    store.write_array_across_stacked("v", ["p00003", "p00007"], np.ones(2))
+    got = store.read_array_across_stacked("v", ["p00003", "p00007", "p00008"])
+    np.testing.assert_array_equal(got, [1.0, 1.0, 0.0])

@@ -1,20 +1,17 @@
 """The process-wide thread pools, each made on first use and again after a fork.
 
 - ``worker_pool()``: CPU work that releases the GIL (zstd, numpy, Numba kernels), one thread
-  per core: decoding and compressing blocks, decompressing catalog columns.
-- ``io_pool()``: requests to a remote store in flight at once (footers of many files): waiting,
-  not computing, so more threads than cores. Local files are read on the calling thread.
+  per core: decoding and compressing blocks, decompressing catalog columns, parsing an index
+  while the caller reads the catalog.
+- ``io_pool()``: waiting, not computing, so more threads than cores: requests to a remote store
+  in flight at once (footers of many files), a flush's early fsyncs of its segment files.
+  Local files are read on the calling thread.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Sequence, TypeVar
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 IO_THREADS = 16
 
@@ -36,15 +33,3 @@ def worker_pool() -> ThreadPoolExecutor:
 def io_pool() -> ThreadPoolExecutor:
     return _pool("io", IO_THREADS)
 
-
-def parallel_map(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
-    """``[fn(x) for x in items]``, on the worker pool when that helps: a task already running
-    on a worker maps in place (waiting on its own pool could leave no thread to run the
-    work)."""
-    if len(items) < 2 or threading.current_thread().name.startswith("atlas-worker"):
-        return [fn(item) for item in items]
-    try:
-        futures = [worker_pool().submit(fn, item) for item in items]
-    except RuntimeError:  # the interpreter is shutting down (a flush at exit): no threads
-        return [fn(item) for item in items]
-    return [future.result() for future in futures]

@@ -751,11 +751,7 @@ class Atlas:
         KeyError; windows that differ in shape or dtype raise ValueError naming the first
         mismatch.
         """
-        prefetch = None
-        if self._legacy is None and self._pending_state is None and isinstance(array, str):
-            # a fresh handle parses the array's index on a worker while this thread reads the
-            # catalog rows
-            prefetch = self._files.prefetch_merged(array, self._root.segments.get(array, []))
+        prefetch = self._prefetch_index(array)
         try:
             names, slots, schema_ids = self._stack_rows(array, dataset_names)
             if not len(slots):
@@ -1021,6 +1017,15 @@ class Atlas:
         return merge_indexes([self._files.segment(r) for r in refs] + [i for i, _s in unsent],
                              [SegmentSource(self._storage, r) for r in refs] +
                              [s for _i, s in unsent])
+
+    def _prefetch_index(self, array: Any):
+        """Start parsing what :meth:`_committed_index` returns on a worker thread, where it is
+        the committed segments alone (a fresh handle reads its catalog rows meanwhile); the
+        future, or None."""
+        if self._legacy is not None or self._pending_state is not None or \
+                not isinstance(array, str):
+            return None
+        return self._files.prefetch_merged(array, self._root.segments.get(array, []))
 
     def _indexes(self, array: str) -> list[ChunkIndex]:
         """The chunk indexes of ``array``, newest first."""

@@ -212,8 +212,8 @@ def _pack_rows(store: "Atlas", array: str, schema_id: int, schema, slots: np.nda
         counts = np.concatenate([r[2] for r in results])
         extremes = np.concatenate([r[3] for r in results])
         valid = counts[:, 1]
-        block_of = np.concatenate([np.full(h - l, k, _I64) for k, (l, h) in enumerate(spans)])
-        offset = np.concatenate([np.arange(h - l, dtype=_I64) * row_bytes for l, h in spans])
+        block_of = np.concatenate([np.full(b - a, k, _I64) for k, (a, b) in enumerate(spans)])
+        offset = np.concatenate([np.arange(b - a, dtype=_I64) * row_bytes for a, b in spans])
         segment.add_blocks([r[0] for r in results], [r[1] for r in results], {
             "slot": slots[lo:hi], "chunk": np.zeros(hi - lo, _I64), "block": block_of,
             "offset": offset, "length": np.full(hi - lo, row_bytes, _I64),
@@ -239,7 +239,8 @@ def _pack_rows(store: "Atlas", array: str, schema_id: int, schema, slots: np.nda
         if waiting is not None:
             record(*waiting)
     except BaseException:  # a failed write: what is still queued is not worth compressing
-        for pending_batch in (waiting, submitted):
-            for future in pending_batch[1] if pending_batch else ():
-                future.cancel()
+        for queued in (waiting, submitted):
+            if queued is not None:
+                for future in queued[1]:
+                    future.cancel()
         raise

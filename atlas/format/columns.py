@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
-import zstandard
 
 from atlas.codecs import checksum, decompress_zstd, zstd_compressor
 from atlas.errors import CorruptionError
@@ -168,37 +167,29 @@ def encode_section(columns: Sequence[tuple[str, str, Any]], level: int = SECTION
                    framed: bool = False) -> tuple[bytes, list, int]:
     """(stored bytes, spec, decoded length) of ``(name, kind, values)`` columns; ``framed``:
     zstd frames per column (see the module docstring)."""
-    for _name, kind, _values in columns:
+    compressor = zstd_compressor(level)
+    pieces, spec = [], []
+    for name, kind, values in columns:
         if kind not in KINDS:
             raise ValueError(f"unknown column kind {kind!r}")
-
-    def encode(column) -> tuple[list, list]:
-        name, kind, values = column
         kind = stored_kind(values, kind)
         data = encode_column(values, kind)
-        if not framed:
-            return [data], [[name, kind, len(data)]]
-        compressor = zstd_compressor(level)
-        view = memoryview(data)
-        # numbers decode whole on one thread (f8's byte planes span the column); texts,
-        # which decode in Python anyway, are cut to be decompressed side by side
-        step = PIECE_BYTES if kind in ("txt", "bin") else max(len(data), 1)
-        pieces, spec = [], []
-        for at in range(0, max(len(data), 1), step):  # an empty column: one frame
-            piece = view[at : at + step]
-            frame = compressor.compress(piece)
-            pieces.append(frame)
-            spec.append([name, kind, len(piece), len(frame), checksum(frame)])
-        return pieces, spec
-
-    # one column after another: encoding them side by side on the worker threads saved ~2% of
-    # a 10^6-dataset flush and raised its peak memory by ~8% (issue 14 bounds it)
-    encoded = [encode(column) for column in columns]
-    pieces = [piece for column_pieces, _ in encoded for piece in column_pieces]
-    spec = [entry for _, column_spec in encoded for entry in column_spec]
+        if framed:
+            view = memoryview(data)
+            # numbers decode whole on one thread (f8's byte planes span the column); texts,
+            # which decode in Python anyway, are cut to be decompressed side by side
+            step = PIECE_BYTES if kind in ("txt", "bin") else max(len(data), 1)
+            for at in range(0, max(len(data), 1), step):  # an empty column: one frame
+                piece = view[at : at + step]
+                frame = compressor.compress(piece)
+                pieces.append(frame)
+                spec.append([name, kind, len(piece), len(frame), checksum(frame)])
+        else:
+            pieces.append(data)
+            spec.append([name, kind, len(data)])
     joined = b"".join(pieces)
     decoded = sum(entry[2] for entry in spec)
-    return (joined if framed else zstd_compressor(level).compress(joined)), spec, decoded
+    return (joined if framed else compressor.compress(joined)), spec, decoded
 
 
 @dataclass(frozen=True)

@@ -130,8 +130,10 @@ def test_versions_runs_tiny_and_checks_every_version_read(tmp_path):
                    "--results-dir", str(out), "--workdir", str(tmp_path)])
     result = _result(out, "versions_n50_c6_quick")
     assert result["params"]["versions kept"] == 8  # the create, the build and the 6 commits
-    assert set(result["phases"]["open"]) == {"open latest", "open first", "open middle"}
+    assert set(result["phases"]["open"]) == {"open latest", "open first", "open middle",
+                                             "open copy"}
     sizes = result["params"]["sizes"]
     assert sizes["changed data, raw"] == 6 * 1 * 100 * 4  # 1% of 50 rounds up to one dataset
-    assert sizes["bytes on disk"] >= sizes["latest version's files"] > 0
+    assert sizes["bytes on disk"] >= sizes["latest version's own files"] > 0
+    assert sizes["bytes on disk"] >= sizes["latest version, written fresh"] > 0
     assert all(t["measured"] is not None for t in result["targets"])

@@ -710,7 +710,8 @@ class Atlas:
 
     def usage(self) -> dict:
         """Files and bytes on disk: segments per array name, catalog parts, files kept for
-        readers of older commits ("retired"), the root; codec, level and generation."""
+        readers of older commits ("retired"), segments whose blocks live ones read in place
+        ("linked"), the root; codec, level and generation."""
         return _maintain.usage(self)
 
     # -- bulk reads and writes -----------------------------------------------------------------

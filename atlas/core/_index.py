@@ -59,6 +59,10 @@ class SegmentSource(Source):
     def where(self) -> str:
         return f"{self.storage.location}/{self.key}"
 
+    def linked(self, key: str, size: int) -> "SegmentSource":
+        """The source of a file this segment links blocks of (same storage)."""
+        return SegmentSource(self.storage, FileRef(key, size))
+
 
 _PARTIALS = ("nulls", "valid", "min", "max", "has_partial")
 
@@ -145,11 +149,12 @@ class ChunkIndex:
 
 def merge_indexes(indexes: list[SegmentIndex], sources: list[Source]) -> ChunkIndex:
     """One sorted index over segments (oldest first): the newest row of a (slot, chunk) wins,
-    also within one segment."""
+    also within one segment. Files the segments link blocks of are added to the sources."""
     if not indexes:
         out = ChunkIndex.empty()
         out.sources = sources
         return out
+    sources, block_source = _block_sources(indexes, sources)
     if len(indexes) == 1:  # one segment (a compacted store): its columns as they are
         ix = indexes[0]
         c = ix.chunks
@@ -159,8 +164,7 @@ def merge_indexes(indexes: list[SegmentIndex], sources: list[Source]) -> ChunkIn
         return ChunkIndex(c["slot"][pick], c["chunk"][pick], c["block"][pick],
                           c["offset"][pick], c["length"][pick], c["mask"][pick],
                           lambda: _spread_partials(indexes, pick), b["offset"], b["stored"],
-                          b["decoded"], b["codec"], b["crc"], np.zeros(ix.n_blocks, _I64),
-                          sources)
+                          b["decoded"], b["codec"], b["crc"], block_source, sources)
     block_base = np.cumsum([0] + [ix.n_blocks for ix in indexes[:-1]])
     cat = np.concatenate
     slot = cat([ix.chunks["slot"] for ix in indexes])
@@ -176,8 +180,28 @@ def merge_indexes(indexes: list[SegmentIndex], sources: list[Source]) -> ChunkIn
         lambda: _spread_partials(indexes, pick),
         cat([ix.blocks["offset"] for ix in indexes]), cat([ix.blocks["stored"] for ix in indexes]),
         cat([ix.blocks["decoded"] for ix in indexes]), cat([ix.blocks["codec"] for ix in indexes]),
-        cat([ix.blocks["crc"] for ix in indexes]),
-        cat([np.full(ix.n_blocks, i, _I64) for i, ix in enumerate(indexes)]), sources)
+        cat([ix.blocks["crc"] for ix in indexes]), block_source, sources)
+
+
+def _block_sources(indexes: list[SegmentIndex], sources: list[Source]
+                   ) -> tuple[list[Source], np.ndarray]:
+    """The sources of the merged index (the segments', then each file they link, once) and
+    the source number of every block, in the order of the segments' blocks."""
+    out = list(sources)
+    numbers = {}  # linked key -> source number
+    columns = []
+    for i, ix in enumerate(indexes):
+        if not ix.linked:
+            columns.append(np.full(ix.n_blocks, i, _I64))
+            continue
+        mine = [i]
+        for key, size in ix.linked:
+            if key not in numbers:
+                numbers[key] = len(out)
+                out.append(sources[i].linked(key, size))
+            mine.append(numbers[key])
+        columns.append(np.array(mine, _I64)[ix.blocks["file"]])
+    return out, (columns[0] if len(columns) == 1 else np.concatenate(columns))
 
 
 def _newest(order: np.ndarray, slot: np.ndarray, chunk: np.ndarray) -> np.ndarray:
@@ -305,7 +329,7 @@ def remapped(index: SegmentIndex, ref: FileRef) -> SegmentIndex:
     first, shift = ref.remap
     slot = index.chunks["slot"]
     chunks = dict(index.chunks, slot=np.where(slot >= first, slot + shift, slot))
-    return SegmentIndex(index.blocks, chunks, index.partials)
+    return SegmentIndex(index.blocks, chunks, index.partials, index.linked)
 
 
 def read_footer(storage: Storage, ref: FileRef, magic: bytes) -> Footer:

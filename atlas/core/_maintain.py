@@ -41,7 +41,7 @@ from atlas.format.catalog import write_part as write_file
 from atlas.format.container import LockedFile
 from atlas.format.root import FileRef, Root
 from atlas.format.segment import MAGIC as SEGMENT_MAGIC
-from atlas.format.segment import OWN_BLOCK_SHARE, SegmentWriter
+from atlas.format.segment import LINKED_LIVE_SHARE, OWN_BLOCK_SHARE, SegmentWriter
 from atlas.format.tables import Table, merge
 from atlas.storage import Storage, from_description
 
@@ -77,7 +77,8 @@ class Written:
         self.file.release()
 
 
-def publish(storage: Storage, key: str, path: str, file: LockedFile) -> Written:
+def publish(storage: Storage, key: str, path: str, file: LockedFile,
+            level: int | None = None) -> Written:
     """Make a finished file durable under ``key`` (fsync, or upload); on failure drop it. The
     one way a merge, a compaction or a catalog part is published (a flush publishes its pending
     segments together, concurrently: ``PendingWrites.finish``)."""
@@ -87,7 +88,8 @@ def publish(storage: Storage, key: str, path: str, file: LockedFile) -> Written:
         file.release()
         storage.discard(key, path)
         raise
-    return Written(storage, FileRef(key, file.size, level_of(file.size)), path, file)
+    return Written(storage, FileRef(key, file.size, level_of(file.size) if level is None
+                                    else level), path, file)
 
 
 def write_part(storage: Storage, root: Root, tables) -> Written:
@@ -171,13 +173,16 @@ def tiered_merge(store: "Atlas", root: Root) -> Merges:
                 continue
             lo, hi = run
             run_refs = refs[lo:hi]
-            index = merge_indexes([store._files.segment(r) for r in run_refs],
+            run_indexes = [store._files.segment(r) for r in run_refs]
+            index = merge_indexes(run_indexes,
                                   [SegmentSource(store._storage, r) for r in run_refs])
             written, seg_index = rewrite_segment(store._storage, root, index,
-                                                 np.arange(index.rows), store._blocks)
+                                                 np.arange(index.rows), store._blocks,
+                                                 link=_links(root))
             merges.written.append(written)
             merges.segments[array] = (written.ref, seg_index)
-            root.retired = [*root.retired, *((r.key, now, generation) for r in refs[lo:hi])]
+            gone = _relink(root, run_refs, run_indexes, seg_index)
+            root.retired = [*root.retired, *((key, now, generation) for key in gone)]
             root.segments[array] = [*refs[:lo], written.ref, *refs[hi:]]
         merges.expired = _expired_by_policy(store, root, now)
         if merges.expired:
@@ -189,6 +194,28 @@ def tiered_merge(store: "Atlas", root: Root) -> Merges:
             store._storage.discard(w.ref.key, w.path)
         raise
     return merges
+
+
+def _links(root: Root) -> bool:
+    """Whether merges link full blocks rather than copy them: when the store keeps earlier
+    versions, which read those blocks anyway (a copy would store their bytes twice). A store
+    that keeps none copies: once the old files are gone, no block is kept for a few chunks."""
+    older_than, keep_last = root.retention
+    return older_than > 0 or keep_last > 1
+
+
+def _relink(root: Root, run: list[FileRef], run_indexes, merged) -> list[str]:
+    """Update ``root.linked`` for a merge of the segments ``run`` into one whose index is
+    ``merged``; returns the keys it retires. A run's file whose blocks the merged segment links
+    is kept as linked; one it does not, and a file the run linked that it no longer does, is
+    retired. (Only the one live segment made from a file ever links it, so what the run no
+    longer links nothing does.)"""
+    kept = {key for key, _size in merged.linked}
+    before = {key for ix in run_indexes for key, _size in ix.linked}
+    dropped = before - kept
+    root.linked = [*(r for r in root.linked if r.key not in dropped),
+                   *(FileRef(r.key, r.size, r.level) for r in run if r.key in kept)]
+    return [*(r.key for r in run if r.key not in kept), *sorted(dropped)]
 
 
 def _expired_by_policy(store: "Atlas", root: Root, now: float) -> list[str]:
@@ -243,31 +270,60 @@ def _live_rows(sid: tuple, table: Table, keep: dict[str, np.ndarray]) -> Table:
 
 
 def rewrite_segment(storage: Storage, root: Root, index: ChunkIndex, rows: np.ndarray,
-                    cache: BlockCache | None) -> tuple[Written, Any]:
+                    cache: BlockCache | None, link: bool = False) -> tuple[Written, Any]:
     """A new segment holding the chunk rows ``rows`` of ``index`` (sorted by slot, chunk), small
-    chunks repacked into full blocks, big ones copied as they are."""
+    chunks repacked into full blocks, big ones copied as they are. ``link``: full blocks
+    (:func:`_linkable`) stay where they are, listed as the new segment's (the merge every flush
+    runs; ``compact()`` copies everything)."""
     key = key_grammar.new_segment_key(root.generation)
     path = storage.spill_path(key)
     writer = SegmentWriter(path)
     try:
         _repack(index, rows, writer, root.block_size, codecs.CODEC_IDS[root.codec], root.level,
-                cache)
+                cache, link)
         seg_index = writer.finish()
     except BaseException:
         writer.release()
         storage.discard(key, path)
         raise
-    return publish(storage, key, path, writer), seg_index
+    # its level from the blocks it lists, linked ones included, as if it held them: a merge
+    # that links much writes a small file that must not be merged again soon
+    b = seg_index.blocks
+    linked_bytes = int(b["stored"][b["file"] > 0].sum())
+    return publish(storage, key, path, writer, level_of(writer.size + linked_bytes)), seg_index
+
+
+def _in_segments(index: ChunkIndex) -> np.ndarray:
+    """Per block of ``index``: whether it lies in a committed segment (what can be linked)."""
+    segment = np.array([isinstance(src, SegmentSource) for src in index.sources], bool)
+    return segment[index.block_source] if len(index.block_offset) else np.zeros(0, bool)
+
+
+def _linkable(index: ChunkIndex, blocks: np.ndarray, sizes: np.ndarray,
+              block_size: int) -> np.ndarray:
+    """Per block of ``index``: whether a merge keeping the chunks of ``blocks`` (their sizes
+    ``sizes``) links it rather than copy them: a segment's block at least a quarter full and
+    at least 1/LINKED_LIVE_SHARE of it kept. Linking costs no copy (old versions read the same
+    bytes) and reads decode a little more; copying a block that is mostly gone reclaims it."""
+    kept = np.bincount(blocks, weights=sizes, minlength=len(index.block_offset))
+    decoded = index.block_decoded
+    return (decoded * 4 >= block_size) & (kept * LINKED_LIVE_SHARE >= decoded) & _in_segments(
+        index)
 
 
 def _repack(index: ChunkIndex, rows: np.ndarray, writer: SegmentWriter, block_size: int,
-            codec_id: int, level: int, cache: BlockCache | None) -> None:
+            codec_id: int, level: int, cache: BlockCache | None, link: bool = False) -> None:
     sizes = index.length[rows] + index.mask[rows]
     blocks = index.block[rows]
     # a chunk big enough for a block of its own, and alone in its block, keeps its stored frame
     per_block = np.bincount(index.block, minlength=len(index.block_offset)) if index.rows else \
         np.zeros(0, _I64)
     verbatim = (sizes * OWN_BLOCK_SHARE >= block_size) & (per_block[blocks] == 1)
+    linked = np.zeros(len(rows), bool)
+    if link and len(rows):
+        linkable = _linkable(index, blocks, sizes, block_size)
+        linked = linkable[blocks] | (verbatim & _in_segments(index)[blocks])
+        verbatim &= ~linked
     out_block = np.empty(len(rows), _I64)
     out_offset = np.zeros(len(rows), _I64)
     # assign small chunks to new blocks in order, keeping each chunk's offset modulo 8 so that
@@ -276,8 +332,8 @@ def _repack(index: ChunkIndex, rows: np.ndarray, writer: SegmentWriter, block_si
     size_list = sizes.tolist()
     plan: list[list[int]] = []  # rows (positions in ``rows``) of each new packed block
     used = 0
-    for i, is_verbatim in enumerate(verbatim.tolist()):
-        if is_verbatim:
+    for i, as_is in enumerate((verbatim | linked).tolist()):
+        if as_is:
             continue
         size = size_list[i]
         offset = used + (src_mod[i] - used) % 8
@@ -302,6 +358,16 @@ def _repack(index: ChunkIndex, rows: np.ndarray, writer: SegmentWriter, block_si
                                           int(index.block_codec[n]))
         out_offset[i] = int(index.offset[rows[i]])
         n_written += 1
+    if linked.any():
+        at = np.flatnonzero(linked)
+        numbers = {}
+        for n in dict.fromkeys(blocks[at].tolist()):
+            source = index.sources[int(index.block_source[n])]
+            numbers[n] = writer.link_block(
+                source.key, source.size, int(index.block_offset[n]), int(index.block_stored[n]),
+                int(index.block_decoded[n]), int(index.block_codec[n]), int(index.block_crc[n]))
+        out_block[at] = [numbers[n] for n in blocks[at].tolist()]
+        out_offset[at] = index.offset[rows[at]]
     for members in plan:
         members_a = np.array(members, _I64)
         end = int((out_offset[members_a] + sizes[members_a]).max())
@@ -358,23 +424,26 @@ def compact(store: "Atlas", older_than: float | None) -> bool:
         segments = {}
         for array, refs in root.segments.items():
             index = store._committed_index(array)
+            # the files its segments link blocks of: the copy replaces them too
+            links = [src.key for src in index.sources[len(refs):]]
             rows = _live_chunks(index, keep.get(array, np.zeros(0, _I64)),
                                 grids.get(array, np.zeros(0, _I64)))
             if len(rows) == 0:
-                retired += [r.key for r in refs]
+                retired += [r.key for r in refs] + links
                 replaced[array] = (list(refs), [])
                 continue
-            if len(refs) == 1 and len(rows) == index.rows and _segment_rows(store, refs[0]) \
-                    == index.rows:
+            if len(refs) == 1 and not links and len(rows) == index.rows and _segment_rows(
+                    store, refs[0]) == index.rows:
                 segments[array] = refs  # already compact
                 continue
             part, seg_index = rewrite_segment(storage, new_root, index, rows, store._blocks)
             written.append(part)
             segments_done[array] = (part.ref, seg_index)
             segments[array] = [part.ref]
-            retired += [r.key for r in refs]
+            retired += [r.key for r in refs] + links
             replaced[array] = (list(refs), [part.ref])
         new_root.segments = segments
+        new_root.linked = _unlinked(root.linked, retired)
         now = time.time()
         new_root.retired = [*root.retired, *((key, now, new_root.generation) for key in retired)]
         if retired:
@@ -413,7 +482,13 @@ def _reapplied(latest: Root, replaced: dict, retired: list[str], now: float) -> 
         else:
             out.segments.pop(name, None)
     out.retired = [*latest.retired, *((key, now, out.generation) for key in retired)]
+    out.linked = _unlinked(latest.linked, retired)
     return out
+
+
+def _unlinked(linked: list[FileRef], retired: list[str]) -> list[FileRef]:
+    gone = set(retired)
+    return [r for r in linked if r.key not in gone]
 
 
 def _segment_rows(store: "Atlas", ref: FileRef) -> int:
@@ -547,10 +622,11 @@ def verify(store: "Atlas", repair: bool) -> VerifyReport:
         for ref in root.parts:
             report.parts += 1
             _verify_part(storage, files, root, ref, report.problems)
+        linked = {r.key for r in root.linked}
         for refs in root.segments.values():
             for ref in refs:
                 report.segments += 1
-                report.chunks += _verify_segment(storage, files, ref, report.problems)
+                report.chunks += _verify_segment(storage, files, ref, linked, report.problems)
         if not report.problems:
             _verify_catalog(storage, root, files, report.problems)
     report.problems += storage.layout_problems()  # links, FIFOs, ... inside the store
@@ -598,8 +674,11 @@ def _verify_part(storage: Storage, files: IndexCache, root: Root, ref: FileRef,
         _problem(problems, where, err)
 
 
-def _verify_segment(storage: Storage, files: IndexCache, ref: FileRef,
+def _verify_segment(storage: Storage, files: IndexCache, ref: FileRef, linked: set[str],
                     problems: list[str]) -> int:
+    """Check one segment: its index, that its blocks tile it, that every block (also those it
+    links in other files, which the root must list as linked) passes its checksum and
+    decodes. Returns its chunk count."""
     where = f"{storage.location}/{ref.key}"
     try:
         _check_magic(storage, ref, SEGMENT_MAGIC, where)
@@ -612,19 +691,28 @@ def _verify_segment(storage: Storage, files: IndexCache, ref: FileRef,
         _problem(problems, where, err)
         return 0
     b = index.blocks
-    order = np.argsort(b["offset"], kind="stable")
-    starts, ends = b["offset"][order], (b["offset"] + b["stored"])[order]
+    own = b["file"] == 0
+    order = np.argsort(b["offset"][own], kind="stable")
+    starts, ends = b["offset"][own][order], (b["offset"] + b["stored"])[own][order]
     bounds = np.concatenate([[len(SEGMENT_MAGIC)], ends])
     if not np.array_equal(starts, bounds[:-1]) or bounds[-1] != footer.end_of_payload:
         problems.append(f"{where}: blocks do not tile the file (bytes outside every checksum)")
+    for key, _size in index.linked:
+        if key not in linked:
+            problems.append(f"{where}: links blocks of {key}, which the root does not list as "
+                            "linked (a sweep would delete it)")
     source = SegmentSource(storage, ref)
     merged = merge_indexes([index], [source])
-    bad = 0
+    bad, missing = 0, set()
     for n in range(index.n_blocks):
         try:
             fetch_block(merged, n, CHECK_ONLY)
+        except FileNotFoundError:
+            missing.add(merged.sources[int(merged.block_source[n])].where())
         except (CorruptionError, OSError):
             bad += 1
+    for what in sorted(missing):
+        problems.append(f"{where}: links blocks of {what}, which is missing")
     if bad:
         problems.append(f"{where}: {bad} of {index.n_blocks} blocks fail their checksum or "
                         "do not decode")
@@ -738,6 +826,7 @@ def usage(store: "Atlas") -> dict:
     retired = [size for key, size, _mtime in listing if key in retired_keys]
     records = [size for key, size, _mtime in listing
                if key_grammar.parse_version_key(key) or key_grammar.tag_name(key)]
+    linked_bytes = sum(r.size for r in root.linked)
     segment_bytes = sum(a["bytes"] for a in per_array.values())
     catalog_bytes = sum(p.size for p in root.parts)
     return {
@@ -747,11 +836,12 @@ def usage(store: "Atlas") -> dict:
         "segments": sum(a["segments"] for a in per_array.values()),
         "segment_bytes": segment_bytes,
         "parts": len(root.parts), "catalog_bytes": catalog_bytes,
+        "linked": len(root.linked), "linked_bytes": linked_bytes,
         "retired": len(retired), "retired_bytes": sum(retired),
         "root_bytes": root_bytes,
         "version_records": len(records), "version_bytes": sum(records),
-        "bytes_on_disk": segment_bytes + catalog_bytes + sum(retired) + root_bytes +
-        sum(records),
+        "bytes_on_disk": segment_bytes + linked_bytes + catalog_bytes + sum(retired) +
+        root_bytes + sum(records),
         "per_array": per_array,
     }
 

@@ -9,7 +9,8 @@ root descends from, which history ignores and ``expire`` removes. Tags are small
 Files a commit replaces (merges, compaction) stay listed in the root as ``retired`` with the
 generation that replaced them. A file written at generation k and retired at generation r is read
 by versions k .. r-1 only (its key carries k), so it is deleted once no retained version lies in
-that range: no old root needs to be read to know what may go.
+that range: no old root needs to be read to know what may go. (A segment whose blocks a live
+segment links is listed as ``linked``, not retired, until no live segment links it.)
 
 Retention: a version is kept when it is among the last ``keep_last``, younger than
 ``older_than`` seconds (by the time its record was written), or tagged. ``docs/durability.md``

@@ -77,6 +77,9 @@ class Root:
     # files this or an earlier commit replaced: (key, when, generation of the replacing commit);
     # older versions may still read them, so they go only once those versions are expired
     retired: list[tuple[str, float, int]] = field(default_factory=list)
+    # segments a merge took in whose blocks a live segment still reads where they lie (it
+    # links them): kept like live files until no live segment links them, then retired
+    linked: list[FileRef] = field(default_factory=list)
     # datasets this commit added, changed and deleted (what history() shows)
     changes: dict[str, int] = field(default_factory=dict)
     retention: tuple[float, int] = (DEFAULT_RETENTION_SECONDS, DEFAULT_KEEP_LAST)
@@ -95,11 +98,12 @@ class Root:
         """Every file this root needs: parts, segments and the retired ones older readers use."""
         out = {p.key for p in self.parts}
         out.update(s.key for refs in self.segments.values() for s in refs)
+        out.update(s.key for s in self.linked)
         out.update(entry[0] for entry in self.retired)
         return out
 
     def to_json(self) -> dict:
-        return {
+        doc = {
             "format": "atlas", "version": VERSION, "generation": self.generation,
             "commit": self.commit, "parent": self.parent, "time": self.time,
             "message": self.message, "codec": self.codec, "level": self.level,
@@ -115,6 +119,9 @@ class Root:
             "created": self.created,
             "delta": self.delta,
         }
+        if self.linked:  # absent from stores that never linked a block
+            doc["linked"] = [s.to_json() for s in self.linked]
+        return doc
 
     def encode(self) -> bytes:
         raw = json.dumps(self.to_json(), separators=(",", ":"), ensure_ascii=False,
@@ -206,6 +213,7 @@ def decode(data: bytes, where: str) -> Root:
             segments={_str(name): [_ref(r, "segment", where) for r in refs]
                       for name, refs in doc["segments"].items()},
             retired=_retired_list(doc["retired"], where),
+            linked=[_ref(r, "segment", where) for r in doc.get("linked", [])],
             changes={_str(k): _int(v) for k, v in doc.get("changes", {}).items()},
             retention=_retention(doc.get("retention")),
             created=None if doc.get("created") is None else _time(doc["created"]),
@@ -221,7 +229,7 @@ def decode(data: bytes, where: str) -> Root:
             raise ValueError("the delta part is not one of the root's parts")
         listed = [*(p.key for p in root.parts),
                   *(s.key for refs in root.segments.values() for s in refs),
-                  *(entry[0] for entry in root.retired)]
+                  *(s.key for s in root.linked), *(entry[0] for entry in root.retired)]
         if len(set(listed)) != len(listed):
             # a live file also "retired" would be deleted by the next flush or compact
             raise ValueError("a file is listed twice (live twice, or live and retired)")

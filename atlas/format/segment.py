@@ -9,18 +9,24 @@ blocks and whose sections are:
     ["blocks"]     offset (i8d), stored (i8), decoded (i8), codec (u1), crc (u4)
     ["chunks"]     slot (i8d), chunk (i8d), block (i8d), offset (i8d), length (i8d), mask (i8)
     ["partials"]   row (i8d), nulls (i8), valid (i8), min (f8), max (f8)
+    ["linked"]     key (txt), size (i8)            only in a segment that links blocks
 
 ``chunks`` row i says that chunk ``chunk`` of the array incarnation ``slot`` lies in block
 ``block`` at ``offset`` of its decoded bytes: ``length`` bytes of values followed by ``mask``
 bytes of written mask. ``partials`` holds the statistics partial of the chunks (by row) of
 arrays with more than one chunk; an array of one chunk keeps its statistics in the catalog.
+
+A merge may **link** a block instead of copying it: the block stays in the file that holds it
+(an older segment, kept for it), and the merged segment's ``blocks`` row names that file with a
+sixth column, ``file`` (0: this file; i: row i - 1 of ``linked``). Earlier versions read the
+same bytes, so keeping them costs no disk twice.
 ``docs/format.md`` is the full specification.
 """
 
 from __future__ import annotations
 
 from array import array
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -28,18 +34,25 @@ from atlas.codecs import checksum
 from atlas.errors import CorruptionError
 from atlas.format.columns import declared_kind
 from atlas.format.container import ContainerWriter, Footer, LockedFile, read_section
+from atlas.format.keys import checked
 
 MAGIC = b"ATLSEG02"
 BLOCK_COLUMNS = (("offset", "i8d"), ("stored", "i8"), ("decoded", "i8"), ("codec", "u1"),
                  ("crc", "u4"))
 CHUNK_COLUMNS = (("slot", "i8d"), ("chunk", "i8d"), ("block", "i8d"), ("offset", "i8d"),
                  ("length", "i8d"), ("mask", "i8"))
+LINKED_BLOCK_COLUMNS = (*BLOCK_COLUMNS, ("file", "i8"))
+LINKED_COLUMNS = (("key", "txt"), ("size", "i8"))
 PARTIAL_COLUMNS = (("row", "i8d"), ("nulls", "i8"), ("valid", "i8"), ("min", "f8"),
                    ("max", "f8"))
 MAX_DECODED_BLOCK = 1 << 40  # a block claiming more is corrupt (no chunk is that big)
 # A chunk of at least 1/OWN_BLOCK_SHARE of the block size gets a block of its own: reading one
 # chunk never decodes more than that many times its size, and packing saves nothing that big.
 OWN_BLOCK_SHARE = 16
+# A merge links a block (keeps it where it is) only while at least 1/LINKED_LIVE_SHARE of its
+# decoded bytes are chunks the merged segment lists: a reader then decodes at most that many
+# times what it uses. It also bounds what a linked block may claim to decode to.
+LINKED_LIVE_SHARE = 8
 
 
 def own_block(size: int, block_size: int) -> bool:
@@ -53,11 +66,13 @@ def _empty(columns) -> dict[str, np.ndarray]:
 
 @dataclass
 class SegmentIndex:
-    """The index of one segment as int64 columns."""
+    """The index of one segment as int64 columns (``blocks["file"]``: 0 for a block of this
+    file, i for one in ``linked[i - 1]``, a (key, size) pair)."""
 
     blocks: dict[str, np.ndarray]
     chunks: dict[str, np.ndarray]
     partials: dict[str, np.ndarray]
+    linked: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
@@ -69,7 +84,7 @@ class SegmentIndex:
 
     @classmethod
     def empty(cls) -> "SegmentIndex":
-        return cls(_empty(BLOCK_COLUMNS), _empty(CHUNK_COLUMNS), _empty(PARTIAL_COLUMNS))
+        return cls(_empty(LINKED_BLOCK_COLUMNS), _empty(CHUNK_COLUMNS), _empty(PARTIAL_COLUMNS))
 
 
 class _Columns:
@@ -108,7 +123,8 @@ class SegmentWriter(LockedFile):
 
     def __init__(self, path: str):
         super().__init__(path)
-        self.blocks = _Columns(BLOCK_COLUMNS)
+        self.blocks = _Columns(LINKED_BLOCK_COLUMNS)
+        self.linked: dict[tuple[str, int], int] = {}  # (key, size) -> its file number
         self.chunks = _Columns(CHUNK_COLUMNS)
         self.partials = _Columns(PARTIAL_COLUMNS)
         self._index: SegmentIndex | None = None
@@ -119,7 +135,17 @@ class SegmentWriter(LockedFile):
         if self._index is not None:
             raise ValueError(f"{self.path}: segment is finished; nothing can be appended")
         offset = self.write(stored)
-        self.blocks.append(offset, len(stored), decoded_length, codec_id, checksum(stored))
+        self.blocks.append(offset, len(stored), decoded_length, codec_id, checksum(stored), 0)
+        return len(self.blocks) - 1
+
+    def link_block(self, key: str, size: int, offset: int, stored: int, decoded: int,
+                   codec_id: int, crc: int) -> int:
+        """List a block of the segment ``key`` (of ``size`` bytes) as one of this segment's,
+        where it lies; returns its number in this segment."""
+        if self._index is not None:
+            raise ValueError(f"{self.path}: segment is finished; nothing can be linked")
+        file = self.linked.setdefault((key, size), len(self.linked) + 1)
+        self.blocks.append(offset, stored, decoded, codec_id, crc, file)
         return len(self.blocks) - 1
 
     def read_block(self, number: int) -> bytes:
@@ -135,13 +161,21 @@ class SegmentWriter(LockedFile):
             return self._index
         index = SegmentIndex(self.blocks.numpy(),
                              self.chunks.numpy() if chunks is None else chunks,
-                             self.partials.numpy() if partials is None else partials)
+                             self.partials.numpy() if partials is None else partials,
+                             list(self.linked))
         end = self.size
         try:
             writer = ContainerWriter(self.write)
-            for name, table, columns in (("blocks", index.blocks, BLOCK_COLUMNS),
-                                         ("chunks", index.chunks, CHUNK_COLUMNS),
-                                         ("partials", index.partials, PARTIAL_COLUMNS)):
+            # a segment that links nothing keeps the five block columns (every reader's form)
+            sections = [("blocks", index.blocks,
+                         LINKED_BLOCK_COLUMNS if self.linked else BLOCK_COLUMNS),
+                        ("chunks", index.chunks, CHUNK_COLUMNS),
+                        ("partials", index.partials, PARTIAL_COLUMNS)]
+            if self.linked:
+                sections.append(("linked", {"key": [k for k, _s in index.linked],
+                                            "size": [s for _k, s in index.linked]},
+                                 LINKED_COLUMNS))
+            for name, table, columns in sections:
                 rows = len(next(iter(table.values())))
                 writer.add((name,), [(n, k, table[n]) for n, k in columns], rows)
             writer.finish(kind="segment")
@@ -157,15 +191,27 @@ def parse_index(footer: Footer, read, where: str) -> SegmentIndex:
     """The index of a segment from its footer and ``read(offset, length)``, checked so that
     no row can point outside the file or outside its block."""
     tables = {}
-    for name, columns in (("blocks", BLOCK_COLUMNS), ("chunks", CHUNK_COLUMNS),
-                          ("partials", PARTIAL_COLUMNS)):
+    links = ("linked",) in footer.sections
+    for name, columns in (("blocks", LINKED_BLOCK_COLUMNS if links else BLOCK_COLUMNS),
+                          ("chunks", CHUNK_COLUMNS), ("partials", PARTIAL_COLUMNS),
+                          ("linked", LINKED_COLUMNS)):
         ref = footer.sections.get((name,))
         if ref is None:
+            if name == "linked":
+                break
             raise CorruptionError(f"{where}: segment index has no {name} section")
         if [[c[0], declared_kind(c[1])] for c in ref.spec] != [list(c) for c in columns]:
             raise CorruptionError(f"{where}: segment {name} columns are not the expected ones")
         tables[name] = read_section(ref, read(ref.offset, ref.stored), f"{where} {name}")
-    index = SegmentIndex(tables["blocks"], tables["chunks"], tables["partials"])
+    blocks = tables["blocks"]
+    linked = []
+    if links:
+        found = tables["linked"]
+        linked = [(checked(key, "segment", where), int(size))
+                  for key, size in zip(found["key"], found["size"].tolist())]
+    else:
+        blocks["file"] = np.zeros(len(blocks["offset"]), np.int64)
+    index = SegmentIndex(blocks, tables["chunks"], tables["partials"], linked)
     problem = index_problem(index, footer.end_of_payload)
     if problem:
         raise CorruptionError(f"{where}: {problem}")
@@ -175,8 +221,16 @@ def parse_index(footer: Footer, read, where: str) -> SegmentIndex:
 def index_problem(index: SegmentIndex, end_of_payload: int) -> str | None:
     """What makes an index impossible for a payload ending at ``end_of_payload``, or None."""
     b, c, p = index.blocks, index.chunks, index.partials
+    file = b["file"]
+    if np.any(file < 0) or np.any(file > len(index.linked)):
+        return "a block names a linked file that the segment does not list"
+    if any(size < len(MAGIC) for _key, size in index.linked) or len(
+            {key for key, _size in index.linked}) != len(index.linked):
+        return "a linked file is listed twice or has an impossible size"
+    # where each block must end: this file's payload, or the linked file's size
+    limit = np.array([end_of_payload, *(size for _key, size in index.linked)], np.int64)[file]
     if np.any(b["offset"] < len(MAGIC)) or np.any(b["stored"] < 0) or np.any(
-            b["offset"] + b["stored"] > end_of_payload):
+            b["offset"] + b["stored"] > limit):
         return "a block lies outside the file"
     if np.any(b["decoded"] < 0) or np.any(b["decoded"] > MAX_DECODED_BLOCK):
         return "a block claims an impossible decoded size"
@@ -192,9 +246,10 @@ def index_problem(index: SegmentIndex, end_of_payload: int) -> str | None:
         return "a chunk lies outside its block"
     # writers end every block with its last chunk: a block claiming more decoded bytes is
     # refused before anything is allocated for it (a decompression bomb)
+    # (a linked block may end with chunks the merge left out, up to what linking allows)
     furthest = np.zeros(len(b["decoded"]), np.int64)
     np.maximum.at(furthest, blocks, ends)
-    if np.any(b["decoded"] > furthest):
+    if np.any(b["decoded"] > np.where(file > 0, furthest * LINKED_LIVE_SHARE, furthest)):
         return "a block claims more decoded bytes than its chunks hold"
     if np.any(c["slot"] < 0) or np.any(c["chunk"] < 0):
         return "a chunk has a negative slot or chunk number"

@@ -627,6 +627,8 @@ def verify(store: "Atlas", repair: bool) -> VerifyReport:
             for ref in refs:
                 report.segments += 1
                 report.chunks += _verify_segment(storage, files, ref, linked, report.problems)
+        for ref in root.linked:  # no read uses their index, but a damaged byte is reported
+            _verify_segment(storage, files, ref, linked, report.problems)
         if not report.problems:
             _verify_catalog(storage, root, files, report.problems)
     report.problems += storage.layout_problems()  # links, FIFOs, ... inside the store
@@ -703,19 +705,25 @@ def _verify_segment(storage: Storage, files: IndexCache, ref: FileRef, linked: s
                             "linked (a sweep would delete it)")
     source = SegmentSource(storage, ref)
     merged = merge_indexes([index], [source])
-    bad, missing = 0, set()
+    bad: dict[int, int] = {}  # source number -> its blocks that fail
+    missing = set()
     for n in range(index.n_blocks):
+        s = int(merged.block_source[n])
         try:
             fetch_block(merged, n, CHECK_ONLY)
         except FileNotFoundError:
-            missing.add(merged.sources[int(merged.block_source[n])].where())
+            missing.add(merged.sources[s].where())
         except (CorruptionError, OSError):
-            bad += 1
+            bad[s] = bad.get(s, 0) + 1
     for what in sorted(missing):
         problems.append(f"{where}: links blocks of {what}, which is missing")
-    if bad:
-        problems.append(f"{where}: {bad} of {index.n_blocks} blocks fail their checksum or "
-                        "do not decode")
+    for s, count in sorted(bad.items()):
+        if s == 0:
+            problems.append(f"{where}: {count} of {int((index.blocks['file'] == 0).sum())} "
+                            "blocks fail their checksum or do not decode")
+        else:  # the damage is in the linked file: name it first
+            problems.append(f"{merged.sources[s].where()}: {count} blocks that {where} links "
+                            "fail their checksum or do not decode")
     return index.rows
 
 

@@ -13,6 +13,9 @@ atlas: the byte regions of every file the root references, and what each region 
 - segment: its magic by no read; a block by every read of a (dataset, array) whose newest chunk
   lies in it (small chunks of many datasets share a block); the index sections, footer and
   trailer by every read of that array name (a read loads the index of all its segments).
+- linked file (a segment whose blocks a merged segment lists where they lie): its blocks as
+  above, reached through the merged segment's index; its own magic, index, footer and trailer
+  by no read (``verify`` checks them).
 
 A truncated file fails its size check: a truncated part breaks every table read, a truncated
 segment every read of its array name. A damage is ("flip", key, offset, xor bytes) or
@@ -97,6 +100,18 @@ def build_template(path: str, batches: int = 14) -> None:
         extra[f"row{i}"] = {"row": rng.normal(size=24)}
         ds.write_array("row", [0], extra[f"row{i}"]["row"])
     store.flush()
+    # merges that link: an array name whose flushes fill blocks (two chunks of 128 bytes per
+    # dataset, 8 datasets a flush), half of each flush's datasets written again by the next
+    # (blocks partly superseded): the FANOUT-th flush's merge lists the blocks where they lie
+    for f in range(8):
+        for i in range(4 * f, 4 * f + 8):
+            name = f"lk{i}"
+            if name not in store:
+                store.create_dataset(name).define_array("lk", "float64", ["i"], [32], [16],
+                                                        None)
+            extra[name] = {"lk": rng.normal(size=32)}
+            store.open_dataset(name).write_array("lk", [0], extra[name]["lk"])
+        store.flush()
     # one chunk written twice within a flush (a superseded row in a live block), chunks
     # rewritten or deleted whose blocks no read needs any more (dead blocks)
     name = next(n for n, d in model.datasets.items() if "count" in d.arrays)
@@ -287,6 +302,26 @@ def parse_layout(root: str) -> Layout:
                 if not dead and did in live:
                     owner[int(row["slot"])] = (live[did], sid[1])
     users: dict[tuple, set] = {}  # ("block", key, n) -> the (dataset, array) whose chunk it holds
+    # files whose blocks live segments link: reads use their blocks (through the linking
+    # segment's index), never their own index
+    in_linked = {}  # (key, block offset) -> ("block", key, n)
+    for key, size, _level in doc.get("linked", []):
+        raw = open(os.path.join(root, key), "rb").read()
+        assert len(raw) == size, key
+        sizes[key] = size
+        footer_at, footer_len, sections = _container(raw)
+        by_id = {tuple(e[0]): e for e in sections}
+        blocks = _section(raw, by_id[("blocks",)])
+        own = blocks.get("file", np.zeros(len(blocks["offset"]), np.int64)) == 0
+        for n in np.flatnonzero(own).tolist():
+            start, stored = int(blocks["offset"][n]), int(blocks["stored"][n])
+            regions.append(Region(key, "block", start, start + stored, ("block", key, n)))
+            in_linked[(key, start)] = ("block", key, n)
+        regions += [Region(key, "linked file index", 0, MAGIC, None),
+                    Region(key, "linked file index", footer_at, footer_at + footer_len, None),
+                    Region(key, "linked file index", size - TRAILER.size, size, None)]
+        regions += [Region(key, "linked file index", e[1], e[1] + e[2], None)
+                    for e in by_id.values()]
     for array, refs in doc["segments"].items():
         newest = {}
         for key, size, _level in refs:
@@ -297,10 +332,18 @@ def parse_layout(root: str) -> Layout:
             by_id = {tuple(e[0]): e for e in sections}
             blocks = _section(raw, by_id[("blocks",)])
             chunks = _section(raw, by_id[("chunks",)])
+            files = [key, *(_section(raw, by_id[("linked",)])["key"] if ("linked",) in by_id
+                            else [])]
+            file_of = blocks.get("file", np.zeros(len(blocks["offset"]), np.int64)).tolist()
+            resource = []  # per block of this segment: what a read of its chunks needs
             regions.append(Region(key, "segment magic", 0, MAGIC, None))
             for n, (start, stored) in enumerate(zip(blocks["offset"].tolist(),
                                                     blocks["stored"].tolist())):
+                if file_of[n]:  # a block of a linked file, where it lies
+                    resource.append(in_linked[(files[file_of[n]], start)])
+                    continue
                 regions.append(Region(key, "block", start, start + stored, ("block", key, n)))
+                resource.append(("block", key, n))
             for sid, entry in by_id.items():
                 regions.append(Region(key, f"segment section {sid[0]}", entry[1],
                                       entry[1] + entry[2], ("index", array)))
@@ -310,7 +353,7 @@ def parse_layout(root: str) -> Layout:
                                ("index", array))]
             for slot, chunk, block in zip(chunks["slot"].tolist(), chunks["chunk"].tolist(),
                                           chunks["block"].tolist()):
-                newest[(slot, chunk)] = ("block", key, block)  # later rows win
+                newest[(slot, chunk)] = resource[block]  # later rows win
         for (slot, _chunk), block in newest.items():
             if slot in owner:
                 users.setdefault(block, set()).add(owner[slot])
@@ -466,9 +509,8 @@ def lost(layout: Layout, damage: tuple) -> set:
     key = damage[1]
     if damage[0] == "truncate":  # the size no longer matches the root: the file is unusable
         kind = _file_kind(key)
-        if kind == "segment":
-            return {next(r.needs for r in layout.regions if r.key == key and
-                         r.kind == "segment trailer")}
+        if kind == "segment":  # its index (a linked file's is used by none) and every block
+            return {r.needs for r in layout.regions if r.key == key and r.needs is not None}
         return {EVERYTHING if kind == "root" else FOOTERS}
     lo, hi = damage[2], damage[2] + len(damage[3])
     return {r.needs for r in layout.regions

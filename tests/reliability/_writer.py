@@ -116,7 +116,7 @@ def _log_merges(say, batch: list[int]) -> None:
             say(f"MERGE {batch[0]}")
         merges = original(store, root, *args, **kwargs)
         if merging:
-            say(f"MERGED {batch[0]}")
+            say(f"MERGED {batch[0]} {len(root.linked)}")  # files its blocks are linked from
         return merges
 
     _maintain.tiered_merge = logged
@@ -126,7 +126,8 @@ def _open_or_create(path: str, say) -> "atlas.Atlas":
     try:
         return atlas.Atlas.open(path)
     except atlas.StoreNotFoundError:
-        store = atlas.Atlas.create(path)
+        # small blocks: merges repack full ones, and later merges link them
+        store = atlas.Atlas.create(path, block_size=4096)
         say("CREATED")
         return store
 

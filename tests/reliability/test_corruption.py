@@ -116,6 +116,9 @@ def test_oracle_sees_every_region_of_the_template(layout):
     root = atlas.Atlas.open(layout.root)._root
     assert len(root.parts) >= 2 and max(len(refs) for refs in root.segments.values()) >= 2
     assert root.retired, "the size-tiered merge never ran on the template"
+    assert "linked file index" in kinds and any(
+        r.kind == "live block" and r.key in {ref.key for ref in root.linked}
+        for r in layout.regions), "no merge linked a block that reads use"
     sharing = Counter(need for read, needs in layout.reads.items() if read.kind == "data"
                       for need in needs if need[0] == "block")
     assert max(sharing.values()) >= 4, "no block holds the chunks of several datasets"

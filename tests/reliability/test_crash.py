@@ -39,6 +39,7 @@ class StoreUnderTest:
         self.ack_digests: dict[int, str] = {}
         self.model = _model.Model()
         self.merges = 0  # flushes that ran the size-tiered merge, over all runs
+        self.linking = 0  # the most files a root listed as linked after a merge
 
     def absorb(self, lines: list[str]) -> str:
         """Take in a run's log; returns the phase it was killed in."""
@@ -49,6 +50,8 @@ class StoreUnderTest:
                 self.created = True
             if word == "MERGE":
                 self.merges += 1
+            if word == "MERGED" and len(rest) > 1:
+                self.linking = max(self.linking, int(rest[1]))
             if word == "ACK":
                 batch = int(rest[0])
                 assert batch == self.acked + 1, line
@@ -111,7 +114,7 @@ def run_crash_trials(tmp_path: Path, stores: int, timer_kills: int, point_rounds
     rng = np.random.default_rng(seed)
     phases: Counter = Counter()
     points: Counter = Counter()
-    runs = kills = merges = 0
+    runs = kills = merges = linking = 0
     batches = 0
     for s in range(stores):
         sut = StoreUnderTest(tmp_path / f"store{s}", seed * 1000 + s)
@@ -128,8 +131,10 @@ def run_crash_trials(tmp_path: Path, stores: int, timer_kills: int, point_rounds
             sut.check()
         batches += sut.acked + 1
         merges += sut.merges
+        linking = max(linking, sut.linking)
     return {"runs": runs, "kills": kills, "phases": dict(phases), "crash_points": dict(points),
-            "acknowledged_flushes": batches, "merging_flushes": merges, "lost": 0}
+            "acknowledged_flushes": batches, "merging_flushes": merges,
+            "most_linked_files": linking, "lost": 0}
 
 
 def test_killed_writer_leaves_the_last_acknowledged_flush_or_the_next(tmp_path):
@@ -140,6 +145,7 @@ def test_killed_writer_leaves_the_last_acknowledged_flush_or_the_next(tmp_path):
     # the kills must have landed inside flushes, merges and compactions, not only between them
     assert figures["phases"].get("flush", 0) + figures["phases"].get("compact", 0) >= 3
     assert figures["phases"].get("merge", 0) >= 1, figures
+    assert figures["most_linked_files"] >= 1, "no merge linked a block; kills never met links"
 
 
 def test_writer_script_killed_as_a_plain_subprocess_leaves_a_sound_store(tmp_path):

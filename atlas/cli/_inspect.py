@@ -205,6 +205,10 @@ def _render_info(info: dict) -> str:
                      f"{human_bytes(usage['catalog_bytes'])}")],
         ["root", human_bytes(usage["root_bytes"])],
     ]
+    if usage.get("linked"):
+        head.append(["linked", f"{plural(usage['linked'], 'file')}, "
+                               f"{human_bytes(usage['linked_bytes'])} (merged segments read "
+                               "their blocks where they lie)"])
     if usage["retired"]:
         retired = (f"{plural(usage['retired'], 'file')}, {human_bytes(usage['retired_bytes'])} "
                    "(replaced, kept for the earlier versions that read them)")

@@ -628,7 +628,7 @@ def verify(store: "Atlas", repair: bool) -> VerifyReport:
                 report.segments += 1
                 report.chunks += _verify_segment(storage, files, ref, linked, report.problems)
         for ref in root.linked:  # no read uses their index, but a damaged byte is reported
-            _verify_segment(storage, files, ref, linked, report.problems)
+            _verify_segment(storage, files, ref, None, report.problems)
         if not report.problems:
             _verify_catalog(storage, root, files, report.problems)
     report.problems += storage.layout_problems()  # links, FIFOs, ... inside the store
@@ -676,11 +676,13 @@ def _verify_part(storage: Storage, files: IndexCache, root: Root, ref: FileRef,
         _problem(problems, where, err)
 
 
-def _verify_segment(storage: Storage, files: IndexCache, ref: FileRef, linked: set[str],
+def _verify_segment(storage: Storage, files: IndexCache, ref: FileRef, linked: set[str] | None,
                     problems: list[str]) -> int:
     """Check one segment: its index, that its blocks tile it, that every block (also those it
-    links in other files, which the root must list as linked) passes its checksum and
-    decodes. Returns its chunk count."""
+    links in other files, which the root must list in ``linked``) passes its checksum and
+    decodes. Returns its chunk count. ``linked`` None: a linked file, whose own blocks only
+    are checked (what it links itself may be gone: the segment that replaced it links what
+    is still read)."""
     where = f"{storage.location}/{ref.key}"
     try:
         _check_magic(storage, ref, SEGMENT_MAGIC, where)
@@ -699,7 +701,7 @@ def _verify_segment(storage: Storage, files: IndexCache, ref: FileRef, linked: s
     bounds = np.concatenate([[len(SEGMENT_MAGIC)], ends])
     if not np.array_equal(starts, bounds[:-1]) or bounds[-1] != footer.end_of_payload:
         problems.append(f"{where}: blocks do not tile the file (bytes outside every checksum)")
-    for key, _size in index.linked:
+    for key, _size in index.linked if linked is not None else ():
         if key not in linked:
             problems.append(f"{where}: links blocks of {key}, which the root does not list as "
                             "linked (a sweep would delete it)")
@@ -707,7 +709,7 @@ def _verify_segment(storage: Storage, files: IndexCache, ref: FileRef, linked: s
     merged = merge_indexes([index], [source])
     bad: dict[int, int] = {}  # source number -> its blocks that fail
     missing = set()
-    for n in range(index.n_blocks):
+    for n in range(index.n_blocks) if linked is not None else np.flatnonzero(own).tolist():
         s = int(merged.block_source[n])
         try:
             fetch_block(merged, n, CHECK_ONLY)

@@ -224,3 +224,40 @@ def test_a_missing_linked_file_is_reported_and_reads_fail_cleanly(tmp_path, rng)
     assert any("missing" in p and victim in p for p in report.problems), report.problems
     with pytest.raises((CorruptionError, OSError)):
         atlas.Atlas.open(path).read_array_across_stacked("v")
+
+
+def test_a_linked_file_may_itself_link_files_that_are_gone(tmp_path, rng):
+    """A merged segment M1 with blocks of its own that links a file Y: the next merge links
+    M1's blocks (M1 becomes a linked file) but copies the little left of Y (Y is retired and,
+    once expired, deleted). M1's own index still names Y; nothing reads it, and verify must
+    not report it."""
+    path = tmp_path / "s"
+    store = atlas.Atlas.create(path, block_size=BLOCK)
+    values = {}
+
+    def write(names_):  # 128 bytes a dataset: packed (a chunk of 256 gets a block of its own)
+        for name in names_:
+            values[name] = rng.normal(size=16)
+        store.write_array_across_stacked("v", list(names_), np.stack([values[n] for n in names_]),
+                                         dims=["depth"])
+        store.flush()
+
+    for f in range(FANOUT - 1):  # small flushes: copied into the merged segment's own block
+        write([f"s{f}_{i}" for i in range(2)])
+    big = [f"y{i}" for i in range(16)]  # one full block: linked
+    write(big)
+    m1 = store._root.segments["v"][-1]
+    y = {r.key for r in store._root.linked}
+    assert len(y) == 1 and store._files.segment(m1).linked
+    for f in range(FANOUT - 1):  # 15 of Y's 16 datasets again, in small flushes
+        write(big[1 + 2 * f: 3 + 2 * f] if f < FANOUT - 2 else big[1 + 2 * f:])
+    root = store._root
+    assert m1.key in {r.key for r in root.linked}, "the next merge did not link M1's blocks"
+    assert not y & {r.key for r in root.linked} and y <= {e[0] for e in root.retired}
+    store.expire(older_than=0, keep_last=1)
+    assert not (path / next(iter(y))).exists()
+    fresh = atlas.Atlas.open(path)
+    report = fresh.verify()
+    assert report.ok and not report.orphans, report.problems
+    got = fresh.read_array_across_stacked("v", list(values))
+    assert np.array_equal(got, np.stack(list(values.values())))

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import atlas
+from atlas.core._maintain import FANOUT
 from atlas.format import catalog as partfmt
 from atlas.format import container
 from atlas.format import root as root_format
@@ -220,6 +221,52 @@ def test_sweeps_leave_a_live_writers_catalog_part_and_merged_files_alone(tmp_pat
     fresh = atlas.Atlas.open(path)
     assert np.array_equal(fresh.open_dataset("a").read_array("x"), np.full(20, 8, np.int32))
     assert fresh.verify().ok
+
+
+@pytest.mark.parametrize("sweep", ["verify-repair", "compact"])
+def test_sweeps_and_compactions_leave_the_files_a_live_writers_merge_links_alone(tmp_path,
+                                                                               sweep):
+    """As above, with a merge that links: each flush fills 4 KiB blocks with new datasets, so
+    the 8th flush's merge lists the blocks of the seven committed segments and of its own new
+    one where they lie. A sweep before its commit must take none of them; a compaction that
+    commits first makes the flush re-apply without its merge."""
+    path = tmp_path / "s"
+    store = atlas.Atlas.create(path, block_size=4096)
+    expected = {}
+
+    def write(handle, f):
+        for i in range(4):
+            name = f"f{f}_{i}"
+            expected[name] = np.arange(256, dtype=np.int32) + 1000 * f + i
+            handle.create_dataset(name).define_array("x", "int32", ["i"], [256], [64])
+            handle.open_dataset(name).write_array("x", [0], expected[name])
+
+    for f in range(7):
+        write(store, f)
+        store.flush()
+    survived = []
+
+    def other():
+        handle = atlas.Atlas.open(path)
+        removed = handle.verify(repair=True).removed if sweep == "verify-repair" else (
+            handle.compact(grace=0) or [])
+        survived.append((removed, wrapper.in_flight <= _files(path)))
+
+    wrapper = _SweepBeforeCommit(LocalStorage(path), other)
+    writer = atlas.Atlas.open(wrapper)
+    write(writer, 7)
+    writer.flush()
+    removed, kept = survived[0]
+    assert removed == [] and kept, f"the sweep took a live writer's files: {wrapper.in_flight}"
+    fresh = atlas.Atlas.open(path)
+    if sweep == "verify-repair":
+        assert len(fresh._root.linked) == FANOUT, "the merge did not link the run's files"
+    for name, values in expected.items():
+        assert np.array_equal(fresh.open_dataset(name).read_array("x"), values), name
+    report = fresh.verify(repair=True)
+    assert report.ok and report.removed == [], report
+    assert all(np.array_equal(atlas.Atlas.open(path).open_dataset(n).read_array("x"), v)
+               for n, v in expected.items())
 
 
 def test_sweeps_remove_a_crashed_writers_leftovers_but_nothing_referenced(tmp_path):

@@ -317,11 +317,22 @@ def execute(plan: ReadPlan, out: np.ndarray, cache: BlockCache | None) -> None:
     row_bytes = math.prod(plan.window) * plan.itemsize
     tables = _scatter_tables(plan, row_bytes)
     out_bytes = out.reshape(-1).view(np.uint8)
+    sizes = _block_sizes(plan)
+    direct = _direct_blocks(tables, bounds, sizes) if cache is None else None
 
     def work(block_numbers):
         for b in block_numbers:
-            decoded = _decoded(plan, b, blocks[b], cache)
-            _scatter(plan, tables, bounds[b], bounds[b + 1], decoded, out_bytes)
+            lo = bounds[b]
+            if direct is not None and direct[b]:  # decoded straight into its place in out
+                start = int(tables.run_dst[lo])
+                target = out_bytes[start : start + int(sizes[b])]
+                raw = decode_block(plan.indexes[int(plan.block_index[b])],
+                                   int(plan.block_number[b]), blocks[b], None, into=target)
+                if not (isinstance(raw, memoryview) and raw.obj is target):
+                    target[:] = np.frombuffer(raw, np.uint8)  # not decoded in place: copied
+                continue
+            decoded = _decoded(plan, b, blocks[b], cache, scratch=cache is None)
+            _scatter(plan, tables, lo, bounds[b + 1], decoded, out_bytes)
 
     if plan.n_blocks < 2 or decoded < PARALLEL_MIN_BYTES:
         work(range(plan.n_blocks))
@@ -330,6 +341,30 @@ def execute(plan: ReadPlan, out: np.ndarray, cache: BlockCache | None) -> None:
     batches = np.array_split(np.arange(plan.n_blocks), min(plan.n_blocks, 4 * pool._max_workers))
     for future in [pool.submit(work, batch.tolist()) for batch in batches]:
         future.result()
+
+
+def _block_sizes(plan: ReadPlan) -> np.ndarray:
+    """The decoded size of every plan block."""
+    sizes = np.empty(plan.n_blocks, _I64)
+    for i in _distinct(plan.block_index):
+        mine = plan.block_index == i
+        sizes[mine] = plan.indexes[i].block_decoded[plan.block_number[mine]]
+    return sizes
+
+
+def _direct_blocks(t: "_ScatterTables", bounds: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Per plan block: whether its decoded bytes are, byte for byte, one stretch of the output
+    (whole chunks back to back in output order, nothing else in the block: a stacked read of
+    many datasets' one-chunk arrays). Such a block is decoded straight into place."""
+    n = len(t.run)
+    runs = t.run >= 0
+    follows = np.zeros(n, bool)  # chunk i goes on where chunk i - 1 ended, in both
+    follows[1:] = (t.run_src[1:] == t.run_src[:-1] + t.run[:-1]) & (
+        t.run_dst[1:] == t.run_dst[:-1] + t.run[:-1])
+    lo, hi = bounds[:-1], bounds[1:]
+    follows[lo] = t.run_src[lo] == 0  # a block's first chunk starts it
+    whole = np.logical_and.reduceat(runs & follows, lo) if n else np.zeros(0, bool)
+    return whole & (t.run_src[hi - 1] + t.run[hi - 1] == sizes)
 
 
 def _fill(plan: ReadPlan, out: np.ndarray) -> None:
@@ -399,16 +434,34 @@ def _coalesce(offsets: np.ndarray, lengths: np.ndarray, gap: int = COALESCE_GAP)
     return starts, group_ends, group
 
 
-def _decoded(plan: ReadPlan, b: int, fetched, cache: BlockCache | None):
+def _decoded(plan: ReadPlan, b: int, fetched, cache: BlockCache | None, scratch: bool = False):
     if isinstance(fetched, tuple):
         return fetched[1]
     return decode_block(plan.indexes[int(plan.block_index[b])], int(plan.block_number[b]),
-                        fetched, cache)
+                        fetched, cache, scratch)
 
 
-def decode_block(index: ChunkIndex, n: int, fetched, cache: BlockCache | None):
+_scratch = threading.local()
+SCRATCH_MAX = 4 << 20  # blocks up to this size decode into a buffer each thread keeps
+
+
+def _scratch_buffer(size: int) -> bytearray | None:
+    """This thread's buffer for a decoded block of ``size`` bytes (None above SCRATCH_MAX):
+    valid until this thread decodes the next block into it."""
+    if size > SCRATCH_MAX:
+        return None
+    buffer = getattr(_scratch, "buffer", None)
+    if buffer is None or len(buffer) < size:
+        buffer = _scratch.buffer = bytearray(max(size, 1 << 20))
+    return buffer
+
+
+def decode_block(index: ChunkIndex, n: int, fetched, cache: BlockCache | None,
+                 scratch: bool = False, into=None):
     """The decoded bytes of block ``n`` of ``index`` from its ``fetched`` stored bytes: checked
-    against its crc, decoded to exactly the size the index declares."""
+    against its crc, decoded to exactly the size the index declares. ``scratch``: into this
+    thread's reused buffer (valid until its next decode; never cached); ``into``: into that
+    buffer where the codec can (see ``codecs.decode``)."""
     source = index.sources[int(index.block_source[n])]
     if source.decoded:
         return fetched
@@ -424,7 +477,10 @@ def decode_block(index: ChunkIndex, n: int, fetched, cache: BlockCache | None):
         if cache is CHECK_ONLY:
             codecs.check_decodes(int(index.block_codec[n]), frame, decoded_len - tail)
             return None
-        raw = codecs.decode(int(index.block_codec[n]), frame, decoded_len - tail)
+        if into is None and scratch and not tail and cache is None:
+            into = _scratch_buffer(decoded_len)
+        raw = codecs.decode(int(index.block_codec[n]), frame, decoded_len - tail,
+                            into=None if tail else into)
     except CorruptionError as err:
         raise CorruptionError(f"{source.where()}: block at offset {offset}: {err}") from err
     if tail:

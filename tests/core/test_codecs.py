@@ -23,6 +23,24 @@ def test_every_codec_round_trips_bytes_exactly(codec, raw):
     assert codecs.CODEC_NAMES[codec_id] == codec
 
 
+@pytest.mark.parametrize("raw", PAYLOADS, ids=lambda b: f"{len(b)}B")
+def test_decoding_into_a_buffer_gives_the_same_bytes_and_refuses_the_same_damage(raw):
+    """A zstd frame decoded into a caller's buffer (what bulk reads do, to spare an
+    allocation per block) equals the plain decode; a claim of another size, a truncated
+    frame or a buffer too small for the claim is refused with CorruptionError."""
+    stored = codecs.encode(1, raw, 1)
+    buffer = bytearray(len(raw) + 16)
+    view = codecs.decode(1, stored, len(raw), into=buffer)
+    assert bytes(view) == raw and (not raw or view.obj is buffer)
+    if not raw:
+        return
+    for bad, claimed, size in ((stored, len(raw) + 1, len(raw) + 1),
+                               (stored[:-3], len(raw), len(raw)),
+                               (stored, len(raw), len(raw) - 1)):
+        with pytest.raises(atlas.CorruptionError):
+            codecs.decode(1, bad, claimed, into=bytearray(size))
+
+
 @pytest.mark.parametrize("codec", ["zstd", "lz4"])
 def test_compressing_codecs_shrink_redundant_data(codec):
     raw = bytes(100_000)

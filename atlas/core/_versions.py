@@ -327,8 +327,8 @@ def all_tags(storage: Storage) -> dict[str, tuple[int, str]]:
 def add_tag(storage: Storage, name: str, root: Root) -> None:
     key = key_grammar.tag_key(name)
     # on a case-insensitive file system two such tags would be one file: refuse it everywhere
-    for key, _size, _mtime in storage.list(key_grammar.TAGS_PREFIX):
-        other = key_grammar.tag_name(key)
+    for listed, _size, _mtime in storage.list(key_grammar.TAGS_PREFIX):
+        other = key_grammar.tag_name(listed)
         if other is not None and other != name and other.lower() == name.lower():
             raise AlreadyExistsError(f"tag {name!r} differs from tag {other!r} of "
                                      f"{storage.location} only in case; tag names must stay "

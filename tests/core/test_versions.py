@@ -401,3 +401,23 @@ def test_records_leave_out_the_retired_list_and_old_versions_open_without_it(tmp
             assert snapshot(atlas.Atlas.open(tmp_path / "s", version=generation)) == expected
     assert _versions.record_of(latest).retired == [
         e for e in latest.retired if e[0] == latest.delta]
+
+
+def test_several_tags_name_their_versions_and_a_case_twin_is_refused(tmp_path):
+    """Each tag() after the first used to raise AlreadyExistsError (the check for a name
+    differing only in case overwrote the new tag's key with the last one listed)."""
+    store = atlas.Atlas.create(tmp_path / "s")
+    tagged = {}
+    for i in range(3):
+        store.write_array_across_stacked("v", ["a"], np.full((1, 3), i, np.float64))
+        store.flush()
+        store.tag(f"t{i}")
+        tagged[f"t{i}"] = i
+    assert set(store.tags()) == set(tagged)
+    for name, value in tagged.items():
+        old = atlas.Atlas.open(tmp_path / "s", version=name)
+        assert old.read_array_across_stacked("v").tolist() == [[value] * 3]
+    with pytest.raises(atlas.AlreadyExistsError, match="only in case"):
+        store.tag("T1")
+    with pytest.raises(atlas.AlreadyExistsError, match="already exists"):
+        store.tag("t2")

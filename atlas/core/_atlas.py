@@ -187,7 +187,7 @@ class Atlas:
 
     @property
     def format_version(self) -> int:
-        return 1 if self._legacy is not None else root_format.VERSION
+        return 1 if self._legacy is not None else self._root.format_version
 
     # -- datasets ------------------------------------------------------------------------------
 

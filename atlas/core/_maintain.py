@@ -840,7 +840,7 @@ def usage(store: "Atlas") -> dict:
     segment_bytes = sum(a["bytes"] for a in per_array.values())
     catalog_bytes = sum(p.size for p in root.parts)
     return {
-        "format": 1 if legacy is not None else root_format_version(),
+        "format": 1 if legacy is not None else root.format_version,
         "codec": root.codec, "level": root.level, "block_size": root.block_size,
         "generation": root.generation,
         "segments": sum(a["segments"] for a in per_array.values()),
@@ -854,9 +854,3 @@ def usage(store: "Atlas") -> dict:
         root_bytes + sum(records),
         "per_array": per_array,
     }
-
-
-def root_format_version() -> int:
-    from atlas.format.root import VERSION
-
-    return VERSION

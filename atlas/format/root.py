@@ -6,7 +6,8 @@ for what changed and a new root; an old root stays readable as long as its files
 
 On disk (all integers little-endian)::
 
-    b"ATLMAN01" | u32 format version (2) | u32 crc32c(payload) | u64 len(payload) | payload
+    b"ATLMAN01" | u32 format version (2; 3 when it lists linked files) | u32 crc32c(payload)
+               | u64 len(payload) | payload
     payload = one zstd frame of the UTF-8 JSON document below
 
 The header is the one of format version 1, whose manifest carried version 1 and whose reader
@@ -31,7 +32,11 @@ from atlas.errors import CorruptionError, FormatError
 from atlas.format.keys import all_data_keys, checked, is_data_key
 
 MAGIC = b"ATLMAN01"
-VERSION = 2
+VERSION = 3  # the newest this atlas reads and writes
+# Version 3 is version 2 plus the root's ``linked`` list (and segments that link blocks). A
+# root is written as version 3 only while it lists linked files: an atlas that knows only
+# version 2 then refuses the store (it would drop the list, and its sweep delete those files).
+LINKED_VERSION = 3
 HEADER = struct.Struct("<8sIIQ")
 MAX_ROOT_BYTES = 1 << 28  # decoded; a root claiming more is corrupt
 DEFAULT_BLOCK_SIZE = 1 << 20
@@ -86,6 +91,11 @@ class Root:
     created: float | None = None  # when the store was created (kept by every commit)
     delta: str | None = None  # the catalog part holding what this commit changed, if any
 
+    @property
+    def format_version(self) -> int:
+        """2, or 3 while the root lists linked files (see LINKED_VERSION)."""
+        return LINKED_VERSION if self.linked else 2
+
     def successor(self, **changes: Any) -> "Root":
         """The root of the next commit on top of this one."""
         fields = {"generation": self.generation + 1, "commit": uuid.uuid4().hex,
@@ -104,7 +114,7 @@ class Root:
 
     def to_json(self) -> dict:
         doc = {
-            "format": "atlas", "version": VERSION, "generation": self.generation,
+            "format": "atlas", "version": self.format_version, "generation": self.generation,
             "commit": self.commit, "parent": self.parent, "time": self.time,
             "message": self.message, "codec": self.codec, "level": self.level,
             "block_size": self.block_size,
@@ -127,7 +137,7 @@ class Root:
         raw = json.dumps(self.to_json(), separators=(",", ":"), ensure_ascii=False,
                          allow_nan=False).encode("utf-8")
         payload = zstandard.ZstdCompressor(level=3).compress(raw)
-        return HEADER.pack(MAGIC, VERSION, checksum(payload), len(payload)) + payload
+        return HEADER.pack(MAGIC, self.format_version, checksum(payload), len(payload)) + payload
 
 
 def read_header(data: bytes, where: str) -> int:
@@ -174,7 +184,7 @@ class RootHead:
 
 
 # what every writer puts first in the document (see Root.to_json)
-_HEAD = re.compile(rb'\{"format":"atlas","version":2,"generation":([0-9]{1,18}),'
+_HEAD = re.compile(rb'\{"format":"atlas","version":[23],"generation":([0-9]{1,18}),'
                    rb'"commit":"([0-9a-f]{32})","parent":(?:null|"[0-9a-f]{32}"),'
                    rb'"time":(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?),')
 HEAD_BYTES = 256
@@ -196,7 +206,9 @@ def head(data: bytes, where: str) -> "RootHead | Root":
 
 
 def decode(data: bytes, where: str) -> Root:
-    """A version-2 root; CorruptionError for anything malformed (checksum, JSON, types, keys)."""
+    """A version-2 or -3 root; CorruptionError for anything malformed (checksum, JSON, types,
+    keys), FormatError for a version this atlas does not know."""
+    version = read_header(data, where)
     payload = checked_payload(data, where)
     raw = decompress_frame(payload, where, MAX_ROOT_BYTES)  # bounded before it is allocated
     try:
@@ -218,8 +230,10 @@ def decode(data: bytes, where: str) -> Root:
             retention=_retention(doc.get("retention")),
             created=None if doc.get("created") is None else _time(doc["created"]),
             delta=None if doc.get("delta") is None else checked(doc["delta"], "part", where))
-        if doc.get("format") != "atlas" or doc.get("version") != VERSION:
-            raise ValueError("not an atlas version-2 document")
+        if doc.get("format") != "atlas" or doc.get("version") != root.format_version or \
+                doc["version"] != version:
+            raise ValueError(f"not an atlas version-{version} document (version 3 exactly "
+                             "when it lists linked files)")
         if root.parent is not None:
             _str(root.parent)
         if root.message is not None:

@@ -192,24 +192,53 @@ def test_crafted_linked_blocks_are_refused(tmp_path):
     assert "outside the file" in index_problem(index, 8)
 
 
+def _forged_root(doc: dict, version: int) -> bytes:
+    import zstandard
+
+    from atlas.codecs import checksum
+
+    payload = zstandard.ZstdCompressor().compress(json.dumps(doc).encode())
+    return root_format.HEADER.pack(root_format.MAGIC, version, checksum(payload),
+                                   len(payload)) + payload
+
+
 def test_a_root_listing_a_file_as_linked_and_live_or_off_grammar_is_corrupt(tmp_path, rng):
     store, _values = built(tmp_path / "s", 8, rng)
     root = store._root
     live = root.segments["v"][0]
     for linked, match in (([live.to_json()], "listed twice"),
                           ([["../escape.seg", 10, 0]], "not a key")):
-        doc = root.to_json()
-        doc["linked"] = linked
-        raw = json.dumps(doc).encode()
-        import zstandard
-
-        from atlas.codecs import checksum
-
-        payload = zstandard.ZstdCompressor().compress(raw)
-        data = root_format.HEADER.pack(root_format.MAGIC, 2, checksum(payload),
-                                       len(payload)) + payload
+        doc = dict(root.to_json(), version=3, linked=linked)
         with pytest.raises(CorruptionError, match=match):
-            root_format.decode(data, "crafted")
+            root_format.decode(_forged_root(doc, 3), "crafted")
+    # linked files only in a version-3 root: a version-2 one listing them is refused (an
+    # atlas knowing only version 2 would drop the list and sweep the files away)
+    doc = dict(root.to_json(), linked=[["segments/00000001-" + "a" * 32 + ".seg", 10, 0]])
+    with pytest.raises(CorruptionError, match="version-2"):
+        root_format.decode(_forged_root(doc, 2), "crafted")
+    with pytest.raises(atlas.FormatError, match="newer than this atlas"):
+        root_format.decode(_forged_root(dict(root.to_json(), version=4), 4), "crafted")
+
+
+def test_a_store_is_format_3_while_it_lists_linked_files(tmp_path, rng):
+    """What keeps an atlas that knows only version 2 from writing to (and sweeping) a store
+    whose merges linked blocks: the root says version 3 exactly while it lists linked files;
+    every version record written meanwhile says so too."""
+    path = tmp_path / "s"
+    store, values = built(path, 200, rng)
+    assert store.format_version == 2 and store.usage()["format"] == 2
+    for _ in range(FANOUT):
+        rewrite(store, values, np.sort(rng.choice(200, 24, replace=False)), rng)
+        store.flush()
+    assert store._root.linked and store.format_version == 3
+    raw = (path / "manifest.atlas").read_bytes()
+    assert root_format.HEADER.unpack_from(raw)[1] == 3
+    assert atlas.Atlas.open(path).usage()["format"] == 3
+    store.compact()
+    assert not store._root.linked and atlas.Atlas.open(path).format_version == 2
+    for version in store.history()[:-1]:  # records of both versions open (not the empty one)
+        old = atlas.Atlas.open(path, version=version.generation)
+        assert old.read_array_across_stacked("v").shape[0] == 200
 
 
 def test_a_missing_linked_file_is_reported_and_reads_fail_cleanly(tmp_path, rng):

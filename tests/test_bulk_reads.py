@@ -131,6 +131,11 @@ def test_out_buffer_is_filled_in_place_and_checked(tmp_path):
         store.read_array_across_stacked("v", names, out=np.empty((4, 9, 7), np.float64))
     with pytest.raises(TypeError):
         store.read_array_across_stacked("v", names, out=[0] * 4)
+    frozen = np.zeros((4, 9, 7), np.float32)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable"):
+        store.read_array_across_stacked("v", names, out=frozen)
+    assert not frozen.any()
 
 
 def test_bad_windows_and_names_are_rejected(tmp_path):

@@ -773,6 +773,8 @@ class Atlas:
                 raise ValueError(f"out must be a C-contiguous {dtype} array of shape "
                                  f"{list(expected)}, got a {out.dtype} array of shape "
                                  f"{list(out.shape)}")
+            if not out.flags.writeable:
+                raise ValueError("out must be a writeable array, got a read-only one")
         self._read(array, slots, schema_ids, start_t, window, out)
         return out
 

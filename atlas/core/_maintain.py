@@ -302,13 +302,22 @@ def _in_segments(index: ChunkIndex) -> np.ndarray:
 def _linkable(index: ChunkIndex, blocks: np.ndarray, sizes: np.ndarray,
               block_size: int) -> np.ndarray:
     """Per block of ``index``: whether a merge keeping the chunks of ``blocks`` (their sizes
-    ``sizes``) links it rather than copy them: a segment's block at least a quarter full and
-    at least 1/LINKED_LIVE_SHARE of it kept. Linking costs no copy (old versions read the same
-    bytes) and reads decode a little more; copying a block that is mostly gone reclaims it."""
-    kept = np.bincount(blocks, weights=sizes, minlength=len(index.block_offset))
+    ``sizes``) links it rather than copy them: a committed segment's block of at least a
+    quarter of ``block_size`` decoded, at least 1/LINKED_LIVE_SHARE of it kept, in a file of
+    which the blocks so linked keep at least that share. Linking costs no copy (old versions
+    read the same bytes) and reads decode a little more; copying a block that is mostly gone,
+    or the rest of a file that is, lets the file go once its versions expire. Smaller blocks
+    are copied so that a store flushed often keeps few files."""
+    n = len(index.block_offset)
+    kept = np.bincount(blocks, weights=sizes, minlength=n)
     decoded = index.block_decoded
-    return (decoded * 4 >= block_size) & (kept * LINKED_LIVE_SHARE >= decoded) & _in_segments(
+    ok = (decoded * 4 >= block_size) & (kept * LINKED_LIVE_SHARE >= decoded) & _in_segments(
         index)
+    source = index.block_source
+    kept_stored = np.where(ok, index.block_stored * kept / np.maximum(decoded, 1), 0.0)
+    file_kept = np.bincount(source, weights=kept_stored, minlength=len(index.sources))
+    file_size = np.array([getattr(src, "size", 0) for src in index.sources], np.float64)
+    return ok & (file_kept * LINKED_LIVE_SHARE >= file_size)[source]
 
 
 def _repack(index: ChunkIndex, rows: np.ndarray, writer: SegmentWriter, block_size: int,
@@ -321,8 +330,7 @@ def _repack(index: ChunkIndex, rows: np.ndarray, writer: SegmentWriter, block_si
     verbatim = (sizes * OWN_BLOCK_SHARE >= block_size) & (per_block[blocks] == 1)
     linked = np.zeros(len(rows), bool)
     if link and len(rows):
-        linkable = _linkable(index, blocks, sizes, block_size)
-        linked = linkable[blocks] | (verbatim & _in_segments(index)[blocks])
+        linked = _linkable(index, blocks, sizes, block_size)[blocks]
         verbatim &= ~linked
     out_block = np.empty(len(rows), _I64)
     out_offset = np.zeros(len(rows), _I64)

@@ -21,7 +21,7 @@ from atlas.format import root as root_format
 from atlas.format.segment import LINKED_LIVE_SHARE, SegmentWriter, index_problem
 
 BLOCK = 4096  # blocks of 512 float64: a flush of a few datasets fills some
-DEPTH = 32  # 256 bytes per dataset
+DEPTH = 16  # 128 bytes per dataset: packed (a chunk of 256 gets a block of its own)
 
 
 def names(n: int) -> list[str]:
@@ -290,3 +290,44 @@ def test_a_linked_file_may_itself_link_files_that_are_gone(tmp_path, rng):
     assert report.ok and not report.orphans, report.problems
     got = fresh.read_array_across_stacked("v", list(values))
     assert np.array_equal(got, np.stack(list(values.values())))
+
+
+def test_a_file_mostly_superseded_is_copied_out_and_freed_by_expiry(tmp_path, rng):
+    """A file of which a merge keeps one block of many is not linked (the block would keep
+    the whole file): its live chunks are copied, it is retired, and an expiry deletes it."""
+    path = tmp_path / "s"
+    store = atlas.Atlas.create(path, block_size=BLOCK)
+    n = 600  # 600 x 128 bytes: about 19 full blocks in one file
+
+    def write(names_):
+        store.write_array_across_stacked("v", names_, rng.normal(size=(len(names_), DEPTH)),
+                                         dims=["depth"])
+        store.flush()
+
+    first = [f"d{i:04d}" for i in range(n)]
+    write(first)
+    big = store._root.segments["v"][0].key
+    write(first[32:])  # everything but its first block's datasets again
+    for j in range(FANOUT - 2):
+        write([f"n{j}_{i:04d}" for i in range(n)])
+    assert len(store._root.segments["v"]) == 1, "the merge did not run"
+    assert big not in {r.key for r in store._root.linked}
+    store.expire(older_than=0, keep_last=1)
+    assert not (path / big).exists()
+    fresh = atlas.Atlas.open(path)
+    assert fresh.verify().ok and len(fresh.list_datasets()) == n + (FANOUT - 2) * n
+
+
+def test_flushes_of_chunks_under_a_quarter_block_keep_files_few(tmp_path, rng):
+    """Chunks with a block of their own but under a quarter of block_size, one per flush, are
+    copied by the merges (as small files always were): the store keeps a few dozen files."""
+    path = tmp_path / "s"
+    store = atlas.Atlas.create(path, block_size=BLOCK)
+    values = rng.normal(size=(300, 64))  # 512 bytes: a block of its own, an eighth of BLOCK
+    for i in range(300):
+        store.write_array_across_stacked("v", [f"p{i}"], values[i:i + 1], dims=["depth"])
+        store.flush()
+    root = store._root
+    assert len(root.segments["v"]) + len(root.linked) < 40, (len(root.segments["v"]),
+                                                             len(root.linked))
+    assert np.array_equal(atlas.Atlas.open(path).read_array_across_stacked("v"), values)

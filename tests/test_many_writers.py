@@ -175,6 +175,23 @@ def test_a_rebase_over_expired_versions_is_refused(base):
     assert atlas.Atlas.open(base).list_datasets() == ["shared", "early", "later"]
 
 
+def test_a_rebase_whose_delta_part_went_meanwhile_is_a_conflict(base):
+    """An expire running beside the flush can delete a newer commit's delta part after the
+    flush read the chain of records: the flush says so as a ConflictError (it used to raise
+    CorruptionError, calling a sound store damaged). Simulated by deleting the part."""
+    writer = atlas.Atlas.open(base)
+    profile(writer, "late", 1)
+    other = atlas.Atlas.open(base)
+    profile(other, "early", 2)
+    other.flush()
+    before = atlas.Atlas.open(base).list_datasets()
+    (Path(base) / other._root.delta).unlink()
+    with pytest.raises(atlas.ConflictError, match="expired"):
+        writer.flush()
+    assert atlas.Atlas.open(base).version == other.version  # nothing was committed
+    assert before == ["shared", "early"]
+
+
 def _append(location: str, options: dict, who: int, count: int, queue) -> None:
     try:
         store = atlas.Atlas.open(location, **options)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from atlas.core import _versions
-from atlas.errors import ConflictError, CorruptionError, VersionNotFoundError
+from atlas.errors import ConflictError, VersionNotFoundError
 from atlas.format.catalog import BLOOM, read_table
 from atlas.format.catalog import MAGIC as PART_MAGIC
 from atlas.format.root import FileRef, Root
@@ -136,8 +136,15 @@ def their_changes(store: "Atlas", base: Root, latest: Root) -> Summary:
         if root.delta is None:
             continue  # a compaction, an expire, a policy change: no data changed
         sizes.update({p.key: p.size for p in root.parts})
-        size = sizes.get(root.delta) or _size_of(storage, root.delta)
-        theirs.add(part_tables(store, FileRef(root.delta, size)), base)
+        try:
+            size = sizes.get(root.delta) or _size_of(storage, root.delta)
+            theirs.add(part_tables(store, FileRef(root.delta, size)), base)
+        except FileNotFoundError:  # an expire removed it since the chain was read
+            raise ConflictError(
+                f"store at {storage.location} was committed by another writer since this "
+                f"handle read it, and what version {root.generation} changed has expired "
+                "meanwhile, so this flush cannot be re-applied on top of it; reopen the store "
+                "and redo the changes") from None
     return theirs
 
 
@@ -145,7 +152,7 @@ def _size_of(storage, key: str) -> int:
     for found, size, _mtime in storage.list(key.rsplit("/", 1)[0]):
         if found == key:
             return size
-    raise CorruptionError(f"{storage.location}/{key}: a version's delta part is missing")
+    raise FileNotFoundError(f"{storage.location}/{key}: a version's delta part is missing")
 
 
 # -- renumbering --------------------------------------------------------------------------------

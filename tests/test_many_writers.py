@@ -192,6 +192,27 @@ def test_a_rebase_whose_delta_part_went_meanwhile_is_a_conflict(base):
     assert before == ["shared", "early"]
 
 
+def test_a_definition_two_writers_interned_apart_is_one_definition(base):
+    """Two writers each define `v` the same way: after the rebases the catalog holds that
+    definition under two schema ids. Writing again to a dataset of either used to raise
+    'defined as X; the stacked write gives X' with X the same."""
+    b, c = atlas.Atlas.open(base), atlas.Atlas.open(base)
+
+    def write(handle, names, value):
+        handle.write_array_across_stacked("v", names, np.full((len(names), 4), value),
+                                          dims=["depth"])
+        handle.flush()
+
+    write(c, ["c0"], 1.0)
+    write(b, ["b0"], 2.0)  # rebases over c: its own schema id is shifted
+    write(c, ["c1"], 3.0)  # rebases over b
+    write(c, ["c0", "b0"], 4.0)
+    back = atlas.Atlas.open(base)
+    assert back.read_array_across_stacked("v", ["c0", "b0", "c1"])[:, 0].tolist() == [4, 4, 3]
+    with pytest.raises(ValueError, match="defined as float64"):
+        c.write_array_across_stacked("v", ["c0"], np.zeros((1, 4)), dims=["other"])
+
+
 def _append(location: str, options: dict, who: int, count: int, queue) -> None:
     try:
         store = atlas.Atlas.open(location, **options)

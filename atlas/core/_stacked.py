@@ -64,7 +64,13 @@ def write_stacked(store: "Atlas", array: str, names: Sequence[str], data: np.nda
 
     # existing definitions must match; the others are defined now
     slots, schema_ids, found = catalog.rows(array, dids)
-    for i in np.flatnonzero(found & (schema_ids != schema_id))[:1].tolist():
+    differ = found & (schema_ids != schema_id)
+    if differ.any():  # another id may hold the same definition (two writers interned it)
+        key = schema.key()
+        same = [s for s in dict.fromkeys(schema_ids[differ].tolist())
+                if catalog.schema(s).key() == key]
+        differ &= ~np.isin(schema_ids, same)
+    for i in np.flatnonzero(differ)[:1].tolist():
         other = catalog.schema(int(schema_ids[i]))
         kind = TypeError if other.dtype != schema.dtype else ValueError
         raise kind(f"{array!r} in dataset {names[i]!r} is defined as {other.dtype.name} "

@@ -213,6 +213,26 @@ def test_a_definition_two_writers_interned_apart_is_one_definition(base):
         c.write_array_across_stacked("v", ["c0"], np.zeros((1, 4)), dims=["other"])
 
 
+def test_writes_after_merging_change_sets_define_new_arrays_after_theirs(base):
+    """A handle that merges forked writers' change sets and then writes before its flush:
+    its new definitions are numbered after the change sets' (it raised 'the catalog holds N
+    schemas, its root counts M'), and everything reads back after the flush."""
+    store = atlas.Atlas.open(base)
+    fork = store.fork()
+    writer = fork.writer()
+    writer.write_array_across_stacked("v", ["f0"], np.zeros((1, 4)), dims=["d"])
+    writer.write_array_across_stacked("w", ["f0"], np.zeros((1, 2), np.int32), dims=["e"])
+    store.merge([writer.changes()])
+    store.write_array_across_stacked("v", ["m0"], np.ones((1, 4)), dims=["d"])
+    store.write_array_across_stacked("u", ["m0"], np.full((1, 3), 5, np.int16), dims=["k"])
+    store.flush()
+    back = atlas.Atlas.open(base)
+    assert back.read_array_across_stacked("v", ["f0", "m0"]).tolist() == [[0] * 4, [1] * 4]
+    assert back.read_array_across_stacked("u", ["m0"]).tolist() == [[5] * 3]
+    assert back.read_array_across_stacked("w", ["f0"]).dtype == np.int32
+    assert back.verify().ok
+
+
 def _append(location: str, options: dict, who: int, count: int, queue) -> None:
     try:
         store = atlas.Atlas.open(location, **options)

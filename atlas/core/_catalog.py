@@ -103,6 +103,8 @@ class Catalog:
         self._schemas: list[Schema] | None = None
         self._schema_ids: dict[tuple, int] = {}
         self.new_schemas: list[tuple[int, Schema]] = []
+        # schemas of merged change sets (numbered, not logged: the merged tables hold them)
+        self.held_schemas: list[tuple[int, Schema]] = []
         # what the per-dataset hot path may keep between calls: the arguments of define_array
         # already checked (-> schema id), and ``epoch``, which grows whenever something a
         # DatasetView keeps (a dataset id, an array's row) may have changed
@@ -532,7 +534,8 @@ class Catalog:
             self._schemas = out
             self.fast_dtypes = [_fast_dtype(s) for s in out]
             self._schema_ids = {s.key(): i for i, s in enumerate(out)}
-            for sid, schema in self.new_schemas:
+            for sid, schema in sorted(self.new_schemas + self.held_schemas,
+                                      key=lambda pair: pair[0]):
                 self._schemas.append(schema)
                 self.fast_dtypes.append(_fast_dtype(schema))
                 self._schema_ids[schema.key()] = sid
@@ -550,6 +553,20 @@ class Catalog:
             raise CorruptionError(f"{self.storage.location}: schema {schema_id} does not exist "
                                   f"(the catalog has {len(schemas)})")
         return schemas[schema_id]
+
+    def hold_schemas(self, rows) -> None:
+        """Know the schemas ``(id, json)`` of a merged change set (renumbered into this
+        catalog's ids) before the flush that commits them: later writes intern after them."""
+        schemas = self.schemas()
+        for sid, text in rows:
+            schema = Schema.from_value(value_format.loads(text))
+            if sid != len(schemas):
+                raise CorruptionError(f"{self.storage.location}: a merged schema is numbered "
+                                      f"{sid}, the catalog holds {len(schemas)}")
+            schemas.append(schema)
+            self.fast_dtypes.append(_fast_dtype(schema))
+            self._schema_ids.setdefault(schema.key(), sid)
+            self.held_schemas.append((sid, schema))
 
     def intern(self, schema: Schema) -> int:
         schemas = self.schemas()

@@ -153,6 +153,8 @@ def merge_into(store: "Atlas", change_sets: list[ChangeSet]) -> None:
                     - getattr(base, f"next_{c}"))
         for sid, table in _rebase.renumbered(change.tables, base, shift).items():
             merged.tables.setdefault(sid, []).append(table)
+            if sid == ("schemas",):
+                catalog.hold_schemas(zip(table.key.tolist(), table.columns["json"]))
         merged.segments += [(array, _rebase.remapped_ref(ref, base, shift))
                             for array, ref in change.segments]
     _fold(merged.summary, seen)

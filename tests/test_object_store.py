@@ -317,13 +317,13 @@ def test_merges_link_blocks_on_s3_and_every_version_reads_back(moto_s3):
     url = f"s3://{BUCKET}/{moto_s3.new_prefix()}"
     store = atlas.Atlas.create(url, block_size=4096, **moto_s3.options())
     names = [f"p{i}" for i in range(64)]
-    values = rng.normal(size=(64, 32))
+    values = rng.normal(size=(64, 16))  # chunks of 128 bytes: packed into 4 KiB blocks
     store.write_array_across_stacked("v", names, values, dims=["d"])
     store.flush()
     model = {store.version: values.copy()}
     for _ in range(8):
         rows = np.sort(rng.choice(64, 16, replace=False))
-        values[rows] = rng.normal(size=(16, 32))
+        values[rows] = rng.normal(size=(16, 16))
         store.write_array_across_stacked("v", [names[i] for i in rows], values[rows], dims=["d"])
         store.flush()
         model[store.version] = values.copy()

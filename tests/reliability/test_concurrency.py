@@ -238,7 +238,7 @@ def test_sweeps_and_compactions_leave_the_files_a_live_writers_merge_links_alone
         for i in range(4):
             name = f"f{f}_{i}"
             expected[name] = np.arange(256, dtype=np.int32) + 1000 * f + i
-            handle.create_dataset(name).define_array("x", "int32", ["i"], [256], [64])
+            handle.create_dataset(name).define_array("x", "int32", ["i"], [256], [32])
             handle.open_dataset(name).write_array("x", [0], expected[name])
 
     for f in range(7):

@@ -729,8 +729,8 @@ def _verify_segment(storage: Storage, files: IndexCache, ref: FileRef, linked: s
         problems.append(f"{where}: links blocks of {what}, which is missing")
     for s, count in sorted(bad.items()):
         if s == 0:
-            problems.append(f"{where}: {count} of {int((index.blocks['file'] == 0).sum())} "
-                            "blocks fail their checksum or do not decode")
+            problems.append(f"{where}: {count} of {int(own.sum())} blocks fail their "
+                            "checksum or do not decode")
         else:  # the damage is in the linked file: name it first
             problems.append(f"{merged.sources[s].where()}: {count} blocks that {where} links "
                             "fail their checksum or do not decode")

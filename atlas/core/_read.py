@@ -435,10 +435,13 @@ def _coalesce(offsets: np.ndarray, lengths: np.ndarray, gap: int = COALESCE_GAP)
 
 
 def _decoded(plan: ReadPlan, b: int, fetched, cache: BlockCache | None, scratch: bool = False):
+    """Block ``b`` of the plan decoded (``scratch``: into this thread's reused buffer, valid
+    until its next decode; only for reads that cache nothing)."""
     if isinstance(fetched, tuple):
         return fetched[1]
-    return decode_block(plan.indexes[int(plan.block_index[b])], int(plan.block_number[b]),
-                        fetched, cache, scratch)
+    index, n = plan.indexes[int(plan.block_index[b])], int(plan.block_number[b])
+    into = _scratch_buffer(int(index.block_decoded[n])) if scratch else None
+    return decode_block(index, n, fetched, cache, into=into)
 
 
 _scratch = threading.local()
@@ -456,12 +459,10 @@ def _scratch_buffer(size: int) -> bytearray | None:
     return buffer
 
 
-def decode_block(index: ChunkIndex, n: int, fetched, cache: BlockCache | None,
-                 scratch: bool = False, into=None):
+def decode_block(index: ChunkIndex, n: int, fetched, cache: BlockCache | None, into=None):
     """The decoded bytes of block ``n`` of ``index`` from its ``fetched`` stored bytes: checked
-    against its crc, decoded to exactly the size the index declares. ``scratch``: into this
-    thread's reused buffer (valid until its next decode; never cached); ``into``: into that
-    buffer where the codec can (see ``codecs.decode``)."""
+    against its crc, decoded to exactly the size the index declares. ``into``: a buffer to
+    decode into where the codec can (see ``codecs.decode``); such bytes are never cached."""
     source = index.sources[int(index.block_source[n])]
     if source.decoded:
         return fetched
@@ -477,15 +478,13 @@ def decode_block(index: ChunkIndex, n: int, fetched, cache: BlockCache | None,
         if cache is CHECK_ONLY:
             codecs.check_decodes(int(index.block_codec[n]), frame, decoded_len - tail)
             return None
-        if into is None and scratch and not tail and cache is None:
-            into = _scratch_buffer(decoded_len)
         raw = codecs.decode(int(index.block_codec[n]), frame, decoded_len - tail,
                             into=None if tail else into)
     except CorruptionError as err:
         raise CorruptionError(f"{source.where()}: block at offset {offset}: {err}") from err
     if tail:
         raw = bytes(raw) + bytes(memoryview(fetched)[len(fetched) - tail :])
-    if cache is not None and source.cache_id is not None:
+    if cache is not None and source.cache_id is not None and into is None:
         cache.put((source.cache_id, offset), raw)
     return raw
 

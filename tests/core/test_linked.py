@@ -43,6 +43,13 @@ def built(path: Path, n: int, rng, **options) -> tuple[atlas.Atlas, np.ndarray]:
     return store, values
 
 
+def rewrite_and_flush(store: atlas.Atlas, values: np.ndarray, flushes: int, rng) -> None:
+    """``flushes`` flushes, each rewriting 24 random datasets of 200 (a block or so)."""
+    for _ in range(flushes):
+        rewrite(store, values, np.sort(rng.choice(200, 24, replace=False)), rng)
+        store.flush()
+
+
 def check_versions(path: Path, model: dict[int, np.ndarray]) -> None:
     for generation, expected in model.items():
         old = atlas.Atlas.open(path, version=generation)
@@ -75,9 +82,7 @@ def test_merges_link_full_blocks_and_store_each_version_once(tmp_path, rng):
 def test_a_store_that_keeps_no_versions_copies_instead(tmp_path, rng):
     store, values = built(tmp_path / "s", 200, rng)
     store.set_retention(older_than=0, keep_last=1)
-    for _ in range(2 * FANOUT):
-        rewrite(store, values, np.sort(rng.choice(200, 24, replace=False)), rng)
-        store.flush()
+    rewrite_and_flush(store, values, 2 * FANOUT, rng)
     assert store.usage()["linked"] == 0
     assert np.array_equal(atlas.Atlas.open(tmp_path / "s").read_array_across_stacked("v"),
                           values)
@@ -105,9 +110,7 @@ def test_mostly_superseded_blocks_are_copied_out(tmp_path, rng):
 def test_compaction_and_expiry_free_linked_files_once_no_version_reads_them(tmp_path, rng):
     path = tmp_path / "s"
     store, values = built(path, 200, rng)
-    for _ in range(2 * FANOUT):
-        rewrite(store, values, np.sort(rng.choice(200, 24, replace=False)), rng)
-        store.flush()
+    rewrite_and_flush(store, values, 2 * FANOUT, rng)
     linked = [r.key for r in store._root.linked]
     assert linked
     store.verify(repair=True)  # the sweep must not take linked files for orphans
@@ -227,9 +230,7 @@ def test_a_store_is_format_3_while_it_lists_linked_files(tmp_path, rng):
     path = tmp_path / "s"
     store, values = built(path, 200, rng)
     assert store.format_version == 2 and store.usage()["format"] == 2
-    for _ in range(FANOUT):
-        rewrite(store, values, np.sort(rng.choice(200, 24, replace=False)), rng)
-        store.flush()
+    rewrite_and_flush(store, values, FANOUT, rng)
     assert store._root.linked and store.format_version == 3
     raw = (path / "manifest.atlas").read_bytes()
     assert root_format.HEADER.unpack_from(raw)[1] == 3
@@ -244,9 +245,7 @@ def test_a_store_is_format_3_while_it_lists_linked_files(tmp_path, rng):
 def test_a_missing_linked_file_is_reported_and_reads_fail_cleanly(tmp_path, rng):
     path = tmp_path / "s"
     store, values = built(path, 200, rng)
-    for _ in range(2 * FANOUT):
-        rewrite(store, values, np.sort(rng.choice(200, 24, replace=False)), rng)
-        store.flush()
+    rewrite_and_flush(store, values, 2 * FANOUT, rng)
     victim = store._root.linked[0].key
     (path / victim).unlink()
     report = atlas.Atlas.open(path).verify()

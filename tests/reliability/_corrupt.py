@@ -306,12 +306,7 @@ def parse_layout(root: str) -> Layout:
     # segment's index), never their own index
     in_linked = {}  # (key, block offset) -> ("block", key, n)
     for key, size, _level in doc.get("linked", []):
-        raw = open(os.path.join(root, key), "rb").read()
-        assert len(raw) == size, key
-        sizes[key] = size
-        footer_at, footer_len, sections = _container(raw)
-        by_id = {tuple(e[0]): e for e in sections}
-        blocks = _section(raw, by_id[("blocks",)])
+        raw, footer_at, footer_len, by_id, blocks = _segment_file(root, key, size, sizes)
         own = blocks.get("file", np.zeros(len(blocks["offset"]), np.int64)) == 0
         for n in np.flatnonzero(own).tolist():
             start, stored = int(blocks["offset"][n]), int(blocks["stored"][n])
@@ -325,12 +320,7 @@ def parse_layout(root: str) -> Layout:
     for array, refs in doc["segments"].items():
         newest = {}
         for key, size, _level in refs:
-            raw = open(os.path.join(root, key), "rb").read()
-            assert len(raw) == size, key
-            sizes[key] = size
-            footer_at, footer_len, sections = _container(raw)
-            by_id = {tuple(e[0]): e for e in sections}
-            blocks = _section(raw, by_id[("blocks",)])
+            raw, footer_at, footer_len, by_id, blocks = _segment_file(root, key, size, sizes)
             chunks = _section(raw, by_id[("chunks",)])
             files = [key, *(_section(raw, by_id[("linked",)])["key"] if ("linked",) in by_id
                             else [])]
@@ -364,6 +354,17 @@ def parse_layout(root: str) -> Layout:
     layout = Layout(root, sizes, regions, _reads(tables, live, owner, users, parts, names_in))
     layout.clean = perform_all(root, layout.reads)
     return layout
+
+
+def _segment_file(root: str, key: str, size: int, sizes: dict[str, int]):
+    """(bytes, footer offset, footer length, sections by id, blocks columns) of a segment the
+    root lists with ``size`` bytes, recorded in ``sizes``."""
+    raw = open(os.path.join(root, key), "rb").read()
+    assert len(raw) == size, key
+    sizes[key] = size
+    footer_at, footer_len, sections = _container(raw)
+    by_id = {tuple(e[0]): e for e in sections}
+    return raw, footer_at, footer_len, by_id, _section(raw, by_id[("blocks",)])
 
 
 TABLES = ("datasets", "schemas", "array", "attr", "array_attr")

@@ -193,13 +193,11 @@ class _SweepBeforeCommit(StorageWrapper):
         return self.inner.commit(key, data, expected)
 
 
-@pytest.mark.parametrize("sweep", ["verify-repair", "compact"])
-def test_sweeps_leave_a_live_writers_catalog_part_and_merged_files_alone(tmp_path, sweep):
-    """A flush paused just before its commit, with its new segment, catalog part and merged
-    files written, while another handle sweeps orphans (verify(repair=True), or a compaction
-    that commits first and then sweeps): none of the writer's files may go."""
-    path = tmp_path / "s"
-    _store_with_history(path, flushes=7)
+def _flush_beside_a_sweep(path, sweep: str, write) -> tuple[list, bool, set]:
+    """``write(writer)`` on a new handle, then its flush, paused before its commit while
+    another handle sweeps (``sweep``: "verify-repair", or "compact", which commits first and
+    then sweeps). Returns (what the sweep removed, whether every file the flush was about to
+    commit was still there, those files)."""
     survived = []
 
     def other():
@@ -210,14 +208,27 @@ def test_sweeps_leave_a_live_writers_catalog_part_and_merged_files_alone(tmp_pat
 
     wrapper = _SweepBeforeCommit(LocalStorage(path), other)
     writer = atlas.Atlas.open(wrapper)
-    writer.open_dataset("a").write_array("x", [0], np.full(20, 8, np.int32))
-    # the 8th flush: merges, then commits after the sweep (after a compaction that committed
-    # first, it re-applies its own changes on top of it)
+    write(writer)
     writer.flush()
     removed, kept = survived[0]
-    assert removed == [] and kept, f"the sweep took a live writer's files: {wrapper.in_flight}"
-    assert any(key.startswith("catalog/") for key in wrapper.in_flight)
-    assert len(wrapper.in_flight) >= 4  # a segment, a part, a merged segment and a merged part
+    return removed, kept, wrapper.in_flight
+
+
+@pytest.mark.parametrize("sweep", ["verify-repair", "compact"])
+def test_sweeps_leave_a_live_writers_catalog_part_and_merged_files_alone(tmp_path, sweep):
+    """A flush paused just before its commit, with its new segment, catalog part and merged
+    files written, while another handle sweeps orphans (verify(repair=True), or a compaction
+    that commits first and then sweeps): none of the writer's files may go."""
+    path = tmp_path / "s"
+    _store_with_history(path, flushes=7)
+    # the 8th flush: merges, then commits after the sweep (after a compaction that committed
+    # first, it re-applies its own changes on top of it)
+    removed, kept, in_flight = _flush_beside_a_sweep(
+        path, sweep, lambda writer: writer.open_dataset("a").write_array(
+            "x", [0], np.full(20, 8, np.int32)))
+    assert removed == [] and kept, f"the sweep took a live writer's files: {in_flight}"
+    assert any(key.startswith("catalog/") for key in in_flight)
+    assert len(in_flight) >= 4  # a segment, a part, a merged segment and a merged part
     fresh = atlas.Atlas.open(path)
     assert np.array_equal(fresh.open_dataset("a").read_array("x"), np.full(20, 8, np.int32))
     assert fresh.verify().ok
@@ -244,20 +255,8 @@ def test_sweeps_and_compactions_leave_the_files_a_live_writers_merge_links_alone
     for f in range(7):
         write(store, f)
         store.flush()
-    survived = []
-
-    def other():
-        handle = atlas.Atlas.open(path)
-        removed = handle.verify(repair=True).removed if sweep == "verify-repair" else (
-            handle.compact(grace=0) or [])
-        survived.append((removed, wrapper.in_flight <= _files(path)))
-
-    wrapper = _SweepBeforeCommit(LocalStorage(path), other)
-    writer = atlas.Atlas.open(wrapper)
-    write(writer, 7)
-    writer.flush()
-    removed, kept = survived[0]
-    assert removed == [] and kept, f"the sweep took a live writer's files: {wrapper.in_flight}"
+    removed, kept, in_flight = _flush_beside_a_sweep(path, sweep, lambda w: write(w, 7))
+    assert removed == [] and kept, f"the sweep took a live writer's files: {in_flight}"
     fresh = atlas.Atlas.open(path)
     if sweep == "verify-repair":
         assert len(fresh._root.linked) == FANOUT, "the merge did not link the run's files"

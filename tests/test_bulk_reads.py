@@ -188,3 +188,68 @@ def test_large_stacked_read_uses_threads_and_matches(tmp_path):
     names = list(reversed(store.list_datasets()))
     got = store.read_array_across_stacked("v", names, [3, 5], [50, 80])
     np.testing.assert_array_equal(got, _reference(store, names, "v", [3, 5], [50, 80]))
+
+
+def _stacked_store(path, n=300):
+    """Three arrays of one chunk each, written stacked: a read of every dataset finds each
+    chunk at its own row of the index."""
+    rng = np.random.default_rng(2)
+    store = atlas.Atlas.create(path, block_size=4096)
+    names = [f"p{i:04d}" for i in range(n)]
+    data = {"lat": rng.random(n), "temp": rng.random((n, 40), dtype=np.float32),
+            "grid": rng.integers(0, 99, (n, 6, 5), dtype=np.int16)}
+    dims = {"lat": [], "temp": ["z"], "grid": ["y", "x"]}
+    for array, values in data.items():
+        store.write_array_across_stacked(array, names, values, dims=dims[array])
+    store.flush()
+    return store, data
+
+
+@pytest.mark.parametrize("array,start,shape", [
+    ("lat", None, None), ("temp", None, None), ("temp", [7], [20]), ("grid", None, None),
+    ("grid", [1, 2], [4, 3]), ("grid", [0, 1], [6, 4])])
+def test_plan_of_a_read_of_everything_equals_the_searched_plan(tmp_path, array, start, shape):
+    from atlas.core._index import ChunkIndex
+    from atlas.core._read import execute, plan_read
+
+    store, data = _stacked_store(tmp_path / "s")
+    catalog = store._catalog
+    slots, schema_ids, _found = catalog.rows(array, catalog.live_dids(), everything=True)
+    [index] = store._indexes(array)
+    assert index.is_every_row(slots, 0)
+    schema = catalog.schema(int(schema_ids[0]))
+    start = tuple(start or [0] * schema.ndim)
+    shape = tuple(shape or schema.shape)
+    args = (slots, schema_ids, catalog.schemas(), start, shape, schema.dtype.itemsize)
+    fast = plan_read([index], *args)
+    searched = plan_read([index, ChunkIndex.empty()], *args)  # two indexes: found by search
+    for field in ("block_index", "block_number", "chunk_block", "chunk_src", "chunk_length",
+                  "chunk_row", "chunk_extent", "chunk_src_start", "chunk_dst_start",
+                  "chunk_box", "chunk_schema", "fill_row"):
+        np.testing.assert_array_equal(getattr(fast, field), getattr(searched, field), field)
+    want = data[array][(slice(None), *(slice(a, a + w) for a, w in zip(start, shape)))]
+    for plan in (fast, searched):
+        out = np.empty(want.shape, want.dtype)
+        execute(plan, out, None)
+        np.testing.assert_array_equal(out, want)
+    got = store.read_array_across_stacked(array, start=list(start), shape=list(shape))
+    np.testing.assert_array_equal(got, want)
+
+
+def test_read_of_everything_refuses_a_chunk_of_the_wrong_length(tmp_path):
+    import dataclasses
+
+    from atlas.core._read import execute, plan_read
+
+    store, data = _stacked_store(tmp_path / "s")
+    catalog = store._catalog
+    slots, schema_ids, _found = catalog.rows("temp", catalog.live_dids(), everything=True)
+    [index] = store._indexes("temp")
+    length = index.length.copy()
+    length[123] -= 4  # one chunk in the index claims a value less than its extent holds
+    bad = dataclasses.replace(index, length=length)
+    plan = plan_read([bad], slots, schema_ids, catalog.schemas(), (0,), (40,), 4)
+    with pytest.raises(atlas.CorruptionError, match="a chunk holds 156 bytes, its extent "
+                                                    "needs 160"):
+        execute(plan, np.empty((len(slots), 40), np.float32), None)
+    np.testing.assert_array_equal(store.read_array_across_stacked("temp"), data["temp"])

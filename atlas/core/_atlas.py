@@ -917,7 +917,7 @@ class Atlas:
         first = None
         for schema_id in _distinct(schema_ids):  # first mismatch first in errors
             schema = self._catalog.schema(schema_id)
-            position = int(np.flatnonzero(schema_ids == schema_id)[0])
+            position = int(np.argmax(schema_ids == schema_id))  # its first row
             where = _Lazy(lambda p=position: f"{array!r} in dataset {name_at(p)!r}")
             start_t, window = self._window(schema, start, shape, where)
             if first is None:

@@ -111,9 +111,8 @@ class ChunkIndex:
         n = len(slots)
         if self.rows == 0 or n == 0:
             return np.full(n, -1, _I64)
-        if n == self.rows and self.single_chunk and not chunks.any() and np.array_equal(
-                slots, self.slot):
-            return np.arange(n, dtype=_I64)  # every row, in index order: a read of everything
+        if self.is_every_row(slots, chunks):
+            return np.arange(n, dtype=_I64)
         lo = np.searchsorted(self.slot, slots, "left")
         hi = np.searchsorted(self.slot, slots, "right")
         if not chunks.any() and self.single_chunk:
@@ -133,6 +132,13 @@ class ChunkIndex:
             hi = np.where(active & ~right, mid, hi)
         hit = (lo < end) & (self.chunk[np.minimum(lo, last)] == chunks)
         return np.where(hit, lo, -1).astype(_I64)
+
+    def is_every_row(self, slots: np.ndarray, chunks: np.ndarray | int) -> bool:
+        """Whether the wanted (slot, chunk) pairs (``chunks`` may be one chunk for all) are
+        this index's rows exactly, in its order: a read of everything, planned without a
+        search or a copy of the index's columns."""
+        return (len(slots) == self.rows and self.single_chunk and not np.any(chunks)
+                and np.array_equal(slots, self.slot))
 
     @property
     def single_chunk(self) -> bool:

@@ -191,6 +191,15 @@ def plan_read(indexes: list[ChunkIndex], slots: np.ndarray, row_schemas: np.ndar
         m = len(plan.chunk_ids)
         if m == 0:
             continue
+        if len(groups) == 1 and len(indexes) == 1 and m == 1 and \
+                indexes[0].is_every_row(slots, plan.chunk_ids[0]):
+            # a read of everything: chunk k is row k of the index (the columns themselves,
+            # not copies: on these machines every fresh array of a million rows costs faults)
+            one = np.broadcast_to(np.int64(0), (n_rows,))
+            parts.append((one, None, rows, _rows_of(plan.extents, one, m),
+                          _rows_of(plan.src_starts, one, m), _rows_of(plan.dst_starts, one, m),
+                          _rows_of(plan.boxes, one, m), np.broadcast_to(np.int64(g), (n_rows,))))
+            continue
         if m == 1:  # one chunk per row (the common case): no repeating of the rows
             want_slot = slots[rows] if len(groups) > 1 else slots
             want_chunk = np.full(len(rows), plan.chunk_ids[0], _I64)
@@ -212,7 +221,8 @@ def plan_read(indexes: list[ChunkIndex], slots: np.ndarray, row_schemas: np.ndar
         if len(which):
             parts.append((which, where, row_of, _rows_of(plan.extents, k_of, m),
                           _rows_of(plan.src_starts, k_of, m), _rows_of(plan.dst_starts, k_of, m),
-                          _rows_of(plan.boxes, k_of, m), np.full(len(which), g, _I64)))
+                          _rows_of(plan.boxes, k_of, m),
+                          np.broadcast_to(np.int64(g), (len(which),))))
     ndim = len(window)
     if len(parts) == 1:
         which, where, row, extent, src_start, dst_start, box, schema_of = parts[0]
@@ -223,7 +233,10 @@ def plan_read(indexes: list[ChunkIndex], slots: np.ndarray, row_schemas: np.ndar
         which = where = row = schema_of = np.zeros(0, _I64)
         extent = src_start = dst_start = box = np.zeros((0, ndim), _I64)
     # the blocks to read: one per distinct (index, block), in index then block order
-    if len(indexes) == 1 or not (which > 0).any():
+    if where is None:  # every row of the one index
+        index = indexes[0]
+        block_of, offset, length = index.block, index.offset, index.length
+    elif len(indexes) == 1 or not (which > 0).any():
         index = indexes[0]
         block_of, offset, length = index.block[where], index.offset[where], index.length[where]
     else:
@@ -237,7 +250,8 @@ def plan_read(indexes: list[ChunkIndex], slots: np.ndarray, row_schemas: np.ndar
                 block_of[mine] = index.block[rows_i]
                 offset[mine] = index.offset[rows_i]
                 length[mine] = index.length[rows_i]
-    combined = which * (1 << 40) + block_of  # a block number is far below 2**40
+    # a block number is far below 2**40; with one index, the block number alone
+    combined = block_of if len(indexes) == 1 else which * (1 << 40) + block_of
     if len(combined) < 2 or bool(np.all(combined[1:] >= combined[:-1])):
         sorted_combined = combined  # rows in block order already: nothing to reorder
     else:
@@ -249,7 +263,8 @@ def plan_read(indexes: list[ChunkIndex], slots: np.ndarray, row_schemas: np.ndar
     new_block = np.ones(len(sorted_combined), bool)
     new_block[1:] = sorted_combined[1:] != sorted_combined[:-1]
     block_key = sorted_combined[new_block]
-    chunk_block = np.cumsum(new_block) - 1
+    chunk_block = np.cumsum(new_block, dtype=_I64)
+    chunk_block -= 1
     if fills:
         f_row, f_dst, f_box, f_schema = (np.concatenate(cols) for cols in zip(*fills))
     else:
@@ -357,13 +372,20 @@ def _direct_blocks(t: "_ScatterTables", bounds: np.ndarray, sizes: np.ndarray) -
     (whole chunks back to back in output order, nothing else in the block: a stacked read of
     many datasets' one-chunk arrays). Such a block is decoded straight into place."""
     n = len(t.run)
-    runs = t.run >= 0
-    follows = np.zeros(n, bool)  # chunk i goes on where chunk i - 1 ended, in both
-    follows[1:] = (t.run_src[1:] == t.run_src[:-1] + t.run[:-1]) & (
-        t.run_dst[1:] == t.run_dst[:-1] + t.run[:-1])
     lo, hi = bounds[:-1], bounds[1:]
+    if not n:
+        return np.zeros(0, bool)
+    # chunk i goes on where chunk i - 1 ended, in both (one temporary at a time: these
+    # tables have a row per dataset)
+    follows = np.zeros(n, bool)
+    step = np.subtract(t.run_src[1:], t.run_src[:-1])
+    follows[1:] = step == t.run[:-1]
+    np.subtract(t.run_dst[1:], t.run_dst[:-1], out=step)
+    follows[1:] &= step == t.run[:-1]
+    del step
     follows[lo] = t.run_src[lo] == 0  # a block's first chunk starts it
-    whole = np.logical_and.reduceat(runs & follows, lo) if n else np.zeros(0, bool)
+    follows &= t.run >= 0
+    whole = np.logical_and.reduceat(follows, lo)
     return whole & (t.run_src[hi - 1] + t.run[hi - 1] == sizes)
 
 
@@ -523,19 +545,36 @@ def _scatter_tables(plan: ReadPlan, row_bytes: int) -> _ScatterTables:
     ndim = len(window)
     n = len(plan.chunk_row)
     extents, boxes = plan.chunk_extent, plan.chunk_box
-    expected = (np.prod(extents, axis=1) if ndim else np.ones(n, _I64)) * itemsize
-    bad = np.flatnonzero(expected != plan.chunk_length)
+    # one chunk shape and overlap for every chunk (broadcast tables): checked once, not per row
+    uniform = n > 0 and extents.strides[0] == 0 and boxes.strides[0] == 0 and \
+        plan.chunk_src_start.strides[0] == 0 and plan.chunk_dst_start.strides[0] == 0
+    if uniform:
+        expected = math.prod(extents[0].tolist()) * itemsize
+        bad = np.flatnonzero(plan.chunk_length != expected)[:1]
+    else:
+        expected = (np.prod(extents, axis=1) if ndim else np.ones(n, _I64)) * itemsize
+        bad = np.flatnonzero(expected != plan.chunk_length)
     if len(bad):
         i = int(bad[0])
+        expected = expected if uniform else expected[i]
         index = plan.indexes[int(plan.block_index[plan.chunk_block[i]])]
         raise CorruptionError(
             f"{index.sources[0].where() if index.sources else 'store'}: a chunk holds "
-            f"{int(plan.chunk_length[i])} bytes, its extent needs {int(expected[i])}")
+            f"{int(plan.chunk_length[i])} bytes, its extent needs {int(expected)}")
     dst_offsets = plan.chunk_row * row_bytes
     if ndim == 0:
-        run = np.full(n, itemsize, _I64)
-        run_src = plan.chunk_src.copy()
+        run = np.broadcast_to(np.int64(itemsize), (n,))
+        run_src = plan.chunk_src
         run_dst = dst_offsets
+    elif uniform:
+        inner = math.prod(window[1:]) * itemsize
+        box, extent = boxes[0].tolist(), extents[0].tolist()
+        full = box[1:] == extent[1:] == list(window[1:])
+        run = np.broadcast_to(np.int64(box[0] * inner if full else -1), (n,))
+        src_shift = int(plan.chunk_src_start[0, 0]) * inner
+        dst_shift = int(plan.chunk_dst_start[0, 0]) * inner
+        run_src = plan.chunk_src + src_shift if src_shift else plan.chunk_src
+        run_dst = dst_offsets + dst_shift if dst_shift else dst_offsets
     else:
         # whole trailing axes on both sides: the overlap is one contiguous byte run
         inner = math.prod(window[1:]) * itemsize

@@ -333,18 +333,24 @@ def execute(plan: ReadPlan, out: np.ndarray, cache: BlockCache | None) -> None:
     tables = _scatter_tables(plan, row_bytes)
     out_bytes = out.reshape(-1).view(np.uint8)
     sizes = _block_sizes(plan)
-    direct = _direct_blocks(tables, bounds, sizes) if cache is None else None
+    # blocks that are one stretch of out need no scatter kernel (nor Numba, in a new process)
+    direct = _direct_blocks(tables, bounds, sizes)
 
     def work(block_numbers):
         for b in block_numbers:
             lo = bounds[b]
-            if direct is not None and direct[b]:  # decoded straight into its place in out
+            if direct[b]:
                 start = int(tables.run_dst[lo])
                 target = out_bytes[start : start + int(sizes[b])]
-                raw = decode_block(plan.indexes[int(plan.block_index[b])],
-                                   int(plan.block_number[b]), blocks[b], None, into=target)
+                if isinstance(blocks[b], tuple):  # decoded already: the cache's copy
+                    target[:] = np.frombuffer(blocks[b][1], np.uint8)
+                    continue
+                index, n = plan.indexes[int(plan.block_index[b])], int(plan.block_number[b])
+                raw = decode_block(index, n, blocks[b], None, into=target)  # straight into out
                 if not (isinstance(raw, memoryview) and raw.obj is target):
                     target[:] = np.frombuffer(raw, np.uint8)  # not decoded in place: copied
+                if cache is not None:
+                    _keep(cache, index, n, target)
                 continue
             decoded = _decoded(plan, b, blocks[b], cache, scratch=cache is None)
             _scatter(plan, tables, lo, bounds[b + 1], decoded, out_bytes)
@@ -356,6 +362,13 @@ def execute(plan: ReadPlan, out: np.ndarray, cache: BlockCache | None) -> None:
     batches = np.array_split(np.arange(plan.n_blocks), min(plan.n_blocks, 4 * pool._max_workers))
     for future in [pool.submit(work, batch.tolist()) for batch in batches]:
         future.result()
+
+
+def _keep(cache: BlockCache, index: ChunkIndex, n: int, decoded: np.ndarray) -> None:
+    """Put a copy of block ``n`` of ``index``, decoded into the output, in the cache."""
+    source = index.sources[int(index.block_source[n])]
+    if source.cache_id is not None and len(decoded) <= cache.budget // 8:
+        cache.put((source.cache_id, int(index.block_offset[n])), decoded.tobytes())
 
 
 def _block_sizes(plan: ReadPlan) -> np.ndarray:

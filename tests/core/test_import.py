@@ -81,3 +81,31 @@ def test_opening_and_listing_never_load_numba_and_a_read_does(tmp_path):
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == [False, False, True]
+
+
+_STACKED_READER = """
+import json, sys
+import numpy as np
+import atlas
+
+store = atlas.Atlas.open(sys.argv[1], read_only=True)
+want = np.arange(500, dtype=np.float64) / 7
+first = store.read_array_across_stacked("lat")
+second = store.read_array_across_stacked("lat")  # the block from the handle's cache
+assert np.array_equal(first, want) and np.array_equal(second, want)
+print(json.dumps(["numba" in sys.modules, len(store._blocks._blocks)]))
+"""
+
+
+def test_a_stacked_read_of_one_chunk_arrays_decodes_into_place_without_numba(tmp_path):
+    """A block whose chunks are one stretch of the output is decoded straight into it, also
+    when the read keeps blocks in the handle's cache: no scatter kernel, so a new process's
+    first stacked read of 0-D values does not load Numba (~1 s here)."""
+    path = tmp_path / "s"
+    with atlas.Atlas.create(path) as store:
+        store.write_array_across_stacked("lat", [f"p{i}" for i in range(500)],
+                                         np.arange(500, dtype=np.float64) / 7)
+    out = subprocess.run([sys.executable, "-c", _STACKED_READER, str(path)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == [False, 1]

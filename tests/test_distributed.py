@@ -4,6 +4,7 @@ on the workers; ``atlas ingest --workers/--scheduler``, with a worker killed mid
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -201,4 +202,42 @@ def test_a_killed_worker_leaves_the_previous_commit_and_skip_existing_completes(
     assert back.list_datasets() == [f"p{i:04d}" for i in range(160)]
     np.testing.assert_array_equal(back.read_array_across_stacked("temp")[:, 0],
                                   np.arange(160, dtype="f4"))
+    assert back.verify().ok
+
+
+_MERGING_CLIENT = """
+import json, pickle, sys
+import atlas
+
+store = atlas.Atlas.open(sys.argv[1])
+with open(sys.argv[2], "rb") as f:
+    change_sets = pickle.load(f)
+store.merge(change_sets)
+store.flush("merged")
+print(json.dumps(["numba" in sys.modules, len(store._root.segments["temp"])]))
+"""
+
+
+def test_a_client_merging_change_sets_merges_their_segments_without_numba(tmp_path):
+    """The client of a distributed ingest only merges change sets and commits: the size-tiered
+    merge of the workers' small segments moves whole blocks, which needs no kernel, so the
+    client never pays for loading Numba (~1.3 s, most of its own work)."""
+    import pickle
+    import subprocess
+    import sys
+
+    store = atlas.Atlas.create(tmp_path / "s")
+    fork = store.fork()
+    change_sets = [write_profiles(fork, who, 3) for who in range(10)]  # 10 segments per array
+    with open(tmp_path / "changes.pickle", "wb") as f:
+        pickle.dump(change_sets, f)
+    out = subprocess.run([sys.executable, "-c", _MERGING_CLIENT, str(tmp_path / "s"),
+                          str(tmp_path / "changes.pickle")], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    numba_loaded, temp_segments = json.loads(out.stdout)
+    assert not numba_loaded
+    assert temp_segments < 10  # the merge ran
+    back = atlas.Atlas.open(tmp_path / "s")
+    check_profiles(back, expected_rows(10, 3))
     assert back.verify().ok

@@ -9,7 +9,13 @@ many (dataset, array) incarnations ("rows") into a preallocated ``out`` of shape
   a thread pool sized to the blocks; decoded blocks are kept in a small cache per handle, so
   reading datasets one by one decodes a shared block once.
 - scatter: per block one kernel call copying all its chunks' overlaps into ``out`` (contiguous
-  runs as byte runs, other overlaps as boxes); one call fills every uncovered box.
+  runs as byte runs, other overlaps as boxes); one call fills every uncovered box. A block
+  whose chunks are one stretch of ``out`` (a stacked read of one-chunk arrays) is decoded
+  straight into it instead, and needs no kernel.
+
+A read of every row of one index in its order (a stacked read of everything) is planned from
+the index's own columns, without a search or copies: each fresh array of a row per dataset
+costs page faults on these machines.
 
 Numeric data never takes a Python loop per chunk; strings (object arrays) are decoded and
 copied chunk by chunk, as they must be.

@@ -96,7 +96,8 @@ def write_stacked(store: "Atlas", array: str, names: Sequence[str], data: np.nda
     else:
         start = (0,) * schema.ndim
         for i in range(len(names)):
-            store._write(array, int(slots[i]), schema_id, schema, start, values[i])
+            # values[i, ...]: an array also for 0-D rows (values[i] of an object array is a str)
+            store._write(array, int(slots[i]), schema_id, schema, start, values[i, ...])
 
 
 def _dids_creating(store: "Atlas", names: list[str]) -> np.ndarray:

@@ -74,13 +74,17 @@ def test_a_stacked_write_equals_the_per_dataset_api(tmp_path, rng):
         assert va.array_meta("v") == vb.array_meta("v")
 
 
-@pytest.mark.parametrize("kind", ["string", "timestamp", "chunked", "zero-d-int"])
+@pytest.mark.parametrize("kind", ["string", "zero-d-string", "timestamp", "chunked",
+                                  "zero-d-int"])
 def test_stacked_writes_of_every_kind_round_trip(store, store_path, rng, kind):
     n = 25
     names = _names(n)
     if kind == "string":
         data = np.array([[f"w{i}", "", "é"] for i in range(n)], dtype=object)
         store.write_array_across_stacked("s", names, data, dims=["k"], fill_value="?")
+    elif kind == "zero-d-string":  # row i is a str, not an array
+        data = np.array([f"p{i}" * (i % 3) for i in range(n)], dtype=object)
+        store.write_array_across_stacked("s", names, data)
     elif kind == "timestamp":
         data = (np.datetime64("2024-01-01", "ns") + rng.integers(0, 10**12, (n, 4))
                 .astype("m8[ns]"))

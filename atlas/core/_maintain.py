@@ -383,13 +383,9 @@ def _repack(index: ChunkIndex, rows: np.ndarray, writer: SegmentWriter, block_si
         src_blocks = blocks[members_a]
         for n in dict.fromkeys(src_blocks.tolist()):
             mine = members_a[src_blocks == n]
-            decoded = np.frombuffer(fetch_block(index, n, cache), np.uint8)
-            src, dst, size = index.offset[rows[mine]], out_offset[mine], sizes[mine]
-            if _one_stretch(src, dst, size):  # e.g. a small segment's block merged whole
-                start, stop = int(src[0]), int(src[-1] + size[-1])
-                buffer[int(dst[0]) : int(dst[0]) + stop - start] = decoded[start:stop]
-            else:
-                kernels.scatter_runs(decoded, src, buffer, dst, size)
+            decoded = fetch_block(index, n, cache)
+            kernels.scatter_runs(np.frombuffer(decoded, np.uint8), index.offset[rows[mine]],
+                                 buffer, out_offset[mine], sizes[mine])
         number = writer.write_block(codecs.encode(codec_id, buffer, level), end, codec_id)
         out_block[members_a] = number
     writer.chunks.extend(slot=index.slot[rows], chunk=index.chunk[rows], block=out_block,
@@ -397,13 +393,6 @@ def _repack(index: ChunkIndex, rows: np.ndarray, writer: SegmentWriter, block_si
     has = np.flatnonzero(index.has_partial[rows])
     writer.partials.extend(row=has, nulls=index.nulls[rows][has], valid=index.valid[rows][has],
                            min=index.min[rows][has], max=index.max[rows][has])
-
-
-def _one_stretch(src: np.ndarray, dst: np.ndarray, size: np.ndarray) -> bool:
-    """Whether the runs (src[i] -> dst[i], size[i] bytes) are back to back on both sides: one
-    copy moves them all (and a merge of whole blocks loads no kernel)."""
-    return bool(np.array_equal(src[1:], src[:-1] + size[:-1]) and
-                np.array_equal(dst[1:], dst[:-1] + size[:-1]))
 
 
 # -- compact ------------------------------------------------------------------------------------

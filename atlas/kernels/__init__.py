@@ -81,11 +81,30 @@ def fold(shapes: np.ndarray, starts: np.ndarray, itemsize: int) -> tuple[np.ndar
 
 def scatter_runs(src, src_offsets, dst, dst_offsets, lengths) -> None:
     """Copy byte runs: run i is ``lengths[i]`` bytes from ``src[src_offsets[i]:]`` to
-    ``dst[dst_offsets[i]:]`` (both buffers bytes-like, every run bounds-checked)."""
+    ``dst[dst_offsets[i]:]`` (both buffers bytes-like, every run bounds-checked). Runs back to
+    back on both sides (one run, or a block's chunks moved whole) fold into one copy, which
+    needs no compiled loop: a process whose reads and merges move only such runs never loads
+    Numba."""
     n = len(lengths)
-    _loop("_copy", "_move_runs")(_bytes_of(src, "src"), _column(src_offsets, n, "src_offsets"),
-                                 _bytes_of(dst, "dst"), _column(dst_offsets, n, "dst_offsets"),
-                                 _column(lengths, n, "lengths"))
+    src, dst = _bytes_of(src, "src"), _bytes_of(dst, "dst")
+    src_offsets = _column(src_offsets, n, "src_offsets")
+    dst_offsets = _column(dst_offsets, n, "dst_offsets")
+    lengths = _column(lengths, n, "lengths")
+    if n and _back_to_back(src_offsets, dst_offsets, lengths):
+        start, size, to = int(src_offsets[0]), int(lengths.sum()), int(dst_offsets[0])
+        if (lengths < 0).any() or start < 0 or to < 0 or start + size > len(src) or \
+                to + size > len(dst):
+            raise IndexError("run outside its buffer")
+        dst[to : to + size] = src[start : start + size]
+        return
+    _loop("_copy", "_move_runs")(src, src_offsets, dst, dst_offsets, lengths)
+
+
+def _back_to_back(src_offsets: np.ndarray, dst_offsets: np.ndarray, lengths: np.ndarray) -> bool:
+    """Whether each run starts where the one before ended, in ``src`` and in ``dst``."""
+    ends = lengths[:-1]
+    return bool(np.array_equal(src_offsets[1:], src_offsets[:-1] + ends) and
+                np.array_equal(dst_offsets[1:], dst_offsets[:-1] + ends))
 
 
 def scatter_boxes(src, src_offsets, src_shapes, src_starts, dst, dst_offsets, dst_shapes,

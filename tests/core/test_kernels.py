@@ -226,6 +226,33 @@ def test_scatter_runs_copies_byte_runs_like_slice_assignment():
     np.testing.assert_array_equal(dst, want)
 
 
+@pytest.mark.parametrize("count", [1, 2, 7])
+def test_scatter_runs_back_to_back_are_one_checked_copy(count):
+    """Runs that follow each other on both sides are one copy (no compiled loop): the same
+    bytes as run by run, the same bounds checks, and memmove's answer when the buffers are
+    one."""
+    rng = np.random.default_rng(count)
+    src = rng.integers(0, 255, 512, dtype=np.uint8)
+    lengths = rng.integers(1, 40, count)
+    src_offsets = 13 + np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    dst_offsets = src_offsets + 50
+    dst = np.zeros(512, np.uint8)
+    kernels.scatter_runs(src, src_offsets, dst, dst_offsets, lengths)
+    want = np.zeros(512, np.uint8)
+    want[63 : 63 + lengths.sum()] = src[13 : 13 + lengths.sum()]
+    np.testing.assert_array_equal(dst, want)
+    same = src.copy()  # overlapping source and destination in one buffer
+    kernels.scatter_runs(same, src_offsets, same, dst_offsets, lengths)
+    expected = src.copy()
+    expected[63 : 63 + lengths.sum()] = src[13 : 13 + lengths.sum()]
+    np.testing.assert_array_equal(same, expected)
+    with pytest.raises(IndexError):  # the last run ends beyond dst
+        kernels.scatter_runs(src, src_offsets, np.zeros(62 + int(lengths.sum()), np.uint8),
+                             dst_offsets, lengths)
+    with pytest.raises(IndexError):  # a negative length, even where the offsets line up
+        kernels.scatter_runs(src, [0, 8], dst, [0, 8], [8, -1])
+
+
 def _plan_reference(shape, chunk_shape, start, window):
     """Every chunk the window overlaps, in C order, with its overlap computed by hand."""
     ranges = [range(s // c, (s + w - 1) // c + 1) if w else range(0)

@@ -11,6 +11,7 @@ listing it never pays for the compiler (~0.4 s to import, ~0.1 s per kernel load
 from __future__ import annotations
 
 import importlib
+import math
 from typing import Sequence
 
 import numpy as np
@@ -135,13 +136,41 @@ class BoxScatter:
         self.boxes, _ = fold(boxes, boxes, itemsize)
         self.src_offsets = _column(src_offsets, n, "src_offsets")
         self.dst_offsets = _column(dst_offsets, n, "dst_offsets")
-        self._move = _loop("_copy", "_move_boxes")
 
     def run(self, src, dst, rows=slice(None)) -> None:
+        src, dst = _bytes_of(src, "src"), _bytes_of(dst, "dst")
+        tables = (self.src_offsets[rows], self.src_shapes[rows], self.src_starts[rows],
+                  self.dst_offsets[rows], self.dst_shapes[rows], self.dst_starts[rows],
+                  self.boxes[rows])
+        if len(tables[0]) == 1:  # one box (a first small read): numpy's strided copy
+            _one_box(src, dst, *(table[0] for table in tables))
+            return
         # every region is bounds-checked by the compiled loop itself
-        self._move(_bytes_of(src, "src"), self.src_offsets[rows], self.src_shapes[rows],
-                   self.src_starts[rows], _bytes_of(dst, "dst"), self.dst_offsets[rows],
-                   self.dst_shapes[rows], self.dst_starts[rows], self.boxes[rows])
+        s_off, s_shape, s_start, d_off, d_shape, d_start, boxes = tables
+        _loop("_copy", "_move_boxes")(src, s_off, s_shape, s_start, dst, d_off, d_shape,
+                                      d_start, boxes)
+
+
+def _one_box(src, dst, src_offset, src_shape, src_start, dst_offset, dst_shape, dst_start,
+             box) -> None:
+    """One row of ``_move_boxes`` (folded tables, uint8 buffers) as a numpy assignment between
+    views of the two regions, with the loop's checks: a box outside its region or a region
+    outside its buffer raises IndexError; an empty box copies nothing."""
+    box = box.tolist()
+    views = []
+    for buffer, offset, shape, start in ((src, src_offset, src_shape, src_start),
+                                         (dst, dst_offset, dst_shape, dst_start)):
+        shape, start, offset = shape.tolist(), start.tolist(), int(offset)
+        for a, w, n in zip(start, box, shape):
+            if w > 0 and (a < 0 or a + w > n):
+                raise IndexError("box outside its region")
+        size = math.prod(shape)
+        if offset < 0 or offset + size > len(buffer):
+            raise IndexError("region outside its buffer")
+        region = buffer[offset : offset + size].reshape(shape)
+        views.append(region[tuple(slice(a, a + w) for a, w in zip(start, box))])
+    if all(w > 0 for w in box):
+        views[1][...] = views[0]
 
 
 def fill_regions(dst, dst_offsets, dst_shapes, dst_starts, boxes, value: np.ndarray) -> None:

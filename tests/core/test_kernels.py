@@ -165,6 +165,8 @@ def test_scatter_boxes_equals_numpy_slice_assignment(dtype, ndim):
         expected.append(want)
     for got, want in zip(_kernel_copy(cases, dt), expected):
         np.testing.assert_array_equal(got, want)
+    for case, want in zip(cases, expected):  # one box per call: numpy's copy, not the loop
+        np.testing.assert_array_equal(_kernel_copy([case], dt)[0], want)
 
 
 @pytest.mark.parametrize("rows", ["slices", "index arrays"])
@@ -184,8 +186,8 @@ def test_a_prepared_box_scatter_copies_any_rows_in_parts_like_numpy(rows):
                                   table([c[1] for c in cases]), offsets(dsts),
                                   table([a.shape for a in dsts]), table([c[3] for c in cases]),
                                   table([c[4] for c in cases]), dt.itemsize)
-    parts = [slice(0, 5), slice(5, 12)] if rows == "slices" else [
-        np.array([11, 0, 3]), np.array([1, 2, 4, 5, 6, 7, 8, 9, 10])]
+    parts = [slice(0, 1), slice(1, 5), slice(5, 12)] if rows == "slices" else [
+        np.array([11, 0, 3]), np.array([9]), np.array([1, 2, 4, 5, 6, 7, 8, 10])]
     for part in parts:
         prepared.run(src_buf, dst_buf, part)
     at = 0
@@ -203,6 +205,15 @@ def test_scatter_and_fill_refuse_boxes_outside_their_region_or_buffer():
         kernels.scatter_boxes(np.zeros(8, np.uint8), np.zeros(1, np.int64), one * 8, one * 4,
                               np.zeros(8, np.uint8), np.zeros(1, np.int64), one * 8, one * 0,
                               one * 8, 1)
+    for offset, shape in ((1, 8), (-1, 2)):  # one box, its region outside the buffer
+        with pytest.raises(IndexError):
+            kernels.scatter_boxes(np.zeros(8, np.uint8), np.full(1, offset, np.int64),
+                                  one * shape, one * 0, np.zeros(8, np.uint8),
+                                  np.zeros(1, np.int64), one * 8, one * 0, one * 2, 1)
+        with pytest.raises(IndexError):
+            kernels.scatter_boxes(np.zeros(8, np.uint8), np.zeros(1, np.int64), one * 8,
+                                  one * 0, np.zeros(8, np.uint8), np.full(1, offset, np.int64),
+                                  one * shape, one * 0, one * 2, 1)
     with pytest.raises(IndexError):
         kernels.fill_regions(np.zeros(8, np.uint8), np.ones(1, np.int64), one * 8, one * 0,
                              one * 8, np.zeros(1, np.uint8))

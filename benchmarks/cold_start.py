@@ -9,8 +9,8 @@ process (interpreter start and exit included). Systems, interleaved, at least 5 
 - ``atlas``: Numba cache warm (``NUMBA_CACHE_DIR`` is a directory a first untimed run filled);
 - ``atlas (stacked first)``: the first read is the stacked read;
 - ``atlas (cold cache)``: the one-dataset first read with a new empty ``NUMBA_CACHE_DIR`` each
-  run, so every kernel the read needs is compiled (every read loads the Numba kernels: they are
-  the one implementation of the scatter step);
+  run, so every kernel the read needs is compiled (a read of one box, as this one is, needs
+  none since 2026-12-04: numpy copies a single box; the stacked first read loads them);
 - ``zarr``: ``import zarr``, the stacked zarr store of the same data (and ``zarr (stacked
   first)``: its first read is the stacked read);
 - ``xarray+zarr``: ``import xarray``, ``xr.open_zarr`` of one dataset's store;

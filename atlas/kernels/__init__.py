@@ -157,20 +157,24 @@ def _one_box(src, dst, src_offset, src_shape, src_start, dst_offset, dst_shape, 
     views of the two regions, with the loop's checks: a box outside its region or a region
     outside its buffer raises IndexError; an empty box copies nothing."""
     box = box.tolist()
-    views = []
-    for buffer, offset, shape, start in ((src, src_offset, src_shape, src_start),
-                                         (dst, dst_offset, dst_shape, dst_start)):
-        shape, start, offset = shape.tolist(), start.tolist(), int(offset)
-        for a, w, n in zip(start, box, shape):
-            if w > 0 and (a < 0 or a + w > n):
-                raise IndexError("box outside its region")
-        size = math.prod(shape)
-        if offset < 0 or offset + size > len(buffer):
-            raise IndexError("region outside its buffer")
-        region = buffer[offset : offset + size].reshape(shape)
-        views.append(region[tuple(slice(a, a + w) for a, w in zip(start, box))])
+    source = _box_view(src, src_offset, src_shape, src_start, box)
+    target = _box_view(dst, dst_offset, dst_shape, dst_start, box)
     if all(w > 0 for w in box):
-        views[1][...] = views[0]
+        target[...] = source
+
+
+def _box_view(buffer, offset, shape, start, box: list) -> np.ndarray:
+    """The view of ``box`` at ``start`` in the C-ordered region of ``shape`` at ``offset``
+    of ``buffer``, checked as ``_region_strides`` checks it."""
+    shape, start, offset = shape.tolist(), start.tolist(), int(offset)
+    for a, w, n in zip(start, box, shape):
+        if w > 0 and (a < 0 or a + w > n):
+            raise IndexError("box outside its region")
+    size = math.prod(shape)
+    if offset < 0 or offset + size > len(buffer):
+        raise IndexError("region outside its buffer")
+    region = buffer[offset : offset + size].reshape(shape)
+    return region[tuple(slice(a, a + max(w, 0)) for a, w in zip(start, box))]
 
 
 def fill_regions(dst, dst_offsets, dst_shapes, dst_starts, boxes, value: np.ndarray) -> None:
@@ -185,8 +189,14 @@ def fill_regions(dst, dst_offsets, dst_shapes, dst_starts, boxes, value: np.ndar
                               _table(dst_starts, n, ndim, "dst_starts"), itemsize)
     boxes_b, _ = fold(boxes, boxes, itemsize)
     pattern = np.ascontiguousarray(value.reshape(1)).view(np.uint8)
-    _loop("_copy", "_fill_boxes")(_bytes_of(dst, "dst"), _column(dst_offsets, n, "dst_offsets"),
-                                  shapes_b, starts_b, boxes_b, pattern)
+    dst, dst_offsets = _bytes_of(dst, "dst"), _column(dst_offsets, n, "dst_offsets")
+    if n == 1:  # one box: a numpy assignment, as for one box copied (see BoxScatter.run)
+        box = boxes_b[0].tolist()
+        view = _box_view(dst, dst_offsets[0], shapes_b[0], starts_b[0], box)
+        if all(w > 0 for w in box):
+            view[...] = np.tile(pattern, box[-1] // len(pattern))
+        return
+    _loop("_copy", "_fill_boxes")(dst, dst_offsets, shapes_b, starts_b, boxes_b, pattern)
 
 
 def _box_slices(shape: tuple[int, ...], start: Sequence[int], box: Sequence[int],

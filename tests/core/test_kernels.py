@@ -98,6 +98,26 @@ def test_fill_regions_equals_numpy_slice_fill(dtype, ndim):
         np.testing.assert_array_equal(dst, expected)
 
 
+@pytest.mark.parametrize("ndim", [0, 1, 3])
+def test_fill_regions_of_many_boxes_in_one_call_equals_numpy(ndim):
+    """One box is a numpy assignment; more go through the compiled loop: the same result."""
+    rng = np.random.default_rng(40 + ndim)
+    dt = np.dtype("float32")
+    cases = [_random_box_case(rng, ndim) for _ in range(9)]
+    dsts = [_random(dt, shape, rng) for _box, shape, _s, _start, _d in cases]
+    buffer = np.concatenate([_flat(a) for a in dsts])
+    offsets = np.cumsum([0] + [a.nbytes for a in dsts[:-1]]).astype(np.int64)
+    table = lambda rows: np.array(rows, np.int64).reshape(len(cases), ndim)
+    kernels.fill_regions(buffer, offsets, table([a.shape for a in dsts]),
+                         table([c[3] for c in cases]), table([c[0] for c in cases]),
+                         np.asarray(-2.5, dt))
+    for dst, (box, _shape, _s, start, _d), offset in zip(dsts, cases, offsets.tolist()):
+        want = dst.copy()
+        want[_window(start, box)] = -2.5
+        got = buffer[offset : offset + dst.nbytes].view(dt).reshape(dst.shape)
+        np.testing.assert_array_equal(got, want)
+
+
 def test_fill_regions_writes_a_nan_pattern_over_long_runs():
     dst = np.zeros((3, 1000), np.float32)
     _fill_one(dst, (1, 3), (2, 997), np.float32("nan"))

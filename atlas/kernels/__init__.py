@@ -1,11 +1,13 @@
 """Drivers of the Numba kernels: validate, fold, allocate, then call the compiled loop.
 
 The compiled loops (``_copy``, ``_stats``) are private and see only arrays and plain scalars.
-Object (string) arrays never reach them: :func:`copy_window` copies those with numpy slicing,
-the one implementation strings can have.
+Object (string) arrays never reach them. What is one copy (one box, runs back to back, the
+box of :func:`copy_window`) is one numpy assignment with the same bounds checks: the loops are
+for many boxes or runs at once.
 
-numba is imported when a driver is first called, not by ``import atlas``: opening a store and
-listing it never pays for the compiler (~0.4 s to import, ~0.1 s per kernel loaded from cache).
+numba is imported when a driver first needs a loop, not by ``import atlas``: opening a store,
+listing it and a first small read never pay for the compiler (~0.4 s to import, ~0.1 s per
+kernel loaded from cache).
 """
 
 from __future__ import annotations
@@ -210,23 +212,12 @@ def _box_slices(shape: tuple[int, ...], start: Sequence[int], box: Sequence[int]
 
 def copy_window(src: np.ndarray, src_start: Sequence[int], dst: np.ndarray,
                 dst_start: Sequence[int], box: Sequence[int]) -> None:
-    """``dst[dst_start:+box] = src[src_start:+box]`` for arrays of one dtype, bounds-checked
-    (numeric arrays through the compiled box copy, object arrays through numpy)."""
+    """``dst[dst_start:+box] = src[src_start:+box]`` for arrays of one dtype, bounds-checked:
+    one box, so one numpy assignment (as ``BoxScatter`` does for a single box)."""
     if src.dtype != dst.dtype:
         raise TypeError(f"copy_window needs one dtype, got {src.dtype} and {dst.dtype}")
-    src_index = _box_slices(src.shape, src_start, box, "source")
-    dst_index = _box_slices(dst.shape, dst_start, box, "destination")
-    if src.dtype == object or not (src.flags.c_contiguous and dst.flags.c_contiguous):
-        dst[dst_index] = src[src_index]
-        return
-    ndim = src.ndim
-    scatter_boxes(src.reshape(-1).view(np.uint8), np.zeros(1, _I64),
-                  np.array([src.shape], _I64).reshape(1, ndim),
-                  np.array([src_start], _I64).reshape(1, ndim),
-                  dst.reshape(-1).view(np.uint8), np.zeros(1, _I64),
-                  np.array([dst.shape], _I64).reshape(1, ndim),
-                  np.array([dst_start], _I64).reshape(1, ndim),
-                  np.array([box], _I64).reshape(1, ndim), src.dtype.itemsize)
+    dst[_box_slices(dst.shape, dst_start, box, "destination")] = \
+        src[_box_slices(src.shape, src_start, box, "source")]
 
 
 def chunk_partial(values: np.ndarray, written: np.ndarray | None, fill, has_fill: bool,

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 IO_THREADS = 16
@@ -28,6 +29,12 @@ def _pool(name: str, workers: int) -> ThreadPoolExecutor:
 
 def worker_pool() -> ThreadPoolExecutor:
     return _pool("worker", max(2, os.cpu_count() or 2))
+
+
+def on_worker_thread() -> bool:
+    """Whether the caller is one of ``worker_pool``'s threads (which must not wait on work it
+    submits to that pool: every worker might be waiting)."""
+    return threading.current_thread().name.startswith("atlas-worker")
 
 
 def io_pool() -> ThreadPoolExecutor:

@@ -558,10 +558,13 @@ class Atlas:
             delta = table.log.table()
             if section_id[0] == "array":
                 live = ~delta.dead
+                array = section_id[1]
                 stats = _stats.compute(
                     delta.columns["slot"][live], delta.columns["schema"][live],
-                    catalog.schemas(), pending.index(section_id[1]),
-                    lambda a=section_id[1]: self._committed_index(a),
+                    catalog.schemas(),
+                    lambda slots, a=array: pending.first_chunk_partials(a, slots),
+                    lambda a=array: pending.index(a),
+                    lambda a=array: self._committed_index(a),
                     pending.string_partial(section_id[1]),
                     lambda slot, chunk, extent, a=section_id[1]: self._current_chunk(
                         a, self._schema_of_slot(a, slot), slot, chunk, extent))

@@ -89,6 +89,9 @@ class Catalog:
         self.next_schema = root.next_schema
         self.next_seq = root.next_seq
         self._dids: dict[str, int] | None = None  # live name -> did, once built
+        # names created in bulk since (names, first did): added to the dict when it is next
+        # used, so that a stacked write followed by a flush never pays for it
+        self._dids_todo: list[tuple[list[str], int]] = []
         # until then: names this handle created (-> did) or deleted (-> None), and the datasets
         # sections of the parts, searched as joined bytes
         self._names_changed: dict[str, int | None] = {}
@@ -251,6 +254,10 @@ class Catalog:
             self._dids = dict(zip(self._live_names(),
                                   dids.tolist() if isinstance(dids, np.ndarray) else dids))
             self._names_changed = {}
+            self._dids_todo = []  # the live names hold them
+        while self._dids_todo:
+            names, first = self._dids_todo.pop(0)
+            self._dids.update(zip(names, range(first, first + len(names))))
         return self._dids
 
     def did_of(self, name: str) -> int | None:
@@ -258,7 +265,7 @@ class Catalog:
         building (after ``NAME_SEARCHES`` lookups), a lookup searches the parts' name columns
         as bytes: a fresh handle appending or deleting one dataset never parses every name."""
         if self._dids is not None:
-            return self._dids.get(name)
+            return self.dids().get(name)
         if name in self._names_changed:
             return self._names_changed[name]
         self._searches += 1
@@ -333,7 +340,7 @@ class Catalog:
         self.next_did += 1
         self.table(("datasets",)).log.add(did, 0, (), (name,))
         if self._dids is not None:
-            self._dids[name] = did
+            self.dids()[name] = did
         else:
             self._names_changed[name] = did
         if self._live is not None:  # datasets are created in did order: the list grows at its end
@@ -345,10 +352,11 @@ class Catalog:
         return did
 
     def create_many(self, names: list[str], dids: np.ndarray) -> None:
-        """Datasets ``names`` (checked, new, distinct) with the ids ``dids`` (the next ones)."""
-        known = self.dids()  # a bulk create checks every name: the dict pays for itself
+        """Datasets ``names`` (checked, new, distinct) with the ids ``dids`` (the next ones,
+        consecutive)."""
+        self.dids()  # the caller looked every name up: the dict exists
         self.table(("datasets",)).log.extend(dids, name=names)
-        known.update(zip(names, dids.tolist()))
+        self._dids_todo.append((names, int(dids[0])))
         self.next_did = int(dids[-1]) + 1
         if self._live is not None:
             if self._live[0] is not None:
@@ -360,7 +368,7 @@ class Catalog:
     def delete(self, name: str, did: int) -> None:
         self.table(("datasets",)).log.append(did, dead=True, name=name)
         if self._dids is not None:
-            self._dids.pop(name, None)
+            self.dids().pop(name, None)
         else:
             self._names_changed[name] = None
         self._live = None

@@ -116,7 +116,7 @@ class _KeyIndex:
             combined = (slots << 20) | chunks
             if (not keys or combined[0] >= keys[-1]) and bool(
                     np.all(combined[1:] >= combined[:-1])):
-                keys.frombytes(combined.astype(np.int64).tobytes())
+                keys.frombytes(np.ascontiguousarray(combined, np.int64).view(np.uint8))
                 if len(combined):
                     self._last = int(combined[-1])
                 return
@@ -234,17 +234,17 @@ class PendingSegment:
 
     def add_blocks(self, stored: list, decoded: list[int], rows: dict[str, np.ndarray]) -> None:
         """Append whole compressed blocks (a stacked write) and their chunk rows: ``rows`` has
-        every row column, ``block`` numbering the given blocks from 0."""
+        every row column (or one value for every row), ``block`` numbering the given blocks
+        from 0."""
         numbers = np.array([self.writer.write_block(data, size, self.codec_id)
                             for data, size in zip(stored, decoded)], _I64)
         first = len(self)
-        rows = dict(rows, block=numbers[rows["block"]])
         n = len(rows["slot"])
         block = np.empty((n, _STRIDE), _I64)
         for name, j in _COL.items():
-            block[:, j] = rows[name]
-        self._rows.frombytes(memoryview(block).cast("B"))
-        self._keys.add_many(block[:, _COL["slot"]].copy(), block[:, _COL["chunk"]].copy(),
+            block[:, j] = numbers[rows["block"]] if name == "block" else rows[name]
+        self._rows.frombytes(block.view(np.uint8).reshape(-1))
+        self._keys.add_many(np.asarray(rows["slot"], _I64), np.asarray(rows["chunk"], _I64),
                             first)
         self.version += 1
 
@@ -362,6 +362,47 @@ class PendingSegment:
         del table, col, ds, dc  # views of the rows: an array('q') exporting them cannot grow
         self._index = (self.version, index)
         return index
+
+    def first_chunk_partials(self, slots: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(has, nulls, valid, min, max) of chunk 0 of each slot, newest row: ``has`` is False
+        where no such row is pending or its partial is not known. Found with the ordered keys
+        when every row came in order (a stacked write, a per-dataset ingest), without building
+        :meth:`index`."""
+        if self._keys.late or len(self._keys.keys) != len(self):
+            index = self.index()
+            rows = index.find(slots, np.zeros(len(slots), _I64))
+            hit = rows >= 0
+            rows = np.where(hit, rows, 0)
+            take = (index.nulls, index.valid, index.min, index.max)
+            has = hit & index.has_partial[rows] if len(index.has_partial) else hit
+            return (has, *(np.where(has, c[rows], 0) if len(c) else np.zeros(len(rows), _I64)
+                           for c in take))
+        keys = np.frombuffer(self._keys.keys, _I64)
+        wanted = slots << 20
+        if len(wanted) == len(keys) and np.array_equal(wanted, keys):  # every row, in order
+            del keys
+            table = self.table()
+            out = tuple(table[:, _COL[name]].copy() for name in ("nulls", "valid", "min", "max"))
+            del table
+            has = out[0] != _UNKNOWN
+            if has.all():
+                return (has, *out)
+            return (has, *(np.where(has, column, 0) for column in out))
+        else:
+            rows = np.searchsorted(keys, wanted, "right") - 1  # the newest of equal keys
+            hit = rows >= 0
+            hit[hit] = keys[rows[hit]] == wanted[hit]
+            rows = np.where(hit, rows, 0)
+        del keys  # an array('q') exporting its buffer cannot grow
+        table = self.table()
+        if not len(table):
+            return (hit,) + tuple(np.zeros(len(slots), _I64) for _ in range(4))
+        nulls = table[rows, _COL["nulls"]]
+        has = hit & (nulls != _UNKNOWN)
+        out = (has, *(np.where(has, table[rows, _COL[name]], 0)
+                      for name in ("nulls", "valid", "min", "max")))
+        del table
+        return out
 
     def forget_index(self) -> None:
         """Drop the cached :meth:`index` (a flush has used it; it may be large)."""
@@ -541,6 +582,14 @@ class PendingWrites:
         """The local files of the open pending segments."""
         return [segment.path for segment in self.segments.values() if segment.path]
 
+    def first_chunk_partials(self, array: str, slots: np.ndarray) -> tuple[np.ndarray, ...]:
+        """See :meth:`PendingSegment.first_chunk_partials` (``has`` all False without one)."""
+        segment = self.segments.get(array)
+        if segment is None or not len(segment):
+            return (np.zeros(len(slots), bool),) + tuple(np.zeros(len(slots), _I64)
+                                                         for _ in range(4))
+        return segment.first_chunk_partials(slots)
+
     def forget_index(self, array: str) -> None:
         segment = self.segments.get(array)
         if segment is not None:
@@ -551,8 +600,8 @@ class PendingWrites:
         segment = self.segments.get(array)
         if segment is None:
             return lambda row: None
-        index = segment.index()
-        return lambda row: segment.strings.get(int(index.pending_rows[row]))
+        # the index is built when a string chunk asks (cached while nothing is written)
+        return lambda row: segment.strings.get(int(segment.index().pending_rows[row]))
 
     def finish(self, generation: int) -> list[FinishedSegment]:
         """Encode every dirty chunk, close every pending segment; returns all not yet committed."""

@@ -9,7 +9,6 @@ through the per-dataset write path.
 
 from __future__ import annotations
 
-import re
 from itertools import repeat
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -21,16 +20,13 @@ from atlas.core import _chunks
 from atlas.core._dataset import make_schema
 from atlas.core._pending import _bits
 from atlas.dtypes import check_data, dtype_of_numpy
+from atlas.names import MAX_NAME_BYTES
 from atlas.format.segment import own_block
 
 if TYPE_CHECKING:
     from atlas.core._atlas import Atlas
 
 _I64 = np.int64
-# what check_name refuses, found in all names at once: control characters and separators
-# (but the one that joins the names for the scan)
-_SEP = "\x01"
-_BAD_CHARACTER = re.compile(r"[\x00\x02-\x1f/\\]")
 
 
 def write_stacked(store: "Atlas", array: str, names: Sequence[str], data: np.ndarray,
@@ -115,22 +111,26 @@ def _dids_creating(store: "Atlas", names: list[str]) -> np.ndarray:
 
 
 def _resolve(catalog, names: list[str]) -> np.ndarray:
-    known = catalog.dids()
-    try:
-        dids = np.array(list(map(known.get, names, repeat(-1))), _I64)  # one lookup each
-    except TypeError:
-        dids = None  # an unhashable name
-    if dids is None or not all(map(str.__instancecheck__, names)):
+    if not all(map(str.__instancecheck__, names)):
         bad = next(n for n in names if not isinstance(n, str))
         raise TypeError(f"dataset names must be str, got {type(bad).__name__} {bad!r}")
-    missing = np.flatnonzero(dids < 0)
+    known = catalog.dids()
+    if known:
+        try:
+            dids = np.array(list(map(known.get, names, repeat(-1))), _I64)  # one lookup each
+        except TypeError:  # a str subclass that is not hashable
+            raise TypeError("dataset names must be hashable str") from None
+        missing = np.flatnonzero(dids < 0)
+    else:  # nothing to look up (a new store)
+        dids = np.full(len(names), -1, _I64)
+        missing = np.arange(len(names))
+    if _has_repeats(dids[dids >= 0], catalog.next_did):
+        _raise_repeat(names)
     if not len(missing):
-        if _has_repeats(dids, catalog.next_did):
-            _raise_repeat(names)
         return dids
-    new_names = [names[i] for i in missing.tolist()]
+    new_names = names if len(missing) == len(names) else [names[i] for i in missing.tolist()]
     _check_names(new_names)
-    if len(set(names)) != len(names):
+    if len(set(new_names)) != len(new_names):  # a new name given twice
         _raise_repeat(names)
     first = catalog.next_did
     new_dids = np.arange(first, first + len(new_names), dtype=_I64)
@@ -166,23 +166,42 @@ def _raise_repeat(names: list[str]) -> None:
 
 
 def _check_names(names: list[str]) -> None:
-    """check_name for many names with a few scans of them all joined; the one-by-one check
-    runs only to say which name is wrong and why."""
+    """check_name for many names in a few scans of them all joined by "/" (which no name may
+    hold); only when one looks wrong does the one-by-one check run, to say which name and why.
+    ASCII names are scanned as bytes; other names are suspects when unprintable (control
+    characters, lone surrogates) or long, and the exact check passes what is allowed."""
     from atlas.core._validate import check_name
 
-    joined = _SEP.join(names)
-    framed = _SEP + joined + _SEP
-    suspect = (joined.count(_SEP) != len(names) - 1 or _BAD_CHARACTER.search(joined)
-               or _SEP + "_" in framed or _SEP + _SEP in framed
-               or _SEP + "." + _SEP in framed or _SEP + ".." + _SEP in framed)
-    if not suspect and not joined.isascii():
-        try:
-            joined.encode("utf-8")
-        except UnicodeEncodeError:
-            suspect = True
+    joined = "/".join(names)
+    if joined.isascii():
+        suspect = _ascii_suspect(np.frombuffer(joined.encode("ascii"), np.uint8), len(names))
+    else:
+        suspect = (joined.count("/") != len(names) - 1 or not all(names) or "\\" in joined
+                   or not joined.isprintable() or joined[0] == "_" or "/_" in joined
+                   or "/./" in f"/{joined}/" or "/../" in f"/{joined}/"
+                   or max(map(len, names)) > MAX_NAME_BYTES // 4)
     if suspect:
         for name in names:
             check_name(name, "dataset")
+
+
+def _ascii_suspect(joined: np.ndarray, n: int) -> bool:
+    """Whether one of ``n`` ASCII names joined by "/" breaks a rule of check_name."""
+    if not len(joined) or joined.min() < 0x20 or (joined == ord("\\")).any():
+        return True
+    ends = np.flatnonzero(joined == ord("/"))
+    if len(ends) != n - 1:
+        return True  # a name holds "/"
+    starts = np.empty(n, _I64)
+    starts[0], starts[1:] = 0, ends + 1
+    lengths = np.append(ends, len(joined)) - starts
+    if lengths.min() == 0 or lengths.max() > MAX_NAME_BYTES:
+        return True
+    first = joined[starts]
+    second = joined[np.minimum(starts + 1, len(joined) - 1)]
+    dot = ord(".")
+    return bool((first == ord("_")).any() or ((first == dot) & (
+        (lengths == 1) | (lengths == 2) & (second == dot))).any())
 
 
 def _pack_rows(store: "Atlas", array: str, schema_id: int, schema, slots: np.ndarray,
@@ -223,8 +242,7 @@ def _pack_rows(store: "Atlas", array: str, schema_id: int, schema, slots: np.nda
         offset = np.concatenate([np.arange(b - a, dtype=_I64) * row_bytes for a, b in spans])
         segment.add_blocks([r[0] for r in results], [r[1] for r in results], {
             "slot": slots[lo:hi], "chunk": np.zeros(hi - lo, _I64), "block": block_of,
-            "offset": offset, "length": np.full(hi - lo, row_bytes, _I64),
-            "mask": np.zeros(hi - lo, _I64), "schema": np.full(hi - lo, schema_id, _I64),
+            "offset": offset, "length": row_bytes, "mask": 0, "schema": schema_id,
             "nulls": counts[:, 0], "valid": valid,
             "min": np.where(valid > 0, _bits(extremes[:, 0], schema.dtype), 0),
             "max": np.where(valid > 0, _bits(extremes[:, 1], schema.dtype), 0)})

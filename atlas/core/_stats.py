@@ -23,14 +23,19 @@ from atlas.format.schema import Schema
 _I64 = np.int64
 StringPartials = Callable[[int], tuple[str, str] | None]  # pending index row -> (min, max)
 ChunkReader = Callable[[int, int, tuple[int, ...]], tuple | None]  # slot, chunk, extent
+# slots -> (has, nulls, valid, min, max) of their pending chunk 0
+FirstPartials = Callable[[np.ndarray], tuple[np.ndarray, ...]]
 
 
 def compute(slots: np.ndarray, schema_ids: np.ndarray, schemas: list[Schema],
-            pending: ChunkIndex | None, committed: Callable[[], ChunkIndex],
-            string_partial: StringPartials, read: ChunkReader) -> dict[str, np.ndarray]:
+            first_partials: FirstPartials, pending: Callable[[], ChunkIndex | None],
+            committed: Callable[[], ChunkIndex], string_partial: StringPartials,
+            read: ChunkReader) -> dict[str, np.ndarray]:
     """Statistics columns (nulls, valid, min, max, smin, smax) for the array incarnations
-    ``slots``, whose chunks are in ``pending`` (newest) and ``committed()`` (loaded only when
-    an array needs more than its pending chunk: a flush of new datasets never loads it)."""
+    ``slots``: arrays of one chunk take the pending partial of their chunk 0
+    (``first_partials``); the others fold the partials of their chunks in ``pending()``
+    (newest) and ``committed()``, each built only when an array needs it (a flush of new
+    datasets builds neither)."""
     n = len(slots)
     out = {name: np.zeros(n, _I64) for name in ("nulls", "valid", "min", "max")}
     distinct = _distinct(schema_ids)
@@ -38,27 +43,29 @@ def compute(slots: np.ndarray, schema_ids: np.ndarray, schemas: list[Schema],
         out["smin"] = np.full(n, "", object)
         out["smax"] = np.full(n, "", object)
     simple = np.zeros(n, bool)
-    if pending is not None:
-        for sid in distinct:
-            if schemas[sid].n_chunks == 1 and not schemas[sid].dtype.is_string:
-                simple |= schema_ids == sid
+    for sid in distinct:
+        if schemas[sid].n_chunks == 1 and not schemas[sid].dtype.is_string:
+            simple |= schema_ids == sid
     if simple.any():
         rows = np.flatnonzero(simple)
-        found = pending.find(slots[rows], np.zeros(len(rows), _I64))
-        hit = found >= 0
-        hit[hit] = pending.has_partial[found[hit]]
-        at, pos = rows[hit], found[hit]
-        out["nulls"][at] = pending.nulls[pos]
-        out["valid"][at] = pending.valid[pos]
-        out["min"][at] = pending.min[pos]
-        out["max"][at] = pending.max[pos]
-        simple[rows[~hit]] = False  # not written in this session: the general path below
-    for i in np.flatnonzero(~simple).tolist():
-        schema = schemas[int(schema_ids[i])]
-        stats = _one(int(slots[i]), schema, pending, committed(), string_partial, read)
-        for name, value in zip(("nulls", "valid", "min", "max", "smin", "smax"), stats):
-            if name in out:
-                out[name][i] = value
+        every = len(rows) == n
+        has, nulls, valid, lo, hi = first_partials(slots if every else slots[rows])
+        at = rows[has]
+        for name, column in zip(("nulls", "valid", "min", "max"), (nulls, valid, lo, hi)):
+            if every and has.all():
+                out[name] = column
+            else:
+                out[name][at] = column[has]
+        simple[rows[~has]] = False  # not written in this session: the general path below
+    rest = np.flatnonzero(~simple).tolist()
+    if rest:
+        index = pending()
+        for i in rest:
+            schema = schemas[int(schema_ids[i])]
+            stats = _one(int(slots[i]), schema, index, committed(), string_partial, read)
+            for name, value in zip(("nulls", "valid", "min", "max", "smin", "smax"), stats):
+                if name in out:
+                    out[name][i] = value
     return out
 
 

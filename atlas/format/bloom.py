@@ -34,6 +34,14 @@ def name_hashes(names: list[str]) -> np.ndarray:
     starts[0] = 0
     starts[1:] = ends[:-1] + 1
     lengths = ends - starts
+    if lengths.min() == lengths.max():  # names of one length (numbered names): a byte column each
+        rows = data.reshape(n, -1)
+        h = np.full(n, _OFFSET, np.uint64)
+        with np.errstate(over="ignore"):
+            for j in range(rows.shape[1] - 1):
+                h ^= rows[:, j]
+                h *= _PRIME
+        return h
     order = np.argsort(lengths, kind="stable")  # the names with a byte j are a suffix of it
     sorted_lengths = lengths[order]
     sorted_starts = starts[order]
@@ -57,13 +65,18 @@ def name_hashes_of_bytes(encoded: bytes) -> np.ndarray:
 
 
 def _probes(hashes: np.ndarray, n_bits: int) -> np.ndarray:
-    """(names, PROBES) bit positions."""
-    h1 = hashes & np.uint64(0xFFFFFFFF)
-    h2 = (hashes >> np.uint64(32)) | np.uint64(1)
-    steps = np.arange(PROBES, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        return ((h1[:, None] + steps[None, :] * h2[:, None]) % np.uint64(n_bits)).astype(
-            np.int64)
+    """(names, PROBES) bit positions. h1 + i h2 stays below 2^35 (no wrap), so it is taken
+    mod n_bits step by step: two divisions per name instead of one per probe."""
+    m = np.uint64(n_bits)
+    at = (hashes & np.uint64(0xFFFFFFFF)) % m
+    step = ((hashes >> np.uint64(32)) | np.uint64(1)) % m
+    out = np.empty((len(hashes), PROBES), np.int64)
+    out[:, 0] = at
+    for i in range(1, PROBES):
+        at += step
+        at[at >= m] -= m
+        out[:, i] = at
+    return out
 
 
 def build(names: list[str]) -> np.ndarray:

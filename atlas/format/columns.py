@@ -34,6 +34,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from atlas._pools import on_worker_thread, worker_pool
 from atlas.codecs import checksum, decompress_zstd, zstd_compressor
 from atlas.errors import CorruptionError
 
@@ -41,6 +42,7 @@ KINDS = ("i8", "i8d", "i8s", "f8", "i4", "u4", "u1", "txt", "bin")
 _FIXED = {"i8": "<i8", "i8d": "<i8", "f8": "<i8", "i4": "<i4", "u4": "<u4", "u1": "u1"}
 SECTION_LEVEL = 3
 PIECE_BYTES = 1 << 21  # decoded bytes of one frame of a framed column at most
+PARALLEL_ROWS = 1 << 14  # framed sections of this many rows encode their columns side by side
 # the largest decoded section a reader accepts: bounds what a forged spec can make it allocate
 MAX_SECTION_BYTES = 1 << 36
 
@@ -166,30 +168,47 @@ def decode_column(data: memoryview, kind: str, rows: int, where: str, joined: bo
 def encode_section(columns: Sequence[tuple[str, str, Any]], level: int = SECTION_LEVEL,
                    framed: bool = False) -> tuple[bytes, list, int]:
     """(stored bytes, spec, decoded length) of ``(name, kind, values)`` columns; ``framed``:
-    zstd frames per column (see the module docstring)."""
-    compressor = zstd_compressor(level)
-    pieces, spec = [], []
-    for name, kind, values in columns:
+    zstd frames per column (see the module docstring), the columns of a long section encoded
+    side by side on the worker threads."""
+    for _name, kind, _values in columns:
         if kind not in KINDS:
             raise ValueError(f"unknown column kind {kind!r}")
-        kind = stored_kind(values, kind)
-        data = encode_column(values, kind)
-        if framed:
-            view = memoryview(data)
-            # numbers decode whole on one thread (f8's byte planes span the column); texts,
-            # which decode in Python anyway, are cut to be decompressed side by side
-            step = PIECE_BYTES if kind in ("txt", "bin") else max(len(data), 1)
-            for at in range(0, max(len(data), 1), step):  # an empty column: one frame
-                piece = view[at : at + step]
-                frame = compressor.compress(piece)
-                pieces.append(frame)
-                spec.append([name, kind, len(piece), len(frame), checksum(frame)])
-        else:
+    if not framed:
+        pieces, spec = [], []
+        for name, kind, values in columns:
+            kind = stored_kind(values, kind)
+            data = encode_column(values, kind)
             pieces.append(data)
             spec.append([name, kind, len(data)])
-    joined = b"".join(pieces)
-    decoded = sum(entry[2] for entry in spec)
-    return (joined if framed else compressor.compress(joined)), spec, decoded
+        joined = b"".join(pieces)
+        return zstd_compressor(level).compress(joined), spec, len(joined)
+    rows = len(columns[0][2]) if columns else 0
+    if rows >= PARALLEL_ROWS and len(columns) > 1 and not on_worker_thread():
+        encoded = list(worker_pool().map(lambda column: _framed(column, level), columns))
+    else:
+        encoded = [_framed(column, level) for column in columns]
+    pieces = [frame for frames, _spec in encoded for frame in frames]
+    spec = [entry for _frames, entries in encoded for entry in entries]
+    return b"".join(pieces), spec, sum(entry[2] for entry in spec)
+
+
+def _framed(column: tuple[str, str, Any], level: int) -> tuple[list[bytes], list[list]]:
+    """The frames of one column of a framed section and their spec entries."""
+    name, kind, values = column
+    kind = stored_kind(values, kind)
+    data = encode_column(values, kind)
+    compressor = zstd_compressor(level)  # this thread's
+    view = memoryview(data)
+    # numbers decode whole on one thread (f8's byte planes span the column); texts, which
+    # decode in Python anyway, are cut to be decompressed side by side
+    step = PIECE_BYTES if kind in ("txt", "bin") else max(len(data), 1)
+    frames, spec = [], []
+    for at in range(0, max(len(data), 1), step):  # an empty column: one frame
+        piece = view[at : at + step]
+        frame = compressor.compress(piece)
+        frames.append(frame)
+        spec.append([name, kind, len(piece), len(frame), checksum(frame)])
+    return frames, spec
 
 
 @dataclass(frozen=True)

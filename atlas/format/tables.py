@@ -155,18 +155,23 @@ class Table:
     def from_rows(cls, kind: str, key, dead, columns: dict[str, Any]) -> "Table":
         """A table from rows in any order, possibly repeating a key: the last row of a key wins."""
         key = np.asarray(key, np.int64)
-        order = np.argsort(key, kind="stable")
-        sorted_key = key[order]
-        last = np.ones(len(key), bool)
-        last[:-1] = sorted_key[1:] != sorted_key[:-1]
-        pick = order[last]
+        if bool(np.all(key[1:] > key[:-1])):  # in order, once each (the usual log)
+            pick = slice(None)
+            n = len(key)
+        else:
+            order = np.argsort(key, kind="stable")
+            sorted_key = key[order]
+            last = np.ones(len(key), bool)
+            last[:-1] = sorted_key[1:] != sorted_key[:-1]
+            pick = order[last]
+            n = len(pick)
         cols = {}
         for name, _k, dtype, default, optional in KINDS[kind]:
             values = columns.get(name)
             if values is None and optional:  # all the default: a read-only broadcast
-                cols[name] = np.broadcast_to(np.array(default, dtype), len(pick))
+                cols[name] = np.broadcast_to(np.array(default, dtype), n)
             elif values is None:
-                cols[name] = np.full(len(pick), default, dtype)
+                cols[name] = np.full(n, default, dtype)
             else:
                 cols[name] = _as_column(values, dtype)[pick]
         return cls(kind, key[pick], np.asarray(dead, bool)[pick], cols)
@@ -235,7 +240,7 @@ class Table:
         cols = [("key", "i8d", self.key), ("dead", "u1", self.dead.astype(np.uint8))]
         for name, kind, _dtype, default, optional in KINDS[self.kind]:
             values = self.columns[name]
-            if optional and not any(values):  # optional columns default to "" (falsy)
+            if optional and not _any_set(values):  # optional columns default to "" (falsy)
                 continue  # e.g. no string statistics in an array table of numbers
             cols.append((name, kind, values))
         return cols
@@ -324,6 +329,13 @@ def check_keys(key: np.ndarray, kind: str, where: str) -> None:
         raise CorruptionError(f"{where}: {kind} table keys are not sorted and unique")
     if np.any(key < 0):
         raise CorruptionError(f"{where}: {kind} table has a negative key")
+
+
+def _any_set(values: Any) -> bool:
+    """Whether a value is not the (falsy) default; a broadcast column has only one value."""
+    if isinstance(values, np.ndarray) and values.ndim == 1 and values.strides == (0,):
+        values = values[:1]
+    return any(values)
 
 
 def _as_column(values: Any, dtype: np.dtype) -> np.ndarray:

@@ -430,6 +430,35 @@ def test_chunk_partial_with_a_nan_fill_counts_every_nan_once(dtype):
     assert (nulls, valid, lo, hi) == (2, 3, -np.inf, 2)
 
 
+@pytest.mark.parametrize("dtype", KERNEL_DTYPES[:-1])
+def test_chunk_partial_without_mask_or_fill_equals_the_general_loop_bit_for_bit(dtype):
+    # no mask and no fill that can match take a loop of their own; a mask of all ones takes
+    # the general one: both give the same counts and the same extremes, signed zeros included
+    rng = np.random.default_rng(5)
+    dt = _np_dtype(dtype)
+    rule = {"f": kernels.NULL_NAN}.get(dt.kind, kernels.NULL_NONE)
+    if dtype == "timestamp_int64":
+        rule = kernels.NULL_NAT
+    pools = [_random(dt, (6,), rng)]
+    if dt.kind == "f":  # zeros of both signs as the min, as the max; infinities
+        pools += [np.array([0.0, -0.0, 1.0, 2.5], dt), np.array([0.0, -0.0, -1.0], dt),
+                  np.array([np.inf, -np.inf, 3.0], dt)]
+    for pool, size, trial in itertools.product(pools, (0, 1, 2, 7, 40), range(6)):
+        values = np.array(pool[rng.integers(0, len(pool), size=size)])
+        if rule == kernels.NULL_NAN and trial % 2:
+            values[rng.random(size) < 0.5] = np.nan
+        fill = np.nan if dt.kind == "f" else pool[0]
+        has_fill = dt.kind == "f"  # a NaN fill matches no cell: the plain loop
+        plain = kernels.chunk_partial(values, None, fill, has_fill, rule)
+        general = kernels.chunk_partial(values, np.ones(size, np.uint8), fill, has_fill,
+                                        rule)
+        assert plain[:2] == general[:2] == _stats_reference(values, None, fill, False,
+                                                              rule)[:2]
+        if plain[1]:
+            assert np.array([plain[2], plain[3]], dt).tobytes() == \
+                np.array([general[2], general[3]], dt).tobytes()
+
+
 @pytest.mark.parametrize("dtype", ["int64", "uint64", "float64"])
 def test_fold_partials_folds_chunk_partials_like_numpy(dtype):
     rng = np.random.default_rng(11)

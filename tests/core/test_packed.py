@@ -162,6 +162,15 @@ def test_stacked_writes_of_one_name_list_follow_deletes_and_new_datasets(store, 
     (["a", ""], np.zeros((2, 3)), atlas.InvalidNameError, "empty"),
     (["a", ".."], np.zeros((2, 3)), atlas.InvalidNameError, "'..'"),
     (["a", "b\x01"], np.zeros((2, 3)), atlas.InvalidNameError, "control"),
+    (["b\x1f", "a"], np.zeros((2, 3)), atlas.InvalidNameError, "control"),
+    (["a", "b\\c"], np.zeros((2, 3)), atlas.InvalidNameError, "separator"),
+    (["_x", "a"], np.zeros((2, 3)), atlas.InvalidNameError, "reserved"),
+    ([".", "a"], np.zeros((2, 3)), atlas.InvalidNameError, "'.'"),
+    (["", "a"], np.zeros((2, 3)), atlas.InvalidNameError, "empty"),
+    (["a", "x" * 256], np.zeros((2, 3)), atlas.InvalidNameError, "bytes"),
+    (["é", "é" * 128], np.zeros((2, 3)), atlas.InvalidNameError, "bytes"),
+    (["é", "_x"], np.zeros((2, 3)), atlas.InvalidNameError, "reserved"),
+    (["é", "\ud800"], np.zeros((2, 3)), atlas.InvalidNameError, "surrogate"),
     (["a", 3], np.zeros((2, 3)), TypeError, "str"),
     (["a", ["b"]], np.zeros((2, 3)), TypeError, "str"),
     ("ab", np.zeros((2, 3)), TypeError, "sequence"),
@@ -176,6 +185,17 @@ def test_bad_stacked_writes_raise_typed_errors_and_change_nothing(store, names, 
         store.write_array_across_stacked("v", names, data)
     assert store.list_datasets() == ["keep"]
     assert store.list_arrays() == []
+
+
+def test_stacked_writes_take_the_names_check_name_allows(store):
+    # the bulk scan of the names lets through what the one-by-one check allows, at the limits
+    names = ["x" * 255, "é" * 127, "a.b", "..a", "a_", "a b", "del\x7f", "ü_x", "..."]
+    for name in names:
+        assert atlas.names.check_name(name, "dataset") == name
+    store.write_array_across_stacked("v", names, np.arange(len(names), dtype=np.int64))
+    assert store.list_datasets() == names
+    np.testing.assert_array_equal(store.read_array_across_stacked("v", names),
+                                  np.arange(len(names)))
 
 
 # -- names to rows ------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from atlas.core._dataset import make_schema
 from atlas.core._pending import _bits
 from atlas.dtypes import check_data, dtype_of_numpy
 from atlas.names import MAX_NAME_BYTES
+from atlas.format import bloom
 from atlas.format.segment import own_block
 
 if TYPE_CHECKING:
@@ -130,7 +131,7 @@ def _resolve(catalog, names: list[str]) -> np.ndarray:
         return dids
     new_names = names if len(missing) == len(names) else [names[i] for i in missing.tolist()]
     _check_names(new_names)
-    if len(set(new_names)) != len(new_names):  # a new name given twice
+    if _has_repeated_names(new_names):
         _raise_repeat(names)
     first = catalog.next_did
     new_dids = np.arange(first, first + len(new_names), dtype=_I64)
@@ -148,6 +149,18 @@ def _has_repeats(dids: np.ndarray, bound: int) -> bool:
         return int(np.count_nonzero(seen)) != len(dids)
     ordered = np.sort(dids)
     return bool((ordered[1:] == ordered[:-1]).any())
+
+
+def _has_repeated_names(names: list[str]) -> bool:
+    """Whether a name is given twice: names with equal 64-bit hashes (sorted, side by side)
+    are compared, not all of them (a set of a million fresh strings costs twice as much)."""
+    hashes = bloom.name_hashes(names)
+    ordered = np.sort(hashes)
+    equal = ordered[1:] == ordered[:-1]
+    if not equal.any():
+        return False
+    suspects = [names[i] for i in np.flatnonzero(np.isin(hashes, ordered[1:][equal])).tolist()]
+    return len(set(suspects)) != len(suspects)
 
 
 def _same(known: list[str], names: list) -> bool:

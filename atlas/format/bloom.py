@@ -11,6 +11,8 @@ The filter is the section ``["names_bloom"]`` of a part, one ``u1`` column ``bit
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import numpy as np
 
 BITS_PER_NAME = 10  # with 7 probes: about 1% false positives
@@ -64,26 +66,27 @@ def name_hashes_of_bytes(encoded: bytes) -> np.ndarray:
     return np.array([h], np.uint64)
 
 
-def _probes(hashes: np.ndarray, n_bits: int) -> np.ndarray:
-    """(names, PROBES) bit positions. h1 + i h2 stays below 2^35 (no wrap), so it is taken
-    mod n_bits step by step: two divisions per name instead of one per probe."""
+def _probes(hashes: np.ndarray, n_bits: int) -> Iterator[np.ndarray]:
+    """The bit positions of every name, one probe at a time (an array reused: use each before
+    asking for the next). h1 + i h2 stays below 2^35 (no wrap), so it is taken mod n_bits
+    step by step: two divisions per name instead of one per probe, and no (names, PROBES)
+    array (56 MB for a million names)."""
     m = np.uint64(n_bits)
     at = (hashes & np.uint64(0xFFFFFFFF)) % m
     step = ((hashes >> np.uint64(32)) | np.uint64(1)) % m
-    out = np.empty((len(hashes), PROBES), np.int64)
-    out[:, 0] = at
-    for i in range(1, PROBES):
-        at += step
-        at[at >= m] -= m
-        out[:, i] = at
-    return out
+    for i in range(PROBES):
+        if i:
+            at += step
+            at[at >= m] -= m
+        yield at.view(np.int64)  # below n_bits
 
 
 def build(names: list[str]) -> np.ndarray:
     """The filter bytes of ``names``."""
     n_bytes = max(8, (len(names) * BITS_PER_NAME + 7) // 8)
     bits = np.zeros(n_bytes * 8, bool)
-    bits[_probes(name_hashes(names), n_bytes * 8).reshape(-1)] = True
+    for positions in _probes(name_hashes(names), n_bytes * 8):
+        bits[positions] = True
     return np.packbits(bits)
 
 
@@ -92,5 +95,5 @@ def might_contain(filter_bytes: np.ndarray, name: str) -> bool:
     n_bits = len(filter_bytes) * 8
     if not n_bits:
         return True
-    positions = _probes(name_hashes([name]), n_bits)[0]
-    return bool(np.all((filter_bytes[positions >> 3] >> (7 - (positions & 7))) & 1))
+    return all(bool((filter_bytes[p >> 3] >> (7 - (p & 7))) & 1)
+               for p in (int(at[0]) for at in _probes(name_hashes([name]), n_bits)))

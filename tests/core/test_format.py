@@ -443,6 +443,26 @@ def test_the_names_filter_never_misses_a_name_and_rarely_claims_one():
     assert bloom.name_hashes(mixed[:4] + mixed[5:]).tolist() == alone[:4] + alone[5:]
 
 
+@pytest.mark.parametrize("names", [[f"p{i:05d}" for i in range(300)],  # one length
+                                   ["", "é", "ab", "x" * 70, "日本", "a b"]])
+def test_the_names_filter_sets_the_bits_its_spec_names(names):
+    # docs/format.md: FNV-1a 64 of the UTF-8 bytes; h1 its low, h2 its high 32 bits made odd;
+    # bits (h1 + i h2) mod 8m for i < 7, bit p the (7 - p % 8)th of byte p // 8
+    from atlas.format import bloom
+
+    bits = bloom.build(names)
+    expected = bytearray(len(bits))
+    for name in names:
+        h = 0xCBF29CE484222325
+        for byte in name.encode("utf-8"):
+            h = ((h ^ byte) * 0x100000001B3) % 2**64
+        h1, h2 = h & 0xFFFFFFFF, (h >> 32) | 1
+        for i in range(7):
+            p = (h1 + i * h2) % (8 * len(bits))
+            expected[p // 8] |= 1 << (7 - p % 8)
+    assert bits.tobytes() == bytes(expected)
+
+
 RETIRED_DAMAGE = [
     lambda e: e.__setitem__(0, "../victim.seg"), lambda e: e.__setitem__(0, 7),
     lambda e: e.__setitem__(0, SEG + "\n" + SEG), lambda e: e.__setitem__(1, "1.0"),

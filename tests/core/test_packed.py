@@ -198,6 +198,22 @@ def test_stacked_writes_take_the_names_check_name_allows(store):
                                   np.arange(len(names)))
 
 
+def test_repeated_names_are_told_apart_from_names_whose_hashes_collide(store, monkeypatch):
+    # repeats are found among names of equal hashes: with every hash equal, distinct names
+    # still go in and a repeat is still refused
+    from atlas.format import bloom
+
+    with monkeypatch.context() as patched:
+        patched.setattr(bloom, "name_hashes", lambda names: np.zeros(len(names), np.uint64))
+        with pytest.raises(ValueError, match="'b' appears more than once"):
+            store.write_array_across_stacked("v", ["a", "b", "c", "b"], np.arange(4.0))
+        assert store.list_datasets() == []
+        store.write_array_across_stacked("v", ["a", "b", "c"], np.arange(3.0))
+    store.flush()
+    assert store.list_datasets() == ["a", "b", "c"]
+    np.testing.assert_array_equal(store.read_array_across_stacked("v"), np.arange(3.0))
+
+
 # -- names to rows ------------------------------------------------------------------------------
 
 def test_bulk_reads_of_every_dataset_take_none_or_the_listed_names(store, rng):

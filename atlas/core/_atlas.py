@@ -568,9 +568,13 @@ class Atlas:
                     pending.string_partial(section_id[1]),
                     lambda slot, chunk, extent, a=section_id[1]: self._current_chunk(
                         a, self._schema_of_slot(a, slot), slot, chunk, extent))
+                every = bool(live.all())
                 for name, column in stats.items():
-                    delta.columns[name] = delta.columns[name].copy()
-                    delta.columns[name][live] = column
+                    if every:  # the usual flush: no tombstone among the rows
+                        delta.columns[name] = column
+                    else:
+                        delta.columns[name] = delta.columns[name].copy()
+                        delta.columns[name][live] = column
                 pending.forget_index(section_id[1])  # one array's index at a time in memory
             if section_id in merged.tables:
                 delta = merged.section(section_id, delta)

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from atlas.core._atlas import Atlas
 
 _I64 = np.int64
+EARLY_SYNC_BYTES = 1 << 24  # a stacked write of this many bytes starts syncing its segment
 
 
 def write_stacked(store: "Atlas", array: str, names: Sequence[str], data: np.ndarray,
@@ -282,3 +283,7 @@ def _pack_rows(store: "Atlas", array: str, schema_id: int, schema, slots: np.nda
                 for future in queued[1]:
                     future.cancel()
         raise
+    if segment.path and n * row_bytes >= EARLY_SYNC_BYTES:
+        # the disk writes these blocks while the caller writes the next array (the flush's
+        # own fsync of the file then finds little left)
+        store._storage.sync_early([segment.path])

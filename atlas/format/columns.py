@@ -54,7 +54,7 @@ def encode_column(values: Any, kind: str) -> bytes:
         items = list(values)
         if kind == "txt":
             joined = "\x00".join(items)
-            if "\x00" not in "".join(items):
+            if joined.count("\x00") == max(len(items) - 1, 0):  # no NUL inside a text
                 return b"\x00" + joined.encode("utf-8")
             items = [s.encode("utf-8") for s in items]
             prefix = b"\x01"

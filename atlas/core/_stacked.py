@@ -1,10 +1,11 @@
 """``write_array_across_stacked``: row i of an (N, ...) array becomes one array of dataset i.
 
 The inverse of the stacked read, and the fast way in for many small datasets: names are checked
-and datasets created in bulk, and rows of one chunk each are packed straight into blocks (the
-rows of the input are already the blocks' bytes), compressed on the worker pool, with their
-statistics partials from one kernel call per block. Arrays of more than one chunk per row go
-through the per-dataset write path.
+and datasets created in bulk (the names scanned joined, as bytes when ASCII; repeats found by
+sorting their hashes; the handle's name -> id dict filled when next used), and rows of one
+chunk each are packed straight into blocks (the rows of the input are already the blocks'
+bytes), compressed on the worker pool, with their statistics partials from one kernel call per
+block. Arrays of more than one chunk per row go through the per-dataset write path.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from atlas.core import _chunks
 from atlas.core._dataset import make_schema
 from atlas.core._pending import _bits
 from atlas.dtypes import check_data, dtype_of_numpy
-from atlas.names import MAX_NAME_BYTES
 from atlas.format import bloom
 from atlas.format.segment import own_block
+from atlas.names import MAX_NAME_BYTES
 
 if TYPE_CHECKING:
     from atlas.core._atlas import Atlas
@@ -121,7 +122,9 @@ def _resolve(catalog, names: list[str]) -> np.ndarray:
         try:
             dids = np.array(list(map(known.get, names, repeat(-1))), _I64)  # one lookup each
         except TypeError:  # a str subclass that is not hashable
-            raise TypeError("dataset names must be hashable str") from None
+            bad = next((n for n in names if type(n).__hash__ is None), None)
+            raise TypeError(f"dataset names must be hashable str, got {type(bad).__name__} "
+                            f"{bad!r}") from None
         missing = np.flatnonzero(dids < 0)
     else:  # nothing to look up (a new store)
         dids = np.full(len(names), -1, _I64)

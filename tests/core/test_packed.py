@@ -235,6 +235,28 @@ def test_bulk_reads_of_every_dataset_take_none_or_the_listed_names(store, rng):
         store.read_array_across_stacked("temp")  # "new" has no temp
 
 
+def test_names_created_in_bulk_are_known_before_the_flush(store, store_path, rng):
+    # the names of a stacked write reach the handle's name -> id dict only when it is next
+    # used: each per-dataset call after it still sees them, in any order
+    store.create_dataset("first")
+    names = _names(50)
+    values = rng.standard_normal((50, 2))
+    store.write_array_across_stacked("v", names, values)
+    with pytest.raises(atlas.AlreadyExistsError):
+        store.create_dataset(names[7])
+    assert store.dataset_exists(names[49]) and not store.dataset_exists("other")
+    np.testing.assert_array_equal(store.open_dataset(names[3]).read_array("v"), values[3])
+    store.delete_dataset(names[5])
+    more = _names(60)[50:]
+    store.write_array_across_stacked("v", more, rng.standard_normal((10, 2)))
+    store.create_dataset(names[5])  # free again
+    with pytest.raises(atlas.AlreadyExistsError):
+        store.create_dataset(more[4])
+    store.flush()
+    expected = ["first", *names[:5], *names[6:], *more, names[5]]
+    assert store.list_datasets() == expected == reopen(store_path).list_datasets()
+
+
 def test_a_fresh_handle_finds_names_without_listing_them(store, store_path, rng):
     names = _names(200)
     store.write_array_across_stacked("v", names, rng.standard_normal((200, 2)))

@@ -17,7 +17,7 @@ from array import array
 from bisect import bisect_right
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -153,6 +153,10 @@ class PendingSegment:
         self.buffer = bytearray(block_size)
         self.used = 0
         self._rows = array("q")
+        # the rows of stacked writes, after those of _rows: numpy tables filled in place (see
+        # add_blocks), joined to _rows only when a row is appended one by one
+        self._bulk: list[np.ndarray] = []
+        self._bulk_rows = 0
         self.strings: dict[int, tuple[str, str]] = {}  # row -> (min, max) of string chunks
         self._open_first = 0  # rows before this are sealed
         self._keys = _KeyIndex()
@@ -160,14 +164,31 @@ class PendingSegment:
         self._index: tuple[int, ChunkIndex] | None = None
 
     def __len__(self) -> int:
-        return len(self._rows) // _STRIDE
+        return len(self._rows) // _STRIDE + self._bulk_rows
 
     def table(self) -> np.ndarray:
         """The rows as a writable (n, 11) int64 view (drop it before appending more)."""
+        if self._bulk:
+            if len(self._rows) or len(self._bulk) > 1:  # joined once, then kept joined
+                parts = [np.frombuffer(self._rows, _I64).reshape(-1, _STRIDE), *self._bulk]
+                self._rows = array("q")  # a new one: views of the old stay valid
+                self._bulk = [np.concatenate(parts)]
+            return self._bulk[0]
         n = len(self)
         if not n:
             return np.zeros((0, _STRIDE), _I64)
         return np.frombuffer(self._rows, _I64).reshape(n, _STRIDE)
+
+    def new_rows(self, n: int) -> np.ndarray:
+        """An (n, 11) table for :meth:`add_blocks` to fill slice by slice."""
+        return np.empty((n, _STRIDE), _I64)
+
+    def _settle(self) -> None:
+        """Rows appended one by one go to _rows: the rows of stacked writes join it first."""
+        for rows in self._bulk:
+            self._rows.frombytes(np.ascontiguousarray(rows).view(np.uint8).reshape(-1))
+        self._bulk = []
+        self._bulk_rows = 0
 
     def add(self, slot: int, chunk: int, raw, mask: bytes, schema_id: int, schema: Schema,
             partial: tuple | None) -> None:
@@ -203,6 +224,8 @@ class PendingSegment:
             offset = 0
         self.buffer[offset : offset + n] = raw
         self.used = offset + n
+        if self._bulk:
+            self._settle()
         rows = self._rows
         row = len(rows) // _STRIDE
         rows.extend((slot, 0, -1, offset, n, 0, schema_id, _UNKNOWN, 0, 0, 0))
@@ -220,6 +243,8 @@ class PendingSegment:
         self._append(slot, chunk, block, 0, len(raw), len(mask), schema_id, partial)
 
     def _append(self, slot, chunk, block, offset, length, mask_len, schema_id, partial) -> None:
+        if self._bulk:
+            self._settle()
         row = len(self._rows) // _STRIDE
         if partial is None:
             self._rows.extend((slot, chunk, block, offset, length, mask_len, schema_id,
@@ -232,20 +257,26 @@ class PendingSegment:
         self._keys.add(slot, chunk, row)
         self.version += 1
 
-    def add_blocks(self, stored: list, decoded: list[int], rows: dict[str, np.ndarray]) -> None:
-        """Append whole compressed blocks (a stacked write) and their chunk rows: ``rows`` has
-        every row column (or one value for every row), ``block`` numbering the given blocks
-        from 0."""
+    def add_blocks(self, stored: list, decoded: list[int], columns: dict[str, Any],
+                   into: np.ndarray) -> None:
+        """Append whole compressed blocks (a stacked write) and their chunk rows: ``columns``
+        has every row column (or one value for every row), ``block`` numbering the given
+        blocks from 0; the rows are written into ``into``, a slice of a :meth:`new_rows`
+        table (the slices of one table, added in order, stay one table: no copy)."""
         numbers = np.array([self.writer.write_block(data, size, self.codec_id)
                             for data, size in zip(stored, decoded)], _I64)
         first = len(self)
-        n = len(rows["slot"])
-        block = np.empty((n, _STRIDE), _I64)
         for name, j in _COL.items():
-            block[:, j] = numbers[rows["block"]] if name == "block" else rows[name]
-        self._rows.frombytes(block.view(np.uint8).reshape(-1))
-        self._keys.add_many(np.asarray(rows["slot"], _I64), np.asarray(rows["chunk"], _I64),
-                            first)
+            into[:, j] = numbers[columns["block"]] if name == "block" else columns[name]
+        self._keys.add_many(into[:, _COL["slot"]], into[:, _COL["chunk"]], first)
+        last = self._bulk[-1] if self._bulk else None
+        if last is not None and last.base is not None and last.base is into.base and \
+                last.ctypes.data + last.nbytes == into.ctypes.data:
+            start = (last.ctypes.data - into.base.ctypes.data) // into.base.strides[0]
+            self._bulk[-1] = into.base[start : start + len(last) + len(into)]
+        else:
+            self._bulk.append(into)
+        self._bulk_rows += len(into)
         self.version += 1
 
     def seal(self, schema_of: Callable[[int], Schema] | None = None) -> None:
@@ -308,6 +339,8 @@ class PendingSegment:
 
     def chunk_bytes(self, row: int) -> tuple[bytes, bytes]:
         """(values bytes, mask bytes) of one pending row."""
+        if self._bulk:
+            self._settle()
         at = row * _STRIDE
         rows = self._rows
         block, offset = rows[at + _COL["block"]], rows[at + _COL["offset"]]

@@ -262,11 +262,13 @@ def _pack_rows(store: "Atlas", array: str, schema_id: int, schema, slots: np.nda
             "offset": offset, "length": row_bytes, "mask": 0, "schema": schema_id,
             "nulls": counts[:, 0], "valid": valid,
             "min": np.where(valid > 0, _bits(extremes[:, 0], schema.dtype), 0),
-            "max": np.where(valid > 0, _bits(extremes[:, 1], schema.dtype), 0)})
+            "max": np.where(valid > 0, _bits(extremes[:, 1], schema.dtype), 0)},
+            table[lo:hi])
         if pending._dirty:  # chunks of these rows written earlier and not encoded yet
             for slot in slots[lo:hi].tolist():
                 pending._forget_dirty((slot, 0))
 
+    table = segment.new_rows(n)  # every row of this write, filled batch by batch
     bounds = list(range(0, n, per_block)) + [n]
     batch = 4 * pool._max_workers
     waiting = submitted = None  # the batch in flight: recorded once the next one is

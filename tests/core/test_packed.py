@@ -122,6 +122,45 @@ def test_a_stacked_write_into_existing_datasets_overwrites_and_restats(store, st
     assert back.open_dataset(names[1]).array_stats("v")["max"] == 0.0
 
 
+def test_stacked_and_per_dataset_writes_interleave_in_one_pending_segment(tmp_path, rng):
+    # stacked rows are kept as tables beside the rows appended one by one: per-dataset writes
+    # before, between and after stacked writes (in several batches each) of one array, read
+    # before and after the flush, equal numpy; statistics follow the last write
+    store = atlas.Atlas.create(str(tmp_path / "s"), block_size=4096)
+    names = _names(300)
+    want = {}
+
+    def one(name, values):
+        ds = store.open_dataset(name) if store.dataset_exists(name) else \
+            store.create_dataset(name)
+        if "v" not in ds.list_arrays():
+            ds.define_array("v", "float64", ["dim_0"], [4])
+        ds.write_array("v", [0], values)
+        want[name] = values
+
+    def stacked(picked, values):
+        store.write_array_across_stacked("v", picked, values)
+        want.update(zip(picked, values))
+
+    one(names[0], rng.standard_normal(4))
+    stacked(names[1:120], rng.standard_normal((119, 4)))  # several blocks, several batches
+    one(names[120], rng.standard_normal(4))
+    one(names[5], rng.standard_normal(4))  # a stacked row written again, one by one
+    stacked(names[100:300], rng.standard_normal((200, 4)))  # over both kinds of rows
+    one(names[150], np.full(4, 7.0))
+    assert store.dataset_exists(names[299])
+    for check in (store, None):
+        if check is None:
+            store.flush()
+            check = reopen(tmp_path / "s")
+        np.testing.assert_array_equal(check.read_array_across_stacked("v", names),
+                                      np.stack([want[n] for n in names]))
+        for name in (names[0], names[5], names[150], names[299]):
+            np.testing.assert_array_equal(check.open_dataset(name).read_array("v"), want[name])
+    assert reopen(tmp_path / "s").open_dataset(names[150]).array_stats("v")["max"] == 7.0
+    assert reopen(tmp_path / "s").verify().problems == []
+
+
 def test_a_stacked_write_refuses_a_definition_that_does_not_match_naming_the_dataset(store):
     ds = store.create_dataset("have")
     ds.define_array("v", "float32", ["dim_0"], [3])

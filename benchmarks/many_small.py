@@ -12,7 +12,10 @@ datasets). For each N and variant, side by side in one run (interleaved rounds, 
   with chunks ``(1000, 100)`` and a ``(N,)`` array with chunks ``(1000,)``, zstd level 3, each
   written in one call with zarr-python's codec pipeline / the zarrs pipeline; ``tensorstore``: the
   same arrays created and written by TensorStore; ``parquet`` / ``lance``: one table, a row per
-  dataset (``temp`` a ``fixed_size_list<float32>[100]``, ``lat`` float64);
+  dataset (``temp`` a ``fixed_size_list<float32>[100]``, ``lat`` float64). Before each timed
+  write the previous round's output is removed and ``os.sync()`` writes every dirty page out:
+  atlas fsyncs what it commits (the others do not), and an fsync can wait for pages another
+  system's write left dirty;
 - **size on disk** of what each wrote;
 - **read temp**, **read lat**: the stacked read of the array across all N into numpy.
   ``atlas``: ``read_array_across_stacked(array)`` (every dataset) on a handle opened before
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -232,6 +236,14 @@ def write_tasks(roots: dict[str, Path], names: list[str], data: dict[str, np.nda
     return tasks
 
 
+def _fresh_start(root: Path) -> None:
+    """Before each timed write: its output of the previous round removed, and every dirty page
+    written out, so that no write waits for another's data to reach the disk (atlas fsyncs
+    what it commits, and an fsync on ext4 can wait for other files' pending writes)."""
+    harness.remove_path(root)
+    os.sync()
+
+
 def _mkdir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -313,7 +325,7 @@ def run_one(args: argparse.Namespace, n: int, variant: str) -> dict:
             harness.log(f"[many_small] writing ({write_repeats} interleaved rounds)")
             samples = harness.time_interleaved(
                 write_tasks(roots, names, data, per_dataset), repeats=write_repeats,
-                warmup=False, before_each=lambda system: harness.remove_path(roots[system]),
+                warmup=False, before_each=lambda system: _fresh_start(roots[system]),
                 progress=progress, self_timed=True,
             )
             phases["write"] = harness.phase_summary(samples)

@@ -32,14 +32,16 @@ def check_codec(codec: str) -> str:
     return codec
 
 
-def zstd_compressor(level: int) -> zstandard.ZstdCompressor:
-    """This thread's compressor at ``level`` (a compressor is not thread-safe)."""
+def zstd_compressor(level: int, threads: int = 0) -> zstandard.ZstdCompressor:
+    """This thread's compressor at ``level`` (a compressor is not thread-safe); ``threads``:
+    zstd's own worker threads for one big frame (the frame is the same format)."""
     cache = getattr(_local, "zstd_c", None)
     if cache is None:
         cache = _local.zstd_c = {}
-    if level not in cache:
-        cache[level] = zstandard.ZstdCompressor(level=level)
-    return cache[level]
+    key = (level, threads)
+    if key not in cache:
+        cache[key] = zstandard.ZstdCompressor(level=level, threads=threads)
+    return cache[key]
 
 
 def _zstd_decompressor() -> zstandard.ZstdDecompressor:

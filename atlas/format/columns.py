@@ -29,6 +29,7 @@ section is stored one of two ways, which its spec tells apart:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -43,13 +44,17 @@ _FIXED = {"i8": "<i8", "i8d": "<i8", "f8": "<i8", "i4": "<i4", "u4": "<u4", "u1"
 SECTION_LEVEL = 3
 PIECE_BYTES = 1 << 21  # decoded bytes of one frame of a framed column at most
 PARALLEL_ROWS = 1 << 14  # framed sections of this many rows encode their columns side by side
+CHECK_ROWS = 1 << 16  # values of a column checked at a time for an even step
+THREADED_BYTES = 1 << 22  # frames of this many decoded bytes are compressed on zstd's threads
+ZSTD_THREADS = max(2, os.cpu_count() or 2)
 # the largest decoded section a reader accepts: bounds what a forged spec can make it allocate
 MAX_SECTION_BYTES = 1 << 36
 
 
-def encode_column(values: Any, kind: str) -> bytes:
-    """The stored bytes of one column (before the section's compression); an ``i8s`` column
-    must be a sequence (see :func:`stored_kind`)."""
+def encode_column(values: Any, kind: str) -> bytes | np.ndarray:
+    """The stored bytes of one column (before the section's compression; bytes, or a uint8
+    array that may be a view of ``values``); an ``i8s`` column must be a sequence (see
+    :func:`stored_kind`)."""
     if kind in ("txt", "bin"):
         items = list(values)
         if kind == "txt":
@@ -65,12 +70,12 @@ def encode_column(values: Any, kind: str) -> bytes:
     if kind == "i8s":
         first, second = (int(v) for v in np.asarray(values, "<i8")[:2])
         return np.array([first, second - first], "<i8").tobytes()
+    if kind == "i8d":  # the differences of a strided view: no contiguous copy first
+        return _delta(np.asarray(values, dtype=_FIXED[kind])).view(np.uint8)
     array = np.ascontiguousarray(values, dtype=_FIXED[kind])
-    if kind == "i8d":
-        return _delta(array).tobytes()
     if kind == "f8":
         return array.view(np.uint8).reshape(-1, 8).T.tobytes()
-    return array.tobytes()
+    return array.view(np.uint8).reshape(-1)
 
 
 def stored_kind(values: Any, kind: str) -> str:
@@ -80,10 +85,15 @@ def stored_kind(values: Any, kind: str) -> str:
         return kind
     array = np.asarray(values, "<i8")
     first, step = int(array[0]), int(array[1]) - int(array[0])
-    if not -(2**63) <= first + (len(array) - 1) * step < 2**63:
-        return kind  # a step that does not fit int64
+    last = first + (len(array) - 1) * step
+    if not -(2**63) <= last < 2**63 or int(array[-1]) != last:
+        return kind  # a step that does not fit int64, or not a sequence
     with np.errstate(over="ignore"):
-        return "i8s" if (array[1:] - array[:-1] == step).all() else kind
+        for at in range(0, len(array) - 1, CHECK_ROWS):  # no temporary as big as the column
+            piece = array[at : at + CHECK_ROWS + 1]
+            if not (piece[1:] - piece[:-1] == step).all():
+                return kind
+    return "i8s"
 
 
 def declared_kind(kind: Any) -> Any:
@@ -181,7 +191,7 @@ def encode_section(columns: Sequence[tuple[str, str, Any]], level: int = SECTION
             pieces.append(data)
             spec.append([name, kind, len(data)])
         joined = b"".join(pieces)
-        return zstd_compressor(level).compress(joined), spec, len(joined)
+        return _compressor(level, len(joined)).compress(joined), spec, len(joined)
     rows = len(columns[0][2]) if columns else 0
     if rows >= PARALLEL_ROWS and len(columns) > 1 and not on_worker_thread():
         encoded = list(worker_pool().map(lambda column: _framed(column, level), columns))
@@ -192,12 +202,18 @@ def encode_section(columns: Sequence[tuple[str, str, Any]], level: int = SECTION
     return b"".join(pieces), spec, sum(entry[2] for entry in spec)
 
 
+def _compressor(level: int, size: int):
+    """This thread's compressor for ``size`` bytes: a big frame is compressed by zstd's own
+    threads too (a section of a million rows is tens of MB)."""
+    return zstd_compressor(level, ZSTD_THREADS if size >= THREADED_BYTES else 0)
+
+
 def _framed(column: tuple[str, str, Any], level: int) -> tuple[list[bytes], list[list]]:
     """The frames of one column of a framed section and their spec entries."""
     name, kind, values = column
     kind = stored_kind(values, kind)
     data = encode_column(values, kind)
-    compressor = zstd_compressor(level)  # this thread's
+    compressor = _compressor(level, len(data))  # this thread's
     view = memoryview(data)
     # numbers decode whole on one thread (f8's byte planes span the column); texts, which
     # decode in Python anyway, are cut to be decompressed side by side

@@ -229,3 +229,34 @@ def test_string_extremes_survive_a_recompute_from_committed_chunks(store):
     ds.write_array("s", [2], np.array(["c"], dtype=object))  # chunk 0 stays committed
     stats = _stats_after_flush(store, ds, "s")
     assert stats == {"row_count": 4, "null_count": 1, "min": "a", "max": "c"}
+
+
+@pytest.mark.parametrize("how", ["out of order", "stacked, then rewritten one by one"])
+def test_stats_of_one_chunk_arrays_follow_the_newest_write_in_any_order(store, store_path, rng,
+                                                                        how):
+    # a flush takes one-chunk arrays' partials from the pending rows: found by their ordered
+    # keys, or through the pending index when rows came out of order or were written again
+    names = [f"d{i}" for i in range(60)]
+    want = {}
+    if how == "out of order":
+        views = [store.create_dataset(name) for name in names]
+        for view in views:
+            view.define_array("x", "float32", ["k"], [5])
+        order = rng.permutation(60)
+    else:
+        values = rng.standard_normal((60, 5)).astype(np.float32)
+        store.write_array_across_stacked("x", names, values)
+        want = dict(zip(names, values))
+        views = [store.open_dataset(name) for name in names]
+        order = rng.permutation(60)[:20]
+    for i in [*order, *order[:7]]:  # some written twice
+        values = rng.standard_normal(5).astype(np.float32)
+        values[: i % 3] = np.nan
+        views[i].write_array("x", [0], values)
+        want[names[i]] = values
+    store.flush()
+    back = reopen(store_path)
+    for name, values in want.items():
+        stats = back.open_dataset(name).array_stats("x")
+        assert stats["null_count"] == int(np.isnan(values).sum())
+        assert stats["min"] == np.nanmin(values) and stats["max"] == np.nanmax(values)

@@ -5,7 +5,8 @@ and datasets created in bulk (the names scanned joined, as bytes when ASCII; rep
 sorting their hashes; the handle's name -> id dict filled when next used), and rows of one
 chunk each are packed straight into blocks (the rows of the input are already the blocks'
 bytes), compressed on the worker pool, with their statistics partials from one kernel call per
-block. Arrays of more than one chunk per row go through the per-dataset write path.
+block; the first blocks are compressed while the names are checked. Arrays of more than one
+chunk per row go through the per-dataset write path.
 """
 
 from __future__ import annotations
@@ -59,6 +60,31 @@ def write_stacked(store: "Atlas", array: str, names: Sequence[str], data: np.nda
     values = check_data(atlas_dtype, data, where)
     catalog = store._catalog
     schema_id = catalog.intern(schema)
+    packer = None
+    if schema.n_chunks == 1 and not schema.dtype.is_string and values.size:
+        # the workers compress the first blocks while this thread checks the names and
+        # definitions (nothing is written before they pass)
+        packer = _RowPacker(store, array, schema, values)
+    try:
+        slots = _define(store, array, names, schema, schema_id)
+    except BaseException:
+        if packer is not None:
+            packer.cancel()
+        raise
+    if packer is not None:
+        packer.run(schema_id, slots)
+    else:
+        start = (0,) * schema.ndim
+        for i in range(len(names)):
+            # values[i, ...]: an array also for 0-D rows (values[i] of an object array is a str)
+            store._write(array, int(slots[i]), schema_id, schema, start, values[i, ...])
+
+
+def _define(store: "Atlas", array: str, names: list[str], schema, schema_id: int
+            ) -> np.ndarray:
+    """The slots of ``array`` in the datasets ``names`` (created when absent); the array is
+    defined where absent, and must have ``schema`` where defined."""
+    catalog = store._catalog
     dids = _dids_creating(store, names)
 
     # existing definitions must match; the others are defined now
@@ -89,14 +115,7 @@ def write_stacked(store: "Atlas", array: str, names: Sequence[str], data: np.nda
     restate = old[~pending_rows]
     table.log.extend(dids[restate], slot=slots[restate],
                      schema=np.full(len(restate), schema_id, _I64))
-
-    if schema.n_chunks == 1 and not schema.dtype.is_string and values.size:
-        _pack_rows(store, array, schema_id, schema, slots, values)
-    else:
-        start = (0,) * schema.ndim
-        for i in range(len(names)):
-            # values[i, ...]: an array also for 0-D rows (values[i] of an object array is a str)
-            store._write(array, int(slots[i]), schema_id, schema, start, values[i, ...])
+    return slots
 
 
 def _dids_creating(store: "Atlas", names: list[str]) -> np.ndarray:
@@ -221,74 +240,93 @@ def _ascii_suspect(joined: np.ndarray, n: int) -> bool:
         (lengths == 1) | (lengths == 2) & (second == dot))).any())
 
 
-def _pack_rows(store: "Atlas", array: str, schema_id: int, schema, slots: np.ndarray,
-               values: np.ndarray) -> None:
-    """Rows of one chunk each straight into blocks of the pending segment of ``array``."""
-    pending = store._pending
-    segment = pending._segment(array, store._root.generation + 1)
-    n = len(slots)
-    cells = schema.cells
-    itemsize = schema.dtype.itemsize
-    row_bytes = cells * itemsize
-    per_block = 1 if own_block(row_bytes, segment.block_size) else \
-        max(1, segment.block_size // row_bytes)
-    flat = np.ascontiguousarray(values).reshape(n, cells)
-    storage_dtype = schema.dtype.storage
-    fill = _chunks.fill_scalar(schema.dtype, schema.fill)
-    has = _chunks.has_fill(schema)
-    rule = _chunks.null_rule(schema.dtype)
-    codec_id, level = pending.codec_id, pending.level
-    pool = worker_pool()
+class _RowPacker:
+    """Rows of one chunk each straight into blocks of the pending segment of an array: the
+    workers compress blocks (and compute their partials) a batch ahead of this thread, which
+    writes them and their rows. Compression starts when the packer is made; nothing is
+    written before :meth:`run`."""
 
-    def block(lo: int, hi: int):
-        rows = flat[lo:hi]
-        raw = rows.reshape(-1).view(np.uint8)
-        counts, extremes = kernels.block_partials(
-            rows.reshape(-1).view(storage_dtype), np.arange(hi - lo, dtype=_I64) * cells,
-            np.full(hi - lo, cells, _I64), np.full(hi - lo, fill, storage_dtype),
-            np.full(hi - lo, has, np.uint8), rule)
-        return codecs.encode(codec_id, raw, level), len(raw), counts, extremes
+    def __init__(self, store: "Atlas", array: str, schema, values: np.ndarray):
+        self.store, self.array, self.schema = store, array, schema
+        pending = store._pending
+        self.n = n = len(values)
+        cells = schema.cells
+        self.row_bytes = row_bytes = cells * schema.dtype.itemsize
+        per_block = 1 if own_block(row_bytes, pending.block_size) else \
+            max(1, pending.block_size // row_bytes)
+        flat = np.ascontiguousarray(values).reshape(n, cells)
+        storage_dtype = schema.dtype.storage
+        fill = _chunks.fill_scalar(schema.dtype, schema.fill)
+        has = _chunks.has_fill(schema)
+        rule = _chunks.null_rule(schema.dtype)
+        codec_id, level = pending.codec_id, pending.level
 
-    def record(spans, futures) -> None:
-        results = [future.result() for future in futures]
-        lo, hi = spans[0][0], spans[-1][1]
-        counts = np.concatenate([r[2] for r in results])
-        extremes = np.concatenate([r[3] for r in results])
-        valid = counts[:, 1]
-        block_of = np.concatenate([np.full(b - a, k, _I64) for k, (a, b) in enumerate(spans)])
-        offset = np.concatenate([np.arange(b - a, dtype=_I64) * row_bytes for a, b in spans])
-        segment.add_blocks([r[0] for r in results], [r[1] for r in results], {
-            "slot": slots[lo:hi], "chunk": np.zeros(hi - lo, _I64), "block": block_of,
-            "offset": offset, "length": row_bytes, "mask": 0, "schema": schema_id,
-            "nulls": counts[:, 0], "valid": valid,
-            "min": np.where(valid > 0, _bits(extremes[:, 0], schema.dtype), 0),
-            "max": np.where(valid > 0, _bits(extremes[:, 1], schema.dtype), 0)},
-            table[lo:hi])
-        if pending._dirty:  # chunks of these rows written earlier and not encoded yet
-            for slot in slots[lo:hi].tolist():
-                pending._forget_dirty((slot, 0))
+        def block(lo: int, hi: int):
+            rows = flat[lo:hi]
+            raw = rows.reshape(-1).view(np.uint8)
+            counts, extremes = kernels.block_partials(
+                rows.reshape(-1).view(storage_dtype), np.arange(hi - lo, dtype=_I64) * cells,
+                np.full(hi - lo, cells, _I64), np.full(hi - lo, fill, storage_dtype),
+                np.full(hi - lo, has, np.uint8), rule)
+            return codecs.encode(codec_id, raw, level), len(raw), counts, extremes
 
-    table = segment.new_rows(n)  # every row of this write, filled batch by batch
-    bounds = list(range(0, n, per_block)) + [n]
-    batch = 4 * pool._max_workers
-    waiting = submitted = None  # the batch in flight: recorded once the next one is
-    # submitted, so that the workers compress while this thread writes the blocks
-    try:
-        for b0 in range(0, len(bounds) - 1, batch):
-            spans = list(zip(bounds[b0 : b0 + batch], bounds[b0 + 1 : b0 + batch + 1]))
-            submitted = (spans, [pool.submit(block, lo, hi) for lo, hi in spans])
-            if waiting is not None:
-                record(*waiting)
-            waiting, submitted = submitted, None
-        if waiting is not None:
-            record(*waiting)
-    except BaseException:  # a failed write: what is still queued is not worth compressing
-        for queued in (waiting, submitted):
-            if queued is not None:
-                for future in queued[1]:
-                    future.cancel()
-        raise
-    if segment.path and n * row_bytes >= EARLY_SYNC_BYTES:
-        # the disk writes these blocks while the caller writes the next array (the flush's
-        # own fsync of the file then finds little left)
-        store._storage.sync_early([segment.path])
+        self.pool = worker_pool()
+        self.block = block
+        bounds = list(range(0, n, per_block)) + [n]
+        size = 4 * self.pool._max_workers  # blocks of a batch
+        self.batches = [list(zip(bounds[b : b + size], bounds[b + 1 : b + size + 1]))
+                        for b in range(0, len(bounds) - 1, size)]
+        self.queued: list[tuple[list, list]] = []  # batches submitted, not recorded yet
+        self.next_batch = 0
+        for _ in range(min(2, len(self.batches))):
+            self._submit()
+
+    def _submit(self) -> None:
+        spans = self.batches[self.next_batch]
+        self.next_batch += 1
+        self.queued.append((spans, [self.pool.submit(self.block, lo, hi) for lo, hi in spans]))
+
+    def cancel(self) -> None:
+        """A failed write: what is still queued is not worth compressing."""
+        for _spans, futures in self.queued:
+            for future in futures:
+                future.cancel()
+        self.queued = []
+
+    def run(self, schema_id: int, slots: np.ndarray) -> None:
+        """Write every block and its rows (``slots``: the row's array slot, in row order)."""
+        store, schema, row_bytes = self.store, self.schema, self.row_bytes
+        pending = store._pending
+        segment = pending._segment(self.array, store._root.generation + 1)
+        table = segment.new_rows(self.n)  # every row of this write, filled batch by batch
+        try:
+            while self.queued:
+                spans, futures = self.queued.pop(0)
+                if self.next_batch < len(self.batches):
+                    self._submit()  # batches ahead: the workers compress while this writes
+                results = [future.result() for future in futures]
+                lo, hi = spans[0][0], spans[-1][1]
+                counts = np.concatenate([r[2] for r in results])
+                extremes = np.concatenate([r[3] for r in results])
+                valid = counts[:, 1]
+                block_of = np.concatenate([np.full(b - a, k, _I64)
+                                           for k, (a, b) in enumerate(spans)])
+                offset = np.concatenate([np.arange(b - a, dtype=_I64) * row_bytes
+                                         for a, b in spans])
+                segment.add_blocks([r[0] for r in results], [r[1] for r in results], {
+                    "slot": slots[lo:hi], "chunk": np.zeros(hi - lo, _I64), "block": block_of,
+                    "offset": offset, "length": row_bytes, "mask": 0, "schema": schema_id,
+                    "nulls": counts[:, 0], "valid": valid,
+                    "min": np.where(valid > 0, _bits(extremes[:, 0], schema.dtype), 0),
+                    "max": np.where(valid > 0, _bits(extremes[:, 1], schema.dtype), 0)},
+                    table[lo:hi])
+                if pending._dirty:  # chunks of these rows written earlier, not encoded yet
+                    for slot in slots[lo:hi].tolist():
+                        pending._forget_dirty((slot, 0))
+        except BaseException:
+            self.cancel()
+            raise
+        if segment.path and self.n * row_bytes >= EARLY_SYNC_BYTES:
+            # the disk writes these blocks while the caller writes the next array (the
+            # flush's own fsync of the file then finds little left)
+            store._storage.sync_early([segment.path])

@@ -83,9 +83,10 @@ def write_stacked(store: "Atlas", array: str, names: Sequence[str], data: np.nda
 def _define(store: "Atlas", array: str, names: list[str], schema, schema_id: int
             ) -> np.ndarray:
     """The slots of ``array`` in the datasets ``names`` (created when absent); the array is
-    defined where absent, and must have ``schema`` where defined."""
+    defined where absent, and must have ``schema`` where defined. Everything is checked
+    before anything is created or defined."""
     catalog = store._catalog
-    dids = _dids_creating(store, names)
+    dids = _known_dids(catalog, names)  # -1 for the names to create
 
     # existing definitions must match; the others are defined now
     slots, schema_ids, found = catalog.rows(array, dids)
@@ -103,6 +104,8 @@ def _define(store: "Atlas", array: str, names: list[str], schema, schema_id: int
                    f"{list(other.chunk_shape)}, fill {other.fill!r}); the stacked write gives "
                    f"{schema.dtype.name} {list(schema.shape)} (dims {list(schema.dims)}, chunks "
                    f"{list(schema.chunk_shape)}, fill {schema.fill!r})")
+    if dids.min(initial=0) < 0:
+        dids = _create_missing(catalog, names, dids)
     new = np.flatnonzero(~found)
     slots = slots.copy()
     slots[new] = catalog.next_slot + np.arange(len(new))
@@ -118,40 +121,37 @@ def _define(store: "Atlas", array: str, names: list[str], schema, schema_id: int
     return slots
 
 
-def _dids_creating(store: "Atlas", names: list[str]) -> np.ndarray:
-    """Dataset ids of ``names``, creating those that do not exist (names checked in bulk)."""
-    catalog = store._catalog
+def _known_dids(catalog, names: list[str]) -> np.ndarray:
+    """Dataset ids of ``names``, -1 for those that do not exist: one dict lookup each, or none
+    for the list the last stacked write resolved (every name of it exists since)."""
     last = catalog.last_resolved
     # valid while no dataset was deleted (every delete moves the epoch; creating others does
     # not change these names' ids); ``names`` is the caller's own copy, so it cannot change
     if last is not None and last[2] == catalog.epoch and _same(last[0], names):
         return last[1]
-    dids = _resolve(catalog, names)
-    dids.flags.writeable = False
-    catalog.last_resolved = (names, dids, catalog.epoch)
-    return dids
-
-
-def _resolve(catalog, names: list[str]) -> np.ndarray:
     if not all(map(str.__instancecheck__, names)):
         bad = next(n for n in names if not isinstance(n, str))
         raise TypeError(f"dataset names must be str, got {type(bad).__name__} {bad!r}")
     known = catalog.dids()
     if known:
         try:
-            dids = np.array(list(map(known.get, names, repeat(-1))), _I64)  # one lookup each
+            dids = np.array(list(map(known.get, names, repeat(-1))), _I64)
         except TypeError:  # a str subclass that is not hashable
             bad = next((n for n in names if type(n).__hash__ is None), None)
             raise TypeError(f"dataset names must be hashable str, got {type(bad).__name__} "
                             f"{bad!r}") from None
-        missing = np.flatnonzero(dids < 0)
     else:  # nothing to look up (a new store)
         dids = np.full(len(names), -1, _I64)
-        missing = np.arange(len(names))
     if _has_repeats(dids[dids >= 0], catalog.next_did):
         _raise_repeat(names)
-    if not len(missing):
-        return dids
+    if dids.min(initial=0) >= 0:
+        _remember(catalog, names, dids)
+    return dids
+
+
+def _create_missing(catalog, names: list[str], dids: np.ndarray) -> np.ndarray:
+    """``dids`` with the names at -1 created (checked in bulk, none given twice)."""
+    missing = np.flatnonzero(dids < 0)
     new_names = names if len(missing) == len(names) else [names[i] for i in missing.tolist()]
     _check_names(new_names)
     if _has_repeated_names(new_names):
@@ -159,8 +159,15 @@ def _resolve(catalog, names: list[str]) -> np.ndarray:
     first = catalog.next_did
     new_dids = np.arange(first, first + len(new_names), dtype=_I64)
     catalog.create_many(new_names, new_dids)
+    dids = dids.copy()
     dids[missing] = new_dids
+    _remember(catalog, names, dids)
     return dids
+
+
+def _remember(catalog, names: list[str], dids: np.ndarray) -> None:
+    dids.flags.writeable = False
+    catalog.last_resolved = (names, dids, catalog.epoch)
 
 
 def _has_repeats(dids: np.ndarray, bound: int) -> bool:

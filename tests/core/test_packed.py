@@ -226,6 +226,21 @@ def test_bad_stacked_writes_raise_typed_errors_and_change_nothing(store, names, 
     assert store.list_arrays() == []
 
 
+def test_a_refused_stacked_write_leaves_no_block_behind(store, store_path, rng):
+    # its blocks are compressed while the names are checked: a refusal writes none of them
+    store.write_array_across_stacked("v", ["a"], np.ones((1, 3)))
+    store.flush()
+    before = sorted(p.relative_to(store_path) for p in store_path.rglob("*.seg"))
+    big = rng.standard_normal((50_000, 30))
+    with pytest.raises(atlas.InvalidNameError):
+        store.write_array_across_stacked("v", [f"n{i}" for i in range(49_999)] + ["_x"], big)
+    with pytest.raises(ValueError, match="defined as float64"):
+        store.write_array_across_stacked("v", ["a", "b"], np.ones((2, 4)))
+    store.flush()
+    assert sorted(p.relative_to(store_path) for p in store_path.rglob("*.seg")) == before
+    assert reopen(store_path).list_datasets() == ["a"]
+
+
 def test_stacked_writes_take_the_names_check_name_allows(store):
     # the bulk scan of the names lets through what the one-by-one check allows, at the limits
     names = ["x" * 255, "é" * 127, "a.b", "..a", "a_", "a b", "del\x7f", "ü_x", "..."]

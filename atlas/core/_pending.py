@@ -173,6 +173,7 @@ class PendingSegment:
                 parts = [np.frombuffer(self._rows, _I64).reshape(-1, _STRIDE), *self._bulk]
                 self._rows = array("q")  # a new one: views of the old stay valid
                 self._bulk = [np.concatenate(parts)]
+                self._bulk_rows = len(self._bulk[0])  # every row is in it now
             return self._bulk[0]
         n = len(self)
         if not n:

@@ -226,7 +226,7 @@ class Model:
             assert (whole["min"], whole["max"]) == (lo, hi), array
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(4))
 def test_a_store_written_every_way_at_once_equals_its_model(tmp_path, seed):
     model = Model(tmp_path / "s", seed)
     for _ in range(60):

@@ -565,8 +565,8 @@ class Atlas:
                     lambda slots, a=array: pending.first_chunk_partials(a, slots),
                     lambda a=array: pending.index(a),
                     lambda a=array: self._committed_index(a),
-                    pending.string_partial(section_id[1]),
-                    lambda slot, chunk, extent, a=section_id[1]: self._current_chunk(
+                    pending.string_partial(array),
+                    lambda slot, chunk, extent, a=array: self._current_chunk(
                         a, self._schema_of_slot(a, slot), slot, chunk, extent))
                 every = bool(live.all())
                 for name, column in stats.items():
@@ -575,7 +575,7 @@ class Atlas:
                     else:
                         delta.columns[name] = delta.columns[name].copy()
                         delta.columns[name][live] = column
-                pending.forget_index(section_id[1])  # one array's index at a time in memory
+                pending.forget_index(array)  # one array's index at a time in memory
             if section_id in merged.tables:
                 delta = merged.section(section_id, delta)
             changes.add(section_id, delta)

@@ -402,26 +402,21 @@ class PendingSegment:
         where no such row is pending or its partial is not known. Found with the ordered keys
         when every row came in order (a stacked write, a per-dataset ingest), without building
         :meth:`index`."""
+        names = ("nulls", "valid", "min", "max")
         if self._keys.late or len(self._keys.keys) != len(self):
             index = self.index()
+            if not index.rows:
+                return (np.zeros(len(slots), bool),) + tuple(np.zeros(len(slots), _I64)
+                                                             for _ in names)
             rows = index.find(slots, np.zeros(len(slots), _I64))
             hit = rows >= 0
             rows = np.where(hit, rows, 0)
-            take = (index.nulls, index.valid, index.min, index.max)
-            has = hit & index.has_partial[rows] if len(index.has_partial) else hit
-            return (has, *(np.where(has, c[rows], 0) if len(c) else np.zeros(len(rows), _I64)
-                           for c in take))
+            has = hit & index.has_partial[rows]
+            return (has, *(np.where(has, getattr(index, name)[rows], 0) for name in names))
         keys = np.frombuffer(self._keys.keys, _I64)
         wanted = slots << 20
         if len(wanted) == len(keys) and np.array_equal(wanted, keys):  # every row, in order
-            del keys
-            table = self.table()
-            out = tuple(table[:, _COL[name]].copy() for name in ("nulls", "valid", "min", "max"))
-            del table
-            has = out[0] != _UNKNOWN
-            if has.all():
-                return (has, *out)
-            return (has, *(np.where(has, column, 0) for column in out))
+            rows, hit = slice(None), np.ones(len(keys), bool)
         else:
             rows = np.searchsorted(keys, wanted, "right") - 1  # the newest of equal keys
             hit = rows >= 0
@@ -430,11 +425,9 @@ class PendingSegment:
         del keys  # an array('q') exporting its buffer cannot grow
         table = self.table()
         if not len(table):
-            return (hit,) + tuple(np.zeros(len(slots), _I64) for _ in range(4))
-        nulls = table[rows, _COL["nulls"]]
-        has = hit & (nulls != _UNKNOWN)
-        out = (has, *(np.where(has, table[rows, _COL[name]], 0)
-                      for name in ("nulls", "valid", "min", "max")))
+            return (hit,) + tuple(np.zeros(len(slots), _I64) for _ in names)
+        has = hit & (table[rows, _COL["nulls"]] != _UNKNOWN)
+        out = (has, *(np.where(has, table[rows, _COL[name]], 0) for name in names))
         del table
         return out
 

@@ -219,10 +219,10 @@ def _check_names(names: list[str]) -> None:
     if joined.isascii():
         suspect = _ascii_suspect(np.frombuffer(joined.encode("ascii"), np.uint8), len(names))
     else:
+        framed = f"/{joined}/"
         suspect = (joined.count("/") != len(names) - 1 or not all(names) or "\\" in joined
-                   or not joined.isprintable() or joined[0] == "_" or "/_" in joined
-                   or "/./" in f"/{joined}/" or "/../" in f"/{joined}/"
-                   or max(map(len, names)) > MAX_NAME_BYTES // 4)
+                   or not joined.isprintable() or "/_" in framed or "/./" in framed
+                   or "/../" in framed or max(map(len, names)) > MAX_NAME_BYTES // 4)
     if suspect:
         for name in names:
             check_name(name, "dataset")

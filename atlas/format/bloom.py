@@ -95,5 +95,8 @@ def might_contain(filter_bytes: np.ndarray, name: str) -> bool:
     n_bits = len(filter_bytes) * 8
     if not n_bits:
         return True
-    return all(bool((filter_bytes[p >> 3] >> (7 - (p & 7))) & 1)
-               for p in (int(at[0]) for at in _probes(name_hashes([name]), n_bits)))
+    for positions in _probes(name_hashes([name]), n_bits):
+        p = int(positions[0])
+        if not (filter_bytes[p >> 3] >> (7 - (p & 7))) & 1:
+            return False
+    return True

@@ -383,6 +383,13 @@ def test_find_locates_wanted_pairs_like_a_dictionary_lookup():
         assert got.tolist() == [position.get((int(s), int(c)), -1) for s, c in want]
 
 
+def _null_rule(dtype: str) -> int:
+    """What besides the fill marks a null in ``dtype``: NaN, NaT, or nothing."""
+    if dtype == "timestamp_int64":
+        return kernels.NULL_NAT
+    return kernels.NULL_NAN if _np_dtype(dtype).kind == "f" else kernels.NULL_NONE
+
+
 def _stats_reference(values, written, fill, has_fill, rule):
     flat = values.reshape(-1)
     null = np.zeros(flat.size, bool) if written is None else written.reshape(-1) == 0
@@ -402,9 +409,7 @@ def _stats_reference(values, written, fill, has_fill, rule):
 def test_chunk_partial_matches_numpy_for_every_dtype_and_mask(dtype, ndim):
     rng = np.random.default_rng(ndim)
     dt = _np_dtype(dtype)
-    rule = {"f": kernels.NULL_NAN}.get(dt.kind, kernels.NULL_NONE)
-    if dtype == "timestamp_int64":
-        rule = kernels.NULL_NAT
+    rule = _null_rule(dtype)
     for trial in range(8):
         shape = tuple(int(rng.integers(1, 5)) for _ in range(ndim))
         pool = _random(dt, (3,), rng)
@@ -436,9 +441,7 @@ def test_chunk_partial_without_mask_or_fill_equals_the_general_loop_bit_for_bit(
     # the general one: both give the same counts and the same extremes, signed zeros included
     rng = np.random.default_rng(5)
     dt = _np_dtype(dtype)
-    rule = {"f": kernels.NULL_NAN}.get(dt.kind, kernels.NULL_NONE)
-    if dtype == "timestamp_int64":
-        rule = kernels.NULL_NAT
+    rule = _null_rule(dtype)
     pools = [_random(dt, (6,), rng)]
     if dt.kind == "f":  # zeros of both signs as the min, as the max; infinities
         pools += [np.array([0.0, -0.0, 1.0, 2.5], dt), np.array([0.0, -0.0, -1.0], dt),
@@ -482,9 +485,7 @@ def test_fold_partials_folds_chunk_partials_like_numpy(dtype):
 def test_block_partials_equal_one_chunk_partial_per_run(dtype):
     rng = np.random.default_rng(21)
     dt = _np_dtype(dtype)
-    rule = {"f": kernels.NULL_NAN}.get(dt.kind, kernels.NULL_NONE)
-    if dtype == "timestamp_int64":
-        rule = kernels.NULL_NAT
+    rule = _null_rule(dtype)
     pool = _random(dt, (4,), rng)
     values = np.array(pool[rng.integers(0, 4, size=300)])
     if rule == kernels.NULL_NAN:

@@ -33,6 +33,7 @@ from atlas.errors import (
     DatasetNotFoundError,
     FormatError,
     ReadOnlyError,
+    StaleHandleError,
     StoreNotFoundError,
 )
 from atlas.format import root as root_format
@@ -46,6 +47,10 @@ VerifyReport = _maintain.VerifyReport
 # what a flush keeps in memory of what it wrote (bigger is read again from the files if needed)
 CACHED_INDEX_ROWS = 1 << 17
 CACHED_TABLE_ROWS = 1 << 17
+# a fresh handle parses an array's index on a worker while it reads the catalog when the
+# index is big (its segments hold this many bytes) or the storage is remote: for small local
+# indexes both steps are Python work that the thread switches only slow down
+PREFETCH_INDEX_BYTES = 1 << 26
 COMPACT_ATTEMPTS = 5  # a compaction whose files others replaced meanwhile starts over
 
 
@@ -319,7 +324,13 @@ class Atlas:
         if part is not None:
             new_root.parts = [*root.parts, part.ref]
             new_root.delta = part.ref.key
-        merges = _maintain.tiered_merge(self, new_root)
+        try:
+            merges = _maintain.tiered_merge(self, new_root)
+        except StaleHandleError:
+            # another handle replaced files of this root and deleted them at once (a compaction
+            # with no grace): the commit below conflicts, and the rebase re-applies the changes
+            # on top of the newest root without a merge
+            merges = _maintain.Merges()
         # until it is known to have landed or not, the attempt is kept (its files locked): a
         # commit whose response was lost is recognised by its commit id when retried
         self._inflight = _Inflight(new_root, written, part, merges, marks)
@@ -1030,12 +1041,15 @@ class Atlas:
 
     def _prefetch_index(self, array: Any):
         """Start parsing what :meth:`_committed_index` returns on a worker thread, where it is
-        the committed segments alone (a fresh handle reads its catalog rows meanwhile); the
-        future, or None."""
+        the committed segments alone, big or remote (a fresh handle reads its catalog rows
+        meanwhile); the future, or None."""
         if self._legacy is not None or self._pending_state is not None or \
                 not isinstance(array, str):
             return None
-        return self._files.prefetch_merged(array, self._root.segments.get(array, []))
+        refs = self._root.segments.get(array, [])
+        if not self._storage.remote and sum(r.size for r in refs) < PREFETCH_INDEX_BYTES:
+            return None
+        return self._files.prefetch_merged(array, refs)
 
     def _indexes(self, array: str) -> list[ChunkIndex]:
         """The chunk indexes of ``array``, newest first."""

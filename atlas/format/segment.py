@@ -219,42 +219,55 @@ def parse_index(footer: Footer, read, where: str) -> SegmentIndex:
 
 
 def index_problem(index: SegmentIndex, end_of_payload: int) -> str | None:
-    """What makes an index impossible for a payload ending at ``end_of_payload``, or None."""
+    """What makes an index impossible for a payload ending at ``end_of_payload``, or None.
+    (Reductions as array methods with an ``initial`` value: every fresh reader checks every
+    segment, and most segments of a store flushed often hold a few rows.)"""
     b, c, p = index.blocks, index.chunks, index.partials
     file = b["file"]
-    if np.any(file < 0) or np.any(file > len(index.linked)):
+    if _below(file, 0) or _above(file, len(index.linked)):
         return "a block names a linked file that the segment does not list"
     if any(size < len(MAGIC) for _key, size in index.linked) or len(
             {key for key, _size in index.linked}) != len(index.linked):
         return "a linked file is listed twice or has an impossible size"
     # where each block must end: this file's payload, or the linked file's size
     limit = np.array([end_of_payload, *(size for _key, size in index.linked)], np.int64)[file]
-    if np.any(b["offset"] < len(MAGIC)) or np.any(b["stored"] < 0) or np.any(
-            b["offset"] + b["stored"] > limit):
+    if _below(b["offset"], len(MAGIC)) or _below(b["stored"], 0) or (
+            b["offset"] + b["stored"] > limit).any():
         return "a block lies outside the file"
-    if np.any(b["decoded"] < 0) or np.any(b["decoded"] > MAX_DECODED_BLOCK):
+    if _below(b["decoded"], 0) or _above(b["decoded"], MAX_DECODED_BLOCK):
         return "a block claims an impossible decoded size"
-    if np.any((b["codec"] < 0) | (b["codec"] > 2)) or np.any((b["crc"] < 0) | (b["crc"] >= 2**32)):
+    if _below(b["codec"], 0) or _above(b["codec"], 2) or _below(b["crc"], 0) or _above(
+            b["crc"], 2**32 - 1):
         return "a block has an unknown codec or checksum"
     blocks = c["block"]
-    if np.any(blocks < 0) or np.any(blocks >= len(b["offset"])):
+    if _below(blocks, 0) or _above(blocks, len(b["offset"]) - 1):
         return "a chunk names a block that does not exist"
-    if np.any(c["offset"] < 0) or np.any(c["length"] < 0) or np.any(c["mask"] < 0):
+    if _below(c["offset"], 0) or _below(c["length"], 0) or _below(c["mask"], 0):
         return "a chunk has a negative offset or length"
     ends = c["offset"] + c["length"] + c["mask"]
-    if len(blocks) and np.any(ends > b["decoded"][blocks]):
+    if len(blocks) and (ends > b["decoded"][blocks]).any():
         return "a chunk lies outside its block"
     # writers end every block with its last chunk: a block claiming more decoded bytes is
     # refused before anything is allocated for it (a decompression bomb)
     # (a linked block may end with chunks the merge left out, up to what linking allows)
     furthest = np.zeros(len(b["decoded"]), np.int64)
     np.maximum.at(furthest, blocks, ends)
-    if np.any(b["decoded"] > np.where(file > 0, furthest * LINKED_LIVE_SHARE, furthest)):
+    if (b["decoded"] > np.where(file > 0, furthest * LINKED_LIVE_SHARE, furthest)).any():
         return "a block claims more decoded bytes than its chunks hold"
-    if np.any(c["slot"] < 0) or np.any(c["chunk"] < 0):
+    if _below(c["slot"], 0) or _below(c["chunk"], 0):
         return "a chunk has a negative slot or chunk number"
     rows = p["row"]
-    if np.any(rows < 0) or np.any(rows >= len(blocks)) or np.any(p["nulls"] < 0) or np.any(
-            p["valid"] < 0):
+    if _below(rows, 0) or _above(rows, len(blocks) - 1) or _below(p["nulls"], 0) or _below(
+            p["valid"], 0):
         return "a statistics partial is out of range"
     return None
+
+
+def _below(values: np.ndarray, low: int) -> bool:
+    """Whether some value is under ``low`` (False for none)."""
+    return bool(values.min(initial=low) < low)
+
+
+def _above(values: np.ndarray, high: int) -> bool:
+    """Whether some value is over ``high`` (False for none)."""
+    return bool(values.max(initial=high) > high)

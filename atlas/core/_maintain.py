@@ -2,13 +2,11 @@
 and the removal of files nothing references.
 
 Files (catalog parts, and each array name's segments) have a level from their size: level L
-holds files up to ``LEVEL_BASE * FANOUT ** (L + 1)`` bytes. When ``run_length(L)`` files in a row
-of the root's list are of level L (with only smaller files between them), a flush merges them
-into one (the run of the smallest such L, at most one run per list per flush). Small files (the
-levels below ``SMALL_LEVELS``, under 2 MiB) merge in runs of ``SMALL_RUN``: every file costs a
-fresh reader a footer and an index to parse, and rewriting small files costs little, so a store
-flushed a thousand times keeps a handful of files per list. Bigger files merge in runs of
-``FANOUT``, so a byte of a big store is rewritten about once per level over its life. ``compact()`` merges everything and drops what deleted datasets and arrays left.
+holds files up to ``LEVEL_BASE * FANOUT ** (L + 1)`` bytes. When ``FANOUT`` files in a row of the
+root's list are of level L (with only smaller files between them), a flush merges them into one
+(the run of the smallest such L, at most one run per list per flush), so a store flushed a
+thousand times keeps a few dozen files, and a byte is rewritten about once per level over its
+life. ``compact()`` merges everything and drops what deleted datasets and arrays left.
 
 Nothing a commit replaced is deleted at once: it is listed as ``retired`` in the root with the
 generation that replaced it, because earlier versions still read it; it is deleted once every
@@ -52,15 +50,9 @@ if TYPE_CHECKING:
 
 FANOUT = 8
 LEVEL_BASE = 4 << 10
-SMALL_RUN, SMALL_LEVELS = 4, 3
 ORPHAN_GRACE_SECONDS = 3600.0  # an unreferenced file younger than this may be a live writer's
 AUTO_EXPIRE_EVERY_SECONDS = _versions.AUTO_EXPIRE_EVERY_SECONDS
 _I64 = np.int64
-
-
-def run_length(level: int) -> int:
-    """How many files of ``level`` a run holds when a flush merges it."""
-    return SMALL_RUN if level < SMALL_LEVELS else FANOUT
 
 
 def level_of(size: int) -> int:
@@ -141,20 +133,20 @@ class Merges:
 
 def _run_to_merge(refs: list[FileRef]) -> tuple[int, int] | None:
     """[start, stop) of the run of ``refs`` to merge, or None: for the smallest level L that
-    has one, the newest run of files of level at most L that holds ``run_length(L)`` files of
-    level L, cut after the last of them from the newest end. Counting only files *at* L keeps a
+    has one, the newest run of files of level at most L that holds ``FANOUT`` files of level L,
+    cut after the ``FANOUT``-th of them from the newest end. Counting only files *at* L keeps a
     big file from being rewritten with a few small ones after it."""
-    if len(refs) < SMALL_RUN:
+    if len(refs) < FANOUT:
         return None
     levels = [r.level for r in refs]
     for limit in sorted(set(levels)):
-        stop, at_limit, needed = len(levels), 0, run_length(limit)
+        stop, at_limit = len(levels), 0
         for i in range(len(levels) - 1, -1, -1):  # newest first
             if levels[i] > limit:  # the run ends here: start the next one below it
                 stop, at_limit = i, 0
                 continue
             at_limit += levels[i] == limit
-            if at_limit == needed:
+            if at_limit == FANOUT:
                 return i, stop
     return None
 

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import atlas
-from atlas.core._maintain import FANOUT, run_length
+from atlas.core._maintain import FANOUT
 from atlas.errors import CorruptionError
 from atlas.format import root as root_format
 from atlas.format.segment import LINKED_LIVE_SHARE, SegmentWriter, index_problem
@@ -270,17 +270,15 @@ def test_a_linked_file_may_itself_link_files_that_are_gone(tmp_path, rng):
                                          dims=["depth"])
         store.flush()
 
-    run = run_length(0)  # every file here is of level 0
-    small = np.array([f"s{i}" for i in range(14)])  # 1792 bytes: a block M1 links later
-    for part in np.array_split(small, run - 1):  # small flushes: copied into M1's own block
-        write(part.tolist())
+    for f in range(FANOUT - 1):  # small flushes: copied into the merged segment's own block
+        write([f"s{f}_{i}" for i in range(2)])
     big = [f"y{i}" for i in range(16)]  # one full block: linked
     write(big)
     m1 = store._root.segments["v"][-1]
     y = {r.key for r in store._root.linked}
     assert len(y) == 1 and store._files.segment(m1).linked
-    for part in np.array_split(np.array(big[1:]), run - 1):  # 15 of Y's 16, in small flushes
-        write(part.tolist())
+    for f in range(FANOUT - 1):  # 15 of Y's 16 datasets again, in small flushes
+        write(big[1 + 2 * f: 3 + 2 * f] if f < FANOUT - 2 else big[1 + 2 * f:])
     root = store._root
     assert m1.key in {r.key for r in root.linked}, "the next merge did not link M1's blocks"
     assert not y & {r.key for r in root.linked} and y <= {e[0] for e in root.retired}
@@ -309,15 +307,14 @@ def test_a_file_mostly_superseded_is_copied_out_and_freed_by_expiry(tmp_path, rn
     write(first)
     big = store._root.segments["v"][0].key
     write(first[32:])  # everything but its first block's datasets again
-    more = run_length(1) - 2  # every file here is of level 1
-    for j in range(more):
+    for j in range(FANOUT - 2):
         write([f"n{j}_{i:04d}" for i in range(n)])
     assert len(store._root.segments["v"]) == 1, "the merge did not run"
     assert big not in {r.key for r in store._root.linked}
     store.expire(older_than=0, keep_last=1)
     assert not (path / big).exists()
     fresh = atlas.Atlas.open(path)
-    assert fresh.verify().ok and len(fresh.list_datasets()) == n + more * n
+    assert fresh.verify().ok and len(fresh.list_datasets()) == n + (FANOUT - 2) * n
 
 
 def test_flushes_of_chunks_under_a_quarter_block_keep_files_few(tmp_path, rng):

@@ -102,7 +102,7 @@ def build_template(path: str, batches: int = 14) -> None:
     store.flush()
     # merges that link: an array name whose flushes fill blocks (two chunks of 128 bytes per
     # dataset, 8 datasets a flush), half of each flush's datasets written again by the next
-    # (blocks partly superseded): the merge of each run of them lists the blocks where they lie
+    # (blocks partly superseded): the FANOUT-th flush's merge lists the blocks where they lie
     for f in range(8):
         for i in range(4 * f, 4 * f + 8):
             name = f"lk{i}"

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import atlas
-from atlas.core._maintain import run_length
+from atlas.core._maintain import FANOUT
 from atlas.format import catalog as partfmt
 from atlas.format import container
 from atlas.format import root as root_format
@@ -126,13 +126,13 @@ def _files(path) -> set[str]:
 
 
 def test_reader_holding_an_older_root_reads_through_a_merge_and_a_compaction(tmp_path):
-    last = run_length(0) - 1  # flushes before, writing 0, 1, ... last - 1
+    last = FANOUT - 1  # flushes before, writing 0, 1, ... last - 1
     writer = _store_with_history(tmp_path / "s", flushes=last)
     # hold the root of before, nothing read yet (a file once mapped stays readable)
     first, second = atlas.Atlas.open(tmp_path / "s"), atlas.Atlas.open(tmp_path / "s")
     before = _files(tmp_path / "s")
     writer.open_dataset("a").write_array("x", [0], np.full(20, 7, np.int32))
-    writer.flush()  # a run of small parts and segments: merged, the originals retired
+    writer.flush()  # the FANOUT-th part and segment in a row: merged, the originals retired
     old = np.full(20, last - 1, np.int32)
     assert np.array_equal(first.open_dataset("a").read_array("x"), old)
     merged = atlas.Atlas.open(tmp_path / "s")._root
@@ -165,9 +165,9 @@ def test_retired_files_go_once_their_grace_period_is_over(tmp_path):
 
 
 def test_sweeps_leave_a_live_writers_pending_segment_alone(tmp_path):
-    # its flush completes a run of small files: the merge it plans needs files that the
-    # compaction below (no grace) deletes, so it merges nothing and re-applies
-    writer = _store_with_history(tmp_path / "s", flushes=run_length(0) - 1)
+    # its flush is the FANOUT-th: the merge it plans needs files that the compaction below
+    # (no grace) deletes, so it merges nothing and re-applies
+    writer = _store_with_history(tmp_path / "s", flushes=FANOUT - 1)
     writer.open_dataset("a").write_array("x", [0], np.full(20, 9, np.int32))  # pending file
     pending = _files(tmp_path / "s") - writer._root.keys()
     assert len(pending) == 1
@@ -224,8 +224,8 @@ def test_sweeps_leave_a_live_writers_catalog_part_and_merged_files_alone(tmp_pat
     files written, while another handle sweeps orphans (verify(repair=True), or a compaction
     that commits first and then sweeps): none of the writer's files may go."""
     path = tmp_path / "s"
-    _store_with_history(path, flushes=run_length(0) - 1)
-    # the next flush: merges, then commits after the sweep (after a compaction that committed
+    _store_with_history(path, flushes=FANOUT - 1)
+    # the FANOUT-th flush: merges, then commits after the sweep (after a compaction that committed
     # first, it re-applies its own changes on top of it)
     removed, kept, in_flight = _flush_beside_a_sweep(
         path, sweep, lambda writer: writer.open_dataset("a").write_array(
@@ -242,8 +242,8 @@ def test_sweeps_leave_a_live_writers_catalog_part_and_merged_files_alone(tmp_pat
 def test_sweeps_and_compactions_leave_the_files_a_live_writers_merge_links_alone(tmp_path,
                                                                                sweep):
     """As above, with a merge that links: each flush fills 4 KiB blocks with new datasets, so
-    the merge of the flush that completes a run of small files lists the blocks of the
-    committed segments and of its own new one where they lie. A sweep before its commit must take none of them; a compaction that
+    the FANOUT-th flush's merge lists the blocks of the committed segments and of its own new
+    one where they lie. A sweep before its commit must take none of them; a compaction that
     commits first makes the flush re-apply without its merge."""
     path = tmp_path / "s"
     store = atlas.Atlas.create(path, block_size=4096)
@@ -256,7 +256,7 @@ def test_sweeps_and_compactions_leave_the_files_a_live_writers_merge_links_alone
             handle.create_dataset(name).define_array("x", "int32", ["i"], [256], [32])
             handle.open_dataset(name).write_array("x", [0], expected[name])
 
-    run = run_length(0)  # every segment here is of level 0
+    run = FANOUT  # every segment here is of level 0
     for f in range(run - 1):
         write(store, f)
         store.flush()

@@ -34,7 +34,7 @@ from . import _faults, _model, _writer
 from ._harness import record
 
 SEED = 21
-BASE = 15  # batches committed before the faulty one, whose flush is the 16th: it merges
+BASE = 14  # batches committed before the faulty one, whose flush is the 15th: it merges
 NEVER = 1e9
 
 
@@ -79,7 +79,7 @@ def _data(lines: list[str]) -> list[str]:
 
 def _write_every_array(rng, model: _model.Model, store) -> None:
     """A window of every array kind of dataset ``progress`` (defined on first use): every flush
-    adds a segment to every array name, so that a run of them merges them all."""
+    adds a segment to every array name, so that the 8th in a row merges them all."""
     ds_model = model.datasets[_model.PROGRESS]
     ds = store.open_dataset(_model.PROGRESS)
     for kind, (dtype, dims, shape, chunks, fill) in _model.ARRAYS.items():
@@ -103,7 +103,7 @@ def _apply(batch: int, model: _model.Model, store, rng) -> None:
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     """Batches 0..BASE-1 committed by one handle that never expired anything, on a store that
-    keeps only the latest version: what an earlier flush's merge retired waits for the next
+    keeps only the latest version: what the 8th flush's merge retired waits for the next
     expiry pass. (store, model, rng after them), built once and copied by ``_prepared``."""
     path = tmp_path_factory.mktemp("faults-base") / "s"
     store = atlas.Atlas.create(path)

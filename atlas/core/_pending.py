@@ -426,10 +426,13 @@ class PendingSegment:
         table = self.table()
         if not len(table):
             return (hit,) + tuple(np.zeros(len(slots), _I64) for _ in names)
-        has = hit & (table[rows, _COL["nulls"]] != _UNKNOWN)
-        out = (has, *(np.where(has, table[rows, _COL[name]], 0) for name in names))
+        # the four columns in one pass over the rows (each is a strided view of a wide table)
+        picked = table[rows][:, [_COL[name] for name in names]]
         del table
-        return out
+        has = hit & (picked[:, 0] != _UNKNOWN)
+        if not has.all():
+            picked[~has] = 0
+        return (has, *np.ascontiguousarray(picked.T))
 
     def forget_index(self) -> None:
         """Drop the cached :meth:`index` (a flush has used it; it may be large)."""

@@ -448,14 +448,18 @@ def mutations(samples: Samples, stores: dict[int, Path], repeats: int, progress)
 def fragmentation(samples: Samples, root: Path, n: int, flushes: int, repeats: int) -> dict:
     """``flushes`` one-dataset flushes, then fresh stacked reads; compact; the same again."""
     store = atlas_adapter.open_store(root)
+    directory = atlas_adapter.store_path(root)
     flush_s = []
-    for sample in iter_samples(n, flushes):
+    for i, sample in enumerate(iter_samples(n, flushes)):
+        if i == flushes - 1:  # what the last commit writes, with the history of the others
+            states = file_states(directory)
         begin = time.perf_counter()
         atlas_adapter.add_dataset(store, sample)
         atlas_adapter.flush(store)
         flush_s.append(time.perf_counter() - begin)
-    directory = atlas_adapter.store_path(root)
-    files_before = len(file_states(directory))
+    after = file_states(directory)
+    last_bytes = bytes_written(states, after) if flushes else 0
+    files_before = len(after)
     total = n + flushes
     warm: dict[str, float] = {}
     for state in (f"after {flushes} one-dataset flushes", "after compact()"):
@@ -471,6 +475,7 @@ def fragmentation(samples: Samples, root: Path, n: int, flushes: int, repeats: i
         "flushes": flushes,
         "one-dataset flush, median (s)": round(float(np.median(flush_s)), 5),
         "one-dataset flush, first / last (s)": [round(flush_s[0], 5), round(flush_s[-1], 5)],
+        "bytes written by the last one-dataset flush": last_bytes,
         "files in the store before compact()": files_before,
         "files after compact()": len(file_states(directory)),
         "compact() (s)": round(compact_s, 3),

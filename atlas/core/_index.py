@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from atlas._pools import io_pool, worker_pool
-from atlas.errors import CorruptionError
+from atlas.errors import CorruptionError, StaleHandleError
+from atlas.format import retired as retired_format
 from atlas.format.catalog import MAGIC as PART_MAGIC
 from atlas.format.catalog import check_footer
 from atlas.format.container import FOOTER_PROBE, Footer, parse_footer
@@ -257,6 +258,7 @@ class IndexCache:
         self._footers: dict[str, Footer] = {}
         self._segments: dict[str, SegmentIndex] = {}
         self._merged: dict[str, tuple[tuple[str, ...], ChunkIndex]] = {}
+        self._retired: dict[str, list[tuple[str, float, int]]] = {}
         self._lock = threading.Lock()
 
     def footer(self, ref: FileRef, magic: bytes) -> Footer:
@@ -284,6 +286,28 @@ class IndexCache:
                 lambda o, n: self.storage.get_range(ref.key, o, n, ref.size)), where), ref)
             self._segments[ref.key] = found
         return found
+
+    def retired(self, ref: FileRef) -> list[tuple[str, float, int]]:
+        """The entries of a retired list (``atlas.format.retired``), read once."""
+        found = self._retired.get(ref.key)
+        if found is None:
+            where = f"{self.storage.location}/{ref.key}"
+            try:
+                data = self.storage.get(ref.key)
+            except FileNotFoundError as err:
+                raise StaleHandleError(
+                    f"{where}: retired list is gone. A newer commit replaced it (then the "
+                    "newest root names what it held), or the store lost it (verify() reports "
+                    "it)") from err
+            if len(data) != ref.size:
+                raise CorruptionError(f"{where}: file is {len(data)} bytes, the root records "
+                                      f"{ref.size}")
+            found = self._retired[ref.key] = retired_format.decode(data, where)
+        return found
+
+    def add_retired(self, ref: FileRef, entries: list[tuple[str, float, int]]) -> None:
+        """Seed the cache with a retired list this handle just wrote."""
+        self._retired[ref.key] = entries
 
     def add(self, ref: FileRef, footer: Footer | None, index: SegmentIndex | None) -> None:
         """Seed the cache with a file this handle just wrote."""
@@ -324,6 +348,7 @@ class IndexCache:
         for key in keys:
             self._footers.pop(key, None)
             self._segments.pop(key, None)
+            self._retired.pop(key, None)
 
 
 def remapped(index: SegmentIndex, ref: FileRef) -> SegmentIndex:

@@ -10,7 +10,9 @@ life. ``compact()`` merges everything and drops what deleted datasets and arrays
 
 Nothing a commit replaced is deleted at once: it is listed as ``retired`` in the root with the
 generation that replaced it, because earlier versions still read it; it is deleted once every
-version that reads it has expired (``atlas.core._versions``).
+version that reads it has expired (``atlas.core._versions``). The root keeps the newest
+``RETIRED_INLINE`` such entries; a flush moves older ones into an immutable retired list
+(``atlas.format.retired``) the root names, and merges those lists like parts.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from atlas.core._index import ChunkIndex, IndexCache, SegmentSource, merge_index
 from atlas.core._read import CHECK_ONLY, BlockCache, fetch_block
 from atlas.errors import ConflictError, CorruptionError, FormatError, StoreNotFoundError
 from atlas.format import keys as key_grammar
+from atlas.format import retired as retired_format
 from atlas.format.catalog import (
     BLOOM,
     check_footer,
@@ -51,6 +54,9 @@ if TYPE_CHECKING:
 FANOUT = 8
 LEVEL_BASE = 4 << 10
 ORPHAN_GRACE_SECONDS = 3600.0  # an unreferenced file younger than this may be a live writer's
+# retired entries a root keeps inline; a flush moves more into a retired list (so a commit
+# costs what it changes, not what the versions kept have replaced)
+RETIRED_INLINE = 256
 AUTO_EXPIRE_EVERY_SECONDS = _versions.AUTO_EXPIRE_EVERY_SECONDS
 _I64 = np.int64
 
@@ -105,6 +111,81 @@ def write_part(storage: Storage, root: Root, tables) -> Written:
     return publish(storage, key, path, out)
 
 
+def write_retired_list(store: "Atlas", root: Root, entries: list) -> Written:
+    """Write and publish a retired list holding ``entries`` for the commit ``root``."""
+    storage = store._storage
+    key = key_grammar.new_retired_list_key(root.generation)
+    path = storage.spill_path(key)
+    try:
+        out = LockedFile(path)
+        try:
+            out.write(retired_format.encode(entries))
+        except BaseException:
+            out.release()
+            raise
+    except BaseException:
+        storage.discard(key, path)
+        raise
+    written = publish(storage, key, path, out)
+    store._files.add_retired(written.ref, entries)
+    return written
+
+
+def all_retired(store: "Atlas", root: Root) -> list[tuple[str, float, int]]:
+    """Every retired entry of ``root``: its retired lists' (oldest first), then its own."""
+    out = [entry for ref in root.retired_lists for entry in store._files.retired(ref)]
+    return [*out, *root.retired]
+
+
+def referenced_keys(store: "Atlas", root: Root) -> set[str]:
+    """Every file ``root`` keeps: :meth:`Root.keys` and the files its retired lists name."""
+    out = root.keys()
+    for ref in root.retired_lists:
+        out.update(entry[0] for entry in store._files.retired(ref))
+    return out
+
+
+def _spill_retired(store: "Atlas", root: Root, merges: "Merges") -> None:
+    """Move the inline retired entries of ``root`` (being committed) into a new retired list
+    when there are more than ``RETIRED_INLINE``, and merge a run of lists like parts. The entry
+    of the commit's own delta part stays inline: its version record names it."""
+    if len(root.retired) > RETIRED_INLINE:
+        moving = [e for e in root.retired if e[0] != root.delta]
+        written = write_retired_list(store, root, moving)
+        merges.written.append(written)
+        root.retired = [e for e in root.retired if e[0] == root.delta]
+        root.retired_lists = [*root.retired_lists, written.ref]
+    run = _run_to_merge(root.retired_lists)
+    if run is not None:
+        lo, hi = run
+        replaced = root.retired_lists[lo:hi]
+        written = write_retired_list(store, root, [e for ref in replaced
+                                                   for e in store._files.retired(ref)])
+        merges.written.append(written)
+        merges.dropped.extend(r.key for r in replaced)
+        root.retired_lists = [*root.retired_lists[:lo], written.ref, *root.retired_lists[hi:]]
+
+
+def drop_retired(store: "Atlas", root: Root, gone: set[str], merges: "Merges") -> None:
+    """Remove the entries of the files ``gone`` from ``root`` (being committed): from its own
+    list, and from its retired lists by writing each affected one again without them (the
+    replaced lists are deleted after the commit: no version reads them)."""
+    root.retired = [e for e in root.retired if e[0] not in gone]
+    lists = []
+    for ref in root.retired_lists:
+        entries = store._files.retired(ref)
+        rest = [e for e in entries if e[0] not in gone]
+        if len(rest) == len(entries):
+            lists.append(ref)
+            continue
+        merges.dropped.append(ref.key)
+        if rest:
+            written = write_retired_list(store, root, rest)
+            merges.written.append(written)
+            lists.append(written.ref)
+    root.retired_lists = lists
+
+
 # -- the merge every flush runs ---------------------------------------------------------------
 
 @dataclass
@@ -114,21 +195,29 @@ class Merges:
     written: list[Written] = field(default_factory=list)
     segments: dict[str, tuple[FileRef, Any]] = field(default_factory=dict)
     expired: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)  # retired lists replaced
 
     def release(self) -> None:
         for w in self.written:
             w.release()
 
+    def discard(self, storage: Storage) -> None:
+        """Drop what was written: the commit it was for did not happen."""
+        for w in self.written:
+            w.release()
+            storage.discard(w.ref.key, w.path)
+
     def committed(self, store: "Atlas") -> None:
         for ref, index in self.segments.values():
             store._files.add(ref, None, index)
-        for key in self.expired:
+        gone = [*self.expired, *self.dropped]
+        for key in gone:
             try:
                 store._storage.delete(key)
             except OSError:
                 pass  # committed already: the file is an orphan now, removed by a later sweep
-        if self.expired:
-            store._forget_files(self.expired)
+        if gone:
+            store._forget_files(gone)
 
 
 def _run_to_merge(refs: list[FileRef]) -> tuple[int, int] | None:
@@ -184,16 +273,30 @@ def tiered_merge(store: "Atlas", root: Root) -> Merges:
             gone = _relink(root, run_refs, run_indexes, seg_index)
             root.retired = [*root.retired, *((key, now, generation) for key in gone)]
             root.segments[array] = [*refs[:lo], written.ref, *refs[hi:]]
-        merges.expired = _expired_by_policy(store, root, now)
-        if merges.expired:
-            gone = set(merges.expired)
-            root.retired = [e for e in root.retired if e[0] not in gone]
+        _retired_upkeep(store, root, now, merges)
     except BaseException:
-        for w in merges.written:
-            w.release()
-            store._storage.discard(w.ref.key, w.path)
+        merges.discard(store._storage)
         raise
     return merges
+
+
+def _retired_upkeep(store: "Atlas", root: Root, now: float, merges: Merges) -> None:
+    """Expire what the policy no longer keeps, then move and merge retired entries. A retired
+    list that is gone means a newer commit replaced it: this commit will conflict and rebase,
+    so all of it waits for a later flush."""
+    before = root.retired, root.retired_lists, len(merges.written), len(merges.dropped)
+    try:
+        merges.expired = _expired_by_policy(store, root, now)
+        if merges.expired:
+            drop_retired(store, root, set(merges.expired), merges)
+        _spill_retired(store, root, merges)
+    except FileNotFoundError:
+        root.retired, root.retired_lists = before[0], before[1]
+        for w in merges.written[before[2]:]:
+            w.release()
+            store._storage.discard(w.ref.key, w.path)
+        del merges.written[before[2]:], merges.dropped[before[3]:]
+        merges.expired = []
 
 
 def _links(root: Root) -> bool:
@@ -222,13 +325,14 @@ def _expired_by_policy(store: "Atlas", root: Root, now: float) -> list[str]:
     """Retired files of ``root`` that no version the store's policy keeps reads (their version
     records are removed here, before the commit: a crash then leaves only unread files)."""
     older_than, keep_last = root.retention
-    if not any(now - entry[1] >= older_than for entry in root.retired):
-        return []  # everything retired is younger than the policy: nothing can go yet
     if now - store._expiry_checked < AUTO_EXPIRE_EVERY_SECONDS:
         return []
+    retired = all_retired(store, root)
+    if not any(now - entry[1] >= older_than for entry in retired):
+        return []  # everything retired is younger than the policy: nothing can go yet
     store._expiry_checked = now
     plan = _versions.plan_expiry(store._storage, store._root, older_than, keep_last, now,
-                                 retired=root.retired, committing=root.generation)
+                                 retired=retired, committing=root.generation)
     _versions.drop_records(store._storage, plan.records)
     return plan.files
 
@@ -568,7 +672,7 @@ def orphans(store: "Atlas", strict: bool = False) -> list[tuple[str, int, float]
     referenced = _referenced(store)
     try:
         newest, _token, legacy = load_root(store._storage)
-        referenced |= legacy.keys() if legacy is not None else newest.keys()
+        referenced |= legacy.keys() if legacy is not None else referenced_keys(store, newest)
     except (CorruptionError, FormatError, StoreNotFoundError):
         if strict:
             raise
@@ -581,7 +685,13 @@ def orphans(store: "Atlas", strict: bool = False) -> list[tuple[str, int, float]
 def _referenced(store: "Atlas") -> set[str]:
     if store._legacy is not None:
         return store._legacy.keys()
-    return store._root.keys()
+    root = store._root
+    try:
+        return referenced_keys(store, root)
+    except FileNotFoundError:
+        # a newer commit replaced a retired list of this handle's root and deleted it: what
+        # it listed that is still kept, the newest root's lists hold
+        return root.keys()
 
 
 # -- verify -------------------------------------------------------------------------------------
@@ -637,6 +747,14 @@ def verify(store: "Atlas", repair: bool) -> VerifyReport:
                 report.chunks += _verify_segment(storage, files, ref, linked, report.problems)
         for ref in root.linked:  # no read uses their index, but a damaged byte is reported
             _verify_segment(storage, files, ref, None, report.problems)
+        for ref in root.retired_lists:
+            where = f"{storage.location}/{ref.key}"
+            try:
+                files.retired(ref)
+            except FileNotFoundError:
+                report.problems.append(f"{where}: retired list is missing")
+            except (CorruptionError, OSError) as err:
+                _problem(report.problems, where, err)
         if not report.problems:
             _verify_catalog(storage, root, files, report.problems)
     report.problems += storage.layout_problems()  # links, FIFOs, ... inside the store
@@ -817,8 +935,8 @@ def _file_of(index, rows) -> str:
 
 def usage(store: "Atlas") -> dict:
     """Files and bytes of the commit this handle is at: segments per array name, catalog
-    parts, files kept for earlier versions ("retired", sizes from a listing), the root, and
-    the version records and tags of the store."""
+    parts (and retired lists), files kept for earlier versions ("retired", sizes from a
+    listing), the root, and the version records and tags of the store."""
     storage = store._storage
     root, legacy = store._root, store._legacy
     if legacy is not None:
@@ -835,14 +953,24 @@ def usage(store: "Atlas") -> dict:
             chunks = sum(len(store._files.segment(r).chunks["slot"]) for r in refs)
         per_array[name] = {"segments": len(refs), "bytes": sum(r.size for r in refs),
                            "chunks": chunks}
-    retired_keys = {entry[0] for entry in root.retired}
+    if legacy is not None:
+        entries = root.retired
+    else:
+        try:
+            entries = all_retired(store, root)
+        except FileNotFoundError:  # a newer commit replaced a retired list of this root
+            from atlas.core._atlas import load_root
+
+            entries = all_retired(store, load_root(storage)[0])
+    retired_keys = {entry[0] for entry in entries}
     listing = storage.list("")
     retired = [size for key, size, _mtime in listing if key in retired_keys]
     records = [size for key, size, _mtime in listing
                if key_grammar.parse_version_key(key) or key_grammar.tag_name(key)]
     linked_bytes = sum(r.size for r in root.linked)
     segment_bytes = sum(a["bytes"] for a in per_array.values())
-    catalog_bytes = sum(p.size for p in root.parts)
+    # the retired lists live beside the parts (catalog/*.ret)
+    catalog_bytes = sum(p.size for p in root.parts) + sum(r.size for r in root.retired_lists)
     return {
         "format": 1 if legacy is not None else root.format_version,
         "codec": root.codec, "level": root.level, "block_size": root.block_size,

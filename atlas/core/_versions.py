@@ -76,13 +76,14 @@ def commit_root(storage: Storage, root: Root, expected: Any) -> Any:
 
 
 def record_of(root: Root) -> Root:
-    """The version record of ``root``: the root without its ``retired`` list, which grows with
-    every version kept and which only the newest root's writers use (a version's reader reads
-    its parts and segments, a rebase its delta), but for its own delta part when the same
-    commit merged that away (the root names it there)."""
-    if not root.retired:
+    """The version record of ``root``: the root without its retired entries and lists, which
+    grow with every version kept and which only the newest root's writers use (a version's
+    reader reads its parts and segments, a rebase its delta), but for its own delta part when
+    the same commit merged that away (the root names it there)."""
+    if not root.retired and not root.retired_lists:
         return root
-    return replace(root, retired=[e for e in root.retired if e[0] == root.delta])
+    return replace(root, retired=[e for e in root.retired if e[0] == root.delta],
+                   retired_lists=[])
 
 
 def forget_record(storage: Storage, root: Root) -> None:
@@ -447,6 +448,7 @@ def check_retention(older_than: Any, keep_last: Any) -> tuple[float, int]:
 def expire(store: "Atlas", older_than: Any = None, keep_last: Any = None) -> dict:
     """Remove the versions the retention does not keep, then the files only they read."""
     from atlas.core import _maintain
+    from atlas.core._atlas import load_root
 
     root = store._root
     policy_age, policy_last = root.retention
@@ -454,15 +456,50 @@ def expire(store: "Atlas", older_than: Any = None, keep_last: Any = None) -> dic
         policy_age if older_than is None else older_than,
         policy_last if keep_last is None else keep_last)
     storage = store._storage
-    plan = plan_expiry(storage, root, older_than, keep_last)
+    try:
+        retired = _maintain.all_retired(store, root)
+    except FileNotFoundError:  # a newer commit replaced a retired list of this handle's root
+        root = load_root(storage)[0]
+        retired = _maintain.all_retired(store, root)
+    plan = plan_expiry(storage, root, older_than, keep_last, retired=retired)
     drop_records(storage, plan.records)
     freed = 0
     if plan.files:
         gone = set(plan.files)
-        store._commit_maintenance(lambda latest: latest.successor(
-            message="expire", retired=[e for e in latest.retired if e[0] not in gone]))
+        attempt: list[_maintain.Merges] = []  # what the last try wrote (retired lists)
+
+        def without_gone(latest: Root) -> Root:
+            for merges in attempt:  # written for an older root: not committed, dropped
+                merges.discard(storage)
+            attempt.clear()
+            attempt.append(_maintain.Merges())
+            try:
+                out = latest.successor(message="expire")
+                _maintain.drop_retired(store, out, gone, attempt[0])
+            except FileNotFoundError:
+                # a newer commit replaced a list of ``latest``: built on the newest root, the
+                # commit (conditional on ``latest``) conflicts and is made again on it
+                out = load_root(storage)[0].successor(message="expire")
+                attempt[0].discard(storage)
+                attempt[0] = _maintain.Merges()
+                _maintain.drop_retired(store, out, gone, attempt[0])
+            return out
+
+        try:
+            store._commit_maintenance(without_gone)
+        except BaseException:
+            for merges in attempt:
+                merges.discard(storage)
+            raise
+        merges = attempt[0]
+        merges.release()
         # committed: from here on a failure leaves files for a later sweep, it raises nothing
-        store._forget_files(plan.files)
+        for key in merges.dropped:
+            try:
+                storage.delete(key)
+            except OSError:
+                pass  # unreferenced now: an orphan sweep takes it later
+        store._forget_files([*plan.files, *merges.dropped])
         try:
             sizes = {key: size for key, size, _m in storage.list("") if key in gone}
         except OSError:

@@ -15,6 +15,8 @@ from atlas.errors import CorruptionError
 ROOT_KEY = "manifest.atlas"
 _SEGMENT = re.compile(r"segments/[0-9]{8,12}-[0-9a-f]{32}\.seg")
 _PART = re.compile(r"catalog/[0-9]{8,12}-[0-9a-f]{32}\.cat")
+# the retired entries a root no longer carries inline (see atlas.format.retired)
+_RETIRED_LIST = re.compile(r"catalog/[0-9]{8,12}-[0-9a-f]{32}\.ret")
 # format version 1 kept segments in a folder per array name, percent-encoded
 _SEGMENT_V1 = re.compile(r"segments/(?!\.\.?/)[A-Za-z0-9%._~-]{1,255}/[0-9]{8}-[0-9a-f]{32}\.seg")
 # every commit's root is also kept as a version record (see atlas.core._versions)
@@ -35,6 +37,10 @@ def new_segment_key(generation: int) -> str:
 
 def new_part_key(generation: int) -> str:
     return f"catalog/{generation:08d}-{uuid.uuid4().hex}.cat"
+
+
+def new_retired_list_key(generation: int) -> str:
+    return f"catalog/{generation:08d}-{uuid.uuid4().hex}.ret"
 
 
 def version_key(generation: int, commit: str) -> str:
@@ -79,11 +85,17 @@ def is_part_key(key: str) -> bool:
     return isinstance(key, str) and _PART.fullmatch(key) is not None
 
 
-_DATA = re.compile("|".join(f"(?:{p.pattern})" for p in (_PART, _SEGMENT, _SEGMENT_V1)))
+def is_retired_list_key(key: str) -> bool:
+    return isinstance(key, str) and _RETIRED_LIST.fullmatch(key) is not None
+
+
+_DATA = re.compile("|".join(f"(?:{p.pattern})" for p in (_PART, _SEGMENT, _SEGMENT_V1,
+                                                           _RETIRED_LIST)))
 
 
 def is_data_key(key: str) -> bool:
-    """A key of a file atlas writes besides the root: a segment (either format) or a part."""
+    """A key of a file atlas writes besides the root: a segment (either format), a part or a
+    retired list."""
     return isinstance(key, str) and _DATA.fullmatch(key) is not None
 
 
@@ -101,9 +113,10 @@ def all_data_keys(keys: list[str]) -> bool:
 
 
 def checked(key, kind: str, where: str, version: int = 2) -> str:
-    """``key`` if it is a well-formed key of ``kind`` ("segment" or "part"), else
-    CorruptionError: a commit record that names anything else is forged or damaged."""
-    ok = is_part_key(key) if kind == "part" else is_segment_key(key, version)
+    """``key`` if it is a well-formed key of ``kind`` ("segment", "part" or "retired list"),
+    else CorruptionError: a commit record that names anything else is forged or damaged."""
+    ok = is_part_key(key) if kind == "part" else is_retired_list_key(key) if \
+        kind == "retired list" else is_segment_key(key, version)
     if not ok:
         raise CorruptionError(f"{where}: names {kind} key {key!r}, which is not a key this "
                               "format uses")

@@ -6,7 +6,8 @@ for what changed and a new root; an old root stays readable as long as its files
 
 On disk (all integers little-endian)::
 
-    b"ATLMAN01" | u32 format version (2; 3 when it lists linked files) | u32 crc32c(payload)
+    b"ATLMAN01" | u32 format version (2; 3 when it lists linked files; 4 when it names
+               | retired lists) | u32 crc32c(payload)
                | u64 len(payload) | payload
     payload = one zstd frame of the UTF-8 JSON document below
 
@@ -32,11 +33,14 @@ from atlas.errors import CorruptionError, FormatError
 from atlas.format.keys import all_data_keys, checked, is_data_key
 
 MAGIC = b"ATLMAN01"
-VERSION = 3  # the newest this atlas reads and writes
+VERSION = 4  # the newest this atlas reads and writes
 # Version 3 is version 2 plus the root's ``linked`` list (and segments that link blocks). A
 # root is written as version 3 only while it lists linked files: an atlas that knows only
 # version 2 then refuses the store (it would drop the list, and its sweep delete those files).
 LINKED_VERSION = 3
+# Version 4 is version 3 plus the root's ``retired_lists`` (atlas.format.retired), written
+# only while the root names some, for the same reason.
+RETIRED_LISTS_VERSION = 4
 HEADER = struct.Struct("<8sIIQ")
 MAX_ROOT_BYTES = 1 << 28  # decoded; a root claiming more is corrupt
 DEFAULT_BLOCK_SIZE = 1 << 20
@@ -90,11 +94,15 @@ class Root:
     retention: tuple[float, int] = (DEFAULT_RETENTION_SECONDS, DEFAULT_KEEP_LAST)
     created: float | None = None  # when the store was created (kept by every commit)
     delta: str | None = None  # the catalog part holding what this commit changed, if any
+    # files holding older retired entries (atlas.format.retired): ``retired`` keeps the newest
+    retired_lists: list[FileRef] = field(default_factory=list)
 
     @property
     def format_version(self) -> int:
-        """2, or 3 while the root lists linked files (see LINKED_VERSION)."""
-        return LINKED_VERSION if self.linked else 2
+        """2; 3 while the root lists linked files (see LINKED_VERSION); 4 while it names
+        retired lists."""
+        return RETIRED_LISTS_VERSION if self.retired_lists else \
+            LINKED_VERSION if self.linked else 2
 
     def successor(self, **changes: Any) -> "Root":
         """The root of the next commit on top of this one."""
@@ -105,11 +113,14 @@ class Root:
         return replace(self, **fields)
 
     def keys(self) -> set[str]:
-        """Every file this root needs: parts, segments and the retired ones older readers use."""
+        """Every file this root names: parts, segments, linked files, the retired ones its
+        inline list holds and its retired lists (not the entries of those: see
+        ``atlas.core._maintain.referenced_keys``)."""
         out = {p.key for p in self.parts}
         out.update(s.key for refs in self.segments.values() for s in refs)
         out.update(s.key for s in self.linked)
         out.update(entry[0] for entry in self.retired)
+        out.update(r.key for r in self.retired_lists)
         return out
 
     def to_json(self) -> dict:
@@ -131,6 +142,8 @@ class Root:
         }
         if self.linked:  # absent from stores that never linked a block
             doc["linked"] = [s.to_json() for s in self.linked]
+        if self.retired_lists:
+            doc["retired_lists"] = [r.to_json() for r in self.retired_lists]
         return doc
 
     def encode(self) -> bytes:
@@ -229,11 +242,13 @@ def decode(data: bytes, where: str) -> Root:
             changes={_str(k): _int(v) for k, v in doc.get("changes", {}).items()},
             retention=_retention(doc.get("retention")),
             created=None if doc.get("created") is None else _time(doc["created"]),
-            delta=None if doc.get("delta") is None else checked(doc["delta"], "part", where))
+            delta=None if doc.get("delta") is None else checked(doc["delta"], "part", where),
+            retired_lists=[_ref(r, "retired list", where) for r in doc.get("retired_lists", [])])
         if doc.get("format") != "atlas" or doc.get("version") != root.format_version or \
                 doc["version"] != version:
-            raise ValueError(f"not an atlas version-{version} document (version 3 exactly "
-                             "when it lists linked files)")
+            raise ValueError(f"not an atlas version-{version} document (version 4 exactly "
+                             "when it names retired lists, else 3 exactly when it lists "
+                             "linked files)")
         if root.parent is not None:
             _str(root.parent)
         if root.message is not None:
@@ -243,7 +258,8 @@ def decode(data: bytes, where: str) -> Root:
             raise ValueError("the delta part is not one of the root's parts")
         listed = [*(p.key for p in root.parts),
                   *(s.key for refs in root.segments.values() for s in refs),
-                  *(s.key for s in root.linked), *(entry[0] for entry in root.retired)]
+                  *(s.key for s in root.linked), *(entry[0] for entry in root.retired),
+                  *(r.key for r in root.retired_lists)]
         if len(set(listed)) != len(listed):
             # a live file also "retired" would be deleted by the next flush or compact
             raise ValueError("a file is listed twice (live twice, or live and retired)")
@@ -284,6 +300,17 @@ def _ref(raw: Any, kind: str, where: str) -> FileRef:
         raise ValueError(f"a {kind} reference [key, size, level] has extra items {remap!r}")
     return FileRef(checked(key, kind, where), _int(size), _int(level),
                    (_int(remap[0]), _int(remap[1])) if remap else None)
+
+
+def check_retired(raw: Any, where: str) -> list[tuple[str, float, int]]:
+    """Retired entries as a root or a retired list holds them, checked; CorruptionError
+    naming what is wrong."""
+    try:
+        return _retired_list(raw, where)
+    except CorruptionError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError) as err:
+        raise CorruptionError(f"{where}: a retired entry does not decode ({err!r})") from err
 
 
 def _retired_list(raw: Any, where: str) -> list[tuple[str, float, int]]:

@@ -32,6 +32,7 @@ import atlas
 CRASH_POINTS = ("block-write", "segment-finish", "part-write", "publish", "merge",
                 "manifest-temp", "manifest-rename", "retire-delete", "orphan-remove")
 COMPACT_CHANCE = 0.06  # per batch; rare enough that the lists grow to 8 files and get merged
+RETIRED_INLINE = 8  # entries a root keeps inline in these writers (256 in the library)
 
 
 class _Log:
@@ -144,6 +145,10 @@ def crash_writer(path: str, seed: int, log_path: str, crash_point: str | None = 
                  nth: int = 1, deadline: float = 120.0, orphan_sweeps: bool = True) -> None:
     """Continue the seeded workload on the store at ``path`` until killed (or ``deadline``
     seconds pass): write a batch, flush, now and then compact."""
+    from atlas.core import _maintain
+
+    # retired lists written and merged every few flushes, so that kills land in them too
+    _maintain.RETIRED_INLINE = RETIRED_INLINE
     say = _Log(log_path)
     store = _open_or_create(path, say)
     done = store_batch(store)

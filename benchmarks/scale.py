@@ -460,6 +460,12 @@ def fragmentation(samples: Samples, root: Path, n: int, flushes: int, repeats: i
     after = file_states(directory)
     last_bytes = bytes_written(states, after) if flushes else 0
     files_before = len(after)
+    opens = []  # what every open pays for the history (the root's size)
+    for _ in range(9):
+        gc.collect()
+        begin = time.perf_counter()
+        atlas_adapter.open_store(root, read_only=True)
+        opens.append(time.perf_counter() - begin)
     total = n + flushes
     warm: dict[str, float] = {}
     for state in (f"after {flushes} one-dataset flushes", "after compact()"):
@@ -475,7 +481,11 @@ def fragmentation(samples: Samples, root: Path, n: int, flushes: int, repeats: i
         "flushes": flushes,
         "one-dataset flush, median (s)": round(float(np.median(flush_s)), 5),
         "one-dataset flush, first / last (s)": [round(flush_s[0], 5), round(flush_s[-1], 5)],
+        "one-dataset flush, median of the last 100 (s)": round(float(np.median(flush_s[-100:])),
+                                                                5),
         "bytes written by the last one-dataset flush": last_bytes,
+        "root bytes after the flushes": after.get("manifest.atlas", (0, 0, 0))[1],
+        "open after the flushes, median (s)": round(float(np.median(opens)), 5),
         "files in the store before compact()": files_before,
         "files after compact()": len(file_states(directory)),
         "compact() (s)": round(compact_s, 3),

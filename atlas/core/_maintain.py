@@ -283,14 +283,16 @@ def tiered_merge(store: "Atlas", root: Root) -> Merges:
 def _retired_upkeep(store: "Atlas", root: Root, now: float, merges: Merges) -> None:
     """Expire what the policy no longer keeps, then move and merge retired entries. A retired
     list that is gone means a newer commit replaced it: this commit will conflict and rebase,
-    so all of it waits for a later flush."""
+    so all of it waits for a later flush; so it does while a list is damaged."""
     before = root.retired, root.retired_lists, len(merges.written), len(merges.dropped)
     try:
         merges.expired = _expired_by_policy(store, root, now)
         if merges.expired:
             drop_retired(store, root, set(merges.expired), merges)
         _spill_retired(store, root, merges)
-    except FileNotFoundError:
+    except (FileNotFoundError, CorruptionError):
+        # (a damaged list: expiry stops, keeping every file, and verify() reports it; the
+        # flush itself goes on)
         root.retired, root.retired_lists = before[0], before[1]
         for w in merges.written[before[2]:]:
             w.release()
@@ -334,7 +336,8 @@ def _expired_by_policy(store: "Atlas", root: Root, now: float) -> list[str]:
     plan = _versions.plan_expiry(store._storage, store._root, older_than, keep_last, now,
                                  retired=retired, committing=root.generation)
     _versions.drop_records(store._storage, plan.records)
-    return plan.files
+    live = _versions.live_keys(root)
+    return [key for key in plan.files if key not in live]
 
 
 def _merge_parts(store: "Atlas", root: Root, refs: list[FileRef], drop_dead: bool,
@@ -573,8 +576,10 @@ def compact(store: "Atlas", older_than: float | None) -> bool:
         store._files.add(ref, None, index)
     try:
         _versions.expire(store, older_than)  # also sweeps orphans
-    except (OSError, ConflictError):
-        pass  # committed already: what the expiry would free waits for a later one
+    except (OSError, ConflictError, CorruptionError):
+        # committed already: what the expiry would free waits for a later one (a damaged
+        # retired list stops it until repaired: verify() reports it)
+        pass
     return True
 
 
@@ -747,14 +752,7 @@ def verify(store: "Atlas", repair: bool) -> VerifyReport:
                 report.chunks += _verify_segment(storage, files, ref, linked, report.problems)
         for ref in root.linked:  # no read uses their index, but a damaged byte is reported
             _verify_segment(storage, files, ref, None, report.problems)
-        for ref in root.retired_lists:
-            where = f"{storage.location}/{ref.key}"
-            try:
-                files.retired(ref)
-            except FileNotFoundError:
-                report.problems.append(f"{where}: retired list is missing")
-            except (CorruptionError, OSError) as err:
-                _problem(report.problems, where, err)
+        _verify_retired_lists(storage, files, root, report.problems)
         if not report.problems:
             _verify_catalog(storage, root, files, report.problems)
     report.problems += storage.layout_problems()  # links, FIFOs, ... inside the store
@@ -767,6 +765,35 @@ def verify(store: "Atlas", repair: bool) -> VerifyReport:
         store._check_writable(commits=False)
         report.removed = remove_orphans(store)
     return report
+
+
+def _verify_retired_lists(storage: Storage, files: IndexCache, root: Root,
+                          problems: list[str]) -> None:
+    """Every retired list of ``root`` reads, and none names a file ``root`` reads. A list
+    that is gone is a problem only while the newest root still names it: a flush replaces
+    and deletes lists right after its commit."""
+    from atlas.core._atlas import load_root
+
+    live = _versions.live_keys(root)
+    for ref in root.retired_lists:
+        where = f"{storage.location}/{ref.key}"
+        try:
+            entries = files.retired(ref)
+        except FileNotFoundError:
+            try:
+                newest = load_root(storage)[0]
+            except (CorruptionError, FormatError, StoreNotFoundError):
+                newest = root
+            if ref in newest.retired_lists:
+                problems.append(f"{where}: retired list is missing")
+            continue
+        except (CorruptionError, OSError) as err:
+            _problem(problems, where, err)
+            continue
+        named = sorted({key for key, _when, _generation in entries} & live)
+        if named:
+            problems.append(f"{where}: retired list names {named[0]!r}, which the root reads "
+                            "(a live file is never retired)")
 
 
 def _problem(problems: list[str], where: str, err: BaseException) -> None:

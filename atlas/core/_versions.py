@@ -399,9 +399,18 @@ def plan_expiry(storage: Storage, latest: Root, older_than: float, keep_last: in
                 doomed.append(key_grammar.version_key(generation, commit))
     kept_sorted = sorted(kept | ({committing} if committing is not None else set()))
     judged = latest.retired if retired is None else retired
-    files = [entry[0] for entry in judged
-             if not _read_by_any(kept_sorted, file_generation(entry[0]), entry[2])]
+    live = live_keys(latest)  # a (forged) entry naming a live file never deletes it
+    files = [entry[0] for entry in judged if entry[0] not in live
+             and not _read_by_any(kept_sorted, file_generation(entry[0]), entry[2])]
     return Expiry(records=doomed, files=files, kept=kept_sorted)
+
+
+def live_keys(root: Root) -> set[str]:
+    """The files ``root`` reads: its parts, segments and linked files."""
+    out = {p.key for p in root.parts}
+    out.update(s.key for refs in root.segments.values() for s in refs)
+    out.update(s.key for s in root.linked)
+    return out
 
 
 def _orphan(storage: Storage, found: dict, generation: int, commit: str) -> bool:

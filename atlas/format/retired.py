@@ -58,6 +58,7 @@ def decode(data, where: str) -> list[tuple[str, float, int]]:
         doc = json.loads(bytes(raw))
     except ValueError as err:
         raise CorruptionError(f"{where}: retired list does not decode ({err})") from None
-    if not isinstance(doc, list):
-        raise CorruptionError(f"{where}: retired list is not a list")
+    if not isinstance(doc, list) or not all(type(e) is list and len(e) == 3 for e in doc):
+        raise CorruptionError(f"{where}: retired list is not a list of [key, time, "
+                              "generation] entries")
     return check_retired(doc, where)

@@ -250,3 +250,95 @@ def test_a_handle_whose_list_another_replaced_still_flushes_and_expires(tmp_path
     report = fresh.verify()
     assert report.ok and not report.orphans, (report.problems, report.orphans)
     assert files_on_disk(path) == _maintain.referenced_keys(fresh, fresh._root)
+
+
+def _forge_list(path: Path, store: atlas.Atlas, victim, entries: list) -> None:
+    """Replace the retired list ``victim`` by one holding ``entries`` (a valid checksum), and
+    the root by one recording its new size: what only deliberate tampering produces."""
+    from dataclasses import replace
+
+    data = retired_format.encode(entries)
+    (path / victim.key).write_bytes(data)
+    root = store._root
+    lists = [replace(r, size=len(data)) if r.key == victim.key else r
+             for r in root.retired_lists]
+    (path / "manifest.atlas").write_bytes(replace(root, retired_lists=lists).encode())
+
+
+def test_a_list_naming_a_live_file_never_gets_it_deleted(tmp_path):
+    path = tmp_path / "s"
+    store, versions = history(path, 60)
+    victim = store._root.retired_lists[0]
+    live = store._root.segments["x"][0].key
+    entries = list(store._files.retired(victim))
+    entries[0] = (live, entries[0][1], store.version + 1)
+    _forge_list(path, store, victim, entries)
+    fresh = atlas.Atlas.open(path)
+    report = fresh.verify()
+    assert any("which the root reads" in p and live in p for p in report.problems)
+    fresh.expire(older_than=0, keep_last=1)
+    assert (path / live).exists()
+    check_version(path, store.version, versions[store.version])
+
+
+def test_a_damaged_list_stops_expiry_but_not_flushes(tmp_path, monkeypatch):
+    monkeypatch.setattr(_maintain, "AUTO_EXPIRE_EVERY_SECONDS", 0.0)
+    path = tmp_path / "s"
+    store, versions = history(path, 60)
+    store.set_retention(older_than=0, keep_last=1)
+    victim = store._root.retired_lists[0]
+    raw = bytearray((path / victim.key).read_bytes())
+    raw[-2] ^= 0x01
+    (path / victim.key).write_bytes(bytes(raw))
+    before = files_on_disk(path)
+    writer = atlas.Atlas.open(path)
+    model = dict(versions[max(versions)])
+    for i in range(60, 70):  # each flush would expire: it cannot read the list, so it keeps all
+        flush_one(writer, model, i)
+    assert before <= files_on_disk(path)
+    fresh = atlas.Atlas.open(path)
+    assert np.array_equal(fresh.read_array_across_stacked("x", list(model)),
+                          np.stack(list(model.values())))
+    assert any(victim.key in p for p in fresh.verify().problems)
+    fresh.compact()  # commits; the expiry after it waits for the list to be repaired
+    assert before - {k for k in before if k.startswith("segments/")} <= files_on_disk(path)
+
+
+def test_lists_hold_exactly_key_time_generation_entries():
+    key = "segments/00000001-" + "a" * 32 + ".seg"
+    for doc in ([[key, 1.5]], [[key, 1.5, 2, "extra"]], [{"key": key}]):
+        raw = json.dumps(doc).encode()
+        import zstandard
+
+        from atlas.codecs import checksum
+
+        payload = zstandard.ZstdCompressor().compress(raw)
+        data = retired_format.HEADER.pack(retired_format.MAGIC, 1, checksum(payload),
+                                          len(payload)) + payload
+        with pytest.raises(CorruptionError, match="entries"):
+            retired_format.decode(data, "x")
+
+
+def test_verify_during_a_flush_that_replaces_a_list_reports_nothing(tmp_path):
+    """verify() reads the newest root, then its lists: a flush may replace one and delete it
+    in between. That is not a missing list."""
+    path = tmp_path / "s"
+    store, _versions = history(path, 40)
+    seen = atlas.Atlas.open(path)._root
+    model = {name: store.open_dataset(name).read_array("x") for name in store.list_datasets()}
+    i = 40
+    while {r.key for r in seen.retired_lists} & files_on_disk(path):
+        flush_one(store, model, i)  # until every list the old root names was replaced
+        i += 1
+        assert i < 400, "the lists were never replaced"
+    problems: list[str] = []
+    fresh = atlas.Atlas.open(path)
+    _maintain._verify_retired_lists(fresh._storage, _maintain.IndexCache(fresh._storage), seen,
+                                    problems)
+    assert problems == []
+    damaged: list[str] = []  # while the newest root names a missing list, it is a problem
+    gone = fresh._root.retired_lists[0]
+    (path / gone.key).unlink()
+    _maintain._verify_retired_lists(fresh._storage, _maintain.IndexCache(fresh._storage),
+                                    fresh._root, damaged)
+    assert any("retired list is missing" in p for p in damaged)

@@ -18,6 +18,8 @@ from atlas.errors import CorruptionError
 from atlas.format import retired as retired_format
 from atlas.format import root as root_format
 
+from _s3 import moto_s3  # noqa: F401  (fixture)
+
 INLINE = 8
 
 
@@ -342,3 +344,30 @@ def test_verify_during_a_flush_that_replaces_a_list_reports_nothing(tmp_path):
     _maintain._verify_retired_lists(fresh._storage, _maintain.IndexCache(fresh._storage),
                                     fresh._root, damaged)
     assert any("retired list is missing" in p for p in damaged)
+
+
+def test_retired_lists_on_an_s3_server(moto_s3):
+    """The same on the moto S3 server: lists written, merged, read back by a new handle and
+    freed by an expiry; every version kept reads back."""
+    store = atlas.Atlas.create(moto_s3.store(prefix := moto_s3.new_prefix()))
+    model: dict = {}
+    versions = {}
+    for i in range(60):
+        flush_one(store, model, i)
+        versions[store.version] = dict(model)
+    assert store._root.retired_lists
+    fresh = atlas.Atlas.open(moto_s3.store(prefix))
+    assert fresh.format_version == 4
+    entries = _maintain.all_retired(fresh, fresh._root)
+    assert len(entries) > 2 * INLINE
+    old = atlas.Atlas.open(moto_s3.store(prefix), version=20)
+    assert np.array_equal(old.read_array_across_stacked("x"),
+                          np.stack(list(versions[20].values())))
+    report = fresh.verify()
+    assert report.ok and not report.orphans, (report.problems, report.orphans)
+    fresh.expire(older_than=0, keep_last=1)
+    last = atlas.Atlas.open(moto_s3.store(prefix))
+    assert last._root.retired_lists == []
+    keys = {key for key, _size, _mtime in last._storage.list("")
+            if key.startswith(("catalog/", "segments/"))}
+    assert keys == last._root.keys()

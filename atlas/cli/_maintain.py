@@ -177,6 +177,7 @@ def cmd_upgrade(args) -> int:
                 f"{plural(result['retired'], 'version-1 file')} kept for older readers until a "
                 "compact after the grace period")
     else:
-        text = f"{args.store} is in format version 2 already; nothing to do"
+        text = (f"{args.store} is in format version {result['format']} already; nothing to "
+                "do")
     emit(args, {"store": args.store, **result}, text)
     return 0

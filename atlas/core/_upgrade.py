@@ -25,13 +25,14 @@ from atlas.storage import open_storage
 
 
 def upgrade(location: Any, **store_options: Any) -> dict:
-    """Upgrade the store at ``location``; returns what was done (nothing when already v2)."""
+    """Upgrade the store at ``location``; returns what was done (nothing when already in
+    format version 2 or later)."""
     storage = open_storage(location, **store_options)
     if storage.read_only:
         raise ReadOnlyError(f"cannot upgrade the store at {storage.location}: it is read-only")
     root, token, legacy = load_root(storage)
     if legacy is None:
-        return {"upgraded": False, "format": 2, "generation": root.generation}
+        return {"upgraded": False, "format": root.format_version, "generation": root.generation}
     tables = legacy.tables()
     schemas = legacy.schemas
     live_slots: dict[str, np.ndarray] = {}

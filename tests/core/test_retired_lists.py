@@ -371,3 +371,17 @@ def test_retired_lists_on_an_s3_server(moto_s3):
     keys = {key for key, _size, _mtime in last._storage.list("")
             if key.startswith(("catalog/", "segments/"))}
     assert keys == last._root.keys()
+
+
+def test_upgrade_leaves_a_version_4_store_alone_and_says_so(tmp_path, capsys):
+    from atlas.cli import main
+    from atlas.core._upgrade import upgrade
+
+    path = tmp_path / "s"
+    store, _versions = history(path, 40)
+    before = (path / "manifest.atlas").read_bytes()
+    assert upgrade(str(path)) == {"upgraded": False, "format": 4,
+                                  "generation": store.version}
+    assert main(["upgrade", str(path)]) == 0
+    assert "format version 4 already" in capsys.readouterr().out
+    assert (path / "manifest.atlas").read_bytes() == before

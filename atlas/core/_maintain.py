@@ -137,6 +137,18 @@ def all_retired(store: "Atlas", root: Root) -> list[tuple[str, float, int]]:
     return [*out, *root.retired]
 
 
+def newest_retired(store: "Atlas", root: Root) -> tuple[Root, list[tuple[str, float, int]]]:
+    """(``root``, :func:`all_retired` of it), or of the newest root when a newer commit
+    replaced a retired list of ``root`` and deleted it."""
+    try:
+        return root, all_retired(store, root)
+    except FileNotFoundError:
+        from atlas.core._atlas import load_root
+
+        newest = load_root(store._storage)[0]
+        return newest, all_retired(store, newest)
+
+
 def referenced_keys(store: "Atlas", root: Root) -> set[str]:
     """Every file ``root`` keeps: :meth:`Root.keys` and the files its retired lists name."""
     out = root.keys()
@@ -284,21 +296,21 @@ def _retired_upkeep(store: "Atlas", root: Root, now: float, merges: Merges) -> N
     """Expire what the policy no longer keeps, then move and merge retired entries. A retired
     list that is gone means a newer commit replaced it: this commit will conflict and rebase,
     so all of it waits for a later flush; so it does while a list is damaged."""
-    before = root.retired, root.retired_lists, len(merges.written), len(merges.dropped)
+    retired, lists = root.retired, root.retired_lists
+    upkeep = Merges()
     try:
-        merges.expired = _expired_by_policy(store, root, now)
-        if merges.expired:
-            drop_retired(store, root, set(merges.expired), merges)
-        _spill_retired(store, root, merges)
+        upkeep.expired = _expired_by_policy(store, root, now)
+        if upkeep.expired:
+            drop_retired(store, root, set(upkeep.expired), upkeep)
+        _spill_retired(store, root, upkeep)
     except (FileNotFoundError, CorruptionError):
         # (a damaged list: expiry stops, keeping every file, and verify() reports it; the
         # flush itself goes on)
-        root.retired, root.retired_lists = before[0], before[1]
-        for w in merges.written[before[2]:]:
-            w.release()
-            store._storage.discard(w.ref.key, w.path)
-        del merges.written[before[2]:], merges.dropped[before[3]:]
-        merges.expired = []
+        upkeep.discard(store._storage)
+        root.retired, root.retired_lists = retired, lists
+        return
+    merges.written += upkeep.written
+    merges.expired, merges.dropped = upkeep.expired, upkeep.dropped
 
 
 def _links(root: Root) -> bool:
@@ -336,7 +348,7 @@ def _expired_by_policy(store: "Atlas", root: Root, now: float) -> list[str]:
     plan = _versions.plan_expiry(store._storage, store._root, older_than, keep_last, now,
                                  retired=retired, committing=root.generation)
     _versions.drop_records(store._storage, plan.records)
-    live = _versions.live_keys(root)
+    live = root.live_keys()
     return [key for key in plan.files if key not in live]
 
 
@@ -774,7 +786,7 @@ def _verify_retired_lists(storage: Storage, files: IndexCache, root: Root,
     and deletes lists right after its commit."""
     from atlas.core._atlas import load_root
 
-    live = _versions.live_keys(root)
+    live = root.live_keys()
     for ref in root.retired_lists:
         where = f"{storage.location}/{ref.key}"
         try:
@@ -980,15 +992,7 @@ def usage(store: "Atlas") -> dict:
             chunks = sum(len(store._files.segment(r).chunks["slot"]) for r in refs)
         per_array[name] = {"segments": len(refs), "bytes": sum(r.size for r in refs),
                            "chunks": chunks}
-    if legacy is not None:
-        entries = root.retired
-    else:
-        try:
-            entries = all_retired(store, root)
-        except FileNotFoundError:  # a newer commit replaced a retired list of this root
-            from atlas.core._atlas import load_root
-
-            entries = all_retired(store, load_root(storage)[0])
+    entries = root.retired if legacy is not None else newest_retired(store, root)[1]
     retired_keys = {entry[0] for entry in entries}
     listing = storage.list("")
     retired = [size for key, size, _mtime in listing if key in retired_keys]

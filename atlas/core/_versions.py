@@ -399,18 +399,10 @@ def plan_expiry(storage: Storage, latest: Root, older_than: float, keep_last: in
                 doomed.append(key_grammar.version_key(generation, commit))
     kept_sorted = sorted(kept | ({committing} if committing is not None else set()))
     judged = latest.retired if retired is None else retired
-    live = live_keys(latest)  # a (forged) entry naming a live file never deletes it
+    live = latest.live_keys()  # a (forged) entry naming a live file never deletes it
     files = [entry[0] for entry in judged if entry[0] not in live
              and not _read_by_any(kept_sorted, file_generation(entry[0]), entry[2])]
     return Expiry(records=doomed, files=files, kept=kept_sorted)
-
-
-def live_keys(root: Root) -> set[str]:
-    """The files ``root`` reads: its parts, segments and linked files."""
-    out = {p.key for p in root.parts}
-    out.update(s.key for refs in root.segments.values() for s in refs)
-    out.update(s.key for s in root.linked)
-    return out
 
 
 def _orphan(storage: Storage, found: dict, generation: int, commit: str) -> bool:
@@ -465,42 +457,35 @@ def expire(store: "Atlas", older_than: Any = None, keep_last: Any = None) -> dic
         policy_age if older_than is None else older_than,
         policy_last if keep_last is None else keep_last)
     storage = store._storage
-    try:
-        retired = _maintain.all_retired(store, root)
-    except FileNotFoundError:  # a newer commit replaced a retired list of this handle's root
-        root = load_root(storage)[0]
-        retired = _maintain.all_retired(store, root)
+    root, retired = _maintain.newest_retired(store, root)
     plan = plan_expiry(storage, root, older_than, keep_last, retired=retired)
     drop_records(storage, plan.records)
     freed = 0
     if plan.files:
         gone = set(plan.files)
-        attempt: list[_maintain.Merges] = []  # what the last try wrote (retired lists)
+        merges = _maintain.Merges()  # what the last try wrote (retired lists)
 
         def without_gone(latest: Root) -> Root:
-            for merges in attempt:  # written for an older root: not committed, dropped
-                merges.discard(storage)
-            attempt.clear()
-            attempt.append(_maintain.Merges())
+            nonlocal merges
+            merges.discard(storage)  # written for an older root: never committed
+            merges = _maintain.Merges()
+            out = latest.successor(message="expire")
             try:
-                out = latest.successor(message="expire")
-                _maintain.drop_retired(store, out, gone, attempt[0])
+                _maintain.drop_retired(store, out, gone, merges)
             except FileNotFoundError:
                 # a newer commit replaced a list of ``latest``: built on the newest root, the
                 # commit (conditional on ``latest``) conflicts and is made again on it
-                out = load_root(storage)[0].successor(message="expire")
-                attempt[0].discard(storage)
-                attempt[0] = _maintain.Merges()
-                _maintain.drop_retired(store, out, gone, attempt[0])
+                newest = load_root(storage)[0]
+                if newest.commit == latest.commit:
+                    raise  # the newest root's own list is gone: verify() reports it
+                return without_gone(newest)
             return out
 
         try:
             store._commit_maintenance(without_gone)
         except BaseException:
-            for merges in attempt:
-                merges.discard(storage)
+            merges.discard(storage)
             raise
-        merges = attempt[0]
         merges.release()
         # committed: from here on a failure leaves files for a later sweep, it raises nothing
         for key in merges.dropped:

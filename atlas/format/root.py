@@ -112,13 +112,18 @@ class Root:
         fields.update(changes)
         return replace(self, **fields)
 
-    def keys(self) -> set[str]:
-        """Every file this root names: parts, segments, linked files, the retired ones its
-        inline list holds and its retired lists (not the entries of those: see
-        ``atlas.core._maintain.referenced_keys``)."""
+    def live_keys(self) -> set[str]:
+        """The files this root reads: its parts, segments and linked files."""
         out = {p.key for p in self.parts}
         out.update(s.key for refs in self.segments.values() for s in refs)
         out.update(s.key for s in self.linked)
+        return out
+
+    def keys(self) -> set[str]:
+        """Every file this root names: :meth:`live_keys`, the retired ones its inline list
+        holds and its retired lists (not the entries of those: see
+        ``atlas.core._maintain.referenced_keys``)."""
+        out = self.live_keys()
         out.update(entry[0] for entry in self.retired)
         out.update(r.key for r in self.retired_lists)
         return out

@@ -58,6 +58,15 @@ def files_on_disk(path: Path) -> set[str]:
             for name in os.listdir(path / folder)}
 
 
+def damage_first_list(path: Path, store: atlas.Atlas):
+    """Flip a bit near the end of the store's first retired list; returns its reference."""
+    victim = store._root.retired_lists[0]
+    raw = bytearray((path / victim.key).read_bytes())
+    raw[-3] ^= 0x10
+    (path / victim.key).write_bytes(bytes(raw))
+    return victim
+
+
 def test_a_root_stays_small_however_many_versions_it_keeps(tmp_path):
     path = tmp_path / "s"
     store = atlas.Atlas.create(path)
@@ -148,10 +157,7 @@ def test_flushes_that_expire_rewrite_the_lists_and_keep_the_store_bounded(tmp_pa
 def test_a_damaged_or_missing_list_is_reported_and_nothing_is_freed(tmp_path):
     path = tmp_path / "s"
     store, _versions = history(path, 80)
-    victim = store._root.retired_lists[0]
-    raw = bytearray((path / victim.key).read_bytes())
-    raw[-3] ^= 0x10
-    (path / victim.key).write_bytes(bytes(raw))
+    victim = damage_first_list(path, store)
     before = files_on_disk(path)
     fresh = atlas.Atlas.open(path)
     report = fresh.verify(repair=True)
@@ -288,10 +294,7 @@ def test_a_damaged_list_stops_expiry_but_not_flushes(tmp_path, monkeypatch):
     path = tmp_path / "s"
     store, versions = history(path, 60)
     store.set_retention(older_than=0, keep_last=1)
-    victim = store._root.retired_lists[0]
-    raw = bytearray((path / victim.key).read_bytes())
-    raw[-2] ^= 0x01
-    (path / victim.key).write_bytes(bytes(raw))
+    victim = damage_first_list(path, store)
     before = files_on_disk(path)
     writer = atlas.Atlas.open(path)
     model = dict(versions[max(versions)])

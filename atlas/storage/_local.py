@@ -40,6 +40,7 @@ from atlas.storage._keys import (
 LOCK_NAME = ".atlas.lock"
 PUBLISH_THREADS = 16  # concurrent fsyncs when a flush publishes many segments
 MAP_CHECK_SECONDS = 1.0  # how often a handle looks for mapped files that were deleted
+SMALL_FILE_BYTES = 64 << 10  # files up to this size are read into memory instead of mapped
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # a file name of these letters (not starting with a dot) is a valid key component
@@ -48,6 +49,17 @@ _UNSTATED = os.stat_result((stat.S_IFREG, 0, 0, 0, 0, 0, 0, 0, 0, 0))  # a file,
 # O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused right after, by fstat)
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _read_whole(fd: int, size: int, path: str) -> bytes:
+    """The ``size`` bytes of an open file; CorruptionError when it holds fewer (it shrank)."""
+    data = os.pread(fd, size, 0)
+    while len(data) < size:
+        more = os.pread(fd, size - len(data), len(data))
+        if not more:
+            raise CorruptionError(f"{path}: file ends after {len(data)} of its {size} bytes")
+        data += more
+    return data
 
 
 def _fsync_path(path: str) -> None:
@@ -313,8 +325,10 @@ class LocalStorage(Storage):
                 if expected_size is not None and st.st_size != expected_size:
                     raise CorruptionError(f"{path}: file is {st.st_size} bytes, the manifest "
                                           f"records {expected_size}")
-                # an empty file cannot be mapped; it has no chunks anyway
-                mapping = mmap.mmap(fd, 0, access=mmap.ACCESS_READ) if st.st_size else b""
+                # a small file (a flush's part or segment) is read whole: cheaper than setting
+                # up a mapping; an empty file cannot be mapped, and has no chunks anyway
+                mapping = _read_whole(fd, st.st_size, path) if st.st_size <= SMALL_FILE_BYTES \
+                    else mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
             finally:
                 os.close(fd)
             self._maps[key] = (mapping, (st.st_dev, st.st_ino))

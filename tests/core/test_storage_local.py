@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import pickle
 
+import numpy as np
 import pytest
 
 import atlas
 from atlas.storage import LocalStorage, from_description, open_storage
+from atlas.storage._local import SMALL_FILE_BYTES
 
 
 @pytest.fixture
@@ -29,12 +31,15 @@ def test_get_of_a_missing_key_raises_file_not_found(storage):
         storage.get("nope")
 
 
-def test_get_range_and_get_ranges_slice_the_value(storage):
-    data = bytes(range(200))
+@pytest.mark.parametrize("size", [200, SMALL_FILE_BYTES, SMALL_FILE_BYTES + 1, 3 << 20])
+def test_get_range_and_get_ranges_slice_the_value(storage, size):
+    # small files are read whole, bigger ones mapped: the same bytes either way
+    data = np.random.default_rng(size).integers(0, 256, size, np.uint8).tobytes()
     storage.put("k", data)
-    assert bytes(storage.get_range("k", 10, 5)) == data[10:15]
-    got = storage.get_ranges("k", [0, 100, 199], [3, 50, 1])
-    assert [bytes(g) for g in got] == [data[0:3], data[100:150], data[199:200]]
+    assert bytes(storage.get_range("k", 10, 5, expected_size=size)) == data[10:15]
+    got = storage.get_ranges("k", [0, 100, size - 1], [3, 50, 1])
+    assert [bytes(g) for g in got] == [data[0:3], data[100:150], data[size - 1 :]]
+    assert bytes(storage.get_range("k", size - 7, 7)) == data[-7:]
 
 
 def test_get_range_with_a_wrong_expected_size_raises_corruption_error(storage):

@@ -158,16 +158,19 @@ def _deleted_mappings(root) -> list[str]:
         return [line for line in maps if str(root) in line and "(deleted)" in line]
 
 
-def test_a_handle_drops_mappings_of_deleted_files(tmp_path, monkeypatch):
+@pytest.mark.parametrize("mapped", [True, False])
+def test_a_handle_drops_mappings_of_deleted_files(tmp_path, monkeypatch, mapped):
     monkeypatch.setattr(_local, "MAP_CHECK_SECONDS", 0.0)
+    if mapped:  # these small files are read whole otherwise: map them, as big ones are
+        monkeypatch.setattr(_local, "SMALL_FILE_BYTES", 0)
     root = tmp_path / "store"
     _fill(atlas.Atlas.create(root), flushes=3)  # a writer gone (it maps the files it read too)
     reader = atlas.Atlas.open(root)
     reader.open_dataset("d0").read_array("a", [0], [4])
     reader.read_array_across_stacked("a", ["d0", "d1"], [0], [4])
-    mapped = [line for line in open("/proc/self/maps") if str(root) in line]
-    assert any("catalog/" in line for line in mapped) and any("segments/" in line
-                                                              for line in mapped)
+    maps = [line for line in open("/proc/self/maps") if str(root) in line]
+    assert (any("catalog/" in line for line in maps) and any("segments/" in line
+                                                             for line in maps)) == mapped
     atlas.Atlas.open(root).compact(grace=0)
     with pytest.raises(atlas.StaleHandleError):
         reader.open_dataset("d0").read_array("a")

@@ -15,9 +15,10 @@ of dataset i do not depend on N), measured with public API calls only (``_atlas_
   with pyarrow reading the same names from one Parquet string column (into a Python list as
   atlas returns them, and as an Arrow array);
 - a fresh reader process: the first stacked read of ``temp`` across all N in the process, then
-  on a second fresh handle, then warm (the best of 3 reads on that handle); the stacked read of
-  ``lat`` (first on that handle, warm). These reads name no datasets (``read_array_across_stacked
-  ("temp")``: every dataset); on a third fresh handle, the same read naming every dataset as
+  on a fresh handle (the best of 3, each on a new handle), then warm (the best of 3 reads on one
+  handle); the stacked read of ``lat`` (first on that handle, warm). These reads name no
+  datasets (``read_array_across_stacked("temp")``: every dataset); on another fresh handle
+  (before the warm reads), the same read naming every dataset as
   ``list_datasets()`` lists them (which first makes the N names Python strings);
   ``reader peak RSS`` after open + list, after the reads, and the catalog's share (peak after
   open + list less the RSS after the imports);
@@ -272,9 +273,16 @@ def child_reader(p: dict) -> dict:
     temp = timed("temp first, fresh process",
                  lambda: atlas_adapter.read_stacked_all(store, "temp"))
     del temp, store
-    store = atlas_adapter.open_store(root, read_only=True)
-    temp = timed("temp first, fresh handle", lambda: atlas_adapter.read_stacked_all(store, "temp"))
-    del temp, store
+    # the best of WARM_READS reads, each on a new handle, as the warm read is the best of as
+    # many on one handle: one sample against a best of 3 would compare noise as much as reads
+    best = float("inf")
+    for _ in range(WARM_READS):
+        store = atlas_adapter.open_store(root, read_only=True)
+        temp = timed("temp first, fresh handle",
+                     lambda: atlas_adapter.read_stacked_all(store, "temp"))
+        best = min(best, out["temp first, fresh handle"])
+        del temp, store
+    out["temp first, fresh handle"] = best
     store = atlas_adapter.open_store(root, read_only=True)
     temp = timed("temp first, fresh handle, listed",
                  lambda: atlas_adapter.read_stacked_listed(store, "temp"))

@@ -138,31 +138,72 @@ class BoxScatter:
         self.boxes, _ = fold(boxes, boxes, itemsize)
         self.src_offsets = _column(src_offsets, n, "src_offsets")
         self.dst_offsets = _column(dst_offsets, n, "dst_offsets")
+        self._views: list | None = None  # per row, what a one-box copy needs (see _one_box)
 
     def run(self, src, dst, rows=slice(None)) -> None:
         src, dst = _bytes_of(src, "src"), _bytes_of(dst, "dst")
+        one = _one_row(rows, len(self.boxes))
+        if one is not None:  # one box (a block of one chunk): numpy's strided copy
+            if self._views is None:
+                self._views = _box_views(self)
+            _one_box(src, dst, self._views[one])
+            return
         tables = (self.src_offsets[rows], self.src_shapes[rows], self.src_starts[rows],
                   self.dst_offsets[rows], self.dst_shapes[rows], self.dst_starts[rows],
                   self.boxes[rows])
-        if len(tables[0]) == 1:  # one box (a first small read): numpy's strided copy
-            _one_box(src, dst, *(table[0] for table in tables))
-            return
         # every region is bounds-checked by the compiled loop itself
         s_off, s_shape, s_start, d_off, d_shape, d_start, boxes = tables
         _loop("_copy", "_move_boxes")(src, s_off, s_shape, s_start, dst, d_off, d_shape,
                                       d_start, boxes)
 
 
-def _one_box(src, dst, src_offset, src_shape, src_start, dst_offset, dst_shape, dst_start,
-             box) -> None:
-    """One row of ``_move_boxes`` (folded tables, uint8 buffers) as a numpy assignment between
-    views of the two regions, with the loop's checks: a box outside its region or a region
-    outside its buffer raises IndexError; an empty box copies nothing."""
-    box = box.tolist()
-    source = _box_view(src, src_offset, src_shape, src_start, box)
-    target = _box_view(dst, dst_offset, dst_shape, dst_start, box)
-    if all(w > 0 for w in box):
-        target[...] = source
+def _one_row(rows, n: int) -> int | None:
+    """The row ``rows`` (a slice or index array of a table of ``n`` rows) picks when it picks
+    exactly one, else None."""
+    if isinstance(rows, slice):
+        picked = range(n)[rows]
+        return picked[0] if len(picked) == 1 else None
+    return int(rows[0]) if len(rows) == 1 else None
+
+
+def _box_views(t: BoxScatter) -> list:
+    """Per row of ``t``: (src view, dst view) parameters of its box as numpy strided views,
+    (byte offset of the box's first byte, end of its region, strides) for each side and the
+    box, or None for an empty box; checked for every row at once as ``_region_strides``
+    checks them (a box outside its region raises IndexError)."""
+    views = []
+    sides = []
+    for offsets, shapes, starts in ((t.src_offsets, t.src_shapes, t.src_starts),
+                                    (t.dst_offsets, t.dst_shapes, t.dst_starts)):
+        used = t.boxes > 0
+        if ((used & ((starts < 0) | (starts + t.boxes > shapes))).any() or (offsets < 0).any()
+                or (shapes < 0).any()):
+            raise IndexError("box outside its region")
+        # C-order strides of each region (bytes: the element size is folded into the last axis)
+        strides = np.ones_like(shapes)
+        if shapes.shape[1] > 1:
+            strides[:, :-1] = np.cumprod(shapes[:, :0:-1], axis=1)[:, ::-1]
+        first = offsets + (starts * strides).sum(axis=1)
+        end = offsets + np.prod(shapes, axis=1)
+        sides.append((first.tolist(), end.tolist(), [tuple(r) for r in strides.tolist()]))
+    empty = (t.boxes <= 0).any(axis=1).tolist()
+    for i, box in enumerate(t.boxes.tolist()):
+        views.append(None if empty[i] else (tuple(box), *(
+            (first[i], end[i], strides[i]) for first, end, strides in sides)))
+    return views
+
+
+def _one_box(src: np.ndarray, dst: np.ndarray, view) -> None:
+    """One row of ``_move_boxes`` (uint8 buffers, a row of :func:`_box_views`) as a numpy
+    assignment between strided views of the two regions; a region outside its buffer raises
+    IndexError, an empty box copies nothing."""
+    if view is None:
+        return
+    box, (s_first, s_end, s_strides), (d_first, d_end, d_strides) = view
+    if s_end > len(src) or d_end > len(dst):
+        raise IndexError("region outside its buffer")
+    np.ndarray(box, np.uint8, dst, d_first, d_strides)[...] = \
+        np.ndarray(box, np.uint8, src, s_first, s_strides)
 
 
 def _box_view(buffer, offset, shape, start, box: list) -> np.ndarray:

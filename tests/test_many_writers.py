@@ -161,6 +161,42 @@ def test_a_flush_rebases_over_a_compaction_and_an_expire(base):
     assert back.verify().ok
 
 
+@pytest.mark.parametrize("grid", [False, True])
+def test_writers_that_always_rebase_still_merge_their_small_files(base, grid):
+    """Two handles flushing in turn: every flush after the first finds the other's commit and
+    rebases. Those flushes run the size-tiered merge too (they dropped it, and the files of a
+    contended store piled up, one segment per flush per array and one part per flush)."""
+    a, b = atlas.Atlas.open(base), atlas.Atlas.open(base)
+    expected = {}
+    for i in range(40):
+        store, name = (a, f"a{i}") if i % 2 == 0 else (b, f"b{i}")
+        profile(store, name, i)
+        expected[name] = i
+        if grid:  # a chunked array: merges of this handle's segments read them remapped
+            view = store.open_dataset(name)
+            view.define_array("g", "float32", ["y", "x"], [3, 4], [2, 2], float("nan"))
+            view.write_array("g", [0, 0], np.full((3, 4), i, np.float32))
+        store.flush()
+    root = atlas.Atlas.open(base)._root
+    assert len(root.parts) <= 12 and all(len(refs) <= 12 for refs in root.segments.values()), \
+        (len(root.parts), {k: len(v) for k, v in root.segments.items()})
+    back = atlas.Atlas.open(base)
+    assert back.list_datasets() == ["shared", *expected]
+    got = back.read_array_across_stacked("x", list(expected))
+    assert got.tolist() == [(np.arange(4) + v).tolist() for v in expected.values()]
+    if grid:
+        g = back.read_array_across_stacked("g", list(expected))
+        assert g.tolist() == [np.full((3, 4), v).tolist() for v in expected.values()]
+    assert [back.open_dataset(n).get_attribute("value") for n in expected] == \
+        list(expected.values())
+    assert back.verify().ok
+    # each handle goes on from where its rebases left it
+    profile(a, "last", 99)
+    a.flush()
+    assert atlas.Atlas.open(base).open_dataset("last").read_array("x").tolist() == \
+        (np.arange(4) + 99).tolist()
+
+
 def test_a_rebase_over_expired_versions_is_refused(base):
     writer = atlas.Atlas.open(base)
     profile(writer, "late", 1)

@@ -358,6 +358,7 @@ class Atlas:
         ours_segments = [(seg.array, FileRef(seg.key, seg.size, _maintain.level_of(seg.size)))
                          for seg in finished] + self._merged.segments
         rewritten = None
+        merges = _maintain.Merges()
         try:
             for tries in range(1, _rebase.MAX_ATTEMPTS + 1):
                 latest, token, legacy = load_root(storage)
@@ -391,41 +392,61 @@ class Atlas:
                     delta = (rewritten or part).ref
                     new_root.parts = [*latest.parts, delta]
                     new_root.delta = delta.key
+                merges = self._rebase_merges(new_root, ours_segments)
                 try:
                     token = _versions.commit_root(storage, new_root, token)
                     break
                 except ConflictError:
+                    merges.discard(storage)
+                    merges = _maintain.Merges()
                     _rebase.backoff(tries)
                 except BaseException:
                     # it may have landed (a lost response): its files stay until the next
                     # flush finds out (_settle_inflight)
-                    self._inflight = _Inflight(new_root, {}, part, _maintain.Merges(),
-                                               marks or {}, (rewritten, ours_segments))
+                    self._inflight = _Inflight(new_root, {}, part, merges, marks or {},
+                                               (rewritten, ours_segments))
                     self._pending.in_doubt = True
-                    rewritten = None
+                    rewritten, merges = None, _maintain.Merges()
                     raise
             else:
                 raise ConflictError(f"store at {self.location}: {_rebase.MAX_ATTEMPTS} other "
                                     "commits won the race to commit in a row; nothing was "
                                     "committed: flush again later")
         except BaseException:
+            merges.discard(storage)
             if rewritten is not None:
                 rewritten.release()
                 storage.discard(rewritten.ref.key, rewritten.path)
             raise
-        self._rebased(new_root, token, part, rewritten, ours_segments)
+        self._rebased(new_root, token, part, rewritten, ours_segments, merges)
 
-    def _rebased(self, new_root: Root, token: Any, part, rewritten, ours_segments) -> None:
+    def _rebase_merges(self, new_root: Root, ours_segments) -> "_maintain.Merges":
+        """The size-tiered merge of a rebase's root (without expiry, see ``tiered_merge``):
+        writers that keep racing each other merge too, instead of piling up small files."""
+        # this handle's segments were cached with the slots it numbered; the merge must read
+        # them as this attempt shifts them
+        self._files.forget([ref.key for _a, ref in ours_segments])
+        try:
+            return _maintain.tiered_merge(self, new_root, expire=False)
+        except StaleHandleError:
+            # a compaction with no grace deleted files of the newest root meanwhile: the
+            # commit conflicts, and the next try merges on the root after it
+            return _maintain.Merges()
+
+    def _rebased(self, new_root: Root, token: Any, part, rewritten, ours_segments,
+                 merges: "_maintain.Merges") -> None:
         """A rebase committed ``new_root``: the handle moves to it."""
         for written in (part, rewritten):
             if written is not None:
                 written.release()
+        merges.release()
         if rewritten is not None and part is not None:
             self._storage.discard(part.ref.key, part.path)  # the renumbered copy replaced it
         self._token = token
         self._root_state = new_root
         self._pending.committed(new_root.generation + 1)
         self._files.forget([ref.key for _a, ref in ours_segments])  # read again, remapped
+        merges.committed(self)
         self._merged = _fork.Merged()
         self._reload_catalog(new_root)
 
@@ -519,7 +540,8 @@ class Atlas:
             len(t.log) > inflight.marks.get(sid, 0)
             for sid, t in catalog.pending_tables().items())
         rewritten, ours_segments = inflight.rebase
-        self._rebased(inflight.root, token, inflight.part, rewritten, ours_segments)
+        self._rebased(inflight.root, token, inflight.part, rewritten, ours_segments,
+                      inflight.merges)
         if later:
             self._pending.abandon()
             raise ConflictError(

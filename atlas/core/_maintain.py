@@ -252,9 +252,11 @@ def _run_to_merge(refs: list[FileRef]) -> tuple[int, int] | None:
     return None
 
 
-def tiered_merge(store: "Atlas", root: Root) -> Merges:
+def tiered_merge(store: "Atlas", root: Root, expire: bool = True) -> Merges:
     """Merge runs of small files in ``root`` (being committed), editing its lists in place;
-    drop from its ``retired`` list what no retained version reads any more."""
+    drop from its ``retired`` list what no retained version reads any more (``expire``; a
+    rebase leaves that to a later flush: it judges versions from the handle's own root, which
+    a rebase has left behind)."""
     merges = Merges()
     now = time.time()
     generation = root.generation
@@ -285,21 +287,22 @@ def tiered_merge(store: "Atlas", root: Root) -> Merges:
             gone = _relink(root, run_refs, run_indexes, seg_index)
             root.retired = [*root.retired, *((key, now, generation) for key in gone)]
             root.segments[array] = [*refs[:lo], written.ref, *refs[hi:]]
-        _retired_upkeep(store, root, now, merges)
+        _retired_upkeep(store, root, now, merges, expire)
     except BaseException:
         merges.discard(store._storage)
         raise
     return merges
 
 
-def _retired_upkeep(store: "Atlas", root: Root, now: float, merges: Merges) -> None:
+def _retired_upkeep(store: "Atlas", root: Root, now: float, merges: Merges,
+                    expire: bool = True) -> None:
     """Expire what the policy no longer keeps, then move and merge retired entries. A retired
     list that is gone means a newer commit replaced it: this commit will conflict and rebase,
     so all of it waits for a later flush; so it does while a list is damaged."""
     retired, lists = root.retired, root.retired_lists
     upkeep = Merges()
     try:
-        upkeep.expired = _expired_by_policy(store, root, now)
+        upkeep.expired = _expired_by_policy(store, root, now) if expire else []
         if upkeep.expired:
             drop_retired(store, root, set(upkeep.expired), upkeep)
         _spill_retired(store, root, upkeep)

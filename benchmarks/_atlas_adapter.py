@@ -7,7 +7,7 @@ harness keeps working with older or partial builds.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from pathlib import Path
 
@@ -243,6 +243,30 @@ def read_window(
         for name, (start, shape) in windows.items():
             out[name][row] = view.read_array(name, start, shape)
     return out
+
+
+def window_reader_into() -> Callable[[Path, list[str], dict[str, ArrayLayout], dict], dict]:
+    """:func:`read_window` into output buffers kept from one call to the next
+    (``read_array_across_stacked(..., out=buffer)``), as ``tensorstore_zarr.window_reader``
+    reads: a read then allocates no output memory."""
+    import atlas
+
+    buffers: dict[tuple, np.ndarray] = {}
+
+    def read_window_into(root: Path, names: list[str], layout: dict[str, ArrayLayout],
+                         window: dict[str, slice]) -> dict[str, np.ndarray]:
+        store = atlas.Atlas.open(str(store_path(root)))
+        out = {}
+        for name, spec in layout.items():
+            start, shape = window_start_shape(spec, window)
+            key = (name, len(names), tuple(shape), spec.dtype.str)
+            if key not in buffers:
+                buffers[key] = np.empty((len(names), *shape), spec.dtype)
+            out[name] = store.read_array_across_stacked(name, names, start, shape,
+                                                        out=buffers[key])
+        return out
+
+    return read_window_into
 
 
 def stored_chunks(

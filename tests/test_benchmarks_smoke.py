@@ -64,7 +64,11 @@ def test_tensorstore_reads_the_gridded_case_next_to_zarr_stacked(tmp_path):
                    "atlas,zarr-stacked", "--quick", "--repeats", "1", "--results-dir", str(out),
                    "--workdir", str(tmp_path)])
     gridded = _result(out, "upstream_gridded_n2_quick")
-    assert set(gridded["phases"]["read"]) == {"atlas", "zarr-stacked", "tensorstore-out", "floor"}
+    assert set(gridded["phases"]["read"]) == {"atlas", "atlas-out", "zarr-stacked",
+                                              "tensorstore-out", "floor"}
+    tie = [t for t in gridded["targets"] if "TensorStore" in t["claim"]]
+    assert len(tie) == 1 and tie[0]["measured"] == pytest.approx(
+        gridded["ratios"]["read"]["tensorstore-out"] / gridded["ratios"]["read"]["atlas-out"])
 
 
 def test_many_small_and_scale_run_tiny_and_write_results(tmp_path):

@@ -406,10 +406,16 @@ def plan_expiry(storage: Storage, latest: Root, older_than: float, keep_last: in
 
 
 def _orphan(storage: Storage, found: dict, generation: int, commit: str) -> bool:
-    """Whether a record shares its generation with another and no record above names it."""
-    above = found.get(generation + 1, {})
-    return bool(above) and all(read_record(storage, generation + 1, c).parent != commit
-                               for c in above)
+    """Whether a record shares its generation with another and no record above names it.
+    A record listed above but gone by now (a writer that lost the race to commit deletes its
+    own) names nothing; with none left above, the record is kept."""
+    parents = []
+    for above in found.get(generation + 1, {}):
+        try:
+            parents.append(read_record(storage, generation + 1, above).parent)
+        except VersionExpiredError:
+            continue
+    return bool(parents) and commit not in parents
 
 
 def _read_by_any(kept: list[int], first: int, retired_at: int) -> bool:

@@ -324,13 +324,7 @@ class Atlas:
         if part is not None:
             new_root.parts = [*root.parts, part.ref]
             new_root.delta = part.ref.key
-        try:
-            merges = _maintain.tiered_merge(self, new_root)
-        except StaleHandleError:
-            # another handle replaced files of this root and deleted them at once (a compaction
-            # with no grace): the commit below conflicts, and the rebase re-applies the changes
-            # on top of the newest root without a merge
-            merges = _maintain.Merges()
+        merges = self._tiered_merge(new_root)
         # until it is known to have landed or not, the attempt is kept (its files locked): a
         # commit whose response was lost is recognised by its commit id when retried
         self._inflight = _Inflight(new_root, written, part, merges, marks)
@@ -392,7 +386,10 @@ class Atlas:
                     delta = (rewritten or part).ref
                     new_root.parts = [*latest.parts, delta]
                     new_root.delta = delta.key
-                merges = self._rebase_merges(new_root, ours_segments)
+                # this handle's segments were cached with the slots it numbered; the merge
+                # must read them as this attempt shifts them. Expiry waits (tiered_merge)
+                self._files.forget([ref.key for _a, ref in ours_segments])
+                merges = self._tiered_merge(new_root, expire=False)
                 try:
                     token = _versions.commit_root(storage, new_root, token)
                     break
@@ -420,17 +417,15 @@ class Atlas:
             raise
         self._rebased(new_root, token, part, rewritten, ours_segments, merges)
 
-    def _rebase_merges(self, new_root: Root, ours_segments) -> "_maintain.Merges":
-        """The size-tiered merge of a rebase's root (without expiry, see ``tiered_merge``):
-        writers that keep racing each other merge too, instead of piling up small files."""
-        # this handle's segments were cached with the slots it numbered; the merge must read
-        # them as this attempt shifts them
-        self._files.forget([ref.key for _a, ref in ours_segments])
+    def _tiered_merge(self, new_root: Root, expire: bool = True) -> "_maintain.Merges":
+        """The size-tiered merge of a root about to be committed, by a flush or by each try of
+        its rebase (writers that keep racing each other merge too)."""
         try:
-            return _maintain.tiered_merge(self, new_root, expire=False)
+            return _maintain.tiered_merge(self, new_root, expire)
         except StaleHandleError:
-            # a compaction with no grace deleted files of the newest root meanwhile: the
-            # commit conflicts, and the next try merges on the root after it
+            # another handle replaced files of this root and deleted them at once (a compaction
+            # with no grace): the commit conflicts, and the rebase's next try merges on the
+            # root after it
             return _maintain.Merges()
 
     def _rebased(self, new_root: Root, token: Any, part, rewritten, ours_segments,

@@ -494,12 +494,8 @@ def expire(store: "Atlas", older_than: Any = None, keep_last: Any = None) -> dic
             raise
         merges.release()
         # committed: from here on a failure leaves files for a later sweep, it raises nothing
-        for key in merges.dropped:
-            try:
-                storage.delete(key)
-            except OSError:
-                pass  # unreferenced now: an orphan sweep takes it later
-        store._forget_files([*plan.files, *merges.dropped])
+        merges.committed(store)  # deletes the retired lists it replaced
+        store._forget_files(plan.files)
         try:
             sizes = {key: size for key, size, _m in storage.list("") if key in gone}
         except OSError:

@@ -167,15 +167,14 @@ def _one_row(rows, n: int) -> int | None:
 
 
 def _box_views(t: BoxScatter) -> list:
-    """Per row of ``t``: (src view, dst view) parameters of its box as numpy strided views,
-    (byte offset of the box's first byte, end of its region, strides) for each side and the
-    box, or None for an empty box; checked for every row at once as ``_region_strides``
-    checks them (a box outside its region raises IndexError)."""
-    views = []
+    """Per row of ``t``: None for an empty box, else (box, src side, dst side), each side
+    (byte offset of the box's first byte, end of its region, the region's C strides): what
+    two strided views of the box need. Checked for every row at once as ``_region_strides``
+    checks a row (a box outside its region raises IndexError)."""
+    used = t.boxes > 0
     sides = []
     for offsets, shapes, starts in ((t.src_offsets, t.src_shapes, t.src_starts),
                                     (t.dst_offsets, t.dst_shapes, t.dst_starts)):
-        used = t.boxes > 0
         if ((used & ((starts < 0) | (starts + t.boxes > shapes))).any() or (offsets < 0).any()
                 or (shapes < 0).any()):
             raise IndexError("box outside its region")
@@ -186,11 +185,10 @@ def _box_views(t: BoxScatter) -> list:
         first = offsets + (starts * strides).sum(axis=1)
         end = offsets + np.prod(shapes, axis=1)
         sides.append((first.tolist(), end.tolist(), [tuple(r) for r in strides.tolist()]))
-    empty = (t.boxes <= 0).any(axis=1).tolist()
-    for i, box in enumerate(t.boxes.tolist()):
-        views.append(None if empty[i] else (tuple(box), *(
-            (first[i], end[i], strides[i]) for first, end, strides in sides)))
-    return views
+    empty = (~used).any(axis=1).tolist()
+    return [None if empty[i] else (tuple(box), *((first[i], end[i], strides[i])
+                                                  for first, end, strides in sides))
+            for i, box in enumerate(t.boxes.tolist())]
 
 
 def _one_box(src: np.ndarray, dst: np.ndarray, view) -> None:

@@ -181,8 +181,9 @@ class PendingSegment:
         return np.frombuffer(self._rows, _I64).reshape(n, _STRIDE)
 
     def new_rows(self, n: int) -> np.ndarray:
-        """An (n, 11) table for :meth:`add_blocks` to fill slice by slice."""
-        return np.empty((n, _STRIDE), _I64)
+        """An (n, 11) table for :meth:`add_blocks` to fill slice by slice, stored column by
+        column (it is filled, and mostly read, a column at a time)."""
+        return np.empty((_STRIDE, n), _I64).T
 
     def _settle(self) -> None:
         """Rows appended one by one go to _rows: the rows of stacked writes join it first."""
@@ -271,10 +272,13 @@ class PendingSegment:
             into[:, j] = numbers[columns["block"]] if name == "block" else columns[name]
         self._keys.add_many(into[:, _COL["slot"]], into[:, _COL["chunk"]], first)
         last = self._bulk[-1] if self._bulk else None
-        if last is not None and last.base is not None and last.base is into.base and \
-                last.ctypes.data + last.nbytes == into.ctypes.data:
-            start = (last.ctypes.data - into.base.ctypes.data) // into.base.strides[0]
-            self._bulk[-1] = into.base[start : start + len(last) + len(into)]
+        base = into.base
+        if last is not None and base is not None and last.base is base and \
+                last.strides == into.strides and \
+                last.ctypes.data + len(last) * last.strides[0] == into.ctypes.data:
+            whole = base.T if into.strides[0] == into.itemsize else base  # new_rows table
+            start = (last.ctypes.data - base.ctypes.data) // last.strides[0]
+            self._bulk[-1] = whole[start : start + len(last) + len(into)]
         else:
             self._bulk.append(into)
         self._bulk_rows += len(into)

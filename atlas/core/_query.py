@@ -181,7 +181,7 @@ def array_columns(store: "Atlas", array: str, dids: np.ndarray,
     # rows still in this handle's log have no statistics yet
     log = layered.log
     if len(log):
-        unflushed = np.isin(dids, np.frombuffer(log.keys, _I64)) & found
+        unflushed = np.isin(dids, log.key_array()) & found
     else:
         unflushed = np.zeros(n, bool)
     stated = found & ~unflushed

@@ -33,7 +33,9 @@ class RowLog:
 
     Keys are one ``array('q')``; each row's tombstone flag and numeric columns are interleaved
     in another (8 bytes a value, one ``extend`` a row: appending is the hot path of a
-    per-dataset ingest); object columns are lists. Finding a key's latest row costs a
+    per-dataset ingest); object columns are lists. Rows added in bulk (:meth:`extend`, a
+    stacked write of a million datasets) stay numpy columns after those, joined to the arrays
+    only when a row is next added or looked up one by one. Finding a key's latest row costs a
     bisection while keys come in ascending order (the common case: datasets are created in
     order) and a dict lookup for rows that came out of order.
     """
@@ -50,13 +52,18 @@ class RowLog:
         self._object_lists = tuple(self.objects.values())
         self._sorted_end = 0  # rows [0, _sorted_end) have non-decreasing keys
         self._late: dict[int, int] = {}  # key -> latest row appended out of order
+        # (keys, dead, numeric columns) of bulk extends, the rows after those in keys/data
+        self._bulk: list[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]] = []
+        self._bulk_rows = 0
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return len(self.keys) + self._bulk_rows
 
     def add(self, key: int, dead: int, numbers: tuple, objects: tuple = ()) -> int:
         """Append a row: ``numbers`` in the order of the kind's numeric columns, ``objects``
         in the order of its object columns."""
+        if self._bulk:
+            self._settle()
         keys = self.keys
         row = len(keys)
         if row == self._sorted_end and (row == 0 or key >= keys[row - 1]):
@@ -76,35 +83,49 @@ class RowLog:
 
     def extend(self, keys: np.ndarray, dead: np.ndarray | None = None, **values: Any) -> None:
         """Append many rows at once (``values``: a column per name, numpy or list)."""
-        keys = np.ascontiguousarray(keys, np.int64)
+        keys = np.array(keys, np.int64)  # a copy: the caller may change its arrays later
         n = len(keys)
         if not n:
             return
-        first = len(self.keys)
-        in_order = first == self._sorted_end and (first == 0 or keys[0] >= self.keys[-1]) and \
+        first = len(self)
+        last = self._bulk[-1][0][-1] if self._bulk else self.keys[-1] if first else 0
+        in_order = first == self._sorted_end and (first == 0 or keys[0] >= last) and \
             bool(np.all(keys[1:] >= keys[:-1]))
         if in_order:
             self._sorted_end = first + n
         else:
             self._late.update(zip(keys.tolist(), range(first, first + n)))
-        self.keys.frombytes(keys.tobytes())
-        block = np.zeros((n, self.stride), np.int64)
-        if dead is not None:
-            block[:, 0] = np.asarray(dead, np.int64)
-        for name, j in self._position.items():
+        numeric = {}
+        for name in self._position:
             given = values.get(name)
-            if given is not None:
-                block[:, j] = np.asarray(given, np.int64)
-        self.data.frombytes(block.tobytes())
+            numeric[name] = np.zeros(n, np.int64) if given is None else \
+                np.array(np.broadcast_to(given, n), np.int64)
+        self._bulk.append((keys, np.zeros(n, bool) if dead is None else
+                           np.array(dead, bool), numeric))
+        self._bulk_rows += n
         for name, column in self.objects.items():
             given = values.get(name)
             column.extend([None] * n if given is None else list(given))
+
+    def _settle(self) -> None:
+        """The bulk rows join keys/data (a row is about to be added or looked up)."""
+        for keys, dead, numeric in self._bulk:
+            block = np.empty((len(keys), self.stride), np.int64)
+            block[:, 0] = dead
+            for name, j in self._position.items():
+                block[:, j] = numeric[name]
+            self.keys.frombytes(keys.tobytes())
+            self.data.frombytes(block.tobytes())
+        self._bulk = []
+        self._bulk_rows = 0
 
     def find(self, key: int) -> int:
         """The latest row of ``key``, or -1."""
         row = self._late.get(key)
         if row is not None:
             return row
+        if self._bulk:
+            self._settle()
         keys = self.keys
         end = self._sorted_end
         if not end or key > keys[end - 1]:
@@ -113,6 +134,8 @@ class RowLog:
         return i if i >= 0 and self.keys[i] == key else -1
 
     def value(self, row: int, name: str) -> Any:
+        if self._bulk:
+            self._settle()
         j = self._position.get(name)
         if j is not None:
             return self.data[row * self.stride + j]
@@ -121,16 +144,27 @@ class RowLog:
         return self.objects[name][row]
 
     def is_dead(self, row: int) -> bool:
+        if self._bulk:
+            self._settle()
         return bool(self.data[row * self.stride])
 
+    def key_array(self) -> np.ndarray:
+        """Every row's key, in row order (a copy)."""
+        return self._columns()[0]
+
     def _columns(self) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """(keys, dead, numeric columns) of every row: new arrays, not views of the log."""
         n = len(self.keys)
-        if not n:
-            empty = np.zeros(0, np.int64)
-            return empty, np.zeros(0, bool), {name: empty for name in self._position}
-        table = np.frombuffer(self.data, np.int64).reshape(n, self.stride).copy()
-        return (np.frombuffer(self.keys, np.int64).copy(), table[:, 0] != 0,
-                {name: table[:, j] for name, j in self._position.items()})
+        parts = [(keys, dead, numeric) for keys, dead, numeric in self._bulk]
+        if n or not parts:
+            table = np.frombuffer(self.data, np.int64).reshape(n, self.stride)
+            parts.insert(0, (np.frombuffer(self.keys, np.int64), table[:, 0] != 0,
+                             {name: table[:, j] for name, j in self._position.items()}))
+        if len(parts) == 1:
+            keys, dead, numeric = parts[0]
+            return keys.copy(), dead.copy(), {name: c.copy() for name, c in numeric.items()}
+        return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+                {name: np.concatenate([p[2][name] for p in parts]) for name in self._position})
 
     def table(self, extra: dict[str, np.ndarray] | None = None) -> Table:
         """The log as a table (latest row per key); ``extra`` supplies columns the log does

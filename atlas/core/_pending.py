@@ -259,14 +259,15 @@ class PendingSegment:
         self._keys.add(slot, chunk, row)
         self.version += 1
 
-    def add_blocks(self, stored: list, decoded: list[int], columns: dict[str, Any],
-                   into: np.ndarray) -> None:
-        """Append whole compressed blocks (a stacked write) and their chunk rows: ``columns``
-        has every row column (or one value for every row), ``block`` numbering the given
-        blocks from 0; the rows are written into ``into``, a slice of a :meth:`new_rows`
-        table (the slices of one table, added in order, stay one table: no copy)."""
-        numbers = np.array([self.writer.write_block(data, size, self.codec_id)
-                            for data, size in zip(stored, decoded)], _I64)
+    def add_blocks(self, stored: list, decoded: list[int], crcs: list[int],
+                   columns: dict[str, Any], into: np.ndarray) -> None:
+        """Append whole compressed blocks (a stacked write; ``crcs``: their checksums) and
+        their chunk rows: ``columns`` has every row column (or one value for every row),
+        ``block`` numbering the given blocks from 0; the rows are written into ``into``, a
+        slice of a :meth:`new_rows` table (the slices of one table, added in order, stay one
+        table: no copy)."""
+        numbers = np.array([self.writer.write_block(data, size, self.codec_id, crc)
+                            for data, size, crc in zip(stored, decoded, crcs)], _I64)
         first = len(self)
         for name, j in _COL.items():
             into[:, j] = numbers[columns["block"]] if name == "block" else columns[name]
@@ -430,13 +431,14 @@ class PendingSegment:
         table = self.table()
         if not len(table):
             return (hit,) + tuple(np.zeros(len(slots), _I64) for _ in names)
-        # the four columns in one pass over the rows (each is a strided view of a wide table)
-        picked = table[rows][:, [_COL[name] for name in names]]
+        # copies, not views: a table over an array('q') that exports its buffer cannot grow
+        picked = [table[rows, _COL[name]].copy() for name in names]
         del table
-        has = hit & (picked[:, 0] != _UNKNOWN)
+        has = hit & (picked[0] != _UNKNOWN)
         if not has.all():
-            picked[~has] = 0
-        return (has, *np.ascontiguousarray(picked.T))
+            for column in picked:
+                column[~has] = 0
+        return (has, *picked)
 
     def forget_index(self) -> None:
         """Drop the cached :meth:`index` (a flush has used it; it may be large)."""

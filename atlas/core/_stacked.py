@@ -275,7 +275,8 @@ class _RowPacker:
                 rows.reshape(-1).view(storage_dtype), np.arange(hi - lo, dtype=_I64) * cells,
                 np.full(hi - lo, cells, _I64), np.full(hi - lo, fill, storage_dtype),
                 np.full(hi - lo, has, np.uint8), rule)
-            return codecs.encode(codec_id, raw, level), len(raw), counts, extremes
+            stored = codecs.encode(codec_id, raw, level)
+            return stored, len(raw), counts, extremes, codecs.checksum(stored)
 
         self.pool = worker_pool()
         self.block = block
@@ -320,7 +321,8 @@ class _RowPacker:
                                            for k, (a, b) in enumerate(spans)])
                 offset = np.concatenate([np.arange(b - a, dtype=_I64) * row_bytes
                                          for a, b in spans])
-                segment.add_blocks([r[0] for r in results], [r[1] for r in results], {
+                segment.add_blocks([r[0] for r in results], [r[1] for r in results],
+                                   [r[4] for r in results], {
                     "slot": slots[lo:hi], "chunk": np.zeros(hi - lo, _I64), "block": block_of,
                     "offset": offset, "length": row_bytes, "mask": 0, "schema": schema_id,
                     "nulls": counts[:, 0], "valid": valid,

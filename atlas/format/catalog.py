@@ -67,11 +67,14 @@ def write_part(path: str, tables: Iterable[tuple[tuple, Table]], **extra: Any) -
         writer = ContainerWriter(out.write)
         for section_id, table in tables:
             table_kind(section_id)
-            # a frame per column: a query decompresses only the columns it reads
-            writer.add(section_id, table.section_columns(), len(table), framed=True)
+            # a frame per column: a query decompresses only the columns it reads. The
+            # section encodes on the worker threads while this thread writes the one before
+            # and makes the next (two tables at most are held at once)
+            writer.begin(section_id, table.section_columns(), len(table))
+            writer.drain(keep=1)
             if section_id == ("datasets",):
                 bits = bloom.build(list(table.columns["name"]))
-                writer.add(BLOOM, [("bits", "u1", bits)], len(bits))
+                writer.begin(BLOOM, [("bits", "u1", bits)], len(bits))
         writer.finish(kind="catalog", values=values.VERSION, **extra)
         out.truncate()
     except BaseException:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -184,26 +184,50 @@ def encode_section(columns: Sequence[tuple[str, str, Any]], level: int = SECTION
     """(stored bytes, spec, decoded length) of ``(name, kind, values)`` columns; ``framed``:
     zstd frames per column (see the module docstring), the columns of a long section encoded
     side by side on the worker threads."""
+    if framed:
+        return start_framed(columns, level)()
+    _check_kinds(columns)
+    pieces, spec = [], []
+    for name, kind, values in columns:
+        kind = stored_kind(values, kind)
+        data = encode_column(values, kind)
+        pieces.append(data)
+        spec.append([name, kind, len(data)])
+    joined = b"".join(pieces)
+    return _compressor(level, len(joined)).compress(joined), spec, len(joined)
+
+
+def start_framed(columns: Sequence[tuple[str, str, Any]], level: int = SECTION_LEVEL
+                 ) -> Callable[[], tuple[bytes, list, int]]:
+    """Begin encoding a framed section: a long section's columns go to the worker threads at
+    once, and the caller goes on meanwhile; the returned function waits for them and gives
+    :func:`encode_section`'s triple."""
+    _check_kinds(columns)
+    rows = len(columns[0][2]) if columns else 0
+    if rows >= PARALLEL_ROWS and len(columns) > 1 and not on_worker_thread():
+        futures = [worker_pool().submit(_framed, column, level) for column in columns]
+
+        def results() -> list:
+            return [future.result() for future in futures]
+    else:
+        encoded = [_framed(column, level) for column in columns]
+
+        def results() -> list:
+            return encoded
+
+    def joined() -> tuple[bytes, list, int]:
+        encoded = results()
+        pieces = [frame for frames, _spec in encoded for frame in frames]
+        spec = [entry for _frames, entries in encoded for entry in entries]
+        return b"".join(pieces), spec, sum(entry[2] for entry in spec)
+
+    return joined
+
+
+def _check_kinds(columns: Sequence[tuple[str, str, Any]]) -> None:
     for _name, kind, _values in columns:
         if kind not in KINDS:
             raise ValueError(f"unknown column kind {kind!r}")
-    if not framed:
-        pieces, spec = [], []
-        for name, kind, values in columns:
-            kind = stored_kind(values, kind)
-            data = encode_column(values, kind)
-            pieces.append(data)
-            spec.append([name, kind, len(data)])
-        joined = b"".join(pieces)
-        return _compressor(level, len(joined)).compress(joined), spec, len(joined)
-    rows = len(columns[0][2]) if columns else 0
-    if rows >= PARALLEL_ROWS and len(columns) > 1 and not on_worker_thread():
-        encoded = list(worker_pool().map(lambda column: _framed(column, level), columns))
-    else:
-        encoded = [_framed(column, level) for column in columns]
-    pieces = [frame for frames, _spec in encoded for frame in frames]
-    spec = [entry for _frames, entries in encoded for entry in entries]
-    return b"".join(pieces), spec, sum(entry[2] for entry in spec)
 
 
 def _compressor(level: int, size: int):

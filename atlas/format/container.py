@@ -26,12 +26,14 @@ import json
 import os
 import struct
 import weakref
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from atlas.codecs import checksum, decompress_zstd
 from atlas.errors import CorruptionError
-from atlas.format.columns import Frame, check_spec, decode_section, encode_section
+from atlas.format.columns import Frame, check_spec, decode_section, encode_section, \
+    start_framed
 
 TRAILER = struct.Struct("<8sIIQQQ")
 TRAILER_MAGIC = b"ATLFOOT2"
@@ -84,16 +86,34 @@ class ContainerWriter:
     def __init__(self, write: Callable[[bytes], int]):
         self._write = write
         self.sections: list[list] = []
+        self._queue: deque = deque()  # sections begun, not written yet: (id, rows, result)
 
     def add(self, section_id: tuple, columns, rows: int, framed: bool = False) -> None:
-        stored, spec, decoded = encode_section(columns, framed=framed)
-        offset = self._write(stored)
-        self.sections.append([list(section_id), offset, len(stored), decoded, rows,
-                              checksum(stored), spec])
+        if framed:
+            self.begin(section_id, columns, rows)
+        else:
+            encoded = encode_section(columns)
+            self._queue.append((section_id, rows, lambda: encoded))
+        self.drain()
+
+    def begin(self, section_id: tuple, columns, rows: int) -> None:
+        """Start encoding a framed section on the worker threads; :meth:`drain` (or
+        :meth:`finish`) writes it, after the sections begun before it."""
+        self._queue.append((section_id, rows, start_framed(columns)))
+
+    def drain(self, keep: int = 0) -> None:
+        """Write the sections begun, in order, until ``keep`` are left encoding."""
+        while len(self._queue) > keep:
+            section_id, rows, result = self._queue.popleft()
+            stored, spec, decoded = result()
+            offset = self._write(stored)
+            self.sections.append([list(section_id), offset, len(stored), decoded, rows,
+                                  checksum(stored), spec])
 
     def finish(self, **extra: Any) -> None:
         import zstandard
 
+        self.drain()
         doc = dict(extra, sections=self.sections)
         raw = json.dumps(doc, separators=(",", ":"), ensure_ascii=False,
                          allow_nan=False).encode("utf-8")

@@ -130,12 +130,15 @@ class SegmentWriter(LockedFile):
         self._index: SegmentIndex | None = None
         self.write(MAGIC)
 
-    def write_block(self, stored, decoded_length: int, codec_id: int) -> int:
-        """Append one compressed block; returns its number in this segment."""
+    def write_block(self, stored, decoded_length: int, codec_id: int,
+                    crc: int | None = None) -> int:
+        """Append one compressed block (``crc``: its checksum when already computed, on the
+        thread that compressed it); returns its number in this segment."""
         if self._index is not None:
             raise ValueError(f"{self.path}: segment is finished; nothing can be appended")
         offset = self.write(stored)
-        self.blocks.append(offset, len(stored), decoded_length, codec_id, checksum(stored), 0)
+        self.blocks.append(offset, len(stored), decoded_length, codec_id,
+                           checksum(stored) if crc is None else crc, 0)
         return len(self.blocks) - 1
 
     def link_block(self, key: str, size: int, offset: int, stored: int, decoded: int,

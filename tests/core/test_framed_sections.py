@@ -175,6 +175,9 @@ class _OneFrameWriter(ContainerWriter):
     def add(self, section_id, columns_, rows, framed=False):
         super().add(section_id, columns_, rows, framed=False)
 
+    def begin(self, section_id, columns_, rows):
+        self.add(section_id, columns_, rows)
+
 
 def test_parts_of_single_frame_sections_still_read(tmp_path, monkeypatch):
     tables = _tables()

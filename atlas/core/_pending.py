@@ -138,11 +138,30 @@ _COL = {name: j for j, name in enumerate(_ROW_COLUMNS)}
 _STRIDE = len(_ROW_COLUMNS)
 
 
+class BulkRows:
+    """The rows of one stacked write, a column each: an array per column that differs from
+    row to row (filled batch by batch: ``filled`` rows so far), an int for a column every
+    row shares (``chunk``, ``length``, ``mask``, ``schema``)."""
+
+    def __init__(self, n: int, constants: dict[str, int]):
+        self.columns: dict[str, np.ndarray | int] = {
+            name: int(constants[name]) if name in constants else np.empty(n, _I64)
+            for name in _ROW_COLUMNS}
+        self.filled = 0
+
+    def column(self, name: str) -> np.ndarray:
+        values = self.columns[name]
+        if isinstance(values, int):
+            return np.full(self.filled, values, _I64)
+        return values[: self.filled]
+
+
 class PendingSegment:
     """The pending segment of one array name: sealed blocks in a file, one open block.
 
     Its chunk rows are one ``array('q')`` of ``_ROW_COLUMNS`` interleaved (one ``extend`` per
-    chunk: this is the hot path of a per-dataset ingest), seen as an (n, 11) numpy table.
+    chunk: this is the hot path of a per-dataset ingest), seen as an (n, 11) numpy table,
+    followed by the rows of stacked writes (:class:`BulkRows`, a column each).
     """
 
     def __init__(self, storage: Storage, key: str, codec_id: int, level: int, block_size: int):
@@ -153,10 +172,9 @@ class PendingSegment:
         self.buffer = bytearray(block_size)
         self.used = 0
         self._rows = array("q")
-        # the rows of stacked writes, after those of _rows: numpy tables filled in place (see
-        # add_blocks), joined to _rows only when a row is appended one by one
-        self._bulk: list[np.ndarray] = []
-        self._bulk_rows = 0
+        # the rows of stacked writes, after those of _rows, joined to _rows only when a row is
+        # appended one by one
+        self._bulk: list[BulkRows] = []
         self.strings: dict[int, tuple[str, str]] = {}  # row -> (min, max) of string chunks
         self._open_first = 0  # rows before this are sealed
         self._keys = _KeyIndex()
@@ -164,33 +182,44 @@ class PendingSegment:
         self._index: tuple[int, ChunkIndex] | None = None
 
     def __len__(self) -> int:
-        return len(self._rows) // _STRIDE + self._bulk_rows
+        return len(self._rows) // _STRIDE + sum(bulk.filled for bulk in self._bulk)
 
-    def table(self) -> np.ndarray:
-        """The rows as a writable (n, 11) int64 view (drop it before appending more)."""
-        if self._bulk:
-            if len(self._rows) or len(self._bulk) > 1:  # joined once, then kept joined
-                parts = [np.frombuffer(self._rows, _I64).reshape(-1, _STRIDE), *self._bulk]
-                self._rows = array("q")  # a new one: views of the old stay valid
-                self._bulk = [np.concatenate(parts)]
-                self._bulk_rows = len(self._bulk[0])  # every row is in it now
-            return self._bulk[0]
-        n = len(self)
-        if not n:
-            return np.zeros((0, _STRIDE), _I64)
-        return np.frombuffer(self._rows, _I64).reshape(n, _STRIDE)
+    def _row_table(self) -> np.ndarray:
+        """The rows appended one by one as a writable (n, 11) int64 view of ``_rows`` (drop it
+        before appending more: an array('q') that exports its buffer cannot grow)."""
+        return np.frombuffer(self._rows, _I64).reshape(-1, _STRIDE)
 
-    def new_rows(self, n: int) -> np.ndarray:
-        """An (n, 11) table for :meth:`add_blocks` to fill slice by slice, stored column by
-        column (it is filled, and mostly read, a column at a time)."""
-        return np.empty((_STRIDE, n), _I64).T
+    def columns(self, names: tuple[str, ...] = _ROW_COLUMNS) -> dict[str, np.ndarray]:
+        """Every row's values of the columns ``names``: views of ``_rows`` when every row is
+        there (drop them before appending more), else views of one stacked write's columns
+        (read them only), else new arrays."""
+        parts = []
+        if len(self._rows) or not self._bulk:
+            table = self._row_table()
+            parts.append({name: table[:, _COL[name]] for name in names})
+        for bulk in self._bulk:
+            parts.append({name: bulk.column(name) for name in names})
+        if len(parts) == 1:
+            return parts[0]
+        return {name: np.concatenate([part[name] for part in parts]) for name in names}
+
+    def start_bulk(self, n: int, constants: dict[str, int]) -> BulkRows:
+        """Room for the ``n`` rows of a stacked write, which :meth:`add_blocks` fills."""
+        if self._bulk and self._bulk[-1].filled == 0:
+            self._bulk.pop()  # a stacked write that failed before its first rows
+        bulk = BulkRows(n, constants)
+        self._bulk.append(bulk)
+        return bulk
 
     def _settle(self) -> None:
         """Rows appended one by one go to _rows: the rows of stacked writes join it first."""
-        for rows in self._bulk:
-            self._rows.frombytes(np.ascontiguousarray(rows).view(np.uint8).reshape(-1))
+        for bulk in self._bulk:
+            block = np.empty((bulk.filled, _STRIDE), _I64)
+            for name, j in _COL.items():
+                block[:, j] = bulk.columns[name] if isinstance(bulk.columns[name], int) else \
+                    bulk.columns[name][: bulk.filled]
+            self._rows.frombytes(block.view(np.uint8).reshape(-1))
         self._bulk = []
-        self._bulk_rows = 0
 
     def add(self, slot: int, chunk: int, raw, mask: bytes, schema_id: int, schema: Schema,
             partial: tuple | None) -> None:
@@ -259,30 +288,25 @@ class PendingSegment:
         self._keys.add(slot, chunk, row)
         self.version += 1
 
-    def add_blocks(self, stored: list, decoded: list[int], crcs: list[int],
-                   columns: dict[str, Any], into: np.ndarray) -> None:
+    def add_blocks(self, bulk: BulkRows, stored: list, decoded: list[int], crcs: list[int],
+                   columns: dict[str, np.ndarray]) -> None:
         """Append whole compressed blocks (a stacked write; ``crcs``: their checksums) and
-        their chunk rows: ``columns`` has every row column (or one value for every row),
-        ``block`` numbering the given blocks from 0; the rows are written into ``into``, a
-        slice of a :meth:`new_rows` table (the slices of one table, added in order, stay one
-        table: no copy)."""
+        their chunk rows, the next rows of ``bulk`` (the last :meth:`start_bulk`):
+        ``columns`` has every column ``bulk`` does not hold one value of, ``block`` numbering
+        the given blocks from 0."""
+        if not self._bulk or self._bulk[-1] is not bulk:
+            raise ValueError("rows of a stacked write must follow its start_bulk")
         numbers = np.array([self.writer.write_block(data, size, self.codec_id, crc)
                             for data, size, crc in zip(stored, decoded, crcs)], _I64)
         first = len(self)
-        for name, j in _COL.items():
-            into[:, j] = numbers[columns["block"]] if name == "block" else columns[name]
-        self._keys.add_many(into[:, _COL["slot"]], into[:, _COL["chunk"]], first)
-        last = self._bulk[-1] if self._bulk else None
-        base = into.base
-        if last is not None and base is not None and last.base is base and \
-                last.strides == into.strides and \
-                last.ctypes.data + len(last) * last.strides[0] == into.ctypes.data:
-            whole = base.T if into.strides[0] == into.itemsize else base  # new_rows table
-            start = (last.ctypes.data - base.ctypes.data) // last.strides[0]
-            self._bulk[-1] = whole[start : start + len(last) + len(into)]
-        else:
-            self._bulk.append(into)
-        self._bulk_rows += len(into)
+        lo = bulk.filled
+        hi = lo + len(columns["slot"])
+        for name, values in columns.items():
+            bulk.columns[name][lo:hi] = numbers[values] if name == "block" else values
+        chunks = bulk.columns["chunk"]
+        self._keys.add_many(bulk.columns["slot"][lo:hi], np.full(hi - lo, chunks, _I64)
+                            if isinstance(chunks, int) else chunks[lo:hi], first)
+        bulk.filled = hi
         self.version += 1
 
     def seal(self, schema_of: Callable[[int], Schema] | None = None) -> None:
@@ -290,8 +314,10 @@ class PendingSegment:
         if self.used == 0:
             return
         first, last = self._open_first, len(self)
-        table = self.table()
-        open_rows = first + np.flatnonzero(table[first:last, _COL["block"]] == -1)
+        # the open block's rows were appended one by one (a stacked write's rows have their
+        # blocks, and come after them until the next such row joins everything in _rows)
+        table = self._row_table()
+        open_rows = first + np.flatnonzero(table[first:, _COL["block"]] == -1)
         self._block_partials(table, open_rows, schema_of or self._schema_of)
         stored = codecs.encode(self.codec_id, memoryview(self.buffer)[: self.used], self.level)
         number = self.writer.write_block(stored, self.used, self.codec_id)
@@ -367,9 +393,8 @@ class PendingSegment:
         """The pending rows as a chunk index (newest row of a chunk wins)."""
         if self._index is not None and self._index[0] == self.version:
             return self._index[1]
-        table = self.table()
-        n = len(table)
-        col = {name: table[:, j] for name, j in _COL.items()}
+        n = len(self)
+        col = self.columns()
         blocks = self.writer.blocks.data
         n_blocks = len(blocks["offset"])
         block = np.where(col["block"] == -1, n_blocks, col["block"])
@@ -398,7 +423,7 @@ class PendingSegment:
             np.append(np.zeros(n_blocks, _I64), 1),
             [_SpillSource(self.writer), _OpenBlock(bytes(self.buffer[:open_size]), self.path)])
         index.pending_rows = pick  # row numbers in this log, for string statistics
-        del table, col, ds, dc  # views of the rows: an array('q') exporting them cannot grow
+        del col, ds, dc  # views of the rows: an array('q') exporting them cannot grow
         self._index = (self.version, index)
         return index
 
@@ -428,16 +453,16 @@ class PendingSegment:
             hit[hit] = keys[rows[hit]] == wanted[hit]
             rows = np.where(hit, rows, 0)
         del keys  # an array('q') exporting its buffer cannot grow
-        table = self.table()
-        if not len(table):
+        if not len(self):
             return (hit,) + tuple(np.zeros(len(slots), _I64) for _ in names)
-        # copies, not views: a table over an array('q') that exports its buffer cannot grow
-        picked = [table[rows, _COL[name]].copy() for name in names]
-        del table
+        columns = self.columns(names)
+        # views of a stacked write's columns are read only; views of _rows must not stay
+        picked = [columns[name][rows] if self._bulk else columns[name][rows].copy()
+                  for name in names]
+        del columns
         has = hit & (picked[0] != _UNKNOWN)
         if not has.all():
-            for column in picked:
-                column[~has] = 0
+            picked = [np.where(has, column, 0) for column in picked]
         return (has, *picked)
 
     def forget_index(self) -> None:
@@ -451,8 +476,7 @@ class PendingSegment:
         writer = self.writer
         if len(writer.chunks) or not len(self):
             return writer.finish()
-        table = self.table()
-        col = {name: table[:, j] for name, j in _COL.items()}
+        col = self.columns()
         schema_ids = col["schema"]
         multi = np.zeros(len(schema_ids), bool)
         for sid in _distinct(schema_ids):
@@ -466,7 +490,7 @@ class PendingSegment:
         try:
             return writer.finish(chunks, partials)
         finally:
-            del table, col, chunks  # views of the rows (see :meth:`table`)
+            del col, chunks  # views of the rows (see :meth:`columns`)
 
 
 def _bits(values: np.ndarray, dtype) -> np.ndarray:
@@ -656,7 +680,7 @@ class PendingWrites:
         """The slots with chunks in the open pending segments or dirty, per array name."""
         out: dict[str, set[int]] = {}
         for array, segment in self.segments.items():
-            out.setdefault(array, set()).update(segment.table()[:, _COL["slot"]].tolist())
+            out.setdefault(array, set()).update(segment.columns(("slot",))["slot"].tolist())
         for (slot, _chunk), chunk in self._dirty.items():
             out.setdefault(chunk.array, set()).add(slot)
         return out

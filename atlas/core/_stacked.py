@@ -306,7 +306,8 @@ class _RowPacker:
         store, schema, row_bytes = self.store, self.schema, self.row_bytes
         pending = store._pending
         segment = pending._segment(self.array, store._root.generation + 1)
-        table = segment.new_rows(self.n)  # every row of this write, filled batch by batch
+        rows = segment.start_bulk(self.n, {"chunk": 0, "length": row_bytes, "mask": 0,
+                                           "schema": schema_id})
         try:
             while self.queued:
                 spans, futures = self.queued.pop(0)
@@ -321,14 +322,12 @@ class _RowPacker:
                                            for k, (a, b) in enumerate(spans)])
                 offset = np.concatenate([np.arange(b - a, dtype=_I64) * row_bytes
                                          for a, b in spans])
-                segment.add_blocks([r[0] for r in results], [r[1] for r in results],
+                segment.add_blocks(rows, [r[0] for r in results], [r[1] for r in results],
                                    [r[4] for r in results], {
-                    "slot": slots[lo:hi], "chunk": np.zeros(hi - lo, _I64), "block": block_of,
-                    "offset": offset, "length": row_bytes, "mask": 0, "schema": schema_id,
+                    "slot": slots[lo:hi], "block": block_of, "offset": offset,
                     "nulls": counts[:, 0], "valid": valid,
                     "min": np.where(valid > 0, _bits(extremes[:, 0], schema.dtype), 0),
-                    "max": np.where(valid > 0, _bits(extremes[:, 1], schema.dtype), 0)},
-                    table[lo:hi])
+                    "max": np.where(valid > 0, _bits(extremes[:, 1], schema.dtype), 0)})
                 if pending._dirty:  # chunks of these rows written earlier, not encoded yet
                     for slot in slots[lo:hi].tolist():
                         pending._forget_dirty((slot, 0))

@@ -193,8 +193,16 @@ def encode_section(columns: Sequence[tuple[str, str, Any]], level: int = SECTION
         data = encode_column(values, kind)
         pieces.append(data)
         spec.append([name, kind, len(data)])
-    joined = b"".join(pieces)
-    return _compressor(level, len(joined)).compress(joined), spec, len(joined)
+    size = sum(len(piece) for piece in pieces)
+    compressor = _compressor(level, size)
+    if len(pieces) == 1:
+        return compressor.compress(pieces[0]), spec, size
+    # one frame streamed from the pieces: no joined copy of them (a segment index of a
+    # million chunks is tens of MB of columns)
+    stream = compressor.compressobj(size=size)
+    stored = [stream.compress(piece) for piece in pieces]
+    stored.append(stream.flush())
+    return b"".join(stored), spec, size
 
 
 def start_framed(columns: Sequence[tuple[str, str, Any]], level: int = SECTION_LEVEL

@@ -175,6 +175,29 @@ def test_ingest_with_workers_matches_one_process(tmp_path, capsys):
     assert "leave -j out" in capsys.readouterr().err
 
 
+def test_ingest_with_forked_workers_into_s3_from_a_fresh_process(tmp_path, moto_s3):
+    # a fresh CLI process forks its local workers (Linux) before it opens the S3 store: a
+    # fork made after obstore's first request would hang in the worker
+    import subprocess
+    import sys
+
+    src = small_files(tmp_path / "src", 40)
+    url = f"s3://{BUCKET}/{moto_s3.new_prefix()}"
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_REGION": "us-east-1", "AWS_ENDPOINT": moto_s3.endpoint, "AWS_ALLOW_HTTP": "true"}
+    done = subprocess.run([sys.executable, "-c", "import sys; from atlas.cli import main; "
+                           "sys.exit(main())", "ingest", str(src), url, "-q", "--workers", "2"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert main(["ingest", str(src), str(tmp_path / "one"), "-q"]) == 0
+    one = atlas.Atlas.open(tmp_path / "one")
+    many = atlas.Atlas.open(url, **moto_s3.options())
+    assert many.list_datasets() == one.list_datasets()
+    for name in one.list_datasets():
+        xr.testing.assert_identical(many.to_xarray(name), one.to_xarray(name))
+    assert many.verify().ok
+
+
 def test_a_killed_worker_leaves_the_previous_commit_and_skip_existing_completes(cluster,
                                                                                 tmp_path):
     src = small_files(tmp_path / "src", 160)

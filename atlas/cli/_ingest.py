@@ -355,6 +355,21 @@ def cmd_ingest(args) -> int:
             continue
         valid.append((path, name))
 
+    if args.workers or args.scheduler:
+        from atlas.cli import _distributed
+
+        # before the store is opened: local workers are forked from this process
+        client, cluster = _distributed.start_client(args.workers, args.scheduler)
+        try:
+            return _ingest(args, src, valid, skipped, jobs, chunk_spec, client)
+        finally:
+            _distributed.stop_client(client, cluster)
+    return _ingest(args, src, valid, skipped, jobs, chunk_spec, None)
+
+
+def _ingest(args, src: Path, valid: list[tuple[Path, str]], skipped: list[dict], jobs: int,
+            chunk_spec, client) -> int:
+    """The ingest once the files are listed (``client``: a dask client, or None)."""
     store, created = _open_or_create(args.store, args.codec)
     existing = [(p, n) for p, n in valid if store.dataset_exists(n)]
     if existing and not args.skip_existing:
@@ -378,11 +393,11 @@ def cmd_ingest(args) -> int:
         options["decode_times"] = False
     if args.drop_variables and todo:
         _check_drop(todo[0][0], args.drop_variables, progress)
-    if (args.workers or args.scheduler) and todo:
+    if client is not None and todo:
         from atlas.cli import _distributed
 
         try:
-            done = _distributed.run(store, todo, args, chunk_spec, options, progress)
+            done = _distributed.run(client, store, todo, args, chunk_spec, options, progress)
         finally:
             progress.close()
         return _report(args, store, created, done["ingested"], existing,

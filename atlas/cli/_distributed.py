@@ -20,7 +20,10 @@ from typing import Any
 from atlas.cli._common import CommandError, log, warn
 
 TASKS_PER_WORKER = 4  # batches per worker: enough to balance, few enough to keep tasks cheap
-MAX_BATCH = 64
+# files per task at most: each task writes a segment per array (a PUT each on an object
+# store) and pays a writer's set-up; 2,000 small files on 2 workers ingest ~7% faster in
+# batches of 250 than of 64 (here); more files than this still spread over many tasks
+MAX_BATCH = 256
 
 
 def ingest_batch(fork, items: list[tuple[str, str]], chunk_spec: dict | None,

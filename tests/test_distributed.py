@@ -198,6 +198,30 @@ def test_ingest_with_forked_workers_into_s3_from_a_fresh_process(tmp_path, moto_
     assert many.verify().ok
 
 
+def test_ctrl_c_stops_an_ingest_on_forked_workers_quietly(tmp_path):
+    # Ctrl-C reaches the whole process group (here: the command's own session): the command
+    # stops its cluster and says what it kept; forked workers print no traceback of their own
+    import subprocess
+    import sys
+
+    src = small_files(tmp_path / "src", 400)
+    store_path = tmp_path / "s"
+    run = subprocess.Popen([sys.executable, "-c", "import sys; from atlas.cli import main; "
+                            "sys.exit(main())", "ingest", str(src), str(store_path), "-q",
+                            "--workers", "2"], stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((store_path / "segments").glob("*.seg")):
+        time.sleep(0.02)  # the workers are writing
+    os.killpg(run.pid, signal.SIGINT)
+    _out, err = run.communicate(timeout=120)
+    assert run.returncode == 130, err
+    assert "interrupted; nothing was written to the store" in err
+    assert "Traceback" not in err, err
+    after = atlas.Atlas.open(store_path)
+    assert after.list_datasets() == [] and after.verify().problems == []
+
+
 def test_a_killed_worker_leaves_the_previous_commit_and_skip_existing_completes(cluster,
                                                                                 tmp_path):
     src = small_files(tmp_path / "src", 160)

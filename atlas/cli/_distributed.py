@@ -11,8 +11,11 @@ another worker, or the ingest stops keeping what was flushed before).
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -93,7 +96,7 @@ def start_client(workers: int | None, scheduler: str | None):
         method = "fork"
         _import_for_workers()
     with dask.config.set({"distributed.worker.multiprocessing-method": method}), \
-            warnings.catch_warnings():
+            warnings.catch_warnings(), _interrupts_ignored(method == "fork"):
         # Python 3.12+ warns of any fork beside threads (here the cluster's event loop)
         warnings.filterwarnings("ignore", "This process .* is multi-threaded",
                                 DeprecationWarning)
@@ -104,6 +107,21 @@ def start_client(workers: int | None, scheduler: str | None):
     except BaseException:
         cluster.close()
         raise
+
+
+@contextlib.contextmanager
+def _interrupts_ignored(when: bool):
+    """Ctrl-C ignored while the workers are forked: they inherit that, and only this process
+    acts on a Ctrl-C, which reaches the whole process group (a forked worker would print the
+    traceback of its own KeyboardInterrupt)."""
+    if not when or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _import_for_workers() -> None:

@@ -26,8 +26,10 @@ of dataset i do not depend on N), measured with public API calls only (``_atlas_
   (from the store directory before and after: new or replaced files whole, grown files by their
   growth, files rewritten in place whole);
 - at one N (``--fragment-n``, default 10^4): after ``--flushes`` one-dataset flushes (default
-  1,000), a fresh-handle stacked read of ``temp`` in a new process (after one untimed read there),
-  against the same after ``compact()``; the warm reads of both are in ``params``.
+  1,000), a fresh-handle stacked read of ``temp`` against the same on a copy of that store
+  after ``compact()``: both in one new process (after one untimed read of each there),
+  alternating from one round to the next (``FRAGMENT_ROUNDS`` each, the order rotated); the
+  warm reads of both are in ``params``.
 
 The chart draws each cost against N on log-log axes. Ratios in the tables are peer / atlas at
 the same N; the growth of each atlas cost from the smallest to the largest N is in the metrics.
@@ -43,6 +45,7 @@ import argparse
 import gc
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -76,6 +79,7 @@ QUICK_FLUSHES = 30
 BLOCK = 10_000  # datasets generated per random stream
 WARM_READS = 3  # a warm read is the best of this many on one handle
 FRAGMENT_PHASE = "fresh stacked read temp, many flushes vs compacted"
+FRAGMENT_ROUNDS = 9  # fresh reads of each store, interleaved: one is ~10 ms, noisy here
 SEED = 20241407
 PER_DATASET = "per-dataset API"
 STACKED = "stacked write"
@@ -298,23 +302,39 @@ def child_reader(p: dict) -> dict:
 
 
 def child_fresh_reads(p: dict) -> dict:
-    """``reads`` stacked reads of ``temp``, each on a new handle (after one untimed read that
-    loads what a process loads once), then the best of ``WARM_READS`` on the last handle."""
-    root, n = Path(p["root"]), p["n"]
-    atlas_adapter.read_stacked_all(atlas_adapter.open_store(root, read_only=True), "temp")
-    fresh, warm = [], []
-    temp = store = None
-    for rounds, samples, new_handle in ((p["reads"], fresh, True), (WARM_READS, warm, False)):
-        for _ in range(rounds):
+    """Stacked reads of ``temp`` on each store of ``roots``, each on a new handle (after one
+    untimed read of each that loads what a process loads once), ``reads`` rounds alternating
+    between the stores, the order rotated every round; then the best of ``WARM_READS`` on the
+    last handle of each."""
+    roots, n = [Path(r) for r in p["roots"]], p["n"]
+    for root in roots:
+        atlas_adapter.read_stacked_all(atlas_adapter.open_store(root, read_only=True), "temp")
+    fresh: list[list[float]] = [[] for _ in roots]
+    warm: list[float] = []
+    handles: list = [None] * len(roots)
+    temp = None
+    for round_index in range(p["reads"]):
+        order = list(range(len(roots)))
+        if round_index % 2:
+            order.reverse()
+        for i in order:
             temp = None
-            if new_handle:
-                store = atlas_adapter.open_store(root, read_only=True)
+            handles[i] = atlas_adapter.open_store(roots[i], read_only=True)
             gc.collect()
             begin = time.perf_counter()
-            temp = atlas_adapter.read_stacked_all(store, "temp")
-            samples.append(time.perf_counter() - begin)
-    check_stacked("temp", temp, n)
-    return {"fresh": fresh, "warm": min(warm)}
+            temp = atlas_adapter.read_stacked_all(handles[i], "temp")
+            fresh[i].append(time.perf_counter() - begin)
+            check_stacked("temp", temp, n)
+    for handle in handles:
+        seconds = []
+        for _ in range(WARM_READS):
+            temp = None
+            gc.collect()
+            begin = time.perf_counter()
+            temp = atlas_adapter.read_stacked_all(handle, "temp")
+            seconds.append(time.perf_counter() - begin)
+        warm.append(min(seconds))
+    return {"fresh": fresh, "warm": warm}
 
 
 CHILDREN = {"ingest": child_ingest, "reader": child_reader, "fresh_reads": child_fresh_reads}
@@ -454,7 +474,8 @@ def mutations(samples: Samples, stores: dict[int, Path], repeats: int, progress)
 
 
 def fragmentation(samples: Samples, root: Path, n: int, flushes: int, repeats: int) -> dict:
-    """``flushes`` one-dataset flushes, then fresh stacked reads; compact; the same again."""
+    """``flushes`` one-dataset flushes; then fresh stacked reads of that store and of a
+    compacted copy of it, interleaved in one child."""
     store = atlas_adapter.open_store(root)
     directory = atlas_adapter.store_path(root)
     flush_s = []
@@ -475,15 +496,22 @@ def fragmentation(samples: Samples, root: Path, n: int, flushes: int, repeats: i
         atlas_adapter.open_store(root, read_only=True)
         opens.append(time.perf_counter() - begin)
     total = n + flushes
+    # the compacted store is a copy, so that both are read side by side in one process
+    compacted = root.with_name(root.name + "-compacted")
+    harness.remove_path(compacted)
+    shutil.copytree(root, compacted)
+    begin = time.perf_counter()
+    atlas_adapter.compact(atlas_adapter.open_store(compacted))
+    compact_s = time.perf_counter() - begin
+    states = (f"after {flushes} one-dataset flushes", "after compact()")
+    got = run_child("fresh_reads", {"roots": [str(root), str(compacted)], "n": total,
+                                    "reads": max(repeats, FRAGMENT_ROUNDS)})
     warm: dict[str, float] = {}
-    for state in (f"after {flushes} one-dataset flushes", "after compact()"):
-        if state == "after compact()":
-            begin = time.perf_counter()
-            atlas_adapter.compact(atlas_adapter.open_store(root))
-            compact_s = time.perf_counter() - begin
-        got = run_child("fresh_reads", {"root": str(root), "n": total, "reads": repeats})
-        samples.by_phase.setdefault(FRAGMENT_PHASE, {})[f"{state}@{n}"] = got["fresh"]
-        warm[state] = round(got["warm"], 4)
+    for state, fresh, best in zip(states, got["fresh"], got["warm"]):
+        samples.by_phase.setdefault(FRAGMENT_PHASE, {})[f"{state}@{n}"] = fresh
+        warm[state] = round(best, 4)
+    files_after = len(file_states(atlas_adapter.store_path(compacted)))
+    harness.remove_path(compacted)
     return {
         "n": n,
         "flushes": flushes,
@@ -495,7 +523,7 @@ def fragmentation(samples: Samples, root: Path, n: int, flushes: int, repeats: i
         "root bytes after the flushes": after.get("manifest.atlas", (0, 0, 0))[1],
         "open after the flushes, median (s)": round(float(np.median(opens)), 5),
         "files in the store before compact()": files_before,
-        "files after compact()": len(file_states(directory)),
+        "files after compact()": files_after,
         "compact() (s)": round(compact_s, 3),
         f"stacked read temp, warm (best of {WARM_READS}, s)": warm,
     }

@@ -309,31 +309,25 @@ def child_fresh_reads(p: dict) -> dict:
     roots, n = [Path(r) for r in p["roots"]], p["n"]
     for root in roots:
         atlas_adapter.read_stacked_all(atlas_adapter.open_store(root, read_only=True), "temp")
+
+    def timed_read(handle) -> float:
+        gc.collect()
+        begin = time.perf_counter()
+        temp = atlas_adapter.read_stacked_all(handle, "temp")
+        seconds = time.perf_counter() - begin
+        check_stacked("temp", temp, n)
+        return seconds
+
     fresh: list[list[float]] = [[] for _ in roots]
-    warm: list[float] = []
     handles: list = [None] * len(roots)
-    temp = None
     for round_index in range(p["reads"]):
         order = list(range(len(roots)))
         if round_index % 2:
             order.reverse()
         for i in order:
-            temp = None
             handles[i] = atlas_adapter.open_store(roots[i], read_only=True)
-            gc.collect()
-            begin = time.perf_counter()
-            temp = atlas_adapter.read_stacked_all(handles[i], "temp")
-            fresh[i].append(time.perf_counter() - begin)
-            check_stacked("temp", temp, n)
-    for handle in handles:
-        seconds = []
-        for _ in range(WARM_READS):
-            temp = None
-            gc.collect()
-            begin = time.perf_counter()
-            temp = atlas_adapter.read_stacked_all(handle, "temp")
-            seconds.append(time.perf_counter() - begin)
-        warm.append(min(seconds))
+            fresh[i].append(timed_read(handles[i]))
+    warm = [min(timed_read(handle) for _ in range(WARM_READS)) for handle in handles]
     return {"fresh": fresh, "warm": warm}
 
 

@@ -129,11 +129,9 @@ def _import_for_workers() -> None:
     import xarray  # noqa: F401
 
     import atlas.xarray  # noqa: F401
+    from atlas.cli._ingest import _engine
 
-    try:
-        import netCDF4  # noqa: F401
-    except ImportError:
-        pass  # another engine reads the files
+    _engine()  # imports netCDF4 where installed
 
 
 def stop_client(client, cluster) -> None:

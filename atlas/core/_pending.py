@@ -149,11 +149,13 @@ class BulkRows:
             for name in _ROW_COLUMNS}
         self.filled = 0
 
-    def column(self, name: str) -> np.ndarray:
+    def column(self, name: str, lo: int = 0, hi: int | None = None) -> np.ndarray:
+        """Rows [lo, hi) of a column (hi: the rows filled so far)."""
+        hi = self.filled if hi is None else hi
         values = self.columns[name]
         if isinstance(values, int):
-            return np.full(self.filled, values, _I64)
-        return values[: self.filled]
+            return np.full(hi - lo, values, _I64)
+        return values[lo:hi]
 
 
 class PendingSegment:
@@ -216,8 +218,7 @@ class PendingSegment:
         for bulk in self._bulk:
             block = np.empty((bulk.filled, _STRIDE), _I64)
             for name, j in _COL.items():
-                block[:, j] = bulk.columns[name] if isinstance(bulk.columns[name], int) else \
-                    bulk.columns[name][: bulk.filled]
+                block[:, j] = bulk.column(name)
             self._rows.frombytes(block.view(np.uint8).reshape(-1))
         self._bulk = []
 
@@ -303,9 +304,7 @@ class PendingSegment:
         hi = lo + len(columns["slot"])
         for name, values in columns.items():
             bulk.columns[name][lo:hi] = numbers[values] if name == "block" else values
-        chunks = bulk.columns["chunk"]
-        self._keys.add_many(bulk.columns["slot"][lo:hi], np.full(hi - lo, chunks, _I64)
-                            if isinstance(chunks, int) else chunks[lo:hi], first)
+        self._keys.add_many(bulk.column("slot", lo, hi), bulk.column("chunk", lo, hi), first)
         bulk.filled = hi
         self.version += 1
 

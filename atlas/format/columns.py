@@ -212,19 +212,12 @@ def start_framed(columns: Sequence[tuple[str, str, Any]], level: int = SECTION_L
     :func:`encode_section`'s triple."""
     _check_kinds(columns)
     rows = len(columns[0][2]) if columns else 0
-    if rows >= PARALLEL_ROWS and len(columns) > 1 and not on_worker_thread():
-        futures = [worker_pool().submit(_framed, column, level) for column in columns]
-
-        def results() -> list:
-            return [future.result() for future in futures]
-    else:
-        encoded = [_framed(column, level) for column in columns]
-
-        def results() -> list:
-            return encoded
+    parallel = rows >= PARALLEL_ROWS and len(columns) > 1 and not on_worker_thread()
+    work = [worker_pool().submit(_framed, column, level) for column in columns] if parallel \
+        else [_framed(column, level) for column in columns]
 
     def joined() -> tuple[bytes, list, int]:
-        encoded = results()
+        encoded = [future.result() for future in work] if parallel else work
         pieces = [frame for frames, _spec in encoded for frame in frames]
         spec = [entry for _frames, entries in encoded for entry in entries]
         return b"".join(pieces), spec, sum(entry[2] for entry in spec)

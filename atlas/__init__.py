@@ -1,7 +1,11 @@
 """atlas: a store for many similarly-shaped N-dimensional datasets."""
 
-from atlas.core import Atlas, DatasetView, VerifyReport, Version
-from atlas.errors import (
+from atlas._memory import tune_allocator as _tune_allocator
+
+_tune_allocator()  # before the first large array (see atlas._memory)
+
+from atlas.core import Atlas, DatasetView, VerifyReport, Version  # noqa: E402
+from atlas.errors import (  # noqa: E402
     AlreadyExistsError,
     ArrayNotFoundError,
     AtlasError,

@@ -308,10 +308,16 @@ class Atlas:
         new_root = root.successor(message=message, segments=dict(root.segments),
                                   **catalog.counters())
         changes = _versions.ChangeCounter(catalog)
-        part = _maintain.write_part(self._storage, new_root, self._pending_tables(
+        unpublished = _maintain.start_part(self._storage, new_root, self._pending_tables(
             pending, written, changes)) if marks or merged.tables else None
         new_root.changes = changes.counts()
-        finished = pending.finish(generation)
+        try:
+            finished = pending.finish(generation)
+        except BaseException:
+            if unpublished is not None:
+                unpublished.discard()
+            raise
+        part = unpublished.publish() if unpublished is not None else None
         segments = {name: list(refs) for name, refs in root.segments.items()}
         for seg in finished:
             ref = FileRef(seg.key, seg.size, _maintain.level_of(seg.size))
@@ -584,6 +590,8 @@ class Atlas:
                 continue
             table = own[section_id]
             delta = table.log.table()
+            if section_id == ("datasets",):
+                delta.name_hashes = catalog.created_hashes(delta)
             if section_id[0] == "array":
                 live = ~delta.dead
                 array = section_id[1]

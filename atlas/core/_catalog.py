@@ -92,6 +92,9 @@ class Catalog:
         # names created in bulk since (names, first did): added to the dict when it is next
         # used, so that a stacked write followed by a flush never pays for it
         self._dids_todo: list[tuple[list[str], int]] = []
+        # (first did, bloom hashes of the names) of each bulk create since the last commit:
+        # the flush's Bloom filter reuses them (dids only grow under one Catalog)
+        self._created_hashes: list[tuple[int, np.ndarray]] = []
         # until then: names this handle created (-> did) or deleted (-> None), and the datasets
         # sections of the parts, searched as joined bytes
         self._names_changed: dict[str, int | None] = {}
@@ -351,12 +354,15 @@ class Catalog:
             self._live_dids = None
         return did
 
-    def create_many(self, names: list[str], dids: np.ndarray) -> None:
+    def create_many(self, names: list[str], dids: np.ndarray,
+                    hashes: np.ndarray | None = None) -> None:
         """Datasets ``names`` (checked, new, distinct) with the ids ``dids`` (the next ones,
-        consecutive)."""
+        consecutive); ``hashes``: their ``bloom.name_hashes``, when known."""
         self.dids()  # the caller looked every name up: the dict exists
         self.table(("datasets",)).log.extend(dids, name=names)
         self._dids_todo.append((names, int(dids[0])))
+        if hashes is not None:
+            self._created_hashes.append((int(dids[0]), hashes))
         self.next_did = int(dids[-1]) + 1
         if self._live is not None:
             if self._live[0] is not None:
@@ -597,6 +603,18 @@ class Catalog:
 
     # -- flush ---------------------------------------------------------------------------------
 
+    def created_hashes(self, table: Table) -> np.ndarray | None:
+        """The name hashes of a pending datasets table, when bulk creates hashed every name of
+        it (else None: the Bloom filter hashes them)."""
+        keys = table.key
+        out = np.empty(len(keys), np.uint64)
+        covered = 0
+        for first, hashes in self._created_hashes:
+            lo, hi = np.searchsorted(keys, [first, first + len(hashes)]).tolist()
+            out[lo:hi] = hashes[keys[lo:hi] - first]
+            covered += hi - lo
+        return out if covered == len(keys) and covered else None
+
     def pending_tables(self) -> dict[tuple, LayeredTable]:
         return {sid: t for sid, t in self.tables.items() if len(t.log)}
 
@@ -608,6 +626,7 @@ class Catalog:
                   ) -> None:
         """The flush committed ``written``: the first ``marks[table]`` rows of each log."""
         self.root = root
+        self._created_hashes = []
         self._moved()  # rows that were pending are committed now
         for section_id, table in self.tables.items():
             if section_id not in written:

@@ -101,6 +101,29 @@ def publish(storage: Storage, key: str, path: str, file: LockedFile,
 def write_part(storage: Storage, root: Root, tables) -> Written:
     """Write and publish a catalog part holding ``tables`` ((section id, table) pairs) for the
     commit ``root``."""
+    return start_part(storage, root, tables).publish()
+
+
+@dataclass
+class UnpublishedPart:
+    """A catalog part written, its fsync started (``Storage.sync_early``): the flush publishes
+    it after its segments, so that the part's fsync overlaps theirs."""
+
+    storage: Storage
+    key: str
+    path: str
+    file: LockedFile
+
+    def publish(self) -> Written:
+        return publish(self.storage, self.key, self.path, self.file)
+
+    def discard(self) -> None:
+        self.file.release()
+        self.storage.discard(self.key, self.path)
+
+
+def start_part(storage: Storage, root: Root, tables) -> UnpublishedPart:
+    """:func:`write_part` up to its publication."""
     key = key_grammar.new_part_key(root.generation)
     path = storage.spill_path(key)
     try:
@@ -108,7 +131,8 @@ def write_part(storage: Storage, root: Root, tables) -> Written:
     except BaseException:
         storage.discard(key, path)
         raise
-    return publish(storage, key, path, out)
+    storage.sync_early([path])
+    return UnpublishedPart(storage, key, path, out)
 
 
 def write_retired_list(store: "Atlas", root: Root, entries: list) -> Written:

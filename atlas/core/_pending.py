@@ -98,30 +98,51 @@ class _KeyIndex:
 
     def __init__(self):
         self.keys = array("q")
+        # the keys of stacked writes after ``keys`` (numpy, joined to it only when a key is
+        # next added or looked up one by one)
+        self._bulk: list[np.ndarray] = []
+        self._bulk_rows = 0
         self.late: dict[tuple[int, int], int] = {}
-        self._last = -1  # the last key in ``keys``
+        self._last = -1  # the last ordered key
+
+    def __len__(self) -> int:
+        """How many keys came in order."""
+        return len(self.keys) + self._bulk_rows
+
+    def _settle(self) -> None:
+        for keys in self._bulk:
+            self.keys.frombytes(keys.view(np.uint8))
+        self._bulk, self._bulk_rows = [], 0
 
     def add(self, slot: int, chunk: int, row: int) -> None:
         key = (slot << 20) | chunk if chunk < (1 << 20) and slot < (1 << 42) else -1
-        if key >= self._last and not self.late and row == len(self.keys):
+        if key >= self._last and not self.late and row == len(self):
+            if self._bulk:
+                self._settle()
             self.keys.append(key)
             self._last = key
         else:
             self.late[(slot, chunk)] = row
 
     def add_many(self, slots: np.ndarray, chunks: np.ndarray, first_row: int) -> None:
-        keys = self.keys
         if (not self.late and chunks.max(initial=0) < (1 << 20) and
-                slots.max(initial=0) < (1 << 42) and first_row == len(keys)):
-            combined = (slots << 20) | chunks
-            if (not keys or combined[0] >= keys[-1]) and bool(
-                    np.all(combined[1:] >= combined[:-1])):
-                keys.frombytes(np.ascontiguousarray(combined, np.int64).view(np.uint8))
-                if len(combined):
-                    self._last = int(combined[-1])
+                slots.max(initial=0) < (1 << 42) and first_row == len(self)):
+            combined = np.ascontiguousarray((slots << 20) | chunks, np.int64)
+            if not len(combined):
+                return
+            if combined[0] >= self._last and bool(np.all(combined[1:] >= combined[:-1])):
+                self._bulk.append(combined)
+                self._bulk_rows += len(combined)
+                self._last = int(combined[-1])
                 return
         self.late.update(zip(zip(slots.tolist(), chunks.tolist()),
                              range(first_row, first_row + len(slots))))
+
+    def ordered(self) -> np.ndarray:
+        """The keys that came in order, as one array (not to be changed)."""
+        if not self.keys and len(self._bulk) == 1:
+            return self._bulk[0]
+        return np.concatenate([np.frombuffer(self.keys, _I64), *self._bulk])
 
     def find(self, slot: int, chunk: int) -> int:
         row = self.late.get((slot, chunk))
@@ -129,6 +150,8 @@ class _KeyIndex:
             return row
         if chunk >= (1 << 20) or slot >= (1 << 42):
             return -1
+        if self._bulk:
+            self._settle()
         key = (slot << 20) | chunk
         i = bisect_right(self.keys, key) - 1
         return i if i >= 0 and self.keys[i] == key else -1
@@ -432,7 +455,7 @@ class PendingSegment:
         when every row came in order (a stacked write, a per-dataset ingest), without building
         :meth:`index`."""
         names = ("nulls", "valid", "min", "max")
-        if self._keys.late or len(self._keys.keys) != len(self):
+        if self._keys.late or len(self._keys) != len(self):
             index = self.index()
             if not index.rows:
                 return (np.zeros(len(slots), bool),) + tuple(np.zeros(len(slots), _I64)
@@ -442,7 +465,7 @@ class PendingSegment:
             rows = np.where(hit, rows, 0)
             has = hit & index.has_partial[rows]
             return (has, *(np.where(has, getattr(index, name)[rows], 0) for name in names))
-        keys = np.frombuffer(self._keys.keys, _I64)
+        keys = self._keys.ordered()
         wanted = slots << 20
         if len(wanted) == len(keys) and np.array_equal(wanted, keys):  # every row, in order
             rows, hit = slice(None), np.ones(len(keys), bool)
@@ -451,7 +474,6 @@ class PendingSegment:
             hit = rows >= 0
             hit[hit] = keys[rows[hit]] == wanted[hit]
             rows = np.where(hit, rows, 0)
-        del keys  # an array('q') exporting its buffer cannot grow
         if not len(self):
             return (hit,) + tuple(np.zeros(len(slots), _I64) for _ in names)
         columns = self.columns(names)

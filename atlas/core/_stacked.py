@@ -129,17 +129,15 @@ def _known_dids(catalog, names: list[str]) -> np.ndarray:
     # not change these names' ids); ``names`` is the caller's own copy, so it cannot change
     if last is not None and last[2] == catalog.epoch and _same(last[0], names):
         return last[1]
-    if not all(map(str.__instancecheck__, names)):
-        bad = next(n for n in names if not isinstance(n, str))
-        raise TypeError(f"dataset names must be str, got {type(bad).__name__} {bad!r}")
+    # a name that is not a str is not found (the dict holds str), so _create_missing's join
+    # of the names to create refuses it
     known = catalog.dids()
     if known:
         try:
             dids = np.array(list(map(known.get, names, repeat(-1))), _I64)
-        except TypeError:  # a str subclass that is not hashable
+        except TypeError:  # unhashable
             bad = next((n for n in names if type(n).__hash__ is None), None)
-            raise TypeError(f"dataset names must be hashable str, got {type(bad).__name__} "
-                            f"{bad!r}") from None
+            _raise_not_str(bad)
     else:  # nothing to look up (a new store)
         dids = np.full(len(names), -1, _I64)
     if _has_repeats(dids[dids >= 0], catalog.next_did):
@@ -153,12 +151,17 @@ def _create_missing(catalog, names: list[str], dids: np.ndarray) -> np.ndarray:
     """``dids`` with the names at -1 created (checked in bulk, none given twice)."""
     missing = np.flatnonzero(dids < 0)
     new_names = names if len(missing) == len(names) else [names[i] for i in missing.tolist()]
-    _check_names(new_names)
-    if _has_repeated_names(new_names):
+    try:
+        joined = bloom.join(new_names)  # one scan of the names, checked and hashed from it
+    except TypeError:
+        _raise_not_str(next((n for n in new_names if not isinstance(n, str)), None))
+    _check_names(new_names, joined)
+    hashes = bloom.hashes_of(joined)
+    if _has_repeated_names(new_names, hashes):
         _raise_repeat(names)
     first = catalog.next_did
     new_dids = np.arange(first, first + len(new_names), dtype=_I64)
-    catalog.create_many(new_names, new_dids)
+    catalog.create_many(new_names, new_dids, hashes)
     dids = dids.copy()
     dids[missing] = new_dids
     _remember(catalog, names, dids)
@@ -181,10 +184,13 @@ def _has_repeats(dids: np.ndarray, bound: int) -> bool:
     return bool((ordered[1:] == ordered[:-1]).any())
 
 
-def _has_repeated_names(names: list[str]) -> bool:
+def _raise_not_str(bad) -> None:
+    raise TypeError(f"dataset names must be hashable str, got {type(bad).__name__} {bad!r}")
+
+
+def _has_repeated_names(names: list[str], hashes: np.ndarray) -> bool:
     """Whether a name is given twice: names with equal 64-bit hashes (sorted, side by side)
     are compared, not all of them (a set of a million fresh strings costs twice as much)."""
-    hashes = bloom.name_hashes(names)
     ordered = np.sort(hashes)
     equal = ordered[1:] == ordered[:-1]
     if not equal.any():
@@ -208,40 +214,41 @@ def _raise_repeat(names: list[str]) -> None:
         seen.add(name)
 
 
-def _check_names(names: list[str]) -> None:
-    """check_name for many names in a few scans of them all joined by "/" (which no name may
-    hold); only when one looks wrong does the one-by-one check run, to say which name and why.
-    ASCII names are scanned as bytes; other names are suspects when unprintable (control
-    characters, lone surrogates) or long, and the exact check passes what is allowed."""
+def _check_names(names: list[str], joined: "bloom.Joined | None") -> None:
+    """check_name for many names in a few scans of their bytes joined (``bloom.join``; None
+    when a name holds a NUL); only when one looks wrong does the one-by-one check run, to say
+    which name and why. ASCII names are checked on the bytes; other names are suspects when
+    unprintable (control characters, lone surrogates) or long, and the exact check passes
+    what is allowed."""
     from atlas.core._validate import check_name
 
-    joined = "/".join(names)
-    if joined.isascii():
-        suspect = _ascii_suspect(np.frombuffer(joined.encode("ascii"), np.uint8), len(names))
+    if joined is None or not len(joined.data):
+        suspect = True
+    elif joined.data.max() < 0x80:
+        suspect = _ascii_suspect(joined)
     else:
-        framed = f"/{joined}/"
-        suspect = (joined.count("/") != len(names) - 1 or not all(names) or "\\" in joined
-                   or not joined.isprintable() or "/_" in framed or "/./" in framed
-                   or "/../" in framed or max(map(len, names)) > MAX_NAME_BYTES // 4)
+        text = "/".join(names)
+        framed = f"/{text}/"
+        suspect = (text.count("/") != len(names) - 1 or not all(names) or "\\" in text
+                   or not text.isprintable() or "/_" in framed or "/./" in framed
+                   or "/../" in framed or joined.lengths.max() > MAX_NAME_BYTES)
     if suspect:
         for name in names:
             check_name(name, "dataset")
 
 
-def _ascii_suspect(joined: np.ndarray, n: int) -> bool:
-    """Whether one of ``n`` ASCII names joined by "/" breaks a rule of check_name."""
-    if not len(joined) or joined.min() < 0x20 or (joined == ord("\\")).any():
+def _ascii_suspect(joined: "bloom.Joined") -> bool:
+    """Whether one of some ASCII names (joined, each followed by a NUL) breaks a rule of
+    check_name."""
+    data, starts, lengths = joined.data, joined.starts, joined.lengths
+    if np.count_nonzero(data < 0x20) != len(starts):  # control characters besides the NULs
         return True
-    ends = np.flatnonzero(joined == ord("/"))
-    if len(ends) != n - 1:
-        return True  # a name holds "/"
-    starts = np.empty(n, _I64)
-    starts[0], starts[1:] = 0, ends + 1
-    lengths = np.append(ends, len(joined)) - starts
+    if (data == ord("/")).any() or (data == ord("\\")).any():
+        return True
     if lengths.min() == 0 or lengths.max() > MAX_NAME_BYTES:
         return True
-    first = joined[starts]
-    second = joined[np.minimum(starts + 1, len(joined) - 1)]
+    first = data[starts]
+    second = data[starts + 1]  # the NUL after a name of one byte
     dot = ord(".")
     return bool((first == ord("_")).any() or ((first == dot) & (
         (lengths == 1) | (lengths == 2) & (second == dot))).any())

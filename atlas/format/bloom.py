@@ -11,6 +11,7 @@ The filter is the section ``["names_bloom"]`` of a part, one ``u1`` column ``bit
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
@@ -21,21 +22,50 @@ _OFFSET = np.uint64(0xCBF29CE484222325)
 _PRIME = np.uint64(0x100000001B3)
 
 
-def name_hashes(names: list[str]) -> np.ndarray:
-    """FNV-1a 64-bit hashes of the names' UTF-8 bytes, all names at once: one byte position
-    at a time over the names long enough to have it (names sorted by length once)."""
+@dataclass
+class Joined:
+    """Names as one buffer: their UTF-8 bytes, each followed by a NUL."""
+
+    data: np.ndarray  # uint8
+    starts: np.ndarray  # int64, where each name's bytes begin
+    lengths: np.ndarray  # int64, bytes
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+
+def join(names) -> Joined | None:
+    """The names joined (one scan of them all); None when a name holds a NUL. TypeError when
+    one is not a str."""
     n = len(names)
+    data = np.frombuffer(("\0".join(names) + "\0").encode("utf-8", "surrogatepass"), np.uint8)
+    ends = np.flatnonzero(data == 0)
+    if len(ends) != n:
+        return None
+    starts = np.empty(n, np.int64)
+    starts[:1] = 0
+    starts[1:] = ends[:-1] + 1
+    return Joined(data, starts, ends - starts)
+
+
+def name_hashes(names) -> np.ndarray:
+    """FNV-1a 64-bit hashes of the names' UTF-8 bytes."""
+    if not len(names):
+        return np.zeros(0, np.uint64)
+    joined = join(names)
+    if joined is None:  # a name holding NUL: hashed one by one
+        return np.concatenate([name_hashes_of_bytes(name.encode("utf-8", "surrogatepass"))
+                               for name in names])
+    return hashes_of(joined)
+
+
+def hashes_of(joined: Joined) -> np.ndarray:
+    """:func:`name_hashes` of names already joined: one byte position at a time over the
+    names long enough to have it (names sorted by length once)."""
+    data, starts, lengths = joined.data, joined.starts, joined.lengths
+    n = len(starts)
     if not n:
         return np.zeros(0, np.uint64)
-    data = np.frombuffer(("\0".join(names) + "\0").encode("utf-8"), np.uint8)
-    ends = np.flatnonzero(data == 0)
-    if len(ends) != n:  # a name holding NUL: hashed one by one
-        return np.concatenate([name_hashes_of_bytes(name.encode("utf-8"))
-                               for name in names])
-    starts = np.empty(n, np.int64)
-    starts[0] = 0
-    starts[1:] = ends[:-1] + 1
-    lengths = ends - starts
     if lengths.min() == lengths.max():  # names of one length (numbered names): a byte column each
         rows = data.reshape(n, -1)
         h = np.full(n, _OFFSET, np.uint64)
@@ -81,11 +111,13 @@ def _probes(hashes: np.ndarray, n_bits: int) -> Iterator[np.ndarray]:
         yield at.view(np.int64)  # below n_bits
 
 
-def build(names: list[str]) -> np.ndarray:
-    """The filter bytes of ``names``."""
-    n_bytes = max(8, (len(names) * BITS_PER_NAME + 7) // 8)
+def build(names, hashes: np.ndarray | None = None) -> np.ndarray:
+    """The filter bytes of ``names`` (``hashes``: their :func:`name_hashes`, when known)."""
+    if hashes is None:
+        hashes = name_hashes(names)
+    n_bytes = max(8, (len(hashes) * BITS_PER_NAME + 7) // 8)
     bits = np.zeros(n_bytes * 8, bool)
-    for positions in _probes(name_hashes(names), n_bytes * 8):
+    for positions in _probes(hashes, n_bytes * 8):
         bits[positions] = True
     return np.packbits(bits)
 

@@ -73,7 +73,7 @@ def write_part(path: str, tables: Iterable[tuple[tuple, Table]], **extra: Any) -
             writer.begin(section_id, table.section_columns(), len(table))
             writer.drain(keep=1)
             if section_id == ("datasets",):
-                bits = bloom.build(list(table.columns["name"]))
+                bits = bloom.build(table.columns["name"], table.name_hashes)
                 writer.begin(BLOOM, [("bits", "u1", bits)], len(bits))
         writer.finish(kind="catalog", values=values.VERSION, **extra)
         out.truncate()

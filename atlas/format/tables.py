@@ -21,7 +21,7 @@ without keeping the whole column.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -134,6 +134,8 @@ class Table:
     key: np.ndarray
     dead: np.ndarray  # bool
     columns: dict[str, np.ndarray]
+    # a datasets table's bloom.name_hashes of its names, when the writer has them (not stored)
+    name_hashes: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.key)

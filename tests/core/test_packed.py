@@ -277,20 +277,55 @@ def test_stacked_writes_take_the_names_check_name_allows(store):
                                   np.arange(len(names)))
 
 
-def test_repeated_names_are_told_apart_from_names_whose_hashes_collide(store, monkeypatch):
+def test_repeated_names_are_told_apart_from_names_whose_hashes_collide(store):
     # repeats are found among names of equal hashes: with every hash equal, distinct names
-    # still go in and a repeat is still refused
-    from atlas.format import bloom
+    # are still told apart and a repeat is still found
+    from atlas.core._stacked import _has_repeated_names
 
-    with monkeypatch.context() as patched:
-        patched.setattr(bloom, "name_hashes", lambda names: np.zeros(len(names), np.uint64))
-        with pytest.raises(ValueError, match="'b' appears more than once"):
-            store.write_array_across_stacked("v", ["a", "b", "c", "b"], np.arange(4.0))
-        assert store.list_datasets() == []
-        store.write_array_across_stacked("v", ["a", "b", "c"], np.arange(3.0))
+    assert _has_repeated_names(["a", "b", "c", "b"], np.zeros(4, np.uint64))
+    assert not _has_repeated_names(["a", "b", "c"], np.zeros(3, np.uint64))
+    with pytest.raises(ValueError, match="'b' appears more than once"):
+        store.write_array_across_stacked("v", ["a", "b", "c", "b"], np.arange(4.0))
+    assert store.list_datasets() == []
+    store.write_array_across_stacked("v", ["a", "b", "c"], np.arange(3.0))
     store.flush()
     assert store.list_datasets() == ["a", "b", "c"]
     np.testing.assert_array_equal(store.read_array_across_stacked("v"), np.arange(3.0))
+
+
+def test_the_names_filter_of_a_flush_is_that_of_its_names_however_they_were_created(tmp_path):
+    # a stacked write hands the hashes it checked repeats with to the flush's names filter;
+    # mixed with datasets created one by one, deleted, and a failed stacked write, the filter
+    # is still exactly bloom.build of the part's names
+    from atlas.format import bloom
+    from atlas.format.catalog import read_bloom
+
+    store = atlas.Atlas.create(str(tmp_path / "s"))
+
+    def filter_of_last_part():
+        ref, footer = store._root.parts[-1], store._catalog._footers()[-1]
+        return read_bloom(footer, footer.reader(
+            lambda o, n: store._storage.get_range(ref.key, o, n, ref.size)), ref.key).tobytes()
+
+    # only stacked writes (the filter made of their hashes), one of them refused
+    store.write_array_across_stacked("v", [f"p{i}" for i in range(500)], np.arange(500.0))
+    with pytest.raises(ValueError, match="appears more than once"):
+        store.write_array_across_stacked("v", ["q1", "q2", "q1"], np.arange(3.0))
+    store.write_array_across_stacked("v", [f"r{i}" for i in range(40)], np.arange(40.0))
+    store.flush()
+    names = [*(f"p{i}" for i in range(500)), *(f"r{i}" for i in range(40))]
+    assert filter_of_last_part() == bloom.build(names).tobytes()
+    # mixed with a dataset created one by one and a delete
+    store.create_dataset("single")
+    store.write_array_across_stacked("v", [f"s{i}" for i in range(30)], np.arange(30.0))
+    store.delete_dataset("p7")
+    store.flush()
+    assert filter_of_last_part() == bloom.build(
+        ["p7", "single", *(f"s{i}" for i in range(30))]).tobytes()
+    again = atlas.Atlas.open(str(tmp_path / "s"))
+    for name in ("single", "p0", "p499", "r39", "s29"):
+        with pytest.raises(atlas.AlreadyExistsError):
+            again.create_dataset(name)
 
 
 # -- names to rows ------------------------------------------------------------------------------

@@ -432,9 +432,11 @@ class LocalStorage(Storage):
     def sync_early(self, paths) -> None:
         """fsync the spill files on the I/O pool while the flush builds its catalog part: the
         disk writes most of the data meanwhile, and publish's own fsync finds little left.
-        Best effort: a file that cannot be opened now is simply fsynced by publish."""
+        Best effort: a file that cannot be opened now is simply fsynced by publish. A file whose
+        earlier sync has finished is synced again (it may have grown since)."""
         for path in paths:
-            if path in self._early_syncs or path in self._failed_syncs:
+            early = self._early_syncs.get(path)
+            if early is not None and not early[1].done() or path in self._failed_syncs:
                 continue
             try:
                 fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)

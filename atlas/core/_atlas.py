@@ -589,7 +589,7 @@ class Atlas:
                 yield section_id, delta
                 continue
             table = own[section_id]
-            delta = table.log.table()
+            delta = table.log.table(copy=False)
             if section_id == ("datasets",):
                 delta.name_hashes = catalog.created_hashes(delta)
             if section_id[0] == "array":

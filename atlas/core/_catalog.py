@@ -444,6 +444,9 @@ class Catalog:
         those rows)."""
         table = self.table(("array", array)).view() if _is_name(array) else \
             Table.empty("array")
+        if not len(table):  # an array no dataset has yet (a stacked write defining it)
+            return (np.zeros(len(dids), _I64), np.zeros(len(dids), _I64),
+                    np.zeros(len(dids), bool))
         if everything and len(table) == len(dids) and not table.dead.any() and \
                 np.array_equal(table.key, dids):
             # the columns themselves (read-only views), not copies
@@ -454,9 +457,6 @@ class Catalog:
             found = pos >= 0
             found[found] = ~table.dead[pos[found]]
             pos = np.where(found, pos, 0)
-        if not len(table):
-            return (np.zeros(len(dids), _I64), np.zeros(len(dids), _I64),
-                    np.zeros(len(dids), bool))
         return table.columns["slot"][pos], table.columns["schema"][pos], found
 
     def array_names(self) -> list[str]:

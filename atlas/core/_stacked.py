@@ -109,11 +109,16 @@ def _define(store: "Atlas", array: str, names: list[str], schema, schema_id: int
                    f"{list(schema.chunk_shape)}, fill {schema.fill!r})")
     if dids.min(initial=0) < 0:
         dids = _create_missing(catalog, names, dids)
+    table = catalog.table(("array", array))
+    if not found.any():  # the array is new to every dataset: no row to pick
+        slots = catalog.next_slot + np.arange(len(names), dtype=_I64)
+        catalog.next_slot += len(names)
+        table.log.extend(dids, slot=slots, schema=np.full(len(names), schema_id, _I64))
+        return slots
     new = np.flatnonzero(~found)
     slots = slots.copy()
     slots[new] = catalog.next_slot + np.arange(len(new))
     catalog.next_slot += len(new)
-    table = catalog.table(("array", array))
     table.log.extend(dids[new], slot=slots[new], schema=np.full(len(new), schema_id, _I64))
     old = np.flatnonzero(found)
     pending_rows = np.array([table.log.find(int(d)) >= 0 for d in dids[old].tolist()], bool) \

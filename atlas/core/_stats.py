@@ -37,7 +37,8 @@ def compute(slots: np.ndarray, schema_ids: np.ndarray, schemas: list[Schema],
     (newest) and ``committed()``, each built only when an array needs it (a flush of new
     datasets builds neither)."""
     n = len(slots)
-    out = {name: np.zeros(n, _I64) for name in ("nulls", "valid", "min", "max")}
+    numbers = ("nulls", "valid", "min", "max")
+    out: dict[str, np.ndarray] = {}  # zeros only where not every row's partial is pending
     distinct = _distinct(schema_ids)
     if any(schemas[sid].dtype.is_string for sid in distinct):
         out["smin"] = np.full(n, "", object)
@@ -51,12 +52,17 @@ def compute(slots: np.ndarray, schema_ids: np.ndarray, schemas: list[Schema],
         every = len(rows) == n
         has, nulls, valid, lo, hi = first_partials(slots if every else slots[rows])
         at = rows[has]
-        for name, column in zip(("nulls", "valid", "min", "max"), (nulls, valid, lo, hi)):
-            if every and has.all():
+        whole = every and has.all()
+        for name, column in zip(numbers, (nulls, valid, lo, hi)):
+            if whole:
                 out[name] = column
             else:
+                out[name] = np.zeros(n, _I64)
                 out[name][at] = column[has]
         simple[rows[~has]] = False  # not written in this session: the general path below
+    for name in numbers:
+        if name not in out:
+            out[name] = np.zeros(n, _I64)
     rest = np.flatnonzero(~simple).tolist()
     if rest:
         index = pending()

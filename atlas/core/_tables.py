@@ -152,8 +152,10 @@ class RowLog:
         """Every row's key, in row order (a copy)."""
         return self._columns()[0]
 
-    def _columns(self) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        """(keys, dead, numeric columns) of every row: new arrays, not views of the log."""
+    def _columns(self, copy: bool = True) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """(keys, dead, numeric columns) of every row: new arrays, not views of the log (or,
+        ``copy=False``, the arrays of a log of one stacked write themselves: the log never
+        changes them, only replaces them)."""
         n = len(self.keys)
         parts = [(keys, dead, numeric) for keys, dead, numeric in self._bulk]
         if n or not parts:
@@ -162,14 +164,17 @@ class RowLog:
                              {name: table[:, j] for name, j in self._position.items()}))
         if len(parts) == 1:
             keys, dead, numeric = parts[0]
+            if not copy and not n:
+                return keys, dead, dict(numeric)
             return keys.copy(), dead.copy(), {name: c.copy() for name, c in numeric.items()}
         return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
                 {name: np.concatenate([p[2][name] for p in parts]) for name in self._position})
 
-    def table(self, extra: dict[str, np.ndarray] | None = None) -> Table:
+    def table(self, extra: dict[str, np.ndarray] | None = None, copy: bool = True) -> Table:
         """The log as a table (latest row per key); ``extra`` supplies columns the log does
-        not keep, aligned with its rows."""
-        keys, dead, columns = self._columns()
+        not keep, aligned with its rows. ``copy=False``: the table may share the arrays of a
+        stacked write's rows (a flush's, which changes no column in place)."""
+        keys, dead, columns = self._columns(copy)
         columns.update(self.objects)
         if extra:
             columns.update(extra)

@@ -312,23 +312,25 @@ class PendingSegment:
         self._keys.add(slot, chunk, row)
         self.version += 1
 
-    def add_blocks(self, bulk: BulkRows, stored: list, decoded: list[int], crcs: list[int],
-                   columns: dict[str, np.ndarray]) -> None:
-        """Append whole compressed blocks (a stacked write; ``crcs``: their checksums) and
-        their chunk rows, the next rows of ``bulk`` (the last :meth:`start_bulk`):
-        ``columns`` has every column ``bulk`` does not hold one value of, ``block`` numbering
-        the given blocks from 0."""
+    def add_blocks(self, bulk: BulkRows, blocks: list[tuple], slots: np.ndarray) -> None:
+        """Append whole compressed blocks of a stacked write and their chunk rows, the next
+        rows of ``bulk`` (the last :meth:`start_bulk`): ``blocks`` holds per block (stored
+        bytes, decoded length, crc, columns of its rows: each column ``bulk`` does not hold
+        one value of, but ``slot`` and ``block``), ``slots`` the slots of all their rows."""
         if not self._bulk or self._bulk[-1] is not bulk:
             raise ValueError("rows of a stacked write must follow its start_bulk")
-        numbers = np.array([self.writer.write_block(data, size, self.codec_id, crc)
-                            for data, size, crc in zip(stored, decoded, crcs)], _I64)
         first = len(self)
-        lo = bulk.filled
-        hi = lo + len(columns["slot"])
-        for name, values in columns.items():
-            bulk.columns[name][lo:hi] = numbers[values] if name == "block" else values
-        self._keys.add_many(bulk.column("slot", lo, hi), bulk.column("chunk", lo, hi), first)
-        bulk.filled = hi
+        lo = at = bulk.filled
+        for stored, decoded, crc, columns in blocks:
+            number = self.writer.write_block(stored, decoded, self.codec_id, crc)
+            hi = at + len(columns["offset"])
+            bulk.columns["block"][at:hi] = number
+            for name, values in columns.items():
+                bulk.columns[name][at:hi] = values
+            at = hi
+        bulk.columns["slot"][lo:at] = slots
+        self._keys.add_many(bulk.column("slot", lo, at), bulk.column("chunk", lo, at), first)
+        bulk.filled = at
         self.version += 1
 
     def seal(self, schema_of: Callable[[int], Schema] | None = None) -> None:

@@ -284,14 +284,20 @@ class _RowPacker:
         codec_id, level = pending.codec_id, pending.level
 
         def block(lo: int, hi: int):
+            """A block of rows [lo, hi) compressed, and its rows' columns (on a worker)."""
             rows = flat[lo:hi]
             raw = rows.reshape(-1).view(np.uint8)
+            starts = np.arange(hi - lo, dtype=_I64) * cells
             counts, extremes = kernels.block_partials(
-                rows.reshape(-1).view(storage_dtype), np.arange(hi - lo, dtype=_I64) * cells,
-                np.full(hi - lo, cells, _I64), np.full(hi - lo, fill, storage_dtype),
-                np.full(hi - lo, has, np.uint8), rule)
+                rows.reshape(-1).view(storage_dtype), starts, np.full(hi - lo, cells, _I64),
+                np.full(hi - lo, fill, storage_dtype), np.full(hi - lo, has, np.uint8), rule)
             stored = codecs.encode(codec_id, raw, level)
-            return stored, len(raw), counts, extremes, codecs.checksum(stored)
+            valid = counts[:, 1]
+            columns = {"offset": starts * schema.dtype.itemsize, "nulls": counts[:, 0],
+                       "valid": valid,
+                       "min": np.where(valid > 0, _bits(extremes[:, 0], schema.dtype), 0),
+                       "max": np.where(valid > 0, _bits(extremes[:, 1], schema.dtype), 0)}
+            return stored, len(raw), codecs.checksum(stored), columns
 
         self.pool = worker_pool()
         self.block = block
@@ -318,7 +324,7 @@ class _RowPacker:
 
     def run(self, schema_id: int, slots: np.ndarray) -> None:
         """Write every block and its rows (``slots``: the row's array slot, in row order)."""
-        store, schema, row_bytes = self.store, self.schema, self.row_bytes
+        store, row_bytes = self.store, self.row_bytes
         pending = store._pending
         segment = pending._segment(self.array, store._root.generation + 1)
         rows = segment.start_bulk(self.n, {"chunk": 0, "length": row_bytes, "mask": 0,
@@ -329,21 +335,9 @@ class _RowPacker:
                 spans, futures = self.queued.pop(0)
                 if self.next_batch < len(self.batches):
                     self._submit()  # batches ahead: the workers compress while this writes
-                results = [future.result() for future in futures]
                 lo, hi = spans[0][0], spans[-1][1]
-                counts = np.concatenate([r[2] for r in results])
-                extremes = np.concatenate([r[3] for r in results])
-                valid = counts[:, 1]
-                block_of = np.concatenate([np.full(b - a, k, _I64)
-                                           for k, (a, b) in enumerate(spans)])
-                offset = np.concatenate([np.arange(b - a, dtype=_I64) * row_bytes
-                                         for a, b in spans])
-                segment.add_blocks(rows, [r[0] for r in results], [r[1] for r in results],
-                                   [r[4] for r in results], {
-                    "slot": slots[lo:hi], "block": block_of, "offset": offset,
-                    "nulls": counts[:, 0], "valid": valid,
-                    "min": np.where(valid > 0, _bits(extremes[:, 0], schema.dtype), 0),
-                    "max": np.where(valid > 0, _bits(extremes[:, 1], schema.dtype), 0)})
+                segment.add_blocks(rows, [future.result() for future in futures],
+                                   slots[lo:hi])
                 if pending._dirty:  # chunks of these rows written earlier, not encoded yet
                     for slot in slots[lo:hi].tolist():
                         pending._forget_dirty((slot, 0))

@@ -42,20 +42,14 @@ _I64 = np.int64
 
 
 def _loop(module: str, name: str):
-    """A compiled loop; the first one asked for imports every loop module (each compiled or
-    loaded from cache when first called). At once, because numba checks at import that it
-    can write its cache folder: a file created there waits for the file system's journal,
-    which a flush's fsyncs can hold for 50-100 ms."""
+    """A compiled loop, importing (so compiling or loading from cache) its module on first use."""
     found = _LOOPS.get(name)
     if found is None:
-        for other in _MODULES:
-            importlib.import_module(f"atlas.kernels.{other}")
         found = _LOOPS[name] = getattr(importlib.import_module(f"atlas.kernels.{module}"), name)
     return found
 
 
 _LOOPS: dict = {}
-_MODULES = ("_copy", "_stats", "_bloom")
 
 
 def _table(values, rows: int, width: int, what: str) -> np.ndarray:

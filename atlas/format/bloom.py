@@ -113,12 +113,13 @@ def _probes(hashes: np.ndarray, n_bits: int) -> Iterator[np.ndarray]:
 
 def build(names, hashes: np.ndarray | None = None) -> np.ndarray:
     """The filter bytes of ``names`` (``hashes``: their :func:`name_hashes`, when known)."""
-    from atlas import kernels
-
     if hashes is None:
         hashes = name_hashes(names)
     n_bytes = max(8, (len(hashes) * BITS_PER_NAME + 7) // 8)
-    return kernels.bloom_bits(hashes, n_bytes, PROBES)
+    bits = np.zeros(n_bytes * 8, bool)
+    for positions in _probes(hashes, n_bytes * 8):
+        bits[positions] = True
+    return np.packbits(bits)
 
 
 def might_contain(filter_bytes: np.ndarray, name: str) -> bool:

@@ -6,10 +6,8 @@ box of :func:`copy_window`) is one numpy assignment with the same bounds checks:
 for many boxes or runs at once.
 
 numba is imported when a driver first needs a loop, not by ``import atlas``: opening a store,
-listing it and a first small read never pay for the compiler (~0.4 s to import, ~0.3 s for
-the first kernel loaded from cache, a few ms for each other one). A write pays it for its
-statistics, and so does a flush that creates or deletes datasets (its names filter is set by a
-loop: 13 ms for a million names, 50 ms in numpy).
+listing it and a first small read never pay for the compiler (~0.4 s to import, ~0.1 s per
+kernel loaded from cache).
 """
 
 from __future__ import annotations
@@ -28,7 +26,6 @@ __all__ = [
     "NULL_NAT",
     "NULL_NONE",
     "block_partials",
-    "bloom_bits",
     "chunk_partial",
     "copy_window",
     "fill_regions",
@@ -307,16 +304,3 @@ def fold_partials(nulls: np.ndarray, valids: np.ndarray, mins: np.ndarray,
     if counts[1] == 0:
         return int(counts[0]), 0, None, None
     return int(counts[0]), int(counts[1]), extremes[0], extremes[1]
-
-
-def bloom_bits(hashes: np.ndarray, n_bytes: int, probes: int) -> np.ndarray:
-    """The ``n_bytes`` bytes of a Bloom filter with ``probes`` bits set per 64-bit hash (the
-    layout of ``atlas.format.bloom``)."""
-    hashes = np.ascontiguousarray(hashes, np.uint64)
-    if hashes.ndim != 1:
-        raise ValueError(f"hashes must be 1-D, got shape {hashes.shape}")
-    if n_bytes < 1 or probes < 1:
-        raise ValueError(f"a filter needs bytes and probes, got {n_bytes} bytes, {probes} probes")
-    out = np.zeros(n_bytes, np.uint8)
-    _loop("_bloom", "_set_bloom_bits")(hashes, probes, out)
-    return out

@@ -529,21 +529,3 @@ def test_kernel_decorator_falls_back_to_no_cache_when_caching_is_impossible(monk
     compiled(np.arange(3, dtype=np.int64), out)
     assert out.tolist() == [1, 2, 3]
     assert calls == [True, False]
-
-
-def test_bloom_bits_sets_the_bits_the_per_probe_positions_name():
-    # the compiled loop against the probe positions computed in numpy (format.bloom._probes)
-    from atlas.format import bloom
-
-    rng = np.random.default_rng(5)
-    hashes = rng.integers(0, 2**63, 3000, dtype=np.int64).view(np.uint64) * np.uint64(2)
-    n_bytes = 3000 * bloom.BITS_PER_NAME // 8
-    bits = np.zeros(n_bytes * 8, bool)
-    for positions in bloom._probes(hashes, n_bytes * 8):
-        bits[positions] = True
-    got = kernels.bloom_bits(hashes, n_bytes, bloom.PROBES)
-    assert got.tobytes() == np.packbits(bits).tobytes()
-    with pytest.raises(ValueError, match="1-D"):
-        kernels.bloom_bits(hashes.reshape(2, -1), n_bytes, bloom.PROBES)
-    with pytest.raises(ValueError, match="0 bytes"):
-        kernels.bloom_bits(hashes, 0, bloom.PROBES)

@@ -9,7 +9,8 @@ of dataset i do not depend on N), measured with public API calls only (``_atlas_
   the per-dataset API (create, define + write per array, set the attributes; generation left
   out) and through the stacked write (``Atlas.write_array_across_stacked`` per array, feature
   detected: without it the per-dataset API, recorded; arrays only, there is no stacked attribute
-  write); ``writer peak RSS`` of that process (the stacked writer holds its N x 7 input arrays);
+  write); timed from after ``import atlas`` (the first write's Numba load is in); ``writer peak
+  RSS`` of that process (the stacked writer holds its N x 7 input arrays);
 - ``store bytes``: the whole store, and its metadata (every file that is not a data segment);
 - ``open`` (``Atlas.open``) and ``open+list`` (+ ``list_datasets()``) in this process, interleaved
   with pyarrow reading the same names from one Parquet string column (into a Python list as
@@ -227,6 +228,7 @@ def store_bytes(root: Path) -> tuple[int, int]:
 
 def child_ingest(p: dict) -> dict:
     root, n = Path(p["root"]), p["n"]
+    atlas_adapter.version()  # imports atlas before the clock starts (as the reader's child)
     base = harness.current_rss()
     if p["method"] == PER_DATASET:
         samples = harness.TimedIterator(iter_samples(0, n))

@@ -310,6 +310,8 @@ class Atlas:
         changes = _versions.ChangeCounter(catalog)
         unpublished = _maintain.start_part(self._storage, new_root, self._pending_tables(
             pending, written, changes)) if marks or merged.tables else None
+        if unpublished is not None:
+            self._storage.sync_early([unpublished.path])
         new_root.changes = changes.counts()
         try:
             finished = pending.finish(generation)

@@ -606,6 +606,8 @@ class Catalog:
     def created_hashes(self, table: Table) -> np.ndarray | None:
         """The name hashes of a pending datasets table, when bulk creates hashed every name of
         it (else None: the Bloom filter hashes them)."""
+        if not self._created_hashes:
+            return None
         keys = table.key
         out = np.empty(len(keys), np.uint64)
         covered = 0

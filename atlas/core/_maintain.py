@@ -106,8 +106,9 @@ def write_part(storage: Storage, root: Root, tables) -> Written:
 
 @dataclass
 class UnpublishedPart:
-    """A catalog part written, its fsync started (``Storage.sync_early``): the flush publishes
-    it after its segments, so that the part's fsync overlaps theirs."""
+    """A catalog part written, not yet published: the flush starts its fsync
+    (``Storage.sync_early``) and publishes it after its segments, so that the part's fsync
+    overlaps theirs."""
 
     storage: Storage
     key: str
@@ -131,7 +132,6 @@ def start_part(storage: Storage, root: Root, tables) -> UnpublishedPart:
     except BaseException:
         storage.discard(key, path)
         raise
-    storage.sync_early([path])
     return UnpublishedPart(storage, key, path, out)
 
 

@@ -230,7 +230,7 @@ def _check_names(names: list[str], joined: "bloom.Joined | None") -> None:
     what is allowed."""
     from atlas.core._validate import check_name
 
-    if joined is None or not len(joined.data):
+    if joined is None:
         suspect = True
     elif joined.data.max() < 0x80:
         suspect = _ascii_suspect(joined)

@@ -30,9 +30,6 @@ class Joined:
     starts: np.ndarray  # int64, where each name's bytes begin
     lengths: np.ndarray  # int64, bytes
 
-    def __len__(self) -> int:
-        return len(self.starts)
-
 
 def join(names) -> Joined | None:
     """The names joined (one scan of them all); None when a name holds a NUL. TypeError when

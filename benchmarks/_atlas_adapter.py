@@ -271,41 +271,38 @@ def window_reader_into() -> Callable[[Path, list[str], dict[str, ArrayLayout], d
 
 def stored_chunks(
     store, array: str, names: list[str], start=None, shape=None
-) -> tuple[list[bytes], list[int], str]:
+) -> tuple[list[bytes], list[int], list[str]]:
     """The exact compressed bytes atlas stored for the blocks a read of ``array`` decodes.
 
     Through ``Atlas.read_plan`` (the plan the read itself runs): every block the stacked read
-    of ``names`` over the window ``start``/``shape`` fetches, its decoded size, and the codec.
-    Returns ``(blocks, decoded_sizes, codec)``.
+    of ``names`` over the window ``start``/``shape`` fetches, its decoded size, and its codec
+    as the floor names it ("zstd", or "zstd+shuffle4" for a block of 4-byte values shuffled;
+    builds before the shuffle give no width). Returns ``(blocks, decoded_sizes, codecs)``.
     """
     plan = store.read_plan(array, names, start, shape)
     blocks = plan.blocks()
-    codecs_used = {codec for _data, _size, codec in blocks}
-    if len(codecs_used) > 1:
-        raise ValueError(f"blocks of {array!r} use several codecs {sorted(codecs_used)}")
-    codec = codecs_used.pop() if codecs_used else store.codec
-    return [b[0] for b in blocks], [b[1] for b in blocks], codec
+    codecs = [codec if not rest or rest[0] == 1 else f"{codec}+shuffle{rest[0]}"
+              for _data, _size, codec, *rest in blocks]
+    return [b[0] for b in blocks], [b[1] for b in blocks], codecs
 
 
 def stored_window_chunks(
     root: Path, layout: dict[str, ArrayLayout], names: list[str], window: dict[str, slice]
-) -> tuple[list[bytes], list[int], str]:
+) -> tuple[list[bytes], list[int], list[str]]:
     """:func:`stored_chunks` of every variable of ``layout`` for a window keyed by dimension."""
     import atlas
 
     store = atlas.Atlas.open(str(store_path(root)), read_only=True)
     chunks: list[bytes] = []
     sizes: list[int] = []
-    codecs: set[str] = set()
+    codecs: list[str] = []
     for array, spec in layout.items():
         start, shape = window_start_shape(spec, window)
-        got, got_sizes, codec = stored_chunks(store, array, names, start, shape)
+        got, got_sizes, got_codecs = stored_chunks(store, array, names, start, shape)
         chunks.extend(got)
         sizes.extend(got_sizes)
-        codecs.add(codec)
-    if len(codecs) > 1:
-        raise ValueError(f"variables use several codecs {sorted(codecs)}")
-    return chunks, sizes, codecs.pop()
+        codecs.extend(got_codecs)
+    return chunks, sizes, codecs
 
 
 # --- the catalog and queries over it (query) ----------------------------------------------------

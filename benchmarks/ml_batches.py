@@ -306,8 +306,8 @@ def run(args: argparse.Namespace) -> dict:
             array = group[ARRAY]
         floor_inputs = []
         for batch in picks:
-            chunks, sizes, codec = atlas_adapter.stored_chunks(store, ARRAY, batch)
-            floor_inputs.append(floor.FloorInput.from_chunks(chunks, sizes, codec))
+            chunks, sizes, codecs = atlas_adapter.stored_chunks(store, ARRAY, batch)
+            floor_inputs.append(floor.FloorInput.from_chunks(chunks, sizes, codecs))
         floor_run = floor_task(floor_inputs)
         a_full, a_batches, a_patch, a_each = atlas_tasks(
             store, picks, batch_size, corners, corners_each, patch
@@ -357,7 +357,8 @@ def run(args: argparse.Namespace) -> dict:
             "patch_windows": "phase patch: one random window per batch (atlas's stacked read "
             "takes one window per call); phase patch-each: one per sample, one call each",
             "chunks": {"atlas": list(FIELD_SHAPE), "zarr-stacked": [1, *FIELD_SHAPE]},
-            "codecs": {"atlas": f"{store.codec} level {store.level}",
+            "codecs": {"atlas": f"{store.codec} level {store.level}"
+                       + (", shuffled" if getattr(store, "shuffle", False) else ""),
                        "zarr-stacked": f"zstd level {zarr_stacked.ZSTD_LEVEL}"},
             "tensorstore": "driver zarr3 on the zarr-stacked array, default context, "
             "read into a reused buffer",

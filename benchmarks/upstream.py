@@ -196,10 +196,10 @@ def _floor_input(
     of the run) the same chunks compressed by the harness with atlas's codec and level."""
     names = dataset_names(n)
     if atlas_root is not None:
-        chunks, sizes, stored_codec = atlas_adapter.stored_window_chunks(
+        chunks, sizes, stored_codecs = atlas_adapter.stored_window_chunks(
             atlas_root, layout, names, window
         )
-        return floor.FloorInput.from_chunks(chunks, sizes, stored_codec), "atlas stored bytes"
+        return floor.FloorInput.from_chunks(chunks, sizes, stored_codecs), "atlas stored bytes"
     level = atlas_adapter.codec_level(codec)
     floor_input = floor.compress_window_chunks(
         iter_upstream(case, n, with_xarray=False), layout, window, codec=codec, level=level

@@ -77,10 +77,15 @@ class Atlas:
 
     @classmethod
     def create(cls, location: Any, codec: str = "zstd", *, level: int | None = None,
-               block_size: int = DEFAULT_BLOCK_SIZE, **store_options: Any) -> "Atlas":
+               block_size: int = DEFAULT_BLOCK_SIZE, shuffle: bool = True,
+               **store_options: Any) -> "Atlas":
         """Create a new, empty store (a missing directory is created). ``block_size``: the
-        decoded size of the blocks small chunks are packed into."""
+        decoded size of the blocks small chunks are packed into. ``shuffle``: regroup the bytes
+        of values wider than one byte by significance before compressing them (smaller, and
+        faster to decode, for most numeric data); no effect with ``codec="none"``."""
         codecs.check_codec(codec)
+        if not isinstance(shuffle, bool):
+            raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
         if isinstance(block_size, bool) or not isinstance(block_size, int) or not (
                 1 << 12) <= block_size <= (1 << 30):
             raise ValueError(f"block_size must be an int from 4096 to 2**30 bytes, "
@@ -92,7 +97,8 @@ class Atlas:
             raise AlreadyExistsError(f"a store already exists at {storage.location}")
         root = Root(generation=0, codec=codec,
                     level=codecs.DEFAULT_LEVELS[codec] if level is None else level,
-                    block_size=block_size, message="create")
+                    block_size=block_size, shuffle=shuffle and codec != "none",
+                    message="create")
         root.created = root.time
         token = _versions.commit_root(storage, root, None)
         return cls(storage, root, token)
@@ -159,7 +165,7 @@ class Atlas:
             self._pending_state = PendingWrites(self._storage, root.codec, root.level,
                                                 root.block_size,
                                                 lambda sid: handle()._catalog.schema(sid),
-                                                root.generation + 1)
+                                                root.generation + 1, shuffle=root.shuffle)
             # a handle dropped without flushing removes its spill files
             weakref.finalize(self, self._pending_state.abandon)
         return self._pending_state
@@ -179,6 +185,11 @@ class Atlas:
     def level(self) -> int:
         """The compression level new blocks are written with."""
         return self._root.level
+
+    @property
+    def shuffle(self) -> bool:
+        """Whether new blocks of values wider than a byte are shuffled before compressing."""
+        return self._root.shuffle
 
     @property
     def version(self) -> int:

@@ -201,6 +201,7 @@ class BlockTarget:
     codec: str
     level: int
     block_size: int
+    shuffle: bool
     generation: int
     array: str
     slot: int
@@ -211,7 +212,7 @@ class BlockTarget:
 def block_target(store: "Atlas", array: str, slot: int, schema_id: int) -> BlockTarget:
     root = store._root
     return BlockTarget(store._storage.describe(), root.codec, root.level, root.block_size,
-                       root.generation + 1, array, slot, schema_id,
+                       root.shuffle, root.generation + 1, array, slot, schema_id,
                        store._catalog.schema(schema_id))
 
 
@@ -229,7 +230,7 @@ def write_block(target: BlockTarget, values: Any, start: tuple[int, ...]) -> tup
     values = check_data(schema.dtype, np.asarray(values), f"array {target.array!r}")
     storage = from_description(target.description)
     pending = PendingWrites(storage, target.codec, target.level, target.block_size,
-                            lambda _sid: schema, target.generation)
+                            lambda _sid: schema, target.generation, shuffle=target.shuffle)
     write_window(pending, lambda _s, _c, _e: None, target.array, target.slot,
                  target.schema_id, schema, tuple(start), values, target.generation)
     (segment,) = pending.finish(target.generation)

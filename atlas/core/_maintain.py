@@ -426,7 +426,7 @@ def rewrite_segment(storage: Storage, root: Root, index: ChunkIndex, rows: np.nd
     writer = SegmentWriter(path)
     try:
         _repack(index, rows, writer, root.block_size, codecs.CODEC_IDS[root.codec], root.level,
-                cache, link)
+                cache, link, root.shuffle)
         seg_index = writer.finish()
     except BaseException:
         writer.release()
@@ -467,7 +467,8 @@ def _linkable(index: ChunkIndex, blocks: np.ndarray, sizes: np.ndarray,
 
 
 def _repack(index: ChunkIndex, rows: np.ndarray, writer: SegmentWriter, block_size: int,
-            codec_id: int, level: int, cache: BlockCache | None, link: bool = False) -> None:
+            codec_id: int, level: int, cache: BlockCache | None, link: bool = False,
+            shuffle: bool = False) -> None:
     sizes = index.length[rows] + index.mask[rows]
     blocks = index.block[rows]
     # a chunk big enough for a block of its own, and alone in its block, keeps its stored frame
@@ -532,7 +533,10 @@ def _repack(index: ChunkIndex, rows: np.ndarray, writer: SegmentWriter, block_si
             decoded = fetch_block(index, n, cache)
             kernels.scatter_runs(np.frombuffer(decoded, np.uint8), index.offset[rows[mine]],
                                  buffer, out_offset[mine], sizes[mine])
-        number = writer.write_block(codecs.encode(codec_id, buffer, level), end, codec_id)
+        # a new block shuffles as the block of its first chunk did (values of one array name)
+        width = codecs.split_codec(int(index.block_codec[src_blocks[0]]))[1] if shuffle else 1
+        codec = codecs.block_codec(codec_id, width)
+        number = writer.write_block(codecs.encode(codec, buffer, level), end, codec)
         out_block[members_a] = number
     writer.chunks.extend(slot=index.slot[rows], chunk=index.chunk[rows], block=out_block,
                          offset=out_offset, length=index.length[rows], mask=index.mask[rows])
@@ -1032,7 +1036,7 @@ def usage(store: "Atlas") -> dict:
     return {
         "format": 1 if legacy is not None else root.format_version,
         "codec": root.codec, "level": root.level, "block_size": root.block_size,
-        "generation": root.generation,
+        "shuffle": root.shuffle, "generation": root.generation,
         "segments": sum(a["segments"] for a in per_array.values()),
         "segment_bytes": segment_bytes,
         "parts": len(root.parts), "catalog_bytes": catalog_bytes,

@@ -189,13 +189,16 @@ class PendingSegment:
     followed by the rows of stacked writes (:class:`BulkRows`, a column each).
     """
 
-    def __init__(self, storage: Storage, key: str, codec_id: int, level: int, block_size: int):
+    def __init__(self, storage: Storage, key: str, codec_id: int, level: int, block_size: int,
+                 shuffle: bool = False):
         self.key = key
         self.path = storage.spill_path(key)
         self.writer = SegmentWriter(self.path)
         self.codec_id, self.level, self.block_size = codec_id, level, block_size
+        self.shuffle = shuffle
         self.buffer = bytearray(block_size)
         self.used = 0
+        self.open_width = 1  # the value size of the open block's first chunk (its shuffle)
         self._rows = array("q")
         # the rows of stacked writes, after those of _rows, joined to _rows only when a row is
         # appended one by one
@@ -208,6 +211,10 @@ class PendingSegment:
 
     def __len__(self) -> int:
         return len(self._rows) // _STRIDE + sum(bulk.filled for bulk in self._bulk)
+
+    def block_codec(self, width: int) -> int:
+        """The codec id of a new block of values ``width`` bytes wide."""
+        return codecs.block_codec(self.codec_id, width) if self.shuffle else self.codec_id
 
     def _row_table(self) -> np.ndarray:
         """The rows appended one by one as a writable (n, 11) int64 view of ``_rows`` (drop it
@@ -260,6 +267,8 @@ class PendingSegment:
         if offset + n > self.block_size:
             self.seal()
             offset = 0
+        if offset == 0:
+            self.open_width = itemsize
         buf = self.buffer
         buf[offset : offset + size] = memoryview(raw)
         if mask:
@@ -277,6 +286,8 @@ class PendingSegment:
         if offset + n > self.block_size:
             self.seal()
             offset = 0
+        if offset == 0:
+            self.open_width = itemsize
         self.buffer[offset : offset + n] = raw
         self.used = offset + n
         if self._bulk:
@@ -293,8 +304,9 @@ class PendingSegment:
             values = np.frombuffer(raw, schema.dtype.storage)
             partial = _chunks.partial_stats(schema, values, None)
         data = raw if not mask else bytes(raw) + mask
-        stored = codecs.encode(self.codec_id, data, self.level)
-        block = self.writer.write_block(stored, len(raw) + len(mask), self.codec_id)
+        codec = self.block_codec(1 if schema.dtype.is_string else schema.dtype.itemsize)
+        stored = codecs.encode(codec, data, self.level)
+        block = self.writer.write_block(stored, len(raw) + len(mask), codec)
         self._append(slot, chunk, block, 0, len(raw), len(mask), schema_id, partial)
 
     def _append(self, slot, chunk, block, offset, length, mask_len, schema_id, partial) -> None:
@@ -315,14 +327,15 @@ class PendingSegment:
     def add_blocks(self, bulk: BulkRows, blocks: list[tuple], slots: np.ndarray) -> None:
         """Append whole compressed blocks of a stacked write and their chunk rows, the next
         rows of ``bulk`` (the last :meth:`start_bulk`): ``blocks`` holds per block (stored
-        bytes, decoded length, crc, columns of its rows: each column ``bulk`` does not hold
-        one value of, but ``slot`` and ``block``), ``slots`` the slots of all their rows."""
+        bytes, decoded length, codec id, crc, columns of its rows: each column ``bulk`` does
+        not hold one value of, but ``slot`` and ``block``), ``slots`` the slots of all their
+        rows."""
         if not self._bulk or self._bulk[-1] is not bulk:
             raise ValueError("rows of a stacked write must follow its start_bulk")
         first = len(self)
         lo = at = bulk.filled
-        for stored, decoded, crc, columns in blocks:
-            number = self.writer.write_block(stored, decoded, self.codec_id, crc)
+        for stored, decoded, codec, crc, columns in blocks:
+            number = self.writer.write_block(stored, decoded, codec, crc)
             hi = at + len(columns["offset"])
             bulk.columns["block"][at:hi] = number
             for name, values in columns.items():
@@ -343,8 +356,9 @@ class PendingSegment:
         table = self._row_table()
         open_rows = first + np.flatnonzero(table[first:, _COL["block"]] == -1)
         self._block_partials(table, open_rows, schema_of or self._schema_of)
-        stored = codecs.encode(self.codec_id, memoryview(self.buffer)[: self.used], self.level)
-        number = self.writer.write_block(stored, self.used, self.codec_id)
+        codec = self.block_codec(self.open_width)
+        stored = codecs.encode(codec, memoryview(self.buffer)[: self.used], self.level)
+        number = self.writer.write_block(stored, self.used, codec)
         table[open_rows, _COL["block"]] = number
         del table  # an array('q') that exports its buffer cannot grow
         self._open_first = last
@@ -530,12 +544,13 @@ class PendingWrites:
 
     def __init__(self, storage: Storage, codec: str, level: int, block_size: int,
                  schema_of: Callable[[int], Schema], next_generation: int,
-                 dirty_budget: int = DIRTY_BUDGET):
+                 dirty_budget: int = DIRTY_BUDGET, shuffle: bool = False):
         self.storage = storage
         self.next_generation = next_generation  # of the commit these writes are for
         self.codec_id = codecs.CODEC_IDS[codec]
         self.level = level
         self.block_size = block_size
+        self.shuffle = shuffle  # new blocks of values wider than a byte are shuffled
         self.schema_of = schema_of
         self.dirty_budget = dirty_budget
         self.segments: dict[str, PendingSegment] = {}
@@ -612,7 +627,7 @@ class PendingWrites:
         found = self.segments.get(array)
         if found is None:
             found = PendingSegment(self.storage, new_segment_key(generation), self.codec_id,
-                                   self.level, self.block_size)
+                                   self.level, self.block_size, self.shuffle)
             found._schema_of = self.schema_of
             self.segments[array] = found
         return found

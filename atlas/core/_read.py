@@ -157,10 +157,10 @@ class ReadPlan:
     def n_chunks(self) -> int:
         return len(self.chunk_row)
 
-    def blocks(self) -> list[tuple[bytes, int, str]]:
-        """(stored bytes, decoded size, codec name) of every block the plan reads, in the order
-        of the output rows that first need them, fetched from the storage now (what a raw
-        decoder would have to decode)."""
+    def blocks(self) -> list[tuple[bytes, int, str, int]]:
+        """(stored bytes, decoded size, codec name, shuffle width: 1 for none) of every block
+        the plan reads, in the order of the output rows that first need them, fetched from the
+        storage now (what a raw decoder would have to decode)."""
         first_row = np.full(self.n_blocks, np.iinfo(np.int64).max, np.int64)
         np.minimum.at(first_row, self.chunk_block, self.chunk_row)
         out = []
@@ -170,7 +170,8 @@ class ReadPlan:
             source = index.sources[int(index.block_source[n])]
             stored = source.fetch([int(index.block_offset[n])], [int(index.block_stored[n])])[0]
             out.append((bytes(stored), int(index.block_decoded[n]),
-                        codecs.CODEC_NAMES[int(index.block_codec[n])]))
+                        codecs.codec_name(int(index.block_codec[n])),
+                        codecs.split_codec(int(index.block_codec[n]))[1]))
         return out
 
     def execute(self, out: np.ndarray, cache: "BlockCache | None" = None) -> None:

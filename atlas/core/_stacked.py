@@ -281,7 +281,9 @@ class _RowPacker:
         fill = _chunks.fill_scalar(schema.dtype, schema.fill)
         has = _chunks.has_fill(schema)
         rule = _chunks.null_rule(schema.dtype)
-        codec_id, level = pending.codec_id, pending.level
+        level = pending.level
+        codec_id = codecs.block_codec(pending.codec_id, schema.dtype.itemsize) if \
+            pending.shuffle else pending.codec_id
 
         def block(lo: int, hi: int):
             """A block of rows [lo, hi) compressed, and its rows' columns (on a worker)."""
@@ -297,7 +299,7 @@ class _RowPacker:
                        "valid": valid,
                        "min": np.where(valid > 0, _bits(extremes[:, 0], schema.dtype), 0),
                        "max": np.where(valid > 0, _bits(extremes[:, 1], schema.dtype), 0)}
-            return stored, len(raw), codecs.checksum(stored), columns
+            return stored, len(raw), codec_id, codecs.checksum(stored), columns
 
         self.pool = worker_pool()
         self.block = block

@@ -33,7 +33,7 @@ from atlas.errors import CorruptionError, FormatError
 from atlas.format.keys import all_data_keys, checked, is_data_key
 
 MAGIC = b"ATLMAN01"
-VERSION = 4  # the newest this atlas reads and writes
+VERSION = 5  # the newest this atlas reads and writes
 # Version 3 is version 2 plus the root's ``linked`` list (and segments that link blocks). A
 # root is written as version 3 only while it lists linked files: an atlas that knows only
 # version 2 then refuses the store (it would drop the list, and its sweep delete those files).
@@ -41,6 +41,9 @@ LINKED_VERSION = 3
 # Version 4 is version 3 plus the root's ``retired_lists`` (atlas.format.retired), written
 # only while the root names some, for the same reason.
 RETIRED_LISTS_VERSION = 4
+# Version 5 is version 4 plus ``shuffle`` (blocks whose codec id has shuffle bits, see
+# atlas.codecs): written by every store created with it, which an older atlas must refuse.
+SHUFFLE_VERSION = 5
 HEADER = struct.Struct("<8sIIQ")
 MAX_ROOT_BYTES = 1 << 28  # decoded; a root claiming more is corrupt
 DEFAULT_BLOCK_SIZE = 1 << 20
@@ -73,6 +76,7 @@ class Root:
     codec: str
     level: int
     block_size: int = DEFAULT_BLOCK_SIZE
+    shuffle: bool = False  # new blocks of values wider than a byte are shuffled
     commit: str = field(default_factory=lambda: uuid.uuid4().hex)
     parent: str | None = None
     time: float = field(default_factory=time.time)
@@ -100,9 +104,9 @@ class Root:
     @property
     def format_version(self) -> int:
         """2; 3 while the root lists linked files (see LINKED_VERSION); 4 while it names
-        retired lists."""
-        return RETIRED_LISTS_VERSION if self.retired_lists else \
-            LINKED_VERSION if self.linked else 2
+        retired lists; 5 when its store shuffles."""
+        return SHUFFLE_VERSION if self.shuffle else RETIRED_LISTS_VERSION if \
+            self.retired_lists else LINKED_VERSION if self.linked else 2
 
     def successor(self, **changes: Any) -> "Root":
         """The root of the next commit on top of this one."""
@@ -145,6 +149,8 @@ class Root:
             "created": self.created,
             "delta": self.delta,
         }
+        if self.shuffle:  # absent from stores that do not shuffle
+            doc["shuffle"] = True
         if self.linked:  # absent from stores that never linked a block
             doc["linked"] = [s.to_json() for s in self.linked]
         if self.retired_lists:
@@ -202,14 +208,14 @@ class RootHead:
 
 
 # what every writer puts first in the document (see Root.to_json)
-_HEAD = re.compile(rb'\{"format":"atlas","version":[23],"generation":([0-9]{1,18}),'
+_HEAD = re.compile(rb'\{"format":"atlas","version":[2-5],"generation":([0-9]{1,18}),'
                    rb'"commit":"([0-9a-f]{32})","parent":(?:null|"[0-9a-f]{32}"),'
                    rb'"time":(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?),')
 HEAD_BYTES = 256
 
 
 def head(data: bytes, where: str) -> "RootHead | Root":
-    """The head of a version-2 root, after its checksum; the whole root where its document
+    """The head of a version-2 to -5 root, after its checksum; the whole root where its document
     does not start as writers write it."""
     payload = checked_payload(data, where)
     try:  # the first block of the frame only
@@ -248,12 +254,13 @@ def decode(data: bytes, where: str) -> Root:
             retention=_retention(doc.get("retention")),
             created=None if doc.get("created") is None else _time(doc["created"]),
             delta=None if doc.get("delta") is None else checked(doc["delta"], "part", where),
-            retired_lists=[_ref(r, "retired list", where) for r in doc.get("retired_lists", [])])
+            retired_lists=[_ref(r, "retired list", where) for r in doc.get("retired_lists", [])],
+            shuffle=_bool(doc.get("shuffle", False)))
         if doc.get("format") != "atlas" or doc.get("version") != root.format_version or \
                 doc["version"] != version:
-            raise ValueError(f"not an atlas version-{version} document (version 4 exactly "
-                             "when it names retired lists, else 3 exactly when it lists "
-                             "linked files)")
+            raise ValueError(f"not an atlas version-{version} document (version 5 exactly "
+                             "when it shuffles, else 4 exactly when it names retired lists, "
+                             "else 3 exactly when it lists linked files)")
         if root.parent is not None:
             _str(root.parent)
         if root.message is not None:
@@ -291,6 +298,12 @@ def _time(value: Any) -> float:
             value):
         raise ValueError(f"expected a time in seconds, got {value!r}")
     return float(value)
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
 
 
 def _str(value: Any) -> str:

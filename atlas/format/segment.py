@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from atlas.codecs import checksum
+from atlas.codecs import BLOCK_CODEC_IDS, checksum
 from atlas.errors import CorruptionError
 from atlas.format.columns import declared_kind
 from atlas.format.container import ContainerWriter, Footer, LockedFile, read_section
@@ -239,7 +239,7 @@ def index_problem(index: SegmentIndex, end_of_payload: int) -> str | None:
         return "a block lies outside the file"
     if _below(b["decoded"], 0) or _above(b["decoded"], MAX_DECODED_BLOCK):
         return "a block claims an impossible decoded size"
-    if _below(b["codec"], 0) or _above(b["codec"], 2) or _below(b["crc"], 0) or _above(
+    if not np.isin(b["codec"], BLOCK_CODEC_IDS).all() or _below(b["crc"], 0) or _above(
             b["crc"], 2**32 - 1):
         return "a block has an unknown codec or checksum"
     blocks = c["block"]

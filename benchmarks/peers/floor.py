@@ -22,6 +22,7 @@ import numpy as np
 from benchmarks.cases import ArrayLayout, Sample, window_start_shape
 
 CODECS = ("zstd", "lz4", "lz4_frame", "none")  # "lz4": raw block without size, as atlas stores
+SHUFFLED = ("zstd", "lz4")  # "zstd+shuffle4": bytes of 4-byte values shuffled, then zstd
 DEFAULT_THREADS = 2
 
 
@@ -31,19 +32,27 @@ class FloorInput:
 
     chunks: list[bytes]
     decoded_sizes: np.ndarray  # int64, one per chunk
-    codec: str
+    codec: str | list[str]  # one for every chunk, or one per chunk
     offsets: np.ndarray  # int64, len(chunks) + 1; offsets[-1] is the total decoded size
 
     @classmethod
-    def from_chunks(cls, chunks: list[bytes], decoded_sizes: Iterable[int], codec: str):
-        if codec not in CODECS:
-            raise ValueError(f"codec must be one of {CODECS}, got {codec!r}")
+    def from_chunks(cls, chunks: list[bytes], decoded_sizes: Iterable[int],
+                    codec: str | list[str]):
+        for name in {codec} if isinstance(codec, str) else set(codec):
+            base, width = split_shuffle(name)
+            if base not in CODECS or (width > 1 and base not in SHUFFLED):
+                raise ValueError(f"codec must be one of {CODECS} (zstd and lz4 with "
+                                 f"'+shuffle<width>'), got {name!r}")
         sizes = np.asarray(list(decoded_sizes), dtype=np.int64)
-        if len(sizes) != len(chunks):
-            raise ValueError(f"{len(chunks)} chunks but {len(sizes)} decoded sizes")
+        if len(sizes) != len(chunks) or not isinstance(codec, str) and len(codec) != len(chunks):
+            raise ValueError(f"{len(chunks)} chunks but {len(sizes)} decoded sizes"
+                             + ("" if isinstance(codec, str) else f" and {len(codec)} codecs"))
         offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
         np.cumsum(sizes, out=offsets[1:])
         return cls(chunks=chunks, decoded_sizes=sizes, codec=codec, offsets=offsets)
+
+    def codec_of(self, i: int) -> str:
+        return self.codec if isinstance(self.codec, str) else self.codec[i]
 
     @property
     def compressed_bytes(self) -> int:
@@ -81,34 +90,54 @@ def _zstd_context():
     return _contexts.zstd
 
 
-def _decode_range(floor: FloorInput, out: memoryview, first: int, stop: int) -> None:
-    """Decode chunks ``first:stop`` into their slots of ``out``."""
-    offsets = floor.offsets
-    if floor.codec == "zstd":
-        # decompress-then-copy beats ``stream_reader(...).readinto`` into the slot (measured:
-        # 1.3 vs 1.0 GB/s on 260 KB chunks, equal on 34 KB ones)
-        dctx = _zstd_context()
-        for i in range(first, stop):
-            size = int(floor.decoded_sizes[i])
-            decoded = dctx.decompress(floor.chunks[i], max_output_size=size)
-            if len(decoded) != size:
-                raise ValueError(f"chunk {i} decoded to {len(decoded)} bytes, expected {size}")
-            out[offsets[i] : offsets[i + 1]] = decoded
-    elif floor.codec in ("lz4", "lz4_frame"):
+def split_shuffle(codec: str) -> tuple[str, int]:
+    """("zstd", 4) for "zstd+shuffle4", ("zstd", 1) for "zstd"."""
+    base, _, shuffle = codec.partition("+shuffle")
+    return base, int(shuffle) if shuffle.isdigit() else 1
+
+
+def _unshuffle(shuffled: bytes, out: memoryview, width: int) -> None:
+    """Byte k of each ``width``-byte value back from the k-th run of ``shuffled`` (bytes after
+    the last whole value are stored as they are): one numpy column copy per byte position."""
+    src = np.frombuffer(shuffled, np.uint8)
+    dst = np.frombuffer(out, np.uint8)
+    n = len(src) // width
+    for k in range(width):
+        dst[k : n * width : width] = src[k * n : (k + 1) * n]
+    dst[n * width :] = src[n * width :]
+
+
+def _decompress(codec: str, chunk: bytes, size: int):
+    if codec == "zstd":
+        return _zstd_context().decompress(chunk, max_output_size=size)
+    if codec == "lz4":
         import lz4.block
+
+        return lz4.block.decompress(chunk, uncompressed_size=size)
+    if codec == "lz4_frame":
         import lz4.frame
 
-        # python-lz4 cannot decode into a caller's buffer: decode, then copy into place
-        for i in range(first, stop):
-            if floor.codec == "lz4":
-                size = int(floor.decoded_sizes[i])
-                decoded = lz4.block.decompress(floor.chunks[i], uncompressed_size=size)
-            else:
-                decoded = lz4.frame.decompress(floor.chunks[i])
-            out[offsets[i] : offsets[i + 1]] = decoded
-    else:
-        for i in range(first, stop):
-            out[offsets[i] : offsets[i + 1]] = floor.chunks[i]
+        return lz4.frame.decompress(chunk)
+    return chunk
+
+
+def _decode_range(floor: FloorInput, out: memoryview, first: int, stop: int) -> None:
+    """Decode chunks ``first:stop`` into their slots of ``out``: each decompressed, then copied
+    (or unshuffled) into place. (Decompress-then-copy beats zstd's ``stream_reader(...)
+    .readinto`` into the slot: 1.3 vs 1.0 GB/s on 260 KB chunks, equal on 34 KB ones; python-lz4
+    cannot decode into a caller's buffer.)"""
+    offsets = floor.offsets
+    for i in range(first, stop):
+        codec, width = split_shuffle(floor.codec_of(i))
+        size = int(floor.decoded_sizes[i])
+        decoded = _decompress(codec, floor.chunks[i], size)
+        if len(decoded) != size:
+            raise ValueError(f"chunk {i} decoded to {len(decoded)} bytes, expected {size}")
+        slot = out[offsets[i] : offsets[i + 1]]
+        if width > 1:
+            _unshuffle(decoded, slot, width)
+        else:
+            slot[:] = decoded
 
 
 def _partition(offsets: np.ndarray, parts: int) -> list[tuple[int, int]]:

@@ -56,14 +56,18 @@ def write_root_payload(root, payload: bytes, version: int = 2) -> None:
 
 
 def write_root(root, doc: Any) -> None:
-    """Commit ``doc`` (any JSON value) as a version-2 root with a valid checksum."""
+    """Commit ``doc`` (any JSON value) as a root with a valid checksum, under the version its
+    document names (2 where it names none that a header can hold)."""
     raw = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8",
                                                                            "surrogatepass")
-    write_root_payload(root, frame(raw), 2)
+    version = doc.get("version") if isinstance(doc, dict) else None
+    if isinstance(version, bool) or not isinstance(version, int) or not 2 <= version <= 5:
+        version = 2
+    write_root_payload(root, frame(raw), version)
 
 
 def forge_root(root, change: Callable[[dict], Any]) -> None:
-    """Edit the version-2 root's document in place and commit it (valid checksum)."""
+    """Edit the root's document in place and commit it (valid checksum)."""
     doc = root_doc(root)
     out = change(doc)
     write_root(root, doc if out is None else out)

@@ -1,0 +1,179 @@
+"""Shuffled blocks (format version 5): bytes of 2-, 4- and 8-byte values regrouped by
+significance before compressing. Round trips against numpy for every dtype and write path, the
+codec byte that records the shuffle, stores created without it, and crafted codec bytes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from core_helpers import reopen
+from hypothesis import given
+from hypothesis import strategies as st
+
+import atlas
+from atlas import codecs
+from atlas.format import root as root_format
+
+# -- the codec layer ----------------------------------------------------------------------------
+
+
+@given(raw=st.binary(max_size=3000), width=st.sampled_from([2, 4, 8]))
+def test_shuffle_is_undone_exactly_for_any_length(raw, width):
+    shuffled = codecs.shuffle(raw, width)
+    n = len(raw) // width
+    # byte k of value i sits at k * n + i; the bytes after the last whole value stay last
+    values = np.frombuffer(raw[: n * width], np.uint8).reshape(n, width)
+    assert shuffled[: n * width].tobytes() == values.T.tobytes()
+    assert shuffled[n * width :].tobytes() == raw[n * width :]
+    back = bytearray(len(raw))
+    codecs.unshuffle(shuffled, back, width)
+    assert bytes(back) == raw
+
+
+@pytest.mark.parametrize("codec", ["zstd", "lz4"])
+@pytest.mark.parametrize("width", [2, 4, 8])
+def test_a_shuffled_block_decodes_to_its_raw_bytes_with_and_without_a_buffer(codec, width):
+    raw = np.random.default_rng(width).normal(size=3001).astype(np.float64).tobytes()[:-5]
+    block_codec = codecs.block_codec(codecs.CODEC_IDS[codec], width)
+    assert codecs.split_codec(block_codec) == (codecs.CODEC_IDS[codec], width)
+    assert codecs.codec_name(block_codec) == codec
+    stored = codecs.encode(block_codec, raw, 1)
+    assert bytes(codecs.decode(block_codec, stored, len(raw))) == raw
+    buffer = np.zeros(len(raw) + 9, np.uint8)
+    view = codecs.decode(block_codec, stored, len(raw), into=buffer)
+    assert view.obj is buffer and bytes(view) == raw
+    codecs.check_decodes(block_codec, stored, len(raw))  # verify()'s check
+    for claimed, size in ((len(raw) + 1, len(raw) + 1), (len(raw) - 1, len(raw)),
+                          (len(raw), len(raw) - 1)):
+        with pytest.raises(atlas.CorruptionError):
+            codecs.decode(block_codec, stored, claimed, into=bytearray(size))
+
+
+def test_only_the_codec_bytes_writers_make_decode():
+    """Codec 0 (none) is never shuffled, widths other than 1, 2, 4, 8 have no code, and high
+    bits beyond them are refused as damage."""
+    made = {codecs.block_codec(c, w) for c in codecs.CODEC_IDS.values() for w in (1, 2, 4, 8, 16)}
+    assert made == set(codecs.BLOCK_CODEC_IDS) == {0, 1, 2, 17, 18, 33, 34, 49, 50}
+    assert codecs.block_codec(codecs.CODEC_IDS["none"], 4) == 0
+    for byte in range(256):
+        if byte in made:
+            assert codecs.block_codec(*codecs.split_codec(byte)) == byte
+        else:
+            with pytest.raises(atlas.CorruptionError, match=f"unknown codec id {byte}"):
+                codecs.decode(byte, b"abcd", 4)
+
+
+def test_shuffling_makes_noisy_floats_smaller():
+    values = np.random.default_rng(1).normal(10, 5, 250_000).astype(np.float32).tobytes()
+    plain = codecs.encode(codecs.CODEC_IDS["zstd"], values, 1)
+    shuffled = codecs.encode(codecs.block_codec(codecs.CODEC_IDS["zstd"], 4), values, 1)
+    assert len(shuffled) < 0.95 * len(plain)
+
+
+# -- stores -------------------------------------------------------------------------------------
+
+DTYPES = ["int8", "uint8", "int16", "uint16", "int32", "uint32", "float32", "float64", "int64",
+          "uint64", "datetime64[ns]", "str"]
+
+
+def _values(dtype: str, shape, rng) -> np.ndarray:
+    if dtype == "str":
+        texts = np.array(["", "a", "long text " * 3, "é"], dtype=object)
+        return texts[rng.integers(0, len(texts), shape)]
+    if dtype.startswith("datetime"):
+        return (np.datetime64("2020-01-01", "ns") + rng.integers(0, 10**15, shape)).astype(dtype)
+    if dtype.startswith("float"):
+        return rng.normal(3, 2, shape).astype(dtype)
+    info = np.iinfo(dtype)
+    return rng.integers(max(info.min, -5000), min(info.max, 5000), shape).astype(dtype)
+
+
+def _widths(store: atlas.Atlas, array: str) -> set[int]:
+    index = store._committed_index(array)
+    return {codecs.split_codec(int(c))[1] for c in index.block_codec}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_every_dtype_round_trips_through_shuffled_blocks(tmp_path, rng, dtype):
+    """Stacked rows and per-dataset arrays (small ones packed, one big enough for a block of
+    its own) read back equal after a flush, a reopen and a compaction; each block is shuffled
+    by its values' width (2, 4 or 8 bytes; bytes and strings not at all)."""
+    store = atlas.Atlas.create(tmp_path / "s")
+    names = [f"d{i:03d}" for i in range(120)]
+    rows = _values(dtype, (120, 6), rng)
+    if dtype != "str":
+        store.write_array_across_stacked("v", names, rows)
+    else:
+        for name, row in zip(names, rows):
+            view = store.create_dataset(name)
+            view.define_array("v", "str", ["n"], [6])
+            view.write_array("v", [0], row)
+    big = _values(dtype, (200, 120), rng)
+    view = store.create_dataset("big")
+    view.define_array("w", "str" if dtype == "str" else dtype, ["y", "x"], [200, 120])
+    view.write_array("w", [0, 0], big)
+    store.flush()
+    itemsize = 1 if dtype == "str" else np.dtype(dtype).itemsize
+    expected = {itemsize} if itemsize in (2, 4, 8) else {1}
+    for step in ("flushed", "compacted"):
+        back = reopen(tmp_path / "s")
+        assert back.format_version == 5 and back.shuffle
+        assert _widths(back, "v") == expected and _widths(back, "w") == expected, step
+        np.testing.assert_array_equal(back.read_array_across_stacked("v", names), rows)
+        np.testing.assert_array_equal(back.open_dataset(names[17]).read_array("v"), rows[17])
+        np.testing.assert_array_equal(back.open_dataset("big").read_array("w"), big)
+        np.testing.assert_array_equal(
+            back.open_dataset("big").read_array("w", [3, 5], [50, 7]), big[3:53, 5:12])
+        assert back.verify().problems == []
+        back.compact()
+
+
+def test_a_store_created_without_shuffle_stays_unshuffled_and_format_2(tmp_path, rng):
+    """shuffle=False: no block shuffled, a version-2 root without the key; the same values in
+    a shuffling store read back the same and take less room."""
+    values = rng.normal(10, 5, (3000, 50)).astype(np.float32)
+    names = [f"p{i:05d}" for i in range(3000)]
+    sizes = {}
+    for shuffle in (False, True):
+        path = tmp_path / f"s{shuffle}"
+        store = atlas.Atlas.create(path, shuffle=shuffle)
+        store.write_array_across_stacked("temp", names, values)
+        store.flush()
+        back = reopen(path)
+        assert back.shuffle is shuffle
+        assert back.format_version == (5 if shuffle else 2)
+        assert _widths(back, "temp") == ({4} if shuffle else {1})
+        doc = json.loads(root_format.decompress_frame(
+            root_format.checked_payload((path / "manifest.atlas").read_bytes(), "root"), "root"))
+        assert doc.get("shuffle", False) is shuffle
+        np.testing.assert_array_equal(back.read_array_across_stacked("temp"), values)
+        sizes[shuffle] = sum(f.stat().st_size for f in (path / "segments").iterdir())
+    assert sizes[True] < 0.95 * sizes[False]
+
+
+def test_shuffle_is_off_for_the_none_codec_and_must_be_a_bool(tmp_path):
+    assert not atlas.Atlas.create(tmp_path / "n", codec="none").shuffle
+    assert atlas.Atlas.create(tmp_path / "l", codec="lz4").shuffle
+    for bad in (1, "yes", None):
+        with pytest.raises(TypeError, match="shuffle must be True or False"):
+            atlas.Atlas.create(tmp_path / "x", shuffle=bad)
+    assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
+
+
+def test_a_root_that_shuffles_must_say_version_5(tmp_path):
+    """A version-4 (or older) document that claims ``shuffle`` is refused: an atlas that knows
+    only version 4 would read its blocks as damaged."""
+    import zstandard
+
+    store = atlas.Atlas.create(tmp_path / "s")
+    doc = store._root.to_json()
+    assert doc["version"] == 5 and doc["shuffle"] is True
+    for version, shuffle in ((4, True), (2, True), (5, False), (5, "yes")):
+        forged = dict(doc, version=version, shuffle=shuffle)
+        payload = zstandard.ZstdCompressor().compress(json.dumps(forged).encode())
+        data = root_format.HEADER.pack(root_format.MAGIC, version, codecs.checksum(payload),
+                                       len(payload)) + payload
+        with pytest.raises(atlas.CorruptionError):
+            root_format.decode(data, "crafted")

@@ -69,16 +69,22 @@ def shuffle(raw, width: int) -> np.ndarray:
     return out
 
 
-def unshuffle(shuffled, out, width: int) -> None:
-    """The inverse of :func:`shuffle` into ``out`` (writable, as long as ``shuffled``); a
-    column at a time, which numpy copies several times faster than a whole transpose."""
+def unshuffle(shuffled, out, width: int, first: int = 0, end: int | None = None) -> None:
+    """The inverse of :func:`shuffle` into ``out`` (writable, as long as ``shuffled``), of the
+    bytes ``first:end`` at least (the values they touch; the rest of ``out`` is left as it
+    was); a column at a time, which numpy copies several times faster than a whole
+    transpose."""
     src = np.frombuffer(shuffled, np.uint8)
     dst = np.frombuffer(out, np.uint8)
     n = len(src) // width
-    body = dst[: n * width].reshape(n, width)
-    for k in range(width):
-        body[:, k] = src[k * n : (k + 1) * n]
-    dst[n * width :] = src[n * width :]
+    end = len(src) if end is None else min(end, len(src))
+    lo, hi = min(first // width, n), min(-(-end // width), n)  # the values touched
+    if hi > lo:
+        body = dst[lo * width : hi * width].reshape(hi - lo, width)
+        for k in range(width):
+            body[:, k] = src[k * n + lo : k * n + hi]
+    if end > n * width:
+        dst[n * width : end] = src[n * width : end]
 
 
 def checksum(data) -> int:
@@ -212,7 +218,7 @@ FRAME_MIN_LIMIT = 64 << 20
 
 
 def decode(codec_id: int, stored, decoded_length: int, expected_length: int | None = None,
-           into: bytearray | None = None):
+           into: bytearray | None = None, span: tuple[int, int] | None = None):
     """Decompress one chunk; raise CorruptionError when the bytes do not decode to the length.
 
     Bounded: nothing bigger than ``decoded_length`` is ever allocated, a frame or record that
@@ -220,8 +226,10 @@ def decode(codec_id: int, stored, decoded_length: int, expected_length: int | No
     says the chunk must hold, when it knows: cells x item size) must equal ``decoded_length``.
     ``into``: a buffer of at least ``decoded_length`` bytes a zstd frame that declares its size
     is decoded into (a view of it is returned): a fresh allocation of a block's size costs
-    about half as much as decoding it on these machines. Messages do not name the file:
-    callers know it and prefix it.
+    about half as much as decoding it on these machines. ``span``: (first, end), with
+    ``into``: the only bytes the caller will read; a shuffled block is unshuffled there only
+    (the rest of ``into`` is left as it was). Messages do not name the file: callers know it
+    and prefix it.
     """
     if expected_length is not None and decoded_length != expected_length:
         raise CorruptionError(f"chunk claims {decoded_length} decoded bytes, its array's chunk "
@@ -237,7 +245,7 @@ def decode(codec_id: int, stored, decoded_length: int, expected_length: int | No
     if len(target) != decoded_length:
         raise CorruptionError(f"chunk claims {decoded_length} decoded bytes, more than the "
                               f"{len(target)} its buffer holds")
-    unshuffle(shuffled, target, width)
+    unshuffle(shuffled, target, width, *(span if into is not None and span else ()))
     return target
 
 

@@ -359,7 +359,8 @@ def execute(plan: ReadPlan, out: np.ndarray, cache: BlockCache | None) -> None:
                 if cache is not None:
                     _keep(cache, index, n, target)
                 continue
-            decoded = _decoded(plan, b, blocks[b], cache, scratch=cache is None)
+            span = _needed_span(plan, tables, lo, bounds[b + 1]) if cache is None else None
+            decoded = _decoded(plan, b, blocks[b], cache, scratch=cache is None, span=span)
             _scatter(plan, tables, lo, bounds[b + 1], decoded, out_bytes)
 
     if plan.n_blocks < 2 or decoded < PARALLEL_MIN_BYTES:
@@ -476,14 +477,46 @@ def _coalesce(offsets: np.ndarray, lengths: np.ndarray, gap: int = COALESCE_GAP)
     return starts, group_ends, group
 
 
-def _decoded(plan: ReadPlan, b: int, fetched, cache: BlockCache | None, scratch: bool = False):
+def _decoded(plan: ReadPlan, b: int, fetched, cache: BlockCache | None, scratch: bool = False,
+             span: tuple[int, int] | None = None):
     """Block ``b`` of the plan decoded (``scratch``: into this thread's reused buffer, valid
-    until its next decode; only for reads that cache nothing)."""
+    until its next decode; only for reads that cache nothing). ``span``: the bytes the read
+    needs; a shuffled block decoded into scratch is unshuffled there only."""
     if isinstance(fetched, tuple):
         return fetched[1]
     index, n = plan.indexes[int(plan.block_index[b])], int(plan.block_number[b])
     into = _scratch_buffer(int(index.block_decoded[n])) if scratch else None
-    return decode_block(index, n, fetched, cache, into=into)
+    return decode_block(index, n, fetched, cache, into=into,
+                        span=span if into is not None else None)
+
+
+def _needed_span(plan: ReadPlan, t: "_ScatterTables", lo: int, hi: int) -> tuple[int, int]:
+    """[first, end) of the decoded-block bytes that the plan's chunks ``lo:hi`` (one block's)
+    copy: a byte run each, or a box from its first to its last element (C order)."""
+    runs = t.run[lo:hi]
+    is_run = runs >= 0
+    first, end = [], []
+    if is_run.any():
+        src = t.run_src[lo:hi][is_run]
+        first.append(src.min())
+        end.append((src + runs[is_run]).max())
+    if not is_run.all():
+        pick = lo + np.flatnonzero(~is_run)
+        extents, starts = plan.chunk_extent[pick], plan.chunk_src_start[pick]
+        boxes = plan.chunk_box[pick]
+        used = (boxes > 0).all(axis=1)
+        if used.any():
+            strides = np.ones_like(extents[used])
+            if extents.shape[1] > 1:
+                strides[:, :-1] = np.cumprod(extents[used][:, :0:-1], axis=1)[:, ::-1]
+            base = plan.chunk_src[pick][used]
+            begin = (starts[used] * strides).sum(axis=1)
+            last = ((starts[used] + boxes[used] - 1) * strides).sum(axis=1)
+            first.append((base + begin * plan.itemsize).min())
+            end.append((base + (last + 1) * plan.itemsize).max())
+    if not first:
+        return 0, 0
+    return int(min(first)), int(max(end))
 
 
 _scratch = threading.local()
@@ -501,10 +534,12 @@ def _scratch_buffer(size: int) -> bytearray | None:
     return buffer
 
 
-def decode_block(index: ChunkIndex, n: int, fetched, cache: BlockCache | None, into=None):
+def decode_block(index: ChunkIndex, n: int, fetched, cache: BlockCache | None, into=None,
+                 span: tuple[int, int] | None = None):
     """The decoded bytes of block ``n`` of ``index`` from its ``fetched`` stored bytes: checked
     against its crc, decoded to exactly the size the index declares. ``into``: a buffer to
-    decode into where the codec can (see ``codecs.decode``); such bytes are never cached."""
+    decode into where the codec can (see ``codecs.decode``); such bytes are never cached.
+    ``span``: with ``into``, the only bytes the caller reads (see ``codecs.decode``)."""
     source = index.sources[int(index.block_source[n])]
     if source.decoded:
         return fetched
@@ -521,7 +556,7 @@ def decode_block(index: ChunkIndex, n: int, fetched, cache: BlockCache | None, i
             codecs.check_decodes(int(index.block_codec[n]), frame, decoded_len - tail)
             return None
         raw = codecs.decode(int(index.block_codec[n]), frame, decoded_len - tail,
-                            into=None if tail else into)
+                            into=None if tail else into, span=None if tail else span)
     except CorruptionError as err:
         raise CorruptionError(f"{source.where()}: block at offset {offset}: {err}") from err
     if tail:

@@ -342,6 +342,8 @@ def execute(plan: ReadPlan, out: np.ndarray, cache: BlockCache | None) -> None:
     sizes = _block_sizes(plan)
     # blocks that are one stretch of out need no scatter kernel (nor Numba, in a new process)
     direct = _direct_blocks(tables, bounds, sizes)
+    # what each block's chunks copy: a shuffled block decoded into scratch is unshuffled there
+    spans = _needed_spans(plan, tables, bounds) if cache is None and not direct.all() else None
 
     def work(block_numbers):
         for b in block_numbers:
@@ -359,7 +361,7 @@ def execute(plan: ReadPlan, out: np.ndarray, cache: BlockCache | None) -> None:
                 if cache is not None:
                     _keep(cache, index, n, target)
                 continue
-            span = _needed_span(plan, tables, lo, bounds[b + 1]) if cache is None else None
+            span = None if spans is None else (spans[0][b], spans[1][b])
             decoded = _decoded(plan, b, blocks[b], cache, scratch=cache is None, span=span)
             _scatter(plan, tables, lo, bounds[b + 1], decoded, out_bytes)
 
@@ -490,33 +492,31 @@ def _decoded(plan: ReadPlan, b: int, fetched, cache: BlockCache | None, scratch:
                         span=span if into is not None else None)
 
 
-def _needed_span(plan: ReadPlan, t: "_ScatterTables", lo: int, hi: int) -> tuple[int, int]:
-    """[first, end) of the decoded-block bytes that the plan's chunks ``lo:hi`` (one block's)
-    copy: a byte run each, or a box from its first to its last element (C order)."""
-    runs = t.run[lo:hi]
-    is_run = runs >= 0
-    first, end = [], []
-    if is_run.any():
-        src = t.run_src[lo:hi][is_run]
-        first.append(src.min())
-        end.append((src + runs[is_run]).max())
-    if not is_run.all():
-        pick = lo + np.flatnonzero(~is_run)
-        extents, starts = plan.chunk_extent[pick], plan.chunk_src_start[pick]
-        boxes = plan.chunk_box[pick]
-        used = (boxes > 0).all(axis=1)
-        if used.any():
-            strides = np.ones_like(extents[used])
-            if extents.shape[1] > 1:
-                strides[:, :-1] = np.cumprod(extents[used][:, :0:-1], axis=1)[:, ::-1]
-            base = plan.chunk_src[pick][used]
-            begin = (starts[used] * strides).sum(axis=1)
-            last = ((starts[used] + boxes[used] - 1) * strides).sum(axis=1)
-            first.append((base + begin * plan.itemsize).min())
-            end.append((base + (last + 1) * plan.itemsize).max())
-    if not first:
-        return 0, 0
-    return int(min(first)), int(max(end))
+def _needed_spans(plan: ReadPlan, t: "_ScatterTables", bounds: np.ndarray
+                  ) -> tuple[list[int], list[int]]:
+    """Per plan block, [first, end) of its decoded bytes that its chunks copy: a byte run each,
+    or a box from its first to its last element (C order); (0, 0) for a block none copies
+    from. Computed for all chunks at once (blocks of one chunk each are common)."""
+    n = len(t.run)
+    first = np.array(t.run_src, _I64)
+    end = first + t.run
+    boxed = np.flatnonzero(t.run < 0)
+    if len(boxed):
+        extents, starts = plan.chunk_extent[boxed], plan.chunk_src_start[boxed]
+        boxes = plan.chunk_box[boxed]
+        strides = np.ones(extents.shape, _I64)
+        if extents.shape[1] > 1:
+            strides[:, :-1] = np.cumprod(extents[:, :0:-1], axis=1)[:, ::-1]
+        base = plan.chunk_src[boxed]
+        first[boxed] = base + (starts * strides).sum(axis=1) * plan.itemsize
+        end[boxed] = base + (((starts + boxes - 1) * strides).sum(axis=1) + 1) * plan.itemsize
+        empty = boxed[(boxes <= 0).any(axis=1)]
+        first[empty], end[empty] = np.iinfo(np.int64).max, 0
+    if not n:
+        return [0] * (len(bounds) - 1), [0] * (len(bounds) - 1)
+    lo = np.minimum.reduceat(first, bounds[:-1])
+    hi = np.maximum.reduceat(end, bounds[:-1])
+    return np.minimum(lo, hi).tolist(), hi.tolist()
 
 
 _scratch = threading.local()

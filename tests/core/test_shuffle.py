@@ -212,8 +212,9 @@ def test_windows_across_many_shuffled_blocks_read_as_numpy(tmp_path, rng, monkey
     back = reopen(tmp_path / "s")
     assert _widths(back, "f") == {8} and len(back._committed_index("f").block_offset) > 64
     spans = []
-    needed = _read._needed_span
-    monkeypatch.setattr(_read, "_needed_span", lambda *a: spans.append(needed(*a)) or spans[-1])
+    needed = _read._needed_spans
+    monkeypatch.setattr(_read, "_needed_spans",
+                        lambda *a: spans.extend(zip(*needed(*a))) or needed(*a))
     for start, size in (([1, 2], [2, 3]), ([0, 0], list(shape)), ([shape[0] - 1, 2], [1, 1]),
                         ([2, 0], [1, shape[1]]), ([0, 4], [shape[0], 1])):
         spans.clear()

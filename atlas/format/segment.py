@@ -239,7 +239,9 @@ def index_problem(index: SegmentIndex, end_of_payload: int) -> str | None:
         return "a block lies outside the file"
     if _below(b["decoded"], 0) or _above(b["decoded"], MAX_DECODED_BLOCK):
         return "a block claims an impossible decoded size"
-    if not np.isin(b["codec"], BLOCK_CODEC_IDS).all() or _below(b["crc"], 0) or _above(
+    codec = b["codec"]
+    if _below(codec, 0) or _above(codec, 255) or not _KNOWN_CODECS[codec].all() or _below(
+            b["crc"], 0) or _above(
             b["crc"], 2**32 - 1):
         return "a block has an unknown codec or checksum"
     blocks = c["block"]
@@ -264,6 +266,12 @@ def index_problem(index: SegmentIndex, end_of_payload: int) -> str | None:
             p["valid"], 0):
         return "a statistics partial is out of range"
     return None
+
+
+# by codec byte: whether a writer makes it (a table, not np.isin: this runs for every segment a
+# fresh reader opens, most of them a few rows)
+_KNOWN_CODECS = np.zeros(256, bool)
+_KNOWN_CODECS[list(BLOCK_CODEC_IDS)] = True
 
 
 def _below(values: np.ndarray, low: int) -> bool:

@@ -236,6 +236,17 @@ def test_codec_and_chunks_options_shape_the_new_store(folder, tmp_path):
     assert_one_line_error(run("ingest", folder, store_path, "--codec", "zstd",
                               "--skip-existing"), "lz4", "--codec zstd")
 
+    # --no-shuffle: a new store of format 2 with the same values; not for one that shuffles
+    assert store.shuffle and store.format_version == 5
+    assert main(["ingest", str(folder), str(tmp_path / "plain"), "--no-shuffle"]) == 0
+    plain = atlas.Atlas.open(tmp_path / "plain")
+    assert not plain.shuffle and plain.format_version == 2
+    np.testing.assert_array_equal(plain.open_dataset("day1").read_array("sst"),
+                                  nc_values(folder / "day1.nc"))
+    assert main(["ingest", str(folder), str(tmp_path / "plain"), "--skip-existing"]) == 0
+    assert_one_line_error(run("ingest", folder, store_path, "--no-shuffle",
+                              "--skip-existing"), "shuffles", "--no-shuffle")
+
 
 @pytest.mark.parametrize("extra, fragments", [
     (["--chunks", "{lat: 4}"], ["--chunks is not valid JSON"]),

@@ -36,6 +36,9 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--codec", choices=CODECS,
                    help="chunk compression of a new store (default: zstd); an existing store "
                         "keeps its own")
+    p.add_argument("--no-shuffle", dest="shuffle", action="store_false",
+                   help="a new store compresses values without the byte shuffle (format "
+                        "version 2); an existing store keeps its own")
     p.add_argument("--chunks", metavar="JSON",
                    help='on-disk chunking: {"var": [n, ...]} per variable and/or {"dim": n} '
                         "per dimension (applied to every variable with that dimension)")
@@ -297,7 +300,7 @@ def _one_line(err: BaseException) -> str:
 
 # -- the command --------------------------------------------------------------------------------
 
-def _open_or_create(location: str, codec: str | None):
+def _open_or_create(location: str, codec: str | None, shuffle: bool = True):
     import atlas
     from atlas.errors import StoreNotFoundError
 
@@ -309,12 +312,15 @@ def _open_or_create(location: str, codec: str | None):
             raise CommandError(f"{os.path.abspath(location)} is a folder that is not an atlas "
                                "store and not empty; refusing to create a store in it") from None
         with credentials_explained(location):
-            store = atlas.Atlas.create(location, codec=codec or "zstd")
+            store = atlas.Atlas.create(location, codec=codec or "zstd", shuffle=shuffle)
         log.info("created store %s (codec %s)", store.location, codec or "zstd")
         return store, True
     if codec is not None and codec != store.codec:
         raise CommandError(f"store {store.location} uses codec {store.codec}; --codec {codec} "
                            "only applies when ingest creates the store")
+    if not shuffle and store.shuffle:
+        raise CommandError(f"store {store.location} shuffles its blocks; --no-shuffle only "
+                           "applies when ingest creates the store")
     return store, False
 
 
@@ -370,7 +376,7 @@ def cmd_ingest(args) -> int:
 def _ingest(args, src: Path, valid: list[tuple[Path, str]], skipped: list[dict], jobs: int,
             chunk_spec, client) -> int:
     """The ingest once the files are listed (``client``: a dask client, or None)."""
-    store, created = _open_or_create(args.store, args.codec)
+    store, created = _open_or_create(args.store, args.codec, args.shuffle)
     existing = [(p, n) for p, n in valid if store.dataset_exists(n)]
     if existing and not args.skip_existing:
         path, name = existing[0]

@@ -25,6 +25,9 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("store", metavar="STORE")
     p.add_argument("--codec", choices=CODECS, default="zstd",
                    help="chunk compression (default: zstd)")
+    p.add_argument("--no-shuffle", dest="shuffle", action="store_false",
+                   help="compress values as they are, without the byte shuffle (format "
+                        "version 2, which atlas builds before the shuffle can read)")
     p.set_defaults(func=cmd_create)
 
     p = sub.add_parser("rm", parents=[common], help="delete datasets",
@@ -69,10 +72,12 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 def cmd_create(args) -> int:
     import atlas
 
-    store = atlas.Atlas.create(args.store, codec=args.codec)
-    log.info("created %s (codec %s)", store.location, args.codec)
-    emit(args, {"store": store.location, "codec": args.codec},
-         f"created {store.location} (codec {args.codec})")
+    store = atlas.Atlas.create(args.store, codec=args.codec, shuffle=args.shuffle)
+    shuffled = ", shuffled" if store.shuffle else ""
+    log.info("created %s (codec %s%s)", store.location, args.codec, shuffled)
+    emit(args, {"store": store.location, "codec": args.codec, "shuffle": store.shuffle,
+                "format": store.format_version},
+         f"created {store.location} (codec {args.codec}{shuffled})")
     return 0
 
 

@@ -18,6 +18,7 @@ import lz4.block
 import numpy as np
 import zstandard
 
+from atlas._memory import thread_buffer
 from atlas.errors import CorruptionError
 
 CODECS = ("zstd", "lz4", "none")
@@ -51,11 +52,6 @@ def split_codec(block_codec_id: int) -> tuple[int, int]:
 # every codec id a block may carry
 BLOCK_CODEC_IDS = tuple(sorted({block_codec(c, w) for c in CODEC_IDS.values()
                                 for w in SHUFFLE_WIDTHS}))
-
-
-def codec_name(block_codec_id: int) -> str:
-    """The codec of a block's codec id, e.g. "zstd" (its shuffle left out)."""
-    return CODEC_NAMES[split_codec(block_codec_id)[0]]
 
 
 def shuffle(raw, width: int) -> np.ndarray:
@@ -239,27 +235,17 @@ def decode(codec_id: int, stored, decoded_length: int, expected_length: int | No
     codec_id, width = split_codec(codec_id)
     if width == 1:
         return _decode(codec_id, stored, decoded_length, into)
-    shuffled = _decode(codec_id, stored, decoded_length, _shuffle_scratch(decoded_length))
+    # decoded into this thread's buffer, then unshuffled where the caller wants it
+    shuffled = _decode(codec_id, stored, decoded_length, thread_buffer("shuffled",
+                                                                       decoded_length))
     target = memoryview(into if into is not None else bytearray(decoded_length))
     target = target.cast("B")[:decoded_length]
     if len(target) != decoded_length:
         raise CorruptionError(f"chunk claims {decoded_length} decoded bytes, more than the "
                               f"{len(target)} its buffer holds")
-    unshuffle(shuffled, target, width, *(span if into is not None and span else ()))
+    first, end = span if into is not None and span is not None else (0, None)
+    unshuffle(shuffled, target, width, first, end)
     return target
-
-
-SHUFFLE_SCRATCH_MAX = 4 << 20  # shuffled blocks up to this size decode into a thread's buffer
-
-
-def _shuffle_scratch(size: int) -> bytearray | None:
-    """This thread's buffer for a shuffled block of ``size`` bytes, before it is unshuffled."""
-    if size > SHUFFLE_SCRATCH_MAX:
-        return None
-    buffer = getattr(_local, "shuffled", None)
-    if buffer is None or len(buffer) < size:
-        buffer = _local.shuffled = bytearray(max(size, 1 << 20))
-    return buffer
 
 
 def _decode(codec_id: int, stored, decoded_length: int, into):

@@ -214,7 +214,7 @@ class PendingSegment:
 
     def block_codec(self, width: int) -> int:
         """The codec id of a new block of values ``width`` bytes wide."""
-        return codecs.block_codec(self.codec_id, width) if self.shuffle else self.codec_id
+        return codecs.block_codec(self.codec_id, width if self.shuffle else 1)
 
     def _row_table(self) -> np.ndarray:
         """The rows appended one by one as a writable (n, 11) int64 view of ``_rows`` (drop it

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from atlas import codecs, kernels
+from atlas._memory import thread_buffer
 from atlas._pools import worker_pool
 from atlas.core import _chunks
 from atlas.core._index import ChunkIndex
@@ -169,9 +170,9 @@ class ReadPlan:
             index = self.indexes[i]
             source = index.sources[int(index.block_source[n])]
             stored = source.fetch([int(index.block_offset[n])], [int(index.block_stored[n])])[0]
-            out.append((bytes(stored), int(index.block_decoded[n]),
-                        codecs.codec_name(int(index.block_codec[n])),
-                        codecs.split_codec(int(index.block_codec[n]))[1]))
+            codec, width = codecs.split_codec(int(index.block_codec[n]))
+            out.append((bytes(stored), int(index.block_decoded[n]), codecs.CODEC_NAMES[codec],
+                        width))
         return out
 
     def execute(self, out: np.ndarray, cache: "BlockCache | None" = None) -> None:
@@ -487,7 +488,7 @@ def _decoded(plan: ReadPlan, b: int, fetched, cache: BlockCache | None, scratch:
     if isinstance(fetched, tuple):
         return fetched[1]
     index, n = plan.indexes[int(plan.block_index[b])], int(plan.block_number[b])
-    into = _scratch_buffer(int(index.block_decoded[n])) if scratch else None
+    into = thread_buffer("decoded", int(index.block_decoded[n])) if scratch else None
     return decode_block(index, n, fetched, cache, into=into,
                         span=span if into is not None else None)
 
@@ -517,21 +518,6 @@ def _needed_spans(plan: ReadPlan, t: "_ScatterTables", bounds: np.ndarray
     lo = np.minimum.reduceat(first, bounds[:-1])
     hi = np.maximum.reduceat(end, bounds[:-1])
     return np.minimum(lo, hi).tolist(), hi.tolist()
-
-
-_scratch = threading.local()
-SCRATCH_MAX = 4 << 20  # blocks up to this size decode into a buffer each thread keeps
-
-
-def _scratch_buffer(size: int) -> bytearray | None:
-    """This thread's buffer for a decoded block of ``size`` bytes (None above SCRATCH_MAX):
-    valid until this thread decodes the next block into it."""
-    if size > SCRATCH_MAX:
-        return None
-    buffer = getattr(_scratch, "buffer", None)
-    if buffer is None or len(buffer) < size:
-        buffer = _scratch.buffer = bytearray(max(size, 1 << 20))
-    return buffer
 
 
 def decode_block(index: ChunkIndex, n: int, fetched, cache: BlockCache | None, into=None,

@@ -282,8 +282,8 @@ class _RowPacker:
         has = _chunks.has_fill(schema)
         rule = _chunks.null_rule(schema.dtype)
         level = pending.level
-        codec_id = codecs.block_codec(pending.codec_id, schema.dtype.itemsize) if \
-            pending.shuffle else pending.codec_id
+        codec_id = codecs.block_codec(pending.codec_id,
+                                      schema.dtype.itemsize if pending.shuffle else 1)
 
         def block(lo: int, hi: int):
             """A block of rows [lo, hi) compressed, and its rows' columns (on a worker)."""

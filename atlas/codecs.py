@@ -18,7 +18,6 @@ import lz4.block
 import numpy as np
 import zstandard
 
-from atlas import kernels
 from atlas._memory import thread_buffer
 from atlas.errors import CorruptionError
 
@@ -57,8 +56,13 @@ BLOCK_CODEC_IDS = tuple(sorted({block_codec(c, w) for c in CODEC_IDS.values()
 
 def shuffle(raw, width: int) -> np.ndarray:
     """``raw``'s bytes regrouped: byte k of every ``width``-byte value, for k = 0, 1, ...; bytes
-    after the last whole value stay at the end (a Numba loop: only writers shuffle)."""
-    return kernels.shuffle_bytes(raw, width)
+    after the last whole value stay at the end."""
+    src = np.frombuffer(raw, np.uint8)
+    n = len(src) // width
+    out = np.empty(len(src), np.uint8)
+    out[: n * width].reshape(width, n)[...] = src[: n * width].reshape(n, width).T
+    out[n * width :] = src[n * width :]
+    return out
 
 
 def unshuffle(shuffled, out, width: int, first: int = 0, end: int | None = None) -> None:

@@ -33,7 +33,6 @@ __all__ = [
     "scatter_boxes",
     "BoxScatter",
     "scatter_runs",
-    "shuffle_bytes",
 ]
 
 _I64 = np.int64
@@ -258,26 +257,6 @@ def copy_window(src: np.ndarray, src_start: Sequence[int], dst: np.ndarray,
         raise TypeError(f"copy_window needs one dtype, got {src.dtype} and {dst.dtype}")
     dst[_box_slices(dst.shape, dst_start, box, "destination")] = \
         src[_box_slices(src.shape, src_start, box, "source")]
-
-
-_SHUFFLE_KINDS = {2: np.uint16, 4: np.uint32, 8: np.uint64}
-
-
-def shuffle_bytes(raw, width: int) -> np.ndarray:
-    """``raw``'s bytes regrouped by significance (byte 0 of every ``width``-byte value, then
-    byte 1, ...; what HDF5's shuffle filter does) into a new uint8 array; the bytes after the
-    last whole value stay at the end. Writers only: readers undo it with numpy
-    (``codecs.unshuffle``) so that a first read never loads the compiler."""
-    kind = _SHUFFLE_KINDS.get(width) if isinstance(width, int) else None
-    if kind is None:
-        raise ValueError(f"shuffle width must be one of {sorted(_SHUFFLE_KINDS)}, got {width!r}")
-    src = raw if isinstance(raw, np.ndarray) and raw.dtype == np.uint8 and raw.ndim == 1 \
-        else np.frombuffer(raw, np.uint8)
-    out = np.empty(len(src), np.uint8)
-    _loop("_copy", "_shuffle")(src, out, kind, width)
-    tail = len(src) // width * width
-    out[tail:] = src[tail:]
-    return out
 
 
 def chunk_partial(values: np.ndarray, written: np.ndarray | None, fill, has_fill: bool,

@@ -529,23 +529,3 @@ def test_kernel_decorator_falls_back_to_no_cache_when_caching_is_impossible(monk
     compiled(np.arange(3, dtype=np.int64), out)
     assert out.tolist() == [1, 2, 3]
     assert calls == [True, False]
-
-
-@pytest.mark.parametrize("width", [2, 4, 8])
-@pytest.mark.parametrize("size", [0, 1, 7, 8, 9, 1000, 4099])
-def test_shuffle_bytes_equals_a_numpy_transpose_from_any_buffer(width, size):
-    raw = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8)
-    n = size // width
-    expected = np.concatenate([raw[: n * width].reshape(n, width).T.reshape(-1),
-                               raw[n * width :]])
-    for given in (raw, raw.tobytes(), bytearray(raw.tobytes()), memoryview(raw.tobytes())):
-        got = kernels.shuffle_bytes(given, width)
-        assert got.dtype == np.uint8 and np.array_equal(got, expected)
-    assert raw.tobytes() == np.random.default_rng(size).integers(
-        0, 256, size, dtype=np.uint8).tobytes()  # the input is left alone
-
-
-@pytest.mark.parametrize("width", [0, 1, 3, 16, 4.0, None])
-def test_shuffle_bytes_refuses_widths_it_has_no_loop_for(width):
-    with pytest.raises(ValueError, match="shuffle width must be one of"):
-        kernels.shuffle_bytes(b"12345678", width)

@@ -32,6 +32,18 @@ def test_shuffle_is_undone_exactly_for_any_length(raw, width):
     assert bytes(back) == raw
 
 
+@pytest.mark.parametrize("width", [2, 4, 8])
+def test_shuffle_takes_any_contiguous_buffer_and_leaves_it_alone(width):
+    values = np.random.default_rng(width).normal(size=501).astype(np.float32)
+    raw = values.tobytes()[:-1]  # not a whole number of values
+    expected = codecs.shuffle(raw, width).tobytes()
+    for given in (bytearray(raw), memoryview(raw), np.frombuffer(raw, np.uint8)):
+        assert codecs.shuffle(given, width).tobytes() == expected
+    whole = codecs.shuffle(values.tobytes(), width).tobytes()
+    assert codecs.shuffle(values, width).tobytes() == whole  # an array of another dtype
+    assert values.tobytes()[:-1] == raw  # shuffling works on a copy
+
+
 @pytest.mark.parametrize("codec", ["zstd", "lz4"])
 @pytest.mark.parametrize("width", [2, 4, 8])
 def test_a_shuffled_block_decodes_to_its_raw_bytes_with_and_without_a_buffer(codec, width):

@@ -51,7 +51,7 @@ from atlas.storage import Storage, from_description
 if TYPE_CHECKING:
     from atlas.core._atlas import Atlas
 
-FANOUT = 8
+FANOUT = 4
 LEVEL_BASE = 4 << 10
 ORPHAN_GRACE_SECONDS = 3600.0  # an unreferenced file younger than this may be a live writer's
 # retired entries a root keeps inline; a flush moves more into a retired list (so a commit

@@ -271,8 +271,11 @@ def test_a_linked_file_may_itself_link_files_that_are_gone(tmp_path, rng):
                                          dims=["depth"])
         store.flush()
 
-    for f in range(FANOUT - 1):  # small flushes: copied into the merged segment's own block
-        write([f"s{f}_{i}" for i in range(2)])
+    # small flushes, copied into the merged segment's own block: together over a quarter of
+    # a block, so that the next merge links that block
+    per_flush = max(2, 16 // (FANOUT - 1))
+    for f in range(FANOUT - 1):
+        write([f"s{f}_{i}" for i in range(per_flush)])
     big = [f"y{i}" for i in range(16)]  # one full block: linked
     write(big)
     m1 = store._root.segments["v"][-1]

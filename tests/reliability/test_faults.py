@@ -34,7 +34,9 @@ from . import _faults, _model, _writer
 from ._harness import record
 
 SEED = 21
-BASE = 14  # batches committed before the faulty one, whose flush is the 15th: it merges
+# batches committed before the faulty one: the FANOUT-th flush merges, the FANOUT - 1 after it
+# leave the faulty flush the next run of FANOUT to merge
+BASE = 2 * _maintain.FANOUT - 2
 NEVER = 1e9
 
 
@@ -88,7 +90,7 @@ def _data(lines: list[str]) -> list[str]:
 
 def _write_every_array(rng, model: _model.Model, store) -> None:
     """A window of every array kind of dataset ``progress`` (defined on first use): every flush
-    adds a segment to every array name, so that the 8th in a row merges them all."""
+    adds a segment to every array name, so that the FANOUT-th in a row merges them all."""
     ds_model = model.datasets[_model.PROGRESS]
     ds = store.open_dataset(_model.PROGRESS)
     for kind, (dtype, dims, shape, chunks, fill) in _model.ARRAYS.items():
@@ -112,7 +114,7 @@ def _apply(batch: int, model: _model.Model, store, rng) -> None:
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     """Batches 0..BASE-1 committed by one handle that never expired anything, on a store that
-    keeps only the latest version: what the 8th flush's merge retired waits for the next
+    keeps only the latest version: what the FANOUT-th flush's merge retired waits for the next
     expiry pass. (store, model, rng after them), built once and copied by ``_prepared``."""
     path = tmp_path_factory.mktemp("faults-base") / "s"
     store = atlas.Atlas.create(path)

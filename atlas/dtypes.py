@@ -222,6 +222,7 @@ def fill_for_user(dtype: DType, fill: Any) -> Any:
 # nanoseconds per unit of datetime64 (exact integers); finer units divide instead
 _NS_PER_UNIT = {"W": 7 * 86_400 * 10**9, "D": 86_400 * 10**9, "h": 3_600 * 10**9,
                 "m": 60 * 10**9, "s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+_DATETIME64_NS = np.dtype("datetime64[ns]")
 _UNITS_PER_NS = {"ps": 10**3, "fs": 10**6, "as": 10**9}
 TIMESTAMP_RANGE = "1677-09-21T00:12:43.145224193 .. 2262-04-11T23:47:16.854775807"
 
@@ -238,6 +239,8 @@ def check_timestamp_int(value: int, where: str, given: Any = None) -> int:
 
 def _datetime64_to_int(value: np.datetime64, where: str) -> int:
     """Exact nanoseconds of a datetime64 of any unit (numpy's own cast wraps silently)."""
+    if value.dtype == _DATETIME64_NS:  # every int64 is a time in ns or NaT: nothing to check
+        return int(value.view(np.int64))
     if np.isnat(value):
         return NAT_INT
     unit, step = np.datetime_data(value.dtype)

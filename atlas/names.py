@@ -3,6 +3,7 @@ way the store does before they start work."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from atlas.errors import InvalidNameError
@@ -11,6 +12,7 @@ from atlas.errors import InvalidNameError
 # they go into netCDF files (at most 256 bytes a name) and the catalog: one limit for every
 # backend and every use.
 MAX_NAME_BYTES = 255
+_CONTROL = re.compile("[\x00-\x1f]")
 
 
 def check_name(name: Any, what: str) -> str:
@@ -27,7 +29,7 @@ def check_name(name: Any, what: str) -> str:
         problem = "starts with '_' (reserved)"
     elif name in (".", ".."):
         problem = "is '.' or '..'"
-    elif any(ord(c) < 32 for c in name):
+    elif _CONTROL.search(name):
         problem = "contains a control character"
     elif not name.isascii() and any(0xD800 <= ord(c) <= 0xDFFF for c in name):
         problem = "contains a lone surrogate (not valid Unicode text)"

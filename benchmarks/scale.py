@@ -10,7 +10,10 @@ of dataset i do not depend on N), measured with public API calls only (``_atlas_
   out) and through the stacked write (``Atlas.write_array_across_stacked`` per array, feature
   detected: without it the per-dataset API, recorded; arrays only, there is no stacked attribute
   write); timed from after ``import atlas`` (the first write's Numba load is in); ``writer peak
-  RSS`` of that process (the stacked writer holds its N x 7 input arrays);
+  RSS`` of that process (the stacked writer holds its N x 7 input arrays). Before each ingest
+  ``os.sync()`` writes out what the previous one left dirty, as ``many_small`` does: atlas
+  fsyncs its commit, and on ext4 an fsync can wait for other files' pages (at 10^6 the store
+  written before is ~2.5 GB);
 - ``store bytes``: the whole store, and its metadata (every file that is not a data segment);
 - ``open`` (``Atlas.open``) and ``open+list`` (+ ``list_datasets()``) in this process, interleaved
   with pyarrow reading the same names from one Parquet string column (into a Python list as
@@ -369,6 +372,7 @@ def ingest(samples: Samples, workdir: Path, sizes: list[int], rounds: dict[int, 
                 keep = round_index == 0 and method == PER_DATASET
                 root = workdir / f"n{n}" / ("store" if keep else f"ingest-{round_index}")
                 verify = round_index == 0 and method == STACKED
+                os.sync()  # the previous ingest's pages: not this one's to write out
                 got = run_child("ingest", {"root": str(root), "n": n, "method": method,
                                            "verify": verify})
                 methods[method] = got["method"]

@@ -23,7 +23,8 @@ from atlas.core._tables import LayeredTable
 from atlas.errors import AlreadyExistsError, CorruptionError
 from atlas.format import values as value_format
 from atlas.format.catalog import MAGIC as PART_MAGIC
-from atlas.format.catalog import check_ids, read_table, table_kind
+from atlas.format.bloom import might_contain
+from atlas.format.catalog import check_ids, read_bloom, read_table, table_kind
 from atlas.format.root import Root
 from atlas.format.schema import Schema
 from atlas.format.tables import Table, check_keys, merge
@@ -320,9 +321,8 @@ class Catalog:
 
     def _may_exist(self, name: str) -> bool:
         """False when no committed part can hold ``name`` (their names filters say so)."""
-        from atlas.format.bloom import might_contain
-        from atlas.format.catalog import read_bloom
-
+        if not self.root.parts:
+            return False
         for ref, footer in zip(self.root.parts, self._footers()):
             bits = self._blooms.get(ref.key, _ABSENT)
             if bits is _ABSENT:
@@ -400,7 +400,9 @@ class Catalog:
                 return None
             at = row * log.stride
             return log.data[at + 1], log.data[at + 2], True
-        found = table.get(did, self.is_committed(did))
+        if not self.is_committed(did):  # created since the commit: rows in the log only
+            return None
+        found = table.get(did)
         if found is None or table.is_dead(found):
             return None
         return (int(table.value(found, "slot")), int(table.value(found, "schema")),

@@ -274,6 +274,9 @@ def is_internal(key: Any) -> bool:
     return isinstance(key, str) and key.startswith(INTERNAL_PREFIX)
 
 
+_INT_ONLY = frozenset({int})
+
+
 def _define_key(name, dtype, dims, shape, chunk_shape, fill) -> tuple | None:
     """A hashable key of ``define_array``'s arguments, or None when they are not plain enough
     to tell equal calls apart (then they are checked every time)."""
@@ -281,7 +284,8 @@ def _define_key(name, dtype, dims, shape, chunk_shape, fill) -> tuple | None:
         dims_t = (dims,) if isinstance(dims, str) else tuple(dims)
         shape_t = tuple(shape)
         chunks_t = None if chunk_shape is None else tuple(chunk_shape)
-        if not all(type(n) is int for n in (*shape_t, *(chunks_t or ()))):
+        if not _INT_ONLY.issuperset(map(type, shape_t)) or (
+                chunks_t and not _INT_ONLY.issuperset(map(type, chunks_t))):
             return None  # e.g. 100.0 would hash like 100 but must be refused
         fill_key = ("nan", type(fill)) if fill != fill else (type(fill), fill)
         key = (name, dtype, dims_t, shape_t, chunks_t, fill_key)

@@ -116,7 +116,7 @@ class _KeyIndex:
 
     def add(self, slot: int, chunk: int, row: int) -> None:
         key = (slot << 20) | chunk if chunk < (1 << 20) and slot < (1 << 42) else -1
-        if key >= self._last and not self.late and row == len(self):
+        if key >= self._last and not self.late and row == len(self.keys) + self._bulk_rows:
             if self._bulk:
                 self._settle()
             self.keys.append(key)

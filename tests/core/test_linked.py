@@ -94,7 +94,7 @@ def test_mostly_superseded_blocks_are_copied_out(tmp_path, rng):
     repacked, so no read decodes more than that many times what it uses."""
     path = tmp_path / "s"
     store, values = built(path, 128, rng)  # 8 full blocks of 16 datasets
-    for i in range(FANOUT):  # rewrite 15 of 16 datasets of every block, in 8 flushes
+    for i in range(8):  # rewrite 15 of 16 datasets of every block, in 8 flushes (2 merges)
         rows = np.array([b * 16 + k for b in range(8) for k in range(16) if k % 8 == i
                          and k != 0], np.int64)
         rewrite(store, values, rows, rng)

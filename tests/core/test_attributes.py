@@ -51,6 +51,17 @@ def test_python_datetimes_are_stored_as_nanosecond_timestamps(store):
     assert ds.get_attribute("aware") == np.datetime64("2024-05-06T07:08:09", "ns")
 
 
+@pytest.mark.parametrize("ns", [-(2**63), -(2**63) + 1, -1, 0, 2**63 - 1])
+def test_nanosecond_timestamps_keep_every_int64_and_nat(store, store_path, ns):
+    """NaT and both ends of datetime64[ns] (converted without a range check: every int64 is
+    one of them) come back as set."""
+    store.create_dataset("d").set_attribute("t", np.datetime64(ns, "ns"))
+    store.flush()
+    got = reopen(store_path).open_dataset("d").get_attribute("t")
+    assert isinstance(got, np.datetime64) and got.dtype == np.dtype("datetime64[ns]")
+    assert int(got.view(np.int64)) == ns
+
+
 def test_special_floats_survive_reopen(store, store_path):
     ds = store.create_dataset("d")
     ds.set_attribute("nan", float("nan"))

@@ -27,6 +27,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import atlas
+from atlas.core import _maintain
 from atlas.format import values as value_format
 
 from . import _forge
@@ -48,7 +49,14 @@ def _figures():
 
 def _build(root: Path) -> None:
     """Every kind of table, value and chunk layout, over three flushes (three parts, several
-    segments per array name, a tombstone, a chunk rewritten)."""
+    segments per array name, a tombstone, a chunk rewritten), every file live: no merge runs
+    (one would retire files, whose forgery no reader of the store sees)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_maintain, "FANOUT", 1000)
+        _build_unmerged(root)
+
+
+def _build_unmerged(root: Path) -> None:
     store = atlas.Atlas.create(root)
     for i, name in enumerate(("d0", "d1")):
         ds = store.create_dataset(name)

@@ -336,11 +336,29 @@ def inflate_frame(stored, frame: Frame, where: str) -> memoryview:
     return memoryview(decompress_zstd(stored, frame.decoded, label))
 
 
+def _check_rows(spec: list, rows: Any, where: str) -> None:
+    """The row count against every column's decoded size, before any column is decoded: an
+    ``i8s`` column takes 16 bytes for any count, so a forged count would otherwise allocate
+    that many values before a later column showed the lie. (A spec ``check_spec`` passed.)"""
+    if type(rows) is not int or rows < 0:
+        raise CorruptionError(f"{where}: section claims {rows!r} rows")
+    sizes: dict[str, list] = {}
+    for name, kind, n, *_frame in spec:  # the pieces of a framed column add up
+        sizes.setdefault(name, [kind, 0])[1] += n
+    for name, (kind, n) in sizes.items():
+        width = np.dtype(_FIXED[kind]).itemsize if kind in _FIXED else None
+        if width is not None and n != rows * width or kind == "txt" and n < min(rows, 1) \
+                or kind == "bin" and n < 8 * rows:
+            raise CorruptionError(f"{where}: column {name!r} ({kind}) holds {n} bytes, too few "
+                                  f"or too many for {rows} rows")
+
+
 def decode_section(stored, spec: list, rows: int, decoded_length: int, where: str,
                    joined: bool = False) -> dict[str, Any]:
     """The columns of a section, checked against its spec (sizes bound every allocation);
     ``joined``: see :func:`decode_column`."""
     frames = check_spec(spec, decoded_length, where)
+    _check_rows(spec, rows, where)
     if frames is not None:
         if sum(f.stored for f in frames) != len(stored):
             raise CorruptionError(f"{where}: section frames do not fill the section")

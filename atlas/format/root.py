@@ -245,16 +245,17 @@ def decode(data: bytes, where: str) -> Root:
             message=doc["message"], next_did=_int(counters["did"]),
             next_slot=_int(counters["slot"]), next_schema=_int(counters["schema"]),
             next_seq=_int(counters["seq"]),
-            parts=[_ref(r, "part", where) for r in doc["parts"]],
-            segments={_str(name): [_ref(r, "segment", where) for r in refs]
+            parts=[_ref(r, "part", where) for r in _list(doc["parts"], "parts")],
+            segments={_str(name): [_ref(r, "segment", where) for r in _list(refs, name)]
                       for name, refs in doc["segments"].items()},
-            retired=_retired_list(doc["retired"], where),
-            linked=[_ref(r, "segment", where) for r in doc.get("linked", [])],
+            retired=_retired_list(_list(doc["retired"], "retired"), where),
+            linked=[_ref(r, "segment", where) for r in _list(doc.get("linked", []), "linked")],
             changes={_str(k): _int(v) for k, v in doc.get("changes", {}).items()},
             retention=_retention(doc.get("retention")),
             created=None if doc.get("created") is None else _time(doc["created"]),
             delta=None if doc.get("delta") is None else checked(doc["delta"], "part", where),
-            retired_lists=[_ref(r, "retired list", where) for r in doc.get("retired_lists", [])],
+            retired_lists=[_ref(r, "retired list", where)
+                           for r in _list(doc.get("retired_lists", []), "retired_lists")],
             shuffle=_bool(doc.get("shuffle", False)))
         if doc.get("format") != "atlas" or doc.get("version") != root.format_version or \
                 doc["version"] != version:
@@ -329,6 +330,13 @@ def check_retired(raw: Any, where: str) -> list[tuple[str, float, int]]:
         raise
     except (ValueError, TypeError, KeyError, AttributeError) as err:
         raise CorruptionError(f"{where}: a retired entry does not decode ({err!r})") from err
+
+
+def _list(raw: Any, what: str) -> list:
+    """A list the root holds (iterating a string or a dict instead would read as entries)."""
+    if type(raw) is not list:
+        raise ValueError(f"{what} must be a list, got {type(raw).__name__}")
+    return raw
 
 
 def _retired_list(raw: Any, where: str) -> list[tuple[str, float, int]]:

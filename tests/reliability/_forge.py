@@ -24,7 +24,7 @@ import zstandard
 from atlas.codecs import checksum, decompress_frame
 from atlas.format import container
 from atlas.format import root as root_format
-from atlas.format.columns import encode_section
+from atlas.format.columns import declared_kind, encode_section
 from atlas.format.keys import ROOT_KEY, new_segment_key
 from atlas.format.segment import SegmentWriter
 
@@ -136,7 +136,9 @@ def read_container(path: str) -> Container:
     sections = []
     for section_id, ref in footer.sections.items():
         cols = container.read_section(ref, data[ref.offset : ref.offset + ref.stored], path)
-        sections.append(Section(list(section_id), [[name, kind, cols[name]]
+        # the declared kind: a column stored as i8s (first value and step) that a forgery
+        # changes must be written out whole
+        sections.append(Section(list(section_id), [[name, declared_kind(kind), cols[name]]
                                                    for name, kind, *_n in ref.spec], ref.rows))
     return Container(data[:8], data[8 : footer.end_of_payload], sections, footer.extra)
 

@@ -250,6 +250,12 @@ def _set(section_id, column, row, value):
     return edit
 
 
+def _edit_root(root: Path, field: str, value: Any) -> None:
+    doc = _forge.root_doc(root)
+    doc[field] = value
+    _forge.write_root(root, doc)
+
+
 def _oldest_table(section_id, edit):
     """Edit a table in the oldest part holding it (the first flush's: every dataset)."""
     def forge(root):
@@ -284,6 +290,13 @@ HAND_MADE: dict[str, Callable[[Path], Any]] = {
         r, _forge.part_with(r, ["datasets"]),
         lie=_on(["datasets"])(lambda e: (e.__setitem__(3, 2**40),
                                          e[6][2].__setitem__(2, 2**40)))),
+    # a row count no column backs: a key column of evenly spaced values is stored in 16 bytes
+    # whatever the count, and must not be expanded to a billion values before the check
+    "part datasets: a billion rows more": lambda r: _forge.forge_file(
+        r, _forge.refs(r)[0][0],
+        lie=_on(["datasets"])(lambda e: e.__setitem__(4, e[4] + 10**9))),
+    "segment chunks: a billion rows more": lambda r: _forge.forge_file(
+        r, _seg(r), lie=_on(["chunks"])(lambda e: e.__setitem__(4, e[4] + 10**9))),
     "part: footer kind segment": lambda r: _forge.forge_file(
         r, _forge.refs(r)[-1][0], footer_lie=lambda doc: doc.update(kind="segment")),
     "part: unknown value format": lambda r: _forge.forge_file(
@@ -341,6 +354,11 @@ HAND_MADE: dict[str, Callable[[Path], Any]] = {
     "array table without slot": lambda r: _forge.forge_table(
         r, ["array", "f"], lambda s: s.columns.remove(next(c for c in s.columns
                                                            if c[0] == "slot"))),
+    # root lists of another type (a string iterates as no entries)
+    "root retired is a string": lambda r: _edit_root(r, "retired", ""),
+    "root parts is a string": lambda r: _edit_root(r, "parts", ""),
+    "root segments of an array is a dict": lambda r: _edit_root(
+        r, "segments", {name: {} for name in _forge.root_doc(r)["segments"]}),
     # values with unknown tags
     "attribute of tag 99": lambda r: _forge.forge_table(
         r, ["attr", "cycle"], lambda s: s.set("tag", np.full(s.rows, 99))),
@@ -470,6 +488,9 @@ def _entries(doc: dict) -> list[tuple[str, list]]:
     return out + [("retired", e) for e in doc["retired"]]
 
 
+OPTIONAL_ROOT_FIELDS = {"linked", "changes", "retention", "created", "delta", "retired_lists"}
+
+
 @st.composite
 def root_mutations(draw, doc: dict) -> str:
     """Mutate the root document ``doc`` in place; returns what was done."""
@@ -492,8 +513,9 @@ def root_mutations(draw, doc: dict) -> str:
             lambda v: v not in ("zstd", "lz4", "none", "atlas")))
         return f"{kind} = {doc[kind]!r}"
     if kind == "version":
+        version = doc["version"]
         doc["version"] = draw(st.one_of(st.integers(), NOT_INT).filter(
-            lambda v: not isinstance(v, (int, float)) or isinstance(v, bool) or v != 2))
+            lambda v: not isinstance(v, (int, float)) or isinstance(v, bool) or v != version))
         return f"version = {doc['version']!r}"
     if kind in ("commit", "parent", "message"):
         doc[kind] = draw(st.one_of(st.integers(), st.floats(), st.booleans(), st.just([])))
@@ -502,7 +524,9 @@ def root_mutations(draw, doc: dict) -> str:
         doc["time"] = draw(NOT_NUMBER)
         return f"time = {doc['time']!r}"
     if kind == "missing field":
-        name = draw(st.sampled_from([*sorted(doc), *(f"next/{n}" for n in doc["next"])]))
+        # fields a root may leave out (what older writers did not write) are not damage
+        name = draw(st.sampled_from([*sorted(set(doc) - OPTIONAL_ROOT_FIELDS),
+                                     *(f"next/{n}" for n in doc["next"])]))
         if name.startswith("next/"):
             del doc["next"][name[5:]]
         else:

@@ -284,8 +284,7 @@ def _define_key(name, dtype, dims, shape, chunk_shape, fill) -> tuple | None:
         dims_t = (dims,) if isinstance(dims, str) else tuple(dims)
         shape_t = tuple(shape)
         chunks_t = None if chunk_shape is None else tuple(chunk_shape)
-        if not _INT_ONLY.issuperset(map(type, shape_t)) or (
-                chunks_t and not _INT_ONLY.issuperset(map(type, chunks_t))):
+        if not _INT_ONLY.issuperset(map(type, shape_t + (chunks_t or ()))):
             return None  # e.g. 100.0 would hash like 100 but must be refused
         fill_key = ("nan", type(fill)) if fill != fill else (type(fill), fill)
         key = (name, dtype, dims_t, shape_t, chunks_t, fill_key)

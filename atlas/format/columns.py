@@ -41,6 +41,7 @@ from atlas.errors import CorruptionError
 
 KINDS = ("i8", "i8d", "i8s", "f8", "i4", "u4", "u1", "txt", "bin")
 _FIXED = {"i8": "<i8", "i8d": "<i8", "f8": "<i8", "i4": "<i4", "u4": "<u4", "u1": "u1"}
+_WIDTHS = {kind: np.dtype(code).itemsize for kind, code in _FIXED.items()}
 SECTION_LEVEL = 3
 PIECE_BYTES = 1 << 21  # decoded bytes of one frame of a framed column at most
 PARALLEL_ROWS = 1 << 14  # framed sections of this many rows encode their columns side by side
@@ -269,18 +270,23 @@ class Frame:
     crc: int
 
 
-def check_spec(spec: Any, decoded_length: Any, where: str, base: int = 0
+def check_spec(spec: Any, decoded_length: Any, rows: Any, where: str, base: int = 0
                ) -> list[Frame] | None:
     """The frames of a framed section's spec (None for a section stored as one frame), after
-    checking that the spec is well formed and adds up to ``decoded_length``; their offsets
-    count from ``base``."""
+    checking that the spec is well formed, adds up to ``decoded_length`` and gives each column
+    the size ``rows`` values take; their offsets count from ``base``. (Every reader of a
+    section comes here before decoding a column: an ``i8s`` column takes 16 bytes for any
+    count, so a forged count would otherwise be expanded before a later column showed it.)"""
     if not isinstance(decoded_length, int) or not 0 <= decoded_length <= MAX_SECTION_BYTES:
         raise CorruptionError(f"{where}: section claims {decoded_length!r} decoded bytes")
+    if type(rows) is not int or rows < 0:
+        raise CorruptionError(f"{where}: section claims {rows!r} rows")
     try:
         arity = {len(entry) for entry in spec}
         if len(arity) > 1 or not arity <= {3, 5}:
             raise ValueError("entries of different shapes")
         frames, total, at, names = [], 0, 0, set()
+        sizes: dict[str, list] = {}  # column -> [kind, decoded bytes of all its pieces]
         for i, entry in enumerate(spec):
             name, kind, n = entry[:3]
             if not isinstance(name, str) or type(n) is not int or n < 0:
@@ -294,6 +300,7 @@ def check_spec(spec: Any, decoded_length: Any, where: str, base: int = 0
                 raise ValueError(f"column {name!r} is listed twice")
             names.add(name)
             total += n
+            sizes.setdefault(name, [kind, 0])[1] += n
             if len(entry) == 5:
                 stored, crc = entry[3:]
                 if type(stored) is not int or type(crc) is not int or stored < 0:
@@ -305,6 +312,12 @@ def check_spec(spec: Any, decoded_length: Any, where: str, base: int = 0
     if total != decoded_length:
         raise CorruptionError(f"{where}: section spec adds up to {total} bytes, "
                               f"the section holds {decoded_length}")
+    for name, (kind, n) in sizes.items():
+        width = _WIDTHS.get(kind)
+        if width is not None and n != rows * width or kind == "txt" and n < min(rows, 1) \
+                or kind == "bin" and n < 8 * rows:
+            raise CorruptionError(f"{where}: column {name!r} ({kind}) holds {n} bytes, too few "
+                                  f"or too many for {rows} rows")
     return frames if arity == {5} else None
 
 
@@ -336,29 +349,11 @@ def inflate_frame(stored, frame: Frame, where: str) -> memoryview:
     return memoryview(decompress_zstd(stored, frame.decoded, label))
 
 
-def _check_rows(spec: list, rows: Any, where: str) -> None:
-    """The row count against every column's decoded size, before any column is decoded: an
-    ``i8s`` column takes 16 bytes for any count, so a forged count would otherwise allocate
-    that many values before a later column showed the lie. (A spec ``check_spec`` passed.)"""
-    if type(rows) is not int or rows < 0:
-        raise CorruptionError(f"{where}: section claims {rows!r} rows")
-    sizes: dict[str, list] = {}
-    for name, kind, n, *_frame in spec:  # the pieces of a framed column add up
-        sizes.setdefault(name, [kind, 0])[1] += n
-    for name, (kind, n) in sizes.items():
-        width = np.dtype(_FIXED[kind]).itemsize if kind in _FIXED else None
-        if width is not None and n != rows * width or kind == "txt" and n < min(rows, 1) \
-                or kind == "bin" and n < 8 * rows:
-            raise CorruptionError(f"{where}: column {name!r} ({kind}) holds {n} bytes, too few "
-                                  f"or too many for {rows} rows")
-
-
 def decode_section(stored, spec: list, rows: int, decoded_length: int, where: str,
                    joined: bool = False) -> dict[str, Any]:
     """The columns of a section, checked against its spec (sizes bound every allocation);
     ``joined``: see :func:`decode_column`."""
-    frames = check_spec(spec, decoded_length, where)
-    _check_rows(spec, rows, where)
+    frames = check_spec(spec, decoded_length, rows, where)
     if frames is not None:
         if sum(f.stored for f in frames) != len(stored):
             raise CorruptionError(f"{where}: section frames do not fill the section")

@@ -173,7 +173,7 @@ def read_section(ref: SectionRef, stored, where: str, joined: bool = False) -> d
 def section_frames(ref: SectionRef, where: str) -> list[Frame] | None:
     """The column frames of a framed section, offsets from the start of the file (None for a
     section stored as one frame)."""
-    frames = check_spec(ref.spec, ref.decoded, where, ref.offset)
+    frames = check_spec(ref.spec, ref.decoded, ref.rows, where, ref.offset)
     if frames is None:
         return None
     if sum(f.stored for f in frames) != ref.stored:

@@ -41,11 +41,28 @@ def test_a_framed_section_round_trips_every_kind_and_checks_each_frame():
     for name, _kind, values in ALL_KINDS:
         _same(back[name], values)
     # each frame is a zstd frame of its column alone, with its own crc32c
-    frames = columns.check_spec(spec, decoded, "here")
+    frames = columns.check_spec(spec, decoded, 1000, "here")
     for frame, (name, kind, values) in zip(frames, ALL_KINDS):
         piece = stored[frame.offset : frame.offset + frame.stored]
         assert frame.crc == atlas.codecs.checksum(piece)
         _same(columns.decode_pieces([piece], [frame], 1000, "here"), values)
+
+
+@pytest.mark.parametrize("framed", [True, False])
+@pytest.mark.parametrize("claimed", [999, 1001, 10**9])
+def test_a_row_count_the_columns_do_not_hold_is_refused_before_any_column_decodes(framed,
+                                                                                   claimed):
+    """A key of evenly spaced values is stored in 16 bytes for any row count: a forged count
+    is refused from the spec (both for a whole section and for the lazy per-column path),
+    not found after the key was expanded to that many values."""
+    kinds = [("key", "i8d", np.arange(1000)), ("dead", "u1", np.zeros(1000, np.uint8))]
+    stored, spec, decoded = columns.encode_section(kinds, framed=framed)
+    assert spec[0][1] == "i8s"
+    with pytest.raises(atlas.CorruptionError, match=f"too few or too many for {claimed} rows"):
+        columns.check_spec(spec, decoded, claimed, "here")
+    with pytest.raises(atlas.CorruptionError, match=f"for {claimed} rows"):
+        columns.decode_section(stored, spec, claimed, decoded, "here")
+    assert len(columns.decode_section(stored, spec, 1000, decoded, "here")["key"]) == 1000
 
 
 def test_an_empty_framed_section_round_trips():
@@ -58,7 +75,7 @@ def test_an_empty_framed_section_round_trips():
 @pytest.mark.parametrize("at", [0, 0.5, -1])
 def test_a_flipped_byte_in_one_frame_raises_corruption_error_naming_the_column(at):
     stored, spec, decoded = columns.encode_section(ALL_KINDS, framed=True)
-    frames = columns.check_spec(spec, decoded, "here")
+    frames = columns.check_spec(spec, decoded, 1000, "here")
     frame = frames[2]  # "f"
     damaged = bytearray(stored)
     damaged[frame.offset + int(at * frame.stored) % frame.stored] ^= 0x40
@@ -116,7 +133,7 @@ def test_parts_store_framed_sections_and_a_lazy_read_decodes_only_the_columns_us
         return data[offset : offset + length]
 
     ref = footer.sections[("array", "temp")]
-    frames = {f.name: f for f in columns.check_spec(ref.spec, ref.decoded, "p")}
+    frames = {f.name: f for f in columns.check_spec(ref.spec, ref.decoded, ref.rows, "p")}
     table = read_table(footer, ("array", "temp"), read, "p", lazy=True)
     read_so_far = {o - ref.offset for o, _n in reads}
     assert read_so_far == {frames["key"].offset, frames["dead"].offset}
@@ -151,7 +168,7 @@ def test_a_flipped_byte_in_a_part_frame_raises_corruption_error_naming_the_file(
     path = tmp_path / "p.cat"
     data, footer = _write(path, _tables())
     ref = footer.sections[("array", "temp")]
-    frame = {f.name: f for f in columns.check_spec(ref.spec, ref.decoded, "p")}["max"]
+    frame = {f.name: f for f in columns.check_spec(ref.spec, ref.decoded, ref.rows, "p")}["max"]
     damaged = bytearray(data)
     damaged[ref.offset + frame.offset + frame.stored // 2] ^= 1
     damaged = bytes(damaged)
@@ -258,7 +275,8 @@ def _flip_in_frame(store_path, section_id, column) -> str:
         ref = footer.sections.get(section_id)
         if ref is None:
             continue
-        frame = {f.name: f for f in columns.check_spec(ref.spec, ref.decoded, "p")}[column]
+        frames = columns.check_spec(ref.spec, ref.decoded, ref.rows, "p")
+        frame = {f.name: f for f in frames}[column]
         data[ref.offset + frame.offset + frame.stored // 2] ^= 0x10
         path.write_bytes(bytes(data))
         return str(path)
@@ -412,7 +430,7 @@ def test_a_lazy_table_decodes_its_pieces_on_threads_or_here(tmp_path, small_piec
 def test_a_flipped_byte_in_one_piece_raises_corruption_error_naming_the_column(tmp_path,
                                                                                 small_pieces):
     stored, spec, decoded = columns.encode_section(ALL_KINDS, framed=True)
-    frames = columns.check_spec(spec, decoded, "here")
+    frames = columns.check_spec(spec, decoded, 1000, "here")
     second = [f for f in frames if f.name == "t"][1]
     damaged = bytearray(stored)
     damaged[second.offset + second.stored // 2] ^= 0x01

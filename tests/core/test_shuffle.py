@@ -46,8 +46,12 @@ def test_shuffle_takes_any_contiguous_buffer_and_leaves_it_alone(width):
 
 @pytest.mark.parametrize("codec", ["zstd", "lz4"])
 @pytest.mark.parametrize("width", [2, 4, 8])
-def test_a_shuffled_block_decodes_to_its_raw_bytes_with_and_without_a_buffer(codec, width):
-    raw = np.random.default_rng(width).normal(size=3001).astype(np.float64).tobytes()[:-5]
+@pytest.mark.parametrize("big", [False, True], ids=["small", "streamed"])
+def test_a_shuffled_block_decodes_to_its_raw_bytes_with_and_without_a_buffer(codec, width, big):
+    # small blocks decode in one call, those of STREAM_DECODE_MIN bytes or more into a buffer
+    values = 3001 if not big else codecs.STREAM_DECODE_MIN // 8 + 1
+    raw = np.random.default_rng(width).normal(size=values).astype(np.float64).tobytes()[:-5]
+    assert (len(raw) >= codecs.STREAM_DECODE_MIN) == big
     block_codec = codecs.block_codec(codecs.CODEC_IDS[codec], width)
     assert codecs.split_codec(block_codec) == (codecs.CODEC_IDS[codec], width)
     assert codecs.CODEC_NAMES[codecs.split_codec(block_codec)[0]] == codec

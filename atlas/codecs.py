@@ -99,6 +99,22 @@ def checksum(data) -> int:
     return _crc32c.crc32c(data)
 
 
+_CODEC_BYTES = [bytes([i]) for i in range(256)]
+
+
+def block_checksum(block_codec_id: int, stored) -> int:
+    """A block's crc32c: of its stored bytes, and for a shuffled block of them followed by its
+    codec byte, so that an index whose codec byte lost or gained shuffle bits fails the check
+    rather than decoding to other values (a one-byte extension of the stored bytes' crc)."""
+    crc = _crc32c.crc32c(stored)
+    return crc if block_codec_id <= CODEC_MASK else with_codec_byte(crc, block_codec_id)
+
+
+def with_codec_byte(crc: int, block_codec_id: int) -> int:
+    """The crc32c of bytes whose crc32c is ``crc``, followed by the byte ``block_codec_id``."""
+    return _crc32c.crc32c(_CODEC_BYTES[block_codec_id], crc)
+
+
 def check_codec(codec: str) -> str:
     if codec not in CODECS:
         raise ValueError(f"unknown codec {codec!r}; expected one of {', '.join(CODECS)}")

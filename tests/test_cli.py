@@ -353,7 +353,7 @@ def test_json_goes_to_stdout_for_every_command_that_prints_data(store_copy, tmp_
     assert main(["create", str(tmp_path / "new"), "--codec", "none", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["codec"] == "none"
     assert atlas.Atlas.open(tmp_path / "new").codec == "none"
-    for extra, shuffle, version in (([], True, 5), (["--no-shuffle"], False, 2)):
+    for extra, shuffle, version in (([], True, 6), (["--no-shuffle"], False, 2)):
         where = tmp_path / f"new{shuffle}"
         assert main(["create", str(where), *extra, "--json"]) == 0
         assert json.loads(capsys.readouterr().out) == {

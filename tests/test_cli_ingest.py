@@ -237,7 +237,7 @@ def test_codec_and_chunks_options_shape_the_new_store(folder, tmp_path):
                               "--skip-existing"), "lz4", "--codec zstd")
 
     # --no-shuffle: a new store of format 2 with the same values; not for one that shuffles
-    assert store.shuffle and store.format_version == 5
+    assert store.shuffle and store.format_version == 6
     assert main(["ingest", str(folder), str(tmp_path / "plain"), "--no-shuffle"]) == 0
     plain = atlas.Atlas.open(tmp_path / "plain")
     assert not plain.shuffle and plain.format_version == 2

@@ -506,7 +506,7 @@ def _repack(index: ChunkIndex, rows: np.ndarray, writer: SegmentWriter, block_si
         n = int(blocks[i])
         source = index.sources[int(index.block_source[n])]
         stored = source.fetch([int(index.block_offset[n])], [int(index.block_stored[n])])[0]
-        if codecs.checksum(stored) != int(index.block_crc[n]):
+        if codecs.block_checksum(int(index.block_codec[n]), stored) != int(index.block_crc[n]):
             raise CorruptionError(f"{source.where()}: block at offset "
                                   f"{int(index.block_offset[n])} fails its checksum; not merging")
         out_block[i] = writer.write_block(stored, int(index.block_decoded[n]),

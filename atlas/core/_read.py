@@ -533,7 +533,7 @@ def decode_block(index: ChunkIndex, n: int, fetched, cache: BlockCache | None, i
     offset = int(index.block_offset[n])
     if len(fetched) != int(index.block_stored[n]):
         raise CorruptionError(f"{source.where()}: block at offset {offset} is truncated")
-    if codecs.checksum(fetched) != int(index.block_crc[n]):
+    if codecs.block_checksum(int(index.block_codec[n]), fetched) != int(index.block_crc[n]):
         raise CorruptionError(f"{source.where()}: block at offset {offset} fails its checksum")
     tail = source.tail(n)  # bytes stored after the frame uncompressed (format version 1)
     frame = memoryview(fetched)[: len(fetched) - tail] if tail else fetched

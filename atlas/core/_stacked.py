@@ -299,7 +299,7 @@ class _RowPacker:
                        "valid": valid,
                        "min": np.where(valid > 0, _bits(extremes[:, 0], schema.dtype), 0),
                        "max": np.where(valid > 0, _bits(extremes[:, 1], schema.dtype), 0)}
-            return stored, len(raw), codec_id, codecs.checksum(stored), columns
+            return stored, len(raw), codec_id, codecs.block_checksum(codec_id, stored), columns
 
         self.pool = worker_pool()
         self.block = block

@@ -7,7 +7,7 @@ for what changed and a new root; an old root stays readable as long as its files
 On disk (all integers little-endian)::
 
     b"ATLMAN01" | u32 format version (2; 3 when it lists linked files; 4 when it names
-               | retired lists) | u32 crc32c(payload)
+               | retired lists; 6 when it shuffles) | u32 crc32c(payload)
                | u64 len(payload) | payload
     payload = one zstd frame of the UTF-8 JSON document below
 
@@ -33,7 +33,7 @@ from atlas.errors import CorruptionError, FormatError
 from atlas.format.keys import all_data_keys, checked, is_data_key
 
 MAGIC = b"ATLMAN01"
-VERSION = 5  # the newest this atlas reads and writes
+VERSION = 6  # the newest this atlas reads and writes
 # Version 3 is version 2 plus the root's ``linked`` list (and segments that link blocks). A
 # root is written as version 3 only while it lists linked files: an atlas that knows only
 # version 2 then refuses the store (it would drop the list, and its sweep delete those files).
@@ -44,6 +44,10 @@ RETIRED_LISTS_VERSION = 4
 # Version 5 is version 4 plus ``shuffle`` (blocks whose codec id has shuffle bits, see
 # atlas.codecs): written by every store created with it, which an older atlas must refuse.
 SHUFFLE_VERSION = 5
+# Version 6 is version 5 whose segments' shuffled blocks carry crcs that cover their codec byte
+# (atlas.format.segment.CODEC_IN_CRC): every store that shuffles is written as 6; a version-5
+# root is still read (its older segments say which crc they carry).
+CODEC_CRC_VERSION = 6
 HEADER = struct.Struct("<8sIIQ")
 MAX_ROOT_BYTES = 1 << 28  # decoded; a root claiming more is corrupt
 DEFAULT_BLOCK_SIZE = 1 << 20
@@ -104,8 +108,8 @@ class Root:
     @property
     def format_version(self) -> int:
         """2; 3 while the root lists linked files (see LINKED_VERSION); 4 while it names
-        retired lists; 5 when its store shuffles."""
-        return SHUFFLE_VERSION if self.shuffle else RETIRED_LISTS_VERSION if \
+        retired lists; 6 when its store shuffles (5 before CODEC_CRC_VERSION)."""
+        return CODEC_CRC_VERSION if self.shuffle else RETIRED_LISTS_VERSION if \
             self.retired_lists else LINKED_VERSION if self.linked else 2
 
     def successor(self, **changes: Any) -> "Root":
@@ -208,14 +212,14 @@ class RootHead:
 
 
 # what every writer puts first in the document (see Root.to_json)
-_HEAD = re.compile(rb'\{"format":"atlas","version":[2-5],"generation":([0-9]{1,18}),'
+_HEAD = re.compile(rb'\{"format":"atlas","version":[2-6],"generation":([0-9]{1,18}),'
                    rb'"commit":"([0-9a-f]{32})","parent":(?:null|"[0-9a-f]{32}"),'
                    rb'"time":(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?),')
 HEAD_BYTES = 256
 
 
 def head(data: bytes, where: str) -> "RootHead | Root":
-    """The head of a version-2 to -5 root, after its checksum; the whole root where its document
+    """The head of a version-2 to -6 root, after its checksum; the whole root where its document
     does not start as writers write it."""
     payload = checked_payload(data, where)
     try:  # the first block of the frame only
@@ -257,11 +261,13 @@ def decode(data: bytes, where: str) -> Root:
             retired_lists=[_ref(r, "retired list", where)
                            for r in _list(doc.get("retired_lists", []), "retired_lists")],
             shuffle=_bool(doc.get("shuffle", False)))
-        if doc.get("format") != "atlas" or doc.get("version") != root.format_version or \
+        expected = {root.format_version, SHUFFLE_VERSION} if root.shuffle else \
+            {root.format_version}
+        if doc.get("format") != "atlas" or doc.get("version") not in expected or \
                 doc["version"] != version:
-            raise ValueError(f"not an atlas version-{version} document (version 5 exactly "
-                             "when it shuffles, else 4 exactly when it names retired lists, "
-                             "else 3 exactly when it lists linked files)")
+            raise ValueError(f"not an atlas version-{version} document (version 6 or 5 "
+                             "exactly when it shuffles, else 4 exactly when it names retired "
+                             "lists, else 3 exactly when it lists linked files)")
         if root.parent is not None:
             _str(root.parent)
         if root.message is not None:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from atlas.codecs import BLOCK_CODEC_IDS, checksum
+from atlas.codecs import BLOCK_CODEC_IDS, CODEC_MASK, block_checksum, with_codec_byte
 from atlas.errors import CorruptionError
 from atlas.format.columns import declared_kind
 from atlas.format.container import ContainerWriter, Footer, LockedFile, read_section
@@ -45,6 +45,10 @@ LINKED_BLOCK_COLUMNS = (*BLOCK_COLUMNS, ("file", "i8"))
 LINKED_COLUMNS = (("key", "txt"), ("size", "i8"))
 PARTIAL_COLUMNS = (("row", "i8d"), ("nulls", "i8"), ("valid", "i8"), ("min", "f8"),
                    ("max", "f8"))
+# The footer key of a segment whose shuffled blocks' crcs cover their codec byte
+# (``codecs.block_checksum``): every segment written since format version 6. Older segments'
+# crcs cover the stored bytes only; their index is read as if they covered the codec too.
+CODEC_IN_CRC = "codec_in_crc"
 MAX_DECODED_BLOCK = 1 << 40  # a block claiming more is corrupt (no chunk is that big)
 # A chunk of at least 1/OWN_BLOCK_SHARE of the block size gets a block of its own: reading one
 # chunk never decodes more than that many times its size, and packing saves nothing that big.
@@ -138,7 +142,7 @@ class SegmentWriter(LockedFile):
             raise ValueError(f"{self.path}: segment is finished; nothing can be appended")
         offset = self.write(stored)
         self.blocks.append(offset, len(stored), decoded_length, codec_id,
-                           checksum(stored) if crc is None else crc, 0)
+                           block_checksum(codec_id, stored) if crc is None else crc, 0)
         return len(self.blocks) - 1
 
     def link_block(self, key: str, size: int, offset: int, stored: int, decoded: int,
@@ -181,7 +185,7 @@ class SegmentWriter(LockedFile):
             for name, table, columns in sections:
                 rows = len(next(iter(table.values())))
                 writer.add((name,), [(n, k, table[n]) for n, k in columns], rows)
-            writer.finish(kind="segment")
+            writer.finish(kind="segment", **{CODEC_IN_CRC: True})
             self.truncate()
         except BaseException:
             self.size = end
@@ -207,6 +211,12 @@ def parse_index(footer: Footer, read, where: str) -> SegmentIndex:
             raise CorruptionError(f"{where}: segment {name} columns are not the expected ones")
         tables[name] = read_section(ref, read(ref.offset, ref.stored), f"{where} {name}")
     blocks = tables["blocks"]
+    covered = footer.extra.get(CODEC_IN_CRC, False)
+    if covered is not True and covered is not False:
+        raise CorruptionError(f"{where}: segment footer's {CODEC_IN_CRC} must be true or "
+                              f"absent, got {covered!r}")
+    if not covered:
+        blocks["crc"] = _with_codec(blocks["crc"], blocks["codec"])
     linked = []
     if links:
         found = tables["linked"]
@@ -219,6 +229,20 @@ def parse_index(footer: Footer, read, where: str) -> SegmentIndex:
     if problem:
         raise CorruptionError(f"{where}: {problem}")
     return index
+
+
+def _with_codec(crc: np.ndarray, codec: np.ndarray) -> np.ndarray:
+    """The crcs of a segment written before format version 6 as ``block_checksum`` gives them
+    (its shuffled blocks' crc extended by their codec byte), so that every reader checks one
+    way. Such a segment's codec bytes are as trustworthy as the file (nothing covers them)."""
+    shuffled = np.flatnonzero((codec > CODEC_MASK) & (codec <= 255) & (crc >= 0) &
+                              (crc < 2**32))  # others are refused by index_problem
+    if not len(shuffled):
+        return crc
+    out = crc.copy()
+    out[shuffled] = [with_codec_byte(c, k) for c, k in
+                     zip(crc[shuffled].tolist(), codec[shuffled].tolist())]
+    return out
 
 
 def index_problem(index: SegmentIndex, end_of_payload: int) -> str | None:

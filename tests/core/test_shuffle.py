@@ -135,7 +135,7 @@ def test_every_dtype_round_trips_through_shuffled_blocks(tmp_path, rng, dtype):
     expected = {itemsize} if itemsize in (2, 4, 8) else {1}
     for step in ("flushed", "compacted"):
         back = reopen(tmp_path / "s")
-        assert back.format_version == 5 and back.shuffle
+        assert back.format_version == 6 and back.shuffle
         assert _widths(back, "v") == expected and _widths(back, "w") == expected, step
         np.testing.assert_array_equal(back.read_array_across_stacked("v", names), rows)
         np.testing.assert_array_equal(back.open_dataset(names[17]).read_array("v"), rows[17])
@@ -159,7 +159,7 @@ def test_a_store_created_without_shuffle_stays_unshuffled_and_format_2(tmp_path,
         store.flush()
         back = reopen(path)
         assert back.shuffle is shuffle
-        assert back.format_version == (5 if shuffle else 2)
+        assert back.format_version == (6 if shuffle else 2)
         assert _widths(back, "temp") == ({4} if shuffle else {1})
         doc = json.loads(root_format.decompress_frame(
             root_format.checked_payload((path / "manifest.atlas").read_bytes(), "root"), "root"))
@@ -178,21 +178,27 @@ def test_shuffle_is_off_for_the_none_codec_and_must_be_a_bool(tmp_path):
     assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
 
 
-def test_a_root_that_shuffles_must_say_version_5(tmp_path):
+def test_a_root_that_shuffles_must_say_version_6_or_5(tmp_path):
     """A version-4 (or older) document that claims ``shuffle`` is refused: an atlas that knows
-    only version 4 would read its blocks as damaged."""
+    only version 4 would read its blocks as damaged. Version 5 (written before shuffled blocks'
+    crcs covered their codec byte) still reads; version 6 without ``shuffle`` does not."""
     import zstandard
 
     store = atlas.Atlas.create(tmp_path / "s")
     doc = store._root.to_json()
-    assert doc["version"] == 5 and doc["shuffle"] is True
-    for version, shuffle in ((4, True), (2, True), (5, False), (5, "yes")):
+    assert doc["version"] == 6 and doc["shuffle"] is True
+
+    def encoded(version, shuffle):
         forged = dict(doc, version=version, shuffle=shuffle)
         payload = zstandard.ZstdCompressor().compress(json.dumps(forged).encode())
-        data = root_format.HEADER.pack(root_format.MAGIC, version, codecs.checksum(payload),
+        return root_format.HEADER.pack(root_format.MAGIC, version, codecs.checksum(payload),
                                        len(payload)) + payload
+
+    for version, shuffle in ((4, True), (2, True), (6, False), (5, False), (6, "yes")):
         with pytest.raises(atlas.CorruptionError):
-            root_format.decode(data, "crafted")
+            root_format.decode(encoded(version, shuffle), "crafted")
+    older = root_format.decode(encoded(5, True), "older")
+    assert older.shuffle and older.format_version == 6  # its next commit says 6
 
 
 @given(raw=st.binary(max_size=600), width=st.sampled_from([2, 4, 8]), data=st.data())

@@ -61,7 +61,8 @@ def write_root(root, doc: Any) -> None:
     raw = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8",
                                                                            "surrogatepass")
     version = doc.get("version") if isinstance(doc, dict) else None
-    if isinstance(version, bool) or not isinstance(version, int) or not 2 <= version <= 5:
+    if isinstance(version, bool) or not isinstance(version, int) or \
+            not 2 <= version <= root_format.VERSION:
         version = 2
     write_root_payload(root, frame(raw), version)
 

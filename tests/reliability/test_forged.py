@@ -250,6 +250,15 @@ def _set(section_id, column, row, value):
     return edit
 
 
+def _recode(row: int, change: Callable[[int], int]):
+    """Set block ``row``'s codec byte to ``change`` of it (which must change it)."""
+    def edit(c):
+        codec = int(c.section(["blocks"]).column("codec")[row])
+        assert change(codec) != codec, "the forgery must change the codec byte"
+        _set(["blocks"], "codec", row, change(codec))(c)
+    return edit
+
+
 def _edit_root(root: Path, field: str, value: Any) -> None:
     doc = _forge.root_doc(root)
     doc[field] = value
@@ -327,6 +336,18 @@ HAND_MADE: dict[str, Callable[[Path], Any]] = {
         r, _seg(r), _set(["blocks"], "codec", 0, 9)),
     "block as lz4": lambda r: _forge.forge_file(
         r, _seg(r), _set(["blocks"], "codec", 0, 2)),
+    # a codec byte that gains, loses or changes shuffle bits would decode to other values:
+    # the block's crc covers its codec byte (format version 6)
+    "shuffled block read unshuffled": lambda r: _forge.forge_file(
+        r, _seg(r), _recode(0, lambda codec: codec & 0x0F)),
+    "block shuffled by 4 not 8": lambda r: _forge.forge_file(
+        r, _seg(r), _recode(0, lambda codec: (codec & 0x0F) | 0x20)),
+    "string block read shuffled": lambda r: _forge.forge_file(
+        r, _seg(r, "s", 0), _recode(0, lambda codec: codec | 0x20)),
+    "segment footer without codec_in_crc": lambda r: _forge.forge_file(
+        r, _seg(r), footer_lie=lambda doc: doc.pop("codec_in_crc")),
+    "segment footer codec_in_crc 'yes'": lambda r: _forge.forge_file(
+        r, _seg(r), footer_lie=lambda doc: doc.update(codec_in_crc="yes")),
     "partial of row 99": lambda r: _forge.forge_file(
         r, _seg(r), _set(["partials"], "row", 0, 99)),
     "chunk of slot -1": lambda r: _forge.forge_file(

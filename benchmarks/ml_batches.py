@@ -16,11 +16,11 @@ within a batch), each read into one ``(256, 180, 360)`` array:
 - ``floor``: the chunk bytes atlas stored for those names, decoded into a reused buffer by 2
   threads (``peers/floor.py``).
 
-Patch variants: 256 random ``(64, 64)`` windows. atlas's stacked read takes one window per call,
-so phase ``patch`` draws one random window position per batch for every system; phase
-``patch-each`` gives every sample its own window and reads them with one call per sample
-(atlas: a one-name stacked read into the buffer row; zarr: a loop of slices). The floor of both
-decodes the same whole chunks (a patch touches one chunk per field).
+Patch variants: 256 random ``(64, 64)`` windows. Phase ``patch`` draws one random window
+position per batch for every system; phase ``patch-each`` gives every sample its own window
+(atlas: one stacked read with one start per sample; zarr: a loop of slices; TensorStore: the
+256 reads issued together, then awaited). The floor of both decodes the same whole chunks (a
+patch touches one chunk per field).
 
 Reported: batches/s of every system, efficiency = floor / atlas, atlas / best zarr, TensorStore /
 atlas. Usage::
@@ -116,11 +116,8 @@ def atlas_tasks(store, picks: list[list[str]], batch_size: int, corners, corners
 
     def patch_each():
         for names, batch_corners in zip(picks, corners_each):
-            for row, (name, (y, x)) in enumerate(zip(names, batch_corners)):
-                store.read_array_across_stacked(
-                    ARRAY, [name], start=[int(y), int(x)], shape=[patch, patch],
-                    out=pbuf[row : row + 1],
-                )
+            store.read_array_across_stacked(ARRAY, names, start=batch_corners,
+                                            shape=[patch, patch], out=pbuf)
         return pbuf
 
     return full, batches, patch_same, patch_each
@@ -354,8 +351,8 @@ def run(args: argparse.Namespace) -> dict:
             "batches": n_batches,
             "batch_size": batch_size,
             "patch": [patch, patch],
-            "patch_windows": "phase patch: one random window per batch (atlas's stacked read "
-            "takes one window per call); phase patch-each: one per sample, one call each",
+            "patch_windows": "phase patch: one random window per batch; phase patch-each: "
+            "one per sample (atlas: one stacked read with a start per sample)",
             "chunks": {"atlas": list(FIELD_SHAPE), "zarr-stacked": [1, *FIELD_SHAPE]},
             "codecs": {"atlas": f"{store.codec} level {store.level}"
                        + (", shuffled" if getattr(store, "shuffle", False) else ""),

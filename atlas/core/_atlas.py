@@ -806,15 +806,17 @@ class Atlas:
         ``dataset_names`` None (or the unchanged list ``list_datasets()`` returned) means every
         dataset. Names may repeat and come in any order. A dataset without the array raises
         KeyError; windows that differ in shape or dtype raise ValueError naming the first
-        mismatch.
+        mismatch. ``start``: one start for every dataset, or one per dataset (an (N, ndim)
+        array of ints, row i for ``dataset_names[i]``: a random crop of each sample) with
+        ``shape`` the windows' common shape.
         """
         prefetch = self._prefetch_index(array)
         try:
             names, slots, schema_ids = self._stack_rows(array, dataset_names)
             if not len(slots):
                 raise ValueError("dataset_names is empty; nothing to stack")
-            dtype, start_t, window = self._common_window(array, names, schema_ids, start,
-                                                         shape)
+            dtype, start_t, window, row_starts = self._stack_windows(array, names, schema_ids,
+                                                                     start, shape)
         except BaseException:
             if prefetch is not None:  # not left running (holding the cache's lock) after this
                 prefetch.cancel() or wait([prefetch])
@@ -831,7 +833,7 @@ class Atlas:
                                  f"{list(out.shape)}")
             if not out.flags.writeable:
                 raise ValueError("out must be a writeable array, got a read-only one")
-        self._read(array, slots, schema_ids, start_t, window, out)
+        self._read(array, slots, schema_ids, start_t, window, out, row_starts)
         return out
 
     def read_plan(self, array: str, dataset_names: Sequence[str] | None = None,
@@ -841,9 +843,10 @@ class Atlas:
         where each chunk lands, what is filled (``plan.blocks()`` fetches the stored blocks,
         ``plan.execute(out)`` carries the read out)."""
         names, slots, schema_ids = self._stack_rows(array, dataset_names)
-        dtype, start_t, window = self._common_window(array, names, schema_ids, start, shape)
+        dtype, start_t, window, row_starts = self._stack_windows(array, names, schema_ids,
+                                                                 start, shape)
         return plan_read(self._indexes(array), slots, schema_ids, self._catalog.schemas(),
-                         start_t, window, np.dtype(dtype).itemsize)
+                         start_t, window, np.dtype(dtype).itemsize, row_starts)
 
     def write_array_across_stacked(self, array: str, names: Sequence[str], data: np.ndarray,
                                    dims: Sequence[str] | None = None,
@@ -960,6 +963,42 @@ class Atlas:
                     raise DatasetNotFoundError(f"no dataset {name!r} in {self.location}") \
                         from None
             raise
+
+    def _stack_windows(self, array, names, schema_ids, start, shape):
+        """(dtype, start, window, per-row starts or None) of a stacked read: one window for
+        every row (:meth:`_common_window`), or one start per row (``start`` two-dimensional),
+        each checked against its row's array."""
+        try:
+            per_row = start is not None and np.ndim(start) == 2
+        except ValueError:  # ragged nested sequences
+            raise TypeError(f"{array!r}: start must be a sequence of ints, or one such "
+                            "sequence per dataset, all of one length") from None
+        if not per_row:
+            return (*self._common_window(array, names, schema_ids, start, shape), None)
+        if shape is None:
+            raise TypeError(f"{array!r}: shape is required with one start per dataset")
+        starts = np.asarray(start)
+        if starts.dtype.kind not in "iu":
+            raise TypeError(f"{array!r}: one start per dataset must be an array of ints, "
+                            f"got one of {starts.dtype}")
+        dtype, _origin, window = self._common_window(array, names, schema_ids, None, shape)
+        if starts.shape != (len(schema_ids), len(window)):
+            raise ValueError(f"{array!r}: one start per dataset must have shape "
+                             f"{[len(schema_ids), len(window)]} (datasets, dimensions), got "
+                             f"{list(starts.shape)}")
+        starts = starts.astype(np.int64)
+        for schema_id in _distinct(schema_ids):
+            rows = np.flatnonzero(schema_ids == schema_id)
+            limit = np.array(self._catalog.schema(schema_id).shape, np.int64) - window
+            bad = np.flatnonzero(((starts[rows] < 0) | (starts[rows] > limit)).any(axis=1))
+            if len(bad):
+                row = int(rows[bad[0]])
+                name = names[row] if names is not None else \
+                    self._catalog.names_at(np.array([row]))[0]
+                check_window(starts[row].tolist(), window,
+                             self._catalog.schema(schema_id).shape,
+                             f"{array!r} in dataset {name!r} (row {row} of start)")
+        return dtype, (0,) * len(window), window, starts
 
     def _common_window(self, array, names, schema_ids, start, shape):
         """Check every distinct schema admits one window of one dtype; return it. Dataset
@@ -1096,18 +1135,20 @@ class Atlas:
         return [committed] if pending is None else [pending, committed]
 
     def _read(self, array: str, slots: np.ndarray, schema_ids: np.ndarray, start, window,
-              out: np.ndarray) -> None:
-        """Fill ``out[i]`` with the window of (slots[i], schema_ids[i]) (the caller checked
-        that every schema admits the window, in ``out``'s dtype)."""
+              out: np.ndarray, row_starts: np.ndarray | None = None) -> None:
+        """Fill ``out[i]`` with the window of (slots[i], schema_ids[i]) at ``start`` (or at
+        ``row_starts[i]``) (the caller checked that every schema admits the window, in
+        ``out``'s dtype)."""
         catalog = self._catalog
         schemas = catalog.schemas()
         plan = plan_read(self._indexes(array), slots, schema_ids, schemas, tuple(start),
-                         tuple(window), out.dtype.itemsize)
+                         tuple(window), out.dtype.itemsize, row_starts)
         execute(plan, out, self._blocks)
         if self._pending_state is not None:
-            self._overlay_dirty(array, slots, schema_ids, start, window, out)
+            self._overlay_dirty(array, slots, schema_ids, start, window, out, row_starts)
 
-    def _overlay_dirty(self, array, slots, schema_ids, start, window, out) -> None:
+    def _overlay_dirty(self, array, slots, schema_ids, start, window, out,
+                       row_starts=None) -> None:
         """Partly written chunks not yet encoded are newer than anything indexed."""
         from atlas import kernels
         from atlas.core._read import chunk_plan
@@ -1120,8 +1161,8 @@ class Atlas:
             rows_of.setdefault(slot, []).append(i)
         for (slot, chunk), held in dirty:
             for i in rows_of.get(slot, ()):
-                plan = chunk_plan(self._catalog.schema(int(schema_ids[i])), tuple(start),
-                                  tuple(window))
+                at = tuple(start) if row_starts is None else tuple(row_starts[i].tolist())
+                plan = chunk_plan(self._catalog.schema(int(schema_ids[i])), at, tuple(window))
                 k = np.flatnonzero(plan.chunk_ids == chunk)
                 if not len(k):
                     continue

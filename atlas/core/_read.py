@@ -120,6 +120,40 @@ def chunk_plan(schema: Schema, start: tuple[int, ...], window: tuple[int, ...]) 
     return ChunkPlan(chunk_ids, extents, lo - origins, lo - lo_w, hi - lo)
 
 
+def chunk_plan_rows(schema: Schema, starts: np.ndarray, window: tuple[int, ...]
+                    ) -> tuple[np.ndarray, ChunkPlan]:
+    """:func:`chunk_plan` of one in-bounds window per row (``starts``: (rows, ndim)), all at
+    once: (the row of each entry, the entries), rows in order and each row's chunks in C
+    order. Every row is offered the chunk counts of the widest straddle, and what lies beyond
+    its own last chunk is dropped."""
+    ndim = schema.ndim
+    shape = np.array(schema.shape, _I64)
+    chunks = np.array(schema.chunk_shape, _I64)
+    size = np.array(window, _I64)
+    if ndim == 0 or any(w == 0 for w in window):
+        plan = chunk_plan(schema, (0,) * ndim, window)
+        rows = np.arange(len(starts), dtype=_I64) if len(plan.chunk_ids) else np.zeros(0, _I64)
+        return rows, ChunkPlan(*(np.repeat(a, len(rows), axis=0) for a in (
+            plan.chunk_ids, plan.extents, plan.src_starts, plan.dst_starts, plan.boxes)))
+    first = starts // chunks
+    counts = (starts + size - 1) // chunks - first + 1
+    widest = counts.max(axis=0)
+    steps = np.indices(tuple(widest.tolist()), _I64).reshape(ndim, -1).T  # (k, ndim)
+    row, k = np.nonzero((steps[None, :, :] < counts[:, None, :]).all(axis=2))
+    coords = first[row] + steps[k]
+    lo_w = starts[row]
+    origins = coords * chunks
+    extents = np.minimum(chunks, shape - origins)
+    lo = np.maximum(lo_w, origins)
+    hi = np.minimum(lo_w + size, origins + extents)
+    grid = -(-shape // chunks)
+    strides = np.ones(ndim, _I64)
+    for axis in range(ndim - 2, -1, -1):
+        strides[axis] = strides[axis + 1] * grid[axis + 1]
+    chunk_ids = (coords * strides).sum(axis=1, dtype=_I64)
+    return row.astype(_I64), ChunkPlan(chunk_ids, extents, lo - origins, lo - lo_w, hi - lo)
+
+
 @dataclass
 class ReadPlan:
     """Everything a read does, decided before any byte is fetched.
@@ -186,15 +220,20 @@ class ReadPlan:
 
 def plan_read(indexes: list[ChunkIndex], slots: np.ndarray, row_schemas: np.ndarray,
               schemas: list[Schema], start: tuple[int, ...], window: tuple[int, ...],
-              itemsize: int) -> ReadPlan:
+              itemsize: int, row_starts: np.ndarray | None = None) -> ReadPlan:
     """Plan reading ``window`` of the incarnations ``slots`` (row i has schema
-    ``schemas[row_schemas[i]]``) from ``indexes`` (newest first)."""
+    ``schemas[row_schemas[i]]``) from ``indexes`` (newest first), at ``start``, or at
+    ``row_starts[i]`` for row i ((rows, ndim) ints, in bounds) when given."""
     n_rows = len(slots)
     groups = _distinct(row_schemas)
     parts = []
     fills = []
     for g in groups:
         rows = np.flatnonzero(row_schemas == g) if len(groups) > 1 else np.arange(n_rows)
+        if row_starts is not None:
+            _plan_row_windows(indexes, slots[rows], rows, g, schemas[g], row_starts[rows],
+                              window, parts, fills)
+            continue
         plan = chunk_plan(schemas[g], start, window)
         m = len(plan.chunk_ids)
         if m == 0:
@@ -281,6 +320,23 @@ def plan_read(indexes: list[ChunkIndex], slots: np.ndarray, row_schemas: np.ndar
     return ReadPlan(tuple(window), itemsize, indexes, block_key >> 40, block_key & ((1 << 40) - 1),
                     chunk_block, offset, length, row, extent, src_start, dst_start, box,
                     schema_of, f_row, f_dst, f_box, f_schema, schemas)
+
+
+def _plan_row_windows(indexes, slots, rows, g, schema, starts, window, parts, fills) -> None:
+    """:func:`plan_read`'s chunks of the rows ``rows`` (of schema ``g``), each read at its own
+    start: appended to ``parts`` (found) and ``fills`` (stored nowhere)."""
+    entry_row, plan = chunk_plan_rows(schema, starts, window)
+    which, where = _find(indexes, slots[entry_row], plan.chunk_ids)
+    row_of = rows[entry_row]
+    missing = which < 0
+    if missing.any():
+        fills.append((row_of[missing], plan.dst_starts[missing], plan.boxes[missing],
+                      np.full(int(missing.sum()), g, _I64)))
+    found = np.flatnonzero(~missing)
+    if len(found):
+        parts.append((which[found], where[found], row_of[found], plan.extents[found],
+                      plan.src_starts[found], plan.dst_starts[found], plan.boxes[found],
+                      np.broadcast_to(np.int64(g), (len(found),))))
 
 
 def _find(indexes: list[ChunkIndex], slots: np.ndarray, chunks: np.ndarray

@@ -969,23 +969,27 @@ class Atlas:
         every row (:meth:`_common_window`), or one start per row (``start`` two-dimensional),
         each checked against its row's array."""
         try:
-            per_row = start is not None and np.ndim(start) == 2
+            rank = 0 if start is None else np.ndim(start)
         except ValueError:  # ragged nested sequences
+            rank = -1
+        if rank < 0 or rank > 2:
             raise TypeError(f"{array!r}: start must be a sequence of ints, or one such "
-                            "sequence per dataset, all of one length") from None
-        if not per_row:
+                            "sequence per dataset, all of one length")
+        if rank < 2:
             return (*self._common_window(array, names, schema_ids, start, shape), None)
         if shape is None:
             raise TypeError(f"{array!r}: shape is required with one start per dataset")
-        starts = np.asarray(start)
-        if starts.dtype.kind not in "iu":
-            raise TypeError(f"{array!r}: one start per dataset must be an array of ints, "
-                            f"got one of {starts.dtype}")
         dtype, _origin, window = self._common_window(array, names, schema_ids, None, shape)
+        starts = np.asarray(start)
         if starts.shape != (len(schema_ids), len(window)):
             raise ValueError(f"{array!r}: one start per dataset must have shape "
                              f"{[len(schema_ids), len(window)]} (datasets, dimensions), got "
                              f"{list(starts.shape)}")
+        if starts.size and starts.dtype.kind not in "iu":
+            raise TypeError(f"{array!r}: one start per dataset must be an array of ints, "
+                            f"got one of {starts.dtype}")
+        if starts.size and starts.dtype.kind == "u" and int(starts.max()) > 2**63 - 1:
+            starts = np.minimum(starts, 2**63 - 1)  # out of any array: refused below
         starts = starts.astype(np.int64)
         for schema_id in _distinct(schema_ids):
             rows = np.flatnonzero(schema_ids == schema_id)

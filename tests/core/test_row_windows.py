@@ -125,9 +125,14 @@ def test_row_windows_refuse_bad_starts_naming_the_dataset(store, rng):
         store.read_array_across_stacked("v", names, start=[[0, 0, 0]] * 3, shape=[4, 4])
     with pytest.raises(TypeError, match="array of ints"):
         store.read_array_across_stacked("v", names, start=[[0.5, 0]] * 3, shape=[4, 4])
-    with pytest.raises(TypeError, match="start must be a sequence of ints"):
-        store.read_array_across_stacked("v", names, start=[[0, 0], [0], [0, 0]],
-                                        shape=[4, 4])
+    for ragged in ([[0, 0], [0], [0, 0]], np.zeros((3, 2, 1), int)):
+        with pytest.raises(TypeError, match="start must be a sequence of ints"):
+            store.read_array_across_stacked("v", names, start=ragged, shape=[4, 4])
+    with pytest.raises(ValueError, match=r"must have shape \[3, 2\], got \[1, 0\]"):
+        store.read_array_across_stacked("v", names, start=[[]], shape=[4, 4])
+    with pytest.raises(OutOfBoundsError, match="dataset 'c'"):
+        store.read_array_across_stacked("v", names, shape=[4, 4], start=np.array(
+            [[0, 0], [0, 0], [2**63 + 5, 0]], np.uint64))
 
 
 def test_the_plan_of_row_windows_reads_what_the_read_reads(store, store_path, rng):

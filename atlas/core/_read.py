@@ -93,31 +93,8 @@ class ChunkPlan:
 
 
 def chunk_plan(schema: Schema, start: tuple[int, ...], window: tuple[int, ...]) -> ChunkPlan:
-    """The chunks an in-bounds window touches (the caller checked the bounds)."""
-    ndim = schema.ndim
-    shape = np.array(schema.shape, _I64).reshape(ndim)
-    chunks = np.array(schema.chunk_shape, _I64).reshape(ndim)
-    lo_w = np.array(start, _I64).reshape(ndim)
-    size = np.array(window, _I64).reshape(ndim)
-    if any(w == 0 for w in window):
-        empty = np.zeros((0, ndim), _I64)
-        return ChunkPlan(np.zeros(0, _I64), empty, empty, empty, empty)
-    first = lo_w // chunks
-    counts = (lo_w + size - 1) // chunks - first + 1
-    m = int(np.prod(counts))
-    # chunk coordinates, one row per chunk in C order (last axis fastest)
-    coords = np.ascontiguousarray(np.indices(tuple(counts.tolist()), _I64).reshape(ndim, m).T) \
-        + first
-    origins = coords * chunks
-    extents = np.minimum(chunks, shape - origins)
-    lo = np.maximum(lo_w, origins)
-    hi = np.minimum(lo_w + size, origins + extents)
-    grid = -(-shape // chunks)
-    strides = np.ones(ndim, _I64)
-    for axis in range(ndim - 2, -1, -1):
-        strides[axis] = strides[axis + 1] * grid[axis + 1]
-    chunk_ids = (coords * strides).sum(axis=1, dtype=_I64) if ndim else np.zeros(1, _I64)
-    return ChunkPlan(chunk_ids, extents, lo - origins, lo - lo_w, hi - lo)
+    """The chunks an in-bounds window touches (the caller checked the bounds), in C order."""
+    return chunk_plan_rows(schema, np.array(start, _I64).reshape(1, schema.ndim), window)[1]
 
 
 def chunk_plan_rows(schema: Schema, starts: np.ndarray, window: tuple[int, ...]
@@ -126,22 +103,28 @@ def chunk_plan_rows(schema: Schema, starts: np.ndarray, window: tuple[int, ...]
     once: (the row of each entry, the entries), rows in order and each row's chunks in C
     order. Every row is offered the chunk counts of the widest straddle, and what lies beyond
     its own last chunk is dropped."""
-    ndim = schema.ndim
+    ndim, n = schema.ndim, len(starts)
+    if any(w == 0 for w in window):
+        empty = np.zeros((0, ndim), _I64)
+        return np.zeros(0, _I64), ChunkPlan(np.zeros(0, _I64), empty, empty, empty, empty)
+    if ndim == 0:  # one chunk, chunk 0, per row
+        none = np.zeros((n, 0), _I64)
+        return np.arange(n, dtype=_I64), ChunkPlan(np.zeros(n, _I64), none, none, none, none)
     shape = np.array(schema.shape, _I64)
     chunks = np.array(schema.chunk_shape, _I64)
     size = np.array(window, _I64)
-    if ndim == 0 or any(w == 0 for w in window):
-        plan = chunk_plan(schema, (0,) * ndim, window)
-        rows = np.arange(len(starts), dtype=_I64) if len(plan.chunk_ids) else np.zeros(0, _I64)
-        return rows, ChunkPlan(*(np.repeat(a, len(rows), axis=0) for a in (
-            plan.chunk_ids, plan.extents, plan.src_starts, plan.dst_starts, plan.boxes)))
     first = starts // chunks
     counts = (starts + size - 1) // chunks - first + 1
     widest = counts.max(axis=0)
-    steps = np.indices(tuple(widest.tolist()), _I64).reshape(ndim, -1).T  # (k, ndim)
-    row, k = np.nonzero((steps[None, :, :] < counts[:, None, :]).all(axis=2))
-    coords = first[row] + steps[k]
-    lo_w = starts[row]
+    steps = np.indices(tuple(widest.tolist()), _I64).reshape(ndim, -1).T  # (k, ndim), C order
+    if n == 1:  # one window (every read but a crop per row): no step lies beyond it
+        row = np.zeros(len(steps), _I64)
+        coords = first + steps
+        lo_w = starts
+    else:
+        row, k = np.nonzero((steps[None, :, :] < counts[:, None, :]).all(axis=2))
+        coords = first[row] + steps[k]
+        lo_w = starts[row]
     origins = coords * chunks
     extents = np.minimum(chunks, shape - origins)
     lo = np.maximum(lo_w, origins)
@@ -151,7 +134,8 @@ def chunk_plan_rows(schema: Schema, starts: np.ndarray, window: tuple[int, ...]
     for axis in range(ndim - 2, -1, -1):
         strides[axis] = strides[axis + 1] * grid[axis + 1]
     chunk_ids = (coords * strides).sum(axis=1, dtype=_I64)
-    return row.astype(_I64), ChunkPlan(chunk_ids, extents, lo - origins, lo - lo_w, hi - lo)
+    return row.astype(_I64, copy=False), ChunkPlan(chunk_ids, extents, lo - origins, lo - lo_w,
+                                                   hi - lo)
 
 
 @dataclass

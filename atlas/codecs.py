@@ -231,9 +231,9 @@ def check_decodes(codec_id: int, stored, decoded_length: int) -> None:
         raise CorruptionError(f"chunk decoded to {count} bytes, expected {decoded_length}")
 
 
+STREAM_DECODE_MIN = 1 << 19  # shuffled blocks this big are decoded into a reused buffer
 # lz4's block format cannot describe more than this (LZ4_MAX_INPUT_SIZE), and one byte of it
 # expands to at most 255 (a match-length byte of 255)
-STREAM_DECODE_MIN = 1 << 19  # shuffled blocks this big are decoded into a reused buffer
 LZ4_MAX_DECODED = 0x7E000000
 LZ4_MAX_RATIO = 255
 # metadata frames (the manifest): no real one compresses better than this, a bomb does

@@ -42,6 +42,7 @@ from atlas.format.schema import Schema
 COALESCE_GAP = 1 << 16  # merge byte ranges closer than this into one request
 PARALLEL_MIN_BYTES = 1 << 20  # below this much decoded data, decoding inline beats the pool
 BLOCK_CACHE_BYTES = 64 << 20
+SMALL_TABLE_ROWS = 64  # plan columns this short are arrays, longer ones broadcasts
 _I64 = np.int64
 
 class BlockCache:
@@ -226,10 +227,10 @@ def plan_read(indexes: list[ChunkIndex], slots: np.ndarray, row_schemas: np.ndar
                 indexes[0].is_every_row(slots, plan.chunk_ids[0]):
             # a read of everything: chunk k is row k of the index (the columns themselves,
             # not copies: on these machines every fresh array of a million rows costs faults)
-            one = np.broadcast_to(np.int64(0), (n_rows,))
+            one = _same(0, n_rows)
             parts.append((one, None, rows, _rows_of(plan.extents, one, m),
                           _rows_of(plan.src_starts, one, m), _rows_of(plan.dst_starts, one, m),
-                          _rows_of(plan.boxes, one, m), np.broadcast_to(np.int64(g), (n_rows,))))
+                          _rows_of(plan.boxes, one, m), _same(g, n_rows)))
             continue
         if m == 1:  # one chunk per row (the common case): no repeating of the rows
             want_slot = slots[rows] if len(groups) > 1 else slots
@@ -252,8 +253,7 @@ def plan_read(indexes: list[ChunkIndex], slots: np.ndarray, row_schemas: np.ndar
         if len(which):
             parts.append((which, where, row_of, _rows_of(plan.extents, k_of, m),
                           _rows_of(plan.src_starts, k_of, m), _rows_of(plan.dst_starts, k_of, m),
-                          _rows_of(plan.boxes, k_of, m),
-                          np.broadcast_to(np.int64(g), (len(which),))))
+                          _rows_of(plan.boxes, k_of, m), _same(g, len(which))))
     ndim = len(window)
     if len(parts) == 1:
         which, where, row, extent, src_start, dst_start, box, schema_of = parts[0]
@@ -320,7 +320,7 @@ def _plan_row_windows(indexes, slots, rows, g, schema, starts, window, parts, fi
     if len(found):
         parts.append((which[found], where[found], row_of[found], plan.extents[found],
                       plan.src_starts[found], plan.dst_starts[found], plan.boxes[found],
-                      np.broadcast_to(np.int64(g), (len(found),))))
+                      _same(g, len(found))))
 
 
 def _find(indexes: list[ChunkIndex], slots: np.ndarray, chunks: np.ndarray
@@ -340,8 +340,19 @@ def _find(indexes: list[ChunkIndex], slots: np.ndarray, chunks: np.ndarray
     return which, found
 
 
+def _same(value: int, n: int) -> np.ndarray:
+    """``n`` int64s equal to ``value``: a read-only broadcast when ``n`` is large (a fresh
+    array of a row per dataset costs page faults), a small array otherwise (a broadcast costs
+    microseconds of Python, a few of them a read of one dataset)."""
+    if n > SMALL_TABLE_ROWS:
+        return np.broadcast_to(np.int64(value), (n,))
+    return np.full(n, value, _I64)
+
+
 def _rows_of(table: np.ndarray, ks: np.ndarray, m: int) -> np.ndarray:
     """Rows ``ks`` of a plan table (a broadcast of its one row when the plan has one chunk)."""
+    if m == 1 and len(ks) == 1:
+        return table
     if m == 1:
         return np.broadcast_to(table[0], (len(ks), table.shape[1]))
     return table[ks]

@@ -993,14 +993,14 @@ class Atlas:
         starts = starts.astype(np.int64)
         for schema_id in _distinct(schema_ids):
             rows = np.flatnonzero(schema_ids == schema_id)
-            limit = np.array(self._catalog.schema(schema_id).shape, np.int64) - window
-            bad = np.flatnonzero(((starts[rows] < 0) | (starts[rows] > limit)).any(axis=1))
-            if len(bad):
+            shape = self._catalog.schema(schema_id).shape
+            mine = starts[rows]
+            bad = np.flatnonzero(((mine < 0) | (mine > np.subtract(shape, window))).any(axis=1))
+            if len(bad):  # check_window says which axis and how
                 row = int(rows[bad[0]])
                 name = names[row] if names is not None else \
                     self._catalog.names_at(np.array([row]))[0]
-                check_window(starts[row].tolist(), window,
-                             self._catalog.schema(schema_id).shape,
+                check_window(starts[row].tolist(), window, shape,
                              f"{array!r} in dataset {name!r} (row {row} of start)")
         return dtype, (0,) * len(window), window, starts
 

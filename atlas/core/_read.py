@@ -215,32 +215,36 @@ def plan_read(indexes: list[ChunkIndex], slots: np.ndarray, row_schemas: np.ndar
     fills = []
     for g in groups:
         rows = np.flatnonzero(row_schemas == g) if len(groups) > 1 else np.arange(n_rows)
-        if row_starts is not None:
-            _plan_row_windows(indexes, slots[rows], rows, g, schemas[g], row_starts[rows],
-                              window, parts, fills)
-            continue
-        plan = chunk_plan(schemas[g], start, window)
-        m = len(plan.chunk_ids)
+        if row_starts is not None:  # a window per row: the plan's tables have a row per entry
+            entry_row, plan = chunk_plan_rows(schemas[g], row_starts[rows], window)
+            m = len(plan.chunk_ids)
+            row_of, k_of = rows[entry_row], np.arange(m, dtype=_I64)
+            want_slot, want_chunk = slots[row_of], plan.chunk_ids
+        else:
+            plan = chunk_plan(schemas[g], start, window)
+            m = len(plan.chunk_ids)
+            if m == 1 and len(groups) == 1 and len(indexes) == 1 and \
+                    indexes[0].is_every_row(slots, plan.chunk_ids[0]):
+                # a read of everything: chunk k is row k of the index (the columns
+                # themselves, not copies: on these machines every fresh array of a million
+                # rows costs faults)
+                one = _same(0, n_rows)
+                parts.append((one, None, rows, _rows_of(plan.extents, one, m),
+                              _rows_of(plan.src_starts, one, m),
+                              _rows_of(plan.dst_starts, one, m), _rows_of(plan.boxes, one, m),
+                              _same(g, n_rows)))
+                continue
+            if m == 1:  # one chunk per row (the common case): no repeating of the rows
+                want_slot = slots[rows] if len(groups) > 1 else slots
+                want_chunk = np.full(len(rows), plan.chunk_ids[0], _I64)
+                row_of, k_of = rows, np.zeros(len(rows), _I64)
+            else:
+                want_slot = np.repeat(slots[rows], m)
+                want_chunk = np.tile(plan.chunk_ids, len(rows))
+                row_of = np.repeat(rows, m)
+                k_of = np.tile(np.arange(m), len(rows))
         if m == 0:
             continue
-        if len(groups) == 1 and len(indexes) == 1 and m == 1 and \
-                indexes[0].is_every_row(slots, plan.chunk_ids[0]):
-            # a read of everything: chunk k is row k of the index (the columns themselves,
-            # not copies: on these machines every fresh array of a million rows costs faults)
-            one = _same(0, n_rows)
-            parts.append((one, None, rows, _rows_of(plan.extents, one, m),
-                          _rows_of(plan.src_starts, one, m), _rows_of(plan.dst_starts, one, m),
-                          _rows_of(plan.boxes, one, m), _same(g, n_rows)))
-            continue
-        if m == 1:  # one chunk per row (the common case): no repeating of the rows
-            want_slot = slots[rows] if len(groups) > 1 else slots
-            want_chunk = np.full(len(rows), plan.chunk_ids[0], _I64)
-            row_of, k_of = rows, np.zeros(len(rows), _I64)
-        else:
-            want_slot = np.repeat(slots[rows], m)
-            want_chunk = np.tile(plan.chunk_ids, len(rows))
-            row_of = np.repeat(rows, m)
-            k_of = np.tile(np.arange(m), len(rows))
         which, where = _find(indexes, want_slot, want_chunk)
         missing = which < 0
         if missing.any():
@@ -304,23 +308,6 @@ def plan_read(indexes: list[ChunkIndex], slots: np.ndarray, row_schemas: np.ndar
     return ReadPlan(tuple(window), itemsize, indexes, block_key >> 40, block_key & ((1 << 40) - 1),
                     chunk_block, offset, length, row, extent, src_start, dst_start, box,
                     schema_of, f_row, f_dst, f_box, f_schema, schemas)
-
-
-def _plan_row_windows(indexes, slots, rows, g, schema, starts, window, parts, fills) -> None:
-    """:func:`plan_read`'s chunks of the rows ``rows`` (of schema ``g``), each read at its own
-    start: appended to ``parts`` (found) and ``fills`` (stored nowhere)."""
-    entry_row, plan = chunk_plan_rows(schema, starts, window)
-    which, where = _find(indexes, slots[entry_row], plan.chunk_ids)
-    row_of = rows[entry_row]
-    missing = which < 0
-    if missing.any():
-        fills.append((row_of[missing], plan.dst_starts[missing], plan.boxes[missing],
-                      np.full(int(missing.sum()), g, _I64)))
-    found = np.flatnonzero(~missing)
-    if len(found):
-        parts.append((which[found], where[found], row_of[found], plan.extents[found],
-                      plan.src_starts[found], plan.dst_starts[found], plan.boxes[found],
-                      _same(g, len(found))))
 
 
 def _find(indexes: list[ChunkIndex], slots: np.ndarray, chunks: np.ndarray

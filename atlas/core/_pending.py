@@ -166,9 +166,11 @@ class BulkRows:
     row to row (filled batch by batch: ``filled`` rows so far), an int for a column every
     row shares (``chunk``, ``length``, ``mask``, ``schema``)."""
 
-    def __init__(self, n: int, constants: dict[str, int]):
+    def __init__(self, n: int, constants: dict[str, int], filled_by_caller: dict | None = None):
+        given = filled_by_caller or {}
         self.columns: dict[str, np.ndarray | int] = {
-            name: int(constants[name]) if name in constants else np.empty(n, _I64)
+            name: int(constants[name]) if name in constants else
+            given[name] if name in given else np.empty(n, _I64)
             for name in _ROW_COLUMNS}
         self.filled = 0
 
@@ -235,11 +237,14 @@ class PendingSegment:
             return parts[0]
         return {name: np.concatenate([part[name] for part in parts]) for name in names}
 
-    def start_bulk(self, n: int, constants: dict[str, int]) -> BulkRows:
-        """Room for the ``n`` rows of a stacked write, which :meth:`add_blocks` fills."""
+    def start_bulk(self, n: int, constants: dict[str, int],
+                   filled_by_caller: dict[str, np.ndarray]) -> BulkRows:
+        """Room for the ``n`` rows of a stacked write, which :meth:`add_blocks` fills but for
+        the columns ``filled_by_caller`` (arrays of ``n`` int64, each row's value in place
+        before :meth:`add_blocks` adds it)."""
         if self._bulk and self._bulk[-1].filled == 0:
             self._bulk.pop()  # a stacked write that failed before its first rows
-        bulk = BulkRows(n, constants)
+        bulk = BulkRows(n, constants, filled_by_caller)
         self._bulk.append(bulk)
         return bulk
 
@@ -326,21 +331,17 @@ class PendingSegment:
 
     def add_blocks(self, bulk: BulkRows, blocks: list[tuple], slots: np.ndarray) -> None:
         """Append whole compressed blocks of a stacked write and their chunk rows, the next
-        rows of ``bulk`` (the last :meth:`start_bulk`): ``blocks`` holds per block (stored
-        bytes, decoded length, codec id, crc, columns of its rows: each column ``bulk`` does
-        not hold one value of, but ``slot`` and ``block``), ``slots`` the slots of all their
-        rows."""
+        rows of ``bulk`` (the last :meth:`start_bulk`, its caller's columns filled for these
+        rows): ``blocks`` holds per block (stored bytes, decoded length, codec id, crc, number
+        of rows), ``slots`` the slots of all their rows."""
         if not self._bulk or self._bulk[-1] is not bulk:
             raise ValueError("rows of a stacked write must follow its start_bulk")
         first = len(self)
         lo = at = bulk.filled
-        for stored, decoded, codec, crc, columns in blocks:
+        for stored, decoded, codec, crc, rows in blocks:
             number = self.writer.write_block(stored, decoded, codec, crc)
-            hi = at + len(columns["offset"])
-            bulk.columns["block"][at:hi] = number
-            for name, values in columns.items():
-                bulk.columns[name][at:hi] = values
-            at = hi
+            bulk.columns["block"][at : at + rows] = number
+            at += rows
         bulk.columns["slot"][lo:at] = slots
         self._keys.add_many(bulk.column("slot", lo, at), bulk.column("chunk", lo, at), first)
         bulk.filled = at

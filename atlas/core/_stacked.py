@@ -285,8 +285,13 @@ class _RowPacker:
         codec_id = codecs.block_codec(pending.codec_id,
                                       schema.dtype.itemsize if pending.shuffle else 1)
 
+        # the rows' columns that differ from row to row but for slot and block, filled by
+        # the workers in place (this thread then only numbers the blocks)
+        self.columns = columns = {name: np.empty(n, _I64)
+                                  for name in ("offset", "nulls", "valid", "min", "max")}
+
         def block(lo: int, hi: int):
-            """A block of rows [lo, hi) compressed, and its rows' columns (on a worker)."""
+            """A block of rows [lo, hi) compressed, its rows' columns filled (on a worker)."""
             rows = flat[lo:hi]
             raw = rows.reshape(-1).view(np.uint8)
             starts = np.arange(hi - lo, dtype=_I64) * cells
@@ -295,11 +300,13 @@ class _RowPacker:
                 np.full(hi - lo, fill, storage_dtype), np.full(hi - lo, has, np.uint8), rule)
             stored = codecs.encode(codec_id, raw, level)
             valid = counts[:, 1]
-            columns = {"offset": starts * schema.dtype.itemsize, "nulls": counts[:, 0],
-                       "valid": valid,
-                       "min": np.where(valid > 0, _bits(extremes[:, 0], schema.dtype), 0),
-                       "max": np.where(valid > 0, _bits(extremes[:, 1], schema.dtype), 0)}
-            return stored, len(raw), codec_id, codecs.block_checksum(codec_id, stored), columns
+            np.multiply(starts, schema.dtype.itemsize, out=columns["offset"][lo:hi])
+            columns["nulls"][lo:hi] = counts[:, 0]
+            columns["valid"][lo:hi] = valid
+            for k, name in enumerate(("min", "max")):
+                np.copyto(columns[name][lo:hi], _bits(extremes[:, k], schema.dtype))
+                columns[name][lo:hi][valid == 0] = 0
+            return stored, len(raw), codec_id, codecs.block_checksum(codec_id, stored), hi - lo
 
         self.pool = worker_pool()
         self.block = block
@@ -330,7 +337,7 @@ class _RowPacker:
         pending = store._pending
         segment = pending._segment(self.array, store._root.generation + 1)
         rows = segment.start_bulk(self.n, {"chunk": 0, "length": row_bytes, "mask": 0,
-                                           "schema": schema_id})
+                                           "schema": schema_id}, self.columns)
         synced = 0  # bytes of the segment when its last early sync started
         try:
             while self.queued:

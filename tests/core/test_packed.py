@@ -4,6 +4,7 @@ what they change, and the merge that keeps files few. Checked against numpy mode
 from __future__ import annotations
 
 import random
+import warnings
 
 import numpy as np
 import pytest
@@ -605,3 +606,35 @@ def test_bulk_reads_decode_blocks_in_place_or_scatter_them_and_agree_with_numpy(
         handle.read_array_across_stacked("two", out=out)
         assert np.array_equal(out, two)
     assert max(seen) > 64 and min(seen) == 0, seen  # both ways were taken
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int16", "uint8"])
+def test_a_stacked_write_records_each_rows_statistics_across_many_blocks(tmp_path, rng, dtype):
+    # the workers compute each row's nulls, valid count and extremes while they compress its
+    # block; 4 KiB blocks make many blocks and several batches of them; rows all NaN, partly
+    # NaN and free of NaN (floats); the catalog after a reopen equals numpy's per-row figures
+    store = atlas.Atlas.create(str(tmp_path / "s"), block_size=4096)
+    n, width = 700, 37
+    if dtype.startswith("float"):
+        values = rng.standard_normal((n, width)).astype(dtype)
+        values[rng.random((n, width)) < 0.2] = np.nan
+        values[::9] = np.nan  # rows with no valid value
+    else:
+        info = np.iinfo(dtype)
+        values = rng.integers(info.min, info.max, (n, width), endpoint=True).astype(dtype)
+    names = _names(n)
+    store.write_array_across_stacked("v", names, values)
+    store.flush()
+    table = reopen(tmp_path / "s").catalog(arrays=["v"])
+    nulls = np.isnan(values).sum(axis=1) if values.dtype.kind == "f" else np.zeros(n, int)
+    valid = width - nulls
+    assert table.index.tolist() == names
+    np.testing.assert_array_equal(table["v.nulls"].to_numpy(), nulls)
+    np.testing.assert_array_equal(table["v.valid"].to_numpy(), valid)
+    some = valid > 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # nanmin of a row of NaN only
+        lows, highs = np.nanmin(values, axis=1), np.nanmax(values, axis=1)
+    np.testing.assert_array_equal(table["v.min"].to_numpy()[some].astype(dtype), lows[some])
+    np.testing.assert_array_equal(table["v.max"].to_numpy()[some].astype(dtype), highs[some])
+    assert table["v.min"][~some].isna().all() and table["v.max"][~some].isna().all()

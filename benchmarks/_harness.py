@@ -307,6 +307,23 @@ def remove_path(path: Path) -> None:
         path.unlink()
 
 
+def drop_cached(path: Path) -> None:
+    """Ask the kernel to drop the cached pages of every file under ``path`` (written out
+    first: call ``os.sync()`` before), so that the next measurement does not run beside them;
+    a no-op where ``posix_fadvise`` is missing."""
+    if not hasattr(os, "posix_fadvise"):
+        return
+    for file in (p for p in path.rglob("*") if p.is_file()):
+        try:
+            fd = os.open(file, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
 def directory_size(path: Path) -> int:
     """Total bytes of the files under ``path``."""
     if path.is_file():

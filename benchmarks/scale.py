@@ -13,7 +13,10 @@ of dataset i do not depend on N), measured with public API calls only (``_atlas_
   RSS`` of that process (the stacked writer holds its N x 7 input arrays). Before each ingest
   ``os.sync()`` writes out what the previous one left dirty, as ``many_small`` does: atlas
   fsyncs its commit, and on ext4 an fsync can wait for other files' pages (at 10^6 the store
-  written before is ~2.5 GB);
+  written before is ~2.5 GB); then the pages of the stores kept so far are dropped from the
+  page cache (``posix_fadvise``): on these VMs an ingest beside 2.5 GB of another's cached
+  store faults its memory in slower (the stacked write of 10^6: 5.3-5.9 s beside it, 4.7-5.0 s
+  without, by hand), which made the result depend on which method ran first;
 - ``store bytes``: the whole store, and its metadata (every file that is not a data segment);
 - ``open`` (``Atlas.open``) and ``open+list`` (+ ``list_datasets()``) in this process, interleaved
   with pyarrow reading the same names from one Parquet string column (into a Python list as
@@ -374,6 +377,8 @@ def ingest(samples: Samples, workdir: Path, sizes: list[int], rounds: dict[int, 
                 root = workdir / f"n{n}" / ("store" if keep else f"ingest-{round_index}")
                 verify = round_index == 0 and method == STACKED
                 os.sync()  # the previous ingest's pages: not this one's to write out
+                for stored in kept.values():  # nor its memory to work beside (see the docstring)
+                    harness.drop_cached(stored)
                 got = run_child("ingest", {"root": str(root), "n": n, "method": method,
                                            "verify": verify})
                 methods[method] = got["method"]

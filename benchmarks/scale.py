@@ -9,11 +9,12 @@ of dataset i do not depend on N), measured with public API calls only (``_atlas_
   the per-dataset API (create, define + write per array, set the attributes; generation left
   out) and through the stacked write (``Atlas.write_array_across_stacked`` per array, feature
   detected: without it the per-dataset API, recorded; arrays only, there is no stacked attribute
-  write; its names and arrays are made before the clock starts); timed from after ``import atlas`` (the first write's Numba load is in); ``writer peak
-  RSS`` of that process (the stacked writer holds its N x 7 input arrays). Before each ingest
-  ``os.sync()`` writes out what the previous one left dirty, as ``many_small`` does: atlas
-  fsyncs its commit, and on ext4 an fsync can wait for other files' pages (at 10^6 the store
-  written before is ~2.5 GB); then the pages of the stores kept so far are dropped from the
+  write; its names and arrays are made before the clock starts); timed from after ``import
+  atlas`` (the first write's Numba load is in); ``writer peak RSS`` of that process (the
+  stacked writer holds its N x 7 input arrays). Before each ingest ``os.sync()`` writes out
+  what the previous one left dirty, as ``many_small`` does: atlas fsyncs its commit, and on
+  ext4 an fsync can wait for other files' pages (at 10^6 the store written before is ~2.5
+  GB); then the pages of the stores kept so far are dropped from the
   page cache (``posix_fadvise``): on these VMs an ingest beside 2.5 GB of another's cached
   store faults its memory in slower (the stacked write of 10^6: 5.3-5.9 s beside it, 4.7-5.0 s
   without, by hand), which made the result depend on which method ran first;

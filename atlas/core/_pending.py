@@ -166,12 +166,16 @@ class BulkRows:
     row to row (filled batch by batch: ``filled`` rows so far), an int for a column every
     row shares (``chunk``, ``length``, ``mask``, ``schema``)."""
 
-    def __init__(self, n: int, constants: dict[str, int], filled_by_caller: dict | None = None):
-        given = filled_by_caller or {}
-        self.columns: dict[str, np.ndarray | int] = {
-            name: int(constants[name]) if name in constants else
-            given[name] if name in given else np.empty(n, _I64)
-            for name in _ROW_COLUMNS}
+    def __init__(self, n: int, constants: dict[str, int],
+                 filled_by_caller: dict[str, np.ndarray]):
+        self.columns: dict[str, np.ndarray | int] = {}
+        for name in _ROW_COLUMNS:
+            if name in constants:
+                self.columns[name] = int(constants[name])
+            elif name in filled_by_caller:
+                self.columns[name] = filled_by_caller[name]
+            else:
+                self.columns[name] = np.empty(n, _I64)
         self.filled = 0
 
     def column(self, name: str, lo: int = 0, hi: int | None = None) -> np.ndarray:

@@ -304,8 +304,7 @@ class _RowPacker:
             columns["nulls"][lo:hi] = counts[:, 0]
             columns["valid"][lo:hi] = valid
             for k, name in enumerate(("min", "max")):
-                np.copyto(columns[name][lo:hi], _bits(extremes[:, k], schema.dtype))
-                columns[name][lo:hi][valid == 0] = 0
+                columns[name][lo:hi] = np.where(valid > 0, _bits(extremes[:, k], schema.dtype), 0)
             return stored, len(raw), codec_id, codecs.block_checksum(codec_id, stored), hi - lo
 
         self.pool = worker_pool()

@@ -1,13 +1,14 @@
 """Drivers of the Numba kernels: validate, fold, allocate, then call the compiled loop.
 
-The compiled loops (``_copy``, ``_stats``) are private and see only arrays and plain scalars.
+The compiled loops (``_copy``, ``_stats``, ``_shuffle``) are private and see only arrays and plain scalars.
 Object (string) arrays never reach them. What is one copy (one box, runs back to back, the
 box of :func:`copy_window`) is one numpy assignment with the same bounds checks: the loops are
 for many boxes or runs at once.
 
 numba is imported when a driver first needs a loop, not by ``import atlas``: opening a store,
 listing it and a first small read never pay for the compiler (~0.4 s to import, ~0.1 s per
-kernel loaded from cache).
+kernel loaded from cache). ``atlas.codecs`` shuffles with numpy until a process has loaded it
+(see ``codecs.COMPILE_AFTER``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ __all__ = [
     "scatter_boxes",
     "BoxScatter",
     "scatter_runs",
+    "shuffle_bytes",
+    "unshuffle_bytes",
 ]
 
 _I64 = np.int64
@@ -47,6 +50,11 @@ def _loop(module: str, name: str):
 
 
 _LOOPS: dict = {}
+
+
+def loops_loaded() -> bool:
+    """Whether this process has loaded a compiled loop already (so Numba is imported)."""
+    return bool(_LOOPS)
 
 
 def _table(values, rows: int, width: int, what: str) -> np.ndarray:
@@ -108,6 +116,33 @@ def _back_to_back(src_offsets: np.ndarray, dst_offsets: np.ndarray, lengths: np.
     ends = lengths[:-1]
     return bool(np.array_equal(src_offsets[1:], src_offsets[:-1] + ends) and
                 np.array_equal(dst_offsets[1:], dst_offsets[:-1] + ends))
+
+
+def shuffle_bytes(src, dst, width: int) -> None:
+    """The whole ``width``-byte values of ``src`` (uint8 buffers) shuffled into ``dst``: byte
+    k of value i to ``k * n + i`` (n whole values); bytes after them are left to the caller."""
+    src, dst = _bytes_of(src, "src"), _bytes_of(dst, "dst")
+    _check_width(width)
+    if len(dst) < len(src) // width * width:
+        raise IndexError(f"dst holds {len(dst)} bytes, the shuffle writes {len(src)}")
+    _loop("_shuffle", "_shuffle_values")(src, dst, width)
+
+
+def unshuffle_bytes(src, dst, width: int, lo: int, hi: int) -> None:
+    """Values ``lo:hi`` of the shuffled ``src`` back into ``dst[lo * width : hi * width]``
+    (uint8 buffers; the inverse of :func:`shuffle_bytes`)."""
+    src, dst = _bytes_of(src, "src"), _bytes_of(dst, "dst")
+    _check_width(width)
+    if not 0 <= lo <= hi <= len(src) // width or hi * width > len(dst):
+        raise IndexError(f"values {lo}:{hi} of width {width} do not fit src of {len(src)} "
+                         f"bytes and dst of {len(dst)}")
+    if hi > lo:
+        _loop("_shuffle", "_unshuffle_values")(src, dst, width, lo, hi)
+
+
+def _check_width(width: int) -> None:
+    if width not in (2, 4, 8):
+        raise ValueError(f"shuffle width must be 2, 4 or 8, got {width}")
 
 
 def scatter_boxes(src, src_offsets, src_shapes, src_starts, dst, dst_offsets, dst_shapes,

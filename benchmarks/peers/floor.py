@@ -19,6 +19,7 @@ from itertools import product
 
 import numpy as np
 
+from atlas import kernels
 from benchmarks.cases import ArrayLayout, Sample, window_start_shape
 
 CODECS = ("zstd", "lz4", "lz4_frame", "none")  # "lz4": raw block without size, as atlas stores
@@ -98,12 +99,13 @@ def split_shuffle(codec: str) -> tuple[str, int]:
 
 def _unshuffle(shuffled: bytes, out: memoryview, width: int) -> None:
     """Byte k of each ``width``-byte value back from the k-th run of ``shuffled`` (bytes after
-    the last whole value are stored as they are): one numpy column copy per byte position."""
+    the last whole value are stored as they are), with atlas's compiled loop: the fastest
+    unshuffle at hand (numpy's column copies take 4-7x as long), so that the floor stays a
+    floor for a store that uses it."""
     src = np.frombuffer(shuffled, np.uint8)
     dst = np.frombuffer(out, np.uint8)
     n = len(src) // width
-    for k in range(width):
-        dst[k : n * width : width] = src[k * n : (k + 1) * n]
+    kernels.unshuffle_bytes(src, dst, width, 0, n)
     dst[n * width :] = src[n * width :]
 
 

@@ -5,6 +5,9 @@ codec byte that records the shuffle, stores created without it, and crafted code
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -30,6 +33,79 @@ def test_shuffle_is_undone_exactly_for_any_length(raw, width):
     back = bytearray(len(raw))
     codecs.unshuffle(shuffled, back, width)
     assert bytes(back) == raw
+
+
+def shuffles(which: str):
+    """Inside it codecs.shuffle/unshuffle use one implementation: "numpy" or "compiled"."""
+    return mock.patch.object(codecs, "_compiled", lambda nbytes: which == "compiled")
+
+
+@given(raw=st.binary(max_size=5000), width=st.sampled_from([2, 4, 8]),
+       span=st.tuples(st.integers(0, 5100), st.integers(0, 5100)), pad=st.integers(0, 9))
+def test_the_compiled_shuffles_equal_numpys_for_any_length_and_span(raw, width, span, pad):
+    with shuffles("numpy"):
+        expected = codecs.shuffle(raw, width).tobytes()
+    with shuffles("compiled"):
+        assert codecs.shuffle(raw, width).tobytes() == expected
+    first, end = min(span), max(span)
+    outs = {}
+    for which in ("numpy", "compiled"):
+        # bytes before the output (an unaligned start) and marked bytes the span leaves alone
+        buffer = bytearray(b"\xa5" * (pad + len(raw) + 3))
+        with shuffles(which):
+            codecs.unshuffle(expected, memoryview(buffer)[pad:], width, first, end)
+        outs[which] = bytes(buffer)
+    assert outs["compiled"] == outs["numpy"]
+    got = outs["numpy"][pad : pad + len(raw)]
+    n = len(raw) // width
+    lo, hi = min(first // width, n) * width, min(-(-min(end, len(raw)) // width), n) * width
+    assert got[lo:hi] == raw[lo:hi]  # the values the span touches
+    assert got[n * width : end] == raw[n * width : end]  # the tail it touches
+
+
+def test_the_compiled_unshuffle_refuses_bounds_it_cannot_keep():
+    from atlas import kernels
+
+    src, dst = np.zeros(64, np.uint8), np.zeros(64, np.uint8)
+    kernels.unshuffle_bytes(src, dst, 4, 0, 16)
+    for lo, hi in ((0, 17), (-1, 4), (5, 4)):
+        with pytest.raises(IndexError, match="do not fit"):
+            kernels.unshuffle_bytes(src, dst, 4, lo, hi)
+    with pytest.raises(IndexError, match="do not fit"):
+        kernels.unshuffle_bytes(src, dst[:60], 4, 0, 16)
+    with pytest.raises(IndexError, match="dst holds 60 bytes"):
+        kernels.shuffle_bytes(src, dst[:60], 4)
+    with pytest.raises(ValueError, match="must be 2, 4 or 8, got 3"):
+        kernels.shuffle_bytes(src, dst, 3)
+    with pytest.raises(TypeError, match="1-D uint8"):
+        kernels.unshuffle_bytes(src.view(np.uint32), dst, 4, 0, 1)
+
+
+_NUMPY_UNTIL_LOADED = """
+import json, sys
+import numpy as np
+from atlas import codecs
+
+raw = np.arange(4096, dtype=np.float32).tobytes()
+codecs.COMPILE_AFTER = 4 * len(raw)
+seen = []
+for _ in range(4):
+    back = bytearray(len(raw))
+    codecs.unshuffle(codecs.shuffle(raw, 4), back, 4)
+    assert bytes(back) == raw
+    seen.append("numba" in sys.modules)
+print(json.dumps(seen))
+"""
+
+
+def test_numpy_shuffles_until_the_process_has_moved_what_loading_the_compiler_costs():
+    """A process shuffles with numpy until Numba is loaded or numpy has moved COMPILE_AFTER
+    bytes (here lowered to four buffers' worth): the shuffles and unshuffles of the first two
+    rounds count four, and the third round loads the compiled loops."""
+    out = subprocess.run([sys.executable, "-c", _NUMPY_UNTIL_LOADED], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == [False, False, True, True]
 
 
 @pytest.mark.parametrize("width", [2, 4, 8])

@@ -101,10 +101,12 @@ def _probes(hashes: np.ndarray, n_bits: int) -> Iterator[np.ndarray]:
     m = np.uint64(n_bits)
     at = (hashes & np.uint64(0xFFFFFFFF)) % m
     step = ((hashes >> np.uint64(32)) | np.uint64(1)) % m
+    wrapped = np.empty_like(at)
     for i in range(PROBES):
         if i:
-            at += step
-            at[at >= m] -= m
+            at += step  # below 2 m
+            np.subtract(at, m, out=wrapped)  # wraps past 2^63 where at < m
+            np.minimum(at, wrapped, out=at)  # at mod m: half the time of a masked subtract
         yield at.view(np.int64)  # below n_bits
 
 

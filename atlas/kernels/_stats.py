@@ -94,8 +94,15 @@ def _run_partials(values, starts, counts_in, fills, has_fill, null_rule, counts,
     ``values[starts[i]:starts[i] + counts_in[i]]`` with fill ``fills[i]``."""
     no_mask = np.zeros(0, np.uint8)
     for i in range(starts.shape[0]):
-        nulls, valid, lo, hi = _run_partial(values, starts[i], counts_in[i], no_mask, fills[i],
-                                            has_fill[i] != 0, null_rule)
+        fill = fills[i]
+        if (null_rule == NULL_NAN or null_rule == 0) and not (has_fill[i] != 0 and fill == fill):
+            # _run_partial's common case called straight: through it, 3x slower for runs of a
+            # cell (a stacked 0-D array: 47 against 17 ns per run)
+            nulls, valid, lo, hi = _plain_partial(values, starts[i], counts_in[i], fill,
+                                                  null_rule == NULL_NAN)
+        else:
+            nulls, valid, lo, hi = _run_partial(values, starts[i], counts_in[i], no_mask, fill,
+                                                has_fill[i] != 0, null_rule)
         counts[i, 0] = nulls
         counts[i, 1] = valid
         extremes[i, 0] = lo

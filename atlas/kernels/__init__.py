@@ -299,13 +299,15 @@ def chunk_partial(values: np.ndarray, written: np.ndarray | None, fill, has_fill
     """(nulls, valid, min, max) of one chunk's values (numeric storage dtypes only); cells
     where ``written`` is 0 count as nulls."""
     flat = np.ascontiguousarray(values).reshape(-1)
-    counts = np.zeros(2, _I64)
-    extremes = np.zeros(2, flat.dtype)
+    counts = np.zeros((1, 2), _I64)
+    extremes = np.zeros((1, 2), flat.dtype)
     mask = np.zeros(0, np.uint8) if written is None else \
         np.ascontiguousarray(written, np.uint8).reshape(-1)
-    _loop("_stats", "_chunk_partial")(flat, mask, flat.dtype.type(fill), bool(has_fill),
-                                      null_rule, counts, extremes)
-    return int(counts[0]), int(counts[1]), extremes[0], extremes[1]
+    keys, extreme_keys, mag, inf_bits = _keys(flat, extremes)
+    _loop("_stats", "_chunk_partial")(flat, keys, mask, flat.dtype.type(fill), bool(has_fill),
+                                      null_rule, mag, inf_bits, counts, extremes,
+                                      extreme_keys)
+    return int(counts[0, 0]), int(counts[0, 1]), extremes[0, 0], extremes[0, 1]
 
 
 def block_partials(values: np.ndarray, starts, counts, fills: np.ndarray, has_fill: np.ndarray,
@@ -318,11 +320,24 @@ def block_partials(values: np.ndarray, starts, counts, fills: np.ndarray, has_fi
         raise IndexError("a run lies outside the values")
     out_counts = np.zeros((n, 2), _I64)
     extremes = np.zeros((n, 2), values.dtype)
-    _loop("_stats", "_run_partials")(values, starts, counts,
+    keys, extreme_keys, mag, inf_bits = _keys(values, extremes)
+    _loop("_stats", "_run_partials")(values, keys, starts, counts,
                                      np.ascontiguousarray(fills, values.dtype),
                                      np.ascontiguousarray(has_fill, np.uint8), null_rule,
-                                     out_counts, extremes)
+                                     mag, inf_bits, out_counts, extremes, extreme_keys)
     return out_counts, extremes
+
+
+def _keys(values: np.ndarray, extremes: np.ndarray):
+    """What the statistics loops take besides the values: for floats their bits as signed
+    integers of the same size, ``extremes`` viewed so, the magnitude mask and +inf's bits;
+    integers are their own keys (the constants unused)."""
+    if values.dtype.kind != "f":
+        return values, extremes, values.dtype.type(0), values.dtype.type(0)
+    as_int = np.dtype(f"i{values.dtype.itemsize}")
+    mag = as_int.type(np.iinfo(as_int).max)
+    inf_bits = np.array(np.inf, values.dtype).view(as_int)[()]
+    return values.view(as_int), extremes.view(as_int), mag, inf_bits
 
 
 def fold_partials(nulls: np.ndarray, valids: np.ndarray, mins: np.ndarray,

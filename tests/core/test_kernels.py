@@ -8,6 +8,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from core_helpers import NUMERIC
 
 from atlas import kernels
@@ -504,6 +506,41 @@ def test_block_partials_equal_one_chunk_partial_per_run(dtype):
             assert got_extremes[i, 0] == lo and got_extremes[i, 1] == hi
     with pytest.raises(IndexError):
         kernels.block_partials(values, [295], [10], fills[:1], has[:1], rule)
+
+
+@settings(deadline=None)
+@given(data=st.data(), dtype=st.sampled_from(["float32", "float64", "int8", "uint16", "int64",
+                                               "uint64"]))
+def test_block_partials_of_plain_runs_equal_the_general_loop_bit_for_bit(data, dtype):
+    """Runs whose only nulls are NaN take the integer-key loop: NaNs, zeros of both signs,
+    infinities and the extremes of the dtype give what the general loop (a mask of ones)
+    gives, per run, bit for bit."""
+    dt = np.dtype(dtype)
+    if dt.kind == "f":
+        special = [np.nan, -np.nan, 0.0, -0.0, np.inf, -np.inf, 1.5, -1.5,
+                   np.finfo(dt).max, np.finfo(dt).min, np.finfo(dt).tiny]
+        cell = st.one_of(st.sampled_from(special), st.floats(width=dt.itemsize * 8))
+    else:
+        cell = st.integers(np.iinfo(dt).min, np.iinfo(dt).max)
+    values = np.array(data.draw(st.lists(cell, max_size=200)), dt)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(values)), max_size=8)))
+    starts = np.array([0] + cuts, np.int64)
+    counts = np.diff(np.append(starts, len(values)))
+    rule = kernels.NULL_NAN if dt.kind == "f" else kernels.NULL_NONE
+    fills = np.zeros(len(starts), dt)
+    if dt.kind == "f":
+        fills[:] = np.nan  # a NaN fill matches no cell: every run is plain
+    got_counts, got_extremes = kernels.block_partials(values, starts, counts, fills,
+                                                      np.ones(len(starts), np.uint8)
+                                                      if dt.kind == "f" else
+                                                      np.zeros(len(starts), np.uint8), rule)
+    for i, (start, count) in enumerate(zip(starts.tolist(), counts.tolist())):
+        run = values[start : start + count]
+        nulls, valid, lo, hi = kernels.chunk_partial(run, np.ones(count, np.uint8), fills[i],
+                                                     False, rule)
+        assert got_counts[i].tolist() == [nulls, valid]
+        if valid:
+            assert got_extremes[i].tobytes() == np.array([lo, hi], dt).tobytes()
 
 
 def test_kernel_decorator_falls_back_to_no_cache_when_caching_is_impossible(monkeypatch):

@@ -175,19 +175,28 @@ class BoxScatter:
         self.dst_offsets = _column(dst_offsets, n, "dst_offsets")
         self._views: list | None = None  # per row, what a one-box copy needs (see _one_box)
 
-    def run(self, src, dst, rows=slice(None)) -> None:
+    def run(self, src, dst, rows=slice(None), src_shift: np.ndarray | None = None) -> None:
+        """``src_shift``: per row of ``rows``, bytes added to its source offset (the boxes of
+        several blocks decoded side by side into one buffer)."""
         src, dst = _bytes_of(src, "src"), _bytes_of(dst, "dst")
         one = _one_row(rows, len(self.boxes))
         if one is not None:  # one box (a block of one chunk): numpy's strided copy
             if self._views is None:
                 self._views = _box_views(self)
-            _one_box(src, dst, self._views[one])
+            view = self._views[one]
+            if view is not None and src_shift is not None:
+                box, (s_first, s_end, s_strides), d_side = view
+                shift = int(src_shift[0])
+                view = (box, (s_first + shift, s_end + shift, s_strides), d_side)
+            _one_box(src, dst, view)
             return
         tables = (self.src_offsets[rows], self.src_shapes[rows], self.src_starts[rows],
                   self.dst_offsets[rows], self.dst_shapes[rows], self.dst_starts[rows],
                   self.boxes[rows])
         # every region is bounds-checked by the compiled loop itself
         s_off, s_shape, s_start, d_off, d_shape, d_start, boxes = tables
+        if src_shift is not None:
+            s_off = s_off + _column(src_shift, len(s_off), "src_shift")
         _loop("_copy", "_move_boxes")(src, s_off, s_shape, s_start, dst, d_off, d_shape,
                                       d_start, boxes)
 

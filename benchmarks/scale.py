@@ -14,10 +14,10 @@ of dataset i do not depend on N), measured with public API calls only (``_atlas_
   stacked writer holds its N x 7 input arrays). Before each ingest ``os.sync()`` writes out
   what the previous one left dirty, as ``many_small`` does: atlas fsyncs its commit, and on
   ext4 an fsync can wait for other files' pages (at 10^6 the store written before is ~2.5
-  GB); then the pages of the stores kept so far are dropped from the
-  page cache (``posix_fadvise``): on these VMs an ingest beside 2.5 GB of another's cached
-  store faults its memory in slower (the stacked write of 10^6: 5.3-5.9 s beside it, 4.7-5.0 s
-  without, by hand), which made the result depend on which method ran first;
+  GB); then the pages of the stores kept so far are dropped from the page cache
+  (``posix_fadvise``): on these VMs an ingest beside 2.5 GB of another's cached store faults
+  its memory in slower (the stacked write of 10^6: 5.3-5.9 s beside it, 4.7-5.0 s without, by
+  hand), which made the result depend on which method ran first;
 - ``store bytes``: the whole store, and its metadata (every file that is not a data segment);
 - ``open`` (``Atlas.open``) and ``open+list`` (+ ``list_datasets()``) in this process, interleaved
   with pyarrow reading the same names from one Parquet string column (into a Python list as

@@ -382,7 +382,7 @@ def execute(plan: ReadPlan, out: np.ndarray, cache: BlockCache | None) -> None:
     sizes = _block_sizes(plan)
     # blocks that are one stretch of out need no scatter kernel (nor Numba, in a new process)
     direct = _direct_blocks(tables, bounds, sizes)
-    # what each block's chunks copy: a shuffled block decoded into scratch is unshuffled there
+    # what each block's chunks copy: a shuffled block decoded into a group is unshuffled there
     spans = _needed_spans(plan, tables, bounds) if cache is None and not direct.all() else None
 
     def work(block_numbers):
@@ -405,9 +405,9 @@ def execute(plan: ReadPlan, out: np.ndarray, cache: BlockCache | None) -> None:
             if spans is not None and sizes[b] <= GROUP_BYTES:
                 group.add(b, blocks[b], int(sizes[b]), (spans[0][b], spans[1][b]))
                 continue
-            span = None if spans is None else (spans[0][b], spans[1][b])
-            decoded = _decoded(plan, b, blocks[b], cache, scratch=cache is None, span=span)
-            _scatter(plan, tables, lo, bounds[b + 1], decoded, out_bytes)
+            # a block of the cache's reads, or too big for a group: decoded and copied alone
+            _scatter(tables, slice(lo, bounds[b + 1]), _decoded(plan, b, blocks[b], cache),
+                     out_bytes)
         group.copy()
 
     if plan.n_blocks < 2 or decoded < PARALLEL_MIN_BYTES:
@@ -524,17 +524,12 @@ def _coalesce(offsets: np.ndarray, lengths: np.ndarray, gap: int = COALESCE_GAP)
     return starts, group_ends, group
 
 
-def _decoded(plan: ReadPlan, b: int, fetched, cache: BlockCache | None, scratch: bool = False,
-             span: tuple[int, int] | None = None):
-    """Block ``b`` of the plan decoded (``scratch``: into this thread's reused buffer, valid
-    until its next decode; only for reads that cache nothing). ``span``: the bytes the read
-    needs; a shuffled block decoded into scratch is unshuffled there only."""
+def _decoded(plan: ReadPlan, b: int, fetched, cache: BlockCache | None):
+    """Block ``b`` of the plan decoded (from the cache's copy when ``fetched`` is one)."""
     if isinstance(fetched, tuple):
         return fetched[1]
     index, n = plan.indexes[int(plan.block_index[b])], int(plan.block_number[b])
-    into = thread_buffer("decoded", int(index.block_decoded[n])) if scratch else None
-    return decode_block(index, n, fetched, cache, into=into,
-                        span=span if into is not None else None)
+    return decode_block(index, n, fetched, cache)
 
 
 def _needed_spans(plan: ReadPlan, t: "_ScatterTables", bounds: np.ndarray
@@ -712,37 +707,37 @@ class _Group:
         """Copy every chunk of the group's blocks into the output; the group is empty after."""
         if not self.blocks:
             return
-        t, bounds = self.tables, self.bounds
-        src = np.frombuffer(self.buffer, np.uint8)
+        bounds = self.bounds
         los = bounds[self.blocks]
         counts = bounds[np.asarray(self.blocks) + 1] - los
         # the blocks' chunk rows one after the other, and each row's block's start
         rows = np.repeat(los - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
         shift = np.repeat(np.asarray(self.bases, _I64), counts)
-        is_run = t.run[rows] >= 0
-        if is_run.any():
-            pick = rows[is_run]
-            kernels.scatter_runs(src, t.run_src[pick] + shift[is_run], self.out_bytes,
-                                 t.run_dst[pick], t.run[pick])
-        if not is_run.all():
-            boxed = ~is_run
-            t.boxes.run(src, self.out_bytes, rows[boxed], src_shift=shift[boxed])
+        _scatter(self.tables, rows, self.buffer, self.out_bytes, shift)
         self.blocks, self.bases = [], []
 
 
-def _scatter(plan: ReadPlan, t: _ScatterTables, lo: int, hi: int, decoded, out_bytes) -> None:
-    """Copy the chunks ``lo:hi`` (one block's) from its decoded bytes into ``out``."""
+def _scatter(t: _ScatterTables, rows, decoded, out_bytes,
+             shift: np.ndarray | None = None) -> None:
+    """Copy the chunks ``rows`` (an index array, or a slice for one block's) from their
+    decoded block(s) into ``out``: one block's bytes, or blocks decoded side by side with
+    ``shift`` giving, per row, where its block starts."""
     src = np.frombuffer(decoded, np.uint8)
-    runs = t.run[lo:hi]
-    if (runs >= 0).all():
-        kernels.scatter_runs(src, t.run_src[lo:hi], out_bytes, t.run_dst[lo:hi], runs)
-        return
+    runs = t.run[rows]
     is_run = runs >= 0
+    if is_run.all():  # byte runs only (whole trailing axes, 0-D values)
+        src_at = t.run_src[rows] if shift is None else t.run_src[rows] + shift
+        kernels.scatter_runs(src, src_at, out_bytes, t.run_dst[rows], runs)
+        return
     if is_run.any():
-        pick = lo + np.flatnonzero(is_run)
-        kernels.scatter_runs(src, t.run_src[pick], out_bytes, t.run_dst[pick], t.run[pick])
-    t.boxes.run(src, out_bytes, slice(lo, hi) if not is_run.any() else
-                lo + np.flatnonzero(~is_run))
+        if isinstance(rows, slice):
+            rows = np.arange(rows.start, rows.stop)
+        pick = rows[is_run]
+        src_at = t.run_src[pick] if shift is None else t.run_src[pick] + shift[is_run]
+        kernels.scatter_runs(src, src_at, out_bytes, t.run_dst[pick], runs[is_run])
+        rows = rows[~is_run]
+        shift = None if shift is None else shift[~is_run]
+    t.boxes.run(src, out_bytes, rows, src_shift=shift)
 
 
 def _scatter_strings(plan: ReadPlan, b: int, bounds: np.ndarray, decoded, out: np.ndarray):

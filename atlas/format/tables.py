@@ -168,7 +168,7 @@ class Table:
             pick = order[last]
             n = len(pick)
         cols = {}
-        for name, _k, dtype, default, optional in KINDS[kind]:
+        for name, _k, dtype, default, _optional in KINDS[kind]:
             values = columns.get(name)
             if values is None:  # all the default: a read-only broadcast (np.full of 10^6
                 cols[name] = np.broadcast_to(np.array(default, dtype), n)  # rows: ~3 ms)

@@ -101,9 +101,8 @@ def _run_partials(values, keys, starts, counts_in, fills, has_fill, null_rule, m
     """The partials of many runs of one buffer (the chunks of a block): run i is
     ``values[starts[i]:starts[i] + counts_in[i]]`` with fill ``fills[i]``. A run whose only
     nulls are NaN (or that has none: no fill that can match) takes ``_key_extremes``, with
-    the general loop's results bit for bit;
-    ``keys``, ``mag``, ``inf_bits`` are what it takes, ``extreme_keys`` is ``extremes``
-    viewed as ``keys`` are."""
+    the general loop's results bit for bit; ``keys``, ``mag``, ``inf_bits`` are what it
+    takes, ``extreme_keys`` is ``extremes`` viewed as ``keys`` are."""
     nan_nulls = null_rule == NULL_NAN
     plain_rule = nan_nulls or null_rule == 0
     no_mask = np.zeros(0, np.uint8)

@@ -6,13 +6,16 @@
 - ``io_pool()``: waiting, not computing, so more threads than cores: requests to a remote store
   in flight at once (footers of many files), a flush's early fsyncs of its segment files.
   Local files are read on the calling thread.
+
+``run_shared`` spreads a list of tasks over the worker threads and the calling thread.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
+from typing import Any, Callable, Sequence
 
 IO_THREADS = 16
 
@@ -40,3 +43,43 @@ def on_worker_thread() -> bool:
 def io_pool() -> ThreadPoolExecutor:
     return _pool("io", IO_THREADS)
 
+
+_DONE = object()  # what the tasks iterator gives when it runs out
+
+
+def run_shared(tasks: Sequence[Any], run: Callable[[Any], None]) -> None:
+    """``run(task)`` for every task, on the worker threads and on the calling thread, each
+    taking the next task when it finishes one; returns when all are done, raising the first
+    error (no task starts after one has failed).
+
+    The caller works instead of waiting: a thread that sleeps until a task is done takes a
+    while to wake on a small virtual machine (up to milliseconds where the CPU it slept on
+    went idle), and the caller would sleep and wake once per task, each time also taking the
+    GIL from a worker. A helper that has not started when the caller runs out of tasks is
+    cancelled, so a caller that is itself a worker thread never waits on a queued helper."""
+    pending = iter(tasks)
+    lock = threading.Lock()
+    failed: list[BaseException] = []
+
+    def drain() -> None:
+        while not failed:
+            with lock:
+                task = next(pending, _DONE)
+            if task is _DONE:
+                return
+            try:
+                run(task)
+            except BaseException as err:
+                failed.append(err)
+                raise
+
+    pool = worker_pool()
+    helpers = [pool.submit(drain) for _ in range(min(pool._max_workers, len(tasks)) - 1)]
+    try:
+        drain()
+    finally:
+        for helper in helpers:  # the tasks they took write where the caller's results go
+            if not helper.cancel():
+                wait([helper])
+    if failed:
+        raise failed[0]

@@ -32,7 +32,7 @@ import numpy as np
 
 from atlas import codecs, kernels
 from atlas._memory import THREAD_BUFFER_MAX, thread_buffer
-from atlas._pools import worker_pool
+from atlas._pools import run_shared, worker_pool
 from atlas.core import _chunks
 from atlas.core._index import ChunkIndex
 from atlas.dtypes import fill_scalar
@@ -413,17 +413,28 @@ def execute(plan: ReadPlan, out: np.ndarray, cache: BlockCache | None) -> None:
     if plan.n_blocks < 2 or decoded < PARALLEL_MIN_BYTES:
         work(range(plan.n_blocks))
         return
-    pool = worker_pool()
-    batches = np.array_split(np.arange(plan.n_blocks), min(plan.n_blocks, 4 * pool._max_workers))
-    for future in [pool.submit(work, batch.tolist()) for batch in batches]:
-        future.result()
+    run_shared(_batches(sizes, min(plan.n_blocks, 4 * worker_pool()._max_workers)), work)
+
+
+def _batches(sizes: np.ndarray, count: int) -> list[list[int]]:
+    """``count`` lists of block numbers for the worker threads, biggest blocks first: block i
+    of the blocks sorted by decoded size goes to list ``i % count``, so the threads, taking the
+    lists in order, start on the big blocks and end on the small ones (a store flushed often
+    holds a few big blocks and many small ones; cut in plan order, two big ones could share a
+    list while the other thread ran out of work)."""
+    order = np.argsort(-sizes, kind="stable")
+    return [order[i::count].tolist() for i in range(count)]
 
 
 def _keep(cache: BlockCache, index: ChunkIndex, n: int, decoded: np.ndarray) -> None:
-    """Put a copy of block ``n`` of ``index``, decoded into the output, in the cache."""
+    """Put a copy of block ``n`` of ``index``, decoded into the output, in the cache. (A numpy
+    copy, not ``tobytes``: that copies holding the GIL, and faulting in a fresh megabyte takes
+    long enough on these machines to stall the other decoding thread.)"""
     source = index.sources[int(index.block_source[n])]
     if source.cache_id is not None and len(decoded) <= cache.budget // 8:
-        cache.put((source.cache_id, int(index.block_offset[n])), decoded.tobytes())
+        kept = decoded.copy()
+        kept.flags.writeable = False
+        cache.put((source.cache_id, int(index.block_offset[n])), kept)
 
 
 def _block_sizes(plan: ReadPlan) -> np.ndarray:

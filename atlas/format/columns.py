@@ -30,8 +30,7 @@ section is stored one of two ways, which its spec tells apart:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -111,6 +110,18 @@ def _delta(values: np.ndarray) -> np.ndarray:
     return out
 
 
+def constant(value: Any, rows: int, dtype: Any) -> np.ndarray:
+    """A read-only column of ``rows`` copies of ``value`` with no memory per row: what
+    ``np.broadcast_to`` gives, at a quarter of its cost (a fresh reader makes such columns for
+    every small table of every file it opens)."""
+    one = np.array(value, dtype)
+    if one.dtype.hasobject:  # no buffer to view
+        return np.broadcast_to(one, (rows,))
+    column = np.ndarray((rows,), one.dtype, one, 0, (0,))
+    column.flags.writeable = False
+    return column
+
+
 def decode_column(data: memoryview, kind: str, rows: int, where: str, joined: bool = False
                   ) -> Any:
     """One column from its stored bytes: a numpy array, or a list for txt/bin (``joined``: a
@@ -160,7 +171,7 @@ def decode_column(data: memoryview, kind: str, rows: int, where: str, joined: bo
         if not -(2**63) <= first + (rows - 1) * step < 2**63:
             raise CorruptionError(f"{where}: sequence column runs past int64")
         if step == 0:  # one value (a schema id): read-only, no memory per row
-            return np.broadcast_to(np.int64(first), (rows,))
+            return constant(first, rows, np.int64)
         return np.arange(first, first + rows * step, step, dtype=np.int64)
     dtype = np.dtype(_FIXED[kind])
     if len(data) != rows * dtype.itemsize:
@@ -257,10 +268,10 @@ def _framed(column: tuple[str, str, Any], level: int) -> tuple[list[bytes], list
     return frames, spec
 
 
-@dataclass(frozen=True)
-class Frame:
+class Frame(NamedTuple):
     """Where one frame (a column, or a piece of one) of a framed section lies in the
-    section's stored bytes."""
+    section's stored bytes. (A named tuple: a fresh reader makes one per column of every
+    table it opens, and a frozen dataclass costs four times as much to make.)"""
 
     name: str
     kind: str
@@ -282,26 +293,34 @@ def check_spec(spec: Any, decoded_length: Any, rows: Any, where: str, base: int 
     if type(rows) is not int or rows < 0:
         raise CorruptionError(f"{where}: section claims {rows!r} rows")
     try:
-        arity = {len(entry) for entry in spec}
-        if len(arity) > 1 or not arity <= {3, 5}:
+        if type(spec) is not list:
+            raise ValueError(f"a spec is a list, got {type(spec).__name__}")
+        width = len(spec[0]) if spec else 3
+        if width not in (3, 5):
             raise ValueError("entries of different shapes")
-        frames, total, at, names = [], 0, 0, set()
+        frames: list[Frame] = []
+        total, at, previous = 0, 0, None
         sizes: dict[str, list] = {}  # column -> [kind, decoded bytes of all its pieces]
-        for i, entry in enumerate(spec):
+        for entry in spec:
+            if len(entry) != width:
+                raise ValueError("entries of different shapes")
             name, kind, n = entry[:3]
             if not isinstance(name, str) or type(n) is not int or n < 0:
                 raise ValueError(f"bad entry {entry!r}")
             if kind not in KINDS:
                 raise CorruptionError(f"{where}: unknown column kind {kind!r}")
-            if i and name == spec[i - 1][0] and len(entry) == 5:
-                if kind != spec[i - 1][1]:
+            found = sizes.get(name)
+            if found is None:
+                sizes[name] = [kind, n]
+            elif width == 5 and name == previous:  # the next piece of a column
+                if kind != found[0]:
                     raise ValueError(f"the pieces of column {name!r} differ in kind")
-            elif name in names:  # a column listed twice, or its pieces apart
+                found[1] += n
+            else:  # a column listed twice, or its pieces apart
                 raise ValueError(f"column {name!r} is listed twice")
-            names.add(name)
+            previous = name
             total += n
-            sizes.setdefault(name, [kind, 0])[1] += n
-            if len(entry) == 5:
+            if width == 5:
                 stored, crc = entry[3:]
                 if type(stored) is not int or type(crc) is not int or stored < 0:
                     raise ValueError(f"bad entry {entry!r}")
@@ -318,7 +337,7 @@ def check_spec(spec: Any, decoded_length: Any, rows: Any, where: str, base: int 
                 or kind == "bin" and n < 8 * rows:
             raise CorruptionError(f"{where}: column {name!r} ({kind}) holds {n} bytes, too few "
                                   f"or too many for {rows} rows")
-    return frames if arity == {5} else None
+    return frames if spec and len(spec[0]) == 5 else None
 
 
 def column_pieces(frames: list[Frame]) -> dict[str, list[Frame]]:

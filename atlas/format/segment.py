@@ -25,6 +25,7 @@ same bytes, so keeping them costs no disk twice.
 
 from __future__ import annotations
 
+import math
 from array import array
 from dataclasses import dataclass, field
 
@@ -247,49 +248,65 @@ def _with_codec(crc: np.ndarray, codec: np.ndarray) -> np.ndarray:
 
 def index_problem(index: SegmentIndex, end_of_payload: int) -> str | None:
     """What makes an index impossible for a payload ending at ``end_of_payload``, or None.
-    (Reductions as array methods with an ``initial`` value: every fresh reader checks every
-    segment, and most segments of a store flushed often hold a few rows.)"""
+    (Each table's columns are reduced together, two numpy calls a table: every fresh reader
+    checks every segment, and most segments of a store flushed often hold a few rows.)"""
     b, c, p = index.blocks, index.chunks, index.partials
-    file = b["file"]
-    if _below(file, 0) or _above(file, len(index.linked)):
-        return "a block names a linked file that the segment does not list"
     if any(size < len(MAGIC) for _key, size in index.linked) or len(
             {key for key, _size in index.linked}) != len(index.linked):
         return "a linked file is listed twice or has an impossible size"
+    n_blocks, n_chunks = len(b["offset"]), len(c["block"])
+    low, high = _extremes(b, ("file", "offset", "stored", "decoded", "codec", "crc"))
+    if low["file"] < 0 or high["file"] > len(index.linked):
+        return "a block names a linked file that the segment does not list"
     # where each block must end: this file's payload, or the linked file's size
-    limit = np.array([end_of_payload, *(size for _key, size in index.linked)], np.int64)[file]
-    if _below(b["offset"], len(MAGIC)) or _below(b["stored"], 0) or (
-            b["offset"] + b["stored"] > limit).any():
+    limit = np.array([end_of_payload, *(size for _key, size in index.linked)], np.int64)
+    if low["offset"] < len(MAGIC) or low["stored"] < 0 or n_blocks and (
+            b["offset"] + b["stored"] > limit[b["file"]]).any():
         return "a block lies outside the file"
-    if _below(b["decoded"], 0) or _above(b["decoded"], MAX_DECODED_BLOCK):
+    if low["decoded"] < 0 or high["decoded"] > MAX_DECODED_BLOCK:
         return "a block claims an impossible decoded size"
-    codec = b["codec"]
-    if _below(codec, 0) or _above(codec, 255) or not _KNOWN_CODECS[codec].all() or _below(
-            b["crc"], 0) or _above(
-            b["crc"], 2**32 - 1):
+    if low["codec"] < 0 or high["codec"] > 255 or not _KNOWN_CODECS[b["codec"]].all() or \
+            low["crc"] < 0 or high["crc"] > 2**32 - 1:
         return "a block has an unknown codec or checksum"
-    blocks = c["block"]
-    if _below(blocks, 0) or _above(blocks, len(b["offset"]) - 1):
+    low, high = _extremes(c, ("block", "offset", "length", "mask", "slot", "chunk"))
+    if low["block"] < 0 or high["block"] > n_blocks - 1:
         return "a chunk names a block that does not exist"
-    if _below(c["offset"], 0) or _below(c["length"], 0) or _below(c["mask"], 0):
+    if low["offset"] < 0 or low["length"] < 0 or low["mask"] < 0:
         return "a chunk has a negative offset or length"
-    ends = c["offset"] + c["length"] + c["mask"]
-    if len(blocks) and (ends > b["decoded"][blocks]).any():
-        return "a chunk lies outside its block"
-    # writers end every block with its last chunk: a block claiming more decoded bytes is
-    # refused before anything is allocated for it (a decompression bomb)
-    # (a linked block may end with chunks the merge left out, up to what linking allows)
-    furthest = np.zeros(len(b["decoded"]), np.int64)
-    np.maximum.at(furthest, blocks, ends)
-    if (b["decoded"] > np.where(file > 0, furthest * LINKED_LIVE_SHARE, furthest)).any():
+    if n_chunks:
+        blocks = c["block"]
+        ends = c["offset"] + c["length"] + c["mask"]
+        if (ends > b["decoded"][blocks]).any():
+            return "a chunk lies outside its block"
+        # writers end every block with its last chunk: a block claiming more decoded bytes is
+        # refused before anything is allocated for it (a decompression bomb)
+        # (a linked block may end with chunks the merge left out, up to what linking allows)
+        furthest = np.zeros(n_blocks, np.int64)
+        np.maximum.at(furthest, blocks, ends)
+        if index.linked:
+            furthest = np.where(b["file"] > 0, furthest * LINKED_LIVE_SHARE, furthest)
+        if (b["decoded"] > furthest).any():
+            return "a block claims more decoded bytes than its chunks hold"
+    elif n_blocks and high["decoded"] > 0:
         return "a block claims more decoded bytes than its chunks hold"
-    if _below(c["slot"], 0) or _below(c["chunk"], 0):
+    if low["slot"] < 0 or low["chunk"] < 0:
         return "a chunk has a negative slot or chunk number"
-    rows = p["row"]
-    if _below(rows, 0) or _above(rows, len(blocks) - 1) or _below(p["nulls"], 0) or _below(
-            p["valid"], 0):
+    low, high = _extremes(p, ("row", "nulls", "valid"))
+    if low["row"] < 0 or high["row"] > n_chunks - 1 or low["nulls"] < 0 or low["valid"] < 0:
         return "a statistics partial is out of range"
     return None
+
+
+def _extremes(table: dict[str, np.ndarray], names: tuple[str, ...]
+              ) -> tuple[dict[str, float], dict[str, float]]:
+    """(min, max) of each of the integer columns ``names`` of a table, by name; for a table
+    of no rows +inf and -inf, which pass every bound (as the empty columns do)."""
+    if not len(table[names[0]]):
+        return dict.fromkeys(names, math.inf), dict.fromkeys(names, -math.inf)
+    grid = np.concatenate([table[name] for name in names], dtype=np.int64).reshape(
+        len(names), -1)
+    return (dict(zip(names, grid.min(axis=1).tolist())),
+            dict(zip(names, grid.max(axis=1).tolist())))
 
 
 # by codec byte: whether a writer makes it (a table, not np.isin: this runs for every segment a
@@ -298,11 +315,3 @@ _KNOWN_CODECS = np.zeros(256, bool)
 _KNOWN_CODECS[list(BLOCK_CODEC_IDS)] = True
 
 
-def _below(values: np.ndarray, low: int) -> bool:
-    """Whether some value is under ``low`` (False for none)."""
-    return bool(values.min(initial=low) < low)
-
-
-def _above(values: np.ndarray, high: int) -> bool:
-    """Whether some value is over ``high`` (False for none)."""
-    return bool(values.max(initial=high) > high)

@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from atlas.errors import CorruptionError
+from atlas.format.columns import constant
 
 # name -> (section kind, numpy dtype for the in-memory column, default, optional)
 _I8, _U1, _OBJ = np.dtype(np.int64), np.dtype(np.uint8), np.dtype(object)
@@ -171,7 +172,7 @@ class Table:
         for name, _k, dtype, default, _optional in KINDS[kind]:
             values = columns.get(name)
             if values is None:  # all the default: a read-only broadcast (np.full of 10^6
-                cols[name] = np.broadcast_to(np.array(default, dtype), n)  # rows: ~3 ms)
+                cols[name] = constant(default, n, dtype)  # rows: ~3 ms)
             else:
                 cols[name] = _as_column(values, dtype)[pick]
         return cls(kind, key[pick], np.asarray(dead, bool)[pick], cols)
@@ -266,7 +267,7 @@ class Table:
                 elif name in frames:
                     pending[name] = _Decoder(kind, name, frames[name], where, check)
                 elif optional:  # not stored: every value the default (a read-only broadcast)
-                    loaded[name] = np.broadcast_to(np.array(default, dtype), len(key))
+                    loaded[name] = constant(default, len(key), dtype)
                 else:
                     raise KeyError(name)
         except KeyError as err:
@@ -358,33 +359,42 @@ def merge(kind: str, tables: Sequence[Table], drop_dead: bool = False, lazy: boo
         out = tables[0]
     else:
         key = np.concatenate([t.key for t in tables])
-        # a stable sort keeps older rows before newer ones of the same key; on sorted runs it is
-        # a linear merge
-        order = np.argsort(key, kind="stable")
-        sorted_key = key[order]
-        last = np.ones(len(key), bool)
-        last[:-1] = sorted_key[1:] != sorted_key[:-1]
-        pick = order[last]
-        dead = np.concatenate([t.dead for t in tables])[pick]
+        dead = np.concatenate([t.dead for t in tables])
+        pick: np.ndarray | None = None  # every row, in order
+        if any(newer.key[0] <= older.key[-1] for older, newer in zip(tables, tables[1:])):
+            # a stable sort keeps older rows before newer ones of the same key; on sorted runs
+            # it is a linear merge (else each table holds keys after the last one's: the
+            # datasets created since, the common case, which needs no sort)
+            order = np.argsort(key, kind="stable")
+            sorted_key = key[order]
+            last = np.ones(len(key), bool)
+            last[:-1] = sorted_key[1:] != sorted_key[:-1]
+            pick = order[last]
+            key, dead = sorted_key[last], dead[pick]
         starts = np.cumsum([0] + [len(t) for t in tables])
         loaders = {name: _merged(tables, starts, pick, name) for name in tables[0].columns}
         if lazy:
             cols: dict = Columns({}, loaders)
         else:
             cols = {name: load(None) for name, load in loaders.items()}
-        out = Table(kind, sorted_key[last], dead, cols)
+        out = Table(kind, key, dead, cols)
     out = out.live() if drop_dead else out
     if not lazy and isinstance(out.columns, Columns):
         out = Table(out.kind, out.key, out.dead, {n: out.columns[n] for n in out.columns})
     return out
 
 
-def _merged(tables: list[Table], starts: np.ndarray, pick: np.ndarray, name: str) -> Loader:
+def _merged(tables: list[Table], starts: np.ndarray, pick: np.ndarray | None, name: str
+            ) -> Loader:
     """Loader of column ``name`` of the merge of ``tables`` (``pick``: the rows of their
-    concatenation that the merge keeps)."""
+    concatenation that the merge keeps; None: all of them)."""
+    kept = int(starts[-1]) if pick is None else len(pick)
+
     def load(rows):
-        at = pick if rows is None else pick[rows]
-        if rows is None or len(at) * 8 >= len(pick):
+        if rows is None and pick is None:
+            return np.concatenate([t.columns[name] for t in tables])
+        at = pick if rows is None else np.asarray(rows) if pick is None else pick[rows]
+        if rows is None or len(at) * 8 >= kept:
             # the tables keep their columns: a merge with this handle's pending rows is made
             # again for every look at them, and must not decode the committed rows every time
             return np.concatenate([t.columns[name] for t in tables])[at]

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zstandard
+from hypothesis import given
+from hypothesis import strategies as st
 
 import atlas
 from atlas import codecs
@@ -391,6 +393,45 @@ def test_table_merge_keeps_the_newest_row_of_each_key_and_drops_tombstones_on_re
     live = merge("datasets", [old, new], drop_dead=True)
     assert live.key.tolist() == [0, 2, 3] and list(live.columns["name"]) == ["a", "c", "d"]
     assert len(merge("datasets", [])) == 0
+
+
+@given(st.lists(st.lists(st.tuples(st.integers(0, 40), st.booleans()), max_size=12),
+                min_size=1, max_size=4),
+       st.booleans(), st.booleans(), st.integers(0, 2**31))
+def test_table_merge_is_the_newest_row_of_each_key_whether_keys_interleave_or_follow(
+        tables_rows, follow, drop_dead, seed):
+    """Against a dict: tables whose keys interleave (a sort) and tables each of which holds keys
+    after the previous one's (datasets created since: no sort), and a few rows taken."""
+    tables, reference, base, serial = [], {}, 0, 0
+    for rows in tables_rows:
+        by_key = {key + base: dead for key, dead in rows}  # sorted, unique within a table
+        keys_ = sorted(by_key)
+        if follow and keys_:
+            base = keys_[-1] + 1
+        names = [f"n{serial + i}" for i in range(len(keys_))]
+        serial += len(keys_)
+        dead = np.array([by_key[k] for k in keys_], bool)
+        tables.append(_table("datasets", keys_, dead=dead, name=names))
+        reference.update({k: (d, n) for k, d, n in zip(keys_, dead.tolist(), names)})
+    merged = merge("datasets", tables, drop_dead=drop_dead)
+    expected = sorted((k, d, n) for k, (d, n) in reference.items() if not (drop_dead and d))
+    assert merged.key.tolist() == [k for k, _d, _n in expected]
+    assert merged.dead.tolist() == [d for _k, d, _n in expected]
+    assert list(merged.columns["name"]) == [n for _k, _d, n in expected]
+    if expected:
+        rows = np.random.default_rng(seed).integers(0, len(expected), 3)
+        again = merge("datasets", tables, drop_dead=drop_dead)  # its columns not loaded yet
+        assert list(again.take("name", rows)) == [expected[i][2] for i in rows.tolist()]
+
+
+def test_a_constant_column_is_read_only_and_holds_no_memory_per_row():
+    column = columns.constant(7, 1000, np.int64)
+    assert column.tolist() == [7] * 1000 and column.dtype == np.int64
+    assert column.strides == (0,) and not column.flags.writeable
+    with pytest.raises(ValueError):
+        column[0] = 1
+    assert columns.constant("", 3, object).tolist() == ["", "", ""]
+    assert len(columns.constant(0, 0, np.uint8)) == 0
 
 
 def test_rows_logged_twice_for_a_key_keep_the_last():

@@ -35,14 +35,3 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 def store_path(tmp_path: Path) -> Path:
     """Where a test may create a store; the directory does not exist yet."""
     return tmp_path / "store"
-
-
-@pytest.fixture(scope="module")
-def merges_at_fanout():
-    """For scenarios that count flushes to a merge of FANOUT small files: files of the first
-    levels do not merge in pairs (``atlas.core._maintain.PAIRED_LEVELS``)."""
-    from atlas.core import _maintain
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_maintain, "PAIRED_LEVELS", 0)
-        yield

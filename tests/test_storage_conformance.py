@@ -157,7 +157,6 @@ class StorageConformance:
         for name, values in zip(NAMES[::-1], listed):
             np.testing.assert_array_equal(values, ref[name])
 
-    @pytest.mark.usefixtures("merges_at_fanout")  # counts flushes to merges
     def test_stacked_read_requests_only_its_files_a_few_times_each(self, location):
         store = atlas.Atlas.create(location)
         fill_store(store)

@@ -2,13 +2,11 @@
 and the removal of files nothing references.
 
 Files (catalog parts, and each array name's segments) have a level from their size: level L
-holds files up to ``LEVEL_BASE * FANOUT ** (L + 1)`` bytes. When ``fan_in(L)`` files in a row of
-the root's list are of level L (with only smaller files between them), a flush merges them into
-one (the run of the smallest such L, at most one run per list per flush): two of them for the
-small files of the first ``PAIRED_LEVELS`` levels, ``FANOUT`` above. So a store flushed a
-thousand times keeps a few files per list, and a byte is rewritten about once per level over
-its life (twice in the paired levels). ``compact()`` merges everything and drops what deleted
-datasets and arrays left.
+holds files up to ``LEVEL_BASE * FANOUT ** (L + 1)`` bytes. When ``FANOUT`` files in a row of the
+root's list are of level L (with only smaller files between them), a flush merges them into one
+(the run of the smallest such L, at most one run per list per flush), so a store flushed a
+thousand times keeps a few dozen files, and a byte is rewritten about once per level over its
+life. ``compact()`` merges everything and drops what deleted datasets and arrays left.
 
 Nothing a commit replaced is deleted at once: it is listed as ``retired`` in the root with the
 generation that replaced it, because earlier versions still read it; it is deleted once every
@@ -55,13 +53,6 @@ if TYPE_CHECKING:
 
 FANOUT = 4
 LEVEL_BASE = 4 << 10
-# Files of the levels below this one (under 256 KiB) merge two at a time: a reader pays ~0.1-0.3
-# ms to open a file whatever its size (its footer and tables parsed), a writer pays per byte
-# rewritten, so small files are cheaper merged early. A store
-# flushed a thousand times then keeps ~3-4 files per list instead of ~6-7 (a flush writes ~2x
-# as many bytes on average, a few KB); big files keep FANOUT, so a byte is rewritten about
-# once per level there.
-PAIRED_LEVELS = 3
 ORPHAN_GRACE_SECONDS = 3600.0  # an unreferenced file younger than this may be a live writer's
 # retired entries a root keeps inline; a flush moves more into a retired list (so a commit
 # costs what it changes, not what the versions kept have replaced)
@@ -265,27 +256,22 @@ class Merges:
             store._forget_files(gone)
 
 
-def fan_in(level: int) -> int:
-    """How many files of ``level`` a merge takes."""
-    return 2 if level < PAIRED_LEVELS else FANOUT
-
-
 def _run_to_merge(refs: list[FileRef]) -> tuple[int, int] | None:
     """[start, stop) of the run of ``refs`` to merge, or None: for the smallest level L that
-    has one, the newest run of files of level at most L that holds ``fan_in(L)`` files of level
-    L, cut after the last of them from the newest end. Counting only files *at* L keeps a big
-    file from being rewritten with a few small ones after it."""
-    if len(refs) < 2:
+    has one, the newest run of files of level at most L that holds ``FANOUT`` files of level L,
+    cut after the ``FANOUT``-th of them from the newest end. Counting only files *at* L keeps a
+    big file from being rewritten with a few small ones after it."""
+    if len(refs) < FANOUT:
         return None
     levels = [r.level for r in refs]
     for limit in sorted(set(levels)):
-        stop, at_limit, wanted = len(levels), 0, fan_in(limit)
+        stop, at_limit = len(levels), 0
         for i in range(len(levels) - 1, -1, -1):  # newest first
             if levels[i] > limit:  # the run ends here: start the next one below it
                 stop, at_limit = i, 0
                 continue
             at_limit += levels[i] == limit
-            if at_limit == wanted:
+            if at_limit == FANOUT:
                 return i, stop
     return None
 

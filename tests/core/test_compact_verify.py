@@ -14,9 +14,6 @@ from core_helpers import assert_same, first_block, reopen, segment_files, segmen
 import atlas
 from atlas.format import segment
 
-# these scenarios count flushes to a merge of FANOUT level-0 files
-pytestmark = pytest.mark.usefixtures("merges_at_fanout")
-
 
 def _layered_store(store, rng, n_datasets=6, flushes=4):
     """Several flushes of overlapping writes to two arrays; returns the numpy model."""

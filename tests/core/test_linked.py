@@ -23,9 +23,6 @@ from atlas.format.segment import LINKED_LIVE_SHARE, SegmentWriter, index_problem
 BLOCK = 4096  # blocks of 512 float64: a flush of a few datasets fills some
 DEPTH = 16  # 128 bytes per dataset: packed (a chunk of 256 gets a block of its own)
 
-# these scenarios count flushes to a merge of FANOUT level-0 files
-pytestmark = pytest.mark.usefixtures("merges_at_fanout")
-
 
 def names(n: int) -> list[str]:
     return [f"p{i:04d}" for i in range(n)]

@@ -280,7 +280,6 @@ def test_close_is_an_alias_for_flush(store, store_path):
     assert reopen(store_path).list_datasets() == ["d"]
 
 
-@pytest.mark.usefixtures("merges_at_fanout")  # counts flushes to merges
 def test_a_flush_writes_only_what_changed_and_keeps_the_other_stats(store, store_path):
     for i in range(30):
         ds = store.create_dataset(f"d{i:02d}")

@@ -215,7 +215,6 @@ def test_a_version_handle_is_read_only_and_bad_versions_say_why(store_path):
         store.tag("late", 1)
 
 
-@pytest.mark.usefixtures("merges_at_fanout")  # counts flushes to merges
 def test_tagged_versions_survive_expiry_and_compaction_frees_the_rest(store_path):
     store = atlas.Atlas.create(store_path)
     for step in range(6):

@@ -27,10 +27,6 @@ from atlas.storage import _local
 
 from ._harness import record
 
-# these scenarios count flushes to a merge of FANOUT level-0 files
-pytestmark = pytest.mark.usefixtures("merges_at_fanout")
-
-
 SEEN: Counter = Counter()
 
 

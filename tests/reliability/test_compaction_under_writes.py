@@ -21,9 +21,6 @@ from atlas.storage import LocalStorage, StorageWrapper
 
 from ._harness import context
 
-# these scenarios count flushes to a merge of FANOUT level-0 files
-pytestmark = pytest.mark.usefixtures("merges_at_fanout")
-
 
 class _BeforeFirstCommit(StorageWrapper):
     """Runs ``meanwhile`` once, when the wrapped handle first commits (its files written)."""

@@ -28,9 +28,6 @@ from ._harness import context, read_log, record
 
 from _s3 import BUCKET, moto_s3  # noqa: F401, E402  (the moto server fixture, tests/_s3.py)
 
-# these scenarios count flushes to a merge of FANOUT level-0 files
-pytestmark = pytest.mark.usefixtures("merges_at_fanout")
-
 
 def _race(location, tmp_path: Path, batches: int, sweep: bool) -> dict:
     """Two writers (``a`` compacting every fourth batch, ``b`` flushing each dataset on its

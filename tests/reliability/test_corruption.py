@@ -21,10 +21,6 @@ import atlas
 from . import _corrupt
 from ._harness import context, record
 
-# these scenarios count flushes to a merge of FANOUT level-0 files
-pytestmark = pytest.mark.usefixtures("merges_at_fanout")
-
-
 SEEN: Counter = Counter()
 
 

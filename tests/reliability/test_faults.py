@@ -39,9 +39,6 @@ SEED = 21
 BASE = 2 * _maintain.FANOUT - 2
 NEVER = 1e9
 
-# these scenarios count flushes to a merge of FANOUT level-0 files
-pytestmark = pytest.mark.usefixtures("merges_at_fanout")
-
 
 @pytest.fixture(scope="module", autouse=True)
 def _figures():

@@ -53,7 +53,6 @@ def _build(root: Path) -> None:
     (one would retire files, whose forgery no reader of the store sees)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(_maintain, "FANOUT", 1000)
-        patch.setattr(_maintain, "PAIRED_LEVELS", 0)
         _build_unmerged(root)
 
 

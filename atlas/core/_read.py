@@ -428,8 +428,8 @@ def _batches(sizes: np.ndarray, count: int) -> list[list[int]]:
 
 def _keep(cache: BlockCache, index: ChunkIndex, n: int, decoded: np.ndarray) -> None:
     """Put a copy of block ``n`` of ``index``, decoded into the output, in the cache. (A numpy
-    copy, not ``tobytes``: that copies holding the GIL, and faulting in a fresh megabyte takes
-    long enough on these machines to stall the other decoding thread.)"""
+    copy, not ``tobytes``: that one copies holding the GIL, which the other decoding threads
+    then wait for.)"""
     source = index.sources[int(index.block_source[n])]
     if source.cache_id is not None and len(decoded) <= cache.budget // 8:
         kept = decoded.copy()

@@ -332,12 +332,12 @@ def check_spec(spec: Any, decoded_length: Any, rows: Any, where: str, base: int 
         raise CorruptionError(f"{where}: section spec adds up to {total} bytes, "
                               f"the section holds {decoded_length}")
     for name, (kind, n) in sizes.items():
-        width = _WIDTHS.get(kind)
-        if width is not None and n != rows * width or kind == "txt" and n < min(rows, 1) \
+        itemsize = _WIDTHS.get(kind)
+        if itemsize is not None and n != rows * itemsize or kind == "txt" and n < min(rows, 1) \
                 or kind == "bin" and n < 8 * rows:
             raise CorruptionError(f"{where}: column {name!r} ({kind}) holds {n} bytes, too few "
                                   f"or too many for {rows} rows")
-    return frames if spec and len(spec[0]) == 5 else None
+    return frames if width == 5 else None
 
 
 def column_pieces(frames: list[Frame]) -> dict[str, list[Frame]]:

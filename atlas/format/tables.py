@@ -391,9 +391,12 @@ def _merged(tables: list[Table], starts: np.ndarray, pick: np.ndarray | None, na
     kept = int(starts[-1]) if pick is None else len(pick)
 
     def load(rows):
-        if rows is None and pick is None:
-            return np.concatenate([t.columns[name] for t in tables])
-        at = pick if rows is None else np.asarray(rows) if pick is None else pick[rows]
+        if pick is None:  # every row, in order
+            if rows is None:
+                return np.concatenate([t.columns[name] for t in tables])
+            at = np.asarray(rows)
+        else:
+            at = pick if rows is None else pick[rows]
         if rows is None or len(at) * 8 >= kept:
             # the tables keep their columns: a merge with this handle's pending rows is made
             # again for every look at them, and must not decode the committed rows every time

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import threading
 import time
@@ -113,6 +114,9 @@ def test_merge_refuses_conflicting_or_foreign_change_sets_and_writers_do_not_flu
     writer.create_dataset("x")
     with pytest.raises(TypeError, match="forked writer does not commit"):
         writer.flush()
+    for what in (writer, writer.open_dataset("x")):  # reopened elsewhere: a plain handle
+        with pytest.raises(TypeError, match="forked writer does not pickle"):
+            pickle.dumps(what)
     with pytest.raises(TypeError, match="changes\\(\\) is for writers"):
         store.changes()
     check_profiles(atlas.Atlas.open(tmp_path / "s"), expected_rows(1, 2))

@@ -132,6 +132,45 @@ def test_what_does_not_conflict_merges(base):
     assert back.open_dataset("gone").attributes() == {"mine": True}
 
 
+@pytest.mark.parametrize("through_a_fork", [False, True])
+def test_a_delete_rebased_over_a_replacement_keeps_the_new_dataset(base, through_a_fork):
+    """One handle deletes ``shared``; meanwhile another deletes it and creates a new
+    ``shared`` in one commit. Both deleted the old dataset, so the delete merges, and the new
+    one stays: found by name on a fresh handle (which searches the parts' names newest first,
+    past the rebased tombstone of the old one) and not creatable a second time."""
+    a = atlas.Atlas.open(base)
+    if through_a_fork:
+        writer = a.fork().writer()
+        writer.delete_dataset("shared")
+        changes = writer.changes()
+    else:
+        a.delete_dataset("shared")
+    b = atlas.Atlas.open(base)
+    b.delete_dataset("shared")
+    profile(b, "shared", 7)
+    b.flush()
+    if through_a_fork:
+        a = atlas.Atlas.open(base)
+        a.merge(changes)
+    a.flush()
+    back = atlas.Atlas.open(base)
+    assert "shared" in back
+    assert back.open_dataset("shared").read_array("x").tolist() == [7, 8, 9, 10]
+    with pytest.raises(atlas.AlreadyExistsError):
+        atlas.Atlas.open(base).create_dataset("shared")
+    assert back.list_datasets() == ["shared"]
+    assert back.verify().problems == []
+
+
+def test_verify_reports_two_live_datasets_of_one_name(base):
+    store = atlas.Atlas.open(base)
+    catalog = store._catalog  # the bulk create trusts its caller to have checked the name
+    catalog.create_many(["shared"], np.array([catalog.next_did]))
+    store.flush()
+    problems = atlas.Atlas.open(base).verify().problems
+    assert any("two live datasets are named 'shared'" in p for p in problems), problems
+
+
 def test_a_handle_keeps_writing_new_shapes_after_a_rebase(base):
     """A rebase renumbers the handle's new array shapes; later writes must find them."""
     a, b = atlas.Atlas.open(base), atlas.Atlas.open(base)

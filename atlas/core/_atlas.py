@@ -132,6 +132,12 @@ class Atlas:
         return handle
 
     def __reduce__(self):
+        if self._fork is not None:
+            # reopened elsewhere it would be a plain handle: its work lost, and a flush there
+            # would commit past the merge step
+            raise TypeError("a forked writer does not pickle: it stays in the process that "
+                            "made it; return writer.changes() (a picklable change set) to the "
+                            "process that forked the store, which merges and flushes them")
         if self._pinned is None:
             return (Atlas._reopen, (self._storage.describe(),))
         # the exact commit, even if the version was asked for by tag or time

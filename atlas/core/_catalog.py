@@ -279,7 +279,14 @@ class Catalog:
         return None if found is _ABSENT else found
 
     def _search_parts(self, name: str):
+        """The live id of ``name`` from the parts' name columns, newest part first; None when
+        every dataset of that name is dead, _ABSENT when no part names it. A dataset's newest
+        row settles it, and a newer part may hold only a tombstone of an older dataset of the
+        name while an older part holds the live one (a delete rebased over a commit that
+        deleted and re-created the name), so dead ids are remembered, not taken as the
+        answer."""
         needle = b"\x00" + name.encode("utf-8") + b"\x00"
+        dead_ids: set[int] = set()
         for ref, footer in reversed(list(zip(self.root.parts, self._footers()))):
             blob = self._name_blobs.get(ref.key)
             if blob is None and ref.key not in self._name_blobs:
@@ -295,10 +302,11 @@ class Catalog:
             while pos >= 0:
                 hits.append(text.count(b"\x00", 0, pos))
                 pos = text.find(needle, pos + 1)
-            if hits:
-                live = [int(keys[r]) for r in hits if not dead[r]]
-                return live[-1] if live else None
-        return _ABSENT
+            live = [int(keys[r]) for r in hits if not dead[r] and int(keys[r]) not in dead_ids]
+            if live:
+                return live[-1]
+            dead_ids.update(int(keys[r]) for r in hits)
+        return None if dead_ids else _ABSENT
 
     def _name_blob(self, ref, footer):
         ref_section = footer.sections.get(("datasets",))

@@ -927,7 +927,8 @@ def _verify_segment(storage: Storage, files: IndexCache, ref: FileRef, linked: s
 
 def _verify_catalog(storage: Storage, root: Root, files: IndexCache,
                     problems: list[str]) -> None:
-    """The catalog's own consistency: schemas that decode, rows naming existing schemas."""
+    """The catalog's own consistency: schemas that decode, rows naming existing schemas, no
+    name held by two live datasets."""
     from atlas.core._catalog import Catalog
 
     catalog = Catalog(storage, root, files)
@@ -939,7 +940,11 @@ def _verify_catalog(storage: Storage, root: Root, files: IndexCache,
             if len(schema) and (schema.min() < 0 or schema.max() >= n_schemas):
                 problems.append(f"{storage.location}: array table {sid[1]!r} names a schema "
                                 f"outside the {n_schemas} the catalog holds")
-        catalog.names()
+        names = catalog.names()
+        if len(set(names)) != len(names):
+            seen: set[str] = set()
+            twice = next(n for n in names if n in seen or seen.add(n))
+            problems.append(f"{storage.location}: two live datasets are named {twice!r}")
         if not problems:
             _verify_chunks(storage, root.segments, files.merged, catalog, problems)
     except (CorruptionError, OSError, ValueError) as err:

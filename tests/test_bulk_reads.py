@@ -54,6 +54,15 @@ def test_stacked_read_sees_rewritten_and_deleted_datasets(tmp_path):
     np.testing.assert_array_equal(reopened.read_array_across_stacked("v", ["d0", "d1"]), got)
 
 
+def test_a_stacked_read_of_nothing_says_why(tmp_path):
+    store = atlas.Atlas.create(tmp_path / "s")
+    with pytest.raises(atlas.ArrayNotFoundError, match="holds no datasets: no array 'v'"):
+        store.read_array_across_stacked("v")  # every dataset, of none
+    store.create_dataset("d0")
+    with pytest.raises(ValueError, match="dataset_names is empty"):
+        store.read_array_across_stacked("v", [])  # an argument naming nothing
+
+
 @pytest.mark.parametrize("dtype", ["int8", "uint16", "int64", "uint64", "float64"])
 def test_stacked_read_of_numeric_dtypes(tmp_path, dtype):
     store = _fill_store(tmp_path / "s", dtype=dtype, n=5, fill=None)

@@ -20,7 +20,13 @@ from atlas.core import _fork, _maintain, _query, _rebase, _stats, _versions
 from atlas.core._batches import batches
 from atlas.core._catalog import Catalog
 from atlas.core._dataset import DatasetView
-from atlas.core._index import ChunkIndex, IndexCache, SegmentSource, merge_indexes
+from atlas.core._index import (
+    ChunkIndex,
+    IndexCache,
+    SegmentSource,
+    merge_indexes,
+    slot_problem,
+)
 from atlas.core._pending import PendingWrites
 from atlas.core._read import BlockCache, ReadPlan, _distinct, execute, plan_read, read_chunk
 from atlas.core._validate import as_index_tuple, check_name, check_window
@@ -820,6 +826,9 @@ class Atlas:
         try:
             names, slots, schema_ids = self._stack_rows(array, dataset_names)
             if not len(slots):
+                if dataset_names is None:
+                    raise ArrayNotFoundError(f"{self.location} holds no datasets: no array "
+                                             f"{array!r} to stack")
                 raise ValueError("dataset_names is empty; nothing to stack")
             dtype, start_t, window, row_starts = self._stack_windows(array, names, schema_ids,
                                                                      start, shape)
@@ -1119,12 +1128,18 @@ class Atlas:
         refs = self._root.segments.get(array, [])
         unsent = [] if self._pending_state is None else self._pending_state.unsent(array)
         if not unsent:
-            return self._files.merged(array, refs)
-        # a flush that failed after finishing its segments keeps them, newer than the root's:
-        # reads, read-modify-writes and the retry's statistics must see them
-        return merge_indexes([self._files.segment(r) for r in refs] + [i for i, _s in unsent],
-                             [SegmentSource(self._storage, r) for r in refs] +
-                             [s for _i, s in unsent])
+            index = self._files.merged(array, refs)
+        else:
+            # a flush that failed after finishing its segments keeps them, newer than the
+            # root's: reads, read-modify-writes and the retry's statistics must see them
+            index = merge_indexes([self._files.segment(r) for r in refs] +
+                                  [i for i, _s in unsent],
+                                  [SegmentSource(self._storage, r) for r in refs] +
+                                  [s for _i, s in unsent])
+        problem = slot_problem(index, self._catalog.next_slot)
+        if problem:
+            raise CorruptionError(f"{self.location}: array {array!r}: {problem}")
+        return index
 
     def _prefetch_index(self, array: Any):
         """Start parsing what :meth:`_committed_index` returns on a worker thread, where it is

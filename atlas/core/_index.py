@@ -20,7 +20,7 @@ from atlas.errors import CorruptionError, StaleHandleError
 from atlas.format import retired as retired_format
 from atlas.format.catalog import MAGIC as PART_MAGIC
 from atlas.format.catalog import check_footer
-from atlas.format.container import FOOTER_PROBE, Footer, parse_footer
+from atlas.format.container import FOOTER_PROBE, Footer, check_file_key, parse_footer
 from atlas.format.root import FileRef
 from atlas.format.segment import MAGIC as SEGMENT_MAGIC
 from atlas.format.segment import SegmentIndex, parse_index
@@ -152,6 +152,17 @@ class ChunkIndex:
     def rows_of_slot(self, slot: int) -> slice:
         return slice(int(np.searchsorted(self.slot, slot, "left")),
                      int(np.searchsorted(self.slot, slot, "right")))
+
+
+def slot_problem(index: ChunkIndex, next_slot: int) -> str | None:
+    """What is wrong with the slots of a merged index for a catalog that has handed out slots
+    below ``next_slot`` (a row of another slot would hide the chunk it claims to be), or
+    None. The rows are sorted by slot: the last is the largest."""
+    if index.rows and int(index.slot[-1]) >= next_slot:
+        return (f"{index.sources[int(index.block_source[int(index.block[-1])])].where()} holds "
+                f"a chunk of slot {int(index.slot[-1])}, not below the catalog's counter "
+                f"{next_slot}")
+    return None
 
 
 def merge_indexes(indexes: list[SegmentIndex], sources: list[Source]) -> ChunkIndex:
@@ -373,6 +384,7 @@ def read_footer(storage: Storage, ref: FileRef, magic: bytes) -> Footer:
     tail = memoryview(storage.get_range(ref.key, tail_start, ref.size - tail_start, ref.size))
     footer = parse_footer(tail, tail_start, ref.size,
                           lambda o, n: storage.get_range(ref.key, o, n, ref.size), where)
+    check_file_key(footer, ref.key, where)
     # keep a copy of the sections and footer only: a view of a local file's mapping would keep
     # the file mapped (its disk space held) after a compaction deleted it
     keep = max(footer.end_of_payload, tail_start)

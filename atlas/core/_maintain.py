@@ -25,9 +25,21 @@ import numpy as np
 
 from atlas import codecs, kernels
 from atlas.core import _versions
-from atlas.core._index import ChunkIndex, IndexCache, SegmentSource, merge_indexes
+from atlas.core._index import (
+    ChunkIndex,
+    IndexCache,
+    SegmentSource,
+    merge_indexes,
+    slot_problem,
+)
 from atlas.core._read import CHECK_ONLY, BlockCache, fetch_block
-from atlas.errors import ConflictError, CorruptionError, FormatError, StoreNotFoundError
+from atlas.errors import (
+    ConflictError,
+    CorruptionError,
+    FormatError,
+    StoreNotFoundError,
+    VersionNotFoundError,
+)
 from atlas.format import keys as key_grammar
 from atlas.format import retired as retired_format
 from atlas.format.catalog import (
@@ -41,7 +53,7 @@ from atlas.format.catalog import (
 )
 from atlas.format.catalog import MAGIC as PART_MAGIC
 from atlas.format.catalog import write_part as write_file
-from atlas.format.container import LockedFile
+from atlas.format.container import FILE_KEY, LockedFile
 from atlas.format.root import FileRef, Root
 from atlas.format.segment import MAGIC as SEGMENT_MAGIC
 from atlas.format.segment import LINKED_LIVE_SHARE, OWN_BLOCK_SHARE, SegmentWriter
@@ -128,7 +140,7 @@ def start_part(storage: Storage, root: Root, tables) -> UnpublishedPart:
     key = key_grammar.new_part_key(root.generation)
     path = storage.spill_path(key)
     try:
-        out = write_file(path, tables)
+        out = write_file(path, tables, **{FILE_KEY: key})
     except BaseException:
         storage.discard(key, path)
         raise
@@ -423,7 +435,7 @@ def rewrite_segment(storage: Storage, root: Root, index: ChunkIndex, rows: np.nd
     runs; ``compact()`` copies everything)."""
     key = key_grammar.new_segment_key(root.generation)
     path = storage.spill_path(key)
-    writer = SegmentWriter(path)
+    writer = SegmentWriter(path, key)
     try:
         _repack(index, rows, writer, root.block_size, codecs.CODEC_IDS[root.codec], root.level,
                 cache, link, root.shuffle)
@@ -796,6 +808,7 @@ def verify(store: "Atlas", repair: bool) -> VerifyReport:
         for ref in root.linked:  # no read uses their index, but a damaged byte is reported
             _verify_segment(storage, files, ref, None, report.problems)
         _verify_retired_lists(storage, files, root, report.problems)
+        _verify_version_records(storage, report.problems)
         if not report.problems:
             _verify_catalog(storage, root, files, report.problems)
     report.problems += storage.layout_problems()  # links, FIFOs, ... inside the store
@@ -837,6 +850,19 @@ def _verify_retired_lists(storage: Storage, files: IndexCache, root: Root,
         if named:
             problems.append(f"{where}: retired list names {named[0]!r}, which the root reads "
                             "(a live file is never retired)")
+
+
+def _verify_version_records(storage: Storage, problems: list[str]) -> None:
+    """Every version record decodes and holds the version its key names (``history()`` and
+    ``Atlas.open(version=...)`` read them). One that is gone was expired meanwhile."""
+    for generation, commits in sorted(_versions.records(storage).items()):
+        for commit in sorted(commits):
+            try:
+                _versions.read_record(storage, generation, commit)
+            except VersionNotFoundError:
+                continue
+            except (CorruptionError, FormatError, OSError) as err:
+                _problem(problems, storage.location, err)
 
 
 def _problem(problems: list[str], where: str, err: BaseException) -> None:
@@ -967,6 +993,10 @@ def _verify_chunks(storage: Storage, segments: dict, index_of, catalog,
             continue
         slots, schema_ids = slots[found], schema_ids[found]
         index = index_of(array, refs)
+        next_slot = getattr(catalog, "next_slot", None)  # a format-1 catalog has no counter
+        problem = None if next_slot is None else slot_problem(index, next_slot)
+        if problem:
+            problems.append(f"{storage.location}: array {array!r}: {problem}")
         for sid in _distinct(schema_ids):
             schema = catalog.schema(sid)
             rows = np.flatnonzero(np.isin(index.slot, slots[schema_ids == sid]))

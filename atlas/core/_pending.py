@@ -200,7 +200,7 @@ class PendingSegment:
                  shuffle: bool = False):
         self.key = key
         self.path = storage.spill_path(key)
-        self.writer = SegmentWriter(self.path)
+        self.writer = SegmentWriter(self.path, key)
         self.codec_id, self.level, self.block_size = codec_id, level, block_size
         self.shuffle = shuffle
         self.buffer = bytearray(block_size)

@@ -115,8 +115,9 @@ def attribute_column(store: "Atlas", key: str, dids: np.ndarray, frame: bool = F
             out[found] = texts
             return out
     out = np.full(len(dids), None, object)
+    where = f"{store.location}: attribute {key!r}"
     for i in np.flatnonzero(found).tolist():  # strings and values of no one type
-        out[i] = value_format.decode(int(tags[i]), int(nums[i]), data[i])
+        out[i] = value_format.decode_stored(int(tags[i]), int(nums[i]), data[i], where)
     return out
 
 
@@ -156,7 +157,10 @@ def _decode_texts(data: np.ndarray) -> np.ndarray | None:
         return None
     out = np.empty(len(data), object)
     if len(data):
-        out[:] = joined.decode("utf-8").split("\x00")
+        try:
+            out[:] = joined.decode("utf-8").split("\x00")
+        except UnicodeDecodeError:
+            return None  # decoded one by one, where the damaged value is named
     return out
 
 
@@ -178,6 +182,8 @@ def array_columns(store: "Atlas", array: str, dids: np.ndarray,
         distinct = [int(picked[0])]
     else:
         distinct = [int(s) for s in dict.fromkeys(picked.tolist())]
+    for sid in distinct:
+        catalog.schema(sid)  # CorruptionError for an id the catalog has no schema of
     # rows still in this handle's log have no statistics yet
     log = layered.log
     if len(log):

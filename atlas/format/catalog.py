@@ -27,6 +27,7 @@ from atlas.format import bloom, values
 from atlas.format.columns import (
     Frame,
     column_pieces,
+    declared_kind,
     decode_column,
     decode_pieces,
     inflate_frame,
@@ -39,7 +40,7 @@ from atlas.format.container import (
     read_section,
     section_frames,
 )
-from atlas.format.tables import Table
+from atlas.format.tables import KINDS, Table
 
 MAGIC = b"ATLCAT02"
 BLOOM = ("names_bloom",)
@@ -133,6 +134,24 @@ def check_values(table: Table, where: str) -> None:
         values.decode_stored(tag, num, data, where)
 
 
+# the kind each column of a table is stored as (an ``i8d`` column may be stored ``i8s``)
+_COLUMN_KINDS = {kind: {"key": "i8d", "dead": "u1", **{name: k for name, k, *_ in columns}}
+                 for kind, columns in KINDS.items()}
+
+
+def check_kinds(kind: str, spec: list, where: str) -> None:
+    """CorruptionError when a column the table kind defines is stored as another kind (a
+    well-formed spec, checked already): decoded by the kind it claims, a tombstone column of
+    texts or a count of floats would read as other values without any error."""
+    expected = _COLUMN_KINDS[kind]
+    for entry in spec:
+        name, stored = entry[0], declared_kind(entry[1])
+        wanted = expected.get(name)
+        if wanted is not None and stored != wanted:
+            raise CorruptionError(f"{where}: {kind} table column {name!r} is stored as "
+                                  f"{stored!r}, expected {wanted!r}")
+
+
 def read_table(footer: Footer, section_id: tuple, read, where: str, root=None,
                lazy: bool = False) -> Table | None:
     """The table stored under ``section_id`` in a part, or None when the part has none.
@@ -149,7 +168,9 @@ def read_table(footer: Footer, section_id: tuple, read, where: str, root=None,
     frames = section_frames(ref, label) if lazy else None
     if frames is None:
         columns = read_section(ref, read(ref.offset, ref.stored), label)
+        check_kinds(kind, ref.spec, label)
         return Table.from_section(kind, columns, label, check=check)
+    check_kinds(kind, ref.spec, label)
     # the section's own checksum, once: damage in any column fails the table as a whole, as
     # it does for a section stored as one frame (the columns still decode only when used)
     if checksum(read(ref.offset, ref.stored)) != ref.crc:
@@ -279,4 +300,9 @@ def read_bloom(footer: Footer, read, where: str):
     ref = footer.sections.get(BLOOM)
     if ref is None:
         return True
-    return read_section(ref, read(ref.offset, ref.stored), f"{where} names filter")["bits"]
+    label = f"{where} names filter"
+    columns = read_section(ref, read(ref.offset, ref.stored), label)
+    bits = columns.get("bits")
+    if not isinstance(bits, np.ndarray) or bits.dtype != np.uint8:
+        raise CorruptionError(f"{label}: expected one u1 column 'bits', got {list(columns)}")
+    return bits

@@ -40,6 +40,9 @@ TRAILER_MAGIC = b"ATLFOOT2"
 VERSION = 2
 MAX_FOOTER_BYTES = 1 << 30  # a footer claiming more is corrupt, not allocated
 FOOTER_PROBE = 64 << 10  # bytes read from a file's end to get its trailer and footer at once
+# the footer field naming the file's own key (relative to the store), where written: a file
+# copied over another (from another store, or a retired one of the same size) is refused
+FILE_KEY = "key"
 
 
 @dataclass
@@ -160,6 +163,15 @@ def parse_footer(tail, tail_start: int, size: int, read: Callable[[int, int], An
     except (ValueError, TypeError, KeyError, AttributeError) as err:
         raise CorruptionError(f"{where}: footer does not decode ({err})") from err
     return Footer(sections, doc, first, tail, tail_start)
+
+
+def check_file_key(footer: Footer, key: str, where: str) -> None:
+    """CorruptionError when the footer names a key other than the one the file was read
+    under (files written before the field existed name none)."""
+    named = footer.extra.get(FILE_KEY)
+    if named is not None and named != key:
+        raise CorruptionError(f"{where}: file was written as {named!r}: another file copied "
+                              "or moved over this one")
 
 
 def read_section(ref: SectionRef, stored, where: str, joined: bool = False) -> dict[str, Any]:

@@ -216,6 +216,7 @@ _HEAD = re.compile(rb'\{"format":"atlas","version":[2-6],"generation":([0-9]{1,1
                    rb'"commit":"([0-9a-f]{32})","parent":(?:null|"[0-9a-f]{32}"),'
                    rb'"time":(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?),')
 HEAD_BYTES = 256
+MAX_TIME = 253402300800  # 10000-01-01: the first time a datetime cannot hold
 
 
 def head(data: bytes, where: str) -> "RootHead | Root":
@@ -227,8 +228,8 @@ def head(data: bytes, where: str) -> "RootHead | Root":
     except zstandard.ZstdError:
         start = b""
     found = _HEAD.match(start)
-    if found is None:
-        return decode(data, where)
+    if found is None or not 0 <= float(found.group(3)) < MAX_TIME:
+        return decode(data, where)  # which says what is wrong with it
     return RootHead(int(found.group(1)), found.group(2).decode(), float(found.group(3)), data,
                     where)
 
@@ -300,10 +301,11 @@ def _int(value: Any, low: int = 0) -> int:
 
 
 def _time(value: Any) -> float:
-    """A Unix time: a finite JSON number (not a string or a bool that float() would take)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
-            value):
-        raise ValueError(f"expected a time in seconds, got {value!r}")
+    """A Unix time: a JSON number (not a string or a bool that float() would take) from 1970
+    to year 9999, so that every version's time converts to a datetime."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            0 <= value < MAX_TIME):
+        raise ValueError(f"expected a time in seconds from 1970 to year 9999, got {value!r}")
     return float(value)
 
 

@@ -34,7 +34,7 @@ import numpy as np
 from atlas.codecs import BLOCK_CODEC_IDS, CODEC_MASK, block_checksum, with_codec_byte
 from atlas.errors import CorruptionError
 from atlas.format.columns import declared_kind
-from atlas.format.container import ContainerWriter, Footer, LockedFile, read_section
+from atlas.format.container import FILE_KEY, ContainerWriter, Footer, LockedFile, read_section
 from atlas.format.keys import checked
 
 MAGIC = b"ATLSEG02"
@@ -126,8 +126,9 @@ class SegmentWriter(LockedFile):
     :class:`LockedFile`); a retried :meth:`finish` after a failure writes the index again.
     """
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, key: str | None = None):
         super().__init__(path)
+        self.key = key  # recorded in the footer: a reader refuses the file under another key
         self.blocks = _Columns(LINKED_BLOCK_COLUMNS)
         self.linked: dict[tuple[str, int], int] = {}  # (key, size) -> its file number
         self.chunks = _Columns(CHUNK_COLUMNS)
@@ -186,7 +187,8 @@ class SegmentWriter(LockedFile):
             for name, table, columns in sections:
                 rows = len(next(iter(table.values())))
                 writer.add((name,), [(n, k, table[n]) for n, k in columns], rows)
-            writer.finish(kind="segment", **{CODEC_IN_CRC: True})
+            writer.finish(kind="segment", **{CODEC_IN_CRC: True},
+                          **({} if self.key is None else {FILE_KEY: self.key}))
             self.truncate()
         except BaseException:
             self.size = end

@@ -118,7 +118,10 @@ def _reads(store: atlas.Atlas, names=NAMES, arrays=ARRAYS
     ``arrays``)."""
     out: list[tuple[str, Callable[[], Any]]] = [
         ("list_datasets", store.list_datasets), ("list_arrays", store.list_arrays),
-        ("len", lambda: len(store))]
+        ("len", lambda: len(store)),
+        # (columns of deleted datasets only, all missing, go with a compaction)
+        ("catalog", lambda: sorted((k, list(v)) for k, v in store.catalog().dropna(
+            axis=1, how="all").to_dict("list").items()))]
     for name in names:
         def ds(name=name):
             return store.open_dataset(name)
@@ -235,6 +238,31 @@ def _on(section_name):
                 lie(entry)
         return apply
     return wrap
+
+
+def _rekind(column: str, kind: str, convert):
+    """A table edit storing ``column`` as ``kind`` (its values converted)."""
+    def edit(s):
+        for col in s.columns:
+            if col[0] == column:
+                col[1], col[2] = kind, convert(col[2])
+    return edit
+
+
+def _swap_segments(root: Path) -> None:
+    """Copy array ``z``'s segment over one of ``f``'s, the root recording the copy's size: a
+    sound segment under another key (as one copied from another store, or a retired one of
+    the same size, would be)."""
+    source, target = _forge.refs(root, "z")[-1][0], _forge.refs(root, "f")[-1][0]
+    shutil.copyfile(_forge._path(root, source), _forge._path(root, target))
+    _forge.set_ref(root, target, os.path.getsize(_forge._path(root, target)))
+
+
+def _damage_a_version_record(root: Path) -> None:
+    record = sorted((root / "versions").glob("*.root"))[0]
+    data = bytearray(record.read_bytes())
+    data[-1] ^= 0xFF
+    record.write_bytes(bytes(data))
 
 
 def _set(section_id, column, row, value):
@@ -354,6 +382,23 @@ HAND_MADE: dict[str, Callable[[Path], Any]] = {
         r, _seg(r), _set(["chunks"], "slot", 0, -1)),
     "chunk number -1": lambda r: _forge.forge_file(
         r, _seg(r), _set(["chunks"], "chunk", 0, -1)),
+    "chunk of a slot the catalog never handed out": lambda r: _forge.forge_file(
+        r, _seg(r), _set(["chunks"], "slot", -1, 2**40)),
+    "segment copied over another of the same size": _swap_segments,
+    "segment footer naming another key": lambda r: _forge.forge_file(
+        r, _seg(r), footer_lie=lambda doc: doc.update(key="segments/elsewhere.seg")),
+    "version record damaged": _damage_a_version_record,
+    "root time past year 9999": lambda r: _edit_root(r, "time", 2.0**40),
+    # catalog columns stored as another kind than their table's (decoded by the kind claimed)
+    "datasets dead column of texts": lambda r: _forge.forge_table(
+        r, ["datasets"], _rekind("dead", "txt", lambda v: [str(int(x)) for x in v])),
+    "array valid column of floats": lambda r: _forge.forge_table(
+        r, ["array", "f"], _rekind("valid", "f8", lambda v: np.asarray(v, np.int64))),
+    "attribute num column of ints": lambda r: _forge.forge_table(
+        r, ["attr", "cycle"], _rekind("num", "i8", lambda v: np.asarray(v, np.int64))),
+    "names filter without its bits": lambda r: _forge.forge_file(
+        r, _forge.part_with(r, ["names_bloom"]),
+        lambda c: c.section(["names_bloom"]).columns[0].__setitem__(0, "x")),
     # catalog tables naming schemas that do not exist, negative slots, unsorted keys
     "array row naming schema 99": lambda r: _forge.forge_table(
         r, ["array", "f"], lambda s: s.set("schema", np.full(s.rows, 99))),

@@ -20,7 +20,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from atlas.cli._common import CommandError, log, warn
+from atlas.cli._common import CommandError, log, plural, warn
 
 TASKS_PER_WORKER = 4  # batches per worker: enough to balance, few enough to keep tasks cheap
 # files per task at most: each task writes a segment per array (a PUT each on an object
@@ -168,7 +168,7 @@ def run(client, store, todo: list[tuple[Path, str]], args, chunk_spec, options,
                 changes, reports = arrived.pop(following)
                 following += 1
                 since_flush = _take(store, changes, reports, args, done, since_flush, progress)
-        store.flush(f"atlas ingest: {since_flush} files from {args.src}")
+        store.flush(f"atlas ingest: {plural(since_flush, 'file')} from {args.src}")
         done["flushed"] += since_flush
     except KeyboardInterrupt:
         raise KeyboardInterrupt(f"interrupted{_kept(done['flushed'])}") from None
@@ -198,7 +198,7 @@ def _take(store, changes, reports: list[dict], args, done: dict, since_flush: in
             since_flush += 1
         progress.advance(1, report["bytes"])
     if args.flush_every and since_flush >= args.flush_every:
-        store.flush(f"atlas ingest: {since_flush} files from {args.src}")
+        store.flush(f"atlas ingest: {plural(since_flush, 'file')} from {args.src}")
         done["flushed"] += since_flush
         since_flush = 0
     return since_flush

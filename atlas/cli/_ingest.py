@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import sys
+import time
 import warnings
 from collections import deque
 from pathlib import Path
@@ -274,19 +275,27 @@ def _reader(paths: list[Path], jobs: int, options: dict[str, Any]):
             yield path, result
         finished = True
     finally:
-        if not finished:
-            _stop_workers(executor)  # an error or Ctrl-C: do not wait for a read to finish
-        executor.shutdown(wait=True, cancel_futures=True)
+        if finished:
+            executor.shutdown(wait=True)
+        else:  # an error or Ctrl-C
+            _stop_workers(executor)
+
+
+READER_GRACE_SECONDS = 5.0  # a reader still busy this long after an error or Ctrl-C is killed
 
 
 def _stop_workers(executor) -> None:
-    """Terminate the pool's processes (a read may hang, e.g. on a dead network mount)."""
-    terminate = getattr(executor, "terminate_workers", None)  # Python 3.14+
-    if terminate is not None:
-        terminate()
-        return
-    for process in list(getattr(executor, "_processes", {}).values()):
-        process.terminate()
+    """Stop the pool without waiting on a read that hangs (a dead network mount, say). The
+    readers ignore Ctrl-C: told to stop, each finishes the file in hand and exits; one still
+    busy after the grace period is killed. (Terminating them at once could kill one holding
+    the pool's queue lock, and the pool's own thread then waited for it forever.)"""
+    processes = list((getattr(executor, "_processes", None) or {}).values())
+    executor.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + READER_GRACE_SECONDS
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
 
 
 def _one_line(err: BaseException) -> str:
@@ -437,12 +446,12 @@ def _ingest(args, src: Path, valid: list[tuple[Path, str]], skipped: list[dict],
             since_flush += 1
             log.debug("ingested %s as %r (%d bytes)", path, name, nbytes)
             if args.flush_every and since_flush >= args.flush_every:
-                store.flush(f"atlas ingest: {since_flush} files from {args.src}")
+                store.flush(f"atlas ingest: {plural(since_flush, 'file')} from {args.src}")
                 flushed += since_flush
                 since_flush = 0
                 log.info("flushed after %d files", flushed)
             progress.advance(1, nbytes)
-        store.flush(f"atlas ingest: {since_flush} files from {args.src}")
+        store.flush(f"atlas ingest: {plural(since_flush, 'file')} from {args.src}")
         flushed += since_flush
     except KeyboardInterrupt:
         raise KeyboardInterrupt(f"interrupted{_kept(flushed, args)}") from None

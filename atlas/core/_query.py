@@ -259,6 +259,9 @@ def pd_array(values: list, dtype) -> Any:
     return pd.array(values, dtype=dtype)
 
 
+FLOAT_EXACT = 2**53  # integers up to this size are exact as float64
+
+
 def _extremes(table, pos, n: int, has_valid, stated, schema_ids, distinct,
               schemas: list[Schema], stat: str) -> np.ndarray:
     """min or max as one column: typed when every schema involved has one kind of values.
@@ -285,8 +288,13 @@ def _extremes(table, pos, n: int, has_valid, stated, schema_ids, distinct,
         values = bits.view(np.uint64) if kinds == {"uint"} else bits
         if have.all():
             return values
-        out = values.astype(np.float64)
-        out[~have] = np.nan
+        if not have.any() or max(abs(int(values[have].min())),
+                                 abs(int(values[have].max()))) <= FLOAT_EXACT:
+            out = values.astype(np.float64)  # missing values as NaN, as pandas has them
+            out[~have] = np.nan
+            return out
+        out = np.full(n, None, object)  # values a float would round: Python ints
+        out[have] = values[have].tolist()
         return out
     if kinds == {"timestamp"}:
         bits[~have] = np.iinfo(np.int64).min
@@ -691,6 +699,10 @@ def array_stats(store: "Atlas", array: str) -> dict | None:
     stated = present & ~np.isnan(np.asarray(nulls, float))
     lo, hi = _fold(cols[f"{array}.min"][stated & (np.asarray(valid, float) > 0)], min), \
         _fold(cols[f"{array}.max"][stated & (np.asarray(valid, float) > 0)], max)
+    dtypes = set(cols[f"{array}.dtype"][present].tolist())
+    if all(d.startswith(("int", "uint")) for d in dtypes):
+        # integers came as floats where a dataset lacks the array (exact: see _extremes)
+        lo, hi = (int(v) if isinstance(v, float) else v for v in (lo, hi))
     return {"datasets": int(present.sum()), "row_count": int(np.nansum(nulls[stated]) +
                                                               np.nansum(valid[stated])),
             "null_count": int(np.nansum(nulls[stated])), "min": lo, "max": hi,

@@ -255,3 +255,24 @@ def test_collection_summaries_fold_the_datasets(store, store_path, rng):
     assert schema["attributes"]["cycle"]["type"] is None  # int64 and string do not
     assert {"attribute": "cycle", "types": {"int64": 24, "string": 1}} in schema["conflicts"]
     assert store.array_stats("missing") is None
+
+
+@pytest.mark.parametrize("dtype, big", [("int64", 2**53 + 1), ("int64", -(2**62) - 3),
+                                        ("uint64", 2**64 - 1), ("int32", 7)])
+def test_integer_statistics_stay_exact_where_a_dataset_lacks_the_array(tmp_path, dtype, big):
+    """A catalog column with missing rows holds floats (NaN for the missing) only where every
+    value is exact as a float; beyond 2**53 its values are Python ints. Summaries fold ints."""
+    with atlas.Atlas.create(tmp_path / "s") as store:
+        view = store.create_dataset("a")
+        view.define_array("id", dtype, ["n"], [2])
+        view.write_array("id", [0], np.array([1, big], dtype))
+        store.create_dataset("b").set_attribute("k", 1)  # no "id"
+    store = atlas.Atlas.open(tmp_path / "s")
+    low, high = sorted([1, big])
+    summary = store.array_stats("id")
+    assert (summary["min"], summary["max"]) == (low, high)
+    assert type(summary["max"]) is int
+    column = store.catalog(arrays=["id"])["id.max"]
+    assert column["a"] == high
+    assert math.isnan(column["b"]) if abs(high) <= 2**53 else column["b"] is None
+    assert store.select(f"id.max == {high}") == ["a"]

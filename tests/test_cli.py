@@ -361,6 +361,21 @@ def test_json_goes_to_stdout_for_every_command_that_prints_data(store_copy, tmp_
         assert atlas.Atlas.open(where).shuffle is shuffle
 
 
+def test_create_refuses_a_file_and_a_folder_holding_other_things(tmp_path, capsys):
+    (tmp_path / "file").write_text("mine")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "notes.txt").write_text("mine")
+    for where, what in (("file", "is a file; a store is a folder"),
+                        ("folder", "is a folder that is not an atlas store and not empty")):
+        assert main(["create", str(tmp_path / where)]) == 1
+        err = capsys.readouterr().err
+        assert what in err and len(err.splitlines()) == 1
+    assert sorted(p.name for p in (tmp_path / "folder").iterdir()) == ["notes.txt"]
+    assert (tmp_path / "file").read_text() == "mine"
+    (tmp_path / "empty").mkdir()  # an empty folder takes a store, as Atlas.create does
+    assert main(["create", str(tmp_path / "empty")]) == 0
+
+
 def test_log_file_records_the_command_and_the_error(tmp_path, capsys):
     log = tmp_path / "atlas.log"
     assert main(["ls", str(tmp_path / "missing"), "--log-file", str(log)]) == 1

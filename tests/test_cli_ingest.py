@@ -297,6 +297,21 @@ def test_an_interrupt_keeps_only_what_was_flushed(folder, tmp_path, capsys, monk
     assert atlas.Atlas.open(tmp_path / "store").list_datasets() == ["day0", "day1"]
 
 
+def test_a_store_that_refuses_writes_is_not_blamed_on_the_files(folder, tmp_path, capsys,
+                                                                  monkeypatch):
+    """A permission error while writing the store stops the ingest with that error, even with
+    --skip-errors: it is not the netCDF file's fault (the file was read already)."""
+    def refused(self, ds, name, chunks=None):
+        raise PermissionError(13, "Permission denied", "segments")
+
+    monkeypatch.setattr(atlas.Atlas, "add_xr_dataset", refused)
+    status = main(["ingest", str(folder), str(tmp_path / "store"), "--skip-errors"])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert err.splitlines() == ["atlas: [Errno 13] Permission denied: 'segments'"]
+    assert ".nc" not in err
+
+
 BLOCKING_DRIVER = """
 import sys, time
 from atlas.cli import _ingest, main

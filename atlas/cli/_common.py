@@ -8,6 +8,7 @@ import datetime as _dt
 import json
 import logging
 import math
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -167,6 +168,19 @@ def format_value(value: Any) -> str:
 
 def _is_cftime(value: Any) -> bool:
     return type(value).__module__.startswith("cftime")
+
+
+def check_new_store_folder(location: str) -> None:
+    """CommandError unless a local ``location`` can hold a new store: a file, or a folder
+    holding files but no store, is refused (object store locations are not checked)."""
+    if "://" in location or not os.path.exists(location):
+        return
+    where = os.path.abspath(location)
+    if not os.path.isdir(location):
+        raise CommandError(f"{where} is a file; a store is a folder")
+    if os.listdir(location) and not os.path.exists(os.path.join(location, "manifest.atlas")):
+        raise CommandError(f"{where} is a folder that is not an atlas store and not empty; "
+                           "refusing to create a store in it")
 
 
 def plural(n: int, word: str) -> str:

@@ -9,6 +9,7 @@ an error or an interrupt keeps exactly what was flushed before it.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -18,7 +19,15 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from atlas.cli._common import CommandError, credentials_explained, emit, log, plural, warn
+from atlas.cli._common import (
+    CommandError,
+    check_new_store_folder,
+    credentials_explained,
+    emit,
+    log,
+    plural,
+    warn,
+)
 from atlas.cli._maintain import CODECS
 from atlas.cli._progress import MB, Progress, human_bytes
 
@@ -317,9 +326,7 @@ def _open_or_create(location: str, codec: str | None, shuffle: bool = True):
         with credentials_explained(location):
             store = atlas.Atlas.open(location)
     except StoreNotFoundError:
-        if "://" not in location and os.path.isdir(location) and os.listdir(location):
-            raise CommandError(f"{os.path.abspath(location)} is a folder that is not an atlas "
-                               "store and not empty; refusing to create a store in it") from None
+        check_new_store_folder(location)
         with credentials_explained(location):
             store = atlas.Atlas.create(location, codec=codec or "zstd", shuffle=shuffle)
         log.info("created store %s (codec %s)", store.location, codec or "zstd")
@@ -507,8 +514,11 @@ def _add(store, ds, name: str, chunks: dict | None, path: Path) -> list[str]:
         return notes(caught)
     except (TypeError, ValueError, NotImplementedError, OverflowError, KeyError,
             OSError) as err:
-        if isinstance(err, (ConflictError, CorruptionError, ReadOnlyError)):
-            raise  # the store's problem, not the file's
+        if isinstance(err, (ConflictError, CorruptionError, ReadOnlyError, PermissionError)) \
+                or getattr(err, "errno", None) == errno.EROFS:
+            # the store's problem, not the file's: the file was opened and read already, so
+            # permission to read it is not what is missing
+            raise
         # a failed add must leave no trace of the dataset
         if store.dataset_exists(name):
             store.delete_dataset(name)

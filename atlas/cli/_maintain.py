@@ -8,6 +8,7 @@ import argparse
 from atlas.cli._common import (
     CommandError,
     CommandFailed,
+    check_new_store_folder,
     disk_usage,
     emit,
     log,
@@ -72,6 +73,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 def cmd_create(args) -> int:
     import atlas
 
+    check_new_store_folder(args.store)
     store = atlas.Atlas.create(args.store, codec=args.codec, shuffle=args.shuffle)
     shuffled = ", shuffled" if store.shuffle else ""
     log.info("created %s (codec %s%s)", store.location, args.codec, shuffled)

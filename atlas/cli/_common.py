@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from atlas.format.keys import ROOT_KEY
+
 log = logging.getLogger("atlas.cli")
 
 
@@ -178,7 +180,7 @@ def check_new_store_folder(location: str) -> None:
     where = os.path.abspath(location)
     if not os.path.isdir(location):
         raise CommandError(f"{where} is a file; a store is a folder")
-    if os.listdir(location) and not os.path.exists(os.path.join(location, "manifest.atlas")):
+    if os.listdir(location) and not os.path.exists(os.path.join(location, ROOT_KEY)):
         raise CommandError(f"{where} is a folder that is not an atlas store and not empty; "
                            "refusing to create a store in it")
 

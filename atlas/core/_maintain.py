@@ -987,13 +987,13 @@ def _verify_chunks(storage: Storage, segments: dict, index_of, catalog,
 
     live = catalog.live_dids()
     blocks = BlockCache()
+    next_slot = getattr(catalog, "next_slot", None)  # a format-1 catalog has no counter
     for array, refs in segments.items():
         slots, schema_ids, found = catalog.rows(array, live)
         if not found.any():
             continue
         slots, schema_ids = slots[found], schema_ids[found]
         index = index_of(array, refs)
-        next_slot = getattr(catalog, "next_slot", None)  # a format-1 catalog has no counter
         problem = None if next_slot is None else slot_problem(index, next_slot)
         if problem:
             problems.append(f"{storage.location}: array {array!r}: {problem}")

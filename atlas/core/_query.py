@@ -706,7 +706,7 @@ def array_stats(store: "Atlas", array: str) -> dict | None:
     return {"datasets": int(present.sum()), "row_count": int(np.nansum(nulls[stated]) +
                                                               np.nansum(valid[stated])),
             "null_count": int(np.nansum(nulls[stated])), "min": lo, "max": hi,
-            "dtypes": sorted(set(cols[f"{array}.dtype"][present].tolist())),
+            "dtypes": sorted(dtypes),
             "shapes": _distinct(cols[f"{array}.shape"][present]),
             "chunk_shapes": _distinct(cols[f"{array}.chunk_shape"][present]),
             "unflushed": int((present & ~stated).sum())}

@@ -228,10 +228,10 @@ def head(data: bytes, where: str) -> "RootHead | Root":
     except zstandard.ZstdError:
         start = b""
     found = _HEAD.match(start)
-    if found is None or not 0 <= float(found.group(3)) < MAX_TIME:
+    when = None if found is None else float(found.group(3))
+    if when is None or not 0 <= when < MAX_TIME:
         return decode(data, where)  # which says what is wrong with it
-    return RootHead(int(found.group(1)), found.group(2).decode(), float(found.group(3)), data,
-                    where)
+    return RootHead(int(found.group(1)), found.group(2).decode(), when, data, where)
 
 
 def decode(data: bytes, where: str) -> Root:

@@ -145,7 +145,7 @@ def test_a_broken_file_stops_the_ingest_and_nothing_is_kept(folder, tmp_path):
     write_broken(folder / "day1b.nc")
     proc = run("ingest", folder, tmp_path / "store")
     assert_one_line_error(proc, str(folder / "day1b.nc"), "nothing was written")
-    assert atlas.Atlas.open(tmp_path / "store").list_datasets() == []
+    assert not (tmp_path / "store").exists()  # the store it created, removed again
 
 
 def test_an_unsupported_variable_stops_the_ingest_naming_file_and_variable(folder, tmp_path,
@@ -155,7 +155,16 @@ def test_an_unsupported_variable_stops_the_ingest_naming_file_and_variable(folde
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and err.startswith(f"atlas: {folder / 'day1c.nc'}: ")
     assert "'_ice_flag'" in err and "reserved" in err
-    assert atlas.Atlas.open(tmp_path / "store").list_datasets() == []
+    assert not (tmp_path / "store").exists()
+
+
+def test_a_warning_about_a_file_name_holding_a_newline_stays_one_line(folder, tmp_path,
+                                                                        capsys):
+    write_day(folder / "odd\nday.nc", 9)  # its dataset name is refused: skipped, with a warning
+    assert main(["ingest", str(folder), str(tmp_path / "store"), "--skip-errors", "-q"]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line]
+    assert warnings == [f"atlas: warning: skipped {folder}/odd\\nday.nc: invalid dataset name "
+                        "'odd\\nday': it contains a control character"]
 
 
 def test_skip_errors_reports_what_was_skipped_and_ingests_the_rest(folder, tmp_path):
@@ -262,6 +271,28 @@ def test_bad_options_are_one_line_errors(folder, tmp_path, capsys, extra, fragme
     assert status == 1 and len(err.splitlines()) == 1 and err.startswith("atlas: ")
     for fragment in fragments:
         assert fragment in err
+    assert not (tmp_path / "store").exists()  # no empty store left to trip up the rerun
+
+
+def test_a_failed_ingest_removes_only_the_store_it_created_unused(folder, tmp_path, capsys):
+    bad = ["--chunks", '{"sst": [1, 2]}']  # found at the first file, after the store exists
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["ingest", str(folder), str(empty), *bad]) == 1
+    assert empty.is_dir() and list(empty.iterdir()) == []  # the user's folder stays
+    assert main(["ingest", str(folder), str(empty)]) == 0  # the corrected rerun just works
+    assert len(atlas.Atlas.open(empty)) == len(list(folder.rglob("*.nc")))
+
+    # a store that existed, even an empty one, is never removed
+    atlas.Atlas.create(tmp_path / "mine")
+    assert main(["ingest", str(folder), str(tmp_path / "mine"), *bad]) == 1
+    assert len(atlas.Atlas.open(tmp_path / "mine")) == 0
+
+    # nor is one this ingest created and committed to before failing
+    write_unstorable_file(folder / "zz_last.nc")
+    assert main(["ingest", str(folder), str(tmp_path / "partial2"), "--flush-every", "1"]) == 1
+    assert len(atlas.Atlas.open(tmp_path / "partial2")) == len(list(folder.rglob("*.nc"))) - 1
+    capsys.readouterr()
 
 
 def test_a_missing_or_empty_source_is_an_error(tmp_path):

@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -99,8 +100,13 @@ def credentials_explained(location: str):
                            "(see docs/cli.md)") from err
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def warn(message: str, progress=None) -> None:
-    """A warning on stderr (above the progress bar, when one is drawn) and in the log."""
+    """A warning on stderr (above the progress bar, when one is drawn) and in the log, on one
+    line: control characters (a file name may hold a newline) are written as escapes."""
+    message = _CONTROL.sub(lambda m: repr(m.group())[1:-1], message)
     log.warning(message)
     line = f"atlas: warning: {message}"
     if progress is not None:

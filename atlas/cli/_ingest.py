@@ -30,6 +30,7 @@ from atlas.cli._common import (
 )
 from atlas.cli._maintain import CODECS
 from atlas.cli._progress import MB, Progress, human_bytes
+from atlas.format.keys import ROOT_KEY
 
 SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf")
 
@@ -391,8 +392,54 @@ def cmd_ingest(args) -> int:
 
 def _ingest(args, src: Path, valid: list[tuple[Path, str]], skipped: list[dict], jobs: int,
             chunk_spec, client) -> int:
-    """The ingest once the files are listed (``client``: a dask client, or None)."""
+    """The ingest once the files are listed (``client``: a dask client, or None). A store it
+    created is removed again when the ingest fails before committing anything: an empty store
+    left behind would only make the corrected rerun ask for --skip-existing or another name."""
+    local = "://" not in args.store
+    existed = local and os.path.exists(args.store)
     store, created = _open_or_create(args.store, args.codec, args.shuffle)
+    try:
+        return _ingest_into(args, store, created, src, valid, skipped, jobs, chunk_spec, client)
+    except BaseException:
+        if created and local:
+            _remove_unused_store(args.store, keep_folder=existed)
+        raise
+
+
+def _remove_unused_store(location: str, keep_folder: bool) -> None:
+    """Remove the local store at ``location`` if it still holds only its first version (no
+    commit of this ingest's or anyone else's since it was created); the folder itself stays
+    when it existed before (it was empty then)."""
+    import shutil
+
+    import atlas
+    from atlas.errors import AtlasError
+
+    try:
+        current = atlas.Atlas.open(location, read_only=True)
+        unused = len(current) == 0 and len(current.history()) == 1
+    except (AtlasError, OSError):
+        return
+    if not unused:
+        return
+    try:
+        os.remove(os.path.join(location, ROOT_KEY))  # first: a removal cut short leaves no store
+        if not keep_folder:
+            shutil.rmtree(location)
+            return
+        for entry in os.scandir(location):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.remove(entry.path)
+    except OSError as err:
+        log.warning("could not remove the unused store %s: %s", location, err)
+        return
+    log.info("removed the store %s, created by this ingest and never committed to", location)
+
+
+def _ingest_into(args, store, created: bool, src: Path, valid: list[tuple[Path, str]],
+                 skipped: list[dict], jobs: int, chunk_spec, client) -> int:
     existing = [(p, n) for p, n in valid if store.dataset_exists(n)]
     if existing and not args.skip_existing:
         path, name = existing[0]

@@ -99,6 +99,15 @@ def _not_regular(path: str, mode: int) -> CorruptionError:
     return CorruptionError(f"{path}: is a {_kind(mode)}, not a regular file")
 
 
+def _name_in_full(err: OSError, root: str, parts: list[str]) -> None:
+    """An error of a call relative to a folder's descriptor names the file as the call did
+    (``[Errno 13] Permission denied: 'segments'``): name it by its whole path instead."""
+    for attr in ("filename", "filename2"):
+        name = getattr(err, attr)
+        if isinstance(name, str) and name in parts:
+            setattr(err, attr, os.path.join(root, *parts[: parts.index(name) + 1]))
+
+
 @contextlib.contextmanager
 def read_only_as_error(where: str) -> Iterator[None]:
     """A write refused by a read-only file system (EROFS) as :class:`ReadOnlyError`."""
@@ -210,6 +219,9 @@ class LocalStorage(Storage):
                 os.close(fd)
                 fd = child
             yield fd, parts[-1]
+        except OSError as err:
+            _name_in_full(err, self.root, parts)
+            raise
         finally:
             os.close(fd)
 

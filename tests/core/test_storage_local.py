@@ -48,6 +48,31 @@ def test_get_range_with_a_wrong_expected_size_raises_corruption_error(storage):
         storage.get_range("seg", 0, 10, expected_size=120)
 
 
+def test_os_errors_inside_the_store_name_the_whole_path(storage, monkeypatch):
+    """Files are reached through folder descriptors, so the OS names only the last component
+    (``Permission denied: 'b'``); the error names the path a user can look at."""
+    storage.put("a/b/c.bin", b"x")
+    real_open = os.open
+
+    def refuse(path, flags, mode=0o777, *, dir_fd=None):
+        if dir_fd is not None and path in ("b", "c.bin"):
+            raise PermissionError(13, "Permission denied", path)
+        return real_open(path, flags, mode, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "open", refuse)
+    with pytest.raises(PermissionError) as caught:
+        storage.get("a/b/c.bin")
+    assert caught.value.filename == os.path.join(storage.root, "a", "b")
+    assert str(caught.value) == f"[Errno 13] Permission denied: {caught.value.filename!r}"
+    # the file itself, opened inside its folder
+    monkeypatch.setattr(os, "open", real_open)
+    storage.put("a/c.bin", b"y")
+    monkeypatch.setattr(os, "open", refuse)
+    with pytest.raises(PermissionError) as caught:
+        storage.get("a/c.bin")
+    assert caught.value.filename == os.path.join(storage.root, "a", "c.bin")
+
+
 def test_delete_removes_and_a_missing_key_is_not_an_error(storage):
     storage.put("k", b"1")
     storage.delete("k")

@@ -65,9 +65,13 @@ def ingest_batch(fork, items: list[tuple[str, str]], chunk_spec: dict | None,
     return writer.changes(), reports
 
 
-def batches(items: list, workers: int) -> list[list]:
+def batches(items: list, workers: int, flush_every: int = 0) -> list[list]:
+    """The files in tasks; with ``flush_every`` K no task spans a multiple of K, so that the
+    commits fall every K files as without a cluster (not after the batch that passes K)."""
     size = max(1, min(MAX_BATCH, math.ceil(len(items) / (workers * TASKS_PER_WORKER))))
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    step = flush_every or len(items) or 1
+    return [items[i:min(i + size, g + step)] for g in range(0, len(items), step)
+            for i in range(g, min(g + step, len(items)), size)]
 
 
 def start_client(workers: int | None, scheduler: str | None):
@@ -148,7 +152,7 @@ def run(client, store, todo: list[tuple[Path, str]], args, chunk_spec, options,
     workers = max(1, len(client.scheduler_info().get("workers", {})) or (args.workers or 1))
     log.info("ingest on %d dask workers (%s)", workers, args.scheduler or "local cluster")
     fork = store.fork()
-    jobs = batches([(str(p), n) for p, n in todo], workers)
+    jobs = batches([(str(p), n) for p, n in todo], workers, args.flush_every)
     futures = [client.submit(ingest_batch, fork, batch, chunk_spec, options, i == 0,
                              pure=False) for i, batch in enumerate(jobs)]
     position = {future.key: i for i, future in enumerate(futures)}

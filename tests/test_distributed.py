@@ -224,8 +224,8 @@ def test_ctrl_c_stops_an_ingest_on_forked_workers_quietly(tmp_path):
     assert run.returncode == 130, err
     assert "interrupted; nothing was written to the store" in err
     assert "Traceback" not in err, err
-    after = atlas.Atlas.open(store_path)
-    assert after.list_datasets() == [] and after.verify().problems == []
+    # nothing was committed: the store the command created is gone, the workers' segments too
+    assert not store_path.exists()
 
 
 def test_a_killed_worker_leaves_the_previous_commit_and_skip_existing_completes(cluster,

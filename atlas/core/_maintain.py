@@ -562,9 +562,9 @@ def _repack(index: ChunkIndex, rows: np.ndarray, writer: SegmentWriter, block_si
 def compact(store: "Atlas", older_than: float | None) -> bool:
     """Merge everything into one part and one segment per array name, without dead rows; then
     expire what the retention (or ``older_than``) no longer keeps. When other writers commit
-    meanwhile, the compaction is re-applied on top of their commits if the files it replaced
-    are still the oldest of their lists; otherwise it deletes what it wrote and returns False
-    (the caller compacts the newest commit)."""
+    meanwhile, the compaction is re-applied on top of their commits (:func:`_reapplied`);
+    when another compaction took the files it replaced, it deletes what it wrote and returns
+    False (the caller compacts the newest commit)."""
     catalog = store._catalog
     root = store._root
     storage = store._storage
@@ -619,7 +619,7 @@ def compact(store: "Atlas", older_than: float | None) -> bool:
         if retired:
             landed = store._commit_maintenance(
                 lambda latest: new_root if latest.commit == root.commit else
-                _reapplied(latest, replaced, retired, now)) is not None
+                _reapplied(store, latest, replaced, retired, now)) is not None
     finally:
         for w in written:
             w.release()
@@ -638,23 +638,41 @@ def compact(store: "Atlas", older_than: float | None) -> bool:
     return True
 
 
-def _reapplied(latest: Root, replaced: dict, retired: list[str], now: float) -> Root | None:
-    """The compaction's replacements on top of ``latest``, or None when a list no longer
-    starts with the files it replaced (another merge or compaction took them)."""
+def _reapplied(store: "Atlas", latest: Root, replaced: dict, retired: list[str],
+               now: float) -> Root | None:
+    """The compaction's replacements on top of ``latest``, or None when another compaction
+    (or a merge of a whole list) took the files it replaced.
+
+    Writers that flush all the time merge their newest files, and a merge may take the newest
+    of the files being compacted together with files committed since. The compacted copy then
+    goes first and the merged file after it, as every later file does: where both hold a chunk
+    or a row, the later one wins, and it holds the same. What such a file links (blocks of the
+    files it merged) stays linked rather than retired."""
     out = latest.successor(message="compact", segments=dict(latest.segments))
+    still_linked: set[str] = set()
     for name, (old, new) in replaced.items():
         current = latest.parts if name is None else latest.segments.get(name, [])
-        if current[: len(old)] != old:
-            return None
-        rest = current[len(old):]
+        kept = 0  # the files of ``old`` still first in the list
+        while kept < min(len(old), len(current)) and current[kept] == old[kept]:
+            kept += 1
+        rest = current[kept:]
+        if kept < len(old):
+            gone = {r.key for r in old[kept:]}
+            if kept == 0 or any(r.key in gone for r in rest):
+                return None
+            if name is not None:  # parts link nothing
+                for ref in rest:
+                    still_linked.update(key for key, _size in store._files.segment(ref).linked)
         if name is None:
             out.parts = [*new, *rest]
         elif new or rest:
             out.segments[name] = [*new, *rest]
         else:
             out.segments.pop(name, None)
-    out.retired = [*latest.retired, *((key, now, out.generation) for key in retired)]
-    out.linked = _unlinked(latest.linked, retired)
+    listed = {entry[0] for entry in latest.retired}  # the merge retired its own files
+    retiring = [key for key in retired if key not in still_linked and key not in listed]
+    out.retired = [*latest.retired, *((key, now, out.generation) for key in retiring)]
+    out.linked = _unlinked(latest.linked, retiring)
     return out
 
 

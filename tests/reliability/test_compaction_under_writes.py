@@ -82,6 +82,60 @@ def test_a_compaction_overtaken_by_a_flush_reapplies_on_top(tmp_path, meanwhile)
     _check(path, {**{f"a{i}": 1 for i in range(5)}, **{f"b{i}": 2 for i in range(count)}})
 
 
+def test_a_compaction_whose_newest_files_a_writer_merged_meanwhile_goes_under_them(
+        tmp_path, monkeypatch):
+    """The other writer's flush merges its new file with the newest three of the files being
+    compacted (their blocks linked: the store keeps versions). The compaction commits at its
+    first try, the merged file after the compacted one; once every older version expires, the
+    files that merged file links are still there."""
+    from atlas.core import _maintain
+
+    outcomes = []
+    real = _maintain.compact
+    monkeypatch.setattr(_maintain, "compact", lambda *a: outcomes.append(real(*a)) or
+                        outcomes[-1])
+    path = tmp_path / "s"
+    # a dataset's 4 KB, incompressible: a block that merges link rather than copy
+    store = atlas.Atlas.create(path, block_size=4096)
+    values = {}
+    rng = np.random.default_rng(7)
+
+    def add(target: atlas.Atlas, name: str, _value: int) -> None:
+        view = target.create_dataset(name)
+        view.define_array("x", "int32", ["i"], [1000], [1000])
+        values[name] = rng.integers(-2**31, 2**31, 1000, dtype=np.int32)
+        view.write_array("x", [0], values[name])
+
+    for i in range(12):
+        add(store, f"a{i}", i + 1)
+    store.flush()  # one file of level 1
+    for i in range(3):
+        add(store, f"b{i}", 20 + i)
+        store.flush()  # three of level 0
+    other = atlas.Atlas.open(path)
+
+    def commit_first():
+        add(other, "c", 30)
+        other.flush()  # the fourth file of level 0: merged with the three before it
+
+    compacting = atlas.Atlas.open(_BeforeFirstCommit(LocalStorage(path), commit_first))
+    base = compacting._root.segments["x"]
+    compacting.compact()
+    assert outcomes == [True]
+    root = atlas.Atlas.open(path)._root
+    merged = root.segments["x"][-1]
+    assert [r.key for r in root.segments["x"][:1]] != [base[0].key]  # the compacted copy
+    assert len(root.segments["x"]) == 2 and merged.key not in {r.key for r in base}
+    linked = atlas.Atlas.open(path)._files.segment(merged).linked
+    assert linked and {key for key, _size in linked} <= {r.key for r in root.linked}
+    atlas.Atlas.open(path).expire(older_than=0, keep_last=1)  # only the latest version stays
+    reader = atlas.Atlas.open(path)
+    for name, expected in values.items():
+        np.testing.assert_array_equal(reader.open_dataset(name).read_array("x"), expected)
+    report = reader.verify()
+    assert report.ok and report.orphans == [], (report.problems, report.orphans)
+
+
 def test_a_compaction_that_loses_to_another_deletes_its_copy_and_compacts_again(tmp_path,
                                                                               monkeypatch):
     from atlas.core import _maintain

@@ -7,6 +7,7 @@ Compaction, the automatic merge of small files and verification live in
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import weakref
 from concurrent.futures import wait
@@ -386,56 +387,65 @@ class Atlas:
         merges = _maintain.Merges()
         try:
             for tries in range(1, _rebase.MAX_ATTEMPTS + 1):
-                latest, token, legacy = load_root(storage)
-                if legacy is not None:
-                    raise FormatError(f"store at {self.location} was turned back into format "
-                                      "version 1 under this handle")
-                problem = _rebase.conflict(ours, _rebase.their_changes(self, base, latest),
-                                           self._name_in_base, self._dataset_of_slot)
-                if problem is not None:
-                    raise ConflictError(
-                        f"store at {self.location} was committed by another writer since this "
-                        f"handle read it, and the two conflict: {problem}; nothing was "
-                        "committed: reopen the store and redo the changes")
-                shift = _rebase.shifts(base, latest)
-                new_root = latest.successor(
-                    message=attempt.message, changes=attempt.changes,
-                    segments={a: list(refs) for a, refs in latest.segments.items()},
-                    **{f"next_{c}": getattr(latest, f"next_{c}") + getattr(attempt, f"next_{c}")
-                       - getattr(base, f"next_{c}") for c in _rebase.COUNTERS})
-                for array, ref in ours_segments:
-                    new_root.segments.setdefault(array, []).append(
-                        _rebase.remapped_ref(ref, base, shift))
-                if part is not None:
-                    tables = _rebase.renumbered(ours_tables, base, shift)
-                    if rewritten is not None:
-                        rewritten.release()
-                        storage.discard(rewritten.ref.key, rewritten.path)
-                        rewritten = None
-                    if tables is not ours_tables:
-                        rewritten = _maintain.write_part(storage, new_root, tables.items())
-                    delta = (rewritten or part).ref
-                    new_root.parts = [*latest.parts, delta]
-                    new_root.delta = delta.key
-                # this handle's segments were cached with the slots it numbered; the merge
-                # must read them as this attempt shifts them. Expiry waits (tiered_merge)
-                self._files.forget([ref.key for _a, ref in ours_segments])
-                merges = self._tiered_merge(new_root, expire=False)
-                try:
-                    token = _versions.commit_root(storage, new_root, token)
+                # on a local store no other writer commits while an attempt holds the lock, so
+                # it lands: racing instead, a rebase lost every race to a writer that flushes
+                # without pause (one such writer starved another for seconds). Object stores
+                # have no lock: their attempts race, backing off after each loss
+                with storage.commit_lock():
+                    latest, token, legacy = load_root(storage)
+                    if legacy is not None:
+                        raise FormatError(f"store at {self.location} was turned back into format "
+                                          "version 1 under this handle")
+                    problem = _rebase.conflict(ours, _rebase.their_changes(self, base, latest),
+                                               self._name_in_base, self._dataset_of_slot)
+                    if problem is not None:
+                        raise ConflictError(
+                            f"store at {self.location} was committed by another writer since this "
+                            f"handle read it, and the two conflict: {problem}; nothing was "
+                            "committed: reopen the store and redo the changes")
+                    shift = _rebase.shifts(base, latest)
+                    new_root = latest.successor(
+                        message=attempt.message, changes=attempt.changes,
+                        segments={a: list(refs) for a, refs in latest.segments.items()},
+                        **{f"next_{c}": getattr(latest, f"next_{c}")
+                           + getattr(attempt, f"next_{c}") - getattr(base, f"next_{c}")
+                           for c in _rebase.COUNTERS})
+                    for array, ref in ours_segments:
+                        new_root.segments.setdefault(array, []).append(
+                            _rebase.remapped_ref(ref, base, shift))
+                    if part is not None:
+                        tables = _rebase.renumbered(ours_tables, base, shift)
+                        if rewritten is not None:
+                            rewritten.release()
+                            storage.discard(rewritten.ref.key, rewritten.path)
+                            rewritten = None
+                        if tables is not ours_tables:
+                            rewritten = _maintain.write_part(storage, new_root, tables.items())
+                        delta = (rewritten or part).ref
+                        new_root.parts = [*latest.parts, delta]
+                        new_root.delta = delta.key
+                    # this handle's segments were cached with the slots it numbered; the merge
+                    # must read them as this attempt shifts them. Expiry waits (tiered_merge)
+                    self._files.forget([ref.key for _a, ref in ours_segments])
+                    merges = self._tiered_merge(new_root, expire=False)
+                    try:
+                        token = _versions.commit_root(storage, new_root, token)
+                        lost = False
+                    except ConflictError:
+                        merges.discard(storage)
+                        merges = _maintain.Merges()
+                        lost = True
+                    except BaseException:
+                        # it may have landed (a lost response): its files stay until the next
+                        # flush finds out (_settle_inflight)
+                        self._inflight = _Inflight(new_root, {}, part, merges, marks or {},
+                                                   (rewritten, ours_segments))
+                        self._pending.in_doubt = True
+                        rewritten, merges = None, _maintain.Merges()
+                        raise
+                if not lost:
                     break
-                except ConflictError:
-                    merges.discard(storage)
-                    merges = _maintain.Merges()
-                    _rebase.backoff(tries)
-                except BaseException:
-                    # it may have landed (a lost response): its files stay until the next
-                    # flush finds out (_settle_inflight)
-                    self._inflight = _Inflight(new_root, {}, part, merges, marks or {},
-                                               (rewritten, ours_segments))
-                    self._pending.in_doubt = True
-                    rewritten, merges = None, _maintain.Merges()
-                    raise
+                _rebase.backoff(tries)
             else:
                 raise ConflictError(f"store at {self.location}: {_rebase.MAX_ATTEMPTS} other "
                                     "commits won the race to commit in a row; nothing was "
@@ -736,15 +746,18 @@ class Atlas:
         storage = self._storage
         root, token = self._root, self._token
         for tries in range(1, _rebase.MAX_ATTEMPTS + 1):
-            new_root = make(root)
-            if new_root is None:
-                return None
-            try:
-                token = _versions.commit_root(storage, new_root, token)
-                break
-            except ConflictError:
-                root, token, _legacy = load_root(storage)
-                _rebase.backoff(tries)
+            with storage.commit_lock() if tries > 1 else contextlib.nullcontext():
+                if tries > 1:  # under the lock (a local store's): this try lands
+                    root, token, _legacy = load_root(storage)
+                new_root = make(root)
+                if new_root is None:
+                    return None
+                try:
+                    token = _versions.commit_root(storage, new_root, token)
+                    break
+                except ConflictError:
+                    pass
+            _rebase.backoff(tries)
         else:
             raise ConflictError(f"store at {self.location}: {_rebase.MAX_ATTEMPTS} other commits "
                                 "won the race in a row; nothing was committed: try again later")

@@ -120,10 +120,26 @@ def read_only_as_error(where: str) -> Iterator[None]:
                             f"({err.strerror}); open it with read_only=True") from err
 
 
+_held_locks = threading.local()  # per thread: {store root: how many times it holds its lock}
+
+
 @contextlib.contextmanager
 def directory_lock(root: str) -> Iterator[None]:
     """Hold the exclusive ``flock`` of a store directory's lock file, which serialises commits
-    (and orphan sweeps) of every handle on this machine, whichever backend opened the store."""
+    (and orphan sweeps) of every handle on this machine, whichever backend opened the store.
+    A thread may take it again while it holds it (a rebase attempt holds it around the commit,
+    which takes it too); a second ``flock`` of the file would wait for the first forever."""
+    held = getattr(_held_locks, "roots", None)
+    if held is None:
+        held = _held_locks.roots = {}
+    root = os.path.abspath(root)
+    if held.get(root):
+        held[root] += 1
+        try:
+            yield
+        finally:
+            held[root] -= 1
+        return
     path = os.path.join(root, LOCK_NAME)
     with read_only_as_error(root):
         os.makedirs(root, exist_ok=True)
@@ -139,9 +155,11 @@ def directory_lock(root: str) -> Iterator[None]:
         if not stat.S_ISREG(mode):
             raise _not_regular(path, mode)
         fcntl.flock(fd, fcntl.LOCK_EX)
+        held[root] = 1
         try:
             yield
         finally:
+            del held[root]
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)

@@ -57,6 +57,10 @@ def test_read_commands_take_version_and_at(versioned, capsys):
     assert len(capsys.readouterr().out.splitlines()) == 3
     assert main(["ls", str(versioned), "--version", "9"]) == 1
     assert "no version 9" in capsys.readouterr().err
+    assert main(["ls", str(versioned), "--version", "-1"]) == 1  # not taken for a tag name
+    assert "no version -1: versions go from 0 to" in capsys.readouterr().err
+    assert main(["ls", str(versioned), "--at", "0001-01-01T00:00:00+01:00"]) == 1
+    assert "no version at 0001-01-01" in capsys.readouterr().err
     assert main(["ls", str(versioned), "--at", "yesterday"]) == 1
     assert "expected a time in ISO 8601" in capsys.readouterr().err
     assert main(["ls", str(versioned), "--at", "2001-01-01", "--version", "1"]) == 1

@@ -66,8 +66,8 @@ def version_asked(args: Any) -> Any:
     spec, when = getattr(args, "version_spec", None), getattr(args, "at", None)
     if spec is not None and when is not None:
         raise CommandError("give --version or --at, not both")
-    if spec is not None:
-        return int(spec) if spec.isdigit() else spec
+    if spec is not None:  # a number is a generation (a tag of digits is reached by Python)
+        return int(spec) if re.fullmatch(r"-?[0-9]+", spec.strip()) else spec
     return when
 
 

@@ -132,26 +132,48 @@ def read_record(storage: Storage, generation: int, commit: str) -> Root:
     return root
 
 
-def chain(storage: Storage, top: Root, found: dict[int, dict[str, float]] | None = None):
+def chain(storage: Storage, top: Root, found: dict[int, dict[str, float]] | None = None,
+          skip_expired: bool = False):
     """The versions ``top`` descends from, newest first (``top`` included): each parent's
     record by its key; across a gap that expiry left, the newest older record (the one a
-    later record names as parent where several were left at one generation)."""
+    later record names as parent where several were left at one generation).
+    ``skip_expired``: a record that an expiry removed after the listing is one more gap (what
+    is kept is listed); otherwise its read raises VersionExpiredError."""
     found = records(storage) if found is None else found
     parents = _parents_named(storage, found)
     current: Root | None = top
     while current is not None:
         yield current
-        generation, commit = current.generation - 1, current.parent
-        if commit is not None and commit in found.get(generation, {}):
-            current = read_record(storage, generation, commit)
-            continue
-        older = [g for g in found if g < current.generation]
+        current = _parent_record(storage, current, found, parents, skip_expired)
+
+
+def _parent_record(storage: Storage, root: Root, found: dict, parents: dict,
+                   skip_expired: bool) -> Root | None:
+    """The record of ``root``'s parent or, across a gap, of the newest older version; None
+    below the oldest. ``found`` loses the records found gone (``skip_expired``)."""
+    generation, commit = root.generation - 1, root.parent
+    if commit is not None and commit in found.get(generation, {}):
+        try:
+            return read_record(storage, generation, commit)
+        except VersionExpiredError:
+            if not skip_expired:
+                raise
+            del found[generation][commit]
+            if not found[generation]:
+                del found[generation]
+    while True:
+        older = [g for g in found if g < root.generation]
         if not older:
-            return
+            return None
         generation = max(older)
         candidates = sorted(found[generation])
         named = [c for c in candidates if c in parents.get(generation, ())]
-        current = _first_record(storage, generation, named or candidates)
+        try:
+            return _first_record(storage, generation, named or candidates)
+        except VersionExpiredError:
+            if not skip_expired:
+                raise
+            del found[generation]
 
 
 def _first_record(storage: Storage, generation: int, commits: list[str]) -> Root:
@@ -196,7 +218,7 @@ def resolve(storage: Storage, latest: Root | RootHead, spec: Any) -> Root:
             return _whole(latest)
         return read_record(storage, generation, commit)
     if isinstance(spec, (_dt.datetime, _dt.date, np.datetime64)):
-        return _by_time(storage, latest, as_timestamp(spec))
+        return _by_time(storage, latest, as_timestamp(spec), spec)
     raise TypeError(f"version must be a generation (int), a tag (str) or a time (datetime), "
                     f"got {type(spec).__name__} {spec!r}")
 
@@ -209,7 +231,21 @@ def as_timestamp(when: Any) -> float:
         return float(when.astype("datetime64[us]").astype(np.int64)) / 1e6
     if not isinstance(when, _dt.datetime):
         when = _dt.datetime(when.year, when.month, when.day)
-    return when.timestamp()
+    try:
+        return when.timestamp()
+    except (ValueError, OverflowError, OSError):
+        # a naive time at the ends of the calendar, where local time is not defined: centuries
+        # away from any commit, so the zone does not matter
+        return (when.replace(tzinfo=_dt.timezone.utc) - _EPOCH).total_seconds()
+
+
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+
+
+def _as_listed(seconds: float) -> float:
+    """A commit time as :func:`history` lists it, to the microsecond: a caller opening a
+    version at the time listed for it must find that version, not the one before."""
+    return _dt.datetime.fromtimestamp(seconds, _dt.timezone.utc).timestamp()
 
 
 def _whole(root: Root | RootHead) -> Root:
@@ -242,29 +278,37 @@ def _by_generation(storage: Storage, latest: Root | RootHead, generation: int,
     raise VersionExpiredError(f"version {generation} of {storage.location} expired")
 
 
-def _by_time(storage: Storage, latest: Root | RootHead, when: float) -> Root:
+def _by_time(storage: Storage, latest: Root | RootHead, when: float, asked: Any) -> Root:
     """The newest version committed at or before ``when``: a binary search over the records
-    (commit times grow with the generation)."""
-    if latest.time <= when:
+    (commit times grow with the generation). VersionExpiredError when versions expired right
+    after it: one of them may have been the newest at ``when``."""
+    if _as_listed(latest.time) <= when:
         return _whole(latest)
     found = record_names(storage)
     generations = sorted(found)
     lo, hi = 0, len(generations)  # versions below lo are at or before when; from hi after
     while lo < hi:
         mid = (lo + hi) // 2
-        if _by_generation(storage, latest, generations[mid], found).time <= when:
+        if _as_listed(_by_generation(storage, latest, generations[mid], found).time) <= when:
             lo = mid + 1
         else:
             hi = mid
     if lo:
-        return _by_generation(storage, latest, generations[lo - 1], found)
-    stamp = _dt.datetime.fromtimestamp(when, _dt.timezone.utc).isoformat()
+        before = generations[lo - 1]
+        after = generations[lo] if lo < len(generations) else latest.generation
+        if after > before + 1:
+            gone = f"{before + 1}" if after == before + 2 else f"{before + 1} to {after - 1}"
+            raise VersionExpiredError(
+                f"cannot tell which version of {storage.location} was the latest at {asked}: "
+                f"version {before}, or one committed after it that expired ({gone}); open "
+                f"version {before} by its number if it is the one")
+        return _by_generation(storage, latest, before, found)
     created = _whole(latest).created
     existed = created is None or when >= created
     if existed and (not found or min(found) > 0):
-        raise VersionExpiredError(f"the versions of {storage.location} at {stamp} expired "
+        raise VersionExpiredError(f"the versions of {storage.location} at {asked} expired "
                                   f"(versions kept: {_kept_text(found, latest)})")
-    raise VersionNotFoundError(f"{storage.location} has no version at {stamp}: its first "
+    raise VersionNotFoundError(f"{storage.location} has no version at {asked}: its first "
                                "commit is later")
 
 
@@ -286,8 +330,10 @@ def describe(root: Root, tags: dict[str, tuple[int, str]]) -> Version:
 
 
 def history(storage: Storage, top: Root) -> list[Version]:
+    """The versions kept, newest first (one that another handle expires meanwhile is left
+    out, not an error)."""
     tags = all_tags(storage)
-    return [describe(root, tags) for root in chain(storage, top)]
+    return [describe(root, tags) for root in chain(storage, top, skip_expired=True)]
 
 
 # -- tags ---------------------------------------------------------------------------------------

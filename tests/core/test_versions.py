@@ -445,3 +445,72 @@ def test_several_tags_name_their_versions_and_a_case_twin_is_refused(tmp_path):
         store.tag("T1")
     with pytest.raises(atlas.AlreadyExistsError, match="already exists"):
         store.tag("t2")
+
+
+def test_a_version_opens_at_the_time_history_lists_for_it(store_path):
+    """history() lists each commit time to the microsecond, which rounds a stored time down
+    about half the time; opening at the listed time gave the version before (7 of 21 here)."""
+    store = atlas.Atlas.create(store_path)
+    for i in range(20):
+        store.create_dataset(f"d{i}")
+        store.flush()
+    listed = store.history()
+    assert [atlas.Atlas.open(store_path, version=v.time).version for v in listed] == \
+        [v.generation for v in listed]
+
+
+def test_a_time_whose_latest_version_expired_is_refused_not_given_an_older_one(store_path):
+    store = atlas.Atlas.create(store_path)
+    for i in range(3):
+        store.create_dataset(f"d{i}")
+        store.flush()
+        time.sleep(0.02)
+    store.tag("keep", 1)
+    while_two = {v.generation: v.time for v in store.history()}[2] + dt.timedelta(
+        milliseconds=10)  # version 2 (d0, d1) was the latest then
+    store.expire(older_than=0, keep_last=1)  # 2 goes; 1 (tagged) and 3 stay
+    with pytest.raises(atlas.VersionExpiredError, match="version 1, or one committed after "
+                       r"it that expired \(2\)"):
+        atlas.Atlas.open(store_path, version=while_two)
+    assert atlas.Atlas.open(store_path, version=1).list_datasets() == ["d0"]
+
+
+def test_times_far_from_any_commit_give_no_version_or_the_latest(store_path):
+    store = atlas.Atlas.create(store_path)
+    store.create_dataset("d")
+    store.flush()
+    for when in (dt.datetime(1, 1, 1), np.datetime64("-2000-01-01"),
+                 dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc)):
+        with pytest.raises(atlas.VersionNotFoundError, match="first commit is later"):
+            atlas.Atlas.open(store_path, version=when)
+    assert atlas.Atlas.open(store_path, version=dt.datetime(9999, 12, 31)).version == 1
+
+
+class _ExpiredAfterListing(LocalStorage):
+    """Lists every version record, but some are gone when read: another handle's expiry
+    deleted them in between."""
+
+    def __init__(self, path, gone: set[str]):
+        super().__init__(path)
+        self.gone = gone
+
+    def get(self, key):
+        if key in self.gone:
+            raise FileNotFoundError(key)
+        return super().get(key)
+
+
+def test_history_leaves_out_versions_expired_while_it_reads(tmp_path):
+    from atlas.core import _versions
+    from atlas.format import keys as key_grammar
+
+    store = atlas.Atlas.create(tmp_path / "s")
+    for i in range(4):
+        store.create_dataset(f"d{i}")
+        store.flush()
+    gone = {key_grammar.version_key(g, atlas.Atlas.open(tmp_path / "s", version=g)._root.commit)
+            for g in (1, 3)}
+    storage = _ExpiredAfterListing(tmp_path / "s", gone)
+    assert [v.generation for v in atlas.Atlas.open(storage).history()] == [4, 2, 0]
+    with pytest.raises(atlas.VersionExpiredError):  # what must see every version still raises
+        list(_versions.chain(storage, store._root))

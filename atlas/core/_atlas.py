@@ -385,19 +385,20 @@ class Atlas:
                          for seg in finished] + self._merged.segments
         rewritten = None
         merges = _maintain.Merges()
+        seen = _rebase.Seen()
         try:
             for tries in range(1, _rebase.MAX_ATTEMPTS + 1):
-                # on a local store no other writer commits while an attempt holds the lock, so
-                # it lands: racing instead, a rebase lost every race to a writer that flushes
-                # without pause (one such writer starved another for seconds). Object stores
-                # have no lock: their attempts race, backing off after each loss
-                with storage.commit_lock():
+                # no other writer commits while an attempt holds the turn, so it lands: racing
+                # instead, a rebase lost every race to a writer that flushes without pause
+                # (one such writer starved another for seconds)
+                with storage.commit_turn():
                     latest, token, legacy = load_root(storage)
                     if legacy is not None:
                         raise FormatError(f"store at {self.location} was turned back into format "
                                           "version 1 under this handle")
-                    problem = _rebase.conflict(ours, _rebase.their_changes(self, base, latest),
-                                               self._name_in_base, self._dataset_of_slot)
+                    problem = _rebase.conflict(
+                        ours, _rebase.their_changes(self, base, latest, seen),
+                        self._name_in_base, self._dataset_of_slot)
                     if problem is not None:
                         raise ConflictError(
                             f"store at {self.location} was committed by another writer since this "
@@ -746,7 +747,7 @@ class Atlas:
         storage = self._storage
         root, token = self._root, self._token
         for tries in range(1, _rebase.MAX_ATTEMPTS + 1):
-            with storage.commit_lock() if tries > 1 else contextlib.nullcontext():
+            with storage.commit_turn() if tries > 1 else contextlib.nullcontext():
                 if tries > 1:  # under the lock (a local store's): this try lands
                     root, token, _legacy = load_root(storage)
                 new_root = make(root)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from atlas.core import _versions
-from atlas.errors import ConflictError, VersionNotFoundError
+from atlas.errors import ConflictError, VersionExpiredError
 from atlas.format.catalog import BLOOM, read_table
 from atlas.format.catalog import MAGIC as PART_MAGIC
 from atlas.format.root import FileRef, Root
@@ -114,18 +114,24 @@ def part_tables(store: "Atlas", ref: FileRef) -> dict[tuple, Table]:
             if sid != BLOOM}
 
 
-def their_changes(store: "Atlas", base: Root, latest: Root) -> Summary:
+class Seen:
+    """What the attempts of one rebase have read: records and delta tables of the commits since
+    its base, by commit id and part key (immutable), so that each attempt reads only what
+    landed since the attempt before (an attempt that read every commit since the base again
+    took longer with each loss, and lost every race to a writer that flushes without pause)."""
+
+    def __init__(self) -> None:
+        self.roots: dict[str, Root] = {}
+        self.tables: dict[str, dict[tuple, Table]] = {}
+
+
+def their_changes(store: "Atlas", base: Root, latest: Root, seen: Seen | None = None
+                  ) -> Summary:
     """What the commits after ``base`` up to ``latest`` changed, from their deltas."""
     storage = store._storage
-    newer = []
-    try:
-        for root in _versions.chain(storage, latest):
-            if root.generation <= base.generation:
-                break
-            newer.append(root)
-    except VersionNotFoundError:
-        newer = None
-    if newer is None or not newer or newer[-1].parent != base.commit:
+    seen = Seen() if seen is None else seen
+    newer = _newer(storage, base, latest, seen)
+    if not newer or newer[-1].parent != base.commit:
         raise ConflictError(
             f"store at {storage.location} was committed by another writer since this handle "
             "read it, and the versions committed since have expired, so this flush cannot be "
@@ -136,16 +142,40 @@ def their_changes(store: "Atlas", base: Root, latest: Root) -> Summary:
         if root.delta is None:
             continue  # a compaction, an expire, a policy change: no data changed
         sizes.update({p.key: p.size for p in root.parts})
-        try:
-            size = sizes.get(root.delta) or _size_of(storage, root.delta)
-            theirs.add(part_tables(store, FileRef(root.delta, size)), base)
-        except FileNotFoundError:  # an expire removed it since the chain was read
-            raise ConflictError(
-                f"store at {storage.location} was committed by another writer since this "
-                f"handle read it, and what version {root.generation} changed has expired "
-                "meanwhile, so this flush cannot be re-applied on top of it; reopen the store "
-                "and redo the changes") from None
+        tables = seen.tables.get(root.delta)
+        if tables is None:
+            try:
+                size = sizes.get(root.delta) or _size_of(storage, root.delta)
+                tables = seen.tables[root.delta] = part_tables(store, FileRef(root.delta, size))
+            except FileNotFoundError:  # an expire removed it since the chain was read
+                raise ConflictError(
+                    f"store at {storage.location} was committed by another writer since this "
+                    f"handle read it, and what version {root.generation} changed has expired "
+                    "meanwhile, so this flush cannot be re-applied on top of it; reopen the "
+                    "store and redo the changes") from None
+        theirs.add(tables, base)
     return theirs
+
+
+def _newer(storage, base: Root, latest: Root, seen: Seen) -> list[Root]:
+    """The commits after ``base`` up to ``latest``, newest first, each read by the key its
+    child names (no listing of every record); stops at a record that expired."""
+    newer = []
+    current = latest
+    while current.generation > base.generation:
+        newer.append(current)
+        if current.parent is None:
+            break
+        parent = seen.roots.get(current.parent)
+        if parent is None:
+            try:
+                parent = _versions.read_record(storage, current.generation - 1,
+                                               current.parent)
+            except VersionExpiredError:
+                break
+            seen.roots[current.parent] = parent
+        current = parent
+    return newer
 
 
 def _size_of(storage, key: str) -> int:

@@ -13,6 +13,8 @@ import uuid
 from atlas.errors import CorruptionError
 
 ROOT_KEY = "manifest.atlas"
+# on object stores, the claim of a writer that lost a race to commit (atlas.storage._obstore)
+CLAIM_KEY = "commit.claim"
 _SEGMENT = re.compile(r"segments/[0-9]{8,12}-[0-9a-f]{32}\.seg")
 _PART = re.compile(r"catalog/[0-9]{8,12}-[0-9a-f]{32}\.cat")
 # the retired entries a root no longer carries inline (see atlas.format.retired)

@@ -115,6 +115,13 @@ class Storage(abc.ABC):
         judge files against the newest manifest under it)."""
         yield
 
+    def commit_turn(self) -> contextlib.AbstractContextManager:
+        """The turn of a writer that lost a race to commit and tries again: while it holds it,
+        the other writers' commits wait, so that its next try lands. The commit lock where
+        the backend has one; on object stores a claim the others respect (no correctness
+        rests on it: every commit stays conditional)."""
+        return self.commit_lock()
+
     @abc.abstractmethod
     def read_manifest(self, key: str) -> tuple[bytes, Any] | None:
         """(bytes, version token) of the manifest, or None when there is none."""

@@ -21,6 +21,8 @@ import fcntl
 import glob
 import hashlib
 import itertools
+import json
+import math
 import os
 import pickle
 import subprocess
@@ -28,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 import warnings
 import weakref
 from pathlib import Path
@@ -36,7 +39,11 @@ from typing import Any, Callable, Iterator, Sequence
 from atlas.errors import ConflictError, CorruptionError, ReadOnlyError, StaleHandleError
 from atlas.storage._base import Storage
 from atlas.storage._keys import check_key, check_prefix
+from atlas.format.keys import CLAIM_KEY
 from atlas.storage._local import directory_lock  # the same lock file: both exclude each other
+
+CLAIM_SECONDS = 5.0  # a claim lapses this long after it was taken (its writer may have died)
+CLAIM_POLL_SECONDS = 0.005  # how often a waiting writer reads the claim again
 
 # Options of this adapter (the rest of a URL's options go to ``obstore.store.from_url``).
 DEFAULTS: dict[str, Any] = {
@@ -292,6 +299,8 @@ class ObjectStorage(Storage):
         self._url = url
         self._ref: _Ref | None = None  # this store's registry entry, once described
         self._lock_root = self._local_root() if self.kind == "LocalStore" else None
+        self._claimant = uuid.uuid4().hex  # who this handle is in a claim (commit_turn)
+        self._last_commit = -math.inf  # monotonic time of its last commit
         self._pid = os.getpid()  # the process self.store was made for
         self._blob: bytes | None = None  # the pickled store, for the helper of a forked child
 
@@ -681,7 +690,10 @@ class ObjectStorage(Storage):
         self._check_writable()
         if self._lock_root is not None:
             return self._commit_locked(key, data, expected)
-        return self._commit_conditional(key, data, expected)
+        self._wait_out_claim()
+        token = self._commit_conditional(key, data, expected)
+        self._last_commit = time.monotonic()
+        return token
 
     def _commit_conditional(self, key: str, data: bytes, expected):
         from obstore.exceptions import AlreadyExistsError, PreconditionError
@@ -707,6 +719,83 @@ class ObjectStorage(Storage):
         raise ConflictError(
             f"store at {self.location} was committed by another writer since this handle read "
             "it; nothing was overwritten. Reopen the store and redo the changes") from lost
+
+    # -- the turn of a writer that lost a race (see Storage.commit_turn) -----------------------
+    #
+    # Object stores have no lock: a writer that lost a race takes its turn by creating the
+    # object CLAIM_KEY (a conditional create) naming itself and when the claim lapses, and
+    # deletes it after its next try. A writer that has committed within CLAIM_SECONDS reads the
+    # claim before each commit and waits while another's holds; one that commits seldom races
+    # as before (it cannot starve anyone). A claim whose writer died lapses. Nothing rests on
+    # the claim but fairness: every commit stays a conditional PUT.
+
+    def commit_turn(self) -> contextlib.AbstractContextManager:
+        if self._lock_root is not None:
+            return self.commit_lock()
+        return self._claimed()
+
+    @contextlib.contextmanager
+    def _claimed(self) -> Iterator[None]:
+        self._check_writable()
+        self._take_claim()
+        try:
+            yield
+        finally:
+            self._drop_claim()
+
+    def _take_claim(self) -> None:
+        from obstore.exceptions import AlreadyExistsError, PreconditionError
+
+        mode: Any = "create"
+        while True:
+            body = json.dumps({"owner": self._claimant,
+                               "until": time.time() + CLAIM_SECONDS}).encode()
+            with self._translated(CLAIM_KEY, "conditional PUT"):
+                try:
+                    self._call("put", CLAIM_KEY, body, mode=mode)
+                    return
+                except (AlreadyExistsError, PreconditionError, FileExistsError,
+                        FileNotFoundError):
+                    pass
+            held = self._claim()
+            if held is None:
+                mode = "create"  # released meanwhile
+            elif held[1] <= time.time():
+                mode = _update_mode(held[2])  # lapsed: replace that very claim
+            else:
+                mode = "create"
+                time.sleep(CLAIM_POLL_SECONDS)
+
+    def _drop_claim(self) -> None:
+        held = self._claim()
+        if held is not None and held[0] == self._claimant:
+            with contextlib.suppress(FileNotFoundError):
+                with self._translated(CLAIM_KEY, "DELETE"):
+                    self._call("delete", CLAIM_KEY)
+
+    def _claim(self) -> tuple[str | None, float, dict] | None:
+        """(owner, time it lapses, version token) of the claim, or None when there is none; a
+        claim that does not decode has lapsed."""
+        try:
+            with self._translated(CLAIM_KEY, "GET"):
+                data, meta = self._call("get", CLAIM_KEY)
+        except FileNotFoundError:
+            return None
+        try:
+            doc = json.loads(bytes(data))
+            return str(doc["owner"]), float(doc["until"]), _token(meta)
+        except (ValueError, TypeError, KeyError):
+            return None, 0.0, _token(meta)
+
+    def _wait_out_claim(self) -> None:
+        """Before a commit of a writer that commits often: wait while another holds the turn."""
+        if time.monotonic() - self._last_commit > CLAIM_SECONDS:
+            return
+        while True:
+            held = self._claim()
+            if held is None or held[0] == self._claimant or held[1] <= time.time():
+                return
+            time.sleep(CLAIM_POLL_SECONDS)
 
     @contextlib.contextmanager
     def commit_lock(self) -> Iterator[None]:

@@ -106,6 +106,9 @@ class StorageWrapper(Storage):
     def commit_lock(self):
         return self.inner.commit_lock()
 
+    def commit_turn(self):
+        return self.inner.commit_turn()
+
     def layout_problems(self) -> list[str]:
         return self.inner.layout_problems()
 

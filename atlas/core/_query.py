@@ -81,13 +81,12 @@ def attribute_column(store: "Atlas", key: str, dids: np.ndarray, frame: bool = F
     # numbers live in num, strings, bytes and structured values in data
     data_only = kinds <= {value_format.STRING, value_format.BYTES, value_format.STRUCT}
     nums = np.zeros(len(dids), _I64) if data_only else table.take("num", pos)  # changed below
-    if kinds == {value_format.INT64}:
-        if everywhere:
-            return nums
-        out = nums.astype(np.float64)  # missing values need NaN (a float column, like pandas)
-        out[~found] = np.nan
-        return out
-    if kinds <= {value_format.INT64, value_format.FLOAT64}:
+    if kinds == {value_format.INT64} and everywhere:
+        return nums
+    # missing values (NaN) and floats need a float column, unless it would round an integer:
+    # then the values come as Python ints below, as array statistics do (see _extremes)
+    if kinds <= {value_format.INT64, value_format.FLOAT64} and _exact_as_floats(
+            nums[found & (tags == value_format.INT64)]):
         out = np.where(tags == value_format.FLOAT64, nums.view(np.float64), nums.astype(float))
         out[~found] = np.nan
         return out
@@ -262,6 +261,11 @@ def pd_array(values: list, dtype) -> Any:
 FLOAT_EXACT = 2**53  # integers up to this size are exact as float64
 
 
+def _exact_as_floats(ints: np.ndarray) -> bool:
+    """Whether every value of the integer column ``ints`` is exact as a float64."""
+    return not len(ints) or max(-int(ints.min()), int(ints.max())) <= FLOAT_EXACT
+
+
 def _extremes(table, pos, n: int, has_valid, stated, schema_ids, distinct,
               schemas: list[Schema], stat: str) -> np.ndarray:
     """min or max as one column: typed when every schema involved has one kind of values.
@@ -288,8 +292,7 @@ def _extremes(table, pos, n: int, has_valid, stated, schema_ids, distinct,
         values = bits.view(np.uint64) if kinds == {"uint"} else bits
         if have.all():
             return values
-        if not have.any() or max(abs(int(values[have].min())),
-                                 abs(int(values[have].max()))) <= FLOAT_EXACT:
+        if _exact_as_floats(values[have]):
             out = values.astype(np.float64)  # missing values as NaN, as pandas has them
             out[~have] = np.nan
             return out
@@ -367,6 +370,7 @@ def catalog(store: "Atlas", arrays: Sequence[str] | None = None,
         wanted = list(dict.fromkeys(_strings(columns, "columns")))
         by_array, keys = columns_of(store, wanted, dids)
         _check_attributes(store, keys, "catalog(columns=...)")
+        _refuse_clashes(store, by_array, None, dids, "catalog(columns=...)")
     else:
         if attributes is None:
             attributes = [sid[1] for sid in cat.section_ids("attr") if not is_internal(sid[1])]
@@ -374,6 +378,7 @@ def catalog(store: "Atlas", arrays: Sequence[str] | None = None,
             arrays = cat.array_names()
         keys = _strings(attributes, "attributes")
         by_array = {array: list(STATS) for array in _strings(arrays, "arrays")}
+        _refuse_clashes(store, by_array, keys, dids, "catalog()")
     _prefetch(store, [*keys, *(f"{array}.{stat}" for array, stats in by_array.items()
                                for stat in stats)])
     for key in keys:
@@ -430,6 +435,25 @@ def _check_attributes(store: "Atlas", keys: list[str], label: str) -> None:
             raise QueryError(f"{label}: no column {key!r}: no dataset has an attribute "
                              f"{key!r}{also}; columns are attribute keys and "
                              f"<array>.{{{','.join(STATS)}}}")
+
+
+def _refuse_clashes(store: "Atlas", by_array: dict[str, list[str]], keys: list[str] | None,
+                    dids: np.ndarray, label: str) -> None:
+    """QueryError where a statistic column picked (``temp.max``) is also the key of an
+    attribute some live dataset has (of ``keys``; None: of any key): one name cannot hold both
+    columns, and neither may silently hide the other."""
+    cat = store._catalog
+    attributes = {sid[1] for sid in cat.section_ids("attr")}
+    if keys is not None:
+        attributes &= set(keys)
+    for array, stats in by_array.items():
+        for stat in stats:
+            name = f"{array}.{stat}"
+            if name in attributes and _rows(cat.table(("attr", name)).view(), dids)[1].any():
+                raise QueryError(
+                    f"{label}: {name!r} is both an attribute key and the {stat} of array "
+                    f"{array!r}; read the attribute with catalog(attributes=[{name!r}], "
+                    f"arrays=[]) or attributes_by_dataset({name!r})")
 
 
 def _strings(items: Any, what: str) -> list[str]:
@@ -554,23 +578,40 @@ def _compare(left: Any, symbol: str, right: Any, where: str) -> np.ndarray:
     series, other = (left, right) if isinstance(left, pd.Series) else (right, left)
     if not isinstance(series, pd.Series):
         raise QueryError(f"{where}: a comparison needs a column on one side")
+    if isinstance(other, (list, set)):  # pandas would compare it row by row, by position
+        raise QueryError(f"{where}: {symbol} compares with one value, got {other!r}; use "
+                         f"'in [...]' to compare with a list")
     if isinstance(other, str) and series.dtype.kind == "M":
-        other = np.datetime64(other, "ns")
+        try:
+            other = np.datetime64(other, "ns")
+        except ValueError:
+            raise QueryError(f"{where}: column {series.name!r} holds timestamps: expected "
+                             f"ISO 8601 text ('2024-03-01T12:00'), got {other!r}") from None
     if isinstance(left, pd.Series) is False:  # literal on the left: mirror the operator
         symbol = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}.get(symbol, symbol)
     fast = _compare_numbers(series, symbol, other)
     if fast is not None:
         return fast
+    # a missing value (None, NaN, NaT) on either side never satisfies a comparison, != included
+    # (pandas says NaN != x is True): only the rows with values are compared (an integer column
+    # beyond 2**53 holds None where missing, and 1 < None raises)
+    missing = series.isna().to_numpy()
+    if isinstance(other, pd.Series):
+        missing = missing | other.isna().to_numpy()
+    if missing.any():
+        series = series[~missing]
+        other = other[~missing] if isinstance(other, pd.Series) else other
     try:
         result = {"==": series.__eq__, "!=": series.__ne__, "<": series.__lt__,
                   "<=": series.__le__, ">": series.__gt__, ">=": series.__ge__}[symbol](other)
     except TypeError as err:
+        given = (f"column {other.name!r} ({other.dtype})" if isinstance(other, pd.Series)
+                 else repr(other))
         raise QueryError(f"{where}: cannot compare column {series.name!r} ({series.dtype}) "
-                         f"with {other!r}: {err}") from None
-    # a missing value (None, NaN, NaT) never satisfies a comparison, != included (pandas says
-    # NaN != x is True)
-    missing = series.isna().to_numpy()
-    return pd.Series(result).fillna(False).to_numpy(bool) & ~missing
+                         f"with {given}: {err}") from None
+    out = np.zeros(len(missing), bool)
+    out[~missing] = pd.Series(result).fillna(False).to_numpy(bool)
+    return out
 
 
 _NUMPY_OPS = {"==": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal,
@@ -667,6 +708,7 @@ def select(store: "Atlas", where: str | Callable) -> list[str]:
     arrays, attributes = columns_of(store, names, dids)
     label = f"where {where!r}"
     _check_attributes(store, attributes, label)
+    _refuse_clashes(store, arrays, None, dids, label)
     import pandas as pd
 
     # only the columns the expression names, and names only for the rows that match

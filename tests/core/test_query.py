@@ -220,6 +220,11 @@ def test_selections_feed_stacked_reads_and_batches(store, rng):
     ("nope > 1", "no column 'nope'"), ("temp.max >", "cannot parse"),
     ("cycle + 1", "a column name or a literal"), ("3", "not a condition"), ("cycle and 3", "conditions"),
     ("temp.max > cycle.min", "no column"), ("`temp.max > 1", "unbalanced"),
+    # a list is a set of values for `in`, never compared row by row (5 datasets, 5 items)
+    ("cycle == [0, 1, 2, 3, 4]", r"== compares with one value.*'in \[\.\.\.\]'"),
+    ("cycle != [1, 2]", r"!= compares with one value.*'in \[\.\.\.\]'"),
+    ("[1, 2] < cycle", r"< compares with one value"),
+    ("time < 'garbage'", r"column 'time' holds timestamps: expected ISO 8601.*'garbage'"),
 ])
 def test_bad_expressions_raise_value_errors_saying_what(store, rng, where, match):
     _collection(store, rng, 5)
@@ -276,3 +281,66 @@ def test_integer_statistics_stay_exact_where_a_dataset_lacks_the_array(tmp_path,
     assert column["a"] == high
     assert math.isnan(column["b"]) if abs(high) <= 2**53 else column["b"] is None
     assert store.select(f"id.max == {high}") == ["a"]
+
+
+@pytest.mark.parametrize("big", [2**53 + 1, -(2**62) - 3, 2**63 - 1, 7])
+@pytest.mark.parametrize("other", [None, 0.5])
+def test_integer_attributes_stay_exact_where_a_dataset_lacks_them(tmp_path, big, other):
+    """As for array statistics: an attribute column with missing rows (or floats) holds floats
+    only where every integer is exact as a float; beyond 2**53 its values are Python ints."""
+    values = {"a": big, "b": other, "c": 1}
+    with atlas.Atlas.create(tmp_path / "s") as store:
+        for name, value in values.items():
+            view = store.create_dataset(name)
+            if value is not None:
+                view.set_attribute("id", value)
+    store = atlas.Atlas.open(tmp_path / "s")
+    column = store.catalog(attributes=["id"], arrays=[])["id"]
+    assert column["a"] == big and column["c"] == 1
+    if other is None:
+        assert math.isnan(column["b"]) if abs(big) <= 2**53 else column["b"] is None
+    for literal in (big - 1, big, big + 1):
+        for op in OPS:
+            want = [n for n, v in values.items() if v is not None and OPS[op](v, literal)]
+            assert store.select(f"id {op} {literal}") == want, (op, literal)
+
+
+def test_a_missing_value_on_either_side_never_satisfies_a_comparison(store):
+    pairs = {"both_equal": (1, 1), "both_differ": (1, 2), "no_y": (1, None),
+             "no_x": (None, 1), "neither": (None, None), "big_y": (3, 2**53 + 1)}
+    for name, (x, y) in pairs.items():
+        view = store.create_dataset(name)
+        if x is not None:
+            view.set_attribute("x", x)
+        if y is not None:
+            view.set_attribute("y", y)
+    store.flush()
+    for op, holds in OPS.items():
+        want = [n for n, (x, y) in pairs.items() if x is not None and y is not None
+                and holds(x, y)]
+        assert store.select(f"x {op} y") == want, op
+        mirrored = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}.get(op, op)
+        assert store.select(f"y {mirrored} x") == want, op
+
+
+def test_an_attribute_named_like_an_array_statistic_is_refused_not_hidden(store):
+    """`temp.max` names the statistic of array temp; an attribute of that key cannot share the
+    name: asking for the name raises, and the attribute stays readable on its own."""
+    a = store.create_dataset("A")
+    a.set_attribute("temp.max", 99)
+    a.define_array("temp", "float64", ["x"], [2])
+    a.write_array("temp", [0], np.array([1.0, 2.0]))
+    store.create_dataset("B").set_attribute("temp.max", 5)
+    store.flush()
+    for ask in (lambda: store.catalog(), lambda: store.catalog(columns=["temp.max"]),
+                lambda: store.catalog(arrays=["temp"], attributes=["temp.max"]),
+                lambda: store.select("`temp.max` == 5"), lambda: store.select("temp.max > 0")):
+        with pytest.raises(atlas.QueryError, match="'temp.max' is both an attribute key and "
+                                                   "the max of array 'temp'"):
+            ask()
+    want = {n: store.open_dataset(n).get_attribute("temp.max") for n in ("A", "B")}
+    frame = store.catalog(attributes=["temp.max"], arrays=[])
+    assert frame["temp.max"].to_dict() == want == store.attributes_by_dataset("temp.max")
+    # the other statistics of temp do not clash
+    assert store.select("temp.min >= 1") == ["A"]
+    assert store.catalog(columns=["temp.min"])["temp.min"]["A"] == 1.0

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -155,3 +157,103 @@ def test_bad_arguments_are_refused(tmp_path):
         store.to_xarray_many(["a", "b"])
     with pytest.raises(TypeError):
         store.to_xarray_many("a")
+
+
+def each_alone(store: atlas.Atlas, names: list[str]) -> xr.Dataset:
+    """The reference for datasets that decode differently: each as its own ``to_xarray``
+    gives it, stacked by ``xr.concat``."""
+    return concat([store.to_xarray(name) for name in names], names)
+
+
+def test_datetime_and_timedelta_units_that_differ_stack_in_the_finest_unit(tmp_path):
+    """Every dataset's times as its own unit gives them, none truncated to the first's."""
+    a = xr.Dataset({"t": ("x", np.array(["2000-01-01", "2000-01-02"], "datetime64[D]")),
+                    "dt": ("x", np.array([1, 2], "timedelta64[s]"))})
+    b = xr.Dataset({"t": ("x", np.array(["2000-01-01T06:30:00.123456789",
+                                         "2000-01-02T18:00:00.5"], "datetime64[ns]")),
+                    "dt": ("x", np.array([1500, 2], "timedelta64[ms]"))})
+    store = store_of(tmp_path, {"a": a, "b": b})
+    many = store.to_xarray_many(["a", "b"])
+    expected = each_alone(store, ["a", "b"])
+    xr.testing.assert_identical(many.compute(), expected)
+    assert many["t"].dtype == expected["t"].dtype == np.dtype("datetime64[ns]")
+    assert many["dt"].dtype == expected["dt"].dtype == np.dtype("timedelta64[ms]")
+
+
+@pytest.mark.parametrize("first, second", [
+    (np.array([True, False, True]), np.array([7, 0, 200], "uint8")),
+    (np.array([1, 2, 3], "timedelta64[s]"), np.array([1, 2, 3], "int64")),
+    (np.array([1, 2, 3], "int64"), np.array([1, 2, 3], "timedelta64[s]")),
+], ids=["bool-uint8", "timedelta-int64", "int64-timedelta"])
+def test_restored_dtypes_that_would_change_values_are_refused(tmp_path, first, second):
+    """The same stored numbers mean other values (bool, timedelta units, plain integers)."""
+    store = store_of(tmp_path, {"a": xr.Dataset({"v": ("x", first)}),
+                                "b": xr.Dataset({"v": ("x", second)})})
+    message = (f"cannot stack 'v': dataset 'b' gives it as {second.dtype}, "
+               f"dataset 'a' as {first.dtype}")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        store.to_xarray_many(["a", "b"])
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_each_dataset_masks_strings_with_its_own_fill_value(tmp_path, chunked):
+    """A later dataset's own fill is masked; a real value equal to another's fill is kept."""
+    a = xr.Dataset({"s": ("x", np.array(["a", None, "c"], object))})
+    a["s"].encoding["_FillValue"] = "NA"
+    b = xr.Dataset({"s": ("x", np.array(["a", None, "c"], object))})
+    b["s"].encoding["_FillValue"] = "XX"
+    c = xr.Dataset({"s": ("x", np.array(["NA", "b", "c"], object))})  # no fill: "NA" is text
+    store = store_of(tmp_path, {"a": a, "b": b, "c": c}, **({"s": [2]} if chunked else {}))
+    many = store.to_xarray_many(["a", "b", "c"]).compute()
+    xr.testing.assert_identical(many, each_alone(store, ["a", "b", "c"]))
+    assert pd.isnull(many["s"].values).tolist() == [[False, True, False]] * 2 + [[False] * 3]
+
+
+def packed_v() -> xr.Dataset:
+    ds = xr.Dataset({"v": ("x", np.array([1.5, np.nan]))})
+    ds["v"].encoding.update({"dtype": "int16", "scale_factor": 0.5, "_FillValue": np.int16(-1)})
+    return ds
+
+
+def cftime_v() -> xr.Dataset:
+    import cftime
+
+    return xr.Dataset({"v": ("x", np.array([cftime.DatetimeNoLeap(2000, 1, 1),
+                                            cftime.DatetimeNoLeap(2000, 1, 2)]))})
+
+
+@pytest.mark.parametrize("plain, decoded, how", [
+    (np.array([1, 2], "int16"), packed_v, "packed"),
+    (np.array([1, 2], "int64"), cftime_v, "cftime"),
+], ids=["packed", "cftime"])
+def test_decoded_variables_after_a_plain_first_dataset_are_refused(tmp_path, plain, decoded,
+                                                                  how):
+    """Packed and cftime variables must decode alike in every dataset, whichever comes first."""
+    store = store_of(tmp_path, {"a": xr.Dataset({"v": ("x", plain)}), "b": decoded()})
+    with pytest.raises(ValueError, match=f"'v': dataset 'b' stores it as .*{how}.*, "
+                                         "dataset 'a' as plain values; .*not decode alike"):
+        store.to_xarray_many(["a", "b"])
+    with pytest.raises(ValueError, match=f"'v': dataset 'a' stores it as plain values, "
+                                         f"dataset 'b' as .*{how}"):
+        store.to_xarray_many(["b", "a"])
+
+
+def test_non_index_coordinates_of_other_dtypes_stack_in_the_promoted_dtype(tmp_path):
+    """As xr.concat: values of every dataset kept (float lat after int lat), and coordinates
+    that are equal once promoted stay shared, in the first dataset's dtype."""
+    def grid(lat, when) -> xr.Dataset:
+        return xr.Dataset({"v": ("x", [1.0, 2.0])},
+                          coords={"lat": ("x", lat), "when": ((), np.datetime64(when))})
+    datasets = {"a": grid(np.array([10, 20], "int64"), "2000-01-01"),
+                "b": grid(np.array([10.7, 20.2]), "2000-01-01T00:00:00.5")}
+    store = store_of(tmp_path, datasets)
+    many = store.to_xarray_many(list(datasets))
+    expected = each_alone(store, list(datasets))
+    xr.testing.assert_identical(many.compute(), expected)
+    assert many["lat"].dims == ("dataset", "x") and many["lat"].dtype == np.float64
+    same = {"a": grid(np.array([10, 20], "int64"), "2000-01-01"),
+            "b": grid(np.array([10.0, 20.0]), "2000-01-01")}
+    store = store_of(tmp_path / "same", same)
+    many = store.to_xarray_many(list(same))
+    xr.testing.assert_identical(many.compute(), each_alone(store, list(same)))
+    assert many["lat"].dims == ("x",) and many["lat"].dtype == np.int64

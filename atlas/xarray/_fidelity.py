@@ -16,19 +16,20 @@ import xarray only when called.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from atlas.xarray import _cf, _encoding, _packing, _strings
-from atlas.xarray._mapping import CF_ATTR, DTYPE_ATTR
+from atlas.xarray._mapping import CF_ATTR
 
 if TYPE_CHECKING:
     import xarray as xr
 
-    from atlas.core import Atlas
     from atlas.xarray._mapping import DecodedVariable
 
 _VERSION = 1  # of the JSON marker {"v", "decode", "encoding"} kept in the CF_ATTR attribute
@@ -305,45 +306,118 @@ def _elementwise(data: Any, func, dtype: np.dtype):
 
 # array attributes that change what stored packed numbers mean
 _PACKING_ATTRS = ("scale_factor", "add_offset", "missing_value", "_Unsigned")
+# a mix of kinds of decoded dtypes that stacks without changing a value (fixed-width text
+# becomes object text); any other mix (bool with uint8, timedelta with int64) is refused
+_STACKING_KINDS = (frozenset("UO"),)
 
 
-def stackable_variable(store: "Atlas", names: list[str], var: "DecodedVariable"
-                       ) -> "DecodedVariable":
-    """``var`` (as the first dataset stores it) made valid for the values of every dataset.
+@dataclasses.dataclass(frozen=True)
+class Stacking:
+    """How the datasets' stored values of one variable decode when stacked."""
 
-    Fixed-width strings widen to the widest width among the datasets. Variables whose stored
-    numbers are decoded (packed, cftime, bytes) must be decoded the same way everywhere:
-    otherwise ValueError naming the first dataset that differs.
+    var: "DecodedVariable"  # the first dataset's, made valid for every row where one suffices
+    # per dataset, its own decoding where the datasets decode differently (else None)
+    rows: "tuple[DecodedVariable, ...] | None" = None
+
+    @property
+    def variants(self) -> "list[DecodedVariable]":
+        """The distinct decodings (the first dataset's first)."""
+        return [self.var] if self.rows is None else list({id(v): v for v in self.rows}.values())
+
+
+@dataclasses.dataclass(frozen=True)
+class _Decoding:
+    """What decides how one dataset's stored values of a variable decode (no data needed)."""
+
+    dtype: np.dtype  # the decoded fixed-width string dtype, or the restored dtype
+    meaning: str  # JSON of what must match for the stored numbers to decode alike ("" if plain)
+    text_fill: str  # repr of the _FillValue that masks text cells
+    kind: str  # kind of the decoded dtype
+
+    def widthless(self) -> tuple:
+        """The decoding with fixed-width strings of any width alike (they widen)."""
+        return (self.kind if self.kind in "SU" else self.dtype, self.meaning, self.text_fill)
+
+
+def stackable_variable(names: list[str], variables: "list[DecodedVariable]") -> Stacking:
+    """How to stack the variable ``variables`` (one per dataset of ``names``, as each stores
+    it), from their stored metadata only.
+
+    Datasets that decode alike share the first dataset's decoding; fixed-width strings widen to
+    the widest width among them. Otherwise each dataset keeps its own decoding, which needs
+    the stored numbers to decode the same way (packed, cftime, bytes: else ValueError naming the
+    first dataset that differs) and the decoded dtypes to stack without changing values (one
+    kind, such as datetime or timedelta units, or fixed-width with object text: else
+    ValueError naming both datasets and their dtypes).
     """
-    import dataclasses
+    var = variables[0]
+    decodings = [_decoding(v) for v in variables]
+    first = decodings[0]
+    if all(d == first for d in decodings[1:]):  # the common case, made cheap
+        return Stacking(var)
+    differing = next((i for i, d in enumerate(decodings) if d.meaning != first.meaning), None)
+    if differing is not None:
+        raise ValueError(f"cannot stack {var.name!r}: dataset {names[differing]!r} stores it as "
+                         f"{_describe(decodings[differing])}, dataset {names[0]!r} as "
+                         f"{_describe(first)}; the stored values would not decode alike")
+    if all(d.widthless() == first.widthless() for d in decodings[1:]):
+        return Stacking(_widest(variables, decodings))
+    _check_kinds(var.name, names, decodings)
+    own: dict[_Decoding, "DecodedVariable"] = {}
+    return Stacking(var, tuple(own.setdefault(d, v) for d, v in zip(decodings, variables)))
 
-    restore = np.dtype(var.restore) if var.restore else None
+
+def _decoding(var: "DecodedVariable") -> _Decoding:
     doc = _encoding.marker(var.cf) if var.cf else {}
     plan = doc.get("decode")
-    if plan is None and (restore is None or restore.kind not in "SU"):
+    restore = np.dtype(var.restore) if var.restore else None
+    width = _width(restore, plan)
+    dtype = width if width is not None else var.dtype
+    kind = dtype.kind
+    if plan is not None and plan["kind"] == "bytes":
+        kind = _strings.result_dtype(plan).kind
+    text_fill = ""
+    if var.text:  # masking (mask_text_fill) uses the fill of the restored encoding
+        encoding = _encoding.loads(doc["encoding"]) if "encoding" in doc else var.encoding
+        text_fill = repr(encoding.get("_FillValue"))
+    return _Decoding(dtype, _meaning(var, plan), text_fill, kind)
+
+
+def _meaning(var: "DecodedVariable", plan: dict | None) -> str:
+    """What must be equal for stored numbers of two datasets to decode alike, as JSON."""
+    if plan is None:
+        return ""
+    meaning = {k: v for k, v in plan.items() if k not in ("added", "dtype")}
+    if plan["kind"] == "packed":
+        meaning["attrs"] = {k: repr(var.attrs[k]) for k in _PACKING_ATTRS if k in var.attrs}
+        meaning["fill"] = repr(var.attrs.get("_FillValue", var.encoding.get("_FillValue")))
+    return json.dumps(meaning, sort_keys=True, default=repr)
+
+
+def _check_kinds(name: str, names: list[str], decodings: list[_Decoding]) -> None:
+    """Raise unless the decoded dtypes stack without changing values."""
+    seen: dict[str, int] = {}  # kind -> the first dataset decoding to it
+    for i, decoding in enumerate(decodings):
+        kinds = {*seen, decoding.kind}
+        if len(kinds) > 1 and not any(kinds <= allowed for allowed in _STACKING_KINDS):
+            other = next(j for k, j in seen.items()
+                         if not any({k, decoding.kind} <= allowed for allowed in _STACKING_KINDS))
+            raise ValueError(
+                f"cannot stack {name!r}: dataset {names[i]!r} gives it as {decoding.dtype}, "
+                f"dataset {names[other]!r} as {decodings[other].dtype}; expected dtypes that "
+                "stack without changing values (one kind, or fixed-width with object text)")
+        seen.setdefault(decoding.kind, i)
+
+
+def _widest(variables: "list[DecodedVariable]", decodings: list[_Decoding]
+            ) -> "DecodedVariable":
+    """The first variable decoding to the widest fixed-width string dtype among them all."""
+    var = variables[0]
+    widest = max((d.dtype for d in decodings), key=lambda dtype: dtype.itemsize)
+    if widest == decodings[0].dtype:
         return var
-    first = (_width_kind(restore, plan), _meaning(store, names[0], var.name, plan))
-    widest = _width(restore, plan)
-    for name in names[1:]:
-        view = store.open_dataset(name)
-        if var.name not in view.list_arrays():
-            continue  # the stacked read names the dataset that lacks it
-        stored = view._all_array_attributes(var.name)
-        other_restore = stored.get(DTYPE_ATTR)
-        other_restore = np.dtype(other_restore) if other_restore else None
-        other_plan = _encoding.marker(stored[CF_ATTR]).get("decode") if CF_ATTR in stored \
-            else None
-        other = (_width_kind(other_restore, other_plan),
-                 _meaning(store, name, var.name, other_plan))
-        if other != first:
-            raise ValueError(f"cannot stack {var.name!r}: dataset {name!r} stores it as "
-                             f"{_describe(other)}, dataset {names[0]!r} as {_describe(first)}; "
-                             "the stored values would not decode alike")
-        width = _width(other_restore, other_plan)
-        if widest is not None and width is not None and width.itemsize > widest.itemsize:
-            widest = width
-    if widest is None or widest == _width(restore, plan):
-        return var
+    doc = _encoding.marker(var.cf) if var.cf else {}
+    plan = doc.get("decode")
     if plan is not None:
         doc["decode"] = dict(plan, dtype=widest.str)
         return dataclasses.replace(var, cf=doc)
@@ -360,30 +434,11 @@ def _width(restore: np.dtype | None, plan: dict | None) -> np.dtype | None:
     return None
 
 
-def _describe(how: tuple) -> str:
-    kind, meaning = how
-    text = {None: "", "S": "fixed-width bytes", "U": "fixed-width unicode"}[kind]
-    if meaning is not None:
-        text = f"{text} {meaning}".strip()
+def _describe(decoding: _Decoding) -> str:
+    text = {"S": "fixed-width bytes", "U": "fixed-width unicode"}.get(decoding.kind, "")
+    if decoding.meaning:
+        text = f"{text} {decoding.meaning}".strip()
     return text or "plain values"
-
-
-def _width_kind(restore: np.dtype | None, plan: dict | None) -> str | None:
-    width = _width(restore, plan)
-    return None if width is None else width.kind
-
-
-def _meaning(store: "Atlas", dataset: str, array: str, plan: dict | None) -> dict | None:
-    """What must be equal for stored values of two datasets to decode alike."""
-    if plan is None:
-        return None
-    meaning = {k: v for k, v in plan.items() if k not in ("added", "dtype")}
-    if plan["kind"] == "packed":
-        view = store.open_dataset(dataset)
-        attrs = view._all_array_attributes(array)
-        meaning["attrs"] = {k: repr(attrs[k]) for k in _PACKING_ATTRS if k in attrs}
-        meaning["fill"] = repr(view.array_fill_value(array))
-    return meaning
 
 
 # -- the dataset's own encoding --------------------------------------------------------------

@@ -211,12 +211,23 @@ def _template(var: DecodedVariable) -> xr.Variable:
     return finish_variable(var, empty)
 
 
-def _result_dtype(var: DecodedVariable, padded: bool) -> tuple[np.dtype, Any]:
+def _concat_dtype(dtypes: Sequence[np.dtype]) -> np.dtype:
+    """The dtype ``xr.concat`` gives variables of ``dtypes`` (asked of xarray itself: its
+    promotion differs from numpy's, e.g. text with numbers is object)."""
+    import xarray as xr
+
+    distinct = list(dict.fromkeys(dtypes))
+    if len(distinct) == 1:
+        return distinct[0]
+    empties = [xr.Variable(("x",), np.zeros(0, dtype)) for dtype in distinct]
+    return xr.Variable.concat(empties, dim="x").dtype
+
+
+def _result_dtype(dtype: np.dtype, padded: bool) -> tuple[np.dtype, Any]:
     """(dtype, fill of padded cells) of the stacked variable: what xarray's own alignment
     gives when it pads (asked of a one-cell reindex, so it is xr.concat's rule exactly)."""
     import xarray as xr
 
-    dtype = _template(var).dtype
     if not padded:
         return dtype, None
     probe = xr.DataArray(np.zeros(1, dtype=dtype), dims="x", coords={"x": [0]})
@@ -263,13 +274,20 @@ def _stacked_coordinate(store: Atlas, members: list[_Member], dims: _Alignment,
     import xarray as xr
 
     shape = dims.shape(var.dims)
-    dtype, fill = _result_dtype(var, dims.padded(var.dims))
-    aligned = [_place(values, dims.member_positions(i, var.dims), shape, dtype, fill)
-               for i, values in enumerate(_member_values(store, members, var))]
+    padded = dims.padded(var.dims)
+    values = _member_values(store, members, var)
+    # each dataset's values decode as its own; they stack in the dtype xr.concat gives them
+    dtype, fill = _result_dtype(_concat_dtype([v.dtype for v in values]), padded)
+    aligned = [_place(v, dims.member_positions(i, var.dims), shape, dtype, fill)
+               for i, v in enumerate(values)]
     template = _template(var)
     first = xr.Variable(var.dims, aligned[0])
     if all(first.equals(xr.Variable(var.dims, a)) for a in aligned[1:]):
-        return xr.Variable(var.dims, aligned[0], template.attrs, template.encoding)
+        # shared, as xr.concat keeps it: the first dataset's (aligned in its own dtype)
+        own_dtype, own_fill = _result_dtype(values[0].dtype, padded)
+        shared = _place(values[0], dims.member_positions(0, var.dims), shape, own_dtype,
+                        own_fill)
+        return xr.Variable(var.dims, shared, template.attrs, template.encoding)
     stacked = np.empty((len(members), *shape), dtype=dtype)
     for row, values in enumerate(aligned):
         stacked[row] = values
@@ -284,9 +302,11 @@ def _stacked_data(store: Atlas, members: list[_Member], dims: _Alignment,
     from dask.highlevelgraph import HighLevelGraph
 
     names = [m.name for m in members]
-    var = stackable_variable(store, names, var)
+    stacking = stackable_variable(names, [m.variables[var.name] for m in members])
+    var = stacking.var
     shape = dims.shape(var.dims)
-    dtype, fill = _result_dtype(var, dims.padded(var.dims))
+    dtype = _concat_dtype([_template(v).dtype for v in stacking.variants])
+    dtype, fill = _result_dtype(dtype, dims.padded(var.dims))
     chunks = chunk_grid(shape, tuple(min(c, max(1, n)) for c, n in zip(var.chunk_shape,
                                                                          shape)))
     chunk_bytes = max(1, math.prod(max(c) for c in chunks) * max(1, dtype.itemsize))
@@ -307,7 +327,7 @@ def _stacked_data(store: Atlas, members: list[_Member], dims: _Alignment,
                          for m in rows]
             graph[(name, g, *index)] = (StackedRead(
                 store, generation, [names[m] for m in rows], var, start, window, positions,
-                dtype, fill),)
+                dtype, fill, None if stacking.rows is None else stacking.rows[row:rows.stop]),)
     hlg = HighLevelGraph.from_collections(name, graph, dependencies=())
     data = da.Array(hlg, name, (row_chunks, *chunks), dtype=dtype)
     template = _template(var)
@@ -324,18 +344,20 @@ class StackedRead:
     """The task of one dask chunk: one stored chunk window of ``var`` in a group of datasets.
 
     Datasets that hold the window as it is are read with one stacked read; the others (padded
-    or reordered by an outer join) each read the part of the window they have."""
+    or reordered by an outer join) each read the part of the window they have. ``rows``: each
+    dataset's own decoding where the datasets decode differently (None: ``var`` for all)."""
 
     def __init__(self, store: Atlas, generation: int, names: list[str], var: DecodedVariable,
                  start: tuple[int, ...], window: tuple[int, ...],
-                 positions: list[list[np.ndarray | None]], dtype: np.dtype, fill: Any):
+                 positions: list[list[np.ndarray | None]], dtype: np.dtype, fill: Any,
+                 rows: Sequence[DecodedVariable] | None = None):
         self.store, self.generation, self.names, self.var = store, generation, names, var
         self.start, self.window, self.positions = start, window, positions
-        self.dtype, self.fill = dtype, fill
+        self.dtype, self.fill, self.rows = dtype, fill, rows
 
     def __reduce__(self):
         return (_revive, (self.store, self.generation, self.names, self.var, self.start,
-                          self.window, self.positions, self.dtype, self.fill))
+                          self.window, self.positions, self.dtype, self.fill, self.rows))
 
     def __repr__(self) -> str:
         return (f"StackedRead({self.var.name!r}, {len(self.names)} datasets, "
@@ -347,20 +369,31 @@ class StackedRead:
         if plain:
             values = self.store.read_array_across_stacked(
                 self.var.name, [self.names[i] for i in plain], self.start, self.window)
-            out[plain] = self._decoded(values, stacked=True)
+            if self.rows is None:
+                out[plain] = self._decoded(values, self.var, stacked=True)
+            else:  # one decode per distinct decoding, each on its datasets' rows
+                groups: dict[int, list[int]] = {}
+                for j, i in enumerate(plain):
+                    groups.setdefault(id(self.rows[i]), []).append(j)
+                for picked in groups.values():
+                    var = self.rows[plain[picked[0]]]
+                    out[[plain[j] for j in picked]] = self._decoded(values[picked], var,
+                                                                    stacked=True)
         for i, positions in enumerate(self.positions):
             if i not in plain:
-                out[i] = self._moved(self.names[i], positions)
+                var = self.var if self.rows is None else self.rows[i]
+                out[i] = self._moved(self.names[i], var, positions)
         return out
 
-    def _decoded(self, values: np.ndarray, stacked: bool = False) -> np.ndarray:
-        var = self.var
+    def _decoded(self, values: np.ndarray, var: DecodedVariable,
+                 stacked: bool = False) -> np.ndarray:
         if stacked:
             var = dataclasses.replace(var, dims=("_stack", *var.dims))
         decoded = finish_variable(var, restore_values(values, var.restore)).values
         return np.asarray(decoded).astype(self.dtype, copy=False)
 
-    def _moved(self, dataset: str, positions: list[np.ndarray | None]) -> np.ndarray:
+    def _moved(self, dataset: str, var: DecodedVariable,
+               positions: list[np.ndarray | None]) -> np.ndarray:
         """One dataset's part of the window, read and moved to its place, the rest fill."""
         lows, spans = [], []
         for p, s, w in zip(positions, self.start, self.window):
@@ -373,12 +406,12 @@ class StackedRead:
                 return np.full(self.window, self.fill, dtype=self.dtype)
             lows.append(int(valid.min()))
             spans.append(int(valid.max()) - int(valid.min()) + 1)
-        values = self.store.open_dataset(dataset).read_array(self.var.name, lows, spans)
+        values = self.store.open_dataset(dataset).read_array(var.name, lows, spans)
         local = [None if p is None else np.where(p >= 0, p - low, -1)
                  for p, low in zip(positions, lows)]
-        return _place(self._decoded(values), local, self.window, self.dtype, self.fill)
+        return _place(self._decoded(values, var), local, self.window, self.dtype, self.fill)
 
 
-def _revive(store, generation, names, var, start, window, positions, dtype, fill):
+def _revive(store, generation, names, var, start, window, positions, dtype, fill, rows=None):
     return StackedRead(_shared_handle(store, generation), generation, names, var, start,
-                       window, positions, dtype, fill)
+                       window, positions, dtype, fill, rows)

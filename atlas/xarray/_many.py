@@ -380,7 +380,7 @@ class StackedRead:
                     out[[plain[j] for j in picked]] = self._decoded(values[picked], var,
                                                                     stacked=True)
         for i, positions in enumerate(self.positions):
-            if i not in plain:
+            if any(p is not None for p in positions):  # not among the plain rows read above
                 var = self.var if self.rows is None else self.rows[i]
                 out[i] = self._moved(self.names[i], var, positions)
         return out

@@ -673,10 +673,10 @@ class Atlas:
         live writers lock theirs)."""
         self.flush()
         self._check_writable()
-        for _tries in range(COMPACT_ATTEMPTS):
-            if _maintain.compact(self, grace):
+        for tries in range(1, COMPACT_ATTEMPTS + 1):
+            self._catch_up()  # others committed since this handle read the store: theirs too
+            if _maintain.compact(self, grace, last_try=tries == COMPACT_ATTEMPTS):
                 return
-            self._catch_up()  # others merged the files it replaced: compact the newest commit
         raise ConflictError(f"store at {self.location}: other writers changed the files to "
                             f"compact {COMPACT_ATTEMPTS} times in a row; try again later")
 

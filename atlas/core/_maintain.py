@@ -559,12 +559,13 @@ def _repack(index: ChunkIndex, rows: np.ndarray, writer: SegmentWriter, block_si
 
 # -- compact ------------------------------------------------------------------------------------
 
-def compact(store: "Atlas", older_than: float | None) -> bool:
+def compact(store: "Atlas", older_than: float | None, last_try: bool = False) -> bool:
     """Merge everything into one part and one segment per array name, without dead rows; then
     expire what the retention (or ``older_than``) no longer keeps. When other writers commit
     meanwhile, the compaction is re-applied on top of their commits (:func:`_reapplied`);
     when another compaction took the files it replaced, it deletes what it wrote and returns
-    False (the caller compacts the newest commit)."""
+    False (the caller compacts the newest commit); so it does when a merge took a whole list,
+    but on the ``last_try``."""
     catalog = store._catalog
     root = store._root
     storage = store._storage
@@ -619,7 +620,7 @@ def compact(store: "Atlas", older_than: float | None) -> bool:
         if retired:
             landed = store._commit_maintenance(
                 lambda latest: new_root if latest.commit == root.commit else
-                _reapplied(store, latest, replaced, retired, now)) is not None
+                _reapplied(store, root, latest, replaced, retired, now, last_try)) is not None
     finally:
         for w in written:
             w.release()
@@ -638,16 +639,17 @@ def compact(store: "Atlas", older_than: float | None) -> bool:
     return True
 
 
-def _reapplied(store: "Atlas", latest: Root, replaced: dict, retired: list[str],
-               now: float) -> Root | None:
-    """The compaction's replacements on top of ``latest``, or None when another compaction
-    (or a merge of a whole list) took the files it replaced.
+def _reapplied(store: "Atlas", base: Root, latest: Root, replaced: dict, retired: list[str],
+               now: float, whole_lists: bool) -> Root | None:
+    """The compaction (of ``base``) re-applied on top of ``latest``, or None when another
+    compaction took the files it replaced, or (unless ``whole_lists``) a merge took a whole
+    list: compacting the newest commit then gives fewer files.
 
     Writers that flush all the time merge their newest files, and a merge may take the newest
-    of the files being compacted together with files committed since. The compacted copy then
-    goes first and the merged file after it, as every later file does: where both hold a chunk
-    or a row, the later one wins, and it holds the same. What such a file links (blocks of the
-    files it merged) stays linked rather than retired."""
+    of the files being compacted (in a small store, all of them) together with files committed
+    since. The compacted copy then goes first and the merged file after it, as every later file
+    does: where both hold a chunk or a row, the later one wins, and it holds the same. What such
+    a file links (blocks of the files it merged) stays linked rather than retired."""
     out = latest.successor(message="compact", segments=dict(latest.segments))
     still_linked: set[str] = set()
     for name, (old, new) in replaced.items():
@@ -658,7 +660,8 @@ def _reapplied(store: "Atlas", latest: Root, replaced: dict, retired: list[str],
         rest = current[kept:]
         if kept < len(old):
             gone = {r.key for r in old[kept:]}
-            if kept == 0 or any(r.key in gone for r in rest):
+            if any(r.key in gone for r in rest) or kept == 0 and (
+                    not whole_lists or _compacted_since(store, base, latest)):
                 return None
             if name is not None:  # parts link nothing
                 for ref in rest:
@@ -674,6 +677,17 @@ def _reapplied(store: "Atlas", latest: Root, replaced: dict, retired: list[str],
     out.retired = [*latest.retired, *((key, now, out.generation) for key in retiring)]
     out.linked = _unlinked(latest.linked, retiring)
     return out
+
+
+def _compacted_since(store: "Atlas", base: Root, latest: Root) -> bool:
+    """Whether a commit after ``base`` up to ``latest`` is another compaction (or its records
+    expired: then assume so)."""
+    for root in _versions.chain(store._storage, latest):
+        if root.generation <= base.generation:
+            return root.commit != base.commit
+        if root.message == "compact" and root.delta is None:
+            return True
+    return True
 
 
 def _unlinked(linked: list[FileRef], retired: list[str]) -> list[FileRef]:

@@ -92,7 +92,7 @@ def test_a_compaction_whose_newest_files_a_writer_merged_meanwhile_goes_under_th
 
     outcomes = []
     real = _maintain.compact
-    monkeypatch.setattr(_maintain, "compact", lambda *a: outcomes.append(real(*a)) or
+    monkeypatch.setattr(_maintain, "compact", lambda *a, **k: outcomes.append(real(*a, **k)) or
                         outcomes[-1])
     path = tmp_path / "s"
     # a dataset's 4 KB, incompressible: a block that merges link rather than copy
@@ -136,13 +136,54 @@ def test_a_compaction_whose_newest_files_a_writer_merged_meanwhile_goes_under_th
     assert report.ok and report.orphans == [], (report.problems, report.orphans)
 
 
+def test_the_last_try_goes_under_a_merge_that_took_the_whole_list(tmp_path, monkeypatch):
+    """In a small store every file is of level 0, so a writer's merge takes every file being
+    compacted: the first tries start over on the newest commit, the last one lands on top."""
+    from atlas.core import _atlas, _maintain
+
+    outcomes = []
+    real = _maintain.compact
+    monkeypatch.setattr(_maintain, "compact", lambda *a, **k: outcomes.append(real(*a, **k)) or
+                        outcomes[-1])
+    monkeypatch.setattr(_atlas, "COMPACT_ATTEMPTS", 1)  # the first try is the last
+    path = tmp_path / "s"
+    _datasets(atlas.Atlas.create(path), [f"a{i}" for i in range(3)], 1)
+    other = atlas.Atlas.open(path)
+    doomed = atlas.Atlas.open(path)
+    doomed.delete_dataset("a1")
+    doomed.flush()
+
+    def commit_first():  # four flushes: the merge takes the three files compacted and a new one
+        _datasets(other, [f"b{i}" for i in range(4)], 2)
+
+    compacting = atlas.Atlas.open(_BeforeFirstCommit(LocalStorage(path), commit_first))
+    compacting.compact()
+    assert outcomes == [True]
+    _check(path, {"a0": 1, "a2": 1, **{f"b{i}": 2 for i in range(4)}})
+
+
+def test_compact_on_a_handle_that_others_committed_after_compacts_the_newest(tmp_path):
+    path = tmp_path / "s"
+    atlas.Atlas.create(path)
+    writer = atlas.Atlas.open(path)
+    _datasets(writer, ["d0"], 0)
+    kept_open = atlas.Atlas.open(path)  # say, a maintenance process's handle
+    _datasets(writer, ["d1", "d2"], 1)
+    writer.delete_dataset("d1")
+    writer.flush()
+    kept_open.compact()  # it had compacted its own snapshot, one file already: nothing
+    root = atlas.Atlas.open(path)._root
+    assert len(root.parts) == 1 and all(len(refs) == 1 for refs in root.segments.values())
+    _check(path, {"d0": 0, "d2": 1})
+
+
 def test_a_compaction_that_loses_to_another_deletes_its_copy_and_compacts_again(tmp_path,
                                                                               monkeypatch):
     from atlas.core import _maintain
 
     outcomes = []
     real = _maintain.compact
-    monkeypatch.setattr(_maintain, "compact", lambda *a: outcomes.append(real(*a)) or
+    monkeypatch.setattr(_maintain, "compact", lambda *a, **k: outcomes.append(real(*a, **k)) or
                         outcomes[-1])
     path = tmp_path / "s"
     _datasets(atlas.Atlas.create(path), [f"a{i}" for i in range(6)], 3)

@@ -457,10 +457,16 @@ def test_a_claim_left_by_a_writer_that_died_lapses(moto_s3, monkeypatch):  # noq
     assert timed_flush("waits") >= 0.3  # another's live claim: it waits until it lapses
     raw.put(CLAIM_KEY, b"not json")  # a claim that does not decode has lapsed
     assert timed_flush("damaged") < 0.3
+    raw.put(CLAIM_KEY, b'{"owner": "gone", "until": NaN}')
+    assert timed_flush("nan") < 0.3
+    # a claimant whose clock runs an hour ahead: the claim holds as long as any claim does
+    raw.put(CLAIM_KEY, json.dumps({"owner": "ahead", "until": time.time() + 3600}).encode())
+    assert 0.4 <= timed_flush("ahead") < 5
     # a writer that lost a race takes its turn over a lapsed claim, then drops its own
     with store._storage.commit_turn():
         owner = json.loads(bytes(raw.get(CLAIM_KEY).bytes()))["owner"]
         assert owner == store._storage._claimant
     with pytest.raises(FileNotFoundError):
         raw.get(CLAIM_KEY)
-    assert store.list_datasets() == ["first", "waits", "damaged"] and store.verify().ok
+    assert store.list_datasets() == ["first", "waits", "damaged", "nan", "ahead"]
+    assert store.verify().ok

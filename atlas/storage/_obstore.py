@@ -75,6 +75,13 @@ def _token(meta_or_result: dict) -> dict:
     return {"e_tag": meta_or_result.get("e_tag"), "version": meta_or_result.get("version")}
 
 
+def _lapsed(claim: tuple, watched: dict[str, float]) -> bool:
+    """Whether a claim (owner, until, token) has lapsed: past its time, or watched unchanged for
+    as long as a claim holds (its writer's clock may run far ahead of this one's)."""
+    first_seen = watched.setdefault(json.dumps(claim[2], sort_keys=True), time.monotonic())
+    return claim[1] <= time.time() or time.monotonic() - first_seen > CLAIM_SECONDS
+
+
 def _update_mode(token: dict) -> dict:
     mode = {k: v for k, v in token.items() if v is not None}
     if not mode:
@@ -747,6 +754,7 @@ class ObjectStorage(Storage):
         from obstore.exceptions import AlreadyExistsError, PreconditionError
 
         mode: Any = "create"
+        watched: dict[str, float] = {}
         while True:
             body = json.dumps({"owner": self._claimant,
                                "until": time.time() + CLAIM_SECONDS}).encode()
@@ -760,8 +768,8 @@ class ObjectStorage(Storage):
             held = self._claim()
             if held is None:
                 mode = "create"  # released meanwhile
-            elif held[1] <= time.time():
-                mode = _update_mode(held[2])  # lapsed: replace that very claim
+            elif _lapsed(held, watched):
+                mode = _update_mode(held[2])  # replace that very claim
             else:
                 mode = "create"
                 time.sleep(CLAIM_POLL_SECONDS)
@@ -783,17 +791,19 @@ class ObjectStorage(Storage):
             return None
         try:
             doc = json.loads(bytes(data))
-            return str(doc["owner"]), float(doc["until"]), _token(meta)
+            owner, until = str(doc["owner"]), float(doc["until"])
         except (ValueError, TypeError, KeyError):
             return None, 0.0, _token(meta)
+        return owner, until if math.isfinite(until) else 0.0, _token(meta)
 
     def _wait_out_claim(self) -> None:
         """Before a commit of a writer that commits often: wait while another holds the turn."""
         if time.monotonic() - self._last_commit > CLAIM_SECONDS:
             return
+        watched: dict[str, float] = {}
         while True:
             held = self._claim()
-            if held is None or held[0] == self._claimant or held[1] <= time.time():
+            if held is None or held[0] == self._claimant or _lapsed(held, watched):
                 return
             time.sleep(CLAIM_POLL_SECONDS)
 

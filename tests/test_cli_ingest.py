@@ -158,6 +158,30 @@ def test_an_unsupported_variable_stops_the_ingest_naming_file_and_variable(folde
     assert not (tmp_path / "store").exists()
 
 
+def test_a_failed_ingest_leaves_the_store_it_created_to_a_writer_using_it(folder, tmp_path,
+                                                                           monkeypatch, capsys):
+    """Another writer (a second ingest into the same new store) opened the store and holds
+    pending files when this ingest fails: the store stays, and that writer's flush lands."""
+    from atlas.cli import _ingest
+
+    others = []
+
+    def another_writer_then_a_failure(args, store, *rest):
+        other = atlas.Atlas.open(args.store)
+        view = other.create_dataset("theirs")
+        view.define_array("x", "float32", ["i"], [3], [3])
+        view.write_array("x", [0], np.arange(3, dtype=np.float32))  # a pending segment file
+        others.append(other)
+        raise RuntimeError("this ingest fails")
+
+    monkeypatch.setattr(_ingest, "_ingest_into", another_writer_then_a_failure)
+    assert main(["ingest", str(folder), str(tmp_path / "store")]) == 1
+    assert "this ingest fails" in capsys.readouterr().err
+    others[0].flush()
+    store = atlas.Atlas.open(tmp_path / "store")
+    assert store.list_datasets() == ["theirs"] and store.verify().ok
+
+
 def test_a_warning_about_a_file_name_holding_a_newline_stays_one_line(folder, tmp_path,
                                                                         capsys):
     write_day(folder / "odd\nday.nc", 9)  # its dataset name is refused: skipped, with a warning

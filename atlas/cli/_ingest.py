@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import errno
+import gc
 import json
 import os
 import sys
 import time
+import traceback
 import warnings
 from collections import deque
 from pathlib import Path
@@ -30,7 +32,8 @@ from atlas.cli._common import (
 )
 from atlas.cli._maintain import CODECS
 from atlas.cli._progress import MB, Progress, human_bytes
-from atlas.format.keys import ROOT_KEY
+from atlas.format.keys import ROOT_KEY, VERSIONS_PREFIX
+from atlas.storage._local import LOCK_NAME
 
 SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf")
 
@@ -382,58 +385,80 @@ def cmd_ingest(args) -> int:
         from atlas.cli import _distributed
 
         # before the store is opened: local workers are forked from this process
-        client, cluster = _distributed.start_client(args.workers, args.scheduler)
-        try:
-            return _ingest(args, src, valid, skipped, jobs, chunk_spec, client)
-        finally:
-            _distributed.stop_client(client, cluster)
-    return _ingest(args, src, valid, skipped, jobs, chunk_spec, None)
-
-
-def _ingest(args, src: Path, valid: list[tuple[Path, str]], skipped: list[dict], jobs: int,
-            chunk_spec, client) -> int:
-    """The ingest once the files are listed (``client``: a dask client, or None). A store it
-    created is removed again when the ingest fails before committing anything: an empty store
-    left behind would only make the corrected rerun ask for --skip-existing or another name."""
-    local = "://" not in args.store
-    existed = local and os.path.exists(args.store)
-    store, created = _open_or_create(args.store, args.codec, args.shuffle)
+    # A store this ingest created is removed again when the ingest fails before committing
+    # anything: left behind empty, it would only make the corrected rerun ask for
+    # --skip-existing or another name. After the cluster stopped: its workers' files are free
+    made: dict[str, bool] = {}
     try:
-        return _ingest_into(args, store, created, src, valid, skipped, jobs, chunk_spec, client)
-    except BaseException:
-        if created and local:
-            _remove_unused_store(args.store, keep_folder=existed)
+        if args.workers or args.scheduler:
+            client, cluster = _distributed.start_client(args.workers, args.scheduler)
+            try:
+                return _ingest(args, src, valid, skipped, jobs, chunk_spec, client, made)
+            finally:
+                _distributed.stop_client(client, cluster)
+        return _ingest(args, src, valid, skipped, jobs, chunk_spec, None, made)
+    except BaseException as err:
+        if made.get("created") and "://" not in args.store:
+            _drop_frames(err)  # the failed ingest's handle goes, and its pending files' locks
+            gc.collect()
+            _remove_unused_store(args.store, keep_folder=made["existed"])
         raise
 
 
+def _drop_frames(err: BaseException | None) -> None:
+    """Clear the locals of the frames an error (and the errors it chains) went through."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        traceback.clear_frames(err.__traceback__)
+        _drop_frames(err.__cause__)
+        err = err.__context__
+
+
+def _ingest(args, src: Path, valid: list[tuple[Path, str]], skipped: list[dict], jobs: int,
+            chunk_spec, client, made: dict[str, bool]) -> int:
+    """The ingest once the files are listed (``client``: a dask client, or None); ``made``
+    says whether it created the store, and whether its folder ``existed`` before."""
+    made["existed"] = "://" not in args.store and os.path.exists(args.store)
+    store, made["created"] = _open_or_create(args.store, args.codec, args.shuffle)
+    return _ingest_into(args, store, made["created"], src, valid, skipped, jobs, chunk_spec,
+                        client)
+
+
 def _remove_unused_store(location: str, keep_folder: bool) -> None:
-    """Remove the local store at ``location`` if it still holds only its first version (no
-    commit of this ingest's or anyone else's since it was created); the folder itself stays
-    when it existed before (it was empty then)."""
+    """Remove the local store at ``location`` if it still holds only what creating it wrote
+    (its first root and that version's record) and files no live writer holds (what the failed
+    ingest left): no commit since, and no other writer's pending files (a second ingest into the
+    same new store). Under the store's commit lock, so that no commit lands between the check
+    and the removal. The folder itself stays when it existed before (it was empty then)."""
     import shutil
 
     import atlas
     from atlas.errors import AtlasError
+    from atlas.storage import LocalStorage
 
     try:
-        current = atlas.Atlas.open(location, read_only=True)
-        unused = len(current) == 0 and len(current.history()) == 1
-    except (AtlasError, OSError):
-        return
-    if not unused:
-        return
-    try:
-        os.remove(os.path.join(location, ROOT_KEY))  # first: a removal cut short leaves no store
-        if not keep_folder:
-            shutil.rmtree(location)
-            return
-        for entry in os.scandir(location):
-            if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path)
+        storage = LocalStorage(location)
+        with storage.commit_lock():
+            current = atlas.Atlas.open(location, read_only=True)
+            records = [k for k in storage.keys() if k.startswith(VERSIONS_PREFIX + "/")]
+            others = set(storage.keys()) - {ROOT_KEY, LOCK_NAME, *records}
+            if len(current) or len(current.history()) != 1 or len(records) != 1:
+                return
+            held = [key for key in sorted(others) if not storage.remove_unused(key)]
+            if held:  # another writer's pending files
+                return
+            os.remove(os.path.join(location, ROOT_KEY))  # first: a removal cut short leaves
+            if not keep_folder:                          # no store
+                shutil.rmtree(location)
             else:
-                os.remove(entry.path)
-    except OSError as err:
-        log.warning("could not remove the unused store %s: %s", location, err)
+                for entry in os.scandir(location):
+                    if entry.is_dir(follow_symlinks=False):
+                        shutil.rmtree(entry.path)
+                    else:
+                        os.remove(entry.path)
+    except (AtlasError, OSError) as err:
+        log.warning("left the store %s, created by this ingest: %s", location, err)
         return
     log.info("removed the store %s, created by this ingest and never committed to", location)
 

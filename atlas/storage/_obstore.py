@@ -43,7 +43,7 @@ from atlas.format.keys import CLAIM_KEY
 from atlas.storage._local import directory_lock  # the same lock file: both exclude each other
 
 CLAIM_SECONDS = 5.0  # a claim lapses this long after it was taken (its writer may have died)
-CLAIM_POLL_SECONDS = 0.005  # how often a waiting writer reads the claim again
+CLAIM_POLL_SECONDS = 0.02  # how often a waiting writer reads the claim again (each read is a GET)
 
 # Options of this adapter (the rest of a URL's options go to ``obstore.store.from_url``).
 DEFAULTS: dict[str, Any] = {

@@ -441,8 +441,9 @@ def _remove_unused_store(location: str, keep_folder: bool) -> None:
         storage = LocalStorage(location)
         with storage.commit_lock():
             current = atlas.Atlas.open(location, read_only=True)
-            records = [k for k in storage.keys() if k.startswith(VERSIONS_PREFIX + "/")]
-            others = set(storage.keys()) - {ROOT_KEY, LOCK_NAME, *records}
+            keys = storage.keys()
+            records = [k for k in keys if k.startswith(VERSIONS_PREFIX + "/")]
+            others = set(keys) - {ROOT_KEY, LOCK_NAME, *records}
             if len(current) or len(current.history()) != 1 or len(records) != 1:
                 return
             held = [key for key in sorted(others) if not storage.remove_unused(key)]

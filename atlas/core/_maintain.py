@@ -17,6 +17,7 @@ version that reads it has expired (``atlas.core._versions``). The root keeps the
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -652,6 +653,7 @@ def _reapplied(store: "Atlas", base: Root, latest: Root, replaced: dict, retired
     a file links (blocks of the files it merged) stays linked rather than retired."""
     out = latest.successor(message="compact", segments=dict(latest.segments))
     still_linked: set[str] = set()
+    compacted = functools.cache(lambda: _compacted_since(store, base, latest))  # read once
     for name, (old, new) in replaced.items():
         current = latest.parts if name is None else latest.segments.get(name, [])
         kept = 0  # the files of ``old`` still first in the list
@@ -661,7 +663,7 @@ def _reapplied(store: "Atlas", base: Root, latest: Root, replaced: dict, retired
         if kept < len(old):
             gone = {r.key for r in old[kept:]}
             if any(r.key in gone for r in rest) or kept == 0 and (
-                    not whole_lists or _compacted_since(store, base, latest)):
+                    not whole_lists or compacted()):
                 return None
             if name is not None:  # parts link nothing
                 for ref in rest:
@@ -680,14 +682,11 @@ def _reapplied(store: "Atlas", base: Root, latest: Root, replaced: dict, retired
 
 
 def _compacted_since(store: "Atlas", base: Root, latest: Root) -> bool:
-    """Whether a commit after ``base`` up to ``latest`` is another compaction (or its records
-    expired: then assume so)."""
-    for root in _versions.chain(store._storage, latest):
-        if root.generation <= base.generation:
-            return root.commit != base.commit
-        if root.message == "compact" and root.delta is None:
-            return True
-    return True
+    """Whether a commit after ``base`` up to ``latest`` is another compaction (or their
+    records expired: then assume so)."""
+    newer = _versions.newer_commits(store._storage, base, latest)
+    return not newer or newer[-1].parent != base.commit or any(
+        root.message == "compact" and root.delta is None for root in newer)
 
 
 def _unlinked(linked: list[FileRef], retired: list[str]) -> list[FileRef]:

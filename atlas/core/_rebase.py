@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from atlas.core import _versions
-from atlas.errors import ConflictError, VersionExpiredError
+from atlas.errors import ConflictError
 from atlas.format.catalog import BLOOM, read_table
 from atlas.format.catalog import MAGIC as PART_MAGIC
 from atlas.format.root import FileRef, Root
@@ -130,7 +130,7 @@ def their_changes(store: "Atlas", base: Root, latest: Root, seen: Seen | None = 
     """What the commits after ``base`` up to ``latest`` changed, from their deltas."""
     storage = store._storage
     seen = Seen() if seen is None else seen
-    newer = _newer(storage, base, latest, seen)
+    newer = _versions.newer_commits(storage, base, latest, seen.roots)
     if not newer or newer[-1].parent != base.commit:
         raise ConflictError(
             f"store at {storage.location} was committed by another writer since this handle "
@@ -155,27 +155,6 @@ def their_changes(store: "Atlas", base: Root, latest: Root, seen: Seen | None = 
                     "store and redo the changes") from None
         theirs.add(tables, base)
     return theirs
-
-
-def _newer(storage, base: Root, latest: Root, seen: Seen) -> list[Root]:
-    """The commits after ``base`` up to ``latest``, newest first, each read by the key its
-    child names (no listing of every record); stops at a record that expired."""
-    newer = []
-    current = latest
-    while current.generation > base.generation:
-        newer.append(current)
-        if current.parent is None:
-            break
-        parent = seen.roots.get(current.parent)
-        if parent is None:
-            try:
-                parent = _versions.read_record(storage, current.generation - 1,
-                                               current.parent)
-            except VersionExpiredError:
-                break
-            seen.roots[current.parent] = parent
-        current = parent
-    return newer
 
 
 def _size_of(storage, key: str) -> int:

@@ -147,6 +147,30 @@ def chain(storage: Storage, top: Root, found: dict[int, dict[str, float]] | None
         current = _parent_record(storage, current, found, parents, skip_expired)
 
 
+def newer_commits(storage: Storage, base: Root, latest: Root,
+                  known: dict[str, Root] | None = None) -> list[Root]:
+    """The commits after ``base`` up to ``latest``, newest first, each read by the key its
+    child names (no listing of every record: a rebase retrying against fast writers reads
+    only what landed since its last try, through ``known``, records by commit id); stops at a
+    record that expired, so the oldest returned names another parent than ``base``."""
+    known = {} if known is None else known
+    newer = []
+    current = latest
+    while current.generation > base.generation:
+        newer.append(current)
+        if current.parent is None:
+            break
+        parent = known.get(current.parent)
+        if parent is None:
+            try:
+                parent = read_record(storage, current.generation - 1, current.parent)
+            except VersionExpiredError:
+                break
+            known[current.parent] = parent
+        current = parent
+    return newer
+
+
 def _parent_record(storage: Storage, root: Root, found: dict, parents: dict,
                    skip_expired: bool) -> Root | None:
     """The record of ``root``'s parent or, across a gap, of the newest older version; None

@@ -257,3 +257,21 @@ def test_non_index_coordinates_of_other_dtypes_stack_in_the_promoted_dtype(tmp_p
     many = store.to_xarray_many(list(same))
     xr.testing.assert_identical(many.compute(), each_alone(store, list(same)))
     assert many["lat"].dims == ("x",) and many["lat"].dtype == np.int64
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+@pytest.mark.parametrize("first, second", [("int32", "int64"), ("float64", "float32"),
+                                           ("int16", "float32"), ("uint8", "int64")])
+def test_data_variables_of_other_numeric_dtypes_stack_in_the_promoted_dtype(
+        tmp_path, chunked, first, second):
+    """As xr.concat: each dataset's values kept exactly in the promoted dtype (one stacked read
+    cannot mix stored dtypes: each dtype is read apart)."""
+    rng = np.random.default_rng(5)
+    values = {name: rng.integers(0, 100, 6).astype(dtype) + (2**40 if dtype == "int64" else 0)
+              for name, dtype in (("a", first), ("b", second), ("c", first))}
+    datasets = {name: xr.Dataset({"v": ("x", v)}) for name, v in values.items()}
+    store = store_of(tmp_path, datasets, **({"v": (2,)} if chunked else {}))
+    many = store.to_xarray_many(list(datasets))
+    expected = each_alone(store, list(datasets))
+    xr.testing.assert_identical(many.compute(), expected)
+    assert many["v"].dtype == expected["v"].dtype == np.result_type(first, second)

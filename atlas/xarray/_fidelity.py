@@ -306,9 +306,10 @@ def _elementwise(data: Any, func, dtype: np.dtype):
 
 # array attributes that change what stored packed numbers mean
 _PACKING_ATTRS = ("scale_factor", "add_offset", "missing_value", "_Unsigned")
-# a mix of kinds of decoded dtypes that stacks without changing a value (fixed-width text
-# becomes object text); any other mix (bool with uint8, timedelta with int64) is refused
-_STACKING_KINDS = (frozenset("UO"),)
+# mixes of kinds of decoded dtypes that stack as xr.concat stacks them, in numpy's promoted
+# dtype (fixed-width text becomes object text; integers and floats the dtype holding both); any
+# other mix (bool with uint8, timedelta with int64) would change what the values mean: refused
+_STACKING_KINDS = (frozenset("UO"), frozenset("iufc"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -405,7 +406,8 @@ def _check_kinds(name: str, names: list[str], decodings: list[_Decoding]) -> Non
             raise ValueError(
                 f"cannot stack {name!r}: dataset {names[i]!r} gives it as {decoding.dtype}, "
                 f"dataset {names[other]!r} as {decodings[other].dtype}; expected dtypes that "
-                "stack without changing values (one kind, or fixed-width with object text)")
+                "stack without changing values (one kind, numbers with numbers, or fixed-width "
+                "with object text)")
         seen.setdefault(decoding.kind, i)
 
 

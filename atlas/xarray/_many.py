@@ -366,19 +366,16 @@ class StackedRead:
     def __call__(self) -> np.ndarray:
         out = np.empty((len(self.names), *self.window), dtype=self.dtype)
         plain = [i for i, p in enumerate(self.positions) if all(q is None for q in p)]
-        if plain:
+        # one stacked read and decode per distinct decoding (datasets that decode apart may
+        # store different dtypes, int32 and int64, which one stacked read cannot mix)
+        groups: dict[int, list[int]] = {}
+        for i in plain:
+            groups.setdefault(0 if self.rows is None else id(self.rows[i]), []).append(i)
+        for picked in groups.values():
+            var = self.var if self.rows is None else self.rows[picked[0]]
             values = self.store.read_array_across_stacked(
-                self.var.name, [self.names[i] for i in plain], self.start, self.window)
-            if self.rows is None:
-                out[plain] = self._decoded(values, self.var, stacked=True)
-            else:  # one decode per distinct decoding, each on its datasets' rows
-                groups: dict[int, list[int]] = {}
-                for j, i in enumerate(plain):
-                    groups.setdefault(id(self.rows[i]), []).append(j)
-                for picked in groups.values():
-                    var = self.rows[plain[picked[0]]]
-                    out[[plain[j] for j in picked]] = self._decoded(values[picked], var,
-                                                                    stacked=True)
+                self.var.name, [self.names[i] for i in picked], self.start, self.window)
+            out[picked] = self._decoded(values, var, stacked=True)
         for i, positions in enumerate(self.positions):
             if any(p is not None for p in positions):  # not among the plain rows read above
                 var = self.var if self.rows is None else self.rows[i]

@@ -587,6 +587,7 @@ def _compare(left: Any, symbol: str, right: Any, where: str) -> np.ndarray:
         except ValueError:
             raise QueryError(f"{where}: column {series.name!r} holds timestamps: expected "
                              f"ISO 8601 text ('2024-03-01T12:00'), got {other!r}") from None
+    _refuse_other_kind(series, other, where)
     if isinstance(left, pd.Series) is False:  # literal on the left: mirror the operator
         symbol = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}.get(symbol, symbol)
     fast = _compare_numbers(series, symbol, other)
@@ -612,6 +613,23 @@ def _compare(left: Any, symbol: str, right: Any, where: str) -> np.ndarray:
     out = np.zeros(len(missing), bool)
     out[~missing] = pd.Series(result).fillna(False).to_numpy(bool)
     return out
+
+
+def _refuse_other_kind(series: "pd.Series", other: Any, where: str) -> None:
+    """QueryError for a literal no value of a typed column can equal or be ordered against: a
+    number against timestamps, text or a timestamp against numbers (pandas says False for
+    ``==`` and raises for ``<``; either way the query is a mistake). Object columns, which
+    mix kinds across datasets, compare value by value."""
+    dtype = series.dtype
+    if not isinstance(dtype, np.dtype) or isinstance(other, (bool, np.bool_)):
+        return
+    number = isinstance(other, (int, float, np.integer, np.floating))
+    if dtype.kind == "M" and number:
+        raise QueryError(f"{where}: column {series.name!r} holds timestamps: expected ISO 8601 "
+                         f"text ('2024-03-01T12:00'), got the number {other!r}")
+    if dtype.kind in "iuf" and isinstance(other, (str, np.datetime64)):
+        raise QueryError(f"{where}: column {series.name!r} holds numbers ({dtype}): expected "
+                         f"a number, got {other!r}")
 
 
 _NUMPY_OPS = {"==": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal,

@@ -225,6 +225,11 @@ def test_selections_feed_stacked_reads_and_batches(store, rng):
     ("cycle != [1, 2]", r"!= compares with one value.*'in \[\.\.\.\]'"),
     ("[1, 2] < cycle", r"< compares with one value"),
     ("time < 'garbage'", r"column 'time' holds timestamps: expected ISO 8601.*'garbage'"),
+    # a literal of another kind than a typed column's: == would quietly match nothing
+    ("time == 5", r"column 'time' holds timestamps: expected ISO 8601.*the number 5"),
+    ("1.5 < time", r"column 'time' holds timestamps: expected ISO 8601.*the number 1.5"),
+    ("cycle == '3'", r"column 'cycle' holds numbers \(\w+\): expected a number, got '3'"),
+    ("temp.max != 'warm'", r"column 'temp.max' holds numbers .*got 'warm'"),
 ])
 def test_bad_expressions_raise_value_errors_saying_what(store, rng, where, match):
     _collection(store, rng, 5)

@@ -25,9 +25,25 @@ _pools: dict[str, tuple[int, ThreadPoolExecutor]] = {}
 def _pool(name: str, workers: int) -> ThreadPoolExecutor:
     found = _pools.get(name)
     if found is None or found[0] != os.getpid():  # a forked child gets threads of its own
-        found = _pools[name] = (os.getpid(), ThreadPoolExecutor(
-            max_workers=workers, thread_name_prefix=f"atlas-{name}"))
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"atlas-{name}")
+        _shut_down_at_exit(pool)
+        found = _pools[name] = (os.getpid(), pool)
     return found[1]
+
+
+def _shut_down_at_exit(pool: ThreadPoolExecutor) -> None:
+    """Shut ``pool`` down, without waiting, when the interpreter exits, before it joins the
+    threads. concurrent.futures wakes the worker threads it registered; a Ctrl-C that lands
+    while a worker thread starts leaves that thread running but unregistered, blocked on the
+    pool's queue, and the exit would wait for it forever. A shut-down pool wakes all of them.
+    (CPython's hook for this, the one concurrent.futures itself uses; without it, nothing.)"""
+    register = getattr(threading, "_register_atexit", None)
+    if register is None:
+        return
+    try:
+        register(pool.shutdown, wait=False)
+    except RuntimeError:  # made while the interpreter shuts down: it is not waited for anyway
+        pass
 
 
 def worker_pool() -> ThreadPoolExecutor:

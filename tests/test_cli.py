@@ -332,6 +332,19 @@ def test_errors_are_one_line_with_exit_1(collection, tmp_path):
     assert_one_line_error(run("info", tmp_path / "garbage"), "manifest")
 
 
+def test_an_interrupt_says_so_and_exits_130(collection, capsys, monkeypatch):
+    """A Ctrl-C arrives as a KeyboardInterrupt without a message: the line still says what
+    happened (it was "atlas: " alone)."""
+    store, _ = collection
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(atlas.Atlas, "open", interrupted)
+    assert main(["ls", str(store)]) == 130
+    assert capsys.readouterr().err == "atlas: interrupted\n"
+
+
 def test_debug_adds_the_traceback(tmp_path):
     proc = run("ls", tmp_path / "missing", "--debug")
     assert proc.returncode == 1

@@ -115,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return status
     except KeyboardInterrupt as err:
         log.warning("interrupted: %s", err)
-        print(f"atlas: {err or 'interrupted'}", file=sys.stderr)
+        print(f"atlas: {str(err) or 'interrupted'}", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # the reader of stdout went away (`atlas ls S | head`): not an error worth a message

@@ -62,3 +62,40 @@ def test_read_batches_hold_every_block_once_and_start_with_the_biggest():
     assert sorted(b for batch in batches for b in batch) == list(range(len(sizes)))
     firsts = [batch[0] for batch in batches]
     assert sizes[firsts].tolist() == sorted(sizes.tolist(), reverse=True)[:4]
+
+
+def test_an_interrupt_while_a_pool_thread_starts_does_not_hang_the_exit(tmp_path):
+    """A Ctrl-C that lands while a worker thread starts leaves the thread unregistered with
+    concurrent.futures; the interpreter's exit must still end it (it used to wait forever).
+    Simulated: the KeyboardInterrupt is raised right after the first atlas thread started."""
+    import subprocess
+    import sys
+    import textwrap
+
+    import atlas
+
+    with atlas.Atlas.create(tmp_path / "store") as store:
+        store.write_array_across_stacked("v", [f"d{i}" for i in range(50)],
+                                         np.zeros((50, 256, 256), "f4"))
+    child = textwrap.dedent(f"""
+        import threading
+        import atlas
+
+        real = threading.Thread.start
+
+        def start(self):
+            real(self)
+            if self.name.startswith("atlas-") and not getattr(start, "done", False):
+                start.done = True
+                raise KeyboardInterrupt
+
+        threading.Thread.start = start
+        try:
+            atlas.Atlas.open({str(tmp_path / "store")!r}).read_array_across_stacked("v")
+        except KeyboardInterrupt:
+            print("interrupted")
+    """)
+    proc = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True,
+                          timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "interrupted"

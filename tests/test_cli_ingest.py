@@ -207,6 +207,48 @@ def test_skip_errors_reports_what_was_skipped_and_ingests_the_rest(folder, tmp_p
                                   nc_values(folder / "day2.nc"))
 
 
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_file_removed_after_the_listing_is_skipped_like_any_unreadable_file(
+        folder, tmp_path, monkeypatch, capsys, jobs):
+    """Another program removes a listed file before it is read: with --skip-errors it is
+    skipped with a warning, without it the ingest stops saying what was kept (it raised the
+    bare errno before, even with --skip-errors)."""
+    from atlas.cli import _ingest
+
+    real = _ingest.find_files
+
+    def listed_then_removed(src, recursive):
+        files = real(src, recursive)
+        (folder / "day1.nc").unlink()
+        return files
+
+    monkeypatch.setattr(_ingest, "find_files", listed_then_removed)
+    store_path = tmp_path / "store"
+    assert main(["ingest", str(folder), str(store_path), "--skip-errors", "-q", "-j", jobs]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        f"atlas: warning: skipped {folder}/day1.nc: cannot read it as netCDF: No such file or "
+        "directory"]
+    assert atlas.Atlas.open(store_path).list_datasets() == ["day0", "day2", "day3"]
+    write_day(folder / "day1.nc", 1)
+    assert main(["ingest", str(folder), str(tmp_path / "other"), "--flush-every", "1", "-q",
+                 "-j", jobs]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"atlas: {folder}/day1.nc: cannot read it as netCDF: No such file or directory; the 1 "
+        "dataset flushed before was kept (rerun with --skip-existing to resume)"]
+
+
+def test_a_link_to_nothing_is_an_unreadable_file_not_ignored(folder, tmp_path):
+    (folder / "day4.nc").symlink_to(tmp_path / "unmounted" / "day4.nc")
+    proc = run("ingest", folder, tmp_path / "store")
+    assert_one_line_error(proc, f"{folder}/day4.nc: cannot read it as netCDF: No such file",
+                          "nothing was written")
+    proc = run("ingest", folder, tmp_path / "store", "--skip-errors", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert [s["dataset"] for s in json.loads(proc.stdout)["skipped"]] == ["day4"]
+    assert atlas.Atlas.open(tmp_path / "store").list_datasets() == ["day0", "day1", "day2",
+                                                                     "day3"]
+
+
 def test_flush_every_keeps_what_was_flushed_and_skip_existing_resumes(folder, tmp_path):
     store_path = tmp_path / "store"
     broken = write_broken(folder / "day2.nc")  # replaces day 2: the third file is damaged

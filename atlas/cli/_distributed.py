@@ -40,7 +40,7 @@ def ingest_batch(fork, items: list[tuple[str, str]], chunk_spec: dict | None,
     reports = []
     for path, name in items:
         report: dict[str, Any] = {"file": path, "dataset": name, "notes": [], "error": None,
-                                  "bytes": Path(path).stat().st_size}
+                                  "bytes": _ingest.file_size(path)}
         try:
             try:
                 loaded = _ingest.read_file(path)

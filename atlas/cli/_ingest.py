@@ -97,7 +97,9 @@ def find_files(src: Path, recursive: bool) -> list[Path]:
     if src.is_file():
         return [src]
     pattern = src.rglob("*") if recursive else src.glob("*")
-    files = [p for p in pattern if p.suffix.lower() in SUFFIXES and p.is_file()]
+    # a link to nothing is listed too: reading it fails and says so, as for any unreadable file
+    files = [p for p in pattern if p.suffix.lower() in SUFFIXES and (
+        p.is_file() or p.is_symlink() and not p.exists())]
     return sorted(files, key=lambda p: p.relative_to(src).as_posix())
 
 
@@ -222,6 +224,15 @@ def _engine() -> str | None:
 
 class _ReadError(Exception):
     pass
+
+
+def file_size(path) -> int:
+    """The bytes of a listed file for the progress and the summary; 0 when it is gone (another
+    program removed it since the listing: reading it is what fails, and says so)."""
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
 
 
 def _worker_context():
@@ -501,7 +512,7 @@ def _ingest_into(args, store, created: bool, src: Path, valid: list[tuple[Path, 
     try:
         for path, result in results:
             name = names_of[path]
-            nbytes = path.stat().st_size
+            nbytes = file_size(path)
             try:
                 if isinstance(result, BaseException):
                     raise _ReadError(f"{path}: cannot read it as netCDF: {_one_line(result)}")

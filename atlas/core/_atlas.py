@@ -223,6 +223,7 @@ class Atlas:
     def create_dataset(self, name: str) -> DatasetView:
         check_name(name, "dataset")
         self._check_writable()
+        name = str(name)  # a str subclass (np.str_) is kept as a plain str
         return DatasetView(self, name, self._catalog.create(name))
 
     def open_dataset(self, name: str) -> DatasetView:

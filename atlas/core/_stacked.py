@@ -44,7 +44,7 @@ def write_stacked(store: "Atlas", array: str, names: Sequence[str], data: np.nda
     check_name(array, "array")
     if isinstance(names, str) or not hasattr(names, "__len__"):
         raise TypeError(f"names must be a sequence of dataset names, got {type(names).__name__}")
-    names = list(names)
+    names = names.tolist() if isinstance(names, np.ndarray) else list(names)  # str, not np.str_
     if not isinstance(data, np.ndarray):
         raise TypeError(f"data must be a numpy.ndarray, got {type(data).__name__}")
     if data.ndim < 1 or data.shape[0] != len(names):
@@ -159,6 +159,8 @@ def _create_missing(catalog, names: list[str], dids: np.ndarray) -> np.ndarray:
     """``dids`` with the names at -1 created (checked in bulk, none given twice)."""
     missing = np.flatnonzero(dids < 0)
     new_names = names if len(missing) == len(names) else [names[i] for i in missing.tolist()]
+    if set(map(type, new_names)) - {str}:  # names kept as plain str (np.str_ from a list(array))
+        new_names = [str(n) if isinstance(n, str) else n for n in new_names]
     try:
         joined = bloom.join(new_names)  # one scan of the names, checked and hashed from it
     except TypeError:

@@ -281,6 +281,19 @@ def test_stacked_writes_take_the_names_check_name_allows(store):
                                   np.arange(len(names)))
 
 
+@pytest.mark.parametrize("as_given", [np.array, lambda names: list(np.array(names))],
+                         ids=["array", "list-of-np.str_"])
+def test_names_given_as_numpy_strings_are_kept_as_str(store, store_path, as_given):
+    """np.str_ names (an array of names, or a list made of one) come back as plain str, before
+    the flush as after it; so does a name given to create_dataset."""
+    store.write_array_across_stacked("v", as_given(["a", "b"]), np.zeros((2, 3)))
+    store.create_dataset(np.str_("c"))
+    for names in (store.list_datasets(), (store.flush(), atlas.Atlas.open(store_path))[1]
+                  .list_datasets()):
+        assert names == ["a", "b", "c"]
+        assert [type(name) for name in names] == [str, str, str]
+
+
 def test_repeated_names_are_told_apart_from_names_whose_hashes_collide(store):
     # repeats are found among names of equal hashes: with every hash equal, distinct names
     # are still told apart and a repeat is still found

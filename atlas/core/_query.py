@@ -378,6 +378,8 @@ def catalog(store: "Atlas", arrays: Sequence[str] | None = None,
             arrays = cat.array_names()
         keys = _strings(attributes, "attributes")
         by_array = {array: list(STATS) for array in _strings(arrays, "arrays")}
+        _check_attributes(store, keys, "catalog(attributes=...)")
+        _check_arrays(store, list(by_array), "catalog(arrays=...)")
         _refuse_clashes(store, by_array, keys, dids, "catalog()")
     _prefetch(store, [*keys, *(f"{array}.{stat}" for array, stats in by_array.items()
                                for stat in stats)])
@@ -435,6 +437,18 @@ def _check_attributes(store: "Atlas", keys: list[str], label: str) -> None:
             raise QueryError(f"{label}: no column {key!r}: no dataset has an attribute "
                              f"{key!r}{also}; columns are attribute keys and "
                              f"<array>.{{{','.join(STATS)}}}")
+
+
+def _check_arrays(store: "Atlas", arrays: list[str], label: str) -> None:
+    """QueryError naming the first of ``arrays`` that no dataset has (a typo would otherwise
+    give columns of nothing but missing values)."""
+    known = {sid[1] for sid in store._catalog.section_ids("array")}
+    for array in arrays:
+        if array not in known:
+            listed = sorted(known)
+            shown = ", ".join(map(repr, listed[:10])) + (", ..." if len(listed) > 10 else "")
+            raise QueryError(f"{label}: no dataset has an array {array!r}; arrays are "
+                             f"{shown or 'none'}")
 
 
 def _refuse_clashes(store: "Atlas", by_array: dict[str, list[str]], keys: list[str] | None,

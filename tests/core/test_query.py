@@ -97,6 +97,13 @@ def test_only_the_requested_columns_are_there(store, rng):
     assert frame["lat.shape"].tolist() == [()] * 10
     with pytest.raises(TypeError, match="names"):
         store.catalog(arrays=[3])
+    # a name no dataset has is a typo, not a column of missing values
+    with pytest.raises(atlas.QueryError, match=r"arrays=.*no dataset has an array 'lta'; "
+                                               r"arrays are 'lat', 'temp'"):
+        store.catalog(arrays=["lat", "lta"])
+    with pytest.raises(atlas.QueryError, match="attributes=.*no dataset has an attribute "
+                                               "'platfrom'"):
+        store.catalog(arrays=[], attributes=["platfrom"])
 
 
 EXPRESSIONS = [

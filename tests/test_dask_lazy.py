@@ -169,6 +169,39 @@ def test_lazy_reads_compute_on_a_local_cluster_of_processes(written, cluster_cli
     np.testing.assert_array_equal(remote, ds["mask"].values)
 
 
+def test_a_graph_reads_the_commit_it_was_built_at_on_every_worker(tmp_path, cluster_client):
+    """Lazy objects computed on worker processes give the values of the commit they were
+    built at, every chunk (a worker that opened the store after a newer commit gave that
+    commit's chunks: one compute mixed two); once that commit has expired, a typed error."""
+    path = tmp_path / "store"
+    with atlas.Atlas.create(path) as store:
+        for name in ("a", "b"):
+            store.add_xr_dataset(xr.Dataset({"t": (("y", "x"), np.full((4, 8), 1.0))}), name,
+                                 chunks={"t": (1, 8)})
+    reader = atlas.Atlas.open(path)
+    one, many = reader.to_xarray("a"), reader.to_xarray_many(["a", "b"])
+    workers = sorted(cluster_client.scheduler_info()["workers"])
+    # one worker computes a chunk now, so that it holds the store at the first commit
+    assert cluster_client.compute(one["t"][0], workers=workers[:1]).result().values.max() == 1
+    with atlas.Atlas.open(path) as writer:
+        for name in ("a", "b"):
+            writer.open_dataset(name).write_array("t", [0, 0], np.full((4, 8), 2.0))
+    for lazy in (one, many):
+        computed = cluster_client.compute(lazy["t"]).result().values
+        np.testing.assert_array_equal(computed, np.ones_like(computed))
+    # a graph of a commit that expired before any worker read it
+    other = tmp_path / "other"
+    with atlas.Atlas.create(other) as store:
+        store.add_xr_dataset(xr.Dataset({"t": ("x", np.arange(8.0))}), "c", chunks={"t": (2,)})
+    stale = atlas.Atlas.open(other).to_xarray("c")
+    with atlas.Atlas.open(other) as writer:
+        writer.open_dataset("c").write_array("t", [0], np.zeros(8))
+    with atlas.Atlas.open(other) as writer:
+        writer.expire(older_than=0, keep_last=1)
+    with pytest.raises(atlas.errors.VersionExpiredError, match="version 1 .* expired"):
+        cluster_client.compute(stale["t"]).result(timeout=60)
+
+
 def test_backend_engine_opens_without_reading_and_reads_only_the_window(written):
     path, ds = written
     counting = CountingStorage(LocalStorage(path))

@@ -138,6 +138,13 @@ class Atlas:
         handle._pinned = version
         return handle
 
+    def _at_commit(self, generation: int) -> "Atlas":
+        """This store at commit ``generation`` exactly, read-only: what every task of a lazy
+        graph built at that commit reads, in whichever process it runs. Nothing is read until
+        it is used (it is made while a task is unpickled): then VersionExpiredError once that
+        commit has expired."""
+        return Atlas._reopen(self._storage.describe(), generation)
+
     def __reduce__(self):
         if self._fork is not None:
             # reopened elsewhere it would be a plain handle: its work lost, and a flush there
@@ -147,17 +154,25 @@ class Atlas:
                             "process that forked the store, which merges and flushes them")
         if self._pinned is None:
             return (Atlas._reopen, (self._storage.describe(),))
-        # the exact commit, even if the version was asked for by tag or time
-        return (Atlas._reopen, (self._storage.describe(), self._root.generation))
+        # the exact commit, even if the version was asked for by tag or time (a handle that
+        # has not read its root yet was reopened at a generation: no read to pickle it)
+        generation = self._pinned if self._root_state is None else self._root_state.generation
+        return (Atlas._reopen, (self._storage.describe(), generation))
 
     @property
     def _root(self) -> Root:
         if self._root_state is None:
             self._root_state, self._token, self._legacy = load_root(self._storage)
             if self._pinned is not None:
-                self._root_state = _versions.resolve(self._storage, self._root_state,
-                                                     self._pinned)
                 self._token = None
+                if self._legacy is None:
+                    self._root_state = _versions.resolve(self._storage, self._root_state,
+                                                         self._pinned)
+                elif self._pinned != self._root_state.generation:  # (reopened by a task)
+                    raise FormatError(f"store at {self._storage.location} is in format "
+                                      "version 1, which keeps no versions: its commit "
+                                      f"{self._pinned} is gone; convert it with `atlas "
+                                      f"upgrade {self._storage.location}`")
         return self._root_state
 
     @functools.cached_property

@@ -27,12 +27,14 @@ _shared_lock = threading.Lock()
 
 
 def _shared_handle(store: Atlas, generation: int) -> Atlas:
-    """One reopened handle per store and process, at least as new as ``generation``."""
-    key = pickle.dumps(store)
+    """One reopened handle per store, commit and process, at commit ``generation``: the one
+    the graph was built at, so that all its tasks read one commit wherever they run (a
+    process that opened the store later read a newer commit: one compute mixed two)."""
+    key = (pickle.dumps(store), generation)
     with _shared_lock:
         found = _shared.get(key)
-        if found is None or found.generation < generation:
-            found = _shared[key] = store
+        if found is None:
+            found = _shared[key] = store._at_commit(generation)
         _shared.move_to_end(key)
         while len(_shared) > SHARED_HANDLES:
             _shared.popitem(last=False)

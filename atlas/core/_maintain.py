@@ -839,7 +839,7 @@ def verify(store: "Atlas", repair: bool) -> VerifyReport:
         for ref in root.linked:  # no read uses their index, but a damaged byte is reported
             _verify_segment(storage, files, ref, None, report.problems)
         _verify_retired_lists(storage, files, root, report.problems)
-        _verify_version_records(storage, report.problems)
+        _verify_version_records(storage, root, report.problems)
         if not report.problems:
             _verify_catalog(storage, root, files, report.problems)
     report.problems += storage.layout_problems()  # links, FIFOs, ... inside the store
@@ -883,10 +883,13 @@ def _verify_retired_lists(storage: Storage, files: IndexCache, root: Root,
                             "(a live file is never retired)")
 
 
-def _verify_version_records(storage: Storage, problems: list[str]) -> None:
+def _verify_version_records(storage: Storage, root: Root, problems: list[str]) -> None:
     """Every version record decodes and holds the version its key names (``history()`` and
-    ``Atlas.open(version=...)`` read them). One that is gone was expired meanwhile."""
-    for generation, commits in sorted(_versions.records(storage).items()):
+    ``Atlas.open(version=...)`` read them); one that is gone was expired meanwhile. No
+    retention removes the newest version's record nor a tagged version's: those must be there
+    (else the version reads as expired)."""
+    found = _versions.records(storage)
+    for generation, commits in sorted(found.items()):
         for commit in sorted(commits):
             try:
                 _versions.read_record(storage, generation, commit)
@@ -894,6 +897,30 @@ def _verify_version_records(storage: Storage, problems: list[str]) -> None:
                 continue
             except (CorruptionError, FormatError, OSError) as err:
                 _problem(problems, storage.location, err)
+    needed = {(root.generation, root.commit): "the newest version"}
+    try:
+        for name, version in _versions.all_tags(storage).items():
+            needed.setdefault(version, f"version {version[0]}, tagged {name!r},")
+    except CorruptionError as err:
+        _problem(problems, storage.location, err)
+    for (generation, commit), what in needed.items():
+        if commit in found.get(generation, {}) or what == "the newest version" and \
+                _superseded(storage, root):
+            continue
+        problems.append(f"{storage.location}/{key_grammar.version_key(generation, commit)}: "
+                        f"the record of {what} is missing (no retention removes it; "
+                        "history() leaves the version out and opening it says expired)")
+
+
+def _superseded(storage: Storage, root: Root) -> bool:
+    """Whether a newer commit than ``root`` landed (an expiry may then have removed its
+    record since it was read)."""
+    from atlas.core._atlas import load_root
+
+    try:
+        return load_root(storage, head=True)[0].commit != root.commit
+    except (CorruptionError, FormatError, OSError):
+        return False
 
 
 def _problem(problems: list[str], where: str, err: BaseException) -> None:

@@ -235,6 +235,26 @@ def test_tagged_versions_survive_expiry_and_compaction_frees_the_rest(store_path
     assert store.verify().ok and store.verify().orphans == []
 
 
+def test_verify_reports_a_lost_record_of_the_newest_or_a_tagged_version(store_path):
+    """No retention removes those records: one that is gone was lost (the version would
+    silently read as expired), while the records expiry removes are no problem."""
+    store = atlas.Atlas.create(store_path)
+    for step in range(4):
+        store.create_dataset(f"d{step}")
+        store.flush(f"step {step}")
+    store.tag("kept", 2)
+    store.expire(older_than=0, keep_last=1)  # every untagged older version goes: no problem
+    kept = [v.generation for v in store.history()]
+    assert kept[-1] == 2 and 1 not in kept and 3 not in kept
+    assert store.verify().ok
+    records = {int(p.name[:12]): p for p in (store_path / "versions").iterdir()}
+    for generation, what in ((2, "version 2, tagged 'kept',"), (kept[0], "the newest version")):
+        records[generation].unlink()
+        problems = atlas.Atlas.open(store_path).verify().problems
+        assert any(f"{records[generation].name}: the record of {what} is missing" in problem
+                   for problem in problems), problems
+
+
 def test_the_retention_policy_is_stored_and_flushes_expire_by_it(store_path, monkeypatch):
     store = atlas.Atlas.create(store_path)
     assert store.retention == {"older_than": 7 * 24 * 3600.0, "keep_last": 1}

@@ -241,6 +241,32 @@ def test_truncated_segment_reads_raise_corruption(object_store):
     assert not atlas.Atlas.open(object_store).verify().ok
 
 
+def test_verify_counts_each_damaged_block_with_many_requests_in_flight(object_store,
+                                                                       monkeypatch):
+    """A remote verify checks blocks side by side, in groups bounded in bytes (two blocks a
+    group here): each damaged block is counted once, the sound ones pass."""
+    import obstore
+
+    from atlas.core import _maintain
+
+    monkeypatch.setattr(_maintain, "VERIFY_BYTES_IN_FLIGHT", 2 * 4096)
+    names = [f"d{i}" for i in range(64)]
+    with atlas.Atlas.create(object_store, block_size=4096) as store:
+        store.write_array_across_stacked(
+            "v", names, np.random.default_rng(0).random((64, 512)).astype(np.float32))
+    assert atlas.Atlas.open(object_store).verify().ok
+    storage = open_storage(object_store)
+    (key,) = [k for k, _s, _m in storage.list("segments")]
+    blocks = atlas.Atlas.open(object_store)._committed_index("v")
+    damaged = bytearray(storage.get(key))
+    for n in (1, 5, 6):  # a byte in the middle of three blocks
+        damaged[int(blocks.block_offset[n]) + int(blocks.block_stored[n]) // 2] ^= 0xFF
+    obstore.put(object_store, key, bytes(damaged))
+    problems = atlas.Atlas.open(object_store).verify().problems
+    assert any(f"3 of {len(blocks.block_offset)} blocks fail their checksum" in p
+               for p in problems), problems
+
+
 def test_missing_segment_reads_raise_file_not_found(object_store):
     import obstore
 

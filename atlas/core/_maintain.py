@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from atlas import codecs, kernels
+from atlas._pools import io_pool
 from atlas.core import _versions
 from atlas.core._index import (
     ChunkIndex,
@@ -989,13 +990,11 @@ def _verify_segment(storage: Storage, files: IndexCache, ref: FileRef, linked: s
     merged = merge_indexes([index], [source])
     bad: dict[int, int] = {}  # source number -> its blocks that fail
     missing = set()
-    for n in range(index.n_blocks) if linked is not None else np.flatnonzero(own).tolist():
-        s = int(merged.block_source[n])
-        try:
-            fetch_block(merged, n, CHECK_ONLY)
-        except FileNotFoundError:
+    blocks = list(range(index.n_blocks)) if linked is not None else np.flatnonzero(own).tolist()
+    for s, failure in _checked_blocks(storage, merged, blocks):
+        if failure is FileNotFoundError:
             missing.add(merged.sources[s].where())
-        except (CorruptionError, OSError):
+        elif failure is not None:
             bad[s] = bad.get(s, 0) + 1
     for what in sorted(missing):
         problems.append(f"{where}: links blocks of {what}, which is missing")
@@ -1007,6 +1006,39 @@ def _verify_segment(storage: Storage, files: IndexCache, ref: FileRef, linked: s
             problems.append(f"{merged.sources[s].where()}: {count} blocks that {where} links "
                             "fail their checksum or do not decode")
     return index.rows
+
+
+VERIFY_BYTES_IN_FLIGHT = 64 << 20  # decoded bytes of the blocks a remote verify checks at once
+
+
+def _checked_blocks(storage: Storage, merged: ChunkIndex, blocks: list[int]):
+    """(source number, None or the failure's class) of each block of ``blocks``, checked
+    (fetched, checksum, decoded). On a remote store many requests are in flight at once (one
+    after the other, a segment of a thousand blocks waited a thousand round trips), in groups
+    of at most ``VERIFY_BYTES_IN_FLIGHT`` decoded bytes, so memory stays bounded."""
+    def check(n: int) -> tuple[int, Any]:
+        s = int(merged.block_source[n])
+        try:
+            fetch_block(merged, n, CHECK_ONLY)
+        except FileNotFoundError:
+            return s, FileNotFoundError
+        except (CorruptionError, OSError) as err:
+            return s, type(err)
+        return s, None
+
+    if not storage.remote or len(blocks) < 2:
+        yield from map(check, blocks)
+        return
+    sizes = merged.block_decoded[blocks].tolist()
+    group: list[int] = []
+    held = 0
+    for n, size in zip(blocks, sizes):
+        if group and held + size > VERIFY_BYTES_IN_FLIGHT:
+            yield from io_pool().map(check, group)
+            group, held = [], 0
+        group.append(n)
+        held += size
+    yield from io_pool().map(check, group)
 
 
 def _verify_catalog(storage: Storage, root: Root, files: IndexCache,

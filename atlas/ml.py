@@ -19,9 +19,6 @@ def torch_dataset(store: Any, array: str, dataset_names: Sequence[str] | None = 
     worker ``k`` reads only batches ``k, k + N, ...``: every dataset is read once per pass, and
     the DataLoader, which takes batches from its workers in turn, yields them in batch order.
     """
-    import torch
-    from torch.utils.data import IterableDataset, get_worker_info
-
     if dataset_names is None:
         names = [n for n in store.list_datasets() if array in store.open_dataset(n).list_arrays()]
         if not names:
@@ -32,28 +29,59 @@ def torch_dataset(store: Any, array: str, dataset_names: Sequence[str] | None = 
             raise ValueError("dataset_names is empty; nothing to batch")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    return _dataset_class()(store, array, names, batch_size, shuffle, seed, start, shape,
+                            drop_last, prefetch)
+
+
+_CLASS: list = []  # AtlasBatches, made on first use (torch is imported then)
+
+
+def _dataset_class():
+    """``AtlasBatches``: a class of this module, so that a DataLoader's workers started by
+    spawn or forkserver (the default on macOS and Windows) unpickle it by name (a class made
+    inside ``torch_dataset`` did not pickle)."""
+    if _CLASS:
+        return _CLASS[0]
+    import torch
+    from torch.utils.data import IterableDataset, get_worker_info
 
     class AtlasBatches(IterableDataset):
+        def __init__(self, store, array, names, batch_size, shuffle, seed, start, shape,
+                     drop_last, prefetch):
+            self.store, self.array, self.names = store, array, names
+            self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+            self.start, self.shape = start, shape
+            self.drop_last, self.prefetch = drop_last, prefetch
+
         def __len__(self) -> int:
-            full, rest = divmod(len(names), batch_size)
-            return full + (1 if rest and not drop_last else 0)
+            full, rest = divmod(len(self.names), self.batch_size)
+            return full + (1 if rest and not self.drop_last else 0)
 
         def __iter__(self):
             info = get_worker_info()
-            plan = batch_plan(len(names), batch_size, shuffle, _epoch_seed(seed, info),
-                              drop_last)
+            plan = batch_plan(len(self.names), self.batch_size, self.shuffle,
+                              _epoch_seed(self.seed, info), self.drop_last)
             if info is not None:
                 plan = plan[info.id::info.num_workers]
-            mine = [names[i] for batch in plan for i in batch]
+            mine = [self.names[i] for batch in plan for i in batch]
             if not mine:
                 return
             # the worker's batches, in order: batches() cuts them again at batch_size
-            for batch_names, batch in store.batches(array, mine, batch_size=batch_size,
-                                                    shuffle=False, start=start, shape=shape,
-                                                    prefetch=prefetch):
+            for batch_names, batch in self.store.batches(
+                    self.array, mine, batch_size=self.batch_size, shuffle=False,
+                    start=self.start, shape=self.shape, prefetch=self.prefetch):
                 yield batch_names, torch.from_numpy(batch)
 
-    return AtlasBatches()
+    AtlasBatches.__module__ = __name__
+    AtlasBatches.__qualname__ = "AtlasBatches"
+    _CLASS.append(AtlasBatches)
+    return AtlasBatches
+
+
+def __getattr__(name: str):
+    if name == "AtlasBatches":  # what unpickling a dataset looks up
+        return _dataset_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def batch_plan(count: int, batch_size: int, shuffle: bool, seed: int | None,

@@ -88,3 +88,15 @@ def test_drop_last_and_len_count_the_batches_of_a_pass(store):
         torch_dataset(store, "nothing")
     with pytest.raises(ValueError, match="batch_size"):
         torch_dataset(store, "field", batch_size=0)
+
+
+@pytest.mark.parametrize("start_method", ["spawn", "forkserver"])
+def test_workers_started_by_spawn_or_forkserver_unpickle_the_dataset(store, start_method):
+    """spawn is the default start method on macOS and Windows: the dataset travels pickled
+    (a class made inside torch_dataset did not pickle), and the batches are those of one
+    process."""
+    single = passes(DataLoader(torch_dataset(store, "field", batch_size=4, seed=3),
+                               batch_size=None))
+    loader = DataLoader(torch_dataset(store, "field", batch_size=4, seed=3), batch_size=None,
+                        num_workers=2, multiprocessing_context=start_method)
+    assert passes(loader) == single

@@ -170,8 +170,8 @@ def test_lazy_reads_compute_on_a_local_cluster_of_processes(written, cluster_cli
 
 
 def test_a_graph_reads_the_commit_it_was_built_at_on_every_worker(tmp_path, cluster_client):
-    """Lazy objects computed on worker processes give the values of the commit they were
-    built at, every chunk (a worker that opened the store after a newer commit gave that
+    """Lazy objects (to_xarray, to_xarray_many, the xarray backend) computed on worker
+    processes give the values of the commit they were built at, every chunk (a worker that opened the store after a newer commit gave that
     commit's chunks: one compute mixed two); once that commit has expired, a typed error."""
     path = tmp_path / "store"
     with atlas.Atlas.create(path) as store:
@@ -180,13 +180,14 @@ def test_a_graph_reads_the_commit_it_was_built_at_on_every_worker(tmp_path, clus
                                  chunks={"t": (1, 8)})
     reader = atlas.Atlas.open(path)
     one, many = reader.to_xarray("a"), reader.to_xarray_many(["a", "b"])
+    engine = xr.open_dataset(reader, engine="atlas", group="b", chunks={"y": 1})
     workers = sorted(cluster_client.scheduler_info()["workers"])
     # one worker computes a chunk now, so that it holds the store at the first commit
     assert cluster_client.compute(one["t"][0], workers=workers[:1]).result().values.max() == 1
     with atlas.Atlas.open(path) as writer:
         for name in ("a", "b"):
             writer.open_dataset(name).write_array("t", [0, 0], np.full((4, 8), 2.0))
-    for lazy in (one, many):
+    for lazy in (one, many, engine):
         computed = cluster_client.compute(lazy["t"]).result().values
         np.testing.assert_array_equal(computed, np.ones_like(computed))
     # a graph of a commit that expired before any worker read it

@@ -19,6 +19,7 @@ from xarray.core import indexing
 from atlas.format.keys import ROOT_KEY as MANIFEST_KEY
 from atlas.xarray._decode import DECODERS, redecode, resolve
 from atlas.xarray._fidelity import restore_dataset_encoding
+from atlas.xarray._lazy import _shared_handle
 from atlas.xarray._mapping import DecodedVariable, restore_values
 from atlas.xarray._read import build_dataset, drop_names, layout
 
@@ -28,11 +29,17 @@ class AtlasBackendArray(BackendArray):
 
     def __init__(self, store, dataset: str, variable: DecodedVariable):
         self.store = store
+        self.generation = store.generation  # the commit the Dataset was opened at
         self.dataset = dataset
         self.name = variable.name
         self.shape = variable.shape
         self.dtype = variable.dtype
         self.restore = variable.restore
+
+    def __reduce__(self):
+        # in another process (a dask worker): the store at that commit, one handle per process
+        state = {k: v for k, v in vars(self).items() if k != "store"}
+        return (_revive, (self.store, state))
 
     def __getitem__(self, key: indexing.ExplicitIndexer) -> np.ndarray:
         return indexing.explicit_indexing_adapter(key, self.shape, indexing.IndexingSupport.BASIC,
@@ -63,6 +70,12 @@ class AtlasBackendArray(BackendArray):
         # the Ellipsis keeps a 0-D result an array: a numpy scalar would lose the dtype of
         # fixed-width and object strings when xarray turns it back into an array
         return restore_values(values, self.restore)[(*pick, Ellipsis)]
+
+
+def _revive(store, state: dict) -> AtlasBackendArray:
+    array = AtlasBackendArray.__new__(AtlasBackendArray)
+    vars(array).update(state, store=_shared_handle(store, state["generation"]))
+    return array
 
 
 class AtlasBackendEntrypoint(BackendEntrypoint):

@@ -345,6 +345,23 @@ def test_an_interrupt_says_so_and_exits_130(collection, capsys, monkeypatch):
     assert capsys.readouterr().err == "atlas: interrupted\n"
 
 
+def test_a_library_warning_is_one_line_of_ours(collection, capsys, monkeypatch):
+    import warnings
+
+    store, _ = collection
+    real = atlas.Atlas.open
+
+    def warning_open(*args, **kwargs):
+        warnings.warn("s3://b/p: cannot list incomplete multipart uploads\n(no route)",
+                      RuntimeWarning, stacklevel=2)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(atlas.Atlas, "open", warning_open)
+    assert main(["ls", str(store)]) == 0
+    assert capsys.readouterr().err == ("atlas: warning: s3://b/p: cannot list incomplete "
+                                       "multipart uploads (no route)\n")
+
+
 def test_debug_adds_the_traceback(tmp_path):
     proc = run("ls", tmp_path / "missing", "--debug")
     assert proc.returncode == 1

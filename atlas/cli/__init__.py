@@ -11,10 +11,11 @@ import argparse
 import logging
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 
 from atlas.cli import _export, _ingest, _inspect, _maintain, _versions
-from atlas.cli._common import CommandError, CommandFailed, log
+from atlas.cli._common import CommandError, CommandFailed, log, warn
 
 __all__ = ["main"]
 
@@ -91,6 +92,10 @@ def _start_log(path: str) -> logging.Handler:
     return handler
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    warn(" ".join(str(message).split()))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit status (0 ok, 1 error, 130 interrupted)."""
     log.propagate = False  # our own handlers only: no stray warnings from logging.lastResort
@@ -110,7 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.log_file:
             handler = _start_log(args.log_file)
             log.info("atlas %s", " ".join(argv))
-        status = args.func(args)
+        with warnings.catch_warnings():
+            # a library warning is one line like ours, not Python's two with a source line
+            warnings.showwarning = _one_line_warning
+            status = args.func(args)
         log.info("exit %d", status)
         return status
     except KeyboardInterrupt as err:

@@ -161,6 +161,17 @@ def _fresh(store):
     return pickle.loads(_pickled(store))
 
 
+# the S3 settings obstore reads from the environment when a store is not given them
+_S3_ENVIRONMENT = {
+    "endpoint": ("AWS_ENDPOINT", "AWS_ENDPOINT_URL"),
+    "region": ("AWS_REGION", "AWS_DEFAULT_REGION"),
+    "access_key_id": ("AWS_ACCESS_KEY_ID",),
+    "secret_access_key": ("AWS_SECRET_ACCESS_KEY",),
+    "session_token": ("AWS_SESSION_TOKEN",),
+    "virtual_hosted_style_request": ("AWS_VIRTUAL_HOSTED_STYLE_REQUEST",),
+}
+
+
 class _Helper:
     """A fresh interpreter that runs the obstore requests of a forked child (one per child
     process, for all its stores); it ends when the child closes the pipe, i.e. when it exits."""
@@ -617,7 +628,14 @@ class ObjectStorage(Storage):
         except ImportError:
             return None
         config = {k.lower().removeprefix("aws_"): v for k, v in self.store.config.items()}
-        virtual = str(config.get("virtual_hosted_style_request", "true")).lower() == "true"
+        # what the store was not given it takes from the environment, as obstore does (else
+        # the listing would go to AWS itself, not to the endpoint the store talks to)
+        for key, names in _S3_ENVIRONMENT.items():
+            found = next((os.environ[n] for n in names if os.environ.get(n)), None)
+            if config.get(key) is None and found is not None:
+                config[key] = found
+        # obstore's default is path-style requests
+        virtual = str(config.get("virtual_hosted_style_request", "false")).lower() == "true"
         return boto3.client(
             "s3", endpoint_url=config.get("endpoint"), region_name=config.get("region"),
             aws_access_key_id=config.get("access_key_id"),

@@ -116,6 +116,31 @@ WRITER = textwrap.dedent("""
 """)
 
 
+def test_an_s3_store_set_up_by_the_environment_lists_its_uploads_there(moto_s3, tmp_path,
+                                                                       monkeypatch, capsys):
+    """The endpoint, region and keys in AWS_* variables (as cli.md sets them up): the listing
+    of incomplete uploads goes to that endpoint too (it went to AWS itself: nothing listed,
+    and `atlas verify` printed Python's two-line warning)."""
+    from atlas.cli import main
+
+    options = moto_s3.options()
+    for name, value in {"AWS_ENDPOINT": options["endpoint"], "AWS_REGION": "us-east-1",
+                        "AWS_ALLOW_HTTP": "true", "AWS_ACCESS_KEY_ID": "testing",
+                        "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(name, value)
+    prefix = moto_s3.new_prefix()
+    url = f"s3://{BUCKET}/{prefix}"
+    store = atlas.Atlas.create(url, spill_dir=str(tmp_path))
+    _write(store, "d", np.arange(10.0))
+    store.flush()
+    ours = _start_upload(moto_s3.boto3_client(), f"{prefix}/" + KEYS["segment"].format("e" * 32))
+    assert any(ours in x for x in atlas.Atlas.open(url).verify().leftovers)
+    assert main(["verify", url]) == 0
+    err = capsys.readouterr().err
+    assert "Warning" not in err and "multipart" not in err, err
+    SEEN["multipart uploads listed (environment)"] += 1
+
+
 @pytest.mark.parametrize("what", ["segment", "catalog part"])
 def test_a_flush_killed_mid_upload_leaves_leftovers_that_repair_removes(moto_s3, tmp_path,
                                                                         monkeypatch, what):

@@ -10,7 +10,7 @@ import numpy as np
 def torch_dataset(store: Any, array: str, dataset_names: Sequence[str] | None = None,
                   batch_size: int = 64, shuffle: bool = True, seed: int | None = None,
                   start: Sequence[int] | None = None, shape: Sequence[int] | None = None,
-                  drop_last: bool = False, prefetch: int = 1):
+                  drop_last: bool = False, prefetch: int = 1, where: Any = None):
     """A ``torch.utils.data.IterableDataset`` yielding ``(names, tensor)`` batches.
 
     Use it with ``DataLoader(ds, batch_size=None)``: batching happens in atlas. Each pass
@@ -18,6 +18,8 @@ def torch_dataset(store: Any, array: str, dataset_names: Sequence[str] | None = 
     DataLoader's per-epoch seed, the same in all its workers), and with ``num_workers=N``
     worker ``k`` reads only batches ``k, k + N, ...``: every dataset is read once per pass, and
     the DataLoader, which takes batches from its workers in turn, yields them in batch order.
+    ``where``: only the datasets ``store.select(where)`` picks (with ``dataset_names``: only
+    those of them), chosen once, here.
     """
     if dataset_names is None:
         names = [n for n in store.list_datasets() if array in store.open_dataset(n).list_arrays()]
@@ -27,6 +29,11 @@ def torch_dataset(store: Any, array: str, dataset_names: Sequence[str] | None = 
         names = list(dataset_names)
         if not names:
             raise ValueError("dataset_names is empty; nothing to batch")
+    if where is not None:
+        picked = set(store.select(where))
+        names = [n for n in names if n in picked]
+        if not names:
+            raise ValueError(f"no dataset with {array!r} matches where={where!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     return _dataset_class()(store, array, names, batch_size, shuffle, seed, start, shape,

@@ -95,6 +95,13 @@ def test_torch_adapter_yields_tensors_when_torch_is_installed(store):
     assert all(isinstance(b, torch.Tensor) for _, b in batches)
     names = [n for ns, _ in batches for n in ns]
     assert sorted(names) == [f"d{i:02d}" for i in range(23)]
+    # where= picks the datasets as Atlas.batches does (the docs give both the same keywords)
+    where = "field.max < 0.98"  # about half of them
+    picked = [n for ns, _ in torch_dataset(store, "field", batch_size=4, shuffle=False,
+                                           where=where) for n in ns]
+    assert picked == [n for ns, _ in store.batches("field", batch_size=4, shuffle=False,
+                                                   where=where) for n in ns]
+    assert 0 < len(picked) < 23 and picked == store.select(where)
 
 
 @pytest.mark.parametrize("prefetch", [0, 2])

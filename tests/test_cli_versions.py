@@ -76,7 +76,8 @@ def test_tag_expire_and_the_tagged_version_stays(versioned, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out) == {"two": 2}
     assert main(["expire", str(versioned), "--older-than", "0", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["versions_kept"] == [2, 4] and result["versions_removed"] == 3
+    # and its own commit (5: the data of 4) is kept too, and listed
+    assert result["versions_kept"] == [2, 4, 5] and result["versions_removed"] == 3
     assert main(["ls", str(versioned), "--version", "two"]) == 0
     assert capsys.readouterr().out.split() == ["d0", "d1"]
     assert main(["ls", str(versioned), "--version", "1"]) == 1

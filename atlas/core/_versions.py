@@ -558,7 +558,7 @@ def expire(store: "Atlas", older_than: Any = None, keep_last: Any = None) -> dic
             return out
 
         try:
-            store._commit_maintenance(without_gone)
+            committed = store._commit_maintenance(without_gone)
         except BaseException:
             merges.discard(storage)
             raise
@@ -576,6 +576,9 @@ def expire(store: "Atlas", older_than: Any = None, keep_last: Any = None) -> dic
                 freed += sizes.get(key, 0)
             except OSError:
                 pass  # unreferenced now: an orphan sweep takes it later
+        # this commit is a version too (the data of the one it replaced, which stays: a
+        # writer whose handle is at that one needs its record to rebase on this commit)
+        plan.kept = sorted({*plan.kept, committed.generation})
     try:
         _maintain.remove_orphans(store)
     except OSError:

@@ -587,6 +587,9 @@ def _compare(left: Any, symbol: str, right: Any, where: str) -> np.ndarray:
     if symbol in ("in", "not in"):
         if not isinstance(left, pd.Series) or not isinstance(right, (list, tuple, set)):
             raise QueryError(f"{where}: use `column in [values]`")
+        right = [_as_time(left, item, where) for item in right]
+        for item in right:
+            _refuse_other_kind(left, item, where)
         mask = left.isin(list(right)).to_numpy(bool)
         return ~mask & ~left.isna().to_numpy() if symbol == "not in" else mask
     series, other = (left, right) if isinstance(left, pd.Series) else (right, left)
@@ -595,12 +598,7 @@ def _compare(left: Any, symbol: str, right: Any, where: str) -> np.ndarray:
     if isinstance(other, (list, set)):  # pandas would compare it row by row, by position
         raise QueryError(f"{where}: {symbol} compares with one value, got {other!r}; use "
                          f"'in [...]' to compare with a list")
-    if isinstance(other, str) and series.dtype.kind == "M":
-        try:
-            other = np.datetime64(other, "ns")
-        except ValueError:
-            raise QueryError(f"{where}: column {series.name!r} holds timestamps: expected "
-                             f"ISO 8601 text ('2024-03-01T12:00'), got {other!r}") from None
+    other = _as_time(series, other, where)
     _refuse_other_kind(series, other, where)
     if isinstance(left, pd.Series) is False:  # literal on the left: mirror the operator
         symbol = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}.get(symbol, symbol)
@@ -629,21 +627,55 @@ def _compare(left: Any, symbol: str, right: Any, where: str) -> np.ndarray:
     return out
 
 
+def _as_time(series: "pd.Series", value: Any, where: str) -> Any:
+    """``value``, as a timestamp where it is text compared with a timestamp column."""
+    if not isinstance(value, str) or series.dtype.kind != "M":
+        return value
+    try:
+        return np.datetime64(value, "ns")
+    except ValueError:
+        raise QueryError(f"{where}: column {series.name!r} holds timestamps: expected "
+                         f"ISO 8601 text ('2024-03-01T12:00'), got {value!r}") from None
+
+
 def _refuse_other_kind(series: "pd.Series", other: Any, where: str) -> None:
-    """QueryError for a literal no value of a typed column can equal or be ordered against: a
-    number against timestamps, text or a timestamp against numbers (pandas says False for
-    ``==`` and raises for ``<``; either way the query is a mistake). Object columns, which
-    mix kinds across datasets, compare value by value."""
-    dtype = series.dtype
-    if not isinstance(dtype, np.dtype) or isinstance(other, (bool, np.bool_)):
+    """QueryError for a literal that no value of the column can equal or be ordered against:
+    a number or a truth value against timestamps or text, text against numbers (pandas says
+    False for ``==``, matches ``True`` as 1 and raises for ``<``: the query is a mistake either
+    way). A column that mixes kinds across datasets compares value by value."""
+    kind = _column_kind(series)
+    given = _literal_kind(other)
+    if kind is None or given is None or given == kind or (kind, given) == ("timestamps", "text"):
         return
-    number = isinstance(other, (int, float, np.integer, np.floating))
-    if dtype.kind == "M" and number:
-        raise QueryError(f"{where}: column {series.name!r} holds timestamps: expected ISO 8601 "
-                         f"text ('2024-03-01T12:00'), got the number {other!r}")
-    if dtype.kind in "iuf" and isinstance(other, (str, np.datetime64)):
-        raise QueryError(f"{where}: column {series.name!r} holds numbers ({dtype}): expected "
-                         f"a number, got {other!r}")
+    described = f"the number {other!r}" if given == "numbers" else repr(other)
+    held = f"numbers ({series.dtype})" if kind == "numbers" else kind
+    raise QueryError(f"{where}: column {series.name!r} holds {held}: expected "
+                     f"{_EXPECTED[kind]}, got {described}")
+
+
+_EXPECTED = {"numbers": "a number", "text": "text ('float12')", "booleans": "True or False",
+             "timestamps": "ISO 8601 text ('2024-03-01T12:00')"}
+
+
+def _column_kind(series: "pd.Series") -> str | None:
+    """What every value of a column is (None: a mix, or nothing)."""
+    import pandas as pd
+
+    dtype = series.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind != "O":
+        return {"M": "timestamps", "i": "numbers", "u": "numbers", "f": "numbers",
+                "b": "booleans"}.get(dtype.kind)
+    return "text" if pd.api.types.infer_dtype(series, skipna=True) == "string" else None
+
+
+def _literal_kind(value: Any) -> str | None:
+    if isinstance(value, (bool, np.bool_)):
+        return "booleans"
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return "numbers"
+    if isinstance(value, str):
+        return "text"
+    return "timestamps" if isinstance(value, np.datetime64) else None
 
 
 _NUMPY_OPS = {"==": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal,

@@ -117,6 +117,16 @@ EXPRESSIONS = [
 ]
 
 
+def test_timestamps_in_a_list_are_iso_text_as_in_comparisons(store, rng):
+    _collection(store, rng, 10)
+    store.flush()
+    days = ["2024-01-03", "2024-01-05T00:00"]
+    assert store.select(f"time in {days}") == store.select(
+        f"time == '{days[0]}' or time == '{days[1]}'") == ["p002", "p004"]
+    assert store.select(f"time not in {days}") == [
+        n for n in store.list_datasets() if n not in ("p002", "p004")]
+
+
 @pytest.mark.parametrize("where", EXPRESSIONS)
 def test_select_matches_a_brute_force_check(store, rng, where):
     _collection(store, rng)
@@ -237,6 +247,11 @@ def test_selections_feed_stacked_reads_and_batches(store, rng):
     ("1.5 < time", r"column 'time' holds timestamps: expected ISO 8601.*the number 1.5"),
     ("cycle == '3'", r"column 'cycle' holds numbers \(\w+\): expected a number, got '3'"),
     ("temp.max != 'warm'", r"column 'temp.max' holds numbers .*got 'warm'"),
+    ("platform == 6900000", r"column 'platform' holds text: expected text.*the number 6900000"),
+    ("cycle == True", r"column 'cycle' holds numbers .*got True"),  # pandas: True == 1
+    ("time != False", r"column 'time' holds timestamps: .*got False"),
+    ("cycle in [1, 'a']", r"column 'cycle' holds numbers .*got 'a'"),
+    ("time in ['2024-01-02', 'soon']", r"column 'time' holds timestamps: .*got 'soon'"),
 ])
 def test_bad_expressions_raise_value_errors_saying_what(store, rng, where, match):
     _collection(store, rng, 5)

@@ -191,6 +191,17 @@ def test_a_warning_about_a_file_name_holding_a_newline_stays_one_line(folder, tm
                         "'odd\\nday': it contains a control character"]
 
 
+def test_a_skipped_invalid_name_is_listed_with_its_file_like_any_skipped_file(folder,
+                                                                               tmp_path):
+    write_day(folder / "_x.nc", 7)
+    write_broken(folder / "day1b.nc")
+    proc = run("ingest", folder, tmp_path / "store", "--skip-errors", "--json")
+    assert proc.returncode == 0, proc.stderr
+    errors = {s["dataset"]: s["error"] for s in json.loads(proc.stdout)["skipped"]}
+    assert errors["_x"].startswith(f"{folder}/_x.nc: invalid dataset name '_x'")
+    assert errors["day1b"].startswith(f"{folder}/day1b.nc: cannot read it")
+
+
 def test_skip_errors_reports_what_was_skipped_and_ingests_the_rest(folder, tmp_path):
     write_broken(folder / "day1b.nc")
     write_unstorable_file(folder / "day1c.nc")

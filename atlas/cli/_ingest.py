@@ -387,7 +387,8 @@ def cmd_ingest(args) -> int:
         except ValueError as err:
             if not args.skip_errors:
                 raise CommandError(f"{path}: {err}") from err
-            skipped.append({"file": str(path), "dataset": name, "error": str(err)})
+            # the error names the file, as a read error does
+            skipped.append({"file": str(path), "dataset": name, "error": f"{path}: {err}"})
             warn(f"skipped {path}: {err}")
             continue
         valid.append((path, name))

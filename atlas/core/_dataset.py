@@ -215,6 +215,11 @@ class DatasetView:
     # -- attributes ----------------------------------------------------------------------------
 
     def set_attribute(self, key: str, value: Any, dtype: str | None = None) -> None:
+        _public_key(key, f"dataset {self._name!r}")
+        self._set_attribute(key, value, dtype)
+
+    def _set_attribute(self, key: str, value: Any, dtype: str | None = None) -> None:
+        """:meth:`set_attribute`, reserved ``_pyatlas`` keys allowed (the xarray layer's)."""
         self._set(("attr", _key(key)), self._did(), value, dtype,
                   f"attribute {key!r} of dataset {self._name!r}")
 
@@ -238,6 +243,12 @@ class DatasetView:
 
     def set_array_attribute(self, array: str, key: str, value: Any,
                             dtype: str | None = None) -> None:
+        _public_key(key, self._where(array))
+        self._set_array_attribute(array, key, value, dtype)
+
+    def _set_array_attribute(self, array: str, key: str, value: Any,
+                             dtype: str | None = None) -> None:
+        """:meth:`set_array_attribute`, reserved ``_pyatlas`` keys allowed."""
         slot = self._required(array)[1]
         self._set(("array_attr", array, _key(key)), slot, value, dtype,
                   f"attribute {key!r} of {self._where(array)}")
@@ -272,6 +283,14 @@ INTERNAL_PREFIX = "_pyatlas"
 
 def is_internal(key: Any) -> bool:
     return isinstance(key, str) and key.startswith(INTERNAL_PREFIX)
+
+
+def _public_key(key: Any, where: str) -> None:
+    """ValueError for a reserved key: the xarray layer's, which reads leave out (set, it
+    would be stored and never seen again)."""
+    if is_internal(key):
+        raise ValueError(f"attribute key {key!r} of {where}: keys beginning with "
+                         f"{INTERNAL_PREFIX!r} are reserved for atlas")
 
 
 _INT_ONLY = frozenset({int})

@@ -183,7 +183,7 @@ def _grow(view: DatasetView, growths: list[_Growth]) -> None:
             name = growth.plan.name
             done.append(growth)
             for key, value in growth.markers.items():
-                view.set_array_attribute(name, key, value)
+                view._set_array_attribute(name, key, value)
             view.resize_array(name, growth.new_shape)
             origin = [0] * len(growth.old_shape)
             origin[growth.axis] = growth.old_shape[growth.axis]
@@ -192,7 +192,7 @@ def _grow(view: DatasetView, growths: list[_Growth]) -> None:
         for growth in reversed(done):
             view.resize_array(growth.plan.name, growth.old_shape)
             for key, value in growth.previous.items():
-                view.set_array_attribute(growth.plan.name, key, value)
+                view._set_array_attribute(growth.plan.name, key, value)
         raise
 
 

@@ -75,17 +75,17 @@ def add_xr_dataset(store: Atlas, ds: xr.Dataset, name: str,
     view = store.create_dataset(name)
     try:
         for key, value in dataset_attrs.items():
-            view.set_attribute(key, value)
-        view.set_attribute(COORDS_ATTR, json.dumps([stored_name(c) for c in ds.coords]))
+            view._set_attribute(key, value)
+        view._set_attribute(COORDS_ATTR, json.dumps([stored_name(c) for c in ds.coords]))
         if none_name is not None:
-            view.set_attribute(NONE_NAME_ATTR, none_name)
+            view._set_attribute(NONE_NAME_ATTR, none_name)
         for key, value in dataset_markers(ds).items():
-            view.set_attribute(key, value)
+            view._set_attribute(key, value)
         for plan, var, chunk_shape in plans:
             view.define_array(plan.name, plan.dtype, plan.dims, plan.shape, chunk_shape,
                               plan.fill_value)
             for key, value in plan.attrs.items():
-                view.set_array_attribute(plan.name, key, value)
+                view._set_array_attribute(plan.name, key, value)
             write_variable(view, plan, var)
     except BaseException:
         if store.dataset_exists(name):

@@ -17,9 +17,9 @@ def filled(store, names=("jan", "feb", "mar")):
         ds.define_array("station", "string", ["n"], [2])
         ds.set_attribute("month", i + 1)
         ds.set_attribute("note", "<b>raw & html</b>")
-        ds.set_attribute("_pyatlas_coords", '["lat"]')  # the xarray layer's bookkeeping
+        ds._set_attribute("_pyatlas_coords", '["lat"]')  # the xarray layer's bookkeeping
         ds.set_array_attribute("sst", "units", "degC")
-        ds.set_array_attribute("sst", "_pyatlas_dtype", "float32")
+        ds._set_array_attribute("sst", "_pyatlas_dtype", "float32")
     store.flush()
     return store
 
@@ -41,6 +41,13 @@ def test_internal_attributes_are_hidden_but_readable_by_the_xarray_layer(store):
     assert view._all_attributes()["_pyatlas_coords"] == '["lat"]'
     assert view.array_attributes("sst") == {"units": "degC"}
     assert view.get_array_attribute("sst", "_pyatlas_dtype") is None
+    assert view._all_array_attributes("sst")["_pyatlas_dtype"] == "float32"
+    # the public setters refuse them: set, they would be stored and never seen again
+    with pytest.raises(ValueError, match="'_pyatlas_x' of dataset 'jan': keys beginning "
+                                         "with '_pyatlas' are reserved"):
+        view.set_attribute("_pyatlas_x", 1)
+    with pytest.raises(ValueError, match="'_pyatlas_dtype' of 'sst' in dataset 'jan'"):
+        view.set_array_attribute("sst", "_pyatlas_dtype", "int8")
     assert view._all_array_attributes("sst")["_pyatlas_dtype"] == "float32"
 
 

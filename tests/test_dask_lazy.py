@@ -171,8 +171,9 @@ def test_lazy_reads_compute_on_a_local_cluster_of_processes(written, cluster_cli
 
 def test_a_graph_reads_the_commit_it_was_built_at_on_every_worker(tmp_path, cluster_client):
     """Lazy objects (to_xarray, to_xarray_many, the xarray backend) computed on worker
-    processes give the values of the commit they were built at, every chunk (a worker that opened the store after a newer commit gave that
-    commit's chunks: one compute mixed two); once that commit has expired, a typed error."""
+    processes give the values of the commit they were built at, every chunk (a worker that
+    opened the store after a newer commit gave that commit's chunks: one compute mixed two);
+    once that commit has expired, a typed error."""
     path = tmp_path / "store"
     with atlas.Atlas.create(path) as store:
         for name in ("a", "b"):

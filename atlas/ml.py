@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Sequence
 
 import numpy as np
@@ -40,15 +41,11 @@ def torch_dataset(store: Any, array: str, dataset_names: Sequence[str] | None = 
                             drop_last, prefetch)
 
 
-_CLASS: list = []  # AtlasBatches, made on first use (torch is imported then)
-
-
+@functools.cache  # made on first use: torch is imported then
 def _dataset_class():
     """``AtlasBatches``: a class of this module, so that a DataLoader's workers started by
     spawn or forkserver (the default on macOS and Windows) unpickle it by name (a class made
     inside ``torch_dataset`` did not pickle)."""
-    if _CLASS:
-        return _CLASS[0]
     import torch
     from torch.utils.data import IterableDataset, get_worker_info
 
@@ -81,7 +78,6 @@ def _dataset_class():
 
     AtlasBatches.__module__ = __name__
     AtlasBatches.__qualname__ = "AtlasBatches"
-    _CLASS.append(AtlasBatches)
     return AtlasBatches
 
 

@@ -898,19 +898,24 @@ def _verify_version_records(storage: Storage, root: Root, problems: list[str]) -
                 continue
             except (CorruptionError, FormatError, OSError) as err:
                 _problem(problems, storage.location, err)
-    needed = {(root.generation, root.commit): "the newest version"}
+    needed = {}
+    if not _recorded(found, root.generation, root.commit) and not _superseded(storage, root):
+        needed[root.generation, root.commit] = "the newest version"
     try:
-        for name, version in _versions.all_tags(storage).items():
-            needed.setdefault(version, f"version {version[0]}, tagged {name!r},")
+        for name, (generation, commit) in _versions.all_tags(storage).items():
+            if not _recorded(found, generation, commit):
+                needed.setdefault((generation, commit), f"version {generation}, tagged "
+                                                        f"{name!r},")
     except CorruptionError as err:
         _problem(problems, storage.location, err)
     for (generation, commit), what in needed.items():
-        if commit in found.get(generation, {}) or what == "the newest version" and \
-                _superseded(storage, root):
-            continue
         problems.append(f"{storage.location}/{key_grammar.version_key(generation, commit)}: "
                         f"the record of {what} is missing (no retention removes it; "
                         "history() leaves the version out and opening it says expired)")
+
+
+def _recorded(found: dict[int, dict[str, float]], generation: int, commit: str) -> bool:
+    return commit in found.get(generation, {})
 
 
 def _superseded(storage: Storage, root: Root) -> bool:

@@ -588,8 +588,7 @@ def _compare(left: Any, symbol: str, right: Any, where: str) -> np.ndarray:
         if not isinstance(left, pd.Series) or not isinstance(right, (list, tuple, set)):
             raise QueryError(f"{where}: use `column in [values]`")
         right = [_as_time(left, item, where) for item in right]
-        for item in right:
-            _refuse_other_kind(left, item, where)
+        _refuse_other_kind(left, right, where)
         mask = left.isin(list(right)).to_numpy(bool)
         return ~mask & ~left.isna().to_numpy() if symbol == "not in" else mask
     series, other = (left, right) if isinstance(left, pd.Series) else (right, left)
@@ -599,7 +598,7 @@ def _compare(left: Any, symbol: str, right: Any, where: str) -> np.ndarray:
         raise QueryError(f"{where}: {symbol} compares with one value, got {other!r}; use "
                          f"'in [...]' to compare with a list")
     other = _as_time(series, other, where)
-    _refuse_other_kind(series, other, where)
+    _refuse_other_kind(series, [other], where)
     if isinstance(left, pd.Series) is False:  # literal on the left: mirror the operator
         symbol = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}.get(symbol, symbol)
     fast = _compare_numbers(series, symbol, other)
@@ -638,19 +637,22 @@ def _as_time(series: "pd.Series", value: Any, where: str) -> Any:
                          f"ISO 8601 text ('2024-03-01T12:00'), got {value!r}") from None
 
 
-def _refuse_other_kind(series: "pd.Series", other: Any, where: str) -> None:
+def _refuse_other_kind(series: "pd.Series", literals: list, where: str) -> None:
     """QueryError for a literal that no value of the column can equal or be ordered against:
     a number or a truth value against timestamps or text, text against numbers (pandas says
     False for ``==``, matches ``True`` as 1 and raises for ``<``: the query is a mistake either
     way). A column that mixes kinds across datasets compares value by value."""
-    kind = _column_kind(series)
-    given = _literal_kind(other)
-    if kind is None or given is None or given == kind or (kind, given) == ("timestamps", "text"):
+    given = [(value, _literal_kind(value)) for value in literals]
+    if all(kind is None for _value, kind in given):  # another column, None: nothing to judge
         return
-    described = f"the number {other!r}" if given == "numbers" else repr(other)
-    held = f"numbers ({series.dtype})" if kind == "numbers" else kind
-    raise QueryError(f"{where}: column {series.name!r} holds {held}: expected "
-                     f"{_EXPECTED[kind]}, got {described}")
+    kind = _column_kind(series)  # once: for text, a pass over the column
+    for value, literal in given:
+        if kind is None or literal in (None, kind) or (kind, literal) == ("timestamps", "text"):
+            continue
+        described = f"the number {value!r}" if literal == "numbers" else repr(value)
+        held = f"numbers ({series.dtype})" if kind == "numbers" else kind
+        raise QueryError(f"{where}: column {series.name!r} holds {held}: expected "
+                         f"{_EXPECTED[kind]}, got {described}")
 
 
 _EXPECTED = {"numbers": "a number", "text": "text ('float12')", "booleans": "True or False",

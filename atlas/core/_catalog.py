@@ -623,7 +623,11 @@ class Catalog:
         covered = 0
         for first, hashes in self._created_hashes:
             lo, hi = np.searchsorted(keys, [first, first + len(hashes)]).tolist()
-            out[lo:hi] = hashes[keys[lo:hi] - first]
+            # a table's keys are sorted and unique: a span of hi - lo - 1 means consecutive
+            if hi > lo and keys[hi - 1] - keys[lo] == hi - lo - 1:
+                out[lo:hi] = hashes[keys[lo] - first:keys[hi - 1] - first + 1]
+            else:
+                out[lo:hi] = hashes[keys[lo:hi] - first]
             covered += hi - lo
         return out if covered == len(keys) and covered else None
 

@@ -12,9 +12,10 @@ The filter is the section ``["names_bloom"]`` of a part, one ``u1`` column ``bit
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
+
+from atlas import kernels
 
 BITS_PER_NAME = 10  # with 7 probes: about 1% false positives
 PROBES = 7
@@ -93,32 +94,12 @@ def name_hashes_of_bytes(encoded: bytes) -> np.ndarray:
     return np.array([h], np.uint64)
 
 
-def _probes(hashes: np.ndarray, n_bits: int) -> Iterator[np.ndarray]:
-    """The bit positions of every name, one probe at a time (an array reused: use each before
-    asking for the next). h1 + i h2 stays below 2^35 (no wrap), so it is taken mod n_bits
-    step by step: two divisions per name instead of one per probe, and no (names, PROBES)
-    array (56 MB for a million names)."""
-    m = np.uint64(n_bits)
-    at = (hashes & np.uint64(0xFFFFFFFF)) % m
-    step = ((hashes >> np.uint64(32)) | np.uint64(1)) % m
-    wrapped = np.empty_like(at)
-    for i in range(PROBES):
-        if i:
-            at += step  # below 2 m
-            np.subtract(at, m, out=wrapped)  # wraps past 2^63 where at < m
-            np.minimum(at, wrapped, out=at)  # at mod m: half the time of a masked subtract
-        yield at.view(np.int64)  # below n_bits
-
-
 def build(names, hashes: np.ndarray | None = None) -> np.ndarray:
     """The filter bytes of ``names`` (``hashes``: their :func:`name_hashes`, when known)."""
     if hashes is None:
         hashes = name_hashes(names)
     n_bytes = max(8, (len(hashes) * BITS_PER_NAME + 7) // 8)
-    bits = np.zeros(n_bytes * 8, bool)
-    for positions in _probes(hashes, n_bytes * 8):
-        bits[positions] = True
-    return np.packbits(bits)
+    return kernels.bloom_bits(hashes, n_bytes, PROBES)
 
 
 def might_contain(filter_bytes: np.ndarray, name: str) -> bool:
@@ -126,8 +107,11 @@ def might_contain(filter_bytes: np.ndarray, name: str) -> bool:
     n_bits = len(filter_bytes) * 8
     if not n_bits:
         return True
-    for positions in _probes(name_hashes([name]), n_bits):
-        p = int(positions[0])
-        if not (filter_bytes[p >> 3] >> (7 - (p & 7))) & 1:
+    h = int(name_hashes([name])[0])
+    at, step = (h & 0xFFFFFFFF) % n_bits, ((h >> 32) | 1) % n_bits
+    for i in range(PROBES):
+        if i:
+            at = (at + step) % n_bits
+        if not (int(filter_bytes[at >> 3]) >> (7 - (at & 7))) & 1:
             return False
     return True

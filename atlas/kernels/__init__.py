@@ -1,6 +1,6 @@
 """Drivers of the Numba kernels: validate, fold, allocate, then call the compiled loop.
 
-The compiled loops (``_copy``, ``_stats``, ``_shuffle``) are private and see only arrays and
+The compiled loops (``_copy``, ``_stats``, ``_shuffle``, ``_bloom``) are private and see only arrays and
 plain scalars. Object (string) arrays never reach them. What is one copy (one box, runs back to
 back, the box of :func:`copy_window`) is one numpy assignment with the same bounds checks: the
 loops are for many boxes or runs at once.
@@ -27,6 +27,7 @@ __all__ = [
     "NULL_NAT",
     "NULL_NONE",
     "block_partials",
+    "bloom_bits",
     "chunk_partial",
     "copy_window",
     "fill_regions",
@@ -363,3 +364,16 @@ def fold_partials(nulls: np.ndarray, valids: np.ndarray, mins: np.ndarray,
     if counts[1] == 0:
         return int(counts[0]), 0, None, None
     return int(counts[0]), int(counts[1]), extremes[0], extremes[1]
+
+
+def bloom_bits(hashes: np.ndarray, n_bytes: int, probes: int) -> np.ndarray:
+    """A Bloom filter of ``n_bytes`` packed bytes with ``probes`` bits set per 64-bit hash (the
+    probe sequence of ``atlas.format.bloom``)."""
+    hashes = np.ascontiguousarray(hashes, np.uint64)
+    if hashes.ndim != 1:
+        raise ValueError(f"hashes must be 1-D, got shape {hashes.shape}")
+    if n_bytes < 1 or probes < 1:
+        raise ValueError(f"a filter needs n_bytes >= 1 and probes >= 1, got {n_bytes}, {probes}")
+    out = np.zeros(n_bytes, np.uint8)
+    _loop("_bloom", "_set_probe_bits")(hashes, n_bytes * 8, probes, out)
+    return out

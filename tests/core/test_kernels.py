@@ -566,3 +566,26 @@ def test_kernel_decorator_falls_back_to_no_cache_when_caching_is_impossible(monk
     compiled(np.arange(3, dtype=np.int64), out)
     assert out.tolist() == [1, 2, 3]
     assert calls == [True, False]
+
+
+@pytest.mark.parametrize("n_bytes", [1, 3, 8, 1 << 10, (1 << 29) // 1024])
+def test_bloom_bits_sets_the_probe_sequence_of_every_hash(n_bytes):
+    # extreme hashes too: h1 and h2 at 2**32 - 1, where h1 + i h2 passes n_bits many times
+    rng = np.random.default_rng(n_bytes)
+    hashes = np.concatenate([rng.integers(0, 2**63, 200, dtype=np.uint64) * np.uint64(2),
+                             np.array([0, 2**64 - 1, 2**32 - 1, (2**32 - 1) << 32], np.uint64)])
+    expected = bytearray(n_bytes)
+    m = 8 * n_bytes
+    for h in hashes.tolist():
+        h1, h2 = h & 0xFFFFFFFF, (h >> 32) | 1
+        for i in range(5):
+            p = (h1 + i * h2) % m
+            expected[p // 8] |= 1 << (7 - p % 8)
+    assert kernels.bloom_bits(hashes, n_bytes, 5).tobytes() == bytes(expected)
+
+
+def test_bloom_bits_refuses_what_is_no_filter():
+    with pytest.raises(ValueError, match="1-D"):
+        kernels.bloom_bits(np.zeros((2, 2), np.uint64), 8, 7)
+    with pytest.raises(ValueError, match="n_bytes >= 1"):
+        kernels.bloom_bits(np.zeros(3, np.uint64), 0, 7)

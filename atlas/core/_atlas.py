@@ -644,6 +644,7 @@ class Atlas:
             delta = table.log.table(copy=False)
             if section_id == ("datasets",):
                 delta.name_hashes = catalog.created_hashes(delta)
+                delta.name_bytes = catalog.created_name_bytes(delta)
             if section_id[0] == "array":
                 live = ~delta.dead
                 array = section_id[1]

@@ -93,9 +93,10 @@ class Catalog:
         # names created in bulk since (names, first did): added to the dict when it is next
         # used, so that a stacked write followed by a flush never pays for it
         self._dids_todo: list[tuple[list[str], int]] = []
-        # (first did, bloom hashes of the names) of each bulk create since the last commit:
-        # the flush's Bloom filter reuses them (dids only grow under one Catalog)
-        self._created_hashes: list[tuple[int, np.ndarray]] = []
+        # (first did, bloom hashes of the names, the names bloom.join-ed or None) of each bulk
+        # create since the last commit: the flush's Bloom filter and name column reuse them
+        # (dids only grow under one Catalog)
+        self._created: list[tuple[int, np.ndarray, Any]] = []
         # until then: names this handle created (-> did) or deleted (-> None), and the datasets
         # sections of the parts, searched as joined bytes
         self._names_changed: dict[str, int | None] = {}
@@ -363,14 +364,15 @@ class Catalog:
         return did
 
     def create_many(self, names: list[str], dids: np.ndarray,
-                    hashes: np.ndarray | None = None) -> None:
+                    hashes: np.ndarray | None = None, joined: Any = None) -> None:
         """Datasets ``names`` (checked, new, distinct) with the ids ``dids`` (the next ones,
-        consecutive); ``hashes``: their ``bloom.name_hashes``, when known."""
+        consecutive); ``hashes``: their ``bloom.name_hashes``, and ``joined``: their
+        ``bloom.join``, when known."""
         self.dids()  # the caller looked every name up: the dict exists
         self.table(("datasets",)).log.extend(dids, name=names)
         self._dids_todo.append((names, int(dids[0])))
         if hashes is not None:
-            self._created_hashes.append((int(dids[0]), hashes))
+            self._created.append((int(dids[0]), hashes, joined))
         self.next_did = int(dids[-1]) + 1
         if self._live is not None:
             if self._live[0] is not None:
@@ -616,12 +618,12 @@ class Catalog:
     def created_hashes(self, table: Table) -> np.ndarray | None:
         """The name hashes of a pending datasets table, when bulk creates hashed every name of
         it (else None: the Bloom filter hashes them)."""
-        if not self._created_hashes:
+        if not self._created:
             return None
         keys = table.key
         out = np.empty(len(keys), np.uint64)
         covered = 0
-        for first, hashes in self._created_hashes:
+        for first, hashes, _joined in self._created:
             lo, hi = np.searchsorted(keys, [first, first + len(hashes)]).tolist()
             # a table's keys are sorted and unique: a span of hi - lo - 1 means consecutive
             if hi > lo and keys[hi - 1] - keys[lo] == hi - lo - 1:
@@ -630,6 +632,19 @@ class Catalog:
                 out[lo:hi] = hashes[keys[lo:hi] - first]
             covered += hi - lo
         return out if covered == len(keys) and covered else None
+
+    def created_name_bytes(self, table: Table) -> bytes | None:
+        """The stored name column of a pending datasets table (``encode_column``'s text
+        bytes), when one bulk create made exactly its rows and joined their names already
+        (else None: the column is encoded from the names)."""
+        if len(self._created) != 1 or not len(table) or table.dead.any():
+            return None
+        first, hashes, joined = self._created[0]
+        keys = table.key  # sorted and unique: both ends right means exactly those dids
+        if joined is None or len(keys) != len(hashes) or int(keys[0]) != first or \
+                int(keys[-1]) != first + len(keys) - 1:
+            return None
+        return b"\x00" + joined.data[:-1].tobytes()  # names split by NUL, none after the last
 
     def pending_tables(self) -> dict[tuple, LayeredTable]:
         return {sid: t for sid, t in self.tables.items() if len(t.log)}
@@ -642,7 +657,7 @@ class Catalog:
                   ) -> None:
         """The flush committed ``written``: the first ``marks[table]`` rows of each log."""
         self.root = root
-        self._created_hashes = []
+        self._created = []
         self._moved()  # rows that were pending are committed now
         for section_id, table in self.tables.items():
             if section_id not in written:

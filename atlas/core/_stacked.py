@@ -171,7 +171,7 @@ def _create_missing(catalog, names: list[str], dids: np.ndarray) -> np.ndarray:
         _raise_repeat(names)
     first = catalog.next_did
     new_dids = np.arange(first, first + len(new_names), dtype=_I64)
-    catalog.create_many(new_names, new_dids, hashes)
+    catalog.create_many(new_names, new_dids, hashes, joined)
     dids = dids.copy()
     dids[missing] = new_dids
     _remember(catalog, names, dids)

@@ -52,10 +52,19 @@ ZSTD_THREADS = max(2, os.cpu_count() or 2)
 MAX_SECTION_BYTES = 1 << 36
 
 
+class Encoded(NamedTuple):
+    """A column given as its stored bytes already (what :func:`encode_column` makes of its
+    values): a writer that has them joined spares the join."""
+
+    data: bytes
+
+
 def encode_column(values: Any, kind: str) -> bytes | np.ndarray:
     """The stored bytes of one column (before the section's compression; bytes, or a uint8
     array that may be a view of ``values``); an ``i8s`` column must be a sequence (see
     :func:`stored_kind`)."""
+    if isinstance(values, Encoded):
+        return values.data
     if kind in ("txt", "bin"):
         items = list(values)
         if kind == "txt":

@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from atlas.errors import CorruptionError
-from atlas.format.columns import constant
+from atlas.format.columns import Encoded, constant
 
 # name -> (section kind, numpy dtype for the in-memory column, default, optional)
 _I8, _U1, _OBJ = np.dtype(np.int64), np.dtype(np.uint8), np.dtype(object)
@@ -137,6 +137,8 @@ class Table:
     columns: dict[str, np.ndarray]
     # a datasets table's bloom.name_hashes of its names, when the writer has them (not stored)
     name_hashes: np.ndarray | None = field(default=None, repr=False, compare=False)
+    # a datasets table's name column as encode_column stores it, when the writer has it
+    name_bytes: bytes | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.key)
@@ -241,6 +243,8 @@ class Table:
         cols = [("key", "i8d", self.key), ("dead", "u1", self.dead.astype(np.uint8))]
         for name, kind, _dtype, default, optional in KINDS[self.kind]:
             values = self.columns[name]
+            if name == "name" and self.name_bytes is not None:
+                values = Encoded(self.name_bytes)
             if optional and not _any_set(values):  # optional columns default to "" (falsy)
                 continue  # e.g. no string statistics in an array table of numbers
             cols.append((name, kind, values))

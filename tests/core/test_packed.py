@@ -345,6 +345,31 @@ def test_the_names_filter_of_a_flush_is_that_of_its_names_however_they_were_crea
             again.create_dataset(name)
 
 
+def test_a_stacked_write_stores_the_names_it_joined_as_the_name_column(tmp_path):
+    # the flush takes the name column from the bytes the stacked write joined its names into;
+    # they are what encoding the names gives, and only one bulk create of exactly the pending
+    # rows is taken that way
+    from atlas.format.columns import encode_column
+
+    store = atlas.Atlas.create(str(tmp_path / "s"))
+    names = ["é", "日本", *(f"p{i}" for i in range(300)), "a b"]
+    store.write_array_across_stacked("v", names, np.arange(len(names), dtype=float))
+    pending = store._catalog.table(("datasets",)).log.table()
+    assert store._catalog.created_name_bytes(pending) == encode_column(names, "txt")
+    store.flush()
+    assert atlas.Atlas.open(str(tmp_path / "s")).list_datasets() == names
+    # two bulk creates, a dataset created one by one, a delete: encoded from the names
+    store.write_array_across_stacked("v", ["q0", "q1"], np.arange(2.0))
+    store.create_dataset("single")
+    store.write_array_across_stacked("v", ["r0"], np.arange(1.0))
+    store.delete_dataset("p7")
+    assert store._catalog.created_name_bytes(
+        store._catalog.table(("datasets",)).log.table()) is None
+    store.flush()
+    expected = [n for n in names if n != "p7"] + ["q0", "q1", "single", "r0"]
+    assert atlas.Atlas.open(str(tmp_path / "s")).list_datasets() == expected
+
+
 # -- names to rows ------------------------------------------------------------------------------
 
 def test_bulk_reads_of_every_dataset_take_none_or_the_listed_names(store, rng):

@@ -501,11 +501,14 @@ def test_the_names_filter_never_misses_a_name_and_rarely_claims_one():
 
 @pytest.mark.parametrize("names", [[f"p{i:05d}" for i in range(300)],  # one length
                                    ["", "é", "ab", "x" * 70, "日本", "a b"]])
-def test_the_names_filter_sets_the_bits_its_spec_names(names):
+@pytest.mark.parametrize("compiled", [False, True])  # numpy's loop before Numba is loaded
+def test_the_names_filter_sets_the_bits_its_spec_names(names, compiled, monkeypatch):
     # docs/format.md: FNV-1a 64 of the UTF-8 bytes; h1 its low, h2 its high 32 bits made odd;
     # bits (h1 + i h2) mod 8m for i < 7, bit p the (7 - p % 8)th of byte p // 8
+    from atlas import kernels
     from atlas.format import bloom
 
+    monkeypatch.setattr(kernels, "loops_loaded", lambda: compiled)
     bits = bloom.build(names)
     expected = bytearray(len(bits))
     for name in names:

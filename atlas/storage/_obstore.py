@@ -35,6 +35,7 @@ import warnings
 import weakref
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
+from urllib.parse import unquote, urlsplit
 
 from atlas.errors import ConflictError, CorruptionError, ReadOnlyError, StaleHandleError
 from atlas.storage._base import Storage
@@ -298,6 +299,20 @@ class _Ref:
         return (_Ref, (self.pid, self.number, self.kind))
 
 
+def _check_url(url: str) -> None:
+    """ValueError for a store URL whose path obstore would quietly rewrite: it drops a query
+    string and a fragment, and resolves ``.`` and ``..`` segments, so such a URL would open
+    another prefix than the one written."""
+    parts = urlsplit(url)
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        raise ValueError(f"store URL {url!r} has a query string or fragment; expected "
+                         "scheme://bucket/path with neither")
+    segments = [unquote(segment) for segment in parts.path.split("/")]
+    if any(segment in (".", "..") for segment in segments):
+        raise ValueError(f"store URL {url!r} has a '.' or '..' path segment; expected a plain "
+                         "path (scheme://bucket/a/b)")
+
+
 class ObjectStorage(Storage):
     """An obstore store (or a prefix of one) holding an atlas store."""
 
@@ -331,6 +346,7 @@ class ObjectStorage(Storage):
         go to ``obstore.store.from_url``."""
         from obstore.store import from_url
 
+        _check_url(url)
         ours = {k: options.pop(k) for k in list(options) if k in DEFAULTS}
         try:
             store = from_url(url, **options)

@@ -20,7 +20,9 @@ def torch_dataset(store: Any, array: str, dataset_names: Sequence[str] | None = 
     worker ``k`` reads only batches ``k, k + N, ...``: every dataset is read once per pass, and
     the DataLoader, which takes batches from its workers in turn, yields them in batch order.
     ``where``: only the datasets ``store.select(where)`` picks (with ``dataset_names``: only
-    those of them), chosen once, here.
+    those of them), chosen once, here. Workers started by spawn or forkserver read the store
+    as of its commit here (what was flushed when the dataset was made), so the names chosen
+    are there whatever is committed later.
     """
     if dataset_names is None:
         names = [n for n in store.list_datasets() if array in store.open_dataset(n).list_arrays()]
@@ -56,6 +58,14 @@ def _dataset_class():
             self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
             self.start, self.shape = start, shape
             self.drop_last, self.prefetch = drop_last, prefetch
+            self.generation = store.generation  # the commit the names were chosen at
+
+        def __getstate__(self) -> dict:
+            # workers started by spawn or forkserver read the commit the names were chosen
+            # at, as forked ones and dask graphs do (reopened, a handle reads the newest)
+            state = dict(self.__dict__)
+            state["store"] = self.store._at_commit(self.generation)
+            return state
 
         def __len__(self) -> int:
             full, rest = divmod(len(self.names), self.batch_size)

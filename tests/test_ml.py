@@ -100,3 +100,16 @@ def test_workers_started_by_spawn_or_forkserver_unpickle_the_dataset(store, star
     loader = DataLoader(torch_dataset(store, "field", batch_size=4, seed=3), batch_size=None,
                         num_workers=2, multiprocessing_context=start_method)
     assert passes(loader) == single
+
+
+@pytest.mark.parametrize("start_method", ["spawn", "forkserver"])
+def test_spawned_workers_read_the_commit_the_dataset_was_made_at(store, start_method):
+    # commits after the dataset was made (a dataset of it deleted, values overwritten) do not
+    # reach workers that unpickle it: they read what the names were chosen from
+    ds = torch_dataset(store, "field", batch_size=4, seed=3)
+    single = passes(DataLoader(ds, batch_size=None))
+    with atlas.Atlas.open(store.location) as writer:
+        writer.delete_dataset("d05")
+        writer.open_dataset("d07").write_array("field", [0, 0], np.full((4, 5), -1, np.float32))
+    loader = DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context=start_method)
+    assert passes(loader) == single

@@ -703,11 +703,53 @@ def _compare_numbers(series: "pd.Series", symbol: str, other: Any) -> np.ndarray
     else:
         return None
     values = series.to_numpy(copy=False)
+    # numpy compares an int64 with a float (and a float with an int past 2**53) as two
+    # floats, which rounds; Python, and so the query, compares them exactly
+    if dtype == np.int64 and isinstance(other, (float, np.floating)):
+        return _ints_against_float(values, symbol, float(other))
+    if dtype == np.float64 and isinstance(other, (int, np.integer)) and \
+            int(float(other)) != other:
+        return _floats_against_int(values, symbol, int(other))
     with np.errstate(invalid="ignore"):
         out = _NUMPY_OPS[symbol](values, other)
     if symbol == "!=" and dtype.kind != "i":  # a missing value satisfies no comparison
         out &= ~(np.isnan(values) if dtype.kind == "f" else np.isnat(values))
     return out
+
+
+def _ints_against_float(values: np.ndarray, symbol: str, number: float) -> np.ndarray:
+    """int64 ``values`` against a float, exactly: as the integer bound it stands for."""
+    if math.isnan(number):
+        return np.full(len(values), symbol == "!=")
+    if symbol in ("==", "!=") and not number.is_integer():
+        return np.full(len(values), symbol == "!=")
+    if math.isinf(number):
+        bound = _INT64.max + 1 if number > 0 else _INT64.min - 1
+    elif symbol in ("<", ">="):  # x < 2.5 is x < 3; x >= 2.5 is x >= 3
+        bound = math.ceil(number)
+    else:  # x <= 2.5 is x <= 2; x > 2.5 is x > 2 (and == / != an integral float)
+        bound = math.floor(number)
+    if not _INT64.min <= bound <= _INT64.max:  # every value on one side of it
+        below = bound > _INT64.max
+        return np.full(len(values), {"<": below, "<=": below, ">": not below,
+                                     ">=": not below, "==": False, "!=": True}[symbol])
+    return _NUMPY_OPS[symbol](values, np.int64(bound))
+
+
+def _floats_against_int(values: np.ndarray, symbol: str, number: int) -> np.ndarray:
+    """float64 ``values`` against an integer no float equals, exactly: between the two floats
+    around it (a missing value, NaN, satisfies no comparison, != included)."""
+    nearest = float(number)
+    if int(nearest) < number:
+        below, above = nearest, np.nextafter(nearest, np.inf)
+    else:
+        below, above = np.nextafter(nearest, -np.inf), nearest
+    with np.errstate(invalid="ignore"):
+        if symbol == "==":
+            return np.zeros(len(values), bool)
+        if symbol == "!=":
+            return ~np.isnan(values)
+        return values <= below if symbol in ("<", "<=") else values >= above
 
 
 def columns_of(store: "Atlas", names: list[str], dids: np.ndarray | None = None

@@ -332,6 +332,33 @@ def test_integer_attributes_stay_exact_where_a_dataset_lacks_them(tmp_path, big,
             assert store.select(f"id {op} {literal}") == want, (op, literal)
 
 
+@pytest.mark.parametrize("kind", ["int", "float"])
+def test_numbers_compare_exactly_as_python_compares_them(tmp_path, kind):
+    """An integer column against a float literal, and a float column against an integer
+    literal no float equals: compared exactly, as Python compares int and float (numpy
+    compares two floats: 2**53 + 1 equalled 9007199254740992.0)."""
+    if kind == "int":
+        values = [2**53, 2**53 + 1, 2**53 + 2, -(2**53) - 1, 2**63 - 1, -(2**63), 0, 3]
+        literals = [9007199254740992.0, 9007199254740994.0, -9007199254740992.0, 2.5, -2.5,
+                    3.0, 9.3e18, -9.3e18, 9223372036854775807.0, float("inf"), float("-inf")]
+    else:
+        values = [9007199254740992.0, 9007199254740994.0, -9007199254740992.0, 1e300, 0.5,
+                  float("nan")]
+        literals = [2**53 + 1, 2**53 - 1, 2**53, -(2**53) - 1, 2**63 - 1, -(2**63), 7]
+    names = [f"d{i}" for i in range(len(values))]
+    with atlas.Atlas.create(tmp_path / "s") as store:
+        for name, value in zip(names, values):
+            store.create_dataset(name).set_attribute("v", value)
+    store = atlas.Atlas.open(tmp_path / "s")
+    for literal in literals:
+        text = {"inf": "1e400", "-inf": "-1e400"}.get(str(literal), repr(literal))
+        for op in OPS:
+            # a missing value (NaN) satisfies no comparison, != included
+            want = [n for n, v in zip(names, values)
+                    if not (isinstance(v, float) and math.isnan(v)) and OPS[op](v, literal)]
+            assert store.select(f"v {op} {text}") == want, (op, literal)
+
+
 def test_a_missing_value_on_either_side_never_satisfies_a_comparison(store):
     pairs = {"both_equal": (1, 1), "both_differ": (1, 2), "no_y": (1, None),
              "no_x": (None, 1), "neither": (None, None), "big_y": (3, 2**53 + 1)}

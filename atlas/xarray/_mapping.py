@@ -12,7 +12,8 @@ readers and the backend engine all go through it. It imports neither xarray nor 
   back where it was (``_pyatlas_fill_in_attrs`` marks the ``.attrs`` case).
 - attributes: stored as they are (the store keeps scalars, numpy scalars, lists, tuples, dicts
   and ndarrays with their types); stores of format version 1 kept the ones the old core could
-  not type as ``"json:" + JSON`` strings, still read.
+  not type as ``"json:" + JSON`` strings, still read, so a str that starts with ``"json:"``
+  is stored as such a string too.
 """
 
 from __future__ import annotations
@@ -286,8 +287,12 @@ def decode_attrs(stored: Mapping) -> dict[str, Any]:
 
 def encode_attr(value: Any, where: str) -> Any:
     """The value to give ``set_attribute``: the value itself, checked now (the store keeps
-    lists, dicts, ndarrays, numpy scalars ... with their types, ``atlas.format.values``)."""
+    lists, dicts, ndarrays, numpy scalars ... with their types, ``atlas.format.values``); a
+    str that starts with ``"json:"`` as ``"json:"`` + its JSON, which :func:`decode_attr`
+    (reading such text as stores of format version 1 wrote it) turns back into the str."""
     value_format.encode(value, None, where)
+    if isinstance(value, str) and value.startswith(JSON_PREFIX):
+        return JSON_PREFIX + json.dumps(value)
     return value
 
 

@@ -119,6 +119,38 @@ def test_lazy_reads_in_the_writing_process_see_unflushed_writes(tmp_path, rng):
     xr.testing.assert_identical(back.compute(), ds)
 
 
+@pytest.mark.parametrize("how", ["to_xarray", "engine", "to_xarray_many"])
+def test_a_lazy_dataset_never_reads_another_dataset_given_its_name(tmp_path, how):
+    # deleted and re-created under its name, the dataset a lazy read was made of is gone: its
+    # tasks raise, they do not read the new one; written back under its own name after a
+    # delete, it raised where it read itself half-written and stored zeros
+    ds = xr.Dataset({"v": (("t", "y"), np.arange(400.0).reshape(40, 10))})
+    with atlas.Atlas.create(tmp_path / "s") as store:
+        store.add_xr_dataset(ds, "e", chunks={"v": [10, 10]})
+
+    def lazy_of_e(store):
+        if how == "to_xarray":
+            return store.to_xarray("e")
+        if how == "to_xarray_many":
+            return store.to_xarray_many(["e"]).isel(dataset=0, drop=True)
+        return xr.open_dataset(store, engine="atlas", group="e", chunks={})
+
+    store = atlas.Atlas.open(tmp_path / "s")
+    lazy = lazy_of_e(store)
+    store.delete_dataset("e")
+    store.add_xr_dataset(-ds, "e", chunks={"v": [10, 10]})
+    with pytest.raises(atlas.DatasetNotFoundError, match="deleted since this lazy array"):
+        lazy["v"].values
+    store = atlas.Atlas.open(tmp_path / "s")  # (the other handle's changes never flushed)
+    lazy = lazy_of_e(store)
+    store.delete_dataset("e")
+    with pytest.raises(atlas.DatasetNotFoundError):
+        store.add_xr_dataset(lazy, "e")
+    assert "e" not in store  # the failed write left nothing behind
+    # nothing flushed: the stored "e" is the first one
+    xr.testing.assert_identical(atlas.Atlas.open(tmp_path / "s").to_xarray("e").load(), ds)
+
+
 def test_lazy_graphs_and_views_pickle_as_small_descriptions(written):
     path, ds = written
     store = atlas.Atlas.open(path)

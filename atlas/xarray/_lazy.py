@@ -1,9 +1,9 @@
 """Lazy reads as dask graphs: one task per on-disk chunk, each a small picklable callable.
 
-A task holds the ``Atlas`` handle, the dataset and array names and its window. In the process
-that built the graph it uses that handle (so it also sees unflushed writes); pickled, it travels
-as the store's description and reopens lazily in the worker, where handles are shared per
-process so that a worker opens each store once, not once per task.
+A task holds the ``Atlas`` handle, the dataset (name and id) and array names and its window.
+In the process that built the graph it uses that handle (so it also sees unflushed writes);
+pickled, it travels as the store's description and reopens lazily in the worker, where handles
+are shared per process so that a worker opens each store once, not once per task.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from atlas.errors import DatasetNotFoundError
 from atlas.xarray._mapping import DecodedVariable, restore_values
 
 if TYPE_CHECKING:
@@ -41,37 +42,57 @@ def _shared_handle(store: Atlas, generation: int) -> Atlas:
         return found
 
 
+def check_datasets(store: Atlas, names: list[str], dids: np.ndarray) -> None:
+    """DatasetNotFoundError unless ``names`` still name the datasets ``dids`` they named when a
+    lazy read was made: a deleted dataset is gone even where its name is another dataset's
+    now (a lazy read would give that one's values: a Dataset written back under its own name
+    after a delete read itself half-written, and stored zeros)."""
+    now = store._dids(names)  # DatasetNotFoundError for a name no dataset has
+    changed = np.flatnonzero(now != dids)
+    if len(changed):
+        raise DatasetNotFoundError(f"dataset {names[changed[0]]!r} of {store.location} was "
+                                   "deleted since this lazy array was made (the name is "
+                                   "another dataset's now)")
+
+
+def read_window(store: Atlas, dataset: str, did: int, array: str, start, shape) -> np.ndarray:
+    """``read_array`` of the dataset ``did``, named ``dataset`` (:func:`check_datasets`)."""
+    check_datasets(store, [dataset], np.array([did]))
+    return store.open_dataset(dataset).read_array(array, start, shape)
+
+
 class WindowRead:
     """Reads the window ``start``/``shape`` of one array: the task of one dask chunk."""
 
-    __slots__ = ("array", "dataset", "generation", "restore", "shape", "start", "store")
+    __slots__ = ("array", "dataset", "did", "generation", "restore", "shape", "start", "store")
 
-    def __init__(self, store: Atlas, generation: int, dataset: str, array: str,
+    def __init__(self, store: Atlas, generation: int, dataset: str, did: int, array: str,
                  start: tuple[int, ...], shape: tuple[int, ...], restore: str | None):
         self.store = store
         self.generation = generation
         self.dataset = dataset
+        self.did = did
         self.array = array
         self.start = start
         self.shape = shape
         self.restore = restore
 
     def __call__(self) -> np.ndarray:
-        values = self.store.open_dataset(self.dataset).read_array(self.array, self.start,
-                                                                  self.shape)
+        values = read_window(self.store, self.dataset, self.did, self.array, self.start,
+                             self.shape)
         return restore_values(values, self.restore)
 
     def __reduce__(self):
-        return (_revive, (self.store, self.generation, self.dataset, self.array, self.start,
-                          self.shape, self.restore))
+        return (_revive, (self.store, self.generation, self.dataset, self.did, self.array,
+                          self.start, self.shape, self.restore))
 
     def __repr__(self) -> str:
         return (f"WindowRead({self.dataset!r}, {self.array!r}, start={list(self.start)}, "
                 f"shape={list(self.shape)})")
 
 
-def _revive(store, generation, dataset, array, start, shape, restore) -> WindowRead:
-    return WindowRead(_shared_handle(store, generation), generation, dataset, array, start,
+def _revive(store, generation, dataset, did, array, start, shape, restore) -> WindowRead:
+    return WindowRead(_shared_handle(store, generation), generation, dataset, did, array, start,
                       shape, restore)
 
 
@@ -91,12 +112,13 @@ def lazy_array(store: Atlas, dataset: str, variable: DecodedVariable):
     chunks = chunk_grid(variable.shape, variable.chunk_shape)
     name = f"atlas-{variable.name}-{uuid.uuid4().hex}"
     generation = store.generation
+    did = store._did(dataset)
     graph = {}
     offsets = [np.concatenate([[0], np.cumsum(c[:-1])]).astype(int) for c in chunks]
     for index in np.ndindex(*(len(c) for c in chunks)):
         start = tuple(int(offsets[a][i]) for a, i in enumerate(index))
         window = tuple(chunks[a][i] for a, i in enumerate(index))
-        graph[(name, *index)] = (WindowRead(store, generation, dataset, variable.name, start,
-                                            window, variable.restore),)
+        graph[(name, *index)] = (WindowRead(store, generation, dataset, did, variable.name,
+                                            start, window, variable.restore),)
     hlg = HighLevelGraph.from_collections(name, graph, dependencies=())
     return da.Array(hlg, name, chunks, dtype=variable.dtype)

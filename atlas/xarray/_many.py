@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from atlas.xarray._fidelity import stackable_variable
-from atlas.xarray._lazy import _shared_handle, chunk_grid
+from atlas.xarray._lazy import _shared_handle, check_datasets, chunk_grid
 from atlas.xarray._mapping import DecodedVariable, restore_values
 from atlas.xarray._read import Layout, finish_variable, layout
 
@@ -316,6 +316,7 @@ def _stacked_data(store: Atlas, members: list[_Member], dims: _Alignment,
     name = f"atlas-many-{var.name}-{uuid_hex()}"
     offsets = [np.concatenate([[0], np.cumsum(c[:-1])]).astype(int) for c in chunks]
     generation = store.generation
+    dids = store._dids(names)
     graph = {}
     for g, row in enumerate(starts):
         rows = range(row, row + row_chunks[g])
@@ -326,8 +327,9 @@ def _stacked_data(store: Atlas, members: list[_Member], dims: _Alignment,
                           for p, s, w in zip(dims.member_positions(m, var.dims), start, window)]
                          for m in rows]
             graph[(name, g, *index)] = (StackedRead(
-                store, generation, [names[m] for m in rows], var, start, window, positions,
-                dtype, fill, None if stacking.rows is None else stacking.rows[row:rows.stop]),)
+                store, generation, [names[m] for m in rows], dids[row:rows.stop], var, start,
+                window, positions, dtype, fill,
+                None if stacking.rows is None else stacking.rows[row:rows.stop]),)
     hlg = HighLevelGraph.from_collections(name, graph, dependencies=())
     data = da.Array(hlg, name, (row_chunks, *chunks), dtype=dtype)
     template = _template(var)
@@ -347,23 +349,26 @@ class StackedRead:
     or reordered by an outer join) each read the part of the window they have. ``rows``: each
     dataset's own decoding where the datasets decode differently (None: ``var`` for all)."""
 
-    def __init__(self, store: Atlas, generation: int, names: list[str], var: DecodedVariable,
-                 start: tuple[int, ...], window: tuple[int, ...],
+    def __init__(self, store: Atlas, generation: int, names: list[str], dids: np.ndarray,
+                 var: DecodedVariable, start: tuple[int, ...], window: tuple[int, ...],
                  positions: list[list[np.ndarray | None]], dtype: np.dtype, fill: Any,
                  rows: Sequence[DecodedVariable] | None = None):
         self.store, self.generation, self.names, self.var = store, generation, names, var
+        self.dids = dids  # the datasets themselves, whatever the names name later
         self.start, self.window, self.positions = start, window, positions
         self.dtype, self.fill, self.rows = dtype, fill, rows
 
     def __reduce__(self):
-        return (_revive, (self.store, self.generation, self.names, self.var, self.start,
-                          self.window, self.positions, self.dtype, self.fill, self.rows))
+        return (_revive, (self.store, self.generation, self.names, self.dids, self.var,
+                          self.start, self.window, self.positions, self.dtype, self.fill,
+                          self.rows))
 
     def __repr__(self) -> str:
         return (f"StackedRead({self.var.name!r}, {len(self.names)} datasets, "
                 f"start={list(self.start)}, shape={list(self.window)})")
 
     def __call__(self) -> np.ndarray:
+        check_datasets(self.store, self.names, self.dids)
         out = np.empty((len(self.names), *self.window), dtype=self.dtype)
         plain = [i for i, p in enumerate(self.positions) if all(q is None for q in p)]
         # one stacked read and decode per distinct decoding (datasets that decode apart may
@@ -409,6 +414,7 @@ class StackedRead:
         return _place(self._decoded(values, var), local, self.window, self.dtype, self.fill)
 
 
-def _revive(store, generation, names, var, start, window, positions, dtype, fill, rows=None):
-    return StackedRead(_shared_handle(store, generation), generation, names, var, start,
+def _revive(store, generation, names, dids, var, start, window, positions, dtype, fill,
+            rows=None):
+    return StackedRead(_shared_handle(store, generation), generation, names, dids, var, start,
                        window, positions, dtype, fill, rows)

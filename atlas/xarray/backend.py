@@ -19,7 +19,7 @@ from xarray.core import indexing
 from atlas.format.keys import ROOT_KEY as MANIFEST_KEY
 from atlas.xarray._decode import DECODERS, redecode, resolve
 from atlas.xarray._fidelity import restore_dataset_encoding
-from atlas.xarray._lazy import _shared_handle
+from atlas.xarray._lazy import _shared_handle, read_window
 from atlas.xarray._mapping import DecodedVariable, restore_values
 from atlas.xarray._read import build_dataset, drop_names, layout
 
@@ -31,6 +31,7 @@ class AtlasBackendArray(BackendArray):
         self.store = store
         self.generation = store.generation  # the commit the Dataset was opened at
         self.dataset = dataset
+        self.did = store._did(dataset)  # the dataset itself, whatever the name names later
         self.name = variable.name
         self.shape = variable.shape
         self.dtype = variable.dtype
@@ -66,7 +67,7 @@ class AtlasBackendArray(BackendArray):
                 start.append(i)
                 window.append(1)
                 pick.append(0)
-        values = self.store.open_dataset(self.dataset).read_array(self.name, start, window)
+        values = read_window(self.store, self.dataset, self.did, self.name, start, window)
         # the Ellipsis keeps a 0-D result an array: a numpy scalar would lose the dtype of
         # fixed-width and object strings when xarray turns it back into an array
         return restore_values(values, self.restore)[(*pick, Ellipsis)]

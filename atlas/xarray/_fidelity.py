@@ -97,7 +97,12 @@ def _representation(name: str, var: "xr.Variable", where: str
             raise TypeError(f"{where}: cftime datetimes must share one type, calendar and "
                             f"year-zero convention to be stored; got {', '.join(kinds)}")
         if plan is not None:
-            numbers = _cf.encode_cftime(values, plan)
+            try:
+                numbers = _cf.encode_cftime(values, plan)
+            except OverflowError:  # cftime says only "Python int too large to convert"
+                raise OverflowError(f"{where}: its cftime datetimes (from {values.min()} to "
+                                    f"{values.max()}) are not all within about 292,000 years "
+                                    f"of 1970, what {_cf.UNITS!r} holds as int64") from None
             if not _cf.same_cftime(_cf.decode_cftime(numbers, plan), values):
                 raise ValueError(f"{where}: its cftime datetimes do not survive a round trip "
                                  f"through {_cf.UNITS!r} in calendar {plan['calendar']!r}")

@@ -148,3 +148,14 @@ def test_generic_cftime_datetimes_come_back_as_that_class(tmp_path, calendar):
     xr.testing.assert_identical(back, ds)
     assert all(type(t) is cftime.datetime and t.calendar == calendar
                for t in back["time"].values)
+
+
+def test_cftime_dates_beyond_the_stored_range_raise_naming_the_variable(tmp_path):
+    # int64 microseconds since 1970 hold about +-292,000 years: a long spin-up run's dates past
+    # that raise (naming the variable and its range), and no dataset is left behind
+    ds = xr.Dataset({"t": ("x", np.array([cftime.DatetimeNoLeap(9999, 12, 31),
+                                          cftime.DatetimeNoLeap(300000, 1, 1)]))})
+    store = atlas.Atlas.create(tmp_path / "store")
+    with pytest.raises(OverflowError, match="variable 't'.*300000-01-01.*292,000 years"):
+        store.add_xr_dataset(ds, "d")
+    assert "d" not in store

@@ -84,10 +84,11 @@ def _lazy_or_loaded(var: xr.Variable, chunk_shape: tuple[int, ...] | None) -> xr
     if isinstance(data, np.ndarray) or type(data).__name__ == "PandasIndexingAdapter":
         return var
     kind = var.dtype.kind
-    encoding = var.encoding
-    # times are encoded lazily only with units and dtype given: xarray's eager encoder picks
-    # them from the values (as to_netcdf would), its lazy one cannot
-    lazy = kind in "iufbc" or (kind in "Mm" and "units" in encoding and "dtype" in encoding)
+    # times are encoded as to_netcdf encodes them: loaded (xarray's lazy encoder differs
+    # even with units and dtype given: float64 arithmetic for a float32 encoding, a coarser
+    # unit, and an error for times its int units cannot hold, which the eager one
+    # serializes in a finer unit)
+    lazy = kind in "iufbc"
     if not lazy:
         return var.load() if not _is_dask(data) else var.compute()
     if _is_dask(data) or chunk_shape is None:

@@ -79,6 +79,33 @@ def _revive(store, state: dict) -> AtlasBackendArray:
     return array
 
 
+class _DecodedArray(BackendArray):
+    """A variable that decode keywords decoded over dask arrays, as a backend array: computed
+    when indexed, so that ``.load()`` gives numpy as for every other variable (it kept the dask
+    array, which then read the store, gone or changed, whenever used)."""
+
+    def __init__(self, variable):
+        self.variable, self.shape, self.dtype = variable, variable.shape, variable.dtype
+
+    def __getitem__(self, key: indexing.ExplicitIndexer) -> np.ndarray:
+        return indexing.explicit_indexing_adapter(key, self.shape, indexing.IndexingSupport.BASIC,
+                                                  self._getitem)
+
+    def _getitem(self, key: tuple) -> np.ndarray:
+        return np.asarray(self.variable[key].values)
+
+
+def _over_dask(data: Any) -> bool:
+    """Whether xarray's (lazily indexed, lazily decoded) wrappers hold a dask array."""
+    from atlas.xarray._ingest import _is_dask
+
+    while not _is_dask(data):
+        if not isinstance(data, indexing.ExplicitlyIndexed) or not hasattr(data, "array"):
+            return False
+        data = data.array
+    return True
+
+
 class AtlasBackendEntrypoint(BackendEntrypoint):
     """Opens the datasets of an atlas store (a directory holding ``manifest.atlas``, an object
     store URL, or an ``atlas.Atlas`` handle)."""
@@ -182,6 +209,10 @@ def _open_group(store, name: str, drop_variables, keywords: dict):
     chunk_shapes = {found.key(var): var.chunk_shape for var in found.variables}
     if keywords:
         ds = redecode(ds, keywords, chunk_shapes)
+        for variable in ds.variables.values():
+            if _over_dask(variable._data):
+                variable._data = indexing.LazilyIndexedArray(
+                    _DecodedArray(variable.copy(deep=False)))
     for key, chunk_shape in chunk_shapes.items():
         variable = ds.variables.get(key)
         if variable is not None and variable.ndim == len(chunk_shape):  # not a char array

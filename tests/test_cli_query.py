@@ -88,6 +88,8 @@ def test_ls_where_matches_select_and_a_brute_force_check(mixed, capsys):
     ("tas.max >", "cannot parse"),
     ("nothing > 1", "no column 'nothing'"),
     ("len(run) > 1", "len"),
+    ("", "cannot parse"),  # as select("") says (it listed every dataset)
+    ("not " * 1000 + "run > 1", "nests more than"),
 ])
 def test_a_bad_where_is_one_clear_line(mixed, capsys, where, fragment):
     assert main(["ls", str(mixed), "--where", where]) == 1

@@ -74,7 +74,7 @@ def _names(text: str) -> list[str]:
 
 def cmd_ls(args) -> int:
     store = open_store(args.store, args=args)
-    names = store.select(args.where) if args.where else store.list_datasets()
+    names = store.select(args.where) if args.where is not None else store.list_datasets()
     if not args.long:
         emit(args, names, lambda: "\n".join(names))
         return 0
@@ -249,7 +249,7 @@ def cmd_info(args) -> int:
 def cmd_catalog(args) -> int:
     store = open_store(args.store, args=args)
     frame = store.catalog(arrays=args.arrays, attributes=args.attributes)
-    if args.where:
+    if args.where is not None:
         frame = frame.loc[store.select(args.where)]
     if args.json:
         records = [{"dataset": name, **row} for name, row in

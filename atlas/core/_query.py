@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ast
 import math
+import operator
+import warnings
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
@@ -282,12 +284,11 @@ def _extremes(table, pos, n: int, has_valid, stated, schema_ids, distinct,
         out = bits.view(np.float64)
         out[~have] = np.nan
         return out
-    if kinds <= {"float", "int"} and len(kinds) == 2:
-        out = np.where(np.isin(schema_ids, [s for s in distinct if schemas[s].dtype.kind ==
-                                            "float"]), bits.view(np.float64),
-                       bits.astype(np.float64))
+    floats = np.isin(schema_ids, [s for s in distinct if schemas[s].dtype.kind == "float"])
+    if kinds == {"float", "int"} and _exact_as_floats(bits[have & ~floats]):
+        out = np.where(floats, bits.view(np.float64), bits.astype(np.float64))
         out[~have] = np.nan
-        return out
+        return out  # (else the ints a float would round: Python ints, row by row below)
     if kinds == {"int"} or kinds == {"uint"}:
         values = bits.view(np.uint64) if kinds == {"uint"} else bits
         if have.all():
@@ -486,29 +487,62 @@ _COMPARE = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: "
             ast.GtE: ">=", ast.In: "in", ast.NotIn: "not in"}
 
 
+MAX_DEPTH = 200  # nodes an expression nests at most (evaluating walks it recursively)
+
+
 def _parse(where: str) -> tuple[ast.AST, dict[str, str]]:
     """The expression's syntax tree; `back quoted` names become placeholders."""
     if not isinstance(where, str):
         raise TypeError(f"where must be an expression (str) or a callable, got "
                         f"{type(where).__name__}")
-    quoted: dict[str, str] = {}
-    parts = where.split("`")
-    if len(parts) % 2 == 0:
-        raise QueryError(f"unbalanced ` in {where!r}")
-    text = ""
-    for i, part in enumerate(parts):
-        if i % 2:
-            placeholder = f"_atlas_q{len(quoted)}"
-            quoted[placeholder] = part
-            text += placeholder
-        else:
-            text += part
+    text, quoted = _quote_names(where)
     try:
         tree = ast.parse(text.strip(), mode="eval").body
     except SyntaxError as err:
         where_text = "" if not err.offset else f" at column {err.offset}"
         raise QueryError(f"cannot parse {where!r}: {err.msg}{where_text}") from None
+    except RecursionError:
+        tree = None
+    if tree is None or _depth(tree) > MAX_DEPTH:
+        raise QueryError(f"cannot parse {where!r}: it nests more than {MAX_DEPTH} levels deep")
     return tree, quoted
+
+
+def _quote_names(where: str) -> tuple[str, dict[str, str]]:
+    """``where`` with each `back quoted` name outside string literals replaced by a
+    placeholder (spaced, so that it never runs into the text beside it), and the names."""
+    quoted: dict[str, str] = {}
+    out, i, n = [], 0, len(where)
+    while i < n:
+        char = where[i]
+        if char in "'\"":  # a string literal, copied through its closing quote
+            j = i + 1
+            while j < n and where[j] != char:
+                j += 2 if where[j] == "\\" else 1
+            out.append(where[i:j + 1])
+            i = j + 1
+        elif char == "`":
+            j = where.find("`", i + 1)
+            if j < 0:
+                raise QueryError(f"unbalanced ` in {where!r}")
+            placeholder = f"_atlas_q{len(quoted)}"
+            quoted[placeholder] = where[i + 1:j]
+            out.append(f" {placeholder} ")
+            i = j + 1
+        else:
+            out.append(char)
+            i += 1
+    return "".join(out), quoted
+
+
+def _depth(tree: ast.AST) -> int:
+    """How deep ``tree`` nests (without recursion: a deep tree is what is measured)."""
+    deepest, todo = 0, [(tree, 1)]
+    while todo:
+        node, depth = todo.pop()
+        deepest = max(deepest, depth)
+        todo.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest
 
 
 def _column_name(node: ast.AST, quoted: dict[str, str]) -> str | None:
@@ -587,7 +621,9 @@ def _compare(left: Any, symbol: str, right: Any, where: str) -> np.ndarray:
     if symbol in ("in", "not in"):
         if not isinstance(left, pd.Series) or not isinstance(right, (list, tuple, set)):
             raise QueryError(f"{where}: use `column in [values]`")
-        right = [_as_time(left, item, where) for item in right]
+        # (a timestamp beyond the column's range equals none of its values)
+        right = [item for item in (_as_time(left, item, where) for item in right)
+                 if not isinstance(item, _Beyond)]
         _refuse_other_kind(left, right, where)
         mask = left.isin(list(right)).to_numpy(bool)
         return ~mask & ~left.isna().to_numpy() if symbol == "not in" else mask
@@ -601,6 +637,11 @@ def _compare(left: Any, symbol: str, right: Any, where: str) -> np.ndarray:
     _refuse_other_kind(series, [other], where)
     if isinstance(left, pd.Series) is False:  # literal on the left: mirror the operator
         symbol = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}.get(symbol, symbol)
+    if isinstance(other, _Beyond):  # every value on one side of it
+        later = other.later
+        holds = {"<": later, "<=": later, ">": not later, ">=": not later, "==": False,
+                 "!=": True}[symbol]
+        return np.full(len(series), holds) & ~series.isna().to_numpy()
     fast = _compare_numbers(series, symbol, other)
     if fast is not None:
         return fast
@@ -614,8 +655,16 @@ def _compare(left: Any, symbol: str, right: Any, where: str) -> np.ndarray:
         series = series[~missing]
         other = other[~missing] if isinstance(other, pd.Series) else other
     try:
-        result = {"==": series.__eq__, "!=": series.__ne__, "<": series.__lt__,
-                  "<=": series.__le__, ">": series.__gt__, ">=": series.__ge__}[symbol](other)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                result = {"==": series.__eq__, "!=": series.__ne__, "<": series.__lt__,
+                          "<=": series.__le__, ">": series.__gt__,
+                          ">=": series.__ge__}[symbol](other)
+        except OverflowError:  # a number beyond int64 or float64: Python compares it exactly
+            values = other.tolist() if isinstance(other, pd.Series) else [other] * len(series)
+            result = [_PYTHON_OPS[symbol](_plain(a), _plain(b))
+                      for a, b in zip(series.tolist(), values)]
     except TypeError as err:
         given = (f"column {other.name!r} ({other.dtype})" if isinstance(other, pd.Series)
                  else repr(other))
@@ -626,15 +675,60 @@ def _compare(left: Any, symbol: str, right: Any, where: str) -> np.ndarray:
     return out
 
 
+class _Beyond:
+    """A timestamp literal before (``later`` False) or after every datetime64[ns] value."""
+
+    def __init__(self, later: bool):
+        self.later = later
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds (numpy compares it with an int beyond int64
+    by converting that int, and overflows)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _as_time(series: "pd.Series", value: Any, where: str) -> Any:
-    """``value``, as a timestamp where it is text compared with a timestamp column."""
+    """``value``, as a timestamp where it is text compared with a timestamp column (a
+    :class:`_Beyond` where it lies outside the column's datetime64[ns] range)."""
     if not isinstance(value, str) or series.dtype.kind != "M":
         return value
-    try:
-        return np.datetime64(value, "ns")
-    except ValueError:
-        raise QueryError(f"{where}: column {series.name!r} holds timestamps: expected "
-                         f"ISO 8601 text ('2024-03-01T12:00'), got {value!r}") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # numpy warns of a time zone, which it applies
+        try:
+            parsed = np.datetime64(value)
+        except ValueError:
+            parsed = np.datetime64("NaT")
+        if np.isnat(parsed):  # also '' and 'NaT', which would match nothing
+            raise QueryError(f"{where}: column {series.name!r} holds timestamps: expected "
+                             f"ISO 8601 text ('2024-03-01T12:00'), got {value!r}")
+        # text finer than microseconds was parsed in a unit whose range it may overflow:
+        # judged again at coarser units, which cannot
+        fine = np.datetime_data(parsed.dtype)[0] in ("ns", "ps", "fs", "as")
+        year = _year(np.datetime64(value, "D") if fine else parsed)
+        if not _YEARS[0] <= year <= _YEARS[1]:
+            return _Beyond(year > 0)
+        micro = np.datetime64(value, "us") if fine else parsed.astype("M8[us]")
+        later = micro > _NS_RANGE_US[1]
+        if micro < _NS_RANGE_US[0] or later:
+            return _Beyond(later)
+        exact = np.datetime64(value, "ns") if fine else parsed.astype("M8[ns]")
+        # past an end, within its last microsecond: it wrapped (in Python ints: numpy's own
+        # conversion to microseconds wraps near the lower end)
+        if np.isnat(exact) or int(exact.astype(np.int64)) // 1000 != int(micro.astype(np.int64)):
+            return _Beyond(year > 1970)
+        return exact
+
+
+def _year(value: np.datetime64) -> int:
+    return int(value.astype("M8[Y]").astype(np.int64)) + 1970
+
+
+# datetime64[ns] spans 1677-09-21T00:12:43.145224193 .. 2262-04-11T23:47:16.854775807: the
+# microseconds it touches (a literal compared in microseconds cannot wrap)
+_NS_RANGE_US = (np.datetime64("1677-09-21T00:12:43.145224", "us"),
+                np.datetime64("2262-04-11T23:47:16.854775", "us"))
+_YEARS = (-290000, 290000)  # where a date converts to microseconds without overflow
 
 
 def _refuse_other_kind(series: "pd.Series", literals: list, where: str) -> None:
@@ -667,7 +761,13 @@ def _column_kind(series: "pd.Series") -> str | None:
     if isinstance(dtype, np.dtype) and dtype.kind != "O":
         return {"M": "timestamps", "i": "numbers", "u": "numbers", "f": "numbers",
                 "b": "booleans"}.get(dtype.kind)
-    return "text" if pd.api.types.infer_dtype(series, skipna=True) == "string" else None
+    return _INFERRED_KINDS.get(pd.api.types.infer_dtype(series, skipna=True))
+
+
+# what pandas infers of an object column (one with missing values) -> its kind; a mix: None
+_INFERRED_KINDS = {"string": "text", "boolean": "booleans", "integer": "numbers",
+                   "floating": "numbers", "mixed-integer-float": "numbers",
+                   "datetime64": "timestamps", "datetime": "timestamps"}
 
 
 def _literal_kind(value: Any) -> str | None:
@@ -682,6 +782,8 @@ def _literal_kind(value: Any) -> str | None:
 
 _NUMPY_OPS = {"==": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal,
               ">": np.greater, ">=": np.greater_equal}
+_PYTHON_OPS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
+               ">": operator.gt, ">=": operator.ge}
 _INT64 = np.iinfo(np.int64)
 
 
@@ -708,7 +810,7 @@ def _compare_numbers(series: "pd.Series", symbol: str, other: Any) -> np.ndarray
     if dtype == np.int64 and isinstance(other, (float, np.floating)):
         return _ints_against_float(values, symbol, float(other))
     if dtype == np.float64 and isinstance(other, (int, np.integer)) and \
-            int(float(other)) != other:
+            not _float_equals(int(other)):
         return _floats_against_int(values, symbol, int(other))
     with np.errstate(invalid="ignore"):
         out = _NUMPY_OPS[symbol](values, other)
@@ -736,11 +838,22 @@ def _ints_against_float(values: np.ndarray, symbol: str, number: float) -> np.nd
     return _NUMPY_OPS[symbol](values, np.int64(bound))
 
 
+def _float_equals(number: int) -> bool:
+    """Whether a float64 equals the integer ``number``."""
+    try:
+        return int(float(number)) == number
+    except OverflowError:  # beyond every float
+        return False
+
+
 def _floats_against_int(values: np.ndarray, symbol: str, number: int) -> np.ndarray:
     """float64 ``values`` against an integer no float equals, exactly: between the two floats
     around it (a missing value, NaN, satisfies no comparison, != included)."""
-    nearest = float(number)
-    if int(nearest) < number:
+    try:
+        nearest = float(number)
+    except OverflowError:  # beyond the largest float: between it and infinity
+        nearest = math.copysign(np.finfo(np.float64).max, number)
+    if nearest < number:
         below, above = nearest, np.nextafter(nearest, np.inf)
     else:
         below, above = np.nextafter(nearest, -np.inf), nearest
@@ -798,12 +911,10 @@ def select(store: "Atlas", where: str | Callable) -> list[str]:
     """Names of the datasets matching ``where``, in creation order."""
     if callable(where):
         frame = catalog(store)
-        mask = where(frame)
-        try:
-            mask = np.asarray(mask, dtype=bool)
-        except (TypeError, ValueError):
-            raise TypeError("the where callable must return booleans, one per dataset") \
-                from None
+        mask = np.asarray(where(frame))
+        if mask.dtype != bool:  # numbers would pass as truth values (NaN as True)
+            raise TypeError(f"the where callable must return booleans, one per dataset; got "
+                            f"{mask.dtype} values")
         if mask.shape != (len(frame),):
             raise ValueError(f"the where callable returned {mask.shape} booleans for "
                              f"{len(frame)} datasets")

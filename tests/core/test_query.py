@@ -398,3 +398,126 @@ def test_an_attribute_named_like_an_array_statistic_is_refused_not_hidden(store)
     # the other statistics of temp do not clash
     assert store.select("temp.min >= 1") == ["A"]
     assert store.catalog(columns=["temp.min"])["temp.min"]["A"] == 1.0
+
+
+def test_timestamp_text_beyond_the_ns_range_compares_as_before_or_after_every_value(tmp_path):
+    # np.datetime64(text, "ns") wraps: '9999-01-01' was 1815 and '2554-07-21T23:34:33.709551616'
+    # 1970; the ends of datetime64[ns] themselves (within a microsecond of them too) exactly
+    ends = {"first": np.datetime64(-(2**63) + 1, "ns"), "mid": np.datetime64("2024-03-01", "ns"),
+            "last": np.datetime64(2**63 - 1, "ns")}
+    with atlas.Atlas.create(tmp_path / "s") as store:
+        for name, when in ends.items():
+            store.create_dataset(name).set_attribute("t", when)
+            view = store.open_dataset(name)
+            view.define_array("obs", "timestamp_nanoseconds", ["i"], [1])
+            view.write_array("obs", [0], np.array([when]))
+    store = atlas.Atlas.open(tmp_path / "s")
+    literals = ["9999-01-01", "1500-01-01", "-300000-01-01", "300000-01-01T00",
+                "2554-07-21T23:34:33.709551616", "1677-09-21T00:12:43.145224",
+                "1677-09-21T00:12:43.1452241", "1677-09-21T00:12:43.145224193",
+                "1677-09-21T00:12:43.1452245", "2262-04-11T23:47:16.854775807",
+                "2262-04-11T23:47:16.8547759", "2024-03-01 00:00", "2024-03-01T02:00+02:00"]
+    for text in literals:
+        # Python's exact answer: the text as nanoseconds since 1970 in arbitrary precision
+        exact = _nanoseconds(text)
+        for column in ("t", "obs.min"):
+            for op in OPS:
+                want = [n for n, when in ends.items() if OPS[op](int(when.astype(np.int64)), exact)]
+                assert store.select(f"{column} {op} '{text}'") == want, (column, op, text)
+        assert store.select(f"t in ['{text}']") == [
+            n for n, when in ends.items() if int(when.astype(np.int64)) == exact]
+    for text in ("", "NaT", "soon"):
+        with pytest.raises(atlas.QueryError, match="ISO 8601"):
+            store.select(f"t > '{text}'")
+
+
+def _nanoseconds(text: str) -> int:
+    """ISO text as integer nanoseconds since 1970 (UTC), without numpy's ranges."""
+    import datetime as dt
+    import re
+
+    match = re.fullmatch(r"(-?\d+)-(\d\d)-(\d\d)(?:[T ](\d\d)(?::(\d\d)(?::(\d\d)(?:\.(\d+))?)?)?)?"
+                         r"([+-]\d\d:\d\d)?", text)
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    days = _days_from_civil(int(year), int(month), int(day))
+    seconds = days * 86400 + int(hour or 0) * 3600 + int(minute or 0) * 60 + int(second or 0)
+    if zone:
+        sign = -1 if zone[0] == "-" else 1
+        seconds -= sign * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
+    return seconds * 10**9 + int(((fraction or "") + "0" * 9)[:9])
+
+
+def _days_from_civil(y: int, m: int, d: int) -> int:
+    """Days since 1970-01-01 of a proleptic Gregorian date (any year)."""
+    y -= m <= 2
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def test_int_and_float_arrays_keep_integer_extremes_exact(tmp_path):
+    # an array int64 in one dataset and float64 in another: its min/max went through float64
+    with atlas.Atlas.create(tmp_path / "s") as store:
+        store.create_dataset("A").define_array("v", "int64", ["i"], [1])
+        store.open_dataset("A").write_array("v", [0], np.array([2**62 + 1]))
+        store.create_dataset("B").define_array("v", "float64", ["i"], [1])
+        store.open_dataset("B").write_array("v", [0], np.array([1.5]))
+    store = atlas.Atlas.open(tmp_path / "s")
+    assert store.catalog(arrays=["v"], attributes=[])["v.max"].tolist() == [2**62 + 1, 1.5]
+    assert store.select(f"v.max == {2**62 + 1}") == ["A"]
+    assert store.select(f"v.max > {2**62}") == ["A"]
+    assert store.select(f"v.max == {float(2**62)}") == []
+    assert store.select("v.min < 2") == ["B"]
+
+
+def test_numbers_beyond_every_int64_and_float_compare_without_overflow(store):
+    store.create_dataset("a").set_attribute("f", 1.5)
+    store.create_dataset("b").set_attribute("f", float("inf"))
+    store.create_dataset("c").set_attribute("m", "x")
+    store.create_dataset("d").set_attribute("m", np.bool_(True))
+    store.flush()
+    huge = 10**400
+    assert store.select(f"f < {huge}") == ["a"] and store.select(f"f > -{huge}") == ["a", "b"]
+    assert store.select(f"f > {huge}") == ["b"] and store.select(f"f == {huge}") == []
+    assert store.select(f"m == {2**70}") == [] and store.select(f"m != {2**64 - 1}") == ["c", "d"]
+
+
+@pytest.mark.parametrize("where", ["not " * 1500 + "x > 0", "x == " + "-" * 2000 + "1"])
+def test_expressions_nested_too_deep_raise_query_errors(store, where):
+    store.create_dataset("a").set_attribute("x", 1)
+    with pytest.raises(atlas.QueryError, match="nests more than"):
+        store.select(where)
+
+
+def test_a_column_with_missing_values_still_refuses_literals_of_another_kind(store):
+    store.create_dataset("a").set_attribute("flag", True)
+    store.open_dataset("a").set_attribute("big", 2**60 + 1)
+    store.create_dataset("b")  # neither: the columns hold None there
+    store.flush()
+    for where in ("flag == 1", "flag > 0", "big == 'abc'", "big < 'abc'"):
+        with pytest.raises(atlas.QueryError, match="expected"):
+            store.select(where)
+    assert store.select("flag == True") == ["a"] and store.select(f"big > {2**60}") == ["a"]
+
+
+def test_back_quotes_inside_text_literals_are_text(store):
+    store.create_dataset("a").set_attribute("note", "it`s")
+    store.create_dataset("b").set_attribute("note", "a`b`c")
+    store.flush()
+    assert store.select("note == 'it`s'") == ["a"]
+    assert store.select('note == "a`b`c"') == ["b"]
+    assert store.select("`note` != 'a`b`c'") == ["a"]
+    assert store.select("note in ['it`s', 'x']") == ["a"]
+    with pytest.raises(atlas.QueryError, match="cannot parse"):
+        store.select("x`note` == 'ok'")
+
+
+def test_a_where_callable_must_return_booleans(store):
+    store.create_dataset("a").set_attribute("x", float("nan"))
+    store.create_dataset("b").set_attribute("x", 0.0)
+    store.flush()
+    with pytest.raises(TypeError, match="booleans.*float64"):
+        store.select(lambda table: table["x"])
+    assert store.select(lambda table: table["x"] == 0) == ["b"]

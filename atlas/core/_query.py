@@ -571,10 +571,19 @@ def _names_in(tree: ast.AST, quoted: dict[str, str]) -> list[str]:
 
 def _literal(node: ast.AST, where: str) -> Any:
     try:
-        return ast.literal_eval(node)
+        value = ast.literal_eval(node)
     except (ValueError, SyntaxError):
         raise QueryError(f"{where}: expected a column name or a literal, got "
                          f"{ast.unparse(node)!r}") from None
+    items = value if isinstance(value, (list, tuple, set)) else [value]
+    for item in items:
+        if not isinstance(item, _LITERALS):  # None, complex, dicts, sets, ...: no column holds
+            raise QueryError(f"{where}: literals are numbers, text, True/False and lists of "
+                             f"them; got {ast.unparse(node)!r}")
+    return value
+
+
+_LITERALS = (bool, int, float, str, bytes)
 
 
 def _evaluate(node: ast.AST, frame: dict[str, "pd.Series"], quoted: dict, where: str) -> Any:

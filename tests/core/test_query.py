@@ -252,6 +252,11 @@ def test_selections_feed_stacked_reads_and_batches(store, rng):
     ("time != False", r"column 'time' holds timestamps: .*got False"),
     ("cycle in [1, 'a']", r"column 'cycle' holds numbers .*got 'a'"),
     ("time in ['2024-01-02', 'soon']", r"column 'time' holds timestamps: .*got 'soon'"),
+    # literals no column holds (complex compared as nothing, None as missing)
+    ("cycle < 1j", r"literals are numbers, text, True/False and lists of them; got '1j'"),
+    ("cycle == None", r"literals are .*got 'None'"),
+    ("cycle in [1, None]", r"literals are .*got '\[1, None\]'"),
+    ("cycle == {1: 2}", r"literals are .*got '\{1: 2\}'"),
 ])
 def test_bad_expressions_raise_value_errors_saying_what(store, rng, where, match):
     _collection(store, rng, 5)

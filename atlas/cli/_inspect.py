@@ -254,8 +254,7 @@ def cmd_catalog(args) -> int:
     if args.json:
         records = [{"dataset": name, **row} for name, row in
                    zip(frame.index, frame.to_dict("records"))]
-        emit(args, [{k: None if _missing(v) else v for k, v in r.items()} for r in records],
-             "")
+        emit(args, [{k: _json_cell(k, v) for k, v in r.items()} for r in records], "")
     elif args.csv:
         sys.stdout.write(frame.to_csv())
     else:
@@ -263,6 +262,16 @@ def cmd_catalog(args) -> int:
                 for name, row in zip(frame.index, frame.itertuples(index=False))]
         emit(args, None, lambda: table(rows, ["dataset", *map(str, frame.columns)]))
     return 0
+
+
+def _json_cell(column: str, value: Any) -> Any:
+    """A catalog value for JSON: missing as None, cell counts as integers (pandas holds them
+    as floats in a column where some dataset lacks the array)."""
+    if _missing(value):
+        return None
+    if column.endswith((".nulls", ".valid")) and isinstance(value, float):
+        return int(value)
+    return value
 
 
 def _cell(value: Any) -> str:

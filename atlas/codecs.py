@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from typing import Any
 
 import crc32c as _crc32c
 import lz4.block
@@ -140,6 +141,25 @@ def check_codec(codec: str) -> str:
     if codec not in CODECS:
         raise ValueError(f"unknown codec {codec!r}; expected one of {', '.join(CODECS)}")
     return codec
+
+
+def check_level(codec: str, level: Any) -> int:
+    """``level`` of a store's ``codec``: zstd's levels (negative ones are faster), 0 for lz4
+    (its block format has none) and none."""
+    if isinstance(level, bool) or not isinstance(level, (int, np.integer)):
+        raise TypeError(f"level must be an int, got {level!r}")
+    level = int(level)
+    if codec != "zstd":
+        if level != 0:
+            raise ValueError(f"codec {codec} has no compression levels: level must be 0, got "
+                             f"{level}")
+        return level
+    try:
+        zstandard.ZstdCompressor(level=level)
+    except (ValueError, zstandard.ZstdError) as err:
+        raise ValueError(f"level {level} is not a zstd level ({err}); zstd takes up to "
+                         f"{zstandard.MAX_COMPRESSION_LEVEL}, negative levels for speed") from None
+    return level
 
 
 def zstd_compressor(level: int, threads: int = 0) -> zstandard.ZstdCompressor:

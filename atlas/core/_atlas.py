@@ -89,8 +89,11 @@ class Atlas:
         """Create a new, empty store (a missing directory is created). ``block_size``: the
         decoded size of the blocks small chunks are packed into. ``shuffle``: regroup the bytes
         of values wider than one byte by significance before compressing them (smaller, and
-        faster to decode, for most numeric data); no effect with ``codec="none"``."""
+        faster to decode, for most numeric data); no effect with ``codec="none"``. ``level``:
+        the codec's compression level (zstd's, default 1; lz4 and none have none: 0)."""
         codecs.check_codec(codec)
+        level = codecs.DEFAULT_LEVELS[codec] if level is None else codecs.check_level(codec,
+                                                                                      level)
         if not isinstance(shuffle, bool):
             raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
         if isinstance(block_size, bool) or not isinstance(block_size, int) or not (
@@ -103,7 +106,7 @@ class Atlas:
         if storage.read_manifest(ROOT_KEY) is not None:
             raise AlreadyExistsError(f"a store already exists at {storage.location}")
         root = Root(generation=0, codec=codec,
-                    level=codecs.DEFAULT_LEVELS[codec] if level is None else level,
+                    level=level,
                     block_size=block_size, shuffle=shuffle and codec != "none",
                     message="create")
         root.created = root.time
@@ -900,7 +903,9 @@ class Atlas:
                                    fill_value: Any = None) -> None:
         """The inverse of the stacked read: row i of ``data`` becomes ``array`` of dataset
         ``names[i]``, which is created if absent, with the array defined (shape
-        ``data.shape[1:]``) if absent; an existing definition must match."""
+        ``data.shape[1:]``) if absent; an existing definition must match. Everything is
+        checked before anything changes; a write cut short after that (an I/O error, an
+        interrupt) leaves what it did so far pending (see docs/durability.md)."""
         from atlas.core._stacked import write_stacked
 
         self._check_writable()

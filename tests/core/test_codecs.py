@@ -109,3 +109,28 @@ def test_zstd_is_safe_to_use_from_many_threads_at_once():
     for t in threads:
         t.join()
     assert errors == []
+
+
+@pytest.mark.parametrize("codec, level, error, match", [
+    ("zstd", 99, ValueError, "level 99 is not a zstd level"),
+    ("zstd", 2.5, TypeError, "level must be an int, got 2.5"),
+    ("zstd", True, TypeError, "level must be an int, got True"),
+    ("lz4", 3, ValueError, "codec lz4 has no compression levels"),
+    ("none", 1, ValueError, "codec none has no compression levels"),
+])
+def test_a_level_the_codec_cannot_take_is_refused_before_the_store_is_made(tmp_path, codec,
+                                                                          level, error, match):
+    # a store made with it could never be written (zstd refused it at every write)
+    with pytest.raises(error, match=match):
+        atlas.Atlas.create(tmp_path / "s", codec=codec, level=level)
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("level", [-5, 3, 19, np.int8(7)])
+def test_stores_at_any_zstd_level_write_and_read_back(tmp_path, level):
+    data = np.linspace(0, 1, 5000).reshape(50, 100)
+    with atlas.Atlas.create(tmp_path / "s", level=level) as store:
+        store.write_array_across_stacked("v", [f"d{i}" for i in range(50)], data)
+    store = atlas.Atlas.open(tmp_path / "s")
+    assert store.level == int(level)
+    np.testing.assert_array_equal(store.read_array_across_stacked("v"), data)

@@ -12,7 +12,7 @@ from atlas.core._validate import as_index_tuple, check_name, check_window
 from atlas.dtypes import check_data, check_text, fill_for_user, parse_fill, resolve_dtype
 from atlas.errors import AlreadyExistsError, ArrayNotFoundError
 from atlas.format import values as value_format
-from atlas.format.schema import Schema
+from atlas.format.schema import Schema, fill_key
 
 if TYPE_CHECKING:
     from atlas.core._atlas import Atlas
@@ -305,8 +305,7 @@ def _define_key(name, dtype, dims, shape, chunk_shape, fill) -> tuple | None:
         chunks_t = None if chunk_shape is None else tuple(chunk_shape)
         if not _INT_ONLY.issuperset(map(type, shape_t + (chunks_t or ()))):
             return None  # e.g. 100.0 would hash like 100 but must be refused
-        fill_key = ("nan", type(fill)) if fill != fill else (type(fill), fill)
-        key = (name, dtype, dims_t, shape_t, chunks_t, fill_key)
+        key = (name, dtype, dims_t, shape_t, chunks_t, fill_key(fill))
         hash(key)
     except Exception:  # unhashable or odd arguments: the checks will say what is wrong
         return None

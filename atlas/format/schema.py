@@ -10,7 +10,17 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from atlas.dtypes import DType, resolve_dtype
+
+
+def fill_key(fill: Any) -> tuple:
+    """Hashable and equal for equal fill values: a NaN equals a NaN; 0, 0.0 and -0.0 differ
+    (== holds the last two equal, but they read back apart)."""
+    if isinstance(fill, (float, np.floating)):
+        return ("nan",) if fill != fill else (type(fill).__name__, float(fill).hex())
+    return (type(fill).__name__, fill)
 
 
 class Schema(NamedTuple):
@@ -41,11 +51,8 @@ class Schema(NamedTuple):
 
     def key(self) -> tuple:
         """Hashable and equal for equal schemas (a NaN fill equals a NaN fill; 0 and 0.0
-        differ, as they do once stored)."""
-        fill = self.fill
-        fill_key = ("nan",) if isinstance(fill, float) and fill != fill else (
-            type(fill).__name__, fill)
-        return (self.dtype.name, self.dims, self.shape, self.chunk_shape, fill_key)
+        differ, as they do once stored, and so do -0.0 and 0.0, which == holds equal)."""
+        return (self.dtype.name, self.dims, self.shape, self.chunk_shape, fill_key(self.fill))
 
     def to_value(self) -> list:
         return [self.dtype.name, list(self.dims), list(self.shape), list(self.chunk_shape),

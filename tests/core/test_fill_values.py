@@ -154,3 +154,17 @@ def test_fill_of_zero_d_arrays_is_read_back(store):
         assert_same(ds.read_array(f"a_{dtype}"), np.array(1, dtype=NUMPY_OF[dtype]))
     ds.define_array("s", "string", dims=[], shape=[], fill_value="none")
     assert_same(ds.read_array("s"), np.array("none", dtype=object))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fills_of_minus_and_plus_zero_stay_apart(store, store_path, dtype):
+    # -0.0 == 0.0: two definitions that differ only there were taken for one, and the second
+    # dataset's unwritten cells read -0.0
+    store.create_dataset("neg").define_array("v", dtype, ["x"], [3], fill_value=-0.0)
+    store.create_dataset("pos").define_array("v", dtype, ["x"], [3], fill_value=0.0)
+    store.flush()
+    for handle in (store, reopen(store_path)):
+        for name, negative in (("neg", True), ("pos", False)):
+            view = handle.open_dataset(name)
+            assert math.copysign(1, view.array_fill_value("v")) == (-1 if negative else 1)
+            assert np.signbit(view.read_array("v")).tolist() == [negative] * 3

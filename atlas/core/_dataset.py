@@ -169,7 +169,8 @@ class DatasetView:
             did, slot, schema_id, pending = row
             fast = catalog.fast_write(schema_id)  # (dtype, shape) or None
             if (fast is not None and data.dtype == fast[0] and data.shape == fast[1]
-                    and len(start) == len(fast[1]) and not any(start) and store._fast_writes
+                    and len(start) == len(fast[1]) and not any(start)
+                    and _INT_ONLY.issuperset(map(type, start)) and store._fast_writes
                     and store._pending.put_whole(name, schema_id, slot, data)):
                 if not pending:
                     catalog.stats_changed(name, did, slot, schema_id)

@@ -260,3 +260,13 @@ def test_missing_arrays_read_as_none_but_cannot_be_written(store):
         ds.write_array("nope", [0], np.ones(1))
     with pytest.raises(KeyError, match="nope"):
         ds.array_fill_value("nope")
+
+
+@pytest.mark.parametrize("start", [[0.0], [None], [""], [False]])
+@pytest.mark.parametrize("chunks", [None, [2]])  # one chunk (the fast whole write), two
+def test_a_start_that_is_not_ints_is_refused_whatever_the_chunks(store, start, chunks):
+    view = store.create_dataset("d")
+    view.define_array("v", "float64", ["x"], [4], chunks)
+    with pytest.raises(TypeError, match="start must hold ints"):
+        view.write_array("v", start, np.ones(4))
+    assert not view.read_array("v").any()  # nothing written

@@ -7,6 +7,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from atlas.core._batches import check_count
+
 
 def torch_dataset(store: Any, array: str, dataset_names: Sequence[str] | None = None,
                   batch_size: int = 64, shuffle: bool = True, seed: int | None = None,
@@ -37,8 +39,7 @@ def torch_dataset(store: Any, array: str, dataset_names: Sequence[str] | None = 
         names = [n for n in names if n in picked]
         if not names:
             raise ValueError(f"no dataset with {array!r} matches where={where!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    batch_size = check_count("batch_size", batch_size, 1)
     return _dataset_class()(store, array, names, batch_size, shuffle, seed, start, shape,
                             drop_last, prefetch)
 

@@ -62,8 +62,16 @@ def test_bad_arguments_fail_before_iteration(store):
         store.batches("field", prefetch=-1)
     with pytest.raises(KeyError, match="no_field"):
         store.batches("field", ["d00", "no_field"])
-    with pytest.raises(KeyError, match="nothing"):
+    with pytest.raises(atlas.ArrayNotFoundError, match="nothing"):  # as stacked reads say
         store.batches("nothing")
+    with pytest.raises(TypeError, match="batch_size must be an int >= 1, got 2.0"):
+        store.batches("field", batch_size=2.0)
+    with pytest.raises(TypeError, match="prefetch"):
+        store.batches("field", prefetch=True)
+    # numpy's ints are ints
+    first = next(iter(store.batches("field", batch_size=np.int64(2), prefetch=np.int32(0),
+                                    shuffle=False)))
+    assert len(first[0]) == 2
 
 
 def test_closing_early_stops_the_reader_thread(store):

@@ -9,10 +9,21 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 
+from atlas.errors import ArrayNotFoundError
+
 if TYPE_CHECKING:
     from atlas.core._atlas import Atlas
 
 _DONE = object()
+
+
+def check_count(what: str, value: object, least: int) -> int:
+    """An int argument (numpy's too) of at least ``least``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{what} must be an int >= {least}, got {value!r}")
+    if value < least:
+        raise ValueError(f"{what} must be an int >= {least}, got {value!r}")
+    return int(value)
 
 
 def batches(store: "Atlas", array: str, dataset_names: Sequence[str] | None = None,
@@ -20,14 +31,12 @@ def batches(store: "Atlas", array: str, dataset_names: Sequence[str] | None = No
             start: Sequence[int] | None = None, shape: Sequence[int] | None = None,
             drop_last: bool = False, prefetch: int = 1) -> Iterator[tuple[list[str], np.ndarray]]:
     """Check everything up front, then return the iterator of (names, batch) pairs."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
-        raise ValueError(f"prefetch must be an int >= 0, got {prefetch!r}")
+    batch_size = check_count("batch_size", batch_size, 1)
+    prefetch = check_count("prefetch", prefetch, 0)
     if dataset_names is None:
         names, slots, schema_ids = store._holding(array)
         if not names:
-            raise KeyError(f"no dataset in {store.location} has an array {array!r}")
+            raise ArrayNotFoundError(f"no dataset in {store.location} has an array {array!r}")
     else:
         names, slots, schema_ids = store._stack_rows(array, dataset_names)
         names = list(names) if names is not None else store.list_datasets()

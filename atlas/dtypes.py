@@ -98,7 +98,7 @@ def dtype_of_numpy(dt: np.dtype) -> DType | None:
     """The atlas dtype that numpy data of dtype ``dt`` may be written to, or None."""
     if dt.kind in "SUO":
         return DTYPES["string"]
-    if dt == np.dtype("datetime64[ns]"):
+    if dt.newbyteorder("=") == np.dtype("datetime64[ns]"):
         return DTYPES["timestamp_nanoseconds"]
     if dt.kind in "iuf":
         return DTYPES.get(dt.newbyteorder("=").name)
@@ -136,11 +136,13 @@ def check_data(dtype: DType, data: np.ndarray, where: str) -> np.ndarray:
             return out
         raise TypeError(f"{where}: expected string data (object/|S/|U), got dtype {dt}")
     if dtype.kind == "timestamp":
-        if dt != np.dtype("datetime64[ns]"):
+        if dt.newbyteorder("=") != np.dtype("datetime64[ns]"):
             raise TypeError(
                 f"{where}: expected dtype datetime64[ns], got {dt} "
                 "(convert with .astype('datetime64[ns]'))"
             )
+        if not dt.isnative:
+            data = data.astype("datetime64[ns]")
         return data.view(np.int64)
     if dt.kind not in "iuf" or dt.newbyteorder("=") != dtype.numpy:
         raise TypeError(f"{where}: expected dtype {dtype.name}, got {dt} (atlas never casts)")

@@ -106,14 +106,17 @@ def test_write_array_refuses_non_ndarray_data(store):
         ds.write_array("v", [0], [1, 2, 3])
 
 
-@pytest.mark.parametrize("dtype", NUMERIC)
+@pytest.mark.parametrize("dtype", [*NUMERIC, "timestamp_nanoseconds"])
 def test_non_native_byte_order_data_is_accepted_with_the_same_values(store, rng, dtype):
+    # timestamps too (big-endian datetime64[ns] was refused as another dtype)
     data = sample(dtype, (6,), rng)
     swapped = data.astype(data.dtype.newbyteorder(">" if data.dtype.byteorder != ">" else "<"))
     ds = store.create_dataset("d")
     ds.define_array("v", dtype, dims=["x"], shape=[6], chunk_shape=[4])
     ds.write_array("v", [0], swapped)
     assert_same(ds.read_array("v"), data)
+    store.write_array_across_stacked("w", ["d", "e"], np.stack([swapped, swapped[::-1]]))
+    assert_same(store.read_array_across_stacked("w", ["d", "e"]), np.stack([data, data[::-1]]))
 
 
 def test_strings_accept_object_bytes_and_unicode_input_and_read_back_str(store, store_path):

@@ -877,8 +877,9 @@ class Atlas:
             if not isinstance(out, np.ndarray):
                 raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
             if out.shape != expected or out.dtype != dtype or not out.flags.c_contiguous:
+                order = "" if out.flags.c_contiguous else "non-C-contiguous "
                 raise ValueError(f"out must be a C-contiguous {dtype} array of shape "
-                                 f"{list(expected)}, got a {out.dtype} array of shape "
+                                 f"{list(expected)}, got a {order}{out.dtype} array of shape "
                                  f"{list(out.shape)}")
             if not out.flags.writeable:
                 raise ValueError("out must be a writeable array, got a read-only one")

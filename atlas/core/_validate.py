@@ -32,7 +32,11 @@ def check_window(start: Sequence[int], shape: Sequence[int], array_shape: Sequen
     for axis, (s, n, size) in enumerate(zip(start, shape, array_shape)):
         if n < 0:
             raise ValueError(f"{where}: shape {list(shape)} has a negative extent on axis {axis}")
-        if s < 0 or s + n > size:
+        if s < 0:
+            raise OutOfBoundsError(f"{where}: start {list(start)} is negative on axis {axis}; "
+                                   f"starts count from 0 in an array of shape "
+                                   f"{list(array_shape)}")
+        if s + n > size:
             raise OutOfBoundsError(
                 f"{where}: start {list(start)} + shape {list(shape)} exceeds shape "
                 f"{list(array_shape)} on axis {axis}"

@@ -173,6 +173,8 @@ def test_out_of_bounds_writes_raise_index_error_naming_axis_array_and_dataset(gr
     assert isinstance(info.value, IndexError)
     message = str(info.value)
     assert f"axis {axis}" in message and "'v'" in message and "'d'" in message, message
+    # a negative start is named as such (it read as exceeding the shape)
+    assert ("is negative" in message) == (min(start) < 0), message
     assert_same(ds.read_array("v"), model)  # nothing was written
 
 

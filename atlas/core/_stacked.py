@@ -56,9 +56,13 @@ def write_stacked(store: "Atlas", array: str, names: Sequence[str], data: np.nda
     if atlas_dtype is None:
         raise TypeError(f"{array!r}: unsupported dtype {data.dtype} for a stacked write")
     row_shape = data.shape[1:]
+    where = f"{array!r} (stacked write)"
     if dims is None:
         dims = [f"dim_{i}" for i in range(len(row_shape))]
-    where = f"{array!r} (stacked write)"
+    elif not isinstance(dims, str) and hasattr(dims, "__len__") and \
+            len(dims) != len(row_shape):
+        raise ValueError(f"{where}: dims {list(dims)} name {len(dims)} dimensions; each row of "
+                         f"data has {len(row_shape)} (shape {list(row_shape)})")
     schema = make_schema(atlas_dtype, dims, row_shape, chunk_shape, fill_value, where)
     values = check_data(atlas_dtype, data, where)
     catalog = store._catalog

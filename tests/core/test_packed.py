@@ -255,6 +255,13 @@ def test_bad_stacked_writes_raise_typed_errors_and_change_nothing(store, names, 
     assert store.list_arrays() == []
 
 
+def test_dims_that_do_not_match_the_rows_are_refused_saying_so(store):
+    with pytest.raises(ValueError, match=r"dims \['x', 'y'\] name 2 dimensions; each row of "
+                                         r"data has 1 \(shape \[4\]\)"):
+        store.write_array_across_stacked("v", ["a"], np.zeros((1, 4)), dims=["x", "y"])
+    assert store.list_datasets() == []
+
+
 def test_a_refused_stacked_write_leaves_no_block_behind(store, store_path, rng):
     # its blocks are compressed while the names are checked: a refusal writes none of them
     store.write_array_across_stacked("v", ["a"], np.ones((1, 3)))

@@ -151,6 +151,22 @@ def test_a_lazy_dataset_never_reads_another_dataset_given_its_name(tmp_path, how
     xr.testing.assert_identical(atlas.Atlas.open(tmp_path / "s").to_xarray("e").load(), ds)
 
 
+def test_a_lazy_read_of_an_unflushed_dataset_reads_it_after_a_flush_that_rebases(tmp_path):
+    # the flush re-applies the dataset on top of another writer's commit, under another id:
+    # the lazy read still reads it (it checks the ids of committed datasets only)
+    ds = xr.Dataset({"v": ("x", np.arange(4.0))})
+    atlas.Atlas.create(tmp_path / "s").close()
+    mine = atlas.Atlas.open(tmp_path / "s")
+    mine.add_xr_dataset(ds, "mine", chunks={"v": [2]})
+    lazy = mine.to_xarray("mine")
+    before = int(mine._dids(["mine"])[0])
+    with atlas.Atlas.open(tmp_path / "s") as theirs:
+        theirs.create_dataset("theirs")
+    mine.flush()
+    assert int(mine._dids(["mine"])[0]) != before  # the rebase moved it
+    xr.testing.assert_identical(lazy.load(), ds)
+
+
 def test_lazy_graphs_and_views_pickle_as_small_descriptions(written):
     path, ds = written
     store = atlas.Atlas.open(path)

@@ -42,13 +42,21 @@ def _shared_handle(store: Atlas, generation: int) -> Atlas:
         return found
 
 
+def dataset_ids(store: Atlas, names: list[str]) -> np.ndarray:
+    """The ids :func:`check_datasets` checks: of committed datasets; -1 for one created since
+    the handle's commit, whose id a rebase of the next flush may move (it is not checked)."""
+    dids = store._dids(names)
+    return np.where(dids < store._catalog.root.next_did, dids, -1)
+
+
 def check_datasets(store: Atlas, names: list[str], dids: np.ndarray) -> None:
-    """DatasetNotFoundError unless ``names`` still name the datasets ``dids`` they named when a
-    lazy read was made: a deleted dataset is gone even where its name is another dataset's
-    now (a lazy read would give that one's values: a Dataset written back under its own name
-    after a delete read itself half-written, and stored zeros)."""
+    """DatasetNotFoundError unless ``names`` still name the datasets ``dids`` (of
+    :func:`dataset_ids`) they named when a lazy read was made: a deleted dataset is gone even
+    where its name is another dataset's now (a lazy read would give that one's values: a
+    Dataset written back under its own name after a delete read itself half-written, and
+    stored zeros)."""
     now = store._dids(names)  # DatasetNotFoundError for a name no dataset has
-    changed = np.flatnonzero(now != dids)
+    changed = np.flatnonzero((now != dids) & (dids >= 0))
     if len(changed):
         raise DatasetNotFoundError(f"dataset {names[changed[0]]!r} of {store.location} was "
                                    "deleted since this lazy array was made (the name is "
@@ -112,7 +120,7 @@ def lazy_array(store: Atlas, dataset: str, variable: DecodedVariable):
     chunks = chunk_grid(variable.shape, variable.chunk_shape)
     name = f"atlas-{variable.name}-{uuid.uuid4().hex}"
     generation = store.generation
-    did = store._did(dataset)
+    did = int(dataset_ids(store, [dataset])[0])
     graph = {}
     offsets = [np.concatenate([[0], np.cumsum(c[:-1])]).astype(int) for c in chunks]
     for index in np.ndindex(*(len(c) for c in chunks)):

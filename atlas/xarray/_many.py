@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from atlas.xarray._fidelity import stackable_variable
-from atlas.xarray._lazy import _shared_handle, check_datasets, chunk_grid
+from atlas.xarray._lazy import _shared_handle, check_datasets, chunk_grid, dataset_ids
 from atlas.xarray._mapping import DecodedVariable, restore_values
 from atlas.xarray._read import Layout, finish_variable, layout
 
@@ -316,7 +316,7 @@ def _stacked_data(store: Atlas, members: list[_Member], dims: _Alignment,
     name = f"atlas-many-{var.name}-{uuid_hex()}"
     offsets = [np.concatenate([[0], np.cumsum(c[:-1])]).astype(int) for c in chunks]
     generation = store.generation
-    dids = store._dids(names)
+    dids = dataset_ids(store, names)
     graph = {}
     for g, row in enumerate(starts):
         rows = range(row, row + row_chunks[g])

@@ -19,7 +19,7 @@ from xarray.core import indexing
 from atlas.format.keys import ROOT_KEY as MANIFEST_KEY
 from atlas.xarray._decode import DECODERS, redecode, resolve
 from atlas.xarray._fidelity import restore_dataset_encoding
-from atlas.xarray._lazy import _shared_handle, read_window
+from atlas.xarray._lazy import _shared_handle, dataset_ids, read_window
 from atlas.xarray._mapping import DecodedVariable, restore_values
 from atlas.xarray._read import build_dataset, drop_names, layout
 
@@ -31,7 +31,8 @@ class AtlasBackendArray(BackendArray):
         self.store = store
         self.generation = store.generation  # the commit the Dataset was opened at
         self.dataset = dataset
-        self.did = store._did(dataset)  # the dataset itself, whatever the name names later
+        # the dataset itself, whatever the name names later
+        self.did = int(dataset_ids(store, [dataset])[0])
         self.name = variable.name
         self.shape = variable.shape
         self.dtype = variable.dtype

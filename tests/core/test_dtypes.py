@@ -104,6 +104,13 @@ def test_write_array_refuses_non_ndarray_data(store):
     ds.define_array("v", "int64", dims=["x"], shape=[3])
     with pytest.raises(TypeError, match="numpy.ndarray"):
         ds.write_array("v", [0], [1, 2, 3])
+    # a masked array's mask would be dropped: its masked cells stored as whatever they hold
+    masked = np.ma.masked_array(np.array([1, 2, 3]), mask=[0, 1, 0])
+    with pytest.raises(TypeError, match=r"masked array; give data.filled\(fill\)"):
+        ds.write_array("v", [0], masked)
+    with pytest.raises(TypeError, match="masked array"):
+        store.write_array_across_stacked("w", ["d"], masked[None])
+    assert not ds.read_array("v").any() and store.list_arrays() == ["v"]
 
 
 @pytest.mark.parametrize("dtype", [*NUMERIC, "timestamp_nanoseconds"])

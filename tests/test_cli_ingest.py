@@ -182,6 +182,34 @@ def test_a_failed_ingest_leaves_the_store_it_created_to_a_writer_using_it(folder
     assert store.list_datasets() == ["theirs"] and store.verify().ok
 
 
+def test_two_ingests_into_one_new_store_both_land(folder, tmp_path, monkeypatch, capsys):
+    """Another ingest creates the store between this one's look and its create (which then
+    loses the race to commit the first root): this one ingests into that store. And a folder
+    holding only what a store being created holds is not refused as a foreign folder."""
+    real_create = atlas.Atlas.create
+
+    def created_by_another_first(location, *args, **kwargs):
+        real_create(location).close()  # the other ingest's first root lands first
+        return real_create(location, *args, **kwargs)
+
+    monkeypatch.setattr(atlas.Atlas, "create", created_by_another_first)
+    assert main(["ingest", str(folder), str(tmp_path / "store"), "-q"]) == 0, \
+        capsys.readouterr().err
+    monkeypatch.undo()
+    assert main(["ingest", str(folder), str(tmp_path / "plain"), "-q"]) == 0
+    assert atlas.Atlas.open(tmp_path / "store").list_datasets() == atlas.Atlas.open(
+        tmp_path / "plain").list_datasets()
+    begun = tmp_path / "begun"  # another writer's create under way: a lock, a version record
+    (begun / "versions").mkdir(parents=True)
+    (begun / ".atlas.lock").touch()
+    assert main(["ingest", str(folder), str(begun), "-q"]) == 0, capsys.readouterr().err
+    foreign = tmp_path / "foreign"
+    (foreign / "versions").mkdir(parents=True)
+    (foreign / "notes.txt").touch()
+    assert main(["ingest", str(folder), str(foreign), "-q"]) == 1
+    assert "not an atlas store and not empty" in capsys.readouterr().err
+
+
 def test_a_warning_about_a_file_name_holding_a_newline_stays_one_line(folder, tmp_path,
                                                                         capsys):
     write_day(folder / "odd\nday.nc", 9)  # its dataset name is refused: skipped, with a warning

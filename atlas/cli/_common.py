@@ -186,9 +186,16 @@ def check_new_store_folder(location: str) -> None:
     where = os.path.abspath(location)
     if not os.path.isdir(location):
         raise CommandError(f"{where} is a file; a store is a folder")
-    if os.listdir(location) and not os.path.exists(os.path.join(location, ROOT_KEY)):
+    entries = os.listdir(location)
+    if entries and not os.path.exists(os.path.join(location, ROOT_KEY)) and not all(
+            _STORE_ENTRY.fullmatch(entry) for entry in entries):
         raise CommandError(f"{where} is a folder that is not an atlas store and not empty; "
                            "refusing to create a store in it")
+
+
+# what a store holds at its top: in a folder of nothing else, another writer is creating one
+_STORE_ENTRY = re.compile(r"\.atlas\.lock|versions|segments|catalog|tags|" +
+                          re.escape(ROOT_KEY) + r"(\.[0-9a-f]{32}\.tmp)?")
 
 
 def plural(n: int, word: str) -> str:

@@ -335,15 +335,18 @@ def _one_line(err: BaseException) -> str:
 
 def _open_or_create(location: str, codec: str | None, shuffle: bool = True):
     import atlas
-    from atlas.errors import StoreNotFoundError
+    from atlas.errors import AlreadyExistsError, ConflictError, StoreNotFoundError
 
     try:
         with credentials_explained(location):
             store = atlas.Atlas.open(location)
     except StoreNotFoundError:
         check_new_store_folder(location)
-        with credentials_explained(location):
-            store = atlas.Atlas.create(location, codec=codec or "zstd", shuffle=shuffle)
+        try:
+            with credentials_explained(location):
+                store = atlas.Atlas.create(location, codec=codec or "zstd", shuffle=shuffle)
+        except (AlreadyExistsError, ConflictError):  # another ingest created it meanwhile
+            return _open_or_create(location, codec, shuffle)
         log.info("created store %s (codec %s)", store.location, codec or "zstd")
         return store, True
     if codec is not None and codec != store.codec:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -272,6 +273,21 @@ def test_export_writes_a_netcdf_file_equal_to_the_source(collection, tmp_path):
     assert_one_line_error(run("export", store, "f1", out), "already exists", "--force")
     assert_one_line_error(run("export", store, "f1", tmp_path / "no" / "x.nc"),
                           "does not exist")
+    # readable as any file the user makes (the temporary file's 0600 stayed)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_export_of_what_netcdf_cannot_hold_is_one_line_and_writes_nothing(tmp_path):
+    with atlas.Atlas.create(tmp_path / "s") as store:
+        view = store.create_dataset("a")
+        view.set_attribute("d", {"k": 1})
+        view.define_array("v", "float32", ["x"], [2])
+    out = tmp_path / "a.nc"
+    assert_one_line_error(run("export", tmp_path / "s", "a", out),
+                          "cannot export dataset 'a' to netCDF", "attr 'd'")
+    assert list(tmp_path.iterdir()) == [tmp_path / "s"]  # no OUT, no temporary file
 
 
 def test_plot_writes_a_map_of_the_first_slice_and_a_line_plot(collection, tmp_path, capsys):
@@ -288,6 +304,9 @@ def test_plot_writes_a_map_of_the_first_slice_and_a_line_plot(collection, tmp_pa
     line = tmp_path / "line.png"
     assert main(["plot", str(store), "f0", "count", "-o", str(line)]) == 0
     assert image.imread(line).shape[0] > 100
+    # no suffix: the file written and the one named are OUT.png (it named OUT)
+    bare = json.loads(ok(run("plot", store, "f0", "count", "-o", tmp_path / "bare", "--json")))
+    assert bare["path"] == str(tmp_path / "bare.png") and (tmp_path / "bare.png").exists()
     assert main(["plot", str(store), "f0", "sst", "--index", "1", "-o", str(png)]) == 0
     capsys.readouterr()
     assert main(["plot", str(store), "f0", "sst", "--index", str(NT), "-o", str(png)]) == 1

@@ -54,10 +54,18 @@ def cmd_export(args) -> int:
     store = open_store(args.store, args=args)
     ds = store.to_xarray(args.name)
     # written next to the target and renamed, so a failure leaves no half-written file
-    fd, tmp = tempfile.mkstemp(suffix=".nc.tmp", dir=os.path.dirname(out))
+    try:
+        fd, tmp = tempfile.mkstemp(suffix=".nc.tmp", dir=os.path.dirname(out))
+    except OSError as err:
+        raise CommandError(f"cannot write {out}: {err.strerror}") from None
     os.close(fd)
     try:
-        ds.to_netcdf(tmp)
+        try:
+            ds.to_netcdf(tmp)
+        except (TypeError, ValueError) as err:  # what netCDF cannot hold (a dict attribute)
+            raise CommandError(f"cannot export dataset {args.name!r} to netCDF: "
+                               f"{' '.join(str(err).split())}") from None
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's file is private; OUT is as any new file
         os.replace(tmp, out)
     except BaseException:
         if os.path.exists(tmp):
@@ -68,6 +76,12 @@ def cmd_export(args) -> int:
     emit(args, {"dataset": args.name, "path": out, "bytes": size},
          f"wrote {out} ({size} bytes)")
     return 0
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 # -- plot ---------------------------------------------------------------------------------------
@@ -126,6 +140,8 @@ def cmd_plot(args) -> int:
     import matplotlib.pyplot as plt
 
     out = _check_out(args.output or f"{args.name}_{args.array}.png", force=True)
+    if not os.path.splitext(out)[1]:  # matplotlib would write OUT.png: the name said is that
+        out += ".png"
     store = open_store(args.store, args=args)
     view = store.open_dataset(args.name)
     meta = view.array_meta(args.array)

@@ -495,9 +495,10 @@ def test_human_bytes_and_strict_json():
     assert [human_bytes(n) for n in (999, 1000, 51_657_914, 2.5e9)] == [
         "999 B", "1.0 kB", "51.7 MB", "2.5 GB"]
     value = {"a": np.float32("nan"), "b": [np.int16(3), float("inf")],
-             "t": np.datetime64("2024-01-02T00:00", "ns"), "s": b"x"}
+             "t": np.datetime64("2024-01-02T00:00", "ns"), "s": b"x", "raw": b"\x00\xff"}
     assert json.loads(json.dumps(jsonable(value), allow_nan=False)) == {
-        "a": "NaN", "b": [3, "Infinity"], "t": "2024-01-02", "s": "x"}
+        "a": "NaN", "b": [3, "Infinity"], "t": "2024-01-02", "s": "x",
+        "raw": "b'\\x00\\xff'"}  # not UTF-8: the literal (the 0xff was replaced)
 
 
 def test_the_console_script_runs_the_same_main():

@@ -121,7 +121,8 @@ def jsonable(value: Any) -> Any:
     """``value`` with numpy scalars, timestamps, bytes and non-finite floats made strict JSON.
 
     NaN and the infinities become the strings "NaN", "Infinity", "-Infinity" (strict JSON has
-    no spelling for them); timestamps become ISO 8601 strings.
+    no spelling for them); timestamps become ISO 8601 strings; bytes their UTF-8 text, or
+    where they are not UTF-8 their Python literal (``b'\\xff'``: nothing is replaced).
     """
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
@@ -136,8 +137,11 @@ def jsonable(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, np.generic):
         value = value.item()
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
+    if isinstance(value, bytes):  # UTF-8 as its text; other bytes as the text output shows them
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return repr(value)
     if isinstance(value, float) and not math.isfinite(value):
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     return value

@@ -196,9 +196,11 @@ def read_file(path: str) -> Loaded:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         # no pandas indexes: ingest stores variables, and building an index per dimension
-        # coordinate was a fifth of the time of a small file
+        # coordinate was a fifth of the time of a small file. No lock: every process reads
+        # one file at a time on one thread, and a Ctrl-C that landed while xarray's HDF5 lock
+        # was held left the close waiting on it forever
         with xr.open_dataset(path, engine=_engine(), create_default_indexes=False,
-                             **_OPEN_OPTIONS) as ds:
+                             lock=False, **_OPEN_OPTIONS) as ds:
             return Loaded(ds.load(), notes(caught))
 
 

@@ -587,6 +587,7 @@ def compact(store: "Atlas", older_than: float | None, last_try: bool = False) ->
     # what replaced what, to re-apply on a newer root: list name -> (replaced, replacement)
     replaced: dict[Any, tuple[list[FileRef], list[FileRef]]] = {}
     landed = True
+    committing = False  # a failure before the commit: what was written is nobody's
     try:
         if len(root.parts) > 1 or root.parts and _has_dead(store, root.parts[0], keep):
             part = _merge_parts(store, new_root, root.parts, drop_dead=True, keep=keep)
@@ -620,9 +621,15 @@ def compact(store: "Atlas", older_than: float | None, last_try: bool = False) ->
         now = time.time()
         new_root.retired = [*root.retired, *((key, now, new_root.generation) for key in retired)]
         if retired:
+            committing = True
             landed = store._commit_maintenance(
                 lambda latest: new_root if latest.commit == root.commit else
                 _reapplied(store, root, latest, replaced, retired, now, last_try)) is not None
+    except BaseException:
+        # (a failed commit may have landed, its response lost: its files then stay, orphans
+        # at worst, which a later sweep removes)
+        landed = landed and committing
+        raise
     finally:
         for w in written:
             w.release()

@@ -271,3 +271,28 @@ def test_a_missing_segment_file_is_a_verify_problem(store, store_path):
     path.unlink()
     report = reopen(store_path).verify()
     assert not report.ok and any(path.name in p for p in report.problems)
+
+
+def test_a_compaction_that_fails_before_its_commit_leaves_none_of_its_files(store, store_path,
+                                                                            rng, monkeypatch):
+    # (a damaged block it must copy, say): the files it wrote were left as orphans
+    from atlas.core import _maintain
+
+    model = _layered_store(store, rng, n_datasets=3, flushes=3)
+    before = sorted(p.name for p in segment_files(store_path))
+    real = _maintain.rewrite_segment
+    calls = []
+
+    def fails_the_second_time(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise atlas.CorruptionError("a damaged block")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_maintain, "rewrite_segment", fails_the_second_time)
+    with pytest.raises(atlas.CorruptionError, match="a damaged block"):
+        store.compact()
+    back = reopen(store_path)
+    assert back.verify().orphans == [] and back.verify().ok
+    assert sorted(p.name for p in segment_files(store_path)) == before
+    _check(back, model)

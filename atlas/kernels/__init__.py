@@ -1,9 +1,9 @@
 """Drivers of the Numba kernels: validate, fold, allocate, then call the compiled loop.
 
-The compiled loops (``_copy``, ``_stats``, ``_shuffle``, ``_bloom``) are private and see only arrays and
-plain scalars. Object (string) arrays never reach them. What is one copy (one box, runs back to
-back, the box of :func:`copy_window`) is one numpy assignment with the same bounds checks: the
-loops are for many boxes or runs at once.
+The compiled loops (``_copy``, ``_stats``, ``_shuffle``, ``_bloom``) are private and see only
+arrays and plain scalars. Object (string) arrays never reach them. What is one copy (one box,
+runs back to back, the box of :func:`copy_window`) is one numpy assignment with the same bounds
+checks: the loops are for many boxes or runs at once.
 
 numba is imported when a driver first needs a loop, not by ``import atlas``: opening a store,
 listing it and a first small read never pay for the compiler (~0.4 s to import, ~0.1 s per

@@ -344,6 +344,9 @@ def test_errors_are_one_line_with_exit_1(collection, tmp_path):
     assert_one_line_error(run("show", store, "nope"), "no dataset 'nope'")
     assert_one_line_error(run("frobnicate", store), "invalid choice")
     assert_one_line_error(run("show", store), "required: NAME")
+    # an unknown option of a command points to that command's help (it said 'atlas --help')
+    assert_one_line_error(run("ls", store, "--bogus"), "unrecognized arguments: --bogus",
+                          "(see 'atlas ls --help')")
     assert_one_line_error(run("ls", store, "--log-file", tmp_path / "no" / "dir" / "x.log"),
                           "cannot open log file")
     (tmp_path / "garbage").mkdir()

@@ -31,6 +31,13 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(f"{message} (see '{self.prog} --help')")
 
 
+def _command_in(parser: argparse.ArgumentParser, argv: list[str]) -> str | None:
+    """The subcommand named in ``argv`` (its first argument that is one), or None."""
+    commands = next((set(a.choices) for a in parser._actions
+                     if isinstance(a, argparse._SubParsersAction)), set())
+    return next((arg for arg in argv if arg in commands), None)
+
+
 def _common_options(defaults: bool) -> argparse.ArgumentParser:
     # Given before or after the command name; subcommands leave unset options alone so that
     # `atlas --json ls S` and `atlas ls S --json` mean the same.
@@ -102,10 +109,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not log.handlers:
         log.addHandler(logging.NullHandler())
     argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
     try:
-        args = build_parser().parse_args(argv)
+        args = parser.parse_args(argv)
     except _UsageError as err:
-        print(f"atlas: {err}", file=sys.stderr)
+        message = str(err)
+        command = _command_in(parser, argv)
+        if command is not None:  # the root parser reports a subcommand's unknown options
+            message = message.replace("(see 'atlas --help')", f"(see 'atlas {command} --help')")
+        print(f"atlas: {message}", file=sys.stderr)
         return 1
     except SystemExit as stop:  # --help and --version
         return stop.code if isinstance(stop.code, int) else 0

@@ -86,3 +86,6 @@ def test_tag_expire_and_the_tagged_version_stays(versioned, tmp_path, capsys):
     capsys.readouterr()
     assert main(["expire", str(versioned), "--keep-last", "0"]) == 1
     assert "--keep-last must be >= 1" in capsys.readouterr().err
+    for bad in ("inf", "nan", "-1"):  # (inf reached the API, whose message named older_than)
+        assert main(["expire", str(versioned), "--older-than", bad]) == 1
+        assert "--older-than must be a number of seconds >= 0" in capsys.readouterr().err

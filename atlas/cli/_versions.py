@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from atlas.cli._common import (
     CommandError,
@@ -84,8 +85,9 @@ def cmd_tag(args) -> int:
 
 
 def cmd_expire(args) -> int:
-    if args.older_than is not None and args.older_than < 0:
-        raise CommandError(f"--older-than must be >= 0 seconds, got {args.older_than}")
+    if args.older_than is not None and not 0 <= args.older_than < math.inf:  # NaN too
+        raise CommandError(f"--older-than must be a number of seconds >= 0, got "
+                           f"{args.older_than}")
     if args.keep_last is not None and args.keep_last < 1:
         raise CommandError(f"--keep-last must be >= 1, got {args.keep_last}")
     store = open_store(args.store, writable=True)

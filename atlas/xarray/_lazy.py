@@ -46,7 +46,13 @@ def dataset_ids(store: Atlas, names: list[str]) -> np.ndarray:
     """The ids :func:`check_datasets` checks: of committed datasets; -1 for one created since
     the handle's commit, whose id a rebase of the next flush may move (it is not checked)."""
     dids = store._dids(names)
-    return np.where(dids < store._catalog.root.next_did, dids, -1)
+    return np.where(dids < store._catalog.root.next_did, dids, -1)  # Catalog.is_committed
+
+
+def dataset_id(store: Atlas, name: str) -> int:
+    """:func:`dataset_ids` of one dataset, without a dict of every name (a store of 10^6)."""
+    did = store._did(name)
+    return did if store._catalog.is_committed(did) else -1
 
 
 def check_datasets(store: Atlas, names: list[str], dids: np.ndarray) -> None:
@@ -58,15 +64,21 @@ def check_datasets(store: Atlas, names: list[str], dids: np.ndarray) -> None:
     now = store._dids(names)  # DatasetNotFoundError for a name no dataset has
     changed = np.flatnonzero((now != dids) & (dids >= 0))
     if len(changed):
-        raise DatasetNotFoundError(f"dataset {names[changed[0]]!r} of {store.location} was "
-                                   "deleted since this lazy array was made (the name is "
-                                   "another dataset's now)")
+        raise _deleted(store, names[changed[0]])
 
 
 def read_window(store: Atlas, dataset: str, did: int, array: str, start, shape) -> np.ndarray:
-    """``read_array`` of the dataset ``did``, named ``dataset`` (:func:`check_datasets`)."""
-    check_datasets(store, [dataset], np.array([did]))
-    return store.open_dataset(dataset).read_array(array, start, shape)
+    """``read_array`` of the dataset ``did`` (of :func:`dataset_id`), named ``dataset``, as
+    :func:`check_datasets` checks it."""
+    view = store.open_dataset(dataset)
+    if did >= 0 and view._did() != did:  # (the view's lookup, cached: no dict of every name)
+        raise _deleted(store, dataset)
+    return view.read_array(array, start, shape)
+
+
+def _deleted(store: Atlas, name: str) -> DatasetNotFoundError:
+    return DatasetNotFoundError(f"dataset {name!r} of {store.location} was deleted since this "
+                                "lazy array was made (the name is another dataset's now)")
 
 
 class WindowRead:
@@ -120,7 +132,7 @@ def lazy_array(store: Atlas, dataset: str, variable: DecodedVariable):
     chunks = chunk_grid(variable.shape, variable.chunk_shape)
     name = f"atlas-{variable.name}-{uuid.uuid4().hex}"
     generation = store.generation
-    did = int(dataset_ids(store, [dataset])[0])
+    did = dataset_id(store, dataset)
     graph = {}
     offsets = [np.concatenate([[0], np.cumsum(c[:-1])]).astype(int) for c in chunks]
     for index in np.ndindex(*(len(c) for c in chunks)):

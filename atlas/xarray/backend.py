@@ -19,7 +19,7 @@ from xarray.core import indexing
 from atlas.format.keys import ROOT_KEY as MANIFEST_KEY
 from atlas.xarray._decode import DECODERS, redecode, resolve
 from atlas.xarray._fidelity import restore_dataset_encoding
-from atlas.xarray._lazy import _shared_handle, dataset_ids, read_window
+from atlas.xarray._lazy import _shared_handle, dataset_id, read_window
 from atlas.xarray._mapping import DecodedVariable, restore_values
 from atlas.xarray._read import build_dataset, drop_names, layout
 
@@ -32,7 +32,7 @@ class AtlasBackendArray(BackendArray):
         self.generation = store.generation  # the commit the Dataset was opened at
         self.dataset = dataset
         # the dataset itself, whatever the name names later
-        self.did = int(dataset_ids(store, [dataset])[0])
+        self.did = dataset_id(store, dataset)
         self.name = variable.name
         self.shape = variable.shape
         self.dtype = variable.dtype

@@ -110,6 +110,9 @@ def check_data(dtype: DType, data: np.ndarray, where: str) -> np.ndarray:
 
     Byte order is normalised (same values); strings become an object array of ``str``.
     """
+    if isinstance(data, np.ma.MaskedArray):  # its mask would be dropped without a word
+        raise TypeError(f"{where}: data is a masked array; give data.filled(fill) so masked "
+                        "cells are stored as the fill")
     dt = data.dtype
     if dtype.is_string:
         if dt.kind == "U":

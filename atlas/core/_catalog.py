@@ -93,10 +93,10 @@ class Catalog:
         # names created in bulk since (names, first did): added to the dict when it is next
         # used, so that a stacked write followed by a flush never pays for it
         self._dids_todo: list[tuple[list[str], int]] = []
-        # (first did, bloom hashes of the names, the names bloom.join-ed or None) of each bulk
-        # create since the last commit: the flush's Bloom filter and name column reuse them
-        # (dids only grow under one Catalog)
-        self._created: list[tuple[int, np.ndarray, Any]] = []
+        # (first did, bloom hashes of the names, their bloom.join-ed bytes or None) of each
+        # bulk create since the last commit: the flush's Bloom filter and name column reuse
+        # them (dids only grow under one Catalog)
+        self._created: list[tuple[int, np.ndarray, np.ndarray | None]] = []
         # until then: names this handle created (-> did) or deleted (-> None), and the datasets
         # sections of the parts, searched as joined bytes
         self._names_changed: dict[str, int | None] = {}
@@ -372,7 +372,7 @@ class Catalog:
         self.table(("datasets",)).log.extend(dids, name=names)
         self._dids_todo.append((names, int(dids[0])))
         if hashes is not None:
-            self._created.append((int(dids[0]), hashes, joined))
+            self._created.append((int(dids[0]), hashes, None if joined is None else joined.data))
         self.next_did = int(dids[-1]) + 1
         if self._live is not None:
             if self._live[0] is not None:
@@ -639,12 +639,12 @@ class Catalog:
         (else None: the column is encoded from the names)."""
         if len(self._created) != 1 or not len(table) or table.dead.any():
             return None
-        first, hashes, joined = self._created[0]
+        first, hashes, joined_bytes = self._created[0]
         keys = table.key  # sorted and unique: both ends right means exactly those dids
-        if joined is None or len(keys) != len(hashes) or int(keys[0]) != first or \
+        if joined_bytes is None or len(keys) != len(hashes) or int(keys[0]) != first or \
                 int(keys[-1]) != first + len(keys) - 1:
             return None
-        return b"\x00" + joined.data[:-1].tobytes()  # names split by NUL, none after the last
+        return b"\x00" + joined_bytes[:-1].tobytes()  # names split by NUL, none after the last
 
     def pending_tables(self) -> dict[tuple, LayeredTable]:
         return {sid: t for sid, t in self.tables.items() if len(t.log)}

@@ -182,9 +182,6 @@ class DatasetView:
         where = self._where(name)
         if isinstance(data, np.generic):
             data = np.asarray(data)
-        if isinstance(data, np.ma.MaskedArray):  # its mask would be dropped without a word
-            raise TypeError(f"{where}: data is a masked array; give data.filled(fill) (the "
-                            f"array's fill is {schema.fill!r}) so masked cells are stored as it")
         if not isinstance(data, np.ndarray):
             raise TypeError(f"{where}: data must be a numpy.ndarray of {schema.dtype.name}, "
                             f"got {type(data).__name__}")

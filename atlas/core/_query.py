@@ -647,10 +647,7 @@ def _compare(left: Any, symbol: str, right: Any, where: str) -> np.ndarray:
     if isinstance(left, pd.Series) is False:  # literal on the left: mirror the operator
         symbol = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}.get(symbol, symbol)
     if isinstance(other, _Beyond):  # every value on one side of it
-        later = other.later
-        holds = {"<": later, "<=": later, ">": not later, ">=": not later, "==": False,
-                 "!=": True}[symbol]
-        return np.full(len(series), holds) & ~series.isna().to_numpy()
+        return np.full(len(series), _one_side(symbol, other.later)) & ~series.isna().to_numpy()
     fast = _compare_numbers(series, symbol, other)
     if fast is not None:
         return fast
@@ -841,10 +838,15 @@ def _ints_against_float(values: np.ndarray, symbol: str, number: float) -> np.nd
     else:  # x <= 2.5 is x <= 2; x > 2.5 is x > 2 (and == / != an integral float)
         bound = math.floor(number)
     if not _INT64.min <= bound <= _INT64.max:  # every value on one side of it
-        below = bound > _INT64.max
-        return np.full(len(values), {"<": below, "<=": below, ">": not below,
-                                     ">=": not below, "==": False, "!=": True}[symbol])
+        return np.full(len(values), _one_side(symbol, bound > _INT64.max))
     return _NUMPY_OPS[symbol](values, np.int64(bound))
+
+
+def _one_side(symbol: str, above: bool) -> bool:
+    """``value symbol literal`` for every value, where the literal lies above (or below) all
+    of them."""
+    return {"<": above, "<=": above, ">": not above, ">=": not above, "==": False,
+            "!=": True}[symbol]
 
 
 def _float_equals(number: int) -> bool:

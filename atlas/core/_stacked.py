@@ -45,9 +45,6 @@ def write_stacked(store: "Atlas", array: str, names: Sequence[str], data: np.nda
     if isinstance(names, str) or not hasattr(names, "__len__"):
         raise TypeError(f"names must be a sequence of dataset names, got {type(names).__name__}")
     names = names.tolist() if isinstance(names, np.ndarray) else list(names)  # str, not np.str_
-    if isinstance(data, np.ma.MaskedArray):  # its mask would be dropped without a word
-        raise TypeError("data is a masked array; give data.filled(fill) so masked cells are "
-                        "stored as the fill")
     if not isinstance(data, np.ndarray):
         raise TypeError(f"data must be a numpy.ndarray, got {type(data).__name__}")
     if data.ndim < 1 or data.shape[0] != len(names):

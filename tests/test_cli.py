@@ -173,6 +173,24 @@ def test_info_counts_the_bytes_on_disk_and_merges_stats_over_the_collection(coll
     assert f"datasets    {DAYS}" in text and f"({on_disk(store)} bytes)" in text
     sst_row = next(line for line in text.splitlines() if line.startswith("sst "))
     assert f"{NT}x{NLAT}x{NLON}" in sst_row and str(int(np.isnan(sst).sum())) in sst_row.split()
+    handle = atlas.Atlas.open(store, read_only=True)
+    assert info["disk"]["problems"] == []
+    assert info["disk"]["per_array"]["sst"]["chunks"] == sum(
+        handle._files.segment(ref).rows for ref in handle._root.segments["sst"])
+
+
+def test_info_on_a_damaged_segment_tells_the_rest_and_exits_1(store_copy):
+    seg = max(segment_files(store_copy), key=lambda p: p.stat().st_size)
+    data = bytearray(seg.read_bytes())
+    data[-10] ^= 0xFF  # the trailer: the file's index cannot be found
+    seg.write_bytes(bytes(data))
+    proc = run("info", store_copy)
+    assert proc.returncode == 1
+    assert "datasets    3" in proc.stdout and "sst " in proc.stdout
+    assert seg.name in proc.stderr and "atlas verify" in proc.stderr.splitlines()[-1]
+    info = json.loads(run("info", store_copy, "--json").stdout)
+    damaged = [a for a, entry in info["disk"]["per_array"].items() if entry["chunks"] is None]
+    assert len(damaged) == 1 and len(info["disk"]["problems"]) == 1
 
 
 # -- rm / compact / verify ----------------------------------------------------------------------

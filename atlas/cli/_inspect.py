@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from atlas.cli._common import (
+    CommandFailed,
     emit,
     format_value,
     open_store,
@@ -241,6 +242,11 @@ def cmd_info(args) -> int:
     info = {"store": store.location, "datasets": len(store.list_datasets()), "arrays": arrays,
             "disk": usage}
     emit(args, info, lambda: _render_info(info))
+    if usage["problems"]:
+        for problem in usage["problems"]:
+            print(f"atlas: {problem}", file=sys.stderr)
+        raise CommandFailed(f"info found {plural(len(usage['problems']), 'damaged file')} in "
+                            f"{store.location}: 'atlas verify' checks the whole store")
     return 0
 
 

@@ -813,7 +813,8 @@ class Atlas:
     def usage(self) -> dict:
         """Files and bytes on disk: segments per array name, catalog parts, files kept for
         readers of older commits ("retired"), segments whose blocks live ones read in place
-        ("linked"), the root; codec, level and generation."""
+        ("linked"), the root; codec, level and generation. Segments that cannot be read are
+        listed under ``problems`` rather than raised (``verify()`` checks everything)."""
         return _maintain.usage(self)
 
     # -- bulk reads and writes -----------------------------------------------------------------

@@ -288,6 +288,17 @@ class IndexCache:
                 self._footers[ref.key] = footer
         return [self.footer(r, magic) for r in refs]
 
+    def chunk_rows(self, ref: FileRef) -> int:
+        """How many chunk rows a segment lists, from its footer alone (no index parsed)."""
+        found = self._segments.get(ref.key)
+        if found is not None:
+            return found.rows
+        section = self.footer(ref, SEGMENT_MAGIC).sections.get(("chunks",))
+        if section is None:
+            raise CorruptionError(f"{self.storage.location}/{ref.key}: segment index has no "
+                                  "chunks section")
+        return section.rows
+
     def segment(self, ref: FileRef) -> SegmentIndex:
         found = self._segments.get(ref.key)
         if found is None:

@@ -1143,7 +1143,8 @@ def _file_of(index, rows) -> str:
 def usage(store: "Atlas") -> dict:
     """Files and bytes of the commit this handle is at: segments per array name, catalog
     parts (and retired lists), files kept for earlier versions ("retired", sizes from a
-    listing), the root, and the version records and tags of the store."""
+    listing), the root, and the version records and tags of the store. A segment that cannot
+    be read is listed under ``problems`` (its array's chunk count is None), not raised."""
     storage = store._storage
     root, legacy = store._root, store._legacy
     if legacy is not None:
@@ -1152,12 +1153,18 @@ def usage(store: "Atlas") -> dict:
     else:
         root_bytes = len(root.encode())
     segments = legacy.segments if legacy is not None else root.segments
-    per_array = {}
+    per_array, problems = {}, []
     for name, refs in segments.items():
-        if legacy is not None:
-            chunks = sum(legacy.segment_index(r)[0].rows for r in refs)
-        else:
-            chunks = sum(len(store._files.segment(r).chunks["slot"]) for r in refs)
+        chunks: int | None = 0
+        for ref in refs:
+            try:
+                rows = legacy.segment_index(ref)[0].rows if legacy is not None else \
+                    store._files.chunk_rows(ref)
+            except CorruptionError as err:  # a damaged or lost file: the rest is still told
+                problems.append(str(err))
+                chunks = None
+                continue
+            chunks = None if chunks is None else chunks + rows
         per_array[name] = {"segments": len(refs), "bytes": sum(r.size for r in refs),
                            "chunks": chunks}
     entries = root.retired if legacy is not None else newest_retired(store, root)[1]
@@ -1184,4 +1191,5 @@ def usage(store: "Atlas") -> dict:
         "bytes_on_disk": segment_bytes + linked_bytes + catalog_bytes + sum(retired) +
         root_bytes + sum(records),
         "per_array": per_array,
+        "problems": problems,
     }

@@ -9,6 +9,7 @@ from atlas.cli._common import (
     CommandError,
     CommandFailed,
     check_new_store_folder,
+    credentials_explained,
     disk_usage,
     emit,
     log,
@@ -157,18 +158,21 @@ def _render_verify(report, location: str, repair: bool) -> str:
 
 
 def cmd_verify(args) -> int:
-    store = open_store(args.store, writable=args.repair)
-    report = store.verify(repair=args.repair)
+    import atlas
+
+    # not opened first: a root that does not read is one of the problems it reports
+    with credentials_explained(args.store):
+        report = atlas.Atlas.verify_store(args.store, repair=args.repair)
     for problem in report.problems:
         log.error("verify: %s", problem)
-    data = {"store": store.location, "ok": not report.problems, "problems": report.problems,
+    data = {"store": report.location, "ok": not report.problems, "problems": report.problems,
             "orphans": report.orphans, "leftovers": report.leftovers,
             "removed": report.removed, "segments": report.segments, "parts": report.parts,
             "chunks": report.chunks}
-    emit(args, data, lambda: _render_verify(report, store.location, args.repair))
+    emit(args, data, lambda: _render_verify(report, report.location, args.repair))
     if report.problems:
         n = len(report.problems)
-        raise CommandFailed(f"verify found {plural(n, 'problem')} in {store.location}")
+        raise CommandFailed(f"verify found {plural(n, 'problem')} in {report.location}")
     return 0
 
 

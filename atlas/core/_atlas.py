@@ -124,7 +124,14 @@ class Atlas:
         storage = open_storage(location, read_only=read_only or version is not None,
                                **store_options)
         # for an earlier version, the newest root's head says enough (its file lists no)
-        root, token, legacy = load_root(storage, head=version is not None)
+        try:
+            root, token, legacy = load_root(storage, head=version is not None)
+        except (CorruptionError, FormatError) as err:
+            # a damaged root: the versions whose records read stay readable
+            newest = _versions.newest_intact_record(storage) if version is not None else None
+            if newest is None:
+                raise type(err)(f"{err}{_versions.damaged_root_hint(storage)}") from err
+            root, token, legacy = newest, None, None
         if version is None:
             return cls(storage, root, token, legacy)
         if legacy is not None:
@@ -809,6 +816,15 @@ class Atlas:
         Unreferenced files are listed as ``orphans`` (not problems); ``repair=True`` removes them.
         """
         return _maintain.verify(self, repair)
+
+    @classmethod
+    def verify_store(cls, location: Any, repair: bool = False, **store_options: Any
+                     ) -> VerifyReport:
+        """:meth:`verify` of the store at ``location`` without opening it first: a root that
+        does not read is reported as a problem (naming the newest version that still reads)
+        instead of raised."""
+        storage = open_storage(location, read_only=not repair, **store_options)
+        return _maintain.verify(cls(storage, None, None), repair)
 
     def usage(self) -> dict:
         """Files and bytes on disk: segments per array name, catalog parts, files kept for

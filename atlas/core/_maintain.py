@@ -799,6 +799,7 @@ def _referenced(store: "Atlas") -> set[str]:
 class VerifyReport:
     """What :meth:`Atlas.verify` found. ``problems`` is empty exactly when the store is sound."""
 
+    location: str = ""  # the store checked
     problems: list[str] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
     # what crashed writers left outside the store's keys: incomplete multipart uploads, local
@@ -817,14 +818,15 @@ class VerifyReport:
 def verify(store: "Atlas", repair: bool) -> VerifyReport:
     from atlas.core._atlas import load_root
 
-    report = VerifyReport()
     # a fresh backend and caches: nothing cached from before the damage may hide it
     storage = from_description(store._storage.describe())
+    report = VerifyReport(storage.location)
     files = IndexCache(storage)
     try:
         root, _token, legacy = load_root(storage)
     except (CorruptionError, FormatError, StoreNotFoundError) as err:
-        report.problems.append(str(err))
+        hint = "" if isinstance(err, StoreNotFoundError) else _versions.damaged_root_hint(storage)
+        report.problems.append(f"{err}{hint}")
         root, legacy = None, None
     if legacy is not None:
         legacy.verify(storage, report)

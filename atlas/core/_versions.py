@@ -32,6 +32,7 @@ from atlas.errors import (
     AlreadyExistsError,
     ConflictError,
     CorruptionError,
+    FormatError,
     VersionExpiredError,
     VersionNotFoundError,
 )
@@ -130,6 +131,33 @@ def read_record(storage: Storage, generation: int, commit: str) -> Root:
         raise CorruptionError(f"{where}: holds generation {root.generation} commit "
                               f"{root.commit}, not what its key says")
     return root
+
+
+def newest_intact_record(storage: Storage, tries: int = 8) -> Root | None:
+    """The version record of the highest generation that reads (of the ``tries`` newest):
+    what a damaged ``manifest.atlas`` held, or the attempt of a writer that crashed before
+    its commit (whose files are all written, so reading it is reading a whole commit)."""
+    found = record_names(storage)
+    for generation in sorted(found, reverse=True)[:tries]:
+        for commit in sorted(found[generation]):
+            try:
+                return read_record(storage, generation, commit)
+            except (CorruptionError, FormatError, VersionExpiredError):
+                continue
+    return None
+
+
+def damaged_root_hint(storage: Storage) -> str:
+    """What to do about a root that does not read: the newest version that still does."""
+    try:
+        record = newest_intact_record(storage)
+    except OSError:
+        return ""
+    if record is None:
+        return ""
+    return (f"; the version records read up to version {record.generation}: "
+            f"Atlas.open(..., version={record.generation}) (or --version "
+            f"{record.generation} on the command line) reads that one")
 
 
 def chain(storage: Storage, top: Root, found: dict[int, dict[str, float]] | None = None,

@@ -255,6 +255,39 @@ def test_verify_reports_a_lost_record_of_the_newest_or_a_tagged_version(store_pa
                    for problem in problems), problems
 
 
+def test_a_damaged_root_leaves_the_versions_whose_records_read_readable(store_path):
+    """One flipped byte in manifest.atlas: opening the store names the newest version that
+    still reads, that version (and older ones) open with ``version=``, and ``verify_store``
+    reports the damage instead of raising."""
+    store = atlas.Atlas.create(store_path)
+    committed = []
+    for step in range(3):
+        view = store.create_dataset(f"d{step}")
+        view.define_array("x", "int64", ["n"], [4], chunk_shape=[4])
+        view.write_array("x", [0], np.arange(4, dtype=np.int64) * step)
+        store.flush(f"step {step}")
+        committed.append(snapshot(store))
+    newest = store.history()[0].generation
+    manifest = store_path / "manifest.atlas"
+    data = bytearray(manifest.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    manifest.write_bytes(bytes(data))
+
+    with pytest.raises(atlas.CorruptionError, match=f"manifest.atlas.*version={newest}"):
+        atlas.Atlas.open(store_path)
+    for back, expected in enumerate(reversed(committed)):
+        assert snapshot(atlas.Atlas.open(store_path, version=newest - back)) == expected
+    report = atlas.Atlas.verify_store(store_path)
+    assert not report.ok and report.location == str(store_path)
+    assert len(report.problems) == 1 and f"version {newest}" in report.problems[0]
+
+    for record in (store_path / "versions").iterdir():  # nothing left that reads: no hint
+        record.write_bytes(b"ATLROOT2" + bytes(40))
+    with pytest.raises(atlas.CorruptionError, match="manifest.atlas") as caught:
+        atlas.Atlas.open(store_path, version=newest)
+    assert "version=" not in str(caught.value)
+
+
 def test_the_retention_policy_is_stored_and_flushes_expire_by_it(store_path, monkeypatch):
     store = atlas.Atlas.create(store_path)
     assert store.retention == {"older_than": 7 * 24 * 3600.0, "keep_last": 1}

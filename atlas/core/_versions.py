@@ -539,14 +539,15 @@ def drop_records(storage: Storage, keys: list[str]) -> None:
 def check_retention(older_than: Any, keep_last: Any) -> tuple[float, int]:
     if isinstance(older_than, _dt.timedelta):
         older_than = older_than.total_seconds()
+    # the bounds a root can store (beyond them a committed policy would make it unreadable)
     if isinstance(older_than, bool) or not isinstance(older_than, (int, float)) or \
-            not np.isfinite(older_than) or older_than < 0:
-        raise ValueError(f"older_than must be a number of seconds >= 0 (or a timedelta), "
-                         f"got {older_than!r}")
+            not 0 <= older_than < root_format.MAX_TIME:
+        raise ValueError(f"older_than must be a number of seconds >= 0 and below "
+                         f"{root_format.MAX_TIME} (year 9999), or a timedelta, got {older_than!r}")
     if isinstance(keep_last, bool) or not isinstance(keep_last, (int, np.integer)) or \
-            keep_last < 1:
-        raise ValueError(f"keep_last must be an int >= 1 (the latest version is always kept), "
-                         f"got {keep_last!r}")
+            not 1 <= keep_last < root_format.MAX_INT:
+        raise ValueError(f"keep_last must be an int >= 1 (the latest version is always kept) "
+                         f"and below 2**62, got {keep_last!r}")
     return float(older_than), int(keep_last)
 
 

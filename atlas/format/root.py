@@ -217,6 +217,7 @@ _HEAD = re.compile(rb'\{"format":"atlas","version":[2-6],"generation":([0-9]{1,1
                    rb'"time":(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?),')
 HEAD_BYTES = 256
 MAX_TIME = 253402300800  # 10000-01-01: the first time a datetime cannot hold
+MAX_INT = 2**62  # counters, sizes and counts a root holds stay below this
 
 
 def head(data: bytes, where: str) -> "RootHead | Root":
@@ -295,7 +296,7 @@ def decode(data: bytes, where: str) -> Root:
 
 
 def _int(value: Any, low: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value < 2**62:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value < MAX_INT:
         raise ValueError(f"expected an integer >= {low}, got {value!r}")
     return value
 

@@ -288,6 +288,22 @@ def test_a_damaged_root_leaves_the_versions_whose_records_read_readable(store_pa
     assert "version=" not in str(caught.value)
 
 
+def test_a_retention_beyond_what_a_root_holds_is_refused_not_committed(store_path):
+    """A policy the root format cannot hold would commit a root no one can read again."""
+    store = atlas.Atlas.create(store_path)
+    for bad in (dict(keep_last=2**62), dict(older_than=dt.timedelta(days=10**7)),
+                dict(older_than=3e11), dict(older_than=float("inf")),
+                dict(older_than=float("nan"))):
+        with pytest.raises(ValueError, match="keep_last|older_than"):
+            store.set_retention(**bad)
+        with pytest.raises(ValueError, match="keep_last|older_than"):
+            store.expire(**bad)
+    assert atlas.Atlas.open(store_path).history()[0].generation == 0
+    store.set_retention(older_than=dt.timedelta(days=365 * 7000), keep_last=2**62 - 1)
+    assert atlas.Atlas.open(store_path).retention == {
+        "older_than": 365 * 7000 * 86400.0, "keep_last": 2**62 - 1}
+
+
 def test_the_retention_policy_is_stored_and_flushes_expire_by_it(store_path, monkeypatch):
     store = atlas.Atlas.create(store_path)
     assert store.retention == {"older_than": 7 * 24 * 3600.0, "keep_last": 1}

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import re
 import time
 from dataclasses import dataclass, replace
@@ -280,7 +281,7 @@ def as_timestamp(when: Any) -> float:
     if isinstance(when, np.datetime64):
         if np.isnat(when):
             raise ValueError("version time must not be NaT")
-        return float(when.astype("datetime64[us]").astype(np.int64)) / 1e6
+        return _datetime64_seconds(when)
     if not isinstance(when, _dt.datetime):
         when = _dt.datetime(when.year, when.month, when.day)
     try:
@@ -292,6 +293,24 @@ def as_timestamp(when: Any) -> float:
 
 
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+_UNIT_SECONDS = {"W": 604800, "D": 86400, "h": 3600, "m": 60, "s": 1}
+_UNITS_PER_SECOND = {"ms": 10**3, "us": 10**6, "ns": 10**9, "ps": 10**12, "fs": 10**15,
+                     "as": 10**18}
+
+
+def _datetime64_seconds(when: np.datetime64) -> float:
+    """Seconds since the epoch of any datetime64, in Python integers (a cast to another unit
+    wraps around in int64: a year in the trillions came out as a time last week)."""
+    unit, count = np.datetime_data(when.dtype)
+    ticks = int(when.astype(np.int64)) * count
+    if unit in _UNIT_SECONDS:
+        return float(ticks * _UNIT_SECONDS[unit])
+    if unit in _UNITS_PER_SECOND:
+        return ticks / _UNITS_PER_SECOND[unit]
+    # years or months: numpy's calendar while the seconds fit int64, else ages from any commit
+    if abs(ticks) < (2 * 10**11 if unit == "Y" else 2 * 10**12):
+        return float(np.datetime64(ticks, unit).astype("datetime64[s]").astype(np.int64))
+    return math.copysign(math.inf, ticks)
 
 
 def _as_listed(seconds: float) -> float:

@@ -555,6 +555,19 @@ def test_times_far_from_any_commit_give_no_version_or_the_latest(store_path):
         with pytest.raises(atlas.VersionNotFoundError, match="first commit is later"):
             atlas.Atlas.open(store_path, version=when)
     assert atlas.Atlas.open(store_path, version=dt.datetime(9999, 12, 31)).version == 1
+    # datetime64 of any unit, however far: no wrap-around in int64 to a time near the commits
+    wraps_to_now = np.datetime64(3206406979521 * 365, "D")  # ~2**64 us past a recent day
+    for when in (wraps_to_now, np.datetime64(2**62, "D"), np.datetime64(2**62, "Y"),
+                 np.datetime64(10**15, "M"), np.datetime64(2**62, "s")):
+        assert atlas.Atlas.open(store_path, version=when).version == 1
+    for when in (np.datetime64(-(2**62), "D"), np.datetime64(-(2**62), "Y")):
+        with pytest.raises(atlas.VersionNotFoundError, match="first commit is later"):
+            atlas.Atlas.open(store_path, version=when)
+    from atlas.core._versions import as_timestamp
+    for text in ("2026-01-01", "2026-01", "2026", "2026-01-01T12:34:56.789"):
+        exact = dt.datetime.fromisoformat(text if len(text) > 7 else text + "-01-01"[
+            len(text) - 4:]).replace(tzinfo=dt.timezone.utc).timestamp()
+        assert as_timestamp(np.datetime64(text)) == exact
 
 
 def test_history_leaves_out_versions_expired_while_it_reads(tmp_path):

@@ -260,7 +260,7 @@ def resolve(storage: Storage, latest: Root | RootHead, spec: Any) -> Root:
     datetime, numpy datetime64 or pandas Timestamp: the newest version committed at or
     before it). ``latest``: the newest root, or its head (decoded whole only when the
     version asked for is the latest)."""
-    if isinstance(spec, (bool, np.bool_)):
+    if isinstance(spec, (bool, np.bool_, np.timedelta64)):  # a timedelta64 is an np.integer
         raise TypeError(f"version must be a generation (int), a tag (str) or a time "
                         f"(datetime), got {spec!r}")
     if isinstance(spec, (int, np.integer)):
@@ -278,9 +278,9 @@ def resolve(storage: Storage, latest: Root | RootHead, spec: Any) -> Root:
 
 def as_timestamp(when: Any) -> float:
     """Seconds since the epoch; naive datetimes are local time, as ``datetime`` has them."""
+    if isinstance(when, np.datetime64) and np.isnat(when) or when != when:  # pandas' NaT too
+        raise ValueError("version time must not be NaT")
     if isinstance(when, np.datetime64):
-        if np.isnat(when):
-            raise ValueError("version time must not be NaT")
         return _datetime64_seconds(when)
     if not isinstance(when, _dt.datetime):
         when = _dt.datetime(when.year, when.month, when.day)

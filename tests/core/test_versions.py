@@ -200,6 +200,13 @@ def test_a_version_handle_is_read_only_and_bad_versions_say_why(store_path):
         atlas.Atlas.open(store_path, version=dt.datetime(2001, 1, 1))
     with pytest.raises(TypeError, match="generation"):
         atlas.Atlas.open(store_path, version=1.5)
+    with pytest.raises(TypeError, match="generation"):  # a numpy integer subclass
+        atlas.Atlas.open(store_path, version=np.timedelta64(1, "s"))
+    import pandas as pd
+
+    for nat in (pd.NaT, np.datetime64("NaT")):
+        with pytest.raises(ValueError, match="must not be NaT"):
+            atlas.Atlas.open(store_path, version=nat)
     with pytest.raises(ValueError, match="tag name"):
         store.tag("../x")
     store.tag("keep", 1)

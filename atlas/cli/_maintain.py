@@ -106,8 +106,8 @@ def cmd_rm(args) -> int:
 
 
 def cmd_compact(args) -> int:
-    if args.grace is not None and args.grace < 0:
-        raise CommandError(f"--grace must be >= 0 seconds, got {args.grace}")
+    if args.grace is not None and not 0 <= args.grace < float("inf"):  # nan fails too
+        raise CommandError(f"--grace must be a number of seconds >= 0, got {args.grace}")
     store = open_store(args.store, writable=True)
     before = disk_usage(store.location)
     if args.grace is None:

@@ -698,6 +698,8 @@ class Atlas:
         the latest; ``grace=0`` frees the replaced files at once). Unreferenced files left by
         crashed writers are removed once older than an hour (at once on a local store, where
         live writers lock theirs)."""
+        if grace is not None:
+            grace = _versions.check_age(grace, "grace")  # before anything is committed
         self.flush()
         self._check_writable()
         for tries in range(1, COMPACT_ATTEMPTS + 1):

@@ -555,14 +555,21 @@ def drop_records(storage: Storage, keys: list[str]) -> None:
             pass
 
 
+def check_age(seconds: Any, what: str) -> float:
+    """An age in seconds (a number or a timedelta) that a root can store: beyond year 9999 a
+    committed policy would make the root unreadable."""
+    if isinstance(seconds, _dt.timedelta):
+        seconds = seconds.total_seconds()
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float, np.integer,
+                                                             np.floating)) or \
+            not 0 <= seconds < root_format.MAX_TIME:
+        raise ValueError(f"{what} must be a number of seconds >= 0 and below "
+                         f"{root_format.MAX_TIME} (year 9999), or a timedelta, got {seconds!r}")
+    return float(seconds)
+
+
 def check_retention(older_than: Any, keep_last: Any) -> tuple[float, int]:
-    if isinstance(older_than, _dt.timedelta):
-        older_than = older_than.total_seconds()
-    # the bounds a root can store (beyond them a committed policy would make it unreadable)
-    if isinstance(older_than, bool) or not isinstance(older_than, (int, float)) or \
-            not 0 <= older_than < root_format.MAX_TIME:
-        raise ValueError(f"older_than must be a number of seconds >= 0 and below "
-                         f"{root_format.MAX_TIME} (year 9999), or a timedelta, got {older_than!r}")
+    older_than = check_age(older_than, "older_than")
     if isinstance(keep_last, bool) or not isinstance(keep_last, (int, np.integer)) or \
             not 1 <= keep_last < root_format.MAX_INT:
         raise ValueError(f"keep_last must be an int >= 1 (the latest version is always kept) "

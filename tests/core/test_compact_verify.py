@@ -80,6 +80,17 @@ def test_compact_keeps_replaced_files_for_readers_of_the_previous_manifest(store
     assert reopen(store_path).verify().problems == []
 
 
+def test_a_refused_grace_compacts_nothing_and_flushes_nothing(store, store_path, rng):
+    _layered_store(store, rng, n_datasets=2, flushes=2)
+    store.create_dataset("pending")
+    version, files = reopen(store_path).version, segment_files(store_path)
+    for grace in (-1, float("inf"), float("nan"), "ten", 3e11):
+        with pytest.raises(ValueError, match="grace must be a number of seconds"):
+            store.compact(grace=grace)
+    assert reopen(store_path).version == version and segment_files(store_path) == files
+    assert "pending" not in reopen(store_path) and "pending" in store
+
+
 def test_compact_flushes_pending_changes_first(store, store_path, rng):
     model = _layered_store(store, rng, n_datasets=2, flushes=1)
     store.open_dataset("d0").write_array("s", [0], np.array(["pending"], dtype=object))

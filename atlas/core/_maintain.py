@@ -388,7 +388,8 @@ def _expired_by_policy(store: "Atlas", root: Root, now: float) -> list[str]:
     store._expiry_checked = now
     plan = _versions.plan_expiry(store._storage, store._root, older_than, keep_last, now,
                                  retired=retired, committing=root.generation)
-    _versions.drop_records(store._storage, plan.records)
+    if not _versions.drop_records(store._storage, plan.records):
+        return []  # a version was tagged meanwhile: its files stay
     live = root.live_keys()
     return [key for key in plan.files if key not in live]
 

@@ -547,12 +547,25 @@ def file_generation(key: str) -> int:
     return int(found.group(1)) if found else 0
 
 
-def drop_records(storage: Storage, keys: list[str]) -> None:
+def drop_records(storage: Storage, keys: list[str]) -> bool:
+    """Delete the version records ``keys``; False when one of their versions was tagged
+    meanwhile: its record is put back, and the files the plan would free must stay. (A tag
+    is written first and then checks that its record exists, see :func:`add_tag`: whichever
+    way the two interleave, a tag that stays names a version whose record stays.)"""
+    held = {}
     for key in keys:
         try:
+            held[key] = storage.get(key)
             storage.delete(key)
         except FileNotFoundError:
             pass
+    if not held:
+        return True
+    tagged = {key_grammar.version_key(*named) for named in all_tags(storage).values()}
+    back = [key for key in held if key in tagged]
+    for key in back:
+        storage.put(key, held[key])
+    return not back
 
 
 def check_age(seconds: Any, what: str) -> float:
@@ -590,7 +603,8 @@ def expire(store: "Atlas", older_than: Any = None, keep_last: Any = None) -> dic
     storage = store._storage
     root, retired = _maintain.newest_retired(store, root)
     plan = plan_expiry(storage, root, older_than, keep_last, retired=retired)
-    drop_records(storage, plan.records)
+    if not drop_records(storage, plan.records):
+        plan.files = []  # a version was tagged meanwhile: its files stay (a later pass frees)
     freed = 0
     if plan.files:
         gone = set(plan.files)

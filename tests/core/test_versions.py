@@ -242,6 +242,57 @@ def test_tagged_versions_survive_expiry_and_compaction_frees_the_rest(store_path
     assert store.verify().ok and store.verify().orphans == []
 
 
+def test_a_tag_written_while_an_expire_drops_its_version_keeps_it_or_says_expired(
+        store_path, monkeypatch):
+    """An expire plans from the tags it read, then deletes records; a tag() landing in
+    between either keeps its version readable (the record is put back, its files stay) or
+    raises VersionExpiredError and leaves no tag: never a tag naming a lost version."""
+    from atlas.core import _versions
+
+    real_drop, real_tags = _versions.drop_records, _versions.all_tags
+    for when in ("before the records go", "after they went"):
+        if store_path.exists():
+            shutil.rmtree(store_path)
+        store = atlas.Atlas.create(store_path)
+        for step in range(4):
+            view = store.create_dataset(f"d{step}")
+            view.define_array("x", "float64", ["n"], [100])
+            view.write_array("x", [0], np.full(100, float(step)))
+            store.flush()
+        expected = snapshot(atlas.Atlas.open(store_path, version=2))
+        tagger, outcome = atlas.Atlas.open(store_path), []
+
+        def tag_now():
+            try:
+                outcome.append(tagger.tag("keep", version=2))
+            except atlas.VersionExpiredError as err:
+                outcome.append(err)
+
+        def drop_after_a_tag(storage, keys):
+            tag_now()
+            return real_drop(storage, keys)
+
+        def tags_after_a_tag(storage):
+            monkeypatch.setattr(_versions, "all_tags", real_tags)
+            tag_now()
+            return real_tags(storage)
+
+        if when == "before the records go":
+            monkeypatch.setattr(_versions, "drop_records", drop_after_a_tag)
+        else:  # the records are gone when the expire reads the tags again
+            monkeypatch.setattr(_versions, "drop_records", lambda storage, keys: (
+                monkeypatch.setattr(_versions, "all_tags", tags_after_a_tag),
+                real_drop(storage, keys))[1])
+        store.expire(older_than=0)
+        monkeypatch.setattr(_versions, "drop_records", real_drop)
+        monkeypatch.setattr(_versions, "all_tags", real_tags)
+        if outcome == [2]:
+            assert store.tags() == {"keep": 2}
+            assert snapshot(atlas.Atlas.open(store_path, version="keep")) == expected
+        else:
+            assert isinstance(outcome[0], atlas.VersionExpiredError) and store.tags() == {}
+        assert store.verify().ok, store.verify().problems
+
 def test_verify_reports_a_lost_record_of_the_newest_or_a_tagged_version(store_path):
     """No retention removes those records: one that is gone was lost (the version would
     silently read as expired), while the records expiry removes are no problem."""

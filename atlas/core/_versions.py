@@ -475,7 +475,10 @@ def _record_exists(storage: Storage, root: Root) -> bool:
 
 def remove_tag(storage: Storage, name: str) -> None:
     key = key_grammar.tag_key(name)
-    read_tag(storage, name)  # VersionNotFoundError when there is none
+    try:
+        read_tag(storage, name)  # VersionNotFoundError when there is none
+    except CorruptionError:
+        pass  # a damaged tag goes too: deleting it is how the store is mended
     storage.delete(key)
 
 

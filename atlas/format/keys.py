@@ -26,6 +26,7 @@ VERSIONS_PREFIX = "versions"
 TAGS_PREFIX = "tags"
 _VERSION = re.compile(r"versions/([0-9]{12})-([0-9a-f]{32})\.root")
 _TAG_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+_TEMP_SUFFIX = re.compile(r"\.[0-9a-f]{32}\.tmp\Z")
 # what interrupted commits leave (storage backends write <key>.<32 hex>.tmp, then rename)
 ROOT_TEMP = re.compile(re.escape(ROOT_KEY) + r"\.[0-9a-f]{32}\.tmp")
 # ... and interrupted writes of version records and tags (written outside the commit lock)
@@ -64,10 +65,16 @@ def tag_key(name: str) -> str:
     """The key of tag ``name``; ValueError for a name outside the tag grammar."""
     if not isinstance(name, str):
         raise TypeError(f"a tag name must be a str, got {type(name).__name__} {name!r}")
-    if not _TAG_NAME.fullmatch(name):
+    if not _is_tag_name(name):
         raise ValueError(f"tag name {name!r} is not allowed: expected 1 to 128 characters of "
-                         "letters, digits, '_', '.' and '-', not starting with '.' or '-'")
+                         "letters, digits, '_', '.' and '-', not starting with '.' or '-', not "
+                         "ending in '.<32 hex digits>.tmp' (what an interrupted write leaves)")
     return f"{TAGS_PREFIX}/{name}"
+
+
+def _is_tag_name(name: str) -> bool:
+    # a name like an interrupted tag write's temporary file would be swept as one
+    return bool(_TAG_NAME.fullmatch(name)) and not _TEMP_SUFFIX.search(name)
 
 
 def tag_name(key: str) -> str | None:
@@ -75,7 +82,7 @@ def tag_name(key: str) -> str | None:
     if not isinstance(key, str) or not key.startswith(TAGS_PREFIX + "/"):
         return None
     name = key[len(TAGS_PREFIX) + 1 :]
-    return name if _TAG_NAME.fullmatch(name) else None
+    return name if _is_tag_name(name) else None
 
 
 def is_segment_key(key: str, version: int = 2) -> bool:

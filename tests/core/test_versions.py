@@ -576,6 +576,30 @@ def test_several_tags_name_their_versions_and_a_case_twin_is_refused(tmp_path):
         store.tag("t2")
 
 
+def test_a_half_written_tag_is_no_tag_and_a_damaged_one_can_be_deleted(tmp_path):
+    """An interrupted tag write leaves tags/<name>.<32 hex>.tmp: not a tag (it broke tags(),
+    history() and expire()); a tag may not take such a name (the orphan sweep would take it);
+    a damaged tag, which tags() reports, goes with delete_tag."""
+    store = atlas.Atlas.create(tmp_path / "s")
+    for i in range(3):
+        store.create_dataset(f"d{i}")
+        store.flush()
+    store.tag("good", 2)
+    half = tmp_path / "s" / "tags" / f"good.{'ab' * 16}.tmp"
+    half.write_bytes(b'{"generation": 1, "com')
+    assert store.tags() == {"good": 2} and store.history()[0].tags == ()
+    assert half.relative_to(tmp_path / "s").as_posix() in store.verify().orphans
+    with pytest.raises(ValueError, match="interrupted write"):
+        store.tag(f"release.{'0' * 32}.tmp")
+    store.expire(older_than=0)
+    assert [v.generation for v in store.history()] == [3, 2]
+
+    (tmp_path / "s" / "tags" / "good").write_bytes(b"{not json")
+    with pytest.raises(atlas.CorruptionError, match="not a tag"):
+        store.tags()
+    store.delete_tag("good")
+    assert store.tags() == {} and store.verify().ok
+
 def test_a_version_opens_at_the_time_history_lists_for_it(store_path):
     """history() lists each commit time to the microsecond, which rounds a stored time down
     about half the time; opening at the listed time gave the version before (7 of 21 here)."""

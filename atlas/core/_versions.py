@@ -699,10 +699,17 @@ class ChangeCounter:
                 "deleted": int(len(deleted))}
 
 
+MAX_MESSAGE_BYTES = 1 << 20  # a commit message; every root and version record carries it
+
+
 def check_message(message: Any) -> str | None:
     if message is not None and not isinstance(message, str):
         raise TypeError(f"a commit message must be a str or None, got "
-                        f"{type(message).__name__} {message!r}")
+                        f"{type(message).__name__} {message!r:.80}")
     if message is not None:
-        message.encode("utf-8")  # a lone surrogate cannot be stored: say so now
+        size = len(message.encode("utf-8"))  # a lone surrogate cannot be stored: say so now
+        if size > MAX_MESSAGE_BYTES:
+            # a root past the readers' bound would commit and then never open again
+            raise ValueError(f"a commit message may hold at most {MAX_MESSAGE_BYTES} bytes "
+                             f"in UTF-8, got {size}")
     return message

@@ -362,6 +362,18 @@ def test_a_retention_beyond_what_a_root_holds_is_refused_not_committed(store_pat
         "older_than": 365 * 7000 * 86400.0, "keep_last": 2**62 - 1}
 
 
+def test_a_commit_message_too_big_for_a_root_is_refused_and_the_changes_stay(store_path):
+    from atlas.core._versions import MAX_MESSAGE_BYTES
+
+    store = atlas.Atlas.create(store_path)
+    store.create_dataset("e")
+    with pytest.raises(ValueError, match="at most"):
+        store.flush(message="é" * (MAX_MESSAGE_BYTES // 2 + 1))
+    assert "e" in store and "e" not in atlas.Atlas.open(store_path)
+    store.flush(message="é" * (MAX_MESSAGE_BYTES // 2))
+    assert atlas.Atlas.open(store_path).history()[0].message == "é" * (MAX_MESSAGE_BYTES // 2)
+
+
 def test_the_retention_policy_is_stored_and_flushes_expire_by_it(store_path, monkeypatch):
     store = atlas.Atlas.create(store_path)
     assert store.retention == {"older_than": 7 * 24 * 3600.0, "keep_last": 1}

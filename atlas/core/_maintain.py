@@ -641,7 +641,9 @@ def compact(store: "Atlas", older_than: float | None, last_try: bool = False) ->
     for ref, index in segments_done.values():
         store._files.add(ref, None, index)
     try:
-        _versions.expire(store, older_than)  # also sweeps orphans
+        # a grace keeps only what is younger (and tagged, and the latest): not the policy's
+        # last versions either (also sweeps orphans)
+        _versions.expire(store, older_than, None if older_than is None else 1)
     except (OSError, ConflictError, CorruptionError):
         # committed already: what the expiry would free waits for a later one (a damaged
         # retired list stops it until repaired: verify() reports it)

@@ -362,6 +362,24 @@ def test_a_retention_beyond_what_a_root_holds_is_refused_not_committed(store_pat
         "older_than": 365 * 7000 * 86400.0, "keep_last": 2**62 - 1}
 
 
+def test_compact_with_a_grace_keeps_no_more_versions_than_the_grace(store_path):
+    """grace=0 keeps the compaction's commit, the expiry's, the tagged ones: also under a
+    policy of keep_last=5 (which a compaction without a grace follows)."""
+    store = atlas.Atlas.create(store_path)
+    store.set_retention(older_than=0, keep_last=5)
+    for step in range(8):
+        store.write_array_across_stacked("v", ["a", "b"], np.full((2, 3), step, np.float64))
+        store.flush()
+    store.tag("t", 3)
+    store.compact()
+    assert len(store.history()) >= 5 + 1  # the policy's last 5 at least, and the tagged one
+    store.set_retention(older_than=7 * 86400, keep_last=5)
+    store.compact(grace=0)
+    kept = [v.generation for v in store.history()]
+    assert len(kept) == 3 and 3 in kept and kept[0] == store.version
+    assert store.verify().ok and store.verify().orphans == []
+
+
 def test_a_commit_message_too_big_for_a_root_is_refused_and_the_changes_stay(store_path):
     from atlas.core._versions import MAX_MESSAGE_BYTES
 

@@ -97,6 +97,15 @@ def test_disjoint_changes_of_two_handles_merge_like_one_sequence(base):
     (lambda s: s.open_dataset("shared").set_attribute("note", 1),
      lambda s: s.delete_dataset("shared"),
      "this handle deleted dataset 'shared', which the other writer changed"),
+    (lambda s: s.open_dataset("shared").delete_array("x"),
+     lambda s: s.open_dataset("shared").set_array_attribute("x", "units", "m"),
+     "the other writer deleted or redefined array 'x' of dataset 'shared', whose attributes "
+     "this handle set"),
+    (lambda s: s.open_dataset("shared").set_array_attribute("x", "units", "m"),
+     lambda s: (s.open_dataset("shared").delete_array("x"),
+                s.open_dataset("shared").define_array("x", "int64", ["n"], [4])),
+     "this handle deleted or redefined array 'x' of dataset 'shared', whose attributes the "
+     "other writer set"),
 ])
 def test_a_true_conflict_raises_naming_it_and_commits_nothing(base, first, second, what):
     a, b = atlas.Atlas.open(base), atlas.Atlas.open(base)
@@ -306,6 +315,73 @@ def test_writes_after_merging_change_sets_define_new_arrays_after_theirs(base):
     assert back.read_array_across_stacked("u", ["m0"]).tolist() == [[5] * 3]
     assert back.read_array_across_stacked("w", ["f0"]).dtype == np.int32
     assert back.verify().ok
+
+
+def _net_nothing(store: atlas.Atlas) -> "atlas.core._fork.ChangeSet":
+    """A change set that creates and deletes a dataset: no rows conflict, one segment."""
+    writer = store.fork().writer()
+    profile(writer, "tmp", 1)
+    writer.delete_dataset("tmp")
+    return writer.changes()
+
+
+def test_one_change_set_merged_twice_is_refused_every_way(base):
+    """Its segments would be listed twice: a root no reader opens (it was committed)."""
+    store = atlas.Atlas.open(base)
+    change = _net_nothing(store)
+    with pytest.raises(atlas.ConflictError, match="merged before .* not flushed yet"):
+        store.merge([change, change])
+    assert not store._merged
+    store.merge(change)
+    with pytest.raises(atlas.ConflictError, match="merged before .* not flushed yet"):
+        store.merge(change)
+    store.flush()
+    with pytest.raises(atlas.ConflictError, match="merged before .* is committed"):
+        store.merge(change)
+    one, two = atlas.Atlas.open(base), atlas.Atlas.open(base)
+    change = _net_nothing(one)
+    one.merge(change)
+    two.merge(change)
+    one.flush()
+    with pytest.raises(atlas.ConflictError, match="both committed the segment"):
+        two.flush()
+    after = atlas.Atlas.open(base)
+    assert after.list_datasets() == ["shared"] and after.verify().ok
+
+
+@pytest.mark.parametrize("own, what", [
+    (lambda s: profile(s, "A", 9), "both created dataset 'A'"),
+    (lambda s: s.open_dataset("shared").write_array("x", [0], np.full(4, 7, np.int64)),
+     "both wrote array 'x' of dataset 'shared'"),
+    (lambda s: s.open_dataset("shared").set_attribute("value", 7),
+     "both set attribute 'value' of dataset 'shared'"),
+])
+def test_changes_made_after_a_merge_are_checked_against_the_merged_change_sets(base, own,
+                                                                              what):
+    """They were not: the flush kept both datasets named 'A', or one write and the other's
+    statistics."""
+    store = atlas.Atlas.open(base)
+    writer = store.fork().writer()
+    profile(writer, "A", 5)
+    writer.open_dataset("shared").write_array("x", [0], np.full(4, 5, np.int64))
+    writer.open_dataset("shared").set_attribute("value", 5)
+    store.merge(writer.changes())
+    own(store)
+    with pytest.raises(atlas.ConflictError, match="conflict with a change set it merged: "
+                                                  + what):
+        store.flush()
+    back = atlas.Atlas.open(base)
+    assert back.list_datasets() == ["shared"] and back.verify().ok
+
+
+def test_a_merge_conflict_names_each_side_rightly(base):
+    store = atlas.Atlas.open(base)
+    writer = store.fork().writer()
+    writer.open_dataset("shared").set_attribute("note", 1)
+    store.delete_dataset("shared")
+    with pytest.raises(atlas.ConflictError, match="this handle's pending changes deleted "
+                                                  "dataset 'shared', which the change set"):
+        store.merge(writer.changes())
 
 
 def _append(location: str, options: dict, who: int, count: int, queue) -> None:

@@ -353,6 +353,7 @@ class Atlas:
         marks = {sid: len(t.log) for sid, t in catalog.pending_tables().items()}
         merged = self._merged
         if merged:
+            _fork.check_own_changes(self, merged)
             _fork.check_files(self, merged)
         written: dict[tuple, Table | None] = {}
         new_root = root.successor(message=message, segments=dict(root.segments),
@@ -425,6 +426,10 @@ class Atlas:
                     problem = _rebase.conflict(
                         ours, _rebase.their_changes(self, base, latest, seen),
                         self._name_in_base, self._dataset_of_slot)
+                    committed = {ref.key for _a, ref in ours_segments} & latest.keys()
+                    if problem is None and committed:  # a change set another handle merged
+                        problem = (f"both committed the segment {min(committed)} (one change "
+                                   "set merged by two handles)")
                     if problem is not None:
                         raise ConflictError(
                             f"store at {self.location} was committed by another writer since this "

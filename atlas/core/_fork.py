@@ -119,6 +119,7 @@ def merge_into(store: "Atlas", change_sets: list[ChangeSet]) -> None:
                             root)
     staged = []
     seen = _rebase.Summary()
+    merged_files = {ref.key for _array, ref in merged.segments}
     for change in change_sets:
         if not isinstance(change, ChangeSet):
             raise TypeError(f"merge() takes the ChangeSets that forked writers' changes() "
@@ -130,6 +131,8 @@ def merge_into(store: "Atlas", change_sets: list[ChangeSet]) -> None:
         if base.generation > root.generation:
             raise ValueError(f"this change set was made on version {base.generation}, newer "
                              f"than this handle's ({root.generation}): reopen the store")
+        check_not_merged(store, change, root, merged_files)
+        merged_files.update(ref.key for _array, ref in change.segments)
         summary = _rebase.summarize(change.tables, base)
         if base.commit != root.commit:  # committed since the fork: must not overlap
             _check(store, summary, _rebase.their_changes(store, base, root),
@@ -160,18 +163,45 @@ def merge_into(store: "Atlas", change_sets: list[ChangeSet]) -> None:
     _fold(merged.summary, seen)
 
 
+def check_not_merged(store: "Atlas", change: ChangeSet, root: Root, merged_files: set[str]
+                     ) -> None:
+    """ConflictError when ``change``'s segments are merged already (held for the next flush,
+    or named by ``root``): one change set merged twice would list its files twice."""
+    named = root.keys()
+    for _array, ref in change.segments:
+        if ref.key in merged_files or ref.key in named:
+            where = "committed" if ref.key in named else "merged, not flushed yet"
+            raise ConflictError(f"cannot merge a change set into {store.location}: it was "
+                                f"merged before (its segment {ref.key} is {where}); nothing "
+                                "was merged")
+
+
 def _check(store: "Atlas", ours: _rebase.Summary, theirs: _rebase.Summary, what: str) -> None:
-    problem = _rebase.conflict(ours, theirs, store._name_in_base, store._dataset_of_slot)
+    problem = _rebase.conflict(ours, theirs, store._name_in_base, store._dataset_of_slot,
+                               us="the change set", them=what)
     if problem is not None:
-        problem = problem.replace("the other writer", what).replace("this handle",
-                                                                    "the change set")
         raise ConflictError(f"cannot merge a change set into {store.location}: it conflicts "
                             f"with {what}: {problem}; nothing was merged")
 
 
 def _fold(into: _rebase.Summary, other: _rebase.Summary) -> None:
-    for name in ("created", "deleted", "arrays", "attrs", "array_attrs"):
+    for name in ("created", "deleted", "arrays", "dropped_arrays", "attrs", "array_attrs"):
         getattr(into, name).update(getattr(other, name))
+
+
+def check_own_changes(store: "Atlas", merged: Merged) -> None:
+    """ConflictError when the handle's own pending changes (made before or after it merged
+    change sets) touch what those change sets touch: a flush would keep one side silently
+    (two datasets of one name, a lost write, statistics of the other write)."""
+    own = _rebase.summarize({sid: t.log.table()
+                             for sid, t in store._catalog.pending_tables().items()},
+                            store._root)
+    problem = _rebase.conflict(own, merged.summary, store._name_in_base,
+                               store._dataset_of_slot, them="a change set it merged")
+    if problem is not None:
+        raise ConflictError(f"cannot flush {store.location}: this handle's own changes "
+                            f"conflict with a change set it merged: {problem}; nothing was "
+                            "committed: reopen the store and redo the changes")
 
 
 def check_files(store: "Atlas", merged: Merged) -> None:

@@ -6,7 +6,8 @@ since then changed (their deltas, through the version records), and:
 
 - if both touched the same thing, raises ConflictError naming it: both created one dataset
   name, both wrote one array of one dataset (or set one attribute of it, or of one of its
-  arrays), or one deleted a dataset the other changed;
+  arrays), one deleted a dataset the other changed, or one deleted (or redefined) an array
+  whose attributes the other set;
 - otherwise renumbers its new ids above the newer commit's counters (a rewritten part; its
   segments keep their bytes and get a slot remap in the root, ``FileRef.remap``) and commits
   on top of the newer root, retrying while others keep committing.
@@ -46,6 +47,7 @@ class Summary:
     created: set = field(default_factory=set)
     deleted: set = field(default_factory=set)
     arrays: set = field(default_factory=set)
+    dropped_arrays: set = field(default_factory=set)  # (dataset, array) deleted or redefined
     attrs: set = field(default_factory=set)
     array_attrs: set = field(default_factory=set)
 
@@ -62,6 +64,9 @@ class Summary:
             elif sid[0] == "array":
                 old = keys < base.next_did
                 self.arrays.update((d, sid[1]) for d in keys[old].tolist())
+                # a dead row, or a new slot: the committed array (and its attributes) is gone
+                gone = old & (table.dead | (np.asarray(table.columns["slot"]) >= base.next_slot))
+                self.dropped_arrays.update((d, sid[1]) for d in keys[gone].tolist())
             elif sid[0] == "attr":
                 old = keys < base.next_did
                 self.attrs.update((d, sid[1]) for d in keys[old].tolist())
@@ -76,8 +81,9 @@ def summarize(tables: dict[tuple, Table], base: Root) -> Summary:
     return out
 
 
-def conflict(ours: Summary, theirs: Summary, names_of: Any, dataset_of_slot: Any) -> str | None:
-    """What both changed, in words, or None."""
+def conflict(ours: Summary, theirs: Summary, names_of: Any, dataset_of_slot: Any,
+             us: str = "this handle", them: str = "the other writer") -> str | None:
+    """What both changed, in words (``us`` and ``them`` name the two sides), or None."""
     both = sorted(ours.created & theirs.created)
     if both:
         return f"both created dataset {both[0]!r}"
@@ -94,13 +100,18 @@ def conflict(ours: Summary, theirs: Summary, names_of: Any, dataset_of_slot: Any
         slot, array, key = both_array_attrs[0]
         return (f"both set attribute {key!r} of array {array!r} of dataset "
                 f"{names_of(dataset_of_slot(array, slot))!r}")
-    for deleter, writer, who, other in ((theirs, ours, "the other writer", "this handle"),
-                                        (ours, theirs, "this handle", "the other writer")):
+    for deleter, writer, who, other in ((theirs, ours, them, us), (ours, theirs, us, them)):
+        array_attrs = {(dataset_of_slot(a, s), a) for s, a, _k in writer.array_attrs}
         touched = {d for d, _a in writer.arrays} | {d for d, _k in writer.attrs} | {
-            dataset_of_slot(a, s) for s, a, _k in writer.array_attrs}
+            d for d, _a in array_attrs}
         hit = sorted(deleter.deleted & touched)
         if hit:
             return f"{who} deleted dataset {names_of(hit[0])!r}, which {other} changed"
+        dropped = sorted(deleter.dropped_arrays & array_attrs)
+        if dropped:
+            did, array = dropped[0]
+            return (f"{who} deleted or redefined array {array!r} of dataset "
+                    f"{names_of(did)!r}, whose attributes {other} set")
     return None
 
 

@@ -68,6 +68,10 @@ class Version:
 def commit_root(storage: Storage, root: Root, expected: Any) -> Any:
     """Write ``root``'s version record, then make it the latest (conditional on ``expected``,
     the token of the root it replaces; None for a new store). Returns the new token."""
+    twice = root.twice_listed()
+    if twice is not None:  # readers refuse such a root: never commit one (a bug upstream)
+        raise ConflictError(f"store at {storage.location}: this commit would list {twice} "
+                            "twice (a change set merged twice?); nothing was committed")
     key = key_grammar.version_key(root.generation, root.commit)
     storage.put(key, record_of(root).encode())
     try:

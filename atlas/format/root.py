@@ -127,6 +127,19 @@ class Root:
         out.update(s.key for s in self.linked)
         return out
 
+    def twice_listed(self) -> str | None:
+        """A file this root lists twice (live twice, or live and retired), or None: no reader
+        accepts such a root (a live file also "retired" would be deleted by a later flush)."""
+        seen: set[str] = set()
+        for key in [*(p.key for p in self.parts),
+                    *(s.key for refs in self.segments.values() for s in refs),
+                    *(s.key for s in self.linked), *(entry[0] for entry in self.retired),
+                    *(r.key for r in self.retired_lists)]:
+            if key in seen:
+                return key
+            seen.add(key)
+        return None
+
     def keys(self) -> set[str]:
         """Every file this root names: :meth:`live_keys`, the retired ones its inline list
         holds and its retired lists (not the entries of those: see
@@ -277,12 +290,7 @@ def decode(data: bytes, where: str) -> Root:
         if root.delta is not None and root.delta not in {p.key for p in root.parts} | {
                 entry[0] for entry in root.retired}:
             raise ValueError("the delta part is not one of the root's parts")
-        listed = [*(p.key for p in root.parts),
-                  *(s.key for refs in root.segments.values() for s in refs),
-                  *(s.key for s in root.linked), *(entry[0] for entry in root.retired),
-                  *(r.key for r in root.retired_lists)]
-        if len(set(listed)) != len(listed):
-            # a live file also "retired" would be deleted by the next flush or compact
+        if root.twice_listed() is not None:
             raise ValueError("a file is listed twice (live twice, or live and retired)")
     except CorruptionError:
         raise

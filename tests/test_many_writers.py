@@ -374,6 +374,27 @@ def test_changes_made_after_a_merge_are_checked_against_the_merged_change_sets(b
     assert back.list_datasets() == ["shared"] and back.verify().ok
 
 
+def test_a_client_that_keeps_no_versions_merges_every_change_set_of_its_fork(base):
+    """Its own flushes expired the fork's version, which merging a later change set of that
+    fork reads (an ingest with --workers and --flush-every stopped part-way); another
+    handle's expire still can, and the merge then says so."""
+    store = atlas.Atlas.open(base)
+    store.set_retention(older_than=0, keep_last=1)
+    fork = store.fork()
+    changes = []
+    for i in range(6):
+        writer = fork.writer()
+        profile(writer, f"w{i}", i)
+        changes.append(writer.changes())
+    for change in changes[:4]:
+        store.merge(change)
+        store.flush()
+    assert atlas.Atlas.open(base).list_datasets() == ["shared", "w0", "w1", "w2", "w3"]
+    atlas.Atlas.open(base).expire(older_than=0, keep_last=1)  # no fork of its own
+    with pytest.raises(atlas.ConflictError, match="since its fork .* have expired"):
+        store.merge(changes[4])
+
+
 def test_a_merge_conflict_names_each_side_rightly(base):
     store = atlas.Atlas.open(base)
     writer = store.fork().writer()

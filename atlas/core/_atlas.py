@@ -79,6 +79,9 @@ class Atlas:
         self._fork: Any = None  # the Fork this handle is a writer of (it hands back changes)
         self._merged = _fork.Merged()  # forked writers' change sets, committed by flush
         self._expiry_checked = 0.0  # when a flush last looked for versions to expire
+        # the oldest commit this handle forked at: its expiries keep every version since,
+        # which merging those forks' change sets reads
+        self._fork_floor: int | None = None
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -312,7 +315,10 @@ class Atlas:
         ``return w.changes()``; then ``store.merge(change_sets)`` and ``store.flush()`` commit
         everything at once. Writers send no array data back, only catalog rows."""
         self._check_writable()
-        return _fork.Fork(self._storage.describe(), self._root)
+        root = self._root
+        if self._fork_floor is None or root.generation < self._fork_floor:
+            self._fork_floor = root.generation
+        return _fork.Fork(self._storage.describe(), root)
 
     def changes(self) -> _fork.ChangeSet:
         """(On a forked writer) write this writer's segments to the store and return its

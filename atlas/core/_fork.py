@@ -135,8 +135,15 @@ def merge_into(store: "Atlas", change_sets: list[ChangeSet]) -> None:
         merged_files.update(ref.key for _array, ref in change.segments)
         summary = _rebase.summarize(change.tables, base)
         if base.commit != root.commit:  # committed since the fork: must not overlap
-            _check(store, summary, _rebase.their_changes(store, base, root),
-                   "a commit made since the fork")
+            try:
+                since = _rebase.their_changes(store, base, root)
+            except ConflictError:
+                raise ConflictError(
+                    f"cannot merge a change set into {store.location}: versions committed "
+                    f"since its fork (at version {base.generation}) have expired, so what they "
+                    "changed cannot be checked against it; nothing was merged: run its writer "
+                    "again from a new fork") from None
+            _check(store, summary, since, "a commit made since the fork")
         for other, what in ((own, "this handle's pending changes"),
                             (merged.summary, "a change set merged before"),
                             (seen, "another change set of this merge")):

@@ -387,7 +387,8 @@ def _expired_by_policy(store: "Atlas", root: Root, now: float) -> list[str]:
         return []  # everything retired is younger than the policy: nothing can go yet
     store._expiry_checked = now
     plan = _versions.plan_expiry(store._storage, store._root, older_than, keep_last, now,
-                                 retired=retired, committing=root.generation)
+                                 retired=retired, committing=root.generation,
+                                 keep_from=store._fork_floor)
     if not _versions.drop_records(store._storage, plan.records):
         return []  # a version was tagged meanwhile: its files stay
     live = root.live_keys()

@@ -500,10 +500,11 @@ class Expiry:
 
 def plan_expiry(storage: Storage, latest: Root, older_than: float, keep_last: int,
                 now: float | None = None, retired: list | None = None,
-                committing: int | None = None) -> Expiry:
+                committing: int | None = None, keep_from: int | None = None) -> Expiry:
     """What to remove so that only the versions the policy keeps stay readable: ``latest`` is
     the newest committed root; ``retired`` the list to judge (default: ``latest``'s; a flush
-    passes the one of the root it is about to commit, of generation ``committing``)."""
+    passes the one of the root it is about to commit, of generation ``committing``);
+    ``keep_from``: every version from that generation on stays too (a handle's forks)."""
     now = time.time() if now is None else now
     found = {g: c for g, c in records(storage).items() if g <= latest.generation}
     tags = set(all_tags(storage).values())
@@ -511,6 +512,8 @@ def plan_expiry(storage: Storage, latest: Root, older_than: float, keep_last: in
     kept = {latest.generation, *newest_first[:keep_last]}
     kept.update(g for g, commits in found.items() if max(commits.values()) >= now - older_than)
     kept.update(g for g, _c in tags if g <= latest.generation)
+    if keep_from is not None:
+        kept.update(g for g in found if g >= keep_from)
     doomed = []
     for generation, commits in found.items():
         for commit in commits:
@@ -609,7 +612,8 @@ def expire(store: "Atlas", older_than: Any = None, keep_last: Any = None) -> dic
         policy_last if keep_last is None else keep_last)
     storage = store._storage
     root, retired = _maintain.newest_retired(store, root)
-    plan = plan_expiry(storage, root, older_than, keep_last, retired=retired)
+    plan = plan_expiry(storage, root, older_than, keep_last, retired=retired,
+                       keep_from=store._fork_floor)
     if not drop_records(storage, plan.records):
         plan.files = []  # a version was tagged meanwhile: its files stay (a later pass frees)
     freed = 0

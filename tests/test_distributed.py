@@ -258,6 +258,35 @@ def test_a_killed_worker_leaves_the_previous_commit_and_skip_existing_completes(
     assert back.verify().ok
 
 
+def test_a_scheduler_ingest_of_a_relative_folder_and_a_refused_merge(cluster, tmp_path,
+                                                                    monkeypatch, capsys):
+    """The workers of a scheduler run in their own folder: the files are named to them by
+    absolute paths (a relative SRC failed as 'no such file'). A merge refused part-way (a
+    conflict with another writer) says what the flushes before it kept."""
+    small_files(tmp_path / "src", 12)
+    monkeypatch.chdir(tmp_path)  # the client's folder, not the workers'
+    address = cluster.scheduler.address
+    assert main(["ingest", "src", "s", "-q", "--scheduler", address]) == 0
+    assert atlas.Atlas.open(tmp_path / "s").list_datasets() == [f"p{i:04d}" for i in range(12)]
+
+    merges = {"n": 0}
+    real = atlas.Atlas.merge
+
+    def refused_on_the_third(store, changes):
+        merges["n"] += 1
+        if merges["n"] == 3:
+            raise atlas.ConflictError("cannot merge a change set: both created dataset 'x'")
+        return real(store, changes)
+
+    monkeypatch.setattr(atlas.Atlas, "merge", refused_on_the_third)
+    capsys.readouterr()
+    assert main(["ingest", "src", "t", "--scheduler", address, "--flush-every", "4"]) == 1
+    err = capsys.readouterr().err
+    assert "both created dataset 'x'" in err and "flushed before were kept" in err
+    kept = atlas.Atlas.open(tmp_path / "t").list_datasets()
+    assert kept and kept == [f"p{i:04d}" for i in range(len(kept))]
+
+
 _MERGING_CLIENT = """
 import json, pickle, sys
 import atlas

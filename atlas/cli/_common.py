@@ -103,6 +103,15 @@ def credentials_explained(location: str):
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
+def kept_note(flushed: int) -> str:
+    """How an ingest stopped part-way ends its message: what its flushes kept."""
+    if flushed:
+        verb = "was" if flushed == 1 else "were"
+        return (f"; the {plural(flushed, 'dataset')} flushed before {verb} kept (rerun with "
+                "--skip-existing to resume)")
+    return "; nothing was written to the store"
+
+
 def warn(message: str, progress=None) -> None:
     """A warning on stderr (above the progress bar, when one is drawn) and in the log, on one
     line: control characters (a file name may hold a newline) are written as escapes."""

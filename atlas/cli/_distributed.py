@@ -20,7 +20,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from atlas.cli._common import CommandError, log, plural, warn
+from atlas.cli._common import CommandError, kept_note, log, plural, warn
+from atlas.errors import AtlasError
 
 TASKS_PER_WORKER = 4  # batches per worker: enough to balance, few enough to keep tasks cheap
 # files per task at most: each task writes a segment per array (a PUT each on an object
@@ -104,8 +105,11 @@ def start_client(workers: int | None, scheduler: str | None):
         # Python 3.12+ warns of any fork beside threads (here the cluster's event loop)
         warnings.filterwarnings("ignore", "This process .* is multi-threaded",
                                 DeprecationWarning)
+        # no dashboard; the scheduler's HTTP routes on a free loopback port (on the default
+        # one a second ingest warned that it was taken)
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=50)
+                               dashboard_address=None, silence_logs=50,
+                               scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
     try:
         return Client(cluster), cluster
     except BaseException:
@@ -152,7 +156,8 @@ def run(client, store, todo: list[tuple[Path, str]], args, chunk_spec, options,
     workers = max(1, len(client.scheduler_info().get("workers", {})) or (args.workers or 1))
     log.info("ingest on %d dask workers (%s)", workers, args.scheduler or "local cluster")
     fork = store.fork()
-    jobs = batches([(str(p), n) for p, n in todo], workers, args.flush_every)
+    # absolute: a scheduler's workers may run in another folder
+    jobs = batches([(str(Path(p).absolute()), n) for p, n in todo], workers, args.flush_every)
     futures = [client.submit(ingest_batch, fork, batch, chunk_spec, options, i == 0,
                              pure=False) for i, batch in enumerate(jobs)]
     position = {future.key: i for i, future in enumerate(futures)}
@@ -166,7 +171,7 @@ def run(client, store, todo: list[tuple[Path, str]], args, chunk_spec, options,
                 arrived[position[future.key]] = future.result()
             except Exception as err:  # noqa: BLE001 - a worker died, or the task raised
                 raise CommandError(f"a dask task failed: {' '.join(str(err).split())}"
-                                   f"{_kept(done['flushed'])}") from err
+                                   f"{kept_note(done['flushed'])}") from err
             # merged in the order of the files, so the datasets keep it
             while following in arrived:
                 changes, reports = arrived.pop(following)
@@ -175,7 +180,9 @@ def run(client, store, todo: list[tuple[Path, str]], args, chunk_spec, options,
         store.flush(f"atlas ingest: {plural(since_flush, 'file')} from {args.src}")
         done["flushed"] += since_flush
     except KeyboardInterrupt:
-        raise KeyboardInterrupt(f"interrupted{_kept(done['flushed'])}") from None
+        raise KeyboardInterrupt(f"interrupted{kept_note(done['flushed'])}") from None
+    except AtlasError as err:  # a merge or flush refused (a conflict with another writer)
+        raise CommandError(f"{err}{kept_note(done['flushed'])}") from None
     finally:
         client.cancel(futures)
     return done
@@ -190,7 +197,7 @@ def _take(store, changes, reports: list[dict], args, done: dict, since_flush: in
             warn(f"{report['file']}: {note}", progress)
     fatal = [r for r in failed if r.get("fatal") or not args.skip_errors]
     if fatal:
-        raise CommandError(f"{fatal[0]['error']}{_kept(done['flushed'])}")
+        raise CommandError(f"{fatal[0]['error']}{kept_note(done['flushed'])}")
     store.merge(changes)
     for report in reports:
         if report["error"]:
@@ -208,8 +215,3 @@ def _take(store, changes, reports: list[dict], args, done: dict, since_flush: in
     return since_flush
 
 
-def _kept(flushed: int) -> str:
-    if flushed:
-        return (f"; the {flushed} datasets flushed before were kept (rerun with "
-                "--skip-existing to resume)")
-    return "; nothing was written to the store"

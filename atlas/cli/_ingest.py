@@ -26,6 +26,7 @@ from atlas.cli._common import (
     check_new_store_folder,
     credentials_explained,
     emit,
+    kept_note,
     log,
     plural,
     warn,
@@ -533,7 +534,7 @@ def _ingest_into(args, store, created: bool, src: Path, valid: list[tuple[Path, 
                     result.close()
             except _ReadError as err:
                 if not args.skip_errors:
-                    raise CommandError(f"{err}{_kept(flushed, args)}") from err.__cause__
+                    raise CommandError(f"{err}{kept_note(flushed)}") from err.__cause__
                 skipped.append({"file": str(path), "dataset": name, "error": str(err)})
                 warn(f"skipped {err}", progress)
                 progress.advance(1, nbytes)
@@ -551,7 +552,7 @@ def _ingest_into(args, store, created: bool, src: Path, valid: list[tuple[Path, 
         store.flush(f"atlas ingest: {plural(since_flush, 'file')} from {args.src}")
         flushed += since_flush
     except KeyboardInterrupt:
-        raise KeyboardInterrupt(f"interrupted{_kept(flushed, args)}") from None
+        raise KeyboardInterrupt(f"interrupted{kept_note(flushed)}") from None
     finally:
         results.close()  # stops the reader processes now, not when the traceback is freed
         progress.close()
@@ -613,14 +614,6 @@ def _add(store, ds, name: str, chunks: dict | None, path: Path) -> list[str]:
         if store.dataset_exists(name):
             store.delete_dataset(name)
         raise _ReadError(f"{path}: {_one_line(err)}") from err
-
-
-def _kept(flushed: int, args) -> str:
-    if flushed:
-        verb = "was" if flushed == 1 else "were"
-        return (f"; the {plural(flushed, 'dataset')} flushed before {verb} kept (rerun with "
-                "--skip-existing to resume)")
-    return "; nothing was written to the store"
 
 
 def _render(s: dict) -> str:

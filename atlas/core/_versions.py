@@ -359,7 +359,8 @@ def _by_time(storage: Storage, latest: Root | RootHead, when: float, asked: Any)
     after it: one of them may have been the newest at ``when``."""
     if _as_listed(latest.time) <= when:
         return _whole(latest)
-    found = record_names(storage)
+    # records up to the head read: one committed since then is newer than anything asked
+    found = {g: c for g, c in record_names(storage).items() if g <= latest.generation}
     generations = sorted(found)
     lo, hi = 0, len(generations)  # versions below lo are at or before when; from hi after
     while lo < hi:

@@ -380,6 +380,19 @@ def test_compact_with_a_grace_keeps_no_more_versions_than_the_grace(store_path):
     assert store.verify().ok and store.verify().orphans == []
 
 
+def test_a_version_by_time_ignores_a_record_committed_after_the_root_was_read(store_path):
+    """The root is read, then the records are listed: another writer's commit in between
+    left a record above the root's generation, which the search asked for ('no version 4')."""
+    store = atlas.Atlas.create(store_path)
+    for step in range(3):
+        store.create_dataset(f"d{step}")
+        store.flush()
+    second = store.history()[1]
+    (store_path / "versions" / f"{4:012d}-{'e' * 32}.root").write_bytes(b"a later commit's")
+    when = second.time + dt.timedelta(microseconds=1)
+    assert atlas.Atlas.open(store_path, version=when).version == second.generation
+
+
 def test_a_commit_message_too_big_for_a_root_is_refused_and_the_changes_stay(store_path):
     from atlas.core._versions import MAX_MESSAGE_BYTES
 

@@ -1149,8 +1149,9 @@ def _file_of(index, rows) -> str:
 def usage(store: "Atlas") -> dict:
     """Files and bytes of the commit this handle is at: segments per array name, catalog
     parts (and retired lists), files kept for earlier versions ("retired", sizes from a
-    listing), the root, and the version records and tags of the store. A segment that cannot
-    be read is listed under ``problems`` (its array's chunk count is None), not raised."""
+    listing), the root, and the version records and tags of the store. A segment or retired
+    list that cannot be read is listed under ``problems`` (a segment's array's chunk count is
+    None), not raised."""
     storage = store._storage
     root, legacy = store._root, store._legacy
     if legacy is not None:
@@ -1173,7 +1174,11 @@ def usage(store: "Atlas") -> dict:
             chunks = None if chunks is None else chunks + rows
         per_array[name] = {"segments": len(refs), "bytes": sum(r.size for r in refs),
                            "chunks": chunks}
-    entries = root.retired if legacy is not None else newest_retired(store, root)[1]
+    try:
+        entries = root.retired if legacy is not None else newest_retired(store, root)[1]
+    except CorruptionError as err:  # a damaged retired list: what the root holds inline
+        problems.append(str(err))
+        entries = root.retired
     retired_keys = {entry[0] for entry in entries}
     listing = storage.list("")
     retired = [size for key, size, _mtime in listing if key in retired_keys]

@@ -165,10 +165,13 @@ def test_a_damaged_or_missing_list_is_reported_and_nothing_is_freed(tmp_path):
     assert report.removed == []
     with pytest.raises(CorruptionError, match=victim.key):
         fresh.expire(older_than=0, keep_last=1)
+    usage = atlas.Atlas.open(path).usage()  # told, not raised
+    assert any(victim.key in p for p in usage["problems"]) and usage["parts"] >= 1
     assert files_on_disk(path) == before
     (path / victim.key).unlink()
     report = atlas.Atlas.open(path).verify(repair=True)
     assert any("retired list is missing" in p for p in report.problems), report.problems
+    assert any("gone" in p for p in atlas.Atlas.open(path).usage()["problems"])
     assert report.removed == [] and files_on_disk(path) == before - {victim.key}
 
 

@@ -854,6 +854,7 @@ def verify(store: "Atlas", repair: bool) -> VerifyReport:
             _verify_segment(storage, files, ref, None, report.problems)
         _verify_retired_lists(storage, files, root, report.problems)
         _verify_version_records(storage, root, report.problems)
+        _verify_folders(storage, report.problems)
         if not report.problems:
             _verify_catalog(storage, root, files, report.problems)
     report.problems += storage.layout_problems()  # links, FIFOs, ... inside the store
@@ -895,6 +896,21 @@ def _verify_retired_lists(storage: Storage, files: IndexCache, root: Root,
         if named:
             problems.append(f"{where}: retired list names {named[0]!r}, which the root reads "
                             "(a live file is never retired)")
+
+
+def _verify_folders(storage: Storage, problems: list[str]) -> None:
+    """Atlas's folders are not files, and ``tags/`` holds tags only: a file in their place
+    hides the tags or versions they hold (``tags()`` would list none, and an expire would then
+    remove the versions the tags kept)."""
+    folders = {key_grammar.TAGS_PREFIX, key_grammar.VERSIONS_PREFIX, "segments", "catalog"}
+    for key, _size, _mtime in storage.list(""):
+        top, _, rest = key.partition("/")
+        if not rest and top in folders:
+            problems.append(f"{storage.location}/{key}: is a file where atlas keeps a folder")
+        elif top == key_grammar.TAGS_PREFIX and rest and key_grammar.tag_name(key) is None \
+                and not key_grammar.RECORD_TEMP.fullmatch(key):
+            problems.append(f"{storage.location}/{key}: is not a tag (a tag is the file "
+                            "tags/<name>)")
 
 
 def _verify_version_records(storage: Storage, root: Root, problems: list[str]) -> None:

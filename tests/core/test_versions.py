@@ -393,6 +393,23 @@ def test_a_version_by_time_ignores_a_record_committed_after_the_root_was_read(st
     assert atlas.Atlas.open(store_path, version=when).version == second.generation
 
 
+def test_verify_reports_a_file_in_place_of_the_tags_folder_and_odd_files_in_it(store_path):
+    """Either hides the tags: tags() lists none and an expire takes the tagged versions."""
+    store = atlas.Atlas.create(store_path)
+    store.create_dataset("d")
+    store.flush()
+    store.tag("rel", 1)
+    assert store.verify().ok
+    (store_path / "tags" / "rel").unlink()
+    (store_path / "tags" / "rel").mkdir()
+    (store_path / "tags" / "rel" / "x").write_bytes(b"{}")
+    assert any("tags/rel/x: is not a tag" in p for p in store.verify().problems)
+    shutil.rmtree(store_path / "tags")
+    (store_path / "tags").write_bytes(b"x")
+    assert any("tags: is a file where atlas keeps a folder" in p
+               for p in store.verify().problems)
+
+
 def test_a_commit_message_too_big_for_a_root_is_refused_and_the_changes_stay(store_path):
     from atlas.core._versions import MAX_MESSAGE_BYTES
 

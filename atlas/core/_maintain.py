@@ -779,10 +779,26 @@ def orphans(store: "Atlas", strict: bool = False) -> list[tuple[str, int, float]
     except (CorruptionError, FormatError, StoreNotFoundError):
         if strict:
             raise
-    return [item for item in store._storage.list("")
-            if key_grammar.ROOT_TEMP.fullmatch(item[0]) or key_grammar.RECORD_TEMP.fullmatch(
-                item[0]) or (
-                key_grammar.is_data_key(item[0]) and item[0] not in referenced)]
+    listing = store._storage.list("")
+    # a store kept inside this one (its root in a sub-folder) owns everything under it: its
+    # segments can look like this store's (format 1 named segments/<array>/<file>.seg)
+    nested = {key[: -len(key_grammar.ROOT_KEY)] for key, _size, _mtime in listing
+              if key.endswith("/" + key_grammar.ROOT_KEY)}
+    return [item for item in listing
+            if not (nested and _inside(item[0], nested)) and (
+                key_grammar.ROOT_TEMP.fullmatch(item[0]) or key_grammar.RECORD_TEMP.fullmatch(
+                    item[0]) or (
+                    key_grammar.is_data_key(item[0]) and item[0] not in referenced))]
+
+
+def _inside(key: str, folders: set[str]) -> bool:
+    """Whether ``key`` lies under one of ``folders`` (each ending in '/')."""
+    at = key.find("/")
+    while at != -1:
+        if key[: at + 1] in folders:
+            return True
+        at = key.find("/", at + 1)
+    return False
 
 
 def _referenced(store: "Atlas") -> set[str]:

@@ -151,6 +151,27 @@ def test_compact_removes_orphans_left_by_crashed_writers(store, store_path, rng)
     _check(reopen(store_path), model)
 
 
+def test_a_store_kept_inside_another_is_not_swept_as_its_orphans(tmp_path):
+    """A store in the outer one's segments/ folder: its segments/<gen>-<hex>.seg are named
+    like a format-1 segment of the outer store (segments/<array>/<file>.seg), and the outer
+    compact() deleted them as orphans."""
+    outer = atlas.Atlas.create(tmp_path / "outer")
+    outer.write_array_across_stacked("v", ["a"], np.ones((1, 3)))
+    outer.flush()
+    inner = atlas.Atlas.create(tmp_path / "outer" / "segments")
+    inner.write_array_across_stacked("w", ["b"], np.full((1, 3), 7.0))
+    inner.flush()
+    report = reopen(tmp_path / "outer").verify(repair=True)
+    assert report.orphans == [] and report.removed == []
+    reopen(tmp_path / "outer").compact(grace=0)
+    back = atlas.Atlas.open(tmp_path / "outer" / "segments")
+    assert back.read_array_across_stacked("w").tolist() == [[7.0] * 3] and back.verify().ok
+    crashed = tmp_path / "outer" / "segments" / "segments" / f"00000009-{'a' * 32}.seg"
+    crashed.write_bytes(b"partial")  # the inner store's own orphans are its own to sweep
+    assert reopen(tmp_path / "outer").verify().orphans == []
+    assert back.verify().orphans == ["segments/" + crashed.name]
+
+
 def test_a_live_writers_pending_segment_is_not_taken_for_an_orphan(store, store_path, rng):
     model = _layered_store(store, rng, n_datasets=2, flushes=1)
     writer = reopen(store_path)

@@ -113,7 +113,10 @@ class Atlas:
                     block_size=block_size, shuffle=shuffle and codec != "none",
                     message="create")
         root.created = root.time
-        token = _versions.commit_root(storage, root, None)
+        try:
+            token = _versions.commit_root(storage, root, None)
+        except ConflictError:  # another create landed between the check and the commit
+            raise AlreadyExistsError(f"a store already exists at {storage.location}") from None
         return cls(storage, root, token)
 
     @classmethod

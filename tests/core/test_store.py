@@ -9,6 +9,7 @@ import pytest
 from core_helpers import assert_same, reopen
 
 import atlas
+from atlas.storage import LocalStorage
 
 BAD_NAMES = ["", "a/b", "/", "_private", "_", ".", "..", "tab\there"]
 
@@ -119,6 +120,26 @@ def test_duplicate_live_dataset_raises_file_exists_error(store):
     store.flush()
     with pytest.raises(atlas.AlreadyExistsError):
         store.create_dataset("d")
+
+
+def test_a_create_that_loses_the_race_to_another_raises_already_exists(store_path,
+                                                                         monkeypatch):
+    """Two creates of one new store: the one whose check passed before the other committed
+    raised ConflictError ('committed by another writer ... redo the changes')."""
+    first = atlas.Atlas.create(store_path)
+    first.create_dataset("kept")
+    first.flush()
+    real, calls = LocalStorage.read_manifest, []
+
+    def not_there_yet(self, key):  # the check before the other create committed
+        calls.append(key)
+        return None if len(calls) == 1 else real(self, key)
+
+    monkeypatch.setattr(LocalStorage, "read_manifest", not_there_yet)
+    with pytest.raises(atlas.AlreadyExistsError, match="a store already exists"):
+        atlas.Atlas.create(store_path)
+    monkeypatch.undo()
+    assert atlas.Atlas.open(store_path).list_datasets() == ["kept"]
 
 
 def test_duplicate_live_array_raises_file_exists_error(store):

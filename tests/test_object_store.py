@@ -168,6 +168,23 @@ def test_http_stores_read_and_refuse_writes_before_any_request(tmp_path, http_ro
 # -- writes: multipart, spill files ------------------------------------------------------------
 
 
+@pytest.mark.parametrize("option", [dict(part_size=-1), dict(part_size=0),
+                                    dict(part_size="8MB"), dict(part_size=1 << 20),
+                                    dict(max_concurrency=-3), dict(max_concurrency=0),
+                                    dict(coalesce=-1), dict(coalesce="x"),
+                                    dict(spill_dir=3)])
+def test_bad_store_options_are_refused_when_the_store_opens(moto_s3, option):
+    """They were taken, and a later flush or read failed naming nothing (a bare
+    OverflowError, 'invalid zero value')."""
+    prefix = moto_s3.new_prefix()
+    (name,) = option
+    with pytest.raises((ValueError, TypeError), match=f"store option {name}"):
+        atlas.Atlas.create(moto_s3.store(prefix), **option)
+    atlas.Atlas.create(moto_s3.store(prefix)).flush()
+    with pytest.raises((ValueError, TypeError), match=f"store option {name}"):
+        atlas.Atlas.open(moto_s3.store(prefix), **option)
+
+
 def test_large_segments_upload_in_parts(moto_s3):
     prefix = moto_s3.new_prefix()
     part = 5 << 20  # the smallest part S3 accepts

@@ -313,6 +313,25 @@ def _check_url(url: str) -> None:
                          "path (scheme://bucket/a/b)")
 
 
+# the least each size option takes (S3 refuses multipart parts under 5 MiB but the last)
+_LEAST = {"part_size": 5 << 20, "max_concurrency": 1, "coalesce": 0}
+
+
+def _check_options(options: dict[str, Any]) -> None:
+    """The adapter's own options, checked when the store is opened (a bad one failed deep
+    inside a later flush or read, naming nothing)."""
+    for name, least in _LEAST.items():
+        value = options.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or not least <= value < 2**40):
+            raise ValueError(f"store option {name} must be an int >= {least} (bytes or a "
+                             f"count), got {value!r}")
+    spill = options.get("spill_dir")
+    if spill is not None and not isinstance(spill, (str, os.PathLike)):
+        raise TypeError(f"store option spill_dir must be a folder path, got "
+                        f"{type(spill).__name__} {spill!r}")
+
+
 class ObjectStorage(Storage):
     """An obstore store (or a prefix of one) holding an atlas store."""
 
@@ -324,6 +343,7 @@ class ObjectStorage(Storage):
         if unknown:
             raise TypeError(f"unknown option(s) {unknown} for an obstore store "
                             f"{type(store).__name__}; accepted: {sorted(DEFAULTS)}")
+        _check_options(options)
         self.store = store
         self.kind = type(store).__name__
         # HTTP has no conditional writes; an HTTP store is always read-only

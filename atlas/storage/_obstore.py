@@ -302,7 +302,10 @@ class _Ref:
 def _check_url(url: str) -> None:
     """ValueError for a store URL whose path obstore would quietly rewrite: it drops a query
     string and a fragment, and resolves ``.`` and ``..`` segments, so such a URL would open
-    another prefix than the one written."""
+    another prefix than the one written; URL parsing drops tabs and line breaks."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in url):
+        raise ValueError(f"store URL {url!r} holds a control character (a tab or line break?); "
+                         "expected scheme://bucket/path of printable characters")
     parts = urlsplit(url)
     if parts.query or parts.fragment or "?" in url or "#" in url:
         raise ValueError(f"store URL {url!r} has a query string or fragment; expected "

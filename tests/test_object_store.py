@@ -186,6 +186,19 @@ def test_bad_store_options_are_refused_when_the_store_opens(moto_s3, option):
         atlas.Atlas.open(moto_s3.store(prefix), **option)
 
 
+def test_a_crashed_writers_spill_file_is_found_under_any_url_of_its_store(moto_s3):
+    """Spill files were named by a digest of the URL text: a writer that opened
+    s3://b/p/ left a file that verify() of s3://b/p never listed nor removed."""
+    prefix = moto_s3.new_prefix()
+    names = [f"{scheme}://{BUCKET}/{prefix}{slash}" for scheme in ("s3", "s3a")
+             for slash in ("", "/")]
+    tags = {open_storage(url, **moto_s3.options())._spill_prefix() for url in names}
+    tags.add(open_storage(moto_s3.store(prefix))._spill_prefix())
+    assert len(tags) == 1
+    other = open_storage(f"s3://{BUCKET}/{prefix}x", **moto_s3.options())._spill_prefix()
+    assert other not in tags
+
+
 def test_large_segments_upload_in_parts(moto_s3):
     prefix = moto_s3.new_prefix()
     part = 5 << 20  # the smallest part S3 accepts

@@ -401,8 +401,11 @@ class ObjectStorage(Storage):
 
     @property
     def location(self) -> str:
-        if self._url is not None:
-            return self._url
+        return self._url if self._url is not None else self._store_location()
+
+    def _store_location(self) -> str:
+        """The store's location from the store object itself: one text for every URL that
+        names it (a trailing slash, s3a://)."""
         store = self.store
         prefix = str(getattr(store, "prefix", None) or "").strip("/")
         if self.kind == "S3Store":
@@ -632,8 +635,9 @@ class ObjectStorage(Storage):
 
     def _spill_prefix(self) -> str:
         """Spill files carry a digest of the store's location, so that a sweep of this store
-        finds its own crashed writers' files and no other store's."""
-        tag = hashlib.blake2b(self.location.encode("utf-8"), digest_size=6).hexdigest()
+        finds its own crashed writers' files (under whichever URL they opened it) and no
+        other store's."""
+        tag = hashlib.blake2b(self._store_location().encode("utf-8"), digest_size=6).hexdigest()
         return f"atlas-spill-{tag}-"
 
     def _stale_spills(self) -> list[tuple[str, float]]:

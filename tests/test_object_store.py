@@ -199,6 +199,11 @@ def test_a_crashed_writers_spill_file_is_found_under_any_url_of_its_store(moto_s
     assert other not in tags
 
 
+def test_a_store_in_a_bucket_that_does_not_exist_says_so(moto_s3):
+    with pytest.raises(FileNotFoundError, match="bucket 'no-such-bucket' does not exist"):
+        atlas.Atlas.create("s3://no-such-bucket/store", **moto_s3.options())
+
+
 def test_large_segments_upload_in_parts(moto_s3):
     prefix = moto_s3.new_prefix()
     part = 5 << 20  # the smallest part S3 accepts

@@ -461,6 +461,10 @@ class ObjectStorage(Storage):
         try:
             yield
         except (FileNotFoundError, NotFoundError) as err:
+            if "NoSuchBucket" in str(err):  # the object's whole bucket is missing
+                bucket = self.store.config.get("bucket", "?") if self.kind == "S3Store" else "?"
+                raise FileNotFoundError(f"{where}: bucket {bucket!r} does not exist "
+                                        f"({action})") from err
             raise FileNotFoundError(f"{where}: no such object ({action})") from err
         except (PermissionDeniedError, UnauthenticatedError, PermissionError) as err:
             raise PermissionError(f"{where}: {action} refused: {_first_line(err)}") from err

@@ -164,6 +164,9 @@ def test_http_stores_read_and_refuse_writes_before_any_request(tmp_path, http_ro
     # root, the catalog part's tail (footer and tables), the segment's tail (footer and index),
     # then the blocks: GETs only, no listing
     assert methods == ["GET"] * 4, methods
+    for lists in (reader.history, reader.tags, reader.usage, reader.verify):
+        with pytest.raises(NotImplementedError, match="cannot list its files"):
+            lists()  # an HTTP server has no listing (obstore's WebDAV PROPFIND got a 405)
 
 
 # -- writes: multipart, spill files ------------------------------------------------------------

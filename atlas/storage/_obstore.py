@@ -559,6 +559,12 @@ class ObjectStorage(Storage):
 
     def list(self, prefix: str = "") -> list[tuple[str, int, float]]:
         check_prefix(prefix)
+        if self.kind == "HTTPStore":  # obstore would try WebDAV, which few servers answer
+            raise NotImplementedError(
+                f"{self.location}: a store read over plain HTTP cannot list its files, which "
+                "history(), tags(), usage(), verify() and opening an earlier version by number "
+                "or time need; over HTTP, read the latest version or a tagged one, or open the "
+                "store by its object-store URL (s3://, gs://, az://)")
         with self._translated(prefix or "", "LIST"):
             return sorted(self._call("list", prefix or None))
 

@@ -203,6 +203,15 @@ def parse_fill(dtype: DType, fill: Any, where: str) -> Any:
     return value
 
 
+def equal_cells(values: np.ndarray, scalar: Any) -> np.ndarray:
+    """Which cells of an object array equal ``scalar`` (a str or bytes), compared as Python
+    objects: numpy would turn the scalar into a fixed-width string, which drops its trailing
+    NULs ('\x00' compared as '')."""
+    boxed = np.empty((), dtype=object)
+    boxed[()] = scalar
+    return np.asarray(values, dtype=object) == boxed
+
+
 def fill_scalar(dtype: DType, fill: Any) -> Any:
     """The parsed fill (or the default) as a scalar of the storage dtype."""
     if fill is None:

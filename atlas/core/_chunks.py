@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from atlas import kernels
-from atlas.dtypes import NAT_INT, DType, fill_scalar
+from atlas.dtypes import NAT_INT, DType, equal_cells, fill_scalar
 from atlas.errors import CorruptionError
 from atlas.format.schema import Schema
 
@@ -81,7 +81,7 @@ def partial_stats(schema: Schema, values: np.ndarray, written: np.ndarray | None
         flat = values.reshape(-1)
         ok = np.ones(flat.size, bool) if written is None else written.reshape(-1).astype(bool)
         if schema.fill is not None:
-            ok &= flat != schema.fill
+            ok &= ~equal_cells(flat, schema.fill)
         good = flat[ok]
         if not good.size:
             return flat.size, 0, 0, 0, "", ""

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from atlas.dtypes import equal_cells
 from atlas.xarray import _cf, _encoding, _packing, _strings
 from atlas.xarray._mapping import CF_ATTR
 
@@ -290,10 +291,10 @@ def mask_text_fill(variable: "xr.Variable") -> "xr.Variable":
 def _mask_equal(values: np.ndarray, fill: Any) -> np.ndarray:
     values = np.asarray(values)
     out = values.copy()
-    out[values == fill] = np.nan
+    out[equal_cells(values, fill)] = np.nan
     if isinstance(fill, bytes):  # text written as bytes: the fill is its UTF-8 form
         try:
-            out[values == fill.decode("utf-8")] = np.nan
+            out[equal_cells(values, fill.decode("utf-8"))] = np.nan
         except UnicodeDecodeError:
             pass
     return out

@@ -112,6 +112,29 @@ def test_string_stats_are_lexicographic_and_count_the_fill_as_null(store):
     assert ds.array_stats("t") == {"row_count": 4, "null_count": 2, "min": "", "max": "b"}
 
 
+@pytest.mark.parametrize("fill", ["\x00", "NA\x00"])
+def test_a_string_fill_ending_in_nul_counts_exactly_its_own_cells(store, store_path, fill):
+    """numpy compared the cells with the fill as a fixed-width string, which drops trailing
+    NULs: '' counted as the fill '\x00' and the '\x00' cells as values (and 'NA' for
+    'NA\x00'); never-written cells of a resized array counted as values."""
+    import xarray as xr
+
+    ds = store.create_dataset("d")
+    ds.define_array("s", "string", dims=["x"], shape=[6], chunk_shape=[2], fill_value=fill)
+    data = np.array([fill, "a", "", "b", fill, fill[:-1] or "c"], dtype=object)
+    ds.write_array("s", [0], data)
+    store.flush()
+    valid = sorted(v for v in data if v != fill)
+    expected = {"row_count": 6, "null_count": 2, "min": valid[0], "max": valid[-1]}
+    assert reopen(store_path).open_dataset("d").array_stats("s") == expected
+    ds.resize_array("s", [20])  # 14 cells never written: nulls
+    store.flush()
+    assert reopen(store_path).open_dataset("d").array_stats("s")["null_count"] == 16
+    masked = reopen(store_path).to_xarray("d")["s"].values[:6]
+    assert [isinstance(v, float) for v in masked] == [v == fill for v in data]
+    xr.testing.assert_equal(xr.DataArray(masked[1:4]), xr.DataArray(data[1:4]))
+
+
 def test_timestamp_stats_are_datetime64_and_nat_is_null(store, store_path):
     ds = store.create_dataset("d")
     ds.define_array("t", "timestamp_ns", dims=["x"], shape=[5], chunk_shape=[2])

@@ -175,6 +175,23 @@ def test_read_array_across_returns_none_where_the_array_is_missing(tmp_path):
         store.read_array_across("v", ["d0", "ghost"])
 
 
+def test_read_array_across_gives_0d_arrays_as_arrays_like_read_array(tmp_path):
+    """It gave numpy scalars (and a bare str) for 0-D arrays."""
+    store = atlas.Atlas.create(tmp_path / "s")
+    for name, value, text in (("a", 1.5, "x"), ("b", -2.0, "")):
+        ds = store.create_dataset(name)
+        ds.define_array("lat", "float64", [], [])
+        ds.write_array("lat", [], np.float64(value))
+        ds.define_array("tag", "string", [], [])
+        ds.write_array("tag", [], np.array(text, dtype=object))
+    for array in ("lat", "tag"):
+        got = store.read_array_across(array, ["b", "a"])
+        for name, one in zip(["b", "a"], got):
+            alone = store.open_dataset(name).read_array(array)
+            assert isinstance(one, np.ndarray) and one.shape == () == alone.shape
+            assert one.dtype == alone.dtype and one[()] == alone[()]
+
+
 def test_read_arrays_reads_each_name_of_one_dataset(tmp_path):
     store = _fill_store(tmp_path / "s", n=1)
     ds = store.open_dataset("d0")

@@ -854,7 +854,8 @@ class Atlas:
     def read_array_across(self, array: str, dataset_names: Sequence[str],
                           start: Sequence[int] | None = None,
                           shape: Sequence[int] | None = None) -> list[np.ndarray | None]:
-        """One array read from many datasets; None where a dataset lacks the array.
+        """One array read from many datasets (each an ndarray, 0-D ones too); None where a
+        dataset lacks the array.
 
         Datasets that share a schema are read together through the stacked path.
         """
@@ -873,7 +874,7 @@ class Atlas:
             block = np.empty((len(pick), *window), dtype=schema.dtype.numpy)
             self._read(array, slots[pick], schema_ids[pick], start_t, window, block)
             for j, p in enumerate(pick.tolist()):
-                out[p] = block[j]
+                out[p] = block[j, ...]  # an ndarray also for 0-D arrays, as read_array gives
         return out
 
     def read_array_across_stacked(self, array: str, dataset_names: Sequence[str] | None = None,

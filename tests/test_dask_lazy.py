@@ -151,6 +151,27 @@ def test_a_lazy_dataset_never_reads_another_dataset_given_its_name(tmp_path, how
     xr.testing.assert_identical(atlas.Atlas.open(tmp_path / "s").to_xarray("e").load(), ds)
 
 
+@pytest.mark.parametrize("how", ["to_xarray", "engine", "to_xarray_many"])
+def test_a_lazy_read_of_an_array_deleted_since_raises_array_not_found(tmp_path, how):
+    """.values gave an empty array, .compute() xarray's shape error, engine="atlas" a
+    TypeError on None: read_array's None for a missing array went through."""
+    ds = xr.Dataset({"v": (("t", "y"), np.arange(48.0).reshape(8, 6))})
+    with atlas.Atlas.create(tmp_path / "s") as store:
+        store.add_xr_dataset(ds, "e", chunks={"v": [4, 6]})
+    store = atlas.Atlas.open(tmp_path / "s")
+    if how == "to_xarray":
+        lazy = store.to_xarray("e")
+    elif how == "to_xarray_many":
+        lazy = store.to_xarray_many(["e"]).isel(dataset=0, drop=True)
+    else:
+        lazy = xr.open_dataset(store, engine="atlas", group="e", chunks={})
+    store.open_dataset("e").delete_array("v")
+    for read in (lambda: lazy["v"].values, lambda: lazy["v"].compute()):
+        with pytest.raises(atlas.ArrayNotFoundError,
+                           match="'v' of dataset 'e'|'e' has no array 'v'"):
+            read()
+
+
 def test_a_lazy_read_of_an_unflushed_dataset_reads_it_after_a_flush_that_rebases(tmp_path):
     # the flush re-applies the dataset on top of another writer's commit, under another id:
     # the lazy read still reads it (it checks the ids of committed datasets only)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from atlas.errors import DatasetNotFoundError
+from atlas.errors import ArrayNotFoundError, DatasetNotFoundError
 from atlas.xarray._mapping import DecodedVariable, restore_values
 
 if TYPE_CHECKING:
@@ -73,7 +73,17 @@ def read_window(store: Atlas, dataset: str, did: int, array: str, start, shape) 
     view = store.open_dataset(dataset)
     if did >= 0 and view._did() != did:  # (the view's lookup, cached: no dict of every name)
         raise _deleted(store, dataset)
-    return view.read_array(array, start, shape)
+    return present(view.read_array(array, start, shape), store, dataset, array)
+
+
+def present(values: np.ndarray | None, store: Atlas, dataset: str, array: str) -> np.ndarray:
+    """``values`` of a lazy read, or ArrayNotFoundError when the array went (``read_array``
+    gives None: a task then returned nothing where a window was due)."""
+    if values is None:
+        raise ArrayNotFoundError(f"array {array!r} of dataset {dataset!r} of {store.location} "
+                                 "was deleted since this lazy array was made (or, read in "
+                                 "another process, was not flushed when it was)")
+    return values
 
 
 def _deleted(store: Atlas, name: str) -> DatasetNotFoundError:

@@ -31,7 +31,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from atlas.xarray._fidelity import stackable_variable
-from atlas.xarray._lazy import _shared_handle, check_datasets, chunk_grid, dataset_ids
+from atlas.xarray._lazy import (
+    _shared_handle,
+    check_datasets,
+    chunk_grid,
+    dataset_ids,
+    present,
+)
 from atlas.xarray._mapping import DecodedVariable, restore_values
 from atlas.xarray._read import Layout, finish_variable, layout
 
@@ -408,7 +414,8 @@ class StackedRead:
                 return np.full(self.window, self.fill, dtype=self.dtype)
             lows.append(int(valid.min()))
             spans.append(int(valid.max()) - int(valid.min()) + 1)
-        values = self.store.open_dataset(dataset).read_array(var.name, lows, spans)
+        values = present(self.store.open_dataset(dataset).read_array(var.name, lows, spans),
+                         self.store, dataset, var.name)
         local = [None if p is None else np.where(p >= 0, p - low, -1)
                  for p, low in zip(positions, lows)]
         return _place(self._decoded(values, var), local, self.window, self.dtype, self.fill)

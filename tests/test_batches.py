@@ -154,3 +154,57 @@ def test_what_the_caller_does_to_a_dropped_batch_does_not_reach_later_batches(st
         np.testing.assert_array_equal(batch, _reference(store, names))
         batch.shape = (len(names), 48)  # reshaped in place, then made read-only, then dropped
         batch.setflags(write=False)
+
+
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_batches_made_before_a_flush_that_rebased_read_their_own_datasets(tmp_path, prefetch):
+    """The flush moved this handle's new datasets above another writer's commit: batches made
+    before it read the other writer's data under these names (their slots, found once)."""
+    atlas.Atlas.create(tmp_path / "s").close()
+    mine, other = atlas.Atlas.open(tmp_path / "s"), atlas.Atlas.open(tmp_path / "s")
+    mine.write_array_across_stacked("t", [f"n{i}" for i in range(6)],
+                                    np.arange(1.0, 7.0).reshape(6, 1))
+    other.write_array_across_stacked("t", [f"w{i}" for i in range(6)],
+                                     np.arange(70.0, 76.0).reshape(6, 1))
+    other.flush()
+    seen = {}
+    for k, (names, batch) in enumerate(mine.batches("t", batch_size=1, shuffle=False,
+                                                    prefetch=prefetch)):
+        if k == 1:
+            mine.flush()  # rebases: n0..n5 get new slots
+        seen[names[0]] = float(batch[0, 0])
+    assert seen == {f"n{i}": float(i + 1) for i in range(6)}
+
+
+def test_batches_made_before_a_resize_say_so_instead_of_corruption(tmp_path):
+    store = atlas.Atlas.create(tmp_path / "s")
+    store.write_array_across_stacked("t", ["a", "b", "c"], np.zeros((3, 8, 6)))
+    store.flush()
+    it = store.batches("t", batch_size=1, shuffle=False, prefetch=0)
+    next(it)
+    store.open_dataset("b").resize_array("t", [5, 6])
+    with pytest.raises(ValueError, match="resized or redefined since batches"):
+        next(it)
+    assert store.verify().ok
+
+
+def test_writing_and_flushing_while_batches_read_ahead_on_the_same_handle(tmp_path):
+    """The read-ahead thread and the writes raced on the pending rows: a bare BufferError
+    (the write half done) or an IndexError from a copy loop."""
+    store = atlas.Atlas.create(tmp_path / "s")
+    n = 24
+    store.write_array_across_stacked("t", [f"d{i}" for i in range(n)], np.zeros((n, 64, 64)),
+                                     chunk_shape=[16, 16])
+    store.flush()
+    for rep in range(3):
+        for k, (names, batch) in enumerate(store.batches("t", batch_size=4, prefetch=3,
+                                                         seed=rep)):
+            assert np.all(batch == batch[:, :1, :1])  # each dataset one value throughout
+            for i in range(n):
+                store.open_dataset(f"d{i}").write_array("t", [0, 0], np.full((64, 64), k, float))
+            if k % 2:
+                store.flush()
+    store.flush()
+    back = atlas.Atlas.open(tmp_path / "s").read_array_across_stacked("t")
+    np.testing.assert_array_equal(back, np.full((n, 64, 64), n // 4 - 1))
+    assert atlas.Atlas.open(tmp_path / "s").verify().ok

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 import weakref
 from concurrent.futures import wait
 from dataclasses import dataclass
@@ -79,6 +80,10 @@ class Atlas:
         self._fork: Any = None  # the Fork this handle is a writer of (it hands back changes)
         self._merged = _fork.Merged()  # forked writers' change sets, committed by flush
         self._expiry_checked = 0.0  # when a flush last looked for versions to expire
+        # held by chunk writes, stacked writes and flushes, and by the reads ``batches`` makes
+        # ahead on its thread: those never see pending state half changed (other reads do not
+        # take it: lazy reads on many threads stay parallel)
+        self._writing = threading.RLock()
         # the oldest commit this handle forked at: its expiries keep every version since,
         # which merging those forks' change sets reads
         self._fork_floor: int | None = None
@@ -344,6 +349,10 @@ class Atlas:
     def flush(self, message: str | None = None) -> None:
         """Persist every change since the last flush, atomically: all of it or none of it.
         ``message`` is recorded with the version (see :meth:`history`)."""
+        with self._writing:
+            self._flush(message)
+
+    def _flush(self, message: str | None) -> None:
         message = _versions.check_message(message)
         if self._fork is not None:
             raise TypeError("a forked writer does not commit: return writer.changes() to the "
@@ -944,7 +953,8 @@ class Atlas:
         from atlas.core._stacked import write_stacked
 
         self._check_writable()
-        write_stacked(self, array, names, data, dims, chunk_shape, fill_value)
+        with self._writing:
+            write_stacked(self, array, names, data, dims, chunk_shape, fill_value)
 
     # -- queries over the collection (atlas.core._query) ----------------------------------------
 
@@ -1280,9 +1290,11 @@ class Atlas:
 
     def _write(self, array: str, slot: int, schema_id: int, schema: Schema,
                start: tuple[int, ...], values: np.ndarray) -> None:
-        write_window(self._pending,
-                     lambda s, c, e: self._current_chunk(array, schema, s, c, e),
-                     array, slot, schema_id, schema, start, values, self._root.generation + 1)
+        with self._writing:
+            write_window(self._pending,
+                         lambda s, c, e: self._current_chunk(array, schema, s, c, e),
+                         array, slot, schema_id, schema, start, values,
+                         self._root.generation + 1)
 
     def _resize(self, array: str, slot: int, schema_id: int, old: Schema, new: Schema) -> None:
         """Move the stored chunks of ``slot`` onto the chunk grid of ``new`` (its new shape)."""

@@ -51,10 +51,33 @@ def batches(store: "Atlas", array: str, dataset_names: Sequence[str] | None = No
     picks = [order[c : c + batch_size] for c in cuts]
 
     pool = _BatchArrays((min(batch_size, len(names)), *window), dtype, keep=prefetch + 3)
+    found = {"epoch": store._catalog.epoch, "slots": slots, "schema_ids": schema_ids}
+
+    def rows() -> tuple[np.ndarray, np.ndarray]:
+        """The slots and schema ids of the datasets, found again by name when something moved
+        them since (a flush that rebased renumbers new datasets' slots, a resize gives another
+        schema): read with the old ones, a batch held another writer's data, or a false
+        CorruptionError."""
+        epoch = store._catalog.epoch
+        if epoch != found["epoch"]:
+            _names, now_slots, now_ids = store._stack_rows(array, names)
+            try:
+                now = store._common_window(array, names, now_ids, start, shape)
+            except ValueError as err:  # windows that differ now (OutOfBoundsError too)
+                raise type(err)(f"array {array!r} was resized or redefined since batches() "
+                                f"was called: {err}; call batches() again") from None
+            if (now[0], tuple(now[1]), tuple(now[2])) != (dtype, tuple(start_t), tuple(window)):
+                raise ValueError(f"array {array!r} was resized or redefined since batches() "
+                                 f"was called (windows of {now[0].name} {list(now[2])} now, "
+                                 f"{dtype.name} {list(window)} then); call batches() again")
+            found.update(epoch=epoch, slots=now_slots, schema_ids=now_ids)
+        return found["slots"], found["schema_ids"]
 
     def read(pick: np.ndarray) -> tuple[list[str], np.ndarray]:
         out = pool.take(len(pick))
-        store._read(array, slots[pick], schema_ids[pick], start_t, window, out)
+        with store._writing:  # on the read-ahead thread: not in the middle of a write
+            slots_now, ids_now = rows()
+            store._read(array, slots_now[pick], ids_now[pick], start_t, window, out)
         return [names[i] for i in pick], out
 
     if prefetch == 0:

@@ -259,8 +259,20 @@ class PendingSegment:
             block = np.empty((bulk.filled, _STRIDE), _I64)
             for name, j in _COL.items():
                 block[:, j] = bulk.column(name)
-            self._rows.frombytes(block.view(np.uint8).reshape(-1))
+            self._grow_rows(block.view(np.uint8).reshape(-1).tobytes())
         self._bulk = []
+
+    def _grow_rows(self, values) -> None:
+        """Append to the row table (a tuple of ints, or their bytes). A read on another thread
+        (``batches`` reading ahead while the caller writes) may hold a view of it, which an
+        ``array`` cannot grow under (BufferError, the write half done): then the rows go on
+        in a copy, and the reader keeps the rows it had."""
+        add = self._rows.frombytes if isinstance(values, bytes) else self._rows.extend
+        try:
+            add(values)
+        except BufferError:
+            self._rows = array("q", self._rows)
+            self._grow_rows(values)
 
     def add(self, slot: int, chunk: int, raw, mask: bytes, schema_id: int, schema: Schema,
             partial: tuple | None) -> None:
@@ -324,11 +336,11 @@ class PendingSegment:
             self._settle()
         row = len(self._rows) // _STRIDE
         if partial is None:
-            self._rows.extend((slot, chunk, block, offset, length, mask_len, schema_id,
-                               _UNKNOWN, 0, 0, 0))
+            self._grow_rows((slot, chunk, block, offset, length, mask_len, schema_id,
+                             _UNKNOWN, 0, 0, 0))
         else:
-            self._rows.extend((slot, chunk, block, offset, length, mask_len, schema_id,
-                               *partial[:4]))
+            self._grow_rows((slot, chunk, block, offset, length, mask_len, schema_id,
+                             *partial[:4]))
             if partial[4] or partial[5]:
                 self.strings[row] = (partial[4], partial[5])
         self._keys.add(slot, chunk, row)

@@ -33,6 +33,7 @@ from atlas.format.segment import OWN_BLOCK_SHARE, SegmentIndex, SegmentWriter, o
 from atlas.storage import Storage
 
 DIRTY_BUDGET = 64 << 20
+FIRST_BUFFER_BYTES = 16 << 10  # an open block's first buffer; it doubles up to block_size
 _UNKNOWN = -1  # nulls of a row whose partial is computed when its block is sealed
 _I64 = np.int64
 _ROW_COLUMNS = ("slot", "chunk", "block", "offset", "length", "mask", "schema", "nulls",
@@ -203,7 +204,9 @@ class PendingSegment:
         self.writer = SegmentWriter(self.path, key)
         self.codec_id, self.level, self.block_size = codec_id, level, block_size
         self.shuffle = shuffle
-        self.buffer = bytearray(block_size)
+        # the open block, grown as chunks come (a block_size buffer per array name cost 1 MiB
+        # of memory per name a handle wrote to, whatever it wrote)
+        self.buffer = bytearray(min(block_size, FIRST_BUFFER_BYTES))
         self.used = 0
         self.open_width = 1  # the value size of the open block's first chunk (its shuffle)
         self._rows = array("q")
@@ -291,12 +294,19 @@ class PendingSegment:
             offset = 0
         if offset == 0:
             self.open_width = itemsize
-        buf = self.buffer
+        buf = self._room(offset + n)
         buf[offset : offset + size] = memoryview(raw)
         if mask:
             buf[offset + size : offset + n] = mask
         self.used = offset + n
         self._append(slot, chunk, -1, offset, size, len(mask), schema_id, partial)
+
+    def _room(self, end: int) -> bytearray:
+        """The open block's buffer, at least ``end`` bytes long (doubled as it fills)."""
+        have = len(self.buffer)
+        if end > have:
+            self.buffer.extend(bytes(min(max(end, 2 * have), self.block_size) - have))
+        return self.buffer
 
     def add_whole(self, slot: int, raw: memoryview, schema_id: int, itemsize: int) -> bool:
         """:meth:`add` for the hot path: chunk 0 of a numeric array of one chunk, whose
@@ -310,7 +320,7 @@ class PendingSegment:
             offset = 0
         if offset == 0:
             self.open_width = itemsize
-        self.buffer[offset : offset + n] = raw
+        self._room(offset + n)[offset : offset + n] = raw
         self.used = offset + n
         if self._bulk:
             self._settle()

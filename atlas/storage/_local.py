@@ -469,15 +469,20 @@ class LocalStorage(Storage):
             if early is not None and not early[1].done() or path in self._failed_syncs:
                 continue
             try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except OSError:
-                continue
-            try:
-                future = io_pool().submit(self._fsync_fd, path, fd)
-            except RuntimeError:  # the interpreter is shutting down: no thread to run it
-                os.close(fd)
+                future = io_pool().submit(self._fsync_early, path)
+            except RuntimeError:  # no thread to run it (shutting down, or none can start)
                 continue
             self._early_syncs[path] = (os.getpid(), future)
+
+    def _fsync_early(self, path: str) -> None:
+        """The pool's part of :meth:`sync_early`. The descriptor is its own: one opened before
+        the submit was closed twice when the pool queued the job and then failed to start a
+        thread for it (the second close could hit another file's reused descriptor)."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return  # publish fsyncs it
+        self._fsync_fd(path, fd)
 
     def _fsync_fd(self, path: str, fd: int) -> None:
         """fsync a spill file's descriptor; a failure sticks to the path (see _fsync_spill)."""

@@ -683,3 +683,24 @@ def test_a_stacked_write_records_each_rows_statistics_across_many_blocks(tmp_pat
     np.testing.assert_array_equal(table["v.min"].to_numpy()[some].astype(dtype), lows[some])
     np.testing.assert_array_equal(table["v.max"].to_numpy()[some].astype(dtype), highs[some])
     assert table["v.min"][~some].isna().all() and table["v.max"][~some].isna().all()
+
+
+def test_pending_writes_to_many_array_names_hold_memory_by_what_they_wrote(store, store_path):
+    """Every array name's open block was a block_size buffer from its first write: 300 arrays
+    of 32 bytes each held 300 MiB (2,000 held 2 GB; block_size=2**30 1 GiB per name)."""
+    import tracemalloc
+
+    view = store.create_dataset("wide")
+    tracemalloc.start()
+    try:
+        for i in range(300):
+            view.define_array(f"a{i}", "int64", ["n"], [4])
+            view.write_array(f"a{i}", [0], np.arange(4, dtype=np.int64) + i)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20, peak
+    store.flush()
+    back = reopen(store_path).open_dataset("wide")
+    for i in (0, 150, 299):
+        assert back.read_array(f"a{i}").tolist() == [i, i + 1, i + 2, i + 3]

@@ -56,6 +56,16 @@ def _rows(table, dids: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
     return pos, found
 
 
+def _live_rows(table, alive: np.ndarray) -> np.ndarray:
+    """Positions of the rows of ``table`` (one per dataset id) of live datasets (``alive``: a
+    flag per dataset id), not dead."""
+    keys = table.key
+    known = keys < len(alive)
+    ok = ~np.asarray(table.dead, bool) & known
+    ok[known] &= alive[keys[known]]
+    return np.flatnonzero(ok)
+
+
 def _str_dtype():
     """The dtype pandas gives a column of Python strings (``str`` from pandas 3 on), or None
     where that is ``object``."""
@@ -1085,20 +1095,24 @@ def merged_schema(store: "Atlas") -> dict:
             out["conflicts"].append({"array": array, "dtypes": counts})
         if len(dims) > 1:
             out["conflicts"].append({"array": array, "dims": [list(d) for d in sorted(dims)]})
+    # live datasets as a mask by id: each attribute table is then read by its own rows (a
+    # search of every live dataset per key was quadratic where datasets have keys of their own)
+    alive = np.zeros(int(dids.max()) + 1 if len(dids) else 0, bool)
+    alive[dids] = True
     for sid in cat.section_ids("attr"):
         key = sid[1]
         if is_internal(key):
             continue
         table = cat.table(sid).view()
-        pos, found = _rows(table, dids)
-        if not found.any():
+        rows = _live_rows(table, alive)
+        if not len(rows):
             continue
         counts = {}
-        for tag in table.take("tag", pos)[found].tolist():
+        for tag in table.take("tag", rows).tolist():
             name = _TAG_NAMES.get(tag) or value_format._NUMPY_OF_TAG[tag].name
             counts[name] = counts.get(name, 0) + 1
         widened = widen(set(counts))
-        out["attributes"][key] = {"type": widened, "types": counts, "datasets": int(found.sum())}
+        out["attributes"][key] = {"type": widened, "types": counts, "datasets": len(rows)}
         if widened is None:
             out["conflicts"].append({"attribute": key, "types": counts})
     return out

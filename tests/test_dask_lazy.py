@@ -295,3 +295,15 @@ def test_backend_engine_opens_without_reading_and_reads_only_the_window(written)
     np.testing.assert_array_equal(window, ds["temperature"].values[2:4, 4:8, 0:5])
     (block,) = _block_sizes(path, "temperature")
     assert [(f[2], f[3]) for f in counting.chunk_fetches("temperature")] == [(1, block)]
+
+
+def test_a_lazy_read_of_more_chunks_than_a_graph_holds_says_so(tmp_path):
+    """10^8 chunks (a sparse array, one chunk written) ran for minutes and ended in a bare
+    MemoryError while the graph was built."""
+    store = atlas.Atlas.create(tmp_path / "s")
+    view = store.create_dataset("sparse")
+    view.define_array("v", "float32", ["y", "x"], [10**7, 10**7], [1000, 1000])
+    view.write_array("v", [0, 0], np.ones((1000, 1000), np.float32))
+    store.flush()
+    with pytest.raises(ValueError, match="100000000 chunks.* one dask task per chunk"):
+        store.to_xarray("sparse")

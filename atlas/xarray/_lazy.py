@@ -8,6 +8,7 @@ are shared per process so that a worker opens each store once, not once per task
 
 from __future__ import annotations
 
+import math
 import pickle
 import threading
 import uuid
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from atlas.core import Atlas
 
 SHARED_HANDLES = 16  # reopened stores kept per worker process (least recently used go)
+MAX_TASKS = 10_000_000  # chunks of one lazy array: more made a MemoryError after minutes
 _shared: OrderedDict[bytes, Atlas] = OrderedDict()
 _shared_lock = threading.Lock()
 
@@ -140,6 +142,12 @@ def lazy_array(store: Atlas, dataset: str, variable: DecodedVariable):
     from dask.highlevelgraph import HighLevelGraph
 
     chunks = chunk_grid(variable.shape, variable.chunk_shape)
+    tasks = math.prod(len(c) for c in chunks)
+    if tasks > MAX_TASKS:  # the graph alone would take hundreds of bytes per task
+        raise ValueError(
+            f"array {variable.name!r} of dataset {dataset!r} has {tasks} chunks, and a lazy "
+            f"read makes one dask task per chunk (at most {MAX_TASKS}); read windows of it "
+            "with DatasetView.read_array(name, start, shape) instead")
     name = f"atlas-{variable.name}-{uuid.uuid4().hex}"
     generation = store.generation
     did = dataset_id(store, dataset)

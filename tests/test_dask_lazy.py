@@ -307,3 +307,31 @@ def test_a_lazy_read_of_more_chunks_than_a_graph_holds_says_so(tmp_path):
     store.flush()
     with pytest.raises(ValueError, match="100000000 chunks.* one dask task per chunk"):
         store.to_xarray("sparse")
+
+
+def test_a_store_made_again_at_its_path_is_not_read_through_the_old_ones_handle(tmp_path):
+    """A process keeps one reopened handle per store and commit; keyed by the generation
+    only, a store deleted and made again at the same path (at the same generation) was read
+    through the old store's handle, giving its values (a worker reading a pickled graph)."""
+    import pickle
+    import shutil
+
+    def build(value):
+        store = atlas.Atlas.create(tmp_path / "s")
+        store.add_xr_dataset(xr.Dataset({"t": (("x", "y"), np.full((8, 6), value))}), "a",
+                             chunks={"t": [4, 3]})
+        store.flush()
+        return store
+
+    old = build(1.0)
+    graph = pickle.loads(pickle.dumps(old.to_xarray("a")))  # as a worker gets it
+    np.testing.assert_array_equal(graph["t"].values, np.full((8, 6), 1.0))
+    shutil.rmtree(tmp_path / "s")
+    new = build(2.0)
+    assert new.generation == old.generation
+    again = pickle.loads(pickle.dumps(new.to_xarray("a")))
+    np.testing.assert_array_equal(again["t"].values, np.full((8, 6), 2.0))
+    # a process that never read the old store: the old graph's commit is not there any more
+    reopened = atlas.Atlas.open(tmp_path / "s")._at_commit(old._commit_mark())
+    with pytest.raises(atlas.StaleHandleError, match="another store now"):
+        reopened.list_datasets()

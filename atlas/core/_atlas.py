@@ -77,6 +77,7 @@ class Atlas:
         self._pending_state: PendingWrites | None = None
         self._inflight: _Inflight | None = None
         self._pinned: Any = None  # the version asked for, on a handle of an earlier version
+        self._expected_commit: str | None = None  # the commit id _pinned must have
         self._fork: Any = None  # the Fork this handle is a writer of (it hands back changes)
         self._merged = _fork.Merged()  # forked writers' change sets, committed by flush
         self._expiry_checked = 0.0  # when a flush last looked for versions to expire
@@ -159,12 +160,22 @@ class Atlas:
         handle._pinned = version
         return handle
 
-    def _at_commit(self, generation: int) -> "Atlas":
-        """This store at commit ``generation`` exactly, read-only: what every task of a lazy
-        graph built at that commit reads, in whichever process it runs. Nothing is read until
-        it is used (it is made while a task is unpickled): then VersionExpiredError once that
-        commit has expired."""
-        return Atlas._reopen(self._storage.describe(), generation)
+    def _commit_mark(self) -> tuple[int, str]:
+        """(generation, commit id) of this handle's commit: what a lazy graph built on it
+        reads wherever it runs (the id tells a store made again at the same path apart)."""
+        root = self._root
+        return root.generation, root.commit
+
+    def _at_commit(self, commit: tuple[int, str]) -> "Atlas":
+        """This store at ``commit`` (:meth:`_commit_mark`) exactly, read-only: what every task
+        of a lazy graph built at that commit reads, in whichever process it runs. Nothing is
+        read until it is used (it is made while a task is unpickled): then
+        VersionExpiredError once that commit has expired, StaleHandleError when the store
+        at that location is another one now."""
+        generation, commit_id = commit
+        handle = Atlas._reopen(self._storage.describe(), generation)
+        handle._expected_commit = commit_id
+        return handle
 
     def __reduce__(self):
         if self._fork is not None:
@@ -189,6 +200,13 @@ class Atlas:
                 if self._legacy is None:
                     self._root_state = _versions.resolve(self._storage, self._root_state,
                                                          self._pinned)
+                    expected = self._expected_commit
+                    if expected is not None and self._root_state.commit != expected:
+                        self._root_state = None
+                        raise StaleHandleError(
+                            f"store at {self._storage.location} is another store now: its "
+                            f"version {self._pinned} is not the commit this lazy array was "
+                            "made at (the store was deleted and made again at its path)")
                 elif self._pinned != self._root_state.generation:  # (reopened by a task)
                     raise FormatError(f"store at {self._storage.location} is in format "
                                       "version 1, which keeps no versions: its commit "

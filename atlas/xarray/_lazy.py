@@ -29,15 +29,16 @@ _shared: OrderedDict[bytes, Atlas] = OrderedDict()
 _shared_lock = threading.Lock()
 
 
-def _shared_handle(store: Atlas, generation: int) -> Atlas:
-    """One reopened handle per store, commit and process, at commit ``generation``: the one
-    the graph was built at, so that all its tasks read one commit wherever they run (a
-    process that opened the store later read a newer commit: one compute mixed two)."""
-    key = (pickle.dumps(store), generation)
+def _shared_handle(store: Atlas, commit: tuple[int, str]) -> Atlas:
+    """One reopened handle per store, commit and process, at ``commit`` (generation and id,
+    ``Atlas._commit_mark``): the one the graph was built at, so that all its tasks read one
+    commit wherever they run (a process that opened the store later read a newer commit: one
+    compute mixed two; a store made again at its path read the old one's handle)."""
+    key = (pickle.dumps(store), commit)
     with _shared_lock:
         found = _shared.get(key)
         if found is None:
-            found = _shared[key] = store._at_commit(generation)
+            found = _shared[key] = store._at_commit(commit)
         _shared.move_to_end(key)
         while len(_shared) > SHARED_HANDLES:
             _shared.popitem(last=False)
@@ -96,12 +97,12 @@ def _deleted(store: Atlas, name: str) -> DatasetNotFoundError:
 class WindowRead:
     """Reads the window ``start``/``shape`` of one array: the task of one dask chunk."""
 
-    __slots__ = ("array", "dataset", "did", "generation", "restore", "shape", "start", "store")
+    __slots__ = ("array", "commit", "dataset", "did", "restore", "shape", "start", "store")
 
-    def __init__(self, store: Atlas, generation: int, dataset: str, did: int, array: str,
+    def __init__(self, store: Atlas, commit: tuple[int, str], dataset: str, did: int, array: str,
                  start: tuple[int, ...], shape: tuple[int, ...], restore: str | None):
         self.store = store
-        self.generation = generation
+        self.commit = commit
         self.dataset = dataset
         self.did = did
         self.array = array
@@ -115,7 +116,7 @@ class WindowRead:
         return restore_values(values, self.restore)
 
     def __reduce__(self):
-        return (_revive, (self.store, self.generation, self.dataset, self.did, self.array,
+        return (_revive, (self.store, self.commit, self.dataset, self.did, self.array,
                           self.start, self.shape, self.restore))
 
     def __repr__(self) -> str:
@@ -123,8 +124,8 @@ class WindowRead:
                 f"shape={list(self.shape)})")
 
 
-def _revive(store, generation, dataset, did, array, start, shape, restore) -> WindowRead:
-    return WindowRead(_shared_handle(store, generation), generation, dataset, did, array, start,
+def _revive(store, commit, dataset, did, array, start, shape, restore) -> WindowRead:
+    return WindowRead(_shared_handle(store, commit), commit, dataset, did, array, start,
                       shape, restore)
 
 
@@ -149,14 +150,14 @@ def lazy_array(store: Atlas, dataset: str, variable: DecodedVariable):
             f"read makes one dask task per chunk (at most {MAX_TASKS}); read windows of it "
             "with DatasetView.read_array(name, start, shape) instead")
     name = f"atlas-{variable.name}-{uuid.uuid4().hex}"
-    generation = store.generation
+    commit = store._commit_mark()
     did = dataset_id(store, dataset)
     graph = {}
     offsets = [np.concatenate([[0], np.cumsum(c[:-1])]).astype(int) for c in chunks]
     for index in np.ndindex(*(len(c) for c in chunks)):
         start = tuple(int(offsets[a][i]) for a, i in enumerate(index))
         window = tuple(chunks[a][i] for a, i in enumerate(index))
-        graph[(name, *index)] = (WindowRead(store, generation, dataset, did, variable.name,
+        graph[(name, *index)] = (WindowRead(store, commit, dataset, did, variable.name,
                                             start, window, variable.restore),)
     hlg = HighLevelGraph.from_collections(name, graph, dependencies=())
     return da.Array(hlg, name, chunks, dtype=variable.dtype)

@@ -321,7 +321,7 @@ def _stacked_data(store: Atlas, members: list[_Member], dims: _Alignment,
     row_chunks = tuple(min(group, len(names) - s) for s in starts)
     name = f"atlas-many-{var.name}-{uuid_hex()}"
     offsets = [np.concatenate([[0], np.cumsum(c[:-1])]).astype(int) for c in chunks]
-    generation = store.generation
+    commit = store._commit_mark()
     dids = dataset_ids(store, names)
     graph = {}
     for g, row in enumerate(starts):
@@ -333,7 +333,7 @@ def _stacked_data(store: Atlas, members: list[_Member], dims: _Alignment,
                           for p, s, w in zip(dims.member_positions(m, var.dims), start, window)]
                          for m in rows]
             graph[(name, g, *index)] = (StackedRead(
-                store, generation, [names[m] for m in rows], dids[row:rows.stop], var, start,
+                store, commit, [names[m] for m in rows], dids[row:rows.stop], var, start,
                 window, positions, dtype, fill,
                 None if stacking.rows is None else stacking.rows[row:rows.stop]),)
     hlg = HighLevelGraph.from_collections(name, graph, dependencies=())
@@ -355,17 +355,17 @@ class StackedRead:
     or reordered by an outer join) each read the part of the window they have. ``rows``: each
     dataset's own decoding where the datasets decode differently (None: ``var`` for all)."""
 
-    def __init__(self, store: Atlas, generation: int, names: list[str], dids: np.ndarray,
+    def __init__(self, store: Atlas, commit: tuple[int, str], names: list[str], dids: np.ndarray,
                  var: DecodedVariable, start: tuple[int, ...], window: tuple[int, ...],
                  positions: list[list[np.ndarray | None]], dtype: np.dtype, fill: Any,
                  rows: Sequence[DecodedVariable] | None = None):
-        self.store, self.generation, self.names, self.var = store, generation, names, var
+        self.store, self.commit, self.names, self.var = store, commit, names, var
         self.dids = dids  # the datasets themselves, whatever the names name later
         self.start, self.window, self.positions = start, window, positions
         self.dtype, self.fill, self.rows = dtype, fill, rows
 
     def __reduce__(self):
-        return (_revive, (self.store, self.generation, self.names, self.dids, self.var,
+        return (_revive, (self.store, self.commit, self.names, self.dids, self.var,
                           self.start, self.window, self.positions, self.dtype, self.fill,
                           self.rows))
 
@@ -421,7 +421,7 @@ class StackedRead:
         return _place(self._decoded(values, var), local, self.window, self.dtype, self.fill)
 
 
-def _revive(store, generation, names, dids, var, start, window, positions, dtype, fill,
+def _revive(store, commit, names, dids, var, start, window, positions, dtype, fill,
             rows=None):
-    return StackedRead(_shared_handle(store, generation), generation, names, dids, var, start,
+    return StackedRead(_shared_handle(store, commit), commit, names, dids, var, start,
                        window, positions, dtype, fill, rows)

@@ -29,7 +29,7 @@ class AtlasBackendArray(BackendArray):
 
     def __init__(self, store, dataset: str, variable: DecodedVariable):
         self.store = store
-        self.generation = store.generation  # the commit the Dataset was opened at
+        self.commit = store._commit_mark()  # the commit the Dataset was opened at
         self.dataset = dataset
         # the dataset itself, whatever the name names later
         self.did = dataset_id(store, dataset)
@@ -76,7 +76,7 @@ class AtlasBackendArray(BackendArray):
 
 def _revive(store, state: dict) -> AtlasBackendArray:
     array = AtlasBackendArray.__new__(AtlasBackendArray)
-    vars(array).update(state, store=_shared_handle(store, state["generation"]))
+    vars(array).update(state, store=_shared_handle(store, state["commit"]))
     return array
 
 

@@ -83,8 +83,19 @@ class Atlas:
         self._expiry_checked = 0.0  # when a flush last looked for versions to expire
         # held by chunk writes, stacked writes and flushes, and by the reads ``batches`` makes
         # ahead on its thread: those never see pending state half changed (other reads do not
-        # take it: lazy reads on many threads stay parallel)
-        self._writing = threading.RLock()
+        # take it: lazy reads on many threads stay parallel). A lock from the first batches()
+        # with read-ahead on; until then None (a per-dataset ingest writes often)
+        self._writing: Any = None
+
+    def _reading_ahead(self) -> Any:
+        """The lock a read-ahead thread and this handle's writes take (see ``_writing``)."""
+        if self._writing is None:
+            self._writing = threading.RLock()
+        return self._writing
+
+    def _held(self) -> Any:
+        """``_writing`` to hold, or nothing before any read-ahead."""
+        return self._writing or contextlib.nullcontext()
         # the oldest commit this handle forked at: its expiries keep every version since,
         # which merging those forks' change sets reads
         self._fork_floor: int | None = None
@@ -367,7 +378,7 @@ class Atlas:
     def flush(self, message: str | None = None) -> None:
         """Persist every change since the last flush, atomically: all of it or none of it.
         ``message`` is recorded with the version (see :meth:`history`)."""
-        with self._writing:
+        with self._held():
             self._flush(message)
 
     def _flush(self, message: str | None) -> None:
@@ -971,7 +982,7 @@ class Atlas:
         from atlas.core._stacked import write_stacked
 
         self._check_writable()
-        with self._writing:
+        with self._held():
             write_stacked(self, array, names, data, dims, chunk_shape, fill_value)
 
     # -- queries over the collection (atlas.core._query) ----------------------------------------
@@ -1308,11 +1319,13 @@ class Atlas:
 
     def _write(self, array: str, slot: int, schema_id: int, schema: Schema,
                start: tuple[int, ...], values: np.ndarray) -> None:
+        args = (self._pending, lambda s, c, e: self._current_chunk(array, schema, s, c, e),
+                array, slot, schema_id, schema, start, values, self._root.generation + 1)
+        if self._writing is None:  # the hot path of a per-dataset ingest: nothing to hold
+            write_window(*args)
+            return
         with self._writing:
-            write_window(self._pending,
-                         lambda s, c, e: self._current_chunk(array, schema, s, c, e),
-                         array, slot, schema_id, schema, start, values,
-                         self._root.generation + 1)
+            write_window(*args)
 
     def _resize(self, array: str, slot: int, schema_id: int, old: Schema, new: Schema) -> None:
         """Move the stored chunks of ``slot`` onto the chunk grid of ``new`` (its new shape)."""

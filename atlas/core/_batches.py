@@ -73,9 +73,11 @@ def batches(store: "Atlas", array: str, dataset_names: Sequence[str] | None = No
             found.update(epoch=epoch, slots=now_slots, schema_ids=now_ids)
         return found["slots"], found["schema_ids"]
 
+    lock = store._reading_ahead() if prefetch else store._held()
+
     def read(pick: np.ndarray) -> tuple[list[str], np.ndarray]:
         out = pool.take(len(pick))
-        with store._writing:  # on the read-ahead thread: not in the middle of a write
+        with lock:  # on the read-ahead thread: not in the middle of a write
             slots_now, ids_now = rows()
             store._read(array, slots_now[pick], ids_now[pick], start_t, window, out)
         return [names[i] for i in pick], out

@@ -294,7 +294,7 @@ class PendingSegment:
             offset = 0
         if offset == 0:
             self.open_width = itemsize
-        buf = self._room(offset + n)
+        buf = self.buffer if offset + n <= len(self.buffer) else self._room(offset + n)
         buf[offset : offset + size] = memoryview(raw)
         if mask:
             buf[offset + size : offset + n] = mask
@@ -320,7 +320,9 @@ class PendingSegment:
             offset = 0
         if offset == 0:
             self.open_width = itemsize
-        self._room(offset + n)[offset : offset + n] = raw
+        if offset + n > len(self.buffer):
+            self._room(offset + n)
+        self.buffer[offset : offset + n] = raw
         self.used = offset + n
         if self._bulk:
             self._settle()
@@ -345,14 +347,14 @@ class PendingSegment:
         if self._bulk:
             self._settle()
         row = len(self._rows) // _STRIDE
-        if partial is None:
-            self._grow_rows((slot, chunk, block, offset, length, mask_len, schema_id,
-                             _UNKNOWN, 0, 0, 0))
-        else:
-            self._grow_rows((slot, chunk, block, offset, length, mask_len, schema_id,
-                             *partial[:4]))
-            if partial[4] or partial[5]:
-                self.strings[row] = (partial[4], partial[5])
+        values = (slot, chunk, block, offset, length, mask_len, schema_id,
+                  *((_UNKNOWN, 0, 0, 0) if partial is None else partial[:4]))
+        try:
+            self._rows.extend(values)
+        except BufferError:  # a read on another thread holds a view of it
+            self._grow_rows(values)
+        if partial is not None and (partial[4] or partial[5]):
+            self.strings[row] = (partial[4], partial[5])
         self._keys.add(slot, chunk, row)
         self.version += 1
 

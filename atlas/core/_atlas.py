@@ -86,6 +86,9 @@ class Atlas:
         # take it: lazy reads on many threads stay parallel). A lock from the first batches()
         # with read-ahead on; until then None (a per-dataset ingest writes often)
         self._writing: Any = None
+        # the oldest commit this handle forked at: its expiries keep every version since,
+        # which merging those forks' change sets reads
+        self._fork_floor: int | None = None
 
     def _reading_ahead(self) -> Any:
         """The lock a read-ahead thread and this handle's writes take (see ``_writing``)."""
@@ -96,9 +99,6 @@ class Atlas:
     def _held(self) -> Any:
         """``_writing`` to hold, or nothing before any read-ahead."""
         return self._writing or contextlib.nullcontext()
-        # the oldest commit this handle forked at: its expiries keep every version since,
-        # which merging those forks' change sets reads
-        self._fork_floor: int | None = None
 
     # -- opening -------------------------------------------------------------------------------
 

@@ -151,9 +151,9 @@ class Atlas:
             root, token, legacy = load_root(storage, head=version is not None)
         except (CorruptionError, FormatError) as err:
             # a damaged root: the versions whose records read stay readable
-            newest = _versions.newest_intact_record(storage) if version is not None else None
-            if newest is None:
-                raise type(err)(f"{err}{_versions.damaged_root_hint(storage)}") from err
+            newest = _versions.newest_intact_record(storage)
+            if version is None or newest is None:
+                raise type(err)(f"{err}{_versions.damaged_root_hint(newest)}") from err
             root, token, legacy = newest, None, None
         if version is None:
             return cls(storage, root, token, legacy)

@@ -120,6 +120,7 @@ def merge_into(store: "Atlas", change_sets: list[ChangeSet]) -> None:
     staged = []
     seen = _rebase.Summary()
     merged_files = {ref.key for _array, ref in merged.segments}
+    committed = root.keys()
     for change in change_sets:
         if not isinstance(change, ChangeSet):
             raise TypeError(f"merge() takes the ChangeSets that forked writers' changes() "
@@ -131,7 +132,7 @@ def merge_into(store: "Atlas", change_sets: list[ChangeSet]) -> None:
         if base.generation > root.generation:
             raise ValueError(f"this change set was made on version {base.generation}, newer "
                              f"than this handle's ({root.generation}): reopen the store")
-        check_not_merged(store, change, root, merged_files)
+        check_not_merged(store, change, committed, merged_files)
         merged_files.update(ref.key for _array, ref in change.segments)
         summary = _rebase.summarize(change.tables, base)
         if base.commit != root.commit:  # committed since the fork: must not overlap
@@ -170,14 +171,14 @@ def merge_into(store: "Atlas", change_sets: list[ChangeSet]) -> None:
     _fold(merged.summary, seen)
 
 
-def check_not_merged(store: "Atlas", change: ChangeSet, root: Root, merged_files: set[str]
-                     ) -> None:
+def check_not_merged(store: "Atlas", change: ChangeSet, committed: set[str],
+                     merged_files: set[str]) -> None:
     """ConflictError when ``change``'s segments are merged already (held for the next flush,
-    or named by ``root``): one change set merged twice would list its files twice."""
-    named = root.keys()
+    or among the files the handle's root names, ``committed``): one change set merged twice
+    would list its files twice."""
     for _array, ref in change.segments:
-        if ref.key in merged_files or ref.key in named:
-            where = "committed" if ref.key in named else "merged, not flushed yet"
+        if ref.key in merged_files or ref.key in committed:
+            where = "committed" if ref.key in committed else "merged, not flushed yet"
             raise ConflictError(f"cannot merge a change set into {store.location}: it was "
                                 f"merged before (its segment {ref.key} is {where}); nothing "
                                 "was merged")

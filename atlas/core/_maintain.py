@@ -845,7 +845,8 @@ def verify(store: "Atlas", repair: bool) -> VerifyReport:
     try:
         root, _token, legacy = load_root(storage)
     except (CorruptionError, FormatError, StoreNotFoundError) as err:
-        hint = "" if isinstance(err, StoreNotFoundError) else _versions.damaged_root_hint(storage)
+        hint = "" if isinstance(err, StoreNotFoundError) else _versions.damaged_root_hint(
+            _versions.newest_intact_record(storage))
         report.problems.append(f"{err}{hint}")
         root, legacy = None, None
     if legacy is not None:

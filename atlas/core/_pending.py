@@ -262,15 +262,15 @@ class PendingSegment:
             block = np.empty((bulk.filled, _STRIDE), _I64)
             for name, j in _COL.items():
                 block[:, j] = bulk.column(name)
-            self._grow_rows(block.view(np.uint8).reshape(-1).tobytes())
+            self._grow_rows(block.view(np.uint8).reshape(-1))
         self._bulk = []
 
     def _grow_rows(self, values) -> None:
-        """Append to the row table (a tuple of ints, or their bytes). A read on another thread
-        (``batches`` reading ahead while the caller writes) may hold a view of it, which an
-        ``array`` cannot grow under (BufferError, the write half done): then the rows go on
-        in a copy, and the reader keeps the rows it had."""
-        add = self._rows.frombytes if isinstance(values, bytes) else self._rows.extend
+        """Append to the row table (a tuple of ints, or a buffer of their bytes). A read on
+        another thread (``batches`` reading ahead while the caller writes) may hold a view of
+        it, which an ``array`` cannot grow under (BufferError, the write half done): then the
+        rows go on in a copy, and the reader keeps the rows it had."""
+        add = self._rows.extend if isinstance(values, tuple) else self._rows.frombytes
         try:
             add(values)
         except BufferError:

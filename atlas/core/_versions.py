@@ -141,8 +141,12 @@ def read_record(storage: Storage, generation: int, commit: str) -> Root:
 def newest_intact_record(storage: Storage, tries: int = 8) -> Root | None:
     """The version record of the highest generation that reads (of the ``tries`` newest):
     what a damaged ``manifest.atlas`` held, or the attempt of a writer that crashed before
-    its commit (whose files are all written, so reading it is reading a whole commit)."""
-    found = record_names(storage)
+    its commit (whose files are all written, so reading it is reading a whole commit). None
+    when none reads, or the records cannot be listed."""
+    try:
+        found = record_names(storage)
+    except OSError:
+        return None
     for generation in sorted(found, reverse=True)[:tries]:
         for commit in sorted(found[generation]):
             try:
@@ -152,12 +156,9 @@ def newest_intact_record(storage: Storage, tries: int = 8) -> Root | None:
     return None
 
 
-def damaged_root_hint(storage: Storage) -> str:
-    """What to do about a root that does not read: the newest version that still does."""
-    try:
-        record = newest_intact_record(storage)
-    except OSError:
-        return ""
+def damaged_root_hint(record: Root | None) -> str:
+    """What to do about a root that does not read: ``record``, the newest version that still
+    does (:func:`newest_intact_record`)."""
     if record is None:
         return ""
     return (f"; the version records read up to version {record.generation}: "

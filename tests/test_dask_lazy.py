@@ -172,6 +172,39 @@ def test_a_lazy_read_of_an_array_deleted_since_raises_array_not_found(tmp_path, 
             read()
 
 
+@pytest.mark.parametrize("how", ["to_xarray", "engine", "to_xarray_many"])
+@pytest.mark.parametrize("flushed", [False, True])
+def test_a_lazy_read_of_an_array_defined_again_with_another_dtype_raises(tmp_path, how,
+                                                                         flushed):
+    """The lazy array of float64 gave the int16 values of the array defined in its place
+    (against its own dtype: dask's contract), or cast them to float64 (to_xarray_many)."""
+    ds = xr.Dataset({"v": (("t", "y"), np.arange(48.0).reshape(8, 6))})
+    with atlas.Atlas.create(tmp_path / "s") as store:
+        store.add_xr_dataset(ds, "e", chunks={"v": [4, 6]})
+    store = atlas.Atlas.open(tmp_path / "s")
+    if how == "to_xarray":
+        lazy = store.to_xarray("e")
+    elif how == "to_xarray_many":
+        lazy = store.to_xarray_many(["e"]).isel(dataset=0, drop=True)
+    else:
+        lazy = xr.open_dataset(store, engine="atlas", group="e", chunks={})
+    view = store.open_dataset("e")
+    view.delete_array("v")
+    view.define_array("v", "int16", ["t", "y"], [8, 6], chunk_shape=[4, 6])
+    view.write_array("v", [0, 0], np.full((8, 6), 7, np.int16))
+    if flushed:
+        store.flush()
+    for read in (lambda: lazy["v"].values, lambda: lazy["v"].compute()):
+        with pytest.raises(atlas.ArrayNotFoundError, match="defined again as int16"):
+            read()
+    # an array written again in its own dtype reads as it is now (this process's lazy reads
+    # see its writes)
+    view.delete_array("v")
+    view.define_array("v", "float64", ["t", "y"], [8, 6], chunk_shape=[4, 6])
+    view.write_array("v", [0, 0], -ds["v"].values)
+    np.testing.assert_array_equal(lazy["v"].values, -ds["v"].values)
+
+
 def test_a_lazy_read_of_an_unflushed_dataset_reads_it_after_a_flush_that_rebases(tmp_path):
     # the flush re-applies the dataset on top of another writer's commit, under another id:
     # the lazy read still reads it (it checks the ids of committed datasets only)

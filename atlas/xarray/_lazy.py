@@ -70,22 +70,29 @@ def check_datasets(store: Atlas, names: list[str], dids: np.ndarray) -> None:
         raise _deleted(store, names[changed[0]])
 
 
-def read_window(store: Atlas, dataset: str, did: int, array: str, start, shape) -> np.ndarray:
+def read_window(store: Atlas, dataset: str, did: int, array: str, start, shape,
+                stored: np.dtype | None) -> np.ndarray:
     """``read_array`` of the dataset ``did`` (of :func:`dataset_id`), named ``dataset``, as
-    :func:`check_datasets` checks it."""
+    :func:`check_datasets` checks it, and as :func:`present` checks the values."""
     view = store.open_dataset(dataset)
     if did >= 0 and view._did() != did:  # (the view's lookup, cached: no dict of every name)
         raise _deleted(store, dataset)
-    return present(view.read_array(array, start, shape), store, dataset, array)
+    return present(view.read_array(array, start, shape), store, dataset, array, stored)
 
 
-def present(values: np.ndarray | None, store: Atlas, dataset: str, array: str) -> np.ndarray:
+def present(values: np.ndarray | None, store: Atlas, dataset: str, array: str,
+            stored: np.dtype | None) -> np.ndarray:
     """``values`` of a lazy read, or ArrayNotFoundError when the array went (``read_array``
-    gives None: a task then returned nothing where a window was due)."""
+    gives None: a task then returned nothing where a window was due) or is of another dtype
+    than ``stored``, the one the lazy array was made for (deleted and defined again)."""
     if values is None:
         raise ArrayNotFoundError(f"array {array!r} of dataset {dataset!r} of {store.location} "
                                  "was deleted since this lazy array was made (or, read in "
                                  "another process, was not flushed when it was)")
+    if stored is not None and values.dtype != stored:
+        raise ArrayNotFoundError(f"array {array!r} of dataset {dataset!r} of {store.location} "
+                                 f"was deleted and defined again as {values.dtype} since this "
+                                 f"lazy array of {stored} was made")
     return values
 
 
@@ -97,10 +104,12 @@ def _deleted(store: Atlas, name: str) -> DatasetNotFoundError:
 class WindowRead:
     """Reads the window ``start``/``shape`` of one array: the task of one dask chunk."""
 
-    __slots__ = ("array", "commit", "dataset", "did", "restore", "shape", "start", "store")
+    __slots__ = ("array", "commit", "dataset", "did", "restore", "shape", "start", "store",
+                 "stored")
 
     def __init__(self, store: Atlas, commit: tuple[int, str], dataset: str, did: int, array: str,
-                 start: tuple[int, ...], shape: tuple[int, ...], restore: str | None):
+                 start: tuple[int, ...], shape: tuple[int, ...], restore: str | None,
+                 stored: np.dtype | None):
         self.store = store
         self.commit = commit
         self.dataset = dataset
@@ -109,24 +118,25 @@ class WindowRead:
         self.start = start
         self.shape = shape
         self.restore = restore
+        self.stored = stored
 
     def __call__(self) -> np.ndarray:
         values = read_window(self.store, self.dataset, self.did, self.array, self.start,
-                             self.shape)
+                             self.shape, self.stored)
         return restore_values(values, self.restore)
 
     def __reduce__(self):
         return (_revive, (self.store, self.commit, self.dataset, self.did, self.array,
-                          self.start, self.shape, self.restore))
+                          self.start, self.shape, self.restore, self.stored))
 
     def __repr__(self) -> str:
         return (f"WindowRead({self.dataset!r}, {self.array!r}, start={list(self.start)}, "
                 f"shape={list(self.shape)})")
 
 
-def _revive(store, commit, dataset, did, array, start, shape, restore) -> WindowRead:
+def _revive(store, commit, dataset, did, array, start, shape, restore, stored) -> WindowRead:
     return WindowRead(_shared_handle(store, commit), commit, dataset, did, array, start,
-                      shape, restore)
+                      shape, restore, stored)
 
 
 def chunk_grid(shape: tuple[int, ...], chunk_shape: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
@@ -158,6 +168,7 @@ def lazy_array(store: Atlas, dataset: str, variable: DecodedVariable):
         start = tuple(int(offsets[a][i]) for a, i in enumerate(index))
         window = tuple(chunks[a][i] for a, i in enumerate(index))
         graph[(name, *index)] = (WindowRead(store, commit, dataset, did, variable.name,
-                                            start, window, variable.restore),)
+                                            start, window, variable.restore,
+                                            variable.stored),)
     hlg = HighLevelGraph.from_collections(name, graph, dependencies=())
     return da.Array(hlg, name, chunks, dtype=variable.dtype)

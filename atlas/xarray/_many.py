@@ -386,6 +386,7 @@ class StackedRead:
             var = self.var if self.rows is None else self.rows[picked[0]]
             values = self.store.read_array_across_stacked(
                 self.var.name, [self.names[i] for i in picked], self.start, self.window)
+            present(values, self.store, self.names[picked[0]], var.name, var.stored)
             out[picked] = self._decoded(values, var, stacked=True)
         for i, positions in enumerate(self.positions):
             if any(p is not None for p in positions):  # not among the plain rows read above
@@ -415,7 +416,7 @@ class StackedRead:
             lows.append(int(valid.min()))
             spans.append(int(valid.max()) - int(valid.min()) + 1)
         values = present(self.store.open_dataset(dataset).read_array(var.name, lows, spans),
-                         self.store, dataset, var.name)
+                         self.store, dataset, var.name, var.stored)
         local = [None if p is None else np.where(p >= 0, p - low, -1)
                  for p, low in zip(positions, lows)]
         return _place(self._decoded(values, var), local, self.window, self.dtype, self.fill)

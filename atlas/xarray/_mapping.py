@@ -216,6 +216,9 @@ class DecodedVariable:
     encoding: dict[str, Any]
     cf: str | None = None  # fidelity marker (atlas.xarray._fidelity) applied after the read
     text: bool = False  # stored as the atlas "string" dtype
+    # the dtype read_array gives: a lazy read checks the array is still of it (a lazy read of
+    # an array deleted and defined again with another dtype gave values of that dtype)
+    stored: np.dtype | None = None
 
     @property
     def chunked(self) -> bool:
@@ -240,7 +243,8 @@ def decode_variable(name: str, meta: Mapping, stored_attrs: Mapping) -> DecodedV
         (attrs if stored_attrs.get(FILL_IN_ATTRS) else encoding)["_FillValue"] = fill
     return DecodedVariable(name, tuple(meta["dimension_names"]), tuple(meta["shape"]),
                            tuple(meta["chunk_shape"]), dtype, restore, attrs, encoding,
-                           stored_attrs.get(CF_ATTR), meta["dtype"] == "string")
+                           stored_attrs.get(CF_ATTR), meta["dtype"] == "string",
+                           resolve_dtype(meta["dtype"]).numpy)
 
 
 def _restore_fill(fill: Any, dtype: np.dtype) -> Any:

@@ -37,6 +37,7 @@ class AtlasBackendArray(BackendArray):
         self.shape = variable.shape
         self.dtype = variable.dtype
         self.restore = variable.restore
+        self.stored = variable.stored
 
     def __reduce__(self):
         # in another process (a dask worker): the store at that commit, one handle per process
@@ -68,7 +69,8 @@ class AtlasBackendArray(BackendArray):
                 start.append(i)
                 window.append(1)
                 pick.append(0)
-        values = read_window(self.store, self.dataset, self.did, self.name, start, window)
+        values = read_window(self.store, self.dataset, self.did, self.name, start, window,
+                             self.stored)
         # the Ellipsis keeps a 0-D result an array: a numpy scalar would lose the dtype of
         # fixed-width and object strings when xarray turns it back into an array
         return restore_values(values, self.restore)[(*pick, Ellipsis)]

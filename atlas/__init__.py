@@ -20,6 +20,7 @@ from atlas.errors import (  # noqa: E402
     ReadOnlyError,
     StaleHandleError,
     StoreNotFoundError,
+    UnflushedChangesError,
     VersionExpiredError,
     VersionNotFoundError,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "ReadOnlyError",
     "StaleHandleError",
     "StoreNotFoundError",
+    "UnflushedChangesError",
     "VerifyReport",
     "Version",
     "VersionExpiredError",

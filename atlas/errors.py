@@ -81,6 +81,11 @@ class QueryError(AtlasError, ValueError):
     """A ``where`` expression that atlas does not evaluate (says what it found and where)."""
 
 
+class UnflushedChangesError(AtlasError, ValueError):
+    """A lazy array made from changes its handle had not flushed, sent to another process (a
+    dask worker), which reads the store only as committed."""
+
+
 __all__ = [
     "AlreadyExistsError",
     "ArrayNotFoundError",
@@ -98,4 +103,5 @@ __all__ = [
     "ReadOnlyError",
     "StaleHandleError",
     "StoreNotFoundError",
+    "UnflushedChangesError",
 ]

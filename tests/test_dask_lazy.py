@@ -319,6 +319,56 @@ def test_a_graph_reads_the_commit_it_was_built_at_on_every_worker(tmp_path, clus
         cluster_client.compute(stale["t"]).result(timeout=60)
 
 
+def _causes(err: BaseException) -> list[BaseException]:
+    found = []
+    while err is not None:
+        found.append(err)
+        err = err.__cause__ or err.__context__
+    return found
+
+
+def _lazy_of(store, name: str, how: str) -> xr.Dataset:
+    if how == "to_xarray":
+        return store.to_xarray(name)
+    if how == "to_xarray_many":
+        return store.to_xarray_many([name]).isel(dataset=0, drop=True)
+    return xr.open_dataset(store, engine="atlas", group=name, chunks={})
+
+
+@pytest.mark.parametrize("how", ["to_xarray", "engine", "to_xarray_many"])
+def test_a_lazy_view_of_unflushed_writes_is_computed_here_not_on_workers(tmp_path,
+                                                                        cluster_client, how):
+    """add_xr_dataset of a lazy view of this handle's unflushed writes, computed on a cluster,
+    stored the committed values (the workers read the commit the graph was built at, which
+    does not hold what the view showed; nor does any later one): such a view is read in this
+    process only, and add_xr_dataset computes it here."""
+    ds = xr.Dataset({"v": ("x", np.arange(8.0))})
+    with atlas.Atlas.create(tmp_path / "s") as store:
+        store.add_xr_dataset(ds, "a", chunks={"v": [2]})
+    store = atlas.Atlas.open(tmp_path / "s")
+    store.open_dataset("a").write_array("v", [0], -ds["v"].values)
+    lazy = _lazy_of(store, "a", how)
+    for name in ("b", "c"):  # before the flush, and after it
+        with pytest.raises(atlas.UnflushedChangesError, match="'v' of .* not flushed then"):
+            pickle.dumps(lazy["v"].variable._data if how == "engine" else lazy["v"].data)
+        with pytest.raises((TypeError, ValueError)) as raised:  # the client wraps it
+            cluster_client.compute(lazy["v"]).result()
+        assert any(isinstance(e, atlas.UnflushedChangesError) for e in _causes(raised.value))
+        store.add_xr_dataset(lazy, name)
+        np.testing.assert_array_equal(store.open_dataset(name).read_array("v"),
+                                      -ds["v"].values)
+        store.flush()
+    for name in ("a", "b", "c"):  # made again after the flush: sent, and read at that commit
+        again = _lazy_of(store, name, how)
+        np.testing.assert_array_equal(cluster_client.compute(again["v"]).result().values,
+                                      -ds["v"].values)
+    # a change to another dataset does not hold a graph back
+    fresh = _lazy_of(store, "a", how)
+    store.open_dataset("b").write_array("v", [0], ds["v"].values)
+    np.testing.assert_array_equal(cluster_client.compute(fresh["v"]).result().values,
+                                  -ds["v"].values)
+
+
 def test_backend_engine_opens_without_reading_and_reads_only_the_window(written):
     path, ds = written
     counting = CountingStorage(LocalStorage(path))

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from atlas.errors import UnflushedChangesError
 from atlas.xarray._fidelity import dataset_markers, prepare_variable
 from atlas.xarray._mapping import (
     COORDS_ATTR,
@@ -163,15 +164,30 @@ def write_variable(view: DatasetView, plan: EncodedVariable, var: xr.Variable,
     if not _is_dask(data):
         view.write_array(plan.name, origin, plan.values_for_store(np.asarray(var.values)))
         return
-    client = _distributed_client()
-    if client is not None and _write_on_workers(client, view, plan, data, origin):
-        return
+    client, scheduler = _distributed_client(), None
+    if client is not None:
+        try:
+            if _write_on_workers(client, view, plan, data, origin):
+                return
+        except Exception as err:  # (the client wraps what pickling a task raised)
+            if not _caused_by(err, UnflushedChangesError):
+                raise
+            # a lazy view of this process's unflushed changes: only this process reads them
+            scheduler = "threads"
     offsets = [np.concatenate([[0], np.cumsum(c[:-1])]).astype(int) for c in data.chunks]
     for index in np.ndindex(*data.numblocks):
         start = [o + int(offsets[axis][i]) for axis, (o, i) in enumerate(zip(origin, index))]
-        block = np.asarray(data.blocks[index].compute())
+        block = np.asarray(data.blocks[index].compute(scheduler=scheduler))
         view.write_array(plan.name, start, plan.values_for_store(block))
         del block
+
+
+def _caused_by(err: BaseException | None, kind: type) -> bool:
+    while err is not None:
+        if isinstance(err, kind):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 def _distributed_client():

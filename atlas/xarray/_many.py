@@ -34,9 +34,11 @@ from atlas.xarray._fidelity import stackable_variable
 from atlas.xarray._lazy import (
     _shared_handle,
     check_datasets,
+    graph_commit,
     chunk_grid,
     dataset_ids,
     present,
+    sent_commit,
 )
 from atlas.xarray._mapping import DecodedVariable, restore_values
 from atlas.xarray._read import Layout, finish_variable, layout
@@ -321,7 +323,7 @@ def _stacked_data(store: Atlas, members: list[_Member], dims: _Alignment,
     row_chunks = tuple(min(group, len(names) - s) for s in starts)
     name = f"atlas-many-{var.name}-{uuid_hex()}"
     offsets = [np.concatenate([[0], np.cumsum(c[:-1])]).astype(int) for c in chunks]
-    commit = store._commit_mark()
+    commit = graph_commit(store, names, var.name)
     dids = dataset_ids(store, names)
     graph = {}
     for g, row in enumerate(starts):
@@ -365,7 +367,8 @@ class StackedRead:
         self.dtype, self.fill, self.rows = dtype, fill, rows
 
     def __reduce__(self):
-        return (_revive, (self.store, self.commit, self.names, self.dids, self.var,
+        commit = sent_commit(self.commit, self.store, self.var.name)
+        return (_revive, (self.store, commit, self.names, self.dids, self.var,
                           self.start, self.window, self.positions, self.dtype, self.fill,
                           self.rows))
 

@@ -59,13 +59,15 @@ def _dataset_class():
             self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
             self.start, self.shape = start, shape
             self.drop_last, self.prefetch = drop_last, prefetch
-            self.commit = store._commit_mark()  # the commit the names were chosen at
+            # the commit the names were chosen at (None: read in this process only)
+            self.commit = store._lazy_mark(names, array)
 
         def __getstate__(self) -> dict:
             # workers started by spawn or forkserver read the commit the names were chosen
             # at, as forked ones and dask graphs do (reopened, a handle reads the newest)
             state = dict(self.__dict__)
-            state["store"] = self.store._at_commit(self.commit)
+            state["store"] = self.store._at_commit(self.store._sent_mark(self.commit,
+                                                                         self.array))
             return state
 
         def __len__(self) -> int:

@@ -113,3 +113,21 @@ def test_spawned_workers_read_the_commit_the_dataset_was_made_at(store, start_me
         writer.open_dataset("d07").write_array("field", [0, 0], np.full((4, 5), -1, np.float32))
     loader = DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context=start_method)
     assert passes(loader) == single
+
+
+def test_a_dataset_made_from_unflushed_changes_is_not_sent_to_spawned_workers(store):
+    """Spawned workers read the commit the dataset was made at, which does not hold the
+    handle's unflushed writes the dataset showed in this process: they read the old values."""
+    store.open_dataset("d03").write_array("field", [0, 0], np.full((4, 5), -1, np.float32))
+    ds = torch_dataset(store, "field", batch_size=4, seed=3)
+    here = {n: float(t[0, 0]) for names, tensor in DataLoader(ds, batch_size=None)
+            for n, t in zip(names, tensor)}
+    assert here["d03"] == -1  # this process reads its own writes
+    loader = DataLoader(ds, batch_size=None, num_workers=1, multiprocessing_context="spawn")
+    with pytest.raises(atlas.UnflushedChangesError, match="'field' .* not flushed then"):
+        list(loader)
+    store.flush()
+    again = DataLoader(torch_dataset(store, "field", batch_size=4, seed=3), batch_size=None,
+                       num_workers=1, multiprocessing_context="spawn")
+    values = {n: float(t[0, 0]) for names, tensor in again for n, t in zip(names, tensor)}
+    assert values["d03"] == -1 and values["d02"] == NAMES.index("d02")

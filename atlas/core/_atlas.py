@@ -43,6 +43,7 @@ from atlas.errors import (
     ReadOnlyError,
     StaleHandleError,
     StoreNotFoundError,
+    UnflushedChangesError,
 )
 from atlas.format import root as root_format
 from atlas.format.keys import ROOT_KEY
@@ -176,6 +177,30 @@ class Atlas:
         reads wherever it runs (the id tells a store made again at the same path apart)."""
         root = self._root
         return root.generation, root.commit
+
+    def _lazy_mark(self, datasets: list[str], array: str) -> tuple[int, str] | None:
+        """:meth:`_commit_mark` for a lazy read of ``array`` of ``datasets`` (what it reads in
+        other processes), or None when this handle holds changes to it not flushed yet: no
+        commit holds what such a read shows, so it reads in this process only (sent to a dask
+        worker, it read the commit before them: ``add_xr_dataset`` of a lazy view of unflushed
+        writes, computed on a cluster, stored the old values)."""
+        if self._has_changes():
+            for name in datasets:
+                row = self.open_dataset(name)._row(array)
+                if row is not None and row[3]:  # (did, slot, schema id, changed since commit)
+                    return None
+        return self._commit_mark()
+
+    def _sent_mark(self, mark: tuple[int, str] | None, array: str) -> tuple[int, str]:
+        """``mark`` (of :meth:`_lazy_mark`) of a lazy read being pickled, or
+        UnflushedChangesError."""
+        if mark is None:
+            raise UnflushedChangesError(
+                f"a lazy read of {array!r} of {self.location} made from changes of its handle "
+                "not flushed then reads them in that process only (another process, a dask "
+                "or DataLoader worker, reads the store as committed): read it in this process, "
+                "or flush() and make it again")
+        return mark
 
     def _at_commit(self, commit: tuple[int, str]) -> "Atlas":
         """This store at ``commit`` (:meth:`_commit_mark`) exactly, read-only: what every task

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from atlas.errors import ArrayNotFoundError, DatasetNotFoundError, UnflushedChangesError
+from atlas.errors import ArrayNotFoundError, DatasetNotFoundError
 from atlas.xarray._mapping import DecodedVariable, restore_values
 
 if TYPE_CHECKING:
@@ -96,32 +96,6 @@ def present(values: np.ndarray | None, store: Atlas, dataset: str, array: str,
     return values
 
 
-def graph_commit(store: Atlas, datasets: list[str], array: str) -> tuple[int, str] | None:
-    """The commit a lazy graph of ``array`` of ``datasets`` reads in other processes
-    (``Atlas._commit_mark``), or None when this handle holds changes to it not flushed yet:
-    no commit holds what such a graph shows, so it is read in this process only (sent to a
-    dask worker, it read the commit before them: ``add_xr_dataset`` of a lazy view of
-    unflushed writes, computed on a cluster, stored the old values)."""
-    if store._has_changes():
-        for name in datasets:
-            row = store.open_dataset(name)._row(array)
-            if row is not None and row[3]:  # (did, slot, schema id, changed since the commit)
-                return None
-    return store._commit_mark()
-
-
-def sent_commit(commit: tuple[int, str] | None, store: Atlas, array: str) -> tuple[int, str]:
-    """``commit`` (of :func:`graph_commit`) of a lazy task being pickled, or
-    UnflushedChangesError."""
-    if commit is None:
-        raise UnflushedChangesError(
-            f"a lazy array of {array!r} of {store.location} made from changes of its handle "
-            "not flushed then reads them in that process only (another process, a dask "
-            "worker, reads the store as committed): compute it in this process, or flush() "
-            "and make the lazy array again")
-    return commit
-
-
 def _deleted(store: Atlas, name: str) -> DatasetNotFoundError:
     return DatasetNotFoundError(f"dataset {name!r} of {store.location} was deleted since this "
                                 "lazy array was made (the name is another dataset's now)")
@@ -152,7 +126,7 @@ class WindowRead:
         return restore_values(values, self.restore)
 
     def __reduce__(self):
-        commit = sent_commit(self.commit, self.store, self.array)
+        commit = self.store._sent_mark(self.commit, self.array)
         return (_revive, (self.store, commit, self.dataset, self.did, self.array,
                           self.start, self.shape, self.restore, self.stored))
 
@@ -187,7 +161,7 @@ def lazy_array(store: Atlas, dataset: str, variable: DecodedVariable):
             f"read makes one dask task per chunk (at most {MAX_TASKS}); read windows of it "
             "with DatasetView.read_array(name, start, shape) instead")
     name = f"atlas-{variable.name}-{uuid.uuid4().hex}"
-    commit = graph_commit(store, [dataset], variable.name)
+    commit = store._lazy_mark([dataset], variable.name)
     did = dataset_id(store, dataset)
     graph = {}
     offsets = [np.concatenate([[0], np.cumsum(c[:-1])]).astype(int) for c in chunks]

@@ -34,11 +34,9 @@ from atlas.xarray._fidelity import stackable_variable
 from atlas.xarray._lazy import (
     _shared_handle,
     check_datasets,
-    graph_commit,
     chunk_grid,
     dataset_ids,
     present,
-    sent_commit,
 )
 from atlas.xarray._mapping import DecodedVariable, restore_values
 from atlas.xarray._read import Layout, finish_variable, layout
@@ -323,7 +321,7 @@ def _stacked_data(store: Atlas, members: list[_Member], dims: _Alignment,
     row_chunks = tuple(min(group, len(names) - s) for s in starts)
     name = f"atlas-many-{var.name}-{uuid_hex()}"
     offsets = [np.concatenate([[0], np.cumsum(c[:-1])]).astype(int) for c in chunks]
-    commit = graph_commit(store, names, var.name)
+    commit = store._lazy_mark(names, var.name)
     dids = dataset_ids(store, names)
     graph = {}
     for g, row in enumerate(starts):
@@ -367,7 +365,7 @@ class StackedRead:
         self.dtype, self.fill, self.rows = dtype, fill, rows
 
     def __reduce__(self):
-        commit = sent_commit(self.commit, self.store, self.var.name)
+        commit = self.store._sent_mark(self.commit, self.var.name)
         return (_revive, (self.store, commit, self.names, self.dids, self.var,
                           self.start, self.window, self.positions, self.dtype, self.fill,
                           self.rows))

@@ -19,13 +19,7 @@ from xarray.core import indexing
 from atlas.format.keys import ROOT_KEY as MANIFEST_KEY
 from atlas.xarray._decode import DECODERS, redecode, resolve
 from atlas.xarray._fidelity import restore_dataset_encoding
-from atlas.xarray._lazy import (
-    _shared_handle,
-    dataset_id,
-    graph_commit,
-    read_window,
-    sent_commit,
-)
+from atlas.xarray._lazy import _shared_handle, dataset_id, read_window
 from atlas.xarray._mapping import DecodedVariable, restore_values
 from atlas.xarray._read import build_dataset, drop_names, layout
 
@@ -36,7 +30,7 @@ class AtlasBackendArray(BackendArray):
     def __init__(self, store, dataset: str, variable: DecodedVariable):
         self.store = store
         # the commit the Dataset was opened at (None: read in this process only)
-        self.commit = graph_commit(store, [dataset], variable.name)
+        self.commit = store._lazy_mark([dataset], variable.name)
         self.dataset = dataset
         # the dataset itself, whatever the name names later
         self.did = dataset_id(store, dataset)
@@ -49,7 +43,7 @@ class AtlasBackendArray(BackendArray):
     def __reduce__(self):
         # in another process (a dask worker): the store at that commit, one handle per process
         state = {k: v for k, v in vars(self).items() if k != "store"}
-        state["commit"] = sent_commit(self.commit, self.store, self.name)
+        state["commit"] = self.store._sent_mark(self.commit, self.name)
         return (_revive, (self.store, state))
 
     def __getitem__(self, key: indexing.ExplicitIndexer) -> np.ndarray:

@@ -30,6 +30,9 @@ print(json.dumps({{"faults": faults() - before, "tuned": {tuned}}}), file=sys.st
 """
 
 
+UNTUNED_FAULTS = 50 * 200
+
+
 def _run(env_extra: dict, with_atlas: bool) -> dict:
     import os
 
@@ -48,7 +51,9 @@ def test_arrays_freed_and_allocated_again_reuse_their_pages_once_atlas_is_import
     plain = _run({}, with_atlas=False)
     tuned = _run({}, with_atlas=True)
     # 50 rounds of 4 arrays of 200 pages: faulted in afresh every round without the thresholds
-    assert plain["faults"] >= 50 * 400
+    # (40,000 faults; under load the kernel was seen to fault in fewer, 18,000: the bound
+    # leaves room, 5x the tuned one's)
+    assert plain["faults"] >= UNTUNED_FAULTS
     assert tuned["faults"] < 50 * 40
     assert tuned["tuned"] is True  # a second call sets the same values again
 
@@ -57,4 +62,4 @@ def test_arrays_freed_and_allocated_again_reuse_their_pages_once_atlas_is_import
 def test_the_allocator_is_left_alone_when_asked_or_tuned_by_the_user(env):
     got = _run(env, with_atlas=True)
     assert got["tuned"] is False
-    assert got["faults"] >= 50 * 400
+    assert got["faults"] >= UNTUNED_FAULTS

@@ -11,6 +11,8 @@ from __future__ import annotations
 import ast
 import math
 import operator
+import re
+import unicodedata
 import warnings
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -380,16 +382,16 @@ def catalog(store: "Atlas", arrays: Sequence[str] | None = None,
             raise TypeError("catalog() takes columns, or arrays and attributes, not both")
         wanted = list(dict.fromkeys(_strings(columns, "columns")))
         by_array, keys = columns_of(store, wanted, dids)
-        _check_attributes(store, keys, "catalog(columns=...)")
+        _check_attributes(store, keys, "catalog(columns=...)", dids)
         _refuse_clashes(store, by_array, None, dids, "catalog(columns=...)")
     else:
         if attributes is None:
-            attributes = [sid[1] for sid in cat.section_ids("attr") if not is_internal(sid[1])]
+            attributes = [key for key in _live_keys(store, dids) if not is_internal(key)]
         if arrays is None:
             arrays = cat.array_names()
         keys = _strings(attributes, "attributes")
         by_array = {array: list(STATS) for array in _strings(arrays, "arrays")}
-        _check_attributes(store, keys, "catalog(attributes=...)")
+        _check_attributes(store, keys, "catalog(attributes=...)", dids)
         _check_arrays(store, list(by_array), "catalog(arrays=...)")
         _refuse_clashes(store, by_array, keys, dids, "catalog()")
     _prefetch(store, [*keys, *(f"{array}.{stat}" for array, stats in by_array.items()
@@ -437,27 +439,44 @@ def _name_index(cat, n: int) -> "pd.Index":
     return pd.Index(names, name="dataset", dtype=object, copy=False)
 
 
-def _check_attributes(store: "Atlas", keys: list[str], label: str) -> None:
-    """QueryError naming the first of ``keys`` that no dataset has as an attribute (nor names
-    a statistic of an array some dataset has)."""
-    known = {sid[1] for sid in store._catalog.section_ids("attr")}
+def _live_keys(store: "Atlas", dids: np.ndarray) -> list[str]:
+    """The attribute keys some live dataset (of ``dids``) has: a key whose datasets were all
+    deleted, or lost it, is no column (as after ``compact()``, which drops its table)."""
+    cat = store._catalog
+    return [sid[1] for sid in cat.section_ids("attr")
+            if _rows(cat.table(sid).view(), dids)[1].any()]
+
+
+def _check_attributes(store: "Atlas", keys: list[str], label: str, dids: np.ndarray) -> None:
+    """QueryError naming the first of ``keys`` that no live dataset has as an attribute (nor
+    names a statistic of an array some dataset has)."""
+    cat = store._catalog
+    stored = {sid[1] for sid in cat.section_ids("attr")}
     for key in keys:
-        if key not in known:
-            array = key.rpartition(".")[0]
-            also = f" nor an array {array!r}" if array else ""
-            raise QueryError(f"{label}: no column {key!r}: no dataset has an attribute "
-                             f"{key!r}{also}; columns are attribute keys and "
-                             f"<array>.{{{','.join(STATS)}}}")
+        if key in stored and _rows(cat.table(("attr", key)).view(), dids)[1].any():
+            continue
+        array, _, stat = key.rpartition(".")
+        if array and stat in STATS and array in cat.array_names():  # (asked as an attribute)
+            raise QueryError(f"{label}: no dataset has an attribute {key!r}, the {stat} of "
+                             f"array {array!r}: pick it with columns=[{key!r}] or "
+                             f"arrays=[{array!r}]")
+        if array and array in cat.array_names():
+            raise QueryError(f"{label}: no column {key!r}: array {array!r} has no statistic "
+                             f"{stat!r} (its statistics are {', '.join(STATS)}), and no "
+                             f"dataset has an attribute {key!r}")
+        also = f" nor an array {array!r}" if array else ""
+        raise QueryError(f"{label}: no column {key!r}: no dataset has an attribute "
+                         f"{key!r}{also}; columns are attribute keys and "
+                         f"<array>.{{{','.join(STATS)}}}")
 
 
 def _check_arrays(store: "Atlas", arrays: list[str], label: str) -> None:
-    """QueryError naming the first of ``arrays`` that no dataset has (a typo would otherwise
-    give columns of nothing but missing values)."""
-    known = {sid[1] for sid in store._catalog.section_ids("array")}
+    """QueryError naming the first of ``arrays`` that no live dataset has (a typo would
+    otherwise give columns of nothing but missing values)."""
+    known = store._catalog.array_names()
     for array in arrays:
         if array not in known:
-            listed = sorted(known)
-            shown = ", ".join(map(repr, listed[:10])) + (", ..." if len(listed) > 10 else "")
+            shown = ", ".join(map(repr, known[:10])) + (", ..." if len(known) > 10 else "")
             raise QueryError(f"{label}: no dataset has an array {array!r}; arrays are "
                              f"{shown or 'none'}")
 
@@ -484,7 +503,11 @@ def _refuse_clashes(store: "Atlas", by_array: dict[str, list[str]], keys: list[s
 def _strings(items: Any, what: str) -> list[str]:
     if isinstance(items, str):
         return [items]
-    items = list(items)
+    try:
+        items = list(items)
+    except TypeError:
+        raise TypeError(f"{what} must be a list of names (str), got {type(items).__name__} "
+                        f"{items!r}") from None
     for item in items:
         if not isinstance(item, str):
             raise TypeError(f"{what} must be names (str), got {type(item).__name__} {item!r}")
@@ -510,39 +533,56 @@ def _parse(where: str) -> tuple[ast.AST, dict[str, str]]:
         tree = ast.parse(text.strip(), mode="eval").body
     except SyntaxError as err:
         where_text = "" if not err.offset else f" at column {err.offset}"
-        raise QueryError(f"cannot parse {where!r}: {err.msg}{where_text}") from None
-    except RecursionError:
+        raise QueryError(f"cannot parse {_shown(where)}: {err.msg}{where_text}") from None
+    except (RecursionError, MemoryError):  # (the parser's stack: "not not not ...")
         tree = None
     if tree is None or _depth(tree) > MAX_DEPTH:
-        raise QueryError(f"cannot parse {where!r}: it nests more than {MAX_DEPTH} levels deep")
+        raise QueryError(f"cannot parse {_shown(where)}: it nests more than {MAX_DEPTH} "
+                         "levels deep")
     return tree, quoted
 
 
 def _quote_names(where: str) -> tuple[str, dict[str, str]]:
     """``where`` with each `back quoted` name outside string literals replaced by a
-    placeholder (spaced, so that it never runs into the text beside it), and the names."""
+    placeholder (spaced, so that it never runs into the text beside it; named so that it is
+    no name of the expression), and the names."""
     quoted: dict[str, str] = {}
+    stem = "_atlas_q"
+    while stem in where:
+        stem += "_"
     out, i, n = [], 0, len(where)
     while i < n:
         char = where[i]
-        if char in "'\"":  # a string literal, copied through its closing quote
-            j = i + 1
-            while j < n and where[j] != char:
+        if char in "'\"":  # a string literal, copied through its closing quote(s)
+            close = where[i:i + 3] if where[i:i + 3] in ("'''", '"""') else char
+            j = i + len(close)
+            while j < n and where[j:j + len(close)] != close:
                 j += 2 if where[j] == "\\" else 1
-            out.append(where[i:j + 1])
-            i = j + 1
+            out.append(where[i:j + len(close)])
+            i = j + len(close)
         elif char == "`":
             j = where.find("`", i + 1)
             if j < 0:
-                raise QueryError(f"unbalanced ` in {where!r}")
-            placeholder = f"_atlas_q{len(quoted)}"
+                raise QueryError(f"unbalanced ` in {_shown(where)}")
+            placeholder = f"{stem}{len(quoted)}"
             quoted[placeholder] = where[i + 1:j]
             out.append(f" {placeholder} ")
             i = j + 1
         else:
+            if not char.isascii() and unicodedata.normalize("NFKC", char) != char:
+                # Python's parser reads names in this form: another column, or none
+                raise QueryError(f"cannot parse {_shown(where)}: {char!r} in a name reads as "
+                                 f"{unicodedata.normalize('NFKC', char)!r} unquoted; write "
+                                 "the name in back quotes (`name`)")
             out.append(char)
             i += 1
     return "".join(out), quoted
+
+
+def _shown(where: str, most: int = 200) -> str:
+    """``where`` as error messages show it (a list of 10^5 values is not repeated whole)."""
+    text = repr(where)
+    return text if len(text) <= most else f"{text[:most]}... ({len(where)} characters)"
 
 
 def _depth(tree: ast.AST) -> int:
@@ -560,7 +600,7 @@ def _column_name(node: ast.AST, quoted: dict[str, str]) -> str | None:
         return quoted.get(node.id, node.id)
     if isinstance(node, ast.Attribute):
         base = _column_name(node.value, quoted)
-        return None if base is None else f"{base}.{node.attr}"
+        return None if base is None else f"{base}.{quoted.get(node.attr, node.attr)}"
     return None
 
 
@@ -640,11 +680,13 @@ def _compare(left: Any, symbol: str, right: Any, where: str) -> np.ndarray:
     if symbol in ("in", "not in"):
         if not isinstance(left, pd.Series) or not isinstance(right, (list, tuple, set)):
             raise QueryError(f"{where}: use `column in [values]`")
-        # (a timestamp beyond the column's range equals none of its values)
+        # (a timestamp beyond the column's range, or between its ticks, equals none of them)
         right = [item for item in (_as_time(left, item, where) for item in right)
-                 if not isinstance(item, _Beyond)]
+                 if not isinstance(item, (_Beyond, _Between))]
         _refuse_other_kind(left, right, where)
-        mask = left.isin(list(right)).to_numpy(bool)
+        mask = _numbers_in(left, right)
+        if mask is None:
+            mask = left.isin(list(right)).to_numpy(bool)
         return ~mask & ~left.isna().to_numpy() if symbol == "not in" else mask
     series, other = (left, right) if isinstance(left, pd.Series) else (right, left)
     if not isinstance(series, pd.Series):
@@ -658,6 +700,11 @@ def _compare(left: Any, symbol: str, right: Any, where: str) -> np.ndarray:
         symbol = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}.get(symbol, symbol)
     if isinstance(other, _Beyond):  # every value on one side of it
         return np.full(len(series), _one_side(symbol, other.later)) & ~series.isna().to_numpy()
+    if isinstance(other, _Between):  # equal to none; below it is up to its floor
+        values = series.to_numpy()
+        if symbol in ("==", "!="):
+            return np.full(len(values), symbol == "!=") & ~np.isnat(values)
+        return values <= other.floor if symbol in ("<", "<=") else values >= other.ceil
     fast = _compare_numbers(series, symbol, other)
     if fast is not None:
         return fast
@@ -692,10 +739,19 @@ def _compare(left: Any, symbol: str, right: Any, where: str) -> np.ndarray:
 
 
 class _Beyond:
-    """A timestamp literal before (``later`` False) or after every datetime64[ns] value."""
+    """A timestamp literal before (``later`` False) or after every value its column can
+    hold."""
 
     def __init__(self, later: bool):
         self.later = later
+
+
+class _Between:
+    """A timestamp literal strictly between two ticks of its column's unit (finer than the
+    column holds): it equals no value; ``floor`` and ``ceil`` are those ticks."""
+
+    def __init__(self, floor: np.datetime64, ceil: np.datetime64):
+        self.floor, self.ceil = floor, ceil
 
 
 def _plain(value: Any) -> Any:
@@ -704,47 +760,53 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+# attoseconds per unit of the datetime64 units a column may have
+_ATTOSECONDS = {"D": 86_400 * 10**18, "h": 3_600 * 10**18, "m": 60 * 10**18, "s": 10**18,
+                "ms": 10**15, "us": 10**12, "ns": 10**9, "ps": 10**6, "fs": 10**3, "as": 1}
+_FRACTION = re.compile(r":\d\d\.(\d+)")  # the decimals of the seconds of ISO 8601 text
+_YEARS = (-290000, 290000)  # where a date converts to microseconds without overflow
+
+
 def _as_time(series: "pd.Series", value: Any, where: str) -> Any:
-    """``value``, as a timestamp where it is text compared with a timestamp column (a
-    :class:`_Beyond` where it lies outside the column's datetime64[ns] range)."""
+    """``value``, as a timestamp in the column's unit where it is text compared with a
+    timestamp column; a :class:`_Beyond` where it lies outside what the column's unit holds,
+    a :class:`_Between` where it falls between two of its ticks. Computed in Python integers
+    (numpy parses text finer than microseconds in a unit that wraps within centuries)."""
     if not isinstance(value, str) or series.dtype.kind != "M":
         return value
+    unit = np.datetime_data(series.dtype)[0]
+    tick = _ATTOSECONDS.get(unit)
+    bare = value.strip().lstrip("+-")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # numpy warns of a time zone, which it applies
         try:
-            parsed = np.datetime64(value)
+            day = np.datetime64(value, "D")
         except ValueError:
-            parsed = np.datetime64("NaT")
-        if np.isnat(parsed):  # also '' and 'NaT', which would match nothing
+            day = np.datetime64("NaT")
+        if np.isnat(day) or tick is None or (bare.isdigit() and len(bare) > 4):
+            # (also '' and 'NaT', which would match nothing; '20240101', which numpy reads
+            # as the year 20,240,101)
             raise QueryError(f"{where}: column {series.name!r} holds timestamps: expected "
                              f"ISO 8601 text ('2024-03-01T12:00'), got {value!r}")
-        # text finer than microseconds was parsed in a unit whose range it may overflow:
-        # judged again at coarser units, which cannot
-        fine = np.datetime_data(parsed.dtype)[0] in ("ns", "ps", "fs", "as")
-        year = _year(np.datetime64(value, "D") if fine else parsed)
+        year = _year(day)
         if not _YEARS[0] <= year <= _YEARS[1]:
             return _Beyond(year > 0)
-        micro = np.datetime64(value, "us") if fine else parsed.astype("M8[us]")
-        later = micro > _NS_RANGE_US[1]
-        if micro < _NS_RANGE_US[0] or later:
-            return _Beyond(later)
-        exact = np.datetime64(value, "ns") if fine else parsed.astype("M8[ns]")
-        # past an end, within its last microsecond: it wrapped (in Python ints: numpy's own
-        # conversion to microseconds wraps near the lower end)
-        if np.isnat(exact) or int(exact.astype(np.int64)) // 1000 != int(micro.astype(np.int64)):
-            return _Beyond(year > 1970)
-        return exact
+        micro = int(np.datetime64(value, "us").astype(np.int64))  # finer digits cut off
+    digits = _FRACTION.search(value)
+    finer = digits.group(1)[6:] if digits else ""
+    at = micro * 10**12 + (int(finer[:12].ljust(12, "0")) if finer else 0)
+    floor, rest = divmod(at, tick)
+    exact = rest == 0 and not finer[12:].strip("0")
+    lowest, highest = _INT64.min + 1, _INT64.max  # (the lowest int64 is NaT)
+    if floor < lowest or (floor == highest and not exact) or floor > highest:
+        return _Beyond(floor > 0)
+    if exact:
+        return np.datetime64(floor, unit)
+    return _Between(np.datetime64(floor, unit), np.datetime64(floor + 1, unit))
 
 
 def _year(value: np.datetime64) -> int:
     return int(value.astype("M8[Y]").astype(np.int64)) + 1970
-
-
-# datetime64[ns] spans 1677-09-21T00:12:43.145224193 .. 2262-04-11T23:47:16.854775807: the
-# microseconds it touches (a literal compared in microseconds cannot wrap)
-_NS_RANGE_US = (np.datetime64("1677-09-21T00:12:43.145224", "us"),
-                np.datetime64("2262-04-11T23:47:16.854775", "us"))
-_YEARS = (-290000, 290000)  # where a date converts to microseconds without overflow
 
 
 def _refuse_other_kind(series: "pd.Series", literals: list, where: str) -> None:
@@ -766,7 +828,7 @@ def _refuse_other_kind(series: "pd.Series", literals: list, where: str) -> None:
 
 
 _EXPECTED = {"numbers": "a number", "text": "text ('float12')", "booleans": "True or False",
-             "timestamps": "ISO 8601 text ('2024-03-01T12:00')"}
+             "timestamps": "ISO 8601 text ('2024-03-01T12:00')", "bytes": "bytes (b'...')"}
 
 
 def _column_kind(series: "pd.Series") -> str | None:
@@ -783,7 +845,7 @@ def _column_kind(series: "pd.Series") -> str | None:
 # what pandas infers of an object column (one with missing values) -> its kind; a mix: None
 _INFERRED_KINDS = {"string": "text", "boolean": "booleans", "integer": "numbers",
                    "floating": "numbers", "mixed-integer-float": "numbers",
-                   "datetime64": "timestamps", "datetime": "timestamps"}
+                   "datetime64": "timestamps", "datetime": "timestamps", "bytes": "bytes"}
 
 
 def _literal_kind(value: Any) -> str | None:
@@ -793,6 +855,8 @@ def _literal_kind(value: Any) -> str | None:
         return "numbers"
     if isinstance(value, str):
         return "text"
+    if isinstance(value, bytes):  # (pandas matches b'v1' with the text 'v1')
+        return "bytes"
     return "timestamps" if isinstance(value, np.datetime64) else None
 
 
@@ -804,35 +868,108 @@ _INT64 = np.iinfo(np.int64)
 
 
 def _compare_numbers(series: "pd.Series", symbol: str, other: Any) -> np.ndarray | None:
-    """:func:`_compare` of an int64, float64 or datetime64[ns] column with a number (a
-    timestamp) in numpy, without pandas' masks and copies; None for anything else."""
+    """:func:`_compare` of a numeric column (any width) with a number or another numeric
+    column, or of a datetime64[ns] column with a timestamp, exactly and in numpy (without
+    pandas' masks and copies); None for anything else."""
+    import pandas as pd
+
     dtype = series.dtype
     if not isinstance(dtype, np.dtype) or symbol not in _NUMPY_OPS:
         return None
-    if dtype == np.float64 or dtype == np.int64:
-        if isinstance(other, (bool, np.bool_)) or not isinstance(other, (int, float, np.integer,
-                                                                         np.floating)):
-            return None
-        if isinstance(other, (int, np.integer)) and not _INT64.min <= other <= _INT64.max:
-            return None
-    elif dtype == np.dtype("M8[ns]"):
+    if dtype == np.dtype("M8[ns]"):
         if not isinstance(other, np.datetime64) or np.isnat(other):
             return None
-    else:
+        return _NUMPY_OPS[symbol](series.to_numpy(copy=False), other) & \
+            ~np.isnat(series.to_numpy(copy=False))
+    if dtype.kind not in "iuf":
         return None
-    values = series.to_numpy(copy=False)
-    # numpy compares an int64 with a float (and a float with an int past 2**53) as two
-    # floats, which rounds; Python, and so the query, compares them exactly
-    if dtype == np.int64 and isinstance(other, (float, np.floating)):
-        return _ints_against_float(values, symbol, float(other))
-    if dtype == np.float64 and isinstance(other, (int, np.integer)) and \
-            not _float_equals(int(other)):
-        return _floats_against_int(values, symbol, int(other))
+    values = _exact_numbers(series.to_numpy(copy=False))
+    if isinstance(other, pd.Series):
+        theirs = other.dtype
+        if not isinstance(theirs, np.dtype) or theirs.kind not in "iuf":
+            return None
+        return _columns_exactly(values, symbol, _exact_numbers(other.to_numpy(copy=False)))
+    if isinstance(other, (bool, np.bool_)) or not isinstance(other, (int, float, np.integer,
+                                                                     np.floating)):
+        return None
+    other = _plain(other)
+    if values.dtype == object:  # uint64 past int64: Python compares them exactly
+        return np.array([_PYTHON_OPS[symbol](v, other) for v in values.tolist()], bool)
+    if values.dtype == np.int64:
+        if isinstance(other, float):
+            return _ints_against_float(values, symbol, other)
+        if not _INT64.min <= other <= _INT64.max:  # every value on one side of it
+            return np.full(len(values), _one_side(symbol, other > _INT64.max))
+    elif isinstance(other, int) and not _float_equals(other):
+        return _floats_against_int(values, symbol, other)
     with np.errstate(invalid="ignore"):
         out = _NUMPY_OPS[symbol](values, other)
-    if symbol == "!=" and dtype.kind != "i":  # a missing value satisfies no comparison
-        out &= ~(np.isnan(values) if dtype.kind == "f" else np.isnat(values))
+    if symbol == "!=" and values.dtype.kind == "f":  # a missing value satisfies no comparison
+        out &= ~np.isnan(values)
     return out
+
+
+def _exact_numbers(values: np.ndarray) -> np.ndarray:
+    """Numeric ``values`` as int64 or float64, which hold every one of them exactly (numpy
+    compares float32 with a float64, or uint64 with a float, after rounding); uint64 values
+    past int64 as Python ints (an object array)."""
+    if values.dtype.kind == "f":
+        return values.astype(np.float64, copy=False)
+    if values.dtype == np.uint64 and len(values) and values.max() > _INT64.max:
+        return values.astype(object)
+    return values.astype(np.int64, copy=False)
+
+
+def _columns_exactly(mine: np.ndarray, symbol: str, theirs: np.ndarray) -> np.ndarray:
+    """Two numeric columns (of :func:`_exact_numbers`) compared row by row, exactly (numpy
+    compares an int64 with a float64 as two floats: 2**53 + 1 == 2.0**53); a NaN satisfies no
+    comparison."""
+    if mine.dtype == object or theirs.dtype == object:
+        return np.array([not (_is_nan(a) or _is_nan(b)) and _PYTHON_OPS[symbol](a, b)
+                         for a, b in zip(mine.tolist(), theirs.tolist())], bool)
+    with np.errstate(invalid="ignore"):
+        if mine.dtype.kind == theirs.dtype.kind:
+            out = _NUMPY_OPS[symbol](mine, theirs)
+        else:  # an int64 and a float64 column: rounded first, exactly where the rounding ties
+            ints, floats = (mine, theirs) if mine.dtype.kind == "i" else (theirs, mine)
+            rounded = ints.astype(np.float64)
+            order = np.sign(rounded - floats)  # NaN where the float is
+            # where they round equal, the int is the float unless the float rounded it
+            for i in np.flatnonzero((order == 0) & (np.abs(ints) > 2**53)).tolist():
+                a, b = int(ints[i]), int(floats[i])
+                order[i] = (a > b) - (a < b)
+            if ints is theirs:
+                order = -order
+            out = {"==": order == 0, "!=": order != 0, "<": order < 0, "<=": order <= 0,
+                   ">": order > 0, ">=": order >= 0}[symbol]
+    if symbol == "!=":
+        for column in (mine, theirs):
+            if column.dtype.kind == "f":
+                out &= ~np.isnan(column)
+    return out
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _numbers_in(series: "pd.Series", items: list) -> np.ndarray | None:
+    """``series.isin(items)`` for a numeric column and numbers, exactly (pandas compares
+    float32 with a float64 list after rounding); None for anything else."""
+    dtype = series.dtype
+    if not isinstance(dtype, np.dtype) or dtype.kind not in "iuf" or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in items):
+        return None
+    values = _exact_numbers(series.to_numpy(copy=False))
+    if values.dtype == object:  # a set compares ints and floats exactly
+        wanted = {v for v in items if not _is_nan(v)}
+        return np.array([v in wanted for v in values.tolist()], bool)
+    if values.dtype == np.int64:
+        keep = [int(v) for v in items if (isinstance(v, int) or v.is_integer())
+                and _INT64.min <= v <= _INT64.max]
+        return np.isin(values, np.array(keep, np.int64))
+    keep = [float(v) for v in items if isinstance(v, float) or _float_equals(v)]
+    return np.isin(values, np.array(keep, np.float64))
 
 
 def _ints_against_float(values: np.ndarray, symbol: str, number: float) -> np.ndarray:
@@ -873,11 +1010,12 @@ def _floats_against_int(values: np.ndarray, symbol: str, number: int) -> np.ndar
     try:
         nearest = float(number)
     except OverflowError:  # beyond the largest float: between it and infinity
-        nearest = math.copysign(np.finfo(np.float64).max, number)
-    if nearest < number:
-        below, above = nearest, np.nextafter(nearest, np.inf)
-    else:
-        below, above = np.nextafter(nearest, -np.inf), nearest
+        nearest = float(np.finfo(np.float64).max) * (1 if number > 0 else -1)
+    with np.errstate(over="ignore"):  # (past the largest float, the next is infinity)
+        if nearest < number:
+            below, above = nearest, np.nextafter(nearest, np.inf)
+        else:
+            below, above = np.nextafter(nearest, -np.inf), nearest
     with np.errstate(invalid="ignore"):
         if symbol == "==":
             return np.zeros(len(values), bool)
@@ -931,8 +1069,23 @@ def _prefetch(store: "Atlas", names: list[str]) -> None:
 def select(store: "Atlas", where: str | Callable) -> list[str]:
     """Names of the datasets matching ``where``, in creation order."""
     if callable(where):
-        frame = catalog(store)
-        mask = np.asarray(where(frame))
+        import pandas as pd
+
+        try:
+            frame = catalog(store)
+        except QueryError as err:  # (a clash of column names: the callable never ran)
+            raise QueryError(f"select(callable) gives the callable the catalog() DataFrame, "
+                             f"which cannot be made: {err}") from None
+        mask = where(frame)
+        if isinstance(mask, pd.Series) and not mask.index.equals(frame.index):
+            # a Series says by its labels which datasets it means (sorted, say): by them
+            if not (mask.index.is_unique and len(mask) == len(frame)
+                    and mask.index.isin(frame.index).all()):
+                raise ValueError(f"the where callable returned a Series whose index is not "
+                                 f"the catalog's: one boolean per dataset, by name ("
+                                 f"{len(mask)} values for {len(frame)} datasets)")
+            mask = mask.reindex(frame.index)
+        mask = np.asarray(mask)
         if mask.dtype != bool:  # numbers would pass as truth values (NaN as True)
             raise TypeError(f"the where callable must return booleans, one per dataset; got "
                             f"{mask.dtype} values")
@@ -946,8 +1099,8 @@ def select(store: "Atlas", where: str | Callable) -> list[str]:
     names = _names_in(tree, quoted)
     _prefetch(store, names)
     arrays, attributes = columns_of(store, names, dids)
-    label = f"where {where!r}"
-    _check_attributes(store, attributes, label)
+    label = f"where {_shown(where)}"
+    _check_attributes(store, attributes, label, dids)
     _refuse_clashes(store, arrays, None, dids, label)
     import pandas as pd
 
@@ -1040,6 +1193,8 @@ def array_stats_by_dataset(store: "Atlas", array: str) -> dict[str, dict | None]
         lo, hi = cols[f"{array}.min"][i], cols[f"{array}.max"][i]
         missing = lo is None or isinstance(lo, float) and math.isnan(lo) or (
             isinstance(lo, np.datetime64) and np.isnat(lo))
+        if not missing and dtype.startswith(("int", "uint")):
+            lo, hi = int(lo), int(hi)  # (exact floats where other datasets lack the array)
         out[names[i]] = {"row_count": int(nulls) + int(cols[f"{array}.valid"][i]),
                          "null_count": int(nulls),
                          "min": None if missing else _python(lo),

@@ -554,3 +554,195 @@ def test_merged_schema_of_datasets_with_keys_of_their_own_is_linear(store, store
     assert attrs["k3"] == {"type": "float64", "types": {"float64": 1}, "datasets": 1}
     assert attrs["k4"]["type"] == "int64"
     assert attrs["shared"]["datasets"] == n - 1 and attrs["shared"]["type"] is None
+
+
+# -- a hostile user's queries (each once gave a wrong answer, or an untyped error) ------------
+
+def _exactly(store, expression: str, column: str, symbol: str, literal) -> None:
+    """select(expression) against Python's own comparison of each dataset's value."""
+    values = store.catalog(columns=[column])[column]
+    expected = [name for name, value in values.items()
+                if not pd.isna(value) and OPS[symbol](_plain(value), literal)]
+    assert store.select(expression) == expected, expression
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def test_numbers_of_every_width_compare_exactly(tmp_path):
+    """float32 columns were compared after rounding the literal to float32 (f32 == 0.1 held),
+    uint64 ones with a float after rounding (2**64 - 1 >= 2.0**64 held), an int64 column
+    with a float64 one as two floats (2**53 + 1 == 2.0**53 held)."""
+    store = atlas.Atlas.create(tmp_path / "s")
+    for name, f32, u64, i, f in [("a", 0.1, 2**64 - 1, 2**53 + 1, 2.0**53),
+                                 ("b", 0.5, 7, 3, 3.0), ("c", -2.0, 2**63, -(2**62) - 1,
+                                                         float(-(2**62)))]:
+        ds = store.create_dataset(name)
+        ds.set_attribute("f32", np.float32(f32))
+        ds.set_attribute("u64", np.uint64(u64))
+        ds.set_attribute("i", i)
+        ds.set_attribute("f", f)
+        ds.define_array("y", "uint64", ["n"], [1])
+        ds.write_array("y", [0], np.array([u64], np.uint64))
+    store.flush()
+    assert str(store.catalog()["f32"].dtype) == "float32"
+    for symbol in OPS:
+        for literal in (0.1, 0.5, 1.8446744073709552e19, 2**64 - 1, 2**63, 7, 7.5, -2):
+            for column in ("f32", "u64", "y.max"):
+                _exactly(store, f"{column} {symbol} {literal!r}", column, symbol, literal)
+    for symbol in OPS:  # column against column, row by row
+        rows = store.catalog(columns=["i", "f"])
+        expected = [n for n, a, b in zip(rows.index, rows["i"], rows["f"])
+                    if OPS[symbol](int(a), float(b))]
+        assert store.select(f"i {symbol} f") == expected
+        assert store.select(f"f {symbol} i") == [
+            n for n, a, b in zip(rows.index, rows["i"], rows["f"])
+            if OPS[symbol](float(b), int(a))]
+    assert store.select("f32 in [0.1, 0.5]") == ["b"]
+    assert store.select("u64 in [1.8446744073709552e19, 7.0]") == ["b"]
+    assert store.select(f"u64 in [{2**64 - 1}]") == ["a"]
+
+
+def test_timestamps_of_any_unit_compare_with_text_exactly(tmp_path):
+    """A datetime64[s] column (a date's attribute) matched no text outside 1677..2262; text
+    finer than a nanosecond was cut to it (equal to midnight); '20240101' was the year
+    20,240,101."""
+    store = atlas.Atlas.create(tmp_path / "s")
+    for year in (1500, 2024, 3000):
+        store.create_dataset(f"y{year}").set_attribute("day", np.datetime64(f"{year}-06-01"))
+    store.create_dataset("t").set_attribute("t", np.datetime64("2024-01-01T00:00", "ns"))
+    store.flush()
+    assert store.select("day == '3000-06-01'") == ["y3000"]
+    assert store.select("day > '2500-01-01'") == ["y3000"]
+    assert store.select("day < '1600-01-01'") == ["y1500"]
+    assert store.select("day >= '1500-06-01T00:00:00.5'") == ["y2024", "y3000"]
+    assert store.select("day <= '1500-06-01T00:00:00.5'") == ["y1500"]
+    assert store.select("day == '3000-06-01T00:00:00.000001'") == []
+    assert store.select("day in ['1500-06-01', '3000-06-01', '9999-01-01']") == ["y1500",
+                                                                                 "y3000"]
+    assert store.select("day != '2024-06-01'") == ["y1500", "y3000"]
+    finer = "'2024-01-01T00:00:00.000000000999'"
+    assert store.select(f"t == {finer}") == [] and store.select(f"t < {finer}") == ["t"]
+    assert store.select(f"t != {finer}") == ["t"] and store.select(f"t >= {finer}") == []
+    assert store.select("t == '2024-01-01T00:00:00.000000000000'") == ["t"]
+    with pytest.raises(atlas.QueryError, match="ISO 8601 text .* got '20240101'"):
+        store.select("t == '20240101'")
+
+
+def test_a_callable_where_series_is_read_by_its_labels(tmp_path):
+    store = atlas.Atlas.create(tmp_path / "s")
+    for name, v in [("a", 3), ("b", 1), ("c", 2)]:
+        store.create_dataset(name).set_attribute("v", v)
+    store.flush()
+    assert store.select(lambda t: t.sort_values("v")["v"] >= 2) == ["a", "c"]
+    assert store.select(lambda t: (t["v"] >= 2).to_numpy()) == ["a", "c"]
+    with pytest.raises(ValueError, match="index is not the catalog's"):
+        store.select(lambda t: t["v"].iloc[:2] >= 2)
+
+
+def test_bytes_literals_match_bytes_not_text(tmp_path):
+    store = atlas.Atlas.create(tmp_path / "s")
+    for name, k, raw in [("a", "v1", b"v1"), ("b", "v2", b"\x00\xff")]:
+        ds = store.create_dataset(name)
+        ds.set_attribute("k", k)
+        ds.set_attribute("raw", raw)
+    store.flush()
+    for expression in ("k == b'v1'", "k in [b'v1']", "k > b'v0'"):
+        with pytest.raises(atlas.QueryError, match="holds text: expected text"):
+            store.select(expression)
+    assert store.select("raw == b'v1'") == ["a"] and store.select("raw != b'v1'") == ["b"]
+    assert store.select("raw in [b'\\x00\\xff']") == ["b"]
+    with pytest.raises(atlas.QueryError, match="holds bytes"):
+        store.select("raw == 'v1'")
+
+
+def test_keys_and_arrays_no_live_dataset_has_are_no_columns_before_compact_too(tmp_path):
+    store = atlas.Atlas.create(tmp_path / "s")
+    store.create_dataset("keep").set_attribute("k", 1)
+    gone = store.create_dataset("gone")
+    gone.set_attribute("only_gone", 1)
+    gone.define_array("x", "float64", ["n"], [1])
+    store.create_dataset("lost").set_attribute("removed", 1)
+    store.flush()
+    store.delete_dataset("gone")
+    store.open_dataset("lost").delete_attribute("removed")
+    store.flush()
+
+    def answers():
+        out = [list(store.catalog().columns)]
+        for call in (lambda: store.catalog(attributes=["only_gone"]),
+                     lambda: store.select("removed == 1"),
+                     lambda: store.catalog(arrays=["x"], attributes=[]),
+                     lambda: store.select("x.max > 0")):
+            with pytest.raises(atlas.QueryError) as raised:
+                call()
+            out.append(str(raised.value))
+        return out
+
+    before = answers()
+    assert before[0] == ["k"]
+    store.compact()
+    assert answers() == before
+
+
+def test_odd_expressions_give_the_answer_or_a_query_error(tmp_path):
+    store = atlas.Atlas.create(tmp_path / "s")
+    ds = store.create_dataset("a")
+    for key, value in [("a b", 1), ("_atlas_q0", 5), ("\u00b5", 1), ("\ufb01le", 10),
+                       ("file", 20), ("s", "x'`y`'z"), ("i", 1)]:
+        ds.set_attribute(key, value)
+    ds.define_array("x", "float64", ["n"], [1])
+    ds.write_array("x", [0], np.ones(1))
+    store.flush()
+    # placeholders of back-quoted names are no names of the expression
+    assert store.select("`a b` == 1 and _atlas_q0 == 5") == ["a"]
+    assert store.select("`a b` == 1 and _atlas_q0 == 1") == []
+    assert store.select("x.`max` > 0") == ["a"] and store.select("`x`.`max` > 0") == ["a"]
+    # names Python's parser would read as others (NFKC) must be back-quoted
+    for expression in ("\u00b5 == 1", "\ufb01le == 10"):
+        with pytest.raises(atlas.QueryError, match="back quotes"):
+            store.select(expression)
+    assert store.select("`\u00b5` == 1") == ["a"] and store.select("`\ufb01le` == 10") == ["a"]
+    # back quotes inside any string literal are text
+    assert store.select("s == '''x'`y`'z'''") == ["a"]
+    assert store.select('s == """x\'`y`\'z"""') == ["a"]
+    # nesting the parser itself cannot take
+    for expression in ("not " * 10_000 + "i > 0", "-" * 10_000 + "1 < i"):
+        with pytest.raises(atlas.QueryError, match="nests more than"):
+            store.select(expression)
+    long = "i in [" + ", ".join(["1"] * 50_000) + "] and nothing > 1"
+    with pytest.raises(atlas.QueryError) as raised:
+        store.select(long)
+    assert len(str(raised.value)) < 1000
+    # a statistic that does not exist, or a statistic asked for as an attribute
+    with pytest.raises(atlas.QueryError, match="array 'x' has no statistic 'mean'"):
+        store.select("x.mean > 0")
+    with pytest.raises(atlas.QueryError, match="the max of array 'x': pick it with columns"):
+        store.catalog(attributes=["x.max"])
+    with pytest.raises(TypeError, match="arrays must be a list of names"):
+        store.catalog(arrays=5)
+
+
+def test_select_callable_on_a_clash_of_column_names_says_why(tmp_path):
+    store = atlas.Atlas.create(tmp_path / "s")
+    ds = store.create_dataset("a")
+    ds.set_attribute("x.max", 1)
+    ds.set_attribute("k", 1)
+    ds.define_array("x", "float64", ["n"], [1])
+    store.flush()
+    assert store.select("k == 1") == ["a"]
+    with pytest.raises(atlas.QueryError, match="select\\(callable\\) .* 'x.max' is both"):
+        store.select(lambda t: t["k"] == 1)
+
+
+def test_stats_by_dataset_keep_integer_types_where_some_datasets_lack_the_array(tmp_path):
+    store = atlas.Atlas.create(tmp_path / "s")
+    ds = store.create_dataset("a")
+    ds.define_array("z", "int32", ["n"], [2])
+    ds.write_array("z", [0], np.array([1, 5], np.int32))
+    store.create_dataset("b")
+    store.flush()
+    got = store.array_stats_by_dataset("z")["a"]
+    assert (got["min"], got["max"]) == (1, 5)
+    assert type(got["min"]) is int and type(got["max"]) is int

@@ -509,4 +509,64 @@ def test_log_file_records_each_file_and_the_outcome(folder, tmp_path, capsys):
     assert "exit 0" in text
     assert main(["ingest", str(folder), str(tmp_path / "store"), "--log-file", str(log)]) == 1
     text = log.read_text()
-    assert "already in" in text.splitlines()[-1]
+    assert "already in" in text and text.splitlines()[-1].endswith("exit 1")
+
+
+def test_an_empty_store_or_source_argument_is_an_error_not_the_current_folder(folder,
+                                                                              tmp_path):
+    """`atlas ingest SRC ""` made a store in the current folder, non-empty or not, and a
+    failed one then removed the user's files there."""
+    work = tmp_path / "work"
+    (work / "sub").mkdir(parents=True)
+    (work / "notes.txt").write_text("mine")
+    (work / "sub" / "more.txt").write_text("mine too")
+    write_broken(folder / "zz.nc")
+    before = sorted(p.relative_to(work) for p in work.rglob("*"))
+    for args in (("ingest", folder, ""), ("create", ""), ("ls", ""), ("ingest", "", "s")):
+        assert_one_line_error(run(*args, cwd=work), "must be a path, got ''")
+    assert sorted(p.relative_to(work) for p in work.rglob("*")) == before
+
+
+def test_a_failed_ingest_removes_only_atlas_files_from_the_store_it_created(folder, tmp_path,
+                                                                           monkeypatch, capsys):
+    """Files a user put in the new store's folder while the ingest ran were deleted with the
+    store when it failed."""
+    from atlas.cli import _ingest
+
+    store = tmp_path / "store"
+
+    def the_user_adds_files_then_a_failure(args, opened, *rest):
+        (store / "notes.txt").write_text("mine")
+        (store / "mydir").mkdir()
+        (store / "mydir" / "keep.txt").write_text("mine too")
+        view = opened.create_dataset("x")  # and the ingest's own pending file
+        view.define_array("v", "float32", ["i"], [3], [3])
+        view.write_array("v", [0], np.arange(3, dtype=np.float32))
+        raise RuntimeError("this ingest fails")
+
+    monkeypatch.setattr(_ingest, "_ingest_into", the_user_adds_files_then_a_failure)
+    assert main(["ingest", str(folder), str(store)]) == 1
+    assert "this ingest fails" in capsys.readouterr().err
+    left = sorted(str(p.relative_to(store)) for p in store.rglob("*"))
+    assert left == ["mydir", "mydir/keep.txt", "notes.txt"]  # no store, the user's files
+    assert (store / "notes.txt").read_text() == "mine"
+
+
+def test_a_file_url_store_is_checked_and_cleaned_up_as_its_path(folder, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "notes.txt").write_text("mine")
+    assert_one_line_error(run("ingest", folder, f"file://{work}"), "not an atlas store")
+    assert [p.name for p in work.iterdir()] == ["notes.txt"]
+    write_broken(folder / "zz.nc")
+    assert_one_line_error(run("ingest", folder, f"file://{tmp_path / 'fresh'}"),
+                          "nothing was written")
+    assert not (tmp_path / "fresh").exists()
+
+
+def test_the_log_file_holds_the_traceback_and_the_exit_status_of_an_error(folder, tmp_path):
+    write_broken(folder / "zz.nc")
+    log = tmp_path / "log.txt"
+    assert_one_line_error(run("ingest", folder, tmp_path / "s", "--log-file", log))
+    text = log.read_text()
+    assert "Traceback (most recent call last)" in text and text.rstrip().endswith("exit 1")

@@ -103,6 +103,10 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     warn(" ".join(str(message).split()))
 
 
+# positional arguments that name a path (or a URL), as the usage line shows them
+_PATHS = {"store": "STORE", "src": "SRC", "out": "OUT.nc"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit status (0 ok, 1 error, 130 interrupted)."""
     log.propagate = False  # our own handlers only: no stray warnings from logging.lastResort
@@ -121,6 +125,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except SystemExit as stop:  # --help and --version
         return stop.code if isinstance(stop.code, int) else 0
+    empty = [name for name in _PATHS if getattr(args, name, None) == ""]
+    if empty:  # "" is no path: the current folder would take its place
+        print(f"atlas: {_PATHS[empty[0]]} must be a path, got ''", file=sys.stderr)
+        return 1
+    if getattr(args, "store", "").startswith("file://"):  # a plain local path (docs/cloud.md),
+        args.store = args.store[len("file://"):]          # checked as one
 
     handler = None
     try:
@@ -135,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return status
     except KeyboardInterrupt as err:
         log.warning("interrupted: %s", err)
+        log.info("exit 130")
         print(f"atlas: {str(err) or 'interrupted'}", file=sys.stderr)
         return 130
     except BrokenPipeError:
@@ -145,7 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except Exception as err:  # noqa: BLE001 - every error becomes one line
         message = _message(err)
-        log.error("%s", message, exc_info=not isinstance(err, (CommandError, CommandFailed)))
+        log.error("%s", message, exc_info=True)  # (the log keeps the whole story)
+        log.info("exit 1")
         if args.debug:
             traceback.print_exc()
         print(f"atlas: {message}", file=sys.stderr)

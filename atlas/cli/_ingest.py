@@ -9,6 +9,7 @@ an error or an interrupt keeps exactly what was flushed before it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import gc
 import json
@@ -33,7 +34,7 @@ from atlas.cli._common import (
 )
 from atlas.cli._maintain import CODECS
 from atlas.cli._progress import MB, Progress, human_bytes
-from atlas.format.keys import ROOT_KEY, VERSIONS_PREFIX
+from atlas.format.keys import RECORD_TEMP, ROOT_KEY, ROOT_TEMP, VERSIONS_PREFIX, is_data_key
 from atlas.storage._local import LOCK_NAME
 
 SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf")
@@ -448,9 +449,8 @@ def _remove_unused_store(location: str, keep_folder: bool) -> None:
     (its first root and that version's record) and files no live writer holds (what the failed
     ingest left): no commit since, and no other writer's pending files (a second ingest into the
     same new store). Under the store's commit lock, so that no commit lands between the check
-    and the removal. The folder itself stays when it existed before (it was empty then)."""
-    import shutil
-
+    and the removal. Only atlas's own files and folders go: anything else put there meanwhile
+    stays, and so does the folder with it, or when it existed before (it was empty then)."""
     import atlas
     from atlas.errors import AtlasError
     from atlas.storage import LocalStorage
@@ -464,22 +464,43 @@ def _remove_unused_store(location: str, keep_folder: bool) -> None:
             others = set(keys) - {ROOT_KEY, LOCK_NAME, *records}
             if len(current) or len(current.history()) != 1 or len(records) != 1:
                 return
-            held = [key for key in sorted(others) if not storage.remove_unused(key)]
+            foreign = [key for key in others if not _atlas_file(key)]
+            held = [key for key in sorted(set(others) - set(foreign))
+                    if not storage.remove_unused(key)]
             if held:  # another writer's pending files
                 return
             os.remove(os.path.join(location, ROOT_KEY))  # first: a removal cut short leaves
-            if not keep_folder:                          # no store
-                shutil.rmtree(location)
-            else:
-                for entry in os.scandir(location):
-                    if entry.is_dir(follow_symlinks=False):
-                        shutil.rmtree(entry.path)
-                    else:
-                        os.remove(entry.path)
+            for key in records:                          # no store
+                os.remove(os.path.join(location, *key.split("/")))
+            _remove_empty_folders(location)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(location, LOCK_NAME))
+            if foreign:
+                log.warning("left %d files atlas did not write in %s (%s)", len(foreign),
+                            location, ", ".join(sorted(foreign)[:3]))
+            elif not keep_folder:
+                os.rmdir(location)
     except (AtlasError, OSError) as err:
         log.warning("left the store %s, created by this ingest: %s", location, err)
         return
     log.info("removed the store %s, created by this ingest and never committed to", location)
+
+
+def _atlas_file(key: str) -> bool:
+    """Whether a failed ingest may have left ``key`` in the store it created: a writer's
+    segment, part or retired list, or a root or record interrupted while written."""
+    return is_data_key(key) or bool(ROOT_TEMP.fullmatch(key) or RECORD_TEMP.fullmatch(key))
+
+
+def _remove_empty_folders(location: str) -> None:
+    """The folders atlas makes in a store, where nothing is left in them."""
+    for folder in ("segments", "catalog", VERSIONS_PREFIX, "tags"):
+        path = os.path.join(location, folder)
+        with contextlib.suppress(OSError):  # not there, or something is left in it
+            for entry in os.scandir(path):
+                if entry.is_dir(follow_symlinks=False):
+                    os.rmdir(entry.path)
+            os.rmdir(path)
 
 
 def _ingest_into(args, store, created: bool, src: Path, valid: list[tuple[Path, str]],

@@ -390,6 +390,13 @@ def test_a_lazy_read_of_more_chunks_than_a_graph_holds_says_so(tmp_path):
     store.flush()
     with pytest.raises(ValueError, match="100000000 chunks.* one dask task per chunk"):
         store.to_xarray("sparse")
+    # to_xarray_many had no such bound: a graph of 2 * 10^7 tasks grew for minutes
+    view = store.create_dataset("wide")
+    view.define_array("g", "float32", ["a", "b"], [20_000, 100_000], [1, 1000])
+    with pytest.raises(ValueError, match="2000000 chunks.* one dask task per chunk"):
+        store.to_xarray_many(["wide"])
+    with pytest.raises(ValueError, match="one dask task per chunk"):
+        store.open_mfdataset(["wide"])
 
 
 def test_a_store_made_again_at_its_path_is_not_read_through_the_old_ones_handle(tmp_path):

@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     from atlas.core import Atlas
 
 SHARED_HANDLES = 16  # reopened stores kept per worker process (least recently used go)
-MAX_TASKS = 10_000_000  # chunks of one lazy array: more made a MemoryError after minutes
+# chunks of one lazy array: a graph costs ~700 bytes and ~4 us per task to build (10^7 made a
+# MemoryError after minutes; 10^6 takes seconds and hundreds of MB)
+MAX_TASKS = 1_000_000
 _shared: OrderedDict[bytes, Atlas] = OrderedDict()
 _shared_lock = threading.Lock()
 

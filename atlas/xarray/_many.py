@@ -32,6 +32,7 @@ import numpy as np
 
 from atlas.xarray._fidelity import stackable_variable
 from atlas.xarray._lazy import (
+    MAX_TASKS,
     _shared_handle,
     check_datasets,
     chunk_grid,
@@ -319,6 +320,12 @@ def _stacked_data(store: Atlas, members: list[_Member], dims: _Alignment,
     group = max(1, min(len(names), TASK_BYTES // chunk_bytes))
     starts = list(range(0, len(names), group))
     row_chunks = tuple(min(group, len(names) - s) for s in starts)
+    tasks = len(starts) * math.prod(len(c) for c in chunks)
+    if tasks > MAX_TASKS:  # the graph alone would take hundreds of bytes per task
+        raise ValueError(
+            f"variable {var.name!r} of {len(names)} datasets makes {tasks} chunks, and a lazy "
+            f"read makes one dask task per chunk (at most {MAX_TASKS}); read fewer datasets at "
+            "a time, or windows with read_array_across_stacked(name, names, start, shape)")
     name = f"atlas-many-{var.name}-{uuid_hex()}"
     offsets = [np.concatenate([[0], np.cumsum(c[:-1])]).astype(int) for c in chunks]
     commit = store._lazy_mark(names, var.name)

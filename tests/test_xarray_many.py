@@ -159,6 +159,19 @@ def test_bad_arguments_are_refused(tmp_path):
         store.to_xarray_many("a")
 
 
+def test_a_variable_that_is_a_coordinate_in_one_dataset_only_is_refused_either_way(tmp_path):
+    """The first dataset decided: 'w' came back a coordinate or a data variable by the order
+    of the names (xr.concat raises)."""
+    data = xr.Dataset({"v": ("z", [1, 2]), "w": ("z", [1, 2])})
+    coord = xr.Dataset({"v": ("z", [1, 2])}, coords={"w": ("z", [7, 8])})
+    with pytest.raises(ValueError, match="coordinate in some datasets but not others"):
+        xr.concat([data, coord], dim="k")
+    store = store_of(tmp_path, {"c": data, "e": coord})
+    for names in (["c", "e"], ["e", "c"]):
+        with pytest.raises(ValueError, match="cannot stack 'w': it is a"):
+            store.to_xarray_many(names)
+
+
 def each_alone(store: atlas.Atlas, names: list[str]) -> xr.Dataset:
     """The reference for datasets that decode differently: each as its own ``to_xarray``
     gives it, stacked by ``xr.concat``."""

@@ -120,6 +120,12 @@ class _Member:
                 raise ValueError(f"cannot stack {first.key(var)!r}: its dimensions are "
                                  f"{list(mine.dims)} in dataset {self.name!r}, {list(var.dims)} "
                                  f"in dataset {first_name!r}")
+            coordinate = var.name in first.coord_names
+            if coordinate != (var.name in self.found.coord_names):  # (xr.concat raises too)
+                roles = ("a coordinate", "a data variable")
+                raise ValueError(f"cannot stack {first.key(var)!r}: it is {roles[coordinate]} "
+                                 f"in dataset {self.name!r} and {roles[not coordinate]} in "
+                                 f"dataset {first_name!r}")
 
 
 class _Alignment:

@@ -222,7 +222,10 @@ def to_json_value(value: Any) -> Any:
             out["metadata"] = to_json_value(dict(value.metadata))
         return out
     if isinstance(value, np.generic):
-        return {_KIND: "scalar", "array": _ndarray_to_json(np.asarray(value))}
+        out = {_KIND: "scalar", "array": _ndarray_to_json(np.asarray(value))}
+        if value.dtype.kind in "SU":  # its own width: an array cell is at least one wide
+            out["itemsize"] = value.dtype.itemsize
+        return out
     if isinstance(value, np.ndarray):
         return _ndarray_to_json(value)
     raise TypeError(f"cannot store a value of type {type(value).__name__}; use bool, int, "
@@ -286,7 +289,16 @@ def from_json_value(value: Any) -> Any:
             return np.dtype(value["str"], metadata=from_json_value(metadata))
         return np.dtype(value["str"])
     if kind == "scalar":
-        return _ndarray_from_json(value["array"])[()]
+        array = _ndarray_from_json(value["array"])
+        width = value.get("itemsize")
+        # numpy's scalar of a fixed-width string drops trailing NULs (np.bytes_(b'\x00'), a
+        # char fill value, came back b''): made from the cell's own bytes, to its own width
+        if isinstance(width, int) and array.dtype.kind == "S":
+            return np.bytes_(array.tobytes()[:width])
+        if isinstance(width, int) and array.dtype.kind == "U":
+            text = array.astype(array.dtype.newbyteorder("<")).tobytes().decode("utf-32-le")
+            return np.str_(text[:width // 4])
+        return array[()]
     if kind == "ndarray":
         return _ndarray_from_json(value)
     raise ValueError(f"unknown structured value kind {kind!r}")

@@ -283,14 +283,22 @@ def mask_text_fill(variable: "xr.Variable") -> "xr.Variable":
     fill = variable.encoding.get("_FillValue")
     if variable.dtype != object or not isinstance(fill, (str, bytes)):
         return variable
-    data = _elementwise(variable._data, functools.partial(_mask_equal, fill=fill),
+    # a fixed-width variable in the file: cells and fill compare as numpy compares them there,
+    # trailing NULs dropped (a char cell b'\x00' is the fill b'' that xarray reads of b'\x00')
+    fixed = np.dtype(variable.encoding.get("dtype", object)).kind in "SU"
+    data = _elementwise(variable._data, functools.partial(_mask_equal, fill=fill, fixed=fixed),
                         np.dtype(object))
     return xr.Variable(variable.dims, data, variable.attrs, variable.encoding)
 
 
-def _mask_equal(values: np.ndarray, fill: Any) -> np.ndarray:
+def _mask_equal(values: np.ndarray, fill: Any, fixed: bool = False) -> np.ndarray:
     values = np.asarray(values)
     out = values.copy()
+    if fixed:
+        kind, nul = (str, "\x00") if isinstance(fill, str) else (bytes, b"\x00")
+        stripped = kind(fill).rstrip(nul)
+        same = np.frompyfunc(lambda v: isinstance(v, kind) and v.rstrip(nul) == stripped, 1, 1)
+        out[same(values).astype(bool)] = np.nan
     out[equal_cells(values, fill)] = np.nan
     if isinstance(fill, bytes):  # text written as bytes: the fill is its UTF-8 form
         try:

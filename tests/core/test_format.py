@@ -146,6 +146,16 @@ def test_values_come_back_with_their_type_and_value(value):
         assert back == value
 
 
+@pytest.mark.parametrize("value", [np.bytes_(b"\x00"), np.bytes_(b""), np.bytes_(b"a\x00\x00"),
+                                   np.str_("a\x00"), np.str_(""), np.str_("\x00")])
+def test_numpy_string_scalars_keep_their_trailing_nuls_and_width(value):
+    """np.bytes_(b'\\x00') (a char variable's _FillValue) came back as b'' of width 0."""
+    back = values.decode(*values.encode(value))
+    assert type(back) is type(value) and back.dtype == value.dtype
+    assert len(back) == len(value) and bytes(np.asarray(back).data) == bytes(
+        np.asarray(value).data)
+
+
 def test_nan_comes_back_as_nan():
     assert np.isnan(values.decode(*values.encode(float("nan"))))
     assert np.isnan(values.decode(*values.encode(np.float32("nan"))))

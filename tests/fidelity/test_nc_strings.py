@@ -63,6 +63,27 @@ def test_s1_char_arrays_along_a_real_dimension_keep_that_dimension(tmp_path, fla
     roundtrip(path, tmp_path / "store", **kw)
 
 
+@pytest.mark.parametrize("flavour", ["netcdf4", "netcdf3"])
+@pytest.mark.parametrize("decode_cf", [True, False])
+def test_char_arrays_with_a_nul_fill_and_masked_cells_come_back_masked(tmp_path, flavour,
+                                                                      decode_cf):
+    """A masked cell of an S1 variable whose _FillValue is b'\\x00' came back as b'\\x00',
+    not NaN: xarray reads that fill as b'' (numpy drops trailing NULs), and the stored cell
+    was compared with it as a Python object."""
+    flags = np.array([b"a", b"\x00", b"c"], "S1")  # the middle cells hold the fill
+    names = chars([b"ab", b"", b"ef"], 4)
+    variables = [Var("other", "f4", ("x",), np.arange(3, dtype="f4")),
+                 Var("flag", "S1", ("x",), flags, fill=b"\x00"),
+                 Var("name", "S1", ("x", "len"), names, fill=b"\x00")]
+    path = tmp_path / "f.nc"
+    kw = write_nc(path, flavour, {"x": 3, "len": 4}, variables)
+    with xr.open_dataset(path, decode_cf=decode_cf, **kw) as ds:
+        if decode_cf:  # what the test is about: xarray masks those cells
+            assert ds["flag"].values[1] != ds["flag"].values[1]
+            assert ds["name"].values[1] != ds["name"].values[1]
+    roundtrip(path, tmp_path / "store", decode_cf=decode_cf, **kw)
+
+
 def test_variable_length_strings_come_back_as_xarray_gives_them(tmp_path):
     names = np.array(["ÿ-umlaut", "", "a much longer name", "日本"], dtype=object)
     variables = [Var("name", "str", ("n",), names, {"comment": "vlen"}),

@@ -570,3 +570,16 @@ def test_the_log_file_holds_the_traceback_and_the_exit_status_of_an_error(folder
     assert_one_line_error(run("ingest", folder, tmp_path / "s", "--log-file", log))
     text = log.read_text()
     assert "Traceback (most recent call last)" in text and text.rstrip().endswith("exit 1")
+
+
+def test_linked_folders_are_followed_once(folder, tmp_path):
+    """A linked subfolder's files were left out without a word (rglob does not follow)."""
+    elsewhere = tmp_path / "elsewhere"
+    write_day(elsewhere / "day7.nc", 7)
+    (folder / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (folder / "later" / "up").symlink_to(folder, target_is_directory=True)  # a loop
+    assert main(["ingest", str(folder), str(tmp_path / "s"), "-q"]) == 0
+    store = atlas.Atlas.open(tmp_path / "s")
+    assert sorted(store.list_datasets()) == ["day0", "day1", "day2", "day3", "day7"]
+    np.testing.assert_array_equal(store.open_dataset("day7").read_array("sst"),
+                                  nc_values(elsewhere / "day7.nc"))

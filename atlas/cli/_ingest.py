@@ -98,11 +98,25 @@ def find_files(src: Path, recursive: bool) -> list[Path]:
         raise CommandError(f"source {src} does not exist")
     if src.is_file():
         return [src]
-    pattern = src.rglob("*") if recursive else src.glob("*")
+    pattern = _walk(src) if recursive else src.glob("*")
     # a link to nothing is listed too: reading it fails and says so, as for any unreadable file
     files = [p for p in pattern if p.suffix.lower() in SUFFIXES and (
         p.is_file() or p.is_symlink() and not p.exists())]
     return sorted(files, key=lambda p: p.relative_to(src).as_posix())
+
+
+def _walk(src: Path):
+    """Every entry under ``src``, into linked folders too (``rglob`` skips them), each real
+    folder once (a link back to a folder above does not loop)."""
+    seen = set()
+    for folder, subfolders, names in os.walk(src, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            subfolders.clear()
+            continue
+        seen.add(real)
+        for name in names:
+            yield Path(folder, name)
 
 
 def dataset_names(files: list[Path]) -> list[str]:

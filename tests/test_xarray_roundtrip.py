@@ -233,8 +233,11 @@ def test_per_variable_attrs_are_array_attributes_and_coords_an_internal_list(tmp
 
 
 @pytest.mark.parametrize("values", [np.array([1 + 2j, 3j]),
-                                    np.array([1.0, 2.0], dtype=np.float16)],
-                         ids=["complex", "float16"])
+                                    np.array([1.0, 2.0], dtype=np.float16),
+                                    pd.Categorical(["a", "b"]),
+                                    pd.array([1, None], dtype="Int64"),
+                                    pd.period_range("2000-01", periods=2, freq="M")],
+                         ids=["complex", "float16", "categorical", "Int64", "period"])
 def test_unsupported_variable_dtypes_raise_not_implemented_naming_supported(tmp_path, values):
     ds = xr.Dataset({"ok": ("x", np.arange(2.0)), "bad": ("x", values)})
     store = atlas.Atlas.create(tmp_path / "store")

@@ -34,7 +34,8 @@ def resolve(decode_cf: bool | None, decoders: Mapping[str, Any]) -> dict[str, An
         raise TypeError(f"decode_cf must be True, False or None, got {decode_cf!r}")
     unknown = sorted(set(decoders) - set(DECODERS))
     if unknown:
-        raise TypeError(f"unknown decode keywords {unknown}; expected some of {list(DECODERS)}")
+        raise TypeError(f"unknown decode keywords {unknown}; expected decode_cf, "
+                        f"drop_variables or some of {list(DECODERS)}")
     given = {}
     for key in DECODERS:
         value = False if decode_cf is False else decoders.get(key)

@@ -115,7 +115,12 @@ def encode_variable(name: Any, dims: tuple, dtype: np.dtype, shape: tuple,
     if not name:
         raise ValueError(f"{where}: variable name {name!r} is empty: a name string must be "
                          "length 1 or greater")
-    dtype = np.dtype(dtype)
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:  # a pandas dtype (categorical, nullable Int64, tz-aware, period)
+        raise NotImplementedError(f"{where}: dtype {dtype} cannot be stored; supported dtypes "
+                                  f"are {SUPPORTED_DTYPES}: convert it first (.astype(...))"
+                                  ) from None
     attrs = dict(attrs)
     fill_in_attrs = "_FillValue" in attrs
     raw_fill = attrs.pop("_FillValue") if fill_in_attrs else encoding.get("_FillValue")

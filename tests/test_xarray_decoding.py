@@ -33,7 +33,12 @@ def sample() -> xr.Dataset:
          # encoded lazily these came back otherwise: float64 arithmetic for float32 days, and
          # an error for noon in int16 days (to_netcdf stores hours)
          "lead": ("time", np.array([1, 2, 3, 4], "timedelta64[h]")),
-         "seen": ("x", np.array(["2000-01-01T12", "2000-01-02", "2000-01-03"], "M8[ns]"))},
+         "seen": ("x", np.array(["2000-01-01T12", "2000-01-02", "2000-01-03"], "M8[ns]")),
+         # variable-length strings (netCDF4 reads them fixed width, <U, whatever the
+         # keywords: they came back object), one masked by a fill, bytes written as text
+         "name": ("x", np.array(["ab", "", "long text"], dtype=object)),
+         "note": ("x", np.array(["ab", np.nan, "ü"], dtype=object)),
+         "code": ("x", np.array([b"ab", b"", b"c"]))},
         coords={"time": ("time", time, {"bounds": "time_bnds"}),
                 "lon": ("x", np.array([4.2, 4.9, 5.6])),
                 "x": ("x", np.arange(3))},
@@ -45,6 +50,8 @@ def sample() -> xr.Dataset:
     ds["station"].encoding = {"dtype": "S1"}
     ds["lead"].encoding = {"units": "days", "dtype": np.dtype("float32")}
     ds["seen"].encoding = {"units": "days since 2000-01-01", "dtype": np.dtype("int16")}
+    ds["note"].encoding = {"_FillValue": "MISSING"}
+    ds["code"].encoding = {"dtype": str}
     return ds
 
 

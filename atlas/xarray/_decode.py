@@ -51,9 +51,14 @@ def redecode(ds: xr.Dataset, keywords: Mapping[str, Any],
     ``chunk_shapes`` gives the stored chunk shape of each variable; lazily indexed variables
     become dask arrays of those chunks so that encoding them reads nothing.
     """
+    import numpy as np
     import xarray as xr
     from xarray.backends.common import ensure_dtype_not_object
-    from xarray.coding.strings import CharacterArrayCoder, EncodedStringCoder
+    from xarray.coding.strings import (
+        CharacterArrayCoder,
+        EncodedStringCoder,
+        is_unicode_dtype,
+    )
 
     variables = {name: _lazy_or_loaded(var, chunk_shapes.get(name))
                  for name, var in ds.variables.items()}
@@ -67,8 +72,16 @@ def redecode(ds: xr.Dataset, keywords: Mapping[str, Any],
         var = ensure_dtype_not_object(var, name=name)
         for coder in (EncodedStringCoder(allows_unicode=True), CharacterArrayCoder()):
             var = coder.encode(var, name=name)
+        # text the netCDF4 writer stores as variable-length strings (its _nc4_dtype), which
+        # its reader gives as str objects marked dtype=str (decoded to fixed width, <U)
+        vlen = var.encoding.get("dtype") is str or is_unicode_dtype(var.dtype)
         # a file keeps only its storage settings; decoding rebuilds the rest from attributes
         var.encoding = {k: v for k, v in var.encoding.items() if k in FILE_ENCODING_KEYS}
+        if vlen:
+            texts = np.array([v.decode("utf-8") if isinstance(v, bytes) else v
+                              for v in np.asarray(var.values, dtype=object).reshape(-1)],
+                             dtype=object).reshape(var.shape)
+            var = xr.Variable(var.dims, texts, var.attrs, {**var.encoding, "dtype": str})
         encoded[name] = var
     out = xr.decode_cf(xr.Dataset(encoded, attrs=attrs), **keywords)
     out.encoding = dict(ds.encoding)

@@ -288,3 +288,16 @@ def test_data_variables_of_other_numeric_dtypes_stack_in_the_promoted_dtype(
     expected = each_alone(store, list(datasets))
     xr.testing.assert_identical(many.compute(), expected)
     assert many["v"].dtype == expected["v"].dtype == np.result_type(first, second)
+
+
+@pytest.mark.parametrize("join", ["exact", "outer"])
+def test_a_text_index_coordinate_keeps_its_fixed_width_dtype(tmp_path, join):
+    """It came back object (the pandas index's values); xr.concat gives <U of the widest."""
+    a = xr.Dataset({"v": ("z", [1, 2])}, coords={"z": ["a", "bb"]})
+    b = a if join == "exact" else xr.Dataset({"v": ("z", [4, 5])}, coords={"z": ["ccc", "a"]})
+    store = store_of(tmp_path, {"a": a, "b": b})
+    got = store.to_xarray_many(["a", "b"], concat_dim="k", join=join)
+    expected = xr.concat([a, b], dim="k", join=join)
+    assert got["z"].dtype == expected["z"].dtype
+    np.testing.assert_array_equal(got["z"].values, expected["z"].values)
+    np.testing.assert_array_equal(got["v"].values, expected["v"].values)

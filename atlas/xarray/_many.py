@@ -137,6 +137,7 @@ class _Alignment:
         # dim -> per member an int array: the member's position of each result position, -1
         # where the member has none (padding); None where it is the identity
         self.positions: dict[str, list[np.ndarray | None]] = {}
+        self._text: dict[str, np.dtype] = {}  # fixed-width text coordinates: their dtype
         first = members[0]
         for dim, size in first.sizes.items():
             coord = first.variables.get(dim)
@@ -145,13 +146,19 @@ class _Alignment:
             else:
                 self._align_sizes(members, dim, join)
 
-    def index(self, dim: str) -> pd.Index:
-        return self._index[dim]
+    def index(self, dim: str) -> Any:
+        """The values of ``dim``'s coordinate in the result: fixed-width text in the widest
+        of the datasets' widths (as xr.concat gives it; a pandas index holds objects)."""
+        index = self._index[dim]
+        return index if dim not in self._text else np.asarray(index, self._text[dim])
 
     def _align_index(self, store, members, coord: DecodedVariable, join: str) -> None:
         import pandas as pd
 
         values = _member_values(store, members, coord)
+        kinds = {np.asarray(v).dtype.kind for v in values}
+        if kinds in ({"U"}, {"S"}):
+            self._text[coord.name] = np.result_type(*(np.asarray(v).dtype for v in values))
         if all(_same(v, values[0]) for v in values[1:]):  # the common case, made cheap
             self._index[coord.name] = pd.Index(values[0])
             self.size[coord.name] = len(values[0])

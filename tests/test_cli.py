@@ -354,6 +354,30 @@ def test_plot_without_coordinates_and_show_with_conflicting_dimensions(tmp_path,
     assert "x = 6 ; // also 7 in other arrays" in capsys.readouterr().out
 
 
+def test_plot_of_values_matplotlib_cannot_lay_out_or_of_a_gappy_coordinate(tmp_path, capsys):
+    """Values spanning +-1.7e308 failed with matplotlib's 'arange: cannot compute length',
+    a coordinate with a cell at its fill with 'non-finite values' from pcolormesh."""
+    from matplotlib import image
+
+    with atlas.Atlas.create(tmp_path / "s") as store:
+        view = store.create_dataset("d")
+        view.define_array("huge", "float64", ["t"], [3])
+        view.write_array("huge", [0], np.array([-1.7e308, 0.0, 1.7e308]))
+        view.define_array("lat", "float32", ["lat"], [3], fill_value=-999.0)
+        view.write_array("lat", [0], np.array([0.0, -999.0, 2.0], np.float32))
+        view.define_array("lon", "float32", ["lon"], [4])
+        view.write_array("lon", [0], np.arange(4, dtype=np.float32))
+        view.define_array("v", "float32", ["lat", "lon"], [3, 4])
+        view.write_array("v", [0, 0], np.arange(12, dtype=np.float32).reshape(3, 4))
+    assert main(["plot", str(tmp_path / "s"), "d", "huge", "-o", str(tmp_path / "h.png")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("atlas: cannot plot 'huge' (values -1.7e+308 .. 1.7e+308)")
+    assert len(err.splitlines()) == 1
+    png = tmp_path / "v.png"
+    assert main(["plot", str(tmp_path / "s"), "d", "v", "-o", str(png)]) == 0
+    assert image.imread(png)[..., :3].std() > 0.05
+
+
 # -- errors, --json, --log-file, --debug --------------------------------------------------------
 
 def test_errors_are_one_line_with_exit_1(collection, tmp_path):

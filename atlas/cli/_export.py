@@ -87,11 +87,17 @@ def _umask() -> int:
 # -- plot ---------------------------------------------------------------------------------------
 
 def _coordinate(view, dim: str, size: int):
-    """The 1-D array named after ``dim``, when the dataset has one of the right length."""
+    """The 1-D array named after ``dim``, when the dataset has one of the right length and
+    every value of it is a number (a cell at its fill, or NaN, cannot place a mesh)."""
     meta = view.array_meta(dim)
     if meta is None or meta["shape"] != [size] or meta["dtype"] == "string":
         return None
-    return view.read_array(dim)
+    values = view.read_array(dim)
+    fill = meta.get("fill_value")
+    if values.dtype.kind == "f" and not np.isfinite(values).all() or (
+            fill is not None and values.dtype.kind in "iuf" and (values == fill).any()):
+        return None
+    return values
 
 
 def _at(view, dim: str, size: int, i: int) -> str:
@@ -174,6 +180,20 @@ def cmd_plot(args) -> int:
     if lead:
         title += " at " + ", ".join(f"{d}={_at(view, d, shape[a], i)}"
                                     for a, (d, i) in enumerate(zip(dims[:lead], index)))
+    try:
+        with np.errstate(all="ignore"):  # (matplotlib's overflows on the way to its error)
+            _draw(plt, view, args, values, shape, dims, title, out)
+    except (ValueError, OverflowError) as err:  # matplotlib's, of values it cannot lay out
+        finite = np.ma.masked_invalid(np.ma.asarray(values, dtype=np.float64))
+        span = f" (values {finite.min()} .. {finite.max()})" if finite.count() else ""
+        raise CommandError(f"cannot plot {args.array!r}{span}: matplotlib says: {err}") from err
+    log.info("plotted %s/%s of %s to %s", args.name, args.array, store.location, out)
+    emit(args, {"dataset": args.name, "array": args.array, "path": out, "index": index},
+         f"wrote {out}")
+    return 0
+
+
+def _draw(plt, view, args, values, shape, dims, title: str, out: str) -> None:
     fig, ax = plt.subplots(figsize=(8, 4.5) if len(shape) >= 2 else (8, 3.5),
                            layout="constrained")
     try:
@@ -201,7 +221,3 @@ def cmd_plot(args) -> int:
         fig.savefig(out, dpi=100)
     finally:
         plt.close(fig)
-    log.info("plotted %s/%s of %s to %s", args.name, args.array, store.location, out)
-    emit(args, {"dataset": args.name, "array": args.array, "path": out, "index": index},
-         f"wrote {out}")
-    return 0

@@ -153,17 +153,6 @@ def test_fill_value_in_attrs_returns_to_attrs(tmp_path):
     assert "_FillValue" not in back["n"].encoding
 
 
-@pytest.mark.parametrize("fill", [-1.0, -1, np.float64(-1.0), np.int32(-1)])
-def test_fill_value_in_attrs_keeps_its_python_or_numpy_type(tmp_path, fill):
-    """A Python float came back np.float64, an int np.int32 (other attributes keep theirs)."""
-    dtype = np.float64 if isinstance(fill, float) else np.int32
-    ds = xr.Dataset({"v": ("x", np.array([1, 2], dtype), {"_FillValue": fill})})
-    store = atlas.Atlas.create(tmp_path / "store")
-    store.add_xr_dataset(ds, "d")
-    back = reopened(store).to_xarray("d")["v"].attrs["_FillValue"]
-    assert type(back) is type(fill) and back == fill
-
-
 def test_ingest_never_mutates_the_callers_dataset(tmp_path, rng):
     ds = sample(rng)
     ds["temperature"].encoding["_FillValue"] = np.float32(np.nan)

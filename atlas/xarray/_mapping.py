@@ -37,7 +37,6 @@ COORDS_ATTR = "_pyatlas_coords"  # dataset attribute: JSON list of the coordinat
 NONE_NAME_ATTR = "_pyatlas_none_name"  # dataset attribute: the array holding the variable None
 DTYPE_ATTR = "_pyatlas_dtype"  # array attribute: the variable's numpy dtype, when not the stored
 FILL_IN_ATTRS = "_pyatlas_fill_in_attrs"  # array attribute: _FillValue was in .attrs
-PYTHON_FILL = "python"  # its value when that _FillValue was a Python int or float
 CF_ATTR = "_pyatlas_cf"  # array attribute: what atlas.xarray._fidelity restores on read
 JSON_PREFIX = "json:"
 _TAG = "__atlas__"  # key that marks a typed JSON object inside a "json:" attribute
@@ -163,9 +162,7 @@ def encode_variable(name: Any, dims: tuple, dtype: np.dtype, shape: tuple,
     if marker is not None:
         stored_attrs[DTYPE_ATTR] = marker
     if fill is not None and fill_in_attrs:
-        # "python": it was a Python number there, which comes back as one (a numpy scalar
-        # otherwise, as the store's fill is)
-        stored_attrs[FILL_IN_ATTRS] = PYTHON_FILL if type(raw_fill) in (int, float) else True
+        stored_attrs[FILL_IN_ATTRS] = True
     if isinstance(fill, np.datetime64):
         fill = int(fill.astype(_NS_DATETIME).view(np.int64))
     return EncodedVariable(name, tuple(dims), tuple(int(s) for s in shape), atlas_dtype, fill,
@@ -248,10 +245,7 @@ def decode_variable(name: str, meta: Mapping, stored_attrs: Mapping) -> DecodedV
     fill = meta.get("fill_value")
     if fill is not None:
         fill = _restore_fill(fill, dtype)
-        where_kept = stored_attrs.get(FILL_IN_ATTRS)
-        if where_kept == PYTHON_FILL and isinstance(fill, np.generic):
-            fill = fill.item()
-        (attrs if where_kept else encoding)["_FillValue"] = fill
+        (attrs if stored_attrs.get(FILL_IN_ATTRS) else encoding)["_FillValue"] = fill
     return DecodedVariable(name, tuple(meta["dimension_names"]), tuple(meta["shape"]),
                            tuple(meta["chunk_shape"]), dtype, restore, attrs, encoding,
                            stored_attrs.get(CF_ATTR), meta["dtype"] == "string",

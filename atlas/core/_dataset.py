@@ -350,6 +350,9 @@ def _key(key: Any) -> str:
     return key
 
 
+MAX_DIMS = 63  # reads allocate (datasets, *window): one axis more than the array has
+
+
 def make_schema(dtype: Any, dims: Sequence[str], shape: Sequence[int],
                 chunk_shape: Sequence[int] | None, fill_value: Any, where: str) -> Schema:
     """A checked schema from ``define_array``'s arguments."""
@@ -361,6 +364,9 @@ def make_schema(dtype: Any, dims: Sequence[str], shape: Sequence[int],
         raise TypeError(f"{where}: dims must be non-empty strs, got {list(dims_t)}")
     for d in dims_t:
         check_text(d, f"{where}: dimension name")
+    if len(dims_t) > MAX_DIMS:
+        raise ValueError(f"{where}: {len(dims_t)} dimensions; at most {MAX_DIMS} (numpy's "
+                         "64, less the axis a read adds: every read of it would fail)")
     shape_t = as_index_tuple(shape, "shape", len(dims_t), where)
     if any(s < 0 for s in shape_t):
         raise ValueError(f"{where}: shape {list(shape_t)} has a negative extent")

@@ -152,6 +152,20 @@ def test_duplicate_live_array_raises_file_exists_error(store):
     assert ds.array_meta("v")["dtype"] == "int8"
 
 
+def test_arrays_of_up_to_63_dimensions_are_defined_and_read_back(store):
+    """64 dimensions (numpy's most) were defined, written and committed, and every read then
+    failed: a read allocates one axis more."""
+    view = store.create_dataset("d")
+    view.define_array("deep", "int8", [f"d{i}" for i in range(63)], [1] * 63)
+    view.write_array("deep", [0] * 63, np.full([1] * 63, 5, np.int8))
+    store.flush()
+    assert view.read_array("deep").shape == (1,) * 63
+    assert store.read_array_across_stacked("deep", ["d"]).reshape(-1).tolist() == [5]
+    with pytest.raises(ValueError, match="64 dimensions; at most 63"):
+        view.define_array("deeper", "int8", [f"d{i}" for i in range(64)], [1] * 64)
+    assert view.list_arrays() == ["deep"]
+
+
 def test_the_same_array_name_may_exist_in_many_datasets(store):
     for name in ("a", "b"):
         store.create_dataset(name).define_array("v", "int8", dims=["x"], shape=[2])

@@ -104,6 +104,10 @@ class Catalog:
         self._blooms: dict[str, Any] = {}
         self._searches = 0
         self._live: list | None = None  # see _live_view
+        # section ids by kind and by prefix: of the root's parts (keyed by their keys), and
+        # of the tables this handle opened (see table())
+        self._stored: tuple | None = None
+        self._opened: dict[tuple, dict[tuple, None]] = {}
         self._live_dids: np.ndarray | None = None  # _live_view's dids as numpy, once asked for
         # the parts loaded tables were read from: their columns are read when first used, so
         # the tables must not outlive those files (see forget_files)
@@ -135,7 +139,13 @@ class Catalog:
         if found is None:
             found = self.tables[section_id] = LayeredTable(
                 table_kind(section_id), lambda: self._load(section_id))
+            self._opened.setdefault(section_id[:-1], {})[section_id] = None
         return found
+
+    def put_table(self, section_id: tuple, table: LayeredTable) -> None:
+        """Hold ``table`` as the table ``section_id`` (a version-1 store's, read whole)."""
+        self.tables[section_id] = table
+        self._opened.setdefault(section_id[:-1], {})[section_id] = None
 
     def _footers(self):
         return self.files.footers(self.root.parts, PART_MAGIC)
@@ -166,11 +176,35 @@ class Catalog:
 
     def section_ids(self, kind: str) -> list[tuple]:
         """Every table of ``kind`` ("array", "attr", "array_attr") committed or pending."""
-        seen = dict.fromkeys(sid for footer in self._footers() for sid in footer.sections
-                             if sid[0] == kind)
-        seen.update((sid, None) for sid, t in self.tables.items()
-                    if sid[0] == kind and (len(t.log) or t.loaded and len(t.committed())))
+        seen = dict(self._stored_ids()[0].get(kind, {}))
+        for prefix, ids in list(self._opened.items()):
+            if prefix[:1] == (kind,):
+                seen.update((sid, None) for sid in ids if sid not in seen and (
+                    len(self.tables[sid].log) or self.tables[sid].loaded
+                    and len(self.tables[sid].committed())))
         return list(seen)
+
+    def _prefixed_ids(self, prefix: tuple) -> list[tuple]:
+        """The tables ``prefix + (name,)`` the parts hold or this handle opened (rows or not):
+        what a look at one array's attributes walks, not every table of its kind (a dataset of
+        16,000 arrays read them all in quadratic time)."""
+        found = dict(self._stored_ids()[1].get(prefix, {}))
+        found.update(self._opened.get(prefix, {}))
+        return list(found)
+
+    def _stored_ids(self) -> tuple[dict, dict]:
+        """({kind: section ids}, {prefix: section ids}) of the root's parts, read once per
+        root (a part's footer lists its tables)."""
+        keys = tuple(ref.key for ref in self.root.parts)
+        if self._stored is None or self._stored[0] != keys:
+            by_kind: dict[str, dict] = {}
+            by_prefix: dict[tuple, dict] = {}
+            for footer in self._footers():
+                for sid in footer.sections:
+                    by_kind.setdefault(sid[0], {})[sid] = None
+                    by_prefix.setdefault(sid[:-1], {})[sid] = None
+            self._stored = (keys, (by_kind, by_prefix))
+        return self._stored[1]
 
     # -- datasets ------------------------------------------------------------------------------
 
@@ -531,11 +565,8 @@ class Catalog:
     def attrs(self, prefix: tuple, key: int) -> Iterator[tuple[str, Any]]:
         """(name, value) of every attribute of ``key`` among the tables ``prefix + (name,)``,
         in the order they were first set."""
-        kind = prefix[0]
         found = []
-        for section_id in self.section_ids(kind):
-            if section_id[:-1] != prefix:
-                continue
+        for section_id in self._prefixed_ids(prefix):
             hit = self.get_attr(section_id, key)
             if hit is not None:
                 found.append((hit[0], section_id[-1], hit[1]))

@@ -216,7 +216,8 @@ class LegacyStore:
 
         catalog = Catalog(self.storage, self.root, files)
         for section_id, table in self.tables().items():
-            layered = catalog.tables[section_id] = LayeredTable(table.kind, lambda t=table: t)
+            layered = LayeredTable(table.kind, lambda t=table: t)
+            catalog.put_table(section_id, layered)
             layered.base()
         catalog.next_seq = self.root.next_seq
         catalog.dids()  # every name is in memory already (there are no parts to search)

@@ -210,3 +210,29 @@ def test_integers_beyond_int64_are_kept_exactly(store, store_path):
     store.flush()
     got = reopen(store_path).open_dataset("d").get_attribute("big")
     assert type(got) is int and got == 2**70
+
+
+def test_one_arrays_attributes_are_looked_up_in_its_own_tables_only(store, store_path,
+                                                                   monkeypatch):
+    """array_attributes walked the attribute tables of every array: a dataset of 16,000 arrays
+    took 22 s to read each array's attributes once."""
+    from atlas.core._catalog import Catalog
+
+    view = store.create_dataset("wide")
+    for i in range(60):
+        view.define_array(f"a{i}", "float32", ["x"], [2])
+        view.set_array_attribute(f"a{i}", "units", f"u{i}")
+    store.flush()
+    reopened = reopen(store_path)
+    looked, walks = [], []
+    get_attr, section_ids = Catalog.get_attr, Catalog.section_ids
+    monkeypatch.setattr(Catalog, "get_attr", lambda self, sid, key: looked.append(sid) or
+                        get_attr(self, sid, key))
+    # a listing of the tables of a kind walks every table of that kind in the store
+    monkeypatch.setattr(Catalog, "section_ids", lambda self, kind: walks.append(kind) or
+                        section_ids(self, kind))
+    wide = reopened.open_dataset("wide")
+    assert [wide.array_attributes(f"a{i}") for i in range(60)] == [{"units": f"u{i}"}
+                                                                   for i in range(60)]
+    assert len(looked) == 60  # one table each
+    assert len(walks) <= 2, walks  # not once per array

@@ -397,9 +397,8 @@ def _kept_text(found: dict, latest: Root) -> str:
     return ", ".join(map(str, generations))
 
 
-def describe(root: Root, tags: dict[str, tuple[int, str]]) -> Version:
-    named = tuple(sorted(name for name, (g, c) in tags.items()
-                         if g == root.generation and c == root.commit))
+def describe(root: Root, named: tuple[str, ...]) -> Version:
+    """The :class:`Version` of ``root``, tagged ``named``."""
     return Version(generation=root.generation, commit=root.commit,
                    time=_dt.datetime.fromtimestamp(root.time, _dt.timezone.utc),
                    message=root.message, added=root.changes.get("added", 0),
@@ -410,8 +409,11 @@ def describe(root: Root, tags: dict[str, tuple[int, str]]) -> Version:
 def history(storage: Storage, top: Root) -> list[Version]:
     """The versions kept, newest first (one that another handle expires meanwhile is left
     out, not an error)."""
-    tags = all_tags(storage)
-    return [describe(root, tags) for root in chain(storage, top, skip_expired=True)]
+    by_commit: dict[tuple[int, str], list[str]] = {}
+    for name, mark in all_tags(storage).items():  # grouped once: not every tag per version
+        by_commit.setdefault(mark, []).append(name)
+    return [describe(root, tuple(sorted(by_commit.get((root.generation, root.commit), ()))))
+            for root in chain(storage, top, skip_expired=True)]
 
 
 # -- tags ---------------------------------------------------------------------------------------
@@ -452,7 +454,7 @@ def all_tags(storage: Storage) -> dict[str, tuple[int, str]]:
 def add_tag(storage: Storage, name: str, root: Root) -> None:
     key = key_grammar.tag_key(name)
     # on a case-insensitive file system two such tags would be one file: refuse it everywhere
-    for listed, _size, _mtime in storage.list(key_grammar.TAGS_PREFIX):
+    for listed in storage.keys(key_grammar.TAGS_PREFIX):  # (names only: no stat of each)
         other = key_grammar.tag_name(listed)
         if other is not None and other != name and other.lower() == name.lower():
             raise AlreadyExistsError(f"tag {name!r} differs from tag {other!r} of "

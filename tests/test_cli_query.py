@@ -127,3 +127,26 @@ def test_catalog_as_text_csv_and_json_holds_what_the_api_holds(mixed, capsys):
         "cesm", "hadgem"]
     assert main(["catalog", str(mixed), "--arrays", "a,,b"]) == 1
     assert "expected comma-separated names, got 'a,,b'" in capsys.readouterr().err
+
+
+def test_catalog_json_and_csv_print_integers_where_some_datasets_lack_them(tmp_path, capsys):
+    """An int attribute (and an int array's min and max) that some dataset lacks printed as
+    1.0 in --json and --csv: pandas holds such a column as floats."""
+    with atlas.Atlas.create(tmp_path / "s") as store:
+        a = store.create_dataset("a")
+        a.set_attribute("k", 1)
+        a.set_attribute("f", 2.0)
+        a.define_array("n", "int32", ["x"], [2])
+        a.write_array("n", [0], np.array([3, 7], np.int32))
+        b = store.create_dataset("b")
+        b.set_attribute("f", 0.5)
+    assert main(["catalog", str(tmp_path / "s"), "--json"]) == 0
+    rows = {r["dataset"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["a"]["k"] == 1 and type(rows["a"]["k"]) is int and rows["b"]["k"] is None
+    assert type(rows["a"]["f"]) is float  # a float stays one
+    assert (rows["a"]["n.min"], rows["a"]["n.max"]) == (3, 7)
+    assert type(rows["a"]["n.min"]) is int and rows["b"]["n.min"] is None
+    assert main(["catalog", str(tmp_path / "s"), "--csv"]) == 0
+    table = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert (table[0]["k"], table[1]["k"], table[0]["n.max"]) == ("1", "", "7")
+    assert table[0]["f"] == "2.0"

@@ -7,6 +7,8 @@ import argparse
 import sys
 from typing import Any
 
+import numpy as np
+
 from atlas.cli._common import (
     CommandFailed,
     emit,
@@ -257,6 +259,8 @@ def cmd_catalog(args) -> int:
     frame = store.catalog(arrays=args.arrays, attributes=args.attributes)
     if args.where is not None:
         frame = frame.loc[store.select(args.where)]
+    if args.json or args.csv:
+        frame = _integers_as_integers(store, frame)
     if args.json:
         records = [{"dataset": name, **row} for name, row in
                    zip(frame.index, frame.to_dict("records"))]
@@ -268,6 +272,30 @@ def cmd_catalog(args) -> int:
                 for name, row in zip(frame.index, frame.itertuples(index=False))]
         emit(args, None, lambda: table(rows, ["dataset", *map(str, frame.columns)]))
     return 0
+
+
+def _integers_as_integers(store, frame):
+    """``frame`` with the columns of integers that pandas holds as floats (some dataset lacks
+    the value: NaN) as nullable integers, so that JSON and CSV print 1, not 1.0: integer
+    attributes, and the min and max of integer arrays."""
+    out = frame.copy(deep=False)
+    for column in frame.columns:
+        values = frame[column]
+        if values.dtype.kind != "f" or not values.isna().any():
+            continue
+        array, _, stat = column.rpartition(".")
+        if stat in ("min", "max") and f"{array}.dtype" in frame.columns:
+            kinds = {str(d)[:3] for d in frame[f"{array}.dtype"].dropna()}
+            whole = bool(kinds) and kinds <= {"int", "uin"}
+        elif stat in ("nulls", "valid") and f"{array}.dtype" in frame.columns:
+            whole = True
+        else:
+            typed = store.attributes_by_dataset(column).values()
+            whole = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                        for v in typed)
+        if whole:
+            out[column] = values.astype("Int64")
+    return out
 
 
 def _json_cell(column: str, value: Any) -> Any:

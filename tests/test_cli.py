@@ -376,6 +376,14 @@ def test_plot_of_values_matplotlib_cannot_lay_out_or_of_a_gappy_coordinate(tmp_p
     png = tmp_path / "v.png"
     assert main(["plot", str(tmp_path / "s"), "d", "v", "-o", str(png)]) == 0
     assert image.imread(png)[..., :3].std() > 0.05
+    # a coordinate no axis lays out: plotted against the index
+    with atlas.Atlas.open(tmp_path / "s") as store:
+        view = store.open_dataset("d")
+        view.define_array("t", "float64", ["t"], [3])
+        view.write_array("t", [0], np.array([-1.7e308, 0.0, 1.7e308]))
+        view.define_array("w", "float32", ["t"], [3])
+        view.write_array("w", [0], np.array([1, 3, 2], np.float32))
+    assert main(["plot", str(tmp_path / "s"), "d", "w", "-o", str(png)]) == 0
 
 
 # -- errors, --json, --log-file, --debug --------------------------------------------------------

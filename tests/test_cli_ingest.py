@@ -522,8 +522,9 @@ def test_an_empty_store_or_source_argument_is_an_error_not_the_current_folder(fo
     (work / "sub" / "more.txt").write_text("mine too")
     write_broken(folder / "zz.nc")
     before = sorted(p.relative_to(work) for p in work.rglob("*"))
-    for args in (("ingest", folder, ""), ("create", ""), ("ls", ""), ("ingest", "", "s")):
-        assert_one_line_error(run(*args, cwd=work), "must be a path, got ''")
+    for args in (("ingest", folder, ""), ("create", ""), ("ls", ""), ("ingest", "", "s"),
+                 ("create", "file://"), ("ingest", folder, "file://")):
+        assert_one_line_error(run(*args, cwd=work), "must be a path, got '")
     assert sorted(p.relative_to(work) for p in work.rglob("*")) == before
 
 

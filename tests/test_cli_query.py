@@ -150,3 +150,7 @@ def test_catalog_json_and_csv_print_integers_where_some_datasets_lack_them(tmp_p
     table = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert (table[0]["k"], table[1]["k"], table[0]["n.max"]) == ("1", "", "7")
     assert table[0]["f"] == "2.0"
+    # --where picking only datasets that have them: the same
+    assert main(["catalog", str(tmp_path / "s"), "--json", "--where", "k == 1"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["k"] == 1 and type(row["k"]) is int and type(row["n.max"]) is int

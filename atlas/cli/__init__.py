@@ -125,12 +125,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except SystemExit as stop:  # --help and --version
         return stop.code if isinstance(stop.code, int) else 0
+    given = getattr(args, "store", "")
+    if given.startswith("file://"):  # a plain local path (docs/cloud.md), checked as one
+        args.store = given[len("file://"):]
     empty = [name for name in _PATHS if getattr(args, name, None) == ""]
     if empty:  # "" is no path: the current folder would take its place
-        print(f"atlas: {_PATHS[empty[0]]} must be a path, got ''", file=sys.stderr)
+        shown = given if empty[0] == "store" else ""
+        print(f"atlas: {_PATHS[empty[0]]} must be a path, got {shown!r}", file=sys.stderr)
         return 1
-    if getattr(args, "store", "").startswith("file://"):  # a plain local path (docs/cloud.md),
-        args.store = args.store[len("file://"):]          # checked as one
 
     handler = None
     try:

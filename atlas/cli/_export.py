@@ -97,6 +97,10 @@ def _coordinate(view, dim: str, size: int):
     if values.dtype.kind == "f" and not np.isfinite(values).all() or (
             fill is not None and values.dtype.kind in "iuf" and (values == fill).any()):
         return None
+    with np.errstate(over="ignore"):  # a span no axis lays out (+-1.7e308): the index then
+        if values.dtype.kind == "f" and len(values) and not np.isfinite(
+                np.float64(values.max()) - np.float64(values.min())):
+            return None
     return values
 
 

@@ -257,10 +257,10 @@ def cmd_info(args) -> int:
 def cmd_catalog(args) -> int:
     store = open_store(args.store, args=args)
     frame = store.catalog(arrays=args.arrays, attributes=args.attributes)
+    if args.json or args.csv:  # (before --where picks rows: it may pick no missing one)
+        frame = _integers_as_integers(store, frame)
     if args.where is not None:
         frame = frame.loc[store.select(args.where)]
-    if args.json or args.csv:
-        frame = _integers_as_integers(store, frame)
     if args.json:
         records = [{"dataset": name, **row} for name, row in
                    zip(frame.index, frame.to_dict("records"))]

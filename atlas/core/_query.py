@@ -551,6 +551,7 @@ def _quote_names(where: str) -> tuple[str, dict[str, str]]:
     while stem in where:
         stem += "_"
     out, i, n = [], 0, len(where)
+    bare: list[str] = []  # the characters outside literals and quoted names
     while i < n:
         char = where[i]
         if char in "'\"":  # a string literal, copied through its closing quote(s)
@@ -569,14 +570,30 @@ def _quote_names(where: str) -> tuple[str, dict[str, str]]:
             out.append(f" {placeholder} ")
             i = j + 1
         else:
-            if not char.isascii() and unicodedata.normalize("NFKC", char) != char:
-                # Python's parser reads names in this form: another column, or none
-                raise QueryError(f"cannot parse {_shown(where)}: {char!r} in a name reads as "
-                                 f"{unicodedata.normalize('NFKC', char)!r} unquoted; write "
-                                 "the name in back quotes (`name`)")
             out.append(char)
+            bare.append(char)
             i += 1
+        if len(bare) < len(out):  # a literal or a quoted name: no name to judge there
+            bare.append(" ")
+    _refuse_normalised_names("".join(bare), where)
     return "".join(out), quoted
+
+
+def _refuse_normalised_names(bare: str, where: str) -> None:
+    """QueryError for a name outside quotes (``bare``: the expression without its literals
+    and quoted names) that Python's parser reads in another form (NFKC: 'µ' as 'μ', 'ﬁle' as
+    'file', 'e' and a combining accent as 'é'): another column, or none."""
+    if bare.isascii():
+        return
+    # words: runs of anything but spaces and ASCII punctuation ('_' included), so that a
+    # combining accent stays with the letter before it
+    for word in re.findall(r"[^\s!-/:-@\[-^`{-~]+", bare):
+        normal = unicodedata.normalize("NFKC", word)
+        if normal != word:
+            # (the two forms of an accented letter look alike: escaped where one combines)
+            show = ascii if any(unicodedata.combining(c) for c in word) else repr
+            raise QueryError(f"cannot parse {_shown(where)}: the name {show(word)} reads as "
+                             f"{show(normal)} unquoted; write it in back quotes (`{word}`)")
 
 
 def _shown(where: str, most: int = 200) -> str:

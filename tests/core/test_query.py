@@ -700,9 +700,10 @@ def test_odd_expressions_give_the_answer_or_a_query_error(tmp_path):
     assert store.select("`a b` == 1 and _atlas_q0 == 1") == []
     assert store.select("x.`max` > 0") == ["a"] and store.select("`x`.`max` > 0") == ["a"]
     # names Python's parser would read as others (NFKC) must be back-quoted
-    for expression in ("\u00b5 == 1", "\ufb01le == 10"):
+    for expression in ("\u00b5 == 1", "\ufb01le == 10", "cafe\u0301 == 1"):
         with pytest.raises(atlas.QueryError, match="back quotes"):
             store.select(expression)
+    assert store.select("s == 'cafe\u0301' or i == 1") == ["a"]  # in a literal: text
     assert store.select("`\u00b5` == 1") == ["a"] and store.select("`\ufb01le` == 10") == ["a"]
     # back quotes inside any string literal are text
     assert store.select("s == '''x'`y`'z'''") == ["a"]

@@ -9,6 +9,7 @@ stored strings (and values of no one type) into Python objects.
 from __future__ import annotations
 
 import ast
+import datetime as _dt
 import math
 import operator
 import re
@@ -694,6 +695,7 @@ def _as_mask(value: Any, where: str) -> np.ndarray:
 def _compare(left: Any, symbol: str, right: Any, where: str) -> np.ndarray:
     import pandas as pd
 
+    left, right = (_uniform_times(side, where) for side in (left, right))
     if symbol in ("in", "not in"):
         if not isinstance(left, pd.Series) or not isinstance(right, (list, tuple, set)):
             raise QueryError(f"{where}: use `column in [values]`")
@@ -753,6 +755,46 @@ def _compare(left: Any, symbol: str, right: Any, where: str) -> np.ndarray:
     out = np.zeros(len(missing), bool)
     out[~missing] = pd.Series(result).fillna(False).to_numpy(bool)
     return out
+
+
+def _uniform_times(side: Any, where: str) -> Any:
+    """A column of times held as objects (Python dates, or timestamps of different units
+    across datasets) as datetime64 in the finest unit that holds every value exactly, so
+    that text compares with it as with any timestamp column; anything else as it is."""
+    import pandas as pd
+
+    if not (isinstance(side, pd.Series) and side.dtype == object
+            and _column_kind(side) == "timestamps"):
+        return side
+    counts: list[int | None] = []
+    for value in side.tolist():
+        if value is None or (not isinstance(value, (_dt.date, np.datetime64))
+                             and pd.isna(value)):
+            counts.append(None)
+            continue
+        if isinstance(value, pd.Timestamp):
+            value = value.tz_convert(None) if value.tzinfo else value
+            value = value.to_datetime64()
+        elif isinstance(value, _dt.datetime):
+            value = np.datetime64(value.replace(tzinfo=None) - (value.utcoffset() or
+                                                                _dt.timedelta()), "us")
+        elif isinstance(value, _dt.date):
+            value = np.datetime64(value, "D")
+        unit = np.datetime_data(value.dtype)[0]
+        if np.isnat(value):
+            counts.append(None)
+        elif unit not in _ATTOSECONDS:  # a unit of no fixed length (months): as it is
+            return side
+        else:
+            counts.append(int(value.astype(np.int64)) * _ATTOSECONDS[unit])
+    present = [c for c in counts if c is not None]
+    for unit, tick in sorted(_ATTOSECONDS.items(), key=lambda item: item[1]):
+        if all(c % tick == 0 and _INT64.min < c // tick <= _INT64.max for c in present):
+            values = np.array([_INT64.min if c is None else c // tick for c in counts],
+                              np.int64).view(f"M8[{unit}]")
+            return pd.Series(values, index=side.index, name=side.name)
+    raise QueryError(f"{where}: column {side.name!r} holds timestamps that no one unit of "
+                     "datetime64 holds exactly (nanoseconds and years past 2262)")
 
 
 class _Beyond:
@@ -862,7 +904,8 @@ def _column_kind(series: "pd.Series") -> str | None:
 # what pandas infers of an object column (one with missing values) -> its kind; a mix: None
 _INFERRED_KINDS = {"string": "text", "boolean": "booleans", "integer": "numbers",
                    "floating": "numbers", "mixed-integer-float": "numbers",
-                   "datetime64": "timestamps", "datetime": "timestamps", "bytes": "bytes"}
+                   "datetime64": "timestamps", "datetime": "timestamps", "date": "timestamps",
+                   "bytes": "bytes"}
 
 
 def _literal_kind(value: Any) -> str | None:

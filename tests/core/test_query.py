@@ -747,3 +747,34 @@ def test_stats_by_dataset_keep_integer_types_where_some_datasets_lack_the_array(
     got = store.array_stats_by_dataset("z")["a"]
     assert (got["min"], got["max"]) == (1, 5)
     assert type(got["min"]) is int and type(got["max"]) is int
+
+
+def test_timestamps_held_as_objects_compare_with_text_too(tmp_path):
+    """A column of Python dates, or of timestamps of different units across datasets (both
+    object columns), matched no text at all; ordering raised numpy's own TypeError."""
+    import datetime
+
+    store = atlas.Atlas.create(tmp_path / "s")
+    store.create_dataset("d0").set_attribute("day", datetime.date(2024, 1, 1))
+    store.create_dataset("d1").set_attribute("day", datetime.date(1999, 12, 31))
+    store.create_dataset("d2")
+    store.create_dataset("m0").set_attribute("t", np.datetime64("2024-01-01T00:00", "ns"))
+    store.create_dataset("m1").set_attribute("t", np.datetime64("3000-01-01T00:00", "s"))
+    store.flush()
+    assert store.catalog(attributes=["day", "t"], arrays=[]).dtypes.tolist() == [object] * 2
+    assert store.select("day == '2024-01-01'") == ["d0"]
+    assert store.select("day in ['1999-12-31', '2000-01-01']") == ["d1"]
+    assert store.select("day >= '2000-01-01'") == ["d0"]
+    assert store.select("day != '2024-01-01'") == ["d1"]  # (d2 has none)
+    assert store.select("t == '2024-01-01'") == ["m0"]
+    assert store.select("t > '2500-01-01'") == ["m1"]
+    assert store.select("t >= '2023-01-01T00:00:00.000000001'") == ["m0", "m1"]
+    store.create_dataset("m2").set_attribute("t", np.datetime64("2024-01-01T00:00:00.5",
+                                                                "ns"))
+    store.flush()  # milliseconds hold all three exactly
+    assert store.select("t > '2024-01-01T00:00:00.4'") == ["m1", "m2"]
+    store.create_dataset("m3").set_attribute("t", np.datetime64("2024-01-01T00:00:00.000000001",
+                                                                "ns"))
+    store.flush()  # nanoseconds do not reach 3000
+    with pytest.raises(atlas.QueryError, match="no one unit of datetime64 holds exactly"):
+        store.select("t > '2000-01-01'")

@@ -48,6 +48,9 @@ class CaseFolding(StorageWrapper):
         return [(self.spelling.get(key, key), size, mtime)
                 for key, size, mtime in self.inner.list(fold(prefix))]
 
+    def keys(self, prefix: str = ""):
+        return [self.spelling.get(key, key) for key in self.inner.keys(fold(prefix))]
+
 
 def _keyed(op):
     def call(self, key, *args):

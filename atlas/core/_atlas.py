@@ -184,11 +184,9 @@ class Atlas:
         commit holds what such a read shows, so it reads in this process only (sent to a dask
         worker, it read the commit before them: ``add_xr_dataset`` of a lazy view of unflushed
         writes, computed on a cluster, stored the old values)."""
-        if self._has_changes():
-            for name in datasets:
-                row = self.open_dataset(name)._row(array)
-                if row is not None and row[3]:  # (did, slot, schema id, changed since commit)
-                    return None
+        if self._has_changes() and self._catalog.changed_since_commit(
+                array, lambda: self._dids(datasets)):
+            return None
         return self._commit_mark()
 
     def _sent_mark(self, mark: tuple[int, str] | None, array: str) -> tuple[int, str]:

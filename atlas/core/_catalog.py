@@ -432,6 +432,20 @@ class Catalog:
             found = self._array_tables[array] = self.table(("array", array))
         return found
 
+    def changed_since_commit(self, array: str, dids: Callable[[], np.ndarray]) -> bool:
+        """Whether ``array`` of one of the datasets ``dids()`` (asked for only where this
+        handle has logged rows of it) was defined, written or changed since the commit."""
+        if not _is_name(array):
+            return False
+        log = self.array_table(array).log
+        if not len(log):
+            return False
+        for did in dids().tolist():
+            row = log.find(did)
+            if row >= 0 and not log.is_dead(row):
+                return True
+        return False
+
     def array_row(self, array: str, did: int) -> tuple[int, int, bool] | None:
         """(slot, schema id, pending) of ``array`` in dataset ``did``, or None."""
         if not _is_name(array):

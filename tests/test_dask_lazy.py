@@ -159,12 +159,7 @@ def test_a_lazy_read_of_an_array_deleted_since_raises_array_not_found(tmp_path, 
     with atlas.Atlas.create(tmp_path / "s") as store:
         store.add_xr_dataset(ds, "e", chunks={"v": [4, 6]})
     store = atlas.Atlas.open(tmp_path / "s")
-    if how == "to_xarray":
-        lazy = store.to_xarray("e")
-    elif how == "to_xarray_many":
-        lazy = store.to_xarray_many(["e"]).isel(dataset=0, drop=True)
-    else:
-        lazy = xr.open_dataset(store, engine="atlas", group="e", chunks={})
+    lazy = _lazy_of(store, "e", how)
     store.open_dataset("e").delete_array("v")
     for read in (lambda: lazy["v"].values, lambda: lazy["v"].compute()):
         with pytest.raises(atlas.ArrayNotFoundError,
@@ -182,12 +177,7 @@ def test_a_lazy_read_of_an_array_defined_again_with_another_dtype_raises(tmp_pat
     with atlas.Atlas.create(tmp_path / "s") as store:
         store.add_xr_dataset(ds, "e", chunks={"v": [4, 6]})
     store = atlas.Atlas.open(tmp_path / "s")
-    if how == "to_xarray":
-        lazy = store.to_xarray("e")
-    elif how == "to_xarray_many":
-        lazy = store.to_xarray_many(["e"]).isel(dataset=0, drop=True)
-    else:
-        lazy = xr.open_dataset(store, engine="atlas", group="e", chunks={})
+    lazy = _lazy_of(store, "e", how)
     view = store.open_dataset("e")
     view.delete_array("v")
     view.define_array("v", "int16", ["t", "y"], [8, 6], chunk_shape=[4, 6])

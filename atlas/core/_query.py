@@ -440,12 +440,17 @@ def _name_index(cat, n: int) -> "pd.Index":
     return pd.Index(names, name="dataset", dtype=object, copy=False)
 
 
+def _has_live(cat, section_id: tuple, dids: np.ndarray) -> bool:
+    """Whether some dataset of ``dids`` has a row (not dead) in the table ``section_id``."""
+    return bool(_rows(cat.table(section_id).view(), dids)[1].any())
+
+
 def _live_keys(store: "Atlas", dids: np.ndarray) -> list[str]:
     """The attribute keys some live dataset (of ``dids``) has: a key whose datasets were all
     deleted, or lost it, is no column (as after ``compact()``, which drops its table)."""
     cat = store._catalog
     return [sid[1] for sid in cat.section_ids("attr")
-            if _rows(cat.table(sid).view(), dids)[1].any()]
+            if _has_live(cat, sid, dids)]
 
 
 def _check_attributes(store: "Atlas", keys: list[str], label: str, dids: np.ndarray) -> None:
@@ -454,14 +459,15 @@ def _check_attributes(store: "Atlas", keys: list[str], label: str, dids: np.ndar
     cat = store._catalog
     stored = {sid[1] for sid in cat.section_ids("attr")}
     for key in keys:
-        if key in stored and _rows(cat.table(("attr", key)).view(), dids)[1].any():
+        if key in stored and _has_live(cat, ("attr", key), dids):
             continue
         array, _, stat = key.rpartition(".")
-        if array and stat in STATS and array in cat.array_names():  # (asked as an attribute)
+        is_array = bool(array) and array in cat.array_names()
+        if is_array and stat in STATS:  # (asked for as an attribute)
             raise QueryError(f"{label}: no dataset has an attribute {key!r}, the {stat} of "
                              f"array {array!r}: pick it with columns=[{key!r}] or "
                              f"arrays=[{array!r}]")
-        if array and array in cat.array_names():
+        if is_array:
             raise QueryError(f"{label}: no column {key!r}: array {array!r} has no statistic "
                              f"{stat!r} (its statistics are {', '.join(STATS)}), and no "
                              f"dataset has an attribute {key!r}")
@@ -494,7 +500,7 @@ def _refuse_clashes(store: "Atlas", by_array: dict[str, list[str]], keys: list[s
     for array, stats in by_array.items():
         for stat in stats:
             name = f"{array}.{stat}"
-            if name in attributes and _rows(cat.table(("attr", name)).view(), dids)[1].any():
+            if name in attributes and _has_live(cat, ("attr", name), dids):
                 raise QueryError(
                     f"{label}: {name!r} is both an attribute key and the {stat} of array "
                     f"{array!r}; read the attribute with catalog(attributes=[{name!r}], "
@@ -695,7 +701,8 @@ def _as_mask(value: Any, where: str) -> np.ndarray:
 def _compare(left: Any, symbol: str, right: Any, where: str) -> np.ndarray:
     import pandas as pd
 
-    left, right = (_uniform_times(side, where) for side in (left, right))
+    if any(_holds_text(side) for side in (left, right)):  # (a pass over an object column)
+        left, right = (_uniform_times(side, where) for side in (left, right))
     if symbol in ("in", "not in"):
         if not isinstance(left, pd.Series) or not isinstance(right, (list, tuple, set)):
             raise QueryError(f"{where}: use `column in [values]`")
@@ -755,6 +762,12 @@ def _compare(left: Any, symbol: str, right: Any, where: str) -> np.ndarray:
     out = np.zeros(len(missing), bool)
     out[~missing] = pd.Series(result).fillna(False).to_numpy(bool)
     return out
+
+
+def _holds_text(side: Any) -> bool:
+    """Whether a side of a comparison is text, or a list holding some."""
+    return isinstance(side, str) or isinstance(side, (list, tuple, set)) and any(
+        isinstance(item, str) for item in side)
 
 
 def _uniform_times(side: Any, where: str) -> Any:
@@ -1099,7 +1112,7 @@ def columns_of(store: "Atlas", names: list[str], dids: np.ndarray | None = None
     for name in names:
         head, _, stat = name.rpartition(".")
         if stat in STATS and head in stored and head not in live:
-            live[head] = bool(_rows(cat.table(("array", head)).view(), dids)[1].any())
+            live[head] = _has_live(cat, ("array", head), dids)
         if stat in STATS and live.get(head):
             arrays.setdefault(head, [])
             if stat not in arrays[head]:

@@ -298,8 +298,9 @@ def _mask_equal(values: np.ndarray, fill: Any, fixed: bool = False) -> np.ndarra
         kind, nul = (str, "\x00") if isinstance(fill, str) else (bytes, b"\x00")
         stripped = kind(fill).rstrip(nul)
         same = np.frompyfunc(lambda v: isinstance(v, kind) and v.rstrip(nul) == stripped, 1, 1)
-        out[same(values).astype(bool)] = np.nan
-    out[equal_cells(values, fill)] = np.nan
+        out[same(values).astype(bool)] = np.nan  # (cells equal to the fill among them)
+    else:
+        out[equal_cells(values, fill)] = np.nan
     if isinstance(fill, bytes):  # text written as bytes: the fill is its UTF-8 form
         try:
             out[equal_cells(values, fill.decode("utf-8"))] = np.nan

@@ -106,12 +106,14 @@ def test_a_compaction_whose_newest_files_a_writer_merged_meanwhile_goes_under_th
         values[name] = rng.integers(-2**31, 2**31, 1000, dtype=np.int32)
         view.write_array("x", [0], values[name])
 
-    for i in range(12):
+    for i in range(_maintain.LEVEL_BASE * _maintain.FANOUT // 4000 + 4):
         add(store, f"a{i}", i + 1)
-    store.flush()  # one file of level 1
+    store.flush()
+    assert [r.level for r in store._root.segments["x"]] == [1]
     for i in range(3):
         add(store, f"b{i}", 20 + i)
         store.flush()  # three of level 0
+    assert [r.level for r in store._root.segments["x"]] == [1, 0, 0, 0]
     other = atlas.Atlas.open(path)
 
     def commit_first():

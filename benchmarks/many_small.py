@@ -3,7 +3,8 @@
 Dataset i holds ``temp`` (100 float32, dims ``depth``) and ``lat`` (0-D float64). Two variants
 of the values: ``random`` (normal temperatures, uniform latitudes: nothing compresses) and
 ``smooth`` (a smooth thermocline profile per dataset, a smooth track of latitudes along the
-datasets). For each N and variant, side by side in one run (interleaved rounds, medians):
+datasets). For each N and variant, side by side in one run (interleaved rounds, medians; the
+writes of N <= 10^5 at least ``QUICK_WRITE_ROUNDS`` rounds):
 
 - **write** the N datasets: ``atlas``, the stacked write ``Atlas.write_array_across_stacked`` of
   each array + one flush (feature-detected in ``_atlas_adapter``: without it the per-dataset API,
@@ -58,6 +59,10 @@ PER_DATASET = "atlas (per-dataset API)"
 DEPTH = 100
 ROWS_PER_CHUNK = 1000  # zarr chunks (1000, 100) and (1000,)
 ARRAYS = ("temp", "lat")
+# writes of up to 10^5 datasets take ~0.1 s, and one system's medians of 3 moved 2x from one
+# run to the next here (zarr + zarrs: 56-128 ms at 10^5): such writes get more rounds
+QUICK_WRITE_N = 100_000
+QUICK_WRITE_ROUNDS = 9
 VARIANTS = ("random", "smooth")
 SIZES = (10_000, 100_000, 1_000_000)
 QUICK_SIZES = (2_500,)
@@ -301,7 +306,8 @@ def read_tasks(roots: dict[str, Path], data: dict[str, np.ndarray], array: str,
 
 def run_one(args: argparse.Namespace, n: int, variant: str) -> dict:
     repeats = args.repeats
-    write_repeats = args.write_repeats or (1 if args.quick else repeats)
+    write_repeats = args.write_repeats or (
+        1 if args.quick else max(repeats, QUICK_WRITE_ROUNDS) if n <= QUICK_WRITE_N else repeats)
     progress = harness.progress_printer(args.verbose)
     names = dataset_names(n)
     per_dataset = atlas_adapter.has_stacked_write()  # else "atlas" is the per-dataset API already
@@ -445,7 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help="comma-separated subset of random,smooth")
     parser.add_argument("--write-repeats", type=int, default=None,
-                        help="timed write rounds (default: --repeats; quick 1)")
+                        help=f"timed write rounds (default: --repeats, at least "
+                        f"{QUICK_WRITE_ROUNDS} for N <= {QUICK_WRITE_N}; quick 1)")
     harness.add_common_arguments(parser)
     return parser
 

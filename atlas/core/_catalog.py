@@ -73,6 +73,28 @@ for _name in ("__setitem__", "__delitem__", "__iadd__", "__imul__", "append", "e
     setattr(NameList, _name, _mutator(_name))
 
 
+def _every_live_row(table: Table, dids: np.ndarray, gone: Callable[[], np.ndarray]
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """``Catalog.rows`` of an array table whose live rows are exactly ``dids`` (every live
+    dataset, in order), without a search; None when they are not. ``gone()``: the ids of
+    deleted datasets, whose rows an array table keeps until a merge from the oldest part."""
+    if len(table) < len(dids):
+        return None
+    dead = table.dead
+    if len(table) == len(dids) and not dead.any():
+        if not np.array_equal(table.key, dids):
+            return None
+        # the columns themselves (read-only views), not copies
+        return (_read_only(table.columns["slot"]), _read_only(table.columns["schema"]),
+                np.ones(len(dids), bool))
+    keep = ~dead
+    if len(table) > len(dids):
+        keep &= ~np.isin(table.key, gone())
+    if int(np.count_nonzero(keep)) != len(dids) or not np.array_equal(table.key[keep], dids):
+        return None
+    return table.columns["slot"][keep], table.columns["schema"][keep], np.ones(len(dids), bool)
+
+
 def _read_only(values: np.ndarray) -> np.ndarray:
     view = values.view()
     view.flags.writeable = False
@@ -270,6 +292,11 @@ class Catalog:
         """Start decompressing the names column on another thread (see ``names_at``)."""
         if self._live is None or self._live[0] is None:
             self.table(("datasets",)).view().prefetch(["name"], submit)
+
+    def _deleted_dids(self) -> np.ndarray:
+        """Ids of the deleted datasets whose tombstones the datasets table keeps."""
+        table = self.table(("datasets",)).view()
+        return table.key[table.dead]
 
     def live_dids(self) -> np.ndarray:
         """The live dataset ids in creation order (read-only: the handle keeps it)."""
@@ -507,16 +534,14 @@ class Catalog:
         if not len(table):  # an array no dataset has yet (a stacked write defining it)
             return (np.zeros(len(dids), _I64), np.zeros(len(dids), _I64),
                     np.zeros(len(dids), bool))
-        if everything and len(table) == len(dids) and not table.dead.any() and \
-                np.array_equal(table.key, dids):
-            # the columns themselves (read-only views), not copies
-            return (_read_only(table.columns["slot"]), _read_only(table.columns["schema"]),
-                    np.ones(len(dids), bool))
-        else:
-            pos = table.find(dids)
-            found = pos >= 0
-            found[found] = ~table.dead[pos[found]]
-            pos = np.where(found, pos, 0)
+        if everything:
+            found = _every_live_row(table, dids, self._deleted_dids)
+            if found is not None:
+                return found
+        pos = table.find(dids)
+        found = pos >= 0
+        found[found] = ~table.dead[pos[found]]
+        pos = np.where(found, pos, 0)
         return table.columns["slot"][pos], table.columns["schema"][pos], found
 
     def array_names(self) -> list[str]:

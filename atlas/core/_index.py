@@ -115,11 +115,10 @@ class ChunkIndex:
         if self.is_every_row(slots, chunks):
             return np.arange(n, dtype=_I64)
         lo = np.searchsorted(self.slot, slots, "left")
+        if not chunks.any() and self.single_chunk:  # a slot has one row at most: no run
+            at = np.minimum(lo, self.rows - 1)
+            return np.where(self.slot[at] == slots, at, -1)
         hi = np.searchsorted(self.slot, slots, "right")
-        if not chunks.any() and self.single_chunk:
-            last = self.rows - 1
-            hit = (lo < hi) & (self.chunk[np.minimum(lo, last)] == 0)
-            return np.where(hit, lo, -1)
         # bisect every wanted chunk inside its slot's run, all at once
         end = hi.copy()
         last = self.rows - 1

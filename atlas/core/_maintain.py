@@ -626,11 +626,15 @@ def compact(store: "Atlas", older_than: float | None, last_try: bool = False) ->
         new_root.linked = _unlinked(root.linked, retired)
         now = time.time()
         new_root.retired = [*root.retired, *((key, now, new_root.generation) for key in retired)]
+        unused: set[str] = set()  # files written that the landed commit does not list
         if retired:
             committing = True
-            landed = store._commit_maintenance(
+            committed = store._commit_maintenance(
                 lambda latest: new_root if latest.commit == root.commit else
-                _reapplied(store, root, latest, replaced, retired, now, last_try)) is not None
+                _reapplied(store, root, latest, replaced, retired, now, last_try))
+            landed = committed is not None
+            if landed:
+                unused = {w.ref.key for w in written} - committed.live_keys()
     except BaseException:
         # (a failed commit may have landed, its response lost: its files then stay, orphans
         # at worst, which a later sweep removes)
@@ -639,12 +643,13 @@ def compact(store: "Atlas", older_than: float | None, last_try: bool = False) ->
     finally:
         for w in written:
             w.release()
-            if not landed:
+            if not landed or w.ref.key in unused:
                 storage.discard(w.ref.key, w.path)
     if not landed:
         return False
     for ref, index in segments_done.values():
-        store._files.add(ref, None, index)
+        if ref.key not in unused:
+            store._files.add(ref, None, index)
     try:
         # a grace keeps only what is younger (and tagged, and the latest): not the policy's
         # last versions either (also sweeps orphans)
@@ -666,7 +671,9 @@ def _reapplied(store: "Atlas", base: Root, latest: Root, replaced: dict, retired
     of the files being compacted (in a small store, all of them) together with files committed
     since. The compacted copy then goes first and the merged file after it, as every later file
     does: where both hold a chunk or a row, the later one wins, and it holds the same. What such
-    a file links (blocks of the files it merged) stays linked rather than retired."""
+    a file links (blocks of the files it merged) stays linked rather than retired. A merge of
+    the whole catalog list is the exception: it dropped the tombstones of datasets deleted
+    since ``base``, so the catalog stays as it left it."""
     out = latest.successor(message="compact", segments=dict(latest.segments))
     still_linked: set[str] = set()
     compacted = functools.cache(lambda: _compacted_since(store, base, latest))  # read once
@@ -681,6 +688,13 @@ def _reapplied(store: "Atlas", base: Root, latest: Root, replaced: dict, retired
             if any(r.key in gone for r in rest) or kept == 0 and (
                     not whole_lists or compacted()):
                 return None
+            if name is None and kept == 0:
+                # that merge began at the oldest part, so it dropped the tombstones of the
+                # datasets deleted since ``base``: the compacted copy laid under it would
+                # bring them back. The catalog stays as the merge left it (compact() deletes
+                # the unused copy)
+                out.parts = list(current)
+                continue
             if name is not None:  # parts link nothing
                 for ref in rest:
                     still_linked.update(key for key, _size in store._files.segment(ref).linked)

@@ -164,6 +164,40 @@ def test_the_last_try_goes_under_a_merge_that_took_the_whole_list(tmp_path, monk
     _check(path, {"a0": 1, "a2": 1, **{f"b{i}": 2 for i in range(4)}})
 
 
+@pytest.mark.parametrize("recreate", [False, True])
+def test_the_last_try_keeps_what_a_writer_deleted_meanwhile(tmp_path, monkeypatch, recreate):
+    """The writer deletes datasets after the compaction read the store, then its merge takes
+    the whole catalog list from the oldest part, dropping their tombstones: the compacted copy
+    still has them live, and laid under that merge it brought them back (a name re-created
+    meanwhile was then listed twice). Found by a hostile-user helper."""
+    from atlas.core import _atlas, _maintain
+
+    outcomes = []
+    real = _maintain.compact
+    monkeypatch.setattr(_maintain, "compact", lambda *a, **k: outcomes.append(real(*a, **k)) or
+                        outcomes[-1])
+    monkeypatch.setattr(_atlas, "COMPACT_ATTEMPTS", 1)  # the first try is the last
+    path = tmp_path / "s"
+    _datasets(atlas.Atlas.create(path), [f"a{i}" for i in range(3)], 1)
+    other = atlas.Atlas.open(path)
+
+    def commit_first():
+        other.delete_dataset("a0")
+        other.delete_dataset("a2")
+        if recreate:
+            _datasets(other, ["a2"], 5)  # flushes the deletes with it
+        else:
+            other.flush()
+        _datasets(other, [f"b{i}" for i in range(4)], 2)  # a merge takes the whole list
+        assert other._root.parts[0].key != first_part  # (what this test is about)
+
+    compacting = atlas.Atlas.open(_BeforeFirstCommit(LocalStorage(path), commit_first))
+    first_part = compacting._root.parts[0].key
+    compacting.compact()
+    assert outcomes == [True]
+    _check(path, {"a1": 1, **({"a2": 5} if recreate else {}), **{f"b{i}": 2 for i in range(4)}})
+
+
 def test_compact_on_a_handle_that_others_committed_after_compacts_the_newest(tmp_path):
     path = tmp_path / "s"
     atlas.Atlas.create(path)

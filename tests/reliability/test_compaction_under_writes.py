@@ -45,6 +45,20 @@ def _datasets(store: atlas.Atlas, names, value: int) -> None:
         store.flush()  # a file per flush: something to compact
 
 
+def _compactions(monkeypatch, attempts: int | None = None) -> list[bool]:
+    """What each call of ``_maintain.compact`` returns from now on (True: it landed), in a list
+    the caller reads; ``attempts``: how many tries a ``compact()`` makes."""
+    from atlas.core import _atlas, _maintain
+
+    outcomes: list[bool] = []
+    real = _maintain.compact
+    monkeypatch.setattr(_maintain, "compact", lambda *a, **k: outcomes.append(real(*a, **k)) or
+                        outcomes[-1])
+    if attempts is not None:
+        monkeypatch.setattr(_atlas, "COMPACT_ATTEMPTS", attempts)
+    return outcomes
+
+
 def _files(path: Path) -> set[str]:
     return {p.relative_to(path).as_posix() for pattern in ("segments/*.seg", "catalog/*.cat")
             for p in path.glob(pattern)}
@@ -90,10 +104,7 @@ def test_a_compaction_whose_newest_files_a_writer_merged_meanwhile_goes_under_th
     files that merged file links are still there."""
     from atlas.core import _maintain
 
-    outcomes = []
-    real = _maintain.compact
-    monkeypatch.setattr(_maintain, "compact", lambda *a, **k: outcomes.append(real(*a, **k)) or
-                        outcomes[-1])
+    outcomes = _compactions(monkeypatch)
     path = tmp_path / "s"
     # a dataset's 4 KB, incompressible: a block that merges link rather than copy
     store = atlas.Atlas.create(path, block_size=4096)
@@ -141,13 +152,7 @@ def test_a_compaction_whose_newest_files_a_writer_merged_meanwhile_goes_under_th
 def test_the_last_try_goes_under_a_merge_that_took_the_whole_list(tmp_path, monkeypatch):
     """In a small store every file is of level 0, so a writer's merge takes every file being
     compacted: the first tries start over on the newest commit, the last one lands on top."""
-    from atlas.core import _atlas, _maintain
-
-    outcomes = []
-    real = _maintain.compact
-    monkeypatch.setattr(_maintain, "compact", lambda *a, **k: outcomes.append(real(*a, **k)) or
-                        outcomes[-1])
-    monkeypatch.setattr(_atlas, "COMPACT_ATTEMPTS", 1)  # the first try is the last
+    outcomes = _compactions(monkeypatch, attempts=1)  # the first try is the last
     path = tmp_path / "s"
     _datasets(atlas.Atlas.create(path), [f"a{i}" for i in range(3)], 1)
     other = atlas.Atlas.open(path)
@@ -170,13 +175,7 @@ def test_the_last_try_keeps_what_a_writer_deleted_meanwhile(tmp_path, monkeypatc
     the whole catalog list from the oldest part, dropping their tombstones: the compacted copy
     still has them live, and laid under that merge it brought them back (a name re-created
     meanwhile was then listed twice). Found by a hostile-user helper."""
-    from atlas.core import _atlas, _maintain
-
-    outcomes = []
-    real = _maintain.compact
-    monkeypatch.setattr(_maintain, "compact", lambda *a, **k: outcomes.append(real(*a, **k)) or
-                        outcomes[-1])
-    monkeypatch.setattr(_atlas, "COMPACT_ATTEMPTS", 1)  # the first try is the last
+    outcomes = _compactions(monkeypatch, attempts=1)  # the first try is the last
     path = tmp_path / "s"
     _datasets(atlas.Atlas.create(path), [f"a{i}" for i in range(3)], 1)
     other = atlas.Atlas.open(path)
@@ -215,12 +214,7 @@ def test_compact_on_a_handle_that_others_committed_after_compacts_the_newest(tmp
 
 def test_a_compaction_that_loses_to_another_deletes_its_copy_and_compacts_again(tmp_path,
                                                                               monkeypatch):
-    from atlas.core import _maintain
-
-    outcomes = []
-    real = _maintain.compact
-    monkeypatch.setattr(_maintain, "compact", lambda *a, **k: outcomes.append(real(*a, **k)) or
-                        outcomes[-1])
+    outcomes = _compactions(monkeypatch)
     path = tmp_path / "s"
     _datasets(atlas.Atlas.create(path), [f"a{i}" for i in range(6)], 3)
     written = []

@@ -273,18 +273,26 @@ def peak_rss() -> int:
     """High-water RSS of this process in bytes: ``VmHWM``, else ``ru_maxrss``.
 
     ``ru_maxrss`` alone is not usable in a child: Linux carries the parent's high-water mark
-    across fork + exec."""
+    across fork + exec. And Linux records ``VmHWM`` only on some events (pages the allocator
+    hands back with ``madvise`` are gone without one), so the mark is at least every RSS
+    :func:`current_rss` saw."""
     peak = _proc_status("VmHWM")
     if peak is None:
         import resource
 
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
-    return peak
+    return max(peak, _largest_rss_seen)
+
+
+_largest_rss_seen = 0
 
 
 def current_rss() -> int | None:
     """Resident set size of this process now, in bytes (None off Linux)."""
-    return _proc_status("VmRSS")
+    global _largest_rss_seen
+    rss = _proc_status("VmRSS")
+    _largest_rss_seen = max(_largest_rss_seen, rss or 0)
+    return rss
 
 
 # --- scratch space ------------------------------------------------------------------------------
